@@ -1,0 +1,87 @@
+"""NATS JetStream: the connection of a service and the idempotent creation of the streams."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import nats
+import structlog
+from gridloop_contracts.subjects import STREAMS, StreamSpec
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+log = structlog.get_logger(__name__)
+
+# Dedupe window for Nats-Msg-Id: a relay that re-publishes after a crash within it is absorbed
+# by JetStream; beyond it, consumers' inboxes absorb it.
+DUPLICATE_WINDOW_S = 600.0
+
+
+async def connect(
+    url: str, *, name: str, user: str | None = None, password: str | None = None
+) -> Client:
+    """Connect with reconnects forever: a service outlives restarts of nats-server."""
+
+    async def on_disconnect() -> None:
+        log.warning("nats disconnected")
+
+    async def on_reconnect() -> None:
+        log.info("nats reconnected")
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error", error=str(exc))
+
+    return await nats.connect(
+        servers=url.split(","),
+        name=name,
+        user=user,
+        password=password,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+        error_cb=on_error,
+    )
+
+
+def stream_config(spec: StreamSpec, replicas: int = 1) -> StreamConfig:
+    return StreamConfig(
+        name=spec.name,
+        subjects=list(spec.subjects),
+        description=spec.description,
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        num_replicas=replicas,
+        duplicate_window=DUPLICATE_WINDOW_S,
+    )
+
+
+async def ensure_streams(
+    js: JetStreamContext, specs: Sequence[StreamSpec] = STREAMS, *, replicas: int = 1
+) -> None:
+    """Create each stream, or update it to the wanted subjects; safe to call from every replica."""
+    for spec in specs:
+        cfg = stream_config(spec, replicas)
+        for attempt in range(5):
+            try:
+                try:
+                    info = await js.stream_info(spec.name)
+                except NotFoundError:
+                    await js.add_stream(cfg)
+                    log.info("stream created", stream=spec.name)
+                else:
+                    if sorted(info.config.subjects or []) != sorted(spec.subjects):
+                        await js.update_stream(cfg)
+                        log.info("stream updated", stream=spec.name)
+                break
+            except nats.js.errors.APIError as exc:
+                # Two replicas racing to create the same stream: the loser sees "already in use".
+                if attempt == 4:
+                    raise
+                log.info("stream create retry", stream=spec.name, error=str(exc))
+                await asyncio.sleep(0.2 * (attempt + 1))

@@ -1,0 +1,313 @@
+"""Durable pull consumers with explicit ack, an inbox for exactly-once effects, and the DLQ.
+
+A batch is fetched and handled in one transaction (the fast path). If any message in it
+fails, the transaction is rolled back and the batch is handled again one message per
+transaction, so one bad message cannot hold back the others. Each handled event id is
+written to the inbox in the transaction of its effect: a redelivery finds it there and
+changes nothing. A message that still fails after `max_deliver` deliveries goes to
+`dlq.<service>` with its error and is terminated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+import nats.errors
+import orjson
+import structlog
+from gridloop_contracts import Envelope, EnvelopeError, decode, subjects
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry import context as otel_context
+from opentelemetry.trace import SpanKind
+
+from . import metrics, tracing
+from .outbox import UnitOfWorkFactory, Work
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[Work, Envelope], Awaitable[None]]
+InvalidHandler = Callable[[Work, Msg, EnvelopeError], Awaitable[None]]
+
+
+@dataclass
+class ConsumerSpec:
+    """What a service consumes: a durable name, a stream, subject filters and the handler."""
+
+    durable: str
+    stream: str
+    subjects: Sequence[str]
+    handler: Handler
+    # Called instead of the handler when a message is not a valid CloudEvent (in the unit of
+    # work, so it can emit a rejection). Without it, such a message goes straight to the DLQ.
+    on_invalid: InvalidHandler | None = None
+    deliver_new: bool = False
+    batch: int | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class Permanent(Exception):
+    """A handler error that no retry can fix: the message goes to the DLQ at once."""
+
+
+class Consumer:
+    def __init__(
+        self,
+        spec: ConsumerSpec,
+        *,
+        js: JetStreamContext,
+        uow: UnitOfWorkFactory,
+        pool: asyncpg.Pool,
+        service: str,
+        batch: int,
+        max_deliver: int,
+        ack_wait_s: float,
+        max_ack_pending: int,
+        retry_delay_s: float,
+    ) -> None:
+        self.spec = spec
+        self.js = js
+        self.uow = uow
+        self.pool = pool
+        self.service = service
+        self.batch = spec.batch or batch
+        self.max_deliver = max_deliver
+        self.ack_wait_s = ack_wait_s
+        self.max_ack_pending = max_ack_pending
+        self.retry_delay_s = retry_delay_s
+        self.running = False
+        self._sub: JetStreamContext.PullSubscription | None = None
+
+    def config(self) -> ConsumerConfig:
+        filters = list(self.spec.subjects)
+        return ConsumerConfig(
+            durable_name=self.spec.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.NEW if self.spec.deliver_new else DeliverPolicy.ALL,
+            max_deliver=self.max_deliver,
+            ack_wait=self.ack_wait_s,
+            max_ack_pending=self.max_ack_pending,
+            filter_subject=filters[0] if len(filters) == 1 else None,
+            filter_subjects=filters if len(filters) > 1 else None,
+        )
+
+    async def subscribe(self) -> None:
+        cfg = self.config()
+        try:
+            await self.js.add_consumer(self.spec.stream, cfg)
+        except nats.js.errors.BadRequestError:
+            # Exists with another config (an upgrade changed filters): update it in place.
+            await self.js.add_consumer(self.spec.stream, cfg)
+        self._sub = await self.js.pull_subscribe_bind(
+            durable=self.spec.durable, stream=self.spec.stream
+        )
+        self.running = True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fetch and handle until told to stop; the batch in hand is always finished."""
+        if self._sub is None:
+            await self.subscribe()
+        assert self._sub is not None
+        try:
+            while not stop.is_set():
+                try:
+                    msgs = await self._sub.fetch(self.batch, timeout=1.0)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    continue
+                except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
+                    await asyncio.sleep(0.5)
+                    continue
+                except Exception as exc:
+                    log.warning("fetch failed", consumer=self.spec.durable, error=str(exc))
+                    await asyncio.sleep(0.5)
+                    continue
+                if msgs:
+                    await self.process(msgs)
+        finally:
+            self.running = False
+
+    async def lag(self) -> int | None:
+        if self._sub is None:
+            return None
+        try:
+            info = await self._sub.consumer_info()
+        except Exception:
+            return None
+        pending = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        metrics.CONSUMER_LAG.labels(self.service, self.spec.durable).set(pending)
+        return pending
+
+    async def process(self, msgs: list[Msg]) -> None:
+        started = time.perf_counter()
+        if len(msgs) == 1:
+            await self._one(msgs[0])
+            metrics.HANDLER_SECONDS.labels(self.service, self.spec.durable).observe(
+                time.perf_counter() - started
+            )
+            return
+        try:
+            done = await self._in_one_transaction(msgs)
+        except Exception as exc:
+            log.info("batch failed, retrying one by one", consumer=self.spec.durable, error=str(exc))
+            done = None
+        if done is not None:
+            await asyncio.gather(*(m.ack() for m in msgs), return_exceptions=True)
+            metrics.EVENTS_IN.labels(self.service, self.spec.durable, "ok").inc(done)
+            metrics.EVENTS_IN.labels(self.service, self.spec.durable, "duplicate").inc(
+                len(msgs) - done
+            )
+        else:
+            for msg in msgs:
+                await self._one(msg)
+        metrics.HANDLER_SECONDS.labels(self.service, self.spec.durable).observe(
+            time.perf_counter() - started
+        )
+
+    async def _in_one_transaction(self, msgs: list[Msg]) -> int:
+        handled = 0
+        async with self.pool.acquire() as conn, conn.transaction():
+            fresh = await self._claim(conn, msgs)
+            for msg in msgs:
+                if id(msg) not in fresh:
+                    continue
+                await self._handle(conn, msg)
+                handled += 1
+            if handled:
+                await conn.execute(
+                    "SELECT pg_notify($1, '')", f"gridloop_outbox_{self.uow.schema}"
+                )
+        return handled
+
+    async def _claim(self, conn: asyncpg.Connection, msgs: list[Msg]) -> set[int]:
+        """Insert the batch's ids into the inbox; return the messages not seen before."""
+        keys = [(msg, _event_id(msg)) for msg in msgs]
+        ids = [k for _, k in keys]
+        rows = await conn.fetch(
+            "INSERT INTO inbox (consumer, event_id) SELECT $1, unnest($2::text[]) "
+            "ON CONFLICT DO NOTHING RETURNING event_id",
+            self.spec.durable,
+            ids,
+        )
+        new_ids = {r["event_id"] for r in rows}
+        fresh: set[int] = set()
+        for msg, key in keys:
+            if key in new_ids:
+                fresh.add(id(msg))
+                new_ids.discard(key)  # a duplicate inside one batch is handled once
+        return fresh
+
+    async def _handle(self, conn: asyncpg.Connection, msg: Msg) -> None:
+        headers = msg.headers or {}
+        token = otel_context.attach(tracing.context_from(headers))
+        try:
+            with tracing.tracer().start_as_current_span(
+                f"consume {msg.subject}", kind=SpanKind.CONSUMER
+            ):
+                try:
+                    env = decode(headers, msg.data)
+                except EnvelopeError as err:
+                    if self.spec.on_invalid is None:
+                        raise Permanent(f"not a CloudEvent: {err}") from err
+                    work = Work(conn, source=self.uow.source, clock=self.uow.clock)
+                    await self.spec.on_invalid(work, msg, err)
+                    await work.flush()
+                    return
+                with structlog.contextvars.bound_contextvars(
+                    event_id=env.id, case_id=env.subject, event_type=env.type
+                ):
+                    work = Work(conn, source=self.uow.source, clock=self.uow.clock, trigger=env)
+                    await self.spec.handler(work, env)
+                    await work.flush()
+        finally:
+            otel_context.detach(token)
+
+    async def _one(self, msg: Msg) -> None:
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                fresh = await self._claim(conn, [msg])
+                if fresh:
+                    await self._handle(conn, msg)
+                    await conn.execute(
+                        "SELECT pg_notify($1, '')", f"gridloop_outbox_{self.uow.schema}"
+                    )
+        except Exception as exc:
+            await self._failed(msg, exc)
+            return
+        with contextlib.suppress(Exception):
+            await msg.ack()
+        metrics.EVENTS_IN.labels(self.service, self.spec.durable, "ok" if fresh else "duplicate").inc()
+
+    async def _failed(self, msg: Msg, exc: Exception) -> None:
+        delivered = msg.metadata.num_delivered if msg.metadata else 1
+        permanent = isinstance(exc, Permanent)
+        log.warning(
+            "event handling failed",
+            consumer=self.spec.durable,
+            subject=msg.subject,
+            delivered=delivered,
+            error=repr(exc),
+        )
+        if permanent or delivered >= self.max_deliver:
+            await self.dead_letter(msg, exc, delivered)
+            with contextlib.suppress(Exception):
+                await msg.term()
+        else:
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=self.retry_delay_s * delivered)
+            metrics.EVENTS_IN.labels(self.service, self.spec.durable, "retry").inc()
+
+    async def dead_letter(self, msg: Msg, exc: Exception, delivered: int) -> None:
+        """Park the message on dlq.<service> and in dead_letters, where operators see it."""
+        headers = dict(msg.headers or {})
+        error = repr(exc)[:2000]
+        event_id = headers.get("ce-id") or headers.get("Nats-Msg-Id")
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO dead_letters (consumer, subject, event_id, headers, body, error,"
+                " deliveries) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                self.spec.durable,
+                msg.subject,
+                event_id,
+                headers,
+                msg.data,
+                error,
+                delivered,
+            )
+        dlq_headers = {
+            k: v for k, v in headers.items() if k.lower() not in ("nats-msg-id", "nats-expected-stream")
+        }
+        dlq_headers.update(
+            {
+                "Gridloop-Dlq-Subject": msg.subject,
+                "Gridloop-Dlq-Consumer": self.spec.durable,
+                "Gridloop-Dlq-Error": error.replace("\r", " ").replace("\n", " ")[:500],
+                "Gridloop-Dlq-Deliveries": str(delivered),
+            }
+        )
+        try:
+            await self.js.publish(subjects.dlq(self.service), msg.data, headers=dlq_headers)
+        except Exception as pub_exc:
+            log.error("dlq publish failed; kept in dead_letters", error=str(pub_exc))
+        metrics.DEAD_LETTERS.labels(self.service, self.spec.durable).inc()
+
+
+def _event_id(msg: Msg) -> str:
+    """The inbox key: CloudEvents ids are unique per source, so the key is `source|id`; a
+    message without one is keyed by its stream position."""
+    headers = msg.headers or {}
+    if headers.get("ce-id"):
+        return f"{headers.get('ce-source', '')}|{headers['ce-id']}"
+    with contextlib.suppress(Exception):
+        doc = orjson.loads(msg.data)
+        if isinstance(doc, dict) and isinstance(doc.get("id"), str):
+            return f"{doc.get('source', '')}|{doc['id']}"
+    if headers.get("Nats-Msg-Id"):
+        return f"|{headers['Nats-Msg-Id']}"
+    meta = msg.metadata
+    return f"{meta.stream}:{meta.sequence.stream}"

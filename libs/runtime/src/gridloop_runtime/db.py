@@ -1,0 +1,132 @@
+"""PostgreSQL: the asyncpg pool of a service (its own schema) and the migration runner."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import asyncpg
+import orjson
+import structlog
+
+log = structlog.get_logger(__name__)
+
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+_FILE_RE = re.compile(r"^(\d{3,})_[A-Za-z0-9_\-]+\.sql$")
+
+
+def check_schema(schema: str) -> str:
+    if not _SCHEMA_RE.fullmatch(schema):
+        raise ValueError(f"schema name {schema!r} must be lowercase letters, digits, '_'")
+    return schema
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typ,
+            encoder=lambda v: orjson.dumps(v).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
+        )
+
+
+async def create_pool(dsn: str, schema: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections see the service's schema first and decode JSON with orjson."""
+    check_schema(schema)
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        server_settings={"search_path": f"{schema},public", "application_name": schema},
+    )
+    assert pool is not None
+    return pool
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One ordered SQL file; `scope` keeps runtime and service files apart."""
+
+    scope: str
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def read_migrations(scope: str, directory: Path) -> list[Migration]:
+    """The `NNN_name.sql` files of a directory, in order; anything else there is an error."""
+    out = []
+    for path in sorted(directory.iterdir()):
+        if path.suffix != ".sql":
+            continue
+        m = _FILE_RE.fullmatch(path.name)
+        if not m:
+            raise ValueError(f"migration file {path.name!r} must be named NNN_description.sql")
+        out.append(Migration(scope, int(m.group(1)), path.stem, path.read_text(encoding="utf-8")))
+    versions = [m.version for m in out]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"duplicate migration numbers in {directory}")
+    return out
+
+
+def runtime_migrations() -> list[Migration]:
+    root = resources.files("gridloop_runtime") / "sql"
+    return read_migrations("runtime", Path(str(root)))
+
+
+async def migrate(conn: asyncpg.Connection, schema: str, migrations: Sequence[Migration]) -> list[str]:
+    """Apply what is new, in order, each in its own transaction; refuse edited history.
+
+    An advisory lock on the schema name serialises replicas that start together.
+    Returns the names applied.
+    """
+    check_schema(schema)
+    lock_key = int.from_bytes(hashlib.sha256(f"migrate:{schema}".encode()).digest()[:8], "big", signed=True)
+    await conn.execute("SELECT pg_advisory_lock($1)", lock_key)
+    try:
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(
+            f"""CREATE TABLE IF NOT EXISTS "{schema}".schema_migrations (
+                    scope text NOT NULL, version int NOT NULL, name text NOT NULL,
+                    checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (scope, version))"""
+        )
+        rows = await conn.fetch(f'SELECT scope, version, checksum FROM "{schema}".schema_migrations')
+        done = {(r["scope"], r["version"]): r["checksum"] for r in rows}
+        applied = []
+        for mig in migrations:
+            key = (mig.scope, mig.version)
+            if key in done:
+                if done[key] != mig.checksum:
+                    raise RuntimeError(
+                        f"migration {mig.scope}/{mig.name} changed after it was applied; "
+                        "add a new migration instead"
+                    )
+                continue
+            async with conn.transaction():
+                await conn.execute(f'SET LOCAL search_path TO "{schema}", public')
+                await conn.execute(mig.sql)
+                await conn.execute(
+                    f'INSERT INTO "{schema}".schema_migrations (scope, version, name, checksum) '
+                    "VALUES ($1, $2, $3, $4)",
+                    mig.scope,
+                    mig.version,
+                    mig.name,
+                    mig.checksum,
+                )
+            applied.append(f"{mig.scope}/{mig.name}")
+            log.info("migration applied", schema=schema, migration=f"{mig.scope}/{mig.name}")
+        return applied
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", lock_key)
+

@@ -1,0 +1,23 @@
+"""Prometheus metrics every service exposes on /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_IN = Counter(
+    "gridloop_events_in_total", "Events handled by consumers", ["service", "consumer", "outcome"]
+)
+EVENTS_OUT = Counter("gridloop_events_out_total", "Events published by the outbox relay", ["service"])
+HANDLER_SECONDS = Histogram(
+    "gridloop_handler_seconds",
+    "Time to handle one batch of events",
+    ["service", "consumer"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+CONSUMER_LAG = Gauge(
+    "gridloop_consumer_lag", "Messages waiting for a consumer", ["service", "consumer"]
+)
+OUTBOX_BACKLOG = Gauge("gridloop_outbox_backlog", "Outbox rows not yet published", ["service"])
+DEAD_LETTERS = Counter("gridloop_dead_letters_total", "Messages sent to the DLQ", ["service", "consumer"])
+TIMERS_FIRED = Counter("gridloop_timers_fired_total", "Timers fired", ["service", "kind"])
+OVERDUE_CASES = Gauge("gridloop_overdue_cases", "Open cases past their deadline", ["service"])

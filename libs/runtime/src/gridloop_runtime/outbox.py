@@ -1,0 +1,259 @@
+"""The transactional outbox: events are rows written with the state change, then relayed.
+
+A unit of work is one transaction: the handler changes state and `emit`s events; the events
+become outbox rows in the same transaction, so an event exists if and only if its change
+committed. The relay publishes unsent rows to JetStream in order with `Nats-Msg-Id` = event
+id, then marks them sent. A crash between publish and mark re-publishes the same ids, which
+JetStream's duplicate window (and every consumer's inbox) absorbs. Sent rows stay: the outbox
+is the service's re-publishable log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import structlog
+from gridloop_contracts import Envelope, Event, to_binary
+from gridloop_contracts.base import Timestamp
+from nats.js import JetStreamContext
+
+from . import metrics, tracing
+from .clock import Clock
+
+log = structlog.get_logger(__name__)
+
+_INSERT = (
+    "INSERT INTO outbox (event_id, subject, headers, body) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (event_id) DO NOTHING"
+)
+
+
+def default_subject(event: Event) -> str:
+    """`gridloop.<noun>.<verb>.vN` → `<noun>.<verb>` for nouns whose subject needs no code."""
+    parts = event.type_name.split(".")
+    if len(parts) == 4 and parts[1] in ("case", "score"):
+        return f"{parts[1]}.{event.subject_token or parts[2]}"
+    raise ValueError(f"{event.type_name} needs an explicit subject")
+
+
+def channel_for(schema: str) -> str:
+    return f"gridloop_outbox_{schema}"
+
+
+class Work:
+    """What a handler gets: the open transaction, the clock, the triggering event, and `emit`."""
+
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        *,
+        source: str,
+        clock: Clock,
+        trigger: Envelope | None = None,
+    ) -> None:
+        self.conn = conn
+        self.source = source
+        self.clock = clock
+        self.trigger = trigger
+        self._pending: list[tuple[str, Envelope]] = []
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def emit(
+        self,
+        event: Event,
+        *,
+        subject: str | None = None,
+        case_id: str | None = None,
+        id: str | None = None,
+        time: Timestamp | None = None,
+    ) -> Envelope:
+        """Record an outgoing event; it is published only if this transaction commits."""
+        ce_subject = case_id if case_id is not None else getattr(event, "case_id", None)
+        env = Envelope.of(
+            event,
+            source=self.source,
+            subject=ce_subject,
+            id=id,
+            time=time or self.clock.now(),
+            extensions=tracing.current_headers(),
+        )
+        self._pending.append((subject or default_subject(event), env))
+        return env
+
+    def emit_envelope(self, subject: str, env: Envelope) -> None:
+        self._pending.append((subject, env))
+
+    def mark(self) -> int:
+        """A point to roll the pending events back to (with a savepoint of the transaction)."""
+        return len(self._pending)
+
+    def rollback_to(self, mark: int) -> None:
+        del self._pending[mark:]
+
+    @property
+    def pending(self) -> list[tuple[str, Envelope]]:
+        return list(self._pending)
+
+    async def flush(self) -> int:
+        """Write the pending events as outbox rows (inside the caller's transaction)."""
+        if not self._pending:
+            return 0
+        rows = []
+        for subject, env in self._pending:
+            headers, body = to_binary(env)
+            rows.append((env.id, subject, headers, body))
+        await self.conn.executemany(_INSERT, rows)
+        n = len(self._pending)
+        self._pending.clear()
+        return n
+
+
+class UnitOfWorkFactory:
+    """Opens units of work on a pool; wakes the relay after commits that emitted events."""
+
+    def __init__(self, pool: asyncpg.Pool, *, schema: str, source: str, clock: Clock) -> None:
+        self.pool = pool
+        self.schema = schema
+        self.source = source
+        self.clock = clock
+
+    @asynccontextmanager
+    async def __call__(self, trigger: Envelope | None = None) -> AsyncIterator[Work]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            work = Work(conn, source=self.source, clock=self.clock, trigger=trigger)
+            yield work
+            if await work.flush():
+                await conn.execute("SELECT pg_notify($1, '')", channel_for(self.schema))
+
+
+class OutboxRelay:
+    """Publishes unsent outbox rows in order. One relay per schema is active at a time
+    (a session advisory lock); other replicas stand by and take over if it dies."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        js: JetStreamContext,
+        *,
+        schema: str,
+        service: str,
+        batch: int = 512,
+        poll_s: float = 0.5,
+    ) -> None:
+        self.pool = pool
+        self.js = js
+        self.schema = schema
+        self.service = service
+        self.batch = batch
+        self.poll_s = poll_s
+        self._wake = asyncio.Event()
+        self._lock_key = int.from_bytes(
+            hashlib.sha256(f"outbox:{schema}".encode()).digest()[:8], "big", signed=True
+        )
+        self.published = 0
+
+    def wake(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self._run_as_leader(stop)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("outbox relay lost its connection", error=str(exc))
+            except Exception:
+                log.exception("outbox relay failed")
+            if not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+
+    async def _run_as_leader(self, stop: asyncio.Event) -> None:
+        conn: asyncpg.Connection = await self.pool.acquire()
+        try:
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=max(self.poll_s, 1.0))
+                if stop.is_set():
+                    return
+            await conn.add_listener(channel_for(self.schema), self.wake)
+            try:
+                while not stop.is_set():
+                    sent = await self.publish_batch(conn)
+                    if sent < self.batch:
+                        self._wake.clear()
+                        if sent == 0:
+                            with contextlib.suppress(TimeoutError):
+                                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+                # Graceful stop: publish what committed before we were told to stop.
+                while await self.publish_batch(conn):
+                    pass
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.remove_listener(channel_for(self.schema), self.wake)
+                with contextlib.suppress(Exception):
+                    await conn.execute("SELECT pg_advisory_unlock($1)", self._lock_key)
+        finally:
+            await self.pool.release(conn)
+
+    async def publish_batch(self, conn: asyncpg.Connection) -> int:
+        rows = await conn.fetch(
+            "SELECT seq, subject, headers, body FROM outbox WHERE sent_at IS NULL "
+            "ORDER BY seq LIMIT $1",
+            self.batch,
+        )
+        if not rows:
+            metrics.OUTBOX_BACKLOG.labels(self.service).set(0)
+            return 0
+        await publish_rows(self.js, rows)
+        await conn.execute(
+            "UPDATE outbox SET sent_at = now() WHERE seq = ANY($1::bigint[])",
+            [r["seq"] for r in rows],
+        )
+        self.published += len(rows)
+        metrics.EVENTS_OUT.labels(self.service).inc(len(rows))
+        return len(rows)
+
+
+async def publish_rows(js: JetStreamContext, rows: list[asyncpg.Record]) -> None:
+    """Pipelined publish; raises if any message was not acknowledged by JetStream."""
+    futures = [
+        await js.publish_async(r["subject"], bytes(r["body"]), headers=dict(r["headers"]))
+        for r in rows
+    ]
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    for r, res in zip(rows, results, strict=True):
+        if isinstance(res, BaseException):
+            raise RuntimeError(f"publish of outbox row {r['seq']} failed: {res!r}")
+
+
+async def republish(
+    pool: asyncpg.Pool, js: JetStreamContext, since: datetime, until: datetime, batch: int = 1000
+) -> int:
+    """Re-publish every outbox row created in [since, until): the operator's recovery after the
+    bus lost acknowledged messages. Idempotent consumers make this always safe."""
+    total = 0
+    last = 0
+    async with pool.acquire() as conn:
+        while True:
+            rows = await conn.fetch(
+                "SELECT seq, subject, headers, body FROM outbox WHERE created_at >= $1 "
+                "AND created_at < $2 AND seq > $3 ORDER BY seq LIMIT $4",
+                since,
+                until,
+                last,
+                batch,
+            )
+            if not rows:
+                return total
+            await publish_rows(js, rows)
+            total += len(rows)
+            last = rows[-1]["seq"]

@@ -1,0 +1,279 @@
+"""The shape every service has: one process, one FastAPI app and its bus consumers, timers and
+outbox relay in the same event loop, with health, metrics, tracing and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import structlog
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from opentelemetry import context as otel_context
+from opentelemetry.trace import SpanKind
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+
+from . import bus, db, tracing
+from . import logging as glog
+from .clock import Clock, SystemClock
+from .consumer import Consumer, ConsumerSpec
+from .outbox import OutboxRelay, UnitOfWorkFactory
+from .settings import ServiceSettings
+from .timers import TimerHandler, TimerRunner
+
+log = structlog.get_logger(__name__)
+
+Hook = Callable[["Runtime"], Awaitable[None]]
+
+
+@dataclass
+class ServiceDefinition:
+    """What a service plugs into the runtime: migrations, consumers, timers, routes, hooks."""
+
+    name: str
+    migrations_dir: Path | None = None
+    consumers: Sequence[ConsumerSpec] = ()
+    timers: Mapping[str, TimerHandler] = field(default_factory=dict)
+    routers: Sequence[APIRouter] = ()
+    on_start: Sequence[Hook] = ()
+    background: Sequence[Callable[[Runtime, asyncio.Event], Awaitable[None]]] = ()
+    title: str = ""
+    description: str = ""
+
+
+class Runtime:
+    """The live connections of one service process, and its lifecycle."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        definition: ServiceDefinition,
+        *,
+        clock: Clock | None = None,
+        state: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.definition = definition
+        self.clock: Clock = clock or SystemClock()
+        self.state = state
+        self.schema = db.check_schema(settings.schema)
+        self.source = f"/gridloop/{definition.name}"
+        self.nc: Client | None = None
+        self.js: JetStreamContext | None = None
+        self.pool: asyncpg.Pool | None = None
+        self.uow: UnitOfWorkFactory | None = None
+        self.relay: OutboxRelay | None = None
+        self.consumers: list[Consumer] = []
+        self.timer_runner: TimerRunner | None = None
+        self.stop_event = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.started = False
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        s = self.settings
+        tracing.setup(self.definition.name, s.otel_exporter)
+        self.pool = await db.create_pool(
+            s.database_url, self.schema, min_size=s.db_pool_min, max_size=s.db_pool_max
+        )
+        migrations = db.runtime_migrations()
+        if self.definition.migrations_dir is not None:
+            migrations += db.read_migrations(self.definition.name, self.definition.migrations_dir)
+        async with self.pool.acquire() as conn:
+            await db.migrate(conn, self.schema, migrations)
+        self.nc = await bus.connect(
+            s.nats_url, name=self.definition.name, user=s.nats_user, password=s.nats_password
+        )
+        self.js = self.nc.jetstream(publish_async_max_pending=4000)
+        await bus.ensure_streams(self.js, replicas=s.stream_replicas)
+        self.uow = UnitOfWorkFactory(self.pool, schema=self.schema, source=self.source, clock=self.clock)
+        for hook in self.definition.on_start:
+            await hook(self)
+        self.relay = OutboxRelay(
+            self.pool,
+            self.js,
+            schema=self.schema,
+            service=self.definition.name,
+            batch=s.outbox_batch,
+            poll_s=s.outbox_poll_s,
+        )
+        self._spawn(self.relay.run(self.stop_event), "outbox-relay")
+        for spec in self.definition.consumers:
+            consumer = Consumer(
+                spec,
+                js=self.js,
+                uow=self.uow,
+                pool=self.pool,
+                service=self.definition.name,
+                batch=s.consumer_batch,
+                max_deliver=s.consumer_max_deliver,
+                ack_wait_s=s.consumer_ack_wait_s,
+                max_ack_pending=s.consumer_max_ack_pending,
+                retry_delay_s=s.consumer_retry_delay_s,
+            )
+            await consumer.subscribe()
+            self.consumers.append(consumer)
+            self._spawn(consumer.run(self.stop_event), f"consumer-{spec.durable}")
+        if self.definition.timers:
+            self.timer_runner = TimerRunner(
+                self.uow, self.definition.timers, service=self.definition.name, poll_s=s.timer_poll_s
+            )
+            self._spawn(self.timer_runner.run(self.stop_event), "timers")
+        for bg in self.definition.background:
+            self._spawn(bg(self, self.stop_event), getattr(bg, "__name__", "background"))
+        self._spawn(self._watch_lag(), "lag")
+        self.started = True
+        log.info("service started", service=self.definition.name)
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task died", task=name)
+
+        self._tasks.append(asyncio.create_task(guarded(), name=name))
+
+    async def _watch_lag(self) -> None:
+        while not self.stop_event.is_set():
+            for c in self.consumers:
+                await c.lag()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), timeout=5.0)
+
+    async def stop(self) -> None:
+        """Stop fetching, finish the batches in hand, flush the outbox, then close."""
+        self.stop_event.set()
+        if self._tasks:
+            _, still = await asyncio.wait(self._tasks, timeout=self.settings.shutdown_grace_s)
+            for task in still:
+                task.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+        self._tasks.clear()
+        if self.nc is not None and not self.nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self.nc.flush(timeout=2)
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+        if self.pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.pool.close(), timeout=5)
+        self.started = False
+        log.info("service stopped", service=self.definition.name)
+
+    async def ready(self) -> dict[str, bool]:
+        checks = {
+            "started": self.started,
+            "nats": bool(self.nc and self.nc.is_connected),
+            "consumers": all(c.running for c in self.consumers) if self.started else False,
+        }
+        try:
+            assert self.pool is not None
+            async with self.pool.acquire(timeout=2) as conn:
+                checks["database"] = await conn.fetchval("SELECT 1") == 1
+        except Exception:
+            checks["database"] = False
+        return checks
+
+    # -- the HTTP app ----------------------------------------------------------------
+    def app(self) -> FastAPI:
+        @asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            if not self.started:
+                await self.start()
+            yield
+            await self.stop()
+
+        app = FastAPI(
+            title=self.definition.title or f"gridloop {self.definition.name}",
+            description=self.definition.description,
+            version="0.1.0",
+            lifespan=lifespan,
+        )
+        app.state.runtime = self
+        app.add_middleware(TracingMiddleware)
+
+        @app.get("/healthz", tags=["operations"])
+        async def healthz() -> dict[str, str]:
+            """Liveness: the process answers."""
+            return {"status": "ok"}
+
+        @app.get("/readyz", tags=["operations"])
+        async def readyz() -> JSONResponse:
+            """Readiness: database, NATS and consumers are up."""
+            checks = await self.ready()
+            ok = all(checks.values())
+            return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+        @app.get("/metrics", tags=["operations"], include_in_schema=False)
+        async def metrics_endpoint() -> Response:
+            if self.pool is not None:
+                with contextlib.suppress(Exception):
+                    async with self.pool.acquire(timeout=1) as conn:
+                        backlog = await conn.fetchval(
+                            "SELECT count(*) FROM outbox WHERE sent_at IS NULL"
+                        )
+                    from .metrics import OUTBOX_BACKLOG
+
+                    OUTBOX_BACKLOG.labels(self.definition.name).set(backlog)
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+        for router in self.definition.routers:
+            app.include_router(router)
+        return app
+
+
+class TracingMiddleware(BaseHTTPMiddleware):
+    """Continue the caller's W3C trace (or start one) for every request."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        token = otel_context.attach(tracing.context_from(dict(request.headers)))
+        try:
+            with tracing.tracer().start_as_current_span(
+                f"{request.method} {request.url.path}", kind=SpanKind.SERVER
+            ) as span:
+                started = time.perf_counter()
+                response = await call_next(request)
+                span.set_attribute("http.status_code", response.status_code)
+                span.set_attribute("http.duration_ms", (time.perf_counter() - started) * 1000)
+                return response
+        finally:
+            otel_context.detach(token)
+
+
+def runtime_of(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def serve(
+    build: Callable[[], tuple[ServiceSettings, ServiceDefinition, Any]],
+) -> None:
+    """The process entry point of a service: `python -m gridloop_<service>`."""
+    settings, definition, state = build()
+    glog.setup(definition.name, settings.log_level, settings.log_json)
+    runtime = Runtime(settings, definition, state=state)
+    config = uvicorn.Config(
+        runtime.app(),
+        host=settings.http_host,
+        port=settings.http_port,
+        loop="uvloop",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+    )
+    # uvicorn turns SIGTERM/SIGINT into a graceful stop: the lifespan ends, Runtime.stop runs.
+    uvicorn.Server(config).run()

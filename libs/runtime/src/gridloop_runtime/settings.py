@@ -1,0 +1,59 @@
+"""Service settings from environment variables: the same names in `make run`, tests and deploy/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_city_dir() -> Path:
+    # The demo city shipped in the repo: data/demo-city beside libs/.
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "data" / "demo-city"
+        if candidate.is_dir():
+            return candidate
+    return Path("data/demo-city")
+
+
+class ServiceSettings(BaseSettings):
+    """What every service reads. Each service subclass sets its own defaults (name, port)."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    service_name: str = Field("gridloop", alias="SERVICE_NAME")
+    nats_url: str = Field("nats://127.0.0.1:4222", alias="NATS_URL")
+    nats_user: str | None = Field(None, alias="NATS_USER")
+    nats_password: str | None = Field(None, alias="NATS_PASSWORD")
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432/gridloop", alias="DATABASE_URL"
+    )
+    db_schema: str | None = Field(None, alias="DB_SCHEMA")
+    db_pool_min: int = Field(2, alias="DB_POOL_MIN")
+    db_pool_max: int = Field(10, alias="DB_POOL_MAX")
+    http_host: str = Field("127.0.0.1", alias="HTTP_HOST")
+    http_port: int = Field(8000, alias="HTTP_PORT")
+    city_data_dir: Path = Field(default_factory=_default_city_dir, alias="CITY_DATA_DIR")
+    log_level: str = Field("INFO", alias="LOG_LEVEL")
+    log_json: bool = Field(True, alias="LOG_JSON")
+    # JetStream consumers
+    consumer_batch: int = Field(256, alias="CONSUMER_BATCH")
+    consumer_max_deliver: int = Field(5, alias="CONSUMER_MAX_DELIVER")
+    consumer_ack_wait_s: float = Field(30.0, alias="CONSUMER_ACK_WAIT_S")
+    consumer_max_ack_pending: int = Field(4096, alias="CONSUMER_MAX_ACK_PENDING")
+    consumer_retry_delay_s: float = Field(1.0, alias="CONSUMER_RETRY_DELAY_S")
+    # streams
+    stream_replicas: int = Field(1, alias="STREAM_REPLICAS")
+    # outbox relay and timers
+    outbox_batch: int = Field(512, alias="OUTBOX_BATCH")
+    outbox_poll_s: float = Field(0.5, alias="OUTBOX_POLL_S")
+    timer_poll_s: float = Field(0.5, alias="TIMER_POLL_S")
+    shutdown_grace_s: float = Field(20.0, alias="SHUTDOWN_GRACE_S")
+    # tracing: "none" or "console"
+    otel_exporter: str = Field("none", alias="OTEL_EXPORTER")
+
+    @property
+    def schema(self) -> str:
+        return self.db_schema or self.service_name

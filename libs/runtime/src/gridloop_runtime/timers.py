@@ -1,0 +1,153 @@
+"""Timers as rows: deadlines, reminders and escalations with a due time.
+
+Due timers are claimed with `FOR UPDATE SKIP LOCKED` inside the unit of work that handles
+them, so any number of replicas share them, none fires twice, and a timer that fell due
+while every replica was down fires when one comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import structlog
+
+from . import metrics
+from .outbox import UnitOfWorkFactory, Work
+
+RETRY_DELAY = timedelta(seconds=30)
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Timer:
+    id: int
+    kind: str
+    key: str
+    due_at: datetime
+    payload: dict[str, Any]
+
+
+TimerHandler = Callable[[Work, Timer], Awaitable[None]]
+
+
+async def schedule(
+    conn: asyncpg.Connection,
+    kind: str,
+    key: str,
+    due_at: datetime,
+    payload: Mapping[str, Any] | None = None,
+) -> None:
+    """Set (or move) the timer (kind, key). A fired or cancelled timer is re-armed."""
+    await conn.execute(
+        "INSERT INTO timers (kind, key, due_at, payload) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (kind, key) DO UPDATE SET due_at = EXCLUDED.due_at, "
+        "payload = EXCLUDED.payload, fired_at = NULL, cancelled_at = NULL",
+        kind,
+        key,
+        due_at,
+        dict(payload or {}),
+    )
+
+
+async def cancel(conn: asyncpg.Connection, key_prefix: str, kinds: list[str] | None = None) -> int:
+    """Cancel pending timers whose key starts with `key_prefix` (e.g. a case id)."""
+    if kinds:
+        status = await conn.execute(
+            "UPDATE timers SET cancelled_at = now() WHERE key LIKE $1 || '%' AND kind = ANY($2) "
+            "AND fired_at IS NULL AND cancelled_at IS NULL",
+            key_prefix,
+            kinds,
+        )
+    else:
+        status = await conn.execute(
+            "UPDATE timers SET cancelled_at = now() WHERE key LIKE $1 || '%' "
+            "AND fired_at IS NULL AND cancelled_at IS NULL",
+            key_prefix,
+        )
+    return int(status.split()[-1])
+
+
+async def pending(conn: asyncpg.Connection, key_prefix: str = "") -> list[Timer]:
+    rows = await conn.fetch(
+        "SELECT id, kind, key, due_at, payload FROM timers WHERE key LIKE $1 || '%' "
+        "AND fired_at IS NULL AND cancelled_at IS NULL ORDER BY due_at, id",
+        key_prefix,
+    )
+    return [Timer(r["id"], r["kind"], r["key"], r["due_at"], r["payload"]) for r in rows]
+
+
+class TimerRunner:
+    """Fires due timers through their kind's handler, one unit of work per timer."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        handlers: Mapping[str, TimerHandler],
+        *,
+        service: str,
+        poll_s: float = 0.5,
+        batch: int = 100,
+    ) -> None:
+        self.uow = uow
+        self.handlers = dict(handlers)
+        self.service = service
+        self.poll_s = poll_s
+        self.batch = batch
+
+    async def fire_due(self) -> int:
+        """Fire everything due now (by the injected clock); returns how many fired."""
+        fired = 0
+        while True:
+            n = await self._fire_some()
+            fired += n
+            if n < self.batch:
+                return fired
+
+    async def _fire_some(self) -> int:
+        now = self.uow.clock.now()
+        fired = 0
+        async with self.uow() as work:
+            rows = await work.conn.fetch(
+                "SELECT id, kind, key, due_at, payload FROM timers WHERE due_at <= $1 "
+                "AND fired_at IS NULL AND cancelled_at IS NULL AND kind = ANY($2) "
+                "ORDER BY due_at, id LIMIT $3 FOR UPDATE SKIP LOCKED",
+                now,
+                list(self.handlers),
+                self.batch,
+            )
+            for r in rows:
+                timer = Timer(r["id"], r["kind"], r["key"], r["due_at"], r["payload"])
+                mark = work.mark()
+                try:
+                    async with work.conn.transaction():  # a savepoint: a failing timer is retried
+                        await self.handlers[timer.kind](work, timer)
+                except Exception as exc:
+                    log.exception("timer handler failed", kind=timer.kind, key=timer.key)
+                    work.rollback_to(mark)
+                    await work.conn.execute(
+                        "UPDATE timers SET due_at = $2, payload = payload || $3 WHERE id = $1",
+                        timer.id,
+                        now + RETRY_DELAY,
+                        {"last_error": repr(exc)[:500]},
+                    )
+                    continue
+                await work.conn.execute("UPDATE timers SET fired_at = $2 WHERE id = $1", timer.id, now)
+                metrics.TIMERS_FIRED.labels(self.service, timer.kind).inc()
+                fired += 1
+        return fired
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.fire_due()
+            except Exception as exc:
+                log.warning("timer round failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.poll_s)

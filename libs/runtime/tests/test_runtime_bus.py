@@ -1,0 +1,217 @@
+"""Runtime guarantees against a real nats-server and PostgreSQL: outbox, inbox, DLQ, tracing."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import ClassVar
+
+import nats
+import pytest
+from fastapi import APIRouter, Request
+from gridloop_contracts import Envelope, Event, decode, to_binary
+from gridloop_runtime.consumer import ConsumerSpec
+from gridloop_runtime.outbox import OutboxRelay, Work
+from gridloop_runtime.service import ServiceDefinition, runtime_of
+from gridloop_runtime.testing import http_client, running, settings_for, wait_for
+
+MIGRATIONS = Path(__file__).parent / "sql"
+
+
+class Pinged(Event):
+    """A test-only case event (deliberately not registered in the contracts)."""
+
+    type_name: ClassVar[str] = "gridloop.case.pinged.v1"
+    subject_token: ClassVar[str] = "pinged"
+    case_id: str
+    n: int = 0
+
+
+async def count_in_stream(js, subject: str) -> int:
+    info = await js.stream_info("CASES", subjects_filter=subject)
+    return int((info.state.subjects or {}).get(subject, 0))
+
+
+def echo_definition(handler=None, *, routers=(), consumers=None) -> ServiceDefinition:
+    async def record(work: Work, env: Envelope) -> None:
+        await work.conn.execute(
+            "INSERT INTO seen (event_id, n) VALUES ($1, $2)", env.id, int(env.data.get("n", 0))
+        )
+        await work.conn.execute("UPDATE counter SET value = value + 1")
+
+    return ServiceDefinition(
+        name="echo",
+        migrations_dir=MIGRATIONS,
+        consumers=consumers
+        if consumers is not None
+        else [ConsumerSpec("echo-pings", "CASES", ["case.pinged"], handler or record)],
+        routers=routers,
+    )
+
+
+async def test_rolled_back_transaction_publishes_nothing(database_url, nats_url):
+    settings = settings_for("echo", database_url, nats_url)
+    async with running(settings, echo_definition(consumers=[])) as rt:
+        assert rt.uow is not None and rt.js is not None
+
+        with pytest.raises(RuntimeError):
+            async with rt.uow() as work:
+                work.emit(Pinged(case_id="C-ROLLBACK", n=1))
+                raise RuntimeError("state change failed")
+
+        async with rt.uow() as work:
+            work.emit(Pinged(case_id="C-COMMIT", n=2))
+
+        await wait_for(lambda: count_in_stream(rt.js, "case.pinged"), what="the committed event")
+        async with rt.pool.acquire() as conn:
+            subjects = await conn.fetch("SELECT headers->>'ce-subject' AS s FROM outbox")
+        assert [r["s"] for r in subjects] == ["C-COMMIT"]
+        sub = await rt.js.pull_subscribe("case.pinged", stream="CASES")
+        msgs = await sub.fetch(10, timeout=1)
+        assert [decode(m.headers, m.data).subject for m in msgs] == ["C-COMMIT"]
+
+
+async def test_committed_event_survives_relay_crash(database_url, nats_url):
+    settings = settings_for("echo", database_url, nats_url)
+    async with running(settings, echo_definition(consumers=[])) as rt:
+        assert rt.uow is not None and rt.js is not None and rt.pool is not None
+        # Stop the running relay, as if the process died right after the commit.
+        rt.stop_event.set()
+        await asyncio.sleep(0)  # let the background tasks observe the stop
+        await asyncio.wait(rt._tasks, timeout=5)
+        async with rt.uow() as work:
+            work.emit(Pinged(case_id="C-1", n=1))
+        assert await count_in_stream(rt.js, "case.pinged") == 0
+
+        # A relay that published but crashed before marking the row sent: it publishes again.
+        async with rt.pool.acquire() as conn:
+            rows = await conn.fetch("SELECT seq, subject, headers, body FROM outbox")
+        from gridloop_runtime.outbox import publish_rows
+
+        await publish_rows(rt.js, rows)
+
+        # The restarted relay publishes the committed row; JetStream drops the duplicate id.
+        relay = OutboxRelay(rt.pool, rt.js, schema=rt.schema, service="echo", poll_s=0.05)
+        stop = asyncio.Event()
+        task = asyncio.create_task(relay.run(stop))
+        await wait_for(lambda: relay.published == 1, what="relay publishes the row")
+        stop.set()
+        await task
+        assert await count_in_stream(rt.js, "case.pinged") == 1
+        async with rt.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0
+
+
+async def test_redelivered_event_changes_nothing(database_url, nats_url):
+    settings = settings_for("echo", database_url, nats_url)
+    async with running(settings, echo_definition()) as rt:
+        assert rt.js is not None and rt.pool is not None
+        env = Envelope.of(Pinged(case_id="C-9", n=9), source="/test")
+        headers, body = to_binary(env)
+        # The same event published three times: twice within the dedupe window (the bus drops
+        # it), once more with a different stream message id (the consumer's inbox drops it).
+        await rt.js.publish("case.pinged", body, headers=headers)
+        await rt.js.publish("case.pinged", body, headers=headers)
+        other = dict(headers, **{"Nats-Msg-Id": "another-msg-id"})
+        await rt.js.publish("case.pinged", body, headers=other)
+        marker = Envelope.of(Pinged(case_id="C-10", n=10), source="/test")
+        mh, mb = to_binary(marker)
+        await rt.js.publish("case.pinged", mb, headers=mh)
+
+        async def seen() -> list[int]:
+            async with rt.pool.acquire() as conn:
+                return [r["n"] for r in await conn.fetch("SELECT n FROM seen ORDER BY n")]
+
+        await wait_for(lambda: _async_eq(seen, [9, 10]), what="both events handled")
+        async with rt.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT value FROM counter") == 2
+        assert await count_in_stream(rt.js, "case.pinged") == 3
+
+
+async def _async_eq(fn, expected) -> bool:
+    return (await fn()) == expected
+
+
+async def test_always_failing_message_lands_on_dlq(database_url, nats_url):
+    attempts: list[int] = []
+
+    async def explode(work: Work, env: Envelope) -> None:
+        if env.data["n"] == 13:
+            attempts.append(1)
+            raise ValueError("cannot handle thirteen")
+        await work.conn.execute("INSERT INTO seen (event_id, n) VALUES ($1, $2)", env.id, env.data["n"])
+
+    settings = settings_for("echo", database_url, nats_url, consumer_max_deliver=3)
+    async with running(settings, echo_definition(explode)) as rt:
+        assert rt.js is not None and rt.pool is not None
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        dlq = await js.pull_subscribe("dlq.echo", stream="DLQ")
+        for n in (12, 13, 14):
+            h, b = to_binary(Envelope.of(Pinged(case_id=f"C-{n}", n=n), source="/test"))
+            await js.publish("case.pinged", b, headers=h)
+
+        msgs = await wait_for(lambda: _fetch(dlq), timeout=20, what="the DLQ message")
+        assert len(msgs) == 1
+        assert msgs[0].headers["Gridloop-Dlq-Subject"] == "case.pinged"
+        assert "cannot handle thirteen" in msgs[0].headers["Gridloop-Dlq-Error"]
+        assert decode(msgs[0].headers, msgs[0].data).data["n"] == 13
+        assert len(attempts) >= 3  # at least once per delivery
+        async with rt.pool.acquire() as conn:
+            assert [r["n"] for r in await conn.fetch("SELECT n FROM seen ORDER BY n")] == [12, 14]
+            row = await conn.fetchrow("SELECT deliveries, error FROM dead_letters")
+        assert row["deliveries"] == 3 and "thirteen" in row["error"]
+        await nc.close()
+
+
+async def _fetch(sub):
+    try:
+        return await sub.fetch(10, timeout=0.2)
+    except nats.errors.TimeoutError:
+        return []
+
+
+async def test_trace_continues_from_http_to_consumer(database_url, nats_url):
+    router = APIRouter()
+
+    @router.post("/pings/{case_id}")
+    async def ping(case_id: str, request: Request) -> dict[str, str]:
+        rt = runtime_of(request)
+        assert rt.uow is not None
+        async with rt.uow() as work:
+            env = work.emit(Pinged(case_id=case_id, n=1))
+        return {"event_id": env.id}
+
+    async def record_trace(work: Work, env: Envelope) -> None:
+        from gridloop_runtime.tracing import current_trace_id
+
+        await work.conn.execute(
+            "INSERT INTO traces (event_id, trace_id) VALUES ($1, $2)", env.id, current_trace_id()
+        )
+
+    definition = echo_definition(record_trace, routers=[router])
+    settings = settings_for("echo", database_url, nats_url)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    async with running(settings, definition) as rt, http_client(rt) as client:
+        r = await client.post(
+            "/pings/C-T", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+        )
+        assert r.status_code == 200
+        event_id = r.json()["event_id"]
+
+        async def traced() -> str | None:
+            async with rt.pool.acquire() as conn:
+                return await conn.fetchval("SELECT trace_id FROM traces WHERE event_id = $1", event_id)
+
+        assert await wait_for(traced, what="the consumer's trace") == trace_id
+
+
+async def test_health_and_readiness(database_url, nats_url):
+    settings = settings_for("echo", database_url, nats_url)
+    async with running(settings, echo_definition()) as rt, http_client(rt) as client:
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"] == {"started": True, "nats": True, "consumers": True, "database": True}
+        metrics = await client.get("/metrics")
+        assert "gridloop_outbox_backlog" in metrics.text

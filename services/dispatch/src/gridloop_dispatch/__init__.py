@@ -1,0 +1,1 @@
+"""gridloop_dispatch."""
