@@ -139,7 +139,9 @@ async def test_always_failing_message_lands_on_dlq(database_url, nats_url):
         if env.data["n"] == 13:
             attempts.append(1)
             raise ValueError("cannot handle thirteen")
-        await work.conn.execute("INSERT INTO seen (event_id, n) VALUES ($1, $2)", env.id, env.data["n"])
+        await work.conn.execute(
+            "INSERT INTO seen (event_id, n) VALUES ($1, $2)", env.id, env.data["n"]
+        )
 
     settings = settings_for("echo", database_url, nats_url, consumer_max_deliver=3)
     async with running(settings, echo_definition(explode)) as rt:
@@ -201,7 +203,9 @@ async def test_trace_continues_from_http_to_consumer(database_url, nats_url):
 
         async def traced() -> str | None:
             async with rt.pool.acquire() as conn:
-                return await conn.fetchval("SELECT trace_id FROM traces WHERE event_id = $1", event_id)
+                return await conn.fetchval(
+                    "SELECT trace_id FROM traces WHERE event_id = $1", event_id
+                )
 
         assert await wait_for(traced, what="the consumer's trace") == trace_id
 
@@ -212,6 +216,11 @@ async def test_health_and_readiness(database_url, nats_url):
         assert (await client.get("/healthz")).json() == {"status": "ok"}
         ready = await client.get("/readyz")
         assert ready.status_code == 200, ready.text
-        assert ready.json()["checks"] == {"started": True, "nats": True, "consumers": True, "database": True}
+        assert ready.json()["checks"] == {
+            "started": True,
+            "nats": True,
+            "consumers": True,
+            "database": True,
+        }
         metrics = await client.get("/metrics")
         assert "gridloop_outbox_backlog" in metrics.text

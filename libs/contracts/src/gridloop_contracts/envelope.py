@@ -80,9 +80,7 @@ class Envelope:
 
     def parse(self) -> Event:
         """Validate the data against the model registered for this type."""
-        return model_for(self.type).model_validate(self.data)
-
-    def parse_as(self, model: type[Event]) -> Event:
+        model: type[Event] = model_for(self.type)
         return model.model_validate(self.data)
 
 

@@ -87,8 +87,7 @@ def parse_intake(subject: str) -> tuple[Channel, str]:
     parts = subject.split(".")
     if len(parts) != 3 or parts[0] != "intake" or parts[1] not in CHANNELS:
         raise ValueError(f"not an intake subject: {subject!r}")
-    channel: Channel = parts[1]  # type: ignore[assignment]
-    return channel, parts[2]
+    return parts[1], parts[2]
 
 
 def parse_handling(subject: str) -> tuple[str, str]:

@@ -28,6 +28,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind
 
 from . import metrics, tracing
+from .db import Conn
 from .outbox import UnitOfWorkFactory, Work
 
 log = structlog.get_logger(__name__)
@@ -154,7 +155,9 @@ class Consumer:
         try:
             done = await self._in_one_transaction(msgs)
         except Exception as exc:
-            log.info("batch failed, retrying one by one", consumer=self.spec.durable, error=str(exc))
+            log.info(
+                "batch failed, retrying one by one", consumer=self.spec.durable, error=str(exc)
+            )
             done = None
         if done is not None:
             await asyncio.gather(*(m.ack() for m in msgs), return_exceptions=True)
@@ -179,12 +182,10 @@ class Consumer:
                 await self._handle(conn, msg)
                 handled += 1
             if handled:
-                await conn.execute(
-                    "SELECT pg_notify($1, '')", f"gridloop_outbox_{self.uow.schema}"
-                )
+                await conn.execute("SELECT pg_notify($1, '')", f"gridloop_outbox_{self.uow.schema}")
         return handled
 
-    async def _claim(self, conn: asyncpg.Connection, msgs: list[Msg]) -> set[int]:
+    async def _claim(self, conn: Conn, msgs: list[Msg]) -> set[int]:
         """Insert the batch's ids into the inbox; return the messages not seen before."""
         keys = [(msg, _event_id(msg)) for msg in msgs]
         ids = [k for _, k in keys]
@@ -202,7 +203,7 @@ class Consumer:
                 new_ids.discard(key)  # a duplicate inside one batch is handled once
         return fresh
 
-    async def _handle(self, conn: asyncpg.Connection, msg: Msg) -> None:
+    async def _handle(self, conn: Conn, msg: Msg) -> None:
         headers = msg.headers or {}
         token = otel_context.attach(tracing.context_from(headers))
         try:
@@ -241,7 +242,9 @@ class Consumer:
             return
         with contextlib.suppress(Exception):
             await msg.ack()
-        metrics.EVENTS_IN.labels(self.service, self.spec.durable, "ok" if fresh else "duplicate").inc()
+        metrics.EVENTS_IN.labels(
+            self.service, self.spec.durable, "ok" if fresh else "duplicate"
+        ).inc()
 
     async def _failed(self, msg: Msg, exc: Exception) -> None:
         delivered = msg.metadata.num_delivered if msg.metadata else 1
@@ -280,7 +283,9 @@ class Consumer:
                 delivered,
             )
         dlq_headers = {
-            k: v for k, v in headers.items() if k.lower() not in ("nats-msg-id", "nats-expected-stream")
+            k: v
+            for k, v in headers.items()
+            if k.lower() not in ("nats-msg-id", "nats-expected-stream")
         }
         dlq_headers.update(
             {

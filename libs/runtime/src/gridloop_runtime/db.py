@@ -12,6 +12,10 @@ from pathlib import Path
 import asyncpg
 import orjson
 import structlog
+from asyncpg.pool import PoolConnectionProxy
+
+Conn = asyncpg.Connection | PoolConnectionProxy
+"""A connection, pooled or not: what handlers and repositories take."""
 
 log = structlog.get_logger(__name__)
 
@@ -35,7 +39,9 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def create_pool(dsn: str, schema: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, schema: str, *, min_size: int = 2, max_size: int = 10
+) -> asyncpg.Pool:
     """A pool whose connections see the service's schema first and decode JSON with orjson."""
     check_schema(schema)
     pool = await asyncpg.create_pool(
@@ -84,14 +90,16 @@ def runtime_migrations() -> list[Migration]:
     return read_migrations("runtime", Path(str(root)))
 
 
-async def migrate(conn: asyncpg.Connection, schema: str, migrations: Sequence[Migration]) -> list[str]:
+async def migrate(conn: Conn, schema: str, migrations: Sequence[Migration]) -> list[str]:
     """Apply what is new, in order, each in its own transaction; refuse edited history.
 
     An advisory lock on the schema name serialises replicas that start together.
     Returns the names applied.
     """
     check_schema(schema)
-    lock_key = int.from_bytes(hashlib.sha256(f"migrate:{schema}".encode()).digest()[:8], "big", signed=True)
+    lock_key = int.from_bytes(
+        hashlib.sha256(f"migrate:{schema}".encode()).digest()[:8], "big", signed=True
+    )
     await conn.execute("SELECT pg_advisory_lock($1)", lock_key)
     try:
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
@@ -101,7 +109,9 @@ async def migrate(conn: asyncpg.Connection, schema: str, migrations: Sequence[Mi
                     checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(),
                     PRIMARY KEY (scope, version))"""
         )
-        rows = await conn.fetch(f'SELECT scope, version, checksum FROM "{schema}".schema_migrations')
+        rows = await conn.fetch(
+            f'SELECT scope, version, checksum FROM "{schema}".schema_migrations'
+        )
         done = {(r["scope"], r["version"]): r["checksum"] for r in rows}
         applied = []
         for mig in migrations:
@@ -129,4 +139,3 @@ async def migrate(conn: asyncpg.Connection, schema: str, migrations: Sequence[Mi
         return applied
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", lock_key)
-

@@ -24,7 +24,9 @@ def free_port() -> int:
         return port
 
 
-def wait_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_port(
+    host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -73,7 +75,15 @@ class LocalNats:
             self.config_file = cfg
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [nats_server_binary(), "-c", str(self.config_file), "-p", str(self.port), "-a", "127.0.0.1"],
+            [
+                nats_server_binary(),
+                "-c",
+                str(self.config_file),
+                "-p",
+                str(self.port),
+                "-a",
+                "127.0.0.1",
+            ],
             stdout=out,
             stderr=out,
         )
@@ -120,7 +130,7 @@ def _open_path_for(path: Path, uid: int, gid: int) -> None:
         parent.chmod(mode | stat.S_IXOTH | stat.S_IXGRP)
     bin_dir = _pg_bin()
     for root in (bin_dir.parent,):
-        for dirpath, dirnames, filenames in os.walk(root):
+        for dirpath, _dirs, filenames in os.walk(root):
             d = Path(dirpath)
             d.chmod(d.stat().st_mode | 0o055)
             for f in filenames:
@@ -172,7 +182,7 @@ class LocalPostgres:
             ],
             check=True,
             capture_output=True,
-            **self._popen_kwargs(),  # type: ignore[arg-type]
+            **self._popen_kwargs(),  # type: ignore[call-overload]
         )
 
     def start(self, timeout: float = 30) -> LocalPostgres:
@@ -195,7 +205,14 @@ class LocalPostgres:
             "shared_buffers=256MB",
         ]
         if not self.durable:
-            args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+            args += [
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(args, stdout=out, stderr=out, **self._popen_kwargs())  # type: ignore[call-overload]
         wait_port("127.0.0.1", self.port, timeout, self.proc)
@@ -231,7 +248,16 @@ class LocalPostgres:
 
     def create_database(self, name: str) -> str:
         subprocess.run(
-            [str(_pg_bin() / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name],
+            [
+                str(_pg_bin() / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                name,
+            ],
             check=True,
             capture_output=True,
         )

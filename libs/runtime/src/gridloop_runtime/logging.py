@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -11,7 +12,7 @@ import structlog
 from .tracing import current_trace_id
 
 
-def _add_trace_id(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _add_trace_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     trace_id = current_trace_id()
     if trace_id and "trace_id" not in event:
         event["trace_id"] = trace_id

@@ -7,7 +7,9 @@ from prometheus_client import Counter, Gauge, Histogram
 EVENTS_IN = Counter(
     "gridloop_events_in_total", "Events handled by consumers", ["service", "consumer", "outcome"]
 )
-EVENTS_OUT = Counter("gridloop_events_out_total", "Events published by the outbox relay", ["service"])
+EVENTS_OUT = Counter(
+    "gridloop_events_out_total", "Events published by the outbox relay", ["service"]
+)
 HANDLER_SECONDS = Histogram(
     "gridloop_handler_seconds",
     "Time to handle one batch of events",
@@ -18,6 +20,8 @@ CONSUMER_LAG = Gauge(
     "gridloop_consumer_lag", "Messages waiting for a consumer", ["service", "consumer"]
 )
 OUTBOX_BACKLOG = Gauge("gridloop_outbox_backlog", "Outbox rows not yet published", ["service"])
-DEAD_LETTERS = Counter("gridloop_dead_letters_total", "Messages sent to the DLQ", ["service", "consumer"])
+DEAD_LETTERS = Counter(
+    "gridloop_dead_letters_total", "Messages sent to the DLQ", ["service", "consumer"]
+)
 TIMERS_FIRED = Counter("gridloop_timers_fired_total", "Timers fired", ["service", "kind"])
 OVERDUE_CASES = Gauge("gridloop_overdue_cases", "Open cases past their deadline", ["service"])

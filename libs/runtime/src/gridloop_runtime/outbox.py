@@ -26,6 +26,7 @@ from nats.js import JetStreamContext
 
 from . import metrics, tracing
 from .clock import Clock
+from .db import Conn
 
 log = structlog.get_logger(__name__)
 
@@ -52,7 +53,7 @@ class Work:
 
     def __init__(
         self,
-        conn: asyncpg.Connection,
+        conn: Conn,
         *,
         source: str,
         clock: Clock,
@@ -177,7 +178,7 @@ class OutboxRelay:
                     await asyncio.wait_for(stop.wait(), timeout=1.0)
 
     async def _run_as_leader(self, stop: asyncio.Event) -> None:
-        conn: asyncpg.Connection = await self.pool.acquire()
+        conn: Conn = await self.pool.acquire()
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
                 with contextlib.suppress(TimeoutError):
@@ -202,9 +203,9 @@ class OutboxRelay:
                 with contextlib.suppress(Exception):
                     await conn.execute("SELECT pg_advisory_unlock($1)", self._lock_key)
         finally:
-            await self.pool.release(conn)
+            await self.pool.release(conn)  # type: ignore[arg-type]
 
-    async def publish_batch(self, conn: asyncpg.Connection) -> int:
+    async def publish_batch(self, conn: Conn) -> int:
         rows = await conn.fetch(
             "SELECT seq, subject, headers, body FROM outbox WHERE sent_at IS NULL "
             "ORDER BY seq LIMIT $1",

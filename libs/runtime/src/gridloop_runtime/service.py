@@ -67,7 +67,7 @@ class Runtime:
         self.definition = definition
         self.clock: Clock = clock or SystemClock()
         self.state = state
-        self.schema = db.check_schema(settings.schema)
+        self.schema = db.check_schema(settings.db_schema_name)
         self.source = f"/gridloop/{definition.name}"
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
@@ -97,7 +97,9 @@ class Runtime:
         )
         self.js = self.nc.jetstream(publish_async_max_pending=4000)
         await bus.ensure_streams(self.js, replicas=s.stream_replicas)
-        self.uow = UnitOfWorkFactory(self.pool, schema=self.schema, source=self.source, clock=self.clock)
+        self.uow = UnitOfWorkFactory(
+            self.pool, schema=self.schema, source=self.source, clock=self.clock
+        )
         for hook in self.definition.on_start:
             await hook(self)
         self.relay = OutboxRelay(
@@ -127,7 +129,10 @@ class Runtime:
             self._spawn(consumer.run(self.stop_event), f"consumer-{spec.durable}")
         if self.definition.timers:
             self.timer_runner = TimerRunner(
-                self.uow, self.definition.timers, service=self.definition.name, poll_s=s.timer_poll_s
+                self.uow,
+                self.definition.timers,
+                service=self.definition.name,
+                poll_s=s.timer_poll_s,
             )
             self._spawn(self.timer_runner.run(self.stop_event), "timers")
         for bg in self.definition.background:

@@ -27,9 +27,7 @@ class ServiceSettings(BaseSettings):
     nats_url: str = Field("nats://127.0.0.1:4222", alias="NATS_URL")
     nats_user: str | None = Field(None, alias="NATS_USER")
     nats_password: str | None = Field(None, alias="NATS_PASSWORD")
-    database_url: str = Field(
-        "postgresql://postgres@127.0.0.1:5432/gridloop", alias="DATABASE_URL"
-    )
+    database_url: str = Field("postgresql://postgres@127.0.0.1:5432/gridloop", alias="DATABASE_URL")
     db_schema: str | None = Field(None, alias="DB_SCHEMA")
     db_pool_min: int = Field(2, alias="DB_POOL_MIN")
     db_pool_max: int = Field(10, alias="DB_POOL_MAX")
@@ -55,5 +53,5 @@ class ServiceSettings(BaseSettings):
     otel_exporter: str = Field("none", alias="OTEL_EXPORTER")
 
     @property
-    def schema(self) -> str:
+    def db_schema_name(self) -> str:
         return self.db_schema or self.service_name

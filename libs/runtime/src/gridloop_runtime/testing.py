@@ -30,7 +30,10 @@ _db_counter = itertools.count(1)
 
 
 async def wait_for(
-    condition: Callable[[], Awaitable[T] | T], timeout: float = 10.0, interval: float = 0.02, what: str = ""
+    condition: Callable[[], Awaitable[T] | T],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    what: str = "",
 ) -> T:
     """Poll `condition` until it returns something truthy; fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout
@@ -40,10 +43,12 @@ async def wait_for(
         if inspect.isawaitable(result):
             result = await result
         if result:
-            return result  # type: ignore[return-value]
+            return result
         last = result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition} (last: {last!r})")
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what or condition} (last: {last!r})"
+            )
         await asyncio.sleep(interval)
 
 
@@ -82,7 +87,11 @@ def nats_url(nats_server: LocalNats) -> str:
 
 
 def settings_for(
-    name: str, database_url: str, nats_url: str, settings_cls: type[ServiceSettings] = ServiceSettings, **extra: Any
+    name: str,
+    database_url: str,
+    nats_url: str,
+    settings_cls: type[ServiceSettings] = ServiceSettings,
+    **extra: Any,
 ) -> ServiceSettings:
     values: dict[str, Any] = {
         "SERVICE_NAME": name,
@@ -102,7 +111,11 @@ def settings_for(
 
 @asynccontextmanager
 async def running(
-    settings: ServiceSettings, definition: ServiceDefinition, *, clock: Clock | None = None, state: Any = None
+    settings: ServiceSettings,
+    definition: ServiceDefinition,
+    *,
+    clock: Clock | None = None,
+    state: Any = None,
 ) -> AsyncIterator[Runtime]:
     """Start a service runtime in this event loop; stop it gracefully afterwards."""
     rt = Runtime(settings, definition, clock=clock, state=state)

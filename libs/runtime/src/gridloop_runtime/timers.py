@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import asyncpg
 import structlog
 
 from . import metrics
+from .db import Conn
 from .outbox import UnitOfWorkFactory, Work
 
 RETRY_DELAY = timedelta(seconds=30)
@@ -38,7 +38,7 @@ TimerHandler = Callable[[Work, Timer], Awaitable[None]]
 
 
 async def schedule(
-    conn: asyncpg.Connection,
+    conn: Conn,
     kind: str,
     key: str,
     due_at: datetime,
@@ -56,7 +56,7 @@ async def schedule(
     )
 
 
-async def cancel(conn: asyncpg.Connection, key_prefix: str, kinds: list[str] | None = None) -> int:
+async def cancel(conn: Conn, key_prefix: str, kinds: list[str] | None = None) -> int:
     """Cancel pending timers whose key starts with `key_prefix` (e.g. a case id)."""
     if kinds:
         status = await conn.execute(
@@ -74,7 +74,7 @@ async def cancel(conn: asyncpg.Connection, key_prefix: str, kinds: list[str] | N
     return int(status.split()[-1])
 
 
-async def pending(conn: asyncpg.Connection, key_prefix: str = "") -> list[Timer]:
+async def pending(conn: Conn, key_prefix: str = "") -> list[Timer]:
     rows = await conn.fetch(
         "SELECT id, kind, key, due_at, payload FROM timers WHERE key LIKE $1 || '%' "
         "AND fired_at IS NULL AND cancelled_at IS NULL ORDER BY due_at, id",
@@ -138,7 +138,9 @@ class TimerRunner:
                         {"last_error": repr(exc)[:500]},
                     )
                     continue
-                await work.conn.execute("UPDATE timers SET fired_at = $2 WHERE id = $1", timer.id, now)
+                await work.conn.execute(
+                    "UPDATE timers SET fired_at = $2 WHERE id = $1", timer.id, now
+                )
                 metrics.TIMERS_FIRED.labels(self.service, timer.kind).inc()
                 fired += 1
         return fired

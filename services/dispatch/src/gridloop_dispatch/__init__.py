@@ -1,1 +1,1 @@
-"""gridloop_dispatch."""
+"""gridloop dispatch service — 指挥派遣: routing, deadlines, chasing and escalation."""

@@ -1,1 +1,1 @@
-"""gridloop_handling."""
+"""gridloop handling service — 处置反馈: the department inbox."""

@@ -1,1 +1,1 @@
-"""gridloop_intake."""
+"""gridloop intake service — 发现上报: reports from every channel become cases."""

@@ -1,1 +1,1 @@
-"""gridloop_scoring."""
+"""gridloop scoring service — 评价考核: performance of departments, areas and people."""

@@ -1,1 +1,1 @@
-"""gridloop_verify."""
+"""gridloop verify service — 任务核查 · 结单: on-site verification and closing."""

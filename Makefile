@@ -1,0 +1,44 @@
+# gridloop — the two commands a newcomer needs: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+UV_VERSION := 0.13.8
+RUN := $(UV) run --frozen
+
+.PHONY: run test lint typecheck unit schemas bench deploy-check env clean
+
+$(UV):
+	@$(PYTHON) -m venv $(TOOLS)
+	@$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+.venv/.synced: $(UV) uv.lock pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml
+	@$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+env: .venv/.synced ## create the environment from the lock file
+
+run: env ## start NATS, PostgreSQL and the five services with the demo city
+	@$(RUN) python -m gridloop_runtime.launcher --state-dir .run
+
+lint: env
+	@$(RUN) ruff check .
+	@$(RUN) ruff format --check .
+
+typecheck: env
+	@$(RUN) mypy $(foreach p,$(wildcard libs/*/src/* services/*/src/*),-p $(notdir $(p)))
+
+unit: env ## tests only
+	@$(RUN) pytest
+
+test: lint typecheck ## lint + types + every test against a real NATS and PostgreSQL
+	@$(RUN) pytest
+
+schemas: env ## export JSON Schema and AsyncAPI into schemas/
+	@$(RUN) python tools/export_schemas.py
+
+bench: env ## measure the whole system; results in bench/results/latest.json
+	@$(RUN) python -m bench
+
+clean:
+	rm -rf .run .venv $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

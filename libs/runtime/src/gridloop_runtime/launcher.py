@@ -1,0 +1,193 @@
+"""Brings the whole system up on one machine: NATS, PostgreSQL and the five services as
+separate processes. `make run` uses it; so do the end-to-end tests, the chaos suite and
+`make bench`, which kill and restart single services through it."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from .devstack import LocalNats, LocalPostgres
+
+SERVICES: dict[str, int] = {
+    "intake": 8001,
+    "dispatch": 8002,
+    "handling": 8003,
+    "verify": 8004,
+    "scoring": 8005,
+}
+
+
+@dataclass
+class Stack:
+    """The five services (and, unless URLs are given, their NATS and PostgreSQL)."""
+
+    state_dir: Path
+    nats_url: str | None = None
+    database_url: str | None = None
+    ports: Mapping[str, int] = field(default_factory=lambda: dict(SERVICES))
+    env: Mapping[str, str] = field(default_factory=dict)
+    durable: bool = True
+    services: tuple[str, ...] = tuple(SERVICES)
+    nats: LocalNats | None = None
+    postgres: LocalPostgres | None = None
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start_platform(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.nats_url is None:
+            self.nats = LocalNats(
+                self.state_dir / "nats",
+                port=int(self.env.get("NATS_PORT", os.environ.get("NATS_PORT", "4222"))),
+                sync_always=self.durable,
+                log_file=self.state_dir / "nats.log",
+            ).start()
+            self.nats_url = self.nats.url
+        if self.database_url is None:
+            self.postgres = LocalPostgres(
+                self.state_dir / "pg",
+                port=int(self.env.get("PG_PORT", os.environ.get("PG_PORT", "55432"))),
+                durable=self.durable,
+                log_file=self.state_dir / "postgres.log",
+            ).start()
+            with contextlib.suppress(subprocess.CalledProcessError):
+                self.postgres.create_database("gridloop")
+            self.database_url = self.postgres.url("gridloop")
+
+    def service_env(self, name: str) -> dict[str, str]:
+        assert self.nats_url and self.database_url
+        env = dict(os.environ)
+        env.update(
+            {
+                "SERVICE_NAME": name,
+                "HTTP_PORT": str(self.ports[name]),
+                "NATS_URL": self.nats_url,
+                "DATABASE_URL": self.database_url,
+            }
+        )
+        env.update(self.env)
+        return env
+
+    def start_service(self, name: str) -> subprocess.Popen[bytes]:
+        log = open(self.state_dir / f"{name}.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"gridloop_{name}"],
+            env=self.service_env(name),
+            stdout=log,
+            stderr=log,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def start(self, timeout: float = 120) -> None:
+        self.start_platform()
+        for name in self.services:
+            self.start_service(name)
+        self.wait_ready(timeout)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def wait_ready(self, timeout: float = 120, names: tuple[str, ...] | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        pending = set(names or self.services)
+        while pending:
+            for name in list(pending):
+                proc = self.procs.get(name)
+                if proc is not None and proc.poll() is not None:
+                    tail = (self.state_dir / f"{name}.log").read_text(errors="replace")[-3000:]
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(self.url(name) + "/readyz", timeout=1).status_code == 200:
+                        pending.discard(name)
+            if pending and time.monotonic() > deadline:
+                raise TimeoutError(f"not ready after {timeout}s: {sorted(pending)}")
+            if pending:
+                time.sleep(0.2)
+
+    def kill(self, name: str) -> None:
+        """kill -9: no graceful shutdown, as a crash."""
+        proc = self.procs.get(name)
+        if proc and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+    def stop_service(self, name: str, timeout: float = 30) -> None:
+        proc = self.procs.get(name)
+        if proc and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+    def stop(self) -> None:
+        for name in reversed(list(self.procs)):
+            self.stop_service(name)
+        if self.nats:
+            self.nats.stop()
+        if self.postgres:
+            self.postgres.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run gridloop locally with a demo city.")
+    parser.add_argument(
+        "--state-dir", default=".run", help="where NATS, PostgreSQL and logs keep state"
+    )
+    args = parser.parse_args(argv)
+    stack = Stack(
+        Path(args.state_dir).resolve(),
+        nats_url=os.environ.get("NATS_URL"),
+        database_url=os.environ.get("DATABASE_URL"),
+    )
+    print("gridloop: starting NATS, PostgreSQL and the five services ...", flush=True)
+    started = time.monotonic()
+    try:
+        stack.start()
+    except BaseException as exc:
+        print(f"gridloop: failed to start: {exc}", file=sys.stderr)
+        stack.stop()
+        return 1
+    print(f"gridloop: ready in {time.monotonic() - started:.1f}s\n")
+    print(f"  NATS        {stack.nats_url}")
+    print(f"  PostgreSQL  {stack.database_url}")
+    for name in stack.services:
+        extra = "   (Open311: /open311/v2/services.json)" if name == "intake" else ""
+        print(f"  {name:<10}  {stack.url(name)}/docs{extra}")
+    print(f"\n  logs in {stack.state_dir}/*.log — press Ctrl-C to stop\n", flush=True)
+    stop = False
+
+    def on_signal(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        while not stop:
+            for name, proc in stack.procs.items():
+                if proc.poll() is not None:
+                    print(f"gridloop: {name} exited ({proc.returncode}); restarting", flush=True)
+                    stack.start_service(name)
+            time.sleep(0.5)
+    finally:
+        print("gridloop: stopping ...", flush=True)
+        stack.stop()
+        print("gridloop: stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
