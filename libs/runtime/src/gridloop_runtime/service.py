@@ -27,6 +27,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from . import bus, db, tracing
 from . import logging as glog
 from .clock import Clock, SystemClock
+from .commands import install_refusal_handler
 from .consumer import Consumer, ConsumerSpec
 from .outbox import OutboxRelay, UnitOfWorkFactory
 from .settings import ServiceSettings
@@ -209,6 +210,7 @@ class Runtime:
             lifespan=lifespan,
         )
         app.state.runtime = self
+        install_refusal_handler(app)
         app.add_middleware(TracingMiddleware)
 
         @app.get("/healthz", tags=["operations"])
