@@ -37,3 +37,28 @@ class FakeClock:
 
     def set(self, when: datetime) -> None:
         self._now = when
+
+
+class OffsetFileClock:
+    """Wall-clock time plus an offset (seconds) read from a file, re-read at most every 0.1 s.
+
+    Off by default; end-to-end tests and demos set `CLOCK_FILE` to move every service's time
+    together (e.g. past a deadline) without waiting for it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._offset = timedelta(0)
+        self._read_at = 0.0
+
+    def now(self) -> datetime:
+        import time
+
+        mono = time.monotonic()
+        if mono - self._read_at > 0.1:
+            self._read_at = mono
+            try:
+                with open(self.path, encoding="utf-8") as f:
+                    self._offset = timedelta(seconds=float(f.read().strip() or 0))
+            except (OSError, ValueError):
+                pass
+        return datetime.now(UTC) + self._offset

@@ -26,7 +26,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 
 from . import bus, db, tracing
 from . import logging as glog
-from .clock import Clock, SystemClock
+from .clock import Clock, OffsetFileClock, SystemClock
 from .commands import install_refusal_handler
 from .consumer import Consumer, ConsumerSpec
 from .outbox import OutboxRelay, UnitOfWorkFactory
@@ -66,7 +66,9 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.definition = definition
-        self.clock: Clock = clock or SystemClock()
+        self.clock: Clock = clock or (
+            OffsetFileClock(settings.clock_file) if settings.clock_file else SystemClock()
+        )
         self.state = state
         self.schema = db.check_schema(settings.db_schema_name)
         self.source = f"/gridloop/{definition.name}"

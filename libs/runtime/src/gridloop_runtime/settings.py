@@ -49,6 +49,8 @@ class ServiceSettings(BaseSettings):
     outbox_poll_s: float = Field(0.5, alias="OUTBOX_POLL_S")
     timer_poll_s: float = Field(0.5, alias="TIMER_POLL_S")
     shutdown_grace_s: float = Field(20.0, alias="SHUTDOWN_GRACE_S")
+    # a file holding a clock offset in seconds (tests and demos only; unset in production)
+    clock_file: str | None = Field(None, alias="CLOCK_FILE")
     # tracing: "none" or "console"
     otel_exporter: str = Field("none", alias="OTEL_EXPORTER")
 
