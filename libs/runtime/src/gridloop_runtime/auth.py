@@ -1,0 +1,201 @@
+"""Who is calling: bearer JWTs (OIDC-compatible) carrying user, roles, department and territory.
+
+Every REST API takes `Authorization: Bearer <jwt>`. The token is checked against the
+configured issuer and audience with a shared secret (HS256, development), a PEM public key,
+or a JWKS URL (an OIDC provider). Roles are the domain's: operator, shift-leader,
+dispatcher, supervisor, department, grid-head, evaluator, admin. Services decide what a
+role may do; this module only says who the caller is.
+
+For local development `AUTH_MODE=dev` also accepts an `X-User: <user id>` header resolved
+against the city's users; `make run` prints demo tokens for every role.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+import jwt
+from fastapi import Depends, Request
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .commands import Refusal
+
+ROLES = (
+    "operator",
+    "shift-leader",
+    "dispatcher",
+    "supervisor",
+    "department",
+    "grid-head",
+    "evaluator",
+    "admin",
+)
+
+
+class AuthSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    mode: Literal["jwt", "dev"] = Field("jwt", alias="AUTH_MODE")
+    issuer: str = Field("gridloop-dev", alias="JWT_ISSUER")
+    audience: str = Field("gridloop", alias="JWT_AUDIENCE")
+    secret: str | None = Field("gridloop-dev-secret-change-me", alias="JWT_SECRET")
+    public_key: str | None = Field(None, alias="JWT_PUBLIC_KEY")
+    jwks_url: str | None = Field(None, alias="JWT_JWKS_URL")
+    algorithms: str = Field("HS256,RS256,ES256", alias="JWT_ALGORITHMS")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller."""
+
+    user_id: str
+    roles: frozenset[str]
+    name: str = ""
+    dept: str | None = None
+    # Territory codes (cells, communities, sub-districts) or "*" for the whole district.
+    territory: tuple[str, ...] = ("*",)
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+    def has(self, *roles: str) -> bool:
+        return bool(self.roles.intersection(roles)) or "admin" in self.roles
+
+    def covers(self, *codes: str | None) -> bool:
+        """True when any of the given territory codes (cell, community, sub-district) is in
+        the caller's territory. Cell codes start with their community and sub-district codes,
+        so a prefix match covers the hierarchy."""
+        if "*" in self.territory:
+            return True
+        return any(c and any(c.startswith(t) for t in self.territory) for c in codes)
+
+
+UserLookup = Callable[[str], Principal | None]
+
+
+class Authenticator:
+    def __init__(self, settings: AuthSettings, users: UserLookup | None = None) -> None:
+        self.settings = settings
+        self.users = users
+        self._jwks: jwt.PyJWKClient | None = (
+            jwt.PyJWKClient(settings.jwks_url) if settings.jwks_url else None
+        )
+
+    def _key(self, token: str) -> Any:
+        if self._jwks is not None:
+            return self._jwks.get_signing_key_from_jwt(token).key
+        if self.settings.public_key:
+            return self.settings.public_key
+        return self.settings.secret
+
+    def verify(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._key(token),
+                algorithms=[a.strip() for a in self.settings.algorithms.split(",")],
+                audience=self.settings.audience,
+                issuer=self.settings.issuer,
+                options={"require": ["exp", "sub"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise Refusal(
+                f"invalid token: {exc}", field="Authorization", code="unauthenticated", status=401
+            ) from exc
+        return principal_from_claims(claims)
+
+    def authenticate(self, request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            return self.verify(header[7:].strip())
+        if self.settings.mode == "dev" and self.users is not None:
+            user_id = request.headers.get("x-user")
+            if user_id:
+                found = self.users(user_id)
+                if found is None:
+                    raise Refusal(
+                        f"unknown user {user_id!r}",
+                        field="X-User",
+                        code="unauthenticated",
+                        status=401,
+                    )
+                return found
+        raise Refusal(
+            "a bearer token is required", field="Authorization", code="unauthenticated", status=401
+        )
+
+
+def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
+    roles = claims.get("roles") or []
+    territory = claims.get("territory") or ["*"]
+    if isinstance(roles, str):
+        roles = [roles]
+    if isinstance(territory, str):
+        territory = [territory]
+    return Principal(
+        user_id=str(claims["sub"]),
+        roles=frozenset(str(r) for r in roles),
+        name=str(claims.get("name", "")),
+        dept=claims.get("dept"),
+        territory=tuple(str(t) for t in territory),
+        claims=dict(claims),
+    )
+
+
+def issue_token(
+    settings: AuthSettings,
+    *,
+    user_id: str,
+    roles: Iterable[str],
+    name: str = "",
+    dept: str | None = None,
+    territory: Sequence[str] = ("*",),
+    ttl_s: int = 12 * 3600,
+) -> str:
+    """A signed HS256 token (development and tests; production tokens come from the IdP)."""
+    if not settings.secret:
+        raise ValueError("issuing tokens needs JWT_SECRET")
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": settings.issuer,
+        "aud": settings.audience,
+        "sub": user_id,
+        "name": name,
+        "roles": sorted(roles),
+        "territory": list(territory),
+        "iat": now,
+        "exp": now + ttl_s,
+    }
+    if dept:
+        claims["dept"] = dept
+    return jwt.encode(claims, settings.secret, algorithm="HS256")
+
+
+def current_principal(request: Request) -> Principal:
+    """FastAPI dependency: the caller, or 401 naming the Authorization header."""
+    auth: Authenticator | None = getattr(request.app.state, "authenticator", None)
+    if auth is None:
+        auth = Authenticator(AuthSettings())
+        request.app.state.authenticator = auth
+    return auth.authenticate(request)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require(*roles: str) -> Callable[[Principal], Principal]:
+    """FastAPI dependency factory: the caller must hold one of `roles` (admin always may)."""
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        if not principal.has(*roles):
+            raise Refusal(
+                f"role {sorted(principal.roles)} may not do this; needs one of {list(roles)}",
+                field="Authorization",
+                code="forbidden",
+                status=403,
+            )
+        return principal
+
+    return check
