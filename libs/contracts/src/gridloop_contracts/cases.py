@@ -1,0 +1,421 @@
+"""Case lifecycle events (案卷生命周期), on `case.<token>`, type `gridloop.case.<token>.v1`.
+
+Every event carries the case id, when it happened (`occurred_at`, which decides the scoring
+period), who did it, and the dimensions consumers need without calling back (category,
+cell, community, sub-district, department, task, deadline) where the emitter knows them.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import AwareDatetime, Field
+
+from .base import Event, register
+from .common import Actor, Attachment, Location, MaskedReporter, Rating, Urgency, Value
+
+
+class CaseEvent(Event):
+    """Fields every case event has."""
+
+    case_id: str = Field(min_length=1)
+    occurred_at: AwareDatetime
+    actor: Actor | None = None
+    category_code: str | None = None
+    cell_code: str | None = None
+    community_code: str | None = None
+    subdistrict_code: str | None = None
+
+
+class _TaskEvent(CaseEvent):
+    """Events about one department's task on a case."""
+
+    dept: str | None = None
+    task_id: str | None = None
+    deadline: AwareDatetime | None = None
+
+
+@register
+class CaseReported(CaseEvent):
+    """上报: a report became a case candidate (located and classified, not yet accepted)."""
+
+    type_name: ClassVar[str] = "gridloop.case.reported.v1"
+    subject_token: ClassVar[str] = "reported"
+    summary: ClassVar[str] = "A report became a case candidate (上报)"
+
+    report_id: str
+    channel: Literal["hotline", "video", "patrol", "web"]
+    source: str
+    external_id: str | None = None
+    description: str
+    location: Location | None = None
+    address: str | None = None
+    part_code: str | None = None
+    urgency: Urgency = "normal"
+    reporter: MaskedReporter | None = None
+    reporter_user_id: str | None = None  # a supervisor's own report (patrol)
+    attachments: list[Attachment] = Field(default_factory=list)
+    reported_at: AwareDatetime
+    confidence: float | None = None  # video detections
+
+
+@register
+class CaseMerged(CaseEvent):
+    """合并: a further report of the same problem was merged into an open case."""
+
+    type_name: ClassVar[str] = "gridloop.case.merged.v1"
+    subject_token: ClassVar[str] = "merged"
+    summary: ClassVar[str] = "A duplicate report was merged into an open case (合并)"
+
+    report_id: str
+    source: str
+    external_id: str | None = None
+    channel: Literal["hotline", "video", "patrol", "web"]
+    reporter: MaskedReporter | None = None
+    reporter_user_id: str | None = None
+    distance_m: float | None = None
+
+
+@register
+class CaseConfirmationRequested(CaseEvent):
+    """核实: intake asks a supervisor to confirm on site before acceptance."""
+
+    type_name: ClassVar[str] = "gridloop.case.confirmation_requested.v1"
+    subject_token: ClassVar[str] = "confirmation_requested"
+    summary: ClassVar[str] = "On-site confirmation requested before acceptance (核实)"
+
+    reason: str
+    description: str | None = None
+    location: Location | None = None
+    address: str | None = None
+    due: AwareDatetime | None = None
+
+
+@register
+class CaseConfirmed(CaseEvent):
+    """核实结果: the supervisor's on-site confirmation (true) or refutation (false)."""
+
+    type_name: ClassVar[str] = "gridloop.case.confirmed.v1"
+    subject_token: ClassVar[str] = "confirmed"
+    summary: ClassVar[str] = "Result of the on-site confirmation (核实结果)"
+
+    confirmed: bool
+    supervisor_id: str
+    notes: str | None = None
+    photos: list[Attachment] = Field(default_factory=list)
+    on_time: bool | None = None
+
+
+@register
+class CaseAccepted(CaseEvent):
+    """立案: the report is accepted as a case under a category's standard."""
+
+    type_name: ClassVar[str] = "gridloop.case.accepted.v1"
+    subject_token: ClassVar[str] = "accepted"
+    summary: ClassVar[str] = "The report was accepted as a case (立案)"
+
+    category_code: str
+    cell_code: str
+    urgency: Urgency = "normal"
+    description: str
+    location: Location | None = None
+    address: str | None = None
+    part_code: str | None = None
+    part_owner_dept: str | None = None
+    channel: Literal["hotline", "video", "patrol", "web"] | None = None
+    source: str | None = None
+    reporter: MaskedReporter | None = None
+    attachments: list[Attachment] = Field(default_factory=list)
+    auto: bool = False
+    reported_at: AwareDatetime | None = None
+    reporter_user_id: str | None = None
+
+
+@register
+class CaseRejected(CaseEvent):
+    """不予立案: the report is not accepted, with a reason code and text."""
+
+    type_name: ClassVar[str] = "gridloop.case.rejected.v1"
+    subject_token: ClassVar[str] = "rejected"
+    summary: ClassVar[str] = "The report was not accepted (不予立案)"
+
+    reason_code: str
+    reason: str
+
+
+@register
+class CaseDispatched(_TaskEvent):
+    """派遣: a task sent to a responsible unit, with co-handlers, a lead and a deadline."""
+
+    type_name: ClassVar[str] = "gridloop.case.dispatched.v1"
+    subject_token: ClassVar[str] = "dispatched"
+    summary: ClassVar[str] = "A task was dispatched to a department (派遣)"
+
+    dept: str
+    task_id: str
+    deadline: AwareDatetime
+    co_handlers: list[str] = Field(default_factory=list)
+    lead: str | None = None
+    sign_in_due: AwareDatetime | None = None
+    kind: Literal["initial", "redispatch", "rework", "split", "manual"] = "initial"
+    urgency: Urgency = "normal"
+    reason: str | None = None
+
+
+@register
+class CaseRecalled(_TaskEvent):
+    """撤回: the command centre took a task back."""
+
+    type_name: ClassVar[str] = "gridloop.case.recalled.v1"
+    subject_token: ClassVar[str] = "recalled"
+    summary: ClassVar[str] = "A task was recalled by the command centre (撤回)"
+
+    reason: str
+
+
+@register
+class CaseSupervised(CaseEvent):
+    """挂牌督办: the case is put under listed supervision."""
+
+    type_name: ClassVar[str] = "gridloop.case.supervised.v1"
+    subject_token: ClassVar[str] = "supervised"
+    summary: ClassVar[str] = "The case was put under listed supervision (挂牌督办)"
+
+    reason: str
+    dept: str | None = None
+
+
+@register
+class CaseSigned(_TaskEvent):
+    """签收: the department signed for its task."""
+
+    type_name: ClassVar[str] = "gridloop.case.signed.v1"
+    subject_token: ClassVar[str] = "signed"
+    summary: ClassVar[str] = "The department signed for the task (签收)"
+
+    sign_in_due: AwareDatetime | None = None
+    on_time: bool | None = None
+
+
+@register
+class CaseReturned(_TaskEvent):
+    """退回: the department returned the task as not theirs."""
+
+    type_name: ClassVar[str] = "gridloop.case.returned.v1"
+    subject_token: ClassVar[str] = "returned"
+    summary: ClassVar[str] = "The department returned the task as not theirs (退回)"
+
+    reason: str
+
+
+@register
+class CaseExtensionRequested(_TaskEvent):
+    """延期申请: the department asks for more time."""
+
+    type_name: ClassVar[str] = "gridloop.case.extension_requested.v1"
+    subject_token: ClassVar[str] = "extension_requested"
+    summary: ClassVar[str] = "The department asked for an extension (延期申请)"
+
+    reason: str
+    proposed_deadline: AwareDatetime
+    request_id: str | None = None
+
+
+@register
+class CaseExtensionDecided(_TaskEvent):
+    """延期审批: the dispatcher granted or refused the extension."""
+
+    type_name: ClassVar[str] = "gridloop.case.extension_decided.v1"
+    subject_token: ClassVar[str] = "extension_decided"
+    summary: ClassVar[str] = "The dispatcher granted or refused an extension (延期审批)"
+
+    granted: bool
+    new_deadline: AwareDatetime | None = None
+    reason: str | None = None
+    request_id: str | None = None
+
+
+@register
+class CaseProgress(_TaskEvent):
+    """处置进展: a progress note, or a co-handler's contribution."""
+
+    type_name: ClassVar[str] = "gridloop.case.progress.v1"
+    subject_token: ClassVar[str] = "progress"
+    summary: ClassVar[str] = "A progress note or co-handler contribution (处置进展)"
+
+    note: str
+    contribution: bool = False
+    evidence: list[Attachment] = Field(default_factory=list)
+
+
+class Contribution(Value):
+    """A co-handling unit's part in the result."""
+
+    dept: str
+    note: str
+    evidence: list[Attachment] = Field(default_factory=list)
+
+
+@register
+class CaseHandled(_TaskEvent):
+    """处置反馈: the department reports the result with evidence."""
+
+    type_name: ClassVar[str] = "gridloop.case.handled.v1"
+    subject_token: ClassVar[str] = "handled"
+    summary: ClassVar[str] = "The department reported the result (处置反馈)"
+
+    result: str
+    evidence: list[Attachment] = Field(default_factory=list)
+    completed_at: AwareDatetime
+    on_time: bool | None = None
+    contributions: list[Contribution] = Field(default_factory=list)
+
+
+@register
+class CaseReminded(_TaskEvent):
+    """催办: a reminder before a deadline (handling, sign-in or verification)."""
+
+    type_name: ClassVar[str] = "gridloop.case.reminded.v1"
+    subject_token: ClassVar[str] = "reminded"
+    summary: ClassVar[str] = "A reminder before the deadline (催办)"
+
+    stage: Literal["sign_in", "handling", "verification", "confirmation"] = "handling"
+    level: int = 1
+    supervisor_id: str | None = None
+
+
+@register
+class CaseOverdue(_TaskEvent):
+    """超期: a deadline passed (handling, sign-in or verification)."""
+
+    type_name: ClassVar[str] = "gridloop.case.overdue.v1"
+    subject_token: ClassVar[str] = "overdue"
+    summary: ClassVar[str] = "A deadline passed (超期)"
+
+    stage: Literal["sign_in", "handling", "verification", "confirmation"] = "handling"
+    supervisor_id: str | None = None
+
+
+@register
+class CaseEscalated(_TaskEvent):
+    """督办: escalated up the ladder (dispatcher → sub-district leader → efficiency office)."""
+
+    type_name: ClassVar[str] = "gridloop.case.escalated.v1"
+    subject_token: ClassVar[str] = "escalated"
+    summary: ClassVar[str] = "Escalated up the supervision ladder (督办)"
+
+    level: int = Field(ge=1)
+    to_role: str
+    reason: str
+
+
+@register
+class CaseVerificationAssigned(_TaskEvent):
+    """核查派发: a verification task went to the supervisor of the cell."""
+
+    type_name: ClassVar[str] = "gridloop.case.verification_assigned.v1"
+    subject_token: ClassVar[str] = "verification_assigned"
+    summary: ClassVar[str] = "A verification task went to the cell's supervisor (核查派发)"
+
+    supervisor_id: str
+    backup_used: bool = False
+    due: AwareDatetime
+    purpose: Literal["verification", "confirmation"] = "verification"
+
+
+@register
+class CaseVerified(_TaskEvent):
+    """核查: the supervisor's on-site verdict on the department's result."""
+
+    type_name: ClassVar[str] = "gridloop.case.verified.v1"
+    subject_token: ClassVar[str] = "verified"
+    summary: ClassVar[str] = "The supervisor's verdict on the result (核查)"
+
+    passed: bool
+    supervisor_id: str
+    notes: str | None = None
+    photos: list[Attachment] = Field(default_factory=list)
+    position: Location | None = None
+    on_time: bool | None = None
+    failures: int = 0
+
+
+@register
+class CaseReworked(_TaskEvent):
+    """返工: the result failed verification (or the reporter was dissatisfied); back to the
+    same department."""
+
+    type_name: ClassVar[str] = "gridloop.case.reworked.v1"
+    subject_token: ClassVar[str] = "reworked"
+    summary: ClassVar[str] = "Back to the department for rework (返工)"
+
+    count: int = Field(ge=1)
+    reason: str
+    new_deadline: AwareDatetime | None = None
+
+
+@register
+class CaseClosed(_TaskEvent):
+    """结案: verified and closed; only the supervision side closes."""
+
+    type_name: ClassVar[str] = "gridloop.case.closed.v1"
+    subject_token: ClassVar[str] = "closed"
+    summary: ClassVar[str] = "The case was closed (结案)"
+
+    closed_by: str
+    on_time: bool
+    approved_by: str | None = None
+    reworks: int = 0
+
+
+@register
+class CaseRated(CaseEvent):
+    """满意度评价: the reporter's rating of the result."""
+
+    type_name: ClassVar[str] = "gridloop.case.rated.v1"
+    subject_token: ClassVar[str] = "rated"
+    summary: ClassVar[str] = "The reporter rated the result (满意度评价)"
+
+    rating: Rating
+    comment: str | None = None
+    source: str | None = None
+    dept: str | None = None
+
+
+@register
+class CaseReopened(_TaskEvent):
+    """重新打开: a closed case is reopened (dissatisfied rating where configured)."""
+
+    type_name: ClassVar[str] = "gridloop.case.reopened.v1"
+    subject_token: ClassVar[str] = "reopened"
+    summary: ClassVar[str] = "A closed case was reopened (重新打开)"
+
+    reason: str
+
+
+CASE_EVENTS: tuple[type[CaseEvent], ...] = (
+    CaseReported,
+    CaseMerged,
+    CaseConfirmationRequested,
+    CaseConfirmed,
+    CaseAccepted,
+    CaseRejected,
+    CaseDispatched,
+    CaseRecalled,
+    CaseSupervised,
+    CaseSigned,
+    CaseReturned,
+    CaseExtensionRequested,
+    CaseExtensionDecided,
+    CaseProgress,
+    CaseHandled,
+    CaseReminded,
+    CaseOverdue,
+    CaseEscalated,
+    CaseVerificationAssigned,
+    CaseVerified,
+    CaseReworked,
+    CaseClosed,
+    CaseRated,
+    CaseReopened,
+)

@@ -1,0 +1,183 @@
+"""The department contract: what dispatch sends on `dispatch.<dept>.<event>`, the commands
+departments send on `handling.<dept>.<action>`, and the answers to them."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import AwareDatetime, Field
+
+from .base import Event, register
+from .common import Attachment, FieldError, Location, MaskedReporter, Urgency, Value
+from .status import CaseStatus
+
+
+class CaseSummary(Value):
+    """Everything a department needs to act without calling back."""
+
+    case_id: str
+    task_id: str
+    category_code: str
+    category_name: str | None = None
+    description: str
+    location: Location | None = None
+    address: str | None = None
+    part_code: str | None = None
+    cell_code: str | None = None
+    community_code: str | None = None
+    subdistrict_code: str | None = None
+    urgency: Urgency = "normal"
+    attachments: list[Attachment] = Field(default_factory=list)
+    reporter: MaskedReporter | None = None
+    deadline: AwareDatetime
+    sign_in_due: AwareDatetime | None = None
+    role: Literal["sole", "lead", "co-handler"] = "sole"
+    lead: str | None = None
+    co_handlers: list[str] = Field(default_factory=list)
+    closing_standard: str | None = None
+    what_to_do: str | None = None
+
+
+class DepartmentMessage(Event):
+    """Base of the department feed."""
+
+    dept: str
+    case: CaseSummary
+    sent_at: AwareDatetime
+    note: str | None = None
+
+
+@register
+class TaskAssigned(DepartmentMessage):
+    type_name: ClassVar[str] = "gridloop.dispatch.assigned.v1"
+    subject_token: ClassVar[str] = "assigned"
+    summary: ClassVar[str] = "A new task for the department (派遣)"
+
+
+@register
+class TaskReminder(DepartmentMessage):
+    type_name: ClassVar[str] = "gridloop.dispatch.reminder.v1"
+    subject_token: ClassVar[str] = "reminder"
+    summary: ClassVar[str] = "The deadline is near (催办)"
+
+    stage: Literal["sign_in", "handling"] = "handling"
+
+
+@register
+class TaskOverdue(DepartmentMessage):
+    type_name: ClassVar[str] = "gridloop.dispatch.overdue.v1"
+    subject_token: ClassVar[str] = "overdue"
+    summary: ClassVar[str] = "The deadline has passed (超期)"
+
+    stage: Literal["sign_in", "handling"] = "handling"
+
+
+@register
+class TaskEscalated(DepartmentMessage):
+    type_name: ClassVar[str] = "gridloop.dispatch.escalated.v1"
+    subject_token: ClassVar[str] = "escalated"
+    summary: ClassVar[str] = "The task was escalated (督办)"
+
+    level: int
+    to_role: str
+
+
+@register
+class TaskRework(DepartmentMessage):
+    type_name: ClassVar[str] = "gridloop.dispatch.rework.v1"
+    subject_token: ClassVar[str] = "rework"
+    summary: ClassVar[str] = "The result failed verification: rework (返工)"
+
+    count: int
+    reason: str
+
+
+@register
+class TaskRecalled(DepartmentMessage):
+    type_name: ClassVar[str] = "gridloop.dispatch.recalled.v1"
+    subject_token: ClassVar[str] = "recalled"
+    summary: ClassVar[str] = "The task was recalled (撤回)"
+
+    reason: str
+
+
+# -- commands from departments -------------------------------------------------------
+
+
+class DepartmentCommand(Event):
+    """Fields of every department command; `command_id` makes it idempotent."""
+
+    command_id: str = Field(min_length=1, max_length=128)
+    case_id: str = Field(min_length=1)
+    task_id: str | None = None
+    dept: str = Field(min_length=1)
+    by: str = Field(min_length=1, max_length=64)
+
+
+@register
+class SignCommand(DepartmentCommand):
+    type_name: ClassVar[str] = "gridloop.handling.signed.v1"
+    subject_token: ClassVar[str] = "signed"
+    summary: ClassVar[str] = "Sign for a task (签收)"
+
+
+@register
+class ReturnCommand(DepartmentCommand):
+    type_name: ClassVar[str] = "gridloop.handling.returned.v1"
+    subject_token: ClassVar[str] = "returned"
+    summary: ClassVar[str] = "Return a task as not ours (退回)"
+
+    reason: str = Field(min_length=2, max_length=1000)
+
+
+@register
+class ExtensionCommand(DepartmentCommand):
+    type_name: ClassVar[str] = "gridloop.handling.extension_requested.v1"
+    subject_token: ClassVar[str] = "extension_requested"
+    summary: ClassVar[str] = "Ask for more time (延期申请)"
+
+    reason: str = Field(min_length=2, max_length=1000)
+    proposed_deadline: AwareDatetime
+
+
+@register
+class ProgressCommand(DepartmentCommand):
+    type_name: ClassVar[str] = "gridloop.handling.progress.v1"
+    subject_token: ClassVar[str] = "progress"
+    summary: ClassVar[str] = "A progress note or a co-handler's contribution (处置进展)"
+
+    note: str = Field(min_length=1, max_length=2000)
+    evidence: list[Attachment] = Field(default_factory=list, max_length=20)
+
+
+@register
+class HandledCommand(DepartmentCommand):
+    type_name: ClassVar[str] = "gridloop.handling.handled.v1"
+    subject_token: ClassVar[str] = "handled"
+    summary: ClassVar[str] = "Report the result with evidence (处置反馈)"
+
+    result: str = Field(min_length=1, max_length=2000)
+    evidence: list[Attachment] = Field(default_factory=list, max_length=20)
+    completed_at: AwareDatetime
+
+
+COMMANDS: dict[str, type[DepartmentCommand]] = {
+    c.subject_token: c
+    for c in (SignCommand, ReturnCommand, ExtensionCommand, ProgressCommand, HandledCommand)
+}
+
+
+@register
+class CommandAnswerV1(Event):
+    """The answer to a department command, on the reply subject and `dispatch.<dept>.answer`."""
+
+    type_name: ClassVar[str] = "gridloop.dispatch.answer.v1"
+    subject_token: ClassVar[str] = "answer"
+    summary: ClassVar[str] = "The answer to a department command (回执)"
+
+    command_id: str
+    accepted: bool
+    case_id: str | None = None
+    action: str | None = None
+    errors: list[FieldError] = Field(default_factory=list)
+    status: CaseStatus | None = None
