@@ -8,6 +8,7 @@ either mode; `decode` tells them apart by `content-type`.
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -227,5 +228,13 @@ def validation_errors(exc: ValidationError) -> list[dict[str, str]]:
     out = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
-        out.append({"field": f"data.{loc}" if loc else "data", "reason": err["msg"]})
+        msg = err["msg"]
+        # Cross-field validators raise "<field>: <reason>"; put the field where it belongs.
+        m = _NAMED.match(msg)
+        if not loc and m:
+            loc, msg = m.group(1), m.group(2)
+        out.append({"field": f"data.{loc}" if loc else "data", "reason": msg})
     return out
+
+
+_NAMED = re.compile(r"^(?:Value error, )?([a-z_][a-z0-9_.]*): (.+)$", re.S)
