@@ -75,6 +75,21 @@ class Principal:
 UserLookup = Callable[[str], Principal | None]
 
 
+def lookup_from(users: Mapping[str, Any]) -> UserLookup:
+    """A user lookup over configured users (objects with id, name, roles, territory, dept)."""
+    table = {
+        uid: Principal(
+            user_id=uid,
+            roles=frozenset(u.roles),
+            name=u.name,
+            dept=u.dept,
+            territory=tuple(u.territory),
+        )
+        for uid, u in users.items()
+    }
+    return table.get
+
+
 class Authenticator:
     def __init__(self, settings: AuthSettings, users: UserLookup | None = None) -> None:
         self.settings = settings

@@ -26,6 +26,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 
 from . import bus, db, tracing
 from . import logging as glog
+from .auth import Authenticator, AuthSettings, UserLookup
 from .clock import Clock, OffsetFileClock, SystemClock
 from .commands import install_refusal_handler
 from .consumer import Consumer, ConsumerSpec
@@ -51,6 +52,8 @@ class ServiceDefinition:
     background: Sequence[Callable[[Runtime, asyncio.Event], Awaitable[None]]] = ()
     title: str = ""
     description: str = ""
+    # who may call the REST API: a lookup of configured users for AUTH_MODE=dev
+    users: UserLookup | None = None
 
 
 class Runtime:
@@ -212,6 +215,7 @@ class Runtime:
             lifespan=lifespan,
         )
         app.state.runtime = self
+        app.state.authenticator = Authenticator(AuthSettings(), self.definition.users)
         install_refusal_handler(app)
         app.add_middleware(TracingMiddleware)
 
