@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -141,6 +142,33 @@ class Stack:
             self.postgres.stop()
 
 
+def demo_tokens(stack: Stack) -> dict[str, tuple[str, str]]:
+    """One demo user per role from the city's users, with a signed token for each."""
+    try:
+        from gridloop_city import load_city
+    except ImportError:
+        return {}
+    from .auth import AuthSettings, issue_token
+    from .settings import ServiceSettings
+
+    city = load_city(ServiceSettings().city_data_dir)
+    auth = AuthSettings()
+    out: dict[str, tuple[str, str]] = {}
+    for user in city.users.values():
+        for role in user.roles:
+            if role not in out:
+                token = issue_token(
+                    auth,
+                    user_id=user.id,
+                    roles=user.roles,
+                    name=user.name,
+                    dept=user.dept,
+                    territory=user.territory,
+                )
+                out[role] = (user.id, token)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run gridloop locally with a demo city.")
     parser.add_argument(
@@ -151,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.state_dir).resolve(),
         nats_url=os.environ.get("NATS_URL"),
         database_url=os.environ.get("DATABASE_URL"),
+        env={"AUTH_MODE": os.environ.get("AUTH_MODE", "dev")},
     )
     print("gridloop: starting NATS, PostgreSQL and the five services ...", flush=True)
     started = time.monotonic()
@@ -166,6 +195,18 @@ def main(argv: list[str] | None = None) -> int:
     for name in stack.services:
         extra = "   (Open311: /open311/v2/services.json)" if name == "intake" else ""
         print(f"  {name:<10}  {stack.url(name)}/docs{extra}")
+    tokens = demo_tokens(stack)
+    if tokens:
+        (stack.state_dir / "tokens.json").write_text(
+            json.dumps(tokens, indent=2, ensure_ascii=False)
+        )
+        print("\n  demo users (AUTH_MODE=dev: send `X-User: <id>`, or a bearer token):")
+        for role, (user_id, _) in tokens.items():
+            print(f"    {role:<13} {user_id}")
+        print(f"  bearer tokens for each: {stack.state_dir}/tokens.json")
+        print(
+            '    e.g. curl -H "Authorization: Bearer $(jq -r .dispatcher[1] .run/tokens.json)" ...'
+        )
     print(f"\n  logs in {stack.state_dir}/*.log — press Ctrl-C to stop\n", flush=True)
     stop = False
 
