@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -224,12 +225,19 @@ class OutboxRelay:
         return len(rows)
 
 
-async def publish_rows(js: JetStreamContext, rows: list[asyncpg.Record]) -> None:
-    """Pipelined publish; raises if any message was not acknowledged by JetStream."""
-    futures = [
-        await js.publish_async(r["subject"], bytes(r["body"]), headers=dict(r["headers"]))
-        for r in rows
-    ]
+async def publish_rows(
+    js: JetStreamContext, rows: list[asyncpg.Record], msg_id_suffix: str = ""
+) -> None:
+    """Pipelined publish; raises if any message was not acknowledged by JetStream.
+
+    `msg_id_suffix` gives the messages new `Nats-Msg-Id`s so JetStream's duplicate window
+    does not drop a deliberate re-publish; consumers still dedupe on the CloudEvent id."""
+    futures = []
+    for r in rows:
+        headers = dict(r["headers"])
+        if msg_id_suffix:
+            headers["Nats-Msg-Id"] = f"{headers.get('Nats-Msg-Id', r['seq'])}{msg_id_suffix}"
+        futures.append(await js.publish_async(r["subject"], bytes(r["body"]), headers=headers))
     results = await asyncio.gather(*futures, return_exceptions=True)
     for r, res in zip(rows, results, strict=True):
         if isinstance(res, BaseException):
@@ -243,6 +251,7 @@ async def republish(
     bus lost acknowledged messages. Idempotent consumers make this always safe."""
     total = 0
     last = 0
+    suffix = f"#republished-{int(time.time())}"
     async with pool.acquire() as conn:
         while True:
             rows = await conn.fetch(
@@ -255,6 +264,6 @@ async def republish(
             )
             if not rows:
                 return total
-            await publish_rows(js, rows)
+            await publish_rows(js, rows, suffix)
             total += len(rows)
             last = rows[-1]["seq"]

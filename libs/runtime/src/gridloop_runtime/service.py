@@ -244,6 +244,9 @@ class Runtime:
                     OUTBOX_BACKLOG.labels(self.definition.name).set(backlog)
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+        from .admin import router as admin_router
+
+        app.include_router(admin_router)
         for router in self.definition.routers:
             app.include_router(router)
         return app

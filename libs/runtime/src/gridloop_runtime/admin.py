@@ -1,0 +1,101 @@
+"""Operator endpoints every service has: the dead-letter queue (list, replay) and the outbox
+as a re-publishable log (re-publish a time range after the bus lost messages)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import AwareDatetime, BaseModel
+
+from .auth import Principal, require
+from .commands import Refusal
+from .outbox import republish
+
+router = APIRouter(prefix="/admin", tags=["operations"])
+Admin = Annotated[Principal, Depends(require("admin"))]
+
+
+class DeadLetter(BaseModel):
+    id: int
+    consumer: str
+    subject: str
+    event_id: str | None
+    error: str
+    deliveries: int
+    created_at: datetime
+    replayed_at: datetime | None
+    headers: dict[str, Any]
+    body: str
+
+
+def _rt(request: Request) -> Any:
+    return request.app.state.runtime
+
+
+@router.get("/dlq", response_model=list[DeadLetter])
+async def list_dead_letters(
+    request: Request,
+    _: Admin,
+    pending_only: bool = True,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[DeadLetter]:
+    """Messages this service could not process, with their errors (newest first)."""
+    rt = _rt(request)
+    async with rt.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT * FROM dead_letters WHERE ($1 = false OR replayed_at IS NULL) "
+            "ORDER BY id DESC LIMIT $2",
+            pending_only,
+            limit,
+        )
+    return [
+        DeadLetter(
+            **{k: r[k] for k in DeadLetter.model_fields if k != "body"},
+            body=bytes(r["body"]).decode("utf-8", "replace"),
+        )
+        for r in rows
+    ]
+
+
+@router.post("/dlq/{dead_letter_id}/replay")
+async def replay_dead_letter(request: Request, dead_letter_id: int, _: Admin) -> dict[str, Any]:
+    """Publish the original message again to its subject (after the cause was fixed). The
+    consumers' inboxes make this safe: it is handled once."""
+    rt = _rt(request)
+    async with rt.pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT * FROM dead_letters WHERE id = $1 FOR UPDATE", dead_letter_id
+        )
+        if row is None:
+            raise Refusal(
+                f"no dead letter {dead_letter_id}",
+                field="dead_letter_id",
+                code="not-found",
+                status=404,
+            )
+        headers = {k: v for k, v in dict(row["headers"]).items() if k.lower() != "nats-msg-id"}
+        # A fresh message id: JetStream would drop the original one inside its duplicate window.
+        headers["Nats-Msg-Id"] = f"replay-{dead_letter_id}-{row['event_id'] or ''}"
+        await rt.js.publish(row["subject"], bytes(row["body"]), headers=headers)
+        await conn.execute(
+            "UPDATE dead_letters SET replayed_at = now() WHERE id = $1", dead_letter_id
+        )
+    return {"replayed": dead_letter_id, "subject": row["subject"]}
+
+
+class RepublishRequest(BaseModel):
+    since: AwareDatetime
+    until: AwareDatetime
+
+
+@router.post("/outbox/republish")
+async def republish_outbox(request: Request, body: RepublishRequest, _: Admin) -> dict[str, int]:
+    """Re-publish every event this service recorded in [since, until): the recovery after the
+    bus lost acknowledged messages. Consumers are idempotent, so this is always safe."""
+    if body.until <= body.since:
+        raise Refusal("until must be after since", field="until", code="bad-range", status=422)
+    rt = _rt(request)
+    n = await republish(rt.pool, rt.js, body.since, body.until)
+    return {"republished": n}
