@@ -6,7 +6,7 @@ UV := $(TOOLS)/bin/uv
 UV_VERSION := 0.13.8
 RUN := $(UV) run --frozen
 
-.PHONY: run test lint typecheck unit schemas bench deploy-check env clean
+.PHONY: run test lint typecheck unit schemas bench deploy-check nats-config images env clean
 
 $(UV):
 	@$(PYTHON) -m venv $(TOOLS)
@@ -31,7 +31,7 @@ typecheck: env
 unit: env ## tests only
 	@$(RUN) pytest
 
-test: lint typecheck ## lint + types + every test against a real NATS and PostgreSQL
+test: lint typecheck deploy-check ## lint + types + deploy check + every test against a real NATS and PostgreSQL
 	@$(RUN) pytest
 
 schemas: env ## export JSON Schema and AsyncAPI into schemas/
@@ -39,6 +39,15 @@ schemas: env ## export JSON Schema and AsyncAPI into schemas/
 
 bench: env ## measure the whole system; results in bench/results/latest.json
 	@$(RUN) python -m bench
+
+deploy-check: env ## render deploy/ overlays, validate, cross-check settings and the NATS config
+	@$(RUN) python tools/deploy_check.py
+
+nats-config: env ## regenerate NATS users/permissions from the city's departments and sources
+	@$(RUN) python tools/gen_nats_config.py
+
+images: ## the service image (one image, five commands)
+	docker build -t gridloop:0.1.0 .
 
 clean:
 	rm -rf .run .venv $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

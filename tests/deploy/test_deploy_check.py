@@ -1,0 +1,148 @@
+"""deploy/ renders, validates and matches what the services read (tools/deploy_check.py), and
+the NATS config generator reads the city's data and notices when its output is stale."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+needs_kubectl = pytest.mark.skipif(
+    shutil.which("kubectl") is None, reason="kubectl not installed: cannot render deploy/"
+)
+
+
+@needs_kubectl
+def test_deploy_check_passes() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "deploy_check.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "deploy-check: OK" in proc.stdout
+
+
+@needs_kubectl
+def test_deploy_check_names_a_missing_variable(
+    check: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Drop a setting every service reads from the manifests: the check names it."""
+    copy = tmp_path / "deploy"
+    shutil.copytree(ROOT / "deploy", copy)
+    common = copy / "base" / "config" / "common.env"
+    lines = common.read_text().splitlines()
+    common.write_text("\n".join(ln for ln in lines if not ln.startswith("CONSUMER_BATCH=")))
+    monkeypatch.setattr(check, "OVERLAYS_DIR", copy / "overlays")
+    report = check.Report()
+    assert check.check_overlay("dev", ["latest"], report) > 0
+    missing = [p for p in report.problems if "CONSUMER_BATCH" in p]
+    assert len(missing) == len(check.SERVICES), report.problems
+    assert "ServiceSettings" in missing[0]
+
+
+@needs_kubectl
+def test_deploy_check_rejects_an_unknown_field(
+    check: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = tmp_path / "deploy"
+    shutil.copytree(ROOT / "deploy", copy)
+    manifest = copy / "base" / "services" / "verify.yaml"
+    manifest.write_text(manifest.read_text().replace("readinessProbe:", "readinessProbes:"))
+    monkeypatch.setattr(check, "OVERLAYS_DIR", copy / "overlays")
+    report = check.Report()
+    check.check_overlay("production", ["latest"], report)
+    assert any("'readinessProbes' was unexpected" in p for p in report.problems), report.problems
+    assert any("verify: readinessProbe must GET /readyz" in p for p in report.problems)
+
+
+def test_every_service_settings_variable_is_found(check: ModuleType) -> None:
+    names = check.service_env_names("intake")
+    for var in ("DATABASE_URL", "NATS_URL", "NATS_PASSWORD", "HTTP_PORT", "JWT_SECRET"):
+        assert var in names
+
+
+def write_city(root: Path, departments: str, sources: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "departments.yaml").write_text(departments, encoding="utf-8")
+    (root / "sources.yaml").write_text(sources, encoding="utf-8")
+    return root
+
+
+def test_generator_reads_the_shapes_a_city_file_takes(gen: ModuleType, tmp_path: Path) -> None:
+    listed = gen.read_city(
+        write_city(
+            tmp_path / "a",
+            "departments:\n- code: roads\n  name: 道路\n- water\n",
+            "sources:\n- code: '12345'\n  channel: hotline\n- code: cams\n  channels: [video]\n",
+        )
+    )
+    mapped = gen.read_city(
+        write_city(
+            tmp_path / "b",
+            "roads: {name: 道路}\nwater: 供水\n",
+            "'12345': {channel: hotline}\ncams: {channels: [video]}\n",
+        )
+    )
+    for city in (listed, mapped):
+        assert [d.code for d in city.departments] == ["roads", "water"]
+        assert {s.code: s.channels for s in city.sources} == {
+            "12345": ("hotline",),
+            "cams": ("video",),
+        }
+    # No channel named: every channel, still only under its own source code.
+    open_city = gen.read_city(write_city(tmp_path / "c", "[]", "- code: app\n"))
+    user = gen.integrator_user(open_city.sources[0])
+    assert [s for s in user.publish if s.startswith("intake.")] == [
+        f"intake.{ch}.app" for ch in gen.CHANNELS
+    ]
+
+
+def test_generator_refuses_bad_codes_and_warns_on_missing_files(
+    gen: ModuleType, tmp_path: Path
+) -> None:
+    with pytest.raises(gen.CityDataError, match="letters, digits"):
+        gen.read_city(write_city(tmp_path / "bad", "- code: roads.east\n", "[]"))
+    with pytest.raises(gen.CityDataError, match="collide"):
+        gen.read_city(write_city(tmp_path / "dup", "- code: ab\n- code: AB\n", "[]"))
+    with pytest.raises(gen.CityDataError, match="channel"):
+        gen.read_city(write_city(tmp_path / "ch", "[]", "- {code: x, channel: fax}\n"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    city = gen.read_city(empty)
+    assert city.departments == [] and city.sources == [] and len(city.warnings) == 2
+
+
+def test_adding_a_department_makes_the_generated_config_stale(
+    gen: ModuleType, tmp_path: Path
+) -> None:
+    """The committed config is the demo city's; one more department is a data change that
+    the check notices until the tool is run again."""
+    assert gen.stale_files() == []
+    city = tmp_path / "city"
+    shutil.copytree(gen.DEFAULT_CITY, city)
+    with (city / "departments.yaml").open("a", encoding="utf-8") as f:
+        f.write("- code: bridges\n  name: 桥梁管理所\n")
+    files = gen.generated_files(city)
+    assert "dept-bridges" in files[gen.AUTH_CONF]
+    assert '"dispatch.bridges.>"' in files[gen.AUTH_CONF]
+    assert "NATS_PW_DEPT_BRIDGES=" in files[gen.DEV_PASSWORDS]
+    assert set(gen.stale_files(city)) == {gen.AUTH_CONF, gen.DEV_PASSWORDS, gen.LOCAL_CONF}
+
+
+def test_secret_template_holds_every_key(gen: ModuleType) -> None:
+    import yaml
+
+    city = gen.read_city(gen.DEFAULT_CITY)
+    secret = yaml.safe_load(gen.new_secret(city, "gridloop"))
+    assert secret["metadata"]["name"] == gen.SECRET_NAME
+    assert sorted(secret["stringData"]) == sorted(gen.secret_keys(city))
+    assert "NATS_ROUTE_PASSWORD" in secret["stringData"]
