@@ -42,7 +42,9 @@ class AuthSettings(BaseSettings):
     mode: Literal["jwt", "dev"] = Field("jwt", alias="AUTH_MODE")
     issuer: str = Field("gridloop-dev", alias="JWT_ISSUER")
     audience: str = Field("gridloop", alias="JWT_AUDIENCE")
-    secret: str | None = Field("gridloop-dev-secret-change-me", alias="JWT_SECRET")
+    secret: str | None = Field(
+        "gridloop-development-only-secret-change-me-in-production", alias="JWT_SECRET"
+    )
     public_key: str | None = Field(None, alias="JWT_PUBLIC_KEY")
     jwks_url: str | None = Field(None, alias="JWT_JWKS_URL")
     algorithms: str = Field("HS256,RS256,ES256", alias="JWT_ALGORITHMS")

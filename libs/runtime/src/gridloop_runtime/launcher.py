@@ -39,6 +39,9 @@ class Stack:
     ports: Mapping[str, int] = field(default_factory=lambda: dict(SERVICES))
     env: Mapping[str, str] = field(default_factory=dict)
     durable: bool = True
+    # Run the local nats-server with the generated users and subject permissions
+    # (deploy/local via tools/gen_nats_config.py); each service logs in as itself.
+    nats_auth: bool = False
     services: tuple[str, ...] = tuple(SERVICES)
     nats: LocalNats | None = None
     postgres: LocalPostgres | None = None
@@ -47,9 +50,12 @@ class Stack:
     def start_platform(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if self.nats_url is None:
+            port = int(self.env.get("NATS_PORT", os.environ.get("NATS_PORT", "4222")))
+            config = self._auth_config(port) if self.nats_auth else None
             self.nats = LocalNats(
                 self.state_dir / "nats",
-                port=int(self.env.get("NATS_PORT", os.environ.get("NATS_PORT", "4222"))),
+                port=port,
+                config_file=config,
                 sync_always=self.durable,
                 log_file=self.state_dir / "nats.log",
             ).start()
@@ -65,6 +71,26 @@ class Stack:
                 self.postgres.create_database("gridloop")
             self.database_url = self.postgres.url("gridloop")
 
+    def _auth_config(self, port: int) -> Path:
+        """The generated local NATS configuration, with users and permissions from the city."""
+        tool = Path(__file__).resolve().parents[4] / "tools" / "gen_nats_config.py"
+        out = self.state_dir / "nats.conf"
+        subprocess.run(
+            [
+                sys.executable,
+                str(tool),
+                "--local-out",
+                str(out),
+                "--store-dir",
+                str(self.state_dir / "nats" / "js"),
+                "--listen",
+                f"127.0.0.1:{port}",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        return out
+
     def service_env(self, name: str) -> dict[str, str]:
         assert self.nats_url and self.database_url
         env = dict(os.environ)
@@ -76,6 +102,8 @@ class Stack:
                 "DATABASE_URL": self.database_url,
             }
         )
+        if self.nats_auth and self.nats is not None:
+            env.update({"NATS_USER": name, "NATS_PASSWORD": f"gridloop-dev-{name}"})
         env.update(self.env)
         return env
 
@@ -180,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         nats_url=os.environ.get("NATS_URL"),
         database_url=os.environ.get("DATABASE_URL"),
         env={"AUTH_MODE": os.environ.get("AUTH_MODE", "dev")},
+        nats_auth=os.environ.get("NATS_URL") is None,
     )
     print("gridloop: starting NATS, PostgreSQL and the five services ...", flush=True)
     started = time.monotonic()
@@ -191,6 +220,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"gridloop: ready in {time.monotonic() - started:.1f}s\n")
     print(f"  NATS        {stack.nats_url}")
+    if stack.nats_auth:
+        print("              users and subject permissions from the city (deploy/local/nats.conf);")
+        print("              departments log in as dept-<code>, integrators as src-<code>,")
+        print("              password gridloop-dev-<user>, e.g. dept-sanitation:")
+        print("              gridloop-dev-dept-sanitation")
     print(f"  PostgreSQL  {stack.database_url}")
     for name in stack.services:
         extra = "   (Open311: /open311/v2/services.json)" if name == "intake" else ""
