@@ -104,6 +104,7 @@ class CaseConfirmed(CaseEvent):
     notes: str | None = None
     photos: list[Attachment] = Field(default_factory=list)
     on_time: bool | None = None
+    position: Location | None = None  # where the supervisor stood when confirming
 
 
 @register

@@ -36,6 +36,8 @@ class ReportV1(Event):
     category_code: str | None = Field(None, min_length=1, max_length=32)
     urgency: Urgency = "normal"
     reporter: Reporter | None = None
+    # A patrol app's supervisor (users.yaml id): lets trusted supervisors' reports auto-accept.
+    reporter_user_id: str | None = Field(None, min_length=1, max_length=64)
     attachments: list[Attachment] = Field(default_factory=list, max_length=20)
 
     @model_validator(mode="after")

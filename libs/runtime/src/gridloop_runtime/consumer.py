@@ -215,14 +215,22 @@ class Consumer:
                 except EnvelopeError as err:
                     if self.spec.on_invalid is None:
                         raise Permanent(f"not a CloudEvent: {err}") from err
-                    work = Work(conn, source=self.uow.source, clock=self.uow.clock)
+                    work = Work(
+                        conn, source=self.uow.source, clock=self.uow.clock, subject=msg.subject
+                    )
                     await self.spec.on_invalid(work, msg, err)
                     await work.flush()
                     return
                 with structlog.contextvars.bound_contextvars(
                     event_id=env.id, case_id=env.subject, event_type=env.type
                 ):
-                    work = Work(conn, source=self.uow.source, clock=self.uow.clock, trigger=env)
+                    work = Work(
+                        conn,
+                        source=self.uow.source,
+                        clock=self.uow.clock,
+                        trigger=env,
+                        subject=msg.subject,
+                    )
                     await self.spec.handler(work, env)
                     await work.flush()
         finally:

@@ -50,7 +50,8 @@ def channel_for(schema: str) -> str:
 
 
 class Work:
-    """What a handler gets: the open transaction, the clock, the triggering event, and `emit`."""
+    """What a handler gets: the open transaction, the clock, the triggering event and its
+    subject, and `emit`."""
 
     def __init__(
         self,
@@ -59,11 +60,15 @@ class Work:
         source: str,
         clock: Clock,
         trigger: Envelope | None = None,
+        subject: str | None = None,
     ) -> None:
         self.conn = conn
         self.source = source
         self.clock = clock
         self.trigger = trigger
+        # The NATS subject the triggering message came on (consumers only): for streams
+        # whose subject carries meaning, such as intake.<channel>.<source>.
+        self.subject = subject
         self._pending: list[tuple[str, Envelope]] = []
 
     def now(self) -> datetime:

@@ -1,0 +1,566 @@
+"""REST for people: the patrol app and hotline operators file reports; operators work the
+acceptance queue (待立案); everybody with a role searches the case file within their territory."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
+
+import asyncpg
+from fastapi import APIRouter, Depends, Query, Request, Response
+from gridloop_contracts import Actor, Attachment, Location
+from gridloop_contracts.common import Rating, Urgency
+from gridloop_contracts.inbound import Reporter
+from gridloop_runtime.auth import CurrentPrincipal, Principal, require
+from gridloop_runtime.commands import Refusal, record_command, seen_command
+from gridloop_runtime.outbox import Work
+from gridloop_runtime.service import Runtime, runtime_of
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from . import repository as repo
+from .casework import Outcome
+from .context import Intake
+from .domain import duplicates
+from .domain.inbound import IncomingReport
+from .domain.problems import Refused
+from .handlers import Handlers
+
+router = APIRouter(tags=["intake"])
+
+OPERATORS = ("operator", "shift-leader")
+READERS = ("operator", "shift-leader", "dispatcher", "evaluator", "grid-head", "supervisor")
+
+
+def intake_of(rt: Runtime) -> tuple[Intake, Handlers]:
+    state: tuple[Intake, Handlers] = rt.state
+    return state
+
+
+def refusal(refused: Refused) -> Refusal:
+    p = refused.problems[0]
+    extra: dict[str, Any] = {}
+    if len(refused.problems) > 1:
+        extra["more"] = [
+            {"code": q.code, "reason": q.reason, "field": q.field} for q in refused.problems[1:]
+        ]
+    return Refusal(p.reason, field=p.field, code=p.code, status=p.status, extra=extra)
+
+
+async def run_command(
+    rt: Runtime,
+    command_id: str | None,
+    kind: str,
+    fn: Callable[[Work], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:
+    """One transaction; a repeated `command_id` gets the first answer and changes nothing."""
+    assert rt.uow is not None
+    async with rt.uow() as work:
+        if command_id:
+            seen = await seen_command(work.conn, command_id)
+            if seen is not None:
+                return seen
+        try:
+            answer = await fn(work)
+        except Refused as refused:
+            raise refusal(refused) from None
+        if command_id:
+            await record_command(work.conn, command_id, kind, answer)
+        return answer
+
+
+async def take(rt: Runtime, handlers: Handlers, report: IncomingReport) -> Outcome:
+    """Take a report in its own transaction. Two copies sent at the same moment both pass
+    the idempotency check; the unique index stops the second, which is then answered as the
+    duplicate it is."""
+    assert rt.uow is not None
+    for attempt in (1, 2):
+        try:
+            async with rt.uow() as work:
+                return await handlers.submit_report(work, report)
+        except asyncpg.UniqueViolationError:
+            if attempt == 2 or report.external_id is None:
+                raise
+    raise AssertionError("unreachable")
+
+
+# -- views ------------------------------------------------------------------------------------
+def case_view(intake: Intake, case: repo.CaseRow) -> dict[str, Any]:
+    """A case as people see it: the reporter only masked, the notify targets not at all."""
+    return {
+        "case_id": case.case_id,
+        "status": case.status,
+        "status_notes": case.status_notes,
+        "category_code": case.category_code,
+        "category_name": intake.category_name(case.category_code),
+        "urgency": case.urgency,
+        "description": case.description,
+        "channel": case.channel,
+        "source": case.source,
+        "cell_code": case.cell_code,
+        "community_code": case.community_code,
+        "subdistrict_code": case.subdistrict_code,
+        "location": {"lat": case.lat, "lon": case.lon},
+        "located_by": case.located_by,
+        "address": case.address,
+        "part_code": case.part_code,
+        "part_owner_dept": case.part_owner_dept,
+        "camera_id": case.camera_id,
+        "confidence": case.confidence,
+        "reporter": case.reporter,
+        "reporter_user_id": case.reporter_user_id,
+        "attachments": case.attachments,
+        "reported_at": case.reported_at,
+        "received_at": case.received_at,
+        "updated_at": case.updated_at,
+        "queue_reason": case.queue_reason,
+        "proposal": case.proposal,
+        "accepted_at": case.accepted_at,
+        "dept": case.dept,
+        "dept_name": intake.dept_name(case.dept) if case.dept else None,
+        "deadline": case.deadline,
+        "overdue": case.overdue,
+        "ever_overdue": case.ever_overdue,
+        "reworks": case.reworks,
+        "closed_at": case.closed_at,
+        "on_time": case.on_time,
+        "archived": case.archived,
+        "rating": case.rating,
+        "reports": case.reports,
+        "detections": case.detections,
+    }
+
+
+def scope(who: Principal) -> tuple[list[str], str | None]:
+    """(territory prefixes, department) the caller may see: the command side sees the
+    district (or its territory), a department its own cases, grid heads and supervisors
+    their cells."""
+    everywhere = "*" in who.territory
+    if who.has("operator", "shift-leader", "dispatcher", "evaluator"):
+        return ([] if everywhere else list(who.territory)), None
+    if "department" in who.roles:
+        if not who.dept:
+            raise Refusal(
+                "a department user without a department", "Authorization", "forbidden", 403
+            )
+        return [], who.dept
+    if who.has("grid-head", "supervisor"):
+        return ([] if everywhere else list(who.territory)), None
+    raise Refusal(f"role {sorted(who.roles)} may not read cases", "Authorization", "forbidden", 403)
+
+
+def may_see(who: Principal, case: repo.CaseRow) -> bool:
+    territory, dept = scope(who)
+    if dept is not None:
+        return case.dept == dept
+    return not territory or any(case.cell_code.startswith(t) for t in territory)
+
+
+async def visible_case(rt: Runtime, who: Principal, case_id: str) -> repo.CaseRow:
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        case = await repo.get_case(conn, case_id)
+    if case is None or not may_see(who, case):
+        raise Refusal(f"no case {case_id!r}", "case_id", "not-found", 404)
+    return case
+
+
+# -- reports ------------------------------------------------------------------------------------
+class ReportIn(BaseModel):
+    """A report typed by a hotline operator or sent by a supervisor's patrol app (上报)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Literal["hotline", "patrol"] | None = Field(
+        None, description="default: patrol for supervisors, hotline for operators"
+    )
+    source: str | None = Field(None, description="sources.yaml code; default per channel")
+    external_id: str | None = Field(
+        None, min_length=1, max_length=128, description="the sender's id: resending is safe"
+    )
+    description: str = Field(min_length=1, max_length=2000)
+    reported_at: AwareDatetime | None = None
+    location: Location | None = None
+    address: str | None = Field(None, min_length=1, max_length=256)
+    part_code: str | None = Field(None, min_length=1, max_length=64)
+    category_code: str | None = Field(None, min_length=1, max_length=32)
+    urgency: Urgency = "normal"
+    reporter: Reporter | None = None
+    attachments: list[Attachment] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> ReportIn:
+        if self.location is None and self.address is None and self.part_code is None:
+            raise ValueError("location: one of location, address or part_code is required")
+        return self
+
+
+@router.post("/reports", status_code=201)
+async def submit_report(
+    body: ReportIn,
+    request: Request,
+    response: Response,
+    who: Annotated[Principal, Depends(require("supervisor", *OPERATORS))],
+) -> dict[str, Any]:
+    """File a report. Answers the case it opened or joined (201), or the first answer again
+    for a repeated `external_id` (200)."""
+    rt = runtime_of(request)
+    intake, handlers = intake_of(rt)
+    channel = body.channel or ("hotline" if who.has(*OPERATORS) else "patrol")
+    if channel == "patrol" and "supervisor" not in who.roles:
+        raise Refusal("patrol reports come from supervisors", "channel", "forbidden", 403)
+    if channel == "hotline" and not who.has(*OPERATORS):
+        raise Refusal("hotline reports are entered by operators", "channel", "forbidden", 403)
+    default = (
+        intake.settings.hotline_source if channel == "hotline" else intake.settings.patrol_source
+    )
+    source_code = body.source or default
+    source = intake.city.source(source_code)
+    if source is None or source.channel != channel:
+        raise Refusal(f"{source_code!r} is not a {channel} source", "source", "unknown-source", 422)
+    assert rt.uow is not None
+    report = IncomingReport(
+        channel=channel,
+        source=source_code,
+        external_id=body.external_id,
+        description=body.description,
+        reported_at=body.reported_at or rt.clock.now(),
+        location=body.location,
+        address=body.address,
+        part_code=body.part_code,
+        category_code=body.category_code,
+        urgency=body.urgency,
+        reporter=body.reporter,
+        reporter_user_id=who.user_id if channel == "patrol" else None,
+        attachments=tuple(body.attachments),
+    )
+    try:
+        outcome = await take(rt, handlers, report)
+    except Refused as refused:
+        raise refusal(refused) from None
+    if outcome.outcome == "duplicate":
+        response.status_code = 200
+    return outcome.as_dict()
+
+
+@router.get("/reports/{report_id}")
+async def get_report(report_id: str, request: Request, who: CurrentPrincipal) -> dict[str, Any]:
+    """Where a report went (the Open311 token points here too)."""
+    rt = runtime_of(request)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        row = await repo.report_by_id(conn, report_id)
+    if row is None:
+        raise Refusal(f"no report {report_id!r}", "report_id", "not-found", 404)
+    await visible_case(rt, who, row["case_id"])
+    return dict(row)
+
+
+# -- the case file ---------------------------------------------------------------------------------
+def _codes(text: str | None) -> list[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+@router.get("/cases")
+async def search_cases(
+    request: Request,
+    who: CurrentPrincipal,
+    status: Annotated[str | None, Query(description="comma-separated statuses")] = None,
+    category: Annotated[str | None, Query(description="comma-separated category codes")] = None,
+    cell: str | None = None,
+    community: str | None = None,
+    subdistrict: str | None = None,
+    dept: str | None = None,
+    reported_from: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    reported_to: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    overdue: bool | None = None,
+    archived: bool | None = None,
+    open: bool | None = None,
+    q: Annotated[str | None, Query(max_length=100, description="text in the description")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Search the case file (案卷查询) by status, category, place, department, date, overdue."""
+    rt = runtime_of(request)
+    intake, _ = intake_of(rt)
+    territory, only_dept = scope(who)
+    query = repo.CaseQuery(
+        statuses=_codes(status),
+        categories=_codes(category),
+        cell=cell,
+        community=community,
+        subdistrict=subdistrict,
+        dept=dept,
+        reported_from=reported_from,
+        reported_to=reported_to,
+        overdue=overdue,
+        archived=archived,
+        open=open,
+        text=q,
+        territory=territory,
+        only_dept=only_dept,
+        limit=limit,
+        offset=offset,
+    )
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        rows, total = await repo.search(conn, query)
+    return {"total": total, "cases": [case_view(intake, c) for c in rows]}
+
+
+@router.get("/cases/{case_id}")
+async def get_case(case_id: str, request: Request, who: CurrentPrincipal) -> dict[str, Any]:
+    """A case with its whole timeline: who did what, when (案卷详情)."""
+    rt = runtime_of(request)
+    intake, _ = intake_of(rt)
+    case = await visible_case(rt, who, case_id)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        lines = await repo.timeline(conn, case_id)
+    return {**case_view(intake, case), "timeline": [dict(r) for r in lines]}
+
+
+@router.get("/cases/{case_id}/timeline")
+async def get_timeline(
+    case_id: str, request: Request, who: CurrentPrincipal
+) -> list[dict[str, Any]]:
+    rt = runtime_of(request)
+    await visible_case(rt, who, case_id)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        return [dict(r) for r in await repo.timeline(conn, case_id)]
+
+
+@router.get("/cases/{case_id}/reporters")
+async def get_reporters(
+    case_id: str,
+    request: Request,
+    who: Annotated[Principal, Depends(require(*OPERATORS))],
+) -> list[dict[str, Any]]:
+    """Everybody who reported the case, with name and phone: for the call-back (回访) only,
+    so operators only; nothing else in the system holds these."""
+    rt = runtime_of(request)
+    await visible_case(rt, who, case_id)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        return [dict(r) for r in await repo.reporters_of(conn, case_id)]
+
+
+@router.get("/cases/{case_id}/similar")
+async def similar_cases(
+    case_id: str,
+    request: Request,
+    who: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+) -> list[dict[str, Any]]:
+    """Archived cases of the same category nearby (类案参考): how was this solved before?"""
+    rt = runtime_of(request)
+    intake, _ = intake_of(rt)
+    case = await visible_case(rt, who, case_id)
+    if case.category_code is None:
+        return []
+    box = duplicates.search_box(case.lon, case.lat, intake.settings.similar_radius_m)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        rows = await repo.similar(conn, case.category_code, box, case.case_id, limit)
+    return [dict(r) for r in rows]
+
+
+@router.get("/archive/{case_id}")
+async def get_archived(case_id: str, request: Request, who: CurrentPrincipal) -> dict[str, Any]:
+    """结单归档: the closed case and its timeline as they stood at closing."""
+    rt = runtime_of(request)
+    await visible_case(rt, who, case_id)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        row = await repo.archived(conn, case_id)
+    if row is None:
+        raise Refusal(f"case {case_id} is not archived", "case_id", "not-found", 404)
+    return dict(row)
+
+
+# -- the acceptance desk ---------------------------------------------------------------------------
+@router.get("/queue")
+async def acceptance_queue(
+    request: Request,
+    who: Annotated[Principal, Depends(require(*OPERATORS))],
+    reason: Annotated[str | None, Query(description="comma-separated queue reasons")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """待立案: cases waiting for an operator, oldest first; `leader-review` ones for the
+    shift leader."""
+    rt = runtime_of(request)
+    intake, _ = intake_of(rt)
+    territory, _ = scope(who)
+    query = repo.CaseQuery(
+        queue=True,
+        queue_reasons=_codes(reason),
+        territory=territory,
+        limit=limit,
+        offset=offset,
+        oldest_first=True,
+    )
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        rows, total = await repo.search(conn, query)
+    return {"total": total, "cases": [case_view(intake, c) for c in rows]}
+
+
+@router.get("/reject-reasons")
+async def reject_reasons(request: Request, who: CurrentPrincipal) -> list[dict[str, str]]:
+    intake, _ = intake_of(runtime_of(request))
+    return [r.model_dump() for r in intake.city.intake.reject_reasons]
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    command_id: str | None = Field(None, min_length=1, max_length=128)
+
+
+class AcceptIn(Command):
+    category_code: str | None = Field(None, description="required when the report had none")
+    urgency: Urgency | None = None
+    note: str | None = Field(None, max_length=1000)
+
+
+class RejectIn(Command):
+    reason_code: str = Field(description="a code of intake.yaml reject_reasons")
+    reason: str | None = Field(None, max_length=1000)
+
+
+class ReviewIn(Command):
+    approve: bool
+    note: str | None = Field(None, max_length=1000)
+
+
+class ConfirmIn(Command):
+    reason: str | None = Field(None, max_length=1000)
+
+
+class RatingIn(Command):
+    rating: Rating
+    comment: str | None = Field(None, max_length=1000)
+
+
+@router.post("/cases/{case_id}/accept")
+async def accept_case(
+    case_id: str,
+    body: AcceptIn,
+    request: Request,
+    who: Annotated[Principal, Depends(require(*OPERATORS))],
+) -> dict[str, Any]:
+    """立案. On categories the city has the shift leader review, an operator's decision
+    waits for the leader (`awaiting: shift-leader`)."""
+    rt = runtime_of(request)
+    _, handlers = intake_of(rt)
+    await visible_case(rt, who, case_id)
+    return await run_command(
+        rt,
+        body.command_id,
+        "accept",
+        lambda work: handlers.accept(
+            work,
+            case_id,
+            who,
+            category_code=body.category_code,
+            urgency=body.urgency,
+            note=body.note,
+        ),
+    )
+
+
+@router.post("/cases/{case_id}/reject")
+async def reject_case(
+    case_id: str,
+    body: RejectIn,
+    request: Request,
+    who: Annotated[Principal, Depends(require(*OPERATORS))],
+) -> dict[str, Any]:
+    """不予立案 with a reason code (GET /reject-reasons)."""
+    rt = runtime_of(request)
+    _, handlers = intake_of(rt)
+    await visible_case(rt, who, case_id)
+    return await run_command(
+        rt,
+        body.command_id,
+        "reject",
+        lambda work: handlers.reject(
+            work, case_id, who, reason_code=body.reason_code, reason=body.reason
+        ),
+    )
+
+
+@router.post("/cases/{case_id}/review")
+async def review_case(
+    case_id: str,
+    body: ReviewIn,
+    request: Request,
+    who: Annotated[Principal, Depends(require("shift-leader"))],
+) -> dict[str, Any]:
+    """值班长审核: approve the operator's proposal, or send the case back to the queue."""
+    rt = runtime_of(request)
+    _, handlers = intake_of(rt)
+    await visible_case(rt, who, case_id)
+    return await run_command(
+        rt,
+        body.command_id,
+        "review",
+        lambda work: handlers.review(work, case_id, who, approve=body.approve, note=body.note),
+    )
+
+
+@router.post("/cases/{case_id}/request-confirmation")
+async def request_confirmation(
+    case_id: str,
+    body: ConfirmIn,
+    request: Request,
+    who: Annotated[Principal, Depends(require(*OPERATORS))],
+) -> dict[str, Any]:
+    """核实: have the cell's supervisor look on site before deciding."""
+    rt = runtime_of(request)
+    _, handlers = intake_of(rt)
+    await visible_case(rt, who, case_id)
+    return await run_command(
+        rt,
+        body.command_id,
+        "request-confirmation",
+        lambda work: handlers.request_confirmation(work, case_id, who, reason=body.reason),
+    )
+
+
+@router.post("/cases/{case_id}/rating")
+async def rate_case(
+    case_id: str,
+    body: RatingIn,
+    request: Request,
+    who: Annotated[Principal, Depends(require(*OPERATORS))],
+) -> dict[str, Any]:
+    """满意度评价 from the call-back (回访), entered by an operator after closing."""
+    rt = runtime_of(request)
+    _, handlers = intake_of(rt)
+    await visible_case(rt, who, case_id)
+    actor = Actor(id=who.user_id, role="operator", name=who.name or None)
+    return await run_command(
+        rt,
+        body.command_id,
+        "rating",
+        lambda work: handlers.rate(
+            work, case_id, actor, rating=body.rating, comment=body.comment, via="rest"
+        ),
+    )
+
+
+@router.get("/rejections")
+async def list_rejections(
+    request: Request,
+    who: Annotated[Principal, Depends(require(*OPERATORS))],
+    source: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[dict[str, Any]]:
+    """Messages intake could not take (拒收), as kept: what was wrong and where it came from."""
+    rt = runtime_of(request)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        rows = await repo.rejections(conn, source=source, limit=limit, offset=offset)
+    return [dict(r) for r in rows]

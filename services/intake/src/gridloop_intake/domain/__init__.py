@@ -1,0 +1,1 @@
+"""The rules of intake (发现上报), pure: no I/O."""

@@ -1,0 +1,129 @@
+"""The case file (案卷档案): what each lifecycle event means for a case's status, its notes to
+the reporter, and the columns the search reads (department, deadline, overdue)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from gridloop_contracts import CaseStatus
+from gridloop_contracts import cases as ev
+
+_TZ = ZoneInfo("Asia/Shanghai")
+
+DeptName = Callable[[str], str]
+
+
+def _when(at: datetime | None) -> str:
+    return at.astimezone(_TZ).strftime("%Y-%m-%d %H:%M") if at else ""
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one event does to the case file: the new status (None: unchanged), the notes the
+    reporter is told, and column updates for search."""
+
+    status: CaseStatus | None
+    notes: str | None
+    columns: dict[str, Any] = field(default_factory=dict)
+
+
+def change_for(event: ev.CaseEvent, dept_name: DeptName) -> Change:
+    """One place for every event type; events that do not move the case only add columns."""
+    e = event
+    if isinstance(e, ev.CaseReported):
+        return Change(CaseStatus.RECEIVED, "已接收，正在受理 / received")
+    if isinstance(e, ev.CaseConfirmationRequested):
+        return Change(
+            CaseStatus.PENDING_CONFIRMATION, "待监督员现场核实 / awaiting on-site confirmation"
+        )
+    if isinstance(e, ev.CaseAccepted):
+        return Change(
+            CaseStatus.ACCEPTED,
+            f"已立案，类别 {e.category_code} / accepted",
+            {"category_code": e.category_code, "accepted_at": e.occurred_at},
+        )
+    if isinstance(e, ev.CaseRejected):
+        return Change(CaseStatus.REJECTED, f"不予立案：{e.reason} / not accepted ({e.reason_code})")
+    if isinstance(e, ev.CaseDispatched):
+        return Change(
+            CaseStatus.DISPATCHED,
+            f"已派遣至{dept_name(e.dept)}，处置期限 {_when(e.deadline)} / dispatched",
+            {"dept": e.dept, "task_id": e.task_id, "deadline": e.deadline, "overdue": False},
+        )
+    if isinstance(e, ev.CaseRecalled):
+        return Change(CaseStatus.RECALLED, f"指挥中心已撤回：{e.reason} / recalled")
+    if isinstance(e, ev.CaseSigned):
+        return Change(CaseStatus.SIGNED, f"{dept_name(e.dept or '')}已签收 / signed for")
+    if isinstance(e, ev.CaseReturned):
+        # Back at the command centre for re-routing; the next dispatch moves the status on.
+        return Change(None, None, {"dept": None})
+    if isinstance(e, ev.CaseExtensionDecided):
+        if e.granted and e.new_deadline is not None:
+            return Change(None, None, {"deadline": e.new_deadline, "overdue": False})
+        return Change(None, None)
+    if isinstance(e, ev.CaseProgress):
+        return Change(CaseStatus.IN_PROGRESS, f"处置中：{e.note} / in progress")
+    if isinstance(e, ev.CaseHandled):
+        return Change(
+            CaseStatus.HANDLED,
+            f"{dept_name(e.dept or '')}已处置：{e.result}，待核查 / handled",
+            {"overdue": False},
+        )
+    if isinstance(e, ev.CaseOverdue):
+        if e.stage == "handling":
+            return Change(None, None, {"overdue": True, "ever_overdue": True})
+        return Change(None, None)
+    if isinstance(e, ev.CaseVerificationAssigned):
+        if e.purpose == "confirmation":
+            return Change(None, None)
+        return Change(CaseStatus.VERIFYING, "监督员现场核查中 / being verified on site")
+    if isinstance(e, ev.CaseReworked):
+        cols: dict[str, Any] = {"reworks": e.count}
+        if e.new_deadline is not None:
+            cols["deadline"] = e.new_deadline
+        return Change(CaseStatus.REWORKING, f"核查未通过，返工：{e.reason} / rework", cols)
+    if isinstance(e, ev.CaseClosed):
+        return Change(
+            CaseStatus.CLOSED,
+            "已结案，欢迎评价 / closed" + ("" if e.on_time else "（超期结案 / closed late）"),
+            {"closed_at": e.occurred_at, "on_time": e.on_time, "overdue": False},
+        )
+    if isinstance(e, ev.CaseRated):
+        return Change(None, None, {"rating": e.rating})
+    if isinstance(e, ev.CaseReopened):
+        return Change(
+            CaseStatus.REWORKING,
+            f"案卷重新办理：{e.reason} / reopened",
+            {"closed_at": None, "archived": False},
+        )
+    return Change(None, None)
+
+
+def summary(event: ev.CaseEvent) -> str:
+    """One line for the timeline: the event's own summary plus its most telling field."""
+    detail = ""
+    for name in ("reason", "result", "note", "notes", "comment"):
+        value = getattr(event, name, None)
+        if isinstance(value, str) and value:
+            detail = value
+            break
+    text = type(event).summary
+    return f"{text}: {detail}" if detail else text
+
+
+def merged_notes(case_id: str, status: CaseStatus, status_notes: str | None) -> str:
+    return f"已并入案卷 {case_id}（当前：{status_notes or status.value}）/ merged into {case_id}"
+
+
+def may_move(current: CaseStatus, new: CaseStatus) -> bool:
+    """A late or replayed event must not reopen what is settled: a closed case moves only to
+    rework (reopened after a dissatisfied rating); rejected and merged cases never move."""
+    if current in (CaseStatus.REJECTED, CaseStatus.MERGED):
+        return False
+    if current == CaseStatus.CLOSED:
+        return new == CaseStatus.REWORKING
+    return True

@@ -1,0 +1,120 @@
+"""The integrator contract's gate (接入校验): which message types a subject takes, from which
+sources, and the report every channel is turned into."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from gridloop_city.models import Source
+from gridloop_contracts import Attachment, Location
+from gridloop_contracts.inbound import DetectionV1, RatingV1, Reporter, ReportV1
+
+from .problems import Problem
+
+Channel = Literal["hotline", "video", "patrol", "web"]
+
+REPORT = ReportV1.type_name
+DETECTION = DetectionV1.type_name
+RATING = RatingV1.type_name
+
+ACCEPTED_TYPES: dict[str, frozenset[str]] = {
+    "hotline": frozenset({REPORT, RATING}),  # the hotline also relays its call-back ratings
+    "web": frozenset({REPORT, RATING}),
+    "patrol": frozenset({REPORT}),
+    "video": frozenset({DETECTION}),
+}
+
+
+def check_subject(subject: str) -> tuple[Channel, str] | Problem:
+    """`intake.<channel>.<source>` → (channel, source)."""
+    parts = subject.split(".")
+    if len(parts) != 3 or parts[0] != "intake" or parts[1] not in ACCEPTED_TYPES:
+        return Problem("subject", f"{subject!r} is not intake.<channel>.<source>", "bad-subject")
+    channel: Channel = parts[1]  # type: ignore[assignment]
+    return channel, parts[2]
+
+
+def source_of(subject: str) -> str:
+    """The token a rejection goes back to (`notify.<source>`), even for a bad subject."""
+    return subject.rsplit(".", 1)[-1] or "unknown"
+
+
+def check_sender(
+    channel: Channel, source_code: str, source: Source | None, ce_type: str
+) -> Problem | None:
+    """The source must be configured (sources.yaml), on its own channel, sending a type that
+    channel carries."""
+    if source is None:
+        return Problem("source", f"unknown source {source_code!r}", "unknown-source")
+    if source.channel != channel:
+        return Problem(
+            "source",
+            f"source {source_code!r} is a {source.channel} source, not {channel}",
+            "wrong-channel",
+        )
+    if ce_type not in ACCEPTED_TYPES[channel]:
+        allowed = ", ".join(sorted(ACCEPTED_TYPES[channel]))
+        return Problem("type", f"{ce_type!r} is not taken on {channel}: {allowed}", "wrong-type")
+    return None
+
+
+@dataclass(frozen=True)
+class IncomingReport:
+    """A report from any channel, before it is located: what the pipeline takes."""
+
+    channel: Channel
+    source: str
+    external_id: str | None
+    description: str
+    reported_at: datetime
+    location: Location | None = None
+    address: str | None = None
+    part_code: str | None = None
+    category_code: str | None = None
+    urgency: Literal["normal", "urgent"] = "normal"
+    reporter: Reporter | None = None
+    reporter_user_id: str | None = None
+    reporter_email: str | None = None  # Open311 `email`
+    attachments: tuple[Attachment, ...] = field(default_factory=tuple)
+    camera_id: str | None = None
+    confidence: float | None = None
+
+    @classmethod
+    def from_report(cls, report: ReportV1, *, channel: Channel, source: str) -> IncomingReport:
+        return cls(
+            channel=channel,
+            source=source,
+            external_id=report.external_id,
+            description=report.description,
+            reported_at=report.reported_at,
+            location=report.location,
+            address=report.address,
+            part_code=report.part_code,
+            category_code=report.category_code,
+            urgency=report.urgency,
+            reporter=report.reporter,
+            reporter_user_id=report.reporter_user_id,
+            attachments=tuple(report.attachments),
+        )
+
+    @classmethod
+    def from_detection(cls, det: DetectionV1, *, source: str, category_name: str) -> IncomingReport:
+        attachments: tuple[Attachment, ...] = ()
+        if det.snapshot_url and det.snapshot_url.startswith(("http://", "https://")):
+            attachments = (Attachment(url=det.snapshot_url, kind="photo"),)
+        return cls(
+            channel="video",
+            source=source,
+            external_id=det.external_id,
+            description=(
+                f"视频识别：{category_name}（摄像头 {det.camera_id}，置信度 {det.confidence:.2f}）"
+            ),
+            reported_at=det.detected_at,
+            location=det.location,
+            category_code=det.category_code,
+            camera_id=det.camera_id,
+            confidence=det.confidence,
+            attachments=attachments,
+        )

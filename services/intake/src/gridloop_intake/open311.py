@@ -1,0 +1,345 @@
+"""Open311 GeoReport v2 under /open311/v2 (公众上报): residents' apps and portals report and
+follow cases through the international standard, in JSON or XML."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from gridloop_contracts import Actor, Attachment, Location
+from gridloop_contracts.inbound import Reporter
+from gridloop_runtime.service import Runtime, runtime_of
+from pydantic import ValidationError
+
+from . import repository as repo
+from .api import intake_of, take
+from .context import Intake
+from .domain import open311 as spec
+from .domain.inbound import IncomingReport
+from .domain.open311 import Open311Error
+from .domain.problems import Refused
+
+router = APIRouter(prefix="/open311/v2", tags=["open311"])
+
+
+def _format(fmt: str) -> spec.Format:
+    if fmt == "json":
+        return "json"
+    if fmt == "xml":
+        return "xml"
+    raise Open311Error(400, f"format {fmt!r}: use .json or .xml")
+
+
+def _respond(fmt: str, root: str, payload: Any, status: int = 200) -> Response:
+    if fmt == "xml":
+        return Response(spec.to_xml(root, payload), status, media_type="text/xml; charset=utf-8")
+    return JSONResponse(jsonable_encoder(payload), status)
+
+
+def _error(fmt: str, err: Open311Error) -> Response:
+    body = spec.errors_body([err])
+    return _respond(fmt if fmt in ("json", "xml") else "json", "errors", body, err.code)
+
+
+def _params(request: Request) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for k, v in request.query_params.multi_items():
+        out.setdefault(k, []).append(v)
+    return out
+
+
+def _one(params: Mapping[str, Sequence[str]], name: str) -> str | None:
+    values = params.get(name)
+    return values[0] if values else None
+
+
+def _jurisdiction(intake: Intake, params: Mapping[str, Sequence[str]]) -> None:
+    jid = _one(params, "jurisdiction_id")
+    if jid and jid != intake.city.district.code:
+        raise Open311Error(404, f"jurisdiction_id: {jid!r} is not served here")
+
+
+def _rt(request: Request) -> tuple[Runtime, Intake]:
+    rt = runtime_of(request)
+    intake, _ = intake_of(rt)
+    return rt, intake
+
+
+@router.get("/discovery.{fmt}")
+async def discovery(fmt: str, request: Request) -> Response:
+    """Where the endpoint is and what it speaks."""
+    try:
+        _format(fmt)
+    except Open311Error as err:
+        return _error(fmt, err)
+    _, intake = _rt(request)
+    base = str(request.base_url).rstrip("/") + "/open311/v2/"
+    doc = {
+        "changeset": "2026-11-23T00:00:00Z",
+        "contact": f"{intake.city.district.name} 城市管理监督中心",
+        "key_service": "api_key from the city (sources.yaml open311_api_keys)",
+        "endpoints": [
+            {
+                "specification": "http://wiki.open311.org/GeoReport_v2",
+                "url": base,
+                "changeset": "2026-11-23T00:00:00Z",
+                "type": "production",
+                "formats": ["application/json", "text/xml"],
+            }
+        ],
+    }
+    return _respond(fmt, "discovery", doc)
+
+
+@router.get("/services.{fmt}")
+async def services(fmt: str, request: Request) -> Response:
+    """The service list: the city's category catalogue (部件/事件类别)."""
+    try:
+        _format(fmt)
+        _, intake = _rt(request)
+        _jurisdiction(intake, _params(request))
+    except Open311Error as err:
+        return _error(fmt, err)
+    city = intake.city
+    items = [spec.service(c, city.majors.get(c.major_code)) for c in city.categories.values()]
+    return _respond(fmt, "services", items)
+
+
+@router.get("/services/{service_code}.{fmt}")
+async def service_definition(service_code: str, fmt: str, request: Request) -> Response:
+    try:
+        _format(fmt)
+        _, intake = _rt(request)
+        _jurisdiction(intake, _params(request))
+        category = intake.city.category(service_code)
+        if category is None:
+            raise Open311Error(404, f"service_code: {service_code!r} not found")
+    except Open311Error as err:
+        return _error(fmt, err)
+    return _respond(fmt, "service_definition", spec.service_definition(category))
+
+
+def _request_view(intake: Intake, case: repo.CaseRow) -> dict[str, Any]:
+    data = case.values()
+    data["open311_status"] = case.case_status.open311
+    agency = case.dept or case.part_owner_dept
+    return spec.service_request(
+        data,
+        intake.category_name(case.category_code),
+        intake.dept_name(agency) if agency else None,
+    )
+
+
+@router.get("/requests.{fmt}")
+async def list_requests(fmt: str, request: Request) -> Response:
+    """Service requests by id, service code, date and status (open/closed); by default the
+    last 90 days, at most 1,000, newest first."""
+    try:
+        _format(fmt)
+        rt, intake = _rt(request)
+        params = _params(request)
+        _jurisdiction(intake, params)
+        ids = spec.parse_list(_one(params, "service_request_id"))
+        codes = spec.parse_list(_one(params, "service_code"))
+        start = spec.parse_datetime(_one(params, "start_date"), "start_date")
+        end = spec.parse_datetime(_one(params, "end_date"), "end_date")
+        statuses = spec.parse_status(_one(params, "status"))
+        if start and end and start > end:
+            raise Open311Error(400, "start_date: after end_date")
+    except Open311Error as err:
+        return _error(fmt, err)
+    if not ids and start is None:
+        start = (end or rt.clock.now()) - timedelta(days=intake.settings.open311_default_days)
+    open_filter = None
+    if len(set(statuses)) == 1:
+        open_filter = statuses[0] == "open"
+    query = repo.CaseQuery(
+        case_ids=ids,
+        categories=codes,
+        reported_from=start,
+        reported_to=end,
+        open=open_filter,
+        limit=intake.settings.open311_max_requests,
+    )
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        rows, _ = await repo.search(conn, query)
+    return _respond(fmt, "service_requests", [_request_view(intake, c) for c in rows])
+
+
+@router.get("/requests/{request_id}.{fmt}")
+async def get_request(request_id: str, fmt: str, request: Request) -> Response:
+    try:
+        _format(fmt)
+        rt, intake = _rt(request)
+        _jurisdiction(intake, _params(request))
+        assert rt.pool is not None
+        async with rt.pool.acquire() as conn:
+            case = await repo.get_case(conn, request_id)
+        if case is None:
+            raise Open311Error(404, f"service_request_id: {request_id!r} not found")
+    except Open311Error as err:
+        return _error(fmt, err)
+    return _respond(fmt, "service_requests", [_request_view(intake, case)])
+
+
+@router.get("/tokens/{token}.{fmt}")
+async def get_token(token: str, fmt: str, request: Request) -> Response:
+    """The service request a POST's token became."""
+    try:
+        _format(fmt)
+        rt, intake = _rt(request)
+        _jurisdiction(intake, _params(request))
+        assert rt.pool is not None
+        async with rt.pool.acquire() as conn:
+            row = await repo.report_by_id(conn, token)
+        if row is None:
+            raise Open311Error(404, f"token: {token!r} not found")
+    except Open311Error as err:
+        return _error(fmt, err)
+    return _respond(
+        fmt, "service_requests", [{"service_request_id": row["case_id"], "token": token}]
+    )
+
+
+async def _body(request: Request) -> dict[str, list[str]]:
+    """Form fields (the spec's `application/x-www-form-urlencoded`), a JSON object for
+    convenience, and the query string for `api_key`."""
+    params = _params(request)
+    ctype = request.headers.get("content-type", "")
+    raw = await request.body()
+    if ctype.startswith("multipart/"):
+        raise Open311Error(400, "body: send application/x-www-form-urlencoded, not multipart")
+    if ctype.startswith("application/json"):
+        try:
+            doc = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            raise Open311Error(400, "body: not valid JSON") from None
+        if not isinstance(doc, dict):
+            raise Open311Error(400, "body: a JSON object is expected")
+        for k, v in doc.items():
+            params.setdefault(str(k), []).append("" if v is None else str(v))
+        return params
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Open311Error(400, "body: not UTF-8") from None
+    for k, vs in parse_qs(text, keep_blank_values=True).items():
+        params.setdefault(k, []).extend(vs)
+    return params
+
+
+def _source_for_key(intake: Intake, params: Mapping[str, Sequence[str]]) -> str:
+    key = _one(params, "api_key")
+    source = intake.api_keys.get(key or "")
+    if source is None:
+        raise Open311Error(403, "api_key: missing or not valid")
+    return source
+
+
+@router.post("/requests.{fmt}")
+async def post_request(fmt: str, request: Request) -> Response:
+    """Report a problem (needs `api_key`). Answers the case id at once (`realtime`) and a
+    token; a report of a problem already open joins that case (`service_notice` says so)."""
+    try:
+        _format(fmt)
+        rt, intake = _rt(request)
+        params = await _body(request)
+        source = _source_for_key(intake, params)
+        _jurisdiction(intake, params)
+        new = spec.parse_new_request(params)
+        category = intake.city.category(new.service_code)
+        if category is None:
+            raise Open311Error(400, f"service_code: {new.service_code!r} not found")
+        try:
+            reporter = (
+                Reporter(name=new.name, phone=new.phone)
+                if (new.name or new.phone or new.email)
+                else None
+            )
+            attachments = (Attachment(url=new.media_url, kind="photo"),) if new.media_url else ()
+            location = Location(lat=new.lat, lon=new.lon) if new.lat is not None else None
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = str(err["loc"][0]) if err["loc"] else "request"
+            field = {"name": "first_name", "url": "media_url"}.get(loc, loc)
+            raise Open311Error(400, f"{field}: {err['msg']}") from None
+        report = IncomingReport(
+            channel="web",
+            source=source,
+            external_id=None,
+            description=new.description or category.name,
+            reported_at=rt.clock.now(),
+            location=location,
+            address=new.address_string,
+            category_code=category.code,
+            urgency=new.urgency,
+            reporter=reporter,
+            reporter_email=new.email,
+            attachments=attachments,
+        )
+        _, handlers = intake_of(rt)
+        try:
+            outcome = await take(rt, handlers, report)
+        except Refused as refused:
+            p = refused.problems[0]
+            field = {"location": "lat/long", "address": "address_string"}.get(
+                p.field or "", p.field or "request"
+            )
+            raise Open311Error(400, f"{field}: {p.reason} ({p.code})") from None
+    except Open311Error as err:
+        return _error(fmt, err)
+    notice = (
+        f"已并入已有案卷 {outcome.case_id} / joined an open request for the same problem"
+        if outcome.outcome == "merged"
+        else outcome.status_notes
+    )
+    answer = {
+        "service_request_id": outcome.case_id,
+        "service_notice": notice,
+        "account_id": new.account_id,
+        "token": outcome.report_id,
+    }
+    return _respond(fmt, "service_requests", [answer], 201)
+
+
+@router.post("/requests/{request_id}/rating.{fmt}")
+async def rate_request(request_id: str, fmt: str, request: Request) -> Response:
+    """gridloop extension: the reporter rates a closed request (满意度评价); `rating` is
+    satisfied, basically_satisfied or dissatisfied; needs `api_key`."""
+    try:
+        _format(fmt)
+        rt, intake = _rt(request)
+        params = await _body(request)
+        source = _source_for_key(intake, params)
+        rating = _one(params, "rating")
+        if rating not in ("satisfied", "basically_satisfied", "dissatisfied"):
+            raise Open311Error(400, "rating: one of satisfied, basically_satisfied, dissatisfied")
+        comment = _one(params, "comment")
+        _, handlers = intake_of(rt)
+        assert rt.uow is not None
+        async with rt.uow() as work:
+            try:
+                await handlers.rate(
+                    work,
+                    request_id,
+                    Actor(id=source, role="web"),
+                    rating=rating,
+                    comment=comment,
+                    via=f"open311:{source}",
+                )
+            except Refused as refused:
+                p = refused.problems[0]
+                code = 404 if p.status == 404 else 400
+                raise Open311Error(code, f"{p.field}: {p.reason}") from None
+    except Open311Error as err:
+        return _error(fmt, err)
+    return _respond(
+        fmt, "service_requests", [{"service_request_id": request_id, "rating": rating}], 201
+    )
