@@ -7,3 +7,12 @@ from pydantic import Field
 class VerifySettings(ServiceSettings):
     service_name: str = Field("verify", alias="SERVICE_NAME")
     http_port: int = Field(8004, alias="HTTP_PORT")
+    # The Nth failed verification of a case escalates it (督办), and every one after it again.
+    escalate_after_failures: int = Field(3, ge=1, alias="VERIFY_ESCALATE_AFTER_FAILURES")
+    # Who a repeatedly failing case goes to (seed 000: the efficiency office answers for it).
+    escalate_to: str = Field("efficiency-office", alias="VERIFY_ESCALATE_TO")
+    # Categories where a dissatisfied rating reopens the closed case: comma-separated codes or
+    # prefixes (`E01*`), `*` for every category; empty (the default) never reopens.
+    reopen_on_dissatisfied: str = Field("", alias="VERIFY_REOPEN_ON_DISSATISFIED")
+    # A passed verification must carry at least one photo (the evidence of 结案条件).
+    require_photo_on_pass: bool = Field(True, alias="VERIFY_REQUIRE_PHOTO_ON_PASS")

@@ -1,0 +1,367 @@
+"""REST for the supervision side: supervisors list their tasks and submit verdicts (核查) and
+confirmations (核实); the shift leader (值班长) approves closings, assigns unstaffed tasks and
+records absences.
+
+Who is calling: `Authorization: Bearer <jwt>` (roles from the token), or, while
+`AUTH_MODE=dev` (as `make run` starts the services), the header `X-User: <user id>` naming a
+user of the city's `users.yaml`, whose roles are taken from there. Only the task's supervisor
+or the other supervisor of the cell (AB 角) may verify or confirm; departments and dispatchers
+are refused with 403 and a reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from gridloop_contracts import Attachment, Location
+from gridloop_runtime.auth import CurrentPrincipal, Principal
+from gridloop_runtime.commands import Refusal, record_command, seen_command
+from gridloop_runtime.outbox import Work
+from gridloop_runtime.service import Runtime, runtime_of
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl
+
+from . import repository as repo
+from .domain.tasks import TaskStatus
+from .handlers import Caller, Handlers, absence_view, case_view, task_view
+
+router = APIRouter(tags=["verify"])
+
+# Who sees every task (the supervisors see their own).
+OVERSEERS = frozenset({"shift-leader", "admin", "evaluator"})
+
+
+def handlers_of(rt: Runtime) -> Handlers:
+    handlers: Handlers = rt.state
+    return handlers
+
+
+def caller(p: Principal) -> Caller:
+    return Caller(p.user_id, p.roles, p.name)
+
+
+async def run_command(
+    rt: Runtime,
+    command_id: str | None,
+    kind: str,
+    fn: Callable[[Work], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:
+    """One transaction; a repeated `command_id` gets the first answer and changes nothing."""
+    assert rt.uow is not None
+    async with rt.uow() as work:
+        if command_id:
+            seen = await seen_command(work.conn, command_id)
+            if seen is not None:
+                return seen
+        answer = await fn(work)
+        if command_id:
+            await record_command(work.conn, command_id, kind, answer)
+        return answer
+
+
+async def read(rt: Runtime, fn: Callable[[Work], Awaitable[Any]]) -> Any:
+    assert rt.uow is not None
+    async with rt.uow() as work:
+        return await fn(work)
+
+
+# -- bodies -------------------------------------------------------------------------------
+class Command(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    command_id: str | None = Field(
+        None, min_length=1, max_length=128, description="resend-safe: same id, same answer"
+    )
+
+
+class OnSite(Command):
+    notes: str | None = Field(None, max_length=2000)
+    photos: list[HttpUrl] = Field(default_factory=list, max_length=20)
+    position: Location | None = Field(None, description="where the supervisor stood (WGS-84)")
+
+    def attachments(self) -> list[Attachment]:
+        return [Attachment(url=u, kind="photo") for u in self.photos]
+
+
+class VerificationIn(OnSite):
+    passed: bool = Field(description="核查通过 (true) or 不通过 (false: rework)")
+
+
+class ConfirmationIn(OnSite):
+    confirmed: bool = Field(description="核实属实 (true) or 不属实 (false)")
+
+
+class ApprovalIn(Command):
+    approved: bool
+    notes: str | None = Field(None, max_length=2000)
+
+
+class AssignIn(Command):
+    supervisor_id: str = Field(min_length=1, max_length=64)
+
+
+class AbsenceIn(Command):
+    user_id: str = Field(min_length=1, max_length=64)
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    reason: str | None = Field(None, max_length=500)
+
+
+# -- supervisors --------------------------------------------------------------------------
+@router.get("/tasks")
+async def list_tasks(
+    request: Request,
+    principal: CurrentPrincipal,
+    status: Annotated[Literal["open", "done", "all"], Query()] = "open",
+    purpose: Annotated[Literal["verification", "confirmation"] | None, Query()] = None,
+    supervisor_id: Annotated[str | None, Query(max_length=64)] = None,
+    unassigned: Annotated[bool, Query(description="only tasks nobody holds")] = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[dict[str, Any]]:
+    """My tasks (a supervisor), or anybody's (shift leader, evaluator), soonest due first."""
+    if not principal.roles & OVERSEERS:
+        if "supervisor" not in principal.roles:
+            raise Refusal(
+                "only supervisors and the supervision centre list verification tasks",
+                field="Authorization",
+                code="forbidden",
+                status=403,
+            )
+        if supervisor_id not in (None, principal.user_id) or unassigned:
+            raise Refusal(
+                "a supervisor lists only their own tasks",
+                field="supervisor_id",
+                code="forbidden",
+                status=403,
+            )
+        supervisor_id = principal.user_id
+    statuses: list[str] = {
+        "open": [str(TaskStatus.OPEN)],
+        "done": [str(s) for s in TaskStatus if s != TaskStatus.OPEN],
+        "all": [str(s) for s in TaskStatus],
+    }[status]
+
+    async def fetch(work: Work) -> list[repo.TaskListing]:
+        return await repo.list_tasks(
+            work.conn,
+            supervisor_id=supervisor_id,
+            statuses=statuses,
+            purpose=purpose,
+            unassigned=unassigned,
+            limit=limit,
+        )
+
+    listed: list[repo.TaskListing] = await read(runtime_of(request), fetch)
+    return [task_view(x.task, x.case) for x in listed]
+
+
+@router.get("/tasks/{task_id}")
+async def get_task(task_id: str, request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
+    rt = runtime_of(request)
+
+    async def fetch(work: Work) -> dict[str, Any]:
+        task = await repo.get_task(work.conn, task_id)
+        if task is None:
+            raise Refusal(f"no task {task_id!r}", field="task_id", code="not-found", status=404)
+        case = await repo.get_case(work.conn, task.case_id)
+        assert case is not None
+        pair = handlers_of(rt).ctx.supervisors_of(case.cell_code) or ()
+        mine = principal.user_id in (task.supervisor_id, *pair)
+        if not (principal.roles & OVERSEERS or ("supervisor" in principal.roles and mine)):
+            raise Refusal(
+                f"task {task_id} is not yours", field="Authorization", code="forbidden", status=403
+            )
+        return task_view(task, case)
+
+    answer: dict[str, Any] = await read(rt, fetch)
+    return answer
+
+
+@router.post("/tasks/{task_id}/verification")
+async def submit_verification(
+    task_id: str, body: VerificationIn, request: Request, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """核查: pass closes the case (or sends it to the shift leader where the category needs
+    approval); fail sends it back to the department for rework, and the Nth failure escalates."""
+    rt = runtime_of(request)
+    h = handlers_of(rt)
+    return await run_command(
+        rt,
+        body.command_id,
+        "verification",
+        lambda work: h.verify(
+            work,
+            task_id,
+            caller(principal),
+            passed=body.passed,
+            notes=body.notes,
+            photos=body.attachments(),
+            position=body.position,
+        ),
+    )
+
+
+@router.post("/tasks/{task_id}/confirmation")
+async def submit_confirmation(
+    task_id: str, body: ConfirmationIn, request: Request, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """核实: whether the reported problem is really there; intake then accepts or rejects."""
+    rt = runtime_of(request)
+    h = handlers_of(rt)
+    return await run_command(
+        rt,
+        body.command_id,
+        "confirmation",
+        lambda work: h.confirm(
+            work,
+            task_id,
+            caller(principal),
+            confirmed=body.confirmed,
+            notes=body.notes,
+            photos=body.attachments(),
+            position=body.position,
+        ),
+    )
+
+
+# -- the shift leader ---------------------------------------------------------------------
+@router.post("/tasks/{task_id}/assign")
+async def assign_task(
+    task_id: str, body: AssignIn, request: Request, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """Hand an open task to a supervisor (when nobody of the cell is present)."""
+    rt = runtime_of(request)
+    h = handlers_of(rt)
+    return await run_command(
+        rt,
+        body.command_id,
+        "assign",
+        lambda work: h.assign(work, task_id, caller(principal), supervisor_id=body.supervisor_id),
+    )
+
+
+@router.get("/approvals")
+async def list_approvals(
+    request: Request,
+    principal: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[dict[str, Any]]:
+    """Cases whose verification passed and whose category needs the shift leader to close."""
+    if not principal.roles & OVERSEERS:
+        raise Refusal(
+            "only the supervision centre sees the approval queue",
+            field="Authorization",
+            code="forbidden",
+            status=403,
+        )
+
+    async def fetch(work: Work) -> list[dict[str, Any]]:
+        return [case_view(c) for c in await repo.awaiting_approval(work.conn, limit)]
+
+    answer: list[dict[str, Any]] = await read(runtime_of(request), fetch)
+    return answer
+
+
+@router.post("/cases/{case_id}/approval")
+async def approve_closing(
+    case_id: str, body: ApprovalIn, request: Request, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """值班长审批结案: approve closes; refuse (with notes) sends the case back for rework."""
+    rt = runtime_of(request)
+    h = handlers_of(rt)
+    return await run_command(
+        rt,
+        body.command_id,
+        "approval",
+        lambda work: h.approve(
+            work, case_id, caller(principal), approved=body.approved, notes=body.notes
+        ),
+    )
+
+
+@router.get("/cases/{case_id}")
+async def get_case(case_id: str, request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
+    """The verification history of a case: every task and its verdict."""
+    if "department" in principal.roles and not principal.roles & OVERSEERS:
+        # A department follows its cases through handling's inbox and the dispatch feed.
+        raise Refusal(
+            "departments do not read the supervision centre's records",
+            field="Authorization",
+            code="forbidden",
+            status=403,
+        )
+
+    async def fetch(work: Work) -> dict[str, Any]:
+        case = await repo.get_case(work.conn, case_id)
+        if case is None:
+            raise Refusal(
+                f"no case {case_id!r} here", field="case_id", code="not-found", status=404
+            )
+        tasks = await repo.tasks_of_case(work.conn, case_id)
+        return {**case_view(case), "tasks": [task_view(t, case) for t in tasks]}
+
+    answer: dict[str, Any] = await read(runtime_of(request), fetch)
+    return answer
+
+
+@router.get("/absences")
+async def list_absences(
+    request: Request,
+    principal: CurrentPrincipal,
+    current: Annotated[bool, Query(description="only absences not yet over")] = True,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[dict[str, Any]]:
+    if not principal.roles & OVERSEERS:
+        raise Refusal(
+            "only the supervision centre reads absences",
+            field="Authorization",
+            code="forbidden",
+            status=403,
+        )
+    rt = runtime_of(request)
+
+    async def fetch(work: Work) -> list[dict[str, Any]]:
+        at: datetime | None = work.now() if current else None
+        return [
+            absence_view(a) for a in await repo.list_absences(work.conn, current_at=at, limit=limit)
+        ]
+
+    answer: list[dict[str, Any]] = await read(rt, fetch)
+    return answer
+
+
+@router.post("/absences", status_code=201)
+async def add_absence(
+    body: AbsenceIn, request: Request, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """请假: while it lasts, the supervisor's tasks go to the cell's backup (AB 角); open tasks
+    move at once when it has begun, else when it begins."""
+    rt = runtime_of(request)
+    h = handlers_of(rt)
+    return await run_command(
+        rt,
+        body.command_id,
+        "absence",
+        lambda work: h.add_absence(
+            work,
+            caller(principal),
+            user_id=body.user_id,
+            starts_at=body.starts_at,
+            ends_at=body.ends_at,
+            reason=body.reason,
+        ),
+    )
+
+
+@router.delete("/absences/{absence_id}")
+async def end_absence(
+    absence_id: int, request: Request, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """End an absence now (one not begun yet is dropped). Tasks already handed over stay."""
+    rt = runtime_of(request)
+    h = handlers_of(rt)
+    return await run_command(
+        rt, None, "end-absence", lambda work: h.end_absence(work, caller(principal), absence_id)
+    )

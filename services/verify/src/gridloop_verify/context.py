@@ -1,0 +1,51 @@
+"""What every verify handler works with: the loaded city, its working calendar, the policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from gridloop_city import City, WorkingCalendar, load_city
+
+from .domain.policy import Policy, parse_patterns
+from .settings import VerifySettings
+
+
+@cache
+def _load(path: Path) -> City:
+    # Once per process: tests start the service many times over the same data.
+    return load_city(path)
+
+
+@dataclass(frozen=True)
+class Verify:
+    """The per-process state of the service (Runtime.state)."""
+
+    city: City
+    calendar: WorkingCalendar
+    policy: Policy
+    settings: VerifySettings
+
+    @classmethod
+    def load(cls, settings: VerifySettings) -> Verify:
+        city = _load(Path(settings.city_data_dir).resolve())
+        policy = Policy(
+            escalate_after=settings.escalate_after_failures,
+            escalate_to=settings.escalate_to,
+            reopen_categories=parse_patterns(settings.reopen_on_dissatisfied),
+            require_photo_on_pass=settings.require_photo_on_pass,
+        )
+        return cls(city, WorkingCalendar.from_config(city.calendar), policy, settings)
+
+    def supervisors_of(self, cell_code: str | None) -> tuple[str, str] | None:
+        """The cell's roster (supervisors.csv): (primary, backup)."""
+        return self.city.supervisors_for(cell_code) if cell_code else None
+
+    def requires_approval(self, category_code: str | None) -> bool:
+        category = self.city.category(category_code) if category_code else None
+        return bool(category and category.close_requires_approval)
+
+    def is_supervisor(self, user_id: str) -> bool:
+        user = self.city.user(user_id)
+        return bool(user and "supervisor" in user.roles)

@@ -1,0 +1,721 @@
+"""Verify against a real nats-server and PostgreSQL: upstream events are published as the
+other services would, the supervisors and the shift leader use the REST API, and the tests
+watch what verify puts on the bus."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import pytest
+from gridloop_contracts import Attachment, Envelope, decode, to_binary
+from gridloop_contracts import cases as ev
+from gridloop_runtime.auth import AuthSettings, issue_token
+from gridloop_runtime.clock import FakeClock
+from gridloop_runtime.service import Runtime
+from gridloop_runtime.testing import http_client, running, settings_for, wait_for
+from gridloop_verify.bootstrap import definition
+from gridloop_verify.settings import VerifySettings
+from nats.js import JetStreamContext
+
+# Monday 23 November 2026, 10:00 in Beijing: a working day, inside office hours.
+T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+DEMO_CITY = Path(__file__).resolve().parents[3] / "data" / "demo-city"
+# A cell of the demo city: supervisors.csv gives sup-001 (primary) and sup-002 (backup, AB 角).
+CELL, COMMUNITY, SUBDISTRICT = "1101010010010001", "110101001001", "110101001"
+PHOTO = "https://evidence.example.org/site/1.jpg"
+SUP, BACKUP, OTHER_SUP = "sup-001", "sup-002", "sup-003"
+LEAD, DISPATCHER, DEPT_USER = "lead-01", "disp-01", "sanitation-ops"
+
+
+class Harness:
+    """A running verify, a tap on the CASES stream, and the people who call it."""
+
+    def __init__(self, rt: Runtime, clock: FakeClock, js: JetStreamContext) -> None:
+        self.rt = rt
+        self.clock = clock
+        self.js = js
+        self.seen: list[Envelope] = []
+        self._sub: Any = None
+        self._http: httpx.AsyncClient | None = None
+
+    async def open(self) -> None:
+        self._sub = await self.js.pull_subscribe("case.>", stream="CASES")
+
+    # -- the bus --------------------------------------------------------------------
+    async def upstream(self, event: ev.CaseEvent, service: str, id: str | None = None) -> None:
+        """Publish a case event as another service would."""
+        env = Envelope.of(
+            event,
+            source=f"/gridloop/{service}",
+            subject=event.case_id,
+            time=self.clock.now(),
+            id=id,
+        )
+        headers, body = to_binary(env)
+        await self.js.publish(f"case.{event.subject_token}", body, headers=headers)
+
+    async def poll(self) -> None:
+        try:
+            msgs = await self._sub.fetch(500, timeout=0.1)
+        except (TimeoutError, nats.errors.TimeoutError):
+            return
+        for m in msgs:
+            self.seen.append(decode(m.headers, m.data))
+            await m.ack()
+
+    def emitted(self, model: type[ev.CaseEvent], **data: Any) -> list[Envelope]:
+        """What verify published of a type, matching `data` (JSON values)."""
+        return [
+            e
+            for e in self.seen
+            if e.type == model.type_name
+            and e.source == "/gridloop/verify"
+            and all(e.data.get(k) == v for k, v in data.items())
+        ]
+
+    async def wait(self, model: type[ev.CaseEvent], n: int = 1, **data: Any) -> list[Envelope]:
+        async def enough() -> list[Envelope] | None:
+            await self.poll()
+            found = self.emitted(model, **data)
+            return found if len(found) >= n else None
+
+        found = await wait_for(enough, timeout=10, what=f"{n} × {model.type_name} {data}")
+        assert found is not None
+        return found
+
+    # -- REST -----------------------------------------------------------------------
+    async def call(
+        self, method: str, path: str, user: str | None, json: Any = None, **params: Any
+    ) -> httpx.Response:
+        assert self._http is not None
+        headers = {"X-User": user} if user else {}
+        return await self._http.request(method, path, headers=headers, json=json, params=params)
+
+    async def my_tasks(self, user: str, **params: Any) -> list[dict[str, Any]]:
+        r = await self.call("GET", "/tasks", user, **params)
+        assert r.status_code == 200, r.text
+        tasks: list[dict[str, Any]] = r.json()
+        return tasks
+
+    async def task_of(self, case_id: str, user: str = LEAD, purpose: str = "verification") -> str:
+        """The open task of a case, once verify has made it."""
+
+        async def found() -> str | None:
+            for t in await self.my_tasks(user, purpose=purpose):
+                if t["case_id"] == case_id:
+                    return str(t["task_id"])
+            return None
+
+        task_id = await wait_for(found, timeout=10, what=f"an open task of {case_id}")
+        assert task_id is not None
+        return task_id
+
+    async def verdict(
+        self, task_id: str, passed: bool, user: str = SUP, **body: Any
+    ) -> httpx.Response:
+        payload: dict[str, Any] = {"passed": passed, "photos": [PHOTO]}
+        if not passed:
+            payload["notes"] = "仍有垃圾残留"
+        payload.update(body)
+        return await self.call("POST", f"/tasks/{task_id}/verification", user, json=payload)
+
+    # -- upstream events ------------------------------------------------------------
+    def dims(self, case_id: str, category: str = "E0102") -> dict[str, Any]:
+        return {
+            "case_id": case_id,
+            "category_code": category,
+            "cell_code": CELL,
+            "community_code": COMMUNITY,
+            "subdistrict_code": SUBDISTRICT,
+        }
+
+    async def handled(
+        self, case_id: str, *, category: str = "E0102", deadline: datetime | None = None
+    ) -> None:
+        now = self.clock.now()
+        await self.upstream(
+            ev.CaseHandled(
+                **self.dims(case_id, category),
+                occurred_at=now,
+                dept="sanitation",
+                task_id=f"T-{case_id}",
+                deadline=deadline or T0 + timedelta(days=2),
+                result="垃圾已清运",
+                evidence=[Attachment(url=PHOTO)],  # type: ignore[arg-type]
+                completed_at=now,
+            ),
+            "handling",
+        )
+
+
+@asynccontextmanager
+async def started(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch, **extra: Any
+) -> AsyncIterator[Harness]:
+    # X-User is honoured in dev mode only (as `make run` starts the services).
+    monkeypatch.setenv("AUTH_MODE", "dev")
+    settings = settings_for(
+        "verify", database_url, nats_url, VerifySettings, city_data_dir=str(DEMO_CITY), **extra
+    )
+    assert isinstance(settings, VerifySettings)
+    definition_, state = definition(settings)
+    clock = FakeClock(T0)
+    nc = await nats.connect(nats_url)
+    try:
+        async with running(settings, definition_, clock=clock, state=state) as rt:
+            h = Harness(rt, clock, nc.jetstream())
+            await h.open()
+            async with http_client(rt) as client:
+                h._http = client
+                yield h
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+async def verify(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Harness]:
+    async with started(database_url, nats_url, monkeypatch) as h:
+        yield h
+
+
+# -- pass closes --------------------------------------------------------------------------
+async def test_a_result_goes_to_the_cell_supervisor_and_a_pass_closes(verify: Harness) -> None:
+    await verify.handled("C-PASS")
+    [assigned] = await verify.wait(ev.CaseVerificationAssigned, case_id="C-PASS")
+    assert assigned.data["supervisor_id"] == SUP and assigned.data["backup_used"] is False
+    assert assigned.data["purpose"] == "verification"
+    assert assigned.data["dept"] == "sanitation" and assigned.data["task_id"] == "T-C-PASS"
+    # 4 working hours from Monday 10:00 (calendar.yaml), over the lunch break: 15:30.
+    assert datetime.fromisoformat(assigned.data["due"]) == datetime(2026, 11, 23, 7, 30, tzinfo=UTC)
+
+    [mine] = await verify.my_tasks(SUP)
+    assert mine["case_id"] == "C-PASS" and mine["case"]["result"] == "垃圾已清运"
+    assert await verify.my_tasks(OTHER_SUP) == []
+
+    verify.clock.advance(timedelta(hours=1))
+    r = await verify.verdict(
+        mine["task_id"], True, position={"lat": 39.93, "lon": 116.41}, notes="已清理干净"
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["outcome"] == "closed" and r.json()["status"] == "passed"
+
+    [verified] = await verify.wait(ev.CaseVerified, case_id="C-PASS")
+    assert verified.data["passed"] is True and verified.data["on_time"] is True
+    assert verified.data["position"] == {"lat": 39.93, "lon": 116.41}
+    assert [p["url"] for p in verified.data["photos"]] == [PHOTO]
+    [closed] = await verify.wait(ev.CaseClosed, case_id="C-PASS")
+    assert closed.data["closed_by"] == SUP and closed.data["on_time"] is True
+    assert closed.data["reworks"] == 0 and "approved_by" not in closed.data
+    # Dimensions travel: scoring and intake need no call-back.
+    assert closed.data["dept"] == "sanitation" and closed.data["cell_code"] == CELL
+    assert closed.data["category_code"] == "E0102" and closed.data["task_id"] == "T-C-PASS"
+    assert await verify.my_tasks(SUP) == []
+
+
+async def test_closing_after_the_department_deadline_is_not_on_time(verify: Harness) -> None:
+    await verify.handled("C-LATE", deadline=T0 + timedelta(minutes=30))
+    task_id = await verify.task_of("C-LATE")
+    verify.clock.advance(timedelta(hours=1))
+    assert (await verify.verdict(task_id, True)).status_code == 200
+    [closed] = await verify.wait(ev.CaseClosed, case_id="C-LATE")
+    assert closed.data["on_time"] is False
+    # ... while the verification itself was in time.
+    [verified] = await verify.wait(ev.CaseVerified, case_id="C-LATE")
+    assert verified.data["on_time"] is True
+
+
+# -- fail, rework, verify again, escalate --------------------------------------------------
+async def test_failures_rework_each_result_is_verified_again_and_the_third_escalates(
+    verify: Harness,
+) -> None:
+    for n in (1, 2, 3):
+        await verify.handled("C-FAIL")
+        await verify.wait(ev.CaseVerificationAssigned, n=n, case_id="C-FAIL")
+        task_id = await verify.task_of("C-FAIL")
+        assert task_id == f"C-FAIL:V{n}"
+        r = await verify.verdict(task_id, False)
+        assert r.status_code == 200, r.text
+        [reworked] = await verify.wait(ev.CaseReworked, case_id="C-FAIL", count=n)
+        assert reworked.data["dept"] == "sanitation" and reworked.data["task_id"] == "T-C-FAIL"
+        assert reworked.data["reason"] == "仍有垃圾残留"
+        failed = await verify.wait(ev.CaseVerified, n=n, case_id="C-FAIL", passed=False)
+        assert failed[-1].data["failures"] == n
+        escalated = verify.emitted(ev.CaseEscalated, case_id="C-FAIL")
+        # The third failure (VERIFY_ESCALATE_AFTER_FAILURES, default 3) escalates, not before;
+        # the events of one verdict commit together, so the rework proves the escalation is in.
+        assert len(escalated) == (1 if n == 3 else 0)
+        assert r.json()["outcome"] == ("escalated" if n == 3 else "reworked")
+    [escalation] = escalated
+    assert escalation.data["level"] == 1 and escalation.data["to_role"] == "efficiency-office"
+    assert escalation.data["dept"] == "sanitation"
+
+    # The department finally gets it right: closed, counting the reworks.
+    await verify.handled("C-FAIL")
+    task_id = await verify.task_of("C-FAIL")
+    assert (await verify.verdict(task_id, True)).status_code == 200
+    [closed] = await verify.wait(ev.CaseClosed, case_id="C-FAIL")
+    assert closed.data["reworks"] == 3
+    r = await verify.call("GET", "/cases/C-FAIL", LEAD)
+    body = r.json()
+    assert body["stage"] == "closed" and body["failures"] == 3
+    assert [t["status"] for t in body["tasks"]] == ["failed", "failed", "failed", "passed"]
+
+
+async def test_escalation_threshold_is_configurable(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with started(database_url, nats_url, monkeypatch, verify_escalate_after_failures=1) as h:
+        await h.handled("C-ESC1")
+        assert (await h.verdict(await h.task_of("C-ESC1"), False)).status_code == 200
+        [escalated] = await h.wait(ev.CaseEscalated, case_id="C-ESC1")
+        assert escalated.data["level"] == 1
+
+
+async def test_a_failure_needs_notes_and_a_pass_needs_a_photo(verify: Harness) -> None:
+    await verify.handled("C-EVID")
+    task_id = await verify.task_of("C-EVID")
+    r = await verify.verdict(task_id, False, notes="  ")
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "notes"
+    r = await verify.verdict(task_id, True, photos=[])
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "photos"
+    r = await verify.verdict(task_id, True, position={"lat": 123, "lon": 116})
+    assert r.status_code == 422 and "position" in str(r.json()["detail"][0]["loc"])
+    r = await verify.verdict(task_id, True, photos=["not a url"])
+    assert r.status_code == 422
+    # Nothing was decided: the task is still open and the pass goes through.
+    assert (await verify.verdict(task_id, True)).status_code == 200
+
+
+# -- approval -----------------------------------------------------------------------------
+async def test_a_category_needing_approval_closes_only_when_the_shift_leader_approves(
+    verify: Harness,
+) -> None:
+    # E0101 私搭乱建: close_requires_approval in categories.yaml.
+    await verify.handled("C-APPR", category="E0101")
+    await verify.handled("C-REFUSE", category="E0101")
+    for case_id in ("C-APPR", "C-REFUSE"):
+        r = await verify.verdict(await verify.task_of(case_id), True)
+        assert r.json()["outcome"] == "awaiting_approval"
+    await verify.wait(ev.CaseVerified, n=2, passed=True)
+    queue = (await verify.call("GET", "/approvals", LEAD)).json()
+    assert {c["case_id"] for c in queue} == {"C-APPR", "C-REFUSE"}
+    assert {c["passed_by"] for c in queue} == {SUP}
+
+    for user, status in ((SUP, 403), (DEPT_USER, 403), (DISPATCHER, 403)):
+        r = await verify.call("POST", "/cases/C-APPR/approval", user, json={"approved": True})
+        assert r.status_code == status, r.text
+    r = await verify.call("POST", "/cases/C-APPR/approval", LEAD, json={"approved": True})
+    assert r.status_code == 200, r.text
+    [closed] = await verify.wait(ev.CaseClosed, case_id="C-APPR")
+    assert closed.data["approved_by"] == LEAD and closed.data["closed_by"] == SUP
+
+    r = await verify.call("POST", "/cases/C-REFUSE/approval", LEAD, json={"approved": False})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "notes"
+    r = await verify.call(
+        "POST", "/cases/C-REFUSE/approval", LEAD, json={"approved": False, "notes": "未拆除干净"}
+    )
+    assert r.status_code == 200 and r.json()["outcome"] == "reworked"
+    [reworked] = await verify.wait(ev.CaseReworked, case_id="C-REFUSE")
+    assert "未拆除干净" in reworked.data["reason"] and reworked.data["count"] == 1
+    assert verify.emitted(ev.CaseClosed, case_id="C-REFUSE") == []
+    assert (await verify.call("GET", "/approvals", LEAD)).json() == []
+    r = await verify.call("POST", "/cases/C-APPR/approval", LEAD, json={"approved": True})
+    assert r.status_code == 409
+
+
+# -- AB 角 --------------------------------------------------------------------------------
+async def test_the_backup_takes_tasks_while_the_primary_is_absent(verify: Harness) -> None:
+    # A task the primary already holds ...
+    await verify.handled("C-HELD")
+    held = await verify.task_of("C-HELD", SUP)
+    # ... then the shift leader records the primary's leave.
+    leave = {
+        "user_id": SUP,
+        "starts_at": (T0 - timedelta(hours=1)).isoformat(),
+        "ends_at": (T0 + timedelta(days=1)).isoformat(),
+        "reason": "病假",
+    }
+    for user in (SUP, DEPT_USER):
+        assert (await verify.call("POST", "/absences", user, json=leave)).status_code == 403
+    r = await verify.call("POST", "/absences", LEAD, json=leave)
+    assert r.status_code == 201, r.text
+    assert r.json()["tasks_handed_over"] == [held]
+    [moved] = await verify.wait(ev.CaseVerificationAssigned, case_id="C-HELD", supervisor_id=BACKUP)
+    assert moved.data["backup_used"] is True
+
+    # New results in the cell go straight to the backup.
+    await verify.handled("C-NEW")
+    [new] = await verify.wait(ev.CaseVerificationAssigned, case_id="C-NEW")
+    assert new.data["supervisor_id"] == BACKUP and new.data["backup_used"] is True
+    assert await verify.my_tasks(SUP) == []
+    assert {t["case_id"] for t in await verify.my_tasks(BACKUP)} == {"C-HELD", "C-NEW"}
+
+    # The backup verifies; the case closes in the backup's name.
+    r = await verify.verdict(await verify.task_of("C-NEW", BACKUP), True, user=BACKUP)
+    assert r.status_code == 200, r.text
+    [closed] = await verify.wait(ev.CaseClosed, case_id="C-NEW")
+    assert closed.data["closed_by"] == BACKUP
+
+    # Leave over: the next result goes to the primary again.
+    [absence] = (await verify.call("GET", "/absences", LEAD)).json()
+    assert absence["user_id"] == SUP and absence["set_by"] == LEAD
+    assert (await verify.call("DELETE", f"/absences/{absence['id']}", LEAD)).status_code == 200
+    assert (await verify.call("GET", "/absences", LEAD)).json() == []
+    await verify.handled("C-BACK")
+    [back] = await verify.wait(ev.CaseVerificationAssigned, case_id="C-BACK")
+    assert back.data["supervisor_id"] == SUP and back.data["backup_used"] is False
+
+
+async def test_a_leave_that_begins_later_hands_over_when_it_begins(verify: Harness) -> None:
+    await verify.handled("C-SOON")
+    held = await verify.task_of("C-SOON", SUP)
+    leave = {
+        "user_id": SUP,
+        "starts_at": (T0 + timedelta(minutes=30)).isoformat(),
+        "ends_at": (T0 + timedelta(days=1)).isoformat(),
+    }
+    r = await verify.call("POST", "/absences", LEAD, json=leave)
+    assert r.status_code == 201 and r.json()["tasks_handed_over"] == []
+    verify.clock.advance(timedelta(minutes=31))
+    [moved] = await verify.wait(ev.CaseVerificationAssigned, case_id="C-SOON", supervisor_id=BACKUP)
+    assert moved.data["backup_used"] is True
+    assert [t["task_id"] for t in await verify.my_tasks(BACKUP)] == [held]
+
+
+async def test_with_both_supervisors_away_the_shift_leader_assigns(verify: Harness) -> None:
+    for user in (SUP, BACKUP):
+        leave = {
+            "user_id": user,
+            "starts_at": T0.isoformat(),
+            "ends_at": (T0 + timedelta(days=1)).isoformat(),
+        }
+        assert (await verify.call("POST", "/absences", LEAD, json=leave)).status_code == 201
+    await verify.handled("C-NOBODY")
+
+    async def unstaffed() -> list[dict[str, Any]]:
+        return await verify.my_tasks(LEAD, unassigned="true")
+
+    [task] = await wait_for(unstaffed, what="an unassigned task")
+    assert task["supervisor_id"] is None
+    r = await verify.call(
+        "POST", f"/tasks/{task['task_id']}/assign", LEAD, json={"supervisor_id": DEPT_USER}
+    )
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "supervisor_id"
+    r = await verify.call(
+        "POST", f"/tasks/{task['task_id']}/assign", LEAD, json={"supervisor_id": OTHER_SUP}
+    )
+    assert r.status_code == 200, r.text
+    [assigned] = await verify.wait(ev.CaseVerificationAssigned, case_id="C-NOBODY")
+    assert assigned.data["supervisor_id"] == OTHER_SUP and assigned.data["backup_used"] is True
+    # The assigned supervisor may now act, though not of the cell's pair.
+    assert (await verify.verdict(task["task_id"], True, user=OTHER_SUP)).status_code == 200
+    await verify.wait(ev.CaseClosed, case_id="C-NOBODY", closed_by=OTHER_SUP)
+
+
+# -- 核实 (confirmation before acceptance) -------------------------------------------------
+async def test_pre_acceptance_confirmation_confirms_or_rejects_a_report(verify: Harness) -> None:
+    due = T0 + timedelta(hours=3)
+    for case_id in ("C-REAL", "C-FAKE"):
+        await verify.upstream(
+            ev.CaseConfirmationRequested(
+                **verify.dims(case_id, "E0101"),
+                occurred_at=T0,
+                reason="热线上报，需现场核实",
+                description="小区门口私搭乱建",
+                address="东四北大街120号",
+                due=due,
+            ),
+            "intake",
+        )
+    for case_id in ("C-REAL", "C-FAKE"):
+        [asked] = await verify.wait(ev.CaseVerificationAssigned, case_id=case_id)
+        assert asked.data["purpose"] == "confirmation" and asked.data["supervisor_id"] == SUP
+        assert datetime.fromisoformat(asked.data["due"]) == due
+    [task] = [
+        t for t in await verify.my_tasks(SUP, purpose="confirmation") if t["case_id"] == "C-REAL"
+    ]
+    assert task["reason"] == "热线上报，需现场核实" and task["case"]["address"] == "东四北大街120号"
+
+    # A verdict is not a confirmation, and a dispatcher confirms nothing.
+    r = await verify.verdict(task["task_id"], True)
+    assert r.status_code == 409 and r.json()["detail"][0]["code"] == "wrong-purpose"
+    body = {
+        "confirmed": True,
+        "photos": [PHOTO],
+        "notes": "现场属实",
+        "position": {"lat": 39.93, "lon": 116.41},
+    }
+    r = await verify.call("POST", f"/tasks/{task['task_id']}/confirmation", DISPATCHER, json=body)
+    assert r.status_code == 403
+
+    r = await verify.call("POST", f"/tasks/{task['task_id']}/confirmation", SUP, json=body)
+    assert r.status_code == 200 and r.json()["status"] == "confirmed"
+    [yes] = await verify.wait(ev.CaseConfirmed, case_id="C-REAL")
+    assert yes.data["confirmed"] is True and yes.data["supervisor_id"] == SUP
+    assert yes.data["on_time"] is True and yes.data["cell_code"] == CELL
+    assert yes.data["position"] == {"lat": 39.93, "lon": 116.41}
+
+    fake = await verify.task_of("C-FAKE", SUP, purpose="confirmation")
+    r = await verify.call(
+        "POST",
+        f"/tasks/{fake}/confirmation",
+        BACKUP,  # the cell's other supervisor covers (AB 角)
+        json={"confirmed": False, "notes": "现场未发现"},
+    )
+    assert r.status_code == 200, r.text
+    [no] = await verify.wait(ev.CaseConfirmed, case_id="C-FAKE")
+    assert no.data["confirmed"] is False and no.data["supervisor_id"] == BACKUP
+    assert await verify.my_tasks(SUP, purpose="confirmation") == []
+
+
+async def test_an_operator_accepting_first_settles_the_confirmation(verify: Harness) -> None:
+    await verify.upstream(
+        ev.CaseConfirmationRequested(**verify.dims("C-MOOT"), occurred_at=T0, reason="核实"),
+        "intake",
+    )
+    task_id = await verify.task_of("C-MOOT", SUP, purpose="confirmation")
+    await verify.upstream(
+        ev.CaseAccepted(
+            **{**verify.dims("C-MOOT"), "cell_code": CELL, "category_code": "E0102"},
+            occurred_at=T0,
+            description="积存垃圾",
+        ),
+        "intake",
+    )
+
+    async def cancelled() -> bool:
+        r = await verify.call("GET", f"/tasks/{task_id}", SUP)
+        return bool(r.json()["status"] == "cancelled")
+
+    await wait_for(cancelled, what="the confirmation task cancelled")
+    r = await verify.call(
+        "POST", f"/tasks/{task_id}/confirmation", SUP, json={"confirmed": True, "photos": [PHOTO]}
+    )
+    assert r.status_code == 409 and r.json()["detail"][0]["code"] == "task-closed"
+
+
+# -- satisfaction -------------------------------------------------------------------------
+async def test_a_dissatisfied_rating_reopens_where_configured(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with started(
+        database_url, nats_url, monkeypatch, verify_reopen_on_dissatisfied="E01*"
+    ) as h:
+        for case_id, category in (("C-HAPPY", "E0102"), ("C-P", "P0101"), ("C-SAD", "E0102")):
+            await h.handled(case_id, category=category)
+            assert (await h.verdict(await h.task_of(case_id), True)).status_code == 200
+        closings = {e.data["case_id"]: e for e in await h.wait(ev.CaseClosed, n=3)}
+        # The ratings arrive as intake emits them after the reporter's call-back.
+        ratings = {"C-HAPPY": "satisfied", "C-P": "dissatisfied", "C-SAD": "dissatisfied"}
+        for case_id, rating in ratings.items():
+            closed = closings[case_id]
+            await h.upstream(
+                ev.CaseRated(
+                    **{k: closed.data.get(k) for k in ("case_id", "category_code", "cell_code")},
+                    occurred_at=h.clock.now(),
+                    rating=rating,  # type: ignore[arg-type]
+                    comment="还是有味道",
+                    source="12345",
+                    dept=closed.data["dept"],
+                ),
+                "intake",
+            )
+        [reopened] = await h.wait(ev.CaseReopened)
+        assert reopened.data["case_id"] == "C-SAD" and reopened.data["dept"] == "sanitation"
+        [reworked] = await h.wait(ev.CaseReworked, case_id="C-SAD")
+        assert reworked.data["count"] == 1 and "还是有味道" in reworked.data["reason"]
+        assert reworked.data["task_id"] == "T-C-SAD"
+        # Ratings are handled in stream order: the satisfied one and the one of a category
+        # not configured to reopen (P0101) came first and reopened nothing.
+        assert h.emitted(ev.CaseReopened, case_id="C-HAPPY") == []
+        assert h.emitted(ev.CaseReopened, case_id="C-P") == []
+
+        # The department's new result is verified again and closes the case again.
+        await h.handled("C-SAD")
+        assert (await h.verdict(await h.task_of("C-SAD"), True)).status_code == 200
+        await h.wait(ev.CaseClosed, n=2, case_id="C-SAD")
+        case = (await h.call("GET", "/cases/C-SAD", LEAD)).json()
+        assert case["reopenings"] == 1 and case["reworks"] == 1 and case["failures"] == 0
+
+
+async def test_without_configuration_a_dissatisfied_rating_only_feeds_scoring(
+    verify: Harness,
+) -> None:
+    await verify.handled("C-RATED")
+    assert (await verify.verdict(await verify.task_of("C-RATED"), True)).status_code == 200
+    [closed] = await verify.wait(ev.CaseClosed, case_id="C-RATED")
+    rated = ev.CaseRated(
+        **verify.dims("C-RATED"),
+        occurred_at=verify.clock.now(),
+        rating="dissatisfied",
+        source="12345",
+        dept=closed.data["dept"],
+    )
+    await verify.upstream(rated, "intake")
+
+    async def consumed() -> bool:
+        assert verify.rt.pool is not None
+        n = await verify.rt.pool.fetchval(
+            "SELECT count(*) FROM inbox WHERE consumer = 'verify-cases'"
+        )
+        return bool(n >= 2)  # the handled and the rated event
+
+    await wait_for(consumed, what="the rating consumed")
+    await verify.poll()
+    assert verify.emitted(ev.CaseReopened) == [] and verify.emitted(ev.CaseReworked) == []
+    # The rating stays on CASES with the dimensions scoring folds (dept, cell, category).
+    [on_bus] = [e for e in verify.seen if e.type == ev.CaseRated.type_name]
+    assert on_bus.data["dept"] == "sanitation" and on_bus.data["rating"] == "dissatisfied"
+    r = await verify.call("GET", "/cases/C-RATED", LEAD)
+    assert r.json()["stage"] == "closed"
+
+
+# -- who may verify -----------------------------------------------------------------------
+async def test_departments_and_dispatchers_may_not_verify_or_close(verify: Harness) -> None:
+    await verify.handled("C-AUTH")
+    task_id = await verify.task_of("C-AUTH")
+    r = await verify.verdict(task_id, True, user=DEPT_USER)
+    assert r.status_code == 403
+    [err] = r.json()["detail"]
+    assert err["code"] == "separation-of-duties" and "department" in err["reason"]
+    r = await verify.verdict(task_id, True, user=DISPATCHER)
+    assert r.status_code == 403 and "dispatcher" in r.json()["detail"][0]["reason"]
+    r = await verify.verdict(task_id, True, user=OTHER_SUP)
+    assert r.status_code == 403 and r.json()["detail"][0]["code"] == "not-assigned"
+    r = await verify.verdict(task_id, True, user=None)
+    assert r.status_code == 401
+    r = await verify.verdict(task_id, True, user="nobody")
+    assert r.status_code == 401 and r.json()["detail"][0]["field"] == "X-User"
+    # A department's bearer token is refused the same way.
+    token = issue_token(AuthSettings(), user_id="x", roles=["department"], dept="sanitation")
+    assert verify._http is not None
+    r = await verify._http.post(
+        f"/tasks/{task_id}/verification",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"passed": True, "photos": [PHOTO]},
+    )
+    assert r.status_code == 403 and r.json()["detail"][0]["code"] == "separation-of-duties"
+    # Nor may they list the supervisors' tasks.
+    assert (await verify.call("GET", "/tasks", DEPT_USER)).status_code == 403
+    assert (await verify.call("GET", "/tasks", SUP, supervisor_id=BACKUP)).status_code == 403
+
+    # Nothing was verified or closed by any of them: the task is still the supervisor's.
+    await verify.poll()
+    assert verify.emitted(ev.CaseVerified) == [] and verify.emitted(ev.CaseClosed) == []
+    assert [t["task_id"] for t in await verify.my_tasks(SUP)] == [task_id]
+
+
+# -- timeliness ---------------------------------------------------------------------------
+async def test_verification_tasks_are_reminded_then_overdue_and_a_late_verdict_says_so(
+    verify: Harness,
+) -> None:
+    await verify.handled("C-SLOW")
+    task_id = await verify.task_of("C-SLOW")
+    # The reminder at 3/4 of the 4 working hours: 14:30 Beijing (06:30 UTC).
+    verify.clock.set(datetime(2026, 11, 23, 6, 31, tzinfo=UTC))
+    [reminded] = await verify.wait(ev.CaseReminded, case_id="C-SLOW")
+    assert reminded.data["stage"] == "verification" and reminded.data["supervisor_id"] == SUP
+    assert verify.emitted(ev.CaseOverdue) == []
+    verify.clock.set(datetime(2026, 11, 23, 7, 31, tzinfo=UTC))
+    [overdue] = await verify.wait(ev.CaseOverdue, case_id="C-SLOW")
+    assert overdue.data["stage"] == "verification" and overdue.data["supervisor_id"] == SUP
+    assert datetime.fromisoformat(overdue.data["deadline"]) == datetime(
+        2026, 11, 23, 7, 30, tzinfo=UTC
+    )
+    [listed] = await verify.my_tasks(SUP)
+    assert listed["overdue"] is True
+
+    assert (await verify.verdict(task_id, True)).status_code == 200
+    [verified] = await verify.wait(ev.CaseVerified, case_id="C-SLOW")
+    assert verified.data["on_time"] is False
+
+
+async def test_an_answered_task_is_neither_reminded_nor_overdue(verify: Harness) -> None:
+    await verify.handled("C-QUICK")
+    await verify.handled("C-WATCH")
+    assert (await verify.verdict(await verify.task_of("C-QUICK"), True)).status_code == 200
+    verify.clock.set(datetime(2026, 11, 23, 7, 31, tzinfo=UTC))
+    # The other task is the witness that the timers have run.
+    await verify.wait(ev.CaseOverdue, case_id="C-WATCH")
+    assert verify.emitted(ev.CaseReminded, case_id="C-QUICK") == []
+    assert verify.emitted(ev.CaseOverdue, case_id="C-QUICK") == []
+
+
+# -- idempotency and cancellation ---------------------------------------------------------
+async def test_a_resent_command_gets_the_first_answer_and_changes_nothing(
+    verify: Harness,
+) -> None:
+    await verify.handled("C-AGAIN")
+    task_id = await verify.task_of("C-AGAIN")
+    first = await verify.verdict(task_id, False, command_id="cmd-42")
+    again = await verify.verdict(task_id, False, command_id="cmd-42")
+    assert first.status_code == again.status_code == 200
+    assert first.json()["task_id"] == again.json()["task_id"]
+    assert again.json()["outcome"] == "reworked"
+    other = await verify.verdict(task_id, False, command_id="cmd-43")
+    assert other.status_code == 409
+    await verify.wait(ev.CaseReworked, case_id="C-AGAIN")
+    assert len(verify.emitted(ev.CaseVerified, case_id="C-AGAIN")) == 1
+    assert len(verify.emitted(ev.CaseReworked, case_id="C-AGAIN")) == 1
+
+
+async def test_a_redelivered_event_opens_no_second_task(verify: Harness) -> None:
+    now = verify.clock.now()
+    handled = ev.CaseHandled(
+        **verify.dims("C-DUP"),
+        occurred_at=now,
+        dept="sanitation",
+        task_id="T-C-DUP",
+        result="已处理",
+        completed_at=now,
+    )
+    # The same event id twice, past JetStream's duplicate window (as after a republish):
+    # only verify's inbox stands between it and a second task.
+    headers, body = to_binary(Envelope.of(handled, source="/gridloop/handling", time=now))
+    for n in range(2):
+        await verify.js.publish("case.handled", body, headers={**headers, "Nats-Msg-Id": f"m{n}"})
+    await verify.handled("C-WITNESS")
+    await verify.wait(ev.CaseVerificationAssigned, case_id="C-WITNESS")
+    assert len(verify.emitted(ev.CaseVerificationAssigned, case_id="C-DUP")) == 1
+    r = await verify.call("GET", "/cases/C-DUP", LEAD)
+    assert [t["task_id"] for t in r.json()["tasks"]] == ["C-DUP:V1"]
+
+
+async def test_recall_and_closing_elsewhere_cancel_open_tasks(verify: Harness) -> None:
+    await verify.handled("C-RECALL")
+    await verify.handled("C-ELSE")
+    recall_task = await verify.task_of("C-RECALL")
+    else_task = await verify.task_of("C-ELSE")
+    await verify.upstream(
+        ev.CaseRecalled(**verify.dims("C-RECALL"), occurred_at=T0, reason="派遣错误"), "dispatch"
+    )
+    await verify.upstream(
+        ev.CaseClosed(**verify.dims("C-ELSE"), occurred_at=T0, closed_by="lead-01", on_time=True),
+        "intake",
+    )
+
+    async def both_cancelled() -> bool:
+        statuses = [
+            (await verify.call("GET", f"/tasks/{t}", LEAD)).json()["status"]
+            for t in (recall_task, else_task)
+        ]
+        return statuses == ["cancelled", "cancelled"]
+
+    await wait_for(both_cancelled, what="both tasks cancelled")
+    r = await verify.verdict(recall_task, True)
+    assert r.status_code == 409 and r.json()["detail"][0]["code"] == "task-closed"
+    assert await verify.my_tasks(SUP) == []
+    # A result after a recall is verified again; one after closing is not (published first,
+    # so it has been handled when the other's task appears).
+    await verify.handled("C-ELSE")
+    await verify.handled("C-RECALL")
+    await verify.wait(ev.CaseVerificationAssigned, n=2, case_id="C-RECALL")
+    assert [t["case_id"] for t in await verify.my_tasks(SUP)] == ["C-RECALL"]
