@@ -127,9 +127,12 @@ class CaseAccepted(CaseEvent):
     source: str | None = None
     reporter: MaskedReporter | None = None
     attachments: list[Attachment] = Field(default_factory=list)
-    auto: bool = False
+    auto: bool = False  # accepted by a rule (trusted supervisor, video) rather than an operator
     reported_at: AwareDatetime | None = None
     reporter_user_id: str | None = None
+    category_name: str | None = None
+    standard: str | None = None  # the category's acceptance standard (立案条件) applied
+    approved_by: str | None = None  # the shift leader (值班长) who reviewed the acceptance
 
 
 @register
@@ -339,6 +342,9 @@ class CaseVerified(_TaskEvent):
     position: Location | None = None
     on_time: bool | None = None
     failures: int = 0
+    # 弄虚作假: the supervisor found the reported result falsified (nothing done, staged
+    # photos); scoring deducts it (Jinhua rules).
+    falsified: bool | None = None
 
 
 @register

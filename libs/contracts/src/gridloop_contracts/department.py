@@ -49,6 +49,8 @@ class DepartmentMessage(Event):
 
 @register
 class TaskAssigned(DepartmentMessage):
+    """派遣: a new task for the department, with everything needed to act on it."""
+
     type_name: ClassVar[str] = "gridloop.dispatch.assigned.v1"
     subject_token: ClassVar[str] = "assigned"
     summary: ClassVar[str] = "A new task for the department (派遣)"
@@ -56,6 +58,8 @@ class TaskAssigned(DepartmentMessage):
 
 @register
 class TaskReminder(DepartmentMessage):
+    """催办: the sign-in or handling deadline is near."""
+
     type_name: ClassVar[str] = "gridloop.dispatch.reminder.v1"
     subject_token: ClassVar[str] = "reminder"
     summary: ClassVar[str] = "The deadline is near (催办)"
@@ -65,6 +69,8 @@ class TaskReminder(DepartmentMessage):
 
 @register
 class TaskOverdue(DepartmentMessage):
+    """超期: the sign-in or handling deadline has passed."""
+
     type_name: ClassVar[str] = "gridloop.dispatch.overdue.v1"
     subject_token: ClassVar[str] = "overdue"
     summary: ClassVar[str] = "The deadline has passed (超期)"
@@ -74,6 +80,8 @@ class TaskOverdue(DepartmentMessage):
 
 @register
 class TaskEscalated(DepartmentMessage):
+    """督办: the task went up the supervision ladder to `to_role`."""
+
     type_name: ClassVar[str] = "gridloop.dispatch.escalated.v1"
     subject_token: ClassVar[str] = "escalated"
     summary: ClassVar[str] = "The task was escalated (督办)"
@@ -84,6 +92,8 @@ class TaskEscalated(DepartmentMessage):
 
 @register
 class TaskRework(DepartmentMessage):
+    """返工: the result failed verification (or the reporter was dissatisfied); do it again."""
+
     type_name: ClassVar[str] = "gridloop.dispatch.rework.v1"
     subject_token: ClassVar[str] = "rework"
     summary: ClassVar[str] = "The result failed verification: rework (返工)"
@@ -94,6 +104,8 @@ class TaskRework(DepartmentMessage):
 
 @register
 class TaskRecalled(DepartmentMessage):
+    """撤回: the command centre took the task back; stop work on it."""
+
     type_name: ClassVar[str] = "gridloop.dispatch.recalled.v1"
     subject_token: ClassVar[str] = "recalled"
     summary: ClassVar[str] = "The task was recalled (撤回)"
@@ -116,6 +128,8 @@ class DepartmentCommand(Event):
 
 @register
 class SignCommand(DepartmentCommand):
+    """签收: the department signs for its task."""
+
     type_name: ClassVar[str] = "gridloop.handling.signed.v1"
     subject_token: ClassVar[str] = "signed"
     summary: ClassVar[str] = "Sign for a task (签收)"
@@ -123,6 +137,8 @@ class SignCommand(DepartmentCommand):
 
 @register
 class ReturnCommand(DepartmentCommand):
+    """退回: the task is not the department's; dispatch re-routes it."""
+
     type_name: ClassVar[str] = "gridloop.handling.returned.v1"
     subject_token: ClassVar[str] = "returned"
     summary: ClassVar[str] = "Return a task as not ours (退回)"
@@ -132,6 +148,8 @@ class ReturnCommand(DepartmentCommand):
 
 @register
 class ExtensionCommand(DepartmentCommand):
+    """延期申请: ask the dispatcher for a later deadline."""
+
     type_name: ClassVar[str] = "gridloop.handling.extension_requested.v1"
     subject_token: ClassVar[str] = "extension_requested"
     summary: ClassVar[str] = "Ask for more time (延期申请)"
@@ -142,16 +160,22 @@ class ExtensionCommand(DepartmentCommand):
 
 @register
 class ProgressCommand(DepartmentCommand):
+    """处置进展: a progress note, or a co-handling unit's contribution."""
+
     type_name: ClassVar[str] = "gridloop.handling.progress.v1"
     subject_token: ClassVar[str] = "progress"
     summary: ClassVar[str] = "A progress note or a co-handler's contribution (处置进展)"
 
     note: str = Field(min_length=1, max_length=2000)
     evidence: list[Attachment] = Field(default_factory=list, max_length=20)
+    # A co-handling unit (协办单位) reports its part here; the lead's `handled` closes the task.
+    contribution: bool = False
 
 
 @register
 class HandledCommand(DepartmentCommand):
+    """处置反馈: the result, with evidence and when the work was completed."""
+
     type_name: ClassVar[str] = "gridloop.handling.handled.v1"
     subject_token: ClassVar[str] = "handled"
     summary: ClassVar[str] = "Report the result with evidence (处置反馈)"
@@ -178,6 +202,7 @@ class CommandAnswerV1(Event):
     command_id: str
     accepted: bool
     case_id: str | None = None
+    dept: str | None = None  # whose command it answers: the answer goes on dispatch.<dept>.answer
     action: str | None = None
     errors: list[FieldError] = Field(default_factory=list)
     status: CaseStatus | None = None

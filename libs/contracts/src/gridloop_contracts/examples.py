@@ -76,6 +76,8 @@ _all: list[Event] = [
         channel="hotline",
         source="12345",
         actor=Actor(id="op-01", role="operator"),
+        category_name="暴露垃圾",
+        standard="道路、广场等公共区域有暴露垃圾",
     ),
     c.CaseRejected(
         **DIMS, occurred_at=T0, reason_code="not-city-management", reason="不属于城市管理范围"
@@ -200,7 +202,12 @@ _all: list[Event] = [
         completed_at=T0,
     ),
     d.CommandAnswerV1(
-        command_id="cmd-1", accepted=True, case_id=CASE, action="signed", status=CaseStatus.SIGNED
+        command_id="cmd-1",
+        accepted=True,
+        case_id=CASE,
+        dept="sanitation",
+        action="signed",
+        status=CaseStatus.SIGNED,
     ),
     s.ScorePublishedV1(
         period_kind="month",

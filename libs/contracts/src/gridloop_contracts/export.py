@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from . import REGISTRY
+from . import REGISTRY, yaml_text
 from .base import Event
+from .envelope import Envelope, to_binary
 from .examples import EXAMPLES
 
 SCHEMA_BASE = "https://gridloop.dev/schemas/"
@@ -53,18 +56,18 @@ CHANNELS: dict[str, dict[str, Any]] = {
     },
 }
 
-PARAMETERS = {
+PARAMETERS: dict[str, dict[str, Any]] = {
     "channel": {
         "enum": ["hotline", "video", "patrol", "web"],
         "description": "The report channel.",
     },
     "source": {"description": "A configured integrator code (letters, digits, '-')."},
     "dept": {"description": "A configured department code (letters, digits, '-')."},
-    "event": {"description": "The event token, e.g. accepted, assigned."},
-    "action": {"enum": ["signed", "returned", "extension_requested", "progress", "handled"]},
+    "event": {"description": "The event: the last token of the message's subject."},
+    "action": {"description": "The department's command."},
 }
 
-CE_HEADERS = {
+CE_HEADERS: dict[str, Any] = {
     "type": "object",
     "description": "CloudEvents 1.0 binary mode on NATS headers.",
     "properties": {
@@ -77,6 +80,7 @@ CE_HEADERS = {
         "content-type": {"type": "string", "const": "application/json"},
         "Nats-Msg-Id": {"type": "string", "description": "= ce-id: JetStream drops duplicates."},
         "traceparent": {"type": "string", "description": "W3C trace context."},
+        "tracestate": {"type": "string", "description": "W3C trace context."},
     },
     "required": ["ce-specversion", "ce-id", "ce-source", "ce-type"],
 }
@@ -104,28 +108,74 @@ def _channel_of(type_name: str) -> str:
     raise KeyError(f"no channel for {type_name}")
 
 
+# Who sends each family, for the example headers (services use /gridloop/<service>).
+EXAMPLE_SOURCES = {
+    "intake": "/integrators/12345",
+    "case": "/gridloop/intake",
+    "dispatch": "/gridloop/dispatch",
+    "handling": "/departments/sanitation",
+    "notify": "/gridloop/intake",
+    "score": "/gridloop/scoring",
+}
+EXAMPLE_TIME = datetime(2026, 11, 23, 9, 30, 5, tzinfo=timezone(timedelta(hours=8)))
+
+
+def _example(event: Event) -> dict[str, Any]:
+    """The example as it travels: binary-mode headers (fixed id and time, so the document
+    stays deterministic) and the JSON payload."""
+    env = Envelope.of(
+        event,
+        source=EXAMPLE_SOURCES[_channel_of(event.type_name)],
+        subject=getattr(event, "case_id", None),
+        id=str(uuid.uuid5(uuid.NAMESPACE_URL, SCHEMA_BASE + event.type_name)),
+        time=EXAMPLE_TIME,
+        extensions={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+    )
+    headers, _ = to_binary(env)
+    return {"name": event.subject_token, "headers": headers, "payload": env.data}
+
+
+def _headers(type_name: str) -> dict[str, Any]:
+    """The binary-mode headers of one message type (ce-type fixed to it)."""
+    props = dict(CE_HEADERS["properties"])
+    props["ce-type"] = {"type": "string", "const": type_name}
+    return {**CE_HEADERS, "properties": props}
+
+
 def asyncapi() -> dict[str, Any]:
+    """The AsyncAPI 3.0 document: every channel, message and operation, seen from gridloop
+    (it receives on intake and handling, and sends everything else)."""
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
     by_channel: dict[str, list[str]] = {name: [] for name in CHANNELS}
+    tokens: dict[str, set[str]] = {name: set() for name in CHANNELS}
     for type_name in sorted(REGISTRY):
         model = REGISTRY[type_name]
         key = type_name.replace(".", "_")
-        by_channel[_channel_of(type_name)].append(key)
+        channel = _channel_of(type_name)
+        by_channel[channel].append(key)
+        tokens[channel].add(model.subject_token)
         message: dict[str, Any] = {
             "name": type_name,
             "title": model.summary,
+            "summary": " ".join((model.__doc__ or model.summary).split()),
             "contentType": "application/json",
-            "headers": CE_HEADERS,
+            "headers": _headers(type_name),
             "payload": {"$ref": f"./json/{type_name}.json"},
         }
         if type_name in EXAMPLES:
-            message["examples"] = [{"payload": EXAMPLES[type_name].to_json_dict()}]
+            message["examples"] = [_example(EXAMPLES[type_name])]
         messages[key] = message
     for name, ch in CHANNELS.items():
         address = ch["address"]
-        params = {p: PARAMETERS[p] for p in PARAMETERS if "{" + p + "}" in address}
+        params: dict[str, Any] = {}
+        for p, spec in PARAMETERS.items():
+            if "{" + p + "}" not in address:
+                continue
+            if p in ("event", "action"):  # the tokens of the messages on this channel
+                spec = {**spec, "enum": sorted(tokens[name])}
+            params[p] = spec
         channels[name] = {
             "address": address,
             "description": ch["description"],
@@ -136,6 +186,7 @@ def asyncapi() -> dict[str, Any]:
             "action": ch["action"],
             "channel": {"$ref": f"#/channels/{name}"},
             "summary": ch["description"],
+            "messages": [{"$ref": f"#/channels/{name}/messages/{m}"} for m in by_channel[name]],
         }
     return {
         "asyncapi": "3.0.0",
@@ -154,6 +205,9 @@ def asyncapi() -> dict[str, Any]:
     }
 
 
+ASYNCAPI_FILE = "asyncapi.yaml"
+
+
 def render() -> dict[str, str]:
     """Every exported file as {relative path: text}."""
     out = {
@@ -163,16 +217,23 @@ def render() -> dict[str, str]:
         + "\n"
         for name, model in sorted(REGISTRY.items())
     }
-    # JSON is valid YAML: the AsyncAPI document is written as JSON text in asyncapi.yaml's
-    # sibling asyncapi.json so no YAML library is needed to produce or read it.
-    out["asyncapi.json"] = (
-        json.dumps(asyncapi(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    out[ASYNCAPI_FILE] = (
+        "# Generated from libs/contracts by `make schemas`: do not edit.\n"
+        + yaml_text.dumps(asyncapi())
     )
     return out
 
 
+def _leftovers(out_dir: Path, files: dict[str, str]) -> list[str]:
+    """Files export once wrote that it no longer produces (a removed type, the old JSON
+    AsyncAPI document)."""
+    found = [f"json/{p.name}" for p in (out_dir / "json").glob("*.json")]
+    found += [p.name for p in out_dir.glob("asyncapi.*")]
+    return sorted(rel for rel in found if rel not in files)
+
+
 def export(out_dir: Path) -> list[str]:
-    """Write the files; return the ones whose content changed."""
+    """Write the files and remove leftovers; return the ones that changed."""
     changed = []
     files = render()
     for rel, text in files.items():
@@ -181,7 +242,10 @@ def export(out_dir: Path) -> list[str]:
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             path.write_text(text, encoding="utf-8")
             changed.append(rel)
-    return changed
+    for rel in _leftovers(out_dir, files):
+        (out_dir / rel).unlink()
+        changed.append(rel)
+    return sorted(changed)
 
 
 def stale(out_dir: Path) -> list[str]:
@@ -192,10 +256,4 @@ def stale(out_dir: Path) -> list[str]:
         for rel, text in files.items()
         if not (out_dir / rel).exists() or (out_dir / rel).read_text(encoding="utf-8") != text
     ]
-    if (out_dir / "json").is_dir():
-        bad += [
-            f"json/{p.name}"
-            for p in (out_dir / "json").glob("*.json")
-            if f"json/{p.name}" not in files
-        ]
-    return sorted(bad)
+    return sorted(bad + _leftovers(out_dir, files))

@@ -3,13 +3,20 @@ on `intake.<channel>.<source>`, and what intake answers on `notify.<source>`."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, ConfigDict, Field, model_validator
 
 from .base import Event, register
 from .common import Attachment, FieldError, Location, Rating, Urgency, Value
 from .status import CaseStatus
+
+
+def _one_of(*names: str) -> dict[str, Any]:
+    """JSON Schema for "at least one of these fields, not null" (mirrors the validators)."""
+    return {
+        "anyOf": [{"required": [n], "properties": {n: {"not": {"type": "null"}}}} for n in names]
+    }
 
 
 class Reporter(Value):
@@ -26,6 +33,7 @@ class ReportV1(Event):
     type_name: ClassVar[str] = "gridloop.report.v1"
     subject_token: ClassVar[str] = "report"
     summary: ClassVar[str] = "A report from an integrator (上报)"
+    model_config = ConfigDict(json_schema_extra=_one_of("location", "address", "part_code"))
 
     external_id: str = Field(min_length=1, max_length=128)
     description: str = Field(min_length=1, max_length=2000)
@@ -72,6 +80,7 @@ class RatingV1(Event):
     type_name: ClassVar[str] = "gridloop.rating.v1"
     subject_token: ClassVar[str] = "rating"
     summary: ClassVar[str] = "A satisfaction rating from the hotline call-back (回访评价)"
+    model_config = ConfigDict(json_schema_extra=_one_of("external_id", "case_id"))
 
     external_id: str | None = Field(None, min_length=1, max_length=128)
     case_id: str | None = None

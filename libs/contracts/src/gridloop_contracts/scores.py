@@ -13,6 +13,8 @@ PeriodKind = Literal["day", "week", "month", "quarter", "year"]
 
 
 class ScoreRow(Value):
+    """One ranked subject (department, area or person) and the measures behind its score."""
+
     subject_code: str
     subject_name: str | None = None
     score: float
@@ -23,6 +25,8 @@ class ScoreRow(Value):
 
 @register
 class ScorePublishedV1(Event):
+    """考核排名: the scores and ranking of one kind of subject for one period."""
+
     type_name: ClassVar[str] = "gridloop.score.published.v1"
     subject_token: ClassVar[str] = "published"
     summary: ClassVar[str] = "Scores and rankings of a period (考核排名)"
@@ -31,6 +35,8 @@ class ScorePublishedV1(Event):
     period_start: AwareDatetime
     period_end: AwareDatetime
     subject_kind: Literal["department", "area", "person"]
+    # areas: the level ranked (cell, community, subdistrict, district)
+    subject_level: str | None = None
     rule_set: str
     rows: list[ScoreRow]
     published_at: AwareDatetime

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
+
+if TYPE_CHECKING:
+    from .base import Event
 
 Channel = Literal["hotline", "video", "patrol", "web"]
 CHANNELS: Final[tuple[Channel, ...]] = ("hotline", "video", "patrol", "web")
@@ -96,3 +99,48 @@ def parse_handling(subject: str) -> tuple[str, str]:
     if len(parts) != 3 or parts[0] != "handling":
         raise ValueError(f"not a handling subject: {subject!r}")
     return parts[1], parts[2]
+
+
+def subject_for(event: Event, **kw: str) -> str:
+    """The subject an event travels on, from its type: `case.<token>`,
+    `dispatch.<dept>.<token>`, `handling.<dept>.<token>`, `intake.<channel>.<source>`,
+    `notify.<source>` or `score.<token>`.
+
+    Codes the event does not carry come from `kw` (`source=` for intake and notify,
+    `channel=` for reports; `dept=` overrides the event's own). ValueError names what is
+    missing.
+    """
+    family = event.type_name.split(".")[1]
+    token = event.subject_token
+    if event.type_name in NOTIFY_TYPES:
+        return notify(_need(kw, "source", event))
+    if family == "case":
+        return case(token)
+    if family in ("dispatch", "handling"):
+        dept = kw.get("dept") or getattr(event, "dept", None)
+        if not isinstance(dept, str) or not dept:
+            # The command answer carries no dept: it goes back to whoever sent the command.
+            raise ValueError(f"dept: {event.type_name} needs dept=")
+        return dispatch(dept, token) if family == "dispatch" else handling(dept, token)
+    if family in ("report", "rating", "detection"):
+        default: Channel | None = "video" if family == "detection" else None
+        ch = kw.get("channel") or default
+        if ch is None:
+            raise ValueError(f"channel: {event.type_name} needs channel=")
+        if ch not in CHANNELS:
+            raise ValueError(f"channel {ch!r} is not one of {CHANNELS}")
+        return intake(ch, _need(kw, "source", event))
+    if family == "score":
+        return score(token)
+    raise ValueError(f"no subject for {event.type_name}")
+
+
+NOTIFY_TYPES: Final = frozenset({"gridloop.case.status.v1", "gridloop.report.rejected.v1"})
+"""Types answered to an integrator on `notify.<source>` rather than their family's subject."""
+
+
+def _need(kw: dict[str, str], name: str, event: Event) -> str:
+    value = kw.get(name) or getattr(event, name, None)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name}: {event.type_name} needs {name}=")
+    return value
