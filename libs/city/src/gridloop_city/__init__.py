@@ -2,21 +2,65 @@
 calendar, users, sources, scoring), loaded and validated at start-up."""
 
 from .calendar import WorkingCalendar
-from .loader import City, CityDataError, haversine_m, load_city
-from .models import Category, Cell, Department, Duration, Part, Route, Source, User
+from .loader import (
+    City,
+    CityDataError,
+    category_rank,
+    distance_m,
+    haversine_m,
+    load_city,
+    normalise_address,
+)
+from .models import (
+    ROLES,
+    Address,
+    CalendarConfig,
+    Camera,
+    Category,
+    Cell,
+    Community,
+    Department,
+    District,
+    Duration,
+    IntakeConfig,
+    Major,
+    Part,
+    Route,
+    RoutingRule,
+    ScoringConfig,
+    Source,
+    Subdistrict,
+    SupervisorAssignment,
+    User,
+)
 
 __all__ = [
+    "ROLES",
+    "Address",
+    "CalendarConfig",
+    "Camera",
     "Category",
     "Cell",
     "City",
     "CityDataError",
+    "Community",
     "Department",
+    "District",
     "Duration",
+    "IntakeConfig",
+    "Major",
     "Part",
     "Route",
+    "RoutingRule",
+    "ScoringConfig",
     "Source",
+    "Subdistrict",
+    "SupervisorAssignment",
     "User",
     "WorkingCalendar",
+    "category_rank",
+    "distance_m",
     "haversine_m",
     "load_city",
+    "normalise_address",
 ]

@@ -1,28 +1,44 @@
 """Working time on the Chinese official calendar: deadlines, reminders, durations.
 
 Working days follow `chinese_calendar` (statutory holidays and swapped working weekends,
-调休) plus the city's own `extra_holidays` / `extra_workdays`; for a year the library does
-not know yet, Monday–Friday minus the configured holidays. Working hours are the city's
-office hours (e.g. 09:00–12:00 and 13:30–18:00) in the city's time zone.
+调休) plus the city's own `extra_holidays` / `extra_workdays` from calendar.yaml. For a year
+`chinese_calendar` does not know yet (it knows each year once the State Council publishes
+the arrangement, usually in November of the year before), the calendar **falls back to
+Monday–Friday minus the configured `extra_holidays`**, logs a warning once per such year,
+and `is_official(day)` answers False, so callers can say that a deadline is provisional.
+
+Working hours are the city's office hours in the city's time zone (demo: Beijing government
+hours 09:00–12:00 and 13:30–18:00, i.e. 7.5 working hours a working day).
 
 Rules (documented because deadlines are evidence):
-- `working_hours`: count only time inside working periods, from the start.
-- `working_days`: N working days = N × the length of one working day of working time. A case
-  dispatched Tuesday 10:00 with one working day is due Wednesday 10:00; one dispatched before
-  opening (07:00) is due at closing time the same day; after closing, at closing next day.
-- `hours`: plain clock hours (emergencies do not wait for office hours).
+
+- `working_hours`: count only time inside working periods, starting from `start` (a start
+  outside working time counts from the next opening). A deadline that falls exactly on the
+  end of a period stays there (12:00, not 13:30).
+- `working_days`: N working days = N × the length of one working day, counted in working
+  time. A case dispatched Tuesday 10:00 with one working day is due Wednesday 10:00; one
+  dispatched before opening (07:00) is due at closing time (18:00) the same day; one
+  dispatched after closing (19:00), at closing time on the next working day. Fractions
+  work the same way (0.5 working days = 3 h 45 min of working time).
+- `hours`: plain clock hours, day and night, holidays included (emergencies).
+
+All instants are timezone-aware; results are in the city's zone.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterator
-from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
 
 from .models import CalendarConfig, Duration
+
+log = logging.getLogger(__name__)
+
+_MAX_DAYS = 3700  # ten years of days: a bound, never reached by real limits
 
 
 def _parse_hm(text: str) -> dt.time:
@@ -31,6 +47,8 @@ def _parse_hm(text: str) -> dt.time:
 
 
 class WorkingCalendar:
+    """Working-time arithmetic for one city (see the module docstring for the rules)."""
+
     def __init__(
         self,
         periods: list[tuple[dt.time, dt.time]],
@@ -39,14 +57,17 @@ class WorkingCalendar:
         extra_holidays: set[dt.date] | None = None,
         extra_workdays: set[dt.date] | None = None,
     ) -> None:
+        periods = sorted(periods)
         if not periods or any(a >= b for a, b in periods):
             raise ValueError(
                 "working periods must be non-empty (start, end) pairs with start < end"
             )
-        self.periods = sorted(periods)
+        if any(periods[i][1] > periods[i + 1][0] for i in range(len(periods) - 1)):
+            raise ValueError("working periods overlap")
+        self.periods = periods
         self.tz = ZoneInfo(timezone)
-        self.extra_holidays = extra_holidays or set()
-        self.extra_workdays = extra_workdays or set()
+        self.extra_holidays = frozenset(extra_holidays or ())
+        self.extra_workdays = frozenset(extra_workdays or ())
         self.day_length = sum(
             (
                 dt.datetime.combine(dt.date.min, b) - dt.datetime.combine(dt.date.min, a)
@@ -54,30 +75,51 @@ class WorkingCalendar:
             ),
             dt.timedelta(0),
         )
-        self._is_workday = lru_cache(maxsize=4096)(self._workday)
+        self._days: dict[dt.date, tuple[bool, bool]] = {}
+        self._warned: set[int] = set()
 
     @classmethod
     def from_config(cls, cfg: CalendarConfig) -> WorkingCalendar:
+        """The calendar calendar.yaml describes."""
         return cls(
             [(_parse_hm(a), _parse_hm(b)) for a, b in cfg.working_hours],
             timezone=cfg.timezone,
-            extra_holidays={dt.date.fromisoformat(d) for d in cfg.extra_holidays},
-            extra_workdays={dt.date.fromisoformat(d) for d in cfg.extra_workdays},
+            extra_holidays=set(cfg.extra_holidays),
+            extra_workdays=set(cfg.extra_workdays),
         )
 
-    # -- days -------------------------------------------------------------------------
+    # -- days -------------------------------------------------------------------------------
     def is_workday(self, day: dt.date) -> bool:
-        return bool(self._is_workday(day))
+        """工作日: on the official calendar (with 调休), or Mon–Fri where it is unknown."""
+        return self._day(day)[0]
 
-    def _workday(self, day: dt.date) -> bool:
+    def is_official(self, day: dt.date) -> bool:
+        """Whether `day` is covered by chinese_calendar's official data or the city's own
+        extra days (False: the Monday–Friday fallback decided)."""
+        return self._day(day)[1]
+
+    def _day(self, day: dt.date) -> tuple[bool, bool]:
+        known = self._days.get(day)
+        if known is None:
+            known = self._days[day] = self._classify(day)
+        return known
+
+    def _classify(self, day: dt.date) -> tuple[bool, bool]:
         if day in self.extra_workdays:
-            return True
+            return True, True
         if day in self.extra_holidays:
-            return False
+            return False, True
         try:
-            return bool(chinese_calendar.is_workday(day))
+            return bool(chinese_calendar.is_workday(day)), True
         except NotImplementedError:
-            return day.weekday() < 5
+            if day.year not in self._warned:
+                self._warned.add(day.year)
+                log.warning(
+                    "chinese_calendar has no official calendar for %s: working days fall back "
+                    "to Monday-Friday minus calendar.yaml extra_holidays",
+                    day.year,
+                )
+            return day.weekday() < 5, False
 
     def _windows(self, day: dt.date) -> Iterator[tuple[dt.datetime, dt.datetime]]:
         if self.is_workday(day):
@@ -87,29 +129,50 @@ class WorkingCalendar:
                     dt.datetime.combine(day, b, tzinfo=self.tz),
                 )
 
-    # -- arithmetic -------------------------------------------------------------------
+    def is_working_time(self, at: dt.datetime) -> bool:
+        """Whether `at` lies inside a working period (start inclusive, end exclusive)."""
+        local = _aware(at, "at").astimezone(self.tz)
+        return any(a <= local < b for a, b in self._windows(local.date()))
+
+    def next_working_instant(self, at: dt.datetime) -> dt.datetime:
+        """`at` itself inside working time, else the next opening."""
+        local = _aware(at, "at").astimezone(self.tz)
+        day = local.date()
+        for _ in range(_MAX_DAYS):
+            for a, b in self._windows(day):
+                if local < b:
+                    return max(a, local)
+            day += dt.timedelta(days=1)
+        raise ValueError("no working time within ten years")
+
+    # -- arithmetic -------------------------------------------------------------------------
     def add(self, start: dt.datetime, amount: float, unit: str) -> dt.datetime:
-        """The instant `amount` `unit`s after `start` (aware in, aware out, in the city's zone)."""
-        if start.tzinfo is None:
-            raise ValueError("start must be timezone-aware")
+        """The instant `amount` `unit`s (working_hours, working_days or hours) after `start`."""
+        _aware(start, "start")
+        if amount < 0:
+            raise ValueError("amount must not be negative")
         if unit == "hours":
             return (start + dt.timedelta(hours=amount)).astimezone(self.tz)
         if unit == "working_hours":
             return self.add_working(start, dt.timedelta(hours=amount))
         if unit == "working_days":
+            if amount == 0:
+                return start.astimezone(self.tz)
             return self.add_working(start, self.day_length * amount)
         raise ValueError(f"unknown unit {unit!r}")
 
     def add_duration(self, start: dt.datetime, duration: Duration) -> dt.datetime:
+        """The deadline `duration` after `start` (e.g. a category's limit)."""
         return self.add(start, duration.amount, duration.unit)
 
     def add_working(self, start: dt.datetime, amount: dt.timedelta) -> dt.datetime:
-        local = start.astimezone(self.tz)
+        """`amount` of working time after `start`; zero returns `start` unchanged."""
+        local = _aware(start, "start").astimezone(self.tz)
         remaining = amount
         if remaining <= dt.timedelta(0):
             return local
         day = local.date()
-        for _ in range(3700):  # ten years of days: a bound, never reached by real limits
+        for _ in range(_MAX_DAYS):
             for a, b in self._windows(day):
                 begin = max(a, local)
                 if begin >= b:
@@ -123,7 +186,8 @@ class WorkingCalendar:
 
     def working_time_between(self, a: dt.datetime, b: dt.datetime) -> dt.timedelta:
         """Working time inside [a, b) (zero if b <= a)."""
-        a, b = a.astimezone(self.tz), b.astimezone(self.tz)
+        a = _aware(a, "a").astimezone(self.tz)
+        b = _aware(b, "b").astimezone(self.tz)
         total = dt.timedelta(0)
         if b <= a:
             return total
@@ -139,9 +203,18 @@ class WorkingCalendar:
     def fraction_point(
         self, start: dt.datetime, deadline: dt.datetime, fraction: float
     ) -> dt.datetime:
-        """The instant at `fraction` of the allowed time (e.g. the 75% reminder, 催办), counted in
-        working time; in clock time when the window holds no working time (emergencies)."""
+        """The instant at `fraction` of the allowed time (e.g. the 75% reminder, 催办), counted
+        in working time; in clock time when the window holds no working time (an emergency at
+        night)."""
+        if not 0 <= fraction <= 1:
+            raise ValueError("fraction must be between 0 and 1")
         total = self.working_time_between(start, deadline)
         if total <= dt.timedelta(0):
             return (start + (deadline - start) * fraction).astimezone(self.tz)
         return self.add_working(start, total * fraction)
+
+
+def _aware(value: dt.datetime, name: str) -> dt.datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware")
+    return value

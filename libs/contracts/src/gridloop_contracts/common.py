@@ -51,3 +51,5 @@ class FieldError(Value):
 
     field: str
     reason: str
+    # A stable machine-readable reason (e.g. `not-signed`, `wrong-department`), where known.
+    code: str | None = None
