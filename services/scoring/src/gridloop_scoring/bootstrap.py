@@ -2,25 +2,46 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
-from gridloop_runtime.service import ServiceDefinition
+from gridloop_runtime.auth import lookup_from
+from gridloop_runtime.consumer import ConsumerSpec
+from gridloop_runtime.service import Runtime, ServiceDefinition
 
+from . import api
+from .context import Scoring
+from .handlers import Handlers
 from .settings import ScoringSettings
 
 MIGRATIONS = Path(__file__).parent / "sql"
 
 
 def definition(settings: ScoringSettings) -> tuple[ServiceDefinition, Any]:
+    """The service and its state (the Handlers, read by routes via `Runtime.state`)."""
+    scoring = Scoring.load(settings)
+    handlers = Handlers(scoring)
+    cases = ConsumerSpec("scoring-cases", "CASES", handlers.subjects, handlers.on_case_event)
+
+    async def fold(rt: Runtime, stop: asyncio.Event) -> None:
+        assert rt.pool is not None
+        await handlers.projection.run(rt.pool, stop)
+
     return (
         ServiceDefinition(
             name="scoring",
             migrations_dir=MIGRATIONS,
+            consumers=[cases],
+            timers=handlers.timers,
+            routers=[api.router],
+            on_start=[handlers.arm_publishing],
+            background=[fold],
+            users=lookup_from(scoring.city.users),
             title="gridloop scoring",
             description="评价考核: performance of departments, areas and people",
         ),
-        None,
+        handlers,
     )
 
 

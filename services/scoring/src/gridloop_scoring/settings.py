@@ -7,3 +7,15 @@ from pydantic import Field
 class ScoringSettings(ServiceSettings):
     service_name: str = Field("scoring", alias="SERVICE_NAME")
     http_port: int = Field(8005, alias="HTTP_PORT")
+    # Which periods get a gridloop.score.published at their end (日、周、月、季、年).
+    publish_periods: str = Field("day,week,month,quarter,year", alias="SCORING_PUBLISH_PERIODS")
+    # Publish this long after a period ends, so events of its last minutes are in.
+    publish_grace_s: float = Field(600.0, ge=0, alias="SCORING_PUBLISH_GRACE_S")
+    # Area rule sets are ranked at these levels (cell, community, subdistrict, district).
+    publish_area_levels: str = Field("subdistrict,community", alias="SCORING_PUBLISH_AREA_LEVELS")
+    # The projection folds at most this many changed cases per transaction.
+    fold_batch: int = Field(500, ge=1, alias="SCORING_FOLD_BATCH")
+    # … and looks for changed cases this often when no notification wakes it.
+    fold_poll_s: float = Field(0.5, gt=0, alias="SCORING_FOLD_POLL_S")
+    # Replay (rebuild) fetches the CASES stream in batches of this size.
+    replay_batch: int = Field(2000, ge=1, alias="SCORING_REPLAY_BATCH")

@@ -1,0 +1,431 @@
+"""REST for 评价考核: measures, rankings, drill-down to the cases behind a number, per-person
+flags, CSV exports; publishing on request, rule-set previews over history, and rebuild.
+
+Who is calling: `Authorization: Bearer <jwt>`, or `X-User: <user id>` while `AUTH_MODE=dev`.
+Anyone signed in reads (scores are published anyway); evaluators (考评) publish and preview
+rule changes; admins rebuild. Periods are named by `period` (day, week, month, quarter,
+year) and any local `date` inside it (default: today in the city's time zone).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Iterable, Sequence
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from gridloop_city.models import RuleSet
+from gridloop_runtime.auth import CurrentPrincipal, Principal, require
+from gridloop_runtime.commands import Refusal, record_command, seen_command
+from gridloop_runtime.service import Runtime, runtime_of
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import reports
+from . import repository as repo
+from .context import Scoring
+from .domain import measures as m
+from .domain.measures import AreaLevel, SubjectKind
+from .domain.periods import Period, PeriodKind, period_of, period_of_date
+from .domain.rules import Scored, check_rule_set
+from .handlers import Handlers
+from .replay import rebuild
+
+router = APIRouter(tags=["scoring"])
+Evaluator = Annotated[Principal, Depends(require("evaluator"))]
+Admin = Annotated[Principal, Depends(require("admin"))]
+PeriodQ = Annotated[PeriodKind, Query(description="day, week, month, quarter or year")]
+DateQ = Annotated[dt.date | None, Query(description="a local date inside the period")]
+LevelQ = Annotated[AreaLevel | None, Query(description="areas: cell … district")]
+
+
+def handlers_of(rt: Runtime) -> Handlers:
+    handlers: Handlers = rt.state
+    return handlers
+
+
+def scoring_of(request: Request) -> tuple[Runtime, Scoring]:
+    rt = runtime_of(request)
+    return rt, handlers_of(rt).ctx
+
+
+def the_period(rt: Runtime, s: Scoring, kind: PeriodKind, day: dt.date | None) -> Period:
+    if day is None:
+        return period_of(kind, rt.clock.now(), s.tz)
+    return period_of_date(kind, day, s.tz)
+
+
+def period_view(p: Period) -> dict[str, Any]:
+    return {"kind": p.kind, "start": p.start, "end": p.end}
+
+
+def rule_set_of(s: Scoring, code: str) -> RuleSet:
+    rs = s.rule_set(code)
+    if rs is None:
+        known = ", ".join(r.code for r in s.config.rule_sets)
+        raise Refusal(
+            f"no rule set {code!r} (known: {known})",
+            field="rule_set",
+            code="not-found",
+            status=404,
+        )
+    return rs
+
+
+def scored_view(s: Scoring, rs: RuleSet, level: AreaLevel | None, r: Scored) -> dict[str, Any]:
+    return {
+        "rank": r.rank,
+        "subject_code": r.subject_code,
+        "subject_name": s.subject_name(rs.subject, r.subject_code, level),
+        "score": r.score,
+        "grade": r.grade,
+        "terms": [
+            {"measure": t.measure, "kind": t.kind, "value": t.value, "points": round(t.points, 4)}
+            for t in r.terms
+        ],
+        "measures": dict(r.measures),
+    }
+
+
+def csv_response(header: Sequence[str], rows: Iterable[Sequence[Any]], name: str) -> Response:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(["" if v is None else v for v in row])
+    # A BOM so that spreadsheet programs read the Chinese names as UTF-8.
+    return Response(
+        "\ufeff" + buf.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+# -- catalogue ----------------------------------------------------------------------------
+@router.get("/catalogue")
+async def catalogue(_: CurrentPrincipal) -> dict[str, Any]:
+    """Every measure: its label, and for counts the timestamp that decides its period."""
+    return {
+        kind: {
+            "counted": [
+                {"name": c.name, "label": c.label, "decided_by": c.decided_by}
+                for c in m.COUNTED[kind]
+            ],
+            "rates": [
+                {
+                    "name": r.name,
+                    "label": r.label,
+                    "numerator": list(r.numerator),
+                    "denominator": r.denominator,
+                }
+                for r in m.RATES[kind]
+            ],
+        }
+        for kind in m.SUBJECT_KINDS
+    }
+
+
+@router.get("/rule-sets")
+async def rule_sets(request: Request, _: CurrentPrincipal) -> dict[str, Any]:
+    """The configured rule sets (scoring.yaml), grades and per-person limits."""
+    _rt, s = scoring_of(request)
+    return s.config.model_dump(mode="json")
+
+
+# -- measures -----------------------------------------------------------------------------
+async def _measures(
+    request: Request,
+    subject_kind: SubjectKind,
+    period: PeriodKind,
+    date: dt.date | None,
+    level: AreaLevel | None,
+    subject: str | None,
+) -> tuple[Period, AreaLevel | None, list[reports.MeasureRow]]:
+    rt, s = scoring_of(request)
+    p = the_period(rt, s, period, date)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        rows = await reports.measures(conn, s, subject_kind, p, level=level, subject=subject)
+    return p, reports.level_for(subject_kind, level), rows
+
+
+@router.get("/measures")
+async def get_measures(
+    request: Request,
+    _: CurrentPrincipal,
+    subject_kind: SubjectKind,
+    period: PeriodQ = "month",
+    date: DateQ = None,
+    level: LevelQ = None,
+    subject: str | None = None,
+) -> dict[str, Any]:
+    """Counts and rates of every subject of a kind with any activity in the period."""
+    p, level_, rows = await _measures(request, subject_kind, period, date, level, subject)
+    return {
+        "period": period_view(p),
+        "subject_kind": subject_kind,
+        "level": level_,
+        "rows": [
+            {"subject_code": r.subject_code, "subject_name": r.subject_name, "measures": r.measures}
+            for r in rows
+        ],
+    }
+
+
+@router.get("/measures.csv")
+async def get_measures_csv(
+    request: Request,
+    _: CurrentPrincipal,
+    subject_kind: SubjectKind,
+    period: PeriodQ = "month",
+    date: DateQ = None,
+    level: LevelQ = None,
+    subject: str | None = None,
+) -> Response:
+    p, _level, rows = await _measures(request, subject_kind, period, date, level, subject)
+    names = [*m.counted_names(subject_kind), *(r.name for r in m.RATES[subject_kind])]
+    return csv_response(
+        ["period_start", "subject_code", "subject_name", *names],
+        (
+            [p.start.date().isoformat(), r.subject_code, r.subject_name]
+            + [r.measures.get(n) for n in names]
+            for r in rows
+        ),
+        f"measures-{subject_kind}-{p.key.replace(':', '-')}.csv",
+    )
+
+
+# -- rankings ----------------------------------------------------------------------------
+async def _ranking(
+    request: Request,
+    rs: RuleSet,
+    period: PeriodKind,
+    date: dt.date | None,
+    level: AreaLevel | None,
+) -> tuple[Period, AreaLevel | None, list[Scored], Scoring]:
+    rt, s = scoring_of(request)
+    p = the_period(rt, s, period, date)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        level_, ranked = await reports.ranking(conn, s, rs, p, level)
+    return p, level_, ranked, s
+
+
+@router.get("/rankings")
+async def get_rankings(
+    request: Request,
+    _: CurrentPrincipal,
+    rule_set: str,
+    period: PeriodQ = "month",
+    date: DateQ = None,
+    level: LevelQ = None,
+) -> dict[str, Any]:
+    """考核排名: composite scores of a rule set, ranked, with each rule's points."""
+    _rt, s = scoring_of(request)
+    rs = rule_set_of(s, rule_set)
+    p, level_, ranked, s = await _ranking(request, rs, period, date, level)
+    return {
+        "period": period_view(p),
+        "rule_set": rs.code,
+        "subject_kind": rs.subject,
+        "level": level_,
+        "rows": [scored_view(s, rs, level_, r) for r in ranked],
+    }
+
+
+@router.get("/rankings.csv")
+async def get_rankings_csv(
+    request: Request,
+    _: CurrentPrincipal,
+    rule_set: str,
+    period: PeriodQ = "month",
+    date: DateQ = None,
+    level: LevelQ = None,
+) -> Response:
+    _rt, s = scoring_of(request)
+    rs = rule_set_of(s, rule_set)
+    p, level_, ranked, s = await _ranking(request, rs, period, date, level)
+    names = [*m.counted_names(rs.subject), *(r.name for r in m.RATES[rs.subject])]
+    return csv_response(
+        ["period_start", "rank", "subject_code", "subject_name", "score", "grade", *names],
+        (
+            [
+                p.start.date().isoformat(),
+                r.rank,
+                r.subject_code,
+                s.subject_name(rs.subject, r.subject_code, level_),
+                r.score,
+                r.grade,
+            ]
+            + [r.measures.get(n) for n in names]
+            for r in ranked
+        ),
+        f"ranking-{rs.code}-{p.key.replace(':', '-')}.csv",
+    )
+
+
+class Preview(BaseModel):
+    """A rule set to try on history without changing the configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rule_set: RuleSet
+    period: PeriodKind = "month"
+    date: dt.date | None = None
+    level: AreaLevel | None = None
+
+
+@router.post("/rankings/preview")
+async def preview_ranking(request: Request, body: Preview, _: Evaluator) -> dict[str, Any]:
+    """A changed rule set applied to any past period: scores are computed from the measures,
+    so a rule change needs no replay."""
+    problems = check_rule_set(body.rule_set)
+    if problems:
+        field, _sep, reason = problems[0].partition(": ")
+        raise Refusal(reason, field=f"rule_set.{field}", code="unknown-measure", status=422)
+    rt, s = scoring_of(request)
+    p = the_period(rt, s, body.period, body.date)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        level_, ranked = await reports.ranking(conn, s, body.rule_set, p, body.level)
+    rs = body.rule_set
+    return {
+        "period": period_view(p),
+        "rule_set": rs.code,
+        "subject_kind": rs.subject,
+        "level": level_,
+        "rows": [scored_view(s, rs, level_, r) for r in ranked],
+    }
+
+
+# -- drill-down --------------------------------------------------------------------------
+@router.get("/drilldown")
+async def get_drilldown(
+    request: Request,
+    _: CurrentPrincipal,
+    subject_kind: SubjectKind,
+    subject: str,
+    measure: str,
+    period: PeriodQ = "month",
+    date: DateQ = None,
+    level: LevelQ = None,
+) -> dict[str, Any]:
+    """The cases behind one number (a rate: the cases of its numerator and denominator)."""
+    rt, s = scoring_of(request)
+    p = the_period(rt, s, period, date)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        out = await reports.drilldown(conn, s, subject_kind, subject, measure, p, level)
+    return {"period": period_view(p), **out}
+
+
+@router.get("/drilldown.csv")
+async def get_drilldown_csv(
+    request: Request,
+    _: CurrentPrincipal,
+    subject_kind: SubjectKind,
+    subject: str,
+    measure: str,
+    period: PeriodQ = "month",
+    date: DateQ = None,
+    level: LevelQ = None,
+) -> Response:
+    out = await get_drilldown(request, _, subject_kind, subject, measure, period, date, level)
+    rows = [
+        [part["measure"], i["case_id"], i["at"].isoformat(), i["value"]]
+        for part in out["parts"]
+        for i in part["items"]
+    ]
+    return csv_response(
+        ["measure", "case_id", "at", "value"], rows, f"cases-{subject}-{measure}.csv"
+    )
+
+
+# -- people ------------------------------------------------------------------------------
+@router.get("/people/flags")
+async def people_flags(
+    request: Request,
+    _: CurrentPrincipal,
+    year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
+    flagged_only: bool = False,
+) -> dict[str, Any]:
+    """Seed 003's per-person counters of a year (missed first responses, dissatisfied ratings,
+    half-year satisfaction) against the limits in scoring.yaml."""
+    rt, s = scoring_of(request)
+    y = year or rt.clock.now().astimezone(s.tz).year
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        rows = await reports.people_year(conn, s, y)
+    return {
+        "year": y,
+        "limits": s.config.people.model_dump(),
+        "rows": [
+            {
+                "person": r.person,
+                "name": s.subject_name("person", r.person, None),
+                "missed_first_responses": r.missed_first_responses,
+                "dissatisfied": r.dissatisfied,
+                "satisfaction_h1": r.satisfaction[0],
+                "satisfaction_h2": r.satisfaction[1],
+                "flags": list(r.flags),
+            }
+            for r in rows
+            if r.flags or not flagged_only
+        ],
+    }
+
+
+# -- publishing and rebuild ----------------------------------------------------------------
+class PublishRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    period: PeriodKind
+    date: dt.date | None = None
+    command_id: str | None = Field(
+        None, min_length=1, max_length=128, description="resend-safe: same id, same answer"
+    )
+
+
+@router.get("/publications")
+async def list_publications(
+    request: Request,
+    _: CurrentPrincipal,
+    period: PeriodKind | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """What was published (newest period first), with the published rows."""
+    rt, _s = scoring_of(request)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        rows = await repo.publications(conn, period, limit)
+    return {"rows": rows}
+
+
+@router.post("/publish")
+async def publish_now(request: Request, body: PublishRequest, _: Evaluator) -> dict[str, Any]:
+    """Publish (again) a period's rankings now, e.g. after late events changed it."""
+    rt, s = scoring_of(request)
+    p = the_period(rt, s, body.period, body.date)
+    assert rt.uow is not None
+    async with rt.uow() as work:
+        if body.command_id:
+            seen = await seen_command(work.conn, body.command_id)
+            if seen is not None:
+                return seen
+        published = await handlers_of(rt).publish(work, p)
+        answer = {"period": {"kind": p.kind, "start": p.start.isoformat()}, "published": published}
+        if body.command_id:
+            await record_command(work.conn, body.command_id, "publish", answer)
+    return answer
+
+
+@router.post("/admin/rebuild", tags=["operations"])
+async def rebuild_projection(request: Request, _: Admin, apply: bool = False) -> dict[str, Any]:
+    """重建: replay the CASES stream into a fresh projection and compare it with the live one;
+    `apply=true` replaces the live projection with it."""
+    rt, s = scoring_of(request)
+    assert rt.pool is not None and rt.js is not None
+    report = await rebuild(rt.pool, rt.js, s.fold, apply=apply, batch=s.settings.replay_batch)
+    return report.as_dict()

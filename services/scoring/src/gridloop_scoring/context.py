@@ -1,0 +1,107 @@
+"""What every scoring handler works with: the city (loaded once), its time zone, the fold's
+view of the city and the rule sets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import cast
+from zoneinfo import ZoneInfo
+
+from gridloop_city import City, load_city
+from gridloop_city.models import RuleSet, ScoringConfig
+
+from .domain.fold import FoldContext
+from .domain.measures import AREA_LEVELS, AreaLevel, SubjectKind
+from .domain.periods import PERIOD_KINDS, PeriodKind
+from .domain.rules import check_rule_set
+from .settings import ScoringSettings
+
+
+@cache
+def _load(path: Path) -> City:
+    # Once per process: tests start the service many times over the same data.
+    return load_city(path)
+
+
+def fold_context(city: City) -> FoldContext:
+    """The city as the fold needs it: territory, roster (AB 角) and grid heads per cell."""
+    cells = {code: (c.community_code, c.subdistrict_code) for code, c in city.cells.items()}
+    roster = {code: (a.primary, a.backup) for code, a in city.supervisors.items()}
+    heads: dict[str, list[str]] = {}
+    grid_heads = [u for u in city.users.values() if "grid-head" in u.roles]
+    for code, (community, subdistrict) in cells.items():
+        for u in grid_heads:
+            if any(t in ("*", code, community, subdistrict) for t in u.territory):
+                heads.setdefault(code, []).append(u.id)
+    return FoldContext(cells, roster, {c: tuple(h) for c, h in heads.items()})
+
+
+def _split(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    items = tuple(x.strip() for x in text.split(",") if x.strip())
+    for x in items:
+        if x not in allowed:
+            raise ValueError(f"{what}: {x!r} is not one of {', '.join(allowed)}")
+    return items
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """The per-process state of the service (Runtime.state)."""
+
+    city: City
+    tz: ZoneInfo
+    fold: FoldContext
+    settings: ScoringSettings
+    publish_periods: tuple[PeriodKind, ...]
+    area_levels: tuple[AreaLevel, ...]
+
+    @classmethod
+    def load(cls, settings: ScoringSettings) -> Scoring:
+        city = _load(Path(settings.city_data_dir).resolve())
+        for rs in city.scoring.rule_sets:
+            problems = check_rule_set(rs)
+            if problems:
+                raise ValueError(f"scoring.yaml rule set {rs.code!r}: {'; '.join(problems)}")
+        periods = _split(settings.publish_periods, PERIOD_KINDS, "SCORING_PUBLISH_PERIODS")
+        levels = _split(settings.publish_area_levels, AREA_LEVELS, "SCORING_PUBLISH_AREA_LEVELS")
+        return cls(
+            city=city,
+            tz=ZoneInfo(city.district.timezone),
+            fold=fold_context(city),
+            settings=settings,
+            publish_periods=cast(tuple[PeriodKind, ...], periods),
+            area_levels=cast(tuple[AreaLevel, ...], levels),
+        )
+
+    @property
+    def config(self) -> ScoringConfig:
+        return self.city.scoring
+
+    @property
+    def district(self) -> str:
+        return self.city.district.code
+
+    def rule_set(self, code: str) -> RuleSet | None:
+        return self.config.rule_set(code)
+
+    def subject_name(self, kind: SubjectKind, code: str, level: AreaLevel | None) -> str | None:
+        """The display name of a subject from the city data."""
+        c = self.city
+        if kind == "department":
+            d = c.departments.get(code)
+            return d.name if d else None
+        if kind == "person":
+            u = c.users.get(code)
+            return u.name if u else None
+        if level in (None, "cell"):
+            cell = c.cells.get(code)
+            return cell.name if cell else None
+        if level == "community":
+            comm = c.communities.get(code)
+            return comm.name if comm else None
+        if level == "subdistrict":
+            sub = c.subdistricts.get(code)
+            return sub.name if sub else None
+        return c.district.name

@@ -1,0 +1,414 @@
+"""The fold (汇总): one case's events → the items it contributes to every measure.
+
+A pure function of the case's set of facts: the facts are sorted by `occurred_at` (then by
+lifecycle rank and event id), so duplicates, redeliveries and any arrival order give the
+same items; the live projection and `rebuild` call the same function. Each item names its
+subject (department, area = cell, person), its measure, and the instant that decides its
+period (the `occurred_at` of the deciding event, documented per measure in `measures.py`).
+
+Conventions (documented because they decide numbers):
+- A case belongs to one area: the last cell/community/sub-district it was seen with (the
+  accepted case's cell, as the later events copy it forward).
+- A department's part in a case is counted once per case: its first dispatch, first
+  signature, first result, first rework, first return; reworks do not re-count `handled`.
+- Timeliness comes from the event's own `on_time` where the emitter judged it; otherwise it
+  is judged here against the deadline in force (dispatch, granted extension, rework).
+- Persons: reports and verdicts belong to the user id on the event; a cell's problems
+  (missed reports, ratings) belong to its primary supervisor and to the grid heads whose
+  territory covers the cell.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from .facts import Fact, parse_time
+from .measures import AreaLevel, SubjectKind
+
+OPERATOR_ROLES = frozenset({"operator", "shift-leader"})
+RATINGS = ("satisfied", "basically_satisfied", "dissatisfied")
+
+
+class Item(NamedTuple):
+    """One counted occasion: the row behind every number and its drill-down."""
+
+    case_id: str
+    subject_kind: SubjectKind
+    subject_code: str
+    measure: str
+    at: dt.datetime
+    value: float
+    community_code: str | None
+    subdistrict_code: str | None
+
+
+@dataclass(frozen=True)
+class FoldContext:
+    """What the fold needs from the city (loaded once): the territory of every cell, the
+    supervisors' roster (AB 角) and the grid heads answering for each cell."""
+
+    cells: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # cell → (community, sub)
+    roster: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # cell → (primary, backup)
+    grid_heads: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # cell → heads
+
+    def responsible(self, cell: str | None) -> tuple[str, ...]:
+        """Who answers for a cell's problems: its primary supervisor, then its grid heads."""
+        if not cell:
+            return ()
+        primary = self.roster.get(cell)
+        return ((primary[0],) if primary else ()) + self.grid_heads.get(cell, ())
+
+
+@dataclass
+class _Task:
+    """One department's part in the case."""
+
+    dispatched: dt.datetime | None = None
+    live: bool = True  # False once returned or recalled (until dispatched again)
+    deadline: dt.datetime | None = None
+    sign_in_due: dt.datetime | None = None
+    signed: tuple[dt.datetime, bool] | None = None
+    handled: tuple[dt.datetime, bool] | None = None
+    overdue: dt.datetime | None = None
+    reworked: dt.datetime | None = None
+    returned: dt.datetime | None = None
+    extension_requests: list[dt.datetime] = field(default_factory=list)
+    extensions: list[dt.datetime] = field(default_factory=list)
+    escalations: list[dt.datetime] = field(default_factory=list)
+
+
+@dataclass
+class _Case:
+    case_id: str
+    cell: str | None = None
+    community: str | None = None
+    subdistrict: str | None = None
+    reported: dt.datetime | None = None
+    first_reporter: str | None = None
+    reports: list[tuple[dt.datetime, str, bool]] = field(default_factory=list)
+    merged: list[dt.datetime] = field(default_factory=list)
+    accepted: dt.datetime | None = None
+    accepted_by: str | None = None
+    rejected: dt.datetime | None = None
+    rejected_by: str | None = None
+    closed: tuple[dt.datetime, bool] | None = None
+    tasks: dict[str, _Task] = field(default_factory=dict)
+    current_dept: str | None = None
+    last_handler: str | None = None
+    assignments: list[tuple[dt.datetime, str, str]] = field(default_factory=list)
+    due: dict[tuple[str, str], dt.datetime] = field(default_factory=dict)  # (purpose, sup)
+    overdue_tasks: set[tuple[str, str]] = field(default_factory=set)
+    confirmations: list[tuple[dt.datetime, str, bool]] = field(default_factory=list)
+    verdicts: list[tuple[dt.datetime, str, bool, bool, bool]] = field(default_factory=list)
+    person_overdue: list[tuple[dt.datetime, str]] = field(default_factory=list)
+    ratings: list[tuple[dt.datetime, str, str | None]] = field(default_factory=list)
+
+    def task(self, dept: str | None) -> _Task | None:
+        dept = dept or self.current_dept
+        if not dept:
+            return None
+        return self.tasks.setdefault(dept, _Task())
+
+    def dept_of(self, data: Mapping[str, Any]) -> str | None:
+        dept = data.get("dept")
+        return dept if isinstance(dept, str) and dept else self.current_dept
+
+
+def _operator(data: Mapping[str, Any]) -> str | None:
+    """The operator who decided, when a person did (auto rules and systems are no one)."""
+    actor = data.get("actor")
+    if actor is None or data.get("auto"):
+        return None
+    # A JSON object from the facts table, or the contract's Actor in the replay's fast path.
+    role = actor.get("role") if isinstance(actor, dict) else getattr(actor, "role", None)
+    if role not in OPERATOR_ROLES:
+        return None
+    return str(actor["id"] if isinstance(actor, dict) else actor.id)
+
+
+def _judged(on_time: object, at: dt.datetime, due: dt.datetime | None) -> bool:
+    """The emitter's verdict when it gave one; else against the due time (none: on time)."""
+    if isinstance(on_time, bool):
+        return on_time
+    return due is None or at <= due
+
+
+def _absorb(c: _Case, f: Fact) -> None:
+    d = f.data
+    at = f.occurred_at
+    for attr, key in (("cell", "cell_code"), ("community", "community_code")):
+        if d.get(key):
+            setattr(c, attr, d[key])
+    if d.get("subdistrict_code"):
+        c.subdistrict = d["subdistrict_code"]
+    t = f.type
+    if t == "reported":
+        user = d.get("reporter_user_id")
+        if c.reported is None:
+            c.reported = at
+            c.first_reporter = user
+        if user:
+            c.reports.append((at, user, True))
+    elif t == "merged":
+        c.merged.append(at)
+        if d.get("reporter_user_id"):
+            c.reports.append((at, d["reporter_user_id"], False))
+    elif t == "accepted":
+        if c.accepted is None:
+            c.accepted = at
+            c.accepted_by = _operator(d)
+        if c.reported is None and c.first_reporter is None:
+            c.first_reporter = d.get("reporter_user_id")
+    elif t == "rejected":
+        if c.rejected is None:
+            c.rejected = at
+            c.rejected_by = _operator(d)
+    elif t == "dispatched":
+        dept = d["dept"]
+        task = c.tasks.setdefault(dept, _Task())
+        if task.dispatched is None:
+            task.dispatched = at
+        task.live = True
+        task.deadline = parse_time(d.get("deadline"))
+        task.sign_in_due = parse_time(d.get("sign_in_due")) or task.sign_in_due
+        c.current_dept = dept
+    elif t in ("recalled", "returned"):
+        task_ = c.task(d.get("dept"))
+        if task_ is not None:
+            task_.live = False
+            if t == "returned" and task_.returned is None:
+                task_.returned = at
+    elif t == "signed":
+        task_ = c.task(d.get("dept"))
+        if task_ is not None and task_.signed is None:
+            due = parse_time(d.get("sign_in_due")) or task_.sign_in_due
+            task_.signed = (at, _judged(d.get("on_time"), at, due))
+    elif t == "extension_requested":
+        task_ = c.task(d.get("dept"))
+        if task_ is not None:
+            task_.extension_requests.append(at)
+    elif t == "extension_decided":
+        task_ = c.task(d.get("dept"))
+        if task_ is not None and d.get("granted"):
+            task_.extensions.append(at)
+            task_.deadline = parse_time(d.get("new_deadline")) or task_.deadline
+    elif t == "handled":
+        dept = c.dept_of(d)
+        task_ = c.task(dept)
+        if task_ is not None:
+            if task_.handled is None:
+                done = parse_time(d.get("completed_at")) or at
+                due = parse_time(d.get("deadline")) or task_.deadline
+                task_.handled = (at, _judged(d.get("on_time"), done, due))
+            c.last_handler = dept
+    elif t == "overdue":
+        stage = d.get("stage", "handling")
+        if stage == "handling":
+            task_ = c.task(d.get("dept"))
+            if task_ is not None and task_.overdue is None:
+                task_.overdue = at
+        elif stage in ("verification", "confirmation") and d.get("supervisor_id"):
+            c.person_overdue.append((at, d["supervisor_id"]))
+            c.overdue_tasks.add((stage, d["supervisor_id"]))
+    elif t == "escalated":
+        task_ = c.task(d.get("dept")) if d.get("dept") else None
+        if task_ is not None:
+            task_.escalations.append(at)
+    elif t == "verification_assigned":
+        purpose = d.get("purpose", "verification")
+        sup = d["supervisor_id"]
+        c.assignments.append((at, sup, purpose))
+        due = parse_time(d.get("due"))
+        if due is not None:
+            c.due[(purpose, sup)] = due
+    elif t == "confirmed":
+        sup = d["supervisor_id"]
+        due = c.due.get(("confirmation", sup))
+        late = ("confirmation", sup) in c.overdue_tasks
+        c.confirmations.append((at, sup, _judged(d.get("on_time"), at, due) and not late))
+    elif t == "verified":
+        sup = d["supervisor_id"]
+        due = c.due.get(("verification", sup))
+        on_time = _judged(d.get("on_time"), at, due)
+        if d.get("on_time") is None and ("verification", sup) in c.overdue_tasks:
+            on_time = False
+        c.verdicts.append((at, sup, on_time, bool(d.get("passed")), bool(d.get("falsified"))))
+    elif t == "reworked":
+        dept = d.get("dept") or c.last_handler or c.current_dept
+        task_ = c.task(dept)
+        if task_ is not None:
+            if task_.reworked is None:
+                task_.reworked = at
+            task_.deadline = parse_time(d.get("new_deadline")) or task_.deadline
+    elif t == "closed":
+        if c.closed is None:
+            c.closed = (at, bool(d.get("on_time")))
+    elif t == "rated":
+        rating = d.get("rating")
+        if rating in RATINGS:
+            dept = d.get("dept") or c.last_handler or c.current_dept
+            c.ratings.append((at, rating, dept))
+
+
+def fold_case(facts: Iterable[Fact], ctx: FoldContext) -> list[Item]:
+    """Every item one case contributes, from its facts in any order (duplicates by event id
+    are counted once)."""
+    unique = {f.event_id: f for f in facts}
+    ordered = sorted(unique.values(), key=lambda f: f.order)
+    if not ordered:
+        return []
+    c = _Case(ordered[0].case_id)
+    for f in ordered:
+        _absorb(c, f)
+    return _items(c, ctx)
+
+
+def _items(c: _Case, ctx: FoldContext) -> list[Item]:
+    if c.cell and c.cell in ctx.cells:
+        known_community, known_subdistrict = ctx.cells[c.cell]
+        c.community = c.community or known_community
+        c.subdistrict = c.subdistrict or known_subdistrict
+    out: list[Item] = []
+    cell, community, subdistrict = c.cell or "", c.community, c.subdistrict
+
+    def add(kind: SubjectKind, code: str, measure: str, at: dt.datetime) -> None:
+        out.append(Item(c.case_id, kind, code, measure, at, 1.0, community, subdistrict))
+
+    def area(measure: str, at: dt.datetime | None) -> None:
+        if at is not None:
+            add("area", cell, measure, at)
+
+    # -- areas (cell; community, sub-district and district group the same rows) ----------
+    area("reported", c.reported)
+    for at in c.merged:
+        area("merged", at)
+    area("accepted", c.accepted)
+    area("rejected", c.rejected)
+    if c.closed is not None:
+        area("closed", c.closed[0])
+        if c.closed[1]:
+            area("closed_on_time", c.closed[0])
+    for at, _sup, _on_time, passed, falsified in c.verdicts:
+        if not passed:
+            area("failed_verifications", at)
+        if falsified:
+            area("falsifications", at)
+    responsible = ctx.responsible(c.cell)
+    for at, rating, dept in c.ratings:
+        area("rated", at)
+        area(rating, at)
+        if dept:
+            add("department", dept, "rated", at)
+            add("department", dept, rating, at)
+        for person in responsible:
+            add("person", person, "rated", at)
+            add("person", person, rating, at)
+
+    # -- departments -------------------------------------------------------------------
+    for dept, task in c.tasks.items():
+        if task.dispatched is not None:
+            add("department", dept, "dispatched", task.dispatched)
+            if task.live:
+                add("department", dept, "to_handle", task.dispatched)
+        if task.signed is not None:
+            add("department", dept, "signed", task.signed[0])
+            if task.signed[1]:
+                add("department", dept, "signed_on_time", task.signed[0])
+        if task.handled is not None:
+            add("department", dept, "handled", task.handled[0])
+            if task.handled[1]:
+                add("department", dept, "handled_on_time", task.handled[0])
+        overdue = task.overdue
+        if overdue is None and task.handled is not None and not task.handled[1]:
+            overdue = task.handled[0]
+        if overdue is not None:
+            add("department", dept, "overdue", overdue)
+        if task.reworked is not None:
+            add("department", dept, "reworked", task.reworked)
+        if task.returned is not None:
+            add("department", dept, "returned", task.returned)
+        for at in task.extension_requests:
+            add("department", dept, "extension_requests", at)
+        for at in task.extensions:
+            add("department", dept, "extensions", at)
+        for at in task.escalations:
+            add("department", dept, "escalations", at)
+
+    # -- people ------------------------------------------------------------------------
+    for at, user, first in c.reports:
+        add("person", user, "reports", at)
+        if first and c.accepted is not None:
+            add("person", user, "valid_reports", at)
+    if c.accepted is not None and c.cell and c.cell in ctx.roster:
+        primary, backup = ctx.roster[c.cell]
+        if c.first_reporter not in (primary, backup):
+            add("person", primary, "missed", c.accepted)
+    for at, sup, purpose in c.assignments:
+        add("person", sup, f"{purpose}_tasks", at)
+    for at, sup, on_time in c.confirmations:
+        add("person", sup, "confirmations", at)
+        if on_time:
+            add("person", sup, "confirmations_on_time", at)
+    for at, sup, on_time, _passed, _falsified in c.verdicts:
+        add("person", sup, "verifications", at)
+        if on_time:
+            add("person", sup, "verifications_on_time", at)
+    for at, sup in c.person_overdue:
+        add("person", sup, "missed_first_responses", at)
+    for when, who, measure in (
+        (c.accepted, c.accepted_by, "accepted_cases"),
+        (c.rejected, c.rejected_by, "rejected_cases"),
+    ):
+        if when is not None and who:
+            add("person", who, "decisions", when)
+            add("person", who, measure, when)
+    return out
+
+
+def fold_all(facts: Iterable[Fact], ctx: FoldContext) -> list[Item]:
+    """Every case's items (the replay path): facts grouped by case, each case folded once."""
+    by_case: dict[str, dict[str, Fact]] = {}
+    for f in facts:
+        by_case.setdefault(f.case_id, {})[f.event_id] = f
+    out: list[Item] = []
+    for case_facts in by_case.values():
+        out.extend(fold_case(case_facts.values(), ctx))
+    return out
+
+
+def subject_of(item: Item, level: AreaLevel | None, district: str) -> str | None:
+    """The subject an item counts for: areas at the asked level (cell, community, sub-district
+    or the whole district), departments and people by their code."""
+    if item.subject_kind != "area" or level in (None, "cell"):
+        return item.subject_code or None
+    if level == "community":
+        return item.community_code
+    if level == "subdistrict":
+        return item.subdistrict_code
+    return district
+
+
+def totals(
+    items: Iterable[Item],
+    kind: SubjectKind,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    level: AreaLevel | None = None,
+    district: str = "",
+) -> dict[str, dict[str, float]]:
+    """subject → measure → sum over [start, end): what the repository's SQL computes, in
+    memory (tests, previews and the rebuild check)."""
+    out: dict[str, dict[str, float]] = {}
+    for i in items:
+        if i.subject_kind != kind or not start <= i.at < end:
+            continue
+        code = subject_of(i, level, district)
+        if code is None:
+            continue
+        m = out.setdefault(code, {})
+        m[i.measure] = m.get(i.measure, 0.0) + i.value
+    return out

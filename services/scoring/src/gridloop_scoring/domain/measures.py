@@ -1,0 +1,172 @@
+"""考核指标: the catalogue of counted measures and the rates derived from them.
+
+Every counted measure is a sum of items (one item per case and occasion, see `fold.py`),
+counted in the period that contains the item's timestamp: the `occurred_at` of the event
+that decides it (named per measure below). Rates are derived per period from those sums.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+SubjectKind = Literal["department", "area", "person"]
+SUBJECT_KINDS: tuple[SubjectKind, ...] = ("department", "area", "person")
+AreaLevel = Literal["cell", "community", "subdistrict", "district"]
+AREA_LEVELS: tuple[AreaLevel, ...] = ("cell", "community", "subdistrict", "district")
+
+
+@dataclass(frozen=True)
+class Counted:
+    """A measure that is a count of items; `decided_by` says which timestamp places it."""
+
+    name: str
+    label: str
+    decided_by: str
+
+
+@dataclass(frozen=True)
+class Rate:
+    """numerator / denominator of one period. Rates whose parts fall in different periods
+    are capped at 1 (a period that clears an earlier backlog scores full, never more)."""
+
+    name: str
+    label: str
+    numerator: tuple[str, ...]
+    denominator: str
+
+    def of(self, counts: Mapping[str, float]) -> float | None:
+        """None when there is nothing to measure (the denominator is 0)."""
+        den = counts.get(self.denominator, 0.0)
+        if den <= 0:
+            return None
+        return min(1.0, sum(counts.get(n, 0.0) for n in self.numerator) / den)
+
+
+_RATINGS = (
+    Counted("rated", "评价数", "case.rated"),
+    Counted("satisfied", "满意", "case.rated"),
+    Counted("basically_satisfied", "基本满意", "case.rated"),
+    Counted("dissatisfied", "不满意", "case.rated"),
+)
+_SATISFACTION = Rate("satisfaction_rate", "满意率", ("satisfied", "basically_satisfied"), "rated")
+
+COUNTED: Mapping[SubjectKind, tuple[Counted, ...]] = {
+    "department": (
+        Counted("dispatched", "派遣数", "the first case.dispatched to the department"),
+        Counted(
+            "to_handle",
+            "应处置数",
+            "the first case.dispatched to the department; not counted when its task ended "
+            "returned (退回) or recalled (撤回)",
+        ),
+        Counted("signed", "签收数", "the first case.signed"),
+        Counted("signed_on_time", "按时签收数", "the first case.signed, on time"),
+        Counted("handled", "处置数", "the first case.handled (reworks are counted apart)"),
+        Counted("handled_on_time", "按期处置数", "the first case.handled, on time"),
+        Counted(
+            "overdue",
+            "超期数",
+            "the first case.overdue (stage handling); or a late first case.handled",
+        ),
+        Counted("reworked", "返工数", "the first case.reworked of the department's result"),
+        Counted("returned", "退回数", "the first case.returned"),
+        Counted("extension_requests", "延期申请数", "each case.extension_requested"),
+        Counted("extensions", "延期数", "each granted case.extension_decided"),
+        Counted("escalations", "督办数", "each case.escalated naming the department"),
+        *_RATINGS,
+    ),
+    "area": (
+        Counted("reported", "上报数", "case.reported"),
+        Counted("merged", "合并上报数", "each case.merged (further reports of a case)"),
+        Counted("accepted", "立案数", "case.accepted"),
+        Counted("rejected", "不予立案数", "case.rejected"),
+        Counted("closed", "结案数", "the first case.closed"),
+        Counted("closed_on_time", "按期结案数", "the first case.closed, on time"),
+        Counted("failed_verifications", "核查不通过数", "each case.verified that failed"),
+        Counted("falsifications", "弄虚作假数", "each case.verified marked falsified"),
+        *_RATINGS,
+    ),
+    "person": (
+        Counted("reports", "上报数", "each case.reported / case.merged of the supervisor"),
+        Counted(
+            "valid_reports",
+            "有效上报数",
+            "the supervisor's case.reported (the time of the report) once the case is accepted",
+        ),
+        Counted(
+            "missed",
+            "漏报数",
+            "case.accepted in a cell of the supervisor (primary, supervisors.csv) that was "
+            "first reported by someone else",
+        ),
+        Counted("confirmation_tasks", "核实任务数", "case.verification_assigned (confirmation)"),
+        Counted("confirmations", "核实数", "case.confirmed"),
+        Counted("confirmations_on_time", "按时核实数", "case.confirmed, on time"),
+        Counted("verification_tasks", "核查任务数", "case.verification_assigned (verification)"),
+        Counted("verifications", "核查数", "case.verified"),
+        Counted("verifications_on_time", "按时核查数", "case.verified, on time"),
+        Counted(
+            "missed_first_responses",
+            "首问未及时响应数",
+            "each case.overdue of the person's confirmation or verification",
+        ),
+        Counted("decisions", "受理数", "case.accepted / case.rejected by the operator"),
+        Counted("accepted_cases", "立案数", "case.accepted by the operator"),
+        Counted("rejected_cases", "不予立案数", "case.rejected by the operator"),
+        *_RATINGS,
+    ),
+}
+
+RATES: Mapping[SubjectKind, tuple[Rate, ...]] = {
+    "department": (
+        Rate("handling_rate", "处置率", ("handled",), "to_handle"),
+        Rate("on_time_rate", "按期处置率", ("handled_on_time",), "handled"),
+        Rate("rework_rate", "返工率", ("reworked",), "handled"),
+        Rate("sign_in_on_time_rate", "按时签收率", ("signed_on_time",), "dispatched"),
+        _SATISFACTION,
+    ),
+    "area": (
+        Rate("acceptance_rate", "立案率", ("accepted",), "reported"),
+        Rate("closure_rate", "结案率", ("closed",), "accepted"),
+        Rate("on_time_closure_rate", "按期结案率", ("closed_on_time",), "closed"),
+        _SATISFACTION,
+    ),
+    "person": (
+        Rate("valid_report_rate", "有效上报率", ("valid_reports",), "reports"),
+        Rate(
+            "on_time_confirmation_rate",
+            "按时核实率",
+            ("confirmations_on_time",),
+            "confirmation_tasks",
+        ),
+        Rate(
+            "on_time_verification_rate",
+            "按时核查率",
+            ("verifications_on_time",),
+            "verification_tasks",
+        ),
+        _SATISFACTION,
+    ),
+}
+
+
+def counted_names(kind: SubjectKind) -> tuple[str, ...]:
+    return tuple(c.name for c in COUNTED[kind])
+
+
+def rate(kind: SubjectKind, name: str) -> Rate | None:
+    return next((r for r in RATES[kind] if r.name == name), None)
+
+
+def is_measure(kind: SubjectKind, name: str) -> bool:
+    return name in counted_names(kind) or rate(kind, name) is not None
+
+
+def with_rates(kind: SubjectKind, counts: Mapping[str, float]) -> dict[str, float | None]:
+    """Every counted measure (0 when absent) and every rate (None when undefined)."""
+    out: dict[str, float | None] = {n: float(counts.get(n, 0.0)) for n in counted_names(kind)}
+    for r in RATES[kind]:
+        out[r.name] = r.of(counts)
+    return out

@@ -1,0 +1,159 @@
+"""What happens on each event, timer and command scoring takes — the one table to read first.
+
+Bus (CASES stream, durable `scoring-cases`, every `case.>`):
+  every case.* event  → its fact, once per event id, and its case marked for the fold
+                        (`projection.py` re-folds marked cases into items, in batches)
+  unknown case.* types are ignored (the same way in `rebuild`); data that breaks the
+  contract goes to the DLQ at once.
+Timers:
+  scoring-publish     → a period's end (+ SCORING_PUBLISH_GRACE_S): every rule set ranked
+                        (areas at each SCORING_PUBLISH_AREA_LEVELS level), one
+                        gridloop.score.published.v1 each on `score.published`; the next
+                        period's timer is set
+Commands (REST, `api.py`):
+  publish             → the same, now, for any period (after late events changed it)
+  rebuild             → `replay.rebuild`: the CASES stream into a fresh projection
+Start-up:
+  the current period's publish timer of every kind, if never set
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from gridloop_contracts import Envelope
+from gridloop_contracts.scores import ScorePublishedV1, ScoreRow
+from gridloop_runtime import timers
+from gridloop_runtime.consumer import Permanent
+from gridloop_runtime.db import Conn
+from gridloop_runtime.outbox import Work
+from gridloop_runtime.service import Runtime
+from gridloop_runtime.timers import Timer
+from pydantic import ValidationError
+
+from . import reports
+from . import repository as repo
+from .context import Scoring
+from .domain.facts import fact_from
+from .domain.periods import Period, PeriodKind, period_of, period_of_date
+from .projection import Projection, fold_pending
+
+log = structlog.get_logger(__name__)
+
+PUBLISH = "scoring-publish"
+TimerHandler = Callable[[Work, Timer], Awaitable[None]]
+
+
+class Handlers:
+    def __init__(self, scoring: Scoring) -> None:
+        self.ctx = scoring
+        self.projection = Projection(
+            scoring.fold,
+            batch=scoring.settings.fold_batch,
+            poll_s=scoring.settings.fold_poll_s,
+        )
+        self.subjects = ["case.>"]
+        self.timers: dict[str, TimerHandler] = {PUBLISH: self.on_publish_due}
+
+    # -- events ----------------------------------------------------------------------
+    async def on_case_event(self, work: Work, env: Envelope) -> None:
+        """Any case event: keep it once; the fold counts it."""
+        try:
+            fact = fact_from(env.source, env.id, env.type, env.data)
+        except ValidationError as exc:
+            raise Permanent(f"{env.type} {env.id}: {exc}") from exc
+        if fact is None:
+            log.debug("case event type not scored", event_type=env.type)
+            return
+        await repo.record_fact(work.conn, fact)
+
+    # -- timers ----------------------------------------------------------------------
+    async def on_publish_due(self, work: Work, timer: Timer) -> None:
+        """考核排名 at a period's end; then the next period's timer."""
+        kind: PeriodKind = timer.payload["period_kind"]
+        period = period_of_date(kind, dt.date.fromisoformat(timer.payload["start"]), self.ctx.tz)
+        await self.publish(work, period)
+        await self.arm(work.conn, period.next())
+
+    async def arm(self, conn: Conn, period: Period) -> None:
+        """The publish timer of a period (never re-armed once set: it may have fired)."""
+        if await repo.timer_exists(conn, PUBLISH, period.key):
+            return
+        due = period.end + dt.timedelta(seconds=self.ctx.settings.publish_grace_s)
+        await timers.schedule(
+            conn,
+            PUBLISH,
+            period.key,
+            due,
+            {"period_kind": period.kind, "start": period.start.date().isoformat()},
+        )
+
+    async def arm_publishing(self, rt: Runtime) -> None:
+        """Start-up hook: the current period of every published kind has its timer."""
+        assert rt.uow is not None
+        async with rt.uow() as work:
+            for kind in self.ctx.publish_periods:
+                await self.arm(work.conn, period_of(kind, work.now(), self.ctx.tz))
+
+    # -- commands --------------------------------------------------------------------
+    async def publish(self, work: Work, period: Period) -> list[dict[str, Any]]:
+        """Rank every rule set for the period and emit the results (also on request)."""
+        # Changes recorded but not yet folded are folded first: what is published is
+        # everything this service has taken in.
+        while await fold_pending(work.conn, self.ctx.fold, self.ctx.settings.fold_batch):
+            pass
+        now = work.now()
+        out = []
+        for rule_set in self.ctx.config.rule_sets:
+            levels = self.ctx.area_levels if rule_set.subject == "area" else (None,)
+            for level in levels:
+                level_, ranked = await reports.ranking(work.conn, self.ctx, rule_set, period, level)
+                rows = [
+                    ScoreRow(
+                        subject_code=r.subject_code,
+                        subject_name=self.ctx.subject_name(
+                            rule_set.subject, r.subject_code, level_
+                        ),
+                        score=r.score,
+                        grade=r.grade,
+                        rank=r.rank,
+                        measures={k: v for k, v in r.measures.items() if v is not None},
+                    )
+                    for r in ranked
+                ]
+                event = ScorePublishedV1(
+                    period_kind=period.kind,
+                    period_start=period.start,
+                    period_end=period.end,
+                    subject_kind=rule_set.subject,
+                    subject_level=level_,
+                    rule_set=rule_set.code,
+                    rows=rows,
+                    published_at=now,
+                )
+                env = work.emit(event)
+                body = event.to_json_dict()
+                await repo.save_publication(
+                    work.conn,
+                    period_kind=period.kind,
+                    period_start=period.start,
+                    period_end=period.end,
+                    rule_set=rule_set.code,
+                    level=level_ or "",
+                    event_id=env.id,
+                    published_at=now,
+                    body=body,
+                )
+                out.append(
+                    {
+                        "event_id": env.id,
+                        "rule_set": rule_set.code,
+                        "level": level_,
+                        "rows": len(rows),
+                    }
+                )
+        log.info("scores published", period=period.key, publications=len(out))
+        return out

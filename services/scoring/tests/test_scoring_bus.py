@@ -1,0 +1,509 @@
+"""Scoring against a real nats-server and PostgreSQL: case histories are published as the
+other services would (with redeliveries and out of order), the tests read the REST API and
+watch what scoring publishes; rebuild replays the stream and must agree with the live
+projection."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import pytest
+from gridloop_contracts import Actor, Envelope, decode, to_binary
+from gridloop_contracts import cases as ev
+from gridloop_contracts.scores import ScorePublishedV1
+from gridloop_runtime.clock import FakeClock
+from gridloop_runtime.service import Runtime
+from gridloop_runtime.testing import http_client, running, settings_for, wait_for
+from gridloop_scoring.bootstrap import definition
+from gridloop_scoring.settings import ScoringSettings
+from nats.js import JetStreamContext
+
+# Monday 23 November 2026, 10:00 in Beijing.
+T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+DAY = "2026-11-23"
+DEMO_CITY = Path(__file__).resolve().parents[3] / "data" / "demo-city"
+# Demo cells (supervisors.csv): the first is sup-001's (backup sup-002), in 东华门街道; the
+# second is sup-020's, in 景山街道.
+CELL_A = ("1101010010010001", "110101001001", "110101001")
+CELL_B = ("1101010020010001", "110101002001", "110101002")
+OPERATOR = Actor(id="op-01", role="operator")
+HOUR = timedelta(hours=1)
+EVALUATOR, ADMIN, SUPERVISOR = "eval-01", "admin", "sup-001"
+
+
+def dims(case_id: str, cell: tuple[str, str, str]) -> dict[str, Any]:
+    return {
+        "case_id": case_id,
+        "category_code": "E0102",
+        "cell_code": cell[0],
+        "community_code": cell[1],
+        "subdistrict_code": cell[2],
+    }
+
+
+def history(
+    case_id: str,
+    cell: tuple[str, str, str],
+    start: datetime,
+    *,
+    dept: str = "sanitation",
+    handled_late: bool = False,
+    rework: bool = False,
+    until: str = "rated",
+    patrol_by: str | None = None,
+) -> list[ev.CaseEvent]:
+    """A case's lifecycle as the five services would emit it, cut after `until`."""
+    d = dims(case_id, cell)
+    task = {"dept": dept, "task_id": f"T-{case_id}", "deadline": start + 6 * HOUR}
+    out: list[ev.CaseEvent] = [
+        ev.CaseReported(
+            **d,
+            occurred_at=start,
+            report_id=f"R-{case_id}",
+            channel="patrol" if patrol_by else "hotline",
+            source="patrol-app" if patrol_by else "hotline-12345",
+            reporter_user_id=patrol_by,
+            description="垃圾堆积",
+            reported_at=start,
+        ),
+        ev.CaseAccepted(**d, occurred_at=start + 0.5 * HOUR, actor=OPERATOR, description="垃圾"),
+        ev.CaseDispatched(**d, **task, occurred_at=start + HOUR),
+        ev.CaseSigned(**d, **task, occurred_at=start + 1.5 * HOUR, on_time=True),
+    ]
+    if until == "signed":
+        return out
+    handled_at = start + (8 if handled_late else 3) * HOUR
+    sup = "sup-001" if cell == CELL_A else "sup-020"
+    out.append(
+        ev.CaseHandled(
+            **d,
+            **task,
+            occurred_at=handled_at,
+            result="已清运",
+            completed_at=handled_at,
+            on_time=not handled_late,
+        )
+    )
+    t = handled_at
+    if rework:
+        out += [
+            ev.CaseVerified(**d, **task, occurred_at=t + HOUR, passed=False, supervisor_id=sup),
+            ev.CaseReworked(**d, **task, occurred_at=t + HOUR, count=1, reason="仍有垃圾"),
+            ev.CaseHandled(
+                **d, **task, occurred_at=t + 2 * HOUR, result="已清运", completed_at=t + 2 * HOUR
+            ),
+        ]
+        t += 2 * HOUR
+    out += [
+        ev.CaseVerified(
+            **d, **task, occurred_at=t + HOUR, passed=True, supervisor_id=sup, on_time=True
+        ),
+        ev.CaseClosed(**d, **task, occurred_at=t + HOUR, closed_by=sup, on_time=not handled_late),
+    ]
+    if until == "closed":
+        return out
+    out.append(ev.CaseRated(**d, occurred_at=t + 5 * HOUR, rating="satisfied"))
+    return out
+
+
+class Harness:
+    def __init__(self, rt: Runtime, clock: FakeClock, js: JetStreamContext) -> None:
+        self.rt = rt
+        self.clock = clock
+        self.js = js
+        self.http: httpx.AsyncClient | None = None
+        self.published = 0
+
+    async def publish(
+        self, event: ev.CaseEvent, *, env: Envelope | None = None, msg_id: str | None = None
+    ) -> Envelope:
+        """Put an event on CASES as its service would; `msg_id` defeats JetStream's dedupe
+        (a redelivery that only the consumer can catch)."""
+        env = env or Envelope.of(
+            event, source="/gridloop/test", subject=event.case_id, time=self.clock.now()
+        )
+        headers, body = to_binary(env)
+        if msg_id:
+            headers["Nats-Msg-Id"] = msg_id
+        ack = await self.js.publish(f"case.{event.subject_token}", body, headers=headers)
+        if not ack.duplicate:
+            self.published += 1
+        return env
+
+    async def get(self, path: str, user: str = EVALUATOR, **params: Any) -> Any:
+        assert self.http is not None
+        r = await self.http.get(path, params=params, headers={"X-User": user})
+        assert r.status_code == 200, r.text
+        return r.json() if "json" in r.headers["content-type"] else r.text
+
+    async def post(self, path: str, user: str, json: Any = None, **params: Any) -> httpx.Response:
+        assert self.http is not None
+        return await self.http.post(path, json=json, params=params, headers={"X-User": user})
+
+    async def measures(self, kind: str, **params: Any) -> dict[str, dict[str, Any]]:
+        body = await self.get("/measures", subject_kind=kind, **params)
+        return {r["subject_code"]: r["measures"] for r in body["rows"]}
+
+    async def settled(self) -> None:
+        """Every published event consumed and folded (the consumer has no lag, nothing dirty)."""
+
+        async def done() -> bool:
+            info = await self.js.consumer_info("CASES", "scoring-cases")
+            if info.num_pending or info.num_ack_pending:
+                return False
+            assert self.rt.pool is not None
+            async with self.rt.pool.acquire() as conn:
+                return bool(await conn.fetchval("SELECT count(*) = 0 FROM dirty_cases"))
+
+        await wait_for(done, timeout=15, what="scoring to consume and fold everything")
+
+
+@asynccontextmanager
+async def started(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch, **extra: Any
+) -> AsyncIterator[Harness]:
+    monkeypatch.setenv("AUTH_MODE", "dev")
+    values: dict[str, Any] = {
+        "city_data_dir": str(DEMO_CITY),
+        "scoring_publish_periods": "day",
+        "scoring_publish_grace_s": 0,
+        "scoring_fold_poll_s": 0.1,
+        "consumer_batch": 64,
+        **extra,
+    }
+    settings = settings_for("scoring", database_url, nats_url, ScoringSettings, **values)
+    assert isinstance(settings, ScoringSettings)
+    definition_, state = definition(settings)
+    clock = FakeClock(T0)
+    nc = await nats.connect(nats_url)
+    try:
+        async with running(settings, definition_, clock=clock, state=state) as rt:
+            h = Harness(rt, clock, nc.jetstream())
+            async with http_client(rt) as client:
+                h.http = client
+                yield h
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+async def scoring(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Harness]:
+    async with started(database_url, nats_url, monkeypatch) as h:
+        yield h
+
+
+# -- live equals replay ------------------------------------------------------------------
+async def test_live_scores_equal_replayed_scores_after_redeliveries_and_reordering(
+    scoring: Harness,
+) -> None:
+    h = scoring
+    rng = random.Random(42)
+    cases = {
+        # on time, reported by the cell's own supervisor
+        "C-A": history("C-A", CELL_A, T0, patrol_by="sup-001"),
+        # late (hotline): handled and closed late
+        "C-B": history("C-B", CELL_A, T0 + HOUR, handled_late=True, until="closed"),
+        # water, reworked once, then on time
+        "C-C": history("C-C", CELL_B, T0 + 2 * HOUR, dept="water", rework=True),
+        # dispatched and signed, not handled yet
+        "C-D": history("C-D", CELL_A, T0 + 3 * HOUR, until="signed"),
+        # a case of October arriving late: it belongs to October
+        "C-OCT": history("C-OCT", CELL_A, T0 - timedelta(days=30), until="closed"),
+    }
+    sent: list[tuple[ev.CaseEvent, Envelope]] = []
+    for case_id, events in cases.items():
+        if case_id in ("C-B", "C-C"):
+            events = list(reversed(events)) if case_id == "C-B" else rng.sample(events, len(events))
+        for e in events:
+            sent.append((e, await h.publish(e)))
+    # Redeliveries: the same envelopes again, some with the same message id (JetStream drops
+    # them) and some with a new one (only scoring's inbox and fact keys can catch them).
+    for i, (e, env) in enumerate(rng.sample(sent, 8)):
+        await h.publish(e, env=env)
+        await h.publish(e, env=env, msg_id=f"again-{i}")
+    await h.settled()
+
+    month = {"period": "month", "date": DAY}
+    live_dept = await h.measures("department", **month)
+    # By hand: sanitation holds C-A, C-B, C-D; handled C-A (on time) and C-B (late).
+    san = live_dept["sanitation"]
+    assert (san["dispatched"], san["to_handle"], san["handled"], san["handled_on_time"]) == (
+        3,
+        3,
+        2,
+        1,
+    )
+    assert san["overdue"] == 1 and san["signed_on_time"] == 3
+    assert san["handling_rate"] == pytest.approx(2 / 3) and san["on_time_rate"] == 0.5
+    water = live_dept["water"]
+    assert (water["handled"], water["handled_on_time"], water["reworked"]) == (1, 1, 1)
+    assert water["rework_rate"] == 1.0
+    areas = await h.measures("area", level="subdistrict", **month)
+    # 东华门: C-A, C-B, C-D accepted; C-A and C-B closed, C-A on time. C-OCT is October's.
+    assert (areas["110101001"]["accepted"], areas["110101001"]["closed"]) == (3, 2)
+    assert areas["110101001"]["on_time_closure_rate"] == 0.5
+    assert areas["110101002"]["failed_verifications"] == 1
+    october = await h.measures("area", level="subdistrict", period="month", date="2026-10-20")
+    assert october["110101001"]["closed"] == 1
+    people = await h.measures("person", **month)
+    assert people["sup-001"]["valid_reports"] == 1
+    assert people["sup-001"]["missed"] == 2  # C-B and C-D came from the hotline
+    assert people["op-01"]["decisions"] == 4
+
+    live_rankings = {
+        rs: await h.get("/rankings", rule_set=rs, **month) for rs in ("department", "jinhua")
+    }
+    # 东华门's Jinhua score by hand: on-time closure 50% is 20 points short of 70% → 30;
+    # closure 2/3 is 23.3 points short of 90% → 0 (never below); satisfaction 1/1 → 30.
+    jinhua = {r["subject_code"]: r for r in live_rankings["jinhua"]["rows"]}
+    assert jinhua["110101001"]["score"] == 60.0 and jinhua["110101001"]["grade"] == "较差"
+    # 景山: all on time, closed; one failed verification costs 0.2.
+    assert jinhua["110101002"]["score"] == 99.8 and jinhua["110101002"]["rank"] == 1
+
+    # The drill-down returns exactly the cases counted.
+    drill = await h.get(
+        "/drilldown",
+        subject_kind="department",
+        subject="sanitation",
+        measure="on_time_rate",
+        **month,
+    )
+    parts = {p["measure"]: p for p in drill["parts"]}
+    assert parts["handled_on_time"]["case_ids"] == ["C-A"]
+    assert parts["handled"]["case_ids"] == ["C-A", "C-B"]
+    assert drill["value"] == 0.5
+    missed = await h.get(
+        "/drilldown", subject_kind="person", subject="sup-001", measure="missed", **month
+    )
+    assert missed["parts"][0]["case_ids"] == ["C-B", "C-D"] and missed["value"] == 2
+
+    # Replay the stream into a fresh projection: the same numbers.
+    r = await h.post("/admin/rebuild", ADMIN)
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["identical"] is True, report
+    assert report["events_read"] == h.published
+    assert report["duplicates"] == 8  # the redeliveries that reached the stream
+    assert report["facts"] == sum(len(v) for v in cases.values())
+    assert report["applied"] is False
+    r = await h.post("/admin/rebuild", ADMIN, apply="true")
+    assert r.json()["applied"] is True and r.json()["identical"] is True
+    assert await h.measures("department", **month) == live_dept
+    for rs, live in live_rankings.items():
+        assert await h.get("/rankings", rule_set=rs, **month) == live
+    # … and the live projection goes on after the swap.
+    await h.publish(
+        ev.CaseHandled(
+            **dims("C-D", CELL_A),
+            occurred_at=T0 + 5 * HOUR,
+            dept="sanitation",
+            task_id="T-C-D",
+            result="ok",
+            completed_at=T0 + 5 * HOUR,
+            on_time=True,
+        )
+    )
+    await h.settled()
+    assert (await h.measures("department", **month))["sanitation"]["handled"] == 3
+
+
+# -- publishing at period end -------------------------------------------------------------
+async def test_scores_are_published_when_the_day_ends(scoring: Harness) -> None:
+    h = scoring
+    sub = await h.js.pull_subscribe("score.published", stream="SCORES")
+    for e in history("C-P", CELL_A, T0):
+        await h.publish(e)
+    for e in history("C-Q", CELL_B, T0, handled_late=True, until="closed"):
+        await h.publish(e)
+    await h.settled()
+
+    async def fetch(n: int) -> list[Envelope]:
+        got: list[Envelope] = []
+
+        async def enough() -> bool:
+            try:
+                msgs = await sub.fetch(20, timeout=0.2)
+            except nats.errors.TimeoutError:
+                msgs = []
+            for m in msgs:
+                got.append(decode(m.headers, m.data))
+                await m.ack()
+            return len(got) >= n
+
+        await wait_for(enough, timeout=10, what=f"{n} score.published")
+        return got
+
+    # Nothing before the day is over.
+    assert (
+        await h.js.stream_info("SCORES") and (await h.js.stream_info("SCORES")).state.messages == 0
+    )
+    # 24 November 00:00 in Beijing is 23 November 16:00 UTC.
+    h.clock.set(datetime(2026, 11, 23, 16, 0, 1, tzinfo=UTC))
+    # One per rule set and level: department; jinhua at sub-district and community.
+    got = await fetch(3)
+    events = [ScorePublishedV1.model_validate(e.data) for e in got]
+    by = {(e.rule_set, e.subject_level): e for e in events}
+    assert set(by) == {("department", None), ("jinhua", "subdistrict"), ("jinhua", "community")}
+    dept = by[("department", None)]
+    assert dept.period_kind == "day" and dept.period_start == datetime(
+        2026, 11, 23, tzinfo=UTC
+    ) - timedelta(hours=8)
+    assert [r.subject_code for r in dept.rows] == ["sanitation"]
+    assert dept.rows[0].measures["handled"] == 2 and dept.rows[0].measures["on_time_rate"] == 0.5
+    subs = {r.subject_code: r for r in by[("jinhua", "subdistrict")].rows}
+    assert subs["110101001"].rank == 1 and subs["110101001"].subject_name == "东华门街道"
+    assert subs["110101002"].score < subs["110101001"].score
+    pubs = await h.get("/publications")
+    assert len(pubs["rows"]) == 3
+    # The next day's timer is armed: its end publishes again (nothing happened: no rows).
+    h.clock.set(datetime(2026, 11, 24, 16, 0, 1, tzinfo=UTC))
+    nxt = await fetch(3)
+    assert {ScorePublishedV1.model_validate(e.data).period_start.isoformat() for e in nxt} == {
+        "2026-11-24T00:00:00+08:00"
+    }
+    assert all(not e.data["rows"] for e in nxt)
+
+
+# -- the API's edges ----------------------------------------------------------------------
+async def test_api_refusals_csv_preview_and_people_flags(scoring: Harness) -> None:
+    h = scoring
+    assert h.http is not None
+    for e in history("C-X", CELL_A, T0, handled_late=True, until="closed"):
+        await h.publish(e)
+    # sup-001 lets five verification tasks run over in a year: more than 4 → flagged.
+    for i in range(5):
+        await h.publish(
+            ev.CaseOverdue(
+                **dims(f"C-V{i}", CELL_A),
+                occurred_at=T0 + i * HOUR,
+                stage="verification",
+                supervisor_id="sup-001",
+            )
+        )
+    await h.settled()
+
+    r = await h.http.get(
+        "/measures",
+        params={"subject_kind": "area", "period": "fortnight"},
+        headers={"X-User": EVALUATOR},
+    )
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "period"
+    r = await h.http.get("/rankings", params={"rule_set": "nope"}, headers={"X-User": EVALUATOR})
+    assert r.status_code == 404 and r.json()["detail"][0]["field"] == "rule_set"
+    r = await h.http.get("/rankings", params={"rule_set": "jinhua"})
+    assert r.status_code == 401
+    r = await h.http.get(
+        "/drilldown",
+        params={"subject_kind": "area", "subject": "110101001", "measure": "speed"},
+        headers={"X-User": EVALUATOR},
+    )
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "measure"
+
+    csv_text = await h.get("/rankings.csv", rule_set="jinhua", period="month", date=DAY)
+    lines = csv_text.lstrip("\ufeff").splitlines()
+    assert lines[0].startswith("period_start,rank,subject_code,subject_name,score,grade,")
+    assert lines[1].split(",")[:6] == ["2026-11-01", "1", "110101001", "东华门街道", "50.0", "差"]
+    measures_csv = await h.get("/measures.csv", subject_kind="department", period="day", date=DAY)
+    header, row = measures_csv.lstrip("\ufeff").splitlines()
+    assert dict(zip(header.split(","), row.split(","), strict=True))["overdue"] == "1.0"
+
+    # By hand: the one case closed late: on-time closure 0% is 70 points short of 70% → 0;
+    # closure 100% → 20; no ratings → the full 30: 50, 差 (above).
+    # A rule change applied to history: with on-time closure required at 0%, it earns 50.
+    rules = await h.get("/rule-sets")
+    jinhua = next(rs for rs in rules["rule_sets"] if rs["code"] == "jinhua")
+    jinhua["rules"][0].update(at_least=0.0)
+    body = {"rule_set": jinhua, "period": "month", "date": DAY}
+    r = await h.post("/rankings/preview", SUPERVISOR, json=body)
+    assert r.status_code == 403
+    r = await h.post("/rankings/preview", EVALUATOR, json=body)
+    assert r.status_code == 200, r.text
+    assert [(x["subject_code"], x["score"], x["grade"]) for x in r.json()["rows"]] == [
+        ("110101001", 100.0, "优")
+    ]
+    # … while the configured rules are unchanged.
+    configured = await h.get("/rankings", rule_set="jinhua", period="month", date=DAY)
+    assert configured["rows"][0]["score"] == 50.0
+    jinhua["rules"][0]["measure"] = "speed"
+    r = await h.post("/rankings/preview", EVALUATOR, json=body)
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "rule_set.rules[0].measure"
+
+    flags = await h.get("/people/flags", year=2026, flagged_only="true")
+    assert [(p["person"], p["missed_first_responses"], p["flags"]) for p in flags["rows"]] == [
+        ("sup-001", 5, ["missed_first_responses"])
+    ]
+
+    r = await h.post("/publish", SUPERVISOR, json={"period": "month", "date": DAY})
+    assert r.status_code == 403
+    r = await h.post(
+        "/publish", EVALUATOR, json={"period": "month", "date": DAY, "command_id": "pub-1"}
+    )
+    assert r.status_code == 200 and len(r.json()["published"]) == 3
+    again = await h.post(
+        "/publish", EVALUATOR, json={"period": "month", "date": DAY, "command_id": "pub-1"}
+    )
+    assert again.json() == r.json()
+
+
+async def test_an_event_that_breaks_the_contract_goes_to_the_dlq_and_others_count(
+    scoring: Harness,
+) -> None:
+    h = scoring
+    bad = Envelope(
+        type=ev.CaseClosed.type_name,
+        source="/gridloop/verify",
+        subject="C-BAD",
+        data={"case_id": "C-BAD", "occurred_at": T0.isoformat()},  # no closed_by, no on_time
+    )
+    headers, body = to_binary(bad)
+    await h.js.publish("case.closed", body, headers=headers)
+    for e in history("C-OK", CELL_A, T0, until="closed"):
+        await h.publish(e)
+    await h.settled()
+    assert h.rt.pool is not None
+    async with h.rt.pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT subject, error FROM dead_letters")
+    assert row["subject"] == "case.closed" and "closed_by" in row["error"]
+    areas = await h.measures("area", level="district", period="day", date=DAY)
+    assert areas["110101"]["closed"] == 1
+
+
+def printed_report(out: str) -> Any:
+    """The JSON report the command prints (after any log lines)."""
+    start = 0 if out.startswith("{") else out.index("\n{") + 1
+    return json.loads(out[start:])
+
+
+async def test_the_rebuild_command_line_replays_and_compares(
+    scoring: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gridloop_scoring.__main__ import _rebuild
+
+    for e in history("C-CLI", CELL_A, T0):
+        await scoring.publish(e)
+    await scoring.settled()
+    settings = scoring.rt.settings
+    assert isinstance(settings, ScoringSettings)
+    assert await _rebuild(settings, apply=False) == 0
+    report = printed_report(capsys.readouterr().out)
+    assert report["identical"] is True and report["facts"] == len(history("C-CLI", CELL_A, T0))
+    # A projection that lost an item is found different, and the rebuild puts it right.
+    assert scoring.rt.pool is not None
+    async with scoring.rt.pool.acquire() as conn:
+        await conn.execute("DELETE FROM items WHERE measure = 'closed'")
+    assert await _rebuild(settings, apply=False) == 1
+    assert printed_report(capsys.readouterr().out)["item_differences"] == 1
+    assert await _rebuild(settings, apply=True) == 0
+    assert printed_report(capsys.readouterr().out)["applied"] is True
+    areas = await scoring.measures("area", level="district", period="day", date=DAY)
+    assert areas["110101"]["closed"] == 1
