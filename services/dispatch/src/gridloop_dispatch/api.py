@@ -1,0 +1,379 @@
+"""REST for the command centre (指挥中心): the manual dispatch queue, dispatch, re-dispatch,
+split, recall, listed supervision (挂牌督办), extension decisions (延期审批) and the overdue /
+escalated board.
+
+Who is calling: `Authorization: Bearer <jwt>` (roles from the token), or, while
+`AUTH_MODE=dev` (as `make run` starts the services), the header `X-User: <user id>` naming a
+user of the city's `users.yaml`. Dispatchers (and admins) act; the shift leader and evaluators
+read; departments follow their tasks through handling and the `dispatch.<dept>.>` feed and
+are refused here with 403. Every command takes an optional `command_id`: sent again, it gets
+the first answer and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from gridloop_runtime.auth import CurrentPrincipal, Principal
+from gridloop_runtime.commands import Refusal, record_command, seen_command
+from gridloop_runtime.outbox import Work
+from gridloop_runtime.service import Runtime, runtime_of
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic_core import to_jsonable_python
+
+from . import repository as repo
+from .domain import routing
+from .handlers import Handlers, Units, check_dispatcher
+from .views import case_view, extension_view, task_view
+
+router = APIRouter(tags=["dispatch"])
+
+READERS = frozenset({"dispatcher", "shift-leader", "evaluator", "admin"})
+Dept = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")]
+
+
+def handlers_of(rt: Runtime) -> Handlers:
+    handlers: Handlers = rt.state
+    return handlers
+
+
+async def run_command(
+    rt: Runtime,
+    who: Principal,
+    command_id: str | None,
+    kind: str,
+    fn: Callable[[Work], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:
+    """One transaction; a repeated `command_id` gets the first answer and changes nothing."""
+    check_dispatcher(who)
+    assert rt.uow is not None
+    try:
+        async with rt.uow() as work:
+            if command_id:
+                seen = await seen_command(work.conn, command_id)
+                if seen is not None:
+                    return seen
+            answer = await fn(work)
+            if command_id and not await record_command(
+                work.conn, command_id, kind, _jsonable(answer)
+            ):
+                raise _Raced  # the same command ran meanwhile (another replica): undo ours
+            return answer
+    except (_Raced, Refusal) as exc:
+        # A resend racing the first send (another replica, a client retry) waits for the
+        # case and then finds it changed, or records second: either way it gets the answer
+        # the first one got.
+        if command_id:
+            async with rt.uow() as work:
+                first = await seen_command(work.conn, command_id)
+            if first is not None:
+                return first
+        if isinstance(exc, _Raced):
+            raise RuntimeError("command answer vanished") from exc
+        raise
+
+
+class _Raced(Exception):
+    """The command id was recorded by a concurrent transaction first."""
+
+
+def _jsonable(value: Any) -> Any:
+    """The stored answer in the JSON form the HTTP answer has, so a resent command's answer
+    is the same document."""
+    return to_jsonable_python(value)
+
+
+async def read(rt: Runtime, who: Principal, fn: Callable[[Work], Awaitable[Any]]) -> Any:
+    if not who.roles & READERS:
+        raise Refusal(
+            "only the command centre reads dispatch records; departments follow their tasks "
+            "through handling and the dispatch.<dept> feed",
+            field="Authorization",
+            code="forbidden",
+            status=403,
+        )
+    assert rt.uow is not None
+    async with rt.uow() as work:
+        return await fn(work)
+
+
+# -- bodies -------------------------------------------------------------------------------
+class Command(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    command_id: str | None = Field(
+        None, min_length=1, max_length=128, description="resend-safe: same id, same answer"
+    )
+
+
+class UnitsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dept: Dept = Field(description="责任单位: the responsible unit (departments.yaml code)")
+    co_handlers: list[Dept] = Field(default_factory=list, max_length=10, description="协办单位")
+    lead: Dept | None = Field(None, description="牵头单位: the responsible unit or a co-handler")
+    deadline: AwareDatetime | None = Field(
+        None, description="override the category's standard (else computed on the calendar)"
+    )
+    note: str | None = Field(None, max_length=1000, description="what this unit is to do")
+
+    def units(self) -> Units:
+        return Units(self.dept, tuple(self.co_handlers), self.lead, self.deadline, self.note)
+
+
+class DispatchIn(Command, UnitsIn):
+    pass
+
+
+class RedispatchIn(Command, UnitsIn):
+    reason: str = Field(min_length=2, max_length=1000)
+    task_id: str | None = Field(None, description="the task to replace; default every active one")
+
+
+class SplitIn(Command):
+    tasks: list[UnitsIn] = Field(min_length=2, max_length=20)
+    reason: str = Field(min_length=2, max_length=1000)
+
+
+class RecallIn(Command):
+    reason: str = Field(min_length=2, max_length=1000)
+    task_id: str | None = Field(None, description="the task to recall; default every active one")
+
+
+class SuperviseIn(Command):
+    reason: str = Field(min_length=2, max_length=1000)
+
+
+class DecisionIn(Command):
+    granted: bool
+    new_deadline: AwareDatetime | None = Field(
+        None, description="granted: the new deadline (default the one the department proposed)"
+    )
+    reason: str | None = Field(None, max_length=1000, description="required when refused")
+
+
+# -- reading ------------------------------------------------------------------------------
+@router.get("/queue")
+async def manual_queue(
+    request: Request,
+    principal: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[dict[str, Any]]:
+    """待人工派遣: cases no rule could place (or returned by every candidate, or recalled),
+    oldest first, with why and the units routing would suggest."""
+    rt = runtime_of(request)
+    city = handlers_of(rt).city
+
+    async def fetch(work: Work) -> list[dict[str, Any]]:
+        cases = await repo.queued_cases(work.conn, limit)
+        tasks = await repo.tasks_of_cases(work.conn, [c.case_id for c in cases])
+        out = []
+        for c in cases:
+            found = routing.candidates(
+                city,
+                c.category_code,
+                c.cell_code,
+                routing.part_owner(city, c.part_code, c.part_owner_dept),
+            )
+            view = case_view(c, tasks.get(c.case_id, []))
+            view["suggestions"] = [a.dept for a in found if a.dept not in c.returned_by]
+            out.append(view)
+        return out
+
+    answer: list[dict[str, Any]] = await read(rt, principal, fetch)
+    return answer
+
+
+@router.get("/cases/{case_id}")
+async def get_case(case_id: str, request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
+    """A case as the command centre sees it: every task (who held it, from when to when), its
+    extension requests and the chase timers still pending."""
+    rt = runtime_of(request)
+
+    async def fetch(work: Work) -> dict[str, Any]:
+        case = await repo.get_case(work.conn, case_id)
+        if case is None:
+            raise Refusal(
+                f"no case {case_id!r} here", field="case_id", code="not-found", status=404
+            )
+        tasks = await repo.tasks_of_case(work.conn, case_id)
+        extensions = await repo.list_extensions(work.conn, status=None, case_id=case_id, limit=1000)
+        timers = await repo.pending_timers(
+            work.conn, [t.timer_key() for t in tasks], handlers_of(rt).kinds
+        )
+        return {
+            **case_view(case, tasks),
+            "extensions": [extension_view(x) for x in extensions],
+            "pending_timers": [
+                {"kind": r["kind"], "task_id": r["payload"].get("task_id"), "due_at": r["due_at"]}
+                for r in timers
+            ],
+        }
+
+    answer: dict[str, Any] = await read(rt, principal, fetch)
+    return answer
+
+
+@router.get("/board")
+async def board(
+    request: Request,
+    principal: CurrentPrincipal,
+    view: Annotated[
+        Literal["late", "overdue", "escalated", "active", "supervised"], Query()
+    ] = "late",
+    dept: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[dict[str, Any]]:
+    """超期 / 督办 board: active tasks that are overdue or escalated (highest level first),
+    every active task, or the cases under listed supervision."""
+    rt = runtime_of(request)
+
+    async def fetch(work: Work) -> list[dict[str, Any]]:
+        if view == "supervised":
+            cases = await repo.supervised_cases(work.conn, limit)
+            tasks = await repo.tasks_of_cases(work.conn, [c.case_id for c in cases])
+            return [case_view(c, tasks.get(c.case_id, [])) for c in cases]
+        rows = await repo.board(work.conn, view=view, dept=dept, limit=limit)
+        return [
+            {
+                **task_view(r.task),
+                "category_code": r.case.category_code,
+                "cell_code": r.case.cell_code,
+                "description": r.case.description,
+                "supervised": r.case.supervised_at is not None,
+            }
+            for r in rows
+        ]
+
+    answer: list[dict[str, Any]] = await read(rt, principal, fetch)
+    return answer
+
+
+@router.get("/extensions")
+async def extensions(
+    request: Request,
+    principal: CurrentPrincipal,
+    status: Annotated[Literal["pending", "granted", "refused", "moot", "all"], Query()] = "pending",
+    case_id: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[dict[str, Any]]:
+    """延期申请: pending requests (oldest first) for a dispatcher to grant or refuse."""
+
+    async def fetch(work: Work) -> list[dict[str, Any]]:
+        found = await repo.list_extensions(
+            work.conn, status=None if status == "all" else status, case_id=case_id, limit=limit
+        )
+        return [extension_view(x) for x in found]
+
+    answer: list[dict[str, Any]] = await read(runtime_of(request), principal, fetch)
+    return answer
+
+
+# -- commands -----------------------------------------------------------------------------
+@router.post("/cases/{case_id}/dispatch")
+async def dispatch(
+    case_id: str, body: DispatchIn, request: Request, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """人工派遣: place a case from the manual queue (case.dispatched kind=manual)."""
+    rt = runtime_of(request)
+    h = handlers_of(rt)
+    return await run_command(
+        rt,
+        principal,
+        body.command_id,
+        "dispatch",
+        lambda work: h.dispatch(work, case_id, principal, body.units()),
+    )
+
+
+@router.post("/cases/{case_id}/redispatch")
+async def redispatch(
+    case_id: str, body: RedispatchIn, request: Request, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """改派: recall the task (or every active task) and dispatch to another unit."""
+    rt = runtime_of(request)
+    h = handlers_of(rt)
+    return await run_command(
+        rt,
+        principal,
+        body.command_id,
+        "redispatch",
+        lambda work: h.redispatch(
+            work, case_id, principal, body.units(), body.reason, body.task_id
+        ),
+    )
+
+
+@router.post("/cases/{case_id}/split")
+async def split(
+    case_id: str, body: SplitIn, request: Request, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """拆分: one task per unit (active tasks are recalled first), each with its deadline."""
+    rt = runtime_of(request)
+    h = handlers_of(rt)
+    return await run_command(
+        rt,
+        principal,
+        body.command_id,
+        "split",
+        lambda work: h.split(
+            work, case_id, principal, [t.units() for t in body.tasks], body.reason
+        ),
+    )
+
+
+@router.post("/cases/{case_id}/recall")
+async def recall(
+    case_id: str, body: RecallIn, request: Request, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """撤回: take the task back; the case waits in the manual queue."""
+    rt = runtime_of(request)
+    h = handlers_of(rt)
+    return await run_command(
+        rt,
+        principal,
+        body.command_id,
+        "recall",
+        lambda work: h.recall(work, case_id, principal, body.reason, body.task_id),
+    )
+
+
+@router.post("/cases/{case_id}/supervision")
+async def supervise(
+    case_id: str, body: SuperviseIn, request: Request, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """挂牌督办: put the case under listed supervision (case.supervised)."""
+    rt = runtime_of(request)
+    h = handlers_of(rt)
+    return await run_command(
+        rt,
+        principal,
+        body.command_id,
+        "supervise",
+        lambda work: h.supervise(work, case_id, principal, body.reason),
+    )
+
+
+@router.post("/extensions/{request_id}/decision")
+async def decide_extension(
+    request_id: str, body: DecisionIn, request: Request, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """延期审批: grant (the deadline and its timers move) or refuse (a reason is required)."""
+    rt = runtime_of(request)
+    h = handlers_of(rt)
+    return await run_command(
+        rt,
+        principal,
+        body.command_id,
+        "extension",
+        lambda work: h.decide_extension(
+            work,
+            request_id,
+            principal,
+            granted=body.granted,
+            new_deadline=body.new_deadline,
+            reason=body.reason,
+        ),
+    )

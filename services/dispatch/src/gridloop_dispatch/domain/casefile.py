@@ -1,0 +1,302 @@
+"""案卷与任务: dispatch's view of a case and of the tasks it gave departments, and every change
+a task may go through (签收, 退回, 处置, 返工, 延期, 撤回, 结案, 催办, 超期, 督办).
+
+A task is one department's assignment on a case: the responsible unit, its co-handlers and
+lead, and one deadline at a time. `gen` counts the deadlines a task has had (dispatch,
+rework, extension): chase timers carry the generation they were set for, so a timer set for an
+earlier deadline can never fire for the current one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from gridloop_runtime.commands import Refusal
+
+Urgency = Literal["normal", "urgent"]
+DispatchKind = Literal["initial", "redispatch", "rework", "split", "manual"]
+Role = Literal["sole", "lead", "co-handler"]
+
+
+class CaseState(StrEnum):
+    QUEUED = "queued"  # 待人工派遣: waits for a dispatcher
+    DISPATCHED = "dispatched"  # a department holds it
+    HANDLED = "handled"  # every task reported its result: verification's turn
+    CLOSED = "closed"  # 结案
+
+
+class TaskStatus(StrEnum):
+    OPEN = "open"  # 已派遣, not signed for yet
+    SIGNED = "signed"  # 已签收
+    HANDLED = "handled"  # 已处置: result reported
+    RETURNED = "returned"  # 退回
+    RECALLED = "recalled"  # 撤回
+    CLOSED = "closed"  # the case closed
+
+
+ACTIVE = frozenset({TaskStatus.OPEN, TaskStatus.SIGNED})
+
+
+@dataclass
+class Task:
+    task_id: str
+    case_id: str
+    dept: str
+    kind: DispatchKind
+    dispatched_at: datetime
+    deadline: datetime
+    # When the current deadline was set (dispatch, rework, extension): the 催办 window's start.
+    window_start: datetime
+    co_handlers: tuple[str, ...] = ()
+    lead: str | None = None
+    status: TaskStatus = TaskStatus.OPEN
+    dispatched_by: str = "dispatch"
+    sign_in_due: datetime | None = None
+    gen: int = 1
+    signed_at: datetime | None = None
+    handled_at: datetime | None = None
+    reminded_at: datetime | None = None
+    overdue_at: datetime | None = None
+    sign_in_overdue_at: datetime | None = None
+    escalation_level: int = 0
+    escalated_at: datetime | None = None
+    reworks: int = 0
+    extensions: int = 0
+    note: str | None = None
+    reason: str | None = None
+    ended_at: datetime | None = None
+    end_reason: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    def timer_key(self, gen: int | None = None) -> str:
+        """The key of this task's chase timers for one deadline (prefixed by the case id, as
+        task ids are)."""
+        return f"{self.task_id}#{self.gen if gen is None else gen}"
+
+    def parties(self) -> list[str]:
+        """Every unit that hears about the task: responsible unit, co-handlers, the lead."""
+        out = [self.dept, *self.co_handlers]
+        if self.lead and self.lead not in out:
+            out.append(self.lead)
+        return out
+
+    def role_of(self, dept: str) -> Role:
+        if not self.co_handlers and self.lead in (None, self.dept):
+            return "sole"
+        return "lead" if dept == (self.lead or self.dept) else "co-handler"
+
+    # -- the department's side ------------------------------------------------------
+    def sign(self, at: datetime) -> bool:
+        """签收; False when there is nothing to sign (ended, or signed already)."""
+        if not self.active or self.signed_at is not None:
+            return False
+        self.signed_at = at
+        self.status = TaskStatus.SIGNED
+        return True
+
+    def report_handled(self, at: datetime) -> bool:
+        if not self.active:
+            return False
+        self.handled_at = at
+        self.status = TaskStatus.HANDLED
+        return True
+
+    def end(self, status: TaskStatus, at: datetime, reason: str | None) -> None:
+        """退回 / 撤回 / 结案: the task is over; its timers are cancelled by the caller."""
+        self.status = status
+        self.ended_at = at
+        self.end_reason = reason
+
+    # -- new deadlines --------------------------------------------------------------
+    def rework(self, at: datetime, deadline: datetime, count: int) -> None:
+        """返工: back to the same department with a new deadline, and a fresh ladder (a new
+        period of handling, counted against the department in scoring)."""
+        self.kind = "rework"
+        self.status = TaskStatus.SIGNED if self.signed_at else TaskStatus.OPEN
+        self.dispatched_at = at
+        self.window_start = at
+        self.deadline = deadline
+        self.sign_in_due = None  # the department holds the case already
+        self.handled_at = None
+        self.ended_at = None
+        self.end_reason = None
+        self.reminded_at = None
+        self.overdue_at = None
+        self.escalation_level = 0
+        self.escalated_at = None
+        self.reworks = max(count, self.reworks + 1)
+        self.gen += 1
+
+    def extend(self, at: datetime, deadline: datetime) -> None:
+        """延期: the deadline moves; a new reminder and overdue may come, but the escalation
+        levels already reached stand (the ladder continues, it does not restart)."""
+        self.deadline = deadline
+        self.window_start = at
+        self.reminded_at = None
+        self.overdue_at = None
+        self.extensions += 1
+        self.gen += 1
+
+    # -- the chase (each returns False when it already happened: fire exactly once) --
+    def remind(self, at: datetime) -> bool:
+        if not self.active or self.reminded_at is not None:
+            return False
+        self.reminded_at = at
+        return True
+
+    def miss_sign_in(self, at: datetime) -> bool:
+        if not self.active or self.signed_at is not None or self.sign_in_overdue_at is not None:
+            return False
+        self.sign_in_overdue_at = at
+        return True
+
+    def fall_overdue(self, at: datetime) -> bool:
+        if not self.active or self.overdue_at is not None:
+            return False
+        self.overdue_at = at
+        return True
+
+    def escalate(self, level: int, at: datetime) -> bool:
+        if not self.active or self.escalation_level >= level:
+            return False
+        self.escalation_level = level
+        self.escalated_at = at
+        return True
+
+
+def check_extension(
+    task: Task, new_deadline: datetime, now: datetime, cap: datetime | None
+) -> None:
+    """Whether a new deadline may be granted; a Refusal names what is wrong."""
+    if not task.active:
+        raise Refusal(
+            f"task {task.task_id} is {task.status}: nothing to extend",
+            field="request_id",
+            code="task-ended",
+        )
+    if new_deadline <= task.deadline or new_deadline <= now:
+        raise Refusal(
+            "an extension must move the deadline later (and into the future)",
+            field="new_deadline",
+            code="not-later",
+            status=422,
+        )
+    if cap is not None and new_deadline > cap:
+        raise Refusal(
+            "最迟不超过5个工作日 / a community-level unit's deadline may not pass "
+            f"{cap.isoformat()}",
+            field="new_deadline",
+            code="beyond-limit",
+        )
+
+
+@dataclass
+class Case:
+    """Dispatch's projection of an accepted case, and the command centre's marks on it."""
+
+    case_id: str
+    category_code: str
+    cell_code: str
+    accepted_at: datetime
+    state: CaseState = CaseState.QUEUED
+    community_code: str | None = None
+    subdistrict_code: str | None = None
+    urgency: Urgency = "normal"
+    description: str = ""
+    address: str | None = None
+    location: dict[str, Any] | None = None
+    part_code: str | None = None
+    part_owner_dept: str | None = None
+    reporter: dict[str, Any] | None = None
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    channel: str | None = None
+    source: str | None = None
+    returned_by: list[str] = field(default_factory=list)
+    queue_reason: str | None = None
+    queued_at: datetime | None = None
+    supervised_at: datetime | None = None
+    supervised_reason: str | None = None
+    supervised_by: str | None = None
+    emergency_escalated_at: datetime | None = None
+    task_seq: int = 0
+    closed_at: datetime | None = None
+
+    def next_task_id(self) -> str:
+        self.task_seq += 1
+        return f"{self.case_id}-T{self.task_seq}"
+
+    def dims(self) -> dict[str, Any]:
+        """The dimensions every case event carries forward (flow.md)."""
+        return {
+            "case_id": self.case_id,
+            "category_code": self.category_code,
+            "cell_code": self.cell_code,
+            "community_code": self.community_code,
+            "subdistrict_code": self.subdistrict_code,
+        }
+
+    @property
+    def closed(self) -> bool:
+        return self.state == CaseState.CLOSED
+
+    @property
+    def queued(self) -> bool:
+        return self.queued_at is not None
+
+    def to_queue(self, reason: str, at: datetime) -> None:
+        """待人工派遣: never nowhere — the case waits for a dispatcher, with the reason. A case
+        may be queued while other tasks of it run (a returned part of a split case)."""
+        self.queue_reason = reason
+        self.queued_at = at
+
+    def unqueue(self) -> None:
+        self.queue_reason = None
+        self.queued_at = None
+
+    def returned(self, dept: str) -> None:
+        if dept not in self.returned_by:
+            self.returned_by.append(dept)
+
+    def settle(self, tasks: list[Task], at: datetime) -> None:
+        """The case's state from its tasks: dispatched while a department holds a task, queued
+        while a dispatcher must act, handled when the results are in."""
+        if self.closed:
+            return
+        if any(t.active for t in tasks):
+            self.state = CaseState.DISPATCHED
+        elif self.queued:
+            self.state = CaseState.QUEUED
+        elif any(t.status == TaskStatus.HANDLED for t in tasks):
+            self.state = CaseState.HANDLED
+        else:
+            self.to_queue("无在办任务 / no department holds the case", at)
+            self.state = CaseState.QUEUED
+
+    def close(self, at: datetime) -> None:
+        self.state = CaseState.CLOSED
+        self.closed_at = at
+        self.queue_reason = None
+        self.queued_at = None
+
+    def supervise(self, at: datetime, reason: str, by: str) -> None:
+        """挂牌督办."""
+        if self.supervised_at is not None:
+            raise Refusal(
+                f"case {self.case_id} is under listed supervision already",
+                field="case_id",
+                code="already-supervised",
+            )
+        self.supervised_at = at
+        self.supervised_reason = reason
+        self.supervised_by = by
+
+
+def check_open(case: Case) -> None:
+    if case.closed:
+        raise Refusal(f"case {case.case_id} is closed", field="case_id", code="case-closed")

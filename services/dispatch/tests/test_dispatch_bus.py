@@ -1,0 +1,828 @@
+"""Dispatch against a real nats-server and PostgreSQL: a running dispatch (or two, or one
+restarted), upstream events published as intake, handling and verify would, taps on CASES and
+on the department feed, and the command centre's people on the REST API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import nats
+import pytest
+from gridloop_contracts import Attachment, Envelope, MaskedReporter, decode, to_binary
+from gridloop_contracts import cases as ev
+from gridloop_dispatch.bootstrap import definition
+from gridloop_dispatch.settings import DispatchSettings
+from gridloop_runtime.clock import FakeClock
+from gridloop_runtime.service import Runtime
+from gridloop_runtime.testing import http_client, running, settings_for, wait_for
+from nats.js import JetStreamContext
+
+BJ = ZoneInfo("Asia/Shanghai")
+# Monday 23 November 2026, 10:00 in Beijing: a working day, inside office hours.
+T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+DEMO_CITY = Path(__file__).resolve().parents[3] / "data" / "demo-city"
+# A cell of sub-district 001 (东华门) and one of 002 (景山).
+CELL, COMMUNITY, SUBDISTRICT = "1101010010010001", "110101001001", "110101001"
+CELL_002 = "1101010020010001"
+WATER_COVER = "1101010101000001"  # P0101 上水井盖, registered to `water`
+DISPATCHER, LEAD, EVALUATOR = "disp-01", "lead-01", "eval-01"
+PHOTO = "https://evidence.example.org/site/1.jpg"
+
+
+def bj(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0) -> datetime:
+    """A Beijing wall-clock time."""
+    return datetime(y, mo, d, h, mi, s, tzinfo=BJ)
+
+
+def at(value: Any) -> datetime:
+    """A timestamp from an event's JSON data."""
+    return datetime.fromisoformat(str(value))
+
+
+class Harness:
+    """Running dispatch runtimes sharing one database, a clock, taps on what they publish, and
+    the people who call them."""
+
+    def __init__(self, rts: list[Runtime], clock: FakeClock, js: JetStreamContext) -> None:
+        self.rts = rts
+        self.clock = clock
+        self.js = js
+        self.seen: list[tuple[str, Envelope]] = []
+        self._subs: list[Any] = []
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def rt(self) -> Runtime:
+        return self.rts[0]
+
+    async def open(self) -> None:
+        self._subs = [
+            await self.js.pull_subscribe("case.>", stream="CASES"),
+            await self.js.pull_subscribe("dispatch.>", stream="DISPATCH"),
+        ]
+
+    # -- the bus --------------------------------------------------------------------
+    async def poll(self) -> None:
+        for sub in self._subs:
+            try:
+                msgs = await sub.fetch(1000, timeout=0.05)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            for m in msgs:
+                self.seen.append((m.subject, decode(m.headers, m.data)))
+                await m.ack()
+
+    def emitted(self, model: type[ev.CaseEvent], **data: Any) -> list[Envelope]:
+        """What dispatch published of a case event type, matching `data` (JSON values)."""
+        return [
+            e
+            for _, e in self.seen
+            if e.type == model.type_name
+            and e.source == "/gridloop/dispatch"
+            and all(e.data.get(k) == v for k, v in data.items())
+        ]
+
+    def feed(self, dept: str, token: str, case_id: str | None = None) -> list[Envelope]:
+        """What dispatch told a department on dispatch.<dept>.<token>."""
+        return [
+            e
+            for s, e in self.seen
+            if s == f"dispatch.{dept}.{token}"
+            and (case_id is None or e.data["case"]["case_id"] == case_id)
+        ]
+
+    async def wait(self, model: type[ev.CaseEvent], n: int = 1, **data: Any) -> list[Envelope]:
+        async def enough() -> list[Envelope] | None:
+            await self.poll()
+            found = self.emitted(model, **data)
+            return found if len(found) >= n else None
+
+        found = await wait_for(enough, timeout=15, what=f"{n} × {model.type_name} {data}")
+        assert found is not None
+        return found
+
+    async def wait_feed(self, dept: str, token: str, case_id: str, n: int = 1) -> list[Envelope]:
+        async def enough() -> list[Envelope] | None:
+            await self.poll()
+            found = self.feed(dept, token, case_id)
+            return found if len(found) >= n else None
+
+        found = await wait_for(enough, timeout=15, what=f"{n} × dispatch.{dept}.{token}")
+        assert found is not None
+        return found
+
+    async def settle(self) -> None:
+        """Fire what is due on every runtime, wait for the outbox to drain, read the taps."""
+        for rt in self.rts:
+            assert rt.timer_runner is not None
+            await rt.timer_runner.fire_due()
+
+        async def drained() -> bool:
+            assert self.rt.pool is not None
+            async with self.rt.pool.acquire() as conn:
+                return bool(
+                    await conn.fetchval("SELECT count(*) = 0 FROM outbox WHERE sent_at IS NULL")
+                )
+
+        await wait_for(drained, timeout=10, what="the outbox to drain")
+        await self.poll()
+
+    async def upstream(self, event: ev.CaseEvent, service: str, id: str | None = None) -> Envelope:
+        """Publish a case event as another service would."""
+        env = Envelope.of(
+            event,
+            source=f"/gridloop/{service}",
+            subject=event.case_id,
+            time=self.clock.now(),
+            id=id,
+        )
+        headers, body = to_binary(env)
+        await self.js.publish(f"case.{event.subject_token}", body, headers=headers)
+        return env
+
+    async def accept(
+        self,
+        case_id: str,
+        category: str = "E0102",
+        cell: str = CELL,
+        **extra: Any,
+    ) -> Envelope:
+        """立案 as intake announces it."""
+        values: dict[str, Any] = {
+            "case_id": case_id,
+            "occurred_at": self.clock.now(),
+            "category_code": category,
+            "cell_code": cell,
+            "description": "人行道上堆放垃圾",
+            "address": "东城区东华门大街1号",
+            "channel": "hotline",
+            "source": "hotline-12345",
+            "reporter": MaskedReporter(ref="R-1", name="张*", phone="138****5678"),
+            "attachments": [Attachment(url=PHOTO)],  # type: ignore[arg-type]
+        }
+        values.update(extra)
+        return await self.upstream(ev.CaseAccepted(**values), "intake")
+
+    async def dispatched(self, case_id: str, n: int = 1) -> dict[str, Any]:
+        """The latest case.dispatched of a case, once there are `n`."""
+        found = await self.wait(ev.CaseDispatched, n, case_id=case_id)
+        data: dict[str, Any] = found[-1].data
+        return data
+
+    def department_event(
+        self, model: type[ev.CaseEvent], task: dict[str, Any], **extra: Any
+    ) -> Any:
+        return model(
+            case_id=task["case_id"],
+            occurred_at=self.clock.now(),
+            dept=task["dept"],
+            task_id=task["task_id"],
+            **extra,
+        )
+
+    # -- REST -----------------------------------------------------------------------
+    async def call(
+        self, method: str, path: str, user: str | None = DISPATCHER, json: Any = None, **params: Any
+    ) -> httpx.Response:
+        assert self._http is not None
+        headers = {"X-User": user} if user else {}
+        return await self._http.request(method, path, headers=headers, json=json, params=params)
+
+    async def case(self, case_id: str) -> dict[str, Any]:
+        r = await self.call("GET", f"/cases/{case_id}")
+        assert r.status_code == 200, r.text
+        out: dict[str, Any] = r.json()
+        return out
+
+
+def dispatch_settings(database_url: str, nats_url: str, **extra: Any) -> DispatchSettings:
+    settings = settings_for(
+        "dispatch", database_url, nats_url, DispatchSettings, city_data_dir=str(DEMO_CITY), **extra
+    )
+    assert isinstance(settings, DispatchSettings)
+    return settings
+
+
+@asynccontextmanager
+async def started(
+    database_url: str,
+    nats_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    clock: FakeClock | None = None,
+    instances: int = 1,
+) -> AsyncIterator[Harness]:
+    """`instances` dispatch runtimes on one database (replicas), with taps and HTTP."""
+    monkeypatch.setenv("AUTH_MODE", "dev")  # X-User is honoured in dev mode only
+    clock = clock or FakeClock(T0)
+    nc = await nats.connect(nats_url)
+    try:
+        async with _runtimes(database_url, nats_url, clock, instances) as rts:
+            h = Harness(rts, clock, nc.jetstream())
+            await h.open()
+            async with http_client(rts[0]) as client:
+                h._http = client
+                yield h
+    finally:
+        await nc.close()
+
+
+@asynccontextmanager
+async def _runtimes(
+    database_url: str, nats_url: str, clock: FakeClock, n: int
+) -> AsyncIterator[list[Runtime]]:
+    settings = dispatch_settings(database_url, nats_url)
+    definition_, state = definition(settings)
+    async with running(settings, definition_, clock=clock, state=state) as rt:
+        if n == 1:
+            yield [rt]
+        else:
+            async with _runtimes(database_url, nats_url, clock, n - 1) as others:
+                yield [rt, *others]
+
+
+@pytest.fixture
+async def dispatch(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Harness]:
+    async with started(database_url, nats_url, monkeypatch) as h:
+        yield h
+
+
+def case_id(n: int) -> str:
+    return f"110101-20261123-{n:06d}"
+
+
+# -- routing ------------------------------------------------------------------------------
+async def test_a_case_goes_to_the_unit_of_its_category_and_territory(dispatch: Harness) -> None:
+    clear = MaskedReporter(ref="R-9", name="王小明", phone="13912345678")
+    await dispatch.accept(case_id(1), "E0102", reporter=clear)
+    await dispatch.accept(case_id(2), "E0504", CELL)
+    await dispatch.accept(case_id(3), "E0504", CELL_002)
+
+    first = await dispatch.dispatched(case_id(1))
+    assert (first["dept"], first["kind"], first["task_id"]) == (
+        "sanitation",
+        "initial",
+        f"{case_id(1)}-T1",
+    )
+    # E0102: one working day from Mon 10:00 → Tue 10:00; sign in within 2 working hours.
+    assert at(first["deadline"]) == bj(2026, 11, 24, 10)
+    assert at(first["sign_in_due"]) == bj(2026, 11, 23, 12)
+    assert (first["cell_code"], first["community_code"], first["subdistrict_code"]) == (
+        CELL,
+        COMMUNITY,
+        SUBDISTRICT,
+    )
+    # 街面秩序 E0504 goes to the sub-district office of the cell, 4 working hours → 15:30.
+    second = await dispatch.dispatched(case_id(2))
+    third = await dispatch.dispatched(case_id(3))
+    assert second["dept"] == "street-001" and third["dept"] == "street-002"
+    assert at(second["deadline"]) == bj(2026, 11, 23, 15, 30)
+
+    [assigned] = await dispatch.wait_feed("sanitation", "assigned", case_id(1))
+    summary = assigned.data["case"]
+    assert assigned.type == "gridloop.dispatch.assigned.v1" and assigned.subject == case_id(1)
+    assert summary["reporter"] == {"ref": "R-9", "name": "王**", "phone": "139****5678"}
+    assert summary["category_name"] and summary["closing_standard"]
+    assert summary["role"] == "sole" and summary["description"] == "人行道上堆放垃圾"
+    assert summary["attachments"] == [{"url": PHOTO, "kind": "photo"}]
+    assert at(summary["deadline"]) == bj(2026, 11, 24, 10)
+    ours = [e.data for _, e in dispatch.seen if e.source == "/gridloop/dispatch"]
+    assert ours and "13912345678" not in str(ours)
+
+
+async def test_co_handlers_and_the_lead_hear_of_the_task(dispatch: Harness) -> None:
+    await dispatch.accept(case_id(4), "E0101")
+    d = await dispatch.dispatched(case_id(4))
+    assert (d["dept"], d["co_handlers"], d["lead"]) == ("urban-mgmt", ["housing"], "urban-mgmt")
+    [lead] = await dispatch.wait_feed("urban-mgmt", "assigned", case_id(4))
+    [co] = await dispatch.wait_feed("housing", "assigned", case_id(4))
+    assert lead.data["case"]["role"] == "lead" and co.data["case"]["role"] == "co-handler"
+    assert co.data["case"]["lead"] == "urban-mgmt" and "协助" in co.data["case"]["what_to_do"]
+
+
+async def test_a_part_case_goes_to_the_parts_registered_owner(dispatch: Harness) -> None:
+    # The routing rule for P0101 says `water`; the part's registered owner wins.
+    await dispatch.accept(
+        case_id(5), "P0101", CELL, part_code=WATER_COVER, part_owner_dept="housing"
+    )
+    # Intake did not state the owner: the city's parts register answers.
+    await dispatch.accept(case_id(6), "P0101", CELL_002, part_code=WATER_COVER)
+    # An event next to a part is not the part owner's business.
+    await dispatch.accept(
+        case_id(7), "E0102", CELL, part_code=WATER_COVER, part_owner_dept="housing"
+    )
+    assert (await dispatch.dispatched(case_id(5)))["dept"] == "housing"
+    assert (await dispatch.dispatched(case_id(6)))["dept"] == "water"
+    assert (await dispatch.dispatched(case_id(7)))["dept"] == "sanitation"
+    [msg] = await dispatch.wait_feed("housing", "assigned", case_id(5))
+    assert msg.data["case"]["part_code"] == WATER_COVER
+
+
+async def test_an_unroutable_case_waits_in_the_queue_until_a_dispatcher_places_it(
+    dispatch: Harness,
+) -> None:
+    cid = case_id(8)
+    await dispatch.accept(cid, "E0602")  # no routing rule for E0602
+
+    async def queued() -> list[dict[str, Any]]:
+        r = await dispatch.call("GET", "/queue")
+        assert r.status_code == 200, r.text
+        return [c for c in r.json() if c["case_id"] == cid]
+
+    [waiting] = await wait_for(queued, what="the case in the manual queue")
+    assert waiting["state"] == "queued" and "E0602" in waiting["queue_reason"]
+    await dispatch.settle()
+    assert dispatch.emitted(ev.CaseDispatched, case_id=cid) == []
+
+    body = {"dept": "street-001", "note": "请核查后处置", "command_id": "cmd-manual-1"}
+    r = await dispatch.call("POST", f"/cases/{cid}/dispatch", "sanitation-ops", json=body)
+    assert r.status_code == 403 and r.json()["detail"][0]["code"] == "forbidden"
+    r = await dispatch.call("POST", f"/cases/{cid}/dispatch", json={**body, "dept": "nobody"})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "dept"
+    bad = {**body, "co_handlers": ["street-001"]}
+    r = await dispatch.call("POST", f"/cases/{cid}/dispatch", json=bad)
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "co_handlers.0"
+    r = await dispatch.call("POST", f"/cases/{cid}/dispatch", json={**body, "dept": "Bad Code"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "dept"
+
+    # Sent twice at once (a client retry racing the first send), then once more later.
+    r, racing = await asyncio.gather(
+        dispatch.call("POST", f"/cases/{cid}/dispatch", json=body),
+        dispatch.call("POST", f"/cases/{cid}/dispatch", json=body),
+    )
+    assert r.status_code == 200, r.text
+    assert racing.status_code == 200 and racing.json() == r.json()
+    again = await dispatch.call("POST", f"/cases/{cid}/dispatch", json=body)
+    assert again.status_code == 200 and again.json() == r.json()
+    [task] = r.json()["tasks"]
+    assert (task["dept"], task["kind"], task["dispatched_by"]) == (
+        "street-001",
+        "manual",
+        DISPATCHER,
+    )
+
+    d = await dispatch.dispatched(cid)
+    assert d["kind"] == "manual" and d["actor"]["id"] == DISPATCHER
+    # E0602 allows 3 working days; a sub-district office has 2 (seed 003): Wed 10:00.
+    assert at(d["deadline"]) == bj(2026, 11, 25, 10)
+    await dispatch.settle()
+    assert len(dispatch.emitted(ev.CaseDispatched, case_id=cid)) == 1
+    assert await queued() == []
+    r = await dispatch.call("POST", f"/cases/{cid}/dispatch", json={**body, "command_id": "cmd-2"})
+    assert r.status_code == 409 and r.json()["detail"][0]["code"] == "not-queued"
+
+
+# -- the loop: return, extension, rework ---------------------------------------------------
+async def test_a_returned_case_goes_to_the_next_candidate_then_to_the_queue(
+    dispatch: Harness,
+) -> None:
+    cid = case_id(9)
+    await dispatch.accept(cid, "E0504")
+    first = await dispatch.dispatched(cid)
+    assert first["dept"] == "street-001"
+    await dispatch.upstream(
+        dispatch.department_event(ev.CaseReturned, first, reason="非本街道职责"), "handling"
+    )
+    second = await dispatch.dispatched(cid, 2)
+    assert (second["dept"], second["kind"]) == ("urban-mgmt", "redispatch")
+    assert "非本街道职责" in second["reason"] and second["task_id"] == f"{cid}-T2"
+    await dispatch.wait_feed("urban-mgmt", "assigned", cid)
+
+    await dispatch.upstream(
+        dispatch.department_event(ev.CaseReturned, second, reason="应由街道处置"), "handling"
+    )
+
+    async def queued() -> dict[str, Any] | None:
+        case = await dispatch.case(cid)
+        return case if case["queued"] else None
+
+    case = await wait_for(queued, what="the case back in the queue")
+    assert case["state"] == "queued" and "应由街道处置" in case["queue_reason"]
+    assert case["returned_by"] == ["street-001", "urban-mgmt"]
+    assert [t["status"] for t in case["tasks"]] == ["returned", "returned"]
+    assert case["pending_timers"] == []
+    await dispatch.settle()
+    assert len(dispatch.emitted(ev.CaseDispatched, case_id=cid)) == 2
+
+
+async def test_an_extension_is_refused_or_granted_and_moves_the_deadline(
+    dispatch: Harness,
+) -> None:
+    cid = case_id(10)
+    await dispatch.accept(cid, "E0102")
+    d = await dispatch.dispatched(cid)
+    proposed = bj(2026, 11, 25, 18)
+    await dispatch.upstream(
+        dispatch.department_event(
+            ev.CaseExtensionRequested,
+            d,
+            reason="需协调物业",
+            proposed_deadline=proposed,
+            request_id="X-1",
+        ),
+        "handling",
+    )
+
+    async def pending() -> list[dict[str, Any]]:
+        r = await dispatch.call("GET", "/extensions")
+        assert r.status_code == 200, r.text
+        return [x for x in r.json() if x["case_id"] == cid]
+
+    [request] = await wait_for(pending, what="the pending extension request")
+    assert request["request_id"] == "X-1" and at(request["current_deadline"]) == at(d["deadline"])
+
+    r = await dispatch.call("POST", "/extensions/X-1/decision", json={"granted": False})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "reason"
+    r = await dispatch.call(
+        "POST", "/extensions/X-1/decision", json={"granted": False, "reason": "时限内可完成"}
+    )
+    assert r.status_code == 200 and r.json()["status"] == "refused"
+    [refused] = await dispatch.wait(ev.CaseExtensionDecided, case_id=cid)
+    assert refused.data["granted"] is False and refused.data["request_id"] == "X-1"
+    assert at(refused.data["deadline"]) == bj(2026, 11, 24, 10)
+
+    await dispatch.upstream(
+        dispatch.department_event(
+            ev.CaseExtensionRequested,
+            d,
+            reason="需协调物业，材料未到",
+            proposed_deadline=proposed,
+            request_id="X-2",
+        ),
+        "handling",
+    )
+    await wait_for(pending, what="the second request")
+    r = await dispatch.call("POST", "/extensions/X-2/decision", json={"granted": True})
+    assert r.status_code == 200 and at(r.json()["new_deadline"]) == proposed
+    r = await dispatch.call("POST", "/extensions/X-2/decision", json={"granted": True})
+    assert r.status_code == 409 and r.json()["detail"][0]["code"] == "decided"
+    granted = await dispatch.wait(ev.CaseExtensionDecided, case_id=cid, granted=True)
+    assert at(granted[0].data["new_deadline"]) == proposed
+    case = await dispatch.case(cid)
+    assert at(case["tasks"][0]["deadline"]) == proposed
+    overdue = [t for t in case["pending_timers"] if t["kind"] == "overdue"]
+    assert [at(t["due_at"]) for t in overdue] == [proposed]
+
+    # The old deadline passes quietly; the new one does not.
+    dispatch.clock.set(bj(2026, 11, 24, 10, 30))
+    await dispatch.settle()
+    assert dispatch.emitted(ev.CaseOverdue, case_id=cid, stage="handling") == []
+    dispatch.clock.set(proposed)
+    await dispatch.settle()
+    [late] = await dispatch.wait(ev.CaseOverdue, case_id=cid, stage="handling")
+    assert at(late.data["deadline"]) == proposed
+
+
+async def test_a_community_level_unit_gets_no_more_than_five_working_days(
+    dispatch: Harness,
+) -> None:
+    cid = case_id(11)
+    await dispatch.accept(cid, "E0504")  # street-001, dispatched Mon 10:00
+    d = await dispatch.dispatched(cid)
+    await dispatch.upstream(
+        dispatch.department_event(
+            ev.CaseExtensionRequested,
+            d,
+            reason="需多部门会商",
+            proposed_deadline=bj(2026, 12, 1, 10),
+            request_id="X-CAP",
+        ),
+        "handling",
+    )
+
+    async def known() -> bool:
+        r = await dispatch.call("GET", "/extensions", case_id=cid)
+        return bool(r.json())
+
+    await wait_for(known, what="the request")
+    r = await dispatch.call("POST", "/extensions/X-CAP/decision", json={"granted": True})
+    assert r.status_code == 409 and r.json()["detail"][0]["code"] == "beyond-limit"
+    ok = {"granted": True, "new_deadline": bj(2026, 11, 30, 10).isoformat()}
+    r = await dispatch.call("POST", "/extensions/X-CAP/decision", json=ok)
+    assert r.status_code == 200, r.text
+
+
+async def test_a_failed_verification_goes_back_to_the_same_department(dispatch: Harness) -> None:
+    cid = case_id(12)
+    await dispatch.accept(cid, "E0102")
+    d = await dispatch.dispatched(cid)
+    await dispatch.upstream(dispatch.department_event(ev.CaseSigned, d), "handling")
+    dispatch.clock.set(bj(2026, 11, 23, 11))
+    await dispatch.upstream(
+        dispatch.department_event(
+            ev.CaseHandled, d, result="已清运", completed_at=dispatch.clock.now()
+        ),
+        "handling",
+    )
+
+    async def handled() -> bool:
+        return (await dispatch.case(cid))["state"] == "handled"
+
+    await wait_for(handled, what="the task handled")
+    assert (await dispatch.case(cid))["pending_timers"] == []
+
+    dispatch.clock.set(bj(2026, 11, 23, 13))
+    await dispatch.upstream(
+        dispatch.department_event(ev.CaseReworked, d, count=1, reason="仍有垃圾残留"), "verify"
+    )
+    again = await dispatch.dispatched(cid, 2)
+    assert (again["kind"], again["dept"], again["task_id"]) == (
+        "rework",
+        "sanitation",
+        d["task_id"],
+    )
+    # One working day from Mon 13:00: 4.5 h that afternoon, 3 h on Tuesday → Tue 12:00.
+    assert at(again["deadline"]) == bj(2026, 11, 24, 12)
+    [rework] = await dispatch.wait_feed("sanitation", "rework", cid)
+    assert rework.data["count"] == 1 and rework.data["reason"] == "仍有垃圾残留"
+
+    dispatch.clock.set(bj(2026, 11, 24, 12))
+    await dispatch.settle()
+    [late] = await dispatch.wait(ev.CaseOverdue, case_id=cid, stage="handling")
+    assert at(late.data["deadline"]) == bj(2026, 11, 24, 12)
+    # Signed before the rework: no sign-in chase for it.
+    assert dispatch.emitted(ev.CaseOverdue, case_id=cid, stage="sign_in") == []
+
+
+# -- the command centre: split, recall, redispatch, 挂牌督办 --------------------------------
+async def test_a_case_is_split_into_tasks_and_a_part_is_recalled(dispatch: Harness) -> None:
+    cid = case_id(13)
+    await dispatch.accept(cid, "E0101")
+    first = await dispatch.dispatched(cid)
+
+    parts = [{"dept": "sanitation", "note": "清运垃圾"}, {"dept": "housing", "note": "拆除违建"}]
+    r = await dispatch.call("POST", f"/cases/{cid}/split", json={"tasks": parts[:1], "reason": "x"})
+    assert r.status_code == 422
+    dup = {"tasks": [parts[0], parts[0]], "reason": "分别处置"}
+    r = await dispatch.call("POST", f"/cases/{cid}/split", json=dup)
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "tasks.1.dept"
+    late = {"dept": "street-001", "deadline": bj(2026, 12, 1, 10).isoformat()}
+    over_cap = {"tasks": [parts[0], late], "reason": "分别处置"}
+    r = await dispatch.call("POST", f"/cases/{cid}/split", json=over_cap)
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "tasks.1.deadline"
+    r = await dispatch.call(
+        "POST", f"/cases/{cid}/split", json={"tasks": parts, "reason": "分别处置"}
+    )
+    assert r.status_code == 200, r.text
+
+    [recalled] = await dispatch.wait(ev.CaseRecalled, case_id=cid)
+    assert recalled.data["task_id"] == first["task_id"]
+    await dispatch.wait_feed("urban-mgmt", "recalled", cid)
+    await dispatch.wait_feed("housing", "recalled", cid)  # it was co-handling the first task
+    split = await dispatch.wait(ev.CaseDispatched, 2, case_id=cid, kind="split")
+    assert sorted(s.data["dept"] for s in split) == ["housing", "sanitation"]
+    [to_sanitation] = await dispatch.wait_feed("sanitation", "assigned", cid)
+    assert "清运垃圾" in to_sanitation.data["case"]["what_to_do"]
+
+    housing_task = next(s.data["task_id"] for s in split if s.data["dept"] == "housing")
+    body = {"reason": "违建另案处理", "task_id": housing_task}
+    r = await dispatch.call("POST", f"/cases/{cid}/recall", json=body)
+    assert r.status_code == 200, r.text
+    case = r.json()
+    assert case["queued"] and case["state"] == "dispatched"  # the sanitation part goes on
+    assert {t["dept"]: t["status"] for t in case["tasks"][1:]} == {
+        "sanitation": "open",
+        "housing": "recalled",
+    }
+    await dispatch.wait(ev.CaseRecalled, 2, case_id=cid)
+    r = await dispatch.call("POST", f"/cases/{cid}/recall", json=body)
+    assert r.status_code == 409 and r.json()["detail"][0]["code"] == "task-ended"
+    # Recalling the last part leaves the case with the dispatchers, not with nobody.
+    r = await dispatch.call("POST", f"/cases/{cid}/recall", json={"reason": "统一改派"})
+    assert r.status_code == 200 and r.json()["state"] == "queued"
+    await dispatch.wait_feed("sanitation", "recalled", cid)
+    r = await dispatch.call("POST", f"/cases/{cid}/recall", json={"reason": "统一改派"})
+    assert r.status_code == 409 and r.json()["detail"][0]["code"] == "nothing-active"
+    assert (await dispatch.case(cid))["pending_timers"] == []
+
+
+async def test_a_dispatcher_redispatches_to_another_unit(dispatch: Harness) -> None:
+    cid = case_id(14)
+    await dispatch.accept(cid, "E0102")
+    first = await dispatch.dispatched(cid)
+    r = await dispatch.call("POST", f"/cases/{cid}/redispatch", json={"dept": "urban-mgmt"})
+    assert r.status_code == 422
+    body = {"dept": "urban-mgmt", "reason": "涉及占道经营", "co_handlers": ["sanitation"]}
+    r = await dispatch.call("POST", f"/cases/{cid}/redispatch", json=body)
+    assert r.status_code == 200, r.text
+    [recalled] = await dispatch.wait(ev.CaseRecalled, case_id=cid)
+    assert recalled.data["task_id"] == first["task_id"]
+    second = await dispatch.dispatched(cid, 2)
+    assert (second["dept"], second["kind"], second["co_handlers"]) == (
+        "urban-mgmt",
+        "redispatch",
+        ["sanitation"],
+    )
+    await dispatch.wait_feed("sanitation", "recalled", cid)
+    before, now = await dispatch.wait_feed("sanitation", "assigned", cid, 2)
+    assert before.data["case"]["role"] == "sole"
+    assert now.data["case"]["role"] == "co-handler" and "lead" not in now.data["case"]
+
+
+async def test_listed_supervision(dispatch: Harness) -> None:
+    cid = case_id(15)
+    await dispatch.accept(cid, "E0102")
+    await dispatch.dispatched(cid)
+    r = await dispatch.call("POST", f"/cases/{cid}/supervision", json={"reason": "群众反映强烈"})
+    assert r.status_code == 200 and r.json()["supervised"] is True
+    [sup] = await dispatch.wait(ev.CaseSupervised, case_id=cid)
+    assert sup.data["reason"] == "群众反映强烈" and sup.data["dept"] == "sanitation"
+    [notice] = await dispatch.wait_feed("sanitation", "escalated", cid)
+    assert notice.data["to_role"] == "listed-supervision"
+    r = await dispatch.call("POST", f"/cases/{cid}/supervision", json={"reason": "again"})
+    assert r.status_code == 409 and r.json()["detail"][0]["code"] == "already-supervised"
+    r = await dispatch.call("GET", "/board", view="supervised")
+    assert [c["case_id"] for c in r.json()] == [cid]
+    r = await dispatch.call("GET", "/board", "sanitation-ops")
+    assert r.status_code == 403
+
+
+# -- timers -------------------------------------------------------------------------------
+def chase_counts(h: Harness, cid: str) -> dict[str, int]:
+    """How many of each chase event dispatch published for a case."""
+    out = {
+        "sign_in": len(h.emitted(ev.CaseOverdue, case_id=cid, stage="sign_in")),
+        "reminded": len(h.emitted(ev.CaseReminded, case_id=cid)),
+        "overdue": len(h.emitted(ev.CaseOverdue, case_id=cid, stage="handling")),
+    }
+    for level in (1, 2, 3):
+        out[f"escalated:{level}"] = len(h.emitted(ev.CaseEscalated, case_id=cid, level=level))
+    return out
+
+
+ONCE_EACH = {
+    "sign_in": 1,
+    "reminded": 1,
+    "overdue": 1,
+    "escalated:1": 1,
+    "escalated:2": 1,
+    "escalated:3": 1,
+}
+
+
+async def test_reminder_overdue_and_each_escalation_fire_exactly_once(dispatch: Harness) -> None:
+    cid, closed = case_id(16), case_id(17)
+    await dispatch.accept(cid, "E0102")
+    await dispatch.accept(closed, "E0102")
+    d = await dispatch.dispatched(cid)
+    await dispatch.dispatched(closed)
+    await dispatch.upstream(
+        ev.CaseClosed(case_id=closed, occurred_at=T0, closed_by="sup-001", on_time=True), "verify"
+    )
+
+    async def closed_here() -> bool:
+        return (await dispatch.case(closed))["state"] == "closed"
+
+    await wait_for(closed_here, what="the closed case")
+    assert (await dispatch.case(closed))["pending_timers"] == []
+
+    # (when, what falls due then): overdue and the first rung share the deadline.
+    steps: list[tuple[datetime, list[tuple[str, type[ev.CaseEvent], dict[str, Any]]]]] = [
+        (bj(2026, 11, 23, 12), [("sign_in", ev.CaseOverdue, {"stage": "sign_in"})]),
+        (bj(2026, 11, 23, 17, 7, 30), [("reminded", ev.CaseReminded, {})]),
+        (
+            bj(2026, 11, 24, 10),
+            [
+                ("overdue", ev.CaseOverdue, {"stage": "handling"}),
+                ("escalated:1", ev.CaseEscalated, {"level": 1}),
+            ],
+        ),
+        (bj(2026, 11, 25, 10), [("escalated:2", ev.CaseEscalated, {"level": 2})]),
+        (bj(2026, 11, 27, 10), [("escalated:3", ev.CaseEscalated, {"level": 3})]),
+    ]
+    for when, due in steps:
+        dispatch.clock.set(when - timedelta(seconds=1))
+        await dispatch.settle()
+        for name, _, _ in due:
+            assert chase_counts(dispatch, cid)[name] == 0, f"{name} before its time"
+        dispatch.clock.set(when)
+        await dispatch.settle()
+        for _, model, data in due:
+            [fired] = await dispatch.wait(model, case_id=cid, **data)
+            assert fired.data["task_id"] == d["task_id"]
+
+    esc = dispatch.emitted(ev.CaseEscalated, case_id=cid)
+    assert [e.data["to_role"] for e in esc] == [
+        "dispatcher",
+        "subdistrict-leader",
+        "efficiency-office",
+    ]
+    assert at(esc[2].data["occurred_at"]) == bj(2026, 11, 27, 10)
+    assert [m.data["stage"] for m in dispatch.feed("sanitation", "overdue", cid)] == [
+        "sign_in",
+        "handling",
+    ]
+    assert len(dispatch.feed("sanitation", "reminder", cid)) == 1
+    assert [m.data["level"] for m in dispatch.feed("sanitation", "escalated", cid)] == [1, 2, 3]
+
+    dispatch.clock.set(bj(2027, 1, 31, 10))
+    await dispatch.settle()
+    await dispatch.settle()
+    assert chase_counts(dispatch, cid) == ONCE_EACH
+    assert set(chase_counts(dispatch, closed).values()) == {0}
+    r = await dispatch.call("GET", "/board", EVALUATOR)
+    [row] = r.json()
+    assert (row["case_id"], row["escalation_level"], row["overdue"]) == (cid, 3, True)
+
+
+async def test_an_emergency_is_escalated_at_once_and_chased_on_the_clock(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    night = FakeClock(bj(2026, 11, 28, 23))  # Saturday 23:00
+    async with started(database_url, nats_url, monkeypatch, clock=night) as h:
+        cid = case_id(18)
+        await h.accept(cid, "E0401", urgency="normal")
+        d = await h.dispatched(cid)
+        assert (d["dept"], d["co_handlers"]) == ("gas", ["fire", "emergency"])
+        assert at(d["deadline"]) == bj(2026, 11, 29, 1)  # 2 clock hours
+        [esc] = await h.wait(ev.CaseEscalated, case_id=cid)
+        assert (esc.data["level"], esc.data["to_role"]) == (2, "subdistrict-leader")
+        for dept in ("gas", "fire", "emergency"):
+            await h.wait_feed(dept, "escalated", cid)
+
+        night.set(bj(2026, 11, 29, 0, 30))  # 75% of two clock hours
+        await h.settle()
+        await h.wait(ev.CaseReminded, case_id=cid)
+        night.set(bj(2026, 11, 29, 1))
+        await h.settle()
+        await h.wait(ev.CaseOverdue, case_id=cid, stage="handling")
+        night.set(bj(2026, 12, 2, 1) - timedelta(seconds=1))
+        await h.settle()
+        assert len(h.emitted(ev.CaseEscalated, case_id=cid)) == 1
+        night.set(bj(2026, 12, 2, 1))  # level 3: three days on the clock, over a weekend
+        await h.settle()
+        await h.wait(ev.CaseEscalated, case_id=cid, level=3)
+        await h.settle()
+        assert [e.data["level"] for e in h.emitted(ev.CaseEscalated, case_id=cid)] == [2, 3]
+
+
+async def test_timers_that_fell_due_while_dispatch_was_down_fire_once_on_restart(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock(T0)
+    cid = case_id(19)
+    async with started(database_url, nats_url, monkeypatch, clock=clock) as h:
+        await h.accept(cid, "E0102")
+        await h.dispatched(cid)
+        seen = h.seen
+    # Down for ten days: everything falls due meanwhile.
+    clock.set(bj(2026, 12, 3, 10))
+    async with started(database_url, nats_url, monkeypatch, clock=clock) as h:
+        h.seen = [*seen]  # the tap is new; keep what the first run saw
+
+        async def all_fired() -> bool:
+            await h.poll()
+            return chase_counts(h, cid) == ONCE_EACH
+
+        await wait_for(all_fired, timeout=15, what="every chase event after the restart")
+        await h.settle()
+        assert chase_counts(h, cid) == ONCE_EACH
+        assert (await h.case(cid))["pending_timers"] == []
+
+
+async def test_two_dispatch_instances_fire_each_timer_once(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with started(database_url, nats_url, monkeypatch, instances=2) as h:
+        ids = [case_id(100 + n) for n in range(12)]
+        for cid in ids:
+            await h.accept(cid, "E0102")
+        for cid in ids:
+            await h.dispatched(cid)
+        h.clock.set(bj(2026, 12, 3, 10))
+
+        async def all_fired() -> bool:
+            await h.poll()
+            return all(chase_counts(h, cid) == ONCE_EACH for cid in ids)
+
+        await wait_for(all_fired, timeout=20, what="every chase event of every case")
+        await asyncio.gather(*(rt.timer_runner.fire_due() for rt in h.rts if rt.timer_runner))
+        await h.settle()
+        for cid in ids:
+            assert chase_counts(h, cid) == ONCE_EACH, cid
+            assert len(h.emitted(ev.CaseDispatched, case_id=cid)) == 1
+        assert len({e.id for _, e in h.seen}) == len(h.seen)
+
+
+async def test_a_redelivered_acceptance_dispatches_once(dispatch: Harness) -> None:
+    cid = case_id(20)
+    env = await dispatch.accept(cid, "E0102")
+    headers, body = to_binary(env)
+    await dispatch.js.publish("case.accepted", body, headers={**headers, "Nats-Msg-Id": "other"})
+    await dispatch.accept(cid, "E0102")  # a second acceptance of the same case
+    await dispatch.dispatched(cid)
+    marker = case_id(21)
+    await dispatch.accept(marker, "E0102")
+    await dispatch.dispatched(marker)
+    await dispatch.settle()
+    assert len(dispatch.emitted(ev.CaseDispatched, case_id=cid)) == 1
+    assert len(dispatch.feed("sanitation", "assigned", cid)) == 1
