@@ -73,7 +73,7 @@ def main() -> int:
     p.add_argument("--baseline-messages", type=int, default=50_000)
     p.add_argument("--baseline-seconds", type=float, default=5.0)
     p.add_argument("--loop-seconds", type=float, default=60.0, help="sustained closed-loop phase")
-    p.add_argument("--replay-events", type=int, default=1_000_000)
+    p.add_argument("--burst", type=int, default=5000, help="reports in the NATS intake burst")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="gridloop-bench-") as tmp:
         result = asyncio.run(measure(args, Path(tmp)))
