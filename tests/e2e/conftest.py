@@ -32,6 +32,7 @@ def stack(
             "OUTBOX_POLL_S": "0.2",
             "TIMER_POLL_S": "0.2",
             "LOG_LEVEL": "INFO",
+            "AUTH_MODE": "dev",
         },
         durable=False,
     )

@@ -1,0 +1,187 @@
+"""A department's own system talking to gridloop over NATS — the department integration kit.
+
+It reads the department's feed `dispatch.<dept>.>` through its one durable consumer
+`dept-<dept>` on stream DISPATCH (nothing is missed while it is offline) and answers with
+CloudEvents on `handling.<dept>.<action>`. What it does with each new task (`--behaviour`):
+
+  handle     sign for it (签收), wait `--delay` seconds, report the result (处置反馈)
+  return     return it as not ours (退回)
+  extension  sign for it and ask for one more day (延期申请)
+
+A co-handling unit (role `co-handler`) signs and reports its part as a progress note; only
+the lead reports the result. Rework (返工) is signed for and handled again. Every answer
+(`dispatch.<dept>.answer`: accepted, or refused with field and reason) is printed.
+Command ids derive from the feed message's id, so a restart that sees a message again sends
+the same commands, which handling answers the same way without doing anything twice.
+
+Needs only nats-py (`pip install nats-py`):
+
+    python department_system.py --dept sanitation --delay 2 \
+        [--nats nats://127.0.0.1:4222] [--user dept-sanitation --password ...]
+
+Or from Python: `await run(nats_url, "sanitation", behaviour="handle", stop=event)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import nats
+import nats.errors
+from nats.js.api import AckPolicy, ConsumerConfig
+
+Clock = Callable[[], datetime]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def run(
+    nats_url: str,
+    dept: str,
+    *,
+    behaviour: str = "handle",
+    delay: float = 0.0,
+    stop: asyncio.Event | None = None,
+    user: str | None = None,
+    password: str | None = None,
+    clock: Clock = _now,
+    say: Callable[[str], None] = print,
+) -> None:
+    """Work the department's feed until `stop` is set (forever without one)."""
+    stop = stop or asyncio.Event()
+    # With NATS permissions a department gets replies only under its own inbox prefix.
+    nc = await nats.connect(
+        nats_url, user=user, password=password, inbox_prefix=f"_INBOX.dept-{dept}"
+    )
+    js = nc.jetstream()
+    durable = f"dept-{dept}"
+    # `name` makes nats-py create the consumer on the subject that carries the filter: the
+    # only one a department's NATS user may use (it cannot widen its own filter).
+    config = ConsumerConfig(
+        name=durable,
+        durable_name=durable,
+        ack_policy=AckPolicy.EXPLICIT,
+        filter_subject=f"dispatch.{dept}.>",
+    )
+    await js.add_consumer("DISPATCH", config)
+    feed = await js.pull_subscribe_bind(durable, stream="DISPATCH")
+    jobs: set[asyncio.Task[None]] = set()
+
+    async def send(action: str, case: dict[str, Any], key: str, **data: Any) -> None:
+        command_id = f"{key}:{action}"
+        payload = {
+            "command_id": command_id,
+            "case_id": case["case_id"],
+            "task_id": case["task_id"],
+            "dept": dept,
+            "by": f"{dept}-system",
+            **data,
+        }
+        headers = {
+            "ce-specversion": "1.0",
+            "ce-id": command_id,
+            "ce-source": f"/departments/{dept}/system",
+            "ce-type": f"gridloop.handling.{action}.v1",
+            "ce-time": clock().isoformat(),
+            "content-type": "application/json",
+            "Nats-Msg-Id": command_id,
+        }
+        body = json.dumps(payload, ensure_ascii=False).encode()
+        await js.publish(f"handling.{dept}.{action}", body, headers=headers)
+        say(f"[{dept}] {action:<20} {case['case_id']}")
+
+    async def work_on(case: dict[str, Any], key: str) -> None:
+        await send("signed", case, key)
+        if case.get("role") == "co-handler":
+            await send("progress", case, key, note=f"{dept} 协办部分已完成")
+        elif behaviour == "extension":
+            later = datetime.fromisoformat(case["deadline"]) + timedelta(days=1)
+            await send(
+                "extension_requested",
+                case,
+                key,
+                reason="需协调施工",
+                proposed_deadline=later.isoformat(),
+            )
+        else:
+            await asyncio.sleep(delay)
+            evidence = [{"url": f"https://evidence.example.org/{dept}/{case['case_id']}.jpg"}]
+            done = clock().isoformat()
+            await send(
+                "handled",
+                case,
+                key,
+                result="已按结案标准处置完毕",
+                evidence=evidence,
+                completed_at=done,
+            )
+
+    async def on_message(event: str, data: dict[str, Any], key: str) -> None:
+        if event == "answer":
+            errors = "; ".join(f"{e['field']}: {e['reason']}" for e in data.get("errors", []))
+            verdict = "accepted" if data.get("accepted") else f"REFUSED {errors}"
+            say(f"[{dept}] answer {data.get('action')} {data.get('case_id')}: {verdict}")
+            return
+        case = data.get("case") or {}
+        say(f"[{dept}] {event:<20} {case.get('case_id')} {case.get('what_to_do') or ''}")
+        if event == "assigned" and behaviour == "return" and case.get("role") != "co-handler":
+            await send("returned", case, key, reason="不属于本单位职责范围")
+        elif event in ("assigned", "rework"):
+            job = asyncio.create_task(work_on(case, key))
+            jobs.add(job)
+            job.add_done_callback(finished)
+
+    def finished(job: asyncio.Task[None]) -> None:
+        jobs.discard(job)
+        if not job.cancelled() and job.exception() is not None:
+            say(f"[{dept}] failed: {job.exception()!r}")
+
+    try:
+        while not stop.is_set():
+            try:
+                msgs = await feed.fetch(20, timeout=0.5)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            for msg in msgs:
+                headers = msg.headers or {}
+                event = msg.subject.rsplit(".", 1)[-1]
+                key = headers.get("ce-id") or str(msg.metadata.sequence.stream)
+                await on_message(event, json.loads(msg.data), key)
+                await msg.ack()
+    finally:
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
+        await nc.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A department's system on the gridloop bus.")
+    parser.add_argument("--nats", default="nats://127.0.0.1:4222")
+    parser.add_argument("--dept", required=True, help="department code (departments.yaml)")
+    parser.add_argument("--behaviour", choices=("handle", "return", "extension"), default="handle")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before the result")
+    parser.add_argument("--user", help="NATS user, e.g. dept-sanitation")
+    parser.add_argument("--password")
+    args = parser.parse_args()
+    asyncio.run(
+        run(
+            args.nats,
+            args.dept,
+            behaviour=args.behaviour,
+            delay=args.delay,
+            user=args.user,
+            password=args.password,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The handling rules without I/O: a department's task on a case, its commands and its inbox."""

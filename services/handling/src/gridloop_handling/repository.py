@@ -1,0 +1,460 @@
+"""SQL of the handling schema: case summaries, tasks, their log, parked commands, replies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from gridloop_runtime.db import Conn
+
+from .domain.inbox import InboxState, Sort, Stage
+from .domain.tasks import OPEN_STATES, Extension, Task, TaskState
+
+_OPEN = [str(s) for s in OPEN_STATES]
+
+# -- case summaries ------------------------------------------------------------------------
+_CASE_COLUMNS = (
+    "case_id",
+    "category_code",
+    "cell_code",
+    "community_code",
+    "subdistrict_code",
+    "urgency",
+    "description",
+    "address",
+    "location",
+    "part_code",
+    "attachments",
+    "reporter",
+    "reported_at",
+    "accepted_at",
+    "closed_at",
+)
+# A later event fills what it knows and never blanks what an earlier one said.
+_CASE_UPSERT = (
+    f"INSERT INTO cases ({', '.join(_CASE_COLUMNS)}, updated_at) VALUES "
+    f"({', '.join(f'${i}' for i in range(1, len(_CASE_COLUMNS) + 2))}) "
+    "ON CONFLICT (case_id) DO UPDATE SET "
+    + ", ".join(
+        f"{c} = COALESCE(EXCLUDED.{c}, cases.{c})" for c in _CASE_COLUMNS[1:] if c != "attachments"
+    )
+    + ", attachments = CASE WHEN EXCLUDED.attachments = '[]'::jsonb THEN cases.attachments "
+    "ELSE EXCLUDED.attachments END, updated_at = EXCLUDED.updated_at"
+)
+
+
+async def save_case(conn: Conn, at: datetime, **fields: Any) -> None:
+    """Record what an event says about a case (unknown fields stay as they were)."""
+    values = [fields.get(c) for c in _CASE_COLUMNS]
+    values[_CASE_COLUMNS.index("attachments")] = fields.get("attachments") or []
+    await conn.execute(_CASE_UPSERT, *values, at)
+
+
+async def get_case(conn: Conn, case_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        f"SELECT {', '.join(_CASE_COLUMNS)} FROM cases WHERE case_id = $1", case_id
+    )
+    return dict(row) if row is not None else None
+
+
+# -- tasks -----------------------------------------------------------------------------------
+_TASK_COLUMNS = (
+    "task_id",
+    "case_id",
+    "dept",
+    "role",
+    "group_id",
+    "lead",
+    "co_handlers",
+    "kind",
+    "state",
+    "deadline",
+    "dispatched_at",
+    "sign_in_due",
+    "urgency",
+    "round",
+    "reworks",
+    "signed_at",
+    "signed_by",
+    "sign_on_time",
+    "progress_notes",
+    "handled_at",
+    "handled_by",
+    "completed_at",
+    "result",
+    "evidence",
+    "on_time",
+    "extension",
+    "extensions_granted",
+    "escalation_level",
+    "supervised",
+    "ended_at",
+    "end_reason",
+)
+_TASK_SELECT = f"SELECT {', '.join(f't.{c}' for c in _TASK_COLUMNS)}"
+_TASK_UPSERT = (
+    f"INSERT INTO tasks ({', '.join(_TASK_COLUMNS)}, updated_at) VALUES "
+    f"({', '.join(f'${i}' for i in range(1, len(_TASK_COLUMNS) + 2))}) "
+    "ON CONFLICT (task_id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in (*_TASK_COLUMNS[1:], "updated_at"))
+)
+
+
+def _task(r: asyncpg.Record | dict[str, Any]) -> Task:
+    return Task(
+        task_id=r["task_id"],
+        case_id=r["case_id"],
+        dept=r["dept"],
+        role=r["role"],
+        group_id=r["group_id"],
+        lead=r["lead"],
+        co_handlers=tuple(r["co_handlers"] or ()),
+        kind=r["kind"],
+        state=TaskState(r["state"]),
+        deadline=r["deadline"],
+        dispatched_at=r["dispatched_at"],
+        sign_in_due=r["sign_in_due"],
+        urgency=r["urgency"],
+        round=r["round"],
+        reworks=r["reworks"],
+        signed_at=r["signed_at"],
+        signed_by=r["signed_by"],
+        sign_on_time=r["sign_on_time"],
+        progress_notes=r["progress_notes"],
+        handled_at=r["handled_at"],
+        handled_by=r["handled_by"],
+        completed_at=r["completed_at"],
+        result=r["result"],
+        evidence=list(r["evidence"] or []),
+        on_time=r["on_time"],
+        extension=Extension.from_json(r["extension"]),
+        extensions_granted=r["extensions_granted"],
+        escalation_level=r["escalation_level"],
+        supervised=r["supervised"],
+        ended_at=r["ended_at"],
+        end_reason=r["end_reason"],
+    )
+
+
+def _row(t: Task, at: datetime) -> tuple[Any, ...]:
+    return (
+        t.task_id,
+        t.case_id,
+        t.dept,
+        t.role,
+        t.group_id,
+        t.lead,
+        list(t.co_handlers),
+        t.kind,
+        str(t.state),
+        t.deadline,
+        t.dispatched_at,
+        t.sign_in_due,
+        t.urgency,
+        t.round,
+        t.reworks,
+        t.signed_at,
+        t.signed_by,
+        t.sign_on_time,
+        t.progress_notes,
+        t.handled_at,
+        t.handled_by,
+        t.completed_at,
+        t.result,
+        t.evidence,
+        t.on_time,
+        t.extension.as_json() if t.extension else None,
+        t.extensions_granted,
+        t.escalation_level,
+        t.supervised,
+        t.ended_at,
+        t.end_reason,
+        at,
+    )
+
+
+# The two-key advisory lock space of handling ("hand"); other services' keys do not collide.
+_LOCK_CLASS = 0x68616E64
+
+
+async def lock_case(conn: Conn, case_id: str) -> None:
+    """Serialise the writers of one case even before it has a task row: a command parked
+    because its dispatch has not arrived, and the dispatch that would run it, must not miss
+    each other."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, case_id)
+
+
+async def tasks_of_case(conn: Conn, case_id: str, *, for_update: bool = False) -> list[Task]:
+    """Every task of a case (a handful), oldest first; locked in task-id order, the one order
+    every writer takes, so two writers of one case never deadlock."""
+    lock = " ORDER BY t.task_id FOR UPDATE" if for_update else ""
+    rows = await conn.fetch(f"{_TASK_SELECT} FROM tasks t WHERE t.case_id = $1{lock}", case_id)
+    tasks = [_task(r) for r in rows]
+    tasks.sort(key=lambda t: (t.dispatched_at, t.task_id))
+    return tasks
+
+
+async def save_tasks(conn: Conn, tasks: Iterable[Task], at: datetime) -> None:
+    rows = [_row(t, at) for t in tasks]
+    if rows:
+        await conn.executemany(_TASK_UPSERT, rows)
+
+
+# -- the log ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LogEntry:
+    task: Task
+    at: datetime
+    action: str
+    by: str | None = None
+    note: str | None = None
+    evidence: Sequence[dict[str, Any]] = ()
+    data: dict[str, Any] | None = None
+
+
+async def log(conn: Conn, entries: Sequence[LogEntry]) -> None:
+    if not entries:
+        return
+    await conn.executemany(
+        "INSERT INTO task_log (task_id, case_id, dept, round, at, action, by, note, evidence, "
+        "data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        [
+            (
+                e.task.task_id,
+                e.task.case_id,
+                e.task.dept,
+                e.task.round,
+                e.at,
+                e.action,
+                e.by,
+                e.note,
+                list(e.evidence),
+                e.data or {},
+            )
+            for e in entries
+        ],
+    )
+
+
+async def history(conn: Conn, task_ids: Sequence[str]) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT task_id, dept, round, at, action, by, note, evidence, data FROM task_log "
+        "WHERE task_id = ANY($1::text[]) ORDER BY id",
+        list(task_ids),
+    )
+    return [dict(r) for r in rows]
+
+
+async def contributions(conn: Conn, tasks: Sequence[Task]) -> list[dict[str, Any]]:
+    """The co-handlers' contributions of the current round of each of `tasks`."""
+    if not tasks:
+        return []
+    rows = await conn.fetch(
+        "SELECT l.dept, l.note, l.evidence FROM task_log l "
+        "JOIN unnest($1::text[], $2::int[]) AS c(task_id, round) "
+        "ON c.task_id = l.task_id AND c.round = l.round "
+        "WHERE l.action = 'contribution' ORDER BY l.id",
+        [t.task_id for t in tasks],
+        [t.round for t in tasks],
+    )
+    return [dict(r) for r in rows]
+
+
+# -- the inbox -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InboxQuery:
+    dept: str
+    now: datetime
+    state: InboxState = "open"
+    stage: Stage | None = None
+    urgency: str | None = None
+    overdue: bool | None = None
+    role: str | None = None
+    category_code: str | None = None
+    cell_code: str | None = None
+    subdistrict_code: str | None = None
+    text: str | None = None
+    sort: Sort = "deadline"
+    limit: int = 100
+    offset: int = 0
+
+
+_STAGE_STATES = {
+    "to_sign": ["dispatched"],
+    "in_progress": ["signed"],
+    "awaiting_verification": ["handled"],
+}
+_ORDER = {
+    "deadline": "t.deadline ASC, t.task_id",
+    "-deadline": "t.deadline DESC, t.task_id",
+    "dispatched_at": "t.dispatched_at ASC, t.task_id",
+    "-dispatched_at": "t.dispatched_at DESC, t.task_id",
+    "urgency": "(t.urgency = 'urgent') DESC, t.deadline ASC, t.task_id",
+    "-ended_at": "t.ended_at DESC NULLS FIRST, t.deadline DESC, t.task_id",
+}
+# 超期: not handled by the deadline (the same rule as Task.overdue).
+_OVERDUE = (
+    "(CASE WHEN t.handled_at IS NOT NULL THEN t.handled_at > t.deadline "
+    "WHEN t.state IN ('dispatched', 'signed') THEN $2 > t.deadline ELSE false END)"
+)
+
+
+async def inbox(conn: Conn, q: InboxQuery) -> tuple[list[tuple[Task, dict[str, Any]]], int]:
+    """One page of a department's tasks with their case summaries, and the total count."""
+    where = ["t.dept = $1"]
+    args: list[Any] = [q.dept, q.now]
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if q.state == "open":
+        where.append(f"t.state = ANY({arg(_OPEN)}::text[])")
+    elif q.state == "closed":
+        where.append(f"NOT (t.state = ANY({arg(_OPEN)}::text[]))")
+    if q.stage is not None:
+        where.append(f"t.state = ANY({arg(_STAGE_STATES[q.stage])}::text[])")
+    if q.urgency is not None:
+        where.append(f"t.urgency = {arg(q.urgency)}")
+    if q.role is not None:
+        where.append(f"t.role = {arg(q.role)}")
+    if q.overdue is not None:
+        where.append(_OVERDUE if q.overdue else f"NOT {_OVERDUE}")
+    for column, value in (
+        ("category_code", q.category_code),
+        ("cell_code", q.cell_code),
+        ("subdistrict_code", q.subdistrict_code),
+    ):
+        if value is not None:
+            # Codes are hierarchical: a prefix selects a class or an area.
+            where.append(f"c.{column} LIKE {arg(value)} || '%'")
+    if q.text:
+        pattern = arg(f"%{q.text}%")
+        where.append(f"(c.description ILIKE {pattern} OR c.address ILIKE {pattern})")
+    sql_where = " AND ".join(where)
+    # $2 (now) is referenced only by the overdue filter; keep its type known either way.
+    base = (
+        "FROM tasks t LEFT JOIN cases c ON c.case_id = t.case_id "
+        f"WHERE {sql_where} AND $2::timestamptz IS NOT NULL"
+    )
+    total = await conn.fetchval(f"SELECT count(*) {base}", *args)
+    rows = await conn.fetch(
+        f"{_TASK_SELECT}, {', '.join(f'c.{c} AS c_{c}' for c in _CASE_COLUMNS[1:])} {base} "
+        f"ORDER BY {_ORDER[q.sort]} LIMIT {arg(q.limit)} OFFSET {arg(q.offset)}",
+        *args,
+    )
+    out = []
+    for r in rows:
+        case = {c: r[f"c_{c}"] for c in _CASE_COLUMNS[1:]}
+        case["case_id"] = r["case_id"]
+        out.append((_task(r), case))
+    return out, int(total)
+
+
+async def summary(conn: Conn, dept: str, now: datetime) -> dict[str, int]:
+    """The inbox's counters: what waits at each stage, what is late, what ended."""
+    row = await conn.fetchrow(
+        "SELECT "
+        "count(*) FILTER (WHERE state = 'dispatched') AS to_sign, "
+        "count(*) FILTER (WHERE state = 'signed') AS in_progress, "
+        "count(*) FILTER (WHERE state = 'handled') AS awaiting_verification, "
+        "count(*) FILTER (WHERE state IN ('dispatched', 'signed') AND deadline < $2) "
+        "AS overdue, "
+        "count(*) FILTER (WHERE state IN ('dispatched', 'signed') AND extension IS NOT NULL) "
+        "AS extension_pending, "
+        "count(*) FILTER (WHERE state = 'closed') AS closed, "
+        "count(*) FILTER (WHERE state = 'returned') AS returned, "
+        "count(*) FILTER (WHERE state IN ('recalled', 'superseded')) AS withdrawn "
+        "FROM tasks WHERE dept = $1",
+        dept,
+        now,
+    )
+    assert row is not None
+    return {k: int(v) for k, v in dict(row).items()}
+
+
+# -- parked commands -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Parked:
+    id: int
+    case_id: str
+    dept: str
+    action: str
+    command: dict[str, Any]
+    reply_to: str | None
+
+
+async def park(
+    conn: Conn,
+    *,
+    case_id: str,
+    dept: str,
+    action: str,
+    command: dict[str, Any],
+    reply_to: str | None,
+    at: datetime,
+) -> int:
+    parked_id: int = await conn.fetchval(
+        "INSERT INTO parked_commands (case_id, dept, action, command, reply_to, parked_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        case_id,
+        dept,
+        action,
+        command,
+        reply_to,
+        at,
+    )
+    return parked_id
+
+
+async def unpark(
+    conn: Conn,
+    *,
+    case_id: str | None = None,
+    depts: Sequence[str] = (),
+    parked_id: int | None = None,
+) -> list[Parked]:
+    """Take parked commands out (of a case for some departments, or one by id), oldest
+    first."""
+    rows = await conn.fetch(
+        "DELETE FROM parked_commands WHERE (case_id = $1 AND dept = ANY($2::text[])) OR id = $3 "
+        "RETURNING id, case_id, dept, action, command, reply_to",
+        case_id,
+        list(depts),
+        parked_id,
+    )
+    return sorted(
+        (
+            Parked(r["id"], r["case_id"], r["dept"], r["action"], r["command"], r["reply_to"])
+            for r in rows
+        ),
+        key=lambda p: p.id,
+    )
+
+
+# -- direct replies --------------------------------------------------------------------------
+REPLIES_CHANNEL = "handling_replies"
+
+
+async def add_reply(conn: Conn, subject: str, headers: dict[str, str], body: bytes) -> None:
+    await conn.execute(
+        "INSERT INTO replies (subject, headers, body) VALUES ($1, $2, $3)", subject, headers, body
+    )
+    # NOTIFY is delivered at commit: the reply relay wakes when the answer is safe to send.
+    await conn.execute("SELECT pg_notify($1, '')", REPLIES_CHANNEL)
+
+
+async def take_replies(conn: Conn, limit: int) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT id, subject, headers, body FROM replies ORDER BY id LIMIT $1 "
+        "FOR UPDATE SKIP LOCKED",
+        limit,
+    )
+    return rows
+
+
+async def drop_replies(conn: Conn, ids: Sequence[int]) -> None:
+    await conn.execute("DELETE FROM replies WHERE id = ANY($1::bigint[])", list(ids))

@@ -1,0 +1,351 @@
+"""The whole loop with all five services as separate processes on a real NATS and PostgreSQL:
+reports from every channel travel to closed and scored, with simulated departments (the
+integration kit) and supervisors, including a return, an extension, a rework and an overdue
+escalation."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import pytest
+import pytest_asyncio
+from gridloop_city import City, load_city
+from gridloop_contracts import Envelope, to_binary, to_structured
+from gridloop_contracts.inbound import DetectionV1, ReportV1
+from gridloop_runtime.launcher import Stack
+from gridloop_runtime.testing import wait_for
+
+from .conftest import move_clock
+
+ROOT = Path(__file__).resolve().parents[2]
+KIT = ROOT / "services" / "handling" / "examples" / "department_system.py"
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+def load_kit() -> Any:
+    spec = importlib.util.spec_from_file_location("department_system", KIT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def city() -> City:
+    return load_city(ROOT / "data" / "demo-city")
+
+
+class Loop:
+    """Clients for the running system, and what integrators heard back."""
+
+    def __init__(self, stack: Stack, nc: nats.NATS, city: City) -> None:
+        self.stack, self.nc, self.js, self.city = stack, nc, nc.jetstream(), city
+        self.http = httpx.AsyncClient(timeout=10)
+        self.heard: dict[str, list[dict[str, Any]]] = {}
+
+    def url(self, service: str, path: str) -> str:
+        return self.stack.url(service) + path
+
+    async def get(self, service: str, path: str, user: str = "admin", **params: Any) -> Any:
+        r = await self.http.get(self.url(service, path), headers={"X-User": user}, params=params)
+        assert r.status_code == 200, (path, r.status_code, r.text)
+        return r.json()
+
+    async def post(self, service: str, path: str, body: dict[str, Any], user: str) -> Any:
+        r = await self.http.post(self.url(service, path), headers={"X-User": user}, json=body)
+        assert r.status_code < 300, (path, r.status_code, r.text)
+        return r.json()
+
+    async def publish(self, subject: str, event: Any, structured: bool = False) -> None:
+        env = Envelope.of(event, source="/integrator/e2e")
+        if structured:
+            await self.js.publish(
+                subject,
+                to_structured(env),
+                headers={"content-type": "application/cloudevents+json"},
+            )
+        else:
+            headers, body = to_binary(env)
+            await self.js.publish(subject, body, headers=headers)
+
+    async def case_of(self, external_id: str) -> str:
+        async def found() -> str | None:
+            for msg in self.heard.get(external_id, []):
+                if msg.get("case_id"):
+                    return str(msg["case_id"])
+            return None
+
+        return await wait_for(found, timeout=30, what=f"a case for {external_id}")
+
+    async def status(self, case_id: str) -> str:
+        return str((await self.get("intake", f"/cases/{case_id}", "op-01"))["status"])
+
+    async def wait_status(self, case_id: str, *wanted: str, timeout: float = 45) -> str:
+        async def reached() -> str | None:
+            s = await self.status(case_id)
+            return s if s in wanted else None
+
+        return await wait_for(reached, timeout=timeout, what=f"{case_id} to be {wanted}")
+
+    async def timeline(self, case_id: str) -> list[str]:
+        data = await self.get("intake", f"/cases/{case_id}/timeline", "op-01")
+        items = data["timeline"] if isinstance(data, dict) else data
+        # gridloop.case.<token>.v1 → <token>
+        return [str(i.get("type") or i.get("event")).split(".")[-2] for i in items]
+
+    async def task(self, case_id: str, purpose: str) -> dict[str, Any]:
+        async def open_task() -> dict[str, Any] | None:
+            for t in await self.get("verify", "/tasks", "admin", status="open", purpose=purpose):
+                if t["case_id"] == case_id and t["supervisor_id"]:
+                    return dict(t)
+            return None
+
+        return await wait_for(open_task, timeout=45, what=f"a {purpose} task for {case_id}")
+
+    async def verify(self, case_id: str, passed: bool) -> None:
+        t = await self.task(case_id, "verification")
+        body = {
+            "passed": passed,
+            "notes": "现场核查",
+            "photos": ["https://evidence.example.org/v.jpg"],
+        }
+        await self.post("verify", f"/tasks/{t['task_id']}/verification", body, t["supervisor_id"])
+
+    async def confirm(self, case_id: str) -> None:
+        t = await self.task(case_id, "confirmation")
+        await self.post(
+            "verify", f"/tasks/{t['task_id']}/confirmation", {"confirmed": True}, t["supervisor_id"]
+        )
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def loop(stack: Stack, city: City) -> AsyncIterator[Loop]:
+    assert stack.nats_url
+    nc = await nats.connect(stack.nats_url)
+    lp = Loop(stack, nc, city)
+
+    async def heard(msg: Any) -> None:
+        data = json.loads(msg.data)
+        if data.get("external_id"):
+            lp.heard.setdefault(data["external_id"], []).append(data)
+
+    await nc.subscribe("notify.>", cb=heard)
+    kit = load_kit()
+    stop = asyncio.Event()
+    quiet = lambda _: None  # noqa: E731
+    departments = {
+        "sanitation": "handle",
+        "urban-mgmt": "handle",
+        "traffic-police": "return",
+        "housing": "extension",
+    }
+    kits = [
+        asyncio.create_task(kit.run(stack.nats_url, dept, behaviour=b, stop=stop, say=quiet))
+        for dept, b in departments.items()
+    ]
+    try:
+        yield lp
+    finally:
+        stop.set()
+        await asyncio.gather(*kits, return_exceptions=True)
+        await lp.http.aclose()
+        await nc.close()
+
+
+def trusted_supervisor_cell(city: City) -> tuple[str, str]:
+    for cell, a in sorted(city.supervisors.items()):
+        if city.users[a.primary].trusted and city.cells[cell].entry_list is None:
+            return a.primary, cell
+    raise AssertionError("the demo city has no trusted supervisor")
+
+
+def centre(city: City, cell: str) -> dict[str, float]:
+    part = next(p for p in city.parts.values() if p.cell_code == cell)
+    return {"lat": part.lat, "lon": part.lon}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def test_patrol_report_runs_the_whole_loop_to_closed_and_scored(loop: Loop) -> None:
+    supervisor, cell = trusted_supervisor_cell(loop.city)
+    ext = f"patrol-{uuid.uuid4().hex[:8]}"
+    report = ReportV1(
+        external_id=ext,
+        description="人行道暴露垃圾",
+        reported_at=now(),
+        location=centre(loop.city, cell),  # type: ignore[arg-type]
+        category_code="E0104",
+        reporter_user_id=supervisor,
+    )
+    await loop.publish("intake.patrol.patrol-app", report)
+    case_id = await loop.case_of(ext)
+    # auto-accepted (trusted supervisor) → dispatched → the sanitation kit signs and handles
+    await loop.wait_status(case_id, "handled", "verifying")
+    await loop.verify(case_id, passed=True)
+    await loop.wait_status(case_id, "closed")
+    kinds = await loop.timeline(case_id)
+    for step in ("reported", "accepted", "dispatched", "signed", "handled", "verified", "closed"):
+        assert step in kinds, (step, kinds)
+    statuses = [m["status"] for m in loop.heard[ext]]
+    assert statuses[-1] == "closed"
+
+    async def scored() -> bool:
+        rows = await loop.get(
+            "scoring",
+            "/drilldown",
+            "eval-01",
+            subject_kind="department",
+            subject="sanitation",
+            measure="handled",
+            period="day",
+            date=now().date().isoformat(),
+        )
+        return case_id in json.dumps(rows["parts"])
+
+    await wait_for(scored, timeout=30, what="the closed case in the department's scores")
+
+
+async def test_hotline_report_is_confirmed_on_site_then_closed(loop: Loop) -> None:
+    addr = next(iter(loop.city.addresses.values()))
+    ext = f"12345-{uuid.uuid4().hex[:8]}"
+    report = ReportV1(
+        external_id=ext,
+        description="门前乱堆物料",
+        reported_at=now(),
+        address=addr.address,
+        category_code="E0106",
+        reporter={"name": "张三", "phone": "13812345678"},  # type: ignore[arg-type]
+    )
+    await loop.publish("intake.hotline.12345", report, structured=True)
+    case_id = await loop.case_of(ext)
+    await loop.wait_status(case_id, "pending_confirmation")
+    await loop.confirm(case_id)
+    await loop.wait_status(case_id, "handled", "verifying")
+    # the first result fails verification: rework goes back to the same department
+    await loop.verify(case_id, passed=False)
+    await loop.wait_status(case_id, "reworking", "dispatched", "signed", "handled", "verifying")
+
+    async def verified_again() -> bool:
+        for t in await loop.get("verify", "/tasks", "admin", status="open", purpose="verification"):
+            if t["case_id"] == case_id:
+                return True
+        return False
+
+    await wait_for(verified_again, timeout=45, what="a second verification task after rework")
+    await loop.verify(case_id, passed=True)
+    await loop.wait_status(case_id, "closed")
+    kinds = await loop.timeline(case_id)
+    assert "confirmation_requested" in kinds and "confirmed" in kinds and "reworked" in kinds
+    # the hotline heard every step, with the reporter masked everywhere outside intake
+    assert [m["status"] for m in loop.heard[ext]][-1] == "closed"
+    case = await loop.get("dispatch", f"/cases/{case_id}", "disp-01")
+    assert "13812345678" not in json.dumps(case)
+
+
+async def test_open311_request_accepted_by_an_operator_and_extended(loop: Loop) -> None:
+    cell = next(
+        c
+        for c in sorted(loop.city.cells)
+        if loop.city.cells[c].entry_list is None and c.endswith("0021")
+    )
+    where = centre(loop.city, cell)
+    form = {
+        "api_key": "demo-open311-key",
+        "service_code": "E0302",
+        "lat": str(where["lat"]),
+        "long": str(where["lon"]),
+        "description": "施工围挡占用人行道",
+    }
+    r = await loop.http.post(loop.url("intake", "/open311/v2/requests.json"), data=form)
+    assert r.status_code in (200, 201), r.text
+    case_id = r.json()[0]["service_request_id"]
+    await loop.wait_status(case_id, "pending_acceptance")
+    await loop.post("intake", f"/cases/{case_id}/accept", {}, "op-01")
+
+    # the housing kit signs and asks for one more day; the dispatcher grants it
+    async def request() -> dict[str, Any] | None:
+        pending = await loop.get("dispatch", "/extensions", "disp-01", case_id=case_id)
+        return pending[0] if pending else None
+
+    ext = await wait_for(request, timeout=45, what="the extension request")
+    await loop.post(
+        "dispatch", f"/extensions/{ext['request_id']}/decision", {"granted": True}, "disp-01"
+    )
+
+    async def moved() -> bool:
+        case = await loop.get("intake", f"/cases/{case_id}", "op-01")
+        return (
+            "extension_decided" in await loop.timeline(case_id) and case.get("deadline") is not None
+        )
+
+    await wait_for(moved, timeout=30, what="the granted extension in the case file")
+    r = await loop.http.get(loop.url("intake", f"/open311/v2/requests/{case_id}.xml"))
+    assert r.status_code == 200 and f"<service_request_id>{case_id}</service_request_id>" in r.text
+
+
+async def test_video_detection_returned_by_the_wrong_unit_is_rerouted(loop: Loop) -> None:
+    cam = loop.city.cameras["cam-0002"]
+    ext = f"cam-{uuid.uuid4().hex[:8]}"
+    det = DetectionV1(
+        external_id=ext,
+        camera_id=cam.camera_id,
+        category_code="E0503",
+        confidence=0.95,
+        detected_at=now(),
+    )
+    await loop.publish("intake.video.video-ai", det)
+    case_id = await loop.case_of(ext)
+
+    async def rerouted() -> bool:
+        case = await loop.get("dispatch", f"/cases/{case_id}", "disp-01")
+        text = json.dumps(case)
+        return "urban-mgmt" in text and "returned" in text
+
+    # traffic-police returns it as not theirs; dispatch re-routes to the next candidate,
+    # whose system handles it
+    await wait_for(rerouted, timeout=45, what="the return re-routed")
+    await loop.wait_status(case_id, "handled", "verifying")
+    await loop.verify(case_id, passed=True)
+    await loop.wait_status(case_id, "closed")
+    assert "returned" in await loop.timeline(case_id)
+
+
+async def test_a_silent_department_is_chased_and_escalated(loop: Loop) -> None:
+    supervisor, _ = trusted_supervisor_cell(loop.city)
+    part = next(
+        p
+        for p in sorted(loop.city.parts.values(), key=lambda p: p.code)
+        if p.category_code == "P0401"
+    )
+    ext = f"patrol-{uuid.uuid4().hex[:8]}"
+    report = ReportV1(
+        external_id=ext,
+        description="行道树倾斜",
+        reported_at=now(),
+        part_code=part.code,
+        reporter_user_id=supervisor,
+    )
+    await loop.publish("intake.patrol.patrol-app", report)
+    case_id = await loop.case_of(ext)
+    await loop.wait_status(case_id, "dispatched")
+    case = await loop.get("dispatch", f"/cases/{case_id}", "disp-01")
+    assert part.owner_dept in json.dumps(case)  # the part's owner got it
+    # nobody at greening answers: move every service's clock a working week on
+    move_clock(loop.stack, 8 * 24 * 3600)
+
+    async def escalated() -> bool:
+        kinds = await loop.timeline(case_id)
+        return "overdue" in kinds and "escalated" in kinds
+
+    await wait_for(escalated, timeout=45, what="overdue and escalation in the case file")
