@@ -6,13 +6,17 @@ effect, so sending it again returns the first answer and changes nothing."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_jsonable_python
 
 from .db import Conn
+from .outbox import UnitOfWorkFactory, Work
 
 
 @dataclass
@@ -58,3 +62,49 @@ async def record_command(conn: Conn, command_id: str, kind: str, answer: dict[st
         answer,
     )
     return status.endswith(" 1")
+
+
+class CommandBody(BaseModel):
+    """The body every REST command shares: the sender's id makes it safe to resend."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command_id: str | None = Field(
+        None, min_length=1, max_length=128, description="resend-safe: same id, same answer"
+    )
+
+
+class _Raced(Exception):
+    """The command id was recorded by a concurrent transaction first."""
+
+
+async def run_command(
+    uow: UnitOfWorkFactory,
+    command_id: str | None,
+    kind: str,
+    fn: Callable[[Work], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:
+    """Run a command in one transaction; a repeated `command_id` gets the first answer and
+    changes nothing. A resend racing the first send (another replica, a client retry) gets
+    the answer the first one got, whichever transaction commits first."""
+    try:
+        async with uow() as work:
+            if command_id:
+                seen = await seen_command(work.conn, command_id)
+                if seen is not None:
+                    return seen
+            answer = await fn(work)
+            if command_id and not await record_command(
+                work.conn, command_id, kind, to_jsonable_python(answer)
+            ):
+                raise _Raced  # the same command ran meanwhile: undo ours
+            return answer
+    except (_Raced, Refusal) as exc:
+        if command_id:
+            async with uow() as work:
+                first = await seen_command(work.conn, command_id)
+            if first is not None:
+                return first
+        if isinstance(exc, _Raced):
+            raise RuntimeError("command answer vanished") from exc
+        raise

@@ -16,12 +16,12 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
+from gridloop_runtime import commands
 from gridloop_runtime.auth import CurrentPrincipal, Principal
-from gridloop_runtime.commands import Refusal, record_command, seen_command
+from gridloop_runtime.commands import CommandBody, Refusal
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime, runtime_of
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from pydantic_core import to_jsonable_python
 
 from . import repository as repo
 from .domain import routing
@@ -46,43 +46,10 @@ async def run_command(
     kind: str,
     fn: Callable[[Work], Awaitable[dict[str, Any]]],
 ) -> dict[str, Any]:
-    """One transaction; a repeated `command_id` gets the first answer and changes nothing."""
+    """A dispatcher's command, idempotent on `command_id` (gridloop_runtime.commands)."""
     check_dispatcher(who)
     assert rt.uow is not None
-    try:
-        async with rt.uow() as work:
-            if command_id:
-                seen = await seen_command(work.conn, command_id)
-                if seen is not None:
-                    return seen
-            answer = await fn(work)
-            if command_id and not await record_command(
-                work.conn, command_id, kind, _jsonable(answer)
-            ):
-                raise _Raced  # the same command ran meanwhile (another replica): undo ours
-            return answer
-    except (_Raced, Refusal) as exc:
-        # A resend racing the first send (another replica, a client retry) waits for the
-        # case and then finds it changed, or records second: either way it gets the answer
-        # the first one got.
-        if command_id:
-            async with rt.uow() as work:
-                first = await seen_command(work.conn, command_id)
-            if first is not None:
-                return first
-        if isinstance(exc, _Raced):
-            raise RuntimeError("command answer vanished") from exc
-        raise
-
-
-class _Raced(Exception):
-    """The command id was recorded by a concurrent transaction first."""
-
-
-def _jsonable(value: Any) -> Any:
-    """The stored answer in the JSON form the HTTP answer has, so a resent command's answer
-    is the same document."""
-    return to_jsonable_python(value)
+    return await commands.run_command(rt.uow, command_id, kind, fn)
 
 
 async def read(rt: Runtime, who: Principal, fn: Callable[[Work], Awaitable[Any]]) -> Any:
@@ -100,12 +67,7 @@ async def read(rt: Runtime, who: Principal, fn: Callable[[Work], Awaitable[Any]]
 
 
 # -- bodies -------------------------------------------------------------------------------
-class Command(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    command_id: str | None = Field(
-        None, min_length=1, max_length=128, description="resend-safe: same id, same answer"
-    )
+Command = CommandBody
 
 
 class UnitsIn(BaseModel):

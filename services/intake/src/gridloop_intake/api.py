@@ -11,8 +11,9 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from gridloop_contracts import Actor, Attachment, Location
 from gridloop_contracts.common import Rating, Urgency
 from gridloop_contracts.inbound import Reporter
+from gridloop_runtime import commands
 from gridloop_runtime.auth import CurrentPrincipal, Principal, require
-from gridloop_runtime.commands import Refusal, record_command, seen_command
+from gridloop_runtime.commands import CommandBody, Refusal
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime, runtime_of
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -53,19 +54,15 @@ async def run_command(
     fn: Callable[[Work], Awaitable[dict[str, Any]]],
 ) -> dict[str, Any]:
     """One transaction; a repeated `command_id` gets the first answer and changes nothing."""
-    assert rt.uow is not None
-    async with rt.uow() as work:
-        if command_id:
-            seen = await seen_command(work.conn, command_id)
-            if seen is not None:
-                return seen
+
+    async def translated(work: Work) -> dict[str, Any]:
         try:
-            answer = await fn(work)
+            return await fn(work)
         except Refused as refused:
             raise refusal(refused) from None
-        if command_id:
-            await record_command(work.conn, command_id, kind, answer)
-        return answer
+
+    assert rt.uow is not None
+    return await commands.run_command(rt.uow, command_id, kind, translated)
 
 
 async def take(rt: Runtime, handlers: Handlers, report: IncomingReport) -> Outcome:
@@ -412,9 +409,7 @@ async def reject_reasons(request: Request, who: CurrentPrincipal) -> list[dict[s
     return [r.model_dump() for r in intake.city.intake.reject_reasons]
 
 
-class Command(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    command_id: str | None = Field(None, min_length=1, max_length=128)
+Command = CommandBody
 
 
 class AcceptIn(Command):

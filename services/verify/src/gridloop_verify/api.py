@@ -17,11 +17,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from gridloop_contracts import Attachment, Location
+from gridloop_runtime import commands
 from gridloop_runtime.auth import CurrentPrincipal, Principal
-from gridloop_runtime.commands import Refusal, record_command, seen_command
+from gridloop_runtime.commands import CommandBody, Refusal
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime, runtime_of
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import AwareDatetime, Field, HttpUrl
 
 from . import repository as repo
 from .domain.tasks import TaskStatus
@@ -50,15 +51,7 @@ async def run_command(
 ) -> dict[str, Any]:
     """One transaction; a repeated `command_id` gets the first answer and changes nothing."""
     assert rt.uow is not None
-    async with rt.uow() as work:
-        if command_id:
-            seen = await seen_command(work.conn, command_id)
-            if seen is not None:
-                return seen
-        answer = await fn(work)
-        if command_id:
-            await record_command(work.conn, command_id, kind, answer)
-        return answer
+    return await commands.run_command(rt.uow, command_id, kind, fn)
 
 
 async def read(rt: Runtime, fn: Callable[[Work], Awaitable[Any]]) -> Any:
@@ -68,12 +61,7 @@ async def read(rt: Runtime, fn: Callable[[Work], Awaitable[Any]]) -> Any:
 
 
 # -- bodies -------------------------------------------------------------------------------
-class Command(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    command_id: str | None = Field(
-        None, min_length=1, max_length=128, description="resend-safe: same id, same answer"
-    )
+Command = CommandBody
 
 
 class OnSite(Command):
