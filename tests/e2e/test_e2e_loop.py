@@ -215,6 +215,26 @@ async def test_patrol_report_runs_the_whole_loop_to_closed_and_scored(loop: Loop
 
     await wait_for(scored, timeout=30, what="the closed case in the department's scores")
 
+    # the reporter's rating (回访) reaches scoring as the department's satisfaction
+    await loop.post(
+        "intake", f"/cases/{case_id}/rating", {"rating": "satisfied", "comment": "很及时"}, "op-01"
+    )
+
+    async def rated() -> bool:
+        rows = await loop.get(
+            "scoring",
+            "/drilldown",
+            "eval-01",
+            subject_kind="department",
+            subject="sanitation",
+            measure="satisfied",
+            period="day",
+            date=now().date().isoformat(),
+        )
+        return case_id in json.dumps(rows["parts"])
+
+    await wait_for(rated, timeout=30, what="the rating in the department's satisfaction")
+
 
 async def test_hotline_report_is_confirmed_on_site_then_closed(loop: Loop) -> None:
     addr = next(iter(loop.city.addresses.values()))
