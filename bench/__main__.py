@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -73,10 +74,17 @@ def main() -> int:
     p.add_argument("--baseline-messages", type=int, default=50_000)
     p.add_argument("--baseline-seconds", type=float, default=5.0)
     p.add_argument("--loop-seconds", type=float, default=60.0, help="sustained closed-loop phase")
+    p.add_argument("--keep", action="store_true", help="keep the work directory and logs")
     p.add_argument("--burst", type=int, default=5000, help="reports in the NATS intake burst")
     args = p.parse_args()
-    with tempfile.TemporaryDirectory(prefix="gridloop-bench-") as tmp:
-        result = asyncio.run(measure(args, Path(tmp)))
+    tmp = Path(tempfile.mkdtemp(prefix="gridloop-bench-"))
+    try:
+        result = asyncio.run(measure(args, tmp))
+    finally:
+        if args.keep:
+            print(f"work directory kept: {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result, indent=2, ensure_ascii=False)
     (RESULTS / "latest.json").write_text(text + "\n")
