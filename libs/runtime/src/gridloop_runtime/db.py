@@ -139,3 +139,24 @@ async def migrate(conn: Conn, schema: str, migrations: Sequence[Migration]) -> l
         return applied
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", lock_key)
+
+
+def upsert_sql(
+    table: str,
+    columns: Sequence[str],
+    *,
+    key: str,
+    update: Sequence[str],
+    keep_existing: bool = False,
+) -> str:
+    """`INSERT INTO table (columns) VALUES ($1..$n) ON CONFLICT (key) DO UPDATE SET ...` for
+    the `update` columns; `keep_existing` keeps a stored value where the new one is NULL."""
+    values = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    if keep_existing:
+        sets = ", ".join(f"{c} = COALESCE(EXCLUDED.{c}, {table}.{c})" for c in update)
+    else:
+        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in update)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) "
+        f"ON CONFLICT ({key}) DO UPDATE SET {sets}"
+    )

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from gridloop_runtime.db import Conn
+from gridloop_runtime.db import Conn, upsert_sql
 
 from .domain.inbox import InboxState, Sort, Stage
 from .domain.tasks import OPEN_STATES, Extension, Task, TaskState
@@ -95,11 +95,11 @@ _TASK_COLUMNS = (
     "end_reason",
 )
 _TASK_SELECT = f"SELECT {', '.join(f't.{c}' for c in _TASK_COLUMNS)}"
-_TASK_UPSERT = (
-    f"INSERT INTO tasks ({', '.join(_TASK_COLUMNS)}, updated_at) VALUES "
-    f"({', '.join(f'${i}' for i in range(1, len(_TASK_COLUMNS) + 2))}) "
-    "ON CONFLICT (task_id) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in (*_TASK_COLUMNS[1:], "updated_at"))
+_TASK_UPSERT = upsert_sql(
+    "tasks",
+    (*_TASK_COLUMNS, "updated_at"),
+    key="task_id",
+    update=(*_TASK_COLUMNS[1:], "updated_at"),
 )
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from gridloop_runtime.db import Conn
+from gridloop_runtime.db import Conn, upsert_sql
 
 from .domain.casefile import Case, Stage
 from .domain.tasks import Task, TaskStatus
@@ -39,11 +39,11 @@ _CASE_COLUMNS = (
     "approved_by",
 )
 _CASE_SELECT = f"SELECT {', '.join(_CASE_COLUMNS)} FROM cases"
-_CASE_UPSERT = (
-    f"INSERT INTO cases ({', '.join(_CASE_COLUMNS)}, updated_at) VALUES "
-    f"({', '.join(f'${i}' for i in range(1, len(_CASE_COLUMNS) + 2))}) "
-    "ON CONFLICT (case_id) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in (*_CASE_COLUMNS[1:], "updated_at"))
+_CASE_UPSERT = upsert_sql(
+    "cases",
+    (*_CASE_COLUMNS, "updated_at"),
+    key="case_id",
+    update=(*_CASE_COLUMNS[1:], "updated_at"),
 )
 
 _TASK_COLUMNS = (
@@ -69,12 +69,7 @@ _TASK_COLUMNS = (
     "cancel_reason",
 )
 _TASK_SELECT = f"SELECT {', '.join(f't.{c}' for c in _TASK_COLUMNS)} FROM tasks t"
-_TASK_UPSERT = (
-    f"INSERT INTO tasks ({', '.join(_TASK_COLUMNS)}) VALUES "
-    f"({', '.join(f'${i}' for i in range(1, len(_TASK_COLUMNS) + 1))}) "
-    "ON CONFLICT (task_id) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _TASK_COLUMNS[2:])
-)
+_TASK_UPSERT = upsert_sql("tasks", _TASK_COLUMNS, key="task_id", update=_TASK_COLUMNS[2:])
 
 
 # -- cases ------------------------------------------------------------------------------
