@@ -1,5 +1,6 @@
-"""Operator endpoints every service has: the dead-letter queue (list, replay) and the outbox
-as a re-publishable log (re-publish a time range after the bus lost messages)."""
+"""Operator endpoints every service has: the dead-letter queue (list, replay), the outbox
+as a re-publishable log (re-publish a time range after the bus lost messages) and the audit
+trail of the service's commands."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from .outbox import republish
 
 router = APIRouter(prefix="/admin", tags=["operations"])
 Admin = Annotated[Principal, Depends(require("admin"))]
+AuditReader = Annotated[Principal, Depends(require("admin", "evaluator"))]
 
 
 class DeadLetter(BaseModel):
@@ -99,3 +101,56 @@ async def republish_outbox(request: Request, body: RepublishRequest, _: Admin) -
     rt = _rt(request)
     n = await republish(rt.pool, rt.js, body.since, body.until)
     return {"republished": n}
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    user_id: str | None
+    roles: list[str]
+    dept: str | None
+    command: str
+    command_id: str | None
+    case_id: str | None
+    task_id: str | None
+    target: dict[str, Any]
+    outcome: str
+    code: str | None
+    field: str | None
+    reason: str | None
+    status: int | None
+    origin: str
+    user_agent: str | None
+    request_id: str | None
+    trace_id: str | None
+
+
+@router.get("/audit", response_model=list[AuditEntry])
+async def read_audit(
+    request: Request,
+    _: AuditReader,
+    case_id: Annotated[str | None, Query(max_length=128)] = None,
+    user: Annotated[str | None, Query(max_length=128)] = None,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AuditEntry]:
+    """The audit trail of this service's commands, accepted and refused (newest first): who
+    (user, roles), what (command, case, task, outcome and reason), when (the service clock)
+    and from where (client address or bus subject, user agent, request id)."""
+    if since is not None and until is not None and until <= since:
+        raise Refusal("until must be after since", field="until", code="bad-range", status=422)
+    rt = _rt(request)
+    async with rt.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT * FROM audit_log WHERE ($1::text IS NULL OR case_id = $1) "
+            "AND ($2::text IS NULL OR user_id = $2) "
+            "AND ($3::timestamptz IS NULL OR at >= $3) AND ($4::timestamptz IS NULL OR at < $4) "
+            "ORDER BY id DESC LIMIT $5",
+            case_id,
+            user,
+            since,
+            until,
+            limit,
+        )
+    return [AuditEntry(**{k: r[k] for k in AuditEntry.model_fields}) for r in rows]

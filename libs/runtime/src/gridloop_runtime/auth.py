@@ -22,6 +22,7 @@ from fastapi import Depends, Request
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from . import audit
 from .commands import Refusal
 
 ROLES = (
@@ -196,7 +197,16 @@ def current_principal(request: Request) -> Principal:
     if auth is None:
         auth = Authenticator(AuthSettings())
         request.app.state.authenticator = auth
-    return auth.authenticate(request)
+    audit.set_caller(None, (), None, request.path_params, audit.route_of(request.scope))
+    principal = auth.authenticate(request)
+    audit.set_caller(
+        principal.user_id,
+        principal.roles,
+        principal.dept,
+        request.path_params,
+        audit.route_of(request.scope),
+    )
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
+from . import audit
 from .db import Conn
 from .outbox import UnitOfWorkFactory, Work
 
@@ -42,8 +43,34 @@ class Refusal(Exception):
 
 def install_refusal_handler(app: FastAPI) -> None:
     @app.exception_handler(Refusal)
-    async def _refused(_: Request, exc: Refusal) -> JSONResponse:
+    async def _refused(request: Request, exc: Refusal) -> JSONResponse:
+        await _audit_refusal(request, exc)
         return JSONResponse({"detail": [exc.as_error()], **exc.extra}, status_code=exc.status)
+
+
+async def _audit_refusal(request: Request, exc: Refusal) -> None:
+    """A command refused before (or outside) the command runner — no token, wrong role, a
+    rule of the service — is audited here, in its own transaction."""
+    origin = audit.refusal_needs_record()
+    runtime: Any = getattr(request.app.state, "runtime", None)
+    pool = getattr(runtime, "pool", None)
+    if origin is None or pool is None:
+        return
+    if origin.route is None:
+        origin.route = audit.route_of(request.scope)
+        origin.path_params = {k: str(v) for k, v in request.path_params.items()}
+    async with pool.acquire() as conn:
+        await audit.record(
+            conn,
+            at=runtime.clock.now(),
+            command=origin.command,
+            outcome="refused",
+            code=exc.code,
+            field=exc.field,
+            reason=exc.reason,
+            status=exc.status,
+        )
+    origin.refusal_recorded = True
 
 
 async def seen_command(conn: Conn, command_id: str) -> dict[str, Any] | None:
@@ -83,28 +110,52 @@ async def run_command(
     command_id: str | None,
     kind: str,
     fn: Callable[[Work], Awaitable[dict[str, Any]]],
+    *,
+    case_id: str | None = None,
+    task_id: str | None = None,
 ) -> dict[str, Any]:
     """Run a command in one transaction; a repeated `command_id` gets the first answer and
     changes nothing. A resend racing the first send (another replica, a client retry) gets
-    the answer the first one got, whichever transaction commits first."""
+    the answer the first one got, whichever transaction commits first.
+
+    Every run is audited (audit.py): an accepted command in the transaction of its effect, a refused
+    one in a transaction of its own, a resend as replayed. `case_id` and `task_id` default to
+    the request's path parameters of those names."""
+    ids: dict[str, Any] = {"command_id": command_id, "case_id": case_id, "task_id": task_id}
     try:
         async with uow() as work:
             if command_id:
                 seen = await seen_command(work.conn, command_id)
                 if seen is not None:
+                    await audit.record_work(work, kind, "replayed", **ids)
                     return seen
             answer = await fn(work)
             if command_id and not await record_command(
                 work.conn, command_id, kind, to_jsonable_python(answer)
             ):
                 raise _Raced  # the same command ran meanwhile: undo ours
+            await audit.record_work(work, kind, "accepted", **ids)
             return answer
     except (_Raced, Refusal) as exc:
         if command_id:
             async with uow() as work:
                 first = await seen_command(work.conn, command_id)
+                if first is not None:
+                    await audit.record_work(work, kind, "replayed", **ids)
             if first is not None:
                 return first
         if isinstance(exc, _Raced):
             raise RuntimeError("command answer vanished") from exc
+        async with uow() as work:
+            await audit.record_work(
+                work,
+                kind,
+                "refused",
+                code=exc.code,
+                field=exc.field,
+                reason=exc.reason,
+                status=exc.status,
+                **ids,
+            )
+        audit.mark_refusal_recorded()
         raise

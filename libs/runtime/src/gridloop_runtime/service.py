@@ -26,6 +26,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 
 from . import bus, db, tracing
 from . import logging as glog
+from .audit import AuditMiddleware
 from .auth import Authenticator, AuthSettings, UserLookup
 from .clock import Clock, OffsetFileClock, SystemClock
 from .commands import install_refusal_handler
@@ -218,6 +219,7 @@ class Runtime:
         app.state.authenticator = Authenticator(AuthSettings(), self.definition.users)
         install_refusal_handler(app)
         app.add_middleware(TracingMiddleware)
+        app.add_middleware(AuditMiddleware)
 
         @app.get("/healthz", tags=["operations"])
         async def healthz() -> dict[str, str]:

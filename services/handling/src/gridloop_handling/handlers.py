@@ -47,7 +47,7 @@ from gridloop_contracts.department import (
     SignCommand,
 )
 from gridloop_contracts.envelope import validation_errors
-from gridloop_runtime import timers
+from gridloop_runtime import audit, timers
 from gridloop_runtime.commands import Refusal, record_command, seen_command
 from gridloop_runtime.consumer import Permanent
 from gridloop_runtime.outbox import Work
@@ -409,6 +409,25 @@ class Handlers:
         """回执: on dispatch.<dept>.answer through the outbox, and to the reply subject after
         commit."""
         assert answer.dept is not None
+        if not answer.accepted:
+            # 审计: a refused bus command, in the batch's transaction (the refused command's
+            # own writes were rolled back to its savepoint).
+            data = work.trigger.data if work.trigger is not None else None
+            by = data.get("by") if isinstance(data, dict) else None
+            first = answer.errors[0] if answer.errors else None
+            await audit.record_work(
+                work,
+                answer.action or "unknown",
+                "refused",
+                command_id=answer.command_id,
+                case_id=answer.case_id,
+                user_id=by if isinstance(by, str) else None,
+                roles=("department",),
+                dept=answer.dept,
+                code=first.code if first else None,
+                field=first.field if first else None,
+                reason=first.reason if first else None,
+            )
         env = work.emit(
             answer, subject=subjects.dispatch(answer.dept, "answer"), case_id=answer.case_id
         )
@@ -467,9 +486,13 @@ class Handlers:
         key = cmds.command_key(cmd.dept, cmd.command_id)
         digest = cmds.fingerprint(cmd)
         seen = await seen_command(work.conn, key)
+        who = {"user_id": cmd.by, "roles": ("department",), "dept": cmd.dept}
         if seen is not None:
             if seen.get("fingerprint") != digest:
                 raise cmds.duplicate(cmd)
+            await audit.record_work(
+                work, cmd.subject_token, "replayed", command_id=key, case_id=cmd.case_id, **who
+            )
             return Executed(CommandAnswerV1.model_validate(seen["answer"]), seen["task"], True)
         task = task_for(tasks, cmd.dept, cmd.task_id)
         if task is None:
@@ -509,6 +532,15 @@ class Handlers:
         if not await record_command(work.conn, key, cmd.subject_token, stored):
             # The same id, stored for another case in a concurrent transaction.
             raise cmds.duplicate(cmd)
+        await audit.record_work(
+            work,
+            cmd.subject_token,
+            "accepted",
+            command_id=key,
+            case_id=cmd.case_id,
+            task_id=task.task_id,
+            **who,
+        )
         return Executed(answer, view)
 
     async def _apply(

@@ -1,0 +1,186 @@
+"""The audit trail: who did what, when and from where, for every command a service takes or
+refuses, in the append-only `audit_log` table of the service's schema.
+
+An accepted command is recorded in the transaction of its effect (the command runner in
+commands.py does it), so the trail and the state never disagree. A refused command is
+recorded in its own small transaction. The origin of an HTTP request (client address, user
+agent, request id, the authenticated caller, the route) is carried in a context variable set
+by `AuditMiddleware` and filled in by the authenticator; bus commands are recorded as coming
+from `nats:<subject>`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from . import tracing
+
+if TYPE_CHECKING:
+    from .db import Conn
+    from .outbox import Work
+
+Outcome = Literal["accepted", "refused", "replayed"]
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass
+class Origin:
+    """Where the command being served comes from, and who sent it (once authenticated)."""
+
+    where: str
+    method: str = ""
+    route: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+    user_id: str | None = None
+    roles: tuple[str, ...] = ()
+    dept: str | None = None
+    path_params: dict[str, str] = field(default_factory=dict)
+    # set once a refusal of this request was recorded, so it is recorded once
+    refusal_recorded: bool = False
+
+    @property
+    def command(self) -> str:
+        return f"{self.method} {self.route}" if self.route else self.method or "unknown"
+
+
+_origin: ContextVar[Origin | None] = ContextVar("gridloop_audit_origin", default=None)
+
+
+def current_origin() -> Origin | None:
+    return _origin.get()
+
+
+def set_caller(
+    user_id: str | None,
+    roles: Iterable[str],
+    dept: str | None,
+    path_params: dict[str, Any],
+    route: str | None,
+) -> None:
+    """Called by the authenticator: the caller and route of the current HTTP request."""
+    origin = _origin.get()
+    if origin is not None:
+        origin.route = route
+        origin.user_id = user_id
+        origin.roles = tuple(sorted(roles))
+        origin.dept = dept
+        origin.path_params = {k: str(v) for k, v in path_params.items()}
+
+
+class AuditMiddleware:
+    """Sets the request's origin (client address, user agent, request id) for the audit."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        client = scope.get("client")
+        origin = Origin(
+            where=f"http:{client[0] if client else 'unknown'}",
+            method=scope.get("method", ""),
+            user_agent=headers.get("user-agent"),
+            request_id=headers.get("x-request-id"),
+        )
+        token = _origin.set(origin)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _origin.reset(token)
+
+
+def route_of(scope: Scope) -> str | None:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else None
+
+
+_INSERT = """INSERT INTO audit_log (at, user_id, roles, dept, command, command_id, case_id,
+    task_id, target, outcome, code, field, reason, status, origin, user_agent, request_id,
+    trace_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"""
+
+
+async def record(
+    conn: Conn,
+    *,
+    at: datetime,
+    command: str,
+    outcome: Outcome,
+    command_id: str | None = None,
+    case_id: str | None = None,
+    task_id: str | None = None,
+    code: str | None = None,
+    field: str | None = None,
+    reason: str | None = None,
+    status: int | None = None,
+    subject: str | None = None,
+    user_id: str | None = None,
+    roles: Iterable[str] = (),
+    dept: str | None = None,
+) -> None:
+    """Append one entry. Who and from where come from the current HTTP request when there is
+    one; otherwise from the arguments (a bus command names its sender) and `subject`."""
+    origin = _origin.get()
+    trace_id = tracing.current_trace_id()
+    if origin is not None:
+        where, user_agent, request_id = origin.where, origin.user_agent, origin.request_id
+        params = origin.path_params
+        if origin.user_id is not None:
+            user_id, roles, dept = origin.user_id, origin.roles, origin.dept
+        case_id = case_id or params.get("case_id")
+        task_id = task_id or params.get("task_id")
+    else:
+        where = f"nats:{subject}" if subject else "internal"
+        user_agent, request_id, params = None, None, {}
+    await conn.execute(
+        _INSERT,
+        at,
+        user_id,
+        sorted(roles),
+        dept,
+        command,
+        command_id,
+        case_id,
+        task_id,
+        params,
+        outcome,
+        code,
+        field,
+        reason[:2000] if reason else reason,
+        status,
+        where,
+        user_agent,
+        request_id or trace_id,
+        trace_id,
+    )
+
+
+async def record_work(work: Work, command: str, outcome: Outcome, **fields: Any) -> None:
+    """`record` in the unit of work's transaction, at the runtime clock, from its subject."""
+    fields.setdefault("subject", work.subject)
+    await record(work.conn, at=work.now(), command=command, outcome=outcome, **fields)
+
+
+def mark_refusal_recorded() -> None:
+    origin = _origin.get()
+    if origin is not None:
+        origin.refusal_recorded = True
+
+
+def refusal_needs_record() -> Origin | None:
+    """The origin of the current request when it is a command whose refusal nobody recorded."""
+    origin = _origin.get()
+    if origin is None or origin.refusal_recorded or origin.method in SAFE_METHODS:
+        return None
+    return origin
