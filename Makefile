@@ -6,7 +6,7 @@ UV := $(TOOLS)/bin/uv
 UV_VERSION := 0.13.8
 RUN := $(UV) run --frozen
 
-.PHONY: run test lint typecheck unit schemas bench deploy-check nats-config images env clean
+.PHONY: run test lint typecheck unit schemas bench profile deploy-check nats-config images env clean
 
 $(UV):
 	@$(PYTHON) -m venv $(TOOLS)
@@ -36,6 +36,9 @@ test: lint typecheck deploy-check ## lint + types + deploy check + every test ag
 
 schemas: env ## export JSON Schema and AsyncAPI into schemas/
 	@$(RUN) python tools/export_schemas.py
+
+profile: env ## the loop at saturation with py-spy on every service; CPU per closed loop, hot spots
+	@$(RUN) python -m bench.profile
 
 bench: env ## measure the whole system; results in bench/results/latest.json
 	@$(RUN) python -m bench

@@ -150,6 +150,8 @@ class LocalPostgres:
     port: int = 0
     durable: bool = True
     log_file: Path | None = None
+    # More `-c name=value` server settings (e.g. shared_preload_libraries for profiling).
+    settings: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def url(self, database: str = "postgres") -> str:
@@ -213,6 +215,8 @@ class LocalPostgres:
                 "-c",
                 "full_page_writes=off",
             ]
+        for name, value in self.settings.items():
+            args += ["-c", f"{name}={value}"]
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(args, stdout=out, stderr=out, **self._popen_kwargs())  # type: ignore[call-overload]
         wait_port("127.0.0.1", self.port, timeout, self.proc)

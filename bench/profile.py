@@ -1,0 +1,223 @@
+"""`make profile`: the closed loop at saturation with py-spy sampling every service.
+
+Writes one collapsed-stack file and one flame graph per service into the work directory and
+prints, per service, the functions with the most samples (self and inclusive), so the next
+bottleneck is read off, not guessed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import nats
+from gridloop_city import load_city
+from gridloop_runtime.devstack import LocalNats, LocalPostgres
+from gridloop_runtime.launcher import Stack
+
+from .loop import ROOT, Reports, load_kit, publish, supervisors
+
+
+def py_spy() -> str:
+    found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(found).exists():
+        raise SystemExit("py-spy is not installed (it is in the dev dependency group)")
+    return found
+
+
+def summarize(raw: Path, top: int) -> dict[str, Any]:
+    """Self and inclusive sample counts per function from py-spy's collapsed stacks."""
+    own: collections.Counter[str] = collections.Counter()
+    incl: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [f.split(" (")[0] + " " + f.rsplit("/", 1)[-1] for f in stack.split(";")]
+        own[frames[-1]] += n
+        for f in set(frames):
+            incl[f] += n
+    pct = lambda c: {k: round(100 * v / max(total, 1), 1) for k, v in c.most_common(top)}  # noqa: E731
+    return {"samples": total, "self_pct": pct(own), "inclusive_pct": pct(incl)}
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User+system CPU seconds of each process and its children (PostgreSQL's backends)."""
+    import psutil
+
+    out: dict[str, float] = {}
+    for name, pid in pids.items():
+        try:
+            root = psutil.Process(pid)
+            total = 0.0
+            for p in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    t = p.cpu_times()
+                    total += t.user + t.system
+            out[name] = total
+        except psutil.Error:
+            out[name] = 0.0
+    return out
+
+
+async def load(
+    stack: Stack, nats_url: str, seconds: float, out: Path, top: int, others: dict[str, int]
+) -> None:
+    city = load_city(ROOT / "data" / "demo-city")
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream(publish_async_max_pending=2000)
+    reports = Reports(city)
+    stop = asyncio.Event()
+    kit = load_kit()
+    kit_task = asyncio.create_task(
+        kit.run(nats_url, "sanitation", behaviour="handle", stop=stop, say=lambda _: None)
+    )
+    counter = {"verified": 0}
+    sup_task = asyncio.create_task(supervisors(stack, stop, counter))
+    closed = {"n": 0}
+
+    async def on_closed(_: Any) -> None:
+        closed["n"] += 1
+
+    await nc.subscribe("case.closed", cb=on_closed)
+    spies = [
+        subprocess.Popen(  # noqa: ASYNC220 - started once, before the load
+            [
+                py_spy(),
+                "record",
+                "--pid",
+                str(proc.pid),
+                "--duration",
+                str(int(seconds)),
+                "--rate",
+                "50",
+                "--format",
+                fmt,
+                "--output",
+                str(out / f"{name}.{ext}"),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, proc in stack.procs.items()
+        for fmt, ext in (("raw", "txt"),)
+    ]
+    pids = {name: p.pid for name, p in stack.procs.items()} | others | {"load": os.getpid()}
+    cpu0 = cpu_seconds(pids)
+    sent = 0
+    t0 = time.perf_counter()
+    try:
+        while time.perf_counter() - t0 < seconds:
+            batch = [reports.next("prof") for _ in range(200)]
+            sent += len(batch)
+            await asyncio.gather(*[await publish(js, r) for r in batch])
+            while sent - closed["n"] > 3000 and time.perf_counter() - t0 < seconds:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.gather(kit_task, sup_task, return_exceptions=True)
+        await nc.close()
+    elapsed = time.perf_counter() - t0
+    cpu1 = cpu_seconds(pids)
+    for spy in spies:
+        spy.wait(timeout=60)
+    loops = max(closed["n"], 1)
+    print(f"closed loops: {closed['n']} in {elapsed:.0f} s = {closed['n'] / elapsed:.1f}/s")
+    print("CPU ms per closed loop (and share of the elapsed time):")
+    for name in pids:
+        used = cpu1[name] - cpu0.get(name, 0.0)
+        print(f"  {name:10s} {1000 * used / loops:7.1f} ms  {100 * used / elapsed:5.1f}%")
+    for name in stack.procs:
+        raw = out / f"{name}.txt"
+        if raw.exists():
+            s = summarize(raw, top)
+            print(f"\n== {name}: {s['samples']} samples")
+            print("  self:")
+            for k, v in s["self_pct"].items():
+                print(f"    {v:5.1f}%  {k}")
+            print("  inclusive:")
+            for k, v in s["inclusive_pct"].items():
+                print(f"    {v:5.1f}%  {k}")
+
+
+async def statements(database_url: str, *, reset: bool = False, top: int = 25) -> None:
+    """The statements PostgreSQL spent its time on (pg_stat_statements)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        if reset:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            await conn.execute("SELECT pg_stat_statements_reset()")
+            return
+        rows = await conn.fetch(
+            "SELECT calls, total_exec_time, rows, query FROM pg_stat_statements "
+            "ORDER BY total_exec_time DESC LIMIT $1",
+            top,
+        )
+        total = await conn.fetchval("SELECT sum(calls) FROM pg_stat_statements")
+        print(f"\n== postgres: {total} statements")
+        for r in rows:
+            q = " ".join(r["query"].split())[:110]
+            print(
+                f"  {r['calls']:8d} calls {r['total_exec_time']:9.0f} ms {r['rows']:8d} rows  {q}"
+            )
+    finally:
+        await conn.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--durable", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--out", type=Path, default=None, help="where to keep the profiles")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="gridloop-profile-"))
+    out = args.out or work / "profiles"
+    out.mkdir(parents=True, exist_ok=True)
+    nats_server = LocalNats(work / "nats", sync_always=args.durable).start()
+    pg = LocalPostgres(
+        work / "pg",
+        durable=args.durable,
+        settings={"shared_preload_libraries": "pg_stat_statements"},
+    ).start()
+    database_url = pg.create_database("gridloop")
+    stack = Stack(
+        work / "stack",
+        nats_url=nats_server.url,
+        database_url=database_url,
+        env={"AUTH_MODE": "dev", "LOG_LEVEL": "WARNING", "OUTBOX_POLL_S": "0.2"},
+    )
+    try:
+        stack.start(timeout=180)
+        assert nats_server.proc is not None and pg.proc is not None
+        others = {"nats": nats_server.proc.pid, "postgres": pg.proc.pid}
+        asyncio.run(statements(database_url, reset=True))
+        asyncio.run(load(stack, nats_server.url, args.seconds, out, args.top, others))
+        asyncio.run(statements(database_url, top=args.top))
+        print(f"\nprofiles in {out}")
+    finally:
+        stack.stop()
+        nats_server.stop()
+        pg.stop()
+        if args.out is None:
+            shutil.rmtree(work / "stack", ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
