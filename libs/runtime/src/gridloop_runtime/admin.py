@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime, BaseModel
 
+from . import audit
 from .auth import Principal, require
 from .commands import Refusal
 from .outbox import republish
@@ -84,6 +85,7 @@ async def replay_dead_letter(request: Request, dead_letter_id: int, _: Admin) ->
         await conn.execute(
             "UPDATE dead_letters SET replayed_at = now() WHERE id = $1", dead_letter_id
         )
+        await audit.record(conn, at=rt.clock.now(), command="dlq.replay", outcome="accepted")
     return {"replayed": dead_letter_id, "subject": row["subject"]}
 
 
@@ -100,6 +102,14 @@ async def republish_outbox(request: Request, body: RepublishRequest, _: Admin) -
         raise Refusal("until must be after since", field="until", code="bad-range", status=422)
     rt = _rt(request)
     n = await republish(rt.pool, rt.js, body.since, body.until)
+    async with rt.pool.acquire() as conn:
+        await audit.record(
+            conn,
+            at=rt.clock.now(),
+            command="outbox.republish",
+            outcome="accepted",
+            reason=f"{n} events from {body.since.isoformat()} until {body.until.isoformat()}",
+        )
     return {"republished": n}
 
 

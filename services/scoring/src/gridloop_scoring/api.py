@@ -19,7 +19,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from gridloop_city.models import RuleSet
 from gridloop_runtime.auth import CurrentPrincipal, Principal, require
-from gridloop_runtime.commands import Refusal, record_command, seen_command
+from gridloop_runtime.commands import Refusal, run_command
+from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime, runtime_of
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -409,16 +410,12 @@ async def publish_now(request: Request, body: PublishRequest, _: Evaluator) -> d
     rt, s = scoring_of(request)
     p = the_period(rt, s, body.period, body.date)
     assert rt.uow is not None
-    async with rt.uow() as work:
-        if body.command_id:
-            seen = await seen_command(work.conn, body.command_id)
-            if seen is not None:
-                return seen
+
+    async def publish(work: Work) -> dict[str, Any]:
         published = await handlers_of(rt).publish(work, p)
-        answer = {"period": {"kind": p.kind, "start": p.start.isoformat()}, "published": published}
-        if body.command_id:
-            await record_command(work.conn, body.command_id, "publish", answer)
-    return answer
+        return {"period": {"kind": p.kind, "start": p.start.isoformat()}, "published": published}
+
+    return await run_command(rt.uow, body.command_id, "publish", publish)
 
 
 @router.post("/admin/rebuild", tags=["operations"])
