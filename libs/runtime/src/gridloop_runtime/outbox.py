@@ -110,32 +110,56 @@ class Work:
     def pending(self) -> list[tuple[str, Envelope]]:
         return list(self._pending)
 
-    async def flush(self) -> int:
-        """Write the pending events as outbox rows (inside the caller's transaction)."""
-        if not self._pending:
-            return 0
+    def take_rows(self) -> list[OutboxRow]:
+        """The pending events as outbox rows, handed over (a batch consumer writes the rows of
+        all its messages with one statement)."""
         rows = []
         for subject, env in self._pending:
             headers, body = to_binary(env)
             rows.append((env.id, subject, headers, body))
-        await self.conn.executemany(_INSERT, rows)
-        n = len(self._pending)
         self._pending.clear()
-        return n
+        return rows
+
+    async def flush(self) -> int:
+        """Write the pending events as outbox rows (inside the caller's transaction)."""
+        if not self._pending:
+            return 0
+        rows = self.take_rows()
+        await write_rows(self.conn, rows)
+        return len(rows)
+
+
+OutboxRow = tuple[str, str, dict[str, str], bytes]
+
+
+async def write_rows(conn: Conn, rows: list[OutboxRow]) -> None:
+    if rows:
+        await conn.executemany(_INSERT, rows)
 
 
 class UnitOfWorkFactory:
     """Opens units of work on a pool; wakes the relay after commits that emitted events."""
 
-    def __init__(self, pool: asyncpg.Pool, *, schema: str, source: str, clock: Clock) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        schema: str,
+        source: str,
+        clock: Clock,
+        acquire_timeout_s: float | None = None,
+    ) -> None:
         self.pool = pool
         self.schema = schema
         self.source = source
         self.clock = clock
+        # None waits for a connection as long as it takes (consumers, timers); the HTTP
+        # API sets a bound so a busy pool answers 503 instead of queueing without end.
+        self.acquire_timeout_s = acquire_timeout_s
 
     @asynccontextmanager
     async def __call__(self, trigger: Envelope | None = None) -> AsyncIterator[Work]:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire(timeout=self.acquire_timeout_s) as conn, conn.transaction():
             work = Work(conn, source=self.source, clock=self.clock, trigger=trigger)
             yield work
             if await work.flush():

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import structlog
 import uvicorn
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -24,13 +24,14 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
-from . import bus, db, tracing
+from . import bus, db, limits, tracing
 from . import logging as glog
 from .audit import AuditMiddleware
 from .auth import Authenticator, AuthSettings, UserLookup
 from .clock import Clock, OffsetFileClock, SystemClock
 from .commands import install_refusal_handler
 from .consumer import Consumer, ConsumerSpec
+from .limits import ClientKey, InFlightCap, Limiter
 from .outbox import OutboxRelay, UnitOfWorkFactory
 from .settings import ServiceSettings
 from .timers import TimerHandler, TimerRunner
@@ -55,6 +56,8 @@ class ServiceDefinition:
     description: str = ""
     # who may call the REST API: a lookup of configured users for AUTH_MODE=dev
     users: UserLookup | None = None
+    # who a caller without a user is, for rate limits (e.g. an Open311 API key's source)
+    client_key: ClientKey | None = None
 
 
 class Runtime:
@@ -104,8 +107,17 @@ class Runtime:
         )
         self.js = self.nc.jetstream(publish_async_max_pending=4000)
         await bus.ensure_streams(self.js, replicas=s.stream_replicas)
-        self.uow = UnitOfWorkFactory(
+        # Consumers and timers wait for a connection as long as it takes; the HTTP API
+        # (rt.uow) waits at most DB_ACQUIRE_TIMEOUT_S and answers 503 (limits.py).
+        background_uow = UnitOfWorkFactory(
             self.pool, schema=self.schema, source=self.source, clock=self.clock
+        )
+        self.uow = UnitOfWorkFactory(
+            self.pool,
+            schema=self.schema,
+            source=self.source,
+            clock=self.clock,
+            acquire_timeout_s=s.db_acquire_timeout_s,
         )
         for hook in self.definition.on_start:
             await hook(self)
@@ -122,7 +134,7 @@ class Runtime:
             consumer = Consumer(
                 spec,
                 js=self.js,
-                uow=self.uow,
+                uow=background_uow,
                 pool=self.pool,
                 service=self.definition.name,
                 batch=s.consumer_batch,
@@ -136,7 +148,7 @@ class Runtime:
             self._spawn(consumer.run(self.stop_event), f"consumer-{spec.durable}")
         if self.definition.timers:
             self.timer_runner = TimerRunner(
-                self.uow,
+                background_uow,
                 self.definition.timers,
                 service=self.definition.name,
                 poll_s=s.timer_poll_s,
@@ -209,17 +221,23 @@ class Runtime:
             yield
             await self.stop()
 
+        limiter = Limiter(self.settings, self.definition.client_key)
         app = FastAPI(
             title=self.definition.title or f"gridloop {self.definition.name}",
             description=self.definition.description,
             version="0.1.0",
             lifespan=lifespan,
+            dependencies=[Depends(limiter.check_rate)],
         )
         app.state.runtime = self
+        app.state.limiter = limiter
         app.state.authenticator = Authenticator(AuthSettings(), self.definition.users)
         install_refusal_handler(app)
+        limits.install(app, limiter)
         app.add_middleware(TracingMiddleware)
         app.add_middleware(AuditMiddleware)
+        # outermost: a request over the cap costs nothing more than its answer
+        app.add_middleware(InFlightCap, limiter=limiter)
 
         @app.get("/healthz", tags=["operations"])
         async def healthz() -> dict[str, str]:

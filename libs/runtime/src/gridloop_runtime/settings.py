@@ -31,11 +31,23 @@ class ServiceSettings(BaseSettings):
     db_schema: str | None = Field(None, alias="DB_SCHEMA")
     db_pool_min: int = Field(2, alias="DB_POOL_MIN")
     db_pool_max: int = Field(10, alias="DB_POOL_MAX")
+    # a request waiting longer than this for a pooled connection is answered 503
+    db_acquire_timeout_s: float = Field(5.0, alias="DB_ACQUIRE_TIMEOUT_S")
     http_host: str = Field("127.0.0.1", alias="HTTP_HOST")
     http_port: int = Field(8000, alias="HTTP_PORT")
     city_data_dir: Path = Field(default_factory=_default_city_dir, alias="CITY_DATA_DIR")
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     log_json: bool = Field(True, alias="LOG_JSON")
+    # HTTP overload (gridloop_runtime.limits): requests in flight beyond the cap get 503, a
+    # client beyond its token bucket 429, both with Retry-After; 0 turns a limit off.
+    http_max_in_flight: int = Field(256, alias="HTTP_MAX_IN_FLIGHT")
+    http_retry_after_s: float = Field(1.0, alias="HTTP_RETRY_AFTER_S")
+    # per authenticated user or Open311 API key
+    rate_limit_client_per_s: float = Field(100.0, alias="RATE_LIMIT_CLIENT_PER_S")
+    rate_limit_client_burst: int = Field(200, alias="RATE_LIMIT_CLIENT_BURST")
+    # per client address, for anonymous callers (the public Open311 reads)
+    rate_limit_public_per_s: float = Field(10.0, alias="RATE_LIMIT_PUBLIC_PER_S")
+    rate_limit_public_burst: int = Field(50, alias="RATE_LIMIT_PUBLIC_BURST")
     # JetStream consumers
     consumer_batch: int = Field(256, alias="CONSUMER_BATCH")
     consumer_max_deliver: int = Field(5, alias="CONSUMER_MAX_DELIVER")

@@ -36,6 +36,7 @@ def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
             consumers=[reports, casefile],
             routers=[api.router, open311.router],
             users=lookup_from(intake.city.users),
+            client_key=open311.client_key,
             title="gridloop intake",
             description="发现上报: reports from every channel become cases; the case file",
         ),

@@ -235,6 +235,20 @@ async def _body(request: Request) -> dict[str, list[str]]:
     return params
 
 
+async def client_key(request: Request) -> str | None:
+    """Who an Open311 caller is for the rate limits: the source of a valid API key (its
+    own bucket, RATE_LIMIT_CLIENT_*); None leaves the caller limited by address."""
+    if not request.url.path.startswith(router.prefix + "/"):
+        return None
+    try:
+        params = await _body(request) if request.method == "POST" else _params(request)
+        _, intake = _rt(request)
+    except Open311Error:
+        return None
+    source = intake.api_keys.get(_one(params, "api_key") or "")
+    return f"key:{source}" if source else None
+
+
 def _source_for_key(intake: Intake, params: Mapping[str, Sequence[str]]) -> str:
     key = _one(params, "api_key")
     source = intake.api_keys.get(key or "")
