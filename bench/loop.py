@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import nats
-from gridloop_city import City, load_city
+from gridloop_city import City, haversine_m, load_city
 from gridloop_contracts import Envelope, to_binary
 from gridloop_contracts.inbound import ReportV1
 from gridloop_runtime.devstack import LocalNats, LocalPostgres
@@ -43,7 +43,7 @@ class Reports:
 
     def __init__(self, city: City) -> None:
         self.city = city
-        self.points = [(p.lon, p.lat) for p in city.parts.values()]
+        self.points = spaced([(p.lon, p.lat) for p in city.parts.values()], 60.0)
         self.supervisor = next(u.id for u in city.users.values() if u.trusted)
         self.n = 0
         self.base = datetime.now(UTC)
@@ -61,6 +61,26 @@ class Reports:
             category_code="E0104",
             reporter_user_id=self.supervisor,
         )
+
+
+def spaced(points: list[tuple[float, float]], min_m: float) -> list[tuple[float, float]]:
+    """The points at least `min_m` apart (greedy), so reports at them never merge as
+    duplicates (the demo city's rule is 50 m / 72 h)."""
+    cell = min_m / 111_000  # degrees, a little less than min_m along longitude at 40°N
+    taken: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    out = []
+    for lon, lat in sorted(points):
+        key = (int(lon / cell), int(lat / cell))
+        near = (
+            q
+            for dx in (-2, -1, 0, 1, 2)
+            for dy in (-2, -1, 0, 1, 2)
+            for q in taken.get((key[0] + dx, key[1] + dy), ())
+        )
+        if all(haversine_m(lon, lat, qlon, qlat) >= min_m for qlon, qlat in near):
+            taken.setdefault(key, []).append((lon, lat))
+            out.append((lon, lat))
+    return out
 
 
 async def publish(js: Any, report: ReportV1) -> Any:
