@@ -317,6 +317,18 @@ def integrator_user(src: Source) -> User:
 
 def users(city: City) -> list[User]:
     out = [service_user(name) for name in SERVICES]
+    # The console follows case events with a core subscription for its live feed; it keeps
+    # nothing and publishes nothing (its one allowed subject is its own, unused).
+    out.append(
+        User(
+            "console",
+            "service",
+            ACCOUNT,
+            publish=("_INBOX.console.>",),
+            subscribe=("case.>",),
+            note="console: reads case events for the live feed (core subscription)",
+        )
+    )
     out.append(
         User(
             "admin",

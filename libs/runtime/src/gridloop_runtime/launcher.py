@@ -27,6 +27,8 @@ SERVICES: dict[str, int] = {
     "verify": 8004,
     "scoring": 8005,
 }
+# The command-centre console: a web app over the five services' APIs (no database).
+CONSOLE_PORT = 8006
 
 
 @dataclass
@@ -104,6 +106,14 @@ class Stack:
         )
         if self.nats_auth and self.nats is not None:
             env.update({"NATS_USER": name, "NATS_PASSWORD": f"gridloop-dev-{name}"})
+        if name == "console":
+            env.update(
+                {
+                    f"CONSOLE_{svc.upper()}_URL": self.url(svc)
+                    for svc in SERVICES
+                    if svc in self.ports
+                }
+            )
         env.update(self.env)
         return env
 
@@ -209,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         database_url=os.environ.get("DATABASE_URL"),
         env={"AUTH_MODE": os.environ.get("AUTH_MODE", "dev")},
         nats_auth=os.environ.get("NATS_URL") is None,
+        ports={**SERVICES, "console": CONSOLE_PORT},
+        services=(*SERVICES, "console"),
     )
     print("gridloop: starting NATS, PostgreSQL and the five services ...", flush=True)
     started = time.monotonic()
@@ -227,8 +239,12 @@ def main(argv: list[str] | None = None) -> int:
         print("              gridloop-dev-dept-sanitation")
     print(f"  PostgreSQL  {stack.database_url}")
     for name in stack.services:
+        if name == "console":
+            continue
         extra = "   (Open311: /open311/v2/services.json)" if name == "intake" else ""
         print(f"  {name:<10}  {stack.url(name)}/docs{extra}")
+    if "console" in stack.services:
+        print(f"\n  console     {stack.url('console')}/   (sign in as a demo user)")
     tokens = demo_tokens(stack)
     if tokens:
         (stack.state_dir / "tokens.json").write_text(

@@ -1,0 +1,175 @@
+// The case file (案卷): the case, its whole timeline with who and when, deadlines, evidence,
+// the masked reporter, ratings; the dispatch tasks for the command centre.
+import { api, session } from "./api.js";
+import { t } from "./i18n.js";
+import { act, clear, el, empty, field, select, statusBadge, when } from "./ui.js";
+
+const DISPATCH_READERS = ["dispatcher", "shift-leader", "evaluator"];
+
+function eventName(type) {
+  // gridloop.case.<token>.v1 → <token>
+  const parts = String(type || "").split(".");
+  return parts.length >= 4 ? parts[parts.length - 2] : parts.pop();
+}
+
+function links(list) {
+  const urls = (list || []).map((a) => (typeof a === "string" ? { url: a } : a)).filter((a) => a && a.url);
+  if (!urls.length) return null;
+  return el(
+    "div",
+    { class: "evidence" },
+    urls.map((a, i) => el("a", { href: a.url, target: "_blank", rel: "noopener" }, `📎 ${a.kind || "photo"} ${i + 1}`)),
+  );
+}
+
+function who(actor) {
+  if (!actor) return "—";
+  const role = actor.role ? t(`role.${actor.role}`) : "";
+  const name = actor.name || actor.id || "";
+  return [name, role && role !== `role.${actor.role}` ? role : actor.role].filter(Boolean).join(" · ");
+}
+
+function row(label, value, testid) {
+  return el("div", { class: "kv" }, el("span", { class: "k" }, label), el("span", { class: "v", "data-testid": testid }, value ?? "—"));
+}
+
+export async function renderCase(screen, app, caseId) {
+  const input = el("input", { type: "search", placeholder: t("case.search"), "data-testid": "case-search", value: caseId || "" });
+  const form = el(
+    "form",
+    { class: "searchbar" },
+    input,
+    el("button", { type: "submit", class: "primary", "data-testid": "case-search-go" }, t("case.open")),
+  );
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (input.value.trim()) app.go(`#/case/${encodeURIComponent(input.value.trim())}`);
+  });
+  const body = el("div", { class: "casefile" });
+  screen.append(form, body);
+  if (!caseId) {
+    body.append(empty(t("case.none")));
+    return;
+  }
+
+  async function load() {
+    let c;
+    try {
+      c = await api.svc("intake", `/cases/${encodeURIComponent(caseId)}`);
+    } catch (err) {
+      clear(body, el("div", { class: "error" }, err.message));
+      return;
+    }
+    let tasks = [];
+    if (session.has(...DISPATCH_READERS) && c.dept) {
+      try {
+        tasks = (await api.svc("dispatch", `/cases/${encodeURIComponent(caseId)}`)).tasks || [];
+      } catch {
+        tasks = [];
+      }
+    }
+    const closed = c.status === "closed";
+    const mapHash = `#/map?case=${encodeURIComponent(c.case_id)}${c.status === "closed" || c.status === "rejected" ? `&status=${c.status}` : ""}`;
+    const summary = el(
+      "section",
+      { class: "card summary", "data-testid": "case-summary" },
+      el(
+        "div",
+        { class: "case-head" },
+        el("h2", { "data-testid": "case-id" }, c.case_id),
+        el("span", { "data-testid": "case-status", "data-status": c.status }, statusBadge(c.status, c.overdue)),
+        c.location && c.location.lat ? el("a", { href: mapHash, class: "button secondary", "data-testid": "case-on-map" }, t("act.map")) : null,
+      ),
+      el(
+        "div",
+        { class: "kv-grid" },
+        row(t("case.category"), `${c.category_code || "—"} ${app.categoryName(c.category_code)}`),
+        row(t("case.description"), c.description),
+        row(t("case.place"), [c.address, app.areaName(c.community_code), app.areaName(c.subdistrict_code), c.cell_code].filter((x) => x && x !== "—").join(" · ")),
+        row(t("case.channel"), `${c.channel} / ${c.source}`),
+        row(t("case.reporter"), c.reporter ? `${c.reporter.name || ""} ${c.reporter.phone || ""}`.trim() || "—" : c.reporter_user_id || "—", "case-reporter"),
+        row(t("case.reported_at"), when(c.reported_at)),
+        row(t("case.dept"), c.dept_name || app.deptName(c.dept), "case-dept"),
+        row(t("case.deadline"), when(c.deadline), "case-deadline"),
+        row(t("case.overdue"), c.overdue || c.ever_overdue ? t("yes") : t("no")),
+        row(t("case.reworks"), String(c.reworks ?? 0)),
+        row(t("case.closed_at"), when(c.closed_at), "case-closed-at"),
+        row(t("case.on_time"), c.on_time === null || c.on_time === undefined ? "—" : c.on_time ? t("yes") : t("no")),
+        row(t("case.rating"), c.rating ? t(`rating.${c.rating.rating || c.rating}`) : "—", "case-rating"),
+      ),
+      links(c.attachments),
+    );
+    const timeline = el(
+      "section",
+      { class: "card" },
+      el("h3", {}, t("case.timeline")),
+      el(
+        "ol",
+        { class: "timeline", "data-testid": "case-timeline" },
+        (c.timeline || []).map((line) => {
+          const name = eventName(line.type);
+          const d = line.data || {};
+          const extras = [
+            d.deadline ? `${t("case.deadline")}: ${when(d.deadline)}` : null,
+            d.dept ? `${t("case.dept")}: ${app.deptName(d.dept)}` : null,
+            d.reason ? `${t("q.reason")}: ${d.reason}` : null,
+            d.result ? `${t("form.result")}: ${d.result}` : null,
+            d.notes ? `${t("form.notes")}: ${d.notes}` : null,
+            d.rating ? `${t("case.rating")}: ${t(`rating.${d.rating}`)}` : null,
+          ].filter(Boolean);
+          return el(
+            "li",
+            { class: `tl tl-${name}`, "data-testid": `tl-${name}` },
+            el("div", { class: "tl-dot" }),
+            el(
+              "div",
+              { class: "tl-body" },
+              el("div", { class: "tl-head" }, el("b", {}, t(`ev.${name}`) === `ev.${name}` ? name : t(`ev.${name}`)), line.status ? statusBadge(line.status) : null, el("span", { class: "muted right" }, when(line.occurred_at))),
+              el("div", { class: "tl-who" }, `${t("case.who")}: ${who(line.actor)}`),
+              line.summary ? el("div", { class: "tl-summary" }, line.summary) : null,
+              extras.length ? el("div", { class: "tl-extra" }, extras.join(" · ")) : null,
+              links([...(d.photos || []), ...(d.evidence || []), ...(name === "reported" ? [] : d.attachments || [])]),
+            ),
+          );
+        }),
+      ),
+    );
+    const side = el("div", { class: "case-side" });
+    if (tasks.length) {
+      side.append(
+        el(
+          "section",
+          { class: "card" },
+          el("h3", {}, t("case.tasks")),
+          tasks.map((task) =>
+            el(
+              "div",
+              { class: "task" },
+              el("div", { class: "item-head" }, el("b", {}, app.deptName(task.dept)), el("span", { class: "tag" }, task.status), task.overdue ? el("span", { class: "badge overdue" }, t("status.overdue")) : null),
+              row(t("ev.dispatched"), when(task.dispatched_at)),
+              row(t("case.deadline"), when(task.deadline)),
+              row(t("ev.signed"), when(task.signed_at)),
+              row(t("ev.handled"), when(task.handled_at)),
+            ),
+          ),
+        ),
+      );
+    }
+    if (closed && !c.rating && session.has("operator", "shift-leader")) {
+      const rating = select({ "data-testid": "rating-value" }, ["satisfied", "basically_satisfied", "dissatisfied"].map((r) => [r, t(`rating.${r}`)]), "satisfied");
+      side.append(
+        el(
+          "section",
+          { class: "card" },
+          el("h3", {}, t("act.rate")),
+          field(t("form.rating"), rating),
+          el("button", { class: "primary", "data-testid": "rate-submit", onclick: (e) => act(e.target, () => api.cmd("intake", `/cases/${encodeURIComponent(c.case_id)}/rating`, { rating: rating.value }), load) }, t("act.submit")),
+        ),
+      );
+    }
+    clear(body, el("div", { class: "case-layout" }, el("div", { class: "case-main" }, summary, timeline), side));
+  }
+  await load();
+  // Any event may be this case's (the debounce keeps only the last): reload, it is cheap.
+  app.onLive(() => load());
+}
