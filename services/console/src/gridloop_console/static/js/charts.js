@@ -41,7 +41,7 @@ export function barChart(items, { max = 100, width = 560, onClick, testid } = {}
 export function lineChart(series, labels, { width = 560, height = 220, max = 100, testid } = {}) {
   const left = 36;
   const bottom = 26;
-  const right = 12;
+  const right = 24;
   const top = 10;
   const plotW = width - left - right;
   const plotH = height - top - bottom;
