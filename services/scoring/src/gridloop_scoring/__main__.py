@@ -1,5 +1,6 @@
 """Entry point: `python -m gridloop_scoring` serves; `python -m gridloop_scoring rebuild
-[--apply]` replays the CASES stream into a fresh projection and prints the comparison."""
+[--apply] [--validate]` replays the CASES stream into a fresh projection and prints the
+comparison."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from .replay import rebuild
 from .settings import ScoringSettings
 
 
-async def _rebuild(settings: ScoringSettings, apply: bool) -> int:
+async def _rebuild(settings: ScoringSettings, apply: bool, validate: bool = False) -> int:
     scoring = Scoring.load(settings)
     schema = db.check_schema(settings.db_schema_name)
     pool = await db.create_pool(settings.database_url, schema, min_size=1, max_size=2)
@@ -32,7 +33,12 @@ async def _rebuild(settings: ScoringSettings, apply: bool) -> int:
             migrations = db.runtime_migrations() + db.read_migrations("scoring", MIGRATIONS)
             await db.migrate(conn, schema, migrations)
         report = await rebuild(
-            pool, nc.jetstream(), scoring.fold, apply=apply, batch=settings.replay_batch
+            pool,
+            nc.jetstream(),
+            scoring.fold,
+            apply=apply,
+            batch=settings.replay_batch,
+            validate=validate,
         )
     finally:
         await nc.close()
@@ -49,8 +55,13 @@ def main(argv: list[str]) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     rb = sub.add_parser("rebuild", help="replay CASES into a fresh projection and compare")
     rb.add_argument("--apply", action="store_true", help="replace the live projection")
+    rb.add_argument(
+        "--validate",
+        action="store_true",
+        help="check every event with its full contract model (slower)",
+    )
     args = parser.parse_args(argv)
-    return asyncio.run(_rebuild(ScoringSettings(), args.apply))
+    return asyncio.run(_rebuild(ScoringSettings(), args.apply, args.validate))
 
 
 if __name__ == "__main__":

@@ -6,10 +6,9 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import orjson
 from gridloop_runtime.db import Conn
 
-from .domain.facts import Fact, json_default
+from .domain.facts import Fact
 from .domain.fold import Item
 from .domain.measures import AreaLevel, SubjectKind
 
@@ -228,29 +227,40 @@ async def timer_exists(conn: Conn, kind: str, key: str) -> bool:
     return bool(await conn.fetchval("SELECT 1 FROM timers WHERE kind = $1 AND key = $2", kind, key))
 
 
-async def copy_facts(conn: Conn, facts: Iterable[Fact]) -> None:
-    """Bulk insert (the rebuild's swap), inside the caller's transaction: COPY into a scratch
-    table (asyncpg's binary COPY has no jsonb encoder, so the data travels as text)."""
-    records = [
-        (
-            f.event_id,
-            f.case_id,
-            f.type,
-            f.occurred_at,
-            orjson.dumps(f.data, default=json_default).decode(),
-        )
-        for f in facts
-    ]
-    if not records:
-        return
+# -- the rebuild's scratch tables and swap ---------------------------------------------
+async def create_scratch(conn: Conn, facts: str, items: str) -> None:
+    """Temporary tables for a replayed projection (dropped at commit): the facts as COPY
+    brings them (data as JSON text: asyncpg's binary COPY has no jsonb encoder here) and the
+    items, both without indexes while they fill."""
     await conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS facts_copy (event_id text, case_id text, type text, "
+        f"CREATE TEMP TABLE {facts} (event_id text, case_id text, type text, "
         "occurred_at timestamptz, data text) ON COMMIT DROP"
     )
-    await conn.copy_records_to_table("facts_copy", records=records, columns=list(FACT_COLUMNS))
+    await conn.execute(f"CREATE TEMP TABLE {items} (LIKE items) ON COMMIT DROP")
+
+
+async def copy_scratch(
+    conn: Conn,
+    facts_table: str,
+    items_table: str,
+    facts: Sequence[tuple[Any, ...]],
+    items: Sequence[Item],
+) -> None:
+    """One chunk of a replayed projection, by binary COPY: facts as whole rows, or as their
+    event ids only (1-tuples) where nothing will be swapped in."""
+    if facts:
+        columns = list(FACT_COLUMNS[: len(facts[0])])
+        await conn.copy_records_to_table(facts_table, records=facts, columns=columns)
+    if items:
+        await conn.copy_records_to_table(items_table, records=items, columns=list(ITEM_COLUMNS))
+
+
+async def swap_in(conn: Conn, facts: str, items: str) -> None:
+    """Inside the caller's transaction: the replayed facts and items replace the live ones."""
+    await conn.execute("TRUNCATE facts, items, dirty_cases")
     await conn.execute(
         "INSERT INTO facts (event_id, case_id, type, occurred_at, data) "
-        "SELECT event_id, case_id, type, occurred_at, data::jsonb FROM facts_copy "
+        f"SELECT event_id, case_id, type, occurred_at, data::jsonb FROM {facts} "
         "ON CONFLICT (event_id) DO NOTHING"
     )
-    await conn.execute("TRUNCATE facts_copy")
+    await conn.execute(f"INSERT INTO items SELECT * FROM {items}")

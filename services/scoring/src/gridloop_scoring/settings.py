@@ -17,5 +17,5 @@ class ScoringSettings(ServiceSettings):
     fold_batch: int = Field(500, ge=1, alias="SCORING_FOLD_BATCH")
     # … and looks for changed cases this often when no notification wakes it.
     fold_poll_s: float = Field(0.5, gt=0, alias="SCORING_FOLD_POLL_S")
-    # Replay (rebuild) fetches the CASES stream in batches of this size.
-    replay_batch: int = Field(2000, ge=1, alias="SCORING_REPLAY_BATCH")
+    # Replay (rebuild) pulls the CASES stream in batches of this size (two in flight).
+    replay_batch: int = Field(20_000, ge=1, alias="SCORING_REPLAY_BATCH")

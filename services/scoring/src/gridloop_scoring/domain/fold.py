@@ -205,7 +205,7 @@ def _absorb(c: _Case, f: Fact) -> None:
                 task_.handled = (at, _judged(d.get("on_time"), done, due))
             c.last_handler = dept
     elif t == "overdue":
-        stage = d.get("stage", "handling")
+        stage = d.get("stage") or "handling"
         if stage == "handling":
             task_ = c.task(d.get("dept"))
             if task_ is not None and task_.overdue is None:
@@ -218,7 +218,7 @@ def _absorb(c: _Case, f: Fact) -> None:
         if task_ is not None:
             task_.escalations.append(at)
     elif t == "verification_assigned":
-        purpose = d.get("purpose", "verification")
+        purpose = d.get("purpose") or "verification"
         sup = d["supervisor_id"]
         c.assignments.append((at, sup, purpose))
         due = parse_time(d.get("due"))
