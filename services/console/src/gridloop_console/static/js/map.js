@@ -218,7 +218,7 @@ export async function createMap(container, app, { onCell } = {}) {
     }
   }
 
-  function focus(lon, lat, width = 900) {
+  function focus(lon, lat, width = 1600) {
     const [x, y] = local(lon, lat);
     const aspect = view[3] / view[2];
     setView([x - width / 2, y - (width * aspect) / 2, width, width * aspect]);
