@@ -24,6 +24,7 @@ computed from the measures when asked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import marshal
 import tempfile
@@ -211,7 +212,7 @@ def _strict(record: Record) -> Fact | None:
 @dataclass
 class Folded:
     items: list[Item]
-    facts: list[tuple[Any, ...]]  # the facts table's rows (data as JSON text), or event ids
+    facts: list[tuple[Any, ...]]  # the facts table's rows (data as JSON bytes), or event ids
 
 
 def fold_bucket(
@@ -223,53 +224,58 @@ def fold_bucket(
     whole_facts: bool = True,
 ) -> Folded:
     """Decode, keep each event id once (the first the stream delivered), fold every case."""
-    cases: dict[str, dict[str, tuple[Fact, Record]]] = {}
+    cases: dict[str, dict[str, Fact]] = {}
+    bodies: dict[str, bytes] = {}
+    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    invalid = duplicates = late = checked = 0
     for r in records:
         seq, key, _, type_name, body = r
-        if validate:
-            fact = _strict(r)
-            report.validated += 1
-        else:
-            try:
-                fact = fact_from_data(key, type_name, orjson.loads(body))
-            except orjson.JSONDecodeError:
-                fact = None
-            if fact is None:
-                fact = _strict(r)
-                report.validated += 1
+        fact = None
+        if not validate:
+            with contextlib.suppress(decode_error):
+                fact = fact_from_data(key, type_name, loads(body))
         if fact is None:
-            report.invalid += 1
-            continue
+            checked += 1
+            fact = _strict(r)
+            if fact is None:
+                invalid += 1
+                continue
         facts = cases.get(fact.case_id)
         if facts is None:
             facts = cases[fact.case_id] = {}
-        if key in facts:
+        elif key in facts:
             if seq != LATE:
-                report.duplicates += 1
+                duplicates += 1
             continue
         if seq == LATE:
-            report.late_facts += 1
-        facts[key] = (fact, r)
+            late += 1
+        facts[key] = fact
+        bodies[key] = body
     out = Folded([], [])
-    for facts in cases.values():
+    items, rows = out.items, out.facts
+    for case_id, facts in cases.items():
         try:
-            items = fold_case([f for f, _ in facts.values()], ctx)
+            items.extend(fold_case(facts.values(), ctx))
         except (ValueError, TypeError, KeyError, AttributeError):
             # JSON the quick check let through but the fold cannot read: validate the case.
-            strict = {k: _strict(r) for k, (_, r) in facts.items()}
-            report.validated += len(strict)
-            report.invalid += sum(1 for f in strict.values() if f is None)
-            facts = {k: (f, facts[k][1]) for k, f in strict.items() if f is not None}
-            items = fold_case([f for f, _ in facts.values()], ctx)
-        out.items.extend(items)
+            mine = [r for r in records if r[1] in facts and r[2] == case_id]
+            strict = {r[1]: _strict(r) for r in mine}
+            checked += len(strict)
+            invalid += sum(1 for f in strict.values() if f is None)
+            facts = cases[case_id] = {k: f for k, f in strict.items() if f is not None}
+            items.extend(fold_case(facts.values(), ctx))
         if whole_facts:
-            for f, r in facts.values():
-                out.facts.append((f.event_id, f.case_id, f.type, f.occurred_at, r[4].decode()))
+            for key, f in facts.items():
+                rows.append((key, f.case_id, f.type, f.occurred_at, bodies[key]))
         else:
-            out.facts.extend((k,) for k in facts)
-    report.facts += sum(len(f) for f in cases.values())
+            rows.extend((key,) for key in facts)
+    report.invalid += invalid
+    report.duplicates += duplicates
+    report.late_facts += late
+    report.validated += checked
+    report.facts += len(rows)
     report.cases += len(cases)
-    report.items += len(out.items)
+    report.items += len(items)
     return out
 
 

@@ -230,11 +230,11 @@ async def timer_exists(conn: Conn, kind: str, key: str) -> bool:
 # -- the rebuild's scratch tables and swap ---------------------------------------------
 async def create_scratch(conn: Conn, facts: str, items: str) -> None:
     """Temporary tables for a replayed projection (dropped at commit): the facts as COPY
-    brings them (data as JSON text: asyncpg's binary COPY has no jsonb encoder here) and the
-    items, both without indexes while they fill."""
+    brings them (data as the event's JSON bytes: the pool's jsonb codec is text-only, which
+    binary COPY cannot use) and the items, both without indexes while they fill."""
     await conn.execute(
         f"CREATE TEMP TABLE {facts} (event_id text, case_id text, type text, "
-        "occurred_at timestamptz, data text) ON COMMIT DROP"
+        "occurred_at timestamptz, data bytea) ON COMMIT DROP"
     )
     await conn.execute(f"CREATE TEMP TABLE {items} (LIKE items) ON COMMIT DROP")
 
@@ -260,7 +260,8 @@ async def swap_in(conn: Conn, facts: str, items: str) -> None:
     await conn.execute("TRUNCATE facts, items, dirty_cases")
     await conn.execute(
         "INSERT INTO facts (event_id, case_id, type, occurred_at, data) "
-        f"SELECT event_id, case_id, type, occurred_at, data::jsonb FROM {facts} "
+        "SELECT event_id, case_id, type, occurred_at, convert_from(data, 'UTF8')::jsonb "
+        f"FROM {facts} "
         "ON CONFLICT (event_id) DO NOTHING"
     )
     await conn.execute(f"INSERT INTO items SELECT * FROM {items}")

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from gridloop_contracts import cases as ev
 
@@ -16,9 +15,9 @@ LIFECYCLE_RANK: Mapping[str, int] = {m.subject_token: i for i, m in enumerate(ev
 MODEL_BY_TYPE: Mapping[str, type[ev.CaseEvent]] = {m.type_name: m for m in ev.CASE_EVENTS}
 
 
-@dataclass(frozen=True, slots=True)
-class Fact:
-    """A validated case event: `data` is the contract model dumped to JSON values."""
+class Fact(NamedTuple):
+    """A validated case event: `data` is the contract model dumped to JSON values. (A named
+    tuple: a replay makes millions of them.)"""
 
     event_id: str  # `<ce-source>|<ce-id>`, the runtime inbox's key
     case_id: str

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from .facts import Fact, parse_time
+from .facts import LIFECYCLE_RANK, Fact, parse_time
 from .measures import AreaLevel, SubjectKind
 
 OPERATOR_ROLES = frozenset({"operator", "shift-leader"})
@@ -139,11 +139,13 @@ def _judged(on_time: object, at: dt.datetime, due: dt.datetime | None) -> bool:
 def _absorb(c: _Case, f: Fact) -> None:
     d = f.data
     at = f.occurred_at
-    for attr, key in (("cell", "cell_code"), ("community", "community_code")):
-        if d.get(key):
-            setattr(c, attr, d[key])
-    if d.get("subdistrict_code"):
-        c.subdistrict = d["subdistrict_code"]
+    get = d.get
+    if v := get("cell_code"):
+        c.cell = v
+    if v := get("community_code"):
+        c.community = v
+    if v := get("subdistrict_code"):
+        c.subdistrict = v
     t = f.type
     if t == "reported":
         user = d.get("reporter_user_id")
@@ -253,11 +255,15 @@ def _absorb(c: _Case, f: Fact) -> None:
             c.ratings.append((at, rating, dept))
 
 
+def _order(f: Fact) -> tuple[dt.datetime, int, str]:
+    return (f.occurred_at, LIFECYCLE_RANK.get(f.type, 99), f.event_id)
+
+
 def fold_case(facts: Iterable[Fact], ctx: FoldContext) -> list[Item]:
     """Every item one case contributes, from its facts in any order (duplicates by event id
     are counted once)."""
     unique = {f.event_id: f for f in facts}
-    ordered = sorted(unique.values(), key=lambda f: f.order)
+    ordered = sorted(unique.values(), key=_order)
     if not ordered:
         return []
     c = _Case(ordered[0].case_id)
@@ -274,8 +280,11 @@ def _items(c: _Case, ctx: FoldContext) -> list[Item]:
     out: list[Item] = []
     cell, community, subdistrict = c.cell or "", c.community, c.subdistrict
 
+    case_id, append, new = c.case_id, out.append, tuple.__new__
+
     def add(kind: SubjectKind, code: str, measure: str, at: dt.datetime) -> None:
-        out.append(Item(c.case_id, kind, code, measure, at, 1.0, community, subdistrict))
+        # Item(…) without the named tuple's Python-level __new__: a replay makes millions.
+        append(new(Item, (case_id, kind, code, measure, at, 1.0, community, subdistrict)))
 
     def area(measure: str, at: dt.datetime | None) -> None:
         if at is not None:
