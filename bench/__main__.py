@@ -76,6 +76,12 @@ def main() -> int:
     p.add_argument("--loop-seconds", type=float, default=60.0, help="sustained closed-loop phase")
     p.add_argument("--keep", action="store_true", help="keep the work directory and logs")
     p.add_argument("--burst", type=int, default=5000, help="reports in the NATS intake burst")
+    p.add_argument(
+        "--replay-events",
+        type=int,
+        default=1_000_000,
+        help="events generated for the scoring replay measurement (0: skip it)",
+    )
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gridloop-bench-"))
     try:

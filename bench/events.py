@@ -93,7 +93,7 @@ _TEMPLATES: dict[str, tuple[str, ev.CaseEvent]] = {
             **_TASK,
             result="已清运完毕",
             completed_at=_T0,
-            evidence=[{"url": PHOTO, "kind": "photo"}],  # type: ignore[list-item]
+            evidence=[{"url": PHOTO, "kind": "photo"}],
         ),
     ),
     "verification_assigned": (
@@ -107,7 +107,7 @@ _TEMPLATES: dict[str, tuple[str, ev.CaseEvent]] = {
             **_TASK,
             passed=True,
             supervisor_id="sup",
-            photos=[{"url": PHOTO, "kind": "photo"}],  # type: ignore[list-item]
+            photos=[{"url": PHOTO, "kind": "photo"}],
         ),
     ),
     "reworked": ("verify", ev.CaseReworked(**_D, **_TASK, count=1, reason="仍有垃圾")),
