@@ -23,6 +23,10 @@ from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.service import Runtime
 from gridloop_runtime.testing import http_client, running, settings_for, wait_for
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig
+
+# A test's tap lives as long as the test, however long it waits between reads.
+TAP = ConsumerConfig(inactive_threshold=600.0)
 
 BJ = ZoneInfo("Asia/Shanghai")
 # Monday 23 November 2026, 10:00 in Beijing: a working day, inside office hours.
@@ -64,8 +68,8 @@ class Harness:
 
     async def open(self) -> None:
         self._subs = [
-            await self.js.pull_subscribe("case.>", stream="CASES"),
-            await self.js.pull_subscribe("dispatch.>", stream="DISPATCH"),
+            await self.js.pull_subscribe("case.>", stream="CASES", config=TAP),
+            await self.js.pull_subscribe("dispatch.>", stream="DISPATCH", config=TAP),
         ]
 
     # -- the bus --------------------------------------------------------------------

@@ -25,6 +25,10 @@ from gridloop_runtime.service import Runtime
 from gridloop_runtime.testing import http_client, running, settings_for, wait_for
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig
+
+# A test's tap lives as long as the test, however long it waits between reads.
+TAP = ConsumerConfig(inactive_threshold=600.0)
 
 # Monday 23 November 2026, 10:00 in Beijing: a working day, inside office hours.
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -46,7 +50,7 @@ class Tap:
         self._sub: Any = None
 
     async def open(self) -> None:
-        self._sub = await self.js.pull_subscribe(self.subject, stream=self.stream)
+        self._sub = await self.js.pull_subscribe(self.subject, stream=self.stream, config=TAP)
 
     async def poll(self) -> None:
         try:

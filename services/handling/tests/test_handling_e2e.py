@@ -32,6 +32,10 @@ from gridloop_runtime.testing import http_client, running, settings_for, wait_fo
 from gridloop_verify.bootstrap import definition as verify_definition
 from gridloop_verify.settings import VerifySettings
 from nats.aio.client import Client
+from nats.js.api import ConsumerConfig
+
+# A test's tap lives as long as the test, however long it waits between reads.
+TAP = ConsumerConfig(inactive_threshold=600.0)
 
 if TYPE_CHECKING:
     from conftest import Harness
@@ -64,7 +68,7 @@ class Loop:
         self._sub: Any = None
 
     async def open(self) -> None:
-        self._sub = await self.js.pull_subscribe("case.>", stream="CASES")
+        self._sub = await self.js.pull_subscribe("case.>", stream="CASES", config=TAP)
 
     async def accept(self, case_id: str, category: str, description: str) -> None:
         """立案, as intake announces it."""

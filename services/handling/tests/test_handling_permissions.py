@@ -27,6 +27,10 @@ from gridloop_handling.settings import HandlingSettings
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.devstack import LocalNats
 from gridloop_runtime.testing import running, settings_for, wait_for
+from nats.js.api import ConsumerConfig
+
+# A test's tap lives as long as the test, however long it waits between reads.
+TAP = ConsumerConfig(inactive_threshold=600.0)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
@@ -92,7 +96,7 @@ async def test_the_kit_and_direct_replies_work_under_the_generated_permissions(
     said: list[str] = []
     async with running(settings, definition_, clock=clock, state=state):
         js = as_dispatch.jetstream()
-        cases = await js.pull_subscribe("case.>", stream="CASES")
+        cases = await js.pull_subscribe("case.>", stream="CASES", config=TAP)
 
         async def publish(subject: str, event: Any) -> None:
             env = Envelope.of(event, source="/gridloop/dispatch", subject="P-1", time=clock.now())

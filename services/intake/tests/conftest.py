@@ -22,6 +22,10 @@ from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.service import Runtime
 from gridloop_runtime.testing import http_client, running, settings_for, wait_for
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig
+
+# A test's tap lives as long as the test, however long it waits between reads.
+TAP = ConsumerConfig(inactive_threshold=600.0)
 
 # Monday 23 November 2026, 10:00 in Beijing: a working day, inside office hours.
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -49,7 +53,7 @@ class Tap:
         self._sub: Any = None
 
     async def open(self) -> Tap:
-        self._sub = await self.js.pull_subscribe(self.subject, stream=self.stream)
+        self._sub = await self.js.pull_subscribe(self.subject, stream=self.stream, config=TAP)
         return self
 
     async def poll(self) -> list[tuple[str, Envelope]]:

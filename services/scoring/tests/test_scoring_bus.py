@@ -28,6 +28,10 @@ from gridloop_scoring.bootstrap import definition
 from gridloop_scoring.context import fold_context
 from gridloop_scoring.settings import ScoringSettings
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig
+
+# A test's tap lives as long as the test, however long it waits between reads.
+TAP = ConsumerConfig(inactive_threshold=600.0)
 
 # Monday 23 November 2026, 10:00 in Beijing.
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -323,7 +327,7 @@ async def test_live_scores_equal_replayed_scores_after_redeliveries_and_reorderi
 # -- publishing at period end -------------------------------------------------------------
 async def test_scores_are_published_when_the_day_ends(scoring: Harness) -> None:
     h = scoring
-    sub = await h.js.pull_subscribe("score.published", stream="SCORES")
+    sub = await h.js.pull_subscribe("score.published", stream="SCORES", config=TAP)
     for e in history("C-P", CELL_A, T0):
         await h.publish(e)
     for e in history("C-Q", CELL_B, T0, handled_late=True, until="closed"):

@@ -22,6 +22,10 @@ from gridloop_runtime.testing import http_client, running, settings_for, wait_fo
 from gridloop_verify.bootstrap import definition
 from gridloop_verify.settings import VerifySettings
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig
+
+# A test's tap lives as long as the test, however long it waits between reads.
+TAP = ConsumerConfig(inactive_threshold=600.0)
 
 # Monday 23 November 2026, 10:00 in Beijing: a working day, inside office hours.
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -45,7 +49,7 @@ class Harness:
         self._http: httpx.AsyncClient | None = None
 
     async def open(self) -> None:
-        self._sub = await self.js.pull_subscribe("case.>", stream="CASES")
+        self._sub = await self.js.pull_subscribe("case.>", stream="CASES", config=TAP)
 
     # -- the bus --------------------------------------------------------------------
     async def upstream(self, event: ev.CaseEvent, service: str, id: str | None = None) -> None:
