@@ -34,7 +34,12 @@ def stack(
         nats_url=nats.url,
         database_url=pg_server.create_database(name),
         ports={svc: free_port() for svc in SERVICES},
-        env={"OUTBOX_POLL_S": "0.2", "TIMER_POLL_S": "0.2", "AUTH_MODE": "dev"},
+        env={
+            "OUTBOX_POLL_S": "0.2",
+            "TIMER_POLL_S": "0.2",
+            "AUTH_MODE": "dev",
+            **getattr(request.module, "STACK_ENV", {}),
+        },
         durable=False,
     )
     s.nats = nats

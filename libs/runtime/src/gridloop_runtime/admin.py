@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import AwareDatetime, BaseModel
 
 from . import audit
@@ -63,7 +63,9 @@ async def list_dead_letters(
 
 
 @router.post("/dlq/{dead_letter_id}/replay")
-async def replay_dead_letter(request: Request, dead_letter_id: int, _: Admin) -> dict[str, Any]:
+async def replay_dead_letter(
+    request: Request, dead_letter_id: Annotated[int, Path(ge=1, le=2**63 - 1)], _: Admin
+) -> dict[str, Any]:
     """Publish the original message again to its subject (after the cause was fixed). The
     consumers' inboxes make this safe: it is handled once."""
     rt = _rt(request)

@@ -138,6 +138,20 @@ class Limiter:
         host = request.client.host if request.client else "unknown"
         return self.public, f"addr:{host}"
 
+    @staticmethod
+    def check_text(request: Request) -> None:
+        """PostgreSQL text cannot hold NUL characters: refuse them at the door, naming the
+        parameter, rather than fail in the database."""
+        for where, params in (("query", request.query_params), ("path", request.path_params)):
+            for name, value in params.items():
+                if isinstance(value, str) and "\x00" in value:
+                    raise Refusal(
+                        "must not contain NUL characters",
+                        field=f"{where}.{name}",
+                        code="invalid",
+                        status=422,
+                    )
+
     async def check_rate(self, request: Request) -> None:
         """FastAPI dependency of every route: draw a token or answer 429."""
         if request.url.path in UNLIMITED_PATHS:
@@ -267,6 +281,21 @@ def install(app: FastAPI, limiter: Limiter) -> None:
         log.warning("timed out", error=repr(exc))
         return unavailable("database", "no connection free in time (DB_ACQUIRE_TIMEOUT_S)")
 
+    async def _bad_text(_: Request, exc: Exception) -> JSONResponse:
+        # a NUL character or invalid text inside a JSON body (queries are checked first)
+        body = {
+            "detail": [
+                {
+                    "code": "invalid",
+                    "reason": "text must not contain NUL characters",
+                    "field": "body",
+                }
+            ]
+        }
+        return JSONResponse(body, status_code=422)
+
+    app.add_exception_handler(asyncpg.exceptions.CharacterNotInRepertoireError, _bad_text)
+    app.add_exception_handler(asyncpg.exceptions.UntranslatableCharacterError, _bad_text)
     for exc_type in DATABASE_BUSY:
         app.add_exception_handler(exc_type, _db)
     for exc_type in BUS_UNREACHABLE:

@@ -227,7 +227,7 @@ class Runtime:
             description=self.definition.description,
             version="0.1.0",
             lifespan=lifespan,
-            dependencies=[Depends(limiter.check_rate)],
+            dependencies=[Depends(limiter.check_rate), Depends(Limiter.check_text)],
         )
         app.state.runtime = self
         app.state.limiter = limiter
