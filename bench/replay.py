@@ -36,15 +36,21 @@ CITY = ROOT / "data" / "demo-city"
 
 
 async def fill(nats_url: str, events: int) -> dict[str, Any]:
-    """Publish `events` generated events into CASES (pipelined, acks awaited in bulk)."""
+    """Publish `events` generated events into CASES (pipelined; done when the stream holds
+    them all)."""
     nc = await nats.connect(nats_url)
     try:
-        js = nc.jetstream(publish_async_max_pending=20_000)
+        js = nc.jetstream()
         await bus.ensure_streams(js, [s for s in STREAMS if s.name == "CASES"])
         t0 = time.perf_counter()
-        sent = await publish(js, generate(CityDims(load_city(CITY)), events))
+        sent = await publish(nc, generate(CityDims(load_city(CITY)), events))
+        end = time.monotonic() + 120
+        while True:
+            info = await js.stream_info("CASES")
+            if int(info.state.messages or 0) >= sent or time.monotonic() > end:
+                break
+            await asyncio.sleep(0.2)
         elapsed = time.perf_counter() - t0
-        info = await js.stream_info("CASES")
     finally:
         await nc.close()
     return {

@@ -256,12 +256,34 @@ async def copy_scratch(
 
 
 async def swap_in(conn: Conn, facts: str, items: str) -> None:
-    """Inside the caller's transaction: the replayed facts and items replace the live ones."""
+    """Inside the caller's transaction: the replayed facts and items replace the live ones.
+
+    The tables' indexes and primary key are dropped and built again after the bulk insert
+    (from their own definitions): one sort per index instead of a million index insertions.
+    The replayed facts carry each event id once, so the primary key holds."""
+    await conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
     await conn.execute("TRUNCATE facts, items, dirty_cases")
+    keys = await conn.fetch(
+        "SELECT conrelid::regclass::text AS tab, conname, pg_get_constraintdef(oid) AS def "
+        "FROM pg_constraint WHERE conrelid IN ('facts'::regclass, 'items'::regclass) "
+        "AND contype IN ('p', 'u')"
+    )
+    indexes = await conn.fetch(
+        "SELECT indexrelid::regclass::text AS name, pg_get_indexdef(indexrelid) AS def "
+        "FROM pg_index WHERE indrelid IN ('facts'::regclass, 'items'::regclass) "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = indexrelid)"
+    )
+    for k in keys:
+        await conn.execute(f'ALTER TABLE {k["tab"]} DROP CONSTRAINT "{k["conname"]}"')
+    for i in indexes:
+        await conn.execute(f"DROP INDEX {i['name']}")
     await conn.execute(
         "INSERT INTO facts (event_id, case_id, type, occurred_at, data) "
         "SELECT event_id, case_id, type, occurred_at, convert_from(data, 'UTF8')::jsonb "
-        f"FROM {facts} "
-        "ON CONFLICT (event_id) DO NOTHING"
+        f"FROM {facts}"
     )
     await conn.execute(f"INSERT INTO items SELECT * FROM {items}")
+    for k in keys:
+        await conn.execute(f'ALTER TABLE {k["tab"]} ADD CONSTRAINT "{k["conname"]}" {k["def"]}')
+    for i in indexes:
+        await conn.execute(i["def"])
