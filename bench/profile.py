@@ -24,7 +24,7 @@ from gridloop_city import load_city
 from gridloop_runtime.devstack import LocalNats, LocalPostgres
 from gridloop_runtime.launcher import Stack
 
-from .loop import ROOT, Reports, load_kit, publish, supervisors
+from .loop import BENCH_ENV, ROOT, Reports, load_kit, publish, supervisors
 
 
 def py_spy() -> str:
@@ -200,7 +200,7 @@ def main() -> int:
         work / "stack",
         nats_url=nats_server.url,
         database_url=database_url,
-        env={"AUTH_MODE": "dev", "LOG_LEVEL": "WARNING", "OUTBOX_POLL_S": "0.2"},
+        env=BENCH_ENV,
     )
     try:
         stack.start(timeout=180)
