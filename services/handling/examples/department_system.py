@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -57,8 +58,14 @@ async def run(
     """Work the department's feed until `stop` is set (forever without one)."""
     stop = stop or asyncio.Event()
     # With NATS permissions a department gets replies only under its own inbox prefix.
+    # Reconnect for ever: the department's system outlives restarts of the bus.
     nc = await nats.connect(
-        nats_url, user=user, password=password, inbox_prefix=f"_INBOX.dept-{dept}"
+        nats_url,
+        user=user,
+        password=password,
+        inbox_prefix=f"_INBOX.dept-{dept}",
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
     )
     js = nc.jetstream()
     durable = f"dept-{dept}"
@@ -72,10 +79,18 @@ async def run(
     )
     await js.add_consumer("DISPATCH", config)
     feed = await js.pull_subscribe_bind(durable, stream="DISPATCH")
+    feed_lost = False
     jobs: set[asyncio.Task[None]] = set()
 
-    async def send(action: str, case: dict[str, Any], key: str, **data: Any) -> None:
+    # Answers awaited, by command id: the next step of a task waits for the answer to the last.
+    waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    async def send(
+        action: str, case: dict[str, Any], key: str, *, wait: bool = False, **data: Any
+    ) -> None:
         command_id = f"{key}:{action}"
+        if wait and command_id not in waiting:
+            waiting[command_id] = asyncio.get_running_loop().create_future()
         payload = {
             "command_id": command_id,
             "case_id": case["case_id"],
@@ -94,11 +109,36 @@ async def run(
             "Nats-Msg-Id": command_id,
         }
         body = json.dumps(payload, ensure_ascii=False).encode()
-        await js.publish(f"handling.{dept}.{action}", body, headers=headers)
+        # Until JetStream acknowledges it: the same Nats-Msg-Id and command id make a resend
+        # of a command that did arrive harmless.
+        while True:
+            try:
+                await js.publish(f"handling.{dept}.{action}", body, headers=headers, timeout=5)
+                break
+            except (nats.errors.Error, TimeoutError) as exc:
+                if stop.is_set():
+                    raise
+                say(f"[{dept}] {action} not acknowledged ({exc!r}); sending again")
+                await asyncio.sleep(0.5)
         say(f"[{dept}] {action:<20} {case['case_id']}")
 
+    async def answered(action: str, case: dict[str, Any], key: str) -> None:
+        """Wait for handling's answer before the next step, so commands never overtake each
+        other on the way (a restart can reorder messages); no answer in time: send again."""
+        command_id = f"{key}:{action}"
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(asyncio.shield(waiting[command_id]), timeout=20)
+                    return
+                except TimeoutError:
+                    await send(action, case, key, wait=True)
+        finally:
+            waiting.pop(command_id, None)
+
     async def work_on(case: dict[str, Any], key: str) -> None:
-        await send("signed", case, key)
+        await send("signed", case, key, wait=True)
+        await answered("signed", case, key)
         if case.get("role") == "co-handler":
             await send("progress", case, key, note=f"{dept} 协办部分已完成")
         elif behaviour == "extension":
@@ -125,6 +165,9 @@ async def run(
 
     async def on_message(event: str, data: dict[str, Any], key: str) -> None:
         if event == "answer":
+            future = waiting.get(str(data.get("command_id")))
+            if future is not None and not future.done():
+                future.set_result(data)
             errors = "; ".join(f"{e['field']}: {e['reason']}" for e in data.get("errors", []))
             verdict = "accepted" if data.get("accepted") else f"REFUSED {errors}"
             say(f"[{dept}] answer {data.get('action')} {data.get('case_id')}: {verdict}")
@@ -146,15 +189,27 @@ async def run(
     try:
         while not stop.is_set():
             try:
+                if feed_lost:
+                    # The bus lost its state (or the consumer was removed): declare it again.
+                    await js.add_consumer("DISPATCH", config)
+                    feed_lost = False
                 msgs = await feed.fetch(20, timeout=0.5)
             except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            except (nats.errors.Error, OSError) as exc:
+                # The bus is restarting: wait and fetch again; unacknowledged messages return.
+                say(f"[{dept}] feed unavailable ({exc!r}); retrying")
+                feed_lost = True
+                await asyncio.sleep(0.5)
                 continue
             for msg in msgs:
                 headers = msg.headers or {}
                 event = msg.subject.rsplit(".", 1)[-1]
                 key = headers.get("ce-id") or str(msg.metadata.sequence.stream)
                 await on_message(event, json.loads(msg.data), key)
-                await msg.ack()
+                # Not acknowledged: redelivered later, and the command ids make that harmless.
+                with contextlib.suppress(nats.errors.Error):
+                    await msg.ack()
     finally:
         for job in jobs:
             job.cancel()

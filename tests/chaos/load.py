@@ -1,0 +1,450 @@
+"""The chaos suite's load and its checks: scripted reports sent by clients that retry like
+integrators must, departments (the integration kit) and supervisors that survive restarts, a
+seeded fault schedule, and the reads of streams and tables that judge the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import json
+import math
+import random
+import signal
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import nats
+import nats.errors
+from gridloop_city import City
+from gridloop_contracts import Envelope, to_binary
+from gridloop_contracts.inbound import ReportV1
+from gridloop_runtime.clock import OffsetFileClock
+from gridloop_runtime.launcher import Stack
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+ROOT = Path(__file__).resolve().parents[2]
+KIT = ROOT / "services" / "handling" / "examples" / "department_system.py"
+PHOTO = "https://evidence.example.org/chaos/verified.jpg"
+SCHEMAS = ("intake", "dispatch", "handling", "verify", "scoring")
+# Events that only timers emit: (type, the fields that name one firing).
+TIMER_EVENTS = {
+    "gridloop.case.reminded.v1": ("case_id", "task_id", "stage", "level"),
+    "gridloop.case.overdue.v1": ("case_id", "task_id", "stage"),
+    "gridloop.case.escalated.v1": ("case_id", "task_id", "level"),
+}
+
+
+def load_kit() -> Any:
+    spec = importlib.util.spec_from_file_location("department_system", KIT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- the plan -------------------------------------------------------------------------------
+@dataclass
+class Planned:
+    """One report to send, and the state its script says it must reach."""
+
+    external_id: str
+    source: str
+    script: str  # closed | pending | merged | overdue | rejected
+    via: str  # nats | http
+    data: dict[str, Any]
+    group: str | None = None  # reports of one scene: one case, the others merged into it
+    subject: str = ""
+    # the CloudEvent id, fixed once: a resend after a lost acknowledgement is the same message
+    ce_id: str = ""
+
+
+def _metres(a: tuple[float, float], b: tuple[float, float]) -> float:
+    dx = (a[0] - b[0]) * 111_320 * math.cos(math.radians(a[1]))
+    dy = (a[1] - b[1]) * 110_540
+    return math.hypot(dx, dy)
+
+
+def _apart(points: Iterable[tuple[str, float, float]], n: int, gap_m: float = 80) -> list[Any]:
+    """Up to `n` points pairwise more than `gap_m` apart: reports there never merge."""
+    chosen: list[tuple[str, float, float]] = []
+    for code, lon, lat in points:
+        if all(_metres((lon, lat), (c[1], c[2])) > gap_m for c in chosen):
+            chosen.append((code, lon, lat))
+            if len(chosen) == n:
+                break
+    return chosen
+
+
+def plan(city: City, rng: random.Random, n: int, tag: str) -> list[Planned]:
+    """A seeded mix of `n` reports: most run the whole loop to closed, some wait for on-site
+    confirmation with duplicates that merge into them, some go to a department that never
+    answers (chased by timers), and some are invalid and must be rejected."""
+    open_cells = {c for c, cell in city.cells.items() if cell.entry_list is None}
+    parts = sorted(
+        (p for p in city.parts.values() if p.cell_code in open_cells), key=lambda p: p.code
+    )
+    rng.shuffle(parts)
+    supervisor = next(u.id for u in sorted(city.users.values(), key=lambda u: u.id) if u.trusted)
+    n_silent = max(4, n // 40)
+    n_scenes = max(4, n // 40)
+    n_dups = 2 * n_scenes
+    n_invalid = max(6, n // 15)
+    n_closed = n - n_silent - n_scenes - n_dups - n_invalid
+    spots = _apart(((p.code, p.lon, p.lat) for p in parts), n_closed + n_scenes)
+    assert len(spots) == n_closed + n_scenes, "the demo city has too few separate places"
+    greening = _apart(
+        ((p.code, p.lon, p.lat) for p in parts if p.category_code == "P0401"), n_silent
+    )
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    out: list[Planned] = []
+
+    def report(ext: str, **data: Any) -> dict[str, Any]:
+        return {"external_id": ext, "description": f"chaos {ext}", "reported_at": now, **data}
+
+    for i, (_, lon, lat) in enumerate(spots[:n_closed]):
+        ext = f"{tag}-c{i:04d}"
+        data = report(
+            ext,
+            location={"lat": lat, "lon": lon},
+            category_code="E0104",
+            reporter_user_id=supervisor,
+        )
+        out.append(Planned(ext, "patrol-app", "closed", rng.choice(["nats", "nats", "http"]), data))
+    for i, (code, _, _) in enumerate(greening):
+        ext = f"{tag}-g{i:04d}"
+        data = report(ext, part_code=code, reporter_user_id=supervisor)
+        out.append(Planned(ext, "patrol-app", "overdue", "nats", data))
+    for i, (_, lon, lat) in enumerate(spots[n_closed:]):
+        for k in range(3):
+            ext = f"{tag}-s{i:04d}-{k}"
+            data = report(ext, location={"lat": lat, "lon": lon}, category_code="E0106")
+            script = "pending" if k == 0 else "merged"
+            out.append(Planned(ext, "12345", script, "nats", data, group=f"s{i}"))
+    for i in range(n_invalid):
+        ext = f"{tag}-x{i:04d}"
+        kind = i % 3
+        if kind == 0:  # outside the district
+            data = report(ext, location={"lat": 31.2, "lon": 121.5}, category_code="E0104")
+        elif kind == 1:  # not a city-management category
+            lon, lat = spots[i % len(spots)][1:]
+            data = report(ext, location={"lat": lat, "lon": lon}, category_code="X9999")
+        else:  # nowhere at all: no location, address or part
+            data = report(ext, category_code="E0104")
+        out.append(Planned(ext, "12345", "rejected", "nats", data))
+    # Silent departments' cases first (the clock moves later and chases them), then the first
+    # report of each scene, then the rest in a seeded order.
+    first = [p for p in out if p.script in ("overdue", "pending")]
+    rest = [p for p in out if p.script not in ("overdue", "pending")]
+    rng.shuffle(rest)
+    ordered = first + rest
+    for p in ordered:
+        channel = "patrol" if p.source == "patrol-app" else "hotline"
+        p.subject = f"intake.{channel}.{p.source}"
+        p.ce_id = f"{p.external_id}-{rng.getrandbits(48):012x}"
+    return ordered
+
+
+# -- clients that retry ---------------------------------------------------------------------
+@dataclass
+class Counts:
+    sent: Counter[str] = field(default_factory=Counter)
+    retries: Counter[str] = field(default_factory=Counter)
+    http_refused: list[str] = field(default_factory=list)
+    faults: Counter[str] = field(default_factory=Counter)
+    verified: int = 0
+
+
+def _envelope_bytes(p: Planned) -> tuple[dict[str, str], bytes]:
+    if p.script == "rejected" and "location" not in p.data and p.data.get("category_code"):
+        # Invalid against the contract: built by hand, as a careless integrator would.
+        data = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in p.data.items()}
+        headers = {
+            "ce-specversion": "1.0",
+            "ce-id": p.ce_id,
+            "ce-source": f"/chaos/{p.source}",
+            "ce-type": "gridloop.report.v1",
+            "ce-time": datetime.now(UTC).isoformat(),
+            "content-type": "application/json",
+            "Nats-Msg-Id": p.ce_id,
+        }
+        return headers, json.dumps(data).encode()
+    env = Envelope.of(ReportV1.model_validate(p.data), source=f"/chaos/{p.source}", id=p.ce_id)
+    headers, body = to_binary(env)
+    return dict(headers), body
+
+
+async def send_nats(js: JetStreamContext, p: Planned, counts: Counts, give_up: float) -> None:
+    """Publish until JetStream acknowledges; a retry is the same message (same id)."""
+    headers, body = _envelope_bytes(p)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + give_up
+    while True:
+        try:
+            await js.publish(p.subject, body, headers=headers, timeout=3)
+            counts.sent["nats"] += 1
+            return
+        except (nats.errors.Error, TimeoutError, OSError):
+            counts.retries["nats"] += 1
+            if loop.time() > end:
+                raise
+            await asyncio.sleep(0.3)
+
+
+async def send_http(http: httpx.AsyncClient, url: str, p: Planned, counts: Counts) -> None:
+    """POST /reports until answered; the same external_id makes a resend the same report."""
+    body = {
+        k: (v.isoformat() if isinstance(v, datetime) else v)
+        for k, v in p.data.items()
+        if k != "reporter_user_id"
+    }
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 90
+    while True:
+        try:
+            r = await http.post(
+                url + "/reports", json=body, headers={"X-User": p.data["reporter_user_id"]}
+            )
+            if r.status_code < 300:
+                counts.sent["http"] += 1
+                return
+            if r.status_code < 500:
+                counts.http_refused.append(f"{p.external_id}: {r.status_code} {r.text[:200]}")
+                return
+        except httpx.HTTPError:
+            pass
+        counts.retries["http"] += 1
+        if loop.time() > end:
+            raise TimeoutError(f"intake did not take {p.external_id} over HTTP")
+        await asyncio.sleep(0.3)
+
+
+async def send_all(
+    stack: Stack,
+    reports: list[Planned],
+    rate: float,
+    counts: Counts,
+    progress: Callable[[int], None],
+) -> None:
+    """A steady stream at `rate` reports/s; each report is sent by its own retrying task."""
+    assert stack.nats_url
+    nc = await nats.connect(stack.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.3)
+    js = nc.jetstream()
+    pending: set[asyncio.Task[None]] = set()
+    scenes_sent: dict[str, asyncio.Task[None]] = {}
+    async with httpx.AsyncClient(timeout=10) as http:
+        try:
+            for i, p in enumerate(reports):
+                if p.via == "http":
+                    task = asyncio.create_task(send_http(http, stack.url("intake"), p, counts))
+                elif p.script == "merged" and p.group in scenes_sent:
+                    first = scenes_sent[p.group]
+
+                    async def after(p: Planned = p, first: asyncio.Task[None] = first) -> None:
+                        await asyncio.shield(first)
+                        await send_nats(js, p, counts, 90)
+
+                    task = asyncio.create_task(after())
+                else:
+                    task = asyncio.create_task(send_nats(js, p, counts, 90))
+                if p.script == "pending" and p.group:
+                    scenes_sent[p.group] = task
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                progress(i + 1)
+                await asyncio.sleep(1 / rate)
+            if pending:
+                await asyncio.gather(*pending)
+        finally:
+            for t in pending:
+                t.cancel()
+            await nc.close()
+
+
+async def supervisors(stack: Stack, stop: asyncio.Event, counts: Counts) -> None:
+    """Supervisors passing every verification task as it appears, through any outage."""
+    url = stack.url("verify")
+    async with httpx.AsyncClient(timeout=5) as http:
+        while not stop.is_set():
+            tasks: list[dict[str, Any]] = []
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                r = await http.get(
+                    url + "/tasks",
+                    params={"status": "open", "purpose": "verification", "limit": 500},
+                    headers={"X-User": "admin"},
+                )
+                if r.status_code == 200:
+                    tasks = r.json()
+            for t in tasks:
+                if not t.get("supervisor_id"):
+                    continue
+                with contextlib.suppress(httpx.HTTPError):
+                    resp = await http.post(
+                        f"{url}/tasks/{t['task_id']}/verification",
+                        json={"passed": True, "command_id": t["task_id"], "photos": [PHOTO]},
+                        headers={"X-User": t["supervisor_id"]},
+                    )
+                    if resp.status_code < 300:
+                        counts.verified += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.3)
+
+
+async def department(stack: Stack, dept: str, stop: asyncio.Event, log: list[str]) -> None:
+    """The department's own system (the integration kit), started again if it ever stops."""
+    kit = load_kit()
+    assert stack.nats_url
+    # the department's clock moves with the services' (CLOCK_FILE)
+    clock = OffsetFileClock(stack.env["CLOCK_FILE"]).now
+    while not stop.is_set():
+        try:
+            await kit.run(
+                stack.nats_url, dept, behaviour="handle", stop=stop, say=log.append, clock=clock
+            )
+        except Exception as exc:
+            log.append(f"[{dept}] kit stopped: {exc!r}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+
+
+# -- faults ---------------------------------------------------------------------------------
+def restart_service(stack: Stack, name: str, down_s: float) -> None:
+    stack.kill(name)
+    _pause(down_s)
+    stack.start_service(name)
+    stack.wait_ready(90, (name,))
+
+
+def restart_nats(stack: Stack, down_s: float) -> None:
+    """kill -9 the server; start it again on the same port with the same store."""
+    assert stack.nats is not None
+    stack.nats.stop(kill=True)
+    _pause(down_s)
+    stack.nats.start()
+    stack.wait_ready(90)
+
+
+def restart_postgres(stack: Stack, down_s: float) -> None:
+    """Immediate shutdown (SIGQUIT: no checkpoint, crash recovery on start), then start again
+    in the same data directory on the same port."""
+    pg = stack.postgres
+    assert pg is not None and pg.proc is not None
+    pg.proc.send_signal(signal.SIGQUIT)
+    pg.proc.wait(30)
+    pg.proc = None
+    _pause(down_s)
+    pg.start()
+    stack.wait_ready(90)
+
+
+def _pause(seconds: float) -> None:
+    # the fault schedule's own seeded pause (how long a component stays down), not a wait
+    import time
+
+    time.sleep(seconds)
+
+
+def fault_schedule(rng: random.Random, extra_kills: int = 2) -> list[tuple[str, str | None]]:
+    """Each service killed at least once, nats-server and PostgreSQL restarted, in a seeded
+    order, plus a few more kills of random services."""
+    faults: list[tuple[str, str | None]] = [("kill", s) for s in SCHEMAS]
+    faults += [("kill", rng.choice(SCHEMAS)) for _ in range(extra_kills)]
+    faults += [("nats", None), ("postgres", None)]
+    rng.shuffle(faults)
+    return faults
+
+
+async def inject(
+    stack: Stack,
+    faults: list[tuple[str, str | None]],
+    rng: random.Random,
+    counts: Counts,
+    gap: tuple[float, float],
+) -> None:
+    for kind, name in faults:
+        await asyncio.sleep(rng.uniform(*gap))
+        down = rng.uniform(0.2, 2.0)
+        if kind == "kill":
+            assert name
+            await asyncio.to_thread(restart_service, stack, name, down)
+            counts.faults[f"kill -9 {name}"] += 1
+        elif kind == "nats":
+            await asyncio.to_thread(restart_nats, stack, down)
+            counts.faults["restart nats-server"] += 1
+        else:
+            await asyncio.to_thread(restart_postgres, stack, down)
+            counts.faults["restart postgresql"] += 1
+
+
+# -- reading the outcome --------------------------------------------------------------------
+@dataclass
+class Seen:
+    subject: str
+    headers: dict[str, str]
+    data: dict[str, Any]
+
+
+async def read_stream(js: JetStreamContext, stream: str, subject: str = ">") -> list[Seen]:
+    """Every message of a stream (or of its subjects matching `subject`), in order."""
+    info = await js.stream_info(stream)
+    if not info.state.messages:
+        return []
+    sub = await js.pull_subscribe(
+        subject,
+        stream=stream,
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.ALL,
+            inactive_threshold=30,
+        ),
+    )
+    out: list[Seen] = []
+    try:
+        while True:
+            try:
+                msgs = await sub.fetch(500, timeout=2)
+            except (TimeoutError, nats.errors.TimeoutError):
+                break
+            for m in msgs:
+                data: dict[str, Any] = {}
+                with contextlib.suppress(ValueError):
+                    loaded = json.loads(m.data)
+                    if isinstance(loaded, dict):
+                        data = loaded
+                out.append(Seen(m.subject, dict(m.headers or {}), data))
+            if msgs and msgs[-1].metadata.num_pending == 0:
+                break
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+    return out
+
+
+async def outbox_ids(conn: asyncpg.Connection, schema: str) -> tuple[list[str], int]:
+    """Every event id a service recorded, and how many rows are still unsent."""
+    rows = await conn.fetch(f"SELECT event_id, sent_at FROM {schema}.outbox")
+    return [r["event_id"] for r in rows], sum(1 for r in rows if r["sent_at"] is None)
+
+
+def duplicates_by(messages: Iterable[Seen], key: Callable[[Seen], Any]) -> dict[Any, int]:
+    """Keys that occur on more than one distinct CloudEvent id."""
+    ids: dict[Any, set[str]] = defaultdict(set)
+    for m in messages:
+        k = key(m)
+        if k is not None:
+            ids[k].add(m.headers.get("ce-id", ""))
+    return {k: len(v) for k, v in ids.items() if len(v) > 1}
+
+
+def timer_firing(m: Seen) -> Any:
+    fields = TIMER_EVENTS.get(m.headers.get("ce-type", ""))
+    if fields is None:
+        return None
+    return (m.headers["ce-type"], *(m.data.get(f) for f in fields))
