@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 import nats
 import structlog
@@ -21,15 +22,25 @@ DUPLICATE_WINDOW_S = 600.0
 
 
 async def connect(
-    url: str, *, name: str, user: str | None = None, password: str | None = None
+    url: str,
+    *,
+    name: str,
+    user: str | None = None,
+    password: str | None = None,
+    on_reconnected: Callable[[], Coroutine[Any, Any, None]] | None = None,
 ) -> Client:
-    """Connect with reconnects forever: a service outlives restarts of nats-server."""
+    """Connect with reconnects forever: a service outlives restarts of nats-server.
+    `on_reconnected` runs (as its own task) after every reconnect."""
 
     async def on_disconnect() -> None:
         log.warning("nats disconnected")
 
     async def on_reconnect() -> None:
         log.info("nats reconnected")
+        if on_reconnected is not None:
+            task: asyncio.Task[None] = asyncio.get_running_loop().create_task(on_reconnected())
+            _hooks.add(task)
+            task.add_done_callback(_hooks.discard)
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error", error=str(exc))
@@ -46,6 +57,23 @@ async def connect(
         reconnected_cb=on_reconnect,
         error_cb=on_error,
     )
+
+
+_hooks: set[asyncio.Task[None]] = set()
+
+
+async def keep_streams(
+    js: JetStreamContext, specs: Sequence[StreamSpec] = STREAMS, *, replicas: int = 1
+) -> None:
+    """After a reconnect: the server may have come back without its store (lost, or a new
+    node), so create the streams again until it works; a no-op when they survived."""
+    for attempt in range(60):
+        try:
+            await ensure_streams(js, specs, replicas=replicas)
+            return
+        except Exception as exc:
+            log.warning("streams not ensured after reconnect", attempt=attempt, error=str(exc))
+            await asyncio.sleep(min(0.5 * (attempt + 1), 5.0))
 
 
 def stream_config(spec: StreamSpec, replicas: int = 1) -> StreamConfig:

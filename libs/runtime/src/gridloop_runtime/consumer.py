@@ -53,6 +53,15 @@ class ConsumerSpec:
     extra: dict[str, object] = field(default_factory=dict)
 
 
+# The database is unreachable or restarting: no fault of the message.
+UNAVAILABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+
+
 class Permanent(Exception):
     """A handler error that no retry can fix: the message goes to the DLQ at once."""
 
@@ -115,9 +124,15 @@ class Consumer:
         if self._sub is None:
             await self.subscribe()
         assert self._sub is not None
+        reconnects = self._reconnects()
         try:
             while not stop.is_set():
                 try:
+                    if reconnects != self._reconnects():
+                        # The server may have come back without its state (a lost store):
+                        # declare the durable consumer again; idempotent if it survived.
+                        await self.subscribe()
+                        reconnects = self._reconnects()
                     msgs = await self._sub.fetch(self.batch, timeout=1.0)
                 except (TimeoutError, nats.errors.TimeoutError):
                     continue
@@ -132,6 +147,9 @@ class Consumer:
                     await self.process(msgs)
         finally:
             self.running = False
+
+    def _reconnects(self) -> int:
+        return int(self.js._nc.stats.get("reconnects", 0))
 
     async def lag(self) -> int | None:
         if self._sub is None:
@@ -259,6 +277,11 @@ class Consumer:
         ).inc()
 
     async def _failed(self, msg: Msg, exc: Exception) -> None:
+        if isinstance(exc, UNAVAILABLE) and await self._database_back(msg):
+            # The database was away, the message is fine: handle it again now, in order, and
+            # spend none of its deliveries (an outage would otherwise fill the DLQ).
+            await self._one(msg)
+            return
         delivered = msg.metadata.num_delivered if msg.metadata else 1
         permanent = isinstance(exc, Permanent)
         log.warning(
@@ -276,6 +299,20 @@ class Consumer:
             with contextlib.suppress(Exception):
                 await msg.nak(delay=self.retry_delay_s * delivered)
             metrics.EVENTS_IN.labels(self.service, self.spec.durable, "retry").inc()
+
+    async def _database_back(self, msg: Msg, timeout: float = 120.0) -> bool:
+        """Hold the message (kept in progress) until the database answers again."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                async with self.pool.acquire(timeout=2) as conn:
+                    await conn.fetchval("SELECT 1")
+                return True
+            except Exception:
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
+                await asyncio.sleep(0.5)
+        return False
 
     async def dead_letter(self, msg: Msg, exc: Exception, delivered: int) -> None:
         """Park the message on dlq.<service> and in dead_letters, where operators see it."""

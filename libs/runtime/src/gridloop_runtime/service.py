@@ -102,8 +102,17 @@ class Runtime:
             migrations += db.read_migrations(self.definition.name, self.definition.migrations_dir)
         async with self.pool.acquire() as conn:
             await db.migrate(conn, self.schema, migrations)
+
+        async def streams_again() -> None:
+            if self.js is not None:
+                await bus.keep_streams(self.js, replicas=s.stream_replicas)
+
         self.nc = await bus.connect(
-            s.nats_url, name=self.definition.name, user=s.nats_user, password=s.nats_password
+            s.nats_url,
+            name=self.definition.name,
+            user=s.nats_user,
+            password=s.nats_password,
+            on_reconnected=streams_again,
         )
         self.js = self.nc.jetstream(publish_async_max_pending=4000)
         await bus.ensure_streams(self.js, replicas=s.stream_replicas)
