@@ -91,6 +91,11 @@ async def test_accepted_refused_and_replayed_commands_are_audited(
         assert wrong_role.status_code == 403
         nobody = await client.post("/cases/C-4/bump", json={"by": 1})
         assert nobody.status_code == 401
+        # a request that does not match the command's contract is refused and audited too
+        invalid = await client.post(
+            "/cases/C-5/bump", json={"by": "many", "extra\u0000": 1}, headers=user("disp")
+        )
+        assert invalid.status_code == 422 and invalid.json()["detail"][0]["loc"] == ["body", "by"]
         # reads are not commands: not audited
         assert (await client.get("/admin/dlq", headers=user("admin"))).status_code == 200
 
@@ -103,6 +108,7 @@ async def test_accepted_refused_and_replayed_commands_are_audited(
             ("C-2", "refused"),
             ("C-3", "refused"),
             ("C-4", "refused"),
+            ("C-5", "refused"),
         ]
         first = entries[0]
         assert first["user_id"] == "disp" and first["roles"] == ["dispatcher"]
@@ -120,6 +126,15 @@ async def test_accepted_refused_and_replayed_commands_are_audited(
         assert entries[3]["user_id"] == "op" and entries[3]["code"] == "forbidden"
         assert entries[3]["command"] == "POST /cases/{case_id}/bump"
         assert entries[4]["user_id"] is None and entries[4]["status"] == 401
+        assert (
+            entries[5]["user_id"] == "disp"
+            and entries[5]["command"] == "POST /cases/{case_id}/bump"
+        )
+        assert (entries[5]["code"], entries[5]["field"], entries[5]["status"]) == (
+            "invalid",
+            "by",
+            422,
+        )
 
         # filters: case, user, time range, limit
         by_case = await client.get("/admin/audit?case_id=C-1", headers=user("admin"))
@@ -130,9 +145,9 @@ async def test_accepted_refused_and_replayed_commands_are_audited(
         empty = await client.get("/admin/audit", params={"since": later}, headers=user("admin"))
         assert empty.json() == []
         until = await client.get("/admin/audit", params={"until": later}, headers=user("admin"))
-        assert len(until.json()) == 5
+        assert len(until.json()) == 6
         one = await client.get("/admin/audit?limit=1", headers=user("admin"))
-        assert [e["case_id"] for e in one.json()] == ["C-4"]
+        assert [e["case_id"] for e in one.json()] == ["C-5"]
         bad = await client.get(
             "/admin/audit", params={"since": later, "until": now.isoformat()}, headers=user("admin")
         )

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
@@ -46,6 +48,19 @@ def install_refusal_handler(app: FastAPI) -> None:
     async def _refused(request: Request, exc: Refusal) -> JSONResponse:
         await _audit_refusal(request, exc)
         return JSONResponse({"detail": [exc.as_error()], **exc.extra}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """A command whose request does not match its contract is refused before any code
+        of the service runs: audited too (who tried what), with the first field named."""
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        # the names come from the sender (an unknown key is named as sent): keep them storable
+        named = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        where = named.replace("\x00", "")[:200] or None
+        reason = str(first.get("msg", "invalid request"))
+        await _audit_refusal(request, Refusal(reason, field=where, code="invalid", status=422))
+        return await request_validation_exception_handler(request, exc)
 
 
 async def _audit_refusal(request: Request, exc: Refusal) -> None:
