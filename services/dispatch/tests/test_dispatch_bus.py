@@ -15,18 +15,14 @@ from zoneinfo import ZoneInfo
 import httpx
 import nats
 import pytest
-from gridloop_contracts import Attachment, Envelope, MaskedReporter, decode, to_binary
+from gridloop_contracts import Attachment, Envelope, MaskedReporter, to_binary
 from gridloop_contracts import cases as ev
 from gridloop_dispatch.bootstrap import definition
 from gridloop_dispatch.settings import DispatchSettings
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.service import Runtime
-from gridloop_runtime.testing import http_client, running, settings_for, wait_for
+from gridloop_runtime.testing import EventTap, http_client, running, settings_for, wait_for
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig
-
-# A test's tap lives as long as the test, however long it waits between reads.
-TAP = ConsumerConfig(inactive_threshold=600.0)
 
 BJ = ZoneInfo("Asia/Shanghai")
 # Monday 23 November 2026, 10:00 in Beijing: a working day, inside office hours.
@@ -58,8 +54,7 @@ class Harness:
         self.rts = rts
         self.clock = clock
         self.js = js
-        self.seen: list[tuple[str, Envelope]] = []
-        self._subs: list[Any] = []
+        self.tap = EventTap(js, ("CASES", "case.>"), ("DISPATCH", "dispatch.>"))
         self._http: httpx.AsyncClient | None = None
 
     @property
@@ -67,50 +62,28 @@ class Harness:
         return self.rts[0]
 
     async def open(self) -> None:
-        self._subs = [
-            await self.js.pull_subscribe("case.>", stream="CASES", config=TAP),
-            await self.js.pull_subscribe("dispatch.>", stream="DISPATCH", config=TAP),
-        ]
+        await self.tap.open()
 
     # -- the bus --------------------------------------------------------------------
+    @property
+    def seen(self) -> list[tuple[str, Envelope]]:
+        """Everything read off CASES and DISPATCH, as (subject, envelope)."""
+        return self.tap.seen
+
     async def poll(self) -> None:
-        for sub in self._subs:
-            try:
-                msgs = await sub.fetch(1000, timeout=0.05)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            for m in msgs:
-                self.seen.append((m.subject, decode(m.headers, m.data)))
-                await m.ack()
+        await self.tap.poll()
 
     def emitted(self, model: type[ev.CaseEvent], **data: Any) -> list[Envelope]:
         """What dispatch published of a case event type, matching `data` (JSON values)."""
-        return [
-            e
-            for _, e in self.seen
-            if e.type == model.type_name
-            and e.source == "/gridloop/dispatch"
-            and all(e.data.get(k) == v for k, v in data.items())
-        ]
+        return self.tap.of(model, source="/gridloop/dispatch", **data)
 
     def feed(self, dept: str, token: str, case_id: str | None = None) -> list[Envelope]:
         """What dispatch told a department on dispatch.<dept>.<token>."""
-        return [
-            e
-            for s, e in self.seen
-            if s == f"dispatch.{dept}.{token}"
-            and (case_id is None or e.data["case"]["case_id"] == case_id)
-        ]
+        on_subject = self.tap.of(None, subject=f"dispatch.{dept}.{token}")
+        return [e for e in on_subject if case_id is None or e.data["case"]["case_id"] == case_id]
 
     async def wait(self, model: type[ev.CaseEvent], n: int = 1, **data: Any) -> list[Envelope]:
-        async def enough() -> list[Envelope] | None:
-            await self.poll()
-            found = self.emitted(model, **data)
-            return found if len(found) >= n else None
-
-        found = await wait_for(enough, timeout=15, what=f"{n} × {model.type_name} {data}")
-        assert found is not None
-        return found
+        return await self.tap.wait(model, n, timeout=15, source="/gridloop/dispatch", **data)
 
     async def wait_feed(self, dept: str, token: str, case_id: str, n: int = 1) -> list[Envelope]:
         async def enough() -> list[Envelope] | None:
@@ -781,7 +754,7 @@ async def test_timers_that_fell_due_while_dispatch_was_down_fire_once_on_restart
     # Down for ten days: everything falls due meanwhile.
     clock.set(bj(2026, 12, 3, 10))
     async with started(database_url, nats_url, monkeypatch, clock=clock) as h:
-        h.seen = [*seen]  # the tap is new; keep what the first run saw
+        h.tap.seen = [*seen]  # the tap is new; keep what the first run saw
 
         async def all_fired() -> bool:
             await h.poll()

@@ -12,23 +12,17 @@ from typing import Any
 
 import httpx
 import nats
-import nats.errors
 import orjson
 import pytest
-from gridloop_contracts import Attachment, Envelope, Event, Location, decode, to_binary
+from gridloop_contracts import Attachment, Envelope, Event, Location, to_binary
 from gridloop_contracts import cases as ev
 from gridloop_contracts.department import CommandAnswerV1
 from gridloop_handling.bootstrap import definition
 from gridloop_handling.settings import HandlingSettings
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.service import Runtime
-from gridloop_runtime.testing import http_client, running, settings_for, wait_for
+from gridloop_runtime.testing import EventTap, http_client, running, settings_for, wait_for
 from nats.aio.client import Client
-from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig
-
-# A test's tap lives as long as the test, however long it waits between reads.
-TAP = ConsumerConfig(inactive_threshold=600.0)
 
 # Monday 23 November 2026, 10:00 in Beijing: a working day, inside office hours.
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -39,29 +33,6 @@ PHOTO = "https://evidence.example.org/report/1.jpg"
 DONE = "https://evidence.example.org/done/1.jpg"
 
 
-class Tap:
-    """Everything published on a stream's subjects since the tap opened, decoded."""
-
-    def __init__(self, js: JetStreamContext, stream: str, subject: str) -> None:
-        self.js = js
-        self.stream = stream
-        self.subject = subject
-        self.seen: list[tuple[str, Envelope]] = []
-        self._sub: Any = None
-
-    async def open(self) -> None:
-        self._sub = await self.js.pull_subscribe(self.subject, stream=self.stream, config=TAP)
-
-    async def poll(self) -> None:
-        try:
-            msgs = await self._sub.fetch(500, timeout=0.05)
-        except (TimeoutError, nats.errors.TimeoutError):
-            return
-        for m in msgs:
-            self.seen.append((m.subject, decode(m.headers, m.data)))
-            await m.ack()
-
-
 class Harness:
     """A running handling, taps on CASES and DISPATCH, and the people and systems using it."""
 
@@ -70,8 +41,8 @@ class Harness:
         self.clock = clock
         self.nc = nc
         self.js = nc.jetstream()
-        self.cases = Tap(self.js, "CASES", "case.>")
-        self.feed = Tap(self.js, "DISPATCH", "dispatch.>")
+        self.cases = EventTap(self.js, ("CASES", "case.>"))
+        self.feed = EventTap(self.js, ("DISPATCH", "dispatch.>"))
         self.http: httpx.AsyncClient | None = None
         self._n = 0
 
@@ -136,42 +107,20 @@ class Harness:
 
     # -- what handling publishes -------------------------------------------------------
     def emitted(self, model: type[Event], **data: Any) -> list[Envelope]:
-        return [
-            e
-            for _, e in self.cases.seen
-            if e.type == model.type_name
-            and e.source == "/gridloop/handling"
-            and all(e.data.get(k) == v for k, v in data.items())
-        ]
+        return self.cases.of(model, source="/gridloop/handling", **data)
 
     async def wait(self, model: type[Event], n: int = 1, **data: Any) -> list[Envelope]:
-        async def enough() -> list[Envelope] | None:
-            await self.cases.poll()
-            found = self.emitted(model, **data)
-            return found if len(found) >= n else None
-
-        found = await wait_for(enough, timeout=10, what=f"{n} × {model.type_name} {data}")
-        assert found is not None
-        return found
+        return await self.cases.wait(model, n, source="/gridloop/handling", **data)
 
     def answers(self, dept: str, command_id: str) -> list[CommandAnswerV1]:
-        return [
-            CommandAnswerV1.model_validate(e.data)
-            for subject, e in self.feed.seen
-            if subject == f"dispatch.{dept}.answer" and e.data.get("command_id") == command_id
-        ]
+        answers = self.feed.of(None, subject=f"dispatch.{dept}.answer", command_id=command_id)
+        return [CommandAnswerV1.model_validate(e.data) for e in answers]
 
     async def answer(self, dept: str, command_id: str, n: int = 1) -> CommandAnswerV1:
         """The (n-th) answer on dispatch.<dept>.answer to a command."""
-
-        async def enough() -> list[CommandAnswerV1] | None:
-            await self.feed.poll()
-            found = self.answers(dept, command_id)
-            return found if len(found) >= n else None
-
-        found = await wait_for(enough, timeout=10, what=f"answer {n} to {command_id}")
-        assert found is not None
-        return found[n - 1]
+        subject = f"dispatch.{dept}.answer"
+        found = await self.feed.wait(None, n, subject=subject, command_id=command_id)
+        return CommandAnswerV1.model_validate(found[n - 1].data)
 
     # -- a department's own system over NATS -----------------------------------------------
     async def command(

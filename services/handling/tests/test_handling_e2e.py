@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import nats
-import nats.errors
 import pytest
-from gridloop_contracts import Attachment, Envelope, Location, decode, to_binary
+from gridloop_contracts import Attachment, Envelope, Location, to_binary
 from gridloop_contracts import cases as ev
 from gridloop_contracts.department import CaseSummary, TaskAssigned
 from gridloop_dispatch.bootstrap import definition as dispatch_definition
@@ -28,14 +27,10 @@ from gridloop_dispatch.settings import DispatchSettings
 from gridloop_handling.bootstrap import definition as handling_definition
 from gridloop_handling.settings import HandlingSettings
 from gridloop_runtime.service import Runtime
-from gridloop_runtime.testing import http_client, running, settings_for, wait_for
+from gridloop_runtime.testing import EventTap, http_client, running, settings_for, wait_for
 from gridloop_verify.bootstrap import definition as verify_definition
 from gridloop_verify.settings import VerifySettings
 from nats.aio.client import Client
-from nats.js.api import ConsumerConfig
-
-# A test's tap lives as long as the test, however long it waits between reads.
-TAP = ConsumerConfig(inactive_threshold=600.0)
 
 if TYPE_CHECKING:
     from conftest import Harness
@@ -64,11 +59,10 @@ class Loop:
         self.nc = nc
         self.js = nc.jetstream()
         self.rt = runtimes
-        self.seen: list[Envelope] = []
-        self._sub: Any = None
+        self.cases = EventTap(self.js, ("CASES", "case.>"))
 
     async def open(self) -> None:
-        self._sub = await self.js.pull_subscribe("case.>", stream="CASES", config=TAP)
+        await self.cases.open()
 
     async def accept(self, case_id: str, category: str, description: str) -> None:
         """立案, as intake announces it."""
@@ -87,22 +81,8 @@ class Loop:
         await self.js.publish("case.accepted", body, headers=headers)
 
     async def wait(self, model: type[ev.CaseEvent], **data: Any) -> Envelope:
-        async def found() -> Envelope | None:
-            try:
-                msgs = await self._sub.fetch(200, timeout=0.05)
-            except (TimeoutError, nats.errors.TimeoutError):
-                msgs = []
-            for m in msgs:
-                self.seen.append(decode(m.headers, m.data))
-                await m.ack()
-            for e in self.seen:
-                if e.type == model.type_name and all(e.data.get(k) == v for k, v in data.items()):
-                    return e
-            return None
-
-        env = await wait_for(found, timeout=20, what=f"{model.type_name} {data}")
-        assert env is not None
-        return env
+        """The first `model` event on CASES matching `data`."""
+        return (await self.cases.wait(model, timeout=20, **data))[0]
 
 
 @asynccontextmanager

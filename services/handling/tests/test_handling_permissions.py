@@ -16,21 +16,16 @@ from types import ModuleType
 from typing import Any
 
 import nats
-import nats.errors
 import orjson
 import pytest
-from gridloop_contracts import Envelope, decode, to_binary
+from gridloop_contracts import Envelope, to_binary
 from gridloop_contracts import cases as ev
 from gridloop_contracts.department import CaseSummary, TaskAssigned
 from gridloop_handling.bootstrap import definition
 from gridloop_handling.settings import HandlingSettings
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.devstack import LocalNats
-from gridloop_runtime.testing import running, settings_for, wait_for
-from nats.js.api import ConsumerConfig
-
-# A test's tap lives as long as the test, however long it waits between reads.
-TAP = ConsumerConfig(inactive_threshold=600.0)
+from gridloop_runtime.testing import EventTap, running, settings_for, wait_for
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
@@ -96,7 +91,7 @@ async def test_the_kit_and_direct_replies_work_under_the_generated_permissions(
     said: list[str] = []
     async with running(settings, definition_, clock=clock, state=state):
         js = as_dispatch.jetstream()
-        cases = await js.pull_subscribe("case.>", stream="CASES", config=TAP)
+        cases = await EventTap(js, ("CASES", "case.>")).open()
 
         async def publish(subject: str, event: Any) -> None:
             env = Envelope.of(event, source="/gridloop/dispatch", subject="P-1", time=clock.now())
@@ -139,18 +134,7 @@ async def test_the_kit_and_direct_replies_work_under_the_generated_permissions(
                 "dispatch.sanitation.assigned",
                 TaskAssigned(dept="sanitation", case=summary, sent_at=T0),
             )
-            seen: list[Envelope] = []
-
-            async def handled() -> bool:
-                try:
-                    for m in await cases.fetch(100, timeout=0.05):
-                        seen.append(decode(m.headers, m.data))
-                        await m.ack()
-                except (TimeoutError, nats.errors.TimeoutError):
-                    pass
-                return any(e.type == ev.CaseHandled.type_name for e in seen)
-
-            await wait_for(handled, timeout=15, what=f"case.handled through the kit ({said})")
+            await cases.wait(ev.CaseHandled, timeout=15)
             await wait_for(
                 lambda: any("answer handled P-1: accepted" in s for s in said),
                 timeout=10,

@@ -12,7 +12,7 @@ import httpx
 import nats
 import pytest
 from gridloop_city import City
-from gridloop_contracts import Envelope, Event, decode, to_binary, to_structured
+from gridloop_contracts import Envelope, Event, to_binary, to_structured
 from gridloop_contracts.envelope import STRUCTURED
 from gridloop_intake.bootstrap import definition
 from gridloop_intake.context import Intake
@@ -20,12 +20,8 @@ from gridloop_intake.settings import IntakeSettings
 from gridloop_runtime.auth import AuthSettings, issue_token
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.service import Runtime
-from gridloop_runtime.testing import http_client, running, settings_for, wait_for
+from gridloop_runtime.testing import EventTap, http_client, running, settings_for, wait_for
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig
-
-# A test's tap lives as long as the test, however long it waits between reads.
-TAP = ConsumerConfig(inactive_threshold=600.0)
 
 # Monday 23 November 2026, 10:00 in Beijing: a working day, inside office hours.
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -42,50 +38,6 @@ def city(intake_state: Intake) -> City:
     return intake_state.city
 
 
-class Tap:
-    """Everything published on a subject since the tap opened, decoded."""
-
-    def __init__(self, js: JetStreamContext, stream: str, subject: str) -> None:
-        self.js = js
-        self.stream = stream
-        self.subject = subject
-        self.seen: list[tuple[str, Envelope]] = []
-        self._sub: Any = None
-
-    async def open(self) -> Tap:
-        self._sub = await self.js.pull_subscribe(self.subject, stream=self.stream, config=TAP)
-        return self
-
-    async def poll(self) -> list[tuple[str, Envelope]]:
-        try:
-            msgs = await self._sub.fetch(500, timeout=0.1)
-        except (TimeoutError, nats.errors.TimeoutError):
-            msgs = []
-        for m in msgs:
-            self.seen.append((m.subject, decode(m.headers, m.data)))
-            await m.ack()
-        return self.seen
-
-    def of(self, type_name: str, **data: Any) -> list[Envelope]:
-        return [
-            env
-            for _, env in self.seen
-            if env.type == type_name and all(env.data.get(k) == v for k, v in data.items())
-        ]
-
-    async def wait(
-        self, type_name: str, n: int = 1, timeout: float = 10.0, **data: Any
-    ) -> list[Envelope]:
-        async def enough() -> list[Envelope] | None:
-            await self.poll()
-            found = self.of(type_name, **data)
-            return found if len(found) >= n else None
-
-        found = await wait_for(enough, timeout=timeout, what=f"{n} × {type_name} {data}")
-        assert found is not None
-        return found
-
-
 class Harness:
     """A running intake with a bus connection, taps and HTTP helpers."""
 
@@ -95,8 +47,8 @@ class Harness:
         self.js = js
         self.auth = AuthSettings()
 
-    async def tap(self, stream: str, subject: str) -> Tap:
-        return await Tap(self.js, stream, subject).open()
+    async def tap(self, stream: str, subject: str) -> EventTap:
+        return await EventTap(self.js, (stream, subject)).open()
 
     async def publish(
         self,
@@ -180,4 +132,4 @@ def at() -> Callable[..., datetime]:
     return when
 
 
-__all__ = ["T0", "Harness", "Tap", "httpx"]
+__all__ = ["T0", "Harness", "httpx"]

@@ -17,21 +17,17 @@ import httpx
 import nats
 import pytest
 from gridloop_city import load_city
-from gridloop_contracts import Actor, Envelope, decode, to_binary
+from gridloop_contracts import Actor, Envelope, to_binary
 from gridloop_contracts import cases as ev
 from gridloop_contracts.scores import ScorePublishedV1
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.service import Runtime
-from gridloop_runtime.testing import http_client, running, settings_for, wait_for
+from gridloop_runtime.testing import EventTap, http_client, running, settings_for, wait_for
 from gridloop_scoring import replay
 from gridloop_scoring.bootstrap import definition
 from gridloop_scoring.context import fold_context
 from gridloop_scoring.settings import ScoringSettings
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig
-
-# A test's tap lives as long as the test, however long it waits between reads.
-TAP = ConsumerConfig(inactive_threshold=600.0)
 
 # Monday 23 November 2026, 10:00 in Beijing.
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -327,7 +323,7 @@ async def test_live_scores_equal_replayed_scores_after_redeliveries_and_reorderi
 # -- publishing at period end -------------------------------------------------------------
 async def test_scores_are_published_when_the_day_ends(scoring: Harness) -> None:
     h = scoring
-    sub = await h.js.pull_subscribe("score.published", stream="SCORES", config=TAP)
+    scores = await EventTap(h.js, ("SCORES", "score.published")).open()
     for e in history("C-P", CELL_A, T0):
         await h.publish(e)
     for e in history("C-Q", CELL_B, T0, handled_late=True, until="closed"):
@@ -335,20 +331,9 @@ async def test_scores_are_published_when_the_day_ends(scoring: Harness) -> None:
     await h.settled()
 
     async def fetch(n: int) -> list[Envelope]:
-        got: list[Envelope] = []
-
-        async def enough() -> bool:
-            try:
-                msgs = await sub.fetch(20, timeout=0.2)
-            except nats.errors.TimeoutError:
-                msgs = []
-            for m in msgs:
-                got.append(decode(m.headers, m.data))
-                await m.ack()
-            return len(got) >= n
-
-        await wait_for(enough, timeout=10, what=f"{n} score.published")
-        return got
+        """At least `n` more score.published since the last call; all of them."""
+        before = len(scores.seen)
+        return (await scores.wait(None, before + n))[before:]
 
     # Nothing before the day is over.
     assert (

@@ -13,19 +13,15 @@ from typing import Any
 import httpx
 import nats
 import pytest
-from gridloop_contracts import Attachment, Envelope, decode, to_binary
+from gridloop_contracts import Attachment, Envelope, to_binary
 from gridloop_contracts import cases as ev
 from gridloop_runtime.auth import AuthSettings, issue_token
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.service import Runtime
-from gridloop_runtime.testing import http_client, running, settings_for, wait_for
+from gridloop_runtime.testing import EventTap, http_client, running, settings_for, wait_for
 from gridloop_verify.bootstrap import definition
 from gridloop_verify.settings import VerifySettings
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig
-
-# A test's tap lives as long as the test, however long it waits between reads.
-TAP = ConsumerConfig(inactive_threshold=600.0)
 
 # Monday 23 November 2026, 10:00 in Beijing: a working day, inside office hours.
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -44,12 +40,11 @@ class Harness:
         self.rt = rt
         self.clock = clock
         self.js = js
-        self.seen: list[Envelope] = []
-        self._sub: Any = None
+        self.tap = EventTap(js, ("CASES", "case.>"))
         self._http: httpx.AsyncClient | None = None
 
     async def open(self) -> None:
-        self._sub = await self.js.pull_subscribe("case.>", stream="CASES", config=TAP)
+        await self.tap.open()
 
     # -- the bus --------------------------------------------------------------------
     async def upstream(self, event: ev.CaseEvent, service: str, id: str | None = None) -> None:
@@ -65,33 +60,14 @@ class Harness:
         await self.js.publish(f"case.{event.subject_token}", body, headers=headers)
 
     async def poll(self) -> None:
-        try:
-            msgs = await self._sub.fetch(500, timeout=0.1)
-        except (TimeoutError, nats.errors.TimeoutError):
-            return
-        for m in msgs:
-            self.seen.append(decode(m.headers, m.data))
-            await m.ack()
+        await self.tap.poll()
 
     def emitted(self, model: type[ev.CaseEvent], **data: Any) -> list[Envelope]:
         """What verify published of a type, matching `data` (JSON values)."""
-        return [
-            e
-            for e in self.seen
-            if e.type == model.type_name
-            and e.source == "/gridloop/verify"
-            and all(e.data.get(k) == v for k, v in data.items())
-        ]
+        return self.tap.of(model, source="/gridloop/verify", **data)
 
     async def wait(self, model: type[ev.CaseEvent], n: int = 1, **data: Any) -> list[Envelope]:
-        async def enough() -> list[Envelope] | None:
-            await self.poll()
-            found = self.emitted(model, **data)
-            return found if len(found) >= n else None
-
-        found = await wait_for(enough, timeout=10, what=f"{n} × {model.type_name} {data}")
-        assert found is not None
-        return found
+        return await self.tap.wait(model, n, source="/gridloop/verify", **data)
 
     # -- REST -----------------------------------------------------------------------
     async def call(
@@ -576,7 +552,7 @@ async def test_without_configuration_a_dissatisfied_rating_only_feeds_scoring(
     await verify.poll()
     assert verify.emitted(ev.CaseReopened) == [] and verify.emitted(ev.CaseReworked) == []
     # The rating stays on CASES with the dimensions scoring folds (dept, cell, category).
-    [on_bus] = [e for e in verify.seen if e.type == ev.CaseRated.type_name]
+    [on_bus] = verify.tap.of(ev.CaseRated)
     assert on_bus.data["dept"] == "sanitation" and on_bus.data["rating"] == "dissatisfied"
     r = await verify.call("GET", "/cases/C-RATED", LEAD)
     assert r.json()["stage"] == "closed"

@@ -1,5 +1,6 @@
 """pytest plugin: a real PostgreSQL per test session, a real nats-server and a fresh database
-per test, and helpers to wait on conditions (never on sleeps).
+per test, helpers to wait on conditions (never on sleeps), and a tap on what goes over the
+bus.
 
 Loaded by the root pytest configuration (`-p gridloop_runtime.testing`)."""
 
@@ -17,8 +18,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import nats.errors
 import pytest
 import pytest_asyncio
+from gridloop_contracts import Envelope, Event, decode
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig
 
 from .clock import Clock
 from .devstack import LocalNats, LocalPostgres
@@ -27,6 +32,9 @@ from .settings import ServiceSettings
 
 T = TypeVar("T")
 _db_counter = itertools.count(1)
+
+# A test's tap lives as long as the test, however long it waits between reads.
+TAP_CONFIG = ConsumerConfig(inactive_threshold=600.0)
 
 
 async def wait_for(
@@ -50,6 +58,94 @@ async def wait_for(
                 f"timed out after {timeout}s waiting for {what or condition} (last: {last!r})"
             )
         await asyncio.sleep(interval)
+
+
+class EventTap:
+    """Everything published on one or more (stream, subject filter) pairs since the tap
+    opened, decoded, as (subject, envelope) in the order read:
+
+        tap = await EventTap(js, ("CASES", "case.>"), ("DISPATCH", "dispatch.>")).open()
+        [closed] = await tap.wait(CaseClosed, case_id="C-1", source="/gridloop/verify")
+
+    An event type is named by its contract model or its CloudEvents type name (None: any
+    type); `data` matches the event's JSON data (`env.data.get(key) == value`)."""
+
+    def __init__(self, js: JetStreamContext, *streams: tuple[str, str]) -> None:
+        if not streams:
+            raise ValueError("an EventTap needs at least one (stream, subject) to tap")
+        self.js = js
+        self.streams = streams
+        self.seen: list[tuple[str, Envelope]] = []
+        self._subs: list[JetStreamContext.PullSubscription] = []
+
+    async def open(self) -> EventTap:
+        """Subscribe (an ephemeral pull consumer per stream); returns the tap."""
+        for stream, subject in self.streams:
+            self._subs.append(
+                await self.js.pull_subscribe(subject, stream=stream, config=TAP_CONFIG)
+            )
+        return self
+
+    async def poll(self) -> list[tuple[str, Envelope]]:
+        """Read what has arrived since the last poll; returns everything seen so far."""
+        for sub in self._subs:
+            try:
+                msgs = await sub.fetch(1000, timeout=0.05)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue  # nothing new
+            for m in msgs:
+                self.seen.append((m.subject, decode(m.headers, m.data)))
+                await m.ack()
+        return self.seen
+
+    def of(
+        self,
+        type_name: str | type[Event] | None,
+        *,
+        source: str | None = None,
+        subject: str | None = None,
+        **data: Any,
+    ) -> list[Envelope]:
+        """What has been seen (not polling) of a type, from `source`, on the NATS `subject`,
+        with `data`."""
+        wanted = _type_name(type_name)
+        return [
+            env
+            for subj, env in self.seen
+            if (wanted is None or env.type == wanted)
+            and (source is None or env.source == source)
+            and (subject is None or subj == subject)
+            and all(env.data.get(k) == v for k, v in data.items())
+        ]
+
+    async def wait(
+        self,
+        type_name: str | type[Event] | None,
+        n: int = 1,
+        timeout: float = 10.0,
+        *,
+        source: str | None = None,
+        subject: str | None = None,
+        **data: Any,
+    ) -> list[Envelope]:
+        """Poll until at least `n` events match (as `of`); returns all that match."""
+
+        async def enough() -> list[Envelope] | None:
+            await self.poll()
+            found = self.of(type_name, source=source, subject=subject, **data)
+            return found if len(found) >= n else None
+
+        where = "".join(
+            f" {k}={v}" for k, v in (("source", source), ("subject", subject)) if v is not None
+        )
+        what = f"{n} × {_type_name(type_name) or 'any event'}{where} {data} on {self.streams}"
+        found: list[Envelope] | None = await wait_for(enough, timeout=timeout, what=what)
+        assert found is not None
+        return found
+
+
+def _type_name(type_name: str | type[Event] | None) -> str | None:
+    return type_name if type_name is None or isinstance(type_name, str) else type_name.type_name
 
 
 @pytest.fixture(scope="session")
@@ -135,6 +231,8 @@ async def http_client(rt: Runtime) -> AsyncIterator[httpx.AsyncClient]:
 
 
 __all__ = [
+    "TAP_CONFIG",
+    "EventTap",
     "database_url",
     "http_client",
     "nats_server",
