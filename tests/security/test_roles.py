@@ -364,6 +364,13 @@ async def test_each_role_boundary_is_enforced_by_the_service_that_owns_the_actio
         allowed="eval-01",
     )
 
+    # per-person counters are personal: evaluators see everyone's, anyone else only their own
+    everyone = [r["person"] for r in (await w.get("scoring", "/people/flags", "eval-01"))["rows"]]
+    for person in (vt["supervisor_id"], "disp-01"):
+        mine = [r["person"] for r in (await w.get("scoring", "/people/flags", person))["rows"]]
+        assert mine == [p for p in everyone if p == person], (person, mine)
+    w.checked.append("people flags: evaluator sees all; others only their own row")
+
     # -- operations: dead-letter replay (admins), the audit trail (admins and evaluators) -----
     for service in ("intake", "dispatch", "handling", "verify", "scoring"):
         r = await w.boundary(

@@ -434,6 +434,13 @@ async def test_api_refusals_csv_preview_and_people_flags(scoring: Harness) -> No
     assert [(p["person"], p["missed_first_responses"], p["flags"]) for p in flags["rows"]] == [
         ("sup-001", 5, ["missed_first_responses"])
     ]
+    # personal records: a supervisor sees their own row only, anyone else none of sup-001's
+    everyone = await h.get("/people/flags", year=2026)
+    assert [p["person"] for p in everyone["rows"]] == [SUPERVISOR]
+    own = await h.get("/people/flags", SUPERVISOR, year=2026)
+    assert [p["person"] for p in own["rows"]] == [SUPERVISOR]
+    for other in ("sup-002", "disp-01"):
+        assert (await h.get("/people/flags", other, year=2026))["rows"] == []
 
     r = await h.post("/publish", SUPERVISOR, json={"period": "month", "date": DAY})
     assert r.status_code == 403

@@ -348,13 +348,15 @@ async def get_drilldown_csv(
 @router.get("/people/flags")
 async def people_flags(
     request: Request,
-    _: CurrentPrincipal,
+    who: CurrentPrincipal,
     year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
     flagged_only: bool = False,
 ) -> dict[str, Any]:
     """Seed 003's per-person counters of a year (missed first responses, dissatisfied ratings,
-    half-year satisfaction) against the limits in scoring.yaml."""
+    half-year satisfaction) against the limits in scoring.yaml. Personal records: evaluators
+    (and admins) see everyone's, anyone else only their own row."""
     rt, s = scoring_of(request)
+    everyone = who.has("evaluator")
     y = year or rt.clock.now().astimezone(s.tz).year
     assert rt.pool is not None
     async with rt.pool.acquire() as conn:
@@ -373,7 +375,7 @@ async def people_flags(
                 "flags": list(r.flags),
             }
             for r in rows
-            if r.flags or not flagged_only
+            if (r.flags or not flagged_only) and (everyone or r.person == who.user_id)
         ],
     }
 
