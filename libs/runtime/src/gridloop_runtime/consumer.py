@@ -125,14 +125,16 @@ class Consumer:
             await self.subscribe()
         assert self._sub is not None
         reconnects = self._reconnects()
+        lost = False
         try:
             while not stop.is_set():
                 try:
-                    if reconnects != self._reconnects():
-                        # The server may have come back without its state (a lost store):
-                        # declare the durable consumer again; idempotent if it survived.
-                        await self.subscribe()
+                    if lost or reconnects != self._reconnects():
+                        # The server may have come back without its state (a lost store), or
+                        # the consumer was removed: declare it again; idempotent if it survived.
                         reconnects = self._reconnects()
+                        await self.subscribe()
+                        lost = False
                     msgs = await self._sub.fetch(self.batch, timeout=1.0)
                 except (TimeoutError, nats.errors.TimeoutError):
                     continue
@@ -140,7 +142,9 @@ class Consumer:
                     await asyncio.sleep(0.5)
                     continue
                 except Exception as exc:
-                    log.warning("fetch failed", consumer=self.spec.durable, error=str(exc))
+                    # e.g. 503 from a server without this consumer: declare it again
+                    log.warning("fetch failed", consumer=self.spec.durable, error=repr(exc))
+                    lost = True
                     await asyncio.sleep(0.5)
                     continue
                 if msgs:
