@@ -58,11 +58,6 @@ async def projections_disagree(conn: asyncpg.Connection) -> list[str]:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(
-    reason="open: after the wipe and the re-publish, cases handled around the wipe stay "
-    "'handled' (verify never opens their verification task); under investigation",
-    strict=False,
-)
 async def test_a_lost_jetstream_store_is_recovered_from_the_outboxes(
     chaos_stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -127,7 +122,8 @@ async def test_a_lost_jetstream_store_is_recovered_from_the_outboxes(
         except AssertionError:
             problems = await outcome_problems(conn, reports)
             raise AssertionError(
-                f"not converged: {problems[:10]} {await projections_disagree(conn)}"
+                f"not converged: {len(problems)} reports, e.g. {problems[:10]}; "
+                f"{await projections_disagree(conn)}"
             ) from None
         closed = await conn.fetchval("SELECT count(*) FROM intake.cases WHERE status = 'closed'")
         dead = {s: await conn.fetchval(f"SELECT count(*) FROM {s}.dead_letters") for s in SCHEMAS}

@@ -254,20 +254,41 @@ class OutboxRelay:
         return len(rows)
 
 
+# How long a batch waits for JetStream's acknowledgements. A message sent just before the
+# server died is never acknowledged (nats-py's future would wait for ever); past this the
+# batch counts as failed and is sent again (same Nats-Msg-Id: the server drops what it has).
+PUBLISH_ACK_TIMEOUT_S = 10.0
+
+
 async def publish_rows(
-    js: JetStreamContext, rows: list[asyncpg.Record], msg_id_suffix: str = ""
+    js: JetStreamContext,
+    rows: list[asyncpg.Record],
+    msg_id_suffix: str = "",
+    ack_timeout_s: float = PUBLISH_ACK_TIMEOUT_S,
 ) -> None:
-    """Pipelined publish; raises if any message was not acknowledged by JetStream.
+    """Pipelined publish; raises if any message was not acknowledged by JetStream in time.
 
     `msg_id_suffix` gives the messages new `Nats-Msg-Id`s so JetStream's duplicate window
     does not drop a deliberate re-publish; consumers still dedupe on the CloudEvent id."""
-    futures = []
-    for r in rows:
-        headers = dict(r["headers"])
-        if msg_id_suffix:
-            headers["Nats-Msg-Id"] = f"{headers.get('Nats-Msg-Id', r['seq'])}{msg_id_suffix}"
-        futures.append(await js.publish_async(r["subject"], bytes(r["body"]), headers=headers))
-    results = await asyncio.gather(*futures, return_exceptions=True)
+    futures: list[asyncio.Future[Any]] = []
+    try:
+        for r in rows:
+            headers = dict(r["headers"])
+            if msg_id_suffix:
+                headers["Nats-Msg-Id"] = f"{headers.get('Nats-Msg-Id', r['seq'])}{msg_id_suffix}"
+            futures.append(await js.publish_async(r["subject"], bytes(r["body"]), headers=headers))
+        if futures:
+            _, unanswered = await asyncio.wait(futures, timeout=ack_timeout_s)
+            if unanswered:
+                raise RuntimeError(
+                    f"{len(unanswered)} of {len(rows)} outbox rows not acknowledged "
+                    f"in {ack_timeout_s}s"
+                )
+    finally:
+        for f in futures:  # an abandoned wait frees nats-py's publish slots
+            if not f.done():
+                f.cancel()
+    results = [f.exception() or f.result() for f in futures]
     for r, res in zip(rows, results, strict=True):
         if isinstance(res, BaseException):
             raise RuntimeError(f"publish of outbox row {r['seq']} failed: {res!r}")

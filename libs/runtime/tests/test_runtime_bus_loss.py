@@ -1,0 +1,69 @@
+"""The bus losing things without a word: a durable consumer removed behind the service's back
+is declared again, and a publish whose acknowledgement never comes (sent just before the
+server died) fails its batch in time instead of holding the outbox relay for ever."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, cast
+
+import asyncpg
+import nats
+import pytest
+from gridloop_runtime.outbox import publish_rows
+from gridloop_runtime.testing import running, settings_for, wait_for
+
+from .test_runtime_bus import echo_definition
+from .test_runtime_faults import _fetch_is, publish_pings
+
+
+async def test_a_deleted_consumer_is_declared_again(database_url: str, nats_url: str) -> None:
+    settings = settings_for("echo", database_url, nats_url)
+    async with running(settings, echo_definition()):
+        conn = await asyncpg.connect(database_url)
+        nc = await nats.connect(nats_url)
+        try:
+            js = nc.jetstream()
+            count = "SELECT count(*) FROM echo.seen"
+            await publish_pings(nats_url, "C-GONE", 2)
+            await wait_for(lambda: _fetch_is(conn, count, 2), timeout=15, what="2 pings")
+            reconnects = nc.stats["reconnects"]
+            assert await js.delete_consumer("CASES", "echo-pings")
+            await publish_pings(nats_url, "C-GONE", 3, start=2)
+            await wait_for(lambda: _fetch_is(conn, count, 5), timeout=30, what="3 more pings")
+            info = await js.consumer_info("CASES", "echo-pings")
+            assert info.num_pending == 0 and nc.stats["reconnects"] == reconnects
+        finally:
+            await nc.close()
+            await conn.close()
+
+
+async def test_a_publish_never_acknowledged_fails_the_batch_in_time(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        # someone listens on the subject, no stream stores it: no acknowledgement ever comes
+        heard: list[Any] = []
+
+        async def hear(msg: Any) -> None:
+            heard.append(msg)
+
+        await nc.subscribe("limbo.lost", cb=hear)
+        rows = [
+            {"seq": 1, "subject": "limbo.lost", "headers": {"Nats-Msg-Id": "m-1"}, "body": b"{}"}
+        ]
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match="1 of 1 outbox rows not acknowledged"):
+            await publish_rows(js, cast(list[asyncpg.Record], rows), ack_timeout_s=0.5)
+        assert time.monotonic() - started < 5
+        await wait_for(lambda: heard, timeout=5, what="the message on the wire")
+        # the abandoned wait gave its publish slot back: the next batch goes out normally
+        await js.add_stream(name="LIMBO", subjects=["limbo.kept"])
+        kept = [
+            {"seq": 2, "subject": "limbo.kept", "headers": {"Nats-Msg-Id": "m-2"}, "body": b"{}"}
+        ]
+        await publish_rows(js, cast(list[asyncpg.Record], kept), ack_timeout_s=5)
+        assert (await js.stream_info("LIMBO")).state.messages == 1
+        assert not js._publish_async_futures
+    finally:
+        await nc.close()
