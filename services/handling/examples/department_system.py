@@ -86,9 +86,19 @@ async def run(
     waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     async def send(
-        action: str, case: dict[str, Any], key: str, *, wait: bool = False, **data: Any
+        action: str,
+        case: dict[str, Any],
+        key: str,
+        *,
+        wait: bool = False,
+        asking_again: int = 0,
+        **data: Any,
     ) -> None:
         command_id = f"{key}:{action}"
+        # The event id names this message, the command id the command. Asking again for an
+        # answer that never came is a new message carrying the same command: handling answers
+        # it with the first answer (a resend of the same message would be dropped as a copy).
+        event_id = f"{command_id}#{asking_again}" if asking_again else command_id
         if wait and command_id not in waiting:
             waiting[command_id] = asyncio.get_running_loop().create_future()
         payload = {
@@ -101,12 +111,12 @@ async def run(
         }
         headers = {
             "ce-specversion": "1.0",
-            "ce-id": command_id,
+            "ce-id": event_id,
             "ce-source": f"/departments/{dept}/system",
             "ce-type": f"gridloop.handling.{action}.v1",
             "ce-time": clock().isoformat(),
             "content-type": "application/json",
-            "Nats-Msg-Id": command_id,
+            "Nats-Msg-Id": event_id,
         }
         body = json.dumps(payload, ensure_ascii=False).encode()
         # Until JetStream acknowledges it: the same Nats-Msg-Id and command id make a resend
@@ -126,13 +136,15 @@ async def run(
         """Wait for handling's answer before the next step, so commands never overtake each
         other on the way (a restart can reorder messages); no answer in time: send again."""
         command_id = f"{key}:{action}"
+        asked = 0
         try:
             while True:
                 try:
                     await asyncio.wait_for(asyncio.shield(waiting[command_id]), timeout=20)
                     return
                 except TimeoutError:
-                    await send(action, case, key, wait=True)
+                    asked += 1
+                    await send(action, case, key, wait=True, asking_again=asked)
         finally:
             waiting.pop(command_id, None)
 
