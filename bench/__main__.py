@@ -74,6 +74,12 @@ def main() -> int:
     p.add_argument("--baseline-messages", type=int, default=50_000)
     p.add_argument("--baseline-seconds", type=float, default=5.0)
     p.add_argument("--loop-seconds", type=float, default=60.0, help="sustained closed-loop phase")
+    p.add_argument(
+        "--warmup-seconds", type=float, default=20.0, help="closed loops before measuring"
+    )
+    p.add_argument(
+        "--in-flight", type=int, default=400, help="open cases kept in the closed-loop phase"
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory and logs")
     p.add_argument("--burst", type=int, default=5000, help="reports in the NATS intake burst")
     p.add_argument(

@@ -202,37 +202,37 @@ async def run(
         out["p95_report_to_department_ms_at_50rps"] = pct(lat, 0.95)
         out["p99_report_to_department_ms_at_50rps"] = pct(lat, 0.99)
 
-        # 2. intake over NATS: a burst, timed until every report is answered on notify
-        burst = [reports.next("nats") for _ in range(args.burst)]
-        t0 = time.perf_counter()
-        futures = [await publish(js, r) for r in burst]
-        await asyncio.gather(*futures)
-        await _until(lambda: all(r.external_id in heard for r in burst), 300)
-        out["intake_nats_reports_per_s"] = round(len(burst) / (time.perf_counter() - t0))
+        await _until(lambda: closed["n"] >= len(moderate), 180)
+        out["latency_phase_closed"] = closed["n"]
 
-        # 3. intake over HTTP: concurrent POST /reports for 10 s
-        out["intake_http_reports_per_s"] = await http_rate(stack, reports, 10.0)
-
-        # 4. sustained closed loops with departments and supervisors answering at once
-        closed_before = closed["n"]
-        t0 = time.perf_counter()
-        deadline = t0 + args.loop_seconds
+        # 2. sustained closed loops with departments and supervisors answering at once (once
+        # the latency phase's cases are closed, so every close counted is this phase's): a
+        # bounded number of cases in flight (a city's open cases, not an ever-growing queue),
+        # a warm-up, then the closing rate in steady state
         sat: list[str] = []
-        while time.perf_counter() < deadline:
-            batch = [reports.next("sat") for _ in range(200)]
-            for r in batch:
-                sent_at[r.external_id] = time.perf_counter()
-                sat.append(r.external_id)
-            await asyncio.gather(*[await publish(js, r) for r in batch])
-            await asyncio.sleep(0)
-            # stay at most ~10 s of work ahead of the loop so latency reflects saturation
-            while (  # noqa: ASYNC110
-                len(sat) - (closed["n"] - closed_before) > 3000 and time.perf_counter() < deadline
-            ):
-                await asyncio.sleep(0.05)
+
+        async def keep_in_flight(until: float) -> None:
+            while time.perf_counter() < until:
+                open_cases = len(sat) - (closed["n"] - closed_before)
+                if open_cases >= args.in_flight:
+                    await asyncio.sleep(0.02)
+                    continue
+                batch = [reports.next("sat") for _ in range(min(100, args.in_flight - open_cases))]
+                for r in batch:
+                    sent_at[r.external_id] = time.perf_counter()
+                    sat.append(r.external_id)
+                await asyncio.gather(*[await publish(js, r) for r in batch])
+
+        closed_before = closed["n"]
+        await keep_in_flight(time.perf_counter() + args.warmup_seconds)
+        measured_from, closed_at_start = len(sat), closed["n"]
+        t0 = time.perf_counter()
+        await keep_in_flight(t0 + args.loop_seconds)
         elapsed = time.perf_counter() - t0
-        loops = closed["n"] - closed_before
+        loops = closed["n"] - closed_at_start
         out["closed_loops_per_s"] = round(loops / elapsed, 1)
+        out["loop_cases_in_flight"] = args.in_flight
+        sat = sat[measured_from:]  # latency of the reports sent in steady state
         lat_sat = [(notified[e] - sent_at[e]) * 1000 for e in sat if e in notified]
         out["p50_report_to_department_ms_at_saturation"] = pct(lat_sat, 0.50)
         out["p99_report_to_department_ms_at_saturation"] = pct(lat_sat, 0.99)
@@ -242,6 +242,17 @@ async def run(
             loops * (info.state.messages / max(closed["n"], 1)) / elapsed
         )
         out["loop_phase_s"] = round(elapsed, 1)
+
+        # 3. intake over NATS: a burst, timed until every report is answered on notify
+        burst = [reports.next("nats") for _ in range(args.burst)]
+        t0 = time.perf_counter()
+        futures = [await publish(js, r) for r in burst]
+        await asyncio.gather(*futures)
+        await _until(lambda: all(r.external_id in heard for r in burst), 300)
+        out["intake_nats_reports_per_s"] = round(len(burst) / (time.perf_counter() - t0))
+
+        # 4. intake over HTTP: concurrent POST /reports for 10 s
+        out["intake_http_reports_per_s"] = await http_rate(stack, reports, 10.0)
         out["supervisors"] = counter
     finally:
         stop.set()
