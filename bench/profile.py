@@ -49,7 +49,10 @@ def summarize(raw: Path, top: int) -> dict[str, Any]:
         own[frames[-1]] += n
         for f in set(frames):
             incl[f] += n
-    pct = lambda c: {k: round(100 * v / max(total, 1), 1) for k, v in c.most_common(top)}  # noqa: E731
+
+    def pct(c: collections.Counter[str]) -> dict[str, float]:
+        return {k: round(100 * v / max(total, 1), 1) for k, v in c.most_common(top)}
+
     return {"samples": total, "self_pct": pct(own), "inclusive_pct": pct(incl)}
 
 
@@ -73,7 +76,15 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
 
 
 async def load(
-    stack: Stack, nats_url: str, seconds: float, out: Path, top: int, others: dict[str, int]
+    stack: Stack,
+    nats_url: str,
+    seconds: float,
+    out: Path,
+    top: int,
+    others: dict[str, int],
+    *,
+    warmup: float = 15.0,
+    in_flight: int = 400,
 ) -> None:
     city = load_city(ROOT / "data" / "demo-city")
     nc = await nats.connect(nats_url)
@@ -100,7 +111,7 @@ async def load(
                 "--pid",
                 str(proc.pid),
                 "--duration",
-                str(int(seconds)),
+                str(int(warmup + seconds)),
                 "--rate",
                 "50",
                 "--format",
@@ -116,26 +127,37 @@ async def load(
         for fmt, ext in (("raw", "txt"),)
     ]
     pids = {name: p.pid for name, p in stack.procs.items()} | others | {"load": os.getpid()}
-    cpu0 = cpu_seconds(pids)
     sent = 0
-    t0 = time.perf_counter()
-    try:
-        while time.perf_counter() - t0 < seconds:
-            batch = [reports.next("prof") for _ in range(200)]
+
+    async def keep_in_flight(until: float) -> None:
+        """As make bench: a bounded number of open cases, new reports as cases close."""
+        nonlocal sent
+        while time.perf_counter() < until:
+            room = in_flight - (sent - closed["n"])
+            if room <= 0:
+                await asyncio.sleep(0.02)
+                continue
+            batch = [reports.next("prof") for _ in range(min(100, room))]
             sent += len(batch)
             await asyncio.gather(*[await publish(js, r) for r in batch])
-            while sent - closed["n"] > 3000 and time.perf_counter() - t0 < seconds:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+
+    try:
+        await keep_in_flight(time.perf_counter() + warmup)  # steady state before measuring
+        cpu0 = cpu_seconds(pids)
+        closed0 = closed["n"]
+        t0 = time.perf_counter()
+        await keep_in_flight(t0 + seconds)
+        elapsed = time.perf_counter() - t0
+        cpu1 = cpu_seconds(pids)
+        measured = closed["n"] - closed0
     finally:
         stop.set()
         await asyncio.gather(kit_task, sup_task, return_exceptions=True)
         await nc.close()
-    elapsed = time.perf_counter() - t0
-    cpu1 = cpu_seconds(pids)
     for spy in spies:
         spy.wait(timeout=60)
-    loops = max(closed["n"], 1)
-    print(f"closed loops: {closed['n']} in {elapsed:.0f} s = {closed['n'] / elapsed:.1f}/s")
+    loops = max(measured, 1)
+    print(f"closed loops: {measured} in {elapsed:.0f} s = {measured / elapsed:.1f}/s")
     print("CPU ms per closed loop (and share of the elapsed time):")
     for name in pids:
         used = cpu1[name] - cpu0.get(name, 0.0)
@@ -182,6 +204,8 @@ async def statements(database_url: str, *, reset: bool = False, top: int = 25) -
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--warmup", type=float, default=15, help="seconds before measuring")
+    parser.add_argument("--in-flight", type=int, default=400, help="open cases kept")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--durable", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--out", type=Path, default=None, help="where to keep the profiles")
@@ -207,7 +231,18 @@ def main() -> int:
         assert nats_server.proc is not None and pg.proc is not None
         others = {"nats": nats_server.proc.pid, "postgres": pg.proc.pid}
         asyncio.run(statements(database_url, reset=True))
-        asyncio.run(load(stack, nats_server.url, args.seconds, out, args.top, others))
+        asyncio.run(
+            load(
+                stack,
+                nats_server.url,
+                args.seconds,
+                out,
+                args.top,
+                others,
+                warmup=args.warmup,
+                in_flight=args.in_flight,
+            )
+        )
         asyncio.run(statements(database_url, top=args.top))
         print(f"\nprofiles in {out}")
     finally:
