@@ -96,7 +96,7 @@ async def load(
         kit.run(nats_url, "sanitation", behaviour="handle", stop=stop, say=lambda _: None)
     )
     counter = {"verified": 0}
-    sup_task = asyncio.create_task(supervisors(stack, stop, counter))
+    sup_task = asyncio.create_task(supervisors(stack, stop, counter, nc))
     closed = {"n": 0}
 
     async def on_closed(_: Any) -> None:
