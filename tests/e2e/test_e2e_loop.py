@@ -23,6 +23,7 @@ from gridloop_contracts import Envelope, to_binary, to_structured
 from gridloop_contracts.inbound import DetectionV1, ReportV1
 from gridloop_runtime.launcher import Stack
 from gridloop_runtime.testing import wait_for
+from nats.aio.client import Client
 
 from .conftest import move_clock
 
@@ -47,7 +48,7 @@ def city() -> City:
 class Loop:
     """Clients for the running system, and what integrators heard back."""
 
-    def __init__(self, stack: Stack, nc: nats.NATS, city: City) -> None:
+    def __init__(self, stack: Stack, nc: Client, city: City) -> None:
         self.stack, self.nc, self.js, self.city = stack, nc, nc.jetstream(), city
         self.http = httpx.AsyncClient(timeout=10)
         self.heard: dict[str, list[dict[str, Any]]] = {}
@@ -184,7 +185,7 @@ async def test_patrol_report_runs_the_whole_loop_to_closed_and_scored(loop: Loop
         external_id=ext,
         description="人行道暴露垃圾",
         reported_at=now(),
-        location=centre(loop.city, cell),  # type: ignore[arg-type]
+        location=centre(loop.city, cell),
         category_code="E0104",
         reporter_user_id=supervisor,
     )
@@ -245,7 +246,7 @@ async def test_hotline_report_is_confirmed_on_site_then_closed(loop: Loop) -> No
         reported_at=now(),
         address=addr.address,
         category_code="E0106",
-        reporter={"name": "张三", "phone": "13812345678"},  # type: ignore[arg-type]
+        reporter={"name": "张三", "phone": "13812345678"},
     )
     await loop.publish("intake.hotline.12345", report, structured=True)
     case_id = await loop.case_of(ext)

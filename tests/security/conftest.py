@@ -71,7 +71,7 @@ class Tokens:
 
     def forged(self, user_id: str) -> dict[str, str]:
         """A well-formed token signed with a key the services do not trust, claiming admin."""
-        forger = AuthSettings(JWT_SECRET="not-the-city-secret-at-all-0123456789abcdef")  # type: ignore[call-arg]
+        forger = AuthSettings(JWT_SECRET="not-the-city-secret-at-all-0123456789abcdef")
         token = issue_token(forger, user_id=user_id, roles=["admin"])
         return {"Authorization": f"Bearer {token}"}
 

@@ -212,7 +212,7 @@ async def test_reports_are_taken_while_the_bus_is_down(
 
         async def relayed() -> bool:
             async with rt.pool.acquire() as conn:  # type: ignore[union-attr]
-                n = await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+                n: int = await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
             return n == 0
 
         await wait_for(relayed, timeout=30, what="the outbox relayed after the bus came back")

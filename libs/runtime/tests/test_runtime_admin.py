@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import pytest
 from gridloop_contracts import Envelope, Event, to_binary
 from gridloop_runtime.consumer import ConsumerSpec
 from gridloop_runtime.outbox import Work
@@ -46,15 +48,18 @@ def definition(broken: dict[str, bool]) -> ServiceDefinition:
     )
 
 
-async def test_dead_letter_is_listed_and_replayed(database_url, nats_url, monkeypatch):
+async def test_dead_letter_is_listed_and_replayed(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AUTH_MODE", "dev")
     broken = {"yes": True}
     settings = settings_for("echo", database_url, nats_url, consumer_max_deliver=2)
     async with running(settings, definition(broken)) as rt, http_client(rt) as client:
+        assert rt.js is not None
         h, b = to_binary(Envelope.of(Pinged(case_id="C-1", n=7), source="/test"))
         await rt.js.publish("case.pinged", b, headers=h)
 
-        async def listed():
+        async def listed() -> Any:  # the JSON list, or None while the API refuses
             r = await client.get("/admin/dlq", headers=ADMIN)
             return r.json() if r.status_code == 200 else None
 
@@ -66,23 +71,29 @@ async def test_dead_letter_is_listed_and_replayed(database_url, nats_url, monkey
         r = await client.post(f"/admin/dlq/{letters[0]['id']}/replay", headers=ADMIN)
         assert r.status_code == 200, r.text
 
-        async def handled():
+        async def handled() -> int | None:
+            assert rt.pool is not None
             async with rt.pool.acquire() as conn:
-                return await conn.fetchval("SELECT n FROM seen")
+                n: int | None = await conn.fetchval("SELECT n FROM seen")
+                return n
 
         assert await wait_for(handled, what="the replayed event handled") == 7
         assert await listed() == []
 
 
-async def test_outbox_republishes_a_time_range(database_url, nats_url, monkeypatch):
+async def test_outbox_republishes_a_time_range(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AUTH_MODE", "dev")
     settings = settings_for("echo", database_url, nats_url)
     async with running(settings, definition({"yes": False})) as rt, http_client(rt) as client:
+        assert rt.uow is not None and rt.js is not None
         async with rt.uow() as work:
             for n in range(5):
                 work.emit(Pinged(case_id=f"C-{n}", n=n))
 
         async def stream_count() -> int:
+            assert rt.js is not None
             return (await rt.js.stream_info("CASES")).state.messages
 
         await wait_for(lambda: _eq(stream_count, 5), what="five events published")
@@ -101,5 +112,5 @@ async def test_outbox_republishes_a_time_range(database_url, nats_url, monkeypat
         assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "until"
 
 
-async def _eq(fn, expected) -> bool:
+async def _eq(fn: Callable[[], Awaitable[object]], expected: object) -> bool:
     return (await fn()) == expected

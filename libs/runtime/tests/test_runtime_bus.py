@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -10,10 +11,12 @@ import nats
 import pytest
 from fastapi import APIRouter, Request
 from gridloop_contracts import Envelope, Event, decode, to_binary
-from gridloop_runtime.consumer import ConsumerSpec
+from gridloop_runtime.consumer import ConsumerSpec, Handler
 from gridloop_runtime.outbox import OutboxRelay, Work
 from gridloop_runtime.service import ServiceDefinition, runtime_of
 from gridloop_runtime.testing import http_client, running, settings_for, wait_for
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 
 MIGRATIONS = Path(__file__).parent / "sql"
 
@@ -27,12 +30,17 @@ class Pinged(Event):
     n: int = 0
 
 
-async def count_in_stream(js, subject: str) -> int:
+async def count_in_stream(js: JetStreamContext, subject: str) -> int:
     info = await js.stream_info("CASES", subjects_filter=subject)
     return int((info.state.subjects or {}).get(subject, 0))
 
 
-def echo_definition(handler=None, *, routers=(), consumers=None) -> ServiceDefinition:
+def echo_definition(
+    handler: Handler | None = None,
+    *,
+    routers: Sequence[APIRouter] = (),
+    consumers: Sequence[ConsumerSpec] | None = None,
+) -> ServiceDefinition:
     async def record(work: Work, env: Envelope) -> None:
         await work.conn.execute(
             "INSERT INTO seen (event_id, n) VALUES ($1, $2)", env.id, int(env.data.get("n", 0))
@@ -49,10 +57,10 @@ def echo_definition(handler=None, *, routers=(), consumers=None) -> ServiceDefin
     )
 
 
-async def test_rolled_back_transaction_publishes_nothing(database_url, nats_url):
+async def test_rolled_back_transaction_publishes_nothing(database_url: str, nats_url: str) -> None:
     settings = settings_for("echo", database_url, nats_url)
     async with running(settings, echo_definition(consumers=[])) as rt:
-        assert rt.uow is not None and rt.js is not None
+        assert rt.uow is not None and rt.js is not None and rt.pool is not None
 
         with pytest.raises(RuntimeError):
             async with rt.uow() as work:
@@ -62,7 +70,8 @@ async def test_rolled_back_transaction_publishes_nothing(database_url, nats_url)
         async with rt.uow() as work:
             work.emit(Pinged(case_id="C-COMMIT", n=2))
 
-        await wait_for(lambda: count_in_stream(rt.js, "case.pinged"), what="the committed event")
+        js = rt.js  # the narrowing above does not reach into a lambda; a local keeps it
+        await wait_for(lambda: count_in_stream(js, "case.pinged"), what="the committed event")
         async with rt.pool.acquire() as conn:
             subjects = await conn.fetch("SELECT headers->>'ce-subject' AS s FROM outbox")
         assert [r["s"] for r in subjects] == ["C-COMMIT"]
@@ -71,7 +80,7 @@ async def test_rolled_back_transaction_publishes_nothing(database_url, nats_url)
         assert [decode(m.headers, m.data).subject for m in msgs] == ["C-COMMIT"]
 
 
-async def test_committed_event_survives_relay_crash(database_url, nats_url):
+async def test_committed_event_survives_relay_crash(database_url: str, nats_url: str) -> None:
     settings = settings_for("echo", database_url, nats_url)
     async with running(settings, echo_definition(consumers=[])) as rt:
         assert rt.uow is not None and rt.js is not None and rt.pool is not None
@@ -102,7 +111,7 @@ async def test_committed_event_survives_relay_crash(database_url, nats_url):
             assert await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0
 
 
-async def test_redelivered_event_changes_nothing(database_url, nats_url):
+async def test_redelivered_event_changes_nothing(database_url: str, nats_url: str) -> None:
     settings = settings_for("echo", database_url, nats_url)
     async with running(settings, echo_definition()) as rt:
         assert rt.js is not None and rt.pool is not None
@@ -119,6 +128,7 @@ async def test_redelivered_event_changes_nothing(database_url, nats_url):
         await rt.js.publish("case.pinged", mb, headers=mh)
 
         async def seen() -> list[int]:
+            assert rt.pool is not None
             async with rt.pool.acquire() as conn:
                 return [r["n"] for r in await conn.fetch("SELECT n FROM seen ORDER BY n")]
 
@@ -128,11 +138,11 @@ async def test_redelivered_event_changes_nothing(database_url, nats_url):
         assert await count_in_stream(rt.js, "case.pinged") == 3
 
 
-async def _async_eq(fn, expected) -> bool:
+async def _async_eq(fn: Callable[[], Awaitable[object]], expected: object) -> bool:
     return (await fn()) == expected
 
 
-async def test_always_failing_message_lands_on_dlq(database_url, nats_url):
+async def test_always_failing_message_lands_on_dlq(database_url: str, nats_url: str) -> None:
     attempts: list[int] = []
 
     async def explode(work: Work, env: Envelope) -> None:
@@ -155,6 +165,7 @@ async def test_always_failing_message_lands_on_dlq(database_url, nats_url):
 
         msgs = await wait_for(lambda: _fetch(dlq), timeout=20, what="the DLQ message")
         assert len(msgs) == 1
+        assert msgs[0].headers is not None
         assert msgs[0].headers["Gridloop-Dlq-Subject"] == "case.pinged"
         assert "cannot handle thirteen" in msgs[0].headers["Gridloop-Dlq-Error"]
         assert decode(msgs[0].headers, msgs[0].data).data["n"] == 13
@@ -162,18 +173,19 @@ async def test_always_failing_message_lands_on_dlq(database_url, nats_url):
         async with rt.pool.acquire() as conn:
             assert [r["n"] for r in await conn.fetch("SELECT n FROM seen ORDER BY n")] == [12, 14]
             row = await conn.fetchrow("SELECT deliveries, error FROM dead_letters")
+        assert row is not None
         assert row["deliveries"] == 3 and "thirteen" in row["error"]
         await nc.close()
 
 
-async def _fetch(sub):
+async def _fetch(sub: JetStreamContext.PullSubscription) -> list[Msg]:
     try:
         return await sub.fetch(10, timeout=0.2)
     except nats.errors.TimeoutError:
         return []
 
 
-async def test_trace_continues_from_http_to_consumer(database_url, nats_url):
+async def test_trace_continues_from_http_to_consumer(database_url: str, nats_url: str) -> None:
     router = APIRouter()
 
     @router.post("/pings/{case_id}")
@@ -202,15 +214,17 @@ async def test_trace_continues_from_http_to_consumer(database_url, nats_url):
         event_id = r.json()["event_id"]
 
         async def traced() -> str | None:
+            assert rt.pool is not None
             async with rt.pool.acquire() as conn:
-                return await conn.fetchval(
+                trace: str | None = await conn.fetchval(
                     "SELECT trace_id FROM traces WHERE event_id = $1", event_id
                 )
+                return trace
 
         assert await wait_for(traced, what="the consumer's trace") == trace_id
 
 
-async def test_health_and_readiness(database_url, nats_url):
+async def test_health_and_readiness(database_url: str, nats_url: str) -> None:
     settings = settings_for("echo", database_url, nats_url)
     async with running(settings, echo_definition()) as rt, http_client(rt) as client:
         assert (await client.get("/healthz")).json() == {"status": "ok"}

@@ -142,7 +142,7 @@ class Harness:
             "channel": "hotline",
             "source": "hotline-12345",
             "reporter": MaskedReporter(ref="R-1", name="张*", phone="138****5678"),
-            "attachments": [Attachment(url=PHOTO)],  # type: ignore[arg-type]
+            "attachments": [Attachment(url=PHOTO)],
         }
         values.update(extra)
         return await self.upstream(ev.CaseAccepted(**values), "intake")
@@ -502,7 +502,8 @@ async def test_a_failed_verification_goes_back_to_the_same_department(dispatch: 
     )
 
     async def handled() -> bool:
-        return (await dispatch.case(cid))["state"] == "handled"
+        state: str = (await dispatch.case(cid))["state"]
+        return state == "handled"
 
     await wait_for(handled, what="the task handled")
     assert (await dispatch.case(cid))["pending_timers"] == []
@@ -657,7 +658,8 @@ async def test_reminder_overdue_and_each_escalation_fire_exactly_once(dispatch: 
     )
 
     async def closed_here() -> bool:
-        return (await dispatch.case(closed))["state"] == "closed"
+        state: str = (await dispatch.case(closed))["state"]
+        return state == "closed"
 
     await wait_for(closed_here, what="the closed case")
     assert (await dispatch.case(closed))["pending_timers"] == []

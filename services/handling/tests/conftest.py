@@ -69,7 +69,7 @@ class Harness:
             "description": "东华门大街12号门前垃圾堆放",
             "address": "东城区东华门大街12号",
             "location": Location(lat=39.9142, lon=116.3975),
-            "attachments": [Attachment(url=PHOTO)],  # type: ignore[arg-type]
+            "attachments": [Attachment(url=PHOTO)],
             "urgency": "normal",
         }
         values.update(kw)
@@ -187,7 +187,10 @@ class Harness:
                     return dict(item)
             return None
 
-        item = await wait_for(found, timeout=10, what=f"{case_id} in {dept}'s inbox")
+        # `found`'s dict[str, Any] makes wait_for's overloads ambiguous to mypy (it answers Any)
+        item: dict[str, Any] = await wait_for(
+            found, timeout=10, what=f"{case_id} in {dept}'s inbox"
+        )
         assert item is not None
         return item
 

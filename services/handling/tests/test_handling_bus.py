@@ -12,7 +12,7 @@ from gridloop_contracts import cases as ev
 from gridloop_runtime.testing import wait_for
 
 if TYPE_CHECKING:
-    from conftest import Harness
+    from .conftest import Harness
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 DEADLINE = T0 + timedelta(days=1)
@@ -139,7 +139,7 @@ async def test_sign_progress_and_result_over_rest_emit_the_case_events(handling:
         "name": "区环境卫生服务中心值班员",
     }
 
-    note = {"note": "已安排清运车辆", "evidence": [{"url": DONE, "kind": "photo"}]}
+    note: dict[str, Any] = {"note": "已安排清运车辆", "evidence": [{"url": DONE, "kind": "photo"}]}
     r = await handling.rest("progress", "sanitation", "C-REST", **note)
     assert r.status_code == 200 and r.json()["status"] == "in_progress"
     [progress] = await handling.wait(ev.CaseProgress, case_id="C-REST")

@@ -3,6 +3,7 @@ the inbox countdown."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -376,11 +377,12 @@ def test_a_redispatch_keeps_a_signed_task_signed() -> None:
 
 
 def test_recall_close_and_supersede_end_only_open_tasks() -> None:
-    for end in (
+    ends: tuple[Callable[[Task], bool], ...] = (
         lambda t: t.recall(T0, "派错了"),
         lambda t: t.close(T0),
         lambda t: t.supersede(T0, "newer task"),
-    ):
+    )
+    for end in ends:
         task = make()
         assert end(task) is True and not task.is_open and task.ended_at == T0
         assert end(task) is False

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,14 +26,15 @@ from gridloop_dispatch.bootstrap import definition as dispatch_definition
 from gridloop_dispatch.settings import DispatchSettings
 from gridloop_handling.bootstrap import definition as handling_definition
 from gridloop_handling.settings import HandlingSettings
-from gridloop_runtime.service import Runtime
+from gridloop_runtime.service import Runtime, ServiceDefinition
+from gridloop_runtime.settings import ServiceSettings
 from gridloop_runtime.testing import EventTap, http_client, running, settings_for, wait_for
 from gridloop_verify.bootstrap import definition as verify_definition
 from gridloop_verify.settings import VerifySettings
 from nats.aio.client import Client
 
 if TYPE_CHECKING:
-    from conftest import Harness
+    from .conftest import Harness
 
 HERE = Path(__file__).resolve().parent
 DEMO_CITY = HERE.parents[2] / "data" / "demo-city"
@@ -75,7 +76,7 @@ class Loop:
             subdistrict_code=SUBDISTRICT,
             description=description,
             location=Location(lat=39.9142, lon=116.3975),
-            attachments=[Attachment(url=PHOTO)],  # type: ignore[arg-type]
+            attachments=[Attachment(url=PHOTO)],
         )
         headers, body = to_binary(Envelope.of(event, source="/gridloop/intake", subject=case_id))
         await self.js.publish("case.accepted", body, headers=headers)
@@ -91,6 +92,8 @@ async def loop(
 ) -> AsyncIterator[Loop]:
     monkeypatch.setenv("AUTH_MODE", "dev")
     city = {"city_data_dir": str(DEMO_CITY)}
+    # Each service's settings class, and its definition (which takes settings of that class).
+    wiring: dict[str, tuple[type[ServiceSettings], Callable[[Any], tuple[ServiceDefinition, Any]]]]
     wiring = {
         "dispatch": (DispatchSettings, dispatch_definition),
         "handling": (HandlingSettings, handling_definition),
@@ -101,7 +104,7 @@ async def loop(
         for name, (cls, build) in wiring.items():
             # One database, a schema per service (as in production).
             settings = settings_for(name, database_url, nats_url, cls, db_pool_max=4, **city)
-            definition, state = build(settings)  # type: ignore[operator]
+            definition, state = build(settings)
             runtimes[name] = await stack.enter_async_context(
                 running(settings, definition, state=state)
             )

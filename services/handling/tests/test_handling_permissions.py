@@ -26,6 +26,7 @@ from gridloop_handling.settings import HandlingSettings
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.devstack import LocalNats
 from gridloop_runtime.testing import EventTap, running, settings_for, wait_for
+from nats.aio.client import Client
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
@@ -57,12 +58,12 @@ def secured_nats(tmp_path: Path) -> Any:
     server.stop()
 
 
-async def login(url: str, user: str, **kw: Any) -> nats.aio.client.Client:
+async def login(url: str, user: str, **kw: Any) -> Client:
     return await nats.connect(url, user=user, password=f"gridloop-dev-{user}", **kw)
 
 
 @pytest.fixture
-async def as_dispatch(secured_nats: LocalNats) -> AsyncIterator[nats.aio.client.Client]:
+async def as_dispatch(secured_nats: LocalNats) -> AsyncIterator[Client]:
     nc = await login(secured_nats.url, "dispatch")
     yield nc
     await nc.close()
@@ -70,7 +71,7 @@ async def as_dispatch(secured_nats: LocalNats) -> AsyncIterator[nats.aio.client.
 
 async def test_the_kit_and_direct_replies_work_under_the_generated_permissions(
     secured_nats: LocalNats,
-    as_dispatch: nats.aio.client.Client,
+    as_dispatch: Client,
     database_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -84,6 +85,7 @@ async def test_the_kit_and_direct_replies_work_under_the_generated_permissions(
         nats_user="handling",
         nats_password="gridloop-dev-handling",
     )
+    assert isinstance(settings, HandlingSettings)
     definition_, state = definition(settings)
     clock = FakeClock(T0)
     example = load("handling_department_system", HERE.parent / "examples" / "department_system.py")

@@ -30,7 +30,7 @@ DEMO_CITY = Path(__file__).resolve().parents[3] / "data" / "demo-city"
 
 @pytest.fixture(scope="session")
 def intake_state() -> Intake:
-    return Intake.load(IntakeSettings(CITY_DATA_DIR=str(DEMO_CITY)))  # type: ignore[call-arg]
+    return Intake.load(IntakeSettings(CITY_DATA_DIR=str(DEMO_CITY)))
 
 
 @pytest.fixture(scope="session")

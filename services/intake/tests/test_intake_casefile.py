@@ -13,7 +13,7 @@ from gridloop_contracts.inbound import RatingV1, ReportV1
 from gridloop_runtime.testing import wait_for
 
 if TYPE_CHECKING:
-    from conftest import Harness
+    from .conftest import Harness
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 P_A = Location(lat=39.9000, lon=116.4003)

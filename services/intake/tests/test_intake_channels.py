@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gridloop_contracts import Envelope, Location, to_binary
 from gridloop_contracts.inbound import DetectionV1, Reporter, ReportV1
 from gridloop_runtime.testing import wait_for
 
 if TYPE_CHECKING:
-    from conftest import Harness
+    from .conftest import Harness
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 CASE_REPORTED = "gridloop.case.reported.v1"
@@ -106,7 +106,7 @@ async def test_every_rejection_reason_is_answered_and_kept(intake: Harness) -> N
             "content-type": "application/json",
         },
     )
-    bad_data = [
+    bad_data: list[tuple[dict[str, Any], str]] = [
         (
             {"external_id": "v-1", "reported_at": T0.isoformat(), "location": P_A.model_dump()},
             "data.description",
@@ -373,6 +373,7 @@ async def test_rest_reports_from_patrol_app_and_hotline_operators(intake: Harnes
         assert len({a.json()["case_id"] for a in answers}) == 1
 
     async def reported() -> bool:
-        return await intake.value("SELECT count(*) FROM reports") == 3
+        count: int = await intake.value("SELECT count(*) FROM reports")
+        return count == 3
 
     await wait_for(reported)

@@ -10,7 +10,7 @@ from gridloop_contracts import cases as ev
 from gridloop_runtime.testing import wait_for
 
 if TYPE_CHECKING:
-    from conftest import Harness
+    from .conftest import Harness
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 KEY = "demo-open311-key"

@@ -11,7 +11,7 @@ from gridloop_contracts.inbound import DetectionV1
 from gridloop_runtime.testing import wait_for
 
 if TYPE_CHECKING:
-    from conftest import Harness
+    from .conftest import Harness
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 CAMERA = "cam-0001"
@@ -41,7 +41,8 @@ async def test_a_thousand_detections_of_one_scene_are_one_case(intake: Harness) 
         )
 
     async def all_taken() -> bool:
-        return await intake.value("SELECT count(*) FROM reports") == 1000
+        count: int = await intake.value("SELECT count(*) FROM reports")
+        return count == 1000
 
     await wait_for(all_taken, timeout=30, what="1,000 detections taken")
     assert await intake.value("SELECT count(*) FROM cases") == 1
@@ -76,10 +77,10 @@ async def test_a_thousand_detections_of_one_scene_are_one_case(intake: Harness) 
     )
 
     async def closed() -> bool:
-        return (
-            await intake.value("SELECT status FROM cases WHERE case_id = $1", row["case_id"])
-            == "closed"
+        status: str | None = await intake.value(
+            "SELECT status FROM cases WHERE case_id = $1", row["case_id"]
         )
+        return status == "closed"
 
     await wait_for(closed)
     await intake.publish("intake.video.video-ai", detection(3000, at=late + timedelta(minutes=2)))

@@ -472,6 +472,7 @@ async def test_an_event_that_breaks_the_contract_goes_to_the_dlq_and_others_coun
     assert h.rt.pool is not None
     async with h.rt.pool.acquire() as conn:
         row = await conn.fetchrow("SELECT subject, error FROM dead_letters")
+    assert row is not None
     assert row["subject"] == "case.closed" and "closed_by" in row["error"]
     areas = await h.measures("area", level="district", period="day", date=DAY)
     assert areas["110101"]["closed"] == 1

@@ -97,7 +97,7 @@ class Harness:
         return task_id
 
     async def verdict(
-        self, task_id: str, passed: bool, user: str = SUP, **body: Any
+        self, task_id: str, passed: bool, user: str | None = SUP, **body: Any
     ) -> httpx.Response:
         payload: dict[str, Any] = {"passed": passed, "photos": [PHOTO]}
         if not passed:
@@ -127,7 +127,7 @@ class Harness:
                 task_id=f"T-{case_id}",
                 deadline=deadline or T0 + timedelta(days=2),
                 result="垃圾已清运",
-                evidence=[Attachment(url=PHOTO)],  # type: ignore[arg-type]
+                evidence=[Attachment(url=PHOTO)],
                 completed_at=now,
             ),
             "handling",
@@ -501,7 +501,7 @@ async def test_a_dissatisfied_rating_reopens_where_configured(
                 ev.CaseRated(
                     **{k: closed.data.get(k) for k in ("case_id", "category_code", "cell_code")},
                     occurred_at=h.clock.now(),
-                    rating=rating,  # type: ignore[arg-type]
+                    rating=rating,
                     comment="还是有味道",
                     source="12345",
                     dept=closed.data["dept"],

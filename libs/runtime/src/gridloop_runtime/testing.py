@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import httpx
 import nats.errors
@@ -37,12 +37,34 @@ _db_counter = itertools.count(1)
 TAP_CONFIG = ConsumerConfig(inactive_threshold=600.0)
 
 
+# Two overloads so that mypy infers T from what the condition returns, whether a coroutine
+# function or a plain one, without the `None` it returns while not met yet: waiting on
+# `async def f() -> str | None` gives a `str`. A condition whose type mentions Any (say
+# `dict[str, Any] | None`) matches both overloads and mypy answers Any: annotate the result.
+@overload
 async def wait_for(
-    condition: Callable[[], Awaitable[T] | T],
+    condition: Callable[[], Awaitable[T | None]],
+    timeout: float = ...,
+    interval: float = ...,
+    what: str = ...,
+) -> T: ...
+
+
+@overload
+async def wait_for(
+    condition: Callable[[], T | None],
+    timeout: float = ...,
+    interval: float = ...,
+    what: str = ...,
+) -> T: ...
+
+
+async def wait_for(
+    condition: Callable[[], Any],
     timeout: float = 10.0,
     interval: float = 0.02,
     what: str = "",
-) -> T:
+) -> Any:
     """Poll `condition` until it returns something truthy; fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     last: Any = None
