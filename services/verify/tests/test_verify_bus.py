@@ -347,6 +347,8 @@ async def test_the_backup_takes_tasks_while_the_primary_is_absent(verify: Harnes
     # Leave over: the next result goes to the primary again.
     [absence] = (await verify.call("GET", "/absences", LEAD)).json()
     assert absence["user_id"] == SUP and absence["set_by"] == LEAD
+    huge = await verify.call("DELETE", "/absences/19838120025154431959038246780928", LEAD)
+    assert huge.status_code == 422 and huge.json()["detail"][0]["loc"][-1] == "absence_id"
     assert (await verify.call("DELETE", f"/absences/{absence['id']}", LEAD)).status_code == 200
     assert (await verify.call("GET", "/absences", LEAD)).json() == []
     await verify.handled("C-BACK")

@@ -188,7 +188,7 @@ async def inbox(
     ] = None,
     sort: Annotated[Sort | None, Query(description="default: deadline; closed: -ended_at")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
 ) -> dict[str, Any]:
     """待办 / 已办: a department's cases with deadline countdown, overdue flag, urgency,
     location and the report's evidence; filter and sort; `state=closed` is the history."""

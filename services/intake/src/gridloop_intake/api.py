@@ -274,7 +274,7 @@ async def search_cases(
     open: bool | None = None,
     q: Annotated[str | None, Query(max_length=100, description="text in the description")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
 ) -> dict[str, Any]:
     """Search the case file (案卷查询) by status, category, place, department, date, overdue."""
     rt = runtime_of(request)
@@ -382,7 +382,7 @@ async def acceptance_queue(
     who: Annotated[Principal, Depends(require(*OPERATORS))],
     reason: Annotated[str | None, Query(description="comma-separated queue reasons")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
 ) -> dict[str, Any]:
     """待立案: cases waiting for an operator, oldest first; `leader-review` ones for the
     shift leader."""
@@ -551,7 +551,7 @@ async def list_rejections(
     who: Annotated[Principal, Depends(require(*OPERATORS))],
     source: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
 ) -> list[dict[str, Any]]:
     """Messages intake could not take (拒收), as kept: what was wrong and where it came from."""
     rt = runtime_of(request)

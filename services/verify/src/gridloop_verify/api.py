@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from gridloop_contracts import Attachment, Location
 from gridloop_runtime import commands
 from gridloop_runtime.auth import CurrentPrincipal, Principal
@@ -345,7 +345,9 @@ async def add_absence(
 
 @router.delete("/absences/{absence_id}")
 async def end_absence(
-    absence_id: int, request: Request, principal: CurrentPrincipal
+    absence_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    request: Request,
+    principal: CurrentPrincipal,
 ) -> dict[str, Any]:
     """End an absence now (one not begun yet is dropped). Tasks already handed over stay."""
     rt = runtime_of(request)
