@@ -10,6 +10,7 @@ import asyncio
 import json
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -64,6 +65,8 @@ def _cpus() -> int:
 
 
 def main() -> int:
+    # A kill (SIGTERM) unwinds like Ctrl-C, so the servers and services it started are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     p = argparse.ArgumentParser(description="Measure gridloop end to end on this machine.")
     p.add_argument(
         "--durable",

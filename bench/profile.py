@@ -13,6 +13,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import signal
 import sys
 import tempfile
 import time
@@ -202,6 +203,8 @@ async def statements(database_url: str, *, reset: bool = False, top: int = 25) -
 
 
 def main() -> int:
+    # A kill (SIGTERM) unwinds like Ctrl-C, so the servers and services it started are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--warmup", type=float, default=15, help="seconds before measuring")
