@@ -12,8 +12,8 @@ import collections
 import contextlib
 import os
 import shutil
-import subprocess
 import signal
+import subprocess
 import sys
 import tempfile
 import time
