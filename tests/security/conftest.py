@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from gridloop_city import City, load_city
 from gridloop_runtime.auth import AuthSettings, issue_token
-from gridloop_runtime.devstack import LocalNats, LocalPostgres, free_port
-from gridloop_runtime.launcher import SERVICES, Stack
+from gridloop_runtime.devstack import LocalPostgres
+from gridloop_runtime.launcher import Stack
+from gridloop_runtime.testing import process_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,27 +28,9 @@ def stack(
     """All five services as separate processes, authenticating bearer tokens (and, for
     convenience, `X-User` of the city's users)."""
     name = request.module.__name__.rsplit(".", 1)[-1].replace("test_", "s")
-    state = work_dir / name
-    nats = LocalNats(state / "nats", log_file=state / "nats.log").start()
-    s = Stack(
-        state,
-        nats_url=nats.url,
-        database_url=pg_server.create_database(name),
-        ports={svc: free_port() for svc in SERVICES},
-        env={
-            "OUTBOX_POLL_S": "0.2",
-            "TIMER_POLL_S": "0.2",
-            "AUTH_MODE": "dev",
-            **getattr(request.module, "STACK_ENV", {}),
-        },
-        durable=False,
-    )
-    s.nats = nats
-    try:
-        s.start(timeout=120)
+    env = getattr(request.module, "STACK_ENV", {})
+    with process_stack(work_dir / name, pg_server.create_database(name), env=env) as s:
         yield s
-    finally:
-        s.stop()  # and its NATS
 
 
 class Tokens:

@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 from gridloop_city import City, load_city
-from gridloop_runtime.devstack import LocalNats, LocalPostgres, free_port
-from gridloop_runtime.launcher import SERVICES, Stack
+from gridloop_runtime.devstack import LocalPostgres
+from gridloop_runtime.launcher import SERVICES
+from gridloop_runtime.testing import process_stack
 
 ROOT = Path(__file__).resolve().parents[3]
 SHOTS = ROOT / "test-artifacts" / "console"
@@ -42,33 +43,13 @@ def city() -> City:
 @pytest.fixture(scope="module")
 def console_url(pg_server: LocalPostgres, work_dir: Path) -> Iterator[str]:
     """The five services and the console as real processes (AUTH_MODE=dev, a movable clock)."""
-    state = work_dir / "console-e2e"
-    state.mkdir(parents=True, exist_ok=True)
-    nats = LocalNats(state / "nats", log_file=state / "nats.log").start()
-    clock_file = state / "clock-offset"
-    clock_file.write_text("0")
-    ports = {svc: free_port() for svc in SERVICES}
-    ports["console"] = free_port()
-    stack = Stack(
-        state,
-        nats_url=nats.url,
-        database_url=pg_server.create_database("console_e2e"),
-        ports=ports,
+    with process_stack(
+        work_dir / "console-e2e",
+        pg_server.create_database("console_e2e"),
         services=(*SERVICES, "console"),
-        env={
-            "CLOCK_FILE": str(clock_file),
-            "OUTBOX_POLL_S": "0.2",
-            "TIMER_POLL_S": "0.2",
-            "AUTH_MODE": "dev",
-        },
-        durable=False,
-    )
-    stack.nats = nats
-    try:
-        stack.start(timeout=180)
+        timeout=180,
+    ) as stack:
         yield stack.url("console")
-    finally:
-        stack.stop()
 
 
 @dataclass

@@ -12,8 +12,8 @@ import itertools
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
@@ -26,7 +26,8 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
 
 from .clock import Clock
-from .devstack import LocalNats, LocalPostgres
+from .devstack import LocalNats, LocalPostgres, free_port
+from .launcher import SERVICES, Stack
 from .service import Runtime, ServiceDefinition
 from .settings import ServiceSettings
 
@@ -244,6 +245,46 @@ async def running(
         await rt.stop()
 
 
+@contextmanager
+def process_stack(
+    state: Path,
+    database_url: str,
+    *,
+    services: Sequence[str] = tuple(SERVICES),
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+) -> Iterator[Stack]:
+    """The services as real processes on a nats-server of their own and `database_url`, on
+    free loopback ports: outbox and timers polled every 0.2 s, dev sign-in (`X-User`) and a
+    clock every service reads from `CLOCK_FILE` (an offset in seconds, 0 to start), so a test
+    can move time for all of them. `env` adds or overrides settings."""
+    state.mkdir(parents=True, exist_ok=True)
+    nats = LocalNats(state / "nats", log_file=state / "nats.log").start()
+    clock_file = state / "clock-offset"
+    clock_file.write_text("0")
+    stack = Stack(
+        state,
+        nats_url=nats.url,
+        database_url=database_url,
+        ports={svc: free_port() for svc in services},
+        services=tuple(services),
+        env={
+            "CLOCK_FILE": str(clock_file),
+            "OUTBOX_POLL_S": "0.2",
+            "TIMER_POLL_S": "0.2",
+            "AUTH_MODE": "dev",
+            **(env or {}),
+        },
+        durable=False,
+    )
+    stack.nats = nats  # stopped with the stack
+    try:
+        stack.start(timeout=timeout)
+        yield stack
+    finally:
+        stack.stop()
+
+
 @asynccontextmanager
 async def http_client(rt: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client talking to the runtime's FastAPI app in-process."""
@@ -260,6 +301,7 @@ __all__ = [
     "nats_server",
     "nats_url",
     "pg_server",
+    "process_stack",
     "pytest_asyncio",
     "running",
     "settings_for",
