@@ -288,10 +288,9 @@ async def publish_rows(
         for f in futures:  # an abandoned wait frees nats-py's publish slots
             if not f.done():
                 f.cancel()
-    results = [f.exception() or f.result() for f in futures]
-    for r, res in zip(rows, results, strict=True):
-        if isinstance(res, BaseException):
-            raise RuntimeError(f"publish of outbox row {r['seq']} failed: {res!r}")
+    for r, f in zip(rows, futures, strict=True):
+        if (error := f.exception()) is not None:
+            raise RuntimeError(f"publish of outbox row {r['seq']} failed: {error!r}")
 
 
 async def republish(
