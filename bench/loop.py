@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,28 @@ async def supervisors(
             await asyncio.gather(*(on_notice(s, c) for s, c in notices))
 
 
+async def keep_in_flight(
+    js: Any,
+    reports: Reports,
+    tag: str,
+    in_flight: int,
+    until: float,
+    open_cases: Callable[[], int],
+    opened: Callable[[ReportV1], None],
+) -> None:
+    """Until `until`: keep `in_flight` cases open, sending new reports as cases close (a
+    city's open cases, not an ever-growing queue)."""
+    while time.perf_counter() < until:
+        room = in_flight - open_cases()
+        if room <= 0:
+            await asyncio.sleep(0.02)
+            continue
+        batch = [reports.next(tag) for _ in range(min(100, room))]
+        for r in batch:
+            opened(r)
+        await asyncio.gather(*[await publish(js, r) for r in batch])
+
+
 def load_kit() -> Any:
     spec = importlib.util.spec_from_file_location("department_system", KIT)
     assert spec and spec.loader
@@ -239,24 +262,23 @@ async def run(
         # bounded number of cases in flight (a city's open cases, not an ever-growing queue),
         # a warm-up, then the closing rate in steady state
         sat: list[str] = []
-
-        async def keep_in_flight(until: float) -> None:
-            while time.perf_counter() < until:
-                open_cases = len(sat) - (closed["n"] - closed_before)
-                if open_cases >= args.in_flight:
-                    await asyncio.sleep(0.02)
-                    continue
-                batch = [reports.next("sat") for _ in range(min(100, args.in_flight - open_cases))]
-                for r in batch:
-                    sent_at[r.external_id] = time.perf_counter()
-                    sat.append(r.external_id)
-                await asyncio.gather(*[await publish(js, r) for r in batch])
-
         closed_before = closed["n"]
-        await keep_in_flight(time.perf_counter() + args.warmup_seconds)
+
+        def opened(r: ReportV1) -> None:
+            sent_at[r.external_id] = time.perf_counter()
+            sat.append(r.external_id)
+
+        def open_cases() -> int:
+            return len(sat) - (closed["n"] - closed_before)
+
+        async def phase(seconds: float) -> None:
+            until = time.perf_counter() + seconds
+            await keep_in_flight(js, reports, "sat", args.in_flight, until, open_cases, opened)
+
+        await phase(args.warmup_seconds)
         measured_from, closed_at_start = len(sat), closed["n"]
         t0 = time.perf_counter()
-        await keep_in_flight(t0 + args.loop_seconds)
+        await phase(args.loop_seconds)
         elapsed = time.perf_counter() - t0
         loops = closed["n"] - closed_at_start
         out["closed_loops_per_s"] = round(loops / elapsed, 1)

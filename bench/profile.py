@@ -22,10 +22,11 @@ from typing import Any
 
 import nats
 from gridloop_city import load_city
+from gridloop_contracts.inbound import ReportV1
 from gridloop_runtime.devstack import LocalNats, LocalPostgres
 from gridloop_runtime.launcher import Stack
 
-from .loop import BENCH_ENV, ROOT, Reports, load_kit, publish, supervisors
+from .loop import BENCH_ENV, ROOT, Reports, keep_in_flight, load_kit, supervisors
 
 
 def py_spy() -> str:
@@ -128,26 +129,21 @@ async def load(
         for fmt, ext in (("raw", "txt"),)
     ]
     pids = {name: p.pid for name, p in stack.procs.items()} | others | {"load": os.getpid()}
-    sent = 0
+    sent: list[ReportV1] = []
 
-    async def keep_in_flight(until: float) -> None:
+    async def phase(length: float) -> None:
         """As make bench: a bounded number of open cases, new reports as cases close."""
-        nonlocal sent
-        while time.perf_counter() < until:
-            room = in_flight - (sent - closed["n"])
-            if room <= 0:
-                await asyncio.sleep(0.02)
-                continue
-            batch = [reports.next("prof") for _ in range(min(100, room))]
-            sent += len(batch)
-            await asyncio.gather(*[await publish(js, r) for r in batch])
+        until = time.perf_counter() + length
+        await keep_in_flight(
+            js, reports, "prof", in_flight, until, lambda: len(sent) - closed["n"], sent.append
+        )
 
     try:
-        await keep_in_flight(time.perf_counter() + warmup)  # steady state before measuring
+        await phase(warmup)  # steady state before measuring
         cpu0 = cpu_seconds(pids)
         closed0 = closed["n"]
         t0 = time.perf_counter()
-        await keep_in_flight(t0 + seconds)
+        await phase(seconds)
         elapsed = time.perf_counter() - t0
         cpu1 = cpu_seconds(pids)
         measured = closed["n"] - closed0
