@@ -87,6 +87,7 @@ async def load(
     *,
     warmup: float = 15.0,
     in_flight: int = 400,
+    spy: bool = True,
 ) -> None:
     city = load_city(ROOT / "data" / "demo-city")
     nc = await nats.connect(nats_url)
@@ -127,6 +128,7 @@ async def load(
         )
         for name, proc in stack.procs.items()
         for fmt, ext in (("raw", "txt"),)
+        if spy
     ]
     pids = {name: p.pid for name, p in stack.procs.items()} | others | {"load": os.getpid()}
     sent: list[ReportV1] = []
@@ -207,6 +209,12 @@ def main() -> int:
     parser.add_argument("--in-flight", type=int, default=400, help="open cases kept")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--durable", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--spy",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="sample with py-spy (--no-spy: CPU figures without the samplers' share)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="where to keep the profiles")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gridloop-profile-"))
@@ -240,6 +248,7 @@ def main() -> int:
                 others,
                 warmup=args.warmup,
                 in_flight=args.in_flight,
+                spy=args.spy,
             )
         )
         asyncio.run(statements(database_url, top=args.top))

@@ -84,8 +84,9 @@ async def test_committed_event_survives_relay_crash(database_url: str, nats_url:
     settings = settings_for("echo", database_url, nats_url)
     async with running(settings, echo_definition(consumers=[])) as rt:
         assert rt.uow is not None and rt.js is not None and rt.pool is not None
-        # Stop the running relay, as if the process died right after the commit.
+        # Stop the publisher and the sweeper, as if the process died right after the commit.
         rt.stop_event.set()
+        rt._publisher_stop.set()
         await asyncio.sleep(0)  # let the background tasks observe the stop
         await asyncio.wait(rt._tasks, timeout=5)
         async with rt.uow() as work:
@@ -95,9 +96,11 @@ async def test_committed_event_survives_relay_crash(database_url: str, nats_url:
         # A relay that published but crashed before marking the row sent: it publishes again.
         async with rt.pool.acquire() as conn:
             rows = await conn.fetch("SELECT seq, subject, headers, body FROM outbox")
-        from gridloop_runtime.outbox import publish_rows
+        from gridloop_runtime.outbox import Committed, publish_rows
 
-        await publish_rows(rt.js, rows)
+        await publish_rows(
+            rt.js, [Committed(r["seq"], r["subject"], r["headers"], r["body"]) for r in rows]
+        )
 
         # The restarted relay publishes the committed row; JetStream drops the duplicate id.
         relay = OutboxRelay(rt.pool, rt.js, schema=rt.schema, service="echo", poll_s=0.05)

@@ -5,12 +5,12 @@ server died) fails its batch in time instead of holding the outbox relay for eve
 from __future__ import annotations
 
 import time
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 import nats
 import pytest
-from gridloop_runtime.outbox import publish_rows
+from gridloop_runtime.outbox import Committed, publish_rows
 from gridloop_runtime.testing import running, settings_for, wait_for
 
 from .test_runtime_bus import echo_definition
@@ -49,20 +49,16 @@ async def test_a_publish_never_acknowledged_fails_the_batch_in_time(nats_url: st
             heard.append(msg)
 
         await nc.subscribe("limbo.lost", cb=hear)
-        rows = [
-            {"seq": 1, "subject": "limbo.lost", "headers": {"Nats-Msg-Id": "m-1"}, "body": b"{}"}
-        ]
+        rows = [Committed(1, "limbo.lost", {"Nats-Msg-Id": "m-1"}, b"{}")]
         started = time.monotonic()
         with pytest.raises(RuntimeError, match="1 of 1 outbox rows not acknowledged"):
-            await publish_rows(js, cast(list[asyncpg.Record], rows), ack_timeout_s=0.5)
+            await publish_rows(js, rows, ack_timeout_s=0.5)
         assert time.monotonic() - started < 5
         await wait_for(lambda: heard, timeout=5, what="the message on the wire")
         # the abandoned wait gave its publish slot back: the next batch goes out normally
         await js.add_stream(name="LIMBO", subjects=["limbo.kept"])
-        kept = [
-            {"seq": 2, "subject": "limbo.kept", "headers": {"Nats-Msg-Id": "m-2"}, "body": b"{}"}
-        ]
-        await publish_rows(js, cast(list[asyncpg.Record], kept), ack_timeout_s=5)
+        kept = [Committed(2, "limbo.kept", {"Nats-Msg-Id": "m-2"}, b"{}")]
+        await publish_rows(js, kept, ack_timeout_s=5)
         assert (await js.stream_info("LIMBO")).state.messages == 1
         assert not js._publish_async_futures
     finally:

@@ -1,46 +1,27 @@
 """Idempotent commands and refusals: one shape for REST and bus commands in every service.
 
+`Refusal` lives in `gridloop_contracts.problems` (no imports, for pure domain code) and is
+re-exported here.
+
 A command carries a `command_id`; its outcome is stored in the same transaction as its
 effect, so sending it again returns the first answer and changes nothing."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from gridloop_contracts.problems import Refusal as Refusal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
 from . import audit
 from .db import Conn
 from .outbox import UnitOfWorkFactory, Work
-
-
-@dataclass
-class Refusal(Exception):
-    """A command the rules refuse. `field` names what is wrong (dotted path) when one thing
-    is; `code` is a stable machine-readable reason; `status` is the HTTP status to answer."""
-
-    reason: str
-    field: str | None = None
-    code: str = "refused"
-    status: int = 409
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.reason}" if self.field else self.reason
-
-    def as_error(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"code": self.code, "reason": self.reason}
-        if self.field:
-            out["field"] = self.field
-        return out
 
 
 def install_refusal_handler(app: FastAPI) -> None:

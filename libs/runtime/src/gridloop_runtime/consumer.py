@@ -15,12 +15,14 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import nats.errors
 import orjson
 import structlog
 from gridloop_contracts import Envelope, EnvelopeError, decode, subjects
+from gridloop_contracts.problems import Permanent as Permanent
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -28,8 +30,9 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind
 
 from . import metrics, tracing
+from .casework import Inbound, Rules, apply_batch
 from .db import Conn
-from .outbox import OutboxRow, UnitOfWorkFactory, Work, write_rows
+from .outbox import Committed, UnitOfWorkFactory, Work, apply_timer_ops, write_rows
 
 log = structlog.get_logger(__name__)
 
@@ -39,18 +42,27 @@ InvalidHandler = Callable[[Work, Msg, EnvelopeError], Awaitable[None]]
 
 @dataclass
 class ConsumerSpec:
-    """What a service consumes: a durable name, a stream, subject filters and the handler."""
+    """What a service consumes: a durable name, a stream, subject filters, and either a
+    handler table (`rules`: pure per-case rules applied a batch at a time, casework.py) or a
+    `handler` that does its own reads and writes in the open transaction (cross-case work)."""
 
     durable: str
     stream: str
-    subjects: Sequence[str]
-    handler: Handler
+    subjects: Sequence[str] = ()
+    handler: Handler | None = None
+    rules: Rules[Any] | None = None
     # Called instead of the handler when a message is not a valid CloudEvent (in the unit of
     # work, so it can emit a rejection). Without it, such a message goes straight to the DLQ.
     on_invalid: InvalidHandler | None = None
     deliver_new: bool = False
     batch: int | None = None
     extra: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.handler is None) == (self.rules is None):
+            raise ValueError(f"{self.durable}: give either a handler or a rules table")
+        if not self.subjects and self.rules is not None:
+            self.subjects = self.rules.subjects
 
 
 # The database is unreachable or restarting: no fault of the message.
@@ -60,10 +72,6 @@ UNAVAILABLE = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,
 )
-
-
-class Permanent(Exception):
-    """A handler error that no retry can fix: the message goes to the DLQ at once."""
 
 
 class Consumer:
@@ -195,19 +203,35 @@ class Consumer:
         )
 
     async def _in_one_transaction(self, msgs: list[Msg]) -> int:
-        handled = 0
-        out: list[OutboxRow] = []
-        async with self.pool.acquire() as conn, conn.transaction():
-            fresh = await self._claim(conn, msgs)
-            for msg in msgs:
-                if id(msg) not in fresh:
-                    continue
-                await self._handle(conn, msg, out)
-                handled += 1
-            await write_rows(conn, out)
-            if handled:
-                await conn.execute("SELECT pg_notify($1, '')", f"gridloop_outbox_{self.uow.schema}")
-        return handled
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                fresh = await self._claim(conn, msgs)
+                todo = [m for m in msgs if id(m) in fresh]
+                written = await self._apply(conn, todo)
+            self.uow.committed(written)
+        return len(todo)
+
+    async def _apply(self, conn: Conn, msgs: list[Msg]) -> list[Committed]:
+        """Handle fresh messages in the open transaction; returns the outbox rows written."""
+        if not msgs:
+            return []
+        if self.spec.rules is not None:
+            inbound = [self._decoded(m) for m in msgs]
+            return await apply_batch(
+                conn, self.spec.rules, inbound, source=self.uow.source, clock=self.uow.clock
+            )
+        out: list[Work] = []
+        for msg in msgs:
+            out.append(await self._handle(conn, msg))
+        return await _written(conn, out)
+
+    def _decoded(self, msg: Msg) -> Inbound:
+        headers = msg.headers or {}
+        try:
+            env = decode(headers, msg.data)
+        except EnvelopeError as err:
+            raise Permanent(f"not a CloudEvent: {err}") from err
+        return Inbound(env, msg.subject, headers)
 
     async def _claim(self, conn: Conn, msgs: list[Msg]) -> set[int]:
         """Insert the batch's ids into the inbox; return the messages not seen before."""
@@ -227,9 +251,10 @@ class Consumer:
                 new_ids.discard(key)  # a duplicate inside one batch is handled once
         return fresh
 
-    async def _handle(self, conn: Conn, msg: Msg, out: list[OutboxRow] | None = None) -> None:
-        """Decode and handle one message in the open transaction. The events it emits are
-        appended to `out` when given (written once for the batch), else written now."""
+    async def _handle(self, conn: Conn, msg: Msg) -> Work:
+        """Decode and handle one message in the open transaction; returns its work, whose
+        events and timer changes are written once for the batch."""
+        assert self.spec.handler is not None
         headers = msg.headers or {}
         token = otel_context.attach(tracing.context_from(headers))
         try:
@@ -245,8 +270,7 @@ class Consumer:
                         conn, source=self.uow.source, clock=self.uow.clock, subject=msg.subject
                     )
                     await self.spec.on_invalid(work, msg, err)
-                    await _done(work, out)
-                    return
+                    return work
                 with structlog.contextvars.bound_contextvars(
                     event_id=env.id, case_id=env.subject, event_type=env.type
                 ):
@@ -258,19 +282,17 @@ class Consumer:
                         subject=msg.subject,
                     )
                     await self.spec.handler(work, env)
-                    await _done(work, out)
+                    return work
         finally:
             otel_context.detach(token)
 
     async def _one(self, msg: Msg) -> None:
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                fresh = await self._claim(conn, [msg])
-                if fresh:
-                    await self._handle(conn, msg)
-                    await conn.execute(
-                        "SELECT pg_notify($1, '')", f"gridloop_outbox_{self.uow.schema}"
-                    )
+            async with self.pool.acquire() as conn:
+                async with conn.transaction():
+                    fresh = await self._claim(conn, [msg])
+                    written = await self._apply(conn, [msg] if fresh else [])
+                self.uow.committed(written)
         except Exception as exc:
             await self._failed(msg, exc)
             return
@@ -355,11 +377,11 @@ class Consumer:
         metrics.DEAD_LETTERS.labels(self.service, self.spec.durable).inc()
 
 
-async def _done(work: Work, out: list[OutboxRow] | None) -> None:
-    if out is None:
-        await work.flush()
-    else:
-        out.extend(work.take_rows())
+async def _written(conn: Conn, works: list[Work]) -> list[Committed]:
+    """The timer changes and outbox rows of a batch's works, written once."""
+    ops = [op for w in works for op in w.take_timer_ops()]
+    await apply_timer_ops(conn, ops)
+    return await write_rows(conn, [row for w in works for row in w.take_rows()])
 
 
 async def _ack_all(msgs: list[Msg]) -> None:

@@ -14,20 +14,22 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import structlog
-from gridloop_contracts import Envelope, Event, to_binary
-from gridloop_contracts.base import Timestamp
+from gridloop_contracts import Envelope
 from nats.js import JetStreamContext
 
-from . import metrics, tracing
+from . import metrics
 from .clock import Clock
 from .db import Conn
+from .step import OutboxRow, Step, TimerOp
+from .step import default_subject as default_subject
 
 log = structlog.get_logger(__name__)
 
@@ -37,21 +39,9 @@ _INSERT = (
 )
 
 
-def default_subject(event: Event) -> str:
-    """`gridloop.<noun>.<verb>.vN` → `<noun>.<verb>` for nouns whose subject needs no code."""
-    parts = event.type_name.split(".")
-    if len(parts) == 4 and parts[1] in ("case", "score"):
-        return f"{parts[1]}.{event.subject_token or parts[2]}"
-    raise ValueError(f"{event.type_name} needs an explicit subject")
-
-
-def channel_for(schema: str) -> str:
-    return f"gridloop_outbox_{schema}"
-
-
-class Work:
-    """What a handler gets: the open transaction, the clock, the triggering event and its
-    subject, and `emit`."""
+class Work(Step):
+    """A step with its open transaction: for code that still reads and writes as it goes
+    (commands, cross-case work such as intake's duplicate search)."""
 
     def __init__(
         self,
@@ -62,83 +52,101 @@ class Work:
         trigger: Envelope | None = None,
         subject: str | None = None,
     ) -> None:
+        super().__init__(source=source, clock=clock, trigger=trigger, subject=subject)
         self.conn = conn
-        self.source = source
-        self.clock = clock
-        self.trigger = trigger
-        # The NATS subject the triggering message came on (consumers only): for streams
-        # whose subject carries meaning, such as intake.<channel>.<source>.
-        self.subject = subject
-        self._pending: list[tuple[str, Envelope]] = []
 
-    def now(self) -> datetime:
-        return self.clock.now()
+    async def flush(self) -> list[Committed]:
+        """Write the pending events as outbox rows and apply the timer changes (inside the
+        caller's transaction); returns the rows written, for the publisher after commit."""
+        await apply_timer_ops(self.conn, self.take_timer_ops())
+        return await write_rows(self.conn, self.take_rows())
 
-    def emit(
-        self,
-        event: Event,
-        *,
-        subject: str | None = None,
-        case_id: str | None = None,
-        id: str | None = None,
-        time: Timestamp | None = None,
-    ) -> Envelope:
-        """Record an outgoing event; it is published only if this transaction commits."""
-        ce_subject = case_id if case_id is not None else getattr(event, "case_id", None)
-        env = Envelope.of(
-            event,
-            source=self.source,
-            subject=ce_subject,
-            id=id,
-            time=time or self.clock.now(),
-            extensions=tracing.current_headers(),
+
+async def apply_timer_ops(conn: Conn, ops: Sequence[TimerOp]) -> None:
+    """Apply timer changes set-based, with the effect of applying them in order: cancels
+    first (one statement for exact keys, one for prefixes), then the last setting of each
+    (kind, key) that no later cancel undid (one upsert)."""
+    if not ops:
+        return
+    sets: dict[tuple[str, str], TimerOp] = {}
+    exact: list[tuple[str | None, str]] = []
+    prefixes: list[tuple[str | None, str]] = []
+    for op in ops:
+        if op.op == "set":
+            assert op.kind is not None
+            sets[(op.kind, op.key)] = op
+        elif op.op == "cancel":
+            exact.append((op.kind, op.key))
+            for k in [k for k in sets if k[1] == op.key and op.kind in (None, k[0])]:
+                del sets[k]
+        else:
+            prefixes.append((op.kind, op.key))
+            for k in [k for k in sets if k[1].startswith(op.key) and op.kind in (None, k[0])]:
+                del sets[k]
+    if exact:
+        await conn.execute(
+            "UPDATE timers t SET cancelled_at = now() FROM unnest($1::text[], $2::text[]) "
+            "AS c(kind, key) WHERE t.key = c.key AND (c.kind IS NULL OR t.kind = c.kind) "
+            "AND t.fired_at IS NULL AND t.cancelled_at IS NULL",
+            [k for k, _ in exact],
+            [key for _, key in exact],
         )
-        self._pending.append((subject or default_subject(event), env))
-        return env
-
-    def emit_envelope(self, subject: str, env: Envelope) -> None:
-        self._pending.append((subject, env))
-
-    def mark(self) -> int:
-        """A point to roll the pending events back to (with a savepoint of the transaction)."""
-        return len(self._pending)
-
-    def rollback_to(self, mark: int) -> None:
-        del self._pending[mark:]
-
-    @property
-    def pending(self) -> list[tuple[str, Envelope]]:
-        return list(self._pending)
-
-    def take_rows(self) -> list[OutboxRow]:
-        """The pending events as outbox rows, handed over (a batch consumer writes the rows of
-        all its messages with one statement)."""
-        rows = []
-        for subject, env in self._pending:
-            headers, body = to_binary(env)
-            rows.append((env.id, subject, headers, body))
-        self._pending.clear()
-        return rows
-
-    async def flush(self) -> int:
-        """Write the pending events as outbox rows (inside the caller's transaction)."""
-        if not self._pending:
-            return 0
-        rows = self.take_rows()
-        await write_rows(self.conn, rows)
-        return len(rows)
+    if prefixes:
+        await conn.execute(
+            "UPDATE timers t SET cancelled_at = now() FROM unnest($1::text[], $2::text[]) "
+            "AS c(kind, prefix) WHERE t.key LIKE c.prefix || '%' "
+            "AND (c.kind IS NULL OR t.kind = c.kind) "
+            "AND t.fired_at IS NULL AND t.cancelled_at IS NULL",
+            [k for k, _ in prefixes],
+            [p for _, p in prefixes],
+        )
+    if sets:
+        chosen = list(sets.values())
+        await conn.execute(
+            "INSERT INTO timers (kind, key, due_at, payload) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[]) "
+            "ON CONFLICT (kind, key) DO UPDATE SET due_at = EXCLUDED.due_at, "
+            "payload = EXCLUDED.payload, fired_at = NULL, cancelled_at = NULL",
+            [o.kind for o in chosen],
+            [o.key for o in chosen],
+            [o.due_at for o in chosen],
+            [o.payload for o in chosen],
+        )
 
 
-OutboxRow = tuple[str, str, dict[str, str], bytes]
+@dataclass(frozen=True)
+class Committed:
+    """An outbox row as written, for the publisher once its transaction has committed."""
+
+    seq: int
+    subject: str
+    headers: dict[str, str]
+    body: bytes
 
 
-async def write_rows(conn: Conn, rows: list[OutboxRow]) -> None:
-    if rows:
-        await conn.executemany(_INSERT, rows)
+async def write_rows(conn: Conn, rows: Sequence[OutboxRow]) -> list[Committed]:
+    """Insert outbox rows with one statement; returns those new to the outbox (an event id
+    already there was written by an earlier attempt and is the sweeper's to send)."""
+    if not rows:
+        return []
+    written = await conn.fetch(
+        "INSERT INTO outbox (event_id, subject, headers, body) "
+        "SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bytea[]) "
+        "ON CONFLICT (event_id) DO NOTHING RETURNING seq, event_id",
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+    )
+    seq = {r["event_id"]: r["seq"] for r in written}
+    out = [Committed(seq[r[0]], r[1], r[2], r[3]) for r in rows if r[0] in seq]
+    out.sort(key=lambda c: c.seq)
+    return out
 
 
 class UnitOfWorkFactory:
-    """Opens units of work on a pool; wakes the relay after commits that emitted events."""
+    """Opens units of work on a pool; after a commit that wrote events, hands them to this
+    process's publisher (which sends them at once)."""
 
     def __init__(
         self,
@@ -148,6 +156,7 @@ class UnitOfWorkFactory:
         source: str,
         clock: Clock,
         acquire_timeout_s: float | None = None,
+        publisher: Publisher | None = None,
     ) -> None:
         self.pool = pool
         self.schema = schema
@@ -156,19 +165,85 @@ class UnitOfWorkFactory:
         # None waits for a connection as long as it takes (consumers, timers); the HTTP
         # API sets a bound so a busy pool answers 503 instead of queueing without end.
         self.acquire_timeout_s = acquire_timeout_s
+        self.publisher = publisher
 
     @asynccontextmanager
     async def __call__(self, trigger: Envelope | None = None) -> AsyncIterator[Work]:
-        async with self.pool.acquire(timeout=self.acquire_timeout_s) as conn, conn.transaction():
-            work = Work(conn, source=self.source, clock=self.clock, trigger=trigger)
-            yield work
-            if await work.flush():
-                await conn.execute("SELECT pg_notify($1, '')", channel_for(self.schema))
+        async with self.pool.acquire(timeout=self.acquire_timeout_s) as conn:
+            async with conn.transaction():
+                work = Work(conn, source=self.source, clock=self.clock, trigger=trigger)
+                yield work
+                written = await work.flush()
+            self.committed(written)
+
+    def committed(self, rows: list[Committed]) -> None:
+        """Rows whose transaction has committed: publish them now (the sweeper sends them
+        later if this process dies first)."""
+        if rows and self.publisher is not None:
+            self.publisher.hand(rows)
+
+
+class Publisher:
+    """Publishes what this process committed, right after the commit, in commit order, and
+    marks it sent. What it could not send (the bus away, the process killed) stays unsent in
+    the outbox for the sweeper (`OutboxRelay`)."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, js: JetStreamContext, *, service: str, batch: int = 512
+    ) -> None:
+        self.pool = pool
+        self.js = js
+        self.service = service
+        self.batch = batch
+        self._queue: list[Committed] = []
+        self._wake = asyncio.Event()
+        self.published = 0
+
+    def hand(self, rows: Sequence[Committed]) -> None:
+        self._queue.extend(rows)
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        failures = 0
+        while True:
+            if not self._queue:
+                if stop.is_set():
+                    return
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=0.5)
+                continue
+            rows = self._queue[: self.batch]
+            try:
+                await publish_rows(self.js, rows)
+            except Exception as exc:
+                # Keep them first in line (order), try again; give up on shutdown: the
+                # sweeper of whichever replica leads sends them.
+                failures += 1
+                log.warning("publish after commit failed", error=repr(exc), rows=len(rows))
+                if stop.is_set():
+                    return
+                await asyncio.sleep(min(0.2 * failures, 2.0))
+                continue
+            failures = 0
+            del self._queue[: len(rows)]
+            self.published += len(rows)
+            metrics.EVENTS_OUT.labels(self.service).inc(len(rows))
+            try:
+                async with self.pool.acquire() as conn:
+                    await conn.execute(
+                        "UPDATE outbox SET sent_at = now() WHERE seq = ANY($1::bigint[])",
+                        [r.seq for r in rows],
+                    )
+            except Exception as exc:  # published: at worst the sweeper sends a copy
+                log.warning("marking published rows failed", error=repr(exc))
 
 
 class OutboxRelay:
-    """Publishes unsent outbox rows in order. One relay per schema is active at a time
-    (a session advisory lock); other replicas stand by and take over if it dies."""
+    """The sweeper: publishes outbox rows left unsent (a process died between commit and
+    publish, or the bus was away), in order. One per schema is active at a time (a session
+    advisory lock); other replicas stand by and take over if it dies. Rows younger than
+    `grace_s` are left to the publisher of the process that committed them."""
 
     def __init__(
         self,
@@ -179,6 +254,7 @@ class OutboxRelay:
         service: str,
         batch: int = 512,
         poll_s: float = 0.5,
+        grace_s: float = 0.0,
     ) -> None:
         self.pool = pool
         self.js = js
@@ -186,14 +262,11 @@ class OutboxRelay:
         self.service = service
         self.batch = batch
         self.poll_s = poll_s
-        self._wake = asyncio.Event()
+        self.grace_s = grace_s
         self._lock_key = int.from_bytes(
             hashlib.sha256(f"outbox:{schema}".encode()).digest()[:8], "big", signed=True
         )
         self.published = 0
-
-    def wake(self, *_: Any) -> None:
-        self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -215,39 +288,34 @@ class OutboxRelay:
                     await asyncio.wait_for(stop.wait(), timeout=max(self.poll_s, 1.0))
                 if stop.is_set():
                     return
-            await conn.add_listener(channel_for(self.schema), self.wake)
             try:
                 while not stop.is_set():
                     sent = await self.publish_batch(conn)
                     if sent < self.batch:
-                        self._wake.clear()
-                        if sent == 0:
-                            with contextlib.suppress(TimeoutError):
-                                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
-                # Graceful stop: publish what committed before we were told to stop.
-                while await self.publish_batch(conn):
-                    pass
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), timeout=self.poll_s)
             finally:
-                with contextlib.suppress(Exception):
-                    await conn.remove_listener(channel_for(self.schema), self.wake)
                 with contextlib.suppress(Exception):
                     await conn.execute("SELECT pg_advisory_unlock($1)", self._lock_key)
         finally:
             await self.pool.release(conn)  # type: ignore[arg-type]
 
-    async def publish_batch(self, conn: Conn) -> int:
+    async def publish_batch(self, conn: Conn, grace_s: float | None = None) -> int:
+        grace = self.grace_s if grace_s is None else grace_s
         rows = await conn.fetch(
             "SELECT seq, subject, headers, body FROM outbox WHERE sent_at IS NULL "
-            "ORDER BY seq LIMIT $1",
+            "AND created_at <= now() - make_interval(secs => $2) ORDER BY seq LIMIT $1",
             self.batch,
+            grace,
         )
         if not rows:
             metrics.OUTBOX_BACKLOG.labels(self.service).set(0)
             return 0
-        await publish_rows(self.js, rows)
+        committed = [_committed(r) for r in rows]
+        await publish_rows(self.js, committed)
         await conn.execute(
             "UPDATE outbox SET sent_at = now() WHERE seq = ANY($1::bigint[])",
-            [r["seq"] for r in rows],
+            [r.seq for r in committed],
         )
         self.published += len(rows)
         metrics.EVENTS_OUT.labels(self.service).inc(len(rows))
@@ -262,7 +330,7 @@ PUBLISH_ACK_TIMEOUT_S = 10.0
 
 async def publish_rows(
     js: JetStreamContext,
-    rows: list[asyncpg.Record],
+    rows: Sequence[Committed],
     msg_id_suffix: str = "",
     ack_timeout_s: float = PUBLISH_ACK_TIMEOUT_S,
 ) -> None:
@@ -273,10 +341,11 @@ async def publish_rows(
     futures: list[asyncio.Future[Any]] = []
     try:
         for r in rows:
-            headers = dict(r["headers"])
+            headers = r.headers
             if msg_id_suffix:
-                headers["Nats-Msg-Id"] = f"{headers.get('Nats-Msg-Id', r['seq'])}{msg_id_suffix}"
-            futures.append(await js.publish_async(r["subject"], bytes(r["body"]), headers=headers))
+                headers = dict(headers)
+                headers["Nats-Msg-Id"] = f"{headers.get('Nats-Msg-Id', r.seq)}{msg_id_suffix}"
+            futures.append(await js.publish_async(r.subject, r.body, headers=headers))
         if futures:
             _, unanswered = await asyncio.wait(futures, timeout=ack_timeout_s)
             if unanswered:
@@ -290,7 +359,7 @@ async def publish_rows(
                 f.cancel()
     for r, f in zip(rows, futures, strict=True):
         if (error := f.exception()) is not None:
-            raise RuntimeError(f"publish of outbox row {r['seq']} failed: {error!r}")
+            raise RuntimeError(f"publish of outbox row {r.seq} failed: {error!r}")
 
 
 async def republish(
@@ -313,6 +382,10 @@ async def republish(
             )
             if not rows:
                 return total
-            await publish_rows(js, rows, suffix)
+            await publish_rows(js, [_committed(r) for r in rows], suffix)
             total += len(rows)
             last = rows[-1]["seq"]
+
+
+def _committed(r: asyncpg.Record) -> Committed:
+    return Committed(r["seq"], r["subject"], dict(r["headers"]), bytes(r["body"]))

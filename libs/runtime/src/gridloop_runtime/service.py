@@ -28,11 +28,12 @@ from . import bus, db, limits, tracing
 from . import logging as glog
 from .audit import AuditMiddleware
 from .auth import Authenticator, AuthSettings, UserLookup
+from .casework import Rules
 from .clock import Clock, OffsetFileClock, SystemClock
 from .commands import install_refusal_handler
 from .consumer import Consumer, ConsumerSpec
 from .limits import ClientKey, InFlightCap, Limiter
-from .outbox import OutboxRelay, UnitOfWorkFactory
+from .outbox import OutboxRelay, Publisher, UnitOfWorkFactory
 from .settings import ServiceSettings
 from .timers import TimerHandler, TimerRunner
 
@@ -49,6 +50,8 @@ class ServiceDefinition:
     migrations_dir: Path | None = None
     consumers: Sequence[ConsumerSpec] = ()
     timers: Mapping[str, TimerHandler] = field(default_factory=dict)
+    # the handler table whose timer rules fire a batch at a time (casework.py)
+    timer_rules: Rules[Any] | None = None
     routers: Sequence[APIRouter] = ()
     on_start: Sequence[Hook] = ()
     background: Sequence[Callable[[Runtime, asyncio.Event], Awaitable[None]]] = ()
@@ -84,9 +87,12 @@ class Runtime:
         self.pool: asyncpg.Pool | None = None
         self.uow: UnitOfWorkFactory | None = None
         self.relay: OutboxRelay | None = None
+        self.publisher: Publisher | None = None
         self.consumers: list[Consumer] = []
         self.timer_runner: TimerRunner | None = None
         self.stop_event = asyncio.Event()
+        self._publisher_stop = asyncio.Event()
+        self._publisher_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
 
@@ -118,8 +124,15 @@ class Runtime:
         await bus.ensure_streams(self.js, replicas=s.stream_replicas)
         # Consumers and timers wait for a connection as long as it takes; the HTTP API
         # (rt.uow) waits at most DB_ACQUIRE_TIMEOUT_S and answers 503 (limits.py).
+        self.publisher = Publisher(
+            self.pool, self.js, service=self.definition.name, batch=s.outbox_batch
+        )
         background_uow = UnitOfWorkFactory(
-            self.pool, schema=self.schema, source=self.source, clock=self.clock
+            self.pool,
+            schema=self.schema,
+            source=self.source,
+            clock=self.clock,
+            publisher=self.publisher,
         )
         self.uow = UnitOfWorkFactory(
             self.pool,
@@ -127,6 +140,7 @@ class Runtime:
             source=self.source,
             clock=self.clock,
             acquire_timeout_s=s.db_acquire_timeout_s,
+            publisher=self.publisher,
         )
         for hook in self.definition.on_start:
             await hook(self)
@@ -137,7 +151,10 @@ class Runtime:
             service=self.definition.name,
             batch=s.outbox_batch,
             poll_s=s.outbox_poll_s,
+            grace_s=s.outbox_sweep_grace_s,
         )
+        # The publisher stops last: what the consumers commit while stopping is sent too.
+        self._publisher_task = self._spawn(self.publisher.run(self._publisher_stop), "publisher")
         self._spawn(self.relay.run(self.stop_event), "outbox-relay")
         for spec in self.definition.consumers:
             consumer = Consumer(
@@ -155,12 +172,13 @@ class Runtime:
             await consumer.subscribe()
             self.consumers.append(consumer)
             self._spawn(consumer.run(self.stop_event), f"consumer-{spec.durable}")
-        if self.definition.timers:
+        if self.definition.timers or self.definition.timer_rules is not None:
             self.timer_runner = TimerRunner(
                 background_uow,
                 self.definition.timers,
                 service=self.definition.name,
                 poll_s=s.timer_poll_s,
+                rules=self.definition.timer_rules,
             )
             self._spawn(self.timer_runner.run(self.stop_event), "timers")
         for bg in self.definition.background:
@@ -169,7 +187,7 @@ class Runtime:
         self.started = True
         log.info("service started", service=self.definition.name)
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+    def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
         async def guarded() -> None:
             try:
                 await coro
@@ -178,7 +196,9 @@ class Runtime:
             except Exception:
                 log.exception("background task died", task=name)
 
-        self._tasks.append(asyncio.create_task(guarded(), name=name))
+        task = asyncio.create_task(guarded(), name=name)
+        self._tasks.append(task)
+        return task
 
     async def _watch_lag(self) -> None:
         while not self.stop_event.is_set():
@@ -190,11 +210,14 @@ class Runtime:
     async def stop(self) -> None:
         """Stop fetching, finish the batches in hand, flush the outbox, then close."""
         self.stop_event.set()
-        if self._tasks:
-            _, still = await asyncio.wait(self._tasks, timeout=self.settings.shutdown_grace_s)
-            for task in still:
-                task.cancel()
-            await asyncio.gather(*still, return_exceptions=True)
+        first = [t for t in self._tasks if t is not self._publisher_task]
+        for group in (first, [self._publisher_task] if self._publisher_task else []):
+            if group:
+                _, still = await asyncio.wait(group, timeout=self.settings.shutdown_grace_s)
+                for task in still:
+                    task.cancel()
+                await asyncio.gather(*still, return_exceptions=True)
+            self._publisher_stop.set()
         self._tasks.clear()
         if self.nc is not None and not self.nc.is_closed:
             with contextlib.suppress(Exception):

@@ -59,6 +59,9 @@ class ServiceSettings(BaseSettings):
     # outbox relay and timers
     outbox_batch: int = Field(512, alias="OUTBOX_BATCH")
     outbox_poll_s: float = Field(0.5, alias="OUTBOX_POLL_S")
+    # The sweeper leaves rows younger than this to the publisher of the process that
+    # committed them (which sends them right after the commit).
+    outbox_sweep_grace_s: float = Field(2.0, alias="OUTBOX_SWEEP_GRACE_S")
     timer_poll_s: float = Field(0.5, alias="TIMER_POLL_S")
     shutdown_grace_s: float = Field(20.0, alias="SHUTDOWN_GRACE_S")
     # a file holding a clock offset in seconds (tests and demos only; unset in production)

@@ -12,13 +12,16 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from . import metrics
 from .db import Conn
 from .outbox import UnitOfWorkFactory, Work
+
+if TYPE_CHECKING:
+    from .casework import Rules
 
 RETRY_DELAY = timedelta(seconds=30)
 
@@ -94,9 +97,11 @@ class TimerRunner:
         service: str,
         poll_s: float = 0.5,
         batch: int = 100,
+        rules: Rules[Any] | None = None,
     ) -> None:
         self.uow = uow
         self.handlers = dict(handlers)
+        self.rules = rules
         self.service = service
         self.poll_s = poll_s
         self.batch = batch
@@ -104,11 +109,76 @@ class TimerRunner:
     async def fire_due(self) -> int:
         """Fire everything due now (by the injected clock); returns how many fired."""
         fired = 0
-        while True:
+        while self.handlers:
             n = await self._fire_some()
             fired += n
             if n < self.batch:
-                return fired
+                break
+        while self.rules is not None and self.rules.timers:
+            n = await self._fire_rules()
+            fired += n
+            if n < self.batch:
+                break
+        return fired
+
+    async def _fire_rules(self) -> int:
+        """Due timers of the handler table: a batch in one transaction (casework.py); if the
+        batch fails, one timer per transaction, and a failing one is tried again later."""
+        from .casework import apply_timers
+
+        assert self.rules is not None
+        rules = self.rules
+        now = self.uow.clock.now()
+        kw: dict[str, Any] = {"source": self.uow.source, "clock": self.uow.clock}
+        pool = self.uow.pool
+        async with pool.acquire() as conn:
+            async with conn.transaction():
+                due = await _claim_due(conn, now, list(rules.timers), self.batch)
+                try:
+                    async with conn.transaction():
+                        written = await apply_timers(conn, rules, due, **kw)
+                    failed = False
+                except Exception:
+                    log.warning("timer batch failed, firing one by one", timers=len(due))
+                    failed = True
+            if not failed:
+                self.uow.committed(written)
+        if failed:
+            for timer in due:
+                await self._fire_rule_alone(timer)
+        for t in due:
+            metrics.TIMERS_FIRED.labels(self.service, t.kind).inc()
+        return len(due)
+
+    async def _fire_rule_alone(self, timer: Timer) -> None:
+        from .casework import apply_timers
+
+        assert self.rules is not None
+        now = self.uow.clock.now()
+        async with self.uow.pool.acquire() as conn:
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    "SELECT id FROM timers WHERE id = $1 AND fired_at IS NULL "
+                    "AND cancelled_at IS NULL FOR UPDATE SKIP LOCKED",
+                    timer.id,
+                )
+                if row is None:
+                    return
+                try:
+                    async with conn.transaction():
+                        written = await apply_timers(
+                            conn, self.rules, [timer], source=self.uow.source, clock=self.uow.clock
+                        )
+                except Exception as exc:
+                    log.exception("timer handler failed", kind=timer.kind, key=timer.key)
+                    written = []
+                    await conn.execute(
+                        "UPDATE timers SET due_at = $2, payload = payload || $3 WHERE id = $1",
+                        timer.id,
+                        now + RETRY_DELAY,
+                        {"last_error": repr(exc)[:500]},
+                    )
+            self.uow.committed(written)
 
     async def _fire_some(self) -> int:
         now = self.uow.clock.now()
@@ -153,3 +223,15 @@ class TimerRunner:
                 log.warning("timer round failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.poll_s)
+
+
+async def _claim_due(conn: Conn, now: datetime, kinds: list[str], limit: int) -> list[Timer]:
+    rows = await conn.fetch(
+        "SELECT id, kind, key, due_at, payload FROM timers WHERE due_at <= $1 "
+        "AND fired_at IS NULL AND cancelled_at IS NULL AND kind = ANY($2) "
+        "ORDER BY due_at, id LIMIT $3 FOR UPDATE SKIP LOCKED",
+        now,
+        kinds,
+        limit,
+    )
+    return [Timer(r["id"], r["kind"], r["key"], r["due_at"], r["payload"]) for r in rows]

@@ -1,0 +1,202 @@
+"""The handler table and the batch unit of work over pure per-case rules.
+
+A service declares, in one `Rules` table, what it handles — event types, timer kinds and
+command types — and the pure rule for each:
+
+    rule(state, message, step) -> None
+
+`state` is this service's state of one case (its own aggregate, loaded by the service's
+`CaseStore`); the rule changes it in memory, `step.emit`s the events it causes and asks for
+timers with `step.schedule` / `step.cancel`. A rule does no I/O: it is unit-tested with a
+state, a message and a `Step`.
+
+The runtime does the rest, a batch at a time (`apply_batch`): claim the messages' ids in the
+inbox, load the state of every case the batch touches (the store's `load`: one statement per
+table, `= ANY($1)`), apply the messages in stream order, then write the changed states (the
+store's `save`, set-based), the outbox rows and the timer changes, and commit once. The
+subscriptions and the parsing come from the table; a message whose data breaks its contract
+is `Permanent` (dead-lettered at once), and a batch that fails is retried one message per
+transaction (consumer.py), so one poisoned message holds back nobody.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from gridloop_contracts import Envelope
+from gridloop_contracts.base import Event
+from gridloop_contracts.problems import Permanent
+from opentelemetry import context as otel_context
+from pydantic import BaseModel, ValidationError
+
+from . import tracing
+from .clock import Clock
+from .commands import run_command
+from .db import Conn
+from .outbox import Committed, UnitOfWorkFactory, Work, apply_timer_ops, write_rows
+from .step import Step
+from .timers import Timer
+
+S = TypeVar("S")
+M = TypeVar("M", bound=BaseModel)
+
+EventRule = Callable[[S, Any, Step], None]
+TimerRule = Callable[[S, Timer, Step], None]
+
+
+class CaseStore(Protocol[S]):
+    """A service's state of its cases: loaded and saved a batch at a time."""
+
+    async def load(self, conn: Conn, case_ids: Sequence[str]) -> dict[str, S]:
+        """The state of each case, with one statement per table (`= ANY($1)`), locked for
+        this transaction (`FOR UPDATE`); a case not seen yet gets a fresh state."""
+        ...
+
+    async def save(self, conn: Conn, states: Sequence[S]) -> None:
+        """Write what changed in these states back, set-based (`unnest`/`COPY`)."""
+        ...
+
+
+@dataclass
+class Rules(Generic[S]):
+    """The handler table of a service: what it handles and the rule for each."""
+
+    store: CaseStore[S]
+    # event model → rule(state, event, step); the consumer's subjects are derived from it
+    events: Mapping[type[Event], EventRule[S]] = field(default_factory=dict)
+    # timer kind → rule(state, timer, step)
+    timers: Mapping[str, TimerRule[S]] = field(default_factory=dict)
+    # which case a timer belongs to (by default: its key up to the first '/')
+    timer_case: Callable[[Timer], str] = field(default=lambda t: t.key.split("/", 1)[0])
+
+    def __post_init__(self) -> None:
+        self._by_type = {m.type_name: (m, r) for m, r in self.events.items()}
+
+    @property
+    def subjects(self) -> list[str]:
+        """The CASES subjects this table consumes (only these reach the service)."""
+        return sorted({f"case.{m.subject_token}" for m in self.events})
+
+    def handles(self, env: Envelope) -> bool:
+        return env.type in self._by_type
+
+    def parse(self, env: Envelope) -> tuple[Event, EventRule[S]] | None:
+        """The event's data as its contract model and its rule; None for a type not in the
+        table (ignored). Data that breaks the contract can never succeed: `Permanent`."""
+        found = self._by_type.get(env.type)
+        if found is None:
+            return None
+        model, rule = found
+        try:
+            return model.model_validate(env.data), rule
+        except ValidationError as exc:
+            raise Permanent(f"{env.type} {env.id}: {exc}") from exc
+
+    @staticmethod
+    def case_of(env: Envelope, event: Event) -> str:
+        case_id = getattr(event, "case_id", None) or env.subject
+        if not case_id:
+            raise Permanent(f"{env.type} {env.id}: no case id")
+        return str(case_id)
+
+
+@dataclass
+class Inbound:
+    """One message of a batch, decoded: its envelope, the NATS subject it came on."""
+
+    env: Envelope
+    subject: str | None = None
+    headers: Mapping[str, str] | None = None
+
+
+async def apply_batch(
+    conn: Conn,
+    rules: Rules[S],
+    messages: Sequence[Inbound],
+    *,
+    source: str,
+    clock: Clock,
+) -> list[Committed]:
+    """Apply a batch of messages (already claimed in the inbox) in one open transaction:
+    load the states they touch, apply in order, save, write outbox rows and timer changes.
+    Returns the outbox rows written, for the publisher once the transaction commits."""
+    parsed: list[tuple[Inbound, Event, EventRule[S], str]] = []
+    for m in messages:
+        found = rules.parse(m.env)
+        if found is None:
+            continue
+        event, rule = found
+        parsed.append((m, event, rule, rules.case_of(m.env, event)))
+    if not parsed:
+        return []
+    states = await rules.store.load(conn, list(dict.fromkeys(p[3] for p in parsed)))
+    step = Step(source=source, clock=clock)
+    for m, event, rule, case_id in parsed:
+        step.trigger, step.subject = m.env, m.subject
+        token = otel_context.attach(tracing.context_from(m.headers)) if m.headers else None
+        try:
+            rule(states[case_id], event, step)
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+    await rules.store.save(conn, list(states.values()))
+    await apply_timer_ops(conn, step.take_timer_ops())
+    return await write_rows(conn, step.take_rows())
+
+
+async def apply_timers(
+    conn: Conn,
+    rules: Rules[S],
+    fired: Sequence[Timer],
+    *,
+    source: str,
+    clock: Clock,
+) -> list[Committed]:
+    """Fire a batch of claimed timers in one open transaction: mark them fired, load the
+    states they touch, apply each timer's rule, save, write. A rule may set its own timer
+    again (the next step of a ladder): that re-arms the row just marked fired."""
+    if not fired:
+        return []
+    await conn.execute(
+        "UPDATE timers SET fired_at = $2 WHERE id = ANY($1::bigint[])",
+        [t.id for t in fired],
+        clock.now(),
+    )
+    keyed = [(t, rules.timer_case(t)) for t in fired]
+    states = await rules.store.load(conn, list(dict.fromkeys(k for _, k in keyed)))
+    step = Step(source=source, clock=clock)
+    for t, case_id in keyed:
+        step.trigger = None
+        rules.timers[t.kind](states[case_id], t, step)
+    await rules.store.save(conn, list(states.values()))
+    await apply_timer_ops(conn, step.take_timer_ops())
+    return await write_rows(conn, step.take_rows())
+
+
+CommandRule = Callable[[S, Step], dict[str, Any]]
+
+
+async def run_case_command(
+    uow: UnitOfWorkFactory,
+    store: CaseStore[S],
+    case_id: str,
+    rule: CommandRule[S],
+    *,
+    command_id: str | None,
+    kind: str,
+    task_id: str | None = None,
+) -> dict[str, Any]:
+    """A command on one case in the same shape as the events: load the case's state (the
+    store), apply the pure rule (it may raise `Refusal`), save, and write what the step
+    collected, in one transaction; idempotent and audited as `run_command`. The rule
+    returns the answer."""
+
+    async def apply(work: Work) -> dict[str, Any]:
+        states = await store.load(work.conn, [case_id])
+        answer = rule(states[case_id], work)
+        await store.save(work.conn, [states[case_id]])
+        return answer
+
+    return await run_command(uow, command_id, kind, apply, case_id=case_id, task_id=task_id)
