@@ -35,24 +35,25 @@ async def count_in_stream(js: JetStreamContext, subject: str) -> int:
     return int((info.state.subjects or {}).get(subject, 0))
 
 
+async def record_ping(work: Work, env: Envelope) -> None:
+    await work.conn.execute(
+        "INSERT INTO seen (event_id, n) VALUES ($1, $2)", env.id, int(env.data.get("n", 0))
+    )
+    await work.conn.execute("UPDATE counter SET value = value + 1")
+
+
 def echo_definition(
     handler: Handler | None = None,
     *,
     routers: Sequence[APIRouter] = (),
     consumers: Sequence[ConsumerSpec] | None = None,
 ) -> ServiceDefinition:
-    async def record(work: Work, env: Envelope) -> None:
-        await work.conn.execute(
-            "INSERT INTO seen (event_id, n) VALUES ($1, $2)", env.id, int(env.data.get("n", 0))
-        )
-        await work.conn.execute("UPDATE counter SET value = value + 1")
-
     return ServiceDefinition(
         name="echo",
         migrations_dir=MIGRATIONS,
         consumers=consumers
         if consumers is not None
-        else [ConsumerSpec("echo-pings", "CASES", ["case.pinged"], handler or record)],
+        else [ConsumerSpec("echo-pings", "CASES", ["case.pinged"], handler or record_ping)],
         routers=routers,
     )
 

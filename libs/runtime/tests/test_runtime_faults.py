@@ -10,11 +10,13 @@ from pathlib import Path
 
 import asyncpg
 import nats
+import pytest
 from gridloop_contracts import Envelope, to_binary
+from gridloop_runtime.consumer import ConsumerSpec
 from gridloop_runtime.devstack import LocalNats, LocalPostgres, free_port
 from gridloop_runtime.testing import running, settings_for, wait_for
 
-from .test_runtime_bus import Pinged, echo_definition
+from .test_runtime_bus import Pinged, echo_definition, record_ping
 
 
 async def publish_pings(url: str, case_id: str, n: int, start: int = 0) -> None:
@@ -28,8 +30,14 @@ async def publish_pings(url: str, case_id: str, n: int, start: int = 0) -> None:
         await nc.close()
 
 
-async def test_consumer_waits_out_a_database_restart(work_dir: Path, nats_url: str) -> None:
-    pg = LocalPostgres(work_dir / "pg-restart", port=free_port(), durable=False).start()
+@pytest.mark.parametrize("ordered", [False, True])
+async def test_consumer_waits_out_a_database_restart(
+    work_dir: Path, nats_url: str, ordered: bool
+) -> None:
+    """An unordered consumer holds the messages in hand until the database answers; an
+    ordered one (its lead is a lock in the database) stands by and leads again after. Either
+    way no delivery is spent and nothing is handled twice."""
+    pg = LocalPostgres(work_dir / f"pg-restart-{ordered}", port=free_port(), durable=False).start()
     try:
         url = pg.create_database("faults")
         # Two deliveries only: without waiting for the database, every message would be
@@ -37,7 +45,10 @@ async def test_consumer_waits_out_a_database_restart(work_dir: Path, nats_url: s
         settings = settings_for(
             "echo", url, nats_url, consumer_max_deliver=2, consumer_retry_delay_s=0.05
         )
-        async with running(settings, echo_definition()) as rt:
+        spec = ConsumerSpec(
+            "echo-pings", "CASES", ["case.pinged"], handler=record_ping, ordered=ordered
+        )
+        async with running(settings, echo_definition(consumers=[spec])) as rt:
             assert rt.pool is not None
             pg.stop()
             await publish_pings(nats_url, "C-PG", 20)
@@ -46,7 +57,8 @@ async def test_consumer_waits_out_a_database_restart(work_dir: Path, nats_url: s
                 info = await rt.js.consumer_info("CASES", "echo-pings")  # type: ignore[union-attr]
                 return int(info.num_ack_pending or 0) > 0
 
-            await wait_for(tried, timeout=10, what="the consumer holding messages")
+            if not ordered:
+                await wait_for(tried, timeout=10, what="the consumer holding messages")
             await asyncio.sleep(3)  # the outage: many retry delays long
             pg.start()
 

@@ -31,7 +31,7 @@ from opentelemetry.trace import SpanKind
 
 from . import metrics, tracing
 from .casework import Inbound, Rules, apply_batch
-from .db import Conn
+from .db import Conn, lock_key
 from .outbox import Committed, UnitOfWorkFactory, Work, apply_timer_ops, write_rows
 
 log = structlog.get_logger(__name__)
@@ -56,6 +56,10 @@ class ConsumerSpec:
     on_invalid: InvalidHandler | None = None
     deliver_new: bool = False
     batch: int | None = None
+    # One replica at a time consumes this durable (a PostgreSQL advisory lock; the others
+    # stand by and take over within seconds), so one case's messages take effect in stream
+    # order with any number of replicas. False for work with no per-case order (reports).
+    ordered: bool = True
     extra: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -72,6 +76,10 @@ UNAVAILABLE = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,
 )
+
+
+LEAD_POLL_S = 1.0  # how often a standby replica tries to take the lead
+LEAD_CHECK_S = 5.0  # how often the leader checks that it still holds the lock
 
 
 class Consumer:
@@ -100,6 +108,7 @@ class Consumer:
         self.max_ack_pending = max_ack_pending
         self.retry_delay_s = retry_delay_s
         self.running = False
+        self.leading = False
         self._sub: JetStreamContext.PullSubscription | None = None
 
     def config(self) -> ConsumerConfig:
@@ -128,37 +137,75 @@ class Consumer:
         self.running = True
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Fetch and handle until told to stop; the batch in hand is always finished."""
+        """Fetch and handle until told to stop; the batch in hand is always finished. An
+        ordered consumer fetches only while this replica holds the durable's lock."""
         if self._sub is None:
             await self.subscribe()
-        assert self._sub is not None
-        reconnects = self._reconnects()
-        lost = False
+        self.running = True
         try:
+            if not self.spec.ordered:
+                await self._consume(stop, None)
+                return
             while not stop.is_set():
                 try:
-                    if lost or reconnects != self._reconnects():
-                        # The server may have come back without its state (a lost store), or
-                        # the consumer was removed: declare it again; idempotent if it survived.
-                        reconnects = self._reconnects()
-                        await self.subscribe()
-                        lost = False
-                    msgs = await self._sub.fetch(self.batch, timeout=1.0)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    continue
-                except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
-                    await asyncio.sleep(0.5)
-                    continue
-                except Exception as exc:
-                    # e.g. 503 from a server without this consumer: declare it again
-                    log.warning("fetch failed", consumer=self.spec.durable, error=repr(exc))
-                    lost = True
-                    await asyncio.sleep(0.5)
-                    continue
-                if msgs:
-                    await self.process(msgs)
+                    await self._lead(stop)
+                except Exception as exc:  # the lock's connection failed: stand by, try again
+                    log.warning(
+                        "consumer lost its lead", consumer=self.spec.durable, error=repr(exc)
+                    )
+                    self.leading = False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=LEAD_POLL_S)
         finally:
             self.running = False
+
+    async def _lead(self, stop: asyncio.Event) -> None:
+        key = lock_key(f"consumer:{self.uow.schema}:{self.spec.durable}")
+        async with self.pool.acquire() as conn:
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=LEAD_POLL_S)
+                if stop.is_set():
+                    return
+            self.leading = True
+            try:
+                await self._consume(stop, conn)
+            finally:
+                self.leading = False
+                with contextlib.suppress(Exception):
+                    await conn.execute("SELECT pg_advisory_unlock($1)", key)
+
+    async def _consume(self, stop: asyncio.Event, lock: Conn | None) -> None:
+        assert self._sub is not None
+        checked = time.monotonic()
+        reconnects = self._reconnects()
+        lost = False
+        while not stop.is_set():
+            if lock is not None and time.monotonic() - checked > LEAD_CHECK_S:
+                # Still holding the lock? A lost connection released it: step down.
+                await lock.fetchval("SELECT 1")
+                checked = time.monotonic()
+            try:
+                if lost or reconnects != self._reconnects():
+                    # The server may have come back without its state (a lost store), or
+                    # the consumer was removed: declare it again; idempotent if it survived.
+                    reconnects = self._reconnects()
+                    await self.subscribe()
+                    lost = False
+                msgs = await self._sub.fetch(self.batch, timeout=1.0)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
+                await asyncio.sleep(0.5)
+                continue
+            except Exception as exc:
+                # e.g. 503 from a server without this consumer: declare it again
+                log.warning("fetch failed", consumer=self.spec.durable, error=repr(exc))
+                lost = True
+                await asyncio.sleep(0.5)
+                continue
+            if msgs:
+                await self.process(msgs)
 
     def _reconnects(self) -> int:
         return int(self.js._nc.stats.get("reconnects", 0))

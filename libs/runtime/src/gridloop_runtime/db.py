@@ -160,3 +160,8 @@ def upsert_sql(
         f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) "
         f"ON CONFLICT ({key}) DO UPDATE SET {sets}"
     )
+
+
+def lock_key(name: str) -> int:
+    """A PostgreSQL advisory lock key for a name (leadership of a relay or a consumer)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -27,8 +26,8 @@ from nats.js import JetStreamContext
 
 from . import metrics
 from .clock import Clock
-from .db import Conn
-from .step import OutboxRow, Step, TimerOp
+from .db import Conn, lock_key
+from .step import OutboxRow, Step, TimerOp, plan_timer_ops
 from .step import default_subject as default_subject
 
 log = structlog.get_logger(__name__)
@@ -63,26 +62,11 @@ class Work(Step):
 
 
 async def apply_timer_ops(conn: Conn, ops: Sequence[TimerOp]) -> None:
-    """Apply timer changes set-based, with the effect of applying them in order: cancels
-    first (one statement for exact keys, one for prefixes), then the last setting of each
-    (kind, key) that no later cancel undid (one upsert)."""
+    """Apply timer changes set-based, with the effect of applying them in order (see
+    `plan_timer_ops`): one statement for exact cancels, one for prefix cancels, one upsert."""
     if not ops:
         return
-    sets: dict[tuple[str, str], TimerOp] = {}
-    exact: list[tuple[str | None, str]] = []
-    prefixes: list[tuple[str | None, str]] = []
-    for op in ops:
-        if op.op == "set":
-            assert op.kind is not None
-            sets[(op.kind, op.key)] = op
-        elif op.op == "cancel":
-            exact.append((op.kind, op.key))
-            for k in [k for k in sets if k[1] == op.key and op.kind in (None, k[0])]:
-                del sets[k]
-        else:
-            prefixes.append((op.kind, op.key))
-            for k in [k for k in sets if k[1].startswith(op.key) and op.kind in (None, k[0])]:
-                del sets[k]
+    exact, prefixes, chosen = plan_timer_ops(ops)
     if exact:
         await conn.execute(
             "UPDATE timers t SET cancelled_at = now() FROM unnest($1::text[], $2::text[]) "
@@ -100,8 +84,7 @@ async def apply_timer_ops(conn: Conn, ops: Sequence[TimerOp]) -> None:
             [k for k, _ in prefixes],
             [p for _, p in prefixes],
         )
-    if sets:
-        chosen = list(sets.values())
+    if chosen:
         await conn.execute(
             "INSERT INTO timers (kind, key, due_at, payload) "
             "SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[]) "
@@ -263,9 +246,7 @@ class OutboxRelay:
         self.batch = batch
         self.poll_s = poll_s
         self.grace_s = grace_s
-        self._lock_key = int.from_bytes(
-            hashlib.sha256(f"outbox:{schema}".encode()).digest()[:8], "big", signed=True
-        )
+        self._lock_key = lock_key(f"outbox:{schema}")
         self.published = 0
 
     async def run(self, stop: asyncio.Event) -> None:

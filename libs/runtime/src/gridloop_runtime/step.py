@@ -130,3 +130,31 @@ class TimerOp:
     key: str
     due_at: datetime | None = None
     payload: dict[str, Any] = field(default_factory=dict)
+
+
+TimerKey = tuple[str | None, str]
+
+
+def plan_timer_ops(
+    ops: Sequence[TimerOp],
+) -> tuple[list[TimerKey], list[TimerKey], list[TimerOp]]:
+    """Timer changes asked in order, as three set-based steps with the same effect: exact
+    cancels and prefix cancels (applied first), then the last setting of each (kind, key)
+    that no later cancel undid (applied after, so it re-arms a row cancelled before it)."""
+    sets: dict[tuple[str, str], TimerOp] = {}
+    exact: list[TimerKey] = []
+    prefixes: list[TimerKey] = []
+    for op in ops:
+        if op.op == "set":
+            assert op.kind is not None
+            sets.pop((op.kind, op.key), None)  # the last setting counts, in its order
+            sets[(op.kind, op.key)] = op
+        elif op.op == "cancel":
+            exact.append((op.kind, op.key))
+            for k in [k for k in sets if k[1] == op.key and op.kind in (None, k[0])]:
+                del sets[k]
+        else:
+            prefixes.append((op.kind, op.key))
+            for k in [k for k in sets if k[1].startswith(op.key) and op.kind in (None, k[0])]:
+                del sets[k]
+    return exact, prefixes, list(sets.values())

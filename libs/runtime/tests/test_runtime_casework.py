@@ -1,0 +1,241 @@
+"""The batch unit of work over pure per-case rules (casework.py): the rules' effects in stream
+order per case, one transaction per batch, timers set and moved, a poisoned message alone in
+the DLQ, and one replica at a time consuming an ordered durable."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import ClassVar
+
+import nats
+from gridloop_contracts import Envelope, Event, to_binary
+from gridloop_runtime.casework import Rules
+from gridloop_runtime.clock import FakeClock
+from gridloop_runtime.consumer import ConsumerSpec
+from gridloop_runtime.db import Conn
+from gridloop_runtime.service import ServiceDefinition
+from gridloop_runtime.step import Step, TimerOp, plan_timer_ops
+from gridloop_runtime.testing import running, settings_for, wait_for
+from gridloop_runtime.timers import Timer
+
+MIGRATIONS = Path(__file__).parent / "sql_tally"
+T0 = datetime(2026, 12, 1, 9, tzinfo=UTC)
+
+
+class Counted(Event):
+    type_name: ClassVar[str] = "gridloop.case.counted.v1"
+    subject_token: ClassVar[str] = "counted"
+    case_id: str
+    n: int
+
+
+class Totalled(Event):
+    type_name: ClassVar[str] = "gridloop.case.totalled.v1"
+    subject_token: ClassVar[str] = "totalled"
+    case_id: str
+    total: int
+
+
+@dataclass
+class Tally:
+    case_id: str
+    total: int = 0
+    seen: list[int] = field(default_factory=list)
+    changed: bool = False
+
+
+class TallyStore:
+    def __init__(self) -> None:
+        self.loads: list[int] = []
+
+    async def load(self, conn: Conn, case_ids: Sequence[str]) -> dict[str, Tally]:
+        self.loads.append(len(case_ids))
+        rows = await conn.fetch(
+            "SELECT case_id, total, seen FROM tallies WHERE case_id = ANY($1::text[]) FOR UPDATE",
+            list(case_ids),
+        )
+        found = {r["case_id"]: Tally(r["case_id"], r["total"], list(r["seen"])) for r in rows}
+        return {c: found.get(c) or Tally(c) for c in case_ids}
+
+    async def save(self, conn: Conn, states: Sequence[Tally]) -> None:
+        changed = [s for s in states if s.changed]
+        if changed:
+            await conn.execute(
+                "INSERT INTO tallies (case_id, total, seen) "
+                "SELECT c, t, string_to_array(s, ',')::int[] "
+                "FROM unnest($1::text[], $2::int[], $3::text[]) AS u(c, t, s) "
+                "ON CONFLICT (case_id) DO UPDATE SET total = EXCLUDED.total, seen = EXCLUDED.seen",
+                [s.case_id for s in changed],
+                [s.total for s in changed],
+                [",".join(map(str, s.seen)) for s in changed],
+            )
+
+
+def on_counted(state: Tally, e: Counted, step: Step) -> None:
+    """Pure: order matters (a poisoned n < 0 is refused as a programming error)."""
+    if e.n < 0:
+        raise ValueError("negative count")
+    state.total += e.n
+    state.seen.append(e.n)
+    state.changed = True
+    step.emit(Totalled(case_id=state.case_id, total=state.total))
+    step.schedule("recount", f"{state.case_id}/recount", step.now() + timedelta(hours=1))
+
+
+def on_recount(state: Tally, timer: Timer, step: Step) -> None:
+    step.emit(Totalled(case_id=state.case_id, total=-state.total))
+
+
+def tally_rules(store: TallyStore) -> Rules[Tally]:
+    return Rules(store=store, events={Counted: on_counted}, timers={"recount": on_recount})
+
+
+def tally_definition(rules: Rules[Tally]) -> ServiceDefinition:
+    return ServiceDefinition(
+        name="tally",
+        migrations_dir=MIGRATIONS,
+        consumers=[ConsumerSpec("tally-cases", "CASES", rules=rules)],
+        timer_rules=rules,
+    )
+
+
+async def publish(js: object, events: Sequence[Counted]) -> None:
+    for i, e in enumerate(events):
+        env = Envelope.of(e, source="/test", subject=e.case_id, id=f"c-{e.case_id}-{i}-{e.n}")
+        headers, body = to_binary(env)
+        await js.publish("case.counted", body, headers=headers)  # type: ignore[attr-defined]
+
+
+# -- pure: the timer changes of a batch as one plan ------------------------------------------
+def test_timer_plan_keeps_the_effect_of_the_order() -> None:
+    due = T0
+    ops = [
+        TimerOp("set", "remind", "C-1/t1", due),
+        TimerOp("cancel_prefix", None, "C-1/"),  # undoes the set before it
+        TimerOp("set", "overdue", "C-1/t1", due),  # set after the cancel: kept
+        TimerOp("set", "remind", "C-2/t1", due),
+        TimerOp("set", "remind", "C-2/t1", due + timedelta(hours=1)),  # the last one counts
+        TimerOp("cancel", "overdue", "C-3/t1"),
+    ]
+    exact, prefixes, sets = plan_timer_ops(ops)
+    assert exact == [("overdue", "C-3/t1")]
+    assert prefixes == [(None, "C-1/")]
+    assert [(o.kind, o.key, o.due_at) for o in sets] == [
+        ("overdue", "C-1/t1", due),
+        ("remind", "C-2/t1", due + timedelta(hours=1)),
+    ]
+
+
+def test_a_rule_is_pure_and_collects_its_effects() -> None:
+    step = Step(source="/test", clock=FakeClock(T0))
+    state = Tally("C-1")
+    on_counted(state, Counted(case_id="C-1", n=3), step)
+    on_counted(state, Counted(case_id="C-1", n=4), step)
+    assert (state.total, state.seen) == (7, [3, 4])
+    assert [env.data["total"] for _, env in step.pending] == [3, 7]
+    assert [(o.op, o.kind, o.key) for o in step.timer_ops] == [
+        ("set", "recount", "C-1/recount"),
+        ("set", "recount", "C-1/recount"),
+    ]
+
+
+# -- against the real bus and database ---------------------------------------------------
+async def test_a_batch_applies_in_stream_order_per_case(database_url: str, nats_url: str) -> None:
+    store = TallyStore()
+    clock = FakeClock(T0)
+    settings = settings_for("tally", database_url, nats_url)
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        events = [Counted(case_id=f"T-{i % 5}", n=i) for i in range(60)]
+        events.insert(30, Counted(case_id="T-bad", n=-1))  # poisoned: alone in the DLQ
+        async with running(settings, tally_definition(tally_rules(store)), clock=clock) as rt:
+            await publish(js, events)
+            assert rt.pool is not None
+            pool = rt.pool
+
+            async def settled() -> bool:
+                async with pool.acquire() as conn:
+                    n = await conn.fetchval("SELECT count(*) FROM tallies")
+                    dead = await conn.fetchval("SELECT count(*) FROM dead_letters")
+                return bool(n == 5 and dead == 1)
+
+            await wait_for(settled, timeout=30, what="every case tallied, the poisoned one dead")
+            async with pool.acquire() as conn:
+                rows = await conn.fetch("SELECT case_id, total, seen FROM tallies ORDER BY 1")
+                timers = await conn.fetch(
+                    "SELECT key FROM timers WHERE kind = 'recount' AND fired_at IS NULL "
+                    "AND cancelled_at IS NULL ORDER BY key"
+                )
+                emitted = await conn.fetchval("SELECT count(*) FROM outbox")
+            for r in rows:
+                mine = [e.n for e in events if e.case_id == r["case_id"]]
+                assert list(r["seen"]) == mine  # in stream order
+                assert r["total"] == sum(mine)
+            assert [t["key"] for t in timers] == [f"T-{i}/recount" for i in range(5)]
+            assert emitted == 60  # one Totalled per good event, none for the poisoned one
+            # the same events again (a redelivery, a resend): nothing changes
+            await publish(js, events[:10])
+            consumer = rt.consumers[0]
+
+            async def drained() -> bool:
+                return await consumer.lag() == 0
+
+            await wait_for(drained, timeout=15, what="the resend taken")
+            # the timer moves the tally's ladder: fire it an hour later
+            clock.advance(timedelta(hours=2))
+            assert rt.timer_runner is not None
+            assert await rt.timer_runner.fire_due() == 5
+            async with pool.acquire() as conn:
+                assert await conn.fetchval("SELECT count(*) FROM outbox") == 65
+                assert await conn.fetchval("SELECT sum(total) FROM tallies") == sum(
+                    e.n for e in events if e.n >= 0
+                )
+        assert max(store.loads) > 1  # batches, not one case at a time
+    finally:
+        await nc.close()
+
+
+async def test_one_replica_at_a_time_consumes_an_ordered_durable(
+    database_url: str, nats_url: str
+) -> None:
+    settings = settings_for("tally", database_url, nats_url)
+    clock = FakeClock(T0)
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        async with running(settings, tally_definition(tally_rules(TallyStore())), clock=clock) as a:
+            b_cm = running(settings, tally_definition(tally_rules(TallyStore())), clock=clock)
+            b = await b_cm.__aenter__()
+            try:
+                await wait_for(
+                    lambda: a.consumers[0].leading != b.consumers[0].leading,
+                    what="one leader, one standby",
+                )
+                leader, standby = (a, b) if a.consumers[0].leading else (b, a)
+                assert standby.consumers[0].running  # a standby replica is ready
+                if leader is b:
+                    await b_cm.__aexit__(None, None, None)
+                else:
+                    await leader.stop()
+                await wait_for(
+                    lambda: standby.consumers[0].leading, timeout=15, what="the standby leads"
+                )
+                await publish(js, [Counted(case_id="R-1", n=n) for n in (1, 2, 3)])
+                pool = standby.pool
+                assert pool is not None
+
+                async def tallied() -> list[int] | None:
+                    async with pool.acquire() as conn:
+                        seen = await conn.fetchval("SELECT seen FROM tallies WHERE case_id = 'R-1'")
+                    return list(seen) if seen and len(seen) == 3 else None
+
+                assert await wait_for(tallied, timeout=15, what="R-1 tallied") == [1, 2, 3]
+            finally:
+                if b.started:
+                    await b_cm.__aexit__(None, None, None)
+    finally:
+        await nc.close()
