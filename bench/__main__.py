@@ -20,6 +20,7 @@ from typing import Any
 from gridloop_runtime.devstack import LocalNats, LocalPostgres
 
 from . import baseline
+from .cpu import cpus
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -28,7 +29,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     out: dict[str, Any] = {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {
-            "cpus": _cpus(),
+            "cpus": cpus(),
             "python": sys.version.split()[0],
             "platform": platform.platform(),
         },
@@ -54,14 +55,6 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         nats.stop()
         pg.stop()
     return out
-
-
-def _cpus() -> int:
-    import os
-
-    return (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    )
 
 
 def main() -> int:
@@ -91,6 +84,12 @@ def main() -> int:
         default=1_000_000,
         help="events generated for the scoring replay measurement (0: skip it)",
     )
+    p.add_argument(
+        "--only",
+        choices=("closed_loop",),
+        help="only this phase (with the baselines, for the ratios); printed, not kept in "
+        "results/latest.json",
+    )
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gridloop-bench-"))
     try:
@@ -100,9 +99,10 @@ def main() -> int:
             print(f"work directory kept: {tmp}", file=sys.stderr)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result, indent=2, ensure_ascii=False)
-    (RESULTS / "latest.json").write_text(text + "\n")
+    if args.only is None:  # a partial run does not replace the last whole one
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "latest.json").write_text(text + "\n")
     print(text)
     return 0
 

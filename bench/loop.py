@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -20,17 +20,19 @@ from typing import Any
 import asyncpg
 import httpx
 import nats
+import nats.errors
 from gridloop_city import City, haversine_m, load_city
 from gridloop_contracts import Envelope, to_binary
 from gridloop_contracts.inbound import ReportV1
 from gridloop_runtime.devstack import LocalNats, LocalPostgres
 from gridloop_runtime.launcher import Stack
+from nats.js.api import AckPolicy, ConsumerConfig
 
+from .actors import Actors
+from .cpu import ACTORS, LOAD, CpuWindow, cpus
 from .rss import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
-KIT = ROOT / "services" / "handling" / "examples" / "department_system.py"
-PHOTO = "https://evidence.example.org/bench/verified.jpg"
 # The services as `make run` has them, less what would measure something else: the per-user
 # rate limit (every simulated supervisor and worker is one of a few users here).
 BENCH_ENV = {
@@ -100,65 +102,6 @@ async def publish(js: Any, report: ReportV1) -> Any:
     return await js.publish_async("intake.patrol.patrol-app", body, headers=headers)
 
 
-async def supervisors(
-    stack: Stack, stop: asyncio.Event, counter: dict[str, int], nc: Any = None
-) -> None:
-    """Supervisors passing every verification task. With a NATS connection each hears of a
-    task as it is assigned (their app's notice, case.verification_assigned), opens their own
-    open tasks and passes it, and a sweep of everybody's open tasks every few seconds catches
-    anything missed; without one they only sweep, continuously."""
-    url = stack.url("verify")
-    heard: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
-    if nc is not None:
-
-        async def on_assigned(msg: Any) -> None:
-            data = json.loads(msg.data)
-            if data.get("purpose", "verification") == "verification":
-                heard.put_nowait((data["supervisor_id"], data["case_id"]))
-
-        await nc.subscribe("case.verification_assigned", cb=on_assigned)
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=16)) as http:
-
-        async def passed(t: dict[str, Any]) -> None:
-            resp = await http.post(
-                f"{url}/tasks/{t['task_id']}/verification",
-                json={"passed": True, "command_id": t["task_id"], "photos": [PHOTO]},
-                headers={"X-User": t["supervisor_id"]},
-            )
-            if resp.status_code < 300:
-                counter["verified"] += 1
-            else:
-                counter["verify_errors"] = counter.get("verify_errors", 0) + 1
-
-        async def listed(user: str, **params: Any) -> list[dict[str, Any]]:
-            params |= {"status": "open", "purpose": "verification"}
-            r = await http.get(url + "/tasks", params=params, headers={"X-User": user})
-            if r.status_code != 200:
-                counter["list_errors"] = counter.get("list_errors", 0) + 1
-                return []
-            tasks: list[dict[str, Any]] = r.json()
-            return tasks
-
-        async def on_notice(supervisor: str, case_id: str) -> None:
-            for t in await listed(supervisor):
-                if t["case_id"] == case_id:
-                    await passed(t)
-
-        sweep_every = 5.0 if nc is not None else 0.05
-        next_sweep = 0.0
-        while not stop.is_set():
-            if time.monotonic() >= next_sweep:
-                tasks = await listed("admin", limit=500)
-                await asyncio.gather(*(passed(t) for t in tasks if t.get("supervisor_id")))
-                next_sweep = time.monotonic() + sweep_every
-            notices: list[tuple[str, str]] = []
-            with contextlib.suppress(TimeoutError):
-                notices.append(await asyncio.wait_for(heard.get(), timeout=0.2))
-            while not heard.empty() and len(notices) < 32:
-                notices.append(heard.get_nowait())
-            await asyncio.gather(*(on_notice(s, c) for s, c in notices))
-
-
 async def keep_in_flight(
     js: Any,
     reports: Reports,
@@ -167,10 +110,11 @@ async def keep_in_flight(
     until: float,
     open_cases: Callable[[], int],
     opened: Callable[[ReportV1], None],
+    done: Callable[[], bool] = lambda: False,
 ) -> None:
-    """Until `until`: keep `in_flight` cases open, sending new reports as cases close (a
-    city's open cases, not an ever-growing queue)."""
-    while time.perf_counter() < until:
+    """Until `until` (or `done()`): keep `in_flight` cases open, sending new reports as cases
+    close (a city's open cases, not an ever-growing queue)."""
+    while time.perf_counter() < until and not done():
         room = in_flight - open_cases()
         if room <= 0:
             await asyncio.sleep(0.02)
@@ -179,14 +123,6 @@ async def keep_in_flight(
         for r in batch:
             opened(r)
         await asyncio.gather(*[await publish(js, r) for r in batch])
-
-
-def load_kit() -> Any:
-    spec = importlib.util.spec_from_file_location("department_system", KIT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 async def run(
@@ -203,22 +139,40 @@ async def run(
         database_url=pg.create_database("gridloop"),
         env=BENCH_ENV,
     )
-    out: dict[str, Any] = {}
     stack.start(timeout=180)
+    try:
+        return await _run(args, work, nats_server, pg, base, city, stack)
+    finally:
+        stack.stop()  # when something failed: the services do not outlive the bench
+
+
+async def _run(
+    args: argparse.Namespace,
+    work: Path,
+    nats_server: LocalNats,
+    pg: LocalPostgres,
+    base: dict[str, Any],
+    city: City,
+    stack: Stack,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream(publish_async_max_pending=2000)
     reports = Reports(city)
-    stop = asyncio.Event()
-    kit = load_kit()
-    kit_task = asyncio.create_task(
-        kit.run(nats_server.url, "sanitation", behaviour="handle", stop=stop, say=lambda _: None)
+    # the department kit and the supervisors: a process of their own, measured apart
+    actors = await Actors(nats_server.url, stack.url("verify")).start()
+    assert nats_server.proc is not None and pg.proc is not None
+    cpu = CpuWindow(
+        {name: p.pid for name, p in stack.procs.items()}
+        | {"nats": nats_server.proc.pid, "postgres": pg.proc.pid}
+        | {LOAD: os.getpid(), ACTORS: actors.pid}
     )
-    counter = {"verified": 0}
-    sup_task = asyncio.create_task(supervisors(stack, stop, counter, nc))
+    only_loop = getattr(args, "only", None) == "closed_loop"
 
     notified: dict[str, float] = {}
     sent_at: dict[str, float] = {}
     closed = {"n": 0}
+    closed_ids: set[str] | None = None  # a set while the closed-loop phase is measured
     heard: set[str] = set()
 
     async def on_assigned(msg: Any) -> None:
@@ -227,8 +181,10 @@ async def run(
         if desc in sent_at and desc not in notified:
             notified[desc] = time.perf_counter()
 
-    async def on_closed(_: Any) -> None:
+    async def on_closed(msg: Any) -> None:
         closed["n"] += 1
+        if closed_ids is not None:
+            closed_ids.add(case_id_of(msg))
 
     async def on_notify(msg: Any) -> None:
         data = json.loads(msg.data)
@@ -241,21 +197,22 @@ async def run(
     try:
         # 1. latency at a moderate fixed rate (50 reports/s for 10 s)
         await asyncio.sleep(2)
-        moderate: list[str] = []
-        for _ in range(500):
-            r = reports.next("lat50")
-            sent_at[r.external_id] = time.perf_counter()
-            moderate.append(r.external_id)
-            await (await publish(js, r))
-            await asyncio.sleep(0.02)
-        await _until(lambda: all(e in notified for e in moderate), 60)
-        lat = [(notified[e] - sent_at[e]) * 1000 for e in moderate if e in notified]
-        out["p50_report_to_department_ms_at_50rps"] = pct(lat, 0.50)
-        out["p95_report_to_department_ms_at_50rps"] = pct(lat, 0.95)
-        out["p99_report_to_department_ms_at_50rps"] = pct(lat, 0.99)
+        if not only_loop:
+            moderate: list[str] = []
+            for _ in range(500):
+                r = reports.next("lat50")
+                sent_at[r.external_id] = time.perf_counter()
+                moderate.append(r.external_id)
+                await (await publish(js, r))
+                await asyncio.sleep(0.02)
+            await _until(lambda: all(e in notified for e in moderate), 60)
+            lat = [(notified[e] - sent_at[e]) * 1000 for e in moderate if e in notified]
+            out["p50_report_to_department_ms_at_50rps"] = pct(lat, 0.50)
+            out["p95_report_to_department_ms_at_50rps"] = pct(lat, 0.95)
+            out["p99_report_to_department_ms_at_50rps"] = pct(lat, 0.99)
 
-        await _until(lambda: closed["n"] >= len(moderate), 180)
-        out["latency_phase_closed"] = closed["n"]
+            await _until(lambda: closed["n"] >= len(moderate), 180)
+            out["latency_phase_closed"] = closed["n"]
 
         # 2. sustained closed loops with departments and supervisors answering at once (once
         # the latency phase's cases are closed, so every close counted is this phase's): a
@@ -271,69 +228,125 @@ async def run(
         def open_cases() -> int:
             return len(sat) - (closed["n"] - closed_before)
 
-        async def phase(seconds: float) -> None:
+        async def phase(seconds: float, done: Callable[[], bool] = lambda: False) -> None:
             until = time.perf_counter() + seconds
-            await keep_in_flight(js, reports, "sat", args.in_flight, until, open_cases, opened)
+            await keep_in_flight(
+                js, reports, "sat", args.in_flight, until, open_cases, opened, done
+            )
 
         await phase(args.warmup_seconds)
         measured_from, closed_at_start = len(sat), closed["n"]
-        t0 = time.perf_counter()
+        closed_ids = set()
+        cpu.start()
         await phase(args.loop_seconds)
-        elapsed = time.perf_counter() - t0
+        cpu.stop()
+        window_closed, closed_ids = closed_ids, None
+        elapsed = cpu.elapsed
         loops = closed["n"] - closed_at_start
+        measured = sat[measured_from:]  # the reports sent in steady state
         out["closed_loops_per_s"] = round(loops / elapsed, 1)
         out["loop_cases_in_flight"] = args.in_flight
-        sat = sat[measured_from:]  # latency of the reports sent in steady state
-        lat_sat = [(notified[e] - sent_at[e]) * 1000 for e in sat if e in notified]
+        out["loop_phase_s"] = round(elapsed, 1)
+        out.update(cpu.per_closed_loop(loops, cpus()))
+
+        # latency of the reports sent in steady state: the load goes on as before (unmeasured)
+        # until each of them is answered or the phase's length has passed again; one still
+        # unanswered then counts as the time it has waited (at least the phase's length),
+        # not left out
+        await phase(args.loop_seconds, done=lambda: all(e in notified for e in measured))
+        waited_until = time.perf_counter()
+        lat_sat = [(notified.get(e, waited_until) - sent_at[e]) * 1000 for e in measured]
         out["p50_report_to_department_ms_at_saturation"] = pct(lat_sat, 0.50)
         out["p99_report_to_department_ms_at_saturation"] = pct(lat_sat, 0.99)
-        info = await js.stream_info("CASES")
-        out["cases_stream_events"] = info.state.messages
-        out["lifecycle_events_per_s"] = round(
-            loops * (info.state.messages / max(closed["n"], 1)) / elapsed
-        )
-        out["loop_phase_s"] = round(elapsed, 1)
+        out["saturation_reports_measured"] = len(measured)
+        out["saturation_reports_unanswered"] = sum(e not in notified for e in measured)
 
-        # 3. intake over NATS: a burst, timed until every report is answered on notify
-        burst = [reports.next("nats") for _ in range(args.burst)]
-        t0 = time.perf_counter()
-        futures = [await publish(js, r) for r in burst]
-        await asyncio.gather(*futures)
-        await _until(lambda: all(r.external_id in heard for r in burst), 300)
-        out["intake_nats_reports_per_s"] = round(len(burst) / (time.perf_counter() - t0))
+        # lifecycle events: those of the cases closed in the measured window (each case's
+        # whole life, from its report before the window to its close in it), per second
+        events, read = await events_of_cases(js, window_closed)
+        out["cases_stream_events"] = read
+        out["lifecycle_events_per_closed_loop"] = round(events / max(len(window_closed), 1), 1)
+        out["lifecycle_events_per_s"] = round(events / elapsed)
+        if not only_loop:
+            # 3. intake over NATS: a burst, timed until every report is answered on notify
+            burst = [reports.next("nats") for _ in range(args.burst)]
+            t0 = time.perf_counter()
+            futures = [await publish(js, r) for r in burst]
+            await asyncio.gather(*futures)
+            await _until(lambda: all(r.external_id in heard for r in burst), 300)
+            out["intake_nats_reports_per_s"] = round(len(burst) / (time.perf_counter() - t0))
 
-        # 4. intake over HTTP: concurrent POST /reports for 10 s
-        out["intake_http_reports_per_s"] = await http_rate(stack, reports, 10.0)
-        out["supervisors"] = counter
+            # 4. intake over HTTP: concurrent POST /reports for 10 s
+            out["intake_http_reports_per_s"] = await http_rate(stack, reports, 10.0)
     finally:
-        stop.set()
-        await asyncio.gather(kit_task, sup_task, return_exceptions=True)
+        out["supervisors"] = await actors.stop()
         out["rss_mb"] = {name: peak_rss_mb(p.pid) for name, p in stack.procs.items()}
         out["max_service_rss_mb"] = max((v for v in out["rss_mb"].values() if v), default=None)
-        # the replay is compared with the live projection: let scoring take in and fold the
-        # backlog the saturated loop left before it stops
-        out["scoring_drained_s"] = await scoring_drained(js, stack, 300)
-        await nc.close()
-        stack.stop_service("scoring")
+        try:
+            # the replay is compared with the live projection: let scoring take in and fold
+            # the backlog the saturated loop left before it stops
+            if not only_loop:
+                out["scoring_drained_s"] = await scoring_drained(js, stack, 300)
+        finally:
+            await nc.close()
+            stack.stop_service("scoring")
     # 5. scoring replay over everything the run produced, compared with the live projection
-    out.update(replay_rate(stack))
+    if not only_loop:
+        out.update(replay_rate(stack))
     stack.stop()
     # 6. scoring replay over a million generated events (its own nats-server)
-    if args.replay_events > 0:
+    if args.replay_events > 0 and not only_loop:
         from .replay import measure as replay_million
 
         out.update(await replay_million(work, pg, args.replay_events))
     jp = base.get("baseline_jetstream_publish_per_s") or 1
     pgc = base.get("baseline_pg_commit_per_s") or 1
+    ratios = {
+        "lifecycle_events_to_jetstream_publish": ("lifecycle_events_per_s", jp, 3),
+        "closed_loops_to_pg_commits": ("closed_loops_per_s", pgc, 4),
+        "intake_nats_to_jetstream_publish": ("intake_nats_reports_per_s", jp, 3),
+        "intake_http_to_pg_commits": ("intake_http_reports_per_s", pgc, 3),
+    }
     out["ratios"] = {
-        "lifecycle_events_to_jetstream_publish": round(
-            out.get("lifecycle_events_per_s", 0) / jp, 3
-        ),
-        "closed_loops_to_pg_commits": round(out.get("closed_loops_per_s", 0) / pgc, 4),
-        "intake_nats_to_jetstream_publish": round(out.get("intake_nats_reports_per_s", 0) / jp, 3),
-        "intake_http_to_pg_commits": round(out.get("intake_http_reports_per_s", 0) / pgc, 3),
+        name: round(out[key] / to, digits)
+        for name, (key, to, digits) in ratios.items()
+        if out.get(key) is not None
     }
     return out
+
+
+def case_id_of(msg: Any) -> str:
+    """The case a CASES event is about: its CloudEvents subject, else the body's case_id."""
+    found = (msg.headers or {}).get("ce-subject")
+    return str(found) if found else str(json.loads(msg.data).get("case_id"))
+
+
+async def events_of_cases(js: Any, case_ids: set[str], stream: str = "CASES") -> tuple[int, int]:
+    """(events about `case_ids`, events read): the stream from its start to its last
+    message now, through a consumer of its own that is deleted afterwards."""
+    last = (await js.stream_info(stream)).state.last_seq
+    config = ConsumerConfig(ack_policy=AckPolicy.NONE, inactive_threshold=30.0)
+    sub = await js.pull_subscribe("case.>", stream=stream, config=config)
+    events = read = 0
+    try:
+        seq = 0
+        while seq < last:
+            try:
+                msgs = await sub.fetch(1000, timeout=5)
+            except (TimeoutError, nats.errors.TimeoutError):
+                break
+            for msg in msgs:
+                seq = msg.metadata.sequence.stream
+                if seq > last:
+                    break
+                read += 1
+                events += case_id_of(msg) in case_ids
+    finally:
+        with contextlib.suppress(Exception):
+            name = (await sub.consumer_info()).name
+            await js.delete_consumer(stream, name)
+        await sub.unsubscribe()
+    return events, read
 
 
 async def http_rate(stack: Stack, reports: Reports, seconds: float) -> float:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
 import os
 import shutil
 import signal
@@ -26,7 +25,9 @@ from gridloop_contracts.inbound import ReportV1
 from gridloop_runtime.devstack import LocalNats, LocalPostgres
 from gridloop_runtime.launcher import Stack
 
-from .loop import BENCH_ENV, ROOT, Reports, keep_in_flight, load_kit, supervisors
+from .actors import Actors
+from .cpu import ACTORS, LOAD, CpuWindow, cpus
+from .loop import BENCH_ENV, ROOT, Reports, keep_in_flight
 
 
 def py_spy() -> str:
@@ -58,25 +59,6 @@ def summarize(raw: Path, top: int) -> dict[str, Any]:
     return {"samples": total, "self_pct": pct(own), "inclusive_pct": pct(incl)}
 
 
-def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
-    """User+system CPU seconds of each process and its children (PostgreSQL's backends)."""
-    import psutil
-
-    out: dict[str, float] = {}
-    for name, pid in pids.items():
-        try:
-            root = psutil.Process(pid)
-            total = 0.0
-            for p in [root, *root.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    t = p.cpu_times()
-                    total += t.user + t.system
-            out[name] = total
-        except psutil.Error:
-            out[name] = 0.0
-    return out
-
-
 async def load(
     stack: Stack,
     nats_url: str,
@@ -93,13 +75,8 @@ async def load(
     nc = await nats.connect(nats_url)
     js = nc.jetstream(publish_async_max_pending=2000)
     reports = Reports(city)
-    stop = asyncio.Event()
-    kit = load_kit()
-    kit_task = asyncio.create_task(
-        kit.run(nats_url, "sanitation", behaviour="handle", stop=stop, say=lambda _: None)
-    )
-    counter = {"verified": 0}
-    sup_task = asyncio.create_task(supervisors(stack, stop, counter, nc))
+    # the department kit and the supervisors: a process of their own, measured apart
+    actors = await Actors(nats_url, stack.url("verify")).start()
     closed = {"n": 0}
 
     async def on_closed(_: Any) -> None:
@@ -118,19 +95,23 @@ async def load(
                 "--rate",
                 "50",
                 "--format",
-                fmt,
+                "raw",
                 "--output",
-                str(out / f"{name}.{ext}"),
+                str(out / f"{name}.txt"),
                 "--nonblocking",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         for name, proc in stack.procs.items()
-        for fmt, ext in (("raw", "txt"),)
         if spy
     ]
-    pids = {name: p.pid for name, p in stack.procs.items()} | others | {"load": os.getpid()}
+    # the load process alone (its children are the services and the samplers)
+    cpu = CpuWindow(
+        {name: p.pid for name, p in stack.procs.items()}
+        | others
+        | {LOAD: os.getpid(), ACTORS: actors.pid}
+    )
     sent: list[ReportV1] = []
 
     async def phase(length: float) -> None:
@@ -142,25 +123,27 @@ async def load(
 
     try:
         await phase(warmup)  # steady state before measuring
-        cpu0 = cpu_seconds(pids)
         closed0 = closed["n"]
-        t0 = time.perf_counter()
+        cpu.start()
         await phase(seconds)
-        elapsed = time.perf_counter() - t0
-        cpu1 = cpu_seconds(pids)
+        cpu.stop()
         measured = closed["n"] - closed0
     finally:
-        stop.set()
-        await asyncio.gather(kit_task, sup_task, return_exceptions=True)
+        await actors.stop()
         await nc.close()
-    for spy in spies:
-        spy.wait(timeout=60)
-    loops = max(measured, 1)
+    for sampler in spies:
+        sampler.wait(timeout=60)
+    elapsed = cpu.elapsed
     print(f"closed loops: {measured} in {elapsed:.0f} s = {measured / elapsed:.1f}/s")
-    print("CPU ms per closed loop (and share of the elapsed time):")
-    for name in pids:
-        used = cpu1[name] - cpu0.get(name, 0.0)
-        print(f"  {name:10s} {1000 * used / loops:7.1f} ms  {100 * used / elapsed:5.1f}%")
+    print("CPU ms per closed loop (and share of one CPU over the measured time):")
+    for line in cpu.lines(measured):
+        print(line)
+    share = cpu.per_closed_loop(measured, cpus())["loop_cpu_pct_of_machine"]
+    print(
+        f"  machine ({cpus()} CPUs): {share['system']}% the system, {share['load_and_actors']}%"
+        f" load and actors, {share['everything_else']}% everything else"
+        + (" (py-spy included; --no-spy measures without it)" if spy else "")
+    )
     for name in stack.procs:
         raw = out / f"{name}.txt"
         if raw.exists():
