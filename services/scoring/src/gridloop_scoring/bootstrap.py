@@ -10,7 +10,7 @@ from gridloop_runtime.auth import lookup_from
 from gridloop_runtime.consumer import ConsumerSpec
 from gridloop_runtime.service import Runtime, ServiceDefinition
 
-from . import api
+from . import api, casework
 from .context import Scoring
 from .handlers import Handlers
 from .settings import ScoringSettings
@@ -22,7 +22,9 @@ def definition(settings: ScoringSettings) -> tuple[ServiceDefinition, Any]:
     """The service and its state (the Handlers, read by routes via `Runtime.state`)."""
     scoring = Scoring.load(settings)
     handlers = Handlers(scoring)
-    cases = ConsumerSpec("scoring-cases", "CASES", handlers.subjects, handlers.on_case_event)
+    cases = ConsumerSpec(
+        "scoring-cases", "CASES", casework.SUBJECTS, rules=casework.rules(scoring.fold)
+    )
 
     async def fold(rt: Runtime, stop: asyncio.Event) -> None:
         assert rt.pool is not None

@@ -1,21 +1,5 @@
-"""What happens on each event, timer and command scoring takes — the one table to read first.
-
-Bus (CASES stream, durable `scoring-cases`, every `case.>`):
-  every case.* event  → its fact, once per event id, and its case marked for the fold
-                        (`projection.py` re-folds marked cases into items, in batches)
-  unknown case.* types are ignored (the same way in `rebuild`); data that breaks the
-  contract goes to the DLQ at once.
-Timers:
-  scoring-publish     → a period's end (+ SCORING_PUBLISH_GRACE_S): every rule set ranked
-                        (areas at each SCORING_PUBLISH_AREA_LEVELS level), one
-                        gridloop.score.published.v1 each on `score.published`; the next
-                        period's timer is set
-Commands (REST, `api.py`):
-  publish             → the same, now, for any period (after late events changed it)
-  rebuild             → `replay.rebuild`: the CASES stream into a fresh projection
-Start-up:
-  the current period's publish timer of every kind, if never set
-"""
+"""Publishing: the scoring-publish timer and the publish command (every case's items at once,
+so not per-case rules). The table of everything scoring takes is in `casework.py`."""
 
 from __future__ import annotations
 
@@ -24,20 +8,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from gridloop_contracts import Envelope
 from gridloop_contracts.scores import ScorePublishedV1, ScoreRow
 from gridloop_runtime import timers
-from gridloop_runtime.consumer import Permanent
 from gridloop_runtime.db import Conn
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime
 from gridloop_runtime.timers import Timer
-from pydantic import ValidationError
 
 from . import reports
 from . import repository as repo
 from .context import Scoring
-from .domain.facts import fact_from
 from .domain.periods import Period, PeriodKind, period_of, period_of_date
 from .projection import Projection, fold_pending
 
@@ -55,20 +35,7 @@ class Handlers:
             batch=scoring.settings.fold_batch,
             poll_s=scoring.settings.fold_poll_s,
         )
-        self.subjects = ["case.>"]
         self.timers: dict[str, TimerHandler] = {PUBLISH: self.on_publish_due}
-
-    # -- events ----------------------------------------------------------------------
-    async def on_case_event(self, work: Work, env: Envelope) -> None:
-        """Any case event: keep it once; the fold counts it."""
-        try:
-            fact = fact_from(env.source, env.id, env.type, env.data)
-        except ValidationError as exc:
-            raise Permanent(f"{env.type} {env.id}: {exc}") from exc
-        if fact is None:
-            log.debug("case event type not scored", event_type=env.type)
-            return
-        await repo.record_fact(work.conn, fact)
 
     # -- timers ----------------------------------------------------------------------
     async def on_publish_due(self, work: Work, timer: Timer) -> None:
@@ -101,8 +68,8 @@ class Handlers:
     # -- commands --------------------------------------------------------------------
     async def publish(self, work: Work, period: Period) -> list[dict[str, Any]]:
         """Rank every rule set for the period and emit the results (also on request)."""
-        # Changes recorded but not yet folded are folded first: what is published is
-        # everything this service has taken in.
+        # The consumer folds what it stores; cases an older version left marked are folded
+        # first, so what is published is everything this service has taken in.
         while await fold_pending(work.conn, self.ctx.fold, self.ctx.settings.fold_batch):
             pass
         now = work.now()

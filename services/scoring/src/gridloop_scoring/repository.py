@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from gridloop_runtime.db import Conn
@@ -24,22 +24,32 @@ ITEM_COLUMNS = (
 )
 FACT_COLUMNS = ("event_id", "case_id", "type", "occurred_at", "data")
 
-# One round trip per event: the fact (once), the case marked for folding, and the fold woken
-# (NOTIFY is delivered at commit, once per transaction). The upsert on dirty_cases takes the
-# row lock, so a concurrent fold skips the case until this transaction commits.
+# The batch's facts, each event id once, with one statement; it returns the ids actually
+# inserted (a fact already kept changes nothing). The same statement takes the transaction's
+# lock on each case whose items may change ($6), in the order of the lock keys (no deadlock
+# between batches): whoever re-folds a case holds it, and reads its facts and items only
+# afterwards, in statements that see what the previous holder committed.
 _RECORD = """
 WITH f AS (
     INSERT INTO facts (event_id, case_id, type, occurred_at, data)
-    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING case_id
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[])
+    ON CONFLICT (event_id) DO NOTHING RETURNING event_id
+), locked AS (
+    SELECT pg_advisory_xact_lock(k) FROM (
+        SELECT DISTINCT hashtextextended('gridloop_scoring|' || c, 0) AS k
+        FROM unnest($6::text[]) AS c
+    ) keys ORDER BY k
 )
-, d AS (
-    INSERT INTO dirty_cases (case_id) SELECT case_id FROM f
-    ON CONFLICT (case_id) DO UPDATE SET version = dirty_cases.version + 1 RETURNING case_id
-)
-SELECT pg_notify('gridloop_scoring_dirty', '') FROM d
+SELECT event_id FROM f WHERE (SELECT count(*) FROM locked) >= 0
 """
-
-NOTIFY_CHANNEL = "gridloop_scoring_dirty"
+_LOCK = """
+SELECT count(*) FROM (
+    SELECT pg_advisory_xact_lock(k) FROM (
+        SELECT DISTINCT hashtextextended('gridloop_scoring|' || c, 0) AS k
+        FROM unnest($1::text[]) AS c
+    ) keys ORDER BY k
+) locked
+"""
 
 # Which column holds an area's code at each level (the district is every area row).
 _LEVEL_COLUMN: dict[str, str] = {
@@ -56,10 +66,23 @@ def _subject_sql(kind: SubjectKind, level: AreaLevel | None) -> str:
 
 
 # -- facts ---------------------------------------------------------------------------------
-async def record_fact(conn: Conn, fact: Fact) -> None:
-    await conn.execute(
-        _RECORD, fact.event_id, fact.case_id, fact.type, fact.occurred_at, dict(fact.data)
+async def record_facts(conn: Conn, facts: Sequence[Fact], *, lock: Sequence[str]) -> set[str]:
+    """Keep the facts not kept yet and lock the cases `lock`; the event ids inserted."""
+    rows = await conn.fetch(
+        _RECORD,
+        [f.event_id for f in facts],
+        [f.case_id for f in facts],
+        [f.type for f in facts],
+        [f.occurred_at for f in facts],
+        [dict(f.data) for f in facts],
+        list(lock),
     )
+    return {r["event_id"] for r in rows}
+
+
+async def lock_cases(conn: Conn, case_ids: Sequence[str]) -> None:
+    """The transaction's lock on each case, as `record_facts` takes it."""
+    await conn.fetchval(_LOCK, list(case_ids))
 
 
 def _fact(r: Any) -> Fact:
@@ -83,10 +106,6 @@ async def facts_received_since(conn: Conn, since: dt.datetime) -> list[Fact]:
     return [_fact(r) for r in rows]
 
 
-async def fact_count(conn: Conn) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM facts"))
-
-
 async def db_now(conn: Conn) -> dt.datetime:
     now: dt.datetime = await conn.fetchval("SELECT clock_timestamp()")
     return now
@@ -103,21 +122,61 @@ async def claim_dirty(conn: Conn, limit: int) -> list[str]:
     return [r["case_id"] for r in rows]
 
 
-async def dirty_count(conn: Conn) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM dirty_cases"))
-
-
 # -- items ---------------------------------------------------------------------------------
-async def replace_items(conn: Conn, case_ids: Sequence[str], items: Iterable[Item]) -> None:
-    """The cases' items are exactly `items` afterwards."""
-    await conn.execute("DELETE FROM items WHERE case_id = ANY($1::text[])", list(case_ids))
-    await copy_items(conn, "items", items)
+# The stored items of some cases (each with its row's ctid) and the facts of some of them, in
+# one round trip: a fact row has no ctid.
+_ITEMS_AND_FACTS = """
+SELECT NULL::tid AS ctid, case_id, event_id, type, occurred_at AS at, data,
+       NULL::text AS subject_kind, NULL::text AS subject_code, NULL::text AS measure,
+       NULL::float8 AS value, NULL::text AS community_code, NULL::text AS subdistrict_code
+FROM facts WHERE case_id = ANY($2::text[])
+UNION ALL
+SELECT ctid, case_id, NULL, NULL, at, NULL, subject_kind, subject_code, measure, value,
+       community_code, subdistrict_code
+FROM items WHERE case_id = ANY($1::text[])
+"""
 
 
-async def copy_items(conn: Conn, table: str, items: Iterable[Item]) -> None:
-    records = list(items)
-    if records:
-        await conn.copy_records_to_table(table, records=records, columns=list(ITEM_COLUMNS))
+async def items_and_facts(
+    conn: Conn, item_cases: Sequence[str], fact_cases: Sequence[str]
+) -> tuple[dict[str, list[tuple[Any, Item]]], list[Fact]]:
+    """The stored items of `item_cases`, each with its row's ctid (to delete exactly that
+    row: the case is locked, so its rows stay where they are until the transaction ends),
+    and the facts of `fact_cases`."""
+    rows = await conn.fetch(_ITEMS_AND_FACTS, list(item_cases), list(fact_cases))
+    items: dict[str, list[tuple[Any, Item]]] = {}
+    facts: list[Fact] = []
+    for r in rows:
+        case_id = r["case_id"]
+        if r["ctid"] is None:
+            facts.append(Fact(r["event_id"], case_id, r["type"], r["at"], r["data"]))
+            continue
+        item = Item(
+            case_id,
+            r["subject_kind"],
+            r["subject_code"],
+            r["measure"],
+            r["at"],
+            r["value"],
+            r["community_code"],
+            r["subdistrict_code"],
+        )
+        items.setdefault(case_id, []).append((r["ctid"], item))
+    return items, facts
+
+
+async def change_items(conn: Conn, drop: Sequence[Any], add: Sequence[Item]) -> None:
+    """Delete the rows `drop` (ctids) and insert `add`: one statement each, when needed."""
+    if drop:
+        await conn.execute("DELETE FROM items WHERE ctid = ANY($1::tid[])", list(drop))
+    if add:
+        columns = list(zip(*add, strict=True))
+        await conn.execute(
+            f"INSERT INTO items ({', '.join(ITEM_COLUMNS)}) SELECT * FROM unnest($1::text[], "
+            "$2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::float8[], $7::text[], "
+            "$8::text[])",
+            *(list(c) for c in columns),
+        )
 
 
 async def totals(

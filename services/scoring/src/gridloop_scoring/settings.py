@@ -13,9 +13,9 @@ class ScoringSettings(ServiceSettings):
     publish_grace_s: float = Field(600.0, ge=0, alias="SCORING_PUBLISH_GRACE_S")
     # Area rule sets are ranked at these levels (cell, community, subdistrict, district).
     publish_area_levels: str = Field("subdistrict,community", alias="SCORING_PUBLISH_AREA_LEVELS")
-    # The projection folds at most this many changed cases per transaction.
+    # The sweep folds at most this many cases an older version left marked per transaction …
     fold_batch: int = Field(500, ge=1, alias="SCORING_FOLD_BATCH")
-    # … and looks for changed cases this often when no notification wakes it.
+    # … and looks for them this often (the consumer folds what it stores itself).
     fold_poll_s: float = Field(0.5, gt=0, alias="SCORING_FOLD_POLL_S")
     # Replay (rebuild) pulls the CASES stream in batches of this size (two in flight).
     replay_batch: int = Field(20_000, ge=1, alias="SCORING_REPLAY_BATCH")

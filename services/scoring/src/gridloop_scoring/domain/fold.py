@@ -136,6 +136,34 @@ def _judged(on_time: object, at: dt.datetime, due: dt.datetime | None) -> bool:
     return due is None or at <= due
 
 
+# The event types `_absorb` reads beyond the area fields: only these can add, drop or move an
+# item. Any other type changes the items only through the case's area (`AREA_FIELDS`).
+FOLDED_TYPES = frozenset(
+    {
+        "reported",
+        "merged",
+        "accepted",
+        "rejected",
+        "dispatched",
+        "recalled",
+        "returned",
+        "signed",
+        "extension_requested",
+        "extension_decided",
+        "handled",
+        "overdue",
+        "escalated",
+        "verification_assigned",
+        "confirmed",
+        "verified",
+        "reworked",
+        "closed",
+        "rated",
+    }
+)
+AREA_FIELDS = ("cell_code", "community_code", "subdistrict_code")
+
+
 def _absorb(c: _Case, f: Fact) -> None:
     d = f.data
     at = f.occurred_at
