@@ -3,7 +3,7 @@ acceptance queue (待立案); everybody with a role searches the case file withi
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -11,20 +11,22 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from gridloop_contracts import Actor, Attachment, Location
 from gridloop_contracts.common import Rating, Urgency
 from gridloop_contracts.inbound import Reporter
-from gridloop_runtime import commands
 from gridloop_runtime.auth import CurrentPrincipal, Principal, require
+from gridloop_runtime.casework import run_case_command
 from gridloop_runtime.commands import CommandBody, Refusal
-from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime, runtime_of
+from gridloop_runtime.step import Step
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from . import repository as repo
-from .casework import Outcome
+from .casework import Outcome, take_report
 from .context import Intake
 from .domain import duplicates
+from .domain.case import CaseFile, CaseRow
 from .domain.inbound import IncomingReport
 from .domain.problems import Refused
-from .handlers import Handlers
+from .domain.rules import Operator
+from .store import CASEFILE, RATINGS, CaseFileStore
 
 router = APIRouter(tags=["intake"])
 
@@ -32,9 +34,10 @@ OPERATORS = ("operator", "shift-leader")
 READERS = ("operator", "shift-leader", "dispatcher", "evaluator", "grid-head", "supervisor")
 
 
-def intake_of(rt: Runtime) -> tuple[Intake, Handlers]:
-    state: tuple[Intake, Handlers] = rt.state
-    return state
+def intake_of(rt: Runtime) -> Intake:
+    """The service's state is (Intake, Handlers) (bootstrap.py); routes need the first."""
+    intake: Intake = rt.state[0]
+    return intake
 
 
 def refusal(refused: Refused) -> Refusal:
@@ -47,25 +50,34 @@ def refusal(refused: Refused) -> Refusal:
     return Refusal(p.reason, field=p.field, code=p.code, status=p.status, extra=extra)
 
 
-async def run_command(
+async def case_command(
     rt: Runtime,
+    case_id: str,
     command_id: str | None,
     kind: str,
-    fn: Callable[[Work], Awaitable[dict[str, Any]]],
+    rule: Callable[[CaseFile, Step], dict[str, Any]],
+    store: CaseFileStore = CASEFILE,
 ) -> dict[str, Any]:
-    """One transaction; a repeated `command_id` gets the first answer and changes nothing."""
+    """A command on one case: its state loaded, the pure rule, saved, in one transaction; a
+    repeated `command_id` gets the first answer and changes nothing."""
 
-    async def translated(work: Work) -> dict[str, Any]:
+    def translated(state: CaseFile, step: Step) -> dict[str, Any]:
         try:
-            return await fn(work)
+            return rule(state, step)
         except Refused as refused:
             raise refusal(refused) from None
 
     assert rt.uow is not None
-    return await commands.run_command(rt.uow, command_id, kind, translated)
+    return await run_case_command(
+        rt.uow, store, case_id, translated, command_id=command_id, kind=kind
+    )
 
 
-async def take(rt: Runtime, handlers: Handlers, report: IncomingReport) -> Outcome:
+def operator(who: Principal) -> Operator:
+    return Operator(who.user_id, frozenset(who.roles), who.name or None)
+
+
+async def take(rt: Runtime, report: IncomingReport) -> Outcome:
     """Take a report in its own transaction. Two copies sent at the same moment both pass
     the idempotency check; the unique index stops the second, which is then answered as the
     duplicate it is."""
@@ -73,7 +85,7 @@ async def take(rt: Runtime, handlers: Handlers, report: IncomingReport) -> Outco
     for attempt in (1, 2):
         try:
             async with rt.uow() as work:
-                return await handlers.submit_report(work, report)
+                return await take_report(work, intake_of(rt), report)
         except asyncpg.UniqueViolationError:
             if attempt == 2 or report.external_id is None:
                 raise
@@ -81,7 +93,7 @@ async def take(rt: Runtime, handlers: Handlers, report: IncomingReport) -> Outco
 
 
 # -- views ------------------------------------------------------------------------------------
-def case_view(intake: Intake, case: repo.CaseRow) -> dict[str, Any]:
+def case_view(intake: Intake, case: CaseRow) -> dict[str, Any]:
     """A case as people see it: the reporter only masked, the notify targets not at all."""
     return {
         "case_id": case.case_id,
@@ -145,14 +157,14 @@ def scope(who: Principal) -> tuple[list[str], str | None]:
     raise Refusal(f"role {sorted(who.roles)} may not read cases", "Authorization", "forbidden", 403)
 
 
-def may_see(who: Principal, case: repo.CaseRow) -> bool:
+def may_see(who: Principal, case: CaseRow) -> bool:
     territory, dept = scope(who)
     if dept is not None:
         return case.dept == dept
     return not territory or any(case.cell_code.startswith(t) for t in territory)
 
 
-async def visible_case(rt: Runtime, who: Principal, case_id: str) -> repo.CaseRow:
+async def visible_case(rt: Runtime, who: Principal, case_id: str) -> CaseRow:
     assert rt.pool is not None
     async with rt.pool.acquire() as conn:
         case = await repo.get_case(conn, case_id)
@@ -201,7 +213,7 @@ async def submit_report(
     """File a report. Answers the case it opened or joined (201), or the first answer again
     for a repeated `external_id` (200)."""
     rt = runtime_of(request)
-    intake, handlers = intake_of(rt)
+    intake = intake_of(rt)
     channel = body.channel or ("hotline" if who.has(*OPERATORS) else "patrol")
     if channel == "patrol" and "supervisor" not in who.roles:
         raise Refusal("patrol reports come from supervisors", "channel", "forbidden", 403)
@@ -231,7 +243,7 @@ async def submit_report(
         attachments=tuple(body.attachments),
     )
     try:
-        outcome = await take(rt, handlers, report)
+        outcome = await take(rt, report)
     except Refused as refused:
         raise refusal(refused) from None
     if outcome.outcome == "duplicate":
@@ -278,7 +290,7 @@ async def search_cases(
 ) -> dict[str, Any]:
     """Search the case file (案卷查询) by status, category, place, department, date, overdue."""
     rt = runtime_of(request)
-    intake, _ = intake_of(rt)
+    intake = intake_of(rt)
     territory, only_dept = scope(who)
     query = repo.CaseQuery(
         statuses=_codes(status),
@@ -308,7 +320,7 @@ async def search_cases(
 async def get_case(case_id: str, request: Request, who: CurrentPrincipal) -> dict[str, Any]:
     """A case with its whole timeline: who did what, when (案卷详情)."""
     rt = runtime_of(request)
-    intake, _ = intake_of(rt)
+    intake = intake_of(rt)
     case = await visible_case(rt, who, case_id)
     assert rt.pool is not None
     async with rt.pool.acquire() as conn:
@@ -351,7 +363,7 @@ async def similar_cases(
 ) -> list[dict[str, Any]]:
     """Archived cases of the same category nearby (类案参考): how was this solved before?"""
     rt = runtime_of(request)
-    intake, _ = intake_of(rt)
+    intake = intake_of(rt)
     case = await visible_case(rt, who, case_id)
     if case.category_code is None:
         return []
@@ -387,7 +399,7 @@ async def acceptance_queue(
     """待立案: cases waiting for an operator, oldest first; `leader-review` ones for the
     shift leader."""
     rt = runtime_of(request)
-    intake, _ = intake_of(rt)
+    intake = intake_of(rt)
     territory, _ = scope(who)
     query = repo.CaseQuery(
         queue=True,
@@ -405,7 +417,7 @@ async def acceptance_queue(
 
 @router.get("/reject-reasons")
 async def reject_reasons(request: Request, who: CurrentPrincipal) -> list[dict[str, str]]:
-    intake, _ = intake_of(runtime_of(request))
+    intake = intake_of(runtime_of(request))
     return [r.model_dump() for r in intake.city.intake.reject_reasons]
 
 
@@ -447,16 +459,16 @@ async def accept_case(
     """立案. On categories the city has the shift leader review, an operator's decision
     waits for the leader (`awaiting: shift-leader`)."""
     rt = runtime_of(request)
-    _, handlers = intake_of(rt)
     await visible_case(rt, who, case_id)
-    return await run_command(
+    return await case_command(
         rt,
+        case_id,
         body.command_id,
         "accept",
-        lambda work: handlers.accept(
-            work,
-            case_id,
-            who,
+        lambda state, step: intake_of(rt).rules.accept(
+            state,
+            step,
+            operator(who),
             category_code=body.category_code,
             urgency=body.urgency,
             note=body.note,
@@ -473,14 +485,14 @@ async def reject_case(
 ) -> dict[str, Any]:
     """不予立案 with a reason code (GET /reject-reasons)."""
     rt = runtime_of(request)
-    _, handlers = intake_of(rt)
     await visible_case(rt, who, case_id)
-    return await run_command(
+    return await case_command(
         rt,
+        case_id,
         body.command_id,
         "reject",
-        lambda work: handlers.reject(
-            work, case_id, who, reason_code=body.reason_code, reason=body.reason
+        lambda state, step: intake_of(rt).rules.reject(
+            state, step, operator(who), reason_code=body.reason_code, reason=body.reason
         ),
     )
 
@@ -494,13 +506,15 @@ async def review_case(
 ) -> dict[str, Any]:
     """值班长审核: approve the operator's proposal, or send the case back to the queue."""
     rt = runtime_of(request)
-    _, handlers = intake_of(rt)
     await visible_case(rt, who, case_id)
-    return await run_command(
+    return await case_command(
         rt,
+        case_id,
         body.command_id,
         "review",
-        lambda work: handlers.review(work, case_id, who, approve=body.approve, note=body.note),
+        lambda state, step: intake_of(rt).rules.review(
+            state, step, operator(who), approve=body.approve, note=body.note
+        ),
     )
 
 
@@ -513,13 +527,15 @@ async def request_confirmation(
 ) -> dict[str, Any]:
     """核实: have the cell's supervisor look on site before deciding."""
     rt = runtime_of(request)
-    _, handlers = intake_of(rt)
     await visible_case(rt, who, case_id)
-    return await run_command(
+    return await case_command(
         rt,
+        case_id,
         body.command_id,
         "request-confirmation",
-        lambda work: handlers.request_confirmation(work, case_id, who, reason=body.reason),
+        lambda state, step: intake_of(rt).rules.request_confirmation(
+            state, step, operator(who), reason=body.reason
+        ),
     )
 
 
@@ -532,16 +548,17 @@ async def rate_case(
 ) -> dict[str, Any]:
     """满意度评价 from the call-back (回访), entered by an operator after closing."""
     rt = runtime_of(request)
-    _, handlers = intake_of(rt)
     await visible_case(rt, who, case_id)
     actor = Actor(id=who.user_id, role="operator", name=who.name or None)
-    return await run_command(
+    return await case_command(
         rt,
+        case_id,
         body.command_id,
         "rating",
-        lambda work: handlers.rate(
-            work, case_id, actor, rating=body.rating, comment=body.comment, via="rest"
+        lambda state, step: intake_of(rt).rules.rate(
+            state, step, actor, rating=body.rating, comment=body.comment, via="rest"
         ),
+        store=RATINGS,
     )
 
 

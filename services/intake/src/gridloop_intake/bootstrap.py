@@ -11,7 +11,7 @@ from gridloop_runtime.service import ServiceDefinition
 
 from . import api, open311
 from .context import Intake
-from .handlers import Handlers
+from .handlers import Handlers, case_file_rules
 from .settings import IntakeSettings
 
 MIGRATIONS = Path(__file__).parent / "sql"
@@ -28,7 +28,8 @@ def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
         handlers.on_inbound,
         on_invalid=handlers.on_invalid,
     )
-    casefile = ConsumerSpec("intake-casefile", "CASES", ["case.>"], handlers.on_case_event)
+    # The case file: pure rules a batch at a time; subjects from the table (case.<event>).
+    casefile = ConsumerSpec("intake-casefile", "CASES", rules=case_file_rules(intake.rules))
     return (
         ServiceDefinition(
             name="intake",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gridloop_city import City, WorkingCalendar, load_city
 
+from .domain.rules import CaseRules
 from .settings import IntakeSettings
 
 
@@ -25,6 +26,10 @@ class Intake:
     calendar: WorkingCalendar
     settings: IntakeSettings
     api_keys: dict[str, str] = field(default_factory=dict)  # Open311 api_key → source code
+    rules: CaseRules = field(init=False)  # the case file's rules, for this city
+
+    def __post_init__(self) -> None:
+        self.rules = CaseRules(self.city, self.calendar)
 
     @classmethod
     def load(cls, settings: IntakeSettings) -> Intake:
@@ -33,8 +38,7 @@ class Intake:
         return cls(city, WorkingCalendar.from_config(city.calendar), settings, keys)
 
     def dept_name(self, code: str) -> str:
-        dept = self.city.department(code)
-        return dept.name if dept else code
+        return self.rules.dept_name(code)
 
     def category_name(self, code: str | None) -> str:
         cat = self.city.category(code) if code else None

@@ -1,15 +1,23 @@
 """What happens on each message and command intake takes — the one table to read first.
 
-Bus (INTAKE stream, `intake.<channel>.<source>`):
+Bus (INTAKE stream, `intake.<channel>.<source>`; a handler: the duplicate search and the
+day's case number are shared by all cases, casework.py):
   gridloop.report.v1     → take the report (locate, classify, merge, open, decide 立案)
   gridloop.detection.v1  → the same, plus the camera's cooldown fold and the confidence review
   gridloop.rating.v1     → case.rated (the hotline's call-back)
   anything malformed     → gridloop.report.rejected.v1 on notify.<source>, kept in `rejections`
-Bus (CASES stream, every `case.*`):
-  every event            → the case file (timeline, status, notify.<source>), 结单归档 on close
-  case.confirmed         → the acceptance rules again (核实 done)
-Commands (REST, Open311):
-  submit_report, accept, reject, review, request_confirmation, rate
+Bus (CASES stream; the handler table `case_file_rules`, pure rules of domain/rules.py applied
+a batch at a time; the events intake emits itself are not consumed, they enter the file as
+intake emits them):
+  every other service's case event
+                         → a timeline line; the status and the columns search reads, the
+                           reporters' sources told (case.status on notify.<source>)
+  case.closed            → and 结单归档 (the archive: the case and its timeline at closing)
+  case.confirmed         → and the acceptance rules again (核实 done: accept, queue, reject)
+  case.reopened          → and out of the archive's reach (archived = false), rework
+Commands on one case (REST; `run_case_command` over the same rules and store):
+  accept, reject, review, request_confirmation (the desk), rate (also Open311 and the bus)
+Commands over all cases: submit_report (REST, Open311) takes a report like the bus does.
 """
 
 from __future__ import annotations
@@ -18,27 +26,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import structlog
-from gridloop_contracts import (
-    Actor,
-    Envelope,
-    EnvelopeError,
-    FieldError,
-    validation_errors,
-)
+from gridloop_contracts import Actor, Envelope, EnvelopeError, FieldError, validation_errors
 from gridloop_contracts import cases as ev
-from gridloop_contracts.base import model_for
 from gridloop_contracts.inbound import DetectionV1, RatingV1, ReportRejectedV1, ReportV1
-from gridloop_runtime.auth import Principal
-from gridloop_runtime.consumer import Permanent
+from gridloop_runtime.casework import Rules
 from gridloop_runtime.outbox import Work
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ValidationError
 
 from . import casework
 from . import repository as repo
-from .casework import Outcome
 from .context import Intake
-from .domain import acceptance
+from .domain.case import CaseFile
 from .domain.inbound import (
     Channel,
     IncomingReport,
@@ -47,6 +46,8 @@ from .domain.inbound import (
     source_of,
 )
 from .domain.problems import Problem, Refused
+from .domain.rules import CaseRules
+from .store import CASEFILE, RATINGS
 
 log = structlog.get_logger(__name__)
 
@@ -82,7 +83,7 @@ def message_field(field: str | None) -> str:
 
 
 class Handlers:
-    """Bound to the service's state; `inbound` and `case_events` are the bus tables."""
+    """The INTAKE stream's handler, bound to the service's state; `inbound` is its table."""
 
     def __init__(self, intake: Intake) -> None:
         self.intake = intake
@@ -168,15 +169,20 @@ class Handlers:
                     )
                 )
             case_id = seen["case_id"]
-        await casework.rate(
+        who = Actor(id=source, role=channel)
+        await casework.on_case(
             work,
-            self.intake,
+            RATINGS,
             case_id,
-            rating=rating.rating,
-            comment=rating.comment,
-            via=f"{channel}:{source}",
-            actor=Actor(id=source, role=channel),
-            rated_at=rating.rated_at,
+            lambda state, step: self.intake.rules.rate(
+                state,
+                step,
+                who,
+                rating=rating.rating,
+                comment=rating.comment,
+                via=f"{channel}:{source}",
+                rated_at=rating.rated_at,
+            ),
         )
 
     async def reject_message(
@@ -248,239 +254,33 @@ class Handlers:
         )
         log.info("message rejected", subject=subject, errors=[e.field for e in errors])
 
-    # -- CASES stream ---------------------------------------------------------------------------
-    async def on_case_event(self, work: Work, env: Envelope) -> None:
-        if env.source == work.source:
-            return  # intake's own events entered the case file when they were emitted
-        try:
-            model = model_for(env.type)
-        except KeyError:
-            log.info("unknown case event type skipped", type=env.type)
-            return
-        if not issubclass(model, ev.CaseEvent):
-            return
-        try:
-            event = model.model_validate(env.data)
-        except ValidationError as exc:
-            raise Permanent(f"{env.type} does not match its contract: {exc}") from exc
-        await casework.record(work, self.intake, env, event)
 
-    # -- commands (REST and Open311) -------------------------------------------------------------
-    async def submit_report(self, work: Work, report: IncomingReport) -> Outcome:
-        return await casework.take_report(work, self.intake, report)
-
-    async def accept(
-        self,
-        work: Work,
-        case_id: str,
-        who: Principal,
-        *,
-        category_code: str | None,
-        urgency: str | None,
-        note: str | None,
-    ) -> dict[str, Any]:
-        """立案 by an operator (or the shift leader's approval where configured)."""
-        city = self.intake.city
-        case = await _pending(work, case_id)
-        code = category_code or case.category_code
-        if code is None:
-            raise Refused(Problem("category_code", "a category is needed to accept", "required"))
-        category = city.category(code)
-        if category is None:
-            raise Refused(Problem("category_code", f"unknown category {code!r}", "unknown"))
-        cell = city.cell(case.cell_code)
-        assert cell is not None
-        if not acceptance.on_entry_list(code, cell):
-            raise Refused(
-                Problem(
-                    "category_code",
-                    f"{code} is not on the entry list of cell {cell.code}",
-                    "not-in-entry-list",
-                    409,
-                )
-            )
-        columns: dict[str, Any] = {"category_code": code, "urgency": urgency or case.urgency}
-        proposal = {"action": "accept", **columns, "note": note}
-        return await self._decide(work, case, who, proposal, columns)
-
-    async def reject(
-        self, work: Work, case_id: str, who: Principal, *, reason_code: str, reason: str | None
-    ) -> dict[str, Any]:
-        """不予立案 with a reason code from intake.yaml."""
-        reasons = {r.code: r for r in self.intake.city.intake.reject_reasons}
-        if reason_code not in reasons:
-            raise Refused(
-                Problem(
-                    "reason_code",
-                    f"unknown reason code {reason_code!r}; one of {sorted(reasons)}",
-                    "unknown",
-                )
-            )
-        case = await _pending(work, case_id, also_confirmation=True)
-        text = reason or reasons[reason_code].zh
-        proposal = {"action": "reject", "reason_code": reason_code, "reason": text}
-        return await self._decide(work, case, who, proposal, {})
-
-    async def _decide(
-        self,
-        work: Work,
-        case: repo.CaseRow,
-        who: Principal,
-        proposal: dict[str, Any],
-        columns: dict[str, Any],
-    ) -> dict[str, Any]:
-        code = columns.get("category_code", case.category_code)
-        if acceptance.needs_review(code, self.intake.city.intake) and not who.has("shift-leader"):
-            # 值班长审核: the operator's decision waits for the shift leader.
-            now = work.now()
-            proposal = {**proposal, "by": who.user_id, "at": now.isoformat()}
-            await repo.update_case(
-                work.conn,
-                case.case_id,
-                at=now,
-                columns={"proposal": proposal, "queue_reason": acceptance.QUEUE_LEADER_REVIEW},
-            )
-            await repo.add_entries(
-                work.conn,
-                [
-                    repo.Entry(
-                        case_id=case.case_id,
-                        type="intake.proposed",
-                        occurred_at=now,
-                        summary=f"受理员 {who.user_id} 提议{_verb(proposal)}，待值班长审核",
-                        data=proposal,
-                        actor=_actor(who).model_dump(exclude_none=True),
-                    )
-                ],
-                now,
-            )
-            return {
-                "case_id": case.case_id,
-                "status": case.status,
-                "awaiting": "shift-leader",
-                "proposal": proposal,
-            }
-        updated = await self._execute(work, case, proposal, _actor(who), columns)
-        return {"case_id": updated.case_id, "status": updated.status}
-
-    async def _execute(
-        self,
-        work: Work,
-        case: repo.CaseRow,
-        proposal: dict[str, Any],
-        actor: Actor,
-        columns: dict[str, Any],
-        approved_by: str | None = None,
-    ) -> repo.CaseRow:
-        if proposal["action"] == "accept":
-            decision = acceptance.Decision(
-                "accept", proposal.get("note") or "受理员立案", "operator"
-            )
-        else:
-            decision = acceptance.Decision("reject", proposal["reason"], proposal["reason_code"])
-        return await casework.advance(
-            work,
-            self.intake,
-            case,
-            decision,
-            actor=actor,
-            auto=False,
-            columns=columns,
-            approved_by=approved_by,
-        )
-
-    async def review(
-        self, work: Work, case_id: str, who: Principal, *, approve: bool, note: str | None
-    ) -> dict[str, Any]:
-        """值班长审核: carry out the operator's proposal, or send the case back to the queue."""
-        case = await _pending(work, case_id, also_confirmation=True)
-        if not case.proposal:
-            raise Refused(
-                Problem("case_id", f"case {case_id} has no decision to review", "no-proposal", 409)
-            )
-        proposal = dict(case.proposal)
-        operator = Actor(id=str(proposal.get("by", "")), role="operator")
-        if approve:
-            columns = {
-                k: proposal[k] for k in ("category_code", "urgency") if proposal.get(k) is not None
-            }
-            updated = await self._execute(
-                work, case, proposal, operator, columns, approved_by=who.user_id
-            )
-            return {"case_id": case_id, "status": updated.status, "approved": True}
-        now = work.now()
-        await repo.update_case(
-            work.conn,
-            case_id,
-            at=now,
-            columns={"proposal": None, "queue_reason": acceptance.QUEUE_REVIEW_DECLINED},
-        )
-        await repo.add_entries(
-            work.conn,
-            [
-                repo.Entry(
-                    case_id=case_id,
-                    type="intake.review_declined",
-                    occurred_at=now,
-                    summary=f"值班长 {who.user_id} 未同意{_verb(proposal)}：{note or ''}".rstrip(
-                        "："
-                    ),
-                    data={"proposal": proposal, "note": note},
-                    actor=_actor(who).model_dump(exclude_none=True),
-                )
-            ],
-            now,
-        )
-        return {"case_id": case_id, "status": case.status, "approved": False}
-
-    async def request_confirmation(
-        self, work: Work, case_id: str, who: Principal, *, reason: str | None
-    ) -> dict[str, Any]:
-        """An operator sends a supervisor to look before deciding (核实)."""
-        case = await _pending(work, case_id)
-        decision = acceptance.Decision(
-            "confirm", reason or f"受理员 {who.user_id} 要求现场核实", "confirmation"
-        )
-        updated = await casework.advance(
-            work, self.intake, case, decision, actor=_actor(who), auto=False
-        )
-        return {"case_id": case_id, "status": updated.status}
-
-    async def rate(
-        self, work: Work, case_id: str, who: Actor, *, rating: Any, comment: str | None, via: str
-    ) -> dict[str, Any]:
-        updated = await casework.rate(
-            work, self.intake, case_id, rating=rating, comment=comment, via=via, actor=who
-        )
-        return {"case_id": case_id, "rating": updated.rating}
+# The events the case file takes from the other services (intake's own enter it as emitted).
+CASE_FILE_EVENTS: tuple[type[ev.CaseEvent], ...] = (
+    ev.CaseConfirmed,
+    ev.CaseDispatched,
+    ev.CaseRecalled,
+    ev.CaseSupervised,
+    ev.CaseSigned,
+    ev.CaseReturned,
+    ev.CaseExtensionRequested,
+    ev.CaseExtensionDecided,
+    ev.CaseProgress,
+    ev.CaseHandled,
+    ev.CaseReminded,
+    ev.CaseOverdue,
+    ev.CaseEscalated,
+    ev.CaseVerificationAssigned,
+    ev.CaseVerified,
+    ev.CaseReworked,
+    ev.CaseClosed,
+    ev.CaseReopened,
+)
 
 
-async def _pending(work: Work, case_id: str, *, also_confirmation: bool = False) -> repo.CaseRow:
-    case = await repo.get_case(work.conn, case_id, for_update=True)
-    if case is None:
-        raise Refused(Problem("case_id", f"no case {case_id!r}", "not-found", 404))
-    allowed = {"pending_acceptance"} | ({"pending_confirmation"} if also_confirmation else set())
-    if case.status not in allowed:
-        raise Refused(
-            Problem(
-                "case_id",
-                f"case {case_id} is {case.status}, not waiting for a decision",
-                "not-pending",
-                409,
-            )
-        )
-    return case
-
-
-def _actor(who: Principal) -> Actor:
-    role = "shift-leader" if "shift-leader" in who.roles else "operator"
-    return Actor(id=who.user_id, role=role, name=who.name or None)
-
-
-def _verb(proposal: dict[str, Any]) -> str:
-    if proposal.get("action") == "accept":
-        return f"立案（{proposal.get('category_code')}）"
-    return f"不予立案（{proposal.get('reason_code')}）"
+def case_file_rules(rules: CaseRules) -> Rules[CaseFile]:
+    """The CASES handler table: every event of another service goes into the case file."""
+    return Rules(store=CASEFILE, events={model: rules.record for model in CASE_FILE_EVENTS})
 
 
 def _json_bytes(data: Any) -> bytes:

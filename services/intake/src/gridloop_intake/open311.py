@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 import orjson
@@ -13,17 +13,21 @@ from fastapi import APIRouter, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from gridloop_contracts import Actor, Attachment, Location
+from gridloop_contracts.common import Rating
 from gridloop_contracts.inbound import Reporter
 from gridloop_runtime.service import Runtime, runtime_of
 from pydantic import ValidationError
 
 from . import repository as repo
 from .api import intake_of, take
+from .casework import on_case
 from .context import Intake
 from .domain import open311 as spec
+from .domain.case import CaseRow
 from .domain.inbound import IncomingReport
 from .domain.open311 import Open311Error
 from .domain.problems import Refused
+from .store import RATINGS
 
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
 
@@ -67,8 +71,7 @@ def _jurisdiction(intake: Intake, params: Mapping[str, Sequence[str]]) -> None:
 
 def _rt(request: Request) -> tuple[Runtime, Intake]:
     rt = runtime_of(request)
-    intake, _ = intake_of(rt)
-    return rt, intake
+    return rt, intake_of(rt)
 
 
 @router.get("/discovery.{fmt}")
@@ -125,7 +128,7 @@ async def service_definition(service_code: str, fmt: str, request: Request) -> R
     return _respond(fmt, "service_definition", spec.service_definition(category))
 
 
-def _request_view(intake: Intake, case: repo.CaseRow) -> dict[str, Any]:
+def _request_view(intake: Intake, case: CaseRow) -> dict[str, Any]:
     data = case.values()
     data["open311_status"] = case.case_status.open311
     agency = case.dept or case.part_owner_dept
@@ -298,9 +301,8 @@ async def post_request(fmt: str, request: Request) -> Response:
             reporter_email=new.email,
             attachments=attachments,
         )
-        _, handlers = intake_of(rt)
         try:
-            outcome = await take(rt, handlers, report)
+            outcome = await take(rt, report)
         except Refused as refused:
             p = refused.problems[0]
             field = {"location": "lat/long", "address": "address_string"}.get(
@@ -336,17 +338,22 @@ async def rate_request(request_id: str, fmt: str, request: Request) -> Response:
         if rating not in ("satisfied", "basically_satisfied", "dissatisfied"):
             raise Open311Error(400, "rating: one of satisfied, basically_satisfied, dissatisfied")
         comment = _one(params, "comment")
-        _, handlers = intake_of(rt)
+        who = Actor(id=source, role="web")
         assert rt.uow is not None
         async with rt.uow() as work:
             try:
-                await handlers.rate(
+                await on_case(
                     work,
+                    RATINGS,
                     request_id,
-                    Actor(id=source, role="web"),
-                    rating=rating,
-                    comment=comment,
-                    via=f"open311:{source}",
+                    lambda state, step: intake.rules.rate(
+                        state,
+                        step,
+                        who,
+                        rating=cast(Rating, rating),
+                        comment=comment,
+                        via=f"open311:{source}",
+                    ),
                 )
             except Refused as refused:
                 p = refused.problems[0]

@@ -1,9 +1,10 @@
-"""SQL of the intake schema: cases, reports, reporters, camera scenes, timeline, archive."""
+"""SQL of the intake schema outside the case store (store.py): the day's counter, the
+duplicate search, camera scenes, reads for the API, rejected messages."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -11,97 +12,10 @@ import asyncpg
 from gridloop_contracts import CaseStatus
 from gridloop_runtime.db import Conn
 
+from .domain.case import CaseRow
 from .domain.duplicates import OpenCase
 
 CLOSED_STATES = [CaseStatus.CLOSED.value, CaseStatus.REJECTED.value, CaseStatus.MERGED.value]
-
-
-@dataclass
-class CaseRow:
-    """A case as intake keeps it (the columns handlers need)."""
-
-    case_id: str
-    status: str
-    status_notes: str | None
-    channel: str
-    source: str
-    external_id: str | None
-    report_id: str
-    category_code: str | None
-    urgency: str
-    description: str
-    cell_code: str
-    community_code: str
-    subdistrict_code: str
-    lon: float
-    lat: float
-    located_by: str
-    address: str | None
-    part_code: str | None
-    part_owner_dept: str | None
-    camera_id: str | None
-    confidence: float | None
-    reporter: dict[str, Any] | None
-    reporter_user_id: str | None
-    attachments: list[dict[str, Any]]
-    reported_at: datetime
-    received_at: datetime
-    updated_at: datetime
-    queue_reason: str | None = None
-    proposal: dict[str, Any] | None = None
-    accepted_at: datetime | None = None
-    dept: str | None = None
-    task_id: str | None = None
-    deadline: datetime | None = None
-    overdue: bool = False
-    ever_overdue: bool = False
-    reworks: int = 0
-    closed_at: datetime | None = None
-    on_time: bool | None = None
-    archived: bool = False
-    rating: str | None = None
-    reports: int = 1
-    detections: int = 0
-    targets: list[list[str]] | None = None
-
-    @property
-    def case_status(self) -> CaseStatus:
-        return CaseStatus(self.status)
-
-    @classmethod
-    def of(cls, rec: asyncpg.Record) -> CaseRow:
-        return cls(**{f.name: rec[f.name] for f in fields(cls)})
-
-    def values(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-_CASE_COLUMNS = [f.name for f in fields(CaseRow)]
-_INSERT_CASE = (
-    f"INSERT INTO cases ({', '.join(_CASE_COLUMNS)}) VALUES "
-    f"({', '.join(f'${i}' for i in range(1, len(_CASE_COLUMNS) + 1))})"
-)
-# Columns an event or a decision may set (the whitelist for the dynamic UPDATE).
-UPDATABLE = frozenset(
-    {
-        "category_code",
-        "urgency",
-        "queue_reason",
-        "proposal",
-        "accepted_at",
-        "dept",
-        "task_id",
-        "deadline",
-        "overdue",
-        "ever_overdue",
-        "reworks",
-        "closed_at",
-        "on_time",
-        "archived",
-        "rating",
-        "part_owner_dept",
-    }
-)
 
 
 # -- case numbers ---------------------------------------------------------------------------
@@ -136,61 +50,6 @@ async def report_by_id(conn: Conn, report_id: str) -> asyncpg.Record | None:
         report_id,
     )
     return row
-
-
-async def insert_report(
-    conn: Conn,
-    *,
-    report_id: str,
-    source: str,
-    external_id: str | None,
-    channel: str,
-    case_id: str,
-    outcome: str,
-    reported_at: datetime,
-    received_at: datetime,
-    camera_id: str | None,
-    confidence: float | None,
-    data: dict[str, Any],
-) -> None:
-    await conn.execute(
-        "INSERT INTO reports (report_id, source, external_id, channel, case_id, outcome, "
-        "reported_at, received_at, camera_id, confidence, data) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        report_id,
-        source,
-        external_id,
-        channel,
-        case_id,
-        outcome,
-        reported_at,
-        received_at,
-        camera_id,
-        confidence,
-        data,
-    )
-
-
-async def insert_reporter(
-    conn: Conn,
-    *,
-    ref: str,
-    report_id: str,
-    name: str | None,
-    phone: str | None,
-    email: str | None,
-    at: datetime,
-) -> None:
-    await conn.execute(
-        "INSERT INTO reporters (ref, report_id, name, phone, email, created_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6)",
-        ref,
-        report_id,
-        name,
-        phone,
-        email,
-        at,
-    )
 
 
 async def reporters_of(conn: Conn, case_id: str) -> list[asyncpg.Record]:
@@ -269,98 +128,10 @@ async def see_scene(
     )
 
 
-async def fold_detection(conn: Conn, case_id: str) -> None:
-    await conn.execute("UPDATE cases SET detections = detections + 1 WHERE case_id = $1", case_id)
-
-
-async def add_reporter(conn: Conn, case_id: str, target: list[str] | None) -> CaseRow | None:
-    """A merged report joins the case: one more report, and its sender told from now on."""
-    row = await conn.fetchrow(
-        "UPDATE cases SET reports = reports + 1, targets = CASE WHEN $2::jsonb IS NULL "
-        "THEN targets ELSE targets || jsonb_build_array($2::jsonb) END "
-        "WHERE case_id = $1 RETURNING *",
-        case_id,
-        target,
-    )
-    return None if row is None else CaseRow.of(row)
-
-
 # -- cases ------------------------------------------------------------------------------------
-async def insert_case(conn: Conn, case: CaseRow) -> None:
-    await conn.execute(_INSERT_CASE, *case.values().values())
-
-
-async def get_case(conn: Conn, case_id: str, *, for_update: bool = False) -> CaseRow | None:
-    sql = "SELECT * FROM cases WHERE case_id = $1" + (" FOR UPDATE" if for_update else "")
-    row = await conn.fetchrow(sql, case_id)
+async def get_case(conn: Conn, case_id: str) -> CaseRow | None:
+    row = await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
     return None if row is None else CaseRow.of(row)
-
-
-async def update_case(
-    conn: Conn,
-    case_id: str,
-    *,
-    at: datetime,
-    status: str | None = None,
-    notes: str | None = None,
-    columns: dict[str, Any] | None = None,
-) -> CaseRow | None:
-    """Set the status (if given), notes and whitelisted columns; the case after, or None."""
-    sets = ["updated_at = $2"]
-    args: list[Any] = [case_id, at]
-    if status is not None:
-        args.append(status)
-        sets.append(f"status = ${len(args)}")
-        args.append(notes)
-        sets.append(f"status_notes = ${len(args)}")
-    for name, value in (columns or {}).items():
-        if name not in UPDATABLE:
-            raise ValueError(f"column {name!r} is not updatable")
-        args.append(value)
-        sets.append(f"{name} = ${len(args)}")
-    row = await conn.fetchrow(
-        f"UPDATE cases SET {', '.join(sets)} WHERE case_id = $1 RETURNING *", *args
-    )
-    return None if row is None else CaseRow.of(row)
-
-
-# -- timeline and archive -----------------------------------------------------------------------
-@dataclass(frozen=True)
-class Entry:
-    """One line of a case's timeline."""
-
-    case_id: str
-    type: str
-    occurred_at: datetime
-    summary: str
-    data: dict[str, Any]
-    event_id: str | None = None
-    actor: dict[str, Any] | None = None
-    status: str | None = None
-
-
-async def add_entries(conn: Conn, entries: Sequence[Entry], at: datetime) -> None:
-    if not entries:
-        return
-    await conn.executemany(
-        "INSERT INTO timeline (case_id, event_id, type, occurred_at, recorded_at, actor, status, "
-        "summary, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
-        "ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING",
-        [
-            (
-                e.case_id,
-                e.event_id,
-                e.type,
-                e.occurred_at,
-                at,
-                e.actor,
-                e.status,
-                e.summary,
-                e.data,
-            )
-            for e in entries
-        ],
-    )
 
 
 async def timeline(conn: Conn, case_id: str) -> list[asyncpg.Record]:
@@ -370,29 +141,6 @@ async def timeline(conn: Conn, case_id: str) -> list[asyncpg.Record]:
         case_id,
     )
     return rows
-
-
-async def archive(conn: Conn, case_id: str, closed_at: datetime) -> None:
-    """结单归档: the case and its whole timeline, as they stood at closing."""
-    await conn.execute(
-        """
-        INSERT INTO archive (case_id, closed_at, category_code, cell_code, community_code,
-                             subdistrict_code, lon, lat, dept, on_time, case_data, timeline)
-        SELECT c.case_id, $2, c.category_code, c.cell_code, c.community_code, c.subdistrict_code,
-               c.lon, c.lat, c.dept, c.on_time, to_jsonb(c) - 'targets',
-               coalesce((SELECT jsonb_agg(jsonb_build_object(
-                   'type', t.type, 'occurred_at', t.occurred_at, 'actor', t.actor,
-                   'status', t.status, 'summary', t.summary, 'event_id', t.event_id)
-                   ORDER BY t.seq) FROM timeline t WHERE t.case_id = c.case_id), '[]'::jsonb)
-        FROM cases c WHERE c.case_id = $1
-        ON CONFLICT (case_id) DO UPDATE SET closed_at = EXCLUDED.closed_at,
-            dept = EXCLUDED.dept, on_time = EXCLUDED.on_time,
-            case_data = EXCLUDED.case_data, timeline = EXCLUDED.timeline
-        """,
-        case_id,
-        closed_at,
-    )
-    await conn.execute("UPDATE cases SET archived = true WHERE case_id = $1", case_id)
 
 
 async def similar(
@@ -424,31 +172,6 @@ async def archived(conn: Conn, case_id: str) -> asyncpg.Record | None:
         "SELECT * FROM archive WHERE case_id = $1", case_id
     )
     return row
-
-
-# -- ratings --------------------------------------------------------------------------------------
-async def add_rating(
-    conn: Conn,
-    *,
-    case_id: str,
-    closed_at: datetime,
-    rating: str,
-    comment: str | None,
-    via: str,
-    at: datetime,
-) -> bool:
-    """False when this closing of the case was already rated."""
-    status: str = await conn.execute(
-        "INSERT INTO ratings (case_id, closed_at, rating, comment, via, rated_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-        case_id,
-        closed_at,
-        rating,
-        comment,
-        via,
-        at,
-    )
-    return status.endswith(" 1")
 
 
 # -- rejections ----------------------------------------------------------------------------------

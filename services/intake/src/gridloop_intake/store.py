@@ -1,0 +1,232 @@
+"""The case file's `CaseStore`: the states of a batch of cases loaded with one statement
+(the rows locked), and written back set-based — only what changed, each table with one
+statement: the case rows upserted, timeline lines appended, reports, reporters, ratings and
+archive snapshots inserted."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from gridloop_runtime.db import Conn
+
+from .domain.case import CASE_COLUMNS, CaseFile, CaseRow
+
+# The PostgreSQL type of each column of `cases` that is not text (001_intake.sql).
+_CASE_TYPES: dict[str, str] = {
+    "lon": "float8",
+    "lat": "float8",
+    "confidence": "float8",
+    "reporter": "jsonb",
+    "attachments": "jsonb",
+    "proposal": "jsonb",
+    "targets": "jsonb",
+    "reported_at": "timestamptz",
+    "received_at": "timestamptz",
+    "updated_at": "timestamptz",
+    "accepted_at": "timestamptz",
+    "deadline": "timestamptz",
+    "closed_at": "timestamptz",
+    "overdue": "bool",
+    "ever_overdue": "bool",
+    "on_time": "bool",
+    "archived": "bool",
+    "reworks": "int4",
+    "reports": "int4",
+    "detections": "int4",
+}
+
+
+def _type(column: str) -> str:
+    return _CASE_TYPES.get(column, "text")
+
+
+def _upsert_cases() -> str:
+    # jsonb columns travel as text (asyncpg would take a list value for a sub-array).
+    arrays = ", ".join(
+        f"${i}::{'text' if _type(c) == 'jsonb' else _type(c)}[]"
+        for i, c in enumerate(CASE_COLUMNS, start=1)
+    )
+    picked = ", ".join(f"u.{c}::jsonb" if _type(c) == "jsonb" else f"u.{c}" for c in CASE_COLUMNS)
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in CASE_COLUMNS if c != "case_id")
+    return (
+        f"INSERT INTO cases ({', '.join(CASE_COLUMNS)}) SELECT {picked} "
+        f"FROM unnest({arrays}) AS u({', '.join(CASE_COLUMNS)}) "
+        f"ON CONFLICT (case_id) DO UPDATE SET {sets}"
+    )
+
+
+_UPSERT_CASES = _upsert_cases()
+
+_INSERT_TIMELINE = (
+    "INSERT INTO timeline (case_id, event_id, type, occurred_at, recorded_at, actor, status, "
+    "summary, data) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
+    "$4::timestamptz[], $5::timestamptz[], $6::jsonb[], $7::text[], $8::text[], $9::jsonb[]) "
+    "ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING"
+)
+
+# 结单归档: the case as it stood at closing, the timeline lines stored before this batch and
+# those of this batch up to the closing (written before this batch's lines are).
+_ARCHIVE = """
+    INSERT INTO archive (case_id, closed_at, category_code, cell_code, community_code,
+                         subdistrict_code, lon, lat, dept, on_time, case_data, timeline)
+    SELECT a.case_id, a.closed_at, a.category_code, a.cell_code, a.community_code,
+           a.subdistrict_code, a.lon, a.lat, a.dept, a.on_time, a.case_data::jsonb,
+           coalesce((SELECT jsonb_agg(jsonb_build_object(
+               'type', t.type, 'occurred_at', t.occurred_at, 'actor', t.actor,
+               'status', t.status, 'summary', t.summary, 'event_id', t.event_id)
+               ORDER BY t.seq) FROM timeline t WHERE t.case_id = a.case_id), '[]'::jsonb)
+           || a.recent::jsonb
+    FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::float8[], $8::float8[], $9::text[], $10::bool[], $11::text[], $12::text[])
+         AS a(case_id, closed_at, category_code, cell_code, community_code, subdistrict_code,
+              lon, lat, dept, on_time, case_data, recent)
+    ON CONFLICT (case_id) DO UPDATE SET closed_at = EXCLUDED.closed_at,
+        dept = EXCLUDED.dept, on_time = EXCLUDED.on_time,
+        case_data = EXCLUDED.case_data, timeline = EXCLUDED.timeline
+"""
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+class CaseFileStore:
+    """`CaseStore[CaseFile]`. With `ratings`, `load` also reads which closings were rated
+    (what the rating rule needs; the case file's events do not)."""
+
+    def __init__(self, *, ratings: bool = False) -> None:
+        self.ratings = ratings
+
+    async def load(self, conn: Conn, case_ids: Sequence[str]) -> dict[str, CaseFile]:
+        ids = list(case_ids)
+        states = {case_id: CaseFile(case_id) for case_id in ids}
+        # Locked in one order, so two batches sharing cases cannot deadlock.
+        rows = await conn.fetch(
+            "SELECT * FROM cases WHERE case_id = ANY($1::text[]) ORDER BY case_id FOR UPDATE", ids
+        )
+        for r in rows:
+            states[r["case_id"]].case = CaseRow.of(r)
+        if self.ratings:
+            for state in states.values():
+                state.rated = set()
+            rated = await conn.fetch(
+                "SELECT case_id, closed_at FROM ratings WHERE case_id = ANY($1::text[])", ids
+            )
+            for r in rated:
+                rated_set = states[r["case_id"]].rated
+                assert rated_set is not None
+                rated_set.add(r["closed_at"])
+        return states
+
+    async def save(self, conn: Conn, states: Sequence[CaseFile]) -> None:
+        dirty = [s for s in states if s.dirty]
+        if not dirty:
+            return
+        snapshots = [(s.case_id, s.snapshot) for s in dirty if s.snapshot is not None]
+        if snapshots:
+            await conn.execute(
+                _ARCHIVE,
+                [case_id for case_id, _ in snapshots],
+                [snap.closed_at for _, snap in snapshots],
+                *(
+                    [snap.case[c] for _, snap in snapshots]
+                    for c in (
+                        "category_code",
+                        "cell_code",
+                        "community_code",
+                        "subdistrict_code",
+                        "lon",
+                        "lat",
+                        "dept",
+                        "on_time",
+                    )
+                ),
+                [_json(snap.case) for _, snap in snapshots],
+                [_json(snap.recent) for _, snap in snapshots],
+            )
+        rows = [s.case for s in dirty if s.case is not None and (s.new or s.changed)]
+        if rows:
+            await conn.execute(
+                _UPSERT_CASES,
+                *(
+                    [_json(getattr(r, c)) if _type(c) == "jsonb" else getattr(r, c) for r in rows]
+                    for c in CASE_COLUMNS
+                ),
+            )
+        entries = [e for s in dirty for e in s.entries]
+        if entries:
+            await conn.execute(
+                _INSERT_TIMELINE,
+                [e.case_id for e in entries],
+                [e.event_id for e in entries],
+                [e.type for e in entries],
+                [e.occurred_at for e in entries],
+                [e.recorded_at for e in entries],
+                [e.actor for e in entries],
+                [e.status for e in entries],
+                [e.summary for e in entries],
+                [e.data for e in entries],
+            )
+        reports = [r for s in dirty for r in s.reports]
+        if reports:
+            await conn.execute(
+                "INSERT INTO reports (report_id, source, external_id, channel, case_id, outcome, "
+                "reported_at, received_at, camera_id, confidence, data) SELECT * FROM unnest("
+                "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
+                "$7::timestamptz[], $8::timestamptz[], $9::text[], $10::float8[], $11::jsonb[])",
+                [r.report_id for r in reports],
+                [r.source for r in reports],
+                [r.external_id for r in reports],
+                [r.channel for r in reports],
+                [r.case_id for r in reports],
+                [r.outcome for r in reports],
+                [r.reported_at for r in reports],
+                [r.received_at for r in reports],
+                [r.camera_id for r in reports],
+                [r.confidence for r in reports],
+                [r.data for r in reports],
+            )
+        reporters = [p for s in dirty for p in s.reporters]
+        if reporters:
+            await conn.execute(
+                "INSERT INTO reporters (ref, report_id, name, phone, email, created_at) "
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
+                "$5::text[], $6::timestamptz[])",
+                [p.ref for p in reporters],
+                [p.report_id for p in reporters],
+                [p.name for p in reporters],
+                [p.phone for p in reporters],
+                [p.email for p in reporters],
+                [p.created_at for p in reporters],
+            )
+        ratings = [r for s in dirty for r in s.ratings]
+        if ratings:
+            await conn.execute(
+                "INSERT INTO ratings (case_id, closed_at, rating, comment, via, rated_at) "
+                "SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], "
+                "$5::text[], $6::timestamptz[]) ON CONFLICT DO NOTHING",
+                [r.case_id for r in ratings],
+                [r.closed_at for r in ratings],
+                [r.rating for r in ratings],
+                [r.comment for r in ratings],
+                [r.via for r in ratings],
+                [r.rated_at for r in ratings],
+            )
+        rerated = [(s.case_id, s.archive_rating) for s in dirty if s.archive_rating is not None]
+        if rerated:
+            await conn.execute(
+                "UPDATE archive a SET case_data = a.case_data || jsonb_build_object('rating', "
+                "u.rating) FROM unnest($1::text[], $2::text[]) AS u(case_id, rating) "
+                "WHERE a.case_id = u.case_id",
+                [c for c, _ in rerated],
+                [r for _, r in rerated],
+            )
+        for s in dirty:
+            s.saved()
+
+
+# The case file's events and the desk's commands; ratings (which need the rated closings).
+CASEFILE = CaseFileStore()
+RATINGS = CaseFileStore(ratings=True)
