@@ -17,7 +17,9 @@ import nats
 import pytest
 from gridloop_contracts import Attachment, Envelope, MaskedReporter, to_binary
 from gridloop_contracts import cases as ev
+from gridloop_dispatch import repository as repo
 from gridloop_dispatch.bootstrap import definition
+from gridloop_dispatch.domain import chasing
 from gridloop_dispatch.settings import DispatchSettings
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.service import Runtime
@@ -805,3 +807,39 @@ async def test_a_redelivered_acceptance_dispatches_once(dispatch: Harness) -> No
     await dispatch.settle()
     assert len(dispatch.emitted(ev.CaseDispatched, case_id=cid)) == 1
     assert len(dispatch.feed("sanitation", "assigned", cid)) == 1
+
+
+async def test_ladder_rows_of_the_previous_version_fire_once_each(dispatch: Harness) -> None:
+    """A database written by the version that kept one timer row per chase step: its pending
+    rows still fire, each step once, at its time."""
+    cid = case_id(22)
+    await dispatch.accept(cid, "E0102")
+    await dispatch.dispatched(cid)
+    assert dispatch.rt.pool is not None
+    rules = dispatch.rt.state.rules
+    async with dispatch.rt.pool.acquire() as conn:
+        [task] = await repo.tasks_of_case(conn, cid)
+        # as the previous version left it: the whole ladder as rows, no chase row
+        await conn.execute("DELETE FROM timers WHERE key = $1", task.timer_key())
+        await conn.executemany(
+            "INSERT INTO timers (kind, key, due_at, payload) VALUES ($1, $2, $3, $4)",
+            [(p.kind, p.key, p.due, p.payload) for p in chasing.plan(task, rules.deadlines, False)],
+        )
+    dispatch.clock.set(bj(2026, 11, 23, 12) - timedelta(seconds=1))
+    await dispatch.settle()
+    assert chase_counts(dispatch, cid)["sign_in"] == 0
+    dispatch.clock.set(bj(2026, 11, 23, 12))
+    await dispatch.settle()
+    await dispatch.wait(ev.CaseOverdue, case_id=cid, stage="sign_in")
+    dispatch.clock.set(bj(2026, 12, 3, 10))
+    await dispatch.settle()
+    await dispatch.settle()
+    assert chase_counts(dispatch, cid) == ONCE_EACH
+    assert (await dispatch.case(cid))["pending_timers"] == []
+    async with dispatch.rt.pool.acquire() as conn:
+        left = await conn.fetchval(
+            "SELECT count(*) FROM timers WHERE key LIKE $1 || '%' AND fired_at IS NULL "
+            "AND cancelled_at IS NULL",
+            cid,
+        )
+    assert left == 0

@@ -18,14 +18,18 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from gridloop_runtime import commands
 from gridloop_runtime.auth import CurrentPrincipal, Principal
+from gridloop_runtime.casework import run_case_command
 from gridloop_runtime.commands import CommandBody, Refusal
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime, runtime_of
+from gridloop_runtime.step import Step
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from . import repository as repo
 from .domain import routing
-from .handlers import Handlers, Units, check_dispatcher
+from .domain.casefile import CaseFile
+from .domain.rules import Units, missing_extension
+from .table import Dispatching
 from .views import case_view, extension_view, task_view
 
 router = APIRouter(tags=["dispatch"])
@@ -34,22 +38,47 @@ READERS = frozenset({"dispatcher", "shift-leader", "evaluator", "admin"})
 Dept = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")]
 
 
-def handlers_of(rt: Runtime) -> Handlers:
-    handlers: Handlers = rt.state
-    return handlers
+def dispatching(rt: Runtime) -> Dispatching:
+    state: Dispatching = rt.state
+    return state
 
 
-async def run_command(
+def check_dispatcher(who: Principal) -> None:
+    if not who.has("dispatcher"):
+        raise Refusal(
+            "only the command centre's dispatchers dispatch, recall, supervise and decide "
+            "extensions",
+            field="Authorization",
+            code="forbidden",
+            status=403,
+        )
+
+
+async def on_case(
     rt: Runtime,
     who: Principal,
+    case_id: str,
     command_id: str | None,
     kind: str,
-    fn: Callable[[Work], Awaitable[dict[str, Any]]],
+    rule: Callable[[CaseFile, Step], Any],
+    answer: Callable[[CaseFile, Any], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A dispatcher's command, idempotent on `command_id` (gridloop_runtime.commands)."""
+    """A dispatcher's command on one case: its rule over the case file (the store's, as the
+    events'), idempotent on `command_id` (gridloop_runtime.casework.run_case_command)."""
     check_dispatcher(who)
     assert rt.uow is not None
-    return await commands.run_command(rt.uow, command_id, kind, fn)
+
+    def apply(f: CaseFile, step: Step) -> dict[str, Any]:
+        f.updated_at = step.now()
+        outcome = rule(f, step)
+        if answer is not None:
+            return answer(f, outcome)
+        assert f.case is not None  # the rule refused a case it does not know
+        return case_view(f.case, f.tasks)
+
+    return await run_case_command(
+        rt.uow, dispatching(rt).store, case_id, apply, command_id=command_id, kind=kind
+    )
 
 
 async def read(rt: Runtime, who: Principal, fn: Callable[[Work], Awaitable[Any]]) -> Any:
@@ -126,7 +155,7 @@ async def manual_queue(
     """待人工派遣: cases no rule could place (or returned by every candidate, or recalled),
     oldest first, with why and the units routing would suggest."""
     rt = runtime_of(request)
-    city = handlers_of(rt).city
+    city = dispatching(rt).rules.city
 
     async def fetch(work: Work) -> list[dict[str, Any]]:
         cases = await repo.queued_cases(work.conn, limit)
@@ -151,8 +180,9 @@ async def manual_queue(
 @router.get("/cases/{case_id}")
 async def get_case(case_id: str, request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
     """A case as the command centre sees it: every task (who held it, from when to when), its
-    extension requests and the chase timers still pending."""
+    extension requests and the chase steps still to come."""
     rt = runtime_of(request)
+    rules = dispatching(rt).rules
 
     async def fetch(work: Work) -> dict[str, Any]:
         case = await repo.get_case(work.conn, case_id)
@@ -162,16 +192,10 @@ async def get_case(case_id: str, request: Request, principal: CurrentPrincipal) 
             )
         tasks = await repo.tasks_of_case(work.conn, case_id)
         extensions = await repo.list_extensions(work.conn, status=None, case_id=case_id, limit=1000)
-        timers = await repo.pending_timers(
-            work.conn, [t.timer_key() for t in tasks], handlers_of(rt).kinds
-        )
         return {
             **case_view(case, tasks),
             "extensions": [extension_view(x) for x in extensions],
-            "pending_timers": [
-                {"kind": r["kind"], "task_id": r["payload"].get("task_id"), "due_at": r["due_at"]}
-                for r in timers
-            ],
+            "pending_timers": rules.pending_chase(case, tasks),
         }
 
     answer: dict[str, Any] = await read(rt, principal, fetch)
@@ -240,13 +264,14 @@ async def dispatch(
 ) -> dict[str, Any]:
     """人工派遣: place a case from the manual queue (case.dispatched kind=manual)."""
     rt = runtime_of(request)
-    h = handlers_of(rt)
-    return await run_command(
+    rules = dispatching(rt).rules
+    return await on_case(
         rt,
         principal,
+        case_id,
         body.command_id,
         "dispatch",
-        lambda work: h.dispatch(work, case_id, principal, body.units()),
+        lambda f, step: rules.dispatch(f, step, principal, body.units()),
     )
 
 
@@ -256,14 +281,15 @@ async def redispatch(
 ) -> dict[str, Any]:
     """改派: recall the task (or every active task) and dispatch to another unit."""
     rt = runtime_of(request)
-    h = handlers_of(rt)
-    return await run_command(
+    rules = dispatching(rt).rules
+    return await on_case(
         rt,
         principal,
+        case_id,
         body.command_id,
         "redispatch",
-        lambda work: h.redispatch(
-            work, case_id, principal, body.units(), body.reason, body.task_id
+        lambda f, step: rules.redispatch(
+            f, step, principal, body.units(), body.reason, body.task_id
         ),
     )
 
@@ -274,14 +300,15 @@ async def split(
 ) -> dict[str, Any]:
     """拆分: one task per unit (active tasks are recalled first), each with its deadline."""
     rt = runtime_of(request)
-    h = handlers_of(rt)
-    return await run_command(
+    rules = dispatching(rt).rules
+    return await on_case(
         rt,
         principal,
+        case_id,
         body.command_id,
         "split",
-        lambda work: h.split(
-            work, case_id, principal, [t.units() for t in body.tasks], body.reason
+        lambda f, step: rules.split(
+            f, step, principal, [t.units() for t in body.tasks], body.reason
         ),
     )
 
@@ -292,13 +319,14 @@ async def recall(
 ) -> dict[str, Any]:
     """撤回: take the task back; the case waits in the manual queue."""
     rt = runtime_of(request)
-    h = handlers_of(rt)
-    return await run_command(
+    rules = dispatching(rt).rules
+    return await on_case(
         rt,
         principal,
+        case_id,
         body.command_id,
         "recall",
-        lambda work: h.recall(work, case_id, principal, body.reason, body.task_id),
+        lambda f, step: rules.recall(f, step, principal, body.reason, body.task_id),
     )
 
 
@@ -308,13 +336,14 @@ async def supervise(
 ) -> dict[str, Any]:
     """挂牌督办: put the case under listed supervision (case.supervised)."""
     rt = runtime_of(request)
-    h = handlers_of(rt)
-    return await run_command(
+    rules = dispatching(rt).rules
+    return await on_case(
         rt,
         principal,
+        case_id,
         body.command_id,
         "supervise",
-        lambda work: h.supervise(work, case_id, principal, body.reason),
+        lambda f, step: rules.supervise(f, step, principal, body.reason),
     )
 
 
@@ -324,18 +353,31 @@ async def decide_extension(
 ) -> dict[str, Any]:
     """延期审批: grant (the deadline and its timers move) or refuse (a reason is required)."""
     rt = runtime_of(request)
-    h = handlers_of(rt)
-    return await run_command(
+    check_dispatcher(principal)
+    assert rt.uow is not None and rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        case_id = await repo.case_of_extension(conn, request_id)
+    if case_id is None:  # refused (and audited) as a command, as any other refusal
+
+        async def missing(_: Work) -> dict[str, Any]:
+            raise missing_extension(request_id)
+
+        return await commands.run_command(rt.uow, body.command_id, "extension", missing)
+    rules = dispatching(rt).rules
+    return await on_case(
         rt,
         principal,
+        case_id,
         body.command_id,
         "extension",
-        lambda work: h.decide_extension(
-            work,
+        lambda f, step: rules.decide_extension(
+            f,
+            step,
             request_id,
             principal,
             granted=body.granted,
             new_deadline=body.new_deadline,
             reason=body.reason,
         ),
+        answer=lambda _, request: extension_view(request),
     )

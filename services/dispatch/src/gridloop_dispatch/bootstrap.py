@@ -1,4 +1,4 @@
-"""Wires the dispatch service: settings, city data, consumers, timers and routes, in one place."""
+"""Wires the dispatch service: settings, city data, the handler table and routes, in one place."""
 
 from __future__ import annotations
 
@@ -10,30 +10,29 @@ from gridloop_runtime.consumer import ConsumerSpec
 from gridloop_runtime.service import ServiceDefinition
 
 from . import api
-from .context import Dispatch
-from .handlers import Handlers
+from .context import rules_for
 from .settings import DispatchSettings
+from .table import Dispatching
 
 MIGRATIONS = Path(__file__).parent / "sql"
 
 
 def definition(settings: DispatchSettings) -> tuple[ServiceDefinition, Any]:
-    """The service and its state (the Handlers, read by routes via `Runtime.state`)."""
-    dispatch = Dispatch.load(settings)
-    handlers = Handlers(dispatch)
-    cases = ConsumerSpec("dispatch-cases", "CASES", handlers.subjects, handlers.on_case_event)
+    """The service and its state (`Dispatching`, read by routes via `Runtime.state`)."""
+    dispatching = Dispatching.of(rules_for(settings))
+    cases = ConsumerSpec("dispatch-cases", "CASES", rules=dispatching.table)
     return (
         ServiceDefinition(
             name="dispatch",
             migrations_dir=MIGRATIONS,
             consumers=[cases],
-            timers=handlers.timers,
+            timer_rules=dispatching.table,
             routers=[api.router],
-            users=lookup_from(dispatch.city.users),
+            users=lookup_from(dispatching.rules.city.users),
             title="gridloop dispatch",
             description="指挥派遣: routing, deadlines on working time, chasing and escalation",
         ),
-        handlers,
+        dispatching,
     )
 
 

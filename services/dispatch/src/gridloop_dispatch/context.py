@@ -1,14 +1,14 @@
-"""What every dispatch handler works with: the loaded city, its working calendar, deadlines."""
+"""The city the rules work with: loaded once per process from CITY_DATA_DIR."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from gridloop_city import Category, City, WorkingCalendar, load_city
+from gridloop_city import City, WorkingCalendar, load_city
 
-from .domain.deadlines import Deadlines, runs_on_clock
+from .domain.deadlines import Deadlines
+from .domain.rules import DispatchRules
 from .settings import DispatchSettings
 
 
@@ -18,31 +18,8 @@ def _load(path: Path) -> City:
     return load_city(path)
 
 
-@dataclass(frozen=True)
-class Dispatch:
-    """The per-process state of the service (Runtime.state holds the Handlers built on it)."""
-
-    city: City
-    calendar: WorkingCalendar
-    deadlines: Deadlines
-    settings: DispatchSettings
-
-    @classmethod
-    def load(cls, settings: DispatchSettings) -> Dispatch:
-        city = _load(Path(settings.city_data_dir).resolve())
-        calendar = WorkingCalendar.from_config(city.calendar)
-        return cls(city, calendar, Deadlines(calendar, city.calendar), settings)
-
-    def category(self, code: str) -> Category | None:
-        return self.city.category(code)
-
-    def dept_kind(self, dept: str) -> str | None:
-        d = self.city.department(dept)
-        return d.kind if d else None
-
-    def dept_name(self, dept: str) -> str:
-        d = self.city.department(dept)
-        return d.name if d else dept
-
-    def on_clock(self, category_code: str, urgency: str) -> bool:
-        return runs_on_clock(self.city.category(category_code), urgency)
+def rules_for(settings: DispatchSettings) -> DispatchRules:
+    """The dispatch rules of the configured city: its routing, calendar and chase ladder."""
+    city = _load(Path(settings.city_data_dir).resolve())
+    calendar = WorkingCalendar.from_config(city.calendar)
+    return DispatchRules(city, Deadlines(calendar, city.calendar))

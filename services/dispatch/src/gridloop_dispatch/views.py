@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from . import repository as repo
-from .domain.casefile import Case, Task
+from .domain.casefile import Case, Extension, Task
 
 
 def task_view(task: Task) -> dict[str, Any]:
@@ -63,7 +62,7 @@ def case_view(case: Case, tasks: Sequence[Task] = ()) -> dict[str, Any]:
     }
 
 
-def extension_view(x: repo.Extension) -> dict[str, Any]:
+def extension_view(x: Extension) -> dict[str, Any]:
     return {
         "request_id": x.request_id,
         "case_id": x.case_id,

@@ -1,5 +1,6 @@
 """案卷与任务: dispatch's view of a case and of the tasks it gave departments, and every change
-a task may go through (签收, 退回, 处置, 返工, 延期, 撤回, 结案, 催办, 超期, 督办).
+a task may go through (签收, 退回, 处置, 返工, 延期, 撤回, 结案, 催办, 超期, 督办), its extension
+requests, and `CaseFile`: all of it for one case, the state the rules change.
 
 A task is one department's assignment on a case: the responsible unit, its co-handlers and
 lead, and one deadline at a time. `gen` counts the deadlines a task has had (dispatch,
@@ -14,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from gridloop_runtime.commands import Refusal
+from gridloop_contracts.problems import Refusal
 
 Urgency = Literal["normal", "urgent"]
 DispatchKind = Literal["initial", "redispatch", "rework", "split", "manual"]
@@ -300,3 +301,58 @@ class Case:
 def check_open(case: Case) -> None:
     if case.closed:
         raise Refusal(f"case {case.case_id} is closed", field="case_id", code="case-closed")
+
+
+@dataclass
+class Extension:
+    """延期申请: what the department asked, and what the dispatcher decided."""
+
+    request_id: str
+    case_id: str
+    task_id: str
+    dept: str
+    reason: str
+    proposed_deadline: datetime
+    current_deadline: datetime
+    requested_at: datetime
+    requested_by: str | None = None
+    status: str = "pending"
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    new_deadline: datetime | None = None
+    decision_reason: str | None = None
+
+
+@dataclass
+class CaseFile:
+    """Everything dispatch knows of one case: the case (None until it is accepted), its tasks
+    (in task id order) and its extension requests. The rules change it in memory; the store
+    writes back only the rows that changed (`stored`: the rows as read, by table and key)."""
+
+    case_id: str
+    case: Case | None = None
+    tasks: list[Task] = field(default_factory=list)
+    extensions: list[Extension] = field(default_factory=list)
+    # When a rule last touched the file (the case row's updated_at).
+    updated_at: datetime | None = None
+    stored: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict, repr=False)
+
+    def task(self, task_id: str) -> Task | None:
+        for t in self.tasks:
+            if t.task_id == task_id:
+                return t
+        return None
+
+    def extension(self, request_id: str) -> Extension | None:
+        for x in self.extensions:
+            if x.request_id == request_id:
+                return x
+        return None
+
+    def settle_extensions(self, tasks: list[Task], reason: str) -> None:
+        """Pending requests of tasks that ended are moot: nobody is left to extend."""
+        ended = {t.task_id for t in tasks}
+        for x in self.extensions:
+            if x.task_id in ended and x.status == "pending":
+                x.status = "moot"
+                x.decision_reason = reason

@@ -1,9 +1,15 @@
-"""催办与督办: which chase timers a task needs for its current deadline.
+"""催办与督办: the chase steps a task still needs for its current deadline, and its one timer.
 
-Timer kinds: `sign_in` (签收超时), `remind` (催办, at the configured fraction of the window),
-`overdue` (超期, at the deadline) and `escalate:<level>` (督办 ladder after it). Each timer is
-keyed by the task and its deadline generation (`<case>-T<n>#<gen>`), so a new deadline gets new
-rows and a timer of an old one finds its generation stale and does nothing.
+Steps: `sign_in` (签收超时), `remind` (催办, at the configured fraction of the window),
+`overdue` (超期, at the deadline) and `escalate:<level>` (督办 ladder after it). A task has ONE
+timer row per deadline, of kind `chase`, keyed by the task and its deadline generation
+(`<case>-T<n>#<gen>`) and due at the earliest step still needed; when it fires, the steps due
+by then happen and the same row is set again for the next one. A new deadline (rework,
+extension) gets a new key; the row of an old one finds its generation stale and does nothing.
+
+Databases written before the single row may still hold one row per step (kinds `sign_in`,
+`remind`, `overdue`, `escalate:<n>`, same key and payload): those still fire, once each, and
+act only if the task still needs their step (`LEGACY_KINDS`).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from .casefile import Task
 from .deadlines import Deadlines
 
 SIGN_IN, REMIND, OVERDUE, ESCALATE = "sign_in", "remind", "overdue", "escalate"
+CHASE = "chase"
 
 
 def escalate_kind(level: int) -> str:
@@ -22,7 +29,8 @@ def escalate_kind(level: int) -> str:
 
 
 def kinds(levels: tuple[int, ...]) -> list[str]:
-    """Every timer kind dispatch handles, for a ladder of these levels."""
+    """Every step of the chase, for a ladder of these levels (the kinds of the one-row-per-step
+    timers of earlier versions, still fired where a database holds them)."""
     return [SIGN_IN, REMIND, OVERDUE, *(escalate_kind(level) for level in levels)]
 
 
@@ -54,3 +62,18 @@ def plan(task: Task, deadlines: Deadlines, on_clock: bool) -> list[PlannedTimer]
             PlannedTimer(escalate_kind(rung.level), key, rung.at, {**base, "level": rung.level})
         )
     return out
+
+
+def next_step(task: Task, deadlines: Deadlines, on_clock: bool) -> PlannedTimer | None:
+    """The earliest step the task still needs (the first of the plan on equal times)."""
+    steps = plan(task, deadlines, on_clock)
+    return min(steps, key=lambda p: p.due) if steps else None
+
+
+def chase_timer(task: Task, deadlines: Deadlines, on_clock: bool) -> PlannedTimer | None:
+    """The task's one chase timer: kind `chase`, due at its next step (named in the payload)."""
+    step = next_step(task, deadlines, on_clock)
+    if step is None:
+        return None
+    payload = {k: v for k, v in step.payload.items() if k != "level"}
+    return PlannedTimer(CHASE, step.key, step.due, {**payload, "step": step.kind})

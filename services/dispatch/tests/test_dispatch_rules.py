@@ -1,0 +1,479 @@
+"""The dispatch rules without I/O: a case file, a message, a Step on a fake clock; what the rule
+did to the file, the events it emitted and the timers it asked for."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from gridloop_city import WorkingCalendar, load_city
+from gridloop_contracts import cases as ev
+from gridloop_dispatch.domain import chasing
+from gridloop_dispatch.domain.casefile import CaseFile, CaseState, TaskStatus
+from gridloop_dispatch.domain.deadlines import Deadlines
+from gridloop_dispatch.domain.rules import DispatchRules, Units
+from gridloop_runtime.clock import FakeClock
+from gridloop_runtime.step import Step
+from gridloop_runtime.timers import Timer
+
+BJ = ZoneInfo("Asia/Shanghai")
+DEMO_CITY = Path(__file__).resolve().parents[3] / "data" / "demo-city"
+MON = datetime(2026, 11, 23, 10, tzinfo=BJ)  # a working Monday, 10:00
+CELL = "1101010010010001"
+CID = "110101-20261123-000001"
+
+
+def bj(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0) -> datetime:
+    return datetime(y, mo, d, h, mi, s, tzinfo=BJ)
+
+
+@pytest.fixture(scope="module")
+def rules() -> DispatchRules:
+    city = load_city(DEMO_CITY)
+    return DispatchRules(city, Deadlines(WorkingCalendar.from_config(city.calendar), city.calendar))
+
+
+class Dispatcher:
+    user_id = "disp-01"
+    name = "调度员"
+
+    def covers(self, *codes: str | None) -> bool:
+        return True
+
+
+def step_at(when: datetime) -> Step:
+    return Step(source="/gridloop/dispatch", clock=FakeClock(when))
+
+
+def types(step: Step) -> list[str]:
+    return [f"{subject} {env.type}" for subject, env in step.pending]
+
+
+def emitted(step: Step, model: type[ev.CaseEvent]) -> list[dict[str, Any]]:
+    return [env.data for _, env in step.pending if env.type == model.type_name]
+
+
+def accepted(category: str = "E0102", **extra: Any) -> ev.CaseAccepted:
+    return ev.CaseAccepted(
+        case_id=CID,
+        occurred_at=MON,
+        category_code=category,
+        cell_code=CELL,
+        description="人行道上堆放垃圾",
+        **extra,
+    )
+
+
+def dispatched(rules: DispatchRules, category: str = "E0102") -> CaseFile:
+    f = CaseFile(CID)
+    rules.on_accepted(f, accepted(category), step_at(MON))
+    return f
+
+
+def chase(f: CaseFile, step: Step, n: int = 0) -> Timer:
+    """The chase timer the last dispatch asked for, as the runner hands it to the rule."""
+    [op] = [o for o in step.timer_ops if o.op == "set"][n:]
+    assert op.due_at is not None
+    return Timer(1, op.kind or "", op.key, op.due_at, op.payload)
+
+
+# -- dispatch ------------------------------------------------------------------------------
+def test_acceptance_dispatches_once_with_one_chase_timer(rules: DispatchRules) -> None:
+    f = CaseFile(CID)
+    step = step_at(MON)
+    rules.on_accepted(f, accepted(), step)
+    assert f.case is not None and f.case.state == CaseState.DISPATCHED
+    [task] = f.tasks
+    assert (task.task_id, task.dept, task.deadline) == (
+        f"{CID}-T1",
+        "sanitation",
+        bj(2026, 11, 24, 10),
+    )
+    assert types(step) == [
+        "case.dispatched gridloop.case.dispatched.v1",
+        "dispatch.sanitation.assigned gridloop.dispatch.assigned.v1",
+    ]
+    # ONE timer row for the whole ladder, due at its first step (sign-in by 12:00)
+    [op] = step.timer_ops
+    assert (op.op, op.kind, op.key, op.due_at) == (
+        "set",
+        "chase",
+        f"{CID}-T1#1",
+        bj(2026, 11, 23, 12),
+    )
+    assert op.payload == {"case_id": CID, "task_id": f"{CID}-T1", "gen": 1, "step": "sign_in"}
+
+    again = step_at(MON)
+    rules.on_accepted(f, accepted(), again)
+    assert again.pending == [] and again.timer_ops == [] and len(f.tasks) == 1
+
+
+def test_an_unroutable_case_goes_to_the_queue(rules: DispatchRules) -> None:
+    f = CaseFile(CID)
+    step = step_at(MON)
+    rules.on_accepted(f, accepted("E0602"), step)  # no routing rule for E0602
+    assert f.case is not None and f.case.queued and f.case.state == CaseState.QUEUED
+    assert f.tasks == [] and step.pending == [] and step.timer_ops == []
+
+
+def test_an_emergency_is_escalated_at_dispatch_and_chased_above_that_level(
+    rules: DispatchRules,
+) -> None:
+    night = bj(2026, 11, 28, 23)
+    f = CaseFile(CID)
+    step = step_at(night)
+    rules.on_accepted(f, accepted("E0401"), step)
+    [task] = f.tasks
+    assert (task.escalation_level, task.escalated_at) == (2, night)
+    assert f.case is not None and f.case.emergency_escalated_at == night
+    [esc] = emitted(step, ev.CaseEscalated)
+    assert (esc["level"], esc["to_role"]) == (2, "subdistrict-leader")
+    parties = {s for s, e in step.pending if e.type == "gridloop.dispatch.escalated.v1"}
+    assert parties == {
+        "dispatch.gas.escalated",
+        "dispatch.fire.escalated",
+        "dispatch.emergency.escalated",
+    }
+    # the ladder goes on above level 2 only
+    assert [p.kind for p in chasing.plan(task, rules.deadlines, True)][-1:] == ["escalate:3"]
+    assert "escalate:2" not in [p.kind for p in chasing.plan(task, rules.deadlines, True)]
+
+    # a second task of the same emergency is not escalated again, only marked
+    later = step_at(night + timedelta(minutes=5))
+    rules.on_returned(
+        f,
+        ev.CaseReturned(
+            case_id=CID, occurred_at=night, dept="gas", task_id=task.task_id, reason="非本单位"
+        ),
+        later,
+    )
+    assert f.case.queued  # no other candidate
+    rules.dispatch(f, later, Dispatcher(), Units("fire"))
+    assert [d["kind"] for d in emitted(later, ev.CaseDispatched)] == ["manual"]
+    assert emitted(later, ev.CaseEscalated) == []
+    assert [t.escalation_level for t in f.tasks] == [2, 2]
+
+
+# -- returns ---------------------------------------------------------------------------------
+def test_a_return_goes_to_the_next_candidate(rules: DispatchRules) -> None:
+    f = dispatched(rules, "E0504")  # street-001, then urban-mgmt
+    step = step_at(MON + timedelta(hours=1))
+    first = f.tasks[0]
+    rules.on_returned(
+        f,
+        ev.CaseReturned(
+            case_id=CID, occurred_at=step.now(), dept=first.dept, task_id=first.task_id, reason="x"
+        ),
+        step,
+    )
+    assert [(t.dept, t.status) for t in f.tasks] == [
+        ("street-001", TaskStatus.RETURNED),
+        ("urban-mgmt", TaskStatus.OPEN),
+    ]
+    [d] = emitted(step, ev.CaseDispatched)
+    assert d["kind"] == "redispatch" and "street-001" in d["reason"]
+    assert [o.key for o in step.timer_ops] == [f"{CID}-T2#1"]
+
+
+def test_a_returned_part_of_a_split_case_always_goes_to_the_queue(rules: DispatchRules) -> None:
+    f = dispatched(rules, "E0504")
+    step = step_at(MON + timedelta(minutes=30))
+    rules.split(f, step, Dispatcher(), [Units("sanitation"), Units("urban-mgmt")], "分别处置")
+    assert [(t.kind, t.status) for t in f.tasks] == [
+        ("initial", TaskStatus.RECALLED),
+        ("split", TaskStatus.OPEN),
+        ("split", TaskStatus.OPEN),
+    ]
+    part = f.tasks[1]
+    back = step_at(MON + timedelta(hours=1))
+    rules.on_returned(
+        f,
+        ev.CaseReturned(
+            case_id=CID, occurred_at=back.now(), dept=part.dept, task_id=part.task_id, reason="x"
+        ),
+        back,
+    )
+    # another candidate exists (routing would find one), but a dispatcher cut this part
+    assert emitted(back, ev.CaseDispatched) == [] and back.timer_ops == []
+    assert f.case is not None and f.case.queued and "sanitation" in (f.case.queue_reason or "")
+    assert f.case.state == CaseState.DISPATCHED  # the other part goes on
+    assert len(f.tasks) == 3
+
+
+# -- rework ----------------------------------------------------------------------------------
+def handled(rules: DispatchRules, f: CaseFile, at: datetime) -> None:
+    task = f.tasks[0]
+    rules.on_handled(
+        f,
+        ev.CaseHandled(
+            case_id=CID,
+            occurred_at=at,
+            dept=task.dept,
+            task_id=task.task_id,
+            result="ok",
+            completed_at=at,
+        ),
+        step_at(at),
+    )
+
+
+def reworked(new_deadline: datetime | None = None) -> ev.CaseReworked:
+    return ev.CaseReworked(
+        case_id=CID,
+        occurred_at=MON,
+        dept="sanitation",
+        task_id=f"{CID}-T1",
+        count=1,
+        reason="仍有垃圾残留",
+        new_deadline=new_deadline,
+    )
+
+
+def test_rework_takes_the_new_deadline_if_it_is_still_ahead(rules: DispatchRules) -> None:
+    f = dispatched(rules)
+    handled(rules, f, bj(2026, 11, 23, 11))
+    step = step_at(bj(2026, 11, 23, 13))
+    rules.on_reworked(f, reworked(bj(2026, 11, 25, 9)), step)
+    task = f.tasks[0]
+    assert (task.status, task.deadline, task.gen, task.kind) == (
+        TaskStatus.OPEN,
+        bj(2026, 11, 25, 9),
+        2,
+        "rework",
+    )
+    [op] = step.timer_ops
+    assert (op.kind, op.key) == (
+        "chase",
+        f"{CID}-T1#2",
+    )  # a new row: the old one fires into nothing
+    assert [s for s, _ in step.pending] == ["case.dispatched", "dispatch.sanitation.rework"]
+
+
+def test_rework_else_takes_the_categorys_deadline(rules: DispatchRules) -> None:
+    f = dispatched(rules)
+    handled(rules, f, bj(2026, 11, 23, 11))
+    rules.on_reworked(f, reworked(bj(2026, 11, 23, 12)), step_at(bj(2026, 11, 23, 13)))
+    # One working day from Mon 13:00: 4.5 h that afternoon, 3 h on Tuesday → Tue 12:00.
+    assert f.tasks[0].deadline == bj(2026, 11, 24, 12)
+
+
+def test_rework_else_keeps_the_length_of_the_window(rules: DispatchRules) -> None:
+    f = dispatched(rules)
+    assert f.case is not None
+    f.case.category_code = "X9999"  # a category this city no longer has
+    task = f.tasks[0]
+    window = task.deadline - task.window_start
+    at = bj(2026, 11, 23, 13)
+    rules.on_reworked(f, reworked(), step_at(at))
+    assert task.deadline == at + window
+
+
+def test_rework_reopens_a_closed_case(rules: DispatchRules) -> None:
+    f = dispatched(rules)
+    rules.on_closed(
+        f,
+        ev.CaseClosed(case_id=CID, occurred_at=MON, closed_by="sup-001", on_time=True),
+        step_at(MON),
+    )
+    assert f.case is not None and f.case.closed and f.tasks[0].status == TaskStatus.CLOSED
+    rules.on_reworked(f, reworked(), step_at(bj(2026, 11, 23, 13)))
+    assert f.case.state == CaseState.DISPATCHED and f.case.closed_at is None
+
+
+# -- the chase timer -------------------------------------------------------------------------
+def test_the_chase_timer_moves_up_the_ladder_one_row_each_step_once(rules: DispatchRules) -> None:
+    f = CaseFile(CID)
+    first = step_at(MON)
+    rules.on_accepted(f, accepted(), first)
+    timer = chase(f, first)
+    ladder = [
+        (bj(2026, 11, 23, 12), ["case.overdue"], bj(2026, 11, 23, 17, 7, 30), "remind"),
+        (bj(2026, 11, 23, 17, 7, 30), ["case.reminded"], bj(2026, 11, 24, 10), "overdue"),
+        (
+            bj(2026, 11, 24, 10),
+            ["case.overdue", "case.escalated"],
+            bj(2026, 11, 25, 10),
+            "escalate:2",
+        ),
+        (bj(2026, 11, 25, 10), ["case.escalated"], bj(2026, 11, 27, 10), "escalate:3"),
+        (bj(2026, 11, 27, 10), ["case.escalated"], None, None),
+    ]
+    for when, events, next_due, next_step in ladder:
+        assert timer.due_at == when
+        step = step_at(when)
+        rules.on_chase(f, timer, step)
+        assert [s for s, _ in step.pending if s.startswith("case.")] == events
+        if next_due is None:
+            assert step.timer_ops == []
+        else:
+            [op] = step.timer_ops  # the same row, set again for the next step
+            assert (op.kind, op.key, op.due_at, op.payload["step"]) == (
+                "chase",
+                timer.key,
+                next_due,
+                next_step,
+            )
+            timer = Timer(1, "chase", op.key, next_due, op.payload)
+    task = f.tasks[0]
+    assert (task.escalation_level, task.overdue_at, task.reminded_at is not None) == (
+        3,
+        bj(2026, 11, 24, 10),
+        True,
+    )
+    # fired again (a second runner, a retry): nothing happens twice
+    again = step_at(bj(2026, 12, 31))
+    rules.on_chase(f, timer, again)
+    assert again.pending == [] and again.timer_ops == []
+
+
+def test_a_late_chase_timer_does_every_step_due_in_order(rules: DispatchRules) -> None:
+    f = CaseFile(CID)
+    first = step_at(MON)
+    rules.on_accepted(f, accepted(), first)
+    step = step_at(bj(2026, 12, 3, 10))  # down for ten days
+    rules.on_chase(f, chase(f, first), step)
+    data = [
+        (env.type.split(".")[2], env.data.get("stage") or env.data.get("level"))
+        for s, env in step.pending
+        if s.startswith("case.")
+    ]
+    assert data == [
+        ("overdue", "sign_in"),
+        ("reminded", "handling"),
+        ("overdue", "handling"),
+        ("escalated", 1),
+        ("escalated", 2),
+        ("escalated", 3),
+    ]
+    occurred = [at for at in (e["occurred_at"] for e in emitted(step, ev.CaseEscalated))]
+    assert [datetime.fromisoformat(str(o)) for o in occurred] == [
+        bj(2026, 11, 24, 10),
+        bj(2026, 11, 25, 10),
+        bj(2026, 11, 27, 10),
+    ]
+    assert step.timer_ops == []
+
+
+def test_a_signed_task_skips_the_sign_in_step(rules: DispatchRules) -> None:
+    f = CaseFile(CID)
+    first = step_at(MON)
+    rules.on_accepted(f, accepted(), first)
+    task = f.tasks[0]
+    sign = step_at(MON + timedelta(minutes=5))
+    rules.on_signed(
+        f,
+        ev.CaseSigned(case_id=CID, occurred_at=sign.now(), dept=task.dept, task_id=task.task_id),
+        sign,
+    )
+    assert task.status == TaskStatus.SIGNED and sign.timer_ops == []  # the row is left alone
+    step = step_at(bj(2026, 11, 23, 12))
+    rules.on_chase(f, chase(f, first), step)
+    assert step.pending == []
+    [op] = step.timer_ops
+    assert (op.due_at, op.payload["step"]) == (bj(2026, 11, 23, 17, 7, 30), "remind")
+
+
+def test_the_chase_timer_of_an_ended_task_or_old_deadline_does_nothing(
+    rules: DispatchRules,
+) -> None:
+    f = CaseFile(CID)
+    first = step_at(MON)
+    rules.on_accepted(f, accepted(), first)
+    timer = chase(f, first)
+    handled(rules, f, MON + timedelta(minutes=30))
+    step = step_at(bj(2026, 12, 3))
+    rules.on_chase(f, timer, step)
+    assert step.pending == [] and step.timer_ops == []
+    rules.on_reworked(f, reworked(), step_at(bj(2026, 11, 23, 13)))  # gen 2
+    stale = step_at(bj(2026, 11, 23, 13, 30))
+    rules.on_chase(f, timer, stale)  # gen 1's row
+    assert stale.pending == [] and stale.timer_ops == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "event"),
+    [
+        ("sign_in", "case.overdue"),
+        ("remind", "case.reminded"),
+        ("overdue", "case.overdue"),
+        ("escalate:1", "case.escalated"),
+        ("escalate:3", "case.escalated"),
+    ],
+)
+def test_a_one_step_row_of_the_old_ladder_fires_its_step_once(
+    rules: DispatchRules, kind: str, event: str
+) -> None:
+    f = dispatched(rules)
+    payload = {"case_id": CID, "task_id": f"{CID}-T1", "gen": 1}
+    if kind.startswith("escalate"):
+        payload["level"] = int(kind.split(":")[1])
+    old = Timer(7, kind, f"{CID}-T1#1", bj(2026, 11, 23, 12), payload)
+    step = step_at(bj(2026, 11, 30))
+    rules.on_legacy_step(f, old, step)
+    assert [s for s, _ in step.pending if s.startswith("case.")] == [event]
+    assert step.timer_ops == []
+    again = step_at(bj(2026, 11, 30))
+    rules.on_legacy_step(f, old, again)
+    assert again.pending == []
+    # and the step is off the task's ladder (a new chase row would not do it again)
+    assert kind not in [p.kind for p in chasing.plan(f.tasks[0], rules.deadlines, False)]
+
+
+# -- commands --------------------------------------------------------------------------------
+def test_a_granted_extension_moves_the_deadline_to_a_new_chase_row(rules: DispatchRules) -> None:
+    f = dispatched(rules)
+    task = f.tasks[0]
+    ask = step_at(MON + timedelta(hours=1))
+    rules.on_extension_requested(
+        f,
+        ev.CaseExtensionRequested(
+            case_id=CID,
+            occurred_at=ask.now(),
+            dept=task.dept,
+            task_id=task.task_id,
+            reason="需协调物业",
+            proposed_deadline=bj(2026, 11, 25, 18),
+            request_id="X-1",
+        ),
+        ask,
+    )
+    assert [x.status for x in f.extensions] == ["pending"]
+    step = step_at(MON + timedelta(hours=2))
+    request = rules.decide_extension(
+        f, step, "X-1", Dispatcher(), granted=True, new_deadline=None, reason=None
+    )
+    assert request.status == "granted" and task.deadline == bj(2026, 11, 25, 18) and task.gen == 2
+    [op] = step.timer_ops
+    # still unsigned: the sign-in step of the first deadline is the next one
+    assert (op.key, op.due_at, op.payload["step"]) == (
+        f"{CID}-T1#2",
+        bj(2026, 11, 23, 12),
+        "sign_in",
+    )
+    assert [s for s, _ in step.pending] == ["case.extension_decided"]
+
+
+def test_ending_a_task_makes_its_pending_requests_moot(rules: DispatchRules) -> None:
+    f = dispatched(rules)
+    task = f.tasks[0]
+    rules.on_extension_requested(
+        f,
+        ev.CaseExtensionRequested(
+            case_id=CID,
+            occurred_at=MON,
+            dept=task.dept,
+            task_id=task.task_id,
+            reason="r",
+            proposed_deadline=bj(2026, 11, 25, 18),
+            request_id="X-2",
+        ),
+        step_at(MON),
+    )
+    step = step_at(datetime(2026, 11, 23, 3, tzinfo=UTC))
+    rules.recall(f, step, Dispatcher(), "统一改派")
+    assert f.case is not None and f.case.queued and task.status == TaskStatus.RECALLED
+    assert [s for s, _ in step.pending] == ["case.recalled", "dispatch.sanitation.recalled"]
+    assert [(x.status, x.decision_reason) for x in f.extensions] == [("moot", "已撤回 / recalled")]
