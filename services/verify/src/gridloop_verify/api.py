@@ -17,16 +17,21 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from gridloop_contracts import Attachment, Location
+from gridloop_contracts.problems import Refusal
 from gridloop_runtime import commands
 from gridloop_runtime.auth import CurrentPrincipal, Principal
-from gridloop_runtime.commands import CommandBody, Refusal
+from gridloop_runtime.casework import CommandRule, run_case_command
+from gridloop_runtime.commands import CommandBody
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime, runtime_of
 from pydantic import AwareDatetime, Field, HttpUrl
 
 from . import repository as repo
+from .domain.rules import Caller, case_of_task
+from .domain.state import CaseState
 from .domain.tasks import TaskStatus
-from .handlers import Caller, Handlers, absence_view, case_view, task_view
+from .domain.views import absence_view, case_view, task_view
+from .handlers import VerifyService
 
 router = APIRouter(tags=["verify"])
 
@@ -34,9 +39,9 @@ router = APIRouter(tags=["verify"])
 OVERSEERS = frozenset({"shift-leader", "admin", "evaluator"})
 
 
-def handlers_of(rt: Runtime) -> Handlers:
-    handlers: Handlers = rt.state
-    return handlers
+def service_of(rt: Runtime) -> VerifyService:
+    service: VerifyService = rt.state
+    return service
 
 
 def caller(p: Principal) -> Caller:
@@ -52,6 +57,23 @@ async def run_command(
     """One transaction; a repeated `command_id` gets the first answer and changes nothing."""
     assert rt.uow is not None
     return await commands.run_command(rt.uow, command_id, kind, fn)
+
+
+async def run_on_case(
+    rt: Runtime,
+    command_id: str | None,
+    kind: str,
+    case_id: str,
+    rule: CommandRule[CaseState],
+    task_id: str | None = None,
+) -> dict[str, Any]:
+    """A command on one case: its state loaded (no absences: these rules never assign by
+    presence), the pure rule applied, saved; idempotent and audited as `run_command`."""
+    assert rt.uow is not None
+    store = service_of(rt).store.lean
+    return await run_case_command(
+        rt.uow, store, case_id, rule, command_id=command_id, kind=kind, task_id=task_id
+    )
 
 
 async def read(rt: Runtime, fn: Callable[[Work], Awaitable[Any]]) -> Any:
@@ -155,7 +177,7 @@ async def get_task(task_id: str, request: Request, principal: CurrentPrincipal) 
             raise Refusal(f"no task {task_id!r}", field="task_id", code="not-found", status=404)
         case = await repo.get_case(work.conn, task.case_id)
         assert case is not None
-        pair = handlers_of(rt).ctx.supervisors_of(case.cell_code) or ()
+        pair = service_of(rt).ctx.supervisors_of(case.cell_code) or ()
         mine = principal.user_id in (task.supervisor_id, *pair)
         if not (principal.roles & OVERSEERS or ("supervisor" in principal.roles and mine)):
             raise Refusal(
@@ -173,14 +195,15 @@ async def submit_verification(
 ) -> dict[str, Any]:
     """核查: pass closes the case (or sends it to the shift leader where the category needs
     approval); fail sends it back to the department for rework, and the Nth failure escalates."""
-    rt = runtime_of(request)
-    h = handlers_of(rt)
-    return await run_command(
+    rules = service_of(rt := runtime_of(request)).rules
+    return await run_on_case(
         rt,
         body.command_id,
         "verification",
-        lambda work: h.verify(
-            work,
+        case_of_task(task_id),
+        lambda state, step: rules.verify(
+            state,
+            step,
             task_id,
             caller(principal),
             passed=body.passed,
@@ -188,6 +211,7 @@ async def submit_verification(
             photos=body.attachments(),
             position=body.position,
         ),
+        task_id,
     )
 
 
@@ -196,14 +220,15 @@ async def submit_confirmation(
     task_id: str, body: ConfirmationIn, request: Request, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     """核实: whether the reported problem is really there; intake then accepts or rejects."""
-    rt = runtime_of(request)
-    h = handlers_of(rt)
-    return await run_command(
+    rules = service_of(rt := runtime_of(request)).rules
+    return await run_on_case(
         rt,
         body.command_id,
         "confirmation",
-        lambda work: h.confirm(
-            work,
+        case_of_task(task_id),
+        lambda state, step: rules.confirm(
+            state,
+            step,
             task_id,
             caller(principal),
             confirmed=body.confirmed,
@@ -211,6 +236,7 @@ async def submit_confirmation(
             photos=body.attachments(),
             position=body.position,
         ),
+        task_id,
     )
 
 
@@ -220,13 +246,16 @@ async def assign_task(
     task_id: str, body: AssignIn, request: Request, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     """Hand an open task to a supervisor (when nobody of the cell is present)."""
-    rt = runtime_of(request)
-    h = handlers_of(rt)
-    return await run_command(
+    rules = service_of(rt := runtime_of(request)).rules
+    return await run_on_case(
         rt,
         body.command_id,
         "assign",
-        lambda work: h.assign(work, task_id, caller(principal), supervisor_id=body.supervisor_id),
+        case_of_task(task_id),
+        lambda state, step: rules.assign(
+            state, step, task_id, caller(principal), supervisor_id=body.supervisor_id
+        ),
+        task_id,
     )
 
 
@@ -257,14 +286,14 @@ async def approve_closing(
     case_id: str, body: ApprovalIn, request: Request, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     """值班长审批结案: approve closes; refuse (with notes) sends the case back for rework."""
-    rt = runtime_of(request)
-    h = handlers_of(rt)
-    return await run_command(
+    rules = service_of(rt := runtime_of(request)).rules
+    return await run_on_case(
         rt,
         body.command_id,
         "approval",
-        lambda work: h.approve(
-            work, case_id, caller(principal), approved=body.approved, notes=body.notes
+        case_id,
+        lambda state, step: rules.approve(
+            state, step, caller(principal), approved=body.approved, notes=body.notes
         ),
     )
 
@@ -327,7 +356,7 @@ async def add_absence(
     """请假: while it lasts, the supervisor's tasks go to the cell's backup (AB 角); open tasks
     move at once when it has begun, else when it begins."""
     rt = runtime_of(request)
-    h = handlers_of(rt)
+    h = service_of(rt)
     return await run_command(
         rt,
         body.command_id,
@@ -351,7 +380,7 @@ async def end_absence(
 ) -> dict[str, Any]:
     """End an absence now (one not begun yet is dropped). Tasks already handed over stay."""
     rt = runtime_of(request)
-    h = handlers_of(rt)
+    h = service_of(rt)
     return await run_command(
         rt, None, "end-absence", lambda work: h.end_absence(work, caller(principal), absence_id)
     )

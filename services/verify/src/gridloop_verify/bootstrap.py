@@ -11,29 +11,30 @@ from gridloop_runtime.service import ServiceDefinition
 
 from . import api
 from .context import Verify
-from .handlers import Handlers
+from .handlers import VerifyService
 from .settings import VerifySettings
 
 MIGRATIONS = Path(__file__).parent / "sql"
 
 
 def definition(settings: VerifySettings) -> tuple[ServiceDefinition, Any]:
-    """The service and its state (the Handlers, read by routes via `Runtime.state`)."""
-    verify = Verify.load(settings)
-    handlers = Handlers(verify)
-    cases = ConsumerSpec("verify-cases", "CASES", handlers.subjects, handlers.on_case_event)
+    """The service and its state (the VerifyService, read by routes via `Runtime.state`)."""
+    service = VerifyService(Verify.load(settings))
+    cases = ConsumerSpec("verify-cases", "CASES", rules=service.table)
     return (
         ServiceDefinition(
             name="verify",
             migrations_dir=MIGRATIONS,
             consumers=[cases],
-            timers=handlers.timers,
+            timers=service.timers,
+            timer_rules=service.table,
+            on_start=[service.started],
             routers=[api.router],
-            users=lookup_from(verify.city.users),
+            users=lookup_from(service.ctx.city.users),
             title="gridloop verify",
             description="任务核查 · 结单: on-site verification, rework, closing and satisfaction",
         ),
-        handlers,
+        service,
     )
 
 

@@ -1,4 +1,4 @@
-"""What every verify handler works with: the loaded city, its working calendar, the policy."""
+"""What every verify rule works with: the loaded city, its working calendar, the policy."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from functools import cache
 from pathlib import Path
 
 from gridloop_city import City, WorkingCalendar, load_city
+from gridloop_city.models import StageLimit
 
 from .domain.policy import Policy, parse_patterns
+from .domain.tasks import Purpose
 from .settings import VerifySettings
 
 
@@ -37,6 +39,11 @@ class Verify:
             require_photo_on_pass=settings.require_photo_on_pass,
         )
         return cls(city, WorkingCalendar.from_config(city.calendar), policy, settings)
+
+    def stage_limit(self, purpose: Purpose) -> StageLimit:
+        """The time a verification or confirmation task gets, and when to remind (calendar.yaml)."""
+        calendar = self.city.calendar
+        return calendar.verification if purpose == "verification" else calendar.confirmation
 
     def supervisors_of(self, cell_code: str | None) -> tuple[str, str] | None:
         """The cell's roster (supervisors.csv): (primary, backup)."""

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from gridloop_runtime.commands import Refusal
+from gridloop_contracts.problems import Refusal
 
 from .policy import Policy
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from gridloop_runtime.commands import Refusal
+from gridloop_contracts.problems import Refusal
 
 Purpose = Literal["verification", "confirmation"]
 
