@@ -96,8 +96,12 @@ class Consumer:
         ack_wait_s: float,
         max_ack_pending: int,
         retry_delay_s: float,
+        lock_connect: Callable[[], Awaitable[Conn]] | None = None,
     ) -> None:
         self.spec = spec
+        # The lead's lock lives on a connection of its own, never one of the pool's: a pool
+        # whose connections all held locks would leave none for the work.
+        self.lock_connect = lock_connect
         self.js = js
         self.uow = uow
         self.pool = pool
@@ -161,19 +165,21 @@ class Consumer:
 
     async def _lead(self, stop: asyncio.Event) -> None:
         key = lock_key(f"consumer:{self.uow.schema}:{self.spec.durable}")
-        async with self.pool.acquire() as conn:
+        if self.lock_connect is None:
+            raise RuntimeError(f"{self.spec.durable}: an ordered consumer needs lock_connect")
+        conn = await self.lock_connect()
+        try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=LEAD_POLL_S)
                 if stop.is_set():
                     return
             self.leading = True
-            try:
-                await self._consume(stop, conn)
-            finally:
-                self.leading = False
-                with contextlib.suppress(Exception):
-                    await conn.execute("SELECT pg_advisory_unlock($1)", key)
+            await self._consume(stop, conn)
+        finally:
+            self.leading = False
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)  # frees the lock
 
     async def _consume(self, stop: asyncio.Event, lock: Conn | None) -> None:
         assert self._sub is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -168,6 +169,7 @@ class Runtime:
                 ack_wait_s=s.consumer_ack_wait_s,
                 max_ack_pending=s.consumer_max_ack_pending,
                 retry_delay_s=s.consumer_retry_delay_s,
+                lock_connect=functools.partial(asyncpg.connect, s.database_url),
             )
             await consumer.subscribe()
             self.consumers.append(consumer)
