@@ -24,14 +24,19 @@ from gridloop_contracts.department import (
     ReturnCommand,
     SignCommand,
 )
+from gridloop_contracts.problems import Refusal
 from gridloop_runtime.auth import CurrentPrincipal, Principal
-from gridloop_runtime.commands import Refusal
+from gridloop_runtime.casework import run_case_command
 from gridloop_runtime.service import Runtime, runtime_of
+from gridloop_runtime.step import Step
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from . import repository as repo
+from .domain import commands as cmds
+from .domain.case import CaseFile
 from .domain.inbox import InboxState, Sort, Stage
-from .handlers import Handlers
+from .domain.tasks import task_for
+from .handlers import Service
 from .views import task_view
 
 router = APIRouter(tags=["handling"])
@@ -43,12 +48,12 @@ Dept = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]+$", max_length=64)]
 CaseId = Annotated[str, Path(min_length=1, max_length=128)]
 
 
-def handlers_of(rt: Runtime) -> Handlers:
-    handlers: Handlers = rt.state
-    return handlers
+def service_of(rt: Runtime) -> Service:
+    service: Service = rt.state
+    return service
 
 
-def _known(h: Handlers, dept: str) -> None:
+def _known(h: Service, dept: str) -> None:
     if not h.ctx.is_department(dept):
         raise Refusal(
             f"unknown department {dept!r} (departments.yaml)",
@@ -58,7 +63,7 @@ def _known(h: Handlers, dept: str) -> None:
         )
 
 
-def check_reader(h: Handlers, p: Principal, dept: str) -> None:
+def check_reader(h: Service, p: Principal, dept: str) -> None:
     _known(h, dept)
     if "department" in p.roles and p.dept == dept:
         return
@@ -79,7 +84,7 @@ def check_reader(h: Handlers, p: Principal, dept: str) -> None:
     )
 
 
-def check_actor(h: Handlers, p: Principal, dept: str) -> None:
+def check_actor(h: Service, p: Principal, dept: str) -> None:
     _known(h, dept)
     if "department" not in p.roles:
         raise Refusal(
@@ -138,35 +143,52 @@ async def _execute(
     **fields: Any,
 ) -> JSONResponse:
     rt = runtime_of(request)
-    h = handlers_of(rt)
+    h = service_of(rt)
     check_actor(h, principal, dept)
     assert rt.uow is not None
-    async with rt.uow() as work:
-        values: dict[str, Any] = {
-            # Without an id the command is not resend-safe: each call is a new command.
-            "command_id": (body.command_id if body else None) or str(uuid.uuid4()),
-            "task_id": body.task_id if body else None,
-            "case_id": case_id,
-            "dept": dept,
-            "by": principal.user_id,
-            **fields,
-        }
-        if model is HandledCommand and values.get("completed_at") is None:
-            values["completed_at"] = work.now()
-        try:
-            cmd = model.model_validate(values)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise Refusal(
-                err["msg"],
-                field=".".join(str(p) for p in err["loc"]),
-                code="invalid",
-                status=422,
-            ) from exc
-        done = await h.execute(work, cmd, by_name=principal.name or None)
-    assert done is not None  # REST never parks
-    content = {**done.answer.to_json_dict(), "task": done.task}
-    return JSONResponse(content, headers={"Idempotent-Replay": "true"} if done.replay else None)
+    values: dict[str, Any] = {
+        # Without an id the command is not resend-safe: each call is a new command.
+        "command_id": (body.command_id if body else None) or str(uuid.uuid4()),
+        "task_id": body.task_id if body else None,
+        "case_id": case_id,
+        "dept": dept,
+        "by": principal.user_id,
+        **fields,
+    }
+    if model is HandledCommand and values.get("completed_at") is None:
+        values["completed_at"] = rt.clock.now()
+    try:
+        cmd = model.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise Refusal(
+            err["msg"],
+            field=".".join(str(p) for p in err["loc"]),
+            code="invalid",
+            status=422,
+        ) from exc
+    ran: list[dict[str, Any]] = []
+
+    def rule(state: CaseFile, step: Step) -> dict[str, Any]:
+        done = h.rules.execute(state, cmd, step, by_name=principal.name or None)
+        assert done is not None  # REST never parks
+        ran.append(done.stored)
+        return ran[-1]
+
+    stored = await run_case_command(
+        rt.uow,
+        h.store,
+        case_id,
+        rule,
+        command_id=cmds.command_key(dept, cmd.command_id),
+        kind=cmd.subject_token,
+    )
+    # Not what this call produced: the stored answer of the first command with this id.
+    replay = not ran or stored is not ran[-1]
+    if replay and stored.get("fingerprint") != cmds.fingerprint(cmd):
+        raise cmds.duplicate(cmd)
+    content = {**stored["answer"], "task": stored["task"]}
+    return JSONResponse(content, headers={"Idempotent-Replay": "true"} if replay else None)
 
 
 # -- the inbox ----------------------------------------------------------------------------
@@ -193,7 +215,7 @@ async def inbox(
     """待办 / 已办: a department's cases with deadline countdown, overdue flag, urgency,
     location and the report's evidence; filter and sort; `state=closed` is the history."""
     rt = runtime_of(request)
-    h = handlers_of(rt)
+    h = service_of(rt)
     check_reader(h, principal, dept)
     assert rt.uow is not None
     async with rt.uow() as work:
@@ -215,7 +237,7 @@ async def inbox(
             offset=offset,
         )
         rows, total = await repo.inbox(work.conn, query)
-    items = [task_view(t, c, now=now, calendar=h.calendar, city=h.city) for t, c in rows]
+    items = [task_view(t, c, now=now, calendar=h.ctx.calendar, city=h.ctx.city) for t, c in rows]
     return {"dept": dept, "now": now, "total": total, "items": items}
 
 
@@ -223,7 +245,7 @@ async def inbox(
 async def summary(request: Request, principal: CurrentPrincipal, dept: Dept) -> dict[str, Any]:
     """The inbox's counters: to sign, in progress, awaiting verification, overdue, ended."""
     rt = runtime_of(request)
-    h = handlers_of(rt)
+    h = service_of(rt)
     check_reader(h, principal, dept)
     assert rt.uow is not None
     async with rt.uow() as work:
@@ -237,19 +259,25 @@ async def one_case(
 ) -> dict[str, Any]:
     """The department's task on a case, with the case and every step so far."""
     rt = runtime_of(request)
-    h = handlers_of(rt)
+    h = service_of(rt)
     check_reader(h, principal, dept)
     assert rt.uow is not None
     async with rt.uow() as work:
-        found = await h.task_detail(work, dept, case_id)
-    if found is None:
+        tasks = await repo.tasks_of_case(work.conn, case_id)
+        task = task_for(tasks, dept)
+        if task is not None:
+            case = await repo.get_case(work.conn, case_id)
+            mine = [t.task_id for t in tasks if t.dept == dept]
+            history = await repo.history(work.conn, mine)
+            now = work.now()
+    if task is None:
         raise Refusal(
             f"no case {case_id!r} has been dispatched to {dept!r}",
             field="case_id",
             code="not-found",
             status=404,
         )
-    return found
+    return task_view(task, case, now=now, calendar=h.ctx.calendar, city=h.ctx.city, history=history)
 
 
 # -- commands -----------------------------------------------------------------------------

@@ -9,9 +9,8 @@ from gridloop_runtime.auth import lookup_from
 from gridloop_runtime.consumer import ConsumerSpec
 from gridloop_runtime.service import ServiceDefinition
 
-from . import api
+from . import api, handlers
 from .context import Handling
-from .handlers import Handlers
 from .replies import relay_replies
 from .settings import HandlingSettings
 
@@ -19,30 +18,30 @@ MIGRATIONS = Path(__file__).parent / "sql"
 
 
 def definition(settings: HandlingSettings) -> tuple[ServiceDefinition, Any]:
-    """The service and its state (the Handlers, read by routes via `Runtime.state`)."""
+    """The service and its state (handlers.Service, read by routes via `Runtime.state`)."""
     handling = Handling.load(settings)
-    handlers = Handlers(handling)
-    cases = ConsumerSpec("handling-cases", "CASES", handlers.subjects, handlers.on_case_event)
+    service = handlers.build(handling)
+    cases = ConsumerSpec("handling-cases", "CASES", rules=service.table)
     commands = ConsumerSpec(
         "handling-commands",
         "HANDLING",
-        handlers.command_subjects,
-        handlers.on_bus_command,
-        on_invalid=handlers.on_invalid_command,
+        handlers.COMMAND_SUBJECTS,
+        service.bus.on_command,
+        on_invalid=service.bus.on_invalid,
     )
     return (
         ServiceDefinition(
             name="handling",
             migrations_dir=MIGRATIONS,
             consumers=[cases, commands],
-            timers=handlers.timers,
+            timer_rules=service.table,
             routers=[api.router],
             background=[relay_replies],
             users=lookup_from(handling.city.users),
             title="gridloop handling",
             description="处置反馈: the department inbox: sign, return, extension, progress, result",
         ),
-        handlers,
+        service,
     )
 
 

@@ -20,7 +20,7 @@ def _load(path: Path) -> City:
 
 @dataclass(frozen=True)
 class Handling:
-    """The per-process state of the service (Runtime.state holds the Handlers built on it)."""
+    """The per-process state of the service (Runtime.state holds the service built on it)."""
 
     city: City
     calendar: WorkingCalendar
@@ -34,6 +34,10 @@ class Handling:
     @property
     def clock_skew(self) -> timedelta:
         return timedelta(seconds=self.settings.clock_skew_s)
+
+    @property
+    def park_for(self) -> timedelta:
+        return timedelta(seconds=self.settings.park_s)
 
     def is_department(self, dept: str) -> bool:
         return self.city.department(dept) is not None

@@ -1,67 +1,35 @@
-"""SQL of the handling schema: case summaries, tasks, their log, parked commands, replies."""
+"""Reading the handling schema — the inbox, its counters, one case's tasks and history — and
+the direct replies' queue; the rows of cases and tasks as the store reads and writes them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
-from gridloop_runtime.db import Conn, upsert_sql
+from gridloop_runtime.db import Conn
 
+from .domain.case import CASE_FIELDS
 from .domain.inbox import InboxState, Sort, Stage
 from .domain.tasks import OPEN_STATES, Extension, Task, TaskState
 
 _OPEN = [str(s) for s in OPEN_STATES]
 
 # -- case summaries ------------------------------------------------------------------------
-_CASE_COLUMNS = (
-    "case_id",
-    "category_code",
-    "cell_code",
-    "community_code",
-    "subdistrict_code",
-    "urgency",
-    "description",
-    "address",
-    "location",
-    "part_code",
-    "attachments",
-    "reporter",
-    "reported_at",
-    "accepted_at",
-    "closed_at",
-)
-# A later event fills what it knows and never blanks what an earlier one said.
-_CASE_UPSERT = (
-    f"INSERT INTO cases ({', '.join(_CASE_COLUMNS)}, updated_at) VALUES "
-    f"({', '.join(f'${i}' for i in range(1, len(_CASE_COLUMNS) + 2))}) "
-    "ON CONFLICT (case_id) DO UPDATE SET "
-    + ", ".join(
-        f"{c} = COALESCE(EXCLUDED.{c}, cases.{c})" for c in _CASE_COLUMNS[1:] if c != "attachments"
-    )
-    + ", attachments = CASE WHEN EXCLUDED.attachments = '[]'::jsonb THEN cases.attachments "
-    "ELSE EXCLUDED.attachments END, updated_at = EXCLUDED.updated_at"
-)
-
-
-async def save_case(conn: Conn, at: datetime, **fields: Any) -> None:
-    """Record what an event says about a case (unknown fields stay as they were)."""
-    values = [fields.get(c) for c in _CASE_COLUMNS]
-    values[_CASE_COLUMNS.index("attachments")] = fields.get("attachments") or []
-    await conn.execute(_CASE_UPSERT, *values, at)
+CASE_COLUMNS = ("case_id", *CASE_FIELDS)
 
 
 async def get_case(conn: Conn, case_id: str) -> dict[str, Any] | None:
     row = await conn.fetchrow(
-        f"SELECT {', '.join(_CASE_COLUMNS)} FROM cases WHERE case_id = $1", case_id
+        f"SELECT {', '.join(CASE_COLUMNS)} FROM cases WHERE case_id = $1", case_id
     )
     return dict(row) if row is not None else None
 
 
 # -- tasks -----------------------------------------------------------------------------------
-_TASK_COLUMNS = (
+TASK_COLUMNS = (
     "task_id",
     "case_id",
     "dept",
@@ -94,16 +62,10 @@ _TASK_COLUMNS = (
     "ended_at",
     "end_reason",
 )
-_TASK_SELECT = f"SELECT {', '.join(f't.{c}' for c in _TASK_COLUMNS)}"
-_TASK_UPSERT = upsert_sql(
-    "tasks",
-    (*_TASK_COLUMNS, "updated_at"),
-    key="task_id",
-    update=(*_TASK_COLUMNS[1:], "updated_at"),
-)
+_TASK_SELECT = f"SELECT {', '.join(f't.{c}' for c in TASK_COLUMNS)}"
 
 
-def _task(r: asyncpg.Record | dict[str, Any]) -> Task:
+def task_of(r: asyncpg.Record | dict[str, Any]) -> Task:
     return Task(
         task_id=r["task_id"],
         case_id=r["case_id"],
@@ -139,7 +101,8 @@ def _task(r: asyncpg.Record | dict[str, Any]) -> Task:
     )
 
 
-def _row(t: Task, at: datetime) -> tuple[Any, ...]:
+def task_row(t: Task) -> tuple[Any, ...]:
+    """A task as the values of TASK_COLUMNS."""
     return (
         t.task_id,
         t.case_id,
@@ -172,71 +135,15 @@ def _row(t: Task, at: datetime) -> tuple[Any, ...]:
         t.supervised,
         t.ended_at,
         t.end_reason,
-        at,
     )
 
 
-# The two-key advisory lock space of handling ("hand"); other services' keys do not collide.
-_LOCK_CLASS = 0x68616E64
-
-
-async def lock_case(conn: Conn, case_id: str) -> None:
-    """Serialise the writers of one case even before it has a task row: a command parked
-    because its dispatch has not arrived, and the dispatch that would run it, must not miss
-    each other."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, case_id)
-
-
-async def tasks_of_case(conn: Conn, case_id: str, *, for_update: bool = False) -> list[Task]:
-    """Every task of a case (a handful), oldest first; locked in task-id order, the one order
-    every writer takes, so two writers of one case never deadlock."""
-    lock = " ORDER BY t.task_id FOR UPDATE" if for_update else ""
-    rows = await conn.fetch(f"{_TASK_SELECT} FROM tasks t WHERE t.case_id = $1{lock}", case_id)
-    tasks = [_task(r) for r in rows]
+async def tasks_of_case(conn: Conn, case_id: str) -> list[Task]:
+    """Every task of a case (a handful), oldest first."""
+    rows = await conn.fetch(f"{_TASK_SELECT} FROM tasks t WHERE t.case_id = $1", case_id)
+    tasks = [task_of(r) for r in rows]
     tasks.sort(key=lambda t: (t.dispatched_at, t.task_id))
     return tasks
-
-
-async def save_tasks(conn: Conn, tasks: Iterable[Task], at: datetime) -> None:
-    rows = [_row(t, at) for t in tasks]
-    if rows:
-        await conn.executemany(_TASK_UPSERT, rows)
-
-
-# -- the log ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LogEntry:
-    task: Task
-    at: datetime
-    action: str
-    by: str | None = None
-    note: str | None = None
-    evidence: Sequence[dict[str, Any]] = ()
-    data: dict[str, Any] | None = None
-
-
-async def log(conn: Conn, entries: Sequence[LogEntry]) -> None:
-    if not entries:
-        return
-    await conn.executemany(
-        "INSERT INTO task_log (task_id, case_id, dept, round, at, action, by, note, evidence, "
-        "data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        [
-            (
-                e.task.task_id,
-                e.task.case_id,
-                e.task.dept,
-                e.task.round,
-                e.at,
-                e.action,
-                e.by,
-                e.note,
-                list(e.evidence),
-                e.data or {},
-            )
-            for e in entries
-        ],
-    )
 
 
 async def history(conn: Conn, task_ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -244,21 +151,6 @@ async def history(conn: Conn, task_ids: Sequence[str]) -> list[dict[str, Any]]:
         "SELECT task_id, dept, round, at, action, by, note, evidence, data FROM task_log "
         "WHERE task_id = ANY($1::text[]) ORDER BY id",
         list(task_ids),
-    )
-    return [dict(r) for r in rows]
-
-
-async def contributions(conn: Conn, tasks: Sequence[Task]) -> list[dict[str, Any]]:
-    """The co-handlers' contributions of the current round of each of `tasks`."""
-    if not tasks:
-        return []
-    rows = await conn.fetch(
-        "SELECT l.dept, l.note, l.evidence FROM task_log l "
-        "JOIN unnest($1::text[], $2::int[]) AS c(task_id, round) "
-        "ON c.task_id = l.task_id AND c.round = l.round "
-        "WHERE l.action = 'contribution' ORDER BY l.id",
-        [t.task_id for t in tasks],
-        [t.round for t in tasks],
     )
     return [dict(r) for r in rows]
 
@@ -342,15 +234,15 @@ async def inbox(conn: Conn, q: InboxQuery) -> tuple[list[tuple[Task, dict[str, A
     )
     total = await conn.fetchval(f"SELECT count(*) {base}", *args)
     rows = await conn.fetch(
-        f"{_TASK_SELECT}, {', '.join(f'c.{c} AS c_{c}' for c in _CASE_COLUMNS[1:])} {base} "
+        f"{_TASK_SELECT}, {', '.join(f'c.{c} AS c_{c}' for c in CASE_COLUMNS[1:])} {base} "
         f"ORDER BY {_ORDER[q.sort]} LIMIT {arg(q.limit)} OFFSET {arg(q.offset)}",
         *args,
     )
     out = []
     for r in rows:
-        case = {c: r[f"c_{c}"] for c in _CASE_COLUMNS[1:]}
+        case = {c: r[f"c_{c}"] for c in CASE_COLUMNS[1:]}
         case["case_id"] = r["case_id"]
-        out.append((_task(r), case))
+        out.append((task_of(r), case))
     return out, int(total)
 
 
@@ -376,75 +268,8 @@ async def summary(conn: Conn, dept: str, now: datetime) -> dict[str, int]:
     return {k: int(v) for k, v in dict(row).items()}
 
 
-# -- parked commands -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Parked:
-    id: int
-    case_id: str
-    dept: str
-    action: str
-    command: dict[str, Any]
-    reply_to: str | None
-
-
-async def park(
-    conn: Conn,
-    *,
-    case_id: str,
-    dept: str,
-    action: str,
-    command: dict[str, Any],
-    reply_to: str | None,
-    at: datetime,
-) -> int:
-    parked_id: int = await conn.fetchval(
-        "INSERT INTO parked_commands (case_id, dept, action, command, reply_to, parked_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-        case_id,
-        dept,
-        action,
-        command,
-        reply_to,
-        at,
-    )
-    return parked_id
-
-
-async def unpark(
-    conn: Conn,
-    *,
-    case_id: str | None = None,
-    depts: Sequence[str] = (),
-    parked_id: int | None = None,
-) -> list[Parked]:
-    """Take parked commands out (of a case for some departments, or one by id), oldest
-    first."""
-    rows = await conn.fetch(
-        "DELETE FROM parked_commands WHERE (case_id = $1 AND dept = ANY($2::text[])) OR id = $3 "
-        "RETURNING id, case_id, dept, action, command, reply_to",
-        case_id,
-        list(depts),
-        parked_id,
-    )
-    return sorted(
-        (
-            Parked(r["id"], r["case_id"], r["dept"], r["action"], r["command"], r["reply_to"])
-            for r in rows
-        ),
-        key=lambda p: p.id,
-    )
-
-
 # -- direct replies --------------------------------------------------------------------------
 REPLIES_CHANNEL = "handling_replies"
-
-
-async def add_reply(conn: Conn, subject: str, headers: dict[str, str], body: bytes) -> None:
-    await conn.execute(
-        "INSERT INTO replies (subject, headers, body) VALUES ($1, $2, $3)", subject, headers, body
-    )
-    # NOTIFY is delivered at commit: the reply relay wakes when the answer is safe to send.
-    await conn.execute("SELECT pg_notify($1, '')", REPLIES_CHANNEL)
 
 
 async def take_replies(conn: Conn, limit: int) -> list[asyncpg.Record]:

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from gridloop_contracts import CaseStatus, FieldError
 from gridloop_contracts.department import CommandAnswerV1, DepartmentCommand
-from gridloop_runtime.commands import Refusal
+from gridloop_contracts.problems import Refusal
 
 from .tasks import Task, TaskState
 

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
-from gridloop_runtime.commands import Refusal
+from gridloop_contracts.problems import Refusal
 
 Role = Literal["sole", "lead", "co-handler"]
 Action = Literal["signed", "returned", "extension_requested", "progress", "handled"]
@@ -142,6 +142,10 @@ class Task:
     supervised: bool = False
     ended_at: datetime | None = None
     end_reason: str | None = None
+    # A co-handler's contributions of this round (its `contribution` log lines, oldest
+    # first: {"seq", "dept", "note", "evidence"}; seq (the log line's id) orders them across
+    # the team; one not written yet has seq None and "made", its place in this load).
+    contributions: list[dict[str, Any]] = field(default_factory=list)
 
     # -- reading ------------------------------------------------------------------------
     @property
@@ -439,6 +443,7 @@ class Task:
         self.on_time = None
         self.extension = None
         self.progress_notes = 0
+        self.contributions = []
         self.ended_at = self.end_reason = None
 
     def _end(self, state: TaskState, now: datetime, reason: str) -> None:

@@ -1,0 +1,598 @@
+"""The handling rules on one case, without I/O: what each CASES event, each department command
+and the parked-command timer do to a `CaseFile`, and what they emit.
+
+Event and timer rules are `(state, message, step) -> None`; a department command goes through
+`execute` (REST, whose runner keeps the idempotency and the audit) or `run_bus_command` (NATS:
+idempotent against the answers loaded with the state, always answered). The five commands are
+the table `HandlingRules.commands`: command type → rule. Task's commands check everything
+before they change anything, so a refused command leaves the state as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from gridloop_contracts import Actor, subjects
+from gridloop_contracts import cases as ev
+from gridloop_contracts.department import (
+    COMMANDS,
+    CommandAnswerV1,
+    DepartmentCommand,
+    ExtensionCommand,
+    HandledCommand,
+    ProgressCommand,
+    ReturnCommand,
+    SignCommand,
+)
+from gridloop_contracts.problems import Refusal
+from gridloop_runtime.step import Step
+
+from . import commands as cmds
+from .case import AuditEntry, CaseFile, LogEntry, Parked
+from .tasks import Task, addressed, task_for, team, units_of
+
+PARKED = "handling-parked"
+
+# (task, case summary, now) → the task as the department sees it (views.task_view)
+View = Callable[[Task, dict[str, Any] | None, datetime], dict[str, Any]]
+CommandRule = Callable[[CaseFile, Task, Any, Step, Actor], None]
+
+
+class Timer(Protocol):
+    """What a timer rule reads of gridloop_runtime.timers.Timer (which loads the database
+    layer, so it is not imported here)."""
+
+    @property
+    def payload(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What the rules need to know of the city and the settings."""
+
+    is_department: Callable[[str], bool]
+    view: View
+    require_evidence: bool = True
+    clock_skew: timedelta = timedelta(minutes=5)
+    park_for: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Executed:
+    """A command's outcome: its answer, the task as it stands after it, and whether this was a
+    resend of a command already executed (same answer, nothing changed)."""
+
+    answer: CommandAnswerV1
+    task: dict[str, Any]
+    fingerprint: str
+    replay: bool = False
+
+    @property
+    def stored(self) -> dict[str, Any]:
+        """What the `commands` table keeps: a resend gets this answer again."""
+        return {
+            "answer": self.answer.to_json_dict(),
+            "task": self.task,
+            "fingerprint": self.fingerprint,
+        }
+
+
+def parked_key(case_id: str, dept: str, command_id: str) -> str:
+    """The timer of a parked command: the case first (the timer's case), then the command."""
+    return f"{case_id}/parked/{dept}/{command_id}"
+
+
+def dims(e: ev.CaseEvent) -> dict[str, Any]:
+    return {
+        "category_code": e.category_code,
+        "cell_code": e.cell_code,
+        "community_code": e.community_code,
+        "subdistrict_code": e.subdistrict_code,
+    }
+
+
+def task_dims(state: CaseFile, task: Task) -> dict[str, Any]:
+    """Dimensions travel with the event (flow.md): the case's, and the task's."""
+    case = state.case or {}
+    return {
+        "case_id": state.case_id,
+        "category_code": case.get("category_code"),
+        "cell_code": case.get("cell_code"),
+        "community_code": case.get("community_code"),
+        "subdistrict_code": case.get("subdistrict_code"),
+        "dept": task.dept,
+        "task_id": task.task_id,
+        "deadline": task.deadline,
+    }
+
+
+class HandlingRules:
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.commands: dict[type[DepartmentCommand], CommandRule] = {
+            SignCommand: self.sign,
+            ReturnCommand: self.return_,
+            ExtensionCommand: self.request_extension,
+            ProgressCommand: self.progress,
+            HandledCommand: self.handled,
+        }
+
+    # -- CASES events ----------------------------------------------------------------------
+    def on_accepted(self, state: CaseFile, e: ev.CaseAccepted, step: Step) -> None:
+        """立案: what the department will need to see — description, place, the report's
+        photos, the masked reporter."""
+        state.note_case(
+            **dims(e),
+            urgency=e.urgency,
+            description=e.description,
+            address=e.address,
+            location=e.location.model_dump() if e.location else None,
+            part_code=e.part_code,
+            attachments=[a.model_dump(mode="json") for a in e.attachments],
+            reporter=e.reporter.model_dump(exclude_none=True) if e.reporter else None,
+            reported_at=e.reported_at,
+            accepted_at=e.occurred_at,
+        )
+
+    def on_dispatched(self, state: CaseFile, e: ev.CaseDispatched, step: Step) -> None:
+        """派遣: the department's inbox gets the task (and each co-handler theirs); commands
+        parked for it run now."""
+        now = step.now()
+        state.note_case(**dims(e), urgency=e.urgency)
+        by_id = {t.task_id: t for t in state.tasks}
+        lead = e.lead or e.dept
+        actor = e.actor.id if e.actor else None
+        depts: set[str] = set()
+        for unit in units_of(e.task_id, e.dept, e.co_handlers, e.lead):
+            terms: dict[str, Any] = {
+                "role": unit.role,
+                "group_id": e.task_id,
+                "lead": lead,
+                "co_handlers": tuple(e.co_handlers),
+                "kind": e.kind,
+                "deadline": e.deadline,
+                "sign_in_due": e.sign_in_due,
+                "urgency": e.urgency,
+            }
+            task = by_id.get(unit.task_id)
+            if task is not None:
+                task.redispatch(now=e.occurred_at, **terms)
+            else:
+                for old in list(state.tasks):
+                    if old.dept == unit.dept and old.supersede(
+                        e.occurred_at, f"superseded by task {unit.task_id}"
+                    ):
+                        depts.add(old.dept)
+                        state.log.append(LogEntry.of(old, now, "superseded", actor))
+                task = Task(
+                    task_id=unit.task_id,
+                    case_id=e.case_id,
+                    dept=unit.dept,
+                    dispatched_at=e.occurred_at,
+                    **terms,
+                )
+                state.tasks.append(task)
+                by_id[task.task_id] = task
+            depts.add(task.dept)
+            state.log.append(
+                LogEntry.of(
+                    task,
+                    now,
+                    "dispatched",
+                    actor,
+                    e.reason,
+                    data={"kind": e.kind, "deadline": e.deadline.isoformat(), "role": unit.role},
+                )
+            )
+        open_depts = {t.dept for t in state.tasks if t.is_open and t.dept in depts}
+        for p in [p for p in state.parked if p.dept in open_depts]:
+            state.unpark(p)
+            step.cancel(parked_key(p.case_id, p.dept, p.command_id), [PARKED])
+            self.run_bus_command(state, _command(p), p.reply_to, step, park=False)
+
+    def on_recalled(self, state: CaseFile, e: ev.CaseRecalled, step: Step) -> None:
+        chosen = addressed(state.tasks, e.task_id, e.dept)
+        _change(
+            state,
+            step,
+            chosen,
+            lambda t: t.recall(e.occurred_at, e.reason),
+            "recalled",
+            e,
+            e.reason,
+        )
+
+    def on_extension_decided(self, state: CaseFile, e: ev.CaseExtensionDecided, step: Step) -> None:
+        data: dict[str, Any] = {"granted": e.granted, "request_id": e.request_id}
+        if e.new_deadline is not None:
+            data["new_deadline"] = e.new_deadline.isoformat()
+        chosen = addressed(state.tasks, e.task_id, e.dept)
+        _change(
+            state,
+            step,
+            chosen,
+            lambda t: t.extension_decided(e.request_id, e.granted, e.new_deadline),
+            "extension_decided",
+            e,
+            e.reason,
+            data,
+        )
+
+    def on_reworked(self, state: CaseFile, e: ev.CaseReworked, step: Step) -> None:
+        chosen = addressed(state.tasks, e.task_id, e.dept)
+        _change(
+            state,
+            step,
+            chosen,
+            lambda t: t.rework(e.occurred_at, e.count, e.new_deadline),
+            "reworked",
+            e,
+            e.reason,
+            {"count": e.count},
+        )
+
+    def on_escalated(self, state: CaseFile, e: ev.CaseEscalated, step: Step) -> None:
+        def raise_level(t: Task) -> bool:
+            if not t.is_open or t.escalation_level >= e.level:
+                return False
+            t.escalation_level = e.level
+            return True
+
+        chosen = addressed(state.tasks, e.task_id, e.dept)
+        data = {"level": e.level, "to": e.to_role}
+        _change(state, step, chosen, raise_level, "escalated", e, e.reason, data)
+
+    def on_supervised(self, state: CaseFile, e: ev.CaseSupervised, step: Step) -> None:
+        def supervise(t: Task) -> bool:
+            if not t.is_open or t.supervised:
+                return False
+            t.supervised = True
+            return True
+
+        chosen = addressed(state.tasks, None, e.dept)
+        _change(state, step, chosen, supervise, "supervised", e, e.reason)
+
+    def on_closed(self, state: CaseFile, e: ev.CaseClosed, step: Step) -> None:
+        state.note_case(**dims(e), closed_at=e.occurred_at)
+        _change(state, step, state.tasks, lambda t: t.close(e.occurred_at), "closed", e, None)
+
+    # -- timers ------------------------------------------------------------------------------
+    def on_parked_expired(self, state: CaseFile, timer: Timer, step: Step) -> None:
+        """A parked command's wait is over: run it now (refused unless its dispatch came)."""
+        dept, command_id = timer.payload.get("dept"), timer.payload.get("command_id")
+        for p in [p for p in state.parked if (p.dept, p.command_id) == (dept, command_id)]:
+            state.unpark(p)
+            self.run_bus_command(state, _command(p), p.reply_to, step, park=False)
+
+    # -- commands ----------------------------------------------------------------------------
+    def execute(
+        self,
+        state: CaseFile,
+        cmd: DepartmentCommand,
+        step: Step,
+        *,
+        by_name: str | None = None,
+        park: bool = False,
+        reply_to: str | None = None,
+    ) -> Executed | None:
+        """Execute a department command on its case (no idempotency: the caller's); raise a
+        Refusal naming the field; None when it was parked to wait for its dispatch."""
+        self._check_known(cmd.dept)
+        task = task_for(state.tasks, cmd.dept, cmd.task_id)
+        if task is None:
+            if park and not any(t.dept == cmd.dept for t in state.tasks):
+                self._park(state, cmd, reply_to, step)
+                return None
+            if state.tasks:
+                raise Refusal(
+                    f"case {cmd.case_id} is not a task of department {cmd.dept!r}",
+                    field="case_id",
+                    code="wrong-department",
+                    status=403,
+                )
+            raise Refusal(
+                f"no case {cmd.case_id!r} has been dispatched to {cmd.dept!r}",
+                field="case_id",
+                code="not-found",
+                status=404,
+            )
+        try:
+            if cmd.task_id and cmd.task_id not in (task.task_id, task.group_id):
+                raise Refusal(
+                    f"is not the department's current task on this case ({task.task_id})",
+                    field="task_id",
+                    code="task-mismatch",
+                )
+            actor = Actor(id=cmd.by, role="department", dept=cmd.dept, name=by_name)
+            self.commands[type(cmd)](state, task, cmd, step, actor)
+        except Refusal as r:
+            r.extra.setdefault("status", str(cmds.status_of(task)))
+            raise
+        view = self.policy.view(task, state.case, step.now())
+        return Executed(cmds.accepted(cmd, task), view, cmds.fingerprint(cmd))
+
+    def run_bus_command(
+        self,
+        state: CaseFile,
+        cmd: DepartmentCommand,
+        reply_to: str | None,
+        step: Step,
+        *,
+        park: bool,
+    ) -> None:
+        """A command from NATS (or parked): idempotent by its scoped id, audited, and always
+        answered — unless parked, when the answer waits for the dispatch or the timer."""
+        mark = step.mark()
+        try:
+            done = self._once(state, cmd, step, park=park, reply_to=reply_to)
+        except Refusal as r:
+            step.rollback_to(mark)
+            answer = cmds.refused(
+                command_id=cmd.command_id,
+                dept=cmd.dept,
+                case_id=cmd.case_id,
+                action=cmd.subject_token,
+                errors=cmds.refusal_errors(r, "data."),
+                status=r.extra.get("status"),
+            )
+            self.answer(state, step, answer, reply_to, by=cmd.by)
+            return
+        if done is not None:
+            self.answer(state, step, done.answer, reply_to, by=cmd.by)
+
+    def _once(
+        self,
+        state: CaseFile,
+        cmd: DepartmentCommand,
+        step: Step,
+        *,
+        park: bool,
+        reply_to: str | None,
+    ) -> Executed | None:
+        self._check_known(cmd.dept)
+        key = cmds.command_key(cmd.dept, cmd.command_id)
+        who: dict[str, Any] = {"command_id": key, "case_id": cmd.case_id, "user_id": cmd.by}
+        stored = state.answers.get(key)
+        if stored is not None:
+            if stored.get("fingerprint") != cmds.fingerprint(cmd):
+                raise cmds.duplicate(cmd)
+            state.audit.append(self._audit(cmd, "replayed", step, **who))
+            answer = CommandAnswerV1.model_validate(stored["answer"])
+            return Executed(answer, stored["task"], stored["fingerprint"], replay=True)
+        done = self.execute(state, cmd, step, park=park, reply_to=reply_to)
+        if done is None:
+            return None
+        # A resend later in the same batch finds it, as one in a later transaction would.
+        state.answers[key] = done.stored
+        state.recorded.append((key, cmd.subject_token, done.stored))
+        task_id = done.task.get("task_id")
+        state.audit.append(self._audit(cmd, "accepted", step, task_id=task_id, **who))
+        return done
+
+    def answer(
+        self,
+        state: CaseFile,
+        step: Step,
+        answer: CommandAnswerV1,
+        reply_to: str | None,
+        *,
+        by: str | None,
+    ) -> None:
+        """回执: on dispatch.<dept>.answer (outbox), and to the reply subject after commit; a
+        refusal is audited."""
+        assert answer.dept is not None
+        if not answer.accepted:
+            first = answer.errors[0] if answer.errors else None
+            state.audit.append(
+                AuditEntry(
+                    at=step.now(),
+                    command=answer.action or "unknown",
+                    outcome="refused",
+                    subject=step.subject,
+                    command_id=answer.command_id,
+                    case_id=answer.case_id,
+                    user_id=by,
+                    dept=answer.dept,
+                    code=first.code if first else None,
+                    field=first.field if first else None,
+                    reason=first.reason if first else None,
+                )
+            )
+        env = step.emit(
+            answer, subject=subjects.dispatch(answer.dept, "answer"), case_id=answer.case_id
+        )
+        if reply_to:
+            state.replies.append((reply_to, env))
+
+    def _park(
+        self, state: CaseFile, cmd: DepartmentCommand, reply_to: str | None, step: Step
+    ) -> None:
+        now = step.now()
+        state.park(
+            Parked(
+                case_id=cmd.case_id,
+                dept=cmd.dept,
+                action=cmd.subject_token,
+                command=cmd.model_dump(mode="json"),
+                reply_to=reply_to,
+                parked_at=now,
+            )
+        )
+        payload = {"case_id": cmd.case_id, "dept": cmd.dept, "command_id": cmd.command_id}
+        key = parked_key(cmd.case_id, cmd.dept, cmd.command_id)
+        step.schedule(PARKED, key, now + self.policy.park_for, payload)
+
+    def _check_known(self, dept: str) -> None:
+        if not self.policy.is_department(dept):
+            raise Refusal(
+                f"unknown department {dept!r} (departments.yaml)",
+                field="dept",
+                code="unknown-department",
+                status=404,
+            )
+
+    @staticmethod
+    def _audit(cmd: DepartmentCommand, outcome: str, step: Step, **fields: Any) -> AuditEntry:
+        return AuditEntry(
+            at=step.now(),
+            command=cmd.subject_token,
+            outcome=outcome,
+            subject=step.subject,
+            dept=cmd.dept,
+            **fields,
+        )
+
+    # -- the five commands: type → rule ----------------------------------------------------
+    def sign(self, state: CaseFile, task: Task, cmd: SignCommand, step: Step, actor: Actor) -> None:
+        """签收."""
+        now = step.now()
+        task.sign(now, cmd.by)
+        step.emit(
+            ev.CaseSigned(
+                **task_dims(state, task),
+                occurred_at=now,
+                actor=actor,
+                sign_in_due=task.sign_in_due,
+                on_time=task.sign_on_time,
+            )
+        )
+        state.log.append(LogEntry.of(task, now, "signed", cmd.by))
+
+    def return_(
+        self, state: CaseFile, task: Task, cmd: ReturnCommand, step: Step, actor: Actor
+    ) -> None:
+        """退回: the lead's co-handlers stop with it."""
+        now = step.now()
+        task.return_(now, cmd.by, cmd.reason)
+        step.emit(
+            ev.CaseReturned(
+                **task_dims(state, task), occurred_at=now, actor=actor, reason=cmd.reason
+            )
+        )
+        state.log.append(LogEntry.of(task, now, "returned", cmd.by, cmd.reason))
+        reason = f"the lead unit {task.dept} returned the case (退回)"
+        for mate in team(state.tasks, task):
+            if mate.supersede(now, reason):
+                state.log.append(LogEntry.of(mate, now, "superseded", cmd.by, reason))
+
+    def request_extension(
+        self, state: CaseFile, task: Task, cmd: ExtensionCommand, step: Step, actor: Actor
+    ) -> None:
+        """延期申请."""
+        now = step.now()
+        # Command ids are the department's own: scoped, they are unique for the dispatcher.
+        request_id = cmds.command_key(cmd.dept, cmd.command_id)
+        ext = task.request_extension(
+            now, cmd.by, cmd.reason, cmd.proposed_deadline, request_id=request_id
+        )
+        step.emit(
+            ev.CaseExtensionRequested(
+                **task_dims(state, task),
+                occurred_at=now,
+                actor=actor,
+                reason=cmd.reason,
+                proposed_deadline=cmd.proposed_deadline,
+                request_id=ext.request_id,
+            )
+        )
+        state.log.append(
+            LogEntry.of(task, now, "extension_requested", cmd.by, cmd.reason, data=ext.as_json())
+        )
+
+    def progress(
+        self, state: CaseFile, task: Task, cmd: ProgressCommand, step: Step, actor: Actor
+    ) -> None:
+        """处置进展: a co-handler's is its contribution to the lead's result."""
+        now = step.now()
+        contribution = task.add_progress(now)
+        evidence = [a.model_dump(mode="json") for a in cmd.evidence]
+        step.emit(
+            ev.CaseProgress(
+                **task_dims(state, task),
+                occurred_at=now,
+                actor=actor,
+                note=cmd.note,
+                contribution=contribution,
+                evidence=cmd.evidence,
+            )
+        )
+        action = "contribution" if contribution else "progress"
+        if contribution:
+            # Not written yet: ordered after the written ones, by when it was made here.
+            part = {"seq": None, "made": len(state.log), "dept": task.dept, "note": cmd.note}
+            task.contributions.append({**part, "evidence": evidence})
+        state.log.append(LogEntry.of(task, now, action, cmd.by, cmd.note, evidence))
+
+    def handled(
+        self, state: CaseFile, task: Task, cmd: HandledCommand, step: Step, actor: Actor
+    ) -> None:
+        """处置反馈: the result, with the co-handlers' contributions; their part ends."""
+        now = step.now()
+        evidence = [a.model_dump(mode="json") for a in cmd.evidence]
+        on_time = task.handle(
+            now,
+            cmd.by,
+            result=cmd.result,
+            evidence=evidence,
+            completed_at=cmd.completed_at,
+            require_evidence=self.policy.require_evidence,
+            clock_skew=self.policy.clock_skew,
+        )
+        mates = team(state.tasks, task)
+        parts = [p for mate in mates for p in mate.contributions]
+        # In the order they were made: written ones by their log order, then this batch's.
+        parts.sort(key=lambda p: (p["seq"] is None, p["made"] if p["seq"] is None else p["seq"]))
+        for mate in mates:
+            if mate.group_handled(now):
+                state.log.append(LogEntry.of(mate, now, "handled", cmd.by, "by the lead unit"))
+        step.emit(
+            ev.CaseHandled(
+                **task_dims(state, task),
+                occurred_at=now,
+                actor=actor,
+                result=cmd.result,
+                evidence=cmd.evidence,
+                completed_at=cmd.completed_at,
+                on_time=on_time,
+                contributions=[
+                    ev.Contribution.model_validate({k: p[k] for k in ("dept", "note", "evidence")})
+                    for p in parts
+                ],
+            )
+        )
+        state.log.append(
+            LogEntry.of(
+                task,
+                now,
+                "handled",
+                cmd.by,
+                cmd.result,
+                evidence,
+                {"completed_at": cmd.completed_at.isoformat(), "on_time": on_time},
+            )
+        )
+
+
+def _change(
+    state: CaseFile,
+    step: Step,
+    tasks: list[Task],
+    change: Callable[[Task], bool],
+    action: str,
+    e: ev.CaseEvent,
+    note: str | None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Apply `change` to these tasks; each one it changed gets a log line."""
+    now = step.now()
+    by = e.actor.id if e.actor else None
+    for t in tasks:
+        if change(t):
+            state.log.append(LogEntry.of(t, now, action, by, note, data=data))
+
+
+def _command(p: Parked) -> DepartmentCommand:
+    return COMMANDS[p.action].model_validate(p.command)

@@ -1,0 +1,275 @@
+"""The `CaseStore` of handling: `CaseFile`s loaded and saved a batch of cases at a time.
+
+load: three statements for any number of cases — the cases' advisory locks (every writer of
+a case takes it first, even before the case has a row: a parked command and the dispatch
+that would run it must not miss each other), the summaries with the commands parked for
+them (and the answers of those already executed), the tasks with the co-handlers'
+contributions of their current round.
+save: one set-based statement per table with something to write, none for the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+import structlog
+from gridloop_contracts import to_binary
+from gridloop_runtime import audit
+from gridloop_runtime.db import Conn
+
+from .domain.case import CaseFile, Parked
+from .repository import CASE_COLUMNS, REPLIES_CHANNEL, TASK_COLUMNS, task_of, task_row
+
+log = structlog.get_logger(__name__)
+
+# The two-key advisory lock space of handling ("hand"); other services' keys do not collide.
+_LOCK_CLASS = 0x68616E64
+
+_LOCK = "SELECT count(pg_advisory_xact_lock($1, hashtext(k))) FROM unnest($2::text[]) AS k"
+_LOAD_CASES = (
+    f"SELECT k.case_id AS key, {', '.join(f'c.{c}' for c in CASE_COLUMNS)}, "
+    "(SELECT jsonb_agg(jsonb_build_object('id', p.id, 'dept', p.dept, 'action', p.action, "
+    "'command', p.command, 'reply_to', p.reply_to, 'parked_at', p.parked_at, "
+    "'answer', m.answer) ORDER BY p.id) FROM parked_commands p "
+    "LEFT JOIN commands m ON m.command_id = p.dept || ':' || (p.command->>'command_id') "
+    "WHERE p.case_id = k.case_id) AS parked "
+    "FROM unnest($1::text[]) AS k(case_id) LEFT JOIN cases c ON c.case_id = k.case_id"
+)
+_LOAD_TASKS = (
+    f"SELECT {', '.join(f't.{c}' for c in TASK_COLUMNS)}, "
+    "CASE WHEN t.role = 'co-handler' THEN (SELECT jsonb_agg(jsonb_build_object('seq', l.id, "
+    "'dept', l.dept, 'note', l.note, 'evidence', l.evidence) ORDER BY l.id) FROM task_log l "
+    "WHERE l.task_id = t.task_id AND l.round = t.round AND l.action = 'contribution') "
+    "END AS contributions FROM tasks t WHERE t.case_id = ANY($1::text[])"
+)
+
+# Types of the columns, for unnest; jsonb travels as text (asyncpg would read a list inside
+# an array parameter as another dimension).
+_TYPES = {
+    "location": "jsonb",
+    "attachments": "jsonb",
+    "reporter": "jsonb",
+    "reported_at": "timestamptz",
+    "accepted_at": "timestamptz",
+    "closed_at": "timestamptz",
+    "co_handlers": "jsonb",
+    "deadline": "timestamptz",
+    "dispatched_at": "timestamptz",
+    "sign_in_due": "timestamptz",
+    "round": "int",
+    "reworks": "int",
+    "signed_at": "timestamptz",
+    "sign_on_time": "boolean",
+    "progress_notes": "int",
+    "handled_at": "timestamptz",
+    "completed_at": "timestamptz",
+    "evidence": "jsonb",
+    "on_time": "boolean",
+    "extension": "jsonb",
+    "extensions_granted": "int",
+    "escalation_level": "int",
+    "supervised": "boolean",
+    "ended_at": "timestamptz",
+}
+
+
+def _upsert(table: str, columns: Sequence[str], key: str) -> str:
+    """INSERT … SELECT FROM unnest(one array per column) ON CONFLICT (key) DO UPDATE."""
+
+    def param(i: int, c: str) -> str:
+        typ = _TYPES.get(c, "text")
+        return f"${i}::{'text' if typ == 'jsonb' else typ}[]"
+
+    def value(c: str) -> str:
+        if c == "co_handlers":
+            return "ARRAY(SELECT jsonb_array_elements_text(u.co_handlers::jsonb))"
+        return f"u.{c}::jsonb" if _TYPES.get(c) == "jsonb" else f"u.{c}"
+
+    params = ", ".join(param(i, c) for i, c in enumerate(columns, 1))
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}, updated_at) "
+        f"SELECT {', '.join(value(c) for c in columns)}, now() "
+        f"FROM unnest({params}) AS u({', '.join(columns)}) "
+        f"ON CONFLICT ({key}) DO UPDATE SET {sets}, updated_at = now()"
+    )
+
+
+_SAVE_CASES = _upsert("cases", CASE_COLUMNS, "case_id")
+_SAVE_TASKS = _upsert("tasks", TASK_COLUMNS, "task_id")
+_JSON_CASE = [i for i, c in enumerate(CASE_COLUMNS) if _TYPES.get(c) == "jsonb"]
+_JSON_TASK = [i for i, c in enumerate(TASK_COLUMNS) if _TYPES.get(c) == "jsonb"]
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], json_at: Sequence[int]) -> list[list[Any]]:
+    """Rows as one list per column, JSON columns as text."""
+    cols = [list(c) for c in zip(*rows, strict=True)]
+    for i in json_at:
+        cols[i] = [_json(v) for v in cols[i]]
+    return cols
+
+
+class HandlingStore:
+    """Loads and saves `CaseFile`s (gridloop_runtime.casework.CaseStore)."""
+
+    async def load(self, conn: Conn, case_ids: Sequence[str]) -> dict[str, CaseFile]:
+        ids = sorted(set(case_ids))  # one lock order for every writer: no deadlocks
+        await conn.fetchval(_LOCK, _LOCK_CLASS, ids)
+        states: dict[str, CaseFile] = {}
+        for r in await conn.fetch(_LOAD_CASES, ids):
+            state = CaseFile(r["key"])
+            if r["case_id"] is not None:
+                state.case = {c: r[c] for c in CASE_COLUMNS}
+            for p in r["parked"] or ():
+                state.parked.append(
+                    Parked(
+                        case_id=state.case_id,
+                        dept=p["dept"],
+                        action=p["action"],
+                        command=p["command"],
+                        reply_to=p["reply_to"],
+                        parked_at=datetime.fromisoformat(p["parked_at"]),
+                        id=p["id"],
+                    )
+                )
+                if p["answer"] is not None:
+                    state.answers[f"{p['dept']}:{state.parked[-1].command_id}"] = p["answer"]
+            states[state.case_id] = state
+        for r in await conn.fetch(_LOAD_TASKS, ids):
+            task = task_of(r)
+            task.contributions = list(r["contributions"] or ())
+            state = states[task.case_id]
+            state.tasks.append(task)
+            state.loaded[task.task_id] = task_row(task)
+        for state in states.values():
+            state.tasks.sort(key=lambda t: (t.dispatched_at, t.task_id))
+        return {c: states[c] for c in case_ids}
+
+    async def save(self, conn: Conn, states: Sequence[CaseFile]) -> None:
+        cases = [s for s in states if s.case is not None and s.case_changed]
+        if cases:
+            rows = [tuple(s.case.get(c) for c in CASE_COLUMNS) for s in cases if s.case]
+            await conn.execute(_SAVE_CASES, *_columns(rows, _JSON_CASE))
+        tasks = []
+        for s in states:
+            for t in s.tasks:
+                row = task_row(t)
+                if s.loaded.get(t.task_id) != row:
+                    tasks.append(row)
+                    s.loaded[t.task_id] = row
+        if tasks:
+            await conn.execute(_SAVE_TASKS, *_columns(tasks, _JSON_TASK))
+        await self._log(conn, [e for s in states for e in s.log])
+        await self._parked(conn, states)
+        await self._commands(conn, states)
+        for entry in (e for s in states for e in s.audit):
+            fields = {k: v for k, v in vars(entry).items() if k not in ("at", "command", "outcome")}
+            await audit.record(
+                conn,
+                at=entry.at,
+                command=entry.command,
+                outcome=entry.outcome,  # type: ignore[arg-type]
+                roles=("department",),
+                **fields,
+            )
+        await self._replies(conn, [r for s in states for r in s.replies])
+        for s in states:
+            s.case_changed = False
+            s.log.clear()
+            s.unparked.clear()
+            s.recorded.clear()
+            s.audit.clear()
+            s.replies.clear()
+
+    async def _log(self, conn: Conn, entries: Sequence[Any]) -> None:
+        if not entries:
+            return
+        await conn.execute(
+            "INSERT INTO task_log (task_id, case_id, dept, round, at, action, by, note, "
+            "evidence, data) SELECT u.task_id, u.case_id, u.dept, u.round, u.at, u.action, "
+            "u.by, u.note, u.evidence::jsonb, u.data::jsonb FROM unnest($1::text[], "
+            "$2::text[], $3::text[], $4::int[], $5::timestamptz[], $6::text[], $7::text[], "
+            "$8::text[], $9::text[], $10::text[]) WITH ORDINALITY "
+            "AS u(task_id, case_id, dept, round, at, action, by, note, evidence, data, n) "
+            "ORDER BY u.n",
+            [e.task_id for e in entries],
+            [e.case_id for e in entries],
+            [e.dept for e in entries],
+            [e.round for e in entries],
+            [e.at for e in entries],
+            [e.action for e in entries],
+            [e.by for e in entries],
+            [e.note for e in entries],
+            [_json(e.evidence) for e in entries],
+            [_json(e.data or {}) for e in entries],
+        )
+
+    async def _parked(self, conn: Conn, states: Sequence[CaseFile]) -> None:
+        gone = [i for s in states for i in s.unparked]
+        if gone:
+            await conn.execute("DELETE FROM parked_commands WHERE id = ANY($1::bigint[])", gone)
+        new = [p for s in states for p in s.parked if p.id is None]
+        if not new:
+            return
+        ids = await conn.fetch(
+            "INSERT INTO parked_commands (case_id, dept, action, command, reply_to, parked_at) "
+            "SELECT u.case_id, u.dept, u.action, u.command::jsonb, u.reply_to, u.parked_at "
+            "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
+            "$6::timestamptz[]) WITH ORDINALITY "
+            "AS u(case_id, dept, action, command, reply_to, parked_at, n) ORDER BY u.n "
+            "RETURNING id",
+            [p.case_id for p in new],
+            [p.dept for p in new],
+            [p.action for p in new],
+            [_json(p.command) for p in new],
+            [p.reply_to for p in new],
+            [p.parked_at for p in new],
+        )
+        for p, r in zip(new, sorted(r["id"] for r in ids), strict=True):
+            p.id = r
+
+    async def _commands(self, conn: Conn, states: Sequence[CaseFile]) -> None:
+        """The answers of bus commands executed here: a resend gets the same answer."""
+        recorded = [r for s in states for r in s.recorded]
+        if not recorded:
+            return
+        stored = await conn.fetch(
+            "INSERT INTO commands (command_id, kind, answer) SELECT u.k, u.kind, u.a::jsonb "
+            "FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, kind, a) "
+            "ON CONFLICT (command_id) DO NOTHING RETURNING command_id",
+            [k for k, _, _ in recorded],
+            [kind for _, kind, _ in recorded],
+            [_json(a) for _, _, a in recorded],
+        )
+        if len(stored) != len(recorded):
+            # The same scoped id stored meanwhile for another case (the case's lock holds
+            # back resends of one case): the first answer stays.
+            raced = {k for k, _, _ in recorded} - {r["command_id"] for r in stored}
+            log.warning("command id stored by another transaction first", command_ids=raced)
+
+    async def _replies(self, conn: Conn, replies: Sequence[tuple[str, Any]]) -> None:
+        """Answers for a `replyto` subject: rows now, sent by the relay once committed."""
+        if not replies:
+            return
+        headers, bodies = [], []
+        for _, env in replies:
+            h, b = to_binary(env)
+            headers.append(_json(h))
+            bodies.append(b)
+        await conn.execute(
+            "INSERT INTO replies (subject, headers, body) SELECT u.s, u.h::jsonb, u.b "
+            "FROM unnest($1::text[], $2::text[], $3::bytea[]) WITH ORDINALITY AS u(s, h, b, n) "
+            "ORDER BY u.n",
+            [s for s, _ in replies],
+            headers,
+            bodies,
+        )
+        # NOTIFY is delivered at commit: the reply relay wakes when the answer is safe to send.
+        await conn.execute("SELECT pg_notify($1, '')", REPLIES_CHANNEL)
