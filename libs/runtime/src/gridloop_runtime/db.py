@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import orjson
@@ -165,3 +166,80 @@ def upsert_sql(
 def lock_key(name: str) -> int:
     """A PostgreSQL advisory lock key for a name (leadership of a relay or a consumer)."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def _is_array(sql_type: str) -> bool:
+    return sql_type.endswith("[]")
+
+
+def unnest_upsert(
+    table: str,
+    columns: Sequence[str],
+    types: Mapping[str, str],
+    *,
+    key: str | None = None,
+    update: Sequence[str] | None = None,
+    extra: Mapping[str, str] | None = None,
+    first: int = 1,
+    ordered: bool = False,
+    tail: str = "",
+) -> str:
+    """Many rows in one statement: `INSERT INTO table (columns) SELECT … FROM unnest($first,
+    …)` with one array parameter per column (`unnest_args` builds them), and with `key`
+    `ON CONFLICT (key) DO UPDATE SET` the `update` columns (default: all but the key).
+
+    `types` gives each column's PostgreSQL type (absent: text). A `jsonb` column and an array
+    column (`text[]`, `int[]`) travel as JSON text and are cast back: asyncpg would take a
+    list value inside an array parameter for another dimension. `extra` columns take an SQL
+    expression instead of a parameter (`now()`, a parameter after the arrays), on insert and
+    on update; `ordered` inserts the rows in the order given (serial ids follow it); `tail`
+    follows the statement (`RETURNING …`, a `WHERE` of the update)."""
+
+    def param(i: int, c: str) -> str:
+        t = types.get(c, "text")
+        return f"${i}::{'text' if t == 'jsonb' or _is_array(t) else t}[]"
+
+    def value(c: str) -> str:
+        t = types.get(c, "text")
+        if _is_array(t):
+            return f"ARRAY(SELECT jsonb_array_elements_text(u.{c}::jsonb))::{t}"
+        return f"u.{c}::jsonb" if t == "jsonb" else f"u.{c}"
+
+    more = dict(extra or {})
+    names = [*columns, *more]
+    values = [*(value(c) for c in columns), *more.values()]
+    params = ", ".join(param(i, c) for i, c in enumerate(columns, first))
+    sql = (
+        f"INSERT INTO {table} ({', '.join(names)}) SELECT {', '.join(values)} "
+        f"FROM unnest({params}) "
+        + (
+            f"WITH ORDINALITY AS u({', '.join(columns)}, n) ORDER BY u.n"
+            if ordered
+            else f"AS u({', '.join(columns)})"
+        )
+    )
+    if key is not None:
+        changed = [*(update if update is not None else [c for c in columns if c != key]), *more]
+        sql += f" ON CONFLICT ({key}) DO UPDATE SET " + ", ".join(
+            f"{c} = EXCLUDED.{c}" for c in changed
+        )
+    return f"{sql} {tail}".rstrip()
+
+
+def unnest_args(
+    columns: Sequence[str], types: Mapping[str, str], rows: Iterable[Sequence[Any]]
+) -> list[list[Any]]:
+    """The array parameters of `unnest_upsert` from rows given as tuples in column order."""
+    out: list[list[Any]] = [[] for _ in columns]
+    as_json = [types.get(c, "text") == "jsonb" or _is_array(types.get(c, "text")) for c in columns]
+    for row in rows:
+        for i, v in enumerate(row):
+            out[i].append(orjson.dumps(v).decode() if as_json[i] and v is not None else v)
+    return out
+
+
+def unnest_attrs(
+    columns: Sequence[str], types: Mapping[str, str], items: Iterable[object]
+) -> list[list[Any]]:
+    """`unnest_args` of objects whose attributes are named as the columns."""
+    return unnest_args(columns, types, (tuple(getattr(i, c) for c in columns) for i in items))

@@ -10,8 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-from gridloop_runtime.db import Conn
+from gridloop_runtime.db import Conn, unnest_args, unnest_upsert
 
 from .domain.casefile import Case, CaseFile, Extension, Task
 from .repository import (
@@ -26,9 +25,7 @@ from .repository import (
     task_of,
 )
 
-# The PostgreSQL type of each column, for `unnest($n::<type>[])`. Columns whose values are
-# lists travel as JSON text (asyncpg would take a list of lists for a two-dimensional array,
-# and unnest would flatten one): `json` into jsonb, `text[]` back into a text array.
+# The PostgreSQL type of each column, for `unnest($n::<type>[])` (gridloop_runtime.db).
 _TYPES: dict[str, str] = {
     **dict.fromkeys(
         (
@@ -64,8 +61,7 @@ _TYPES: dict[str, str] = {
         ),
         "text",
     ),
-    **dict.fromkeys(("location", "reporter"), "jsonb"),
-    "attachments": "json",
+    **dict.fromkeys(("location", "reporter", "attachments"), "jsonb"),
     **dict.fromkeys(("returned_by", "co_handlers"), "text[]"),
     **dict.fromkeys(("task_seq", "gen", "escalation_level", "reworks", "extensions"), "int"),
     **dict.fromkeys(
@@ -98,46 +94,26 @@ _TYPES: dict[str, str] = {
 }
 
 
-_AS_JSON = frozenset(c for c, t in _TYPES.items() if t in ("json", "text[]"))
-
-
-def _picked(column: str) -> str:
-    if _TYPES[column] == "text[]":
-        return f"ARRAY(SELECT jsonb_array_elements_text(u.{column}::jsonb))"
-    if _TYPES[column] == "json":
-        return f"u.{column}::jsonb"
-    return f"u.{column}"
-
-
-def _upsert(table: str, columns: Sequence[str], key: str, update: Sequence[str], tail: str) -> str:
-    """INSERT … SELECT … FROM unnest($1, $2, …) ON CONFLICT (key) DO UPDATE SET …"""
-    params = ", ".join(
-        f"${i}::{'text' if c in _AS_JSON else _TYPES[c]}[]" for i, c in enumerate(columns, 1)
-    )
-    picked = ", ".join(_picked(c) for c in columns)
-    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in update)
-    return (
-        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {picked} "
-        f"FROM unnest({params}) AS u({', '.join(columns)}) "
-        f"ON CONFLICT ({key}) DO UPDATE SET {sets} {tail}"
-    )
-
-
 _CASE_WRITE = (*CASE_COLUMNS, "updated_at")
 # A new case that another transaction inserted meanwhile comes back as updated (xmax <> 0):
 # the batch is undone and retried, and the retry finds the case (accepted once).
-_CASE_UPSERT = _upsert(
-    "cases", _CASE_WRITE, "case_id", _CASE_WRITE[1:], "RETURNING case_id, xmax = 0 AS inserted"
+_CASE_UPSERT = unnest_upsert(
+    "cases",
+    _CASE_WRITE,
+    _TYPES,
+    key="case_id",
+    tail="RETURNING case_id, xmax = 0 AS inserted",
 )
-_TASK_UPSERT = _upsert("tasks", TASK_COLUMNS, "task_id", TASK_COLUMNS[2:], "")
+_TASK_UPSERT = unnest_upsert("tasks", TASK_COLUMNS, _TYPES, key="task_id", update=TASK_COLUMNS[2:])
 _EXT_DECISION = ("status", "decided_at", "decided_by", "new_deadline", "decision_reason")
 # A request id some other case holds already stays that case's (ids are the senders').
-_EXT_UPSERT = _upsert(
+_EXT_UPSERT = unnest_upsert(
     "extensions",
     EXT_COLUMNS,
-    "request_id",
-    _EXT_DECISION,
-    "WHERE extensions.case_id = EXCLUDED.case_id",
+    _TYPES,
+    key="request_id",
+    update=_EXT_DECISION,
+    tail="WHERE extensions.case_id = EXCLUDED.case_id",
 )
 
 
@@ -212,13 +188,13 @@ class DispatchStore:
             tasks += _changed(f, "task", f.tasks, lambda t: t.task_id, _task_row)
             exts += _changed(f, "ext", f.extensions, lambda x: x.request_id, _ext_row)
         if cases:
-            written = await conn.fetch(_CASE_UPSERT, *_columns(_CASE_WRITE, cases))
+            written = await conn.fetch(_CASE_UPSERT, *unnest_args(_CASE_WRITE, _TYPES, cases))
             if any(r["case_id"] in created and not r["inserted"] for r in written):
                 raise CaseCreatedMeanwhile(sorted(created))
         if tasks:
-            await conn.execute(_TASK_UPSERT, *_columns(TASK_COLUMNS, tasks))
+            await conn.execute(_TASK_UPSERT, *unnest_args(TASK_COLUMNS, _TYPES, tasks))
         if exts:
-            await conn.execute(_EXT_UPSERT, *_columns(EXT_COLUMNS, exts))
+            await conn.execute(_EXT_UPSERT, *unnest_args(EXT_COLUMNS, _TYPES, exts))
         for f in states:  # what is written is what is stored now
             _remember(f)
 
@@ -245,14 +221,3 @@ def _remember(f: CaseFile) -> None:
         f.stored[("task", t.task_id)] = _task_row(t)
     for x in f.extensions:
         f.stored[("ext", x.request_id)] = _ext_row(x)
-
-
-def _columns(columns: Sequence[str], rows: list[tuple[Any, ...]]) -> list[list[Any]]:
-    """Rows as one list per column (the arguments of unnest), lists as JSON text."""
-    out = []
-    for name, values in zip(columns, zip(*rows, strict=True), strict=True):
-        if name in _AS_JSON:
-            out.append([orjson.dumps(v).decode() for v in values])
-        else:
-            out.append(list(values))
-    return out

@@ -18,7 +18,7 @@ import orjson
 import structlog
 from gridloop_contracts import to_binary
 from gridloop_runtime import audit
-from gridloop_runtime.db import Conn
+from gridloop_runtime.db import Conn, unnest_args, unnest_upsert
 
 from .domain.case import CaseFile, Parked
 from .repository import CASE_COLUMNS, REPLIES_CHANNEL, TASK_COLUMNS, task_of, task_row
@@ -46,8 +46,7 @@ _LOAD_TASKS = (
     "END AS contributions FROM tasks t WHERE t.case_id = ANY($1::text[])"
 )
 
-# Types of the columns, for unnest; jsonb travels as text (asyncpg would read a list inside
-# an array parameter as another dimension).
+# Types of the columns, for unnest (gridloop_runtime.db.unnest_upsert); absent: text.
 _TYPES = {
     "location": "jsonb",
     "attachments": "jsonb",
@@ -55,7 +54,7 @@ _TYPES = {
     "reported_at": "timestamptz",
     "accepted_at": "timestamptz",
     "closed_at": "timestamptz",
-    "co_handlers": "jsonb",
+    "co_handlers": "text[]",
     "deadline": "timestamptz",
     "dispatched_at": "timestamptz",
     "sign_in_due": "timestamptz",
@@ -73,47 +72,31 @@ _TYPES = {
     "escalation_level": "int",
     "supervised": "boolean",
     "ended_at": "timestamptz",
+    "at": "timestamptz",
+    "data": "jsonb",
 }
 
 
-def _upsert(table: str, columns: Sequence[str], key: str) -> str:
-    """INSERT … SELECT FROM unnest(one array per column) ON CONFLICT (key) DO UPDATE."""
-
-    def param(i: int, c: str) -> str:
-        typ = _TYPES.get(c, "text")
-        return f"${i}::{'text' if typ == 'jsonb' else typ}[]"
-
-    def value(c: str) -> str:
-        if c == "co_handlers":
-            return "ARRAY(SELECT jsonb_array_elements_text(u.co_handlers::jsonb))"
-        return f"u.{c}::jsonb" if _TYPES.get(c) == "jsonb" else f"u.{c}"
-
-    params = ", ".join(param(i, c) for i, c in enumerate(columns, 1))
-    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key)
-    return (
-        f"INSERT INTO {table} ({', '.join(columns)}, updated_at) "
-        f"SELECT {', '.join(value(c) for c in columns)}, now() "
-        f"FROM unnest({params}) AS u({', '.join(columns)}) "
-        f"ON CONFLICT ({key}) DO UPDATE SET {sets}, updated_at = now()"
-    )
-
-
-_SAVE_CASES = _upsert("cases", CASE_COLUMNS, "case_id")
-_SAVE_TASKS = _upsert("tasks", TASK_COLUMNS, "task_id")
-_JSON_CASE = [i for i, c in enumerate(CASE_COLUMNS) if _TYPES.get(c) == "jsonb"]
-_JSON_TASK = [i for i, c in enumerate(TASK_COLUMNS) if _TYPES.get(c) == "jsonb"]
+_STAMP = {"updated_at": "now()"}
+_SAVE_CASES = unnest_upsert("cases", CASE_COLUMNS, _TYPES, key="case_id", extra=_STAMP)
+_SAVE_TASKS = unnest_upsert("tasks", TASK_COLUMNS, _TYPES, key="task_id", extra=_STAMP)
+_LOG_COLUMNS = (
+    "task_id",
+    "case_id",
+    "dept",
+    "round",
+    "at",
+    "action",
+    "by",
+    "note",
+    "evidence",
+    "data",
+)
+_INSERT_LOG = unnest_upsert("task_log", _LOG_COLUMNS, _TYPES, ordered=True)
 
 
 def _json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
-
-
-def _columns(rows: Sequence[tuple[Any, ...]], json_at: Sequence[int]) -> list[list[Any]]:
-    """Rows as one list per column, JSON columns as text."""
-    cols = [list(c) for c in zip(*rows, strict=True)]
-    for i in json_at:
-        cols[i] = [_json(v) for v in cols[i]]
-    return cols
 
 
 class HandlingStore:
@@ -156,7 +139,7 @@ class HandlingStore:
         cases = [s for s in states if s.case is not None and s.case_changed]
         if cases:
             rows = [tuple(s.case.get(c) for c in CASE_COLUMNS) for s in cases if s.case]
-            await conn.execute(_SAVE_CASES, *_columns(rows, _JSON_CASE))
+            await conn.execute(_SAVE_CASES, *unnest_args(CASE_COLUMNS, _TYPES, rows))
         tasks = []
         for s in states:
             for t in s.tasks:
@@ -165,7 +148,7 @@ class HandlingStore:
                     tasks.append(row)
                     s.loaded[t.task_id] = row
         if tasks:
-            await conn.execute(_SAVE_TASKS, *_columns(tasks, _JSON_TASK))
+            await conn.execute(_SAVE_TASKS, *unnest_args(TASK_COLUMNS, _TYPES, tasks))
         await self._log(conn, [e for s in states for e in s.log])
         await self._parked(conn, states)
         await self._commands(conn, states)
@@ -191,25 +174,8 @@ class HandlingStore:
     async def _log(self, conn: Conn, entries: Sequence[Any]) -> None:
         if not entries:
             return
-        await conn.execute(
-            "INSERT INTO task_log (task_id, case_id, dept, round, at, action, by, note, "
-            "evidence, data) SELECT u.task_id, u.case_id, u.dept, u.round, u.at, u.action, "
-            "u.by, u.note, u.evidence::jsonb, u.data::jsonb FROM unnest($1::text[], "
-            "$2::text[], $3::text[], $4::int[], $5::timestamptz[], $6::text[], $7::text[], "
-            "$8::text[], $9::text[], $10::text[]) WITH ORDINALITY "
-            "AS u(task_id, case_id, dept, round, at, action, by, note, evidence, data, n) "
-            "ORDER BY u.n",
-            [e.task_id for e in entries],
-            [e.case_id for e in entries],
-            [e.dept for e in entries],
-            [e.round for e in entries],
-            [e.at for e in entries],
-            [e.action for e in entries],
-            [e.by for e in entries],
-            [e.note for e in entries],
-            [_json(e.evidence) for e in entries],
-            [_json(e.data or {}) for e in entries],
-        )
+        rows = [(*(getattr(e, c) for c in _LOG_COLUMNS[:-1]), e.data or {}) for e in entries]
+        await conn.execute(_INSERT_LOG, *unnest_args(_LOG_COLUMNS, _TYPES, rows))
 
     async def _parked(self, conn: Conn, states: Sequence[CaseFile]) -> None:
         gone = [i for s in states for i in s.unparked]

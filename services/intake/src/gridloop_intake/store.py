@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from gridloop_runtime.db import Conn
+from gridloop_runtime.db import Conn, unnest_attrs, unnest_upsert
 
 from .domain.case import CASE_COLUMNS, CaseFile, CaseRow
 
@@ -38,33 +38,49 @@ _CASE_TYPES: dict[str, str] = {
 }
 
 
-def _type(column: str) -> str:
-    return _CASE_TYPES.get(column, "text")
+_UPSERT_CASES = unnest_upsert("cases", CASE_COLUMNS, _CASE_TYPES, key="case_id")
 
-
-def _upsert_cases() -> str:
-    # jsonb columns travel as text (asyncpg would take a list value for a sub-array).
-    arrays = ", ".join(
-        f"${i}::{'text' if _type(c) == 'jsonb' else _type(c)}[]"
-        for i, c in enumerate(CASE_COLUMNS, start=1)
-    )
-    picked = ", ".join(f"u.{c}::jsonb" if _type(c) == "jsonb" else f"u.{c}" for c in CASE_COLUMNS)
-    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in CASE_COLUMNS if c != "case_id")
-    return (
-        f"INSERT INTO cases ({', '.join(CASE_COLUMNS)}) SELECT {picked} "
-        f"FROM unnest({arrays}) AS u({', '.join(CASE_COLUMNS)}) "
-        f"ON CONFLICT (case_id) DO UPDATE SET {sets}"
-    )
-
-
-_UPSERT_CASES = _upsert_cases()
-
-_INSERT_TIMELINE = (
-    "INSERT INTO timeline (case_id, event_id, type, occurred_at, recorded_at, actor, status, "
-    "summary, data) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
-    "$4::timestamptz[], $5::timestamptz[], $6::jsonb[], $7::text[], $8::text[], $9::jsonb[]) "
-    "ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING"
+_TYPES = {
+    **dict.fromkeys(("occurred_at", "recorded_at", "reported_at", "received_at"), "timestamptz"),
+    **dict.fromkeys(("created_at", "closed_at", "rated_at"), "timestamptz"),
+    **dict.fromkeys(("actor", "data"), "jsonb"),
+    "confidence": "float8",
+}
+_TIMELINE: tuple[str, ...] = (
+    "case_id",
+    "event_id",
+    "type",
+    "occurred_at",
+    "recorded_at",
+    "actor",
+    "status",
+    "summary",
+    "data",
 )
+_INSERT_TIMELINE = unnest_upsert(
+    "timeline",
+    _TIMELINE,
+    _TYPES,
+    tail="ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING",
+)
+_REPORTS: tuple[str, ...] = (
+    "report_id",
+    "source",
+    "external_id",
+    "channel",
+    "case_id",
+    "outcome",
+    "reported_at",
+    "received_at",
+    "camera_id",
+    "confidence",
+    "data",
+)
+_INSERT_REPORTS = unnest_upsert("reports", _REPORTS, _TYPES)
+_REPORTERS = ("ref", "report_id", "name", "phone", "email", "created_at")
+_INSERT_REPORTERS = unnest_upsert("reporters", _REPORTERS, _TYPES)
+_RATINGS = ("case_id", "closed_at", "rating", "comment", "via", "rated_at")
+_INSERT_RATINGS = unnest_upsert("ratings", _RATINGS, _TYPES, tail="ON CONFLICT DO NOTHING")
 
 # 结单归档: the case as it stood at closing, the timeline lines stored before this batch and
 # those of this batch up to the closing (written before this batch's lines are).
@@ -148,72 +164,19 @@ class CaseFileStore:
             )
         rows = [s.case for s in dirty if s.case is not None and (s.new or s.changed)]
         if rows:
-            await conn.execute(
-                _UPSERT_CASES,
-                *(
-                    [_json(getattr(r, c)) if _type(c) == "jsonb" else getattr(r, c) for r in rows]
-                    for c in CASE_COLUMNS
-                ),
-            )
+            await conn.execute(_UPSERT_CASES, *unnest_attrs(CASE_COLUMNS, _CASE_TYPES, rows))
         entries = [e for s in dirty for e in s.entries]
         if entries:
-            await conn.execute(
-                _INSERT_TIMELINE,
-                [e.case_id for e in entries],
-                [e.event_id for e in entries],
-                [e.type for e in entries],
-                [e.occurred_at for e in entries],
-                [e.recorded_at for e in entries],
-                [e.actor for e in entries],
-                [e.status for e in entries],
-                [e.summary for e in entries],
-                [e.data for e in entries],
-            )
+            await conn.execute(_INSERT_TIMELINE, *unnest_attrs(_TIMELINE, _TYPES, entries))
         reports = [r for s in dirty for r in s.reports]
         if reports:
-            await conn.execute(
-                "INSERT INTO reports (report_id, source, external_id, channel, case_id, outcome, "
-                "reported_at, received_at, camera_id, confidence, data) SELECT * FROM unnest("
-                "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
-                "$7::timestamptz[], $8::timestamptz[], $9::text[], $10::float8[], $11::jsonb[])",
-                [r.report_id for r in reports],
-                [r.source for r in reports],
-                [r.external_id for r in reports],
-                [r.channel for r in reports],
-                [r.case_id for r in reports],
-                [r.outcome for r in reports],
-                [r.reported_at for r in reports],
-                [r.received_at for r in reports],
-                [r.camera_id for r in reports],
-                [r.confidence for r in reports],
-                [r.data for r in reports],
-            )
+            await conn.execute(_INSERT_REPORTS, *unnest_attrs(_REPORTS, _TYPES, reports))
         reporters = [p for s in dirty for p in s.reporters]
         if reporters:
-            await conn.execute(
-                "INSERT INTO reporters (ref, report_id, name, phone, email, created_at) "
-                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
-                "$5::text[], $6::timestamptz[])",
-                [p.ref for p in reporters],
-                [p.report_id for p in reporters],
-                [p.name for p in reporters],
-                [p.phone for p in reporters],
-                [p.email for p in reporters],
-                [p.created_at for p in reporters],
-            )
+            await conn.execute(_INSERT_REPORTERS, *unnest_attrs(_REPORTERS, _TYPES, reporters))
         ratings = [r for s in dirty for r in s.ratings]
         if ratings:
-            await conn.execute(
-                "INSERT INTO ratings (case_id, closed_at, rating, comment, via, rated_at) "
-                "SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], "
-                "$5::text[], $6::timestamptz[]) ON CONFLICT DO NOTHING",
-                [r.case_id for r in ratings],
-                [r.closed_at for r in ratings],
-                [r.rating for r in ratings],
-                [r.comment for r in ratings],
-                [r.via for r in ratings],
-                [r.rated_at for r in ratings],
-            )
+            await conn.execute(_INSERT_RATINGS, *unnest_attrs(_RATINGS, _TYPES, ratings))
         rerated = [(s.case_id, s.archive_rating) for s in dirty if s.archive_rating is not None]
         if rerated:
             await conn.execute(

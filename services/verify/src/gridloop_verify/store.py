@@ -17,9 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from gridloop_runtime.clock import Clock, SystemClock
-from gridloop_runtime.db import Conn
+from gridloop_runtime.db import Conn, unnest_args, unnest_upsert
 
 from .domain.absences import NOT_LOADED, Absences
 from .domain.casefile import Case
@@ -34,61 +33,45 @@ from .repository import (
     task_of_row,
 )
 
-
-def _upsert(
-    table: str,
-    fields: Sequence[tuple[str, str]],
-    *,
-    key: str,
-    keep: Sequence[str] = (),
-    stamp: str | None = None,
-    first: int = 1,
-) -> str:
-    """`INSERT … SELECT FROM unnest(one array per column) ON CONFLICT (key) DO UPDATE`, with
-    parameters numbered from `first`: jsonb columns travel as text (asyncpg would take a list
-    value for an array dimension) and are cast back; `keep` columns are not updated; `stamp`
-    is one timestamp for every row (the parameter after the arrays)."""
-    names = [c for c, _ in fields]
-    arrays = ", ".join(
-        f"${i}::{'text' if t == 'jsonb' else t}[]" for i, (_, t) in enumerate(fields, first)
-    )
-    values = [f"u.{c}::jsonb" if t == "jsonb" else f"u.{c}" for c, t in fields]
-    update = [c for c in names if c != key and c not in keep]
-    if stamp is not None:
-        names.append(stamp)
-        values.append(f"${first + len(fields)}::timestamptz")
-        update.append(stamp)
-    return (
-        f"INSERT INTO {table} ({', '.join(names)}) SELECT {', '.join(values)} "
-        f"FROM unnest({arrays}) AS u({', '.join(c for c, _ in fields)}) "
-        f"ON CONFLICT ({key}) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in update)}"
-    )
-
-
 _LOAD = (
     f"SELECT {', '.join(f'c.{c}' for c in CASE_COLUMNS)}, "
     f"{', '.join(f't.{c} AS t_{c}' for c in TASK_COLUMNS)} "
     "FROM cases c LEFT JOIN tasks t ON t.case_id = c.case_id "
     "WHERE c.case_id = ANY($1::text[]) ORDER BY c.case_id, t.task_id FOR UPDATE OF c"
 )
-_CASES_UPSERT = _upsert("cases", CASE_FIELDS, key="case_id", stamp="updated_at")
-_TASKS_UPSERT = _upsert("tasks", TASK_FIELDS, key="task_id", keep=("case_id",))
-_BOTH_UPSERT = f"WITH saved_cases AS ({_CASES_UPSERT}) " + _upsert(
-    "tasks", TASK_FIELDS, key="task_id", keep=("case_id",), first=len(CASE_FIELDS) + 2
+_CASE_TYPES = dict(CASE_FIELDS)
+_TASK_TYPES = dict(TASK_FIELDS)
+# updated_at: one timestamp for every row, the parameter after the case arrays
+_CASES_UPSERT = unnest_upsert(
+    "cases",
+    CASE_COLUMNS,
+    _CASE_TYPES,
+    key="case_id",
+    extra={"updated_at": f"${len(CASE_COLUMNS) + 1}::timestamptz"},
+)
+_TASK_UPDATE = [c for c in TASK_COLUMNS if c not in ("task_id", "case_id")]
+_TASKS_UPSERT = unnest_upsert(
+    "tasks", TASK_COLUMNS, _TASK_TYPES, key="task_id", update=_TASK_UPDATE
+)
+_BOTH_UPSERT = f"WITH saved_cases AS ({_CASES_UPSERT}) " + unnest_upsert(
+    "tasks",
+    TASK_COLUMNS,
+    _TASK_TYPES,
+    key="task_id",
+    update=_TASK_UPDATE,
+    first=len(CASE_COLUMNS) + 2,
 )
 
 
 def _columns(rows: Sequence[object], fields: Sequence[tuple[str, str]]) -> list[list[Any]]:
-    """One list per column of the rows' attributes (jsonb as JSON text, enums as text)."""
-    out: list[list[Any]] = []
-    for name, sql_type in fields:
-        values = [getattr(r, name) for r in rows]
-        if sql_type == "jsonb":
-            values = [None if v is None else orjson.dumps(v).decode() for v in values]
-        elif name in ("stage", "status"):
-            values = [str(v) for v in values]
-        out.append(values)
-    return out
+    """The unnest arguments of the rows' attributes (enums as text)."""
+    names = [c for c, _ in fields]
+    values = [tuple(_plain(c, getattr(r, c)) for c in names) for r in rows]
+    return unnest_args(names, dict(fields), values)
+
+
+def _plain(column: str, value: Any) -> Any:
+    return str(value) if column in ("stage", "status") else value
 
 
 class VerifyStore:
