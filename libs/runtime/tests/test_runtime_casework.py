@@ -8,18 +8,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import nats
 from gridloop_contracts import Envelope, Event, to_binary
-from gridloop_runtime.casework import Rules
+from gridloop_runtime.casework import Inbound, Rules, apply_batch
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.consumer import ConsumerSpec
 from gridloop_runtime.db import Conn
 from gridloop_runtime.service import ServiceDefinition
-from gridloop_runtime.step import Step, TimerOp, plan_timer_ops
+from gridloop_runtime.step import Step, Timer, TimerOp, plan_timer_ops
 from gridloop_runtime.testing import running, settings_for, wait_for
-from gridloop_runtime.timers import Timer
 
 MIGRATIONS = Path(__file__).parent / "sql_tally"
 T0 = datetime(2026, 12, 1, 9, tzinfo=UTC)
@@ -114,15 +113,14 @@ def test_timer_plan_keeps_the_effect_of_the_order() -> None:
     due = T0
     ops = [
         TimerOp("set", "remind", "C-1/t1", due),
-        TimerOp("cancel_prefix", None, "C-1/"),  # undoes the set before it
+        TimerOp("cancel", None, "C-1/t1"),  # undoes the set before it, of any kind
         TimerOp("set", "overdue", "C-1/t1", due),  # set after the cancel: kept
         TimerOp("set", "remind", "C-2/t1", due),
         TimerOp("set", "remind", "C-2/t1", due + timedelta(hours=1)),  # the last one counts
         TimerOp("cancel", "overdue", "C-3/t1"),
     ]
-    exact, prefixes, sets = plan_timer_ops(ops)
-    assert exact == [("overdue", "C-3/t1")]
-    assert prefixes == [(None, "C-1/")]
+    cancels, sets = plan_timer_ops(ops)
+    assert cancels == [(None, "C-1/t1"), ("overdue", "C-3/t1")]
     assert [(o.kind, o.key, o.due_at) for o in sets] == [
         ("overdue", "C-1/t1", due),
         ("remind", "C-2/t1", due + timedelta(hours=1)),
@@ -140,6 +138,20 @@ def test_a_rule_is_pure_and_collects_its_effects() -> None:
         ("set", "recount", "C-1/recount"),
         ("set", "recount", "C-1/recount"),
     ]
+
+
+class NoLoads(TallyStore):
+    async def load(self, conn: Conn, case_ids: Sequence[str]) -> dict[str, Tally]:
+        raise AssertionError("nothing to load for the service's own events")
+
+
+async def test_the_services_own_events_are_passed_over_before_any_load() -> None:
+    rules = Rules(store=NoLoads(), events={Counted: on_counted})
+    own = Envelope.of(Counted(case_id="C-1", n=1), source="/gridloop/tally")
+    written = await apply_batch(
+        cast(Conn, None), rules, [Inbound(own)], source="/gridloop/tally", clock=FakeClock(T0)
+    )
+    assert written == []
 
 
 # -- against the real bus and database ---------------------------------------------------

@@ -16,8 +16,7 @@ from gridloop_dispatch.domain.casefile import CaseFile, CaseState, TaskStatus
 from gridloop_dispatch.domain.deadlines import Deadlines
 from gridloop_dispatch.domain.rules import DispatchRules, Units
 from gridloop_runtime.clock import FakeClock
-from gridloop_runtime.step import Step
-from gridloop_runtime.timers import Timer
+from gridloop_runtime.step import Step, Timer
 
 BJ = ZoneInfo("Asia/Shanghai")
 DEMO_CITY = Path(__file__).resolve().parents[3] / "data" / "demo-city"

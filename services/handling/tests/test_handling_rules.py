@@ -11,8 +11,7 @@ from gridloop_handling.domain.case import CaseFile
 from gridloop_handling.domain.rules import PARKED, HandlingRules, Policy, parked_key
 from gridloop_handling.domain.tasks import Task, TaskState
 from gridloop_runtime.clock import FakeClock
-from gridloop_runtime.step import Step
-from gridloop_runtime.timers import Timer
+from gridloop_runtime.step import Step, Timer
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 DEADLINE = T0 + timedelta(days=1)

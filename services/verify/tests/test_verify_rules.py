@@ -16,8 +16,7 @@ from gridloop_contracts import Attachment, Envelope
 from gridloop_contracts import cases as ev
 from gridloop_contracts.problems import Refusal
 from gridloop_runtime.clock import FakeClock
-from gridloop_runtime.step import Step, TimerOp
-from gridloop_runtime.timers import Timer
+from gridloop_runtime.step import Step, Timer, TimerOp
 from gridloop_verify.domain.absences import Absences
 from gridloop_verify.domain.casefile import Case, Stage
 from gridloop_verify.domain.policy import Policy
@@ -31,8 +30,6 @@ from gridloop_verify.domain.rules import (
 )
 from gridloop_verify.domain.state import CaseState
 from gridloop_verify.domain.tasks import Purpose, Task, TaskStatus
-from gridloop_verify.handlers import CaseTable
-from gridloop_verify.store import VerifyStore
 
 # Monday 23 November 2026, 10:00 in Beijing: a working day, inside office hours.
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -488,12 +485,3 @@ def test_a_loaded_state_is_clean_until_a_rule_changes_it() -> None:
     assert state.changed_tasks() == [task] and not state.case_changed()
     with pytest.raises(RuntimeError):
         CaseState.loaded(None, "C2", [], Absences(loaded=False)).absences.absent_at(T0)
-
-
-def test_the_table_passes_over_verifys_own_closing_before_any_load() -> None:
-    table = CaseTable(store=VerifyStore(), events={ev.CaseClosed: RULES.on_closed})
-    table.own_source = SOURCE
-    closed = ev.CaseClosed(**dims(), occurred_at=T0, closed_by=SUP, on_time=True)
-    assert table.parse(Envelope.of(closed, source=SOURCE)) is None
-    found = table.parse(Envelope.of(closed, source="/gridloop/intake"))
-    assert found is not None and found[0] == closed

@@ -29,18 +29,16 @@ from gridloop_contracts import Envelope
 from gridloop_contracts.base import Event
 from gridloop_contracts.problems import Permanent
 from opentelemetry import context as otel_context
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from . import tracing
 from .clock import Clock
 from .commands import run_command
 from .db import Conn
 from .outbox import Committed, UnitOfWorkFactory, Work, apply_timer_ops, write_rows
-from .step import Step
-from .timers import Timer
+from .step import Step, Timer
 
 S = TypeVar("S")
-M = TypeVar("M", bound=BaseModel)
 
 EventRule = Callable[[S, Any, Step], None]
 TimerRule = Callable[[S, Timer, Step], None]
@@ -78,9 +76,6 @@ class Rules(Generic[S]):
     def subjects(self) -> list[str]:
         """The CASES subjects this table consumes (only these reach the service)."""
         return sorted({f"case.{m.subject_token}" for m in self.events})
-
-    def handles(self, env: Envelope) -> bool:
-        return env.type in self._by_type
 
     def parse(self, env: Envelope) -> tuple[Event, EventRule[S]] | None:
         """The event's data as its contract model and its rule; None for a type not in the
@@ -124,6 +119,10 @@ async def apply_batch(
     Returns the outbox rows written, for the publisher once the transaction commits."""
     parsed: list[tuple[Inbound, Event, EventRule[S], str]] = []
     for m in messages:
+        if m.env.source == source:
+            # The service's own event, back on CASES because it also takes that type from
+            # others: its rule ran when it emitted it; nothing is loaded for it.
+            continue
         found = rules.parse(m.env)
         if found is None:
             continue

@@ -63,26 +63,17 @@ class Work(Step):
 
 async def apply_timer_ops(conn: Conn, ops: Sequence[TimerOp]) -> None:
     """Apply timer changes set-based, with the effect of applying them in order (see
-    `plan_timer_ops`): one statement for exact cancels, one for prefix cancels, one upsert."""
+    `plan_timer_ops`): one statement for the cancels, one upsert."""
     if not ops:
         return
-    exact, prefixes, chosen = plan_timer_ops(ops)
-    if exact:
+    cancels, chosen = plan_timer_ops(ops)
+    if cancels:
         await conn.execute(
             "UPDATE timers t SET cancelled_at = now() FROM unnest($1::text[], $2::text[]) "
             "AS c(kind, key) WHERE t.key = c.key AND (c.kind IS NULL OR t.kind = c.kind) "
             "AND t.fired_at IS NULL AND t.cancelled_at IS NULL",
-            [k for k, _ in exact],
-            [key for _, key in exact],
-        )
-    if prefixes:
-        await conn.execute(
-            "UPDATE timers t SET cancelled_at = now() FROM unnest($1::text[], $2::text[]) "
-            "AS c(kind, prefix) WHERE t.key LIKE c.prefix || '%' "
-            "AND (c.kind IS NULL OR t.kind = c.kind) "
-            "AND t.fired_at IS NULL AND t.cancelled_at IS NULL",
-            [k for k, _ in prefixes],
-            [p for _, p in prefixes],
+            [k for k, _ in cancels],
+            [key for _, key in cancels],
         )
     if chosen:
         await conn.execute(

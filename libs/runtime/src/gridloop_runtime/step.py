@@ -18,6 +18,17 @@ from .clock import Clock
 OutboxRow = tuple[str, str, dict[str, str], bytes]
 
 
+@dataclass(frozen=True)
+class Timer:
+    """A fired timer row, as a timer rule gets it."""
+
+    id: int
+    kind: str
+    key: str
+    due_at: datetime
+    payload: dict[str, Any]
+
+
 def default_subject(event: Event) -> str:
     """`gridloop.<noun>.<verb>.vN` → `<noun>.<verb>` for nouns whose subject needs no code."""
     parts = event.type_name.split(".")
@@ -88,11 +99,6 @@ class Step:
         for kind in kinds or (None,):
             self.timer_ops.append(TimerOp("cancel", kind, key))
 
-    def cancel_prefix(self, prefix: str, kinds: Sequence[str] | None = None) -> None:
-        """Cancel the pending timers whose key starts with `prefix` (e.g. a case id)."""
-        for kind in kinds or (None,):
-            self.timer_ops.append(TimerOp("cancel_prefix", kind, prefix))
-
     def mark(self) -> tuple[int, int]:
         """A point to roll the pending events and timer changes back to."""
         return len(self._pending), len(self.timer_ops)
@@ -122,8 +128,8 @@ class Step:
 
 @dataclass(frozen=True)
 class TimerOp:
-    """One timer change a rule asked for: set (kind, key, due_at, payload), cancel an exact
-    key, or cancel a key prefix; `kind` None in a cancel means every kind."""
+    """One timer change a rule asked for: set (kind, key, due_at, payload) or cancel a key;
+    `kind` None in a cancel means every kind."""
 
     op: str
     kind: str | None
@@ -135,26 +141,19 @@ class TimerOp:
 TimerKey = tuple[str | None, str]
 
 
-def plan_timer_ops(
-    ops: Sequence[TimerOp],
-) -> tuple[list[TimerKey], list[TimerKey], list[TimerOp]]:
-    """Timer changes asked in order, as three set-based steps with the same effect: exact
-    cancels and prefix cancels (applied first), then the last setting of each (kind, key)
-    that no later cancel undid (applied after, so it re-arms a row cancelled before it)."""
+def plan_timer_ops(ops: Sequence[TimerOp]) -> tuple[list[TimerKey], list[TimerOp]]:
+    """Timer changes asked in order, as two set-based steps with the same effect: the cancels
+    (applied first), then the last setting of each (kind, key) that no later cancel undid
+    (applied after, so it re-arms a row cancelled before it)."""
     sets: dict[tuple[str, str], TimerOp] = {}
-    exact: list[TimerKey] = []
-    prefixes: list[TimerKey] = []
+    cancels: list[TimerKey] = []
     for op in ops:
         if op.op == "set":
             assert op.kind is not None
             sets.pop((op.kind, op.key), None)  # the last setting counts, in its order
             sets[(op.kind, op.key)] = op
-        elif op.op == "cancel":
-            exact.append((op.kind, op.key))
+        else:
+            cancels.append((op.kind, op.key))
             for k in [k for k in sets if k[1] == op.key and op.kind in (None, k[0])]:
                 del sets[k]
-        else:
-            prefixes.append((op.kind, op.key))
-            for k in [k for k in sets if k[1].startswith(op.key) and op.kind in (None, k[0])]:
-                del sets[k]
-    return exact, prefixes, list(sets.values())
+    return cancels, list(sets.values())

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ import structlog
 from . import metrics
 from .db import Conn
 from .outbox import UnitOfWorkFactory, Work
+from .step import Timer as Timer
 
 if TYPE_CHECKING:
     from .casework import Rules
@@ -26,15 +26,6 @@ if TYPE_CHECKING:
 RETRY_DELAY = timedelta(seconds=30)
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Timer:
-    id: int
-    kind: str
-    key: str
-    due_at: datetime
-    payload: dict[str, Any]
 
 
 TimerHandler = Callable[[Work, Timer], Awaitable[None]]
@@ -57,33 +48,6 @@ async def schedule(
         due_at,
         dict(payload or {}),
     )
-
-
-async def cancel(conn: Conn, key_prefix: str, kinds: list[str] | None = None) -> int:
-    """Cancel pending timers whose key starts with `key_prefix` (e.g. a case id)."""
-    if kinds:
-        status = await conn.execute(
-            "UPDATE timers SET cancelled_at = now() WHERE key LIKE $1 || '%' AND kind = ANY($2) "
-            "AND fired_at IS NULL AND cancelled_at IS NULL",
-            key_prefix,
-            kinds,
-        )
-    else:
-        status = await conn.execute(
-            "UPDATE timers SET cancelled_at = now() WHERE key LIKE $1 || '%' "
-            "AND fired_at IS NULL AND cancelled_at IS NULL",
-            key_prefix,
-        )
-    return int(status.split()[-1])
-
-
-async def pending(conn: Conn, key_prefix: str = "") -> list[Timer]:
-    rows = await conn.fetch(
-        "SELECT id, kind, key, due_at, payload FROM timers WHERE key LIKE $1 || '%' "
-        "AND fired_at IS NULL AND cancelled_at IS NULL ORDER BY due_at, id",
-        key_prefix,
-    )
-    return [Timer(r["id"], r["kind"], r["key"], r["due_at"], r["payload"]) for r in rows]
 
 
 class TimerRunner:

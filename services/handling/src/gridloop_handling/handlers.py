@@ -43,7 +43,7 @@ from gridloop_contracts.problems import Permanent
 from gridloop_runtime.casework import Rules
 from gridloop_runtime.commands import seen_command
 from gridloop_runtime.outbox import Work
-from gridloop_runtime.timers import Timer
+from gridloop_runtime.step import Timer
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 

@@ -13,7 +13,7 @@ from gridloop_runtime import timers
 from gridloop_runtime.db import Conn
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime
-from gridloop_runtime.timers import Timer
+from gridloop_runtime.step import Timer
 
 from . import reports
 from . import repository as repo

@@ -39,38 +39,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gridloop_contracts import Envelope
 from gridloop_contracts import cases as ev
-from gridloop_contracts.base import Event
 from gridloop_contracts.problems import Refusal
-from gridloop_runtime.casework import EventRule, Rules
+from gridloop_runtime.casework import Rules
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime
-from gridloop_runtime.timers import Timer
+from gridloop_runtime.step import Timer
 
 from . import repository as repo
 from .context import Verify
 from .domain.rules import ABSENCE, OVERDUE, REMINDER, Caller, VerifyRules, timer_case
-from .domain.state import CaseState
 from .domain.tasks import check_shift_leader
 from .domain.views import absence_view
 from .store import VerifyStore
 
 
 @dataclass
-class CaseTable(Rules[CaseState]):
-    """The handler table; it passes over verify's own case.closed (every closed loop brings
-    it back on CASES) before the batch loads anything for it, where the rule would only
-    ignore it (the runtime offers no such test: `own_source` is set at start)."""
-
-    own_source: str | None = None
-
-    def parse(self, env: Envelope) -> tuple[Event, EventRule[CaseState]] | None:
-        if env.source == self.own_source and env.type == ev.CaseClosed.type_name:
-            return None
-        return super().parse(env)
-
-
 class VerifyService:
     """The per-process state of verify (`Runtime.state`): the city, the rules, the store and
     the handler table."""
@@ -80,7 +64,7 @@ class VerifyService:
         self.rules = VerifyRules(verify)
         self.store = VerifyStore()
         r = self.rules
-        self.table = CaseTable(
+        self.table = Rules(
             store=self.store,
             events={
                 ev.CaseHandled: r.on_handled,
@@ -100,10 +84,8 @@ class VerifyService:
         self.timers = {ABSENCE: self.on_absence_begins}
 
     async def started(self, rt: Runtime) -> None:
-        """The store reads absences and stamps rows by the runtime's clock; the table knows
-        verify's own events."""
+        """The store reads absences and stamps rows by the runtime's clock."""
         self.store.clock = rt.clock
-        self.table.own_source = rt.source
 
     # -- absences: not about one case ----------------------------------------------------
     async def on_absence_begins(self, work: Work, timer: Timer) -> None:

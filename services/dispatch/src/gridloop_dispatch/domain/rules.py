@@ -7,7 +7,7 @@ timer kinds and commands to these rules is `gridloop_dispatch.table`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -28,7 +28,7 @@ from gridloop_contracts.department import (
     TaskRework,
 )
 from gridloop_contracts.problems import Refusal
-from gridloop_runtime.step import Step
+from gridloop_runtime.step import Step, Timer
 
 from . import chasing, privacy, routing
 from .casefile import (
@@ -61,19 +61,6 @@ class Caller(Protocol):
     def name(self) -> str: ...
 
     def covers(self, *codes: str | None) -> bool: ...
-
-
-class ChaseTimer(Protocol):
-    """A fired timer row (gridloop_runtime.timers.Timer is one)."""
-
-    @property
-    def kind(self) -> str: ...
-
-    @property
-    def due_at(self) -> datetime: ...
-
-    @property
-    def payload(self) -> Mapping[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -279,7 +266,7 @@ class DispatchRules:
         case.close(e.occurred_at)
 
     # -- timers ----------------------------------------------------------------------
-    def on_chase(self, f: CaseFile, timer: ChaseTimer, step: Step) -> None:
+    def on_chase(self, f: CaseFile, timer: Timer, step: Step) -> None:
         """A task's chase timer: every step due by now happens (once: the task records it),
         then the same timer is set for the next step, if any."""
         found = self._timer_task(f, timer)
@@ -294,7 +281,7 @@ class DispatchRules:
             self._chase_step(step, case, task, planned.kind, planned.due)
         self._chase(step, case, task)
 
-    def on_legacy_step(self, f: CaseFile, timer: ChaseTimer, step: Step) -> None:
+    def on_legacy_step(self, f: CaseFile, timer: Timer, step: Step) -> None:
         """A one-step timer row of an earlier version (sign_in, remind, overdue,
         escalate:<n>): its step happens if the task still needs it."""
         found = self._timer_task(f, timer)
@@ -881,7 +868,7 @@ class DispatchRules:
             return None
         return f.case, task
 
-    def _timer_task(self, f: CaseFile, timer: ChaseTimer) -> tuple[Case, Task] | None:
+    def _timer_task(self, f: CaseFile, timer: Timer) -> tuple[Case, Task] | None:
         """The case and the timer's task, if the timer is still about its deadline."""
         case = f.case
         if case is None or case.closed:

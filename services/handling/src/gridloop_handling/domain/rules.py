@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from gridloop_contracts import Actor, subjects
 from gridloop_contracts import cases as ev
@@ -28,7 +28,7 @@ from gridloop_contracts.department import (
     SignCommand,
 )
 from gridloop_contracts.problems import Refusal
-from gridloop_runtime.step import Step
+from gridloop_runtime.step import Step, Timer
 
 from . import commands as cmds
 from .case import AuditEntry, CaseFile, LogEntry, Parked
@@ -39,14 +39,6 @@ PARKED = "handling-parked"
 # (task, case summary, now) → the task as the department sees it (views.task_view)
 View = Callable[[Task, dict[str, Any] | None, datetime], dict[str, Any]]
 CommandRule = Callable[[CaseFile, Task, Any, Step, Actor], None]
-
-
-class Timer(Protocol):
-    """What a timer rule reads of gridloop_runtime.timers.Timer (which loads the database
-    layer, so it is not imported here)."""
-
-    @property
-    def payload(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ A command rule returns the REST answer and may raise `Refusal`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -19,7 +19,7 @@ from gridloop_city.models import StageLimit
 from gridloop_contracts import Actor, Attachment, Location
 from gridloop_contracts import cases as ev
 from gridloop_contracts.problems import Refusal
-from gridloop_runtime.step import Step
+from gridloop_runtime.step import Step, Timer
 
 from . import roster, timeliness
 from .casefile import Case, Outcome, Stage
@@ -32,17 +32,6 @@ log = structlog.get_logger(__name__)
 
 SYSTEM = Actor(id="verify", role="system")
 REMINDER, OVERDUE, ABSENCE = "verify-reminder", "verify-overdue", "verify-absence"
-
-
-class Timer(Protocol):
-    """A fired timer as a rule reads it (gridloop_runtime.timers.Timer, which this module
-    does not import: it loads the database driver)."""
-
-    @property
-    def key(self) -> str: ...
-
-    @property
-    def payload(self) -> Mapping[str, Any]: ...
 
 
 class Place(Protocol):
