@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import signal
@@ -26,19 +25,12 @@ from typing import Any
 
 import httpx
 import nats
+from gridloop_runtime.testing import load_module
 
 ROOT = Path(__file__).resolve().parent.parent
 KIT = ROOT / "services" / "handling" / "examples" / "department_system.py"
 PHOTO = "https://evidence.example.org/bench/verified.jpg"
 DEPT = "sanitation"
-
-
-def load_kit() -> Any:
-    spec = importlib.util.spec_from_file_location("department_system", KIT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 async def supervisors(
@@ -104,7 +96,7 @@ async def work(nats_url: str, verify_url: str, stop: asyncio.Event) -> dict[str,
     """The department kit and the supervisors until `stop`; their counters."""
     nc = await nats.connect(nats_url)
     counter = {"verified": 0}
-    kit = load_kit()
+    kit = load_module(KIT, "department_system")
     tasks = [
         asyncio.create_task(
             kit.run(nats_url, DEPT, behaviour="handle", stop=stop, say=lambda _: None)

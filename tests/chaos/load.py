@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import math
 import random
@@ -27,6 +26,7 @@ from gridloop_contracts import Envelope, to_binary
 from gridloop_contracts.inbound import ReportV1
 from gridloop_runtime.clock import OffsetFileClock
 from gridloop_runtime.launcher import Stack
+from gridloop_runtime.testing import load_module
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -40,14 +40,6 @@ TIMER_EVENTS = {
     "gridloop.case.overdue.v1": ("case_id", "task_id", "stage"),
     "gridloop.case.escalated.v1": ("case_id", "task_id", "level"),
 }
-
-
-def load_kit() -> Any:
-    spec = importlib.util.spec_from_file_location("department_system", KIT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # -- the plan -------------------------------------------------------------------------------
@@ -299,7 +291,7 @@ async def supervisors(stack: Stack, stop: asyncio.Event, counts: Counts) -> None
 
 async def department(stack: Stack, dept: str, stop: asyncio.Event, log: list[str]) -> None:
     """The department's own system (the integration kit), started again if it ever stops."""
-    kit = load_kit()
+    kit = load_module(KIT, "department_system")
     assert stack.nats_url
     # the department's clock moves with the services' (CLOCK_FILE)
     clock = OffsetFileClock(stack.env["CLOCK_FILE"]).now

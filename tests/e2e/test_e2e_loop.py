@@ -6,7 +6,6 @@ escalation."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -22,7 +21,7 @@ from gridloop_city import City, load_city
 from gridloop_contracts import Envelope, to_binary, to_structured
 from gridloop_contracts.inbound import DetectionV1, ReportV1
 from gridloop_runtime.launcher import Stack
-from gridloop_runtime.testing import wait_for
+from gridloop_runtime.testing import load_module, wait_for
 from nats.aio.client import Client
 
 from .conftest import move_clock
@@ -30,14 +29,6 @@ from .conftest import move_clock
 ROOT = Path(__file__).resolve().parents[2]
 KIT = ROOT / "services" / "handling" / "examples" / "department_system.py"
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-def load_kit() -> Any:
-    spec = importlib.util.spec_from_file_location("department_system", KIT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +131,7 @@ async def loop(stack: Stack, city: City) -> AsyncIterator[Loop]:
             lp.heard.setdefault(data["external_id"], []).append(data)
 
     await nc.subscribe("notify.>", cb=heard)
-    kit = load_kit()
+    kit = load_module(KIT, "department_system")
     stop = asyncio.Event()
     quiet = lambda _: None  # noqa: E731
     departments = {

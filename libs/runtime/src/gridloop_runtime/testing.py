@@ -7,6 +7,7 @@ Loaded by the root pytest configuration (`-p gridloop_runtime.testing`)."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import inspect
 import itertools
 import shutil
@@ -308,3 +309,13 @@ __all__ = [
     "wait_for",
     "work_dir",
 ]
+
+
+def load_module(path: Path, name: str) -> Any:
+    """A module from a file that belongs to no package: the department kit of handling's
+    examples, which the end-to-end tests, the chaos suite and the bench run as a department."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
