@@ -9,6 +9,7 @@ are printed (`CHAOS_REPORTS` and `CHAOS_SEED` change the size and the schedule).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import time
@@ -106,7 +107,7 @@ async def unsent(conn: asyncpg.Connection) -> int:
     return int(total)
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(540)
 async def test_the_loop_survives_kills_and_restarts(
     chaos_stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -122,13 +123,40 @@ async def test_the_loop_survives_kills_and_restarts(
         asyncio.create_task(department(stack, "sanitation", stop, kit_log)),
         asyncio.create_task(supervisors(stack, stop, counts)),
     ]
-    moved = False
+    half_sent = asyncio.Event()
 
     def progress(sent: int) -> None:
-        nonlocal moved
-        if not moved and sent >= len(reports) // 2:
-            move_clock(stack, CLOCK_JUMP)
-            moved = True
+        if sent >= len(reports) // 2:
+            half_sent.set()
+
+    async def chase_the_silent() -> None:
+        """Move the clock once half the reports are out and every silent department's case
+        holds its task: a case dispatched after the jump would get its deadline from the moved
+        clock and never go overdue, however busy the machine was when it got there."""
+        silent = [p.external_id for p in reports if p.script == "overdue"]
+        await half_sent.wait()
+        assert stack.database_url
+
+        async def dispatched() -> bool:
+            try:
+                c = await asyncpg.connect(stack.database_url, timeout=5)
+            except (OSError, asyncpg.PostgresError, TimeoutError):
+                return False  # PostgreSQL may be restarting
+            try:
+                n = await c.fetchval(
+                    "SELECT count(DISTINCT r.external_id) FROM intake.reports r "
+                    "JOIN dispatch.tasks t USING (case_id) WHERE r.external_id = ANY($1::text[])",
+                    silent,
+                )
+            except (OSError, asyncpg.PostgresError):
+                return False
+            finally:
+                with contextlib.suppress(Exception):
+                    await c.close()
+            return int(n) == len(silent)
+
+        await wait_for(dispatched, timeout=240, interval=0.5, what="the silent cases dispatched")
+        move_clock(stack, CLOCK_JUMP)
 
     faults = fault_schedule(rng)
     send_s = len(reports) / RATE
@@ -139,6 +167,7 @@ async def test_the_loop_survives_kills_and_restarts(
         await asyncio.gather(
             send_all(stack, reports, RATE, counts, progress),
             inject(stack, faults, rng, counts, gap),
+            chase_the_silent(),
         )
         loaded = time.monotonic()
         assert not counts.http_refused, counts.http_refused[:5]
@@ -150,7 +179,7 @@ async def test_the_loop_survives_kills_and_restarts(
 
         try:
             _: bool = await wait_for(
-                settled, timeout=150, interval=1.0, what="every report at its end"
+                settled, timeout=200, interval=1.0, what="every report at its end"
             )
         except AssertionError:
             problems = await outcome_problems(conn, reports)
