@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from gridloop_runtime.devstack import LocalPostgres
-from gridloop_runtime.launcher import Stack
+from gridloop_runtime.launcher import Stack, replicas_from_env
 from gridloop_runtime.testing import process_stack
 
 
@@ -15,10 +15,16 @@ from gridloop_runtime.testing import process_stack
 def stack(
     pg_server: LocalPostgres, work_dir: Path, request: pytest.FixtureRequest
 ) -> Iterator[Stack]:
-    """All five services as separate processes, with a shared movable clock (CLOCK_FILE)."""
+    """All five services as separate processes, with a shared movable clock (CLOCK_FILE). A
+    module's `REPLICAS` runs that many processes of every service (at least; GRIDLOOP_REPLICAS
+    raises it for every module)."""
     name = request.module.__name__.rsplit(".", 1)[-1].replace("test_", "e")
+    replicas = max(getattr(request.module, "REPLICAS", 1), replicas_from_env())
     with process_stack(
-        work_dir / name, pg_server.create_database(name), env={"LOG_LEVEL": "INFO"}
+        work_dir / name,
+        pg_server.create_database(name),
+        env={"LOG_LEVEL": "INFO"},
+        replicas=replicas,
     ) as s:
         yield s
 

@@ -1,12 +1,18 @@
 """The whole loop with all five services as separate processes on a real NATS and PostgreSQL:
 reports from every channel travel to closed and scored, with simulated departments (the
 integration kit) and supervisors, including a return, an extension, a rework and an overdue
-escalation."""
+escalation.
+
+It runs in the production shape: two replicas of every service sharing their durable
+consumers, timers and outboxes, and every HTTP call goes to the next replica in turn, so a
+case's commands land on both processes of a service."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -20,7 +26,7 @@ import pytest_asyncio
 from gridloop_city import City, load_city
 from gridloop_contracts import Envelope, to_binary, to_structured
 from gridloop_contracts.inbound import DetectionV1, ReportV1
-from gridloop_runtime.launcher import Stack
+from gridloop_runtime.launcher import SERVICES, Stack
 from gridloop_runtime.testing import load_module, wait_for
 from nats.aio.client import Client
 
@@ -29,6 +35,7 @@ from .conftest import move_clock
 ROOT = Path(__file__).resolve().parents[2]
 KIT = ROOT / "services" / "handling" / "examples" / "department_system.py"
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+REPLICAS = 2
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +50,11 @@ class Loop:
         self.stack, self.nc, self.js, self.city = stack, nc, nc.jetstream(), city
         self.http = httpx.AsyncClient(timeout=10)
         self.heard: dict[str, list[dict[str, Any]]] = {}
+        self.replicas = {name: itertools.cycle(stack.urls(name)) for name in stack.services}
 
     def url(self, service: str, path: str) -> str:
-        return self.stack.url(service) + path
+        """The next replica of the service, in turn."""
+        return next(self.replicas[service]) + path
 
     async def get(self, service: str, path: str, user: str = "admin", **params: Any) -> Any:
         r = await self.http.get(self.url(service, path), headers={"X-User": user}, params=params)
@@ -365,3 +374,33 @@ async def test_a_silent_department_is_chased_and_escalated(loop: Loop) -> None:
         return "overdue" in kinds and "escalated" in kinds
 
     await wait_for(escalated, timeout=45, what="overdue and escalation in the case file")
+
+
+async def test_each_ordered_consumer_is_led_by_exactly_one_replica(loop: Loop) -> None:
+    """Two processes of every service ran the loop above; each ordered durable consumer was
+    consumed by one of them at a time (the other stands by), so a case's events took effect
+    in stream order."""
+    assert loop.stack.replicas == REPLICAS
+
+    async def leads() -> dict[tuple[str, str], list[str]] | None:
+        led: dict[tuple[str, str], list[str]] = {}
+        for name in SERVICES:
+            for instance in loop.stack.instances(name):
+                r = await loop.http.get(loop.stack.url(instance) + "/metrics")
+                assert r.status_code == 200, (instance, r.status_code)
+                for m in re.finditer(
+                    r'^gridloop_consumer_leading\{consumer="([^"]+)",service="([^"]+)"\} (\S+)$',
+                    r.text,
+                    re.MULTILINE,
+                ):
+                    consumer, service, value = m.groups()
+                    led.setdefault((service, consumer), [])
+                    if float(value) == 1:
+                        led[(service, consumer)].append(instance)
+        every_service = {service for service, _ in led} == set(SERVICES)
+        one_each = all(len(v) == 1 for v in led.values())
+        return led if led and every_service and one_each else None
+
+    led = await wait_for(leads, timeout=30, interval=0.5, what="one lead per ordered consumer")
+    # the leads are spread over whichever replica took the lock first; each is one process
+    assert all(len(replicas) == 1 for replicas in led.values()), led

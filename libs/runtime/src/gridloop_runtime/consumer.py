@@ -112,8 +112,18 @@ class Consumer:
         self.max_ack_pending = max_ack_pending
         self.retry_delay_s = retry_delay_s
         self.running = False
-        self.leading = False
+        self._leading = False
         self._sub: JetStreamContext.PullSubscription | None = None
+
+    @property
+    def leading(self) -> bool:
+        """True while this replica holds the lock of an ordered durable and consumes it."""
+        return self._leading
+
+    @leading.setter
+    def leading(self, value: bool) -> None:
+        self._leading = value
+        metrics.CONSUMER_LEADING.labels(self.service, self.spec.durable).set(int(value))
 
     def config(self) -> ConsumerConfig:
         filters = list(self.spec.subjects)

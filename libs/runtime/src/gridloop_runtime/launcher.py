@@ -29,6 +29,25 @@ SERVICES: dict[str, int] = {
 }
 # The command-centre console: a web app over the five services' APIs (no database).
 CONSOLE_PORT = 8006
+# Replica i > 0 of a service is the process `<service>-<i>` on the service's port + i * this.
+REPLICA_PORT_STEP = 10
+
+
+def service_of(instance: str) -> tuple[str, int]:
+    """`dispatch-2` -> ("dispatch", 2); `dispatch` -> ("dispatch", 0)."""
+    name, _, index = instance.rpartition("-")
+    if name and index.isdigit():
+        return name, int(index)
+    return instance, 0
+
+
+def replicas_from_env(default: int = 1) -> int:
+    """GRIDLOOP_REPLICAS: processes of every service (the production shape runs several)."""
+    value = os.environ.get("GRIDLOOP_REPLICAS", "").strip()
+    n = int(value) if value else default
+    if n < 1:
+        raise ValueError(f"GRIDLOOP_REPLICAS must be 1 or more, not {value!r}")
+    return n
 
 
 @dataclass
@@ -45,6 +64,10 @@ class Stack:
     # (deploy/local via tools/gen_nats_config.py); each service logs in as itself.
     nats_auth: bool = False
     services: tuple[str, ...] = tuple(SERVICES)
+    # Processes of each of the five services (the console stays one): replica 0 is named as
+    # the service, the others `<service>-<i>`; they share the service's consumers, timers and
+    # outbox as in production.
+    replicas: int = 1
     nats: LocalNats | None = None
     postgres: LocalPostgres | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -93,13 +116,30 @@ class Stack:
         )
         return out
 
-    def service_env(self, name: str) -> dict[str, str]:
+    def instances(self, name: str | None = None) -> list[str]:
+        """The processes of one service (or of every service), replica 0 first."""
+        names = [name] if name else list(self.services)
+        return [
+            n if i == 0 else f"{n}-{i}"
+            for n in names
+            for i in range(1 if n == "console" else self.replicas)
+        ]
+
+    def port(self, instance: str) -> int:
+        if instance in self.ports:
+            return self.ports[instance]
+        name, index = service_of(instance)
+        return self.ports[name] + REPLICA_PORT_STEP * index
+
+    def service_env(self, instance: str) -> dict[str, str]:
         assert self.nats_url and self.database_url
+        name, _ = service_of(instance)
         env = dict(os.environ)
         env.update(
             {
                 "SERVICE_NAME": name,
-                "HTTP_PORT": str(self.ports[name]),
+                "SERVICE_INSTANCE": instance,
+                "HTTP_PORT": str(self.port(instance)),
                 "NATS_URL": self.nats_url,
                 "DATABASE_URL": self.database_url,
             }
@@ -117,29 +157,37 @@ class Stack:
         env.update(self.env)
         return env
 
-    def start_service(self, name: str) -> subprocess.Popen[bytes]:
-        log = open(self.state_dir / f"{name}.log", "ab")  # noqa: SIM115
+    def start_service(self, instance: str) -> subprocess.Popen[bytes]:
+        """Start one process: a service's replica 0 by the service's name, or `<service>-<i>`."""
+        name, _ = service_of(instance)
+        log = open(self.state_dir / f"{instance}.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen(
             [sys.executable, "-m", f"gridloop_{name}"],
-            env=self.service_env(name),
+            env=self.service_env(instance),
             stdout=log,
             stderr=log,
         )
-        self.procs[name] = proc
+        self.procs[instance] = proc
         return proc
 
     def start(self, timeout: float = 120) -> None:
         self.start_platform()
-        for name in self.services:
-            self.start_service(name)
+        for instance in self.instances():
+            self.start_service(instance)
         self.wait_ready(timeout)
 
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.ports[name]}"
+    def url(self, instance: str) -> str:
+        """A service's replica 0 (by the service's name) or one given replica."""
+        return f"http://127.0.0.1:{self.port(instance)}"
+
+    def urls(self, name: str) -> list[str]:
+        """Every replica of a service."""
+        return [self.url(i) for i in self.instances(name)]
 
     def wait_ready(self, timeout: float = 120, names: tuple[str, ...] | None = None) -> None:
+        """Wait for the named processes (replica 0 of a service by its name), or all of them."""
         deadline = time.monotonic() + timeout
-        pending = set(names or self.services)
+        pending = set(names or self.instances())
         while pending:
             for name in list(pending):
                 proc = self.procs.get(name)
@@ -221,8 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         nats_auth=os.environ.get("NATS_URL") is None,
         ports={**SERVICES, "console": CONSOLE_PORT},
         services=(*SERVICES, "console"),
+        replicas=replicas_from_env(),
     )
-    print("gridloop: starting NATS, PostgreSQL and the five services ...", flush=True)
+    shape = f" ({stack.replicas} replicas each)" if stack.replicas > 1 else ""
+    print(f"gridloop: starting NATS, PostgreSQL and the five services{shape} ...", flush=True)
     started = time.monotonic()
     try:
         stack.start()
@@ -243,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         extra = "   (Open311: /open311/v2/services.json)" if name == "intake" else ""
         print(f"  {name:<10}  {stack.url(name)}/docs{extra}")
+        for replica in stack.instances(name)[1:]:
+            print(f"  {replica:<10}  {stack.url(replica)}/docs")
     if "console" in stack.services:
         print(f"\n  console     {stack.url('console')}/   (sign in as a demo user)")
     tokens = demo_tokens(stack)

@@ -19,7 +19,9 @@ def _add_trace_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMa
     return event
 
 
-def setup(service_name: str, level: str = "INFO", json: bool = True) -> None:
+def setup(service_name: str, level: str = "INFO", json: bool = True, instance: str = "") -> None:
+    """Structured logs on stderr, each line naming the service (and the process of it, when
+    several replicas run: `instance`, e.g. the pod's name)."""
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper(), force=True)
     for noisy in ("uvicorn.access", "nats"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -39,3 +41,5 @@ def setup(service_name: str, level: str = "INFO", json: bool = True) -> None:
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service_name)
+    if instance:
+        structlog.contextvars.bind_contextvars(instance=instance)

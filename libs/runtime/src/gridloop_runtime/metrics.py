@@ -19,6 +19,11 @@ HANDLER_SECONDS = Histogram(
 CONSUMER_LAG = Gauge(
     "gridloop_consumer_lag", "Messages waiting for a consumer", ["service", "consumer"]
 )
+CONSUMER_LEADING = Gauge(
+    "gridloop_consumer_leading",
+    "1 in the one replica consuming an ordered durable consumer now, 0 in the others",
+    ["service", "consumer"],
+)
 OUTBOX_BACKLOG = Gauge("gridloop_outbox_backlog", "Outbox rows not yet published", ["service"])
 DEAD_LETTERS = Counter(
     "gridloop_dead_letters_total", "Messages sent to the DLQ", ["service", "consumer"]

@@ -334,7 +334,9 @@ def serve(
 ) -> None:
     """The process entry point of a service: `python -m gridloop_<service>`."""
     settings, definition, state = build()
-    glog.setup(definition.name, settings.log_level, settings.log_json)
+    glog.setup(
+        definition.name, settings.log_level, settings.log_json, instance=settings.service_instance
+    )
     runtime = Runtime(settings, definition, state=state)
     config = uvicorn.Config(
         runtime.app(),

@@ -24,6 +24,8 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
 
     service_name: str = Field("gridloop", alias="SERVICE_NAME")
+    # which process of the service this is (a replica, a pod): in every log line
+    service_instance: str = Field("", alias="SERVICE_INSTANCE")
     nats_url: str = Field("nats://127.0.0.1:4222", alias="NATS_URL")
     nats_user: str | None = Field(None, alias="NATS_USER")
     nats_password: str | None = Field(None, alias="NATS_PASSWORD")

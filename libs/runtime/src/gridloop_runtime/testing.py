@@ -28,7 +28,7 @@ from nats.js.api import ConsumerConfig
 
 from .clock import Clock
 from .devstack import LocalNats, LocalPostgres, free_port
-from .launcher import SERVICES, Stack
+from .launcher import SERVICES, Stack, replicas_from_env
 from .service import Runtime, ServiceDefinition
 from .settings import ServiceSettings
 
@@ -254,12 +254,15 @@ def process_stack(
     services: Sequence[str] = tuple(SERVICES),
     env: Mapping[str, str] | None = None,
     timeout: float = 120,
+    replicas: int | None = None,
 ) -> Iterator[Stack]:
     """The services as real processes on a nats-server of their own and `database_url`, on
     free loopback ports: outbox and timers polled every 0.2 s, dev sign-in (`X-User`) and a
     clock every service reads from `CLOCK_FILE` (an offset in seconds, 0 to start), so a test
-    can move time for all of them. `env` adds or overrides settings."""
+    can move time for all of them. `env` adds or overrides settings. `replicas` processes of
+    every service (default GRIDLOOP_REPLICAS, else 1), each on a port of its own."""
     state.mkdir(parents=True, exist_ok=True)
+    replicas = replicas or replicas_from_env()
     nats = LocalNats(state / "nats", log_file=state / "nats.log").start()
     clock_file = state / "clock-offset"
     clock_file.write_text("0")
@@ -267,8 +270,13 @@ def process_stack(
         state,
         nats_url=nats.url,
         database_url=database_url,
-        ports={svc: free_port() for svc in services},
+        ports={
+            svc if i == 0 else f"{svc}-{i}": free_port()
+            for svc in services
+            for i in range(1 if svc == "console" else replicas)
+        },
         services=tuple(services),
+        replicas=replicas,
         env={
             "CLOCK_FILE": str(clock_file),
             "OUTBOX_POLL_S": "0.2",
