@@ -37,17 +37,19 @@ async def supervisors(
     verify_url: str, stop: asyncio.Event, counter: dict[str, int], nc: Any = None
 ) -> None:
     """Supervisors passing every verification task. With a NATS connection each hears of a
-    task as it is assigned (their app's notice, case.verification_assigned), opens their own
-    open tasks and passes it, and a sweep of everybody's open tasks every few seconds catches
+    task as it is assigned (their app's notice, case.verification_assigned, which names the
+    task) and passes it, and a sweep of everybody's open tasks every few seconds catches
     anything missed; without one they only sweep, continuously."""
     url = verify_url
-    heard: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+    heard: asyncio.Queue[tuple[str, str, str | None]] = asyncio.Queue()
     if nc is not None:
 
         async def on_assigned(msg: Any) -> None:
             data = json.loads(msg.data)
             if data.get("purpose", "verification") == "verification":
-                heard.put_nowait((data["supervisor_id"], data["case_id"]))
+                heard.put_nowait(
+                    (data["supervisor_id"], data["case_id"], data.get("verification_task_id"))
+                )
 
         await nc.subscribe("case.verification_assigned", cb=on_assigned)
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=16)) as http:
@@ -72,8 +74,11 @@ async def supervisors(
             tasks: list[dict[str, Any]] = r.json()
             return tasks
 
-        async def on_notice(supervisor: str, case_id: str) -> None:
-            for t in await listed(supervisor):
+        async def on_notice(supervisor: str, case_id: str, task_id: str | None) -> None:
+            if task_id:  # the notice names the task: answer it at once
+                await passed({"task_id": task_id, "supervisor_id": supervisor})
+                return
+            for t in await listed(supervisor):  # a notice from before tasks were named
                 if t["case_id"] == case_id:
                     await passed(t)
 
@@ -84,12 +89,12 @@ async def supervisors(
                 tasks = await listed("admin", limit=500)
                 await asyncio.gather(*(passed(t) for t in tasks if t.get("supervisor_id")))
                 next_sweep = time.monotonic() + sweep_every
-            notices: list[tuple[str, str]] = []
+            notices: list[tuple[str, str, str | None]] = []
             with contextlib.suppress(TimeoutError):
                 notices.append(await asyncio.wait_for(heard.get(), timeout=0.2))
             while not heard.empty() and len(notices) < 32:
                 notices.append(heard.get_nowait())
-            await asyncio.gather(*(on_notice(s, c) for s, c in notices))
+            await asyncio.gather(*(on_notice(*notice) for notice in notices))
 
 
 async def work(nats_url: str, verify_url: str, stop: asyncio.Event) -> dict[str, int]:

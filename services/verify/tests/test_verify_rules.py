@@ -147,6 +147,8 @@ def test_a_result_opens_a_task_for_the_cells_primary_with_its_timers() -> None:
     assert type_ == ev.CaseVerificationAssigned.type_name
     assert data["supervisor_id"] == SUP and data["purpose"] == "verification"
     assert data["dept"] == "sanitation" and data["task_id"] == "T-C1"
+    # the supervisor's own task travels too: the handheld answers it without a listing
+    assert data["verification_task_id"] == "C1:V1"
     # The store writes the new case and the new task.
     assert state.case_changed() and state.changed_tasks() == [task]
 

@@ -325,6 +325,9 @@ class CaseVerificationAssigned(_TaskEvent):
     backup_used: bool = False
     due: AwareDatetime
     purpose: Literal["verification", "confirmation"] = "verification"
+    # the supervisor's task itself (verify's `/tasks/{id}`), so the handheld that hears of it
+    # can answer it without listing its tasks first; absent in events from before it was added
+    verification_task_id: str | None = None
 
 
 @register

@@ -447,6 +447,7 @@ class VerifyRules:
                 backup_used=task.backup_used,
                 due=task.due,
                 purpose=task.purpose,
+                verification_task_id=task.task_id,
             )
         )
 
