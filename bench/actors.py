@@ -110,7 +110,7 @@ async def work(nats_url: str, verify_url: str, stop: asyncio.Event) -> dict[str,
     ]
     try:
         js = nc.jetstream()
-        for _ in range(600):  # the kit declares its feed consumer at start
+        for _ in range(600):  # the feed consumer dispatch keeps for the department is there
             with contextlib.suppress(Exception):
                 await js.consumer_info("DISPATCH", f"dept-{DEPT}")
                 break

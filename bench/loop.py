@@ -98,7 +98,8 @@ def spaced(points: list[tuple[float, float]], min_m: float) -> list[tuple[float,
 
 
 async def publish(js: Any, report: ReportV1) -> Any:
-    headers, body = to_binary(Envelope.of(report, source="/bench"))
+    # the source ends with the publisher's code, as intake requires
+    headers, body = to_binary(Envelope.of(report, source="/bench/patrol-app"))
     return await js.publish_async("intake.patrol.patrol-app", body, headers=headers)
 
 

@@ -20,18 +20,31 @@ Generated (from data/demo-city unless --city says otherwise):
 - deploy/overlays/dev/nats-passwords.env  the dev overlay's Secret: well-known dev passwords
 - deploy/local/nats.conf              a complete single-node config for `make run`, dev passwords
 
-The permission model (one account, GRIDLOOP, with JetStream; a system account, SYS):
+The permission model. Services, the console and operators share one account, GRIDLOOP, which
+holds JetStream and every stream; a system account, SYS. Every department and every integrator
+has an account of its own, named as its user, which imports from GRIDLOOP only the subjects
+that user works with:
 
 - each service may publish and subscribe only its own subjects, plus the JetStream API and
   `_INBOX.>` it needs as a stream-managing JetStream client, and the acks of its streams;
-- a department `dept-<code>` may only read `dispatch.<code>.>` (core subscribe, or its one
-  durable consumer `dept-<code>` on DISPATCH, whose filter it cannot widen) and publish
-  `handling.<code>.>`;
+- a department `dept-<code>` may publish `handling.<code>.>`, read `dispatch.<code>.>` (core
+  subscribe, or its one durable consumer `dept-<code>` on DISPATCH: info, fetch, ack) and get
+  handling's direct answers on `_INBOX.dept-<code>.>`;
 - an integrator `src-<code>` may only publish `intake.<channel>.<code>` on its channels and
   read `notify.<code>` (core, or its durable `src-<code>` on NOTIFY);
 - departments and integrators get replies only on their own inbox prefix,
-  `_INBOX.<user>.>` (nats-py: `nats.connect(..., inbox_prefix="_INBOX.<user>")`), so they
-  cannot read anyone else's replies.
+  `_INBOX.<user>.>` (nats-py: `nats.connect(..., inbox_prefix="_INBOX.<user>")`).
+
+Why accounts: a publish carries a reply subject the publisher chooses, and JetStream sends
+its acknowledgement there. Inside GRIDLOOP, `reply="case.x"` on a report would make JetStream
+write its ack into CASES. Across an import the server replaces the reply subject with one of
+its own and routes the answer back into the publisher's account, where no stream listens.
+For the same reason the durable consumers of departments and integrators are created by the
+services (dispatch, intake; with a fixed filter and no delivery subject) and their users may
+not create consumers: a consumer's delivery subject is named in GRIDLOOP and would be
+another way into a stream. Each external account also imports `$JS.API.INFO`, which keeps
+the server from answering that account's JetStream API calls itself ("JetStream not enabled
+for account", racing the real answer); the user's permissions decide whether it may ask.
 """
 
 from __future__ import annotations
@@ -80,8 +93,9 @@ SERVICES: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "handling": {
         "streams": ("CASES", "HANDLING"),
-        # Answers go on dispatch.<dept>.answer and, for a request, to the caller's inbox.
-        "pub": ("case.>", "dispatch.*.answer", "dlq.handling", "handling.>", "_INBOX.>"),
+        # Answers go on dispatch.<dept>.answer and, when a command names one, to a reply
+        # subject in the department's own inbox space, `_INBOX.dept-<dept>.>` (service_user).
+        "pub": ("case.>", "dispatch.*.answer", "dlq.handling", "handling.>"),
         "sub": ("case.>", "handling.>"),
     },
     "verify": {
@@ -100,6 +114,8 @@ SERVICES: dict[str, dict[str, tuple[str, ...]]] = {
 # at start-up) talks to the whole JetStream API and gets its answers on its inbox.
 SERVICE_JS_PUB = ("$JS.API.>",)
 SERVICE_JS_SUB = ("_INBOX.>",)
+# What every external account imports only to keep the server's own answer out (module doc).
+JS_API_INFO = "$JS.API.INFO"
 
 
 class CityDataError(ValueError):
@@ -120,6 +136,18 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Import:
+    """A subject an external account takes from GRIDLOOP. A `service` import carries the
+    user's publishes into GRIDLOOP (answers come back under a reply subject the server
+    makes); a `stream` import carries GRIDLOOP's messages on `subject` into the account.
+    `response="stream"`: one request is answered many times (a pull request's messages)."""
+
+    kind: str  # service | stream
+    subject: str
+    response: str | None = None
+
+
+@dataclass(frozen=True)
 class User:
     """One NATS user: a name, the variable that holds its password, and what it may do."""
 
@@ -129,6 +157,8 @@ class User:
     publish: tuple[str, ...] = ()
     subscribe: tuple[str, ...] = ()
     note: str = ""
+    # For a user in an account of its own: what the account imports from GRIDLOOP.
+    imports: tuple[Import, ...] = ()
 
     @property
     def password_var(self) -> str:
@@ -256,28 +286,41 @@ def _check_unique(city: City) -> None:
 # -- the users ----------------------------------------------------------------------------
 
 
-def consumer_permissions(stream: str, durable: str, filter_subject: str) -> tuple[str, ...]:
-    """The JetStream API a client needs to create, inspect and pull from one durable consumer
-    with one fixed filter — and nothing that would let it widen the filter or read another
-    consumer: the create subject carries the filter (`$JS.API.CONSUMER.CREATE.<stream>.
-    <consumer>.<filter>`, nats-server >= 2.9; nats-py uses it when the ConsumerConfig has a
-    `name`), and the server refuses a config whose filter differs from the subject's."""
+def feed_permissions(stream: str, durable: str) -> tuple[str, ...]:
+    """The JetStream API a client needs to inspect and pull from one durable consumer that a
+    service created for it (dispatch: `dept-<code>` on DISPATCH; intake: `src-<code>` on
+    NOTIFY), and to ack its messages. Not the create subject: a consumer's config names its
+    delivery subject, which would be a way into any stream."""
     return (
-        f"$JS.API.CONSUMER.CREATE.{stream}.{durable}.{filter_subject}",
         f"$JS.API.CONSUMER.INFO.{stream}.{durable}",
         f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
         f"$JS.ACK.{stream}.{durable}.>",
     )
 
 
-def service_user(name: str) -> User:
+def feed_imports(stream: str, durable: str) -> tuple[Import, ...]:
+    """What an external account imports for its feed consumer (see feed_permissions), and
+    `$JS.API.INFO`, which keeps the server's own answer for the account out (module doc)."""
+    info, next_msg, ack = feed_permissions(stream, durable)
+    return (
+        Import("service", JS_API_INFO),
+        Import("service", info),
+        Import("service", next_msg, response="stream"),
+        Import("service", ack),
+    )
+
+
+def service_user(name: str, departments: Sequence[Department] = ()) -> User:
     spec = SERVICES[name]
     acks = tuple(f"$JS.ACK.{stream}.>" for stream in spec["streams"])
+    # handling answers a department's command on a reply subject under its inbox prefix
+    # (a wildcard spans whole tokens only: one subject per department).
+    replies = tuple(f"_INBOX.dept-{d.code}.>" for d in departments) if name == "handling" else ()
     return User(
         name=name,
         kind="service",
         account=ACCOUNT,
-        publish=(*spec["pub"], *SERVICE_JS_PUB, *acks),
+        publish=(*spec["pub"], *replies, *SERVICE_JS_PUB, *acks),
         subscribe=(*spec["sub"], *SERVICE_JS_SUB),
         note=f"service {name}: streams it reads: {', '.join(spec['streams'])}",
     )
@@ -285,38 +328,46 @@ def service_user(name: str) -> User:
 
 def department_user(dept: Department) -> User:
     name = f"dept-{dept.code}"
+    own_inbox = f"_INBOX.{name}.>"
     return User(
         name=name,
         kind="department",
-        account=ACCOUNT,
-        publish=(
-            f"handling.{dept.code}.>",
-            *consumer_permissions("DISPATCH", name, f"dispatch.{dept.code}.>"),
-        ),
-        subscribe=(f"dispatch.{dept.code}.>", f"_INBOX.{name}.>"),
+        account=name,
+        publish=(f"handling.{dept.code}.>", *feed_permissions("DISPATCH", name)),
+        subscribe=(f"dispatch.{dept.code}.>", own_inbox),
         note=f"department {dept.code}" + (f" ({dept.name})" if dept.name else ""),
+        imports=(
+            Import("service", f"handling.{dept.code}.>"),
+            *feed_imports("DISPATCH", name),
+            Import("stream", f"dispatch.{dept.code}.>"),
+            # handling's direct answers to a command's `replyto`
+            Import("stream", own_inbox),
+        ),
     )
 
 
 def integrator_user(src: Source) -> User:
     name = f"src-{src.code}"
+    intake = tuple(f"intake.{ch}.{src.code}" for ch in src.channels)
     return User(
         name=name,
         kind="integrator",
-        account=ACCOUNT,
-        publish=(
-            *(f"intake.{ch}.{src.code}" for ch in src.channels),
-            *consumer_permissions("NOTIFY", name, f"notify.{src.code}"),
-        ),
+        account=name,
+        publish=(*intake, *feed_permissions("NOTIFY", name)),
         subscribe=(f"notify.{src.code}", f"_INBOX.{name}.>"),
         note=f"integrator {src.code}"
         + (f" ({src.name})" if src.name else "")
         + f": channels {', '.join(src.channels)}",
+        imports=(
+            *(Import("service", subject) for subject in intake),
+            *feed_imports("NOTIFY", name),
+            Import("stream", f"notify.{src.code}"),
+        ),
     )
 
 
 def users(city: City) -> list[User]:
-    out = [service_user(name) for name in SERVICES]
+    out = [service_user(name, city.departments) for name in SERVICES]
     # The console follows case events with a core subscription for its live feed; it keeps
     # nothing and publishes nothing (its one allowed subject is its own, unused).
     out.append(
@@ -374,19 +425,50 @@ def _render_user(user: User, password: str, indent: str) -> list[str]:
     ]
 
 
+def _render_import(imp: Import) -> str:
+    ref = f"{{ account: {ACCOUNT}, subject: {_q(imp.subject)} }}"
+    return f"{{ {imp.kind}: {ref} }}"
+
+
+def _render_exports(all_users: Sequence[User], indent: str) -> list[str]:
+    """GRIDLOOP's exports: each subject some external account imports, to those accounts."""
+    takers: dict[Import, list[str]] = {}
+    for user in all_users:
+        for imp in user.imports:
+            takers.setdefault(imp, []).append(user.account)
+    if not takers:
+        return []
+    lines = [f"{indent}exports: ["]
+    for imp, accounts in takers.items():
+        response = f", response_type: {imp.response}" if imp.response else ""
+        lines.append(
+            f"{indent}  {{ {imp.kind}: {_q(imp.subject)}{response}, accounts: {_list(accounts)} }}"
+        )
+    return [*lines, f"{indent}]"]
+
+
 def render_accounts(all_users: Sequence[User], passwords: Mapping[str, str] | None) -> str:
     """The `accounts` block. Without `passwords`, each is the user's `$NATS_PW_*` variable."""
 
     def pw(user: User) -> str:
         return _q(passwords[user.name]) if passwords is not None else f"${user.password_var}"
 
-    lines = ["accounts {"]
-    for account, extra in ((ACCOUNT, ["    jetstream: enabled"]), (SYSTEM_ACCOUNT, [])):
-        lines += [f"  {account} {{", *extra, "    users: ["]
+    def users_of(account: str) -> list[str]:
+        out = ["    users: ["]
         for user in all_users:
             if user.account == account:
-                lines += _render_user(user, pw(user), "      ")
+                out += _render_user(user, pw(user), "      ")
+        return [*out, "    ]"]
+
+    lines = ["accounts {", f"  {ACCOUNT} {{", "    jetstream: enabled", *users_of(ACCOUNT)]
+    lines += [*_render_exports(all_users, "    "), "  }"]
+    for user in all_users:
+        if user.account in (ACCOUNT, SYSTEM_ACCOUNT):
+            continue
+        lines += [f"  {_q(user.account)} {{", *users_of(user.account), "    imports: ["]
+        lines += [f"      {_render_import(imp)}" for imp in user.imports]
         lines += ["    ]", "  }"]
+    lines += [f"  {SYSTEM_ACCOUNT} {{", *users_of(SYSTEM_ACCOUNT), "  }"]
     lines += ["}", f"system_account: {SYSTEM_ACCOUNT}", ""]
     return "\n".join(lines)
 

@@ -43,6 +43,8 @@ def service_env(check: ModuleType, docs: list[dict[str, Any]], service: str) -> 
     for entry in container.get("env") or []:
         if "value" in entry:
             env[entry["name"]] = expand(entry["value"], env)
+        elif "fieldRef" in entry["valueFrom"]:  # the pod's own fields (its name)
+            env[entry["name"]] = f"{service}-pod"
         else:
             ref = entry["valueFrom"]["secretKeyRef"]
             raw = secrets[ref["name"]]["data"][ref["key"]]
@@ -103,3 +105,51 @@ async def test_each_service_role_migrates_its_own_schema_only(
             await intake.close()
     finally:
         await admin.close()
+
+
+async def test_a_service_role_cannot_rewrite_its_audit_trail(
+    pg_server: LocalPostgres, database_url: str
+) -> None:
+    """The audit trail is append-only for the service's own role, which owns the table (it
+    runs the migrations) and so may disable the table's triggers: without the privileges its
+    UPDATE, DELETE and TRUNCATE fail all the same. It still appends and reads."""
+    dbname = urlsplit(database_url).path.lstrip("/")
+    role = f"verify_{dbname}"
+    admin = await asyncpg.connect(database_url)
+    try:
+        # the grants deploy/ gives a service role (see the test above)
+        assert "GRANT CONNECT, CREATE ON DATABASE gridloop" in DEV_ROLES_SQL.read_text()
+        await admin.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER PASSWORD 'pw'")
+        await admin.execute(f'GRANT CONNECT, CREATE ON DATABASE "{dbname}" TO {role}')
+    finally:
+        await admin.close()
+    parts = urlsplit(database_url)
+    url = urlunsplit(parts._replace(netloc=f"{role}:pw@127.0.0.1:{pg_server.port}"))
+    conn = await asyncpg.connect(url, server_settings={"search_path": "verify"})
+    try:
+        await db.migrate(conn, "verify", service_migrations("verify"))
+        assert (
+            await conn.fetchval("SELECT tableowner FROM pg_tables WHERE tablename = 'audit_log'")
+            == role
+        )
+        await conn.execute(
+            "INSERT INTO audit_log (at, command, outcome, origin) "
+            "VALUES (now(), 'verification', 'accepted', 'http:10.0.0.1')"
+        )
+        # what an owner may do to a trigger, it does: the privileges still refuse
+        await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER USER")
+        for sql in (
+            "UPDATE audit_log SET user_id = 'someone-else'",
+            "DELETE FROM audit_log",
+            "TRUNCATE audit_log",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+                await conn.execute(sql)
+        await conn.execute("ALTER TABLE audit_log ENABLE TRIGGER USER")
+        await conn.execute(
+            "INSERT INTO audit_log (at, command, outcome, origin) "
+            "VALUES (now(), 'approval', 'refused', 'http:10.0.0.1')"
+        )
+        assert await conn.fetchval("SELECT count(*) FROM audit_log") == 2
+    finally:
+        await conn.close()

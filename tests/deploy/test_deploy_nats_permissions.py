@@ -1,14 +1,20 @@
 """The generated NATS permissions, live: a real nats-server with the generated config, and
 nats-py clients logged in as services, departments and integrators.
 
-Proves that a department reads only `dispatch.<own>.>` (core or through its own durable
-consumer, whose filter it cannot widen) and writes only `handling.<own>.>`; that an
-integrator writes only `intake.<its channel>.<own>` and reads only `notify.<own>`; and that
-the services can create the streams and their durable consumers, publish, fetch and ack.
+Proves that a department reads only `dispatch.<own>.>` (core or through the durable consumer
+dispatch keeps for it, which it can neither create, widen nor point elsewhere) and writes
+only `handling.<own>.>`; that an integrator writes only `intake.<its channel>.<own>` and
+reads only `notify.<own>`; that the services can create the streams and their durable
+consumers, publish, fetch and ack; and that no department or integrator gets a message into
+CASES, DISPATCH, another department's HANDLING subjects or another source's NOTIFY subject
+by any route: a publish, a reply subject (where JetStream sends its acknowledgement or a pull
+request's messages), or a JetStream API request.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -19,6 +25,7 @@ import nats.errors
 import pytest
 import pytest_asyncio
 from gridloop_runtime import bus
+from gridloop_runtime.bus import Feed
 from gridloop_runtime.consumer import Consumer, ConsumerSpec
 from gridloop_runtime.devstack import LocalNats
 from gridloop_runtime.testing import wait_for
@@ -36,7 +43,8 @@ SOURCES = "sources:\n- code: '12345'\n  channel: hotline\n- code: video-ai\n  ch
 class Session:
     """One logged-in NATS connection and the errors the server sent it."""
 
-    def __init__(self, nc: Client, errors: list[str]) -> None:
+    def __init__(self, nc: Client, errors: list[str], name: str = "") -> None:
+        self.name = name
         self.nc = nc
         self.errors = errors
         self.js: JetStreamContext = nc.jetstream()
@@ -88,7 +96,7 @@ async def login(nats_server: str) -> AsyncIterator[Any]:
             allow_reconnect=False,
             inbox_prefix=f"_INBOX.{user}" if own_inbox else "_INBOX",
         )
-        session = Session(nc, errors)
+        session = Session(nc, errors, user)
         sessions.append(session)
         return session
 
@@ -106,18 +114,36 @@ async def _services_up(login: Any) -> dict[str, Session]:
     return out
 
 
-async def _count(js: JetStreamContext, stream: str) -> int:
-    return int((await js.stream_info(stream)).state.messages)
+async def _count(js: JetStreamContext, stream: str, subjects: str | None = None) -> int:
+    """The messages of `stream` (on the subjects matching `subjects`, when given)."""
+    if subjects is None:
+        return int((await js.stream_info(stream)).state.messages)
+    info = await js.stream_info(stream, subjects_filter=subjects)
+    return sum((info.state.subjects or {}).values())
 
 
-def _own_consumer(name: str, filter_subject: str) -> ConsumerConfig:
-    # `name` makes nats-py use the create subject that carries the filter: the only one a
-    # department or integrator may publish to.
+FEEDS = [
+    Feed.department("roads"),
+    Feed.department("water"),
+    Feed.integrator("12345"),
+    Feed.integrator("video-ai"),
+]
+
+
+async def _feeds_up(svc: dict[str, Session]) -> None:
+    """What dispatch and intake do at start-up: the feeds of the departments and sources."""
+    await bus.ensure_feeds(svc["dispatch"].js, [f for f in FEEDS if f.stream == "DISPATCH"])
+    await bus.ensure_feeds(svc["intake"].js, [f for f in FEEDS if f.stream == "NOTIFY"])
+
+
+def _consumer(name: str, filter_subject: str, **kw: Any) -> ConsumerConfig:
+    # `name` makes nats-py use the create subject that carries the filter.
     return ConsumerConfig(
         name=name,
         durable_name=name,
         ack_policy=AckPolicy.EXPLICIT,
         filter_subject=filter_subject,
+        **kw,
     )
 
 
@@ -184,18 +210,21 @@ async def test_services_create_streams_and_consumers_publish_and_ack(login: Any)
 
 async def test_department_reads_only_its_own_dispatch_subjects(login: Any) -> None:
     svc = await _services_up(login)
+    await _feeds_up(svc)
     await svc["dispatch"].js.publish("dispatch.roads.assigned", b'{"case":"roads-1"}')
     await svc["dispatch"].js.publish("dispatch.water.assigned", b'{"case":"water-1"}')
 
     roads = await login("dept-roads")
-    # Its own durable consumer, on its own filter: only its own messages.
-    await roads.js.add_consumer("DISPATCH", _own_consumer("dept-roads", "dispatch.roads.>"))
+    # The durable consumer dispatch keeps for it, on its own filter: only its own messages.
+    info = await roads.js.consumer_info("DISPATCH", "dept-roads")
+    assert info.config.filter_subject == "dispatch.roads.>" and not info.config.deliver_subject
     sub = await roads.js.pull_subscribe_bind(durable="dept-roads", stream="DISPATCH")
     msgs = await sub.fetch(10, timeout=5)
     assert "dispatch.roads.assigned" in {m.subject for m in msgs}
     assert all(m.subject.startswith("dispatch.roads.") for m in msgs)
     for m in msgs:
         await m.ack_sync()
+    assert (await sub.consumer_info()).num_ack_pending == 0
 
     # Live (core) subscription to its own subjects works; to another department's, refused.
     got: list[str] = []
@@ -223,39 +252,29 @@ async def test_department_reads_only_its_own_dispatch_subjects(login: Any) -> No
     await roads.nc.subscribe("_INBOX.>")
     await roads.denied("subscription", "_INBOX.>")
 
-    # It cannot widen its consumer's filter, nor use the create subject without the filter.
-    for wider in ("dispatch.>", "dispatch.water.>"):
+    # It creates no consumer at all: not its own again (a config names a delivery subject),
+    # not a wider one, not another department's.
+    for config in (
+        _consumer("dept-roads", "dispatch.roads.>"),
+        _consumer("dept-roads", "dispatch.>"),
+        _consumer("dept-water", "dispatch.water.>"),
+    ):
         with pytest.raises(nats.errors.TimeoutError):
-            await roads.js.add_consumer(
-                "DISPATCH", _own_consumer("dept-roads", wider), timeout=DENIED_TIMEOUT
-            )
-        await roads.denied("publish", f"$JS.API.CONSUMER.CREATE.DISPATCH.dept-roads.{wider}")
+            await roads.js.add_consumer("DISPATCH", config, timeout=DENIED_TIMEOUT)
+        subject = f"$JS.API.CONSUMER.CREATE.DISPATCH.{config.name}.{config.filter_subject}"
+        await roads.denied("publish", subject)
     legacy = ConsumerConfig(durable_name="dept-roads", filter_subject="dispatch.>")
     with pytest.raises(nats.errors.TimeoutError):
         await roads.js.add_consumer("DISPATCH", legacy, timeout=DENIED_TIMEOUT)
     await roads.denied("publish", "$JS.API.CONSUMER.DURABLE.CREATE.DISPATCH.dept-roads")
-    # A config whose filter differs from the one in the subject: the server refuses it.
-    reply = await roads.nc.request(
-        "$JS.API.CONSUMER.CREATE.DISPATCH.dept-roads.dispatch.roads.>",
-        b'{"stream_name":"DISPATCH","config":{"name":"dept-roads","durable_name":"dept-roads",'
-        b'"ack_policy":"explicit","filter_subject":"dispatch.>"}}',
-        timeout=5,
-    )
-    assert b"did not match filtered subject" in reply.data
-
-    # Nor create a consumer under another department's name, nor pull from one.
-    with pytest.raises(nats.errors.TimeoutError):
-        await roads.js.add_consumer(
-            "DISPATCH",
-            _own_consumer("dept-water", "dispatch.water.>"),
-            timeout=DENIED_TIMEOUT,
-        )
-    await roads.denied("publish", "$JS.API.CONSUMER.CREATE.DISPATCH.dept-water.dispatch.water.>")
-    water = await login("dept-water")
-    await water.js.add_consumer("DISPATCH", _own_consumer("dept-water", "dispatch.water.>"))
+    # Nor pull from another department's consumer, nor look it up.
     await roads.nc.publish("$JS.API.CONSUMER.MSG.NEXT.DISPATCH.dept-water", b"1")
     await roads.denied("publish", "$JS.API.CONSUMER.MSG.NEXT.DISPATCH.dept-water")
+    with pytest.raises(nats.errors.TimeoutError):
+        await roads.js.consumer_info("DISPATCH", "dept-water", timeout=DENIED_TIMEOUT)
+    await roads.denied("publish", "$JS.API.CONSUMER.INFO.DISPATCH.dept-water")
     # ... while water reads its own, untouched.
+    water = await login("dept-water")
     wsub = await water.js.pull_subscribe_bind(durable="dept-water", stream="DISPATCH")
     wmsgs = await wsub.fetch(10, timeout=5)
     assert [m.subject for m in wmsgs] == ["dispatch.water.assigned"]
@@ -305,10 +324,10 @@ async def test_integrator_writes_only_its_own_intake_and_reads_only_its_notify(
     assert await _count(svc["intake"].js, "INTAKE") == before_intake + 1
     assert await _count(svc["intake"].js, "CASES") == before_cases
 
-    # Answers: its own notify subject, core or through its own durable on NOTIFY.
+    # Answers: its own notify subject, core or through the durable intake keeps for it.
+    await _feeds_up(svc)
     await svc["intake"].js.publish("notify.12345", b'{"status":"accepted"}')
     await svc["intake"].js.publish("notify.video-ai", b'{"status":"accepted"}')
-    await hotline.js.add_consumer("NOTIFY", _own_consumer("src-12345", "notify.12345"))
     sub = await hotline.js.pull_subscribe_bind(durable="src-12345", stream="NOTIFY")
     msgs = await sub.fetch(10, timeout=5)
     assert msgs and {m.subject for m in msgs} == {"notify.12345"}
@@ -320,15 +339,129 @@ async def test_integrator_writes_only_its_own_intake_and_reads_only_its_notify(
     assert not any('subscription to "notify.12345"' in e for e in hotline.errors)
     with pytest.raises(nats.errors.TimeoutError):
         await hotline.js.add_consumer(
-            "NOTIFY", _own_consumer("src-12345", "notify.>"), timeout=DENIED_TIMEOUT
+            "NOTIFY", _consumer("src-12345", "notify.>"), timeout=DENIED_TIMEOUT
         )
     await hotline.denied("publish", "$JS.API.CONSUMER.CREATE.NOTIFY.src-12345.notify.>")
+    await hotline.nc.publish("$JS.API.CONSUMER.MSG.NEXT.NOTIFY.src-video-ai", b"1")
+    await hotline.denied("publish", "$JS.API.CONSUMER.MSG.NEXT.NOTIFY.src-video-ai")
 
     # The video platform publishes detections on its own channel only.
     video = await login("src-video-ai")
     assert (await video.js.publish("intake.video.video-ai", b"{}")).stream == "INTAKE"
     await video.nc.publish("intake.hotline.video-ai", b"{}")
     await video.denied("publish", "intake.hotline.video-ai")
+
+
+# Where nothing from a department or an integrator may land: CASES and DISPATCH entirely,
+# another department's commands, another source's answers; and the marker a service puts
+# there afterwards (see _settled).
+FENCED: dict[tuple[str, str], tuple[str, str]] = {
+    ("CASES", "case.>"): ("verify", "case.fence-marker"),
+    ("DISPATCH", "dispatch.>"): ("dispatch", "dispatch.fence.marker"),
+    ("HANDLING", "handling.water.>"): ("handling", "handling.water.fence-marker"),
+    ("NOTIFY", "notify.video-ai"): ("intake", "notify.video-ai"),
+    ("NOTIFY", "notify.12345"): ("intake", "notify.12345"),
+}
+# The attackers: who, where it may publish, and the stream of its feed.
+ATTACKERS = {
+    "dept-roads": ("handling.roads.signed", "DISPATCH"),
+    "src-12345": ("intake.hotline.12345", "NOTIFY"),
+}
+TARGETS = (
+    "case.x",
+    "dispatch.water.assigned",
+    "dispatch.roads.assigned",
+    "handling.water.signed",
+    "notify.video-ai",
+    "notify.12345",
+)
+# JetStream API requests that would write: a push consumer delivering into CASES, a stream
+# widened to capture it, a stream of one's own over it.
+PUSH_INTO_CASES = (
+    b'{"stream_name":"DISPATCH","config":{"name":"dept-roads","durable_name":"dept-roads",'
+    b'"ack_policy":"none","filter_subject":"dispatch.roads.>","deliver_subject":"case.x"}}'
+)
+JS_WRITES = (
+    ("$JS.API.CONSUMER.CREATE.DISPATCH.dept-roads.dispatch.roads.>", PUSH_INTO_CASES),
+    ("$JS.API.CONSUMER.CREATE.NOTIFY.src-12345.notify.12345", PUSH_INTO_CASES),
+    ("$JS.API.STREAM.UPDATE.INTAKE", b'{"name":"INTAKE","subjects":["intake.>","case.>"]}'),
+    ("$JS.API.STREAM.CREATE.MINE", b'{"name":"MINE","subjects":["mine.>"]}'),
+    ("$JS.API.STREAM.PURGE.CASES", b"{}"),
+)
+
+
+async def _settled(svc: dict[str, Session], attacker: Session, own: str, feed: str) -> None:
+    """Everything the attacker set going has landed or never will: JetStream answers a
+    stream's publishes (and a consumer's pulls) in order, so an answer to a later publish (a
+    later pull) means the earlier ones' answers have been sent; then a marker from a service
+    on each fenced stream is stored after anything those answers carried there."""
+    await attacker.js.publish(own, b'{"settle":true}')
+    sub = await attacker.js.pull_subscribe_bind(durable=attacker.name, stream=feed)
+    with contextlib.suppress(nats.errors.TimeoutError):
+        for m in await sub.fetch(10, timeout=1):
+            await m.ack_sync()
+    for service, subject in FENCED.values():
+        await svc[service].js.publish(subject, b'{"marker":true}')
+
+
+async def test_no_department_or_integrator_gets_a_message_into_the_fenced_streams(
+    login: Any,
+) -> None:
+    svc = await _services_up(login)
+    svc["handling"] = await login("handling")
+    await _feeds_up(svc)
+    # Something in each feed, so that a pull request has messages to deliver somewhere.
+    await svc["dispatch"].js.publish("dispatch.roads.assigned", b'{"case":"roads-1"}')
+    await svc["intake"].js.publish("notify.12345", b'{"status":"accepted"}')
+    # Everything that reaches the fenced subjects in GRIDLOOP, as operators would see it.
+    spy = await login("admin")
+    heard: list[tuple[str, bytes]] = []
+
+    async def on_msg(msg: Any) -> None:
+        if b'"marker"' not in msg.data:
+            heard.append((msg.subject, msg.data))
+
+    for _, subjects in FENCED:
+        await spy.nc.subscribe(subjects, cb=on_msg)
+    await spy.nc.flush()
+
+    for user, (own, feed) in ATTACKERS.items():
+        attacker = await login(user)
+        before = {place: await _count(spy.js, *place) for place in FENCED}
+        # 1. Publish, or ask, on the target itself: refused by the server.
+        for target in TARGETS:
+            await attacker.nc.publish(target, b'{"route":"publish"}')
+            await attacker.denied("publish", target)
+        asked = await asyncio.gather(
+            *(attacker.nc.request(t, b"{}", timeout=DENIED_TIMEOUT) for t in TARGETS),
+            return_exceptions=True,
+        )
+        assert all(isinstance(a, nats.errors.Error) for a in asked), asked
+        # 2. Publish where it may, with the target as the reply subject: JetStream's
+        #    acknowledgement goes back to the attacker's account, not to the target.
+        for target in TARGETS:
+            await attacker.nc.publish(own, b'{"route":"reply"}', reply=target)
+        # 3. Its feed's API with the target as the reply subject: the pull request's
+        #    messages, the info and the ack's answer go back to its account too.
+        for target in TARGETS:
+            await attacker.nc.publish(
+                f"$JS.API.CONSUMER.MSG.NEXT.{feed}.{user}",
+                b'{"batch":5,"expires":500000000}',
+                reply=target,
+            )
+            await attacker.nc.publish(f"$JS.API.CONSUMER.INFO.{feed}.{user}", b"", reply=target)
+            await attacker.nc.publish(f"$JS.ACK.{feed}.{user}.1.1.1.1.0", b"+ACK", reply=target)
+        # 4. The JetStream API that writes: refused.
+        for subject, body in JS_WRITES:
+            await attacker.nc.publish(subject, body, reply=f"_INBOX.{user}.js")
+            await attacker.denied("publish", subject)
+
+        await _settled(svc, attacker, own, feed)
+        after = {place: await _count(spy.js, *place) for place in FENCED}
+        assert after == {place: n + 1 for place, n in before.items()}, (user, before, after)
+        await spy.nc.flush()
+        assert heard == [], (user, heard)
+    assert "MINE" not in [s.config.name for s in await spy.js.streams_info()]
 
 
 async def test_wrong_password_is_refused(nats_server: str) -> None:
@@ -354,6 +487,7 @@ async def test_the_demo_city_config_serves_its_departments_and_sources(
         )
         await bus.ensure_streams(nc.jetstream())
         dept, src = city.departments[0].code, city.sources[0]
+        await bus.ensure_feeds(nc.jetstream(), [Feed.department(dept)])
         await nc.jetstream().publish(f"dispatch.{dept}.assigned", b"{}")
         d = await nats.connect(
             server.url,
@@ -363,7 +497,6 @@ async def test_the_demo_city_config_serves_its_departments_and_sources(
             allow_reconnect=False,
         )
         djs = d.jetstream()
-        await djs.add_consumer("DISPATCH", _own_consumer(f"dept-{dept}", f"dispatch.{dept}.>"))
         msgs = await (await djs.pull_subscribe_bind(f"dept-{dept}", "DISPATCH")).fetch(1, 5)
         assert msgs[0].subject == f"dispatch.{dept}.assigned"
         s = await nats.connect(

@@ -67,7 +67,8 @@ class Loop:
         return r.json()
 
     async def publish(self, subject: str, event: Any, structured: bool = False) -> None:
-        env = Envelope.of(event, source="/integrator/e2e")
+        # An integrator's source ends with its own code (the subject's last token).
+        env = Envelope.of(event, source=f"/integrator/{subject.rsplit('.', 1)[-1]}")
         if structured:
             await self.js.publish(
                 subject,

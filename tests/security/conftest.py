@@ -10,7 +10,7 @@ import pytest
 from gridloop_city import City, load_city
 from gridloop_runtime.auth import AuthSettings, issue_token
 from gridloop_runtime.devstack import LocalPostgres
-from gridloop_runtime.launcher import Stack
+from gridloop_runtime.launcher import SERVICES, Stack
 from gridloop_runtime.testing import process_stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,11 +25,15 @@ def city() -> City:
 def stack(
     pg_server: LocalPostgres, work_dir: Path, request: pytest.FixtureRequest
 ) -> Iterator[Stack]:
-    """All five services as separate processes, authenticating bearer tokens (and, for
-    convenience, `X-User` of the city's users)."""
+    """All five services as separate processes (and the console, where the module's
+    STACK_SERVICES names it), authenticating bearer tokens (and, for convenience, `X-User`
+    of the city's users)."""
     name = request.module.__name__.rsplit(".", 1)[-1].replace("test_", "s")
     env = getattr(request.module, "STACK_ENV", {})
-    with process_stack(work_dir / name, pg_server.create_database(name), env=env) as s:
+    services = getattr(request.module, "STACK_SERVICES", tuple(SERVICES))  # e.g. + "console"
+    with process_stack(
+        work_dir / name, pg_server.create_database(name), env=env, services=services
+    ) as s:
         yield s
 
 

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from gridloop_city import City
+from gridloop_runtime.auth import issue_token
 from gridloop_runtime.launcher import Stack
 from gridloop_runtime.testing import wait_for
 
@@ -412,3 +413,116 @@ async def test_each_role_boundary_is_enforced_by_the_service_that_owns_the_actio
     assert [e["code"] for e in verify_trail] == ["not-assigned"]
     assert verify_trail[0]["task_id"] == vt["task_id"]
     print(f"\n{len(w.checked)} role boundaries checked:\n  " + "\n  ".join(w.checked))
+
+
+async def test_every_read_of_a_case_follows_the_territory_and_role_of_its_commands(
+    world: World, city: City
+) -> None:
+    """Case ids are sequential: whoever may not act on a case must not read it either, in any
+    service. A grid head or supervisor outside the cell, a dispatcher without a territory in
+    the token, another department: each gets what an unknown id gets (404; 403 where the
+    role reads nothing there), never the description, place, result, evidence or the
+    supervisor's notes — and every such attempt is in the audit trail of the service."""
+    w, t = world, world.t
+    cell = open_cell(city)
+    case_id = await w.open311_case(cell, "E0102", "门前乱堆物料")
+    await w.wait_status(case_id, "pending_acceptance")
+    r = await w.call("POST", "intake", f"/cases/{case_id}/accept", t.of("op-01"), {})
+    assert r.status_code == 200, r.text
+
+    async def dispatched() -> dict[str, Any] | None:
+        r = await w.http.get(w.stack.url("dispatch") + f"/cases/{case_id}", headers=t.of("disp-01"))
+        case: dict[str, Any] = r.json() if r.status_code == 200 else {}
+        return case if case.get("tasks") else None
+
+    dept = (await wait_for(dispatched, timeout=45, what="the case dispatched"))["tasks"][0]["dept"]
+    staff = department_user(city, dept)
+    stranger = department_user(city, "water" if dept != "water" else "gas")
+    path = f"/departments/{dept}/cases/{case_id}"
+    assert (await w.call("POST", "handling", f"{path}/sign", t.of(staff))).status_code == 200
+    result = {"result": "已清理", "evidence": [{"url": "https://evidence.example/r.jpg"}]}
+    r = await w.call("POST", "handling", f"{path}/result", t.of(staff), result)
+    assert r.status_code == 200, r.text
+
+    async def task() -> dict[str, Any] | None:
+        for x in await w.get("verify", "/tasks", "admin", status="open", purpose="verification"):
+            if x["case_id"] == case_id and x["supervisor_id"]:
+                return dict(x)
+        return None
+
+    vt = await wait_for(task, timeout=45, what="the verification task")
+    ab = city.supervisors[cell]
+    outsider = supervisor_elsewhere(city, cell, {vt["supervisor_id"], ab.primary, ab.backup})
+    head = next(
+        u.id
+        for u in sorted(city.users.values(), key=lambda u: u.id)
+        if "grid-head" in u.roles and not any(cell.startswith(x) for x in u.territory)
+    )
+    no_territory = {
+        "Authorization": "Bearer "
+        + issue_token(t.auth, user_id="disp-02", roles=["dispatcher", "operator"])
+    }
+
+    # those who may act read it
+    for service, read, user in (
+        ("intake", f"/cases/{case_id}", "op-01"),
+        ("dispatch", f"/cases/{case_id}", "disp-01"),
+        ("handling", path, staff),
+        ("verify", f"/cases/{case_id}", vt["supervisor_id"]),
+        ("verify", f"/tasks/{vt['task_id']}", vt["supervisor_id"]),
+    ):
+        r = await w.call("GET", service, read, t.of(user))
+        assert r.status_code == 200, (service, read, user, r.text)
+
+    reads = [
+        ("verify", f"/cases/{case_id}", t.of(head), 404, "head"),
+        ("verify", f"/cases/{case_id}", t.of(outsider), 404, "outsider"),
+        ("verify", f"/tasks/{vt['task_id']}", t.of(outsider), 404, "outsider"),
+        ("verify", f"/cases/{case_id}", t.of(staff), 403, "staff"),
+        ("intake", f"/cases/{case_id}", t.of(head), 404, "head"),
+        ("intake", f"/cases/{case_id}/timeline", t.of(head), 404, "head"),
+        ("intake", f"/cases/{case_id}", no_territory, 404, "disp-02"),
+        ("intake", f"/cases/{case_id}", t.of(stranger), 404, "stranger"),
+        ("dispatch", f"/cases/{case_id}", no_territory, 404, "disp-02"),
+        ("handling", path, no_territory, 404, "disp-02"),
+        ("handling", path, t.of(stranger), 403, "stranger"),
+    ]
+    for service, read, headers, status, label in reads:
+        r = await w.call("GET", service, read, headers)
+        assert r.status_code == status, (service, read, label, r.status_code, r.text)
+        for secret in ("门前乱堆物料", "已清理", cell):
+            assert secret not in r.text, (service, read, label, secret)
+        w.checked.append(f"read {service} {read.split('/')[1]}: {label} → {status}")
+    # lists and searches hold nothing of it for them
+    found = await w.call("GET", "intake", "/cases?q=门前乱堆物料", t.of(head))
+    assert case_id not in found.text
+    queue = await w.call("GET", "dispatch", "/board?view=active", no_territory)
+    assert queue.status_code == 200 and case_id not in queue.text
+    inbox = await w.call("GET", "handling", f"/departments/{dept}/cases", no_territory)
+    assert inbox.status_code == 200 and case_id not in inbox.text
+    drill = await w.call(
+        "GET",
+        "scoring",
+        f"/drilldown?subject_kind=department&subject={dept}&measure=handled",
+        t.of(stranger),
+    )
+    assert drill.status_code == 403 and case_id not in drill.text
+
+    # every refused read is in the audit trail of the service that refused it
+    for service, who, code in (
+        ("verify", head, "out-of-reach"),
+        ("verify", outsider, "out-of-reach"),
+        ("verify", staff, "forbidden"),
+        ("intake", head, "out-of-reach"),
+        ("intake", "disp-02", "out-of-reach"),
+        ("dispatch", "disp-02", "out-of-reach"),
+        ("handling", "disp-02", "out-of-reach"),
+        ("handling", stranger, "wrong-department"),
+        ("scoring", stranger, "forbidden"),
+    ):
+        trail = await w.get(service, "/admin/audit", "eval-01", user=who)
+        reads_refused = [
+            e for e in trail if e["command"].startswith("GET ") and e["outcome"] == "refused"
+        ]
+        assert code in {e["code"] for e in reads_refused}, (service, who, trail)
+    print(f"\n{len(w.checked)} boundaries checked (reads included)")

@@ -56,7 +56,7 @@ async def test_dead_letter_is_listed_and_replayed(
     settings = settings_for("echo", database_url, nats_url, consumer_max_deliver=2)
     async with running(settings, definition(broken)) as rt, http_client(rt) as client:
         assert rt.js is not None
-        h, b = to_binary(Envelope.of(Pinged(case_id="C-1", n=7), source="/test"))
+        h, b = to_binary(Envelope.of(Pinged(case_id="C-1", n=7), source="/gridloop/test"))
         await rt.js.publish("case.pinged", b, headers=h)
 
         async def listed() -> Any:  # the JSON list, or None while the API refuses

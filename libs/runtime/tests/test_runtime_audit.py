@@ -10,9 +10,10 @@ from typing import Annotated, Any
 import asyncpg
 import pytest
 from fastapi import APIRouter, Depends, Request
-from gridloop_runtime import audit
-from gridloop_runtime.auth import Principal, lookup_from, require
+from gridloop_runtime import access, audit
+from gridloop_runtime.auth import CurrentPrincipal, Principal, lookup_from, require
 from gridloop_runtime.commands import CommandBody, Refusal, run_command
+from gridloop_runtime.inputs import JSONRoute
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import ServiceDefinition, runtime_of
 from gridloop_runtime.testing import http_client, running, settings_for
@@ -21,16 +22,19 @@ MIGRATIONS = Path(__file__).parent / "sql"
 
 
 class User:
-    def __init__(self, *roles: str) -> None:
-        self.roles, self.name, self.dept, self.territory = roles, "", None, ("*",)
+    def __init__(self, *roles: str, territory: tuple[str, ...] = ("*",)) -> None:
+        self.roles, self.name, self.dept, self.territory = roles, "", None, territory
 
 
 USERS = {
     "disp": User("dispatcher"),
+    "disp-east": User("dispatcher", territory=("110101002",)),
     "eval": User("evaluator"),
     "admin": User("admin"),
     "op": User("operator"),
 }
+# the cells of the cases the echo service reads
+PLACES = {"C-1": "1101010010010001", "C-2": "1101010020010001"}
 
 
 class Bump(CommandBody):
@@ -38,7 +42,7 @@ class Bump(CommandBody):
 
 
 def definition() -> ServiceDefinition:
-    router = APIRouter()
+    router = APIRouter(route_class=JSONRoute)
 
     @router.post("/cases/{case_id}/bump")
     async def bump(
@@ -59,6 +63,19 @@ def definition() -> ServiceDefinition:
 
         assert rt.uow is not None
         return await run_command(rt.uow, body.command_id, "bump", fn)
+
+    @router.get("/cases")
+    async def list_cases(who: CurrentPrincipal) -> list[str]:
+        reach = access.list_reach(who, ("dispatcher",))
+        return [c for c, cell in PLACES.items() if reach.sees(cell)]
+
+    @router.get("/cases/{case_id}")
+    async def read_case(case_id: str, who: CurrentPrincipal) -> dict[str, Any]:
+        if case_id not in PLACES:
+            raise Refusal(f"no case {case_id!r}", field="case_id", code="not-found", status=404)
+        if not access.may_read(who, ("dispatcher",), cell_code=PLACES[case_id]):
+            raise access.out_of_reach("case", case_id, who)
+        return {"case_id": case_id}
 
     return ServiceDefinition(
         name="echo", migrations_dir=MIGRATIONS, routers=[router], users=lookup_from(USERS)
@@ -213,3 +230,40 @@ async def test_the_audit_log_is_append_only(
                 with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
                     await conn.execute(sql)
             assert await conn.fetchval("SELECT user_id FROM audit_log") == "w1"
+
+
+async def test_a_refused_read_is_audited_and_answered_as_an_unknown_case(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A case out of the caller's territory: 404 exactly as for an id that does not exist,
+    and one entry in the trail saying who tried and why. Allowed reads and reads of unknown
+    ids leave nothing."""
+    monkeypatch.setenv("AUTH_MODE", "dev")
+    settings = settings_for("echo", database_url, nats_url)
+    async with running(settings, definition()) as rt, http_client(rt) as client:
+        assert (await client.get("/cases/C-1", headers=user("disp"))).status_code == 200
+        assert (await client.get("/cases/C-2", headers=user("disp-east"))).status_code == 200
+        hidden = await client.get("/cases/C-1", headers=user("disp-east"))
+        unknown = await client.get("/cases/C-9", headers=user("disp-east"))
+        assert hidden.status_code == unknown.status_code == 404
+        assert hidden.json() == {
+            "detail": [{"code": "not-found", "reason": "no case 'C-1'", "field": "case_id"}]
+        }
+        assert unknown.json()["detail"][0]["reason"] == "no case 'C-9'"
+        # lists show what is within reach; a role that reads nothing is refused
+        listed = await client.get("/cases", headers=user("disp-east"))
+        assert listed.json() == ["C-2"]
+        refused = await client.get("/cases", headers=user("op"))
+        assert refused.status_code == 403 and refused.json()["detail"][0]["code"] == "forbidden"
+
+        r = await client.get("/admin/audit", headers=user("eval"))
+        entries = list(reversed(r.json()))
+        assert [(e["user_id"], e["case_id"], e["outcome"], e["status"]) for e in entries] == [
+            ("disp-east", "C-1", "refused", 404),
+            ("op", None, "refused", 403),
+        ]
+        first = entries[0]
+        assert first["command"] == "GET /cases/{case_id}" and first["code"] == "out-of-reach"
+        assert "110101002" in first["reason"] and first["roles"] == ["dispatcher"]
+        assert first["origin"].startswith("http:") and first["user_agent"] == "audit-test/1"
+        assert entries[1]["command"] == "GET /cases" and entries[1]["code"] == "forbidden"

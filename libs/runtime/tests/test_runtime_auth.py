@@ -14,6 +14,7 @@ from gridloop_runtime.auth import (
     Principal,
     current_principal,
     issue_token,
+    principal_from_claims,
     require,
 )
 from gridloop_runtime.commands import install_refusal_handler
@@ -134,4 +135,29 @@ def test_territory_prefix_covers_the_hierarchy() -> None:
     p = Principal("s", frozenset({"supervisor"}), territory=("110101001002",))
     assert p.covers("1101010010020007")  # a cell of that community
     assert not p.covers("1101010010030001")
-    assert Principal("e", frozenset({"evaluator"})).covers("anything")
+    assert Principal("e", frozenset({"evaluator"}), territory=("*",)).covers("anything")
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [None, [], "", [""], ["  "], {"cells": ["*"]}, 42],
+    ids=["absent", "empty", "blank", "blank-code", "spaces", "object", "number"],
+)
+def test_a_token_without_a_territory_reaches_no_territory(claim: object) -> None:
+    """Fail closed: no territory (or none usable) is not the whole district."""
+    claims: dict[str, object] = {"sub": "op-1", "roles": ["operator", "admin"]}
+    if claim is not None:
+        claims["territory"] = claim
+    who = principal_from_claims(claims)
+    assert who.territory == ()
+    assert not who.covers("1101010010020007", "110101001002", "110101001")
+    # issued without one, a token carries no claim at all, and so reaches nothing either
+    r = make_app().get("/whoami", headers=bearer(user_id="op-1", roles=["operator"]))
+    assert r.status_code == 200 and r.json()["territory"] == []
+    assert Principal("x", frozenset({"evaluator"})).territory == ()
+
+
+def test_a_territory_claim_is_taken_as_given() -> None:
+    assert principal_from_claims({"sub": "s", "territory": "110101001"}).territory == ("110101001",)
+    everywhere = principal_from_claims({"sub": "e", "territory": ["*"]})
+    assert everywhere.covers("1101010010020007")

@@ -119,7 +119,7 @@ async def test_redelivered_event_changes_nothing(database_url: str, nats_url: st
     settings = settings_for("echo", database_url, nats_url)
     async with running(settings, echo_definition()) as rt:
         assert rt.js is not None and rt.pool is not None
-        env = Envelope.of(Pinged(case_id="C-9", n=9), source="/test")
+        env = Envelope.of(Pinged(case_id="C-9", n=9), source="/gridloop/test")
         headers, body = to_binary(env)
         # The same event published three times: twice within the dedupe window (the bus drops
         # it), once more with a different stream message id (the consumer's inbox drops it).
@@ -127,7 +127,7 @@ async def test_redelivered_event_changes_nothing(database_url: str, nats_url: st
         await rt.js.publish("case.pinged", body, headers=headers)
         other = dict(headers, **{"Nats-Msg-Id": "another-msg-id"})
         await rt.js.publish("case.pinged", body, headers=other)
-        marker = Envelope.of(Pinged(case_id="C-10", n=10), source="/test")
+        marker = Envelope.of(Pinged(case_id="C-10", n=10), source="/gridloop/test")
         mh, mb = to_binary(marker)
         await rt.js.publish("case.pinged", mb, headers=mh)
 
@@ -164,7 +164,7 @@ async def test_always_failing_message_lands_on_dlq(database_url: str, nats_url: 
         js = nc.jetstream()
         dlq = await js.pull_subscribe("dlq.echo", stream="DLQ")
         for n in (12, 13, 14):
-            h, b = to_binary(Envelope.of(Pinged(case_id=f"C-{n}", n=n), source="/test"))
+            h, b = to_binary(Envelope.of(Pinged(case_id=f"C-{n}", n=n), source="/gridloop/test"))
             await js.publish("case.pinged", b, headers=h)
 
         msgs = await wait_for(lambda: _fetch(dlq), timeout=20, what="the DLQ message")

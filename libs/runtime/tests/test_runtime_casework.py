@@ -103,7 +103,9 @@ def tally_definition(rules: Rules[Tally]) -> ServiceDefinition:
 
 async def publish(js: object, events: Sequence[Counted]) -> None:
     for i, e in enumerate(events):
-        env = Envelope.of(e, source="/test", subject=e.case_id, id=f"c-{e.case_id}-{i}-{e.n}")
+        env = Envelope.of(
+            e, source="/gridloop/test", subject=e.case_id, id=f"c-{e.case_id}-{i}-{e.n}"
+        )
         headers, body = to_binary(env)
         await js.publish("case.counted", body, headers=headers)  # type: ignore[attr-defined]
 

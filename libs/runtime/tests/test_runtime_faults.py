@@ -24,7 +24,9 @@ async def publish_pings(url: str, case_id: str, n: int, start: int = 0) -> None:
     try:
         js = nc.jetstream()
         for i in range(start, start + n):
-            headers, body = to_binary(Envelope.of(Pinged(case_id=case_id, n=i), source="/t"))
+            headers, body = to_binary(
+                Envelope.of(Pinged(case_id=case_id, n=i), source="/gridloop/t")
+            )
             await js.publish("case.pinged", body, headers=headers)
     finally:
         await nc.close()

@@ -90,6 +90,12 @@ async def test_dev_login_issues_a_token_with_the_users_roles(client: httpx.Async
     # a pasted token is taken as it is
     again = await client.post("/api/login", json={"token": body["token"]})
     assert again.json()["user"]["id"] == "sanitation-ops"
+    # the user's territory travels explicitly: a token without one would reach no territory
+    head = await client.post("/api/login", json={"user_id": "gh-0010010001", "password": "x"})
+    claims = jwt.decode(head.json()["token"], options={"verify_signature": False})
+    assert claims["territory"] == ["1101010010010001", "1101010010010002"]
+    lead = await client.post("/api/login", json={"user_id": "lead-01", "password": "x"})
+    assert lead.json()["user"]["territory"] == ["*"]
 
 
 async def test_login_refuses_unknown_users_and_bad_tokens(client: httpx.AsyncClient) -> None:
@@ -193,6 +199,9 @@ def test_who_sees_which_event() -> None:
     assert not may_see(principal("sup", {"supervisor"}, territory=("110101002",)), dispatched)
     assert not may_see(principal("gh", {"grid-head"}, territory=("1101010010010001",)), dispatched)
     assert may_see(principal("admin", {"admin"}), dispatched)
+    # no territory in the token: no territory's events
+    assert not may_see(principal("op-02", {"operator"}, territory=()), dispatched)
+    assert not may_see(principal("root", {"admin"}, territory=()), dispatched)
 
 
 async def test_live_feed_from_the_bus_is_filtered_per_principal(

@@ -21,6 +21,7 @@ from gridloop_dispatch import repository as repo
 from gridloop_dispatch.bootstrap import definition
 from gridloop_dispatch.domain import chasing
 from gridloop_dispatch.settings import DispatchSettings
+from gridloop_runtime.auth import AuthSettings, issue_token
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.service import Runtime
 from gridloop_runtime.testing import EventTap, http_client, running, settings_for, wait_for
@@ -358,6 +359,61 @@ async def test_an_unroutable_case_waits_in_the_queue_until_a_dispatcher_places_i
     assert await queued() == []
     r = await dispatch.call("POST", f"/cases/{cid}/dispatch", json={**body, "command_id": "cmd-2"})
     assert r.status_code == 409 and r.json()["detail"][0]["code"] == "not-queued"
+
+
+async def test_the_command_centre_reads_and_acts_within_its_territory(dispatch: Harness) -> None:
+    """A dispatcher of another sub-district (or with no territory in the token) sees none of
+    a case: not in the queue, 404 as for an unknown id when read or acted on; the attempts
+    are audited."""
+    cid = case_id(9)
+    await dispatch.accept(cid, "E0602")  # no routing rule: it waits in the manual queue
+
+    async def queued() -> bool:
+        return any(c["case_id"] == cid for c in (await dispatch.call("GET", "/queue")).json())
+
+    await wait_for(queued, what="the case in the manual queue")
+    assert dispatch._http is not None
+
+    def bearer(user: str, territory: list[str] | None) -> dict[str, str]:
+        token = issue_token(AuthSettings(), user_id=user, roles=["dispatcher"], territory=territory)
+        return {"Authorization": f"Bearer {token}"}
+
+    here = bearer("disp-here", [SUBDISTRICT])
+    r = await dispatch._http.get("/queue", headers=here)
+    assert [c["case_id"] for c in r.json()] == [cid]
+    assert (await dispatch._http.get(f"/cases/{cid}", headers=here)).status_code == 200
+    unknown = await dispatch._http.get("/cases/110101-20261123-999999", headers=here)
+    for user, territory in (("disp-far", ["110101002"]), ("disp-none", None)):
+        headers = bearer(user, territory)
+        assert (await dispatch._http.get("/queue", headers=headers)).json() == []
+        r = await dispatch._http.get("/board", params={"view": "supervised"}, headers=headers)
+        assert r.json() == []
+        r = await dispatch._http.get(f"/cases/{cid}", headers=headers)
+        assert r.status_code == 404
+        # the very answer an unknown id gets, but for the id
+        assert r.json()["detail"][0] == {
+            **unknown.json()["detail"][0],
+            "reason": f"no case {cid!r}",
+        }
+        r = await dispatch._http.post(
+            f"/cases/{cid}/dispatch", json={"dept": "street-001"}, headers=headers
+        )
+        assert r.status_code == 404 and r.json()["detail"][0]["code"] == "not-found"
+    await dispatch.settle()
+    assert dispatch.emitted(ev.CaseDispatched, case_id=cid) == []
+
+    assert dispatch.rt.pool is not None
+    async with dispatch.rt.pool.acquire() as conn:
+        trail = await conn.fetch(
+            "SELECT user_id, command, code, status FROM audit_log "
+            "WHERE outcome = 'refused' AND case_id = $1 ORDER BY id",
+            cid,
+        )
+    assert [tuple(t) for t in trail] == [
+        (user, command, "out-of-reach", 404)
+        for user in ("disp-far", "disp-none")
+        for command in ("GET /cases/{case_id}", "dispatch")
+    ]
 
 
 # -- the loop: return, extension, rework ---------------------------------------------------

@@ -34,7 +34,8 @@ from typing import Any
 
 import nats
 import nats.errors
-from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 Clock = Callable[[], datetime]
 
@@ -68,16 +69,10 @@ async def run(
         reconnect_time_wait=0.5,
     )
     js = nc.jetstream()
+    # gridloop keeps the department's durable consumer (dispatch creates it at start-up, with
+    # its filter `dispatch.<dept>.>`); the department only binds to it.
     durable = f"dept-{dept}"
-    # `name` makes nats-py create the consumer on the subject that carries the filter: the
-    # only one a department's NATS user may use (it cannot widen its own filter).
-    config = ConsumerConfig(
-        name=durable,
-        durable_name=durable,
-        ack_policy=AckPolicy.EXPLICIT,
-        filter_subject=f"dispatch.{dept}.>",
-    )
-    await js.add_consumer("DISPATCH", config)
+    await _feed_ready(js, durable, stop, say, dept)
     feed = await js.pull_subscribe_bind(durable, stream="DISPATCH")
     feed_lost = False
     jobs: set[asyncio.Task[None]] = set()
@@ -202,8 +197,9 @@ async def run(
         while not stop.is_set():
             try:
                 if feed_lost:
-                    # The bus lost its state (or the consumer was removed): declare it again.
-                    await js.add_consumer("DISPATCH", config)
+                    # The bus lost its state (or the consumer was removed): wait until
+                    # gridloop has opened the feed again.
+                    await _feed_ready(js, durable, stop, say, dept)
                     feed_lost = False
                 msgs = await feed.fetch(20, timeout=0.5)
             except (TimeoutError, nats.errors.TimeoutError):
@@ -216,9 +212,16 @@ async def run(
                 continue
             for msg in msgs:
                 headers = msg.headers or {}
+                data = _from_gridloop(headers, msg.data)
+                if data is None:
+                    # Only gridloop's services write DISPATCH: anything else is dropped.
+                    say(f"[{dept}] ignored a message on {msg.subject} not from gridloop")
+                    with contextlib.suppress(nats.errors.Error):
+                        await msg.ack()
+                    continue
                 event = msg.subject.rsplit(".", 1)[-1]
                 key = headers.get("ce-id") or str(msg.metadata.sequence.stream)
-                await on_message(event, json.loads(msg.data), key)
+                await on_message(event, data, key)
                 # Not acknowledged: redelivered later, and the command ids make that harmless.
                 with contextlib.suppress(nats.errors.Error):
                     await msg.ack()
@@ -227,6 +230,37 @@ async def run(
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
         await nc.close()
+
+
+def _from_gridloop(headers: dict[str, str], body: bytes) -> dict[str, Any] | None:
+    """The message's data if it is a CloudEvent from a gridloop service (`ce-source`
+    `/gridloop/<service>`, `ce-type` `gridloop.…`) with a JSON object as data, else None."""
+    source, ce_type = headers.get("ce-source", ""), headers.get("ce-type", "")
+    if not (source.startswith("/gridloop/") and ce_type.startswith("gridloop.")):
+        return None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+async def _feed_ready(
+    js: JetStreamContext, durable: str, stop: asyncio.Event, say: Callable[[str], None], dept: str
+) -> None:
+    """Wait until the department's durable consumer exists (or `stop`)."""
+    waiting = False
+    while not stop.is_set():
+        try:
+            await js.consumer_info("DISPATCH", durable, timeout=2)
+            return
+        except NotFoundError:
+            if not waiting:
+                say(f"[{dept}] waiting for gridloop to open the feed {durable} on DISPATCH")
+                waiting = True
+        except (nats.errors.Error, TimeoutError) as exc:
+            say(f"[{dept}] feed {durable} not reachable ({exc!r}); retrying")
+        await asyncio.sleep(0.5)
 
 
 def main() -> None:

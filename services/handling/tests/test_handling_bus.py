@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from gridloop_contracts import CaseStatus
 from gridloop_contracts import cases as ev
+from gridloop_runtime.auth import AuthSettings, issue_token
 from gridloop_runtime.testing import wait_for
 
 if TYPE_CHECKING:
@@ -270,6 +271,58 @@ async def test_rest_refusals_name_the_reason_and_change_nothing(handling: Harnes
     assert len(handling.emitted(ev.CaseSigned, case_id="C-NO")) == 1
 
 
+async def test_the_command_centre_reads_the_inboxes_of_its_territory_only(
+    handling: Harness,
+) -> None:
+    """A department reads its own inbox; the command centre and evaluators any department's,
+    but only the cases in their territory (a token without one: none). A case out of reach
+    is answered as one never dispatched there, and the attempt is audited."""
+    await handling.new_case("C-TERR")
+    assert handling.http is not None
+
+    def bearer(user: str, territory: list[str] | None) -> dict[str, str]:
+        token = issue_token(AuthSettings(), user_id=user, roles=["dispatcher"], territory=territory)
+        return {"Authorization": f"Bearer {token}"}
+
+    here, far, nowhere = (
+        bearer("disp-here", ["110101001"]),
+        bearer("disp-far", ["110101002"]),
+        bearer("disp-none", None),
+    )
+    inbox, one = "/departments/sanitation/cases", "/departments/sanitation/cases/C-TERR"
+    summary = "/departments/sanitation/summary"
+    r = await handling.http.get(inbox, headers=here)
+    assert [i["case_id"] for i in r.json()["items"]] == ["C-TERR"]
+    assert (await handling.http.get(one, headers=here)).status_code == 200
+    assert (await handling.http.get(summary, headers=here)).json()["to_sign"] == 1
+    unknown = await handling.http.get("/departments/sanitation/cases/C-NONE", headers=here)
+    for headers in (far, nowhere):
+        r = await handling.http.get(inbox, headers=headers)
+        assert r.status_code == 200 and r.json()["items"] == [] and r.json()["total"] == 0
+        assert (await handling.http.get(summary, headers=headers)).json()["to_sign"] == 0
+        r = await handling.http.get(one, headers=headers)
+        assert r.status_code == 404 and detail(r) == {
+            **detail(unknown),
+            "reason": detail(unknown)["reason"].replace("C-NONE", "C-TERR"),
+        }
+    # another department's staff are refused by role, and that is audited too
+    other = await handling.call("GET", one, "water-ops")
+    assert other.status_code == 403 and detail(other)["code"] == "wrong-department"
+
+    assert handling.rt.pool is not None
+    async with handling.rt.pool.acquire() as conn:
+        trail = await conn.fetch(
+            "SELECT user_id, case_id, code, status, reason FROM audit_log "
+            "WHERE outcome = 'refused' ORDER BY id"
+        )
+    assert [(t["user_id"], t["case_id"], t["code"], t["status"]) for t in trail] == [
+        ("disp-far", "C-TERR", "out-of-reach", 404),
+        ("disp-none", "C-TERR", "out-of-reach", 404),
+        ("water-ops", "C-TERR", "wrong-department", 403),
+    ]
+    assert "110101002" in trail[0]["reason"]
+
+
 async def test_a_command_id_gives_the_same_answer_and_one_event(handling: Harness) -> None:
     await handling.new_case("C-IDEM")
     first = await handling.rest("sign", "sanitation", "C-IDEM", command_id="sign-1")
@@ -376,7 +429,8 @@ async def test_a_command_names_a_reply_subject_and_gets_the_answer_there(
     handling: Harness,
 ) -> None:
     await handling.new_case("C-REPLY")
-    inbox = handling.nc.new_inbox()
+    # under the department's own inbox prefix (the only place handling answers)
+    inbox = "_INBOX.dept-sanitation." + handling.nc.new_inbox().rsplit(".", 1)[-1]
     sub = await handling.nc.subscribe(inbox)
     command_id = await handling.command("signed", "sanitation", "C-REPLY", replyto=inbox)
     msg = await sub.next_msg(timeout=10)

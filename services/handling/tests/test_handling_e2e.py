@@ -26,6 +26,8 @@ from gridloop_dispatch.bootstrap import definition as dispatch_definition
 from gridloop_dispatch.settings import DispatchSettings
 from gridloop_handling.bootstrap import definition as handling_definition
 from gridloop_handling.settings import HandlingSettings
+from gridloop_runtime import bus
+from gridloop_runtime.bus import Feed
 from gridloop_runtime.service import Runtime, ServiceDefinition
 from gridloop_runtime.settings import ServiceSettings
 from gridloop_runtime.testing import EventTap, http_client, running, settings_for, wait_for
@@ -216,6 +218,8 @@ async def test_the_kit_returns_or_asks_for_time_as_configured(
     handling: Harness, nats_url: str
 ) -> None:
     """The department systems on handling alone; the feed published as dispatch would."""
+    # dispatch's part: the departments' feed consumers, then their messages.
+    await bus.ensure_feeds(handling.js, [Feed.department("water"), Feed.department("roads")])
     example = load_example()
     stop = asyncio.Event()
     said: list[str] = []

@@ -23,6 +23,8 @@ from gridloop_contracts import cases as ev
 from gridloop_contracts.department import CaseSummary, TaskAssigned
 from gridloop_handling.bootstrap import definition
 from gridloop_handling.settings import HandlingSettings
+from gridloop_runtime import bus
+from gridloop_runtime.bus import Feed
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.devstack import LocalNats
 from gridloop_runtime.testing import EventTap, running, settings_for, wait_for
@@ -94,6 +96,8 @@ async def test_the_kit_and_direct_replies_work_under_the_generated_permissions(
     async with running(settings, definition_, clock=clock, state=state):
         js = as_dispatch.jetstream()
         cases = await EventTap(js, ("CASES", "case.>")).open()
+        # dispatch keeps the department's feed consumer; the department only binds to it.
+        await bus.ensure_feeds(js, [Feed.department("sanitation")])
 
         async def publish(subject: str, event: Any) -> None:
             env = Envelope.of(event, source="/gridloop/dispatch", subject="P-1", time=clock.now())

@@ -57,9 +57,12 @@ class Harness:
         *,
         structured: bool = False,
         id: str | None = None,
-        source: str = "/test/integrator",
+        source: str | None = None,
         case_id: str | None = None,
     ) -> Envelope:
+        # An integrator's CloudEvents source ends with its source code (the subject's last
+        # token): `/integrator/12345` on intake.hotline.12345.
+        source = source or f"/integrator/{subject.rsplit('.', 1)[-1]}"
         env = Envelope.of(event, source=source, id=id, time=self.clock.now(), subject=case_id)
         if structured:
             await self.js.publish(subject, to_structured(env), headers={"content-type": STRUCTURED})
@@ -77,8 +80,16 @@ class Harness:
             case_id=event.case_id,
         )
 
-    def headers(self, user_id: str, *roles: str, dept: str | None = None) -> dict[str, str]:
-        token = issue_token(self.auth, user_id=user_id, roles=roles, dept=dept)
+    def headers(
+        self,
+        user_id: str,
+        *roles: str,
+        dept: str | None = None,
+        territory: tuple[str, ...] | None = ("*",),
+    ) -> dict[str, str]:
+        """A bearer token; the whole district unless `territory` says otherwise (None: a
+        token without the claim)."""
+        token = issue_token(self.auth, user_id=user_id, roles=roles, dept=dept, territory=territory)
         return {"Authorization": f"Bearer {token}"}
 
     def client(self) -> Any:

@@ -180,9 +180,51 @@ async def test_search_filters_and_territories(intake: Harness) -> None:
         from gridloop_runtime.auth import issue_token
 
         token = issue_token(head, user_id="gh", roles=["grid-head"], territory=["110101005"])
-        assert await ids("", {"Authorization": f"Bearer {token}"}) == [two]
+        grid_head = {"Authorization": f"Bearer {token}"}
+        assert await ids("", grid_head) == [two]
         r = await http.get("/cases", headers=intake.headers("x", "reporter"))
         assert r.status_code == 403
+
+        # A case out of reach is answered as an unknown id, in every read of it, and the
+        # attempt is on the audit trail (who, which case, why); a report does not name its case.
+        hidden = await http.get(f"/cases/{one}", headers=grid_head)
+        unknown = await http.get("/cases/C20261123-9999", headers=grid_head)
+        assert hidden.status_code == unknown.status_code == 404
+        assert hidden.json() == {
+            "detail": [{"code": "not-found", "reason": f"no case {one!r}", "field": "case_id"}]
+        }
+        for path in (f"/cases/{one}/timeline", f"/cases/{one}/similar", f"/archive/{one}"):
+            assert (await http.get(path, headers=grid_head)).status_code == 404, path
+        report_id = await intake.value("SELECT report_id FROM reports WHERE case_id = $1", one)
+        r = await http.get(f"/reports/{report_id}", headers=grid_head)
+        assert r.status_code == 404 and one not in r.text
+        trail = await intake.fetch(
+            "SELECT user_id, case_id, command, code, status, reason FROM audit_log "
+            "WHERE outcome = 'refused' AND user_id = 'gh' ORDER BY id"
+        )
+        assert [(t["case_id"], t["command"]) for t in trail] == [
+            (one, "GET /cases/{case_id}"),
+            (one, "GET /cases/{case_id}/timeline"),
+            (one, "GET /cases/{case_id}/similar"),
+            (one, "GET /archive/{case_id}"),
+            (one, "GET /reports/{report_id}"),
+        ]
+        assert {(t["code"], t["status"]) for t in trail} == {("out-of-reach", 404)}
+        assert "110101005" in trail[0]["reason"]
+        # the other refused reads above too; nothing of allowed reads, nor of unknown ids
+        reads = await intake.fetch(
+            "SELECT user_id, code FROM audit_log WHERE command LIKE 'GET %' AND user_id <> 'gh'"
+        )
+        assert sorted(tuple(r) for r in reads) == [
+            ("water-ops", "out-of-reach"),
+            ("x", "forbidden"),
+        ]
+
+        # A token without a territory claim reaches no territory: not the whole district.
+        nowhere = intake.headers("op-02", "operator", territory=None)
+        assert await ids("", nowhere) == []
+        assert (await http.get(f"/cases/{two}", headers=nowhere)).status_code == 404
+        assert (await http.get("/queue", headers=nowhere)).json()["total"] == 0
 
 
 async def test_confirmation_on_site_before_acceptance(intake: Harness) -> None:

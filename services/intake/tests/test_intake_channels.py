@@ -101,7 +101,7 @@ async def test_every_rejection_reason_is_answered_and_kept(intake: Harness) -> N
         headers={
             "ce-specversion": "1.0",
             "ce-id": "x-1",
-            "ce-source": "/x",
+            "ce-source": "/hotline/12345",
             "ce-type": ReportV1.type_name,
             "content-type": "application/json",
         },
@@ -121,7 +121,9 @@ async def test_every_rejection_reason_is_answered_and_kept(intake: Harness) -> N
         ),
     ]
     for data, _ in bad_data:
-        env = Envelope(type=ReportV1.type_name, source="/x", data=data, id=str(data["external_id"]))
+        env = Envelope(
+            type=ReportV1.type_name, source="/hotline/12345", data=data, id=str(data["external_id"])
+        )
         headers, body = to_binary(env)
         await js.publish("intake.hotline.12345", body, headers=headers)
     rules = [
@@ -161,7 +163,7 @@ async def test_every_rejection_reason_is_answered_and_kept(intake: Harness) -> N
     await intake.publish("intake.hotline.12345", detection)  # a detection on a hotline subject
     await intake.publish("intake.video.video-ai", detection)  # unknown camera, no location
     bad_phone = {**report("r-phone").model_dump(mode="json"), "reporter": {"phone": "call me"}}
-    env = Envelope(type=ReportV1.type_name, source="/x", data=bad_phone)
+    env = Envelope(type=ReportV1.type_name, source="/hotline/12345", data=bad_phone)
     headers, body = to_binary(env)
     await js.publish("intake.hotline.12345", body, headers=headers)
 

@@ -454,6 +454,82 @@ async def test_api_refusals_csv_preview_and_people_flags(scoring: Harness) -> No
     assert again.json() == r.json()
 
 
+async def test_the_cases_behind_a_number_are_for_evaluators_and_the_unit_itself(
+    scoring: Harness,
+) -> None:
+    """Drill-downs name cases: evaluators and admins read any, a department its own, a person
+    their own, a grid head the areas within their territory; anyone else is refused and the
+    attempt audited. Per-person measures are personal like the flags."""
+    h = scoring
+    assert h.http is not None
+    for e in history("C-Y", CELL_A, T0, patrol_by="sup-001"):
+        await h.publish(e)
+    await h.settled()
+    month = {"period": "month", "date": DAY}
+
+    async def drill(user: str, kind: str, subject: str, measure: str, **kw: str) -> int:
+        assert h.http is not None
+        params = {"subject_kind": kind, "subject": subject, "measure": measure, **month, **kw}
+        r = await h.http.get("/drilldown", params=params, headers={"X-User": user})
+        csv = await h.http.get("/drilldown.csv", params=params, headers={"X-User": user})
+        assert csv.status_code == r.status_code, (user, kind, subject, csv.text)
+        if r.status_code == 200:
+            assert "C-Y" in r.text and "C-Y" in csv.text
+        else:
+            assert "C-Y" not in r.text and r.json()["detail"][0]["field"] == "subject"
+        return r.status_code
+
+    cell, _, subdistrict = CELL_A
+    allowed = [
+        (EVALUATOR, "department", "sanitation", "handled"),
+        (ADMIN, "area", subdistrict, "closed"),
+        ("sanitation-ops", "department", "sanitation", "handled"),
+        (SUPERVISOR, "person", SUPERVISOR, "valid_reports"),
+        ("gh-0010010001", "area", cell, "closed"),
+    ]
+    for user, kind, subject, measure in allowed:
+        level = {"level": "cell"} if subject == cell else {}
+        assert await drill(user, kind, subject, measure, **level) == 200, (user, kind, subject)
+    refused = [
+        ("water-ops", "department", "sanitation", "handled"),  # another department
+        ("disp-01", "department", "sanitation", "handled"),  # not the unit
+        (SUPERVISOR, "department", "sanitation", "handled"),
+        ("sup-002", "person", SUPERVISOR, "valid_reports"),  # another person
+        ("gh-0010010001", "area", subdistrict, "closed"),  # beyond the head's cells
+        ("gh-0020010001", "area", cell, "closed"),  # another head's cell
+        ("sanitation-ops", "area", cell, "closed"),
+    ]
+    for user, kind, subject, measure in refused:
+        level = {"level": "cell"} if subject == cell else {}
+        assert await drill(user, kind, subject, measure, **level) == 403, (user, kind, subject)
+
+    # per-person measures: evaluators see everyone's, a person only their own
+    assert "sup-001" in await h.measures("person", **month)
+    mine = await h.get("/measures", SUPERVISOR, subject_kind="person", **month)
+    assert [r["subject_code"] for r in mine["rows"]] == [SUPERVISOR]
+    theirs = await h.get("/measures", "sup-002", subject_kind="person", **month)
+    assert theirs["rows"] == []
+    r = await h.http.get(
+        "/measures",
+        params={"subject_kind": "person", "subject": SUPERVISOR, **month},
+        headers={"X-User": "sup-002"},
+    )
+    assert r.status_code == 403 and r.json()["detail"][0]["field"] == "subject"
+    # departments' and areas' measures stay readable by anyone signed in
+    assert (await h.get("/measures", "sup-002", subject_kind="department", **month))["rows"]
+
+    assert h.rt.pool is not None
+    async with h.rt.pool.acquire() as conn:
+        trail = await conn.fetch(
+            "SELECT user_id, command, code, status FROM audit_log WHERE outcome = 'refused'"
+        )
+    seen = {(t["user_id"], t["command"], t["code"], t["status"]) for t in trail}
+    for user, *_ in refused:
+        assert (user, "GET /drilldown", "forbidden", 403) in seen, user
+        assert (user, "GET /drilldown.csv", "forbidden", 403) in seen, user
+    assert ("sup-002", "GET /measures", "forbidden", 403) in seen
+
+
 async def test_an_event_that_breaks_the_contract_goes_to_the_dlq_and_others_count(
     scoring: Harness,
 ) -> None:

@@ -595,6 +595,79 @@ async def test_departments_and_dispatchers_may_not_verify_or_close(verify: Harne
     assert [t["task_id"] for t in await verify.my_tasks(SUP)] == [task_id]
 
 
+async def test_a_case_is_read_by_its_supervisors_and_the_overseers_of_its_territory_only(
+    verify: Harness,
+) -> None:
+    """The verification record (place, the department's result and evidence, the
+    supervisor's notes, photos and position) is read by the case's own supervisors (AB 角),
+    the shift leader, evaluators and grid heads of its territory. Anyone else of those roles
+    is answered as for a case that does not exist, and the attempt is audited; departments
+    and the command centre read none of it."""
+    await verify.handled("C-READ")
+    task_id = await verify.task_of("C-READ")
+    r = await verify.verdict(task_id, True, notes="已清理", position={"lat": 39.93, "lon": 116.41})
+    assert r.status_code == 200, r.text
+    assert verify._http is not None
+
+    def bearer(user: str, roles: list[str], territory: list[str] | None) -> dict[str, str]:
+        token = issue_token(AuthSettings(), user_id=user, roles=roles, territory=territory)
+        return {"Authorization": f"Bearer {token}"}
+
+    async def get(path: str, user: str | dict[str, str]) -> httpx.Response:
+        assert verify._http is not None
+        headers = {"X-User": user} if isinstance(user, str) else user
+        return await verify._http.get(path, headers=headers)
+
+    readers: list[str | dict[str, str]] = [SUP, BACKUP, LEAD, "eval-01", "gh-0010010001"]
+    for who in readers:
+        for path in ("/cases/C-READ", f"/tasks/{task_id}"):
+            r = await get(path, who)
+            assert r.status_code == 200, (who, path, r.text)
+    assert (await get("/cases/C-READ", SUP)).json()["tasks"][0]["notes"] == "已清理"
+
+    far_lead = bearer("lead-far", ["shift-leader"], ["110101002"])
+    outsiders: list[str | dict[str, str]] = [
+        OTHER_SUP,  # a supervisor of the same sub-district, not of this cell
+        "gh-0020010001",  # a grid head of other cells
+        far_lead,  # a shift leader of another sub-district
+        bearer("lead-none", ["shift-leader"], None),  # a token without a territory
+    ]
+    unknown = await get("/cases/C-NOWHERE", LEAD)
+    assert unknown.status_code == 404
+    for who in outsiders:
+        r = await get("/cases/C-READ", who)
+        assert r.status_code == 404, (who, r.text)
+        assert r.json()["detail"][0] == {
+            **unknown.json()["detail"][0],
+            "reason": "no case 'C-READ'",
+        }
+        r = await get(f"/tasks/{task_id}", who)
+        assert r.status_code == 404 and r.json()["detail"][0]["field"] == "task_id", (who, r.text)
+    for who in (DEPT_USER, DISPATCHER):
+        r = await get("/cases/C-READ", who)
+        assert r.status_code == 403 and r.json()["detail"][0]["code"] == "forbidden"
+    # Lists show the shift leader only the tasks of their territory.
+    assert [t["case_id"] for t in (await get("/tasks?status=all", LEAD)).json()] == ["C-READ"]
+    assert (await get("/tasks?status=all", far_lead)).json() == []
+
+    async with verify.rt.pool.acquire() as conn:  # type: ignore[union-attr]
+        trail = await conn.fetch(
+            "SELECT user_id, case_id, task_id, code, status, reason FROM audit_log "
+            "WHERE outcome = 'refused' AND command LIKE 'GET %' ORDER BY id"
+        )
+    refused = [(t["user_id"], t["case_id"], t["code"], t["status"]) for t in trail]
+    assert refused == [
+        *(
+            x
+            for user in (OTHER_SUP, "gh-0020010001", "lead-far", "lead-none")
+            for x in ((user, "C-READ", "out-of-reach", 404), (user, "C-READ", "out-of-reach", 404))
+        ),
+        (DEPT_USER, "C-READ", "forbidden", 403),
+        (DISPATCHER, "C-READ", "forbidden", 403),
+    ]
+    assert trail[1]["task_id"] == task_id and OTHER_SUP in trail[0]["reason"]
+
+
 # -- timeliness ---------------------------------------------------------------------------
 async def test_verification_tasks_are_reminded_then_overdue_and_a_late_verdict_says_so(
     verify: Harness,

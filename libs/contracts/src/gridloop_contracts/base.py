@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, ClassVar, TypeVar
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, ClassVar, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict
 
 E = TypeVar("E", bound="Event")
 
@@ -51,4 +51,44 @@ def model_for(type_name: str) -> type[Event]:
 Timestamp = AwareDatetime
 """Every time on the bus is timezone-aware (RFC 3339 with offset)."""
 
-__all__ = ["REGISTRY", "Event", "Timestamp", "datetime", "model_for", "register"]
+# The times a sender may name (reports, deadlines, absences, query bounds, periods): far
+# enough either way for any real case, near enough that a day's or a year's arithmetic on
+# them, or their conversion to UTC, can never leave the calendar (years 1 to 9999).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)  # the first instant past the range
+TIME_RANGE = f"between {EARLIEST:%Y-%m-%d} and {LATEST.year - 1}-12-31"
+
+
+def in_time_range(at: datetime) -> datetime:
+    """An aware time within [EARLIEST, LATEST); ValueError says the range."""
+    if not EARLIEST <= at < LATEST:
+        raise ValueError(f"must be {TIME_RANGE} (UTC)")
+    return at
+
+
+def in_date_range(day: date) -> date:
+    """A calendar day within the years of [EARLIEST, LATEST)."""
+    if not EARLIEST.date() <= day < LATEST.date():
+        raise ValueError(f"must be {TIME_RANGE}")
+    return day
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(in_time_range)]
+"""A timezone-aware time a sender gives, within the range above (422 naming it otherwise)."""
+Day = Annotated[date, AfterValidator(in_date_range)]
+"""A calendar day a sender gives, within the range above."""
+
+__all__ = [
+    "EARLIEST",
+    "LATEST",
+    "REGISTRY",
+    "Day",
+    "Event",
+    "Instant",
+    "Timestamp",
+    "datetime",
+    "in_date_range",
+    "in_time_range",
+    "model_for",
+    "register",
+]

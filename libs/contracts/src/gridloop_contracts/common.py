@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl
 
 Urgency = Literal["normal", "urgent"]
 AttachmentKind = Literal["photo", "audio", "video", "document"]
 Rating = Literal["satisfied", "basically_satisfied", "dissatisfied"]
+
+
+# Characters that show nothing and are no whitespace to str.strip: text of only these is blank.
+_INVISIBLE_CHARS = "\u200b\u200c\u200d\u2060\ufeff"
+_INVISIBLE = dict.fromkeys(map(ord, _INVISIBLE_CHARS))
+
+
+def not_blank(text: str) -> str:
+    """Text that says something: only spaces (of any script) or invisible characters is
+    missing text, refused as such."""
+    if text and not text[0].isspace() and text[0] not in _INVISIBLE_CHARS:
+        return text  # the common case, without reading the whole text
+    if not text.translate(_INVISIBLE).strip():
+        raise ValueError("must not be blank")
+    return text
+
+
+NonBlank = Annotated[str, AfterValidator(not_blank)]
+"""Free text a sender must give: blank (only spaces) is refused like missing."""
 
 
 class Value(BaseModel):
@@ -17,6 +36,8 @@ class Value(BaseModel):
 
 class Location(Value):
     """A WGS-84 point."""
+
+    model_config = ConfigDict(allow_inf_nan=False)  # NaN and infinity are nowhere
 
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)

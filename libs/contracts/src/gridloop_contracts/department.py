@@ -7,8 +7,8 @@ from typing import ClassVar, Literal
 
 from pydantic import AwareDatetime, Field
 
-from .base import Event, register
-from .common import Attachment, FieldError, Location, MaskedReporter, Urgency, Value
+from .base import Event, Instant, register
+from .common import Attachment, FieldError, Location, MaskedReporter, NonBlank, Urgency, Value
 from .status import CaseStatus
 
 
@@ -143,7 +143,7 @@ class ReturnCommand(DepartmentCommand):
     subject_token: ClassVar[str] = "returned"
     summary: ClassVar[str] = "Return a task as not ours (退回)"
 
-    reason: str = Field(min_length=2, max_length=1000)
+    reason: NonBlank = Field(min_length=2, max_length=1000)
 
 
 @register
@@ -154,8 +154,8 @@ class ExtensionCommand(DepartmentCommand):
     subject_token: ClassVar[str] = "extension_requested"
     summary: ClassVar[str] = "Ask for more time (延期申请)"
 
-    reason: str = Field(min_length=2, max_length=1000)
-    proposed_deadline: AwareDatetime
+    reason: NonBlank = Field(min_length=2, max_length=1000)
+    proposed_deadline: Instant
 
 
 @register
@@ -166,7 +166,7 @@ class ProgressCommand(DepartmentCommand):
     subject_token: ClassVar[str] = "progress"
     summary: ClassVar[str] = "A progress note or a co-handler's contribution (处置进展)"
 
-    note: str = Field(min_length=1, max_length=2000)
+    note: NonBlank = Field(min_length=1, max_length=2000)
     evidence: list[Attachment] = Field(default_factory=list, max_length=20)
     # A co-handling unit (协办单位) reports its part here; the lead's `handled` closes the task.
     contribution: bool = False
@@ -180,9 +180,9 @@ class HandledCommand(DepartmentCommand):
     subject_token: ClassVar[str] = "handled"
     summary: ClassVar[str] = "Report the result with evidence (处置反馈)"
 
-    result: str = Field(min_length=1, max_length=2000)
+    result: NonBlank = Field(min_length=1, max_length=2000)
     evidence: list[Attachment] = Field(default_factory=list, max_length=20)
-    completed_at: AwareDatetime
+    completed_at: Instant
 
 
 COMMANDS: dict[str, type[DepartmentCommand]] = {

@@ -8,6 +8,7 @@ either mode; `decode` tells them apart by `content-type`.
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 import uuid
 from collections.abc import Mapping
@@ -30,6 +31,11 @@ _REQUIRED: Final = ("id", "source", "type", "specversion")
 _CORE: Final = frozenset(
     {"id", "source", "type", "specversion", "time", "subject", "datacontenttype", "dataschema"}
 )
+
+
+# CloudEvents 1.0 String attributes exclude the control characters U+0000-U+001F and
+# U+007F-U+009F (no database text column takes U+0000 either).
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 class EnvelopeError(ValueError):
@@ -179,6 +185,55 @@ def from_binary(headers: Mapping[str, str], body: bytes) -> Envelope:
     )
 
 
+def control_characters(env: Envelope) -> EnvelopeError | None:
+    """What is wrong when an attribute holds a control character (CloudEvents forbids them;
+    U+0000 no database column takes). For input from outside gridloop: decode does not
+    check, to keep the services' own events cheap to read."""
+    # One search over all four (the common case), then which one it was.
+    if _CONTROL.search(f"{env.id}{env.source}{env.type}{env.subject or ''}") is None:
+        return None
+    for name in ("id", "source", "type", "subject"):
+        value = getattr(env, name)
+        if isinstance(value, str) and _CONTROL.search(value):
+            return EnvelopeError(name, "contains a control character (CloudEvents forbids them)")
+    return None
+
+
+def nul_in(data: Any, path: str = "data") -> str | None:
+    """The path (`data.reporter.name`) of the first string in `data`, key or value, that
+    holds U+0000: text no database column takes. None when there is none. (A key with U+0000
+    is named with it replaced: the path itself is kept as text.)"""
+    if isinstance(data, str):
+        return path if "\x00" in data else None
+    if isinstance(data, dict):
+        for key, value in data.items():
+            where = f"{path}.{key}"
+            if "\x00" in where:
+                return storable(where)
+            if (found := nul_in(value, where)) is not None:
+                return found
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            if (found := nul_in(value, f"{path}.{i}")) is not None:
+                return found
+    return None
+
+
+def storable(text: str) -> str:
+    """`text` with U+0000 replaced (U+FFFD), so that it can be kept as text."""
+    return text.replace("\x00", "\ufffd")
+
+
+def _base64(value: object) -> bytes:
+    if not isinstance(value, str):
+        raise EnvelopeError("data_base64", "must be a base64 string")
+    try:
+        # RFC 4648 base64; line breaks some encoders add are allowed, nothing else.
+        return base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise EnvelopeError("data_base64", f"not valid base64 ({exc})") from None
+
+
 def from_structured(body: bytes, headers: Mapping[str, str] | None = None) -> Envelope:
     doc = _loads(body, "body")
     if not isinstance(doc, dict):
@@ -188,13 +243,18 @@ def from_structured(body: bytes, headers: Mapping[str, str] | None = None) -> En
             raise EnvelopeError(name, "missing or not a string")
     if doc["specversion"] != SPECVERSION:
         raise EnvelopeError("specversion", f"unsupported {doc['specversion']!r}")
+    ctype = doc.get("datacontenttype", JSON)
+    if not isinstance(ctype, str):
+        raise EnvelopeError("datacontenttype", "must be a string")
     if "data_base64" in doc:
-        data: Any = base64.b64decode(doc["data_base64"])
-        ctype = doc.get("datacontenttype", JSON)
-        if ctype.startswith(JSON):
+        data: Any = _base64(doc["data_base64"])
+        if ctype.startswith(JSON) or ctype.endswith("+json"):
             data = _loads(data, "data_base64")
     else:
         data = doc.get("data")
+    subject = doc.get("subject")
+    if subject is not None and not isinstance(subject, str):
+        raise EnvelopeError("subject", "must be a string")
     ext = {k: str(v) for k, v in doc.items() if k not in _CORE and k not in ("data", "data_base64")}
     for name, value in _lower(headers).items():
         if name in TRACE_HEADERS and name not in ext:
@@ -204,8 +264,8 @@ def from_structured(body: bytes, headers: Mapping[str, str] | None = None) -> En
         source=doc["source"],
         id=doc["id"],
         time=_parse_time(doc["time"]) if "time" in doc else datetime.now(UTC),
-        subject=doc.get("subject"),
-        datacontenttype=doc.get("datacontenttype", JSON),
+        subject=subject,
+        datacontenttype=ctype,
         data=data,
         extensions=ext,
     )
@@ -218,9 +278,15 @@ def is_structured(headers: Mapping[str, str] | None) -> bool:
 def decode(headers: Mapping[str, str] | None, body: bytes) -> Envelope:
     """Either mode, told apart by content-type (structured when there are no ce- headers)."""
     h = _lower(headers)
-    if is_structured(h) or not any(k.startswith("ce-") for k in h):
-        return from_structured(body, h)
-    return from_binary(h, body)
+    try:
+        if is_structured(h) or not any(k.startswith("ce-") for k in h):
+            return from_structured(body, h)
+        return from_binary(h, body)
+    except EnvelopeError:
+        raise
+    except (ValueError, TypeError, AttributeError) as exc:
+        # Whatever else a malformed message trips over is still an answer, never a crash.
+        raise EnvelopeError("body", f"not a valid CloudEvent ({exc})") from None
 
 
 def validation_errors(exc: ValidationError) -> list[dict[str, str]]:

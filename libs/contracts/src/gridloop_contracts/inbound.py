@@ -3,13 +3,86 @@ on `intake.<channel>.<source>`, and what intake answers on `notify.<source>`."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, ClassVar
 
-from pydantic import AwareDatetime, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    model_validator,
+)
 
-from .base import Event, register
-from .common import Attachment, FieldError, Location, Rating, Urgency, Value
+from .base import Event, Instant, in_time_range, register
+from .common import Attachment, FieldError, Location, NonBlank, Rating, Urgency, Value
 from .status import CaseStatus
+
+
+@dataclass
+class Receiver:
+    """The receiving side's clock and how far ahead of it a sender's times may be (its clock
+    may run a little fast; a time further ahead is a mistake or a lie that would sort the
+    report first, count it early or hold its deadline open). The service that receives
+    reports sets it once at start (`receive_with`); a validation may also pass `now` and
+    `max_ahead` in its context.
+
+    Times are judged against the later of this clock and the wall clock: a service's clock
+    may be moved (demos, tests), a sender's is not, and what is not ahead of real time was
+    not sent from the future."""
+
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    max_ahead: timedelta = timedelta(minutes=5)
+
+
+RECEIVER = Receiver()
+
+
+def receive_with(now: Callable[[], datetime], max_ahead: timedelta) -> None:
+    """Judge senders' times against this clock and tolerance from now on."""
+    RECEIVER.now, RECEIVER.max_ahead = now, max_ahead
+
+
+def time_ahead(
+    at: datetime, now: datetime | None = None, max_ahead: timedelta | None = None
+) -> str | None:
+    """Why `at` is too far ahead of the receiver's clock, or None when it is not."""
+    limit = RECEIVER.max_ahead if max_ahead is None else max_ahead
+    if now is None:
+        now = max(RECEIVER.now(), datetime.now(UTC))
+    ahead = at - now
+    if ahead <= limit:
+        return None
+    return (
+        f"{int(ahead.total_seconds())} s ahead of the receiver's clock; "
+        f"at most {int(limit.total_seconds())} s ahead is taken"
+    )
+
+
+def sent_time_problem(at: datetime) -> str | None:
+    """What is wrong with a time a sender gives outside the data (the envelope's `time`):
+    out of the calendar's range, or ahead of the receiver's clock; None when nothing is."""
+    try:
+        in_time_range(at)
+    except ValueError as exc:
+        return str(exc)
+    return time_ahead(at)
+
+
+def _not_ahead(at: datetime, info: ValidationInfo) -> datetime:
+    ctx = info.context if isinstance(info.context, dict) else {}
+    problem = time_ahead(at, ctx.get("now"), ctx.get("max_ahead"))
+    if problem is not None:
+        raise ValueError(problem)
+    return at
+
+
+SentAt = Annotated[Instant, AfterValidator(_not_ahead)]
+"""When the sender says something happened: within the calendar's range and not ahead of
+the receiver's clock by more than `Receiver.max_ahead`."""
 
 
 def _one_of(*names: str) -> dict[str, Any]:
@@ -35,11 +108,11 @@ class ReportV1(Event):
     summary: ClassVar[str] = "A report from an integrator (上报)"
     model_config = ConfigDict(json_schema_extra=_one_of("location", "address", "part_code"))
 
-    external_id: str = Field(min_length=1, max_length=128)
-    description: str = Field(min_length=1, max_length=2000)
-    reported_at: AwareDatetime
+    external_id: NonBlank = Field(min_length=1, max_length=128)
+    description: NonBlank = Field(min_length=1, max_length=2000)
+    reported_at: SentAt
     location: Location | None = None
-    address: str | None = Field(None, min_length=1, max_length=256)
+    address: NonBlank | None = Field(None, min_length=1, max_length=256)
     part_code: str | None = Field(None, min_length=1, max_length=64)
     category_code: str | None = Field(None, min_length=1, max_length=32)
     urgency: Urgency = "normal"
@@ -63,11 +136,13 @@ class DetectionV1(Event):
     subject_token: ClassVar[str] = "detection"
     summary: ClassVar[str] = "A detection from video analytics (视频识别)"
 
-    external_id: str = Field(min_length=1, max_length=128)
-    camera_id: str = Field(min_length=1, max_length=64)
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    external_id: NonBlank = Field(min_length=1, max_length=128)
+    camera_id: NonBlank = Field(min_length=1, max_length=64)
     category_code: str = Field(min_length=1, max_length=32)
     confidence: float = Field(ge=0, le=1)
-    detected_at: AwareDatetime
+    detected_at: SentAt
     snapshot_url: str | None = Field(None, max_length=1024)
     bbox: list[float] | None = Field(None, min_length=4, max_length=4)
     location: Location | None = None
@@ -82,11 +157,11 @@ class RatingV1(Event):
     summary: ClassVar[str] = "A satisfaction rating from the hotline call-back (回访评价)"
     model_config = ConfigDict(json_schema_extra=_one_of("external_id", "case_id"))
 
-    external_id: str | None = Field(None, min_length=1, max_length=128)
+    external_id: NonBlank | None = Field(None, min_length=1, max_length=128)
     case_id: str | None = None
     rating: Rating
     comment: str | None = Field(None, max_length=1000)
-    rated_at: AwareDatetime
+    rated_at: SentAt
 
     @model_validator(mode="after")
     def _which_case(self) -> RatingV1:

@@ -8,14 +8,16 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import AwareDatetime, BaseModel
+from gridloop_contracts.base import Instant
+from pydantic import BaseModel
 
 from . import audit
 from .auth import Principal, require
 from .commands import Refusal
+from .inputs import JSONRoute
 from .outbox import republish
 
-router = APIRouter(prefix="/admin", tags=["operations"])
+router = APIRouter(prefix="/admin", tags=["operations"], route_class=JSONRoute)
 Admin = Annotated[Principal, Depends(require("admin"))]
 AuditReader = Annotated[Principal, Depends(require("admin", "evaluator"))]
 
@@ -92,8 +94,8 @@ async def replay_dead_letter(
 
 
 class RepublishRequest(BaseModel):
-    since: AwareDatetime
-    until: AwareDatetime
+    since: Instant
+    until: Instant
 
 
 @router.post("/outbox/republish")
@@ -143,8 +145,8 @@ async def read_audit(
     _: AuditReader,
     case_id: Annotated[str | None, Query(max_length=128)] = None,
     user: Annotated[str | None, Query(max_length=128)] = None,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditEntry]:
     """The audit trail of this service's commands, accepted and refused (newest first): who

@@ -1,5 +1,6 @@
 """The audit trail: who did what, when and from where, for every command a service takes or
-refuses, in the append-only `audit_log` table of the service's schema.
+refuses and every refused read of protected data, in the append-only `audit_log` table of
+the service's schema.
 
 An accepted command is recorded in the transaction of its effect (the command runner in
 commands.py does it), so the trail and the state never disagree. A refused command is
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from gridloop_contracts.problems import Refusal
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import tracing
@@ -178,9 +180,37 @@ def mark_refusal_recorded() -> None:
         origin.refusal_recorded = True
 
 
-def refusal_needs_record() -> Origin | None:
-    """The origin of the current request when it is a command whose refusal nobody recorded."""
+class RefusedRead(Refusal):
+    """A read of protected data (a case, its tasks, the cases behind a score) that the caller
+    may not make. The caller gets `reason` with `code` and `status` — for a case out of reach
+    404, as if it did not exist, so an id is never confirmed; the audit trail records who tried,
+    the route, `audit_code` and `why`. Reads that are allowed record nothing."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        why: str,
+        field: str | None = None,
+        code: str = "not-found",
+        status: int = 404,
+        audit_code: str | None = None,
+        case_id: str | None = None,
+        task_id: str | None = None,
+    ) -> None:
+        super().__init__(reason, field=field, code=code, status=status)
+        self.why = why
+        self.audit_code = audit_code or code
+        self.case_id = case_id
+        self.task_id = task_id
+
+
+def refusal_needs_record(read: bool = False) -> Origin | None:
+    """The origin of the current request when it is a command (or, with `read`, a read of
+    protected data) whose refusal nobody recorded."""
     origin = _origin.get()
-    if origin is None or origin.refusal_recorded or origin.method in SAFE_METHODS:
+    if origin is None or origin.refusal_recorded:
+        return None
+    if origin.method in SAFE_METHODS and not read:
         return None
     return origin

@@ -4,7 +4,8 @@ Every REST API takes `Authorization: Bearer <jwt>`. The token is checked against
 configured issuer and audience with a shared secret (HS256, development), a PEM public key,
 or a JWKS URL (an OIDC provider). Roles are the domain's: operator, shift-leader,
 dispatcher, supervisor, department, grid-head, evaluator, admin. Services decide what a
-role may do; this module only says who the caller is.
+role may do (and access.py where: the caller's territory); this module only says who the
+caller is. A token without a `territory` claim reaches no territory (it fails closed).
 
 For local development `AUTH_MODE=dev` also accepts an `X-User: <user id>` header resolved
 against the city's users; `make run` prints demo tokens for every role.
@@ -59,8 +60,9 @@ class Principal:
     roles: frozenset[str]
     name: str = ""
     dept: str | None = None
-    # Territory codes (cells, communities, sub-districts) or "*" for the whole district.
-    territory: tuple[str, ...] = ("*",)
+    # Territory codes (cells, communities, sub-districts) or "*" for the whole district; none
+    # (the default, and a token without a `territory` claim) reaches no territory at all.
+    territory: tuple[str, ...] = ()
     claims: Mapping[str, Any] = field(default_factory=dict)
 
     def has(self, *roles: str) -> bool:
@@ -145,19 +147,27 @@ class Authenticator:
         )
 
 
+def territory_claim(value: Any) -> tuple[str, ...]:
+    """The territory a token grants. Fails closed: no claim, an empty one or one of another
+    shape grants no territory (not the whole district); blank codes are dropped, since a
+    prefix "" would cover everything."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        return ()
+    return tuple(t.strip() for t in value if isinstance(t, str) and t.strip())
+
+
 def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     roles = claims.get("roles") or []
-    territory = claims.get("territory") or ["*"]
     if isinstance(roles, str):
         roles = [roles]
-    if isinstance(territory, str):
-        territory = [territory]
     return Principal(
         user_id=str(claims["sub"]),
         roles=frozenset(str(r) for r in roles),
         name=str(claims.get("name", "")),
         dept=claims.get("dept"),
-        territory=tuple(str(t) for t in territory),
+        territory=territory_claim(claims.get("territory")),
         claims=dict(claims),
     )
 
@@ -169,10 +179,12 @@ def issue_token(
     roles: Iterable[str],
     name: str = "",
     dept: str | None = None,
-    territory: Sequence[str] = ("*",),
+    territory: Sequence[str] | None = None,
     ttl_s: int = 12 * 3600,
 ) -> str:
-    """A signed HS256 token (development and tests; production tokens come from the IdP)."""
+    """A signed HS256 token (development and tests; production tokens come from the IdP).
+    Without `territory` the token has no territory claim, and so reaches no territory: pass
+    the user's (`["*"]` for the whole district) wherever cases are read by territory."""
     if not settings.secret:
         raise ValueError("issuing tokens needs JWT_SECRET")
     now = int(time.time())
@@ -182,10 +194,11 @@ def issue_token(
         "sub": user_id,
         "name": name,
         "roles": sorted(roles),
-        "territory": list(territory),
         "iat": now,
         "exp": now + ttl_s,
     }
+    if territory is not None:
+        claims["territory"] = list(territory)
     if dept:
         claims["dept"] = dept
     return jwt.encode(claims, settings.secret, algorithm="HS256")

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import nats
 import structlog
+from gridloop_contracts import subjects
 from gridloop_contracts.subjects import STREAMS, StreamSpec
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import NotFoundError
 
 log = structlog.get_logger(__name__)
@@ -63,13 +74,19 @@ _hooks: set[asyncio.Task[None]] = set()
 
 
 async def keep_streams(
-    js: JetStreamContext, specs: Sequence[StreamSpec] = STREAMS, *, replicas: int = 1
+    js: JetStreamContext,
+    specs: Sequence[StreamSpec] = STREAMS,
+    *,
+    replicas: int = 1,
+    feeds: Sequence[Feed] = (),
 ) -> None:
     """After a reconnect: the server may have come back without its store (lost, or a new
-    node), so create the streams again until it works; a no-op when they survived."""
+    node), so create the streams (and `feeds`) again until it works; a no-op when they
+    survived."""
     for attempt in range(60):
         try:
             await ensure_streams(js, specs, replicas=replicas)
+            await ensure_feeds(js, feeds)
             return
         except Exception as exc:
             log.warning("streams not ensured after reconnect", attempt=attempt, error=str(exc))
@@ -113,3 +130,72 @@ async def ensure_streams(
                     raise
                 log.info("stream create retry", stream=spec.name, error=str(exc))
                 await asyncio.sleep(0.2 * (attempt + 1))
+
+
+@dataclass(frozen=True)
+class Feed:
+    """A durable pull consumer gridloop keeps for a reader outside it: a department's
+    `dept-<dept>` on DISPATCH, an integrator's `src-<source>` on NOTIFY. The service that
+    writes the stream creates it, with a fixed filter and no delivery subject; the reader's
+    NATS user may only look it up, fetch and ack (tools/gen_nats_config.py), so it can
+    neither widen the filter nor have JetStream deliver into a subject of its choosing."""
+
+    stream: str
+    durable: str
+    filter_subject: str
+
+    @classmethod
+    def department(cls, dept: str) -> Feed:
+        return cls("DISPATCH", f"dept-{dept}", subjects.dispatch_all(dept))
+
+    @classmethod
+    def integrator(cls, source: str) -> Feed:
+        return cls("NOTIFY", f"src-{source}", subjects.notify(source))
+
+    def config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            name=self.durable,
+            durable_name=self.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            filter_subject=self.filter_subject,
+        )
+
+    def fits(self, cfg: ConsumerConfig) -> bool:
+        """An existing consumer of this name is the feed: pulled, explicitly acked, this
+        filter (what a reader may have tuned besides, such as ack_wait, stays)."""
+        return (
+            not cfg.deliver_subject
+            and cfg.filter_subject == self.filter_subject
+            and not cfg.filter_subjects
+            and cfg.ack_policy == AckPolicy.EXPLICIT
+        )
+
+
+async def ensure_feeds(js: JetStreamContext, feeds: Sequence[Feed]) -> None:
+    """Create each feed consumer that is missing; one that exists keeps its position, unless
+    it is not the feed (a push consumer, another filter), which is replaced."""
+    for feed in feeds:
+        try:
+            info = await js.consumer_info(feed.stream, feed.durable)
+        except NotFoundError:
+            info = None
+        if info is not None:
+            if feed.fits(info.config):
+                continue
+            log.warning(
+                "feed consumer is not the feed; replacing it",
+                stream=feed.stream,
+                consumer=feed.durable,
+                deliver_subject=info.config.deliver_subject,
+                filter=info.config.filter_subject,
+            )
+            with contextlib.suppress(NotFoundError):
+                await js.delete_consumer(feed.stream, feed.durable)
+        try:
+            await js.add_consumer(feed.stream, feed.config())
+        except nats.js.errors.APIError as exc:
+            # Another replica created it first: fine if it is the feed.
+            info = await js.consumer_info(feed.stream, feed.durable)
+            if not feed.fits(info.config):
+                raise RuntimeError(f"feed {feed.durable} on {feed.stream}: {exc}") from exc

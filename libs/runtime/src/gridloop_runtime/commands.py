@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from gridloop_contracts.problems import Refusal as Refusal
@@ -21,6 +20,7 @@ from pydantic_core import to_jsonable_python
 
 from . import audit
 from .db import Conn
+from .inputs import public_errors
 from .outbox import UnitOfWorkFactory, Work
 
 
@@ -33,21 +33,23 @@ def install_refusal_handler(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         """A command whose request does not match its contract is refused before any code
-        of the service runs: audited too (who tried what), with the first field named."""
-        errors = exc.errors()
+        of the service runs: audited too (who tried what), with the first field named. The
+        answer never echoes the input and its texts are made encodable (inputs.py): what
+        the sender made up (NaN, a lone surrogate, an unknown key) must not break it."""
+        errors = public_errors(exc.errors())
         first = errors[0] if errors else {}
-        # the names come from the sender (an unknown key is named as sent): keep them storable
-        named = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        where = named.replace("\x00", "")[:200] or None
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")[:200] or None
         reason = str(first.get("msg", "invalid request"))
         await _audit_refusal(request, Refusal(reason, field=where, code="invalid", status=422))
-        return await request_validation_exception_handler(request, exc)
+        return JSONResponse({"detail": errors}, status_code=422)
 
 
 async def _audit_refusal(request: Request, exc: Refusal) -> None:
     """A command refused before (or outside) the command runner — no token, wrong role, a
-    rule of the service — is audited here, in its own transaction."""
-    origin = audit.refusal_needs_record()
+    rule of the service — is audited here, in its own transaction; so is a refused read of
+    protected data (audit.RefusedRead), with the reason the caller was not told."""
+    read = exc if isinstance(exc, audit.RefusedRead) else None
+    origin = audit.refusal_needs_record(read=read is not None)
     runtime: Any = getattr(request.app.state, "runtime", None)
     pool = getattr(runtime, "pool", None)
     if origin is None or pool is None:
@@ -61,9 +63,11 @@ async def _audit_refusal(request: Request, exc: Refusal) -> None:
             at=runtime.clock.now(),
             command=origin.command,
             outcome="refused",
-            code=exc.code,
+            case_id=read.case_id if read else None,
+            task_id=read.task_id if read else None,
+            code=read.audit_code if read else exc.code,
             field=exc.field,
-            reason=exc.reason,
+            reason=read.why if read else exc.reason,
             status=exc.status,
         )
     origin.refusal_recorded = True
@@ -142,14 +146,16 @@ async def run_command(
                 return first
         if isinstance(exc, _Raced):
             raise RuntimeError("command answer vanished") from exc
+        # a case out of the caller's reach: the caller is told "not found", the trail why
+        hidden = exc if isinstance(exc, audit.RefusedRead) else None
         async with uow() as work:
             await audit.record_work(
                 work,
                 kind,
                 "refused",
-                code=exc.code,
+                code=hidden.audit_code if hidden else exc.code,
                 field=exc.field,
-                reason=exc.reason,
+                reason=hidden.why if hidden else exc.reason,
                 status=exc.status,
                 **ids,
             )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ import nats.errors
 import orjson
 import structlog
 from gridloop_contracts import Envelope, EnvelopeError, decode, subjects
+from gridloop_contracts.envelope import storable
 from gridloop_contracts.problems import Permanent as Permanent
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -60,6 +61,15 @@ class ConsumerSpec:
     # stand by and take over within seconds), so one case's messages take effect in stream
     # order with any number of replicas. False for work with no per-case order (reports).
     ordered: bool = True
+    # Only gridloop's services write this stream: a message that is not a CloudEvent from one
+    # of them (`from_gridloop`) reached it some other way and is acked and dropped, with a
+    # warning and gridloop_foreign_messages_total. Default: CASES and DISPATCH.
+    services_only: bool | None = None
+    # The subject names the publisher (NATS permissions let each integrator or department
+    # publish only on its own), so the inbox key is `<subject>|<ce-id>`: an id another sender
+    # chose, whatever `ce-source` it claims, cannot make this one's message a duplicate.
+    # Default: INTAKE and HANDLING.
+    key_by_subject: bool | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -67,6 +77,32 @@ class ConsumerSpec:
             raise ValueError(f"{self.durable}: give either a handler or a rules table")
         if not self.subjects and self.rules is not None:
             self.subjects = self.rules.subjects
+        if self.services_only is None:
+            self.services_only = self.stream in SERVICE_STREAMS
+        if self.key_by_subject is None:
+            self.key_by_subject = self.stream in PUBLISHER_STREAMS
+
+
+# Streams only gridloop's services publish to, and streams whose subject names its publisher.
+SERVICE_STREAMS = frozenset({"CASES", "DISPATCH"})
+PUBLISHER_STREAMS = frozenset({"INTAKE", "HANDLING"})
+# Every gridloop service's CloudEvents source is `/gridloop/<service>` (Runtime.source).
+SERVICE_SOURCE_PREFIX = "/gridloop/"
+
+
+def from_gridloop(headers: Mapping[str, str] | None) -> bool:
+    """A CloudEvent in binary mode from a gridloop service: `ce-source` `/gridloop/<service>`
+    and a `gridloop.` type. Two header look-ups, before anything is parsed."""
+    if not headers:
+        return False
+    source = headers.get("ce-source")
+    ce_type = headers.get("ce-type")
+    return (
+        source is not None
+        and source.startswith(SERVICE_SOURCE_PREFIX)
+        and ce_type is not None
+        and ce_type.startswith("gridloop.")
+    )
 
 
 # The database is unreachable or restarting: no fault of the message.
@@ -239,6 +275,10 @@ class Consumer:
 
     async def process(self, msgs: list[Msg]) -> None:
         started = time.perf_counter()
+        if self.spec.services_only:
+            msgs = await self._drop_foreign(msgs)
+            if not msgs:
+                return
         if len(msgs) == 1:
             await self._one(msgs[0])
             metrics.HANDLER_SECONDS.labels(self.service, self.spec.durable).observe(
@@ -264,6 +304,29 @@ class Consumer:
         metrics.HANDLER_SECONDS.labels(self.service, self.spec.durable).observe(
             time.perf_counter() - started
         )
+
+    async def _drop_foreign(self, msgs: list[Msg]) -> list[Msg]:
+        """The messages from gridloop's services; the others are acked and dropped (a
+        JetStream ack sent to a reply subject on this stream, anything not ours)."""
+        kept = [m for m in msgs if from_gridloop(m.headers)]
+        if len(kept) == len(msgs):
+            return msgs
+        for msg in msgs:
+            if from_gridloop(msg.headers):
+                continue
+            headers = msg.headers or {}
+            log.warning(
+                "message not from a gridloop service dropped",
+                consumer=self.spec.durable,
+                subject=msg.subject,
+                ce_source=headers.get("ce-source"),
+                ce_type=headers.get("ce-type"),
+                size=len(msg.data),
+            )
+            metrics.FOREIGN_MESSAGES.labels(self.service, self.spec.durable).inc()
+            with contextlib.suppress(Exception):
+                await msg.ack()
+        return kept
 
     async def _in_one_transaction(self, msgs: list[Msg]) -> int:
         async with self.pool.acquire() as conn:
@@ -298,6 +361,8 @@ class Consumer:
 
     async def _claim(self, conn: Conn, msgs: list[Msg]) -> set[int]:
         """Insert the batch's ids into the inbox; return the messages not seen before."""
+        if self.spec.key_by_subject:
+            return await self._claim_by_subject(conn, msgs)
         keys = [(msg, _event_id(msg)) for msg in msgs]
         ids = [k for _, k in keys]
         rows = await conn.fetch(
@@ -309,6 +374,30 @@ class Consumer:
         new_ids = {r["event_id"] for r in rows}
         fresh: set[int] = set()
         for msg, key in keys:
+            if key in new_ids:
+                fresh.add(id(msg))
+                new_ids.discard(key)  # a duplicate inside one batch is handled once
+        return fresh
+
+    async def _claim_by_subject(self, conn: Conn, msgs: list[Msg]) -> set[int]:
+        """`_claim` keyed `<subject>|<id>`. A redelivered message may have been handled
+        under the key of earlier releases (`<ce-source>|<id>`): that row counts too, in the
+        same statement. Only for redeliveries, so an old row another sender made with this
+        sender's `ce-source` cannot swallow a new message."""
+        keys = [(msg, _subject_key(msg), _legacy_key(msg)) for msg in msgs]
+        rows = await conn.fetch(
+            "INSERT INTO inbox (consumer, event_id) "
+            "SELECT $1, k FROM unnest($2::text[], $3::text[]) AS t(k, legacy) "
+            "WHERE t.legacy IS NULL OR NOT EXISTS "
+            "(SELECT 1 FROM inbox i WHERE i.consumer = $1 AND i.event_id = t.legacy) "
+            "ON CONFLICT DO NOTHING RETURNING event_id",
+            self.spec.durable,
+            [k for _, k, _ in keys],
+            [old for _, _, old in keys],
+        )
+        new_ids = {r["event_id"] for r in rows}
+        fresh: set[int] = set()
+        for msg, key, _ in keys:
             if key in new_ids:
                 fresh.add(id(msg))
                 new_ids.discard(key)  # a duplicate inside one batch is handled once
@@ -405,8 +494,10 @@ class Consumer:
 
     async def dead_letter(self, msg: Msg, exc: Exception, delivered: int) -> None:
         """Park the message on dlq.<service> and in dead_letters, where operators see it."""
-        headers = dict(msg.headers or {})
-        error = repr(exc)[:2000]
+        # Kept as text: U+0000, which no text column takes, replaced (else the dead letter
+        # itself would fail, again on every delivery).
+        headers = {storable(k): storable(v) for k, v in (msg.headers or {}).items()}
+        error = storable(repr(exc)[:2000])
         event_id = headers.get("ce-id") or headers.get("Nats-Msg-Id")
         async with self.pool.acquire() as conn:
             await conn.execute(
@@ -422,7 +513,7 @@ class Consumer:
             )
         dlq_headers = {
             k: v
-            for k, v in headers.items()
+            for k, v in (msg.headers or {}).items()
             if k.lower() not in ("nats-msg-id", "nats-expected-stream")
         }
         dlq_headers.update(
@@ -453,6 +544,33 @@ async def _ack_all(msgs: list[Msg]) -> None:
     for msg in msgs:
         with contextlib.suppress(Exception):
             await msg.ack()
+
+
+def _subject_key(msg: Msg) -> str:
+    """The inbox key where the subject names the publisher: `<subject>|<id>` (the id from
+    `ce-id`, a structured event's `id`, or `Nats-Msg-Id`), else the stream position."""
+    headers = msg.headers or {}
+    event_id = headers.get("ce-id")
+    if not event_id:
+        with contextlib.suppress(Exception):
+            doc = orjson.loads(msg.data)
+            if isinstance(doc, dict) and isinstance(doc.get("id"), str):
+                event_id = doc["id"]
+    if not event_id:
+        event_id = headers.get("Nats-Msg-Id")
+    if event_id:
+        # the id is the sender's: kept as text even with a U+0000 in it
+        return storable(f"{msg.subject}|{event_id}")
+    meta = msg.metadata
+    return f"{meta.stream}:{meta.sequence.stream}"
+
+
+def _legacy_key(msg: Msg) -> str | None:
+    """The key a redelivered message had before keys named the subject (`_event_id`)."""
+    with contextlib.suppress(Exception):
+        if msg.metadata.num_delivered > 1:
+            return storable(_event_id(msg))
+    return None
 
 
 def _event_id(msg: Msg) -> str:

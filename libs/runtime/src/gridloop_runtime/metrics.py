@@ -28,5 +28,10 @@ OUTBOX_BACKLOG = Gauge("gridloop_outbox_backlog", "Outbox rows not yet published
 DEAD_LETTERS = Counter(
     "gridloop_dead_letters_total", "Messages sent to the DLQ", ["service", "consumer"]
 )
+FOREIGN_MESSAGES = Counter(
+    "gridloop_foreign_messages_total",
+    "Messages dropped from a stream only gridloop's services write (not a CloudEvent of theirs)",
+    ["service", "consumer"],
+)
 TIMERS_FIRED = Counter("gridloop_timers_fired_total", "Timers fired", ["service", "kind"])
 OVERDUE_CASES = Gauge("gridloop_overdue_cases", "Open cases past their deadline", ["service"])

@@ -33,6 +33,7 @@ from .casework import Rules
 from .clock import Clock, OffsetFileClock, SystemClock
 from .commands import install_refusal_handler
 from .consumer import Consumer, ConsumerSpec
+from .inputs import check_routes
 from .limits import ClientKey, InFlightCap, Limiter
 from .outbox import OutboxRelay, Publisher, UnitOfWorkFactory
 from .settings import ServiceSettings
@@ -62,6 +63,8 @@ class ServiceDefinition:
     users: UserLookup | None = None
     # who a caller without a user is, for rate limits (e.g. an Open311 API key's source)
     client_key: ClientKey | None = None
+    # durable consumers this service keeps for readers outside gridloop (bus.Feed)
+    feeds: Sequence[bus.Feed] = ()
 
 
 class Runtime:
@@ -112,7 +115,9 @@ class Runtime:
 
         async def streams_again() -> None:
             if self.js is not None:
-                await bus.keep_streams(self.js, replicas=s.stream_replicas)
+                await bus.keep_streams(
+                    self.js, replicas=s.stream_replicas, feeds=self.definition.feeds
+                )
 
         self.nc = await bus.connect(
             s.nats_url,
@@ -123,6 +128,7 @@ class Runtime:
         )
         self.js = self.nc.jetstream(publish_async_max_pending=4000)
         await bus.ensure_streams(self.js, replicas=s.stream_replicas)
+        await bus.ensure_feeds(self.js, self.definition.feeds)
         # Consumers and timers wait for a connection as long as it takes; the HTTP API
         # (rt.uow) waits at most DB_ACQUIRE_TIMEOUT_S and answers 503 (limits.py).
         self.publisher = Publisher(
@@ -300,6 +306,7 @@ class Runtime:
 
         from .admin import router as admin_router
 
+        check_routes([admin_router, *self.definition.routers])  # bodies decoded strictly
         app.include_router(admin_router)
         for router in self.definition.routers:
             app.include_router(router)

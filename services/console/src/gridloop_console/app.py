@@ -28,6 +28,7 @@ from gridloop_runtime.auth import (
     lookup_from,
 )
 from gridloop_runtime.commands import Refusal, install_refusal_handler
+from gridloop_runtime.inputs import JSONRoute, check_routes
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
@@ -150,7 +151,7 @@ class LoginIn(BaseModel):
     token: str | None = Field(None, min_length=10, max_length=8000)
 
 
-router = APIRouter()
+router = APIRouter(route_class=JSONRoute)
 
 
 @router.get("/api/config", tags=["console"])
@@ -357,6 +358,7 @@ def create_app(console: Console) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    check_routes([router])  # bodies decoded strictly (gridloop_runtime.inputs)
     app.include_router(router)
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
     return app

@@ -11,12 +11,15 @@ from typing import Any
 
 import orjson
 import structlog
+from gridloop_runtime import access
 from gridloop_runtime.auth import Principal
 
 log = structlog.get_logger(__name__)
 
-# Roles that see the whole district's events (within their territory when they have one).
+# Roles that see the events of the cases in their territory: the command centre, supervisors
+# and grid heads; department staff see their department's (gridloop_runtime.access).
 COMMAND_CENTRE = frozenset({"operator", "shift-leader", "dispatcher", "evaluator", "admin"})
+READERS = COMMAND_CENTRE | {"supervisor", "grid-head"}
 # Fields copied from the event into the summary the browser gets: enough to refresh a queue
 # or move a marker, nothing about the reporter.
 SUMMARY_FIELDS = (
@@ -57,20 +60,16 @@ def summarise(
 
 
 def may_see(who: Principal, event: Mapping[str, Any]) -> bool:
-    """Department staff see events of their department's cases; supervisors and grid heads
-    those of their territory; the command centre the district (or its territory)."""
-    if who.roles & COMMAND_CENTRE:
-        return who.covers(event.get("cell_code"), event.get("community_code"))
-    if "department" in who.roles:
-        if not who.dept:
-            return False
-        depts = {event.get("dept"), *event.get("co_handlers", ()), *event.get("depts", ())}
-        return who.dept in depts
-    if who.roles & {"supervisor", "grid-head"}:
-        if "*" in who.territory:
-            return True
-        return who.covers(event.get("cell_code"), event.get("community_code"))
-    return False
+    """Department staff see events of their department's cases; the command centre,
+    supervisors and grid heads those of their territory: the rule of the services' reads."""
+    depts = {event.get("dept"), *event.get("co_handlers", ()), *event.get("depts", ())}
+    return access.may_read(
+        who,
+        READERS,
+        cell_code=event.get("cell_code") or event.get("community_code"),
+        depts=depts,
+        departments=True,
+    )
 
 
 @dataclass(eq=False)

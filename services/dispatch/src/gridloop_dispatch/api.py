@@ -16,14 +16,17 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from gridloop_runtime import commands
+from gridloop_contracts.base import Instant
+from gridloop_contracts.common import NonBlank
+from gridloop_runtime import access, commands
 from gridloop_runtime.auth import CurrentPrincipal, Principal
 from gridloop_runtime.casework import run_case_command
 from gridloop_runtime.commands import CommandBody, Refusal
+from gridloop_runtime.inputs import JSONRoute
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime, runtime_of
 from gridloop_runtime.step import Step
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from . import repository as repo
 from .domain import routing
@@ -32,7 +35,7 @@ from .domain.rules import Units, missing_extension
 from .table import Dispatching
 from .views import case_view, extension_view, task_view
 
-router = APIRouter(tags=["dispatch"])
+router = APIRouter(tags=["dispatch"], route_class=JSONRoute)
 
 READERS = frozenset({"dispatcher", "shift-leader", "evaluator", "admin"})
 Dept = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")]
@@ -62,13 +65,21 @@ async def on_case(
     kind: str,
     rule: Callable[[CaseFile, Step], Any],
     answer: Callable[[CaseFile, Any], dict[str, Any]] | None = None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
     """A dispatcher's command on one case: its rule over the case file (the store's, as the
-    events'), idempotent on `command_id` (gridloop_runtime.casework.run_case_command)."""
+    events'), idempotent on `command_id` (gridloop_runtime.casework.run_case_command). A case
+    outside the dispatcher's territory is answered as one that does not exist, as its reads."""
     check_dispatcher(who)
     assert rt.uow is not None
 
     def apply(f: CaseFile, step: Step) -> dict[str, Any]:
+        if f.case is not None and not access.may_read(who, READERS, cell_code=f.case.cell_code):
+            if request_id is not None:  # name the request, not its case
+                raise access.out_of_reach(
+                    "extension request", request_id, who, field="request_id", case_id=case_id
+                )
+            raise access.out_of_reach("case", case_id, who)
         f.updated_at = step.now()
         outcome = rule(f, step)
         if answer is not None:
@@ -81,15 +92,18 @@ async def on_case(
     )
 
 
-async def read(rt: Runtime, who: Principal, fn: Callable[[Work], Awaitable[Any]]) -> Any:
+def reach(who: Principal) -> access.Reach:
+    """The cases the caller reads here: the command centre's, within its territory."""
     if not who.roles & READERS:
-        raise Refusal(
+        raise access.forbidden(
             "only the command centre reads dispatch records; departments follow their tasks "
-            "through handling and the dispatch.<dept> feed",
-            field="Authorization",
-            code="forbidden",
-            status=403,
+            "through handling and the dispatch.<dept> feed"
         )
+    return access.Reach.of(who, READERS)
+
+
+async def read(rt: Runtime, who: Principal, fn: Callable[[Work], Awaitable[Any]]) -> Any:
+    reach(who)
     assert rt.uow is not None
     async with rt.uow() as work:
         return await fn(work)
@@ -105,7 +119,7 @@ class UnitsIn(BaseModel):
     dept: Dept = Field(description="责任单位: the responsible unit (departments.yaml code)")
     co_handlers: list[Dept] = Field(default_factory=list, max_length=10, description="协办单位")
     lead: Dept | None = Field(None, description="牵头单位: the responsible unit or a co-handler")
-    deadline: AwareDatetime | None = Field(
+    deadline: Instant | None = Field(
         None, description="override the category's standard (else computed on the calendar)"
     )
     note: str | None = Field(None, max_length=1000, description="what this unit is to do")
@@ -119,27 +133,27 @@ class DispatchIn(Command, UnitsIn):
 
 
 class RedispatchIn(Command, UnitsIn):
-    reason: str = Field(min_length=2, max_length=1000)
+    reason: NonBlank = Field(min_length=2, max_length=1000)
     task_id: str | None = Field(None, description="the task to replace; default every active one")
 
 
 class SplitIn(Command):
     tasks: list[UnitsIn] = Field(min_length=2, max_length=20)
-    reason: str = Field(min_length=2, max_length=1000)
+    reason: NonBlank = Field(min_length=2, max_length=1000)
 
 
 class RecallIn(Command):
-    reason: str = Field(min_length=2, max_length=1000)
+    reason: NonBlank = Field(min_length=2, max_length=1000)
     task_id: str | None = Field(None, description="the task to recall; default every active one")
 
 
 class SuperviseIn(Command):
-    reason: str = Field(min_length=2, max_length=1000)
+    reason: NonBlank = Field(min_length=2, max_length=1000)
 
 
 class DecisionIn(Command):
     granted: bool
-    new_deadline: AwareDatetime | None = Field(
+    new_deadline: Instant | None = Field(
         None, description="granted: the new deadline (default the one the department proposed)"
     )
     reason: str | None = Field(None, max_length=1000, description="required when refused")
@@ -156,9 +170,10 @@ async def manual_queue(
     oldest first, with why and the units routing would suggest."""
     rt = runtime_of(request)
     city = dispatching(rt).rules.city
+    cells = reach(principal).cell_patterns()
 
     async def fetch(work: Work) -> list[dict[str, Any]]:
-        cases = await repo.queued_cases(work.conn, limit)
+        cases = await repo.queued_cases(work.conn, limit, cells=cells)
         tasks = await repo.tasks_of_cases(work.conn, [c.case_id for c in cases])
         out = []
         for c in cases:
@@ -187,9 +202,9 @@ async def get_case(case_id: str, request: Request, principal: CurrentPrincipal) 
     async def fetch(work: Work) -> dict[str, Any]:
         case = await repo.get_case(work.conn, case_id)
         if case is None:
-            raise Refusal(
-                f"no case {case_id!r} here", field="case_id", code="not-found", status=404
-            )
+            raise access.unknown("case", case_id)
+        if not access.may_read(principal, READERS, cell_code=case.cell_code):
+            raise access.out_of_reach("case", case_id, principal)
         tasks = await repo.tasks_of_case(work.conn, case_id)
         extensions = await repo.list_extensions(work.conn, status=None, case_id=case_id, limit=1000)
         return {
@@ -215,13 +230,14 @@ async def board(
     """超期 / 督办 board: active tasks that are overdue or escalated (highest level first),
     every active task, or the cases under listed supervision."""
     rt = runtime_of(request)
+    cells = reach(principal).cell_patterns()
 
     async def fetch(work: Work) -> list[dict[str, Any]]:
         if view == "supervised":
-            cases = await repo.supervised_cases(work.conn, limit)
+            cases = await repo.supervised_cases(work.conn, limit, cells=cells)
             tasks = await repo.tasks_of_cases(work.conn, [c.case_id for c in cases])
             return [case_view(c, tasks.get(c.case_id, [])) for c in cases]
-        rows = await repo.board(work.conn, view=view, dept=dept, limit=limit)
+        rows = await repo.board(work.conn, view=view, dept=dept, limit=limit, cells=cells)
         return [
             {
                 **task_view(r.task),
@@ -246,10 +262,15 @@ async def extensions(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[dict[str, Any]]:
     """延期申请: pending requests (oldest first) for a dispatcher to grant or refuse."""
+    cells = reach(principal).cell_patterns()
 
     async def fetch(work: Work) -> list[dict[str, Any]]:
         found = await repo.list_extensions(
-            work.conn, status=None if status == "all" else status, case_id=case_id, limit=limit
+            work.conn,
+            status=None if status == "all" else status,
+            case_id=case_id,
+            limit=limit,
+            cells=cells,
         )
         return [extension_view(x) for x in found]
 
@@ -380,4 +401,5 @@ async def decide_extension(
             reason=body.reason,
         ),
         answer=lambda _, request: extension_view(request),
+        request_id=request_id,
     )

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from gridloop_runtime.auth import lookup_from
+from gridloop_runtime.bus import Feed
 from gridloop_runtime.consumer import ConsumerSpec
 from gridloop_runtime.service import ServiceDefinition
 
@@ -29,6 +30,8 @@ def definition(settings: DispatchSettings) -> tuple[ServiceDefinition, Any]:
             timer_rules=dispatching.table,
             routers=[api.router],
             users=lookup_from(dispatching.rules.city.users),
+            # Each department's durable consumer on DISPATCH (its user may only bind to it).
+            feeds=[Feed.department(code) for code in sorted(dispatching.rules.city.departments)],
             title="gridloop dispatch",
             description="指挥派遣: routing, deadlines on working time, chasing and escalation",
         ),

@@ -106,20 +106,27 @@ async def get_case(conn: Conn, case_id: str) -> Case | None:
     return None if row is None else case_of(row)
 
 
-async def queued_cases(conn: Conn, limit: int) -> list[Case]:
+# `cells`: the reader's territory as LIKE patterns of cell codes (gridloop_runtime.access);
+# None reads the whole district.
+_IN_CELLS = "($2::text[] IS NULL OR c.cell_code LIKE ANY($2::text[]))"
+
+
+async def queued_cases(conn: Conn, limit: int, *, cells: list[str] | None = None) -> list[Case]:
     rows = await conn.fetch(
-        f"{CASE_SELECT} WHERE c.queued_at IS NOT NULL AND c.state <> 'closed' "
+        f"{CASE_SELECT} WHERE c.queued_at IS NOT NULL AND c.state <> 'closed' AND {_IN_CELLS} "
         "ORDER BY c.queued_at, c.case_id LIMIT $1",
         limit,
+        cells,
     )
     return [case_of(r) for r in rows]
 
 
-async def supervised_cases(conn: Conn, limit: int) -> list[Case]:
+async def supervised_cases(conn: Conn, limit: int, *, cells: list[str] | None = None) -> list[Case]:
     rows = await conn.fetch(
         f"{CASE_SELECT} WHERE c.supervised_at IS NOT NULL AND c.state <> 'closed' "
-        "ORDER BY c.supervised_at LIMIT $1",
+        f"AND {_IN_CELLS} ORDER BY c.supervised_at LIMIT $1",
         limit,
+        cells,
     )
     return [case_of(r) for r in rows]
 
@@ -154,7 +161,9 @@ class BoardRow:
     case: Case
 
 
-async def board(conn: Conn, *, view: str, dept: str | None, limit: int) -> list[BoardRow]:
+async def board(
+    conn: Conn, *, view: str, dept: str | None, limit: int, cells: list[str] | None = None
+) -> list[BoardRow]:
     """Active tasks that are overdue / escalated / all active, most urgent first."""
     where = ["t.status IN ('open', 'signed')"]
     if view == "overdue":
@@ -167,6 +176,9 @@ async def board(conn: Conn, *, view: str, dept: str | None, limit: int) -> list[
     if dept is not None:
         args.append(dept)
         where.append(f"t.dept = ${len(args)}")
+    if cells is not None:
+        args.append(cells)
+        where.append(f"c.cell_code LIKE ANY(${len(args)}::text[])")
     task_cols = ", ".join(f"t.{c}" for c in TASK_COLUMNS)
     case_cols = ", ".join(f"c.{c} AS c_{c}" for c in CASE_COLUMNS)
     rows = await conn.fetch(
@@ -191,10 +203,21 @@ def ext_of(r: asyncpg.Record) -> Extension:
 
 
 async def list_extensions(
-    conn: Conn, *, status: str | None, case_id: str | None, limit: int
+    conn: Conn,
+    *,
+    status: str | None,
+    case_id: str | None,
+    limit: int,
+    cells: list[str] | None = None,
 ) -> list[Extension]:
     where: list[str] = []
     args: list[Any] = []
+    if cells is not None:
+        args.append(cells)
+        where.append(
+            f"x.case_id IN (SELECT c.case_id FROM cases c "
+            f"WHERE c.cell_code LIKE ANY(${len(args)}::text[]))"
+        )
     if status is not None:
         args.append(status)
         where.append(f"x.status = ${len(args)}")

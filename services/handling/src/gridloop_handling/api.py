@@ -16,6 +16,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse
 from gridloop_contracts import Attachment
+from gridloop_contracts.base import Instant
+from gridloop_contracts.common import NonBlank
 from gridloop_contracts.department import (
     DepartmentCommand,
     ExtensionCommand,
@@ -25,11 +27,13 @@ from gridloop_contracts.department import (
     SignCommand,
 )
 from gridloop_contracts.problems import Refusal
+from gridloop_runtime import access
 from gridloop_runtime.auth import CurrentPrincipal, Principal
 from gridloop_runtime.casework import run_case_command
+from gridloop_runtime.inputs import JSONRoute
 from gridloop_runtime.service import Runtime, runtime_of
 from gridloop_runtime.step import Step
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import repository as repo
 from .domain import commands as cmds
@@ -39,7 +43,7 @@ from .domain.tasks import task_for
 from .handlers import Service
 from .views import task_view
 
-router = APIRouter(tags=["handling"])
+router = APIRouter(tags=["handling"], route_class=JSONRoute)
 
 # Who may read any department's inbox (the command centre, evaluators).
 READERS = frozenset({"dispatcher", "shift-leader", "evaluator", "admin"})
@@ -63,25 +67,21 @@ def _known(h: Service, dept: str) -> None:
         )
 
 
-def check_reader(h: Service, p: Principal, dept: str) -> None:
+def check_reader(h: Service, p: Principal, dept: str) -> access.Reach:
+    """Who reads a department's inbox, and how much of it: its own staff all of it, the
+    command centre and evaluators the cases in their territory (gridloop_runtime.access)."""
     _known(h, dept)
     if "department" in p.roles and p.dept == dept:
-        return
+        return access.Reach(None, dept=dept)
     if p.roles & READERS:
-        return
+        return access.Reach.of(p, READERS)
     if "department" in p.roles:
-        raise Refusal(
+        raise access.forbidden(
             f"you are staff of {p.dept!r}: a department sees only its own cases",
             field="dept",
             code="wrong-department",
-            status=403,
         )
-    raise Refusal(
-        f"roles {sorted(p.roles)} may not read a department's inbox",
-        field="Authorization",
-        code="forbidden",
-        status=403,
-    )
+    raise access.forbidden(f"roles {sorted(p.roles)} may not read a department's inbox")
 
 
 def check_actor(h: Service, p: Principal, dept: str) -> None:
@@ -114,23 +114,23 @@ class CommandIn(BaseModel):
 
 
 class ReturnIn(CommandIn):
-    reason: str = Field(min_length=2, max_length=1000, description="why it is not ours (退回)")
+    reason: NonBlank = Field(min_length=2, max_length=1000, description="why it is not ours (退回)")
 
 
 class ExtensionIn(CommandIn):
-    reason: str = Field(min_length=2, max_length=1000)
-    proposed_deadline: AwareDatetime
+    reason: NonBlank = Field(min_length=2, max_length=1000)
+    proposed_deadline: Instant
 
 
 class ProgressIn(CommandIn):
-    note: str = Field(min_length=1, max_length=2000)
+    note: NonBlank = Field(min_length=1, max_length=2000)
     evidence: list[Attachment] = Field(default_factory=list, max_length=20)
 
 
 class ResultIn(CommandIn):
-    result: str = Field(min_length=1, max_length=2000, description="what was done (处置结果)")
+    result: NonBlank = Field(min_length=1, max_length=2000, description="what was done (处置结果)")
     evidence: list[Attachment] = Field(default_factory=list, max_length=20)
-    completed_at: AwareDatetime | None = Field(None, description="when the work was done; now")
+    completed_at: Instant | None = Field(None, description="when the work was done; now")
 
 
 async def _execute(
@@ -216,12 +216,13 @@ async def inbox(
     location and the report's evidence; filter and sort; `state=closed` is the history."""
     rt = runtime_of(request)
     h = service_of(rt)
-    check_reader(h, principal, dept)
+    reach = check_reader(h, principal, dept)
     assert rt.uow is not None
     async with rt.uow() as work:
         now = work.now()
         query = repo.InboxQuery(
             dept=dept,
+            cells=reach.cell_patterns(),
             now=now,
             state=state,
             stage=stage,
@@ -246,10 +247,10 @@ async def summary(request: Request, principal: CurrentPrincipal, dept: Dept) -> 
     """The inbox's counters: to sign, in progress, awaiting verification, overdue, ended."""
     rt = runtime_of(request)
     h = service_of(rt)
-    check_reader(h, principal, dept)
+    reach = check_reader(h, principal, dept)
     assert rt.uow is not None
     async with rt.uow() as work:
-        counts = await repo.summary(work.conn, dept, work.now())
+        counts = await repo.summary(work.conn, dept, work.now(), cells=reach.cell_patterns())
     return {"dept": dept, **counts}
 
 
@@ -260,23 +261,22 @@ async def one_case(
     """The department's task on a case, with the case and every step so far."""
     rt = runtime_of(request)
     h = service_of(rt)
-    check_reader(h, principal, dept)
+    reach = check_reader(h, principal, dept)
+    # out of the caller's reach, a case is answered exactly as one never dispatched here
+    missing = f"no case {case_id!r} has been dispatched to {dept!r}"
     assert rt.uow is not None
     async with rt.uow() as work:
         tasks = await repo.tasks_of_case(work.conn, case_id)
         task = task_for(tasks, dept)
         if task is not None:
             case = await repo.get_case(work.conn, case_id)
+            if not reach.sees((case or {}).get("cell_code"), [t.dept for t in tasks]):
+                raise access.out_of_reach("case", case_id, principal, reason=missing)
             mine = [t.task_id for t in tasks if t.dept == dept]
             history = await repo.history(work.conn, mine)
             now = work.now()
     if task is None:
-        raise Refusal(
-            f"no case {case_id!r} has been dispatched to {dept!r}",
-            field="case_id",
-            code="not-found",
-            status=404,
-        )
+        raise Refusal(missing, field="case_id", code="not-found", status=404)
     return task_view(task, case, now=now, calendar=h.ctx.calendar, city=h.ctx.city, history=history)
 
 

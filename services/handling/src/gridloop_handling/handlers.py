@@ -38,7 +38,12 @@ from typing import Any
 from gridloop_contracts import Envelope, EnvelopeError, subjects
 from gridloop_contracts import cases as ev
 from gridloop_contracts.department import COMMANDS, CommandAnswerV1
-from gridloop_contracts.envelope import validation_errors
+from gridloop_contracts.envelope import (
+    control_characters,
+    nul_in,
+    storable,
+    validation_errors,
+)
 from gridloop_contracts.problems import Permanent
 from gridloop_runtime.casework import Rules
 from gridloop_runtime.commands import seen_command
@@ -54,7 +59,7 @@ from .domain.rules import PARKED, HandlingRules, Policy
 from .store import HandlingStore
 from .views import task_view
 
-# A subject a department may ask to be answered on: plain tokens, no wildcards.
+# What may follow a department's inbox prefix in a reply subject: plain tokens, no wildcards.
 _REPLY_SUBJECT = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
 COMMAND_SUBJECTS = ["handling.>"]
 
@@ -115,11 +120,11 @@ class BusCommands:
 
     async def on_command(self, work: Work, env: Envelope) -> None:
         dept, action = _subject(work)
-        reply_to = _reply_subject(env.extensions.get("replyto"))
+        asked_reply = env.extensions.get("replyto")
+        reply_to = reply_subject(dept, asked_reply)
         data = env.data if isinstance(env.data, dict) else {}
-        command_id = data.get("command_id")
-        if not isinstance(command_id, str) or not command_id:
-            command_id = env.id
+        named = data.get("command_id")
+        command_id: str = named if isinstance(named, str) and named else env.id
         case_id = data.get("case_id") if isinstance(data.get("case_id"), str) else None
 
         async def refuse(errors: list[dict[str, Any]]) -> None:
@@ -128,6 +133,28 @@ class BusCommands:
             )
             await self._refused(work, answer, reply_to)
 
+        nul = nul_in(env.data)
+        bad = control_characters(env)
+        if bad is not None or nul is not None:
+            # Answered all the same, with what can be kept as text.
+            command_id = storable(command_id)
+            case_id = storable(case_id) if case_id is not None else None
+            error = (
+                {"field": bad.field, "reason": bad.reason}
+                if bad is not None
+                else {"field": nul, "reason": "contains U+0000 (NUL), which is not text"}
+            )
+            await refuse([{**error, "code": "invalid"}])
+            return
+        if asked_reply and reply_to is None:
+            # Answered on dispatch.<dept>.answer only: never on a subject the department
+            # may not read itself (another's, a stream's).
+            reason = (
+                f"{asked_reply!r} is not a subject under {own_inbox(dept)} (the department's "
+                "own inbox prefix, where it may receive answers)"
+            )
+            await refuse([{"field": "replyto", "reason": reason, "code": "invalid-replyto"}])
+            return
         model = COMMANDS.get(action)
         if model is None:
             reason = (
@@ -163,7 +190,9 @@ class BusCommands:
         """Not a CloudEvent: still answered, naming what is wrong."""
         dept, action = _subject(work)
         headers = msg.headers or {}
-        command_id = headers.get("Nats-Msg-Id") or f"HANDLING:{msg.metadata.sequence.stream}"
+        command_id = storable(
+            headers.get("Nats-Msg-Id") or f"HANDLING:{msg.metadata.sequence.stream}"
+        )
         answer = cmds.refused(
             command_id=command_id,
             dept=dept,
@@ -177,7 +206,8 @@ class BusCommands:
         data = work.trigger.data if work.trigger is not None else None
         by = data.get("by") if isinstance(data, dict) else None
         nowhere = CaseFile(answer.case_id or "")
-        self.rules.answer(nowhere, work, answer, reply_to, by=by if isinstance(by, str) else None)
+        who = storable(by) if isinstance(by, str) else None
+        self.rules.answer(nowhere, work, answer, reply_to, by=who)
         await self.store.save(work.conn, [nowhere])
 
 
@@ -195,7 +225,17 @@ def _subject(work: Work) -> tuple[str, str]:
     return parts[1], ".".join(parts[2:])
 
 
-def _reply_subject(value: str | None) -> str | None:
-    if value and _REPLY_SUBJECT.fullmatch(value):
+def own_inbox(dept: str) -> str:
+    """The prefix of the subjects a department receives answers on (its NATS user's inbox
+    prefix, `_INBOX.dept-<dept>.`)."""
+    return f"_INBOX.dept-{dept}."
+
+
+def reply_subject(dept: str, value: str | None) -> str | None:
+    """`value` if it is a plain subject under the department's own inbox prefix, else None:
+    handling answers a command nowhere else (not another department's subjects, not a
+    stream's)."""
+    prefix = own_inbox(dept)
+    if value and value.startswith(prefix) and _REPLY_SUBJECT.fullmatch(value[len(prefix) :]):
         return value
     return None

@@ -172,6 +172,9 @@ class InboxQuery:
     sort: Sort = "deadline"
     limit: int = 100
     offset: int = 0
+    # the reader's territory as LIKE patterns of cell codes (gridloop_runtime.access); None:
+    # the whole district
+    cells: list[str] | None = None
 
 
 _STAGE_STATES = {
@@ -226,6 +229,8 @@ async def inbox(conn: Conn, q: InboxQuery) -> tuple[list[tuple[Task, dict[str, A
     if q.text:
         pattern = arg(f"%{q.text}%")
         where.append(f"(c.description ILIKE {pattern} OR c.address ILIKE {pattern})")
+    if q.cells is not None:
+        where.append(f"c.cell_code LIKE ANY({arg(q.cells)}::text[])")
     sql_where = " AND ".join(where)
     # $2 (now) is referenced only by the overdue filter; keep its type known either way.
     base = (
@@ -246,8 +251,11 @@ async def inbox(conn: Conn, q: InboxQuery) -> tuple[list[tuple[Task, dict[str, A
     return out, int(total)
 
 
-async def summary(conn: Conn, dept: str, now: datetime) -> dict[str, int]:
-    """The inbox's counters: what waits at each stage, what is late, what ended."""
+async def summary(
+    conn: Conn, dept: str, now: datetime, *, cells: list[str] | None = None
+) -> dict[str, int]:
+    """The inbox's counters: what waits at each stage, what is late, what ended (of the cases
+    whose cell matches `cells`, when given)."""
     row = await conn.fetchrow(
         "SELECT "
         "count(*) FILTER (WHERE state = 'dispatched') AS to_sign, "
@@ -260,9 +268,11 @@ async def summary(conn: Conn, dept: str, now: datetime) -> dict[str, int]:
         "count(*) FILTER (WHERE state = 'closed') AS closed, "
         "count(*) FILTER (WHERE state = 'returned') AS returned, "
         "count(*) FILTER (WHERE state IN ('recalled', 'superseded')) AS withdrawn "
-        "FROM tasks WHERE dept = $1",
+        "FROM tasks WHERE dept = $1 AND ($3::text[] IS NULL OR case_id IN "
+        "(SELECT case_id FROM cases WHERE cell_code LIKE ANY($3::text[])))",
         dept,
         now,
+        cells,
     )
     assert row is not None
     return {k: int(v) for k, v in dict(row).items()}

@@ -9,14 +9,17 @@ from typing import Annotated, Any, Literal
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, Response
 from gridloop_contracts import Actor, Attachment, Location
-from gridloop_contracts.common import Rating, Urgency
-from gridloop_contracts.inbound import Reporter
+from gridloop_contracts.base import Instant
+from gridloop_contracts.common import NonBlank, Rating, Urgency
+from gridloop_contracts.inbound import Reporter, SentAt
+from gridloop_runtime import access
 from gridloop_runtime.auth import CurrentPrincipal, Principal, require
 from gridloop_runtime.casework import run_case_command
 from gridloop_runtime.commands import CommandBody, Refusal
+from gridloop_runtime.inputs import JSONRoute
 from gridloop_runtime.service import Runtime, runtime_of
 from gridloop_runtime.step import Step
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from . import repository as repo
 from .casework import Outcome, take_report
@@ -28,7 +31,7 @@ from .domain.problems import Refused
 from .domain.rules import Operator
 from .store import CASEFILE, RATINGS, CaseFileStore
 
-router = APIRouter(tags=["intake"])
+router = APIRouter(tags=["intake"], route_class=JSONRoute)
 
 OPERATORS = ("operator", "shift-leader")
 READERS = ("operator", "shift-leader", "dispatcher", "evaluator", "grid-head", "supervisor")
@@ -136,40 +139,41 @@ def case_view(intake: Intake, case: CaseRow) -> dict[str, Any]:
         "rating": case.rating,
         "reports": case.reports,
         "detections": case.detections,
+        # Open311's public list: the operator's decision (None: none yet) and its effect
+        "public": case.public,
+        "listed_publicly": case.listed_publicly,
     }
 
 
-def scope(who: Principal) -> tuple[list[str], str | None]:
-    """(territory prefixes, department) the caller may see: the command side sees the
-    district (or its territory), a department its own cases, grid heads and supervisors
-    their cells."""
-    everywhere = "*" in who.territory
-    if who.has("operator", "shift-leader", "dispatcher", "evaluator"):
-        return ([] if everywhere else list(who.territory)), None
-    if "department" in who.roles:
-        if not who.dept:
-            raise Refusal(
-                "a department user without a department", "Authorization", "forbidden", 403
-            )
-        return [], who.dept
-    if who.has("grid-head", "supervisor"):
-        return ([] if everywhere else list(who.territory)), None
-    raise Refusal(f"role {sorted(who.roles)} may not read cases", "Authorization", "forbidden", 403)
+def scope(who: Principal) -> access.Reach:
+    """The part of the case file the caller reads (gridloop_runtime.access): the command side,
+    grid heads and supervisors their territory, a department its own cases."""
+    return access.list_reach(who, READERS, departments=True)
 
 
 def may_see(who: Principal, case: CaseRow) -> bool:
-    territory, dept = scope(who)
-    if dept is not None:
-        return case.dept == dept
-    return not territory or any(case.cell_code.startswith(t) for t in territory)
+    return access.may_read(
+        who, READERS, cell_code=case.cell_code, depts=(case.dept,), departments=True
+    )
 
 
-async def visible_case(rt: Runtime, who: Principal, case_id: str) -> CaseRow:
+async def visible_case(
+    rt: Runtime, who: Principal, case_id: str, *, report_id: str | None = None
+) -> CaseRow:
+    """The case, for a caller who may read it (the commands on it check the same); to anyone
+    else it is answered as if it did not exist, and the attempt is audited. Read through a
+    report (`report_id`), the answer names the report, never its case."""
+    scope(who)  # a caller of no reading role is refused as such (403)
+    what, key, field = (
+        ("report", report_id, "report_id") if report_id else ("case", case_id, "case_id")
+    )
     assert rt.pool is not None
     async with rt.pool.acquire() as conn:
         case = await repo.get_case(conn, case_id)
-    if case is None or not may_see(who, case):
-        raise Refusal(f"no case {case_id!r}", "case_id", "not-found", 404)
+    if case is None:
+        raise Refusal(f"no {what} {key!r}", field, "not-found", 404)
+    if not may_see(who, case):
+        raise access.out_of_reach(what, key, who, field=field, case_id=case_id)
     return case
 
 
@@ -183,13 +187,13 @@ class ReportIn(BaseModel):
         None, description="default: patrol for supervisors, hotline for operators"
     )
     source: str | None = Field(None, description="sources.yaml code; default per channel")
-    external_id: str | None = Field(
+    external_id: NonBlank | None = Field(
         None, min_length=1, max_length=128, description="the sender's id: resending is safe"
     )
-    description: str = Field(min_length=1, max_length=2000)
-    reported_at: AwareDatetime | None = None
+    description: NonBlank = Field(min_length=1, max_length=2000)
+    reported_at: SentAt | None = None
     location: Location | None = None
-    address: str | None = Field(None, min_length=1, max_length=256)
+    address: NonBlank | None = Field(None, min_length=1, max_length=256)
     part_code: str | None = Field(None, min_length=1, max_length=64)
     category_code: str | None = Field(None, min_length=1, max_length=32)
     urgency: Urgency = "normal"
@@ -260,7 +264,7 @@ async def get_report(report_id: str, request: Request, who: CurrentPrincipal) ->
         row = await repo.report_by_id(conn, report_id)
     if row is None:
         raise Refusal(f"no report {report_id!r}", "report_id", "not-found", 404)
-    await visible_case(rt, who, row["case_id"])
+    await visible_case(rt, who, row["case_id"], report_id=report_id)
     return dict(row)
 
 
@@ -279,8 +283,8 @@ async def search_cases(
     community: str | None = None,
     subdistrict: str | None = None,
     dept: str | None = None,
-    reported_from: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    reported_to: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    reported_from: Annotated[Instant | None, Query(alias="from")] = None,
+    reported_to: Annotated[Instant | None, Query(alias="to")] = None,
     overdue: bool | None = None,
     archived: bool | None = None,
     open: bool | None = None,
@@ -291,7 +295,7 @@ async def search_cases(
     """Search the case file (案卷查询) by status, category, place, department, date, overdue."""
     rt = runtime_of(request)
     intake = intake_of(rt)
-    territory, only_dept = scope(who)
+    reach = scope(who)
     query = repo.CaseQuery(
         statuses=_codes(status),
         categories=_codes(category),
@@ -305,8 +309,8 @@ async def search_cases(
         archived=archived,
         open=open,
         text=q,
-        territory=territory,
-        only_dept=only_dept,
+        territory=reach.prefixes,
+        only_dept=reach.dept,
         limit=limit,
         offset=offset,
     )
@@ -368,9 +372,18 @@ async def similar_cases(
     if case.category_code is None:
         return []
     box = duplicates.search_box(case.lon, case.lat, intake.settings.similar_radius_m)
+    reach = scope(who)  # the past cases shown are within the caller's reach too
     assert rt.pool is not None
     async with rt.pool.acquire() as conn:
-        rows = await repo.similar(conn, case.category_code, box, case.case_id, limit)
+        rows = await repo.similar(
+            conn,
+            case.category_code,
+            box,
+            case.case_id,
+            limit,
+            territory=reach.prefixes,
+            only_dept=reach.dept,
+        )
     return [dict(r) for r in rows]
 
 
@@ -400,11 +413,10 @@ async def acceptance_queue(
     shift leader."""
     rt = runtime_of(request)
     intake = intake_of(rt)
-    territory, _ = scope(who)
     query = repo.CaseQuery(
         queue=True,
         queue_reasons=_codes(reason),
-        territory=territory,
+        territory=scope(who).prefixes,
         limit=limit,
         offset=offset,
         oldest_first=True,
@@ -447,6 +459,11 @@ class ConfirmIn(Command):
 class RatingIn(Command):
     rating: Rating
     comment: str | None = Field(None, max_length=1000)
+
+
+class PublicIn(Command):
+    public: bool = Field(description="true: Open311's public list shows the case; false: not")
+    note: str | None = Field(None, max_length=1000, description="why, for the case file")
 
 
 @router.post("/cases/{case_id}/accept")
@@ -535,6 +552,29 @@ async def request_confirmation(
         "request-confirmation",
         lambda state, step: intake_of(rt).rules.request_confirmation(
             state, step, operator(who), reason=body.reason
+        ),
+    )
+
+
+@router.post("/cases/{case_id}/public")
+async def set_public(
+    case_id: str,
+    body: PublicIn,
+    request: Request,
+    who: Annotated[Principal, Depends(require(*OPERATORS))],
+) -> dict[str, Any]:
+    """公开 or not: whether Open311's public list shows the case. By default it shows the
+    cases that came in through public channels (Open311, the web); an operator lists a case
+    from another channel, or takes a public one off. Audited, and on the case's timeline."""
+    rt = runtime_of(request)
+    await visible_case(rt, who, case_id)
+    return await case_command(
+        rt,
+        case_id,
+        body.command_id,
+        "public",
+        lambda state, step: intake_of(rt).rules.set_public(
+            state, step, operator(who), public=body.public, note=body.note
         ),
     )
 

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import structlog
 from gridloop_contracts import Actor, Envelope, EnvelopeError, FieldError, validation_errors
 from gridloop_contracts import cases as ev
+from gridloop_contracts.envelope import control_characters, nul_in, storable
 from gridloop_contracts.inbound import DetectionV1, RatingV1, ReportRejectedV1, ReportV1
 from gridloop_runtime.casework import Rules
 from gridloop_runtime.outbox import Work
@@ -41,6 +42,7 @@ from .domain.case import CaseFile
 from .domain.inbound import (
     Channel,
     IncomingReport,
+    check_ce_source,
     check_sender,
     check_subject,
     source_of,
@@ -101,7 +103,16 @@ class Handlers:
             await self.reject_message(work, subject=subject, env=env, problems=[checked])
             return
         channel, source = checked
-        problem = check_sender(channel, source, self.intake.city.source(source), env.type)
+        unfit = control_characters(env)
+        if unfit is not None:
+            error = FieldError(field=unfit.field, reason=unfit.reason)
+            await self.reject_message(work, subject=subject, env=env, errors=[error])
+            return
+        problem = (
+            check_sender(channel, source, self.intake.city.source(source), env.type)
+            or check_ce_source(source, env.source)
+            or _no_nul(env.data)
+        )
         if problem is not None:
             await self.reject_message(work, subject=subject, env=env, problems=[problem])
             return
@@ -228,6 +239,16 @@ class Handlers:
         headers: dict[str, str] | None,
         body: bytes | None,
     ) -> None:
+        # Kept as sent, except U+0000, which no text column takes.
+        message_id = storable(message_id) if message_id is not None else None
+        external_id = storable(external_id) if external_id is not None else None
+        ce_type = storable(ce_type) if ce_type is not None else None
+        if headers is not None:
+            headers = {storable(k): storable(v) for k, v in headers.items()}
+        errors = [
+            e.model_copy(update={"field": storable(e.field), "reason": storable(e.reason)})
+            for e in errors
+        ]
         now = work.now()
         await repo.add_rejection(
             work.conn,
@@ -281,6 +302,13 @@ CASE_FILE_EVENTS: tuple[type[ev.CaseEvent], ...] = (
 def case_file_rules(rules: CaseRules) -> Rules[CaseFile]:
     """The CASES handler table: every event of another service goes into the case file."""
     return Rules(store=CASEFILE, events={model: rules.record for model in CASE_FILE_EVENTS})
+
+
+def _no_nul(data: Any) -> Problem | None:
+    where = nul_in(data)
+    if where is None:
+        return None
+    return Problem(where, "contains U+0000 (NUL), which is not text", "invalid-text")
 
 
 def _json_bytes(data: Any) -> bytes:

@@ -8,13 +8,13 @@ from datetime import timedelta
 from typing import Any, cast
 from urllib.parse import parse_qs
 
-import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from gridloop_contracts import Actor, Attachment, Location
 from gridloop_contracts.common import Rating
 from gridloop_contracts.inbound import Reporter
+from gridloop_runtime.inputs import BodyError, loads
 from gridloop_runtime.service import Runtime, runtime_of
 from pydantic import ValidationError
 
@@ -136,13 +136,16 @@ def _request_view(intake: Intake, case: CaseRow) -> dict[str, Any]:
         data,
         intake.category_name(case.category_code),
         intake.dept_name(agency) if agency else None,
+        coord_decimals=intake.settings.open311_public_coord_decimals,
     )
 
 
 @router.get("/requests.{fmt}")
 async def list_requests(fmt: str, request: Request) -> Response:
     """Service requests by id, service code, date and status (open/closed); by default the
-    last 90 days, at most 1,000, newest first."""
+    last 90 days, at most 1,000, newest first. The public list: the cases that came in
+    through public channels (Open311, the web) and those an operator marked public; the
+    coordinates rounded (INTAKE_OPEN311_PUBLIC_COORD_DECIMALS)."""
     try:
         _format(fmt)
         rt, intake = _rt(request)
@@ -168,6 +171,7 @@ async def list_requests(fmt: str, request: Request) -> Response:
         reported_from=start,
         reported_to=end,
         open=open_filter,
+        public_only=True,
         limit=intake.settings.open311_max_requests,
     )
     assert rt.pool is not None
@@ -185,7 +189,7 @@ async def get_request(request_id: str, fmt: str, request: Request) -> Response:
         assert rt.pool is not None
         async with rt.pool.acquire() as conn:
             case = await repo.get_case(conn, request_id)
-        if case is None:
+        if case is None or not case.listed_publicly:  # an internal case is not here
             raise Open311Error(404, f"service_request_id: {request_id!r} not found")
     except Open311Error as err:
         return _error(fmt, err)
@@ -221,9 +225,11 @@ async def _body(request: Request) -> dict[str, list[str]]:
         raise Open311Error(400, "body: send application/x-www-form-urlencoded, not multipart")
     if ctype.startswith("application/json"):
         try:
-            doc = orjson.loads(raw) if raw else {}
-        except orjson.JSONDecodeError:
-            raise Open311Error(400, "body: not valid JSON") from None
+            doc = loads(raw) if raw else {}
+        except BodyError as err:
+            # a field named (a key twice, NaN, not text): 422; a body that is no JSON: 400
+            field = ".".join(str(p) for p in err.path)
+            raise Open311Error(422 if field else 400, f"{field or 'body'}: {err.reason}") from None
         if not isinstance(doc, dict):
             raise Open311Error(400, "body: a JSON object is expected")
         for k, v in doc.items():
@@ -231,9 +237,13 @@ async def _body(request: Request) -> dict[str, list[str]]:
         return params
     try:
         text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise Open311Error(400, "body: not UTF-8") from None
+    except UnicodeDecodeError as exc:
+        raise Open311Error(
+            400, f"body: not valid UTF-8: byte {raw[exc.start]:#04x} at position {exc.start}"
+        ) from None
     for k, vs in parse_qs(text, keep_blank_values=True).items():
+        if "\x00" in k or any("\x00" in v for v in vs):  # PostgreSQL text cannot hold NUL
+            raise Open311Error(400, f"{k.replace(chr(0), '')}: must not contain NUL characters")
         params.setdefault(k, []).extend(vs)
     return params
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import asyncpg
 from gridloop_contracts import CaseStatus
+from gridloop_runtime.access import like_prefixes
 from gridloop_runtime.db import Conn
 
-from .domain.case import CaseRow
+from .domain.case import PUBLIC_CHANNELS, CaseRow
 from .domain.duplicates import OpenCase
 
 CLOSED_STATES = [CaseStatus.CLOSED.value, CaseStatus.REJECTED.value, CaseStatus.MERGED.value]
@@ -149,13 +150,20 @@ async def similar(
     box: tuple[float, float, float, float],
     exclude: str,
     limit: int,
+    *,
+    territory: Sequence[str] | None = None,
+    only_dept: str | None = None,
 ) -> list[asyncpg.Record]:
+    """Archived cases of a category in a box, within the reader's reach (`territory`: cell-code
+    prefixes, None everywhere; `only_dept`: a department's own)."""
     min_lon, min_lat, max_lon, max_lat = box
     rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT case_id, closed_at, category_code, cell_code, lon, lat, dept, on_time, "
         "case_data->>'description' AS description, case_data->>'rating' AS rating "
         "FROM archive WHERE category_code = $1 AND lat BETWEEN $2 AND $3 "
-        "AND lon BETWEEN $4 AND $5 AND case_id <> $6 ORDER BY closed_at DESC LIMIT $7",
+        "AND lon BETWEEN $4 AND $5 AND case_id <> $6 "
+        "AND ($8::text[] IS NULL OR cell_code LIKE ANY($8::text[])) "
+        "AND ($9::text IS NULL OR dept = $9) ORDER BY closed_at DESC LIMIT $7",
         category_code,
         min_lat,
         max_lat,
@@ -163,6 +171,8 @@ async def similar(
         max_lon,
         exclude,
         limit,
+        None if territory is None else like_prefixes(territory),
+        only_dept,
     )
     return rows
 
@@ -241,8 +251,9 @@ class CaseQuery:
     queue_reasons: Sequence[str] = ()
     text: str | None = None
     case_ids: Sequence[str] = ()
-    territory: Sequence[str] = ()  # code prefixes; empty = everywhere
+    territory: Sequence[str] | None = None  # cell-code prefixes; None: everywhere, (): nowhere
     only_dept: str | None = None
+    public_only: bool = False  # Open311's public list: the cases listed publicly only
     limit: int = 50
     offset: int = 0
     oldest_first: bool = False
@@ -291,8 +302,10 @@ async def search(conn: Conn, q: CaseQuery) -> tuple[list[CaseRow], int]:
         where.append(f"description ILIKE '%' || {arg(q.text)} || '%'")
     if q.case_ids:
         where.append(f"case_id = ANY({arg(list(q.case_ids))}::text[])")
-    if q.territory:
-        where.append(f"cell_code LIKE ANY({arg([t + '%' for t in q.territory])}::text[])")
+    if q.territory is not None:
+        where.append(f"cell_code LIKE ANY({arg(like_prefixes(q.territory))}::text[])")
+    if q.public_only:  # CaseRow.listed_publicly
+        where.append(f"coalesce(public, channel = ANY({arg(list(PUBLIC_CHANNELS))}::text[]))")
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     total: int = await conn.fetchval(f"SELECT count(*) FROM cases {clause}", *args)
     order = "ASC" if q.oldest_first else "DESC"

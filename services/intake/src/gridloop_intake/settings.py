@@ -13,5 +13,13 @@ class IntakeSettings(ServiceSettings):
     # Open311: the answer size cap and the default look-back of GET requests (the spec's 90 days).
     open311_max_requests: int = Field(1000, alias="INTAKE_OPEN311_MAX_REQUESTS")
     open311_default_days: int = Field(90, alias="INTAKE_OPEN311_DEFAULT_DAYS")
+    # Open311's public list: the coordinates of a public case rounded to this many decimals
+    # (3: about 100 m), so that the list does not point at a doorstep.
+    open311_public_coord_decimals: int = Field(
+        3, ge=0, le=15, alias="INTAKE_OPEN311_PUBLIC_COORD_DECIMALS"
+    )
+    # A sender's times (reported_at, detected_at, rated_at, the envelope's ce-time) may run
+    # this far ahead of intake's clock; further ahead is refused, naming the field.
+    max_time_ahead_s: float = Field(300.0, ge=0, alias="INTAKE_MAX_TIME_AHEAD_S")
     # "Similar past cases": archived cases of the same category within this distance.
     similar_radius_m: float = Field(500.0, alias="INTAKE_SIMILAR_RADIUS_M")

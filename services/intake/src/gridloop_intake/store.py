@@ -35,6 +35,7 @@ _CASE_TYPES: dict[str, str] = {
     "reworks": "int4",
     "reports": "int4",
     "detections": "int4",
+    "public": "bool",
 }
 
 

@@ -2,9 +2,12 @@
 flags, CSV exports; publishing on request, rule-set previews over history, and rebuild.
 
 Who is calling: `Authorization: Bearer <jwt>`, or `X-User: <user id>` while `AUTH_MODE=dev`.
-Anyone signed in reads (scores are published anyway); evaluators (考评) publish and preview
-rule changes; admins rebuild. Periods are named by `period` (day, week, month, quarter,
-year) and any local `date` inside it (default: today in the city's time zone).
+Anyone signed in reads the scores of departments and areas (they are published anyway);
+per-person numbers are personal (evaluators and admins read everyone's, anyone else their
+own), and so are the cases behind a number (evaluators, admins and the unit itself);
+evaluators (考评) publish and preview rule changes; admins rebuild. Periods are named by
+`period` (day, week, month, quarter, year) and any local `date` inside it (default: today in
+the city's time zone).
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from gridloop_city.models import RuleSet
+from gridloop_contracts.base import Day
+from gridloop_runtime import access
 from gridloop_runtime.auth import CurrentPrincipal, Principal, require
 from gridloop_runtime.commands import Refusal, run_command
+from gridloop_runtime.inputs import JSONRoute
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime, runtime_of
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,11 +40,11 @@ from .domain.rules import Scored, check_rule_set
 from .handlers import Handlers
 from .replay import rebuild
 
-router = APIRouter(tags=["scoring"])
+router = APIRouter(tags=["scoring"], route_class=JSONRoute)
 Evaluator = Annotated[Principal, Depends(require("evaluator"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
 PeriodQ = Annotated[PeriodKind, Query(description="day, week, month, quarter or year")]
-DateQ = Annotated[dt.date | None, Query(description="a local date inside the period")]
+DateQ = Annotated[Day | None, Query(description="a local date inside the period")]
 LevelQ = Annotated[AreaLevel | None, Query(description="areas: cell … district")]
 
 
@@ -56,6 +62,32 @@ def the_period(rt: Runtime, s: Scoring, kind: PeriodKind, day: dt.date | None) -
     if day is None:
         return period_of(kind, rt.clock.now(), s.tz)
     return period_of_date(kind, day, s.tz)
+
+
+def own_person(who: Principal, kind: SubjectKind, subject: str | None) -> str | None:
+    """The person whose numbers a caller may read: per-person numbers are personal records,
+    evaluators (and admins) read everyone's, anyone else only their own."""
+    if kind != "person" or who.has("evaluator"):
+        return subject
+    if subject not in (None, who.user_id):
+        raise access.forbidden(
+            "per-person numbers are personal: only evaluators read another person's",
+            field="subject",
+        )
+    return who.user_id
+
+
+def may_drill_down(who: Principal, kind: SubjectKind, subject: str) -> bool:
+    """Who reads the cases behind a number: evaluators and admins, and the unit itself — a
+    department its own, a person their own, an area head (grid head) the areas within their
+    territory."""
+    if who.has("evaluator"):
+        return True
+    if kind == "department":
+        return "department" in who.roles and who.dept == subject
+    if kind == "person":
+        return who.user_id == subject
+    return "grid-head" in who.roles and who.covers(subject)
 
 
 def period_view(p: Period) -> dict[str, Any]:
@@ -155,14 +187,16 @@ async def _measures(
 @router.get("/measures")
 async def get_measures(
     request: Request,
-    _: CurrentPrincipal,
+    who: CurrentPrincipal,
     subject_kind: SubjectKind,
     period: PeriodQ = "month",
     date: DateQ = None,
     level: LevelQ = None,
     subject: str | None = None,
 ) -> dict[str, Any]:
-    """Counts and rates of every subject of a kind with any activity in the period."""
+    """Counts and rates of every subject of a kind with any activity in the period (of
+    people: only the caller's own, unless an evaluator asks)."""
+    subject = own_person(who, subject_kind, subject)
     p, level_, rows = await _measures(request, subject_kind, period, date, level, subject)
     return {
         "period": period_view(p),
@@ -178,13 +212,14 @@ async def get_measures(
 @router.get("/measures.csv")
 async def get_measures_csv(
     request: Request,
-    _: CurrentPrincipal,
+    who: CurrentPrincipal,
     subject_kind: SubjectKind,
     period: PeriodQ = "month",
     date: DateQ = None,
     level: LevelQ = None,
     subject: str | None = None,
 ) -> Response:
+    subject = own_person(who, subject_kind, subject)
     p, _level, rows = await _measures(request, subject_kind, period, date, level, subject)
     names = [*m.counted_names(subject_kind), *(r.name for r in m.RATES[subject_kind])]
     return csv_response(
@@ -201,6 +236,7 @@ async def get_measures_csv(
 # -- rankings ----------------------------------------------------------------------------
 async def _ranking(
     request: Request,
+    who: Principal,
     rs: RuleSet,
     period: PeriodKind,
     date: dt.date | None,
@@ -211,13 +247,16 @@ async def _ranking(
     assert rt.pool is not None
     async with rt.pool.acquire() as conn:
         level_, ranked = await reports.ranking(conn, s, rs, p, level)
+    mine = own_person(who, rs.subject, None)
+    if mine is not None:  # a ranking of people: the caller's own row only
+        ranked = [r for r in ranked if r.subject_code == mine]
     return p, level_, ranked, s
 
 
 @router.get("/rankings")
 async def get_rankings(
     request: Request,
-    _: CurrentPrincipal,
+    who: CurrentPrincipal,
     rule_set: str,
     period: PeriodQ = "month",
     date: DateQ = None,
@@ -226,7 +265,7 @@ async def get_rankings(
     """考核排名: composite scores of a rule set, ranked, with each rule's points."""
     _rt, s = scoring_of(request)
     rs = rule_set_of(s, rule_set)
-    p, level_, ranked, s = await _ranking(request, rs, period, date, level)
+    p, level_, ranked, s = await _ranking(request, who, rs, period, date, level)
     return {
         "period": period_view(p),
         "rule_set": rs.code,
@@ -239,7 +278,7 @@ async def get_rankings(
 @router.get("/rankings.csv")
 async def get_rankings_csv(
     request: Request,
-    _: CurrentPrincipal,
+    who: CurrentPrincipal,
     rule_set: str,
     period: PeriodQ = "month",
     date: DateQ = None,
@@ -247,7 +286,7 @@ async def get_rankings_csv(
 ) -> Response:
     _rt, s = scoring_of(request)
     rs = rule_set_of(s, rule_set)
-    p, level_, ranked, s = await _ranking(request, rs, period, date, level)
+    p, level_, ranked, s = await _ranking(request, who, rs, period, date, level)
     names = [*m.counted_names(rs.subject), *(r.name for r in m.RATES[rs.subject])]
     return csv_response(
         ["period_start", "rank", "subject_code", "subject_name", "score", "grade", *names],
@@ -274,7 +313,7 @@ class Preview(BaseModel):
 
     rule_set: RuleSet
     period: PeriodKind = "month"
-    date: dt.date | None = None
+    date: Day | None = None
     level: AreaLevel | None = None
 
 
@@ -305,7 +344,7 @@ async def preview_ranking(request: Request, body: Preview, _: Evaluator) -> dict
 @router.get("/drilldown")
 async def get_drilldown(
     request: Request,
-    _: CurrentPrincipal,
+    who: CurrentPrincipal,
     subject_kind: SubjectKind,
     subject: str,
     measure: str,
@@ -313,7 +352,15 @@ async def get_drilldown(
     date: DateQ = None,
     level: LevelQ = None,
 ) -> dict[str, Any]:
-    """The cases behind one number (a rate: the cases of its numerator and denominator)."""
+    """The cases behind one number (a rate: the cases of its numerator and denominator), for
+    evaluators, admins and the unit itself: a department its own numbers, a person their own,
+    a grid head the areas within their territory."""
+    if not may_drill_down(who, subject_kind, subject):
+        raise access.forbidden(
+            f"the cases behind {subject_kind} {subject}'s numbers are for evaluators and the "
+            f"{subject_kind} itself",
+            field="subject",
+        )
     rt, s = scoring_of(request)
     p = the_period(rt, s, period, date)
     assert rt.pool is not None
@@ -325,7 +372,7 @@ async def get_drilldown(
 @router.get("/drilldown.csv")
 async def get_drilldown_csv(
     request: Request,
-    _: CurrentPrincipal,
+    who: CurrentPrincipal,
     subject_kind: SubjectKind,
     subject: str,
     measure: str,
@@ -333,7 +380,7 @@ async def get_drilldown_csv(
     date: DateQ = None,
     level: LevelQ = None,
 ) -> Response:
-    out = await get_drilldown(request, _, subject_kind, subject, measure, period, date, level)
+    out = await get_drilldown(request, who, subject_kind, subject, measure, period, date, level)
     rows = [
         [part["measure"], i["case_id"], i["at"].isoformat(), i["value"]]
         for part in out["parts"]
@@ -385,7 +432,7 @@ class PublishRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     period: PeriodKind
-    date: dt.date | None = None
+    date: Day | None = None
     command_id: str | None = Field(
         None, min_length=1, max_length=128, description="resend-safe: same id, same answer"
     )

@@ -39,6 +39,7 @@ import orjson
 import structlog
 from gridloop_contracts import EnvelopeError, decode
 from gridloop_contracts.envelope import JSON
+from gridloop_runtime.consumer import from_gridloop
 from gridloop_runtime.db import Conn
 from nats.js import JetStreamContext
 from pydantic import ValidationError
@@ -137,6 +138,8 @@ class Buckets:
 
 def _record(seq: int, headers: dict[str, str], body: bytes) -> Record | str:
     """The record of one stream message, or why it has none (`ignored`, `invalid`)."""
+    if not from_gridloop(headers):
+        return "ignored"  # not from a gridloop service: the live consumer drops it too
     source = headers.get("ce-source")
     event_id = headers.get("ce-id")
     type_name = headers.get("ce-type")

@@ -17,26 +17,70 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from gridloop_contracts import Attachment, Location
+from gridloop_contracts.base import Instant
 from gridloop_contracts.problems import Refusal
-from gridloop_runtime import commands
+from gridloop_runtime import access, commands
 from gridloop_runtime.auth import CurrentPrincipal, Principal
 from gridloop_runtime.casework import CommandRule, run_case_command
 from gridloop_runtime.commands import CommandBody
+from gridloop_runtime.inputs import JSONRoute
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime, runtime_of
-from pydantic import AwareDatetime, Field, HttpUrl
+from gridloop_runtime.step import Step
+from pydantic import Field, HttpUrl
 
 from . import repository as repo
+from .domain.casefile import Case
 from .domain.rules import Caller, case_of_task
 from .domain.state import CaseState
-from .domain.tasks import TaskStatus
+from .domain.tasks import Task, TaskStatus
 from .domain.views import absence_view, case_view, task_view
 from .handlers import VerifyService
 
-router = APIRouter(tags=["verify"])
+router = APIRouter(tags=["verify"], route_class=JSONRoute)
 
-# Who sees every task (the supervisors see their own).
+# Who sees every task in their territory (the supervisors see their own).
 OVERSEERS = frozenset({"shift-leader", "admin", "evaluator"})
+# Who reads a case's verification record in their territory: the overseers and the grid heads
+# (their cells). Supervisors read the cases they verify — the task's supervisor and the cell's
+# AB 角, exactly those who may act on it; departments and the command centre read none.
+READERS = OVERSEERS | {"grid-head"}
+
+
+def check_reader(p: Principal) -> None:
+    """Refuse (403, audited) a caller whose role reads no verification record at all."""
+    if not (p.has(*READERS) or "supervisor" in p.roles):
+        raise access.forbidden(
+            f"role {sorted(p.roles)} may not read the supervision centre's records; "
+            "departments follow their cases through handling, the command centre through dispatch"
+        )
+
+
+def may_read(rt: Runtime, p: Principal, case: Case, tasks: list[Task]) -> bool:
+    """Whether `p` may read this case and these of its tasks (gridloop_runtime.access)."""
+    people: set[str | None] = set()
+    if "supervisor" in p.roles:
+        people.update(service_of(rt).ctx.supervisors_of(case.cell_code) or ())
+        people.update(t.supervisor_id for t in tasks)
+    return access.may_read(p, READERS, cell_code=case.cell_code, people=people)
+
+
+def overseen(p: Principal, rule: CommandRule[CaseState]) -> CommandRule[CaseState]:
+    """The shift leader's `rule`, on the cases of their territory only: elsewhere a case is
+    answered as one that does not exist, as its reads. (Other callers are refused by the
+    rule itself, by role.)"""
+
+    def checked(state: CaseState, step: Step) -> dict[str, Any]:
+        cell = state.case.cell_code
+        if (
+            state.known
+            and p.has("shift-leader")
+            and not access.may_read(p, OVERSEERS, cell_code=cell)
+        ):
+            raise access.out_of_reach("case", state.case.case_id, p)
+        return rule(state, step)
+
+    return checked
 
 
 def service_of(rt: Runtime) -> VerifyService:
@@ -114,8 +158,8 @@ class AssignIn(Command):
 
 class AbsenceIn(Command):
     user_id: str = Field(min_length=1, max_length=64)
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: Instant
+    ends_at: Instant
     reason: str | None = Field(None, max_length=500)
 
 
@@ -133,20 +177,18 @@ async def list_tasks(
     """My tasks (a supervisor), or anybody's (shift leader, evaluator), soonest due first."""
     if not principal.roles & OVERSEERS:
         if "supervisor" not in principal.roles:
-            raise Refusal(
-                "only supervisors and the supervision centre list verification tasks",
-                field="Authorization",
-                code="forbidden",
-                status=403,
+            raise access.forbidden(
+                "only supervisors and the supervision centre list verification tasks"
             )
         if supervisor_id not in (None, principal.user_id) or unassigned:
-            raise Refusal(
-                "a supervisor lists only their own tasks",
-                field="supervisor_id",
-                code="forbidden",
-                status=403,
-            )
+            raise access.forbidden("a supervisor lists only their own tasks", field="supervisor_id")
         supervisor_id = principal.user_id
+    # the overseers list the tasks of their territory; a supervisor their own, wherever
+    cells = (
+        access.Reach.of(principal, OVERSEERS).cell_patterns()
+        if principal.roles & OVERSEERS
+        else None
+    )
     statuses: list[str] = {
         "open": [str(TaskStatus.OPEN)],
         "done": [str(s) for s in TaskStatus if s != TaskStatus.OPEN],
@@ -161,6 +203,7 @@ async def list_tasks(
             purpose=purpose,
             unassigned=unassigned,
             limit=limit,
+            cells=cells,
         )
 
     listed: list[repo.TaskListing] = await read(runtime_of(request), fetch)
@@ -169,19 +212,19 @@ async def list_tasks(
 
 @router.get("/tasks/{task_id}")
 async def get_task(task_id: str, request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
+    """A task with its case, for its supervisor, the cell's AB 角 and the overseers."""
     rt = runtime_of(request)
+    check_reader(principal)
 
     async def fetch(work: Work) -> dict[str, Any]:
         task = await repo.get_task(work.conn, task_id)
         if task is None:
-            raise Refusal(f"no task {task_id!r}", field="task_id", code="not-found", status=404)
+            raise access.unknown("task", task_id, field="task_id")
         case = await repo.get_case(work.conn, task.case_id)
         assert case is not None
-        pair = service_of(rt).ctx.supervisors_of(case.cell_code) or ()
-        mine = principal.user_id in (task.supervisor_id, *pair)
-        if not (principal.roles & OVERSEERS or ("supervisor" in principal.roles and mine)):
-            raise Refusal(
-                f"task {task_id} is not yours", field="Authorization", code="forbidden", status=403
+        if not may_read(rt, principal, case, [task]):
+            raise access.out_of_reach(
+                "task", task_id, principal, field="task_id", case_id=case.case_id, task_id=task_id
             )
         return task_view(task, case)
 
@@ -252,8 +295,11 @@ async def assign_task(
         body.command_id,
         "assign",
         case_of_task(task_id),
-        lambda state, step: rules.assign(
-            state, step, task_id, caller(principal), supervisor_id=body.supervisor_id
+        overseen(
+            principal,
+            lambda state, step: rules.assign(
+                state, step, task_id, caller(principal), supervisor_id=body.supervisor_id
+            ),
         ),
         task_id,
     )
@@ -267,15 +313,12 @@ async def list_approvals(
 ) -> list[dict[str, Any]]:
     """Cases whose verification passed and whose category needs the shift leader to close."""
     if not principal.roles & OVERSEERS:
-        raise Refusal(
-            "only the supervision centre sees the approval queue",
-            field="Authorization",
-            code="forbidden",
-            status=403,
-        )
+        raise access.forbidden("only the supervision centre sees the approval queue")
+
+    cells = access.Reach.of(principal, OVERSEERS).cell_patterns()
 
     async def fetch(work: Work) -> list[dict[str, Any]]:
-        return [case_view(c) for c in await repo.awaiting_approval(work.conn, limit)]
+        return [case_view(c) for c in await repo.awaiting_approval(work.conn, limit, cells=cells)]
 
     answer: list[dict[str, Any]] = await read(runtime_of(request), fetch)
     return answer
@@ -292,34 +335,33 @@ async def approve_closing(
         body.command_id,
         "approval",
         case_id,
-        lambda state, step: rules.approve(
-            state, step, caller(principal), approved=body.approved, notes=body.notes
+        overseen(
+            principal,
+            lambda state, step: rules.approve(
+                state, step, caller(principal), approved=body.approved, notes=body.notes
+            ),
         ),
     )
 
 
 @router.get("/cases/{case_id}")
 async def get_case(case_id: str, request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
-    """The verification history of a case: every task and its verdict."""
-    if "department" in principal.roles and not principal.roles & OVERSEERS:
-        # A department follows its cases through handling's inbox and the dispatch feed.
-        raise Refusal(
-            "departments do not read the supervision centre's records",
-            field="Authorization",
-            code="forbidden",
-            status=403,
-        )
+    """The verification history of a case: every task and its verdict, with the case's place,
+    result and evidence — for the overseers and grid heads of its territory and its own
+    supervisors; to anyone else a case that does not exist."""
+    check_reader(principal)
+    rt = runtime_of(request)
 
     async def fetch(work: Work) -> dict[str, Any]:
         case = await repo.get_case(work.conn, case_id)
         if case is None:
-            raise Refusal(
-                f"no case {case_id!r} here", field="case_id", code="not-found", status=404
-            )
+            raise access.unknown("case", case_id)
         tasks = await repo.tasks_of_case(work.conn, case_id)
+        if not may_read(rt, principal, case, tasks):
+            raise access.out_of_reach("case", case_id, principal)
         return {**case_view(case), "tasks": [task_view(t, case) for t in tasks]}
 
-    answer: dict[str, Any] = await read(runtime_of(request), fetch)
+    answer: dict[str, Any] = await read(rt, fetch)
     return answer
 
 

@@ -83,9 +83,17 @@ async def get_case(conn: Conn, case_id: str) -> Case | None:
     return None if row is None else case_of_row(row)
 
 
-async def awaiting_approval(conn: Conn, limit: int) -> list[Case]:
+async def awaiting_approval(
+    conn: Conn, limit: int, *, cells: list[str] | None = None
+) -> list[Case]:
+    """Cases waiting for the shift leader; `cells`: the reader's territory as LIKE patterns
+    of cell codes (gridloop_runtime.access), None for the whole district."""
     rows = await conn.fetch(
-        f"{CASE_SELECT} WHERE stage = 'awaiting_approval' ORDER BY updated_at LIMIT $1", limit
+        f"{CASE_SELECT} WHERE stage = 'awaiting_approval' "
+        "AND ($2::text[] IS NULL OR cell_code LIKE ANY($2::text[])) "
+        "ORDER BY updated_at LIMIT $1",
+        limit,
+        cells,
     )
     return [case_of_row(r) for r in rows]
 
@@ -134,8 +142,10 @@ async def list_tasks(
     purpose: str | None,
     unassigned: bool,
     limit: int,
+    cells: list[str] | None = None,
 ) -> list[TaskListing]:
-    """Tasks with their case (what to check and where), soonest due first; one query."""
+    """Tasks with their case (what to check and where), soonest due first; one query.
+    `cells`: the reader's territory as LIKE patterns of cell codes, None for everywhere."""
     case_cols = ", ".join(f"c.{c} AS c_{c}" for c in CASE_COLUMNS)
     rows = await conn.fetch(
         f"SELECT {', '.join(f't.{c}' for c in TASK_COLUMNS)}, {case_cols} "
@@ -144,12 +154,14 @@ async def list_tasks(
         "AND ($2::text IS NULL OR t.supervisor_id = $2) "
         "AND ($3::text IS NULL OR t.purpose = $3) "
         "AND (NOT $4 OR t.supervisor_id IS NULL) "
+        "AND ($6::text[] IS NULL OR c.cell_code LIKE ANY($6::text[])) "
         "ORDER BY t.due, t.task_id LIMIT $5",
         list(statuses),
         supervisor_id,
         purpose,
         unassigned,
         limit,
+        cells,
     )
     return [TaskListing(task_of_row(r), case_of_row(r, "c_")) for r in rows]
 

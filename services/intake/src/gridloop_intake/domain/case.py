@@ -11,6 +11,10 @@ from typing import Any, Protocol
 
 from gridloop_contracts import CaseStatus
 
+# Channels the public reports through (Open311 and the web portals post as `web`); cases of
+# the others (hotline calls, patrols, cameras) are internal until an operator says otherwise.
+PUBLIC_CHANNELS = ("web",)
+
 
 class Row(Protocol):
     """A database row as read (asyncpg's Record), by column name."""
@@ -65,10 +69,17 @@ class CaseRow:
     reports: int = 1
     detections: int = 0
     targets: list[list[str]] | None = None
+    public: bool | None = None  # an operator's decision on the public list; None: undecided
 
     @property
     def case_status(self) -> CaseStatus:
         return CaseStatus(self.status)
+
+    @property
+    def listed_publicly(self) -> bool:
+        """Shown by Open311's public list: as an operator decided, else when the case came
+        in through a public channel."""
+        return self.public if self.public is not None else self.channel in PUBLIC_CHANNELS
 
     @classmethod
     def of(cls, rec: Row) -> CaseRow:
@@ -99,6 +110,7 @@ UPDATABLE = frozenset(
         "archived",
         "rating",
         "part_owner_dept",
+        "public",
     }
 )
 

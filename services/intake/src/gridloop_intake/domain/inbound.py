@@ -60,6 +60,22 @@ def check_sender(
     return None
 
 
+def check_ce_source(source_code: str, ce_source: str) -> Problem | None:
+    """The CloudEvents `source` must be the publisher's own: its last segment (after `/` or
+    `:`) is the source code of the subject the message came on, e.g. `/hotline/12345` on
+    `intake.hotline.12345`. The subject is what NATS authenticated; a `source` naming
+    another sender is refused, not believed."""
+    last = ce_source.rstrip("/").replace(":", "/").rsplit("/", 1)[-1]
+    if last == source_code:
+        return None
+    return Problem(
+        "source",
+        f"{ce_source!r} is not the source of intake.<channel>.{source_code}: "
+        f"it must end with /{source_code}",
+        "wrong-source",
+    )
+
+
 @dataclass(frozen=True)
 class IncomingReport:
     """A report from any channel, before it is located: what the pipeline takes."""

@@ -4,6 +4,7 @@ request parameters, service requests in JSON and XML, and errors in the spec's s
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from typing import Any, Literal
 from xml.etree import ElementTree as ET
 
 from gridloop_city.models import Category, Major
+from gridloop_contracts.base import in_time_range
 
 Format = Literal["json", "xml"]
 
@@ -153,7 +155,11 @@ def parse_datetime(text: str | None, name: str) -> datetime | None:
         at = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise Open311Error(400, f"{name}: not a w3c datetime: {text!r}") from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    try:
+        return in_time_range(at)
+    except ValueError as exc:
+        raise Open311Error(422, f"{name}: {exc}") from None
 
 
 def parse_list(text: str | None) -> list[str]:
@@ -173,10 +179,18 @@ def _w3c(at: datetime | None) -> str | None:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z") if at else None
 
 
+def _rounded(value: Any, decimals: int | None) -> Any:
+    return round(value, decimals) if decimals is not None and value is not None else value
+
+
 def service_request(
-    case: Mapping[str, Any], service_name: str, agency: str | None
+    case: Mapping[str, Any],
+    service_name: str,
+    agency: str | None,
+    coord_decimals: int | None = None,
 ) -> dict[str, Any]:
-    """A case as the spec's service request (the public view: no reporter data)."""
+    """A case as the spec's service request (the public view: no reporter data, and the
+    coordinates rounded to `coord_decimals` when given)."""
     media = [a.get("url") for a in case.get("attachments") or [] if a.get("kind") == "photo"]
     return {
         "service_request_id": case["case_id"],
@@ -193,19 +207,25 @@ def service_request(
         "address": case.get("address"),
         "address_id": case.get("part_code"),
         "zipcode": None,
-        "lat": case.get("lat"),
-        "long": case.get("lon"),
+        "lat": _rounded(case.get("lat"), coord_decimals),
+        "long": _rounded(case.get("lon"), coord_decimals),
         "media_url": media[0] if media else None,
     }
 
 
 # -- rendering ------------------------------------------------------------------------------
+# What XML 1.0 cannot carry at all, not even as a character reference: C0 controls other
+# than tab, newline and carriage return, surrogates, U+FFFE and U+FFFF. A description may
+# hold them (sent by anyone, stored as sent); the document must parse all the same.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
 def _text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    return _NOT_XML.sub("", str(value))
 
 
 def _append(parent: ET.Element, name: str, value: Any) -> None:

@@ -449,6 +449,34 @@ class CaseRules:
         updated = self.advance(state, decision, step, actor=who.actor(), auto=False)
         return {"case_id": updated.case_id, "status": updated.status}
 
+    # -- the public list --------------------------------------------------------------------
+    def set_public(
+        self, state: CaseFile, step: Step, who: Operator, *, public: bool, note: str | None
+    ) -> dict[str, Any]:
+        """An operator decides whether Open311's public list shows the case (公开): a case
+        from an internal channel the public should follow, or a public report that says
+        what should not be shown. Not a change of the case's progress: no event, no new
+        `updated_at`; a timeline line says who decided."""
+        case = state.case
+        if case is None:
+            raise Refused(Problem("case_id", f"no case {state.case_id!r}", "not-found", 404))
+        now = step.now()
+        state.update(at=None, columns={"public": public})
+        verb = "公开" if public else "不公开"
+        state.add(
+            Entry(
+                case_id=case.case_id,
+                type="intake.publicity",
+                occurred_at=now,
+                summary=f"受理员 {who.user_id} 设为{verb} / {'public' if public else 'internal'}"
+                + (f"：{note}" if note else ""),
+                data={"public": public, "note": note},
+                recorded_at=now,
+                actor=who.actor().model_dump(exclude_none=True),
+            )
+        )
+        return {"case_id": case.case_id, "public": public, "listed": case.listed_publicly}
+
     # -- ratings -----------------------------------------------------------------------------
     def rate(
         self,
