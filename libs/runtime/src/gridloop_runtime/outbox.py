@@ -26,7 +26,7 @@ from nats.js import JetStreamContext
 
 from . import metrics
 from .clock import Clock
-from .db import Conn, lock_key
+from .db import Conn, lock_key, unlock_or_close
 from .step import OutboxRow, Step, TimerOp, plan_timer_ops
 from .step import default_subject as default_subject
 
@@ -268,7 +268,7 @@ class OutboxRelay:
                             await asyncio.wait_for(stop.wait(), timeout=self.poll_s)
             finally:
                 with contextlib.suppress(Exception):
-                    await conn.execute("SELECT pg_advisory_unlock($1)", self._lock_key)
+                    await unlock_or_close(conn, self._lock_key)
         finally:
             await self.pool.release(conn)  # type: ignore[arg-type]
 
