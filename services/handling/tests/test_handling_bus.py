@@ -606,7 +606,7 @@ async def test_a_batch_of_commands_is_applied_in_stream_order_and_each_answered_
     await handling.new_case("C-B1")
     await handling.new_case("C-B2")
     service = handling.rt.state
-    assert handling.rt.uow is not None
+    assert handling.rt.uow is not None and handling.rt.pool is not None
 
     def message(action: str, case_id: str, command_id: str, **data: Any) -> tuple[str, Envelope]:
         payload = {
