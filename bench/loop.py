@@ -38,7 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH_ENV = {
     "AUTH_MODE": "dev",
     "LOG_LEVEL": "WARNING",
-    "OUTBOX_POLL_S": "0.2",
     "RATE_LIMIT_CLIENT_PER_S": "0",
     "RATE_LIMIT_PUBLIC_PER_S": "0",
 }

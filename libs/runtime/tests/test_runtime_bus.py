@@ -12,7 +12,7 @@ import pytest
 from fastapi import APIRouter, Request
 from gridloop_contracts import Envelope, Event, decode, to_binary
 from gridloop_runtime.consumer import ConsumerSpec, Handler
-from gridloop_runtime.outbox import OutboxRelay, Work
+from gridloop_runtime.outbox import OutboxRelay, Publisher, Work
 from gridloop_runtime.service import ServiceDefinition, runtime_of
 from gridloop_runtime.testing import http_client, running, settings_for, wait_for
 from nats.aio.msg import Msg
@@ -79,6 +79,48 @@ async def test_rolled_back_transaction_publishes_nothing(database_url: str, nats
         sub = await rt.js.pull_subscribe("case.pinged", stream="CASES")
         msgs = await sub.fetch(10, timeout=1)
         assert [decode(m.headers, m.data).subject for m in msgs] == ["C-COMMIT"]
+
+
+def published(publisher: Publisher, count: int) -> Callable[[], bool]:
+    return lambda: publisher.published == count
+
+
+async def test_rows_published_close_together_are_marked_sent_with_one_statement(
+    database_url: str, nats_url: str
+) -> None:
+    """Each commit's rows are published at once; their marks are gathered (one UPDATE for
+    what was published within `mark_every_s`), and nothing published is left unmarked when
+    the publisher stops."""
+    settings = settings_for("echo", database_url, nats_url)
+    async with running(settings, echo_definition(consumers=[])) as rt:
+        assert rt.uow is not None and rt.js is not None and rt.pool is not None
+        # this process's own publisher stands aside: the rows are handed to one under test
+        rt.uow.publisher = None
+        publisher = Publisher(rt.pool, rt.js, service="echo", mark_every_s=3600)
+        stop = asyncio.Event()
+        task = asyncio.create_task(publisher.run(stop))
+        pool = rt.pool
+
+        async def sent_at() -> list[object]:
+            async with pool.acquire() as conn:
+                return [r["sent_at"] for r in await conn.fetch("SELECT sent_at FROM outbox")]
+
+        for n in range(3):
+            async with rt.pool.acquire() as conn, conn.transaction():
+                work = Work(conn, source=rt.uow.source, clock=rt.uow.clock)
+                work.emit(Pinged(case_id=f"C-MARK-{n}", n=n))
+                rows = await work.flush()
+            publisher.hand(rows)
+            await wait_for(published(publisher, n + 1), what=f"commit {n} sent")
+            if n == 0:  # the first after a quiet spell is marked at once
+                await wait_for(lambda: publisher._sent == [], what="the first mark")
+        marks = await sent_at()
+        assert marks.count(None) == 2, marks  # the next two wait for one mark together
+        stop.set()
+        await task
+        marks = await sent_at()
+        assert None not in marks and len(set(marks)) == 2, marks
+        assert await count_in_stream(rt.js, "case.pinged") == 3
 
 
 async def test_committed_event_survives_relay_crash(database_url: str, nats_url: str) -> None:

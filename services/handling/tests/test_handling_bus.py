@@ -7,9 +7,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from gridloop_contracts import CaseStatus
+import orjson
+from gridloop_contracts import CaseStatus, Envelope, decode
 from gridloop_contracts import cases as ev
 from gridloop_runtime.auth import AuthSettings, issue_token
+from gridloop_runtime.outbox import Work
 from gridloop_runtime.testing import wait_for
 
 if TYPE_CHECKING:
@@ -646,3 +648,74 @@ async def test_dispatchs_decisions_show_in_the_inboxes(handling: Harness) -> Non
     await wait_for(shown, timeout=10, what="督办 level 2 and 挂牌督办 on the task")
     task = await handling.task("sanitation", "C-ESC")
     assert [h["action"] for h in task["history"]][-2:] == ["escalated", "supervised"]
+
+
+async def test_a_batch_of_commands_is_applied_in_stream_order_and_each_answered_once(
+    handling: Harness,
+) -> None:
+    """A fetched batch: the cases it touches are loaded at once and the commands applied in
+    order in memory — a progress after its sign in the same batch finds the task signed, a
+    resend of the sign later in the batch gets the first answer again, and a refusal is
+    answered without holding back the others."""
+    await handling.new_case("C-B1")
+    await handling.new_case("C-B2")
+    service = handling.rt.state
+    assert handling.rt.uow is not None and handling.rt.pool is not None
+
+    def message(action: str, case_id: str, command_id: str, **data: Any) -> tuple[str, Envelope]:
+        payload = {
+            "command_id": command_id,
+            "case_id": case_id,
+            "dept": "sanitation",
+            "by": "dept-system",
+            **data,
+        }
+        headers = {
+            "ce-specversion": "1.0",
+            "ce-id": f"batch-{command_id}-{len(data)}",
+            "ce-source": "/departments/sanitation",
+            "ce-type": f"gridloop.handling.{action}.v1",
+            "ce-time": handling.clock.now().isoformat(),
+            "content-type": "application/json",
+        }
+        return f"handling.sanitation.{action}", decode(headers, orjson.dumps(payload))
+
+    batch = [
+        message("signed", "C-B1", "b-sign-1"),
+        message("progress", "C-B1", "b-progress-1", note="清运车已出发"),
+        message("signed", "C-B2", "b-sign-2"),
+        message("signed", "C-B1", "b-sign-1"),  # the resend of the first
+        message("handled", "C-B2", "b-result-2"),  # no evidence, no result: refused
+    ]
+    async with handling.rt.pool.acquire() as conn, conn.transaction():
+        works = [
+            Work(
+                conn,
+                source=handling.rt.uow.source,
+                clock=handling.clock,
+                trigger=env,
+                subject=subject,
+            )
+            for subject, env in batch
+        ]
+        await service.bus.on_batch(conn, list(zip(works, [e for _, e in batch], strict=True)))
+        rows = [w.take_rows() for w in works]
+    answers = [
+        [orjson.loads(body) for _, subject, _, body in r if subject == "dispatch.sanitation.answer"]
+        for r in rows
+    ]
+    assert [len(a) for a in answers] == [1, 1, 1, 1, 1]
+    sign_1, progress_1, sign_2, resend, result_2 = (a[0] for a in answers)
+    assert sign_1["accepted"] and sign_1["status"] == CaseStatus.SIGNED
+    assert progress_1["accepted"] and progress_1["status"] == CaseStatus.IN_PROGRESS
+    assert sign_2["accepted"] and sign_2["status"] == CaseStatus.SIGNED
+    assert resend == sign_1
+    assert not result_2["accepted"] and result_2["errors"][0]["field"].startswith("data.")
+    # one case.signed per case: the resend emitted nothing but its answer
+    signed = [
+        orjson.loads(body)["case_id"]
+        for r in rows
+        for _, subject, _, body in r
+        if subject == "case.signed"
+    ]
+    assert signed == ["C-B1", "C-B2"]

@@ -8,7 +8,7 @@ effect, so sending it again returns the first answer and changes nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -77,6 +77,15 @@ async def seen_command(conn: Conn, command_id: str) -> dict[str, Any] | None:
     """The stored answer of a command already executed, or None."""
     row = await conn.fetchrow("SELECT answer FROM commands WHERE command_id = $1", command_id)
     return None if row is None else dict(row["answer"])
+
+
+async def seen_commands(conn: Conn, command_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The stored answers of those of these commands already executed, in one statement."""
+    rows = await conn.fetch(
+        "SELECT command_id, answer FROM commands WHERE command_id = ANY($1::text[])",
+        list(command_ids),
+    )
+    return {r["command_id"]: dict(r["answer"]) for r in rows}
 
 
 async def record_command(conn: Conn, command_id: str, kind: str, answer: dict[str, Any]) -> bool:

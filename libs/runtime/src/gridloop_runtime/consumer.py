@@ -38,20 +38,25 @@ from .outbox import Committed, UnitOfWorkFactory, Work, apply_timer_ops, write_r
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[Work, Envelope], Awaitable[None]]
+# A handler of a whole batch: each valid message with its own work, in stream order, in one
+# open transaction, so it can read what the batch needs with one statement per table.
+BatchHandler = Callable[[Conn, Sequence[tuple[Work, Envelope]]], Awaitable[None]]
 InvalidHandler = Callable[[Work, Msg, EnvelopeError], Awaitable[None]]
 
 
 @dataclass
 class ConsumerSpec:
-    """What a service consumes: a durable name, a stream, subject filters, and either a
-    handler table (`rules`: pure per-case rules applied a batch at a time, casework.py) or a
-    `handler` that does its own reads and writes in the open transaction (cross-case work)."""
+    """What a service consumes: a durable name, a stream, subject filters, and one of: a
+    handler table (`rules`: pure per-case rules applied a batch at a time, casework.py), a
+    `handler` that does its own reads and writes in the open transaction (cross-case work), or
+    a `batch_handler` that does them for the whole batch at once."""
 
     durable: str
     stream: str
     subjects: Sequence[str] = ()
     handler: Handler | None = None
     rules: Rules[Any] | None = None
+    batch_handler: BatchHandler | None = None
     # Called instead of the handler when a message is not a valid CloudEvent (in the unit of
     # work, so it can emit a rejection). Without it, such a message goes straight to the DLQ.
     on_invalid: InvalidHandler | None = None
@@ -73,8 +78,11 @@ class ConsumerSpec:
     extra: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if (self.handler is None) == (self.rules is None):
-            raise ValueError(f"{self.durable}: give either a handler or a rules table")
+        given = [h for h in (self.handler, self.rules, self.batch_handler) if h is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"{self.durable}: give one of a handler, a batch handler or a rules table"
+            )
         if not self.subjects and self.rules is not None:
             self.subjects = self.rules.subjects
         if self.services_only is None:
@@ -346,10 +354,38 @@ class Consumer:
             return await apply_batch(
                 conn, self.spec.rules, inbound, source=self.uow.source, clock=self.uow.clock
             )
+        if self.spec.batch_handler is not None:
+            works: list[Work] = []
+            valid: list[tuple[Work, Envelope]] = []
+            for msg in msgs:
+                work, env = await self._opened(conn, msg)
+                works.append(work)
+                if env is not None:
+                    valid.append((work, env))
+            if valid:
+                await self.spec.batch_handler(conn, valid)
+            return await _written(conn, works)
         out: list[Work] = []
         for msg in msgs:
             out.append(await self._handle(conn, msg))
         return await _written(conn, out)
+
+    async def _opened(self, conn: Conn, msg: Msg) -> tuple[Work, Envelope | None]:
+        """A message of a batch handler's batch: its work and envelope; one that is not a
+        CloudEvent goes to `on_invalid` (or the DLQ) here and has no envelope."""
+        headers = msg.headers or {}
+        try:
+            env = decode(headers, msg.data)
+        except EnvelopeError as err:
+            if self.spec.on_invalid is None:
+                raise Permanent(f"not a CloudEvent: {err}") from err
+            work = Work(conn, source=self.uow.source, clock=self.uow.clock, subject=msg.subject)
+            await self.spec.on_invalid(work, msg, err)
+            return work, None
+        work = Work(
+            conn, source=self.uow.source, clock=self.uow.clock, trigger=env, subject=msg.subject
+        )
+        return work, env
 
     def _decoded(self, msg: Msg) -> Inbound:
         headers = msg.headers or {}

@@ -40,6 +40,26 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a connection goes back to the pool with. asyncpg has already ended any open
+    transaction and dropped the listener callbacks; its default would also send
+    `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` — a round trip on every
+    release, several per event. gridloop leaves no session state on a pooled connection:
+    settings are `SET LOCAL`, a `LISTEN` is removed with its callback, and a session lock is
+    unlocked by its holder, which closes the connection instead when it cannot
+    (`unlock_or_close`)."""
+
+
+async def unlock_or_close(conn: Conn, key: int) -> None:
+    """Release a session advisory lock; a connection that cannot say so is closed, so it
+    never goes back to the pool still holding the lock."""
+    try:
+        await conn.execute("SELECT pg_advisory_unlock($1)", key)
+    except BaseException:
+        conn.terminate()
+        raise
+
+
 async def create_pool(
     dsn: str, schema: str, *, min_size: int = 2, max_size: int = 10
 ) -> asyncpg.Pool:
@@ -50,6 +70,7 @@ async def create_pool(
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        reset=_keep_session,
         server_settings={"search_path": f"{schema},public", "application_name": schema},
     )
     assert pool is not None
@@ -139,7 +160,7 @@ async def migrate(conn: Conn, schema: str, migrations: Sequence[Migration]) -> l
             log.info("migration applied", schema=schema, migration=f"{mig.scope}/{mig.name}")
         return applied
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", lock_key)
+        await unlock_or_close(conn, lock_key)
 
 
 def upsert_sql(

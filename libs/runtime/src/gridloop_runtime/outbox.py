@@ -26,7 +26,7 @@ from nats.js import JetStreamContext
 
 from . import metrics
 from .clock import Clock
-from .db import Conn, lock_key
+from .db import Conn, lock_key, unlock_or_close
 from .step import OutboxRow, Step, TimerOp, plan_timer_ops
 from .step import default_subject as default_subject
 
@@ -157,33 +157,77 @@ class UnitOfWorkFactory:
             self.publisher.hand(rows)
 
 
+# How long published rows may wait to be marked sent: their marks are gathered into one
+# statement. Well inside OUTBOX_SWEEP_GRACE_S, so the sweeper does not send them again; if the
+# process dies first it does, and JetStream drops the copy (same Nats-Msg-Id).
+MARK_EVERY_S = 0.25
+
+
 class Publisher:
     """Publishes what this process committed, right after the commit, in commit order, and
-    marks it sent. What it could not send (the bus away, the process killed) stays unsent in
-    the outbox for the sweeper (`OutboxRelay`)."""
+    marks it sent (the marks of a quarter second in one statement). What it could not send
+    (the bus away, the process killed) stays unsent in the outbox for the sweeper
+    (`OutboxRelay`)."""
 
     def __init__(
-        self, pool: asyncpg.Pool, js: JetStreamContext, *, service: str, batch: int = 512
+        self,
+        pool: asyncpg.Pool,
+        js: JetStreamContext,
+        *,
+        service: str,
+        batch: int = 512,
+        mark_every_s: float = MARK_EVERY_S,
     ) -> None:
         self.pool = pool
         self.js = js
         self.service = service
         self.batch = batch
+        self.mark_every_s = mark_every_s
         self._queue: list[Committed] = []
         self._wake = asyncio.Event()
         self.published = 0
+        self._sent: list[int] = []  # published, not yet marked
+        self._marked_at = 0.0
 
     def hand(self, rows: Sequence[Committed]) -> None:
         self._queue.extend(rows)
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        waker = asyncio.create_task(self._wake_on(stop))
+        try:
+            await self._run(stop)
+        finally:
+            waker.cancel()
+
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        """A stop ends any wait at once (for new rows, or to gather marks)."""
+        await stop.wait()
+        self._wake.set()
+
+    async def _run(self, stop: asyncio.Event) -> None:
         failures = 0
         while True:
+            if self._sent and (
+                not self._queue or time.monotonic() - self._marked_at >= self.mark_every_s
+            ):
+                if self._queue or stop.is_set():
+                    await self._mark()
+                else:  # gather the marks of what comes next, a quarter second at most
+                    self._wake.clear()
+                    wait = self.mark_every_s - (time.monotonic() - self._marked_at)
+                    if wait > 0 and not stop.is_set():
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                    if not self._queue:
+                        await self._mark()
+                    continue
             if not self._queue:
                 if stop.is_set():
                     return
                 self._wake.clear()
+                if stop.is_set():  # set between the check and the clear
+                    continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=0.5)
                 continue
@@ -196,6 +240,8 @@ class Publisher:
                 failures += 1
                 log.warning("publish after commit failed", error=repr(exc), rows=len(rows))
                 if stop.is_set():
+                    if self._sent:
+                        await self._mark()
                     return
                 await asyncio.sleep(min(0.2 * failures, 2.0))
                 continue
@@ -203,14 +249,18 @@ class Publisher:
             del self._queue[: len(rows)]
             self.published += len(rows)
             metrics.EVENTS_OUT.labels(self.service).inc(len(rows))
-            try:
-                async with self.pool.acquire() as conn:
-                    await conn.execute(
-                        "UPDATE outbox SET sent_at = now() WHERE seq = ANY($1::bigint[])",
-                        [r.seq for r in rows],
-                    )
-            except Exception as exc:  # published: at worst the sweeper sends a copy
-                log.warning("marking published rows failed", error=repr(exc))
+            self._sent.extend(r.seq for r in rows)
+
+    async def _mark(self) -> None:
+        seqs, self._sent = self._sent, []
+        self._marked_at = time.monotonic()
+        try:
+            async with self.pool.acquire() as conn:
+                await conn.execute(
+                    "UPDATE outbox SET sent_at = now() WHERE seq = ANY($1::bigint[])", seqs
+                )
+        except Exception as exc:  # published: at worst the sweeper sends a copy
+            log.warning("marking published rows failed", error=repr(exc))
 
 
 class OutboxRelay:
@@ -268,7 +318,7 @@ class OutboxRelay:
                             await asyncio.wait_for(stop.wait(), timeout=self.poll_s)
             finally:
                 with contextlib.suppress(Exception):
-                    await conn.execute("SELECT pg_advisory_unlock($1)", self._lock_key)
+                    await unlock_or_close(conn, self._lock_key)
         finally:
             await self.pool.release(conn)  # type: ignore[arg-type]
 

@@ -60,7 +60,7 @@ class ServiceSettings(BaseSettings):
     stream_replicas: int = Field(1, alias="STREAM_REPLICAS")
     # outbox relay and timers
     outbox_batch: int = Field(512, alias="OUTBOX_BATCH")
-    outbox_poll_s: float = Field(0.5, alias="OUTBOX_POLL_S")
+    outbox_poll_s: float = Field(1.0, alias="OUTBOX_POLL_S")
     # The sweeper leaves rows younger than this to the publisher of the process that
     # committed them (which sends them right after the commit).
     outbox_sweep_grace_s: float = Field(2.0, alias="OUTBOX_SWEEP_GRACE_S")

@@ -26,7 +26,7 @@ def definition(settings: HandlingSettings) -> tuple[ServiceDefinition, Any]:
         "handling-commands",
         "HANDLING",
         handlers.COMMAND_SUBJECTS,
-        service.bus.on_command,
+        batch_handler=service.bus.on_batch,
         on_invalid=service.bus.on_invalid,
     )
     return (

@@ -14,7 +14,8 @@ Bus (CASES stream, durable `handling-cases`):
   case.supervised        → 挂牌督办 shows on the open tasks
   case.closed            → every task of the case ends as closed (结案)
 Bus (HANDLING stream, durable `handling-commands`):
-  handling.<dept>.<action> → validated here, then `run_bus_command` (domain/rules.py): idempotent
+  handling.<dept>.<action> → a batch at a time: each validated here, the cases loaded at once,
+                           then `run_bus_command` (domain/rules.py) in order: idempotent
                            by its scoped id, answered with gridloop.dispatch.answer.v1 on
                            dispatch.<dept>.answer (outbox) and, when the command names a
                            `replyto` subject (CloudEvents extension), there after commit
@@ -32,12 +33,13 @@ Commands (HandlingRules.commands: command type → rule) → events:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from gridloop_contracts import Envelope, EnvelopeError, subjects
 from gridloop_contracts import cases as ev
-from gridloop_contracts.department import COMMANDS, CommandAnswerV1
+from gridloop_contracts.department import COMMANDS, CommandAnswerV1, DepartmentCommand
 from gridloop_contracts.envelope import (
     control_characters,
     nul_in,
@@ -46,7 +48,8 @@ from gridloop_contracts.envelope import (
 )
 from gridloop_contracts.problems import Permanent
 from gridloop_runtime.casework import Rules
-from gridloop_runtime.commands import seen_command
+from gridloop_runtime.commands import seen_commands
+from gridloop_runtime.db import Conn
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.step import Timer
 from nats.aio.msg import Msg
@@ -118,7 +121,31 @@ class BusCommands:
         self.rules = rules
         self.store = store
 
-    async def on_command(self, work: Work, env: Envelope) -> None:
+    async def on_batch(self, conn: Conn, batch: Sequence[tuple[Work, Envelope]]) -> None:
+        """A batch of commands: each validated (a refusal is answered at once), then the cases
+        they touch loaded and their stored answers read with one statement per table, the rules
+        run in stream order, and the states saved once."""
+        ready: list[tuple[Work, DepartmentCommand, str | None]] = []
+        for work, env in batch:
+            found = await self._validated(work, env)
+            if found is not None:
+                ready.append((work, *found))
+        if not ready:
+            return
+        states = await self.store.load(conn, list(dict.fromkeys(c.case_id for _, c, _ in ready)))
+        keys = [cmds.command_key(cmd.dept, cmd.command_id) for _, cmd, _ in ready]
+        stored = await seen_commands(conn, keys)
+        for (work, cmd, reply_to), key in zip(ready, keys, strict=True):
+            state = states[cmd.case_id]
+            if key in stored and key not in state.answers:
+                state.answers[key] = stored[key]
+            self.rules.run_bus_command(state, cmd, reply_to, work, park=True)
+        await self.store.save(conn, list(states.values()))
+
+    async def _validated(
+        self, work: Work, env: Envelope
+    ) -> tuple[DepartmentCommand, str | None] | None:
+        """The command and the subject to answer on; None once a refusal has been answered."""
         dept, action = _subject(work)
         asked_reply = env.extensions.get("replyto")
         reply_to = reply_subject(dept, asked_reply)
@@ -145,7 +172,7 @@ class BusCommands:
                 else {"field": nul, "reason": "contains U+0000 (NUL), which is not text"}
             )
             await refuse([{**error, "code": "invalid"}])
-            return
+            return None
         if asked_reply and reply_to is None:
             # Answered on dispatch.<dept>.answer only: never on a subject the department
             # may not read itself (another's, a stream's).
@@ -154,37 +181,31 @@ class BusCommands:
                 "own inbox prefix, where it may receive answers)"
             )
             await refuse([{"field": "replyto", "reason": reason, "code": "invalid-replyto"}])
-            return
+            return None
         model = COMMANDS.get(action)
         if model is None:
             reason = (
                 f"unknown action {action!r}; one of {sorted(COMMANDS)} (handling.<dept>.<action>)"
             )
             await refuse([{"field": "subject", "reason": reason, "code": "unknown-action"}])
-            return
+            return None
         if env.type != model.type_name:
             reason = f"a command on handling.{dept}.{action} has type {model.type_name}"
             await refuse([{"field": "type", "reason": reason, "code": "invalid"}])
-            return
+            return None
         try:
             cmd = model.model_validate(env.data)
         except ValidationError as exc:
             await refuse([{**err, "code": "invalid"} for err in validation_errors(exc)])
-            return
+            return None
         if cmd.dept != dept:
             reason = (
                 f"says {cmd.dept!r} but the command came on handling.{dept}.{action}: a "
                 "department acts only for itself"
             )
             await refuse([{"field": "data.dept", "reason": reason, "code": "wrong-department"}])
-            return
-        # One load, the rule, one save; the events and the answer go with the batch's outbox.
-        state = (await self.store.load(work.conn, [cmd.case_id]))[cmd.case_id]
-        key = cmds.command_key(cmd.dept, cmd.command_id)
-        if (stored := await seen_command(work.conn, key)) is not None:
-            state.answers[key] = stored
-        self.rules.run_bus_command(state, cmd, reply_to, work, park=True)
-        await self.store.save(work.conn, [state])
+            return None
+        return cmd, reply_to
 
     async def on_invalid(self, work: Work, msg: Msg, err: EnvelopeError) -> None:
         """Not a CloudEvent: still answered, naming what is wrong."""
