@@ -59,6 +59,44 @@ def summarize(raw: Path, top: int) -> dict[str, Any]:
     return {"samples": total, "self_pct": pct(own), "inclusive_pct": pct(incl)}
 
 
+async def tally(stack: Stack, database_url: str) -> dict[str, float]:
+    """What the system did so far, to take per closed loop over the measured window: the
+    messages the services' consumers took (JetStream deliveries handled, duplicates
+    included), the events they published, PostgreSQL's commits and statements."""
+    import asyncpg
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {"deliveries": 0.0, "publishes": 0.0}
+    async with httpx.AsyncClient(timeout=10) as http:
+        for name in stack.procs:
+            text = (await http.get(stack.url(name) + "/metrics")).text
+            for family in text_string_to_metric_families(text):
+                if family.name == "gridloop_events_in":
+                    out["deliveries"] += sum(
+                        s.value
+                        for s in family.samples
+                        if s.name.endswith("_total") and s.labels.get("outcome") != "retry"
+                    )
+                elif family.name == "gridloop_events_out":
+                    out["publishes"] += sum(
+                        s.value for s in family.samples if s.name.endswith("_total")
+                    )
+    conn = await asyncpg.connect(database_url)
+    try:
+        out["commits"] = float(
+            await conn.fetchval(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+            )
+        )
+        out["statements"] = float(
+            await conn.fetchval("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements")
+        )
+    finally:
+        await conn.close()
+    return out
+
+
 async def load(
     stack: Stack,
     nats_url: str,
@@ -67,6 +105,7 @@ async def load(
     top: int,
     others: dict[str, int],
     *,
+    database_url: str,
     warmup: float = 15.0,
     in_flight: int = 400,
     spy: bool = True,
@@ -124,10 +163,12 @@ async def load(
     try:
         await phase(warmup)  # steady state before measuring
         closed0 = closed["n"]
+        before = await tally(stack, database_url)
         cpu.start()
         await phase(seconds)
         cpu.stop()
         measured = closed["n"] - closed0
+        after = await tally(stack, database_url)
     finally:
         await actors.stop()
         await nc.close()
@@ -138,6 +179,15 @@ async def load(
     print("CPU ms per closed loop (and share of one CPU over the measured time):")
     for line in cpu.lines(measured):
         print(line)
+    print(
+        "per closed loop: "
+        + ", ".join(
+            f"{k} {(after[k] - before[k]) / max(measured, 1):.1f}"
+            for k in ("deliveries", "publishes", "commits", "statements")
+        )
+        + " (consumers' deliveries and the services' publishes; PostgreSQL's commits and"
+        " statements, the simulated people's included)"
+    )
     share = cpu.per_closed_loop(measured, cpus())["loop_cpu_pct_of_machine"]
     print(
         f"  machine ({cpus()} CPUs): {share['system']}% the system, {share['load_and_actors']}%"
@@ -229,6 +279,7 @@ def main() -> int:
                 out,
                 args.top,
                 others,
+                database_url=database_url,
                 warmup=args.warmup,
                 in_flight=args.in_flight,
                 spy=args.spy,

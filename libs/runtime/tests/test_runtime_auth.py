@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
 import jwt
 import pytest
@@ -161,3 +163,80 @@ def test_a_territory_claim_is_taken_as_given() -> None:
     assert principal_from_claims({"sub": "s", "territory": "110101001"}).territory == ("110101001",)
     everywhere = principal_from_claims({"sub": "e", "territory": ["*"]})
     assert everywhere.covers("1101010010020007")
+
+
+def test_keys_of_the_identity_provider_are_fetched_once_per_kid_off_the_event_loop() -> None:
+    """With JWKS, the signing key of a new kid is fetched (in a thread, not on the event loop)
+    and kept; the next requests with that kid verify without a fetch; a token with a kid the
+    provider does not have is refused as 401."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()))
+    body = json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
+    fetches: list[str] = []
+
+    class Jwks(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            fetches.append(threading.current_thread().name)
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Jwks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = AuthSettings.model_validate(
+            {
+                "JWT_JWKS_URL": f"http://127.0.0.1:{server.server_port}/jwks",
+                "JWT_ALGORITHMS": "RS256",
+                "JWT_ISSUER": "iss",
+                "JWT_AUDIENCE": "aud",
+            }
+        )
+        app = FastAPI()
+        install_refusal_handler(app)
+        auth = Authenticator(settings)
+        assert auth._jwks is not None
+        fetch = auth._jwks.get_signing_key_from_jwt
+        on_loop: list[bool] = []
+
+        def watched(token: str) -> Any:
+            try:
+                asyncio.get_running_loop()
+                on_loop.append(True)
+            except RuntimeError:
+                on_loop.append(False)
+            return fetch(token)
+
+        auth._jwks.get_signing_key_from_jwt = watched  # type: ignore[method-assign,assignment]
+        app.state.authenticator = auth
+
+        @app.get("/whoami")
+        def whoami(p: Principal = Depends(current_principal)) -> dict[str, object]:
+            return {"user": p.user_id}
+
+        def token(kid: str) -> dict[str, str]:
+            claims = {"sub": "op-1", "iss": "iss", "aud": "aud", "exp": int(time.time()) + 60}
+            signed = jwt.encode(claims, private, algorithm="RS256", headers={"kid": kid})
+            return {"Authorization": f"Bearer {signed}"}
+
+        client = TestClient(app)
+        for _ in range(3):
+            r = client.get("/whoami", headers=token("k1"))
+            assert r.status_code == 200, r.text
+            assert r.json() == {"user": "op-1"}
+        assert len(fetches) == 1  # once for kid k1
+        assert on_loop == [False]  # in a worker thread, never on the event loop
+        r = client.get("/whoami", headers=token("k-unknown"))
+        assert r.status_code == 401 and r.json()["detail"][0]["field"] == "Authorization"
+    finally:
+        server.shutdown()

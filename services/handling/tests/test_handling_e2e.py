@@ -263,3 +263,46 @@ async def test_the_kit_returns_or_asks_for_time_as_configured(
     finally:
         stop.set()
         await asyncio.gather(*systems)
+
+
+async def test_the_kit_sends_a_result_again_when_its_clock_was_ahead(
+    handling: Harness, nats_url: str
+) -> None:
+    """A department system whose clock runs ahead of gridloop's beyond the allowed skew has
+    its result refused for `completed_at`; it reads its clock again and sends the result
+    once more, so the task does not stay signed for ever."""
+    await bus.ensure_feeds(handling.js, [Feed.department("sanitation")])
+    example = load_example()
+    stop = asyncio.Event()
+    said: list[str] = []
+
+    def kit_clock() -> datetime:
+        # a day ahead until handling has refused something, then right
+        ahead = not any("REFUSED" in line for line in said)
+        return handling.clock.now() + (timedelta(days=1) if ahead else timedelta(0))
+
+    system = asyncio.create_task(
+        example.run(nats_url, "sanitation", stop=stop, say=said.append, clock=kit_clock)
+    )
+    try:
+        await handling.accepted("KIT-AHEAD", "E0102")
+        task_id = await handling.dispatched("KIT-AHEAD", "sanitation")
+        summary = CaseSummary(
+            case_id="KIT-AHEAD",
+            task_id=task_id,
+            category_code="E0102",
+            description="垃圾堆放",
+            deadline=handling.clock.now() + timedelta(days=1),
+        )
+        feed = TaskAssigned(dept="sanitation", case=summary, sent_at=handling.clock.now())
+        headers, body = to_binary(
+            Envelope.of(feed, source="/gridloop/dispatch", subject="KIT-AHEAD")
+        )
+        await handling.js.publish("dispatch.sanitation.assigned", body, headers=headers)
+        [handled] = await handling.wait(ev.CaseHandled, case_id="KIT-AHEAD")
+        assert datetime.fromisoformat(handled.data["completed_at"]) <= handling.clock.now()
+        refused = [line for line in said if "REFUSED" in line]
+        assert refused and all("completed_at" in line for line in refused), refused
+    finally:
+        stop.set()
+        await system

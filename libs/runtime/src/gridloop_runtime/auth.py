@@ -13,8 +13,10 @@ against the city's users; `make run` prints demo tokens for every role.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -102,13 +104,34 @@ class Authenticator:
         self._jwks: jwt.PyJWKClient | None = (
             jwt.PyJWKClient(settings.jwks_url) if settings.jwks_url else None
         )
+        self._keys: dict[str, Any] = {}  # the identity provider's signing keys, by kid
 
     def _key(self, token: str) -> Any:
         if self._jwks is not None:
-            return self._jwks.get_signing_key_from_jwt(token).key
+            kid = _kid(token)
+            key = self._keys.get(kid) if kid else None
+            if key is None:
+                key = self._jwks.get_signing_key_from_jwt(token).key
+                if kid and len(self._keys) < MAX_SIGNING_KEYS:
+                    self._keys[kid] = key
+            return key
         if self.settings.public_key:
             return self.settings.public_key
         return self.settings.secret
+
+    async def prepare(self, request: Request) -> None:
+        """Fetch a signing key not seen yet (JWKS over HTTP) off the event loop, so that
+        `authenticate` then runs without I/O; a token whose key cannot be had is refused there."""
+        if self._jwks is None:
+            return
+        header = request.headers.get("authorization", "")
+        if not header.lower().startswith("bearer "):
+            return
+        token = header[7:].strip()
+        kid = _kid(token)
+        if kid and kid not in self._keys:
+            with contextlib.suppress(jwt.PyJWTError):
+                await asyncio.to_thread(self._key, token)
 
     def verify(self, token: str) -> Principal:
         try:
@@ -145,6 +168,19 @@ class Authenticator:
         raise Refusal(
             "a bearer token is required", field="Authorization", code="unauthenticated", status=401
         )
+
+
+# Signing keys kept by kid (a city's identity provider has a handful; the bound keeps tokens
+# with made-up kids from growing the cache).
+MAX_SIGNING_KEYS = 64
+
+
+def _kid(token: str) -> str | None:
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        return None
+    return kid if isinstance(kid, str) else None
 
 
 def territory_claim(value: Any) -> tuple[str, ...]:
@@ -204,14 +240,19 @@ def issue_token(
     return jwt.encode(claims, settings.secret, algorithm="HS256")
 
 
-def current_principal(request: Request) -> Principal:
-    """FastAPI dependency: the caller, or 401 naming the Authorization header."""
+async def current_principal(request: Request) -> Principal:
+    """FastAPI dependency: the caller, or 401 naming the Authorization header. Asynchronous,
+    like every dependency of the request path: a plain `def` would cost each request a hop to
+    the thread pool and back."""
     auth: Authenticator | None = getattr(request.app.state, "authenticator", None)
     if auth is None:
         auth = Authenticator(AuthSettings())
         request.app.state.authenticator = auth
     audit.set_caller(None, (), None, request.path_params, audit.route_of(request.scope))
-    principal = auth.authenticate(request)
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:  # not already established by the rate limiter
+        await auth.prepare(request)
+        principal = auth.authenticate(request)
     audit.set_caller(
         principal.user_id,
         principal.roles,
@@ -225,10 +266,10 @@ def current_principal(request: Request) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def require(*roles: str) -> Callable[[Principal], Principal]:
+def require(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
     """FastAPI dependency factory: the caller must hold one of `roles` (admin always may)."""
 
-    def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: CurrentPrincipal) -> Principal:
         if not principal.has(*roles):
             raise Refusal(
                 f"role {sorted(principal.roles)} may not do this; needs one of {list(roles)}",

@@ -125,11 +125,13 @@ class Limiter:
         if auth is not None and (
             request.headers.get("authorization") or request.headers.get("x-user")
         ):
+            await auth.prepare(request)
             try:
                 principal = auth.authenticate(request)
             except Refusal:
                 pass  # refused later with 401; counted against the address meanwhile
             else:
+                request.state.principal = principal  # the route's dependency takes it as is
                 return self.client, f"user:{principal.user_id}"
         if self.client_key is not None:
             key = await self.client_key(request)
@@ -139,7 +141,7 @@ class Limiter:
         return self.public, f"addr:{host}"
 
     @staticmethod
-    def check_text(request: Request) -> None:
+    async def check_text(request: Request) -> None:
         """PostgreSQL text cannot hold NUL characters: refuse them at the door, naming the
         parameter, rather than fail in the database."""
         for where, params in (("query", request.query_params), ("path", request.path_params)):

@@ -121,9 +121,11 @@ def console_of(request: Request) -> Console:
     return c
 
 
-def caller(request: Request) -> Principal:
+async def caller(request: Request) -> Principal:
     """The authenticated caller: a bearer token (or `X-User` in AUTH_MODE=dev)."""
-    return console_of(request).auth.authenticate(request)
+    auth = console_of(request).auth
+    await auth.prepare(request)
+    return auth.authenticate(request)
 
 
 Caller = Annotated[Principal, Depends(caller)]
