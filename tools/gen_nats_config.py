@@ -11,6 +11,10 @@ a department or a source is a data change: edit the YAML, run this tool, apply.
     python tools/gen_nats_config.py --local-out F --store-dir D
                                                     # a runnable local config; passwords from
                                                     # NATS_PW_* in the environment, else dev ones
+    python tools/gen_nats_config.py --local-accounts-out F
+                                                    # the accounts alone, passwords as above,
+                                                    # for every node of a local cluster to
+                                                    # `include` (GRIDLOOP_NATS_NODES=3 make run)
 
 Generated (from data/demo-city unless --city says otherwise):
 
@@ -527,6 +531,21 @@ def render_local_conf(
     )
 
 
+def render_local_accounts(
+    city: City, city_dir: Path, *, passwords: Mapping[str, str] | None = None
+) -> str:
+    """The accounts, users and permissions with literal passwords (dev ones unless given),
+    and nothing else: each node of a local cluster includes it beside its own listen,
+    JetStream and cluster settings (gridloop_runtime.devstack.LocalNatsCluster)."""
+    all_users = users(city)
+    pw = {u.name: (passwords or {}).get(u.name) or dev_password(u) for u in all_users}
+    return (
+        _header(city_dir, "NATS accounts and users for a local cluster's nodes to include.")
+        + "\n"
+        + render_accounts(all_users, pw)
+    )
+
+
 def passwords_from_env(
     all_users: Iterable[User], env: Mapping[str, str] | None = None
 ) -> dict[str, str]:
@@ -587,6 +606,11 @@ def main(argv: list[str] | None = None) -> int:
         help=f"print a Secret {SECRET_NAME} with random passwords",
     )
     parser.add_argument("--local-out", type=Path, help="write a runnable local config here")
+    parser.add_argument(
+        "--local-accounts-out",
+        type=Path,
+        help="write the accounts alone here, for each node of a local cluster to include",
+    )
     parser.add_argument("--store-dir", default=".run/nats/js", help="JetStream dir (--local-out)")
     parser.add_argument("--listen", default="127.0.0.1:4222", help="listen address (--local-out)")
     args = parser.parse_args(argv)
@@ -604,6 +628,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.new_secret:
         print(new_secret(city, args.new_secret), end="")
+        return 0
+    if args.local_accounts_out:
+        args.local_accounts_out.parent.mkdir(parents=True, exist_ok=True)
+        args.local_accounts_out.write_text(
+            render_local_accounts(city, args.city, passwords=passwords_from_env(users(city))),
+            encoding="utf-8",
+        )
         return 0
     if args.local_out:
         all_users = users(city)

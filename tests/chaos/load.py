@@ -227,7 +227,7 @@ async def send_all(
 ) -> None:
     """A steady stream at `rate` reports/s; each report is sent by its own retrying task."""
     assert stack.nats_url
-    nc = await nats.connect(stack.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.3)
+    nc = await nats.connect(stack.nats_servers, max_reconnect_attempts=-1, reconnect_time_wait=0.3)
     js = nc.jetstream()
     pending: set[asyncio.Task[None]] = set()
     scenes_sent: dict[str, asyncio.Task[None]] = {}

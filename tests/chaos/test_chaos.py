@@ -226,7 +226,7 @@ async def judge(
 ) -> dict[str, Any]:
     """The checks after the run, against the streams and every service's tables."""
     assert stack.nats_url
-    nc = await nats.connect(stack.nats_url)
+    nc = await nats.connect(stack.nats_servers)
     js = nc.jetstream()
     try:
         cases_stream = await read_stream(js, "CASES")

@@ -16,6 +16,7 @@ import asyncpg
 import httpx
 import pytest
 from gridloop_city import load_city
+from gridloop_runtime.devstack import LocalNats
 from gridloop_runtime.launcher import Stack
 from gridloop_runtime.testing import wait_for
 
@@ -28,7 +29,7 @@ RATE = 6.0
 
 def wipe_jetstream(stack: Stack) -> None:
     """kill -9 nats-server, delete its JetStream store, start it again on the same port."""
-    assert stack.nats is not None
+    assert isinstance(stack.nats, LocalNats)  # one server (tests/chaos/conftest.py)
     stack.nats.stop(kill=True)
     shutil.rmtree(stack.nats.store_dir / "js")
     stack.nats.start()

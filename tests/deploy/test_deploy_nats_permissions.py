@@ -27,7 +27,7 @@ import pytest_asyncio
 from gridloop_runtime import bus
 from gridloop_runtime.bus import Feed
 from gridloop_runtime.consumer import Consumer, ConsumerSpec
-from gridloop_runtime.devstack import LocalNats
+from gridloop_runtime.devstack import LocalNats, LocalNatsCluster
 from gridloop_runtime.testing import wait_for
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -512,3 +512,52 @@ async def test_the_demo_city_config_serves_its_departments_and_sources(
             await c.close()
     finally:
         server.stop()
+
+
+async def test_a_local_cluster_carries_the_generated_users_on_every_node(
+    gen: ModuleType, tmp_path: Path
+) -> None:
+    """GRIDLOOP_NATS_NODES=3 make run: three nodes each include the generated accounts
+    (`--local-accounts-out`); a service creates the streams R3 through one node, a department
+    reads its feed through another, an integrator reports through the third, and the fences
+    hold on every node."""
+    accounts = tmp_path / "accounts.conf"
+    assert gen.main(["--local-accounts-out", str(accounts)]) == 0
+    city = gen.read_city(gen.DEFAULT_CITY)
+    assert accounts.read_text(encoding="utf-8") == gen.render_local_accounts(
+        city, gen.DEFAULT_CITY, passwords=gen.passwords_from_env(gen.users(city), env={})
+    )
+    cluster = LocalNatsCluster(tmp_path / "cluster", accounts_file=accounts, log_dir=tmp_path)
+    cluster.start()
+    clients: list[Client] = []
+
+    async def login(node: int, user: str, **kw: Any) -> Client:
+        kw.setdefault("password", f"gridloop-dev-{user}")
+        nc = await nats.connect(cluster.nodes[node].url, user=user, allow_reconnect=False, **kw)
+        clients.append(nc)
+        return nc
+
+    try:
+        dept, src = city.departments[0].code, city.sources[0]
+        svc = (await login(0, "dispatch")).jetstream()
+        await bus.ensure_streams(svc, replicas=3)
+        assert (await svc.stream_info("CASES")).config.num_replicas == 3
+        await bus.ensure_feeds(svc, [Feed.department(dept)])
+        await svc.publish(f"dispatch.{dept}.assigned", b"{}")
+        d = await login(1, f"dept-{dept}", inbox_prefix=f"_INBOX.dept-{dept}")
+        djs = d.jetstream()
+        msgs = await (await djs.pull_subscribe_bind(f"dept-{dept}", "DISPATCH")).fetch(1, 5)
+        assert msgs[0].subject == f"dispatch.{dept}.assigned"
+        s = await login(2, f"src-{src.code}", inbox_prefix=f"_INBOX.src-{src.code}")
+        ack = await s.jetstream().publish(f"intake.{src.channels[0]}.{src.code}", b"{}")
+        assert ack.stream == "INTAKE"
+        # a department may not write CASES, whichever node it is on
+        with pytest.raises((nats.errors.Error, TimeoutError)):
+            await djs.publish("case.closed", b"{}", timeout=DENIED_TIMEOUT)
+        assert await _count(svc, "CASES") == 0
+        with pytest.raises(nats.errors.Error):
+            await login(1, f"dept-{dept}", password="wrong")
+    finally:
+        for c in clients:
+            await c.close()
+        cluster.stop()

@@ -132,7 +132,7 @@ class Loop:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def loop(stack: Stack, city: City) -> AsyncIterator[Loop]:
     assert stack.nats_url
-    nc = await nats.connect(stack.nats_url)
+    nc = await nats.connect(stack.nats_servers)
     lp = Loop(stack, nc, city)
 
     async def heard(msg: Any) -> None:

@@ -61,7 +61,7 @@ async def run(
     # With NATS permissions a department gets replies only under its own inbox prefix.
     # Reconnect for ever: the department's system outlives restarts of the bus.
     nc = await nats.connect(
-        nats_url,
+        nats_url.split(","),  # one server, or every node of a cluster
         user=user,
         password=password,
         inbox_prefix=f"_INBOX.dept-{dept}",
@@ -275,7 +275,9 @@ async def _feed_ready(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="A department's system on the gridloop bus.")
-    parser.add_argument("--nats", default="nats://127.0.0.1:4222")
+    parser.add_argument(
+        "--nats", default="nats://127.0.0.1:4222", help="server URL(s), comma-separated"
+    )
     parser.add_argument("--dept", required=True, help="department code (departments.yaml)")
     parser.add_argument("--behaviour", choices=("handle", "return", "extension"), default="handle")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before the result")

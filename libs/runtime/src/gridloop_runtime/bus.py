@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import nats
 import structlog
@@ -30,6 +31,15 @@ log = structlog.get_logger(__name__)
 # Dedupe window for Nats-Msg-Id: a relay that re-publishes after a crash within it is absorbed
 # by JetStream; beyond it, consumers' inboxes absorb it.
 DUPLICATE_WINDOW_S = 600.0
+
+# How long start-up waits for JetStream to be able to act (module doc of `when_available`).
+JETSTREAM_WAIT_S = 60.0
+# What JetStream answers while it cannot act yet: 10005 no suitable peers for placement (a
+# node of the cluster not known yet, or down), 10008 temporarily unavailable (no meta
+# leader), 10009 cluster cannot handle the request, 10023 insufficient resources.
+UNAVAILABLE_ERR_CODES = frozenset({10005, 10008, 10009, 10023})
+
+T = TypeVar("T")
 
 
 async def connect(
@@ -93,6 +103,55 @@ async def keep_streams(
             await asyncio.sleep(min(0.5 * (attempt + 1), 5.0))
 
 
+def unavailable(exc: BaseException) -> bool:
+    """JetStream could not act on a request yet, and will: no answer (a cluster still
+    electing its meta leader, or a stream its leader, does not answer), no responder, the
+    client reconnecting, or an answer that says so (503, UNAVAILABLE_ERR_CODES)."""
+    if isinstance(exc, nats.js.errors.APIError):
+        return exc.code == 503 or exc.err_code in UNAVAILABLE_ERR_CODES
+    return isinstance(
+        exc,
+        (
+            TimeoutError,
+            nats.errors.TimeoutError,
+            nats.errors.NoRespondersError,
+            nats.errors.ConnectionReconnectingError,
+        ),
+    )
+
+
+async def when_available(
+    op: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    wait_s: float = JETSTREAM_WAIT_S,
+    races: int = 4,
+) -> T:
+    """Run a JetStream API call (`op`) until it is done. While JetStream is unavailable
+    (a cluster that just started elects its meta leader; a node is down and a stream elects
+    a new leader) it is tried again, with back-off, for up to `wait_s`; another API error
+    is tried again `races` times (two replicas creating the same stream or consumer at once:
+    the loser's next look finds it); anything else is raised at once."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    attempt = 0
+    while True:
+        try:
+            return await op()
+        except Exception as exc:
+            attempt += 1
+            if unavailable(exc):
+                if loop.time() > deadline:
+                    raise
+                log.info("jetstream unavailable, trying again", what=what, error=repr(exc))
+                await asyncio.sleep(min(0.2 * attempt, 2.0))
+            elif isinstance(exc, nats.js.errors.APIError) and attempt <= races:
+                log.info("jetstream retry", what=what, error=str(exc))
+                await asyncio.sleep(0.2 * attempt)
+            else:
+                raise
+
+
 def stream_config(spec: StreamSpec, replicas: int = 1) -> StreamConfig:
     return StreamConfig(
         name=spec.name,
@@ -107,29 +166,33 @@ def stream_config(spec: StreamSpec, replicas: int = 1) -> StreamConfig:
 
 
 async def ensure_streams(
-    js: JetStreamContext, specs: Sequence[StreamSpec] = STREAMS, *, replicas: int = 1
+    js: JetStreamContext,
+    specs: Sequence[StreamSpec] = STREAMS,
+    *,
+    replicas: int = 1,
+    wait_s: float = JETSTREAM_WAIT_S,
 ) -> None:
-    """Create each stream, or update it to the wanted subjects; safe to call from every replica."""
+    """Create each stream, or update it to the wanted subjects; safe to call from every
+    replica, and waits (up to `wait_s`) for a JetStream that cannot act yet."""
     for spec in specs:
         cfg = stream_config(spec, replicas)
-        for attempt in range(5):
-            try:
-                try:
-                    info = await js.stream_info(spec.name)
-                except NotFoundError:
-                    await js.add_stream(cfg)
-                    log.info("stream created", stream=spec.name)
-                else:
-                    if sorted(info.config.subjects or []) != sorted(spec.subjects):
-                        await js.update_stream(cfg)
-                        log.info("stream updated", stream=spec.name)
-                break
-            except nats.js.errors.APIError as exc:
-                # Two replicas racing to create the same stream: the loser sees "already in use".
-                if attempt == 4:
-                    raise
-                log.info("stream create retry", stream=spec.name, error=str(exc))
-                await asyncio.sleep(0.2 * (attempt + 1))
+        await when_available(
+            functools.partial(_ensure_stream, js, spec, cfg),
+            what=f"stream {spec.name}",
+            wait_s=wait_s,
+        )
+
+
+async def _ensure_stream(js: JetStreamContext, spec: StreamSpec, cfg: StreamConfig) -> None:
+    try:
+        info = await js.stream_info(spec.name)
+    except NotFoundError:
+        await js.add_stream(cfg)
+        log.info("stream created", stream=spec.name, replicas=cfg.num_replicas)
+        return
+    if sorted(info.config.subjects or []) != sorted(spec.subjects):
+        await js.update_stream(cfg)
+        log.info("stream updated", stream=spec.name)
 
 
 @dataclass(frozen=True)
@@ -172,30 +235,44 @@ class Feed:
         )
 
 
-async def ensure_feeds(js: JetStreamContext, feeds: Sequence[Feed]) -> None:
+async def ensure_feeds(
+    js: JetStreamContext, feeds: Sequence[Feed], *, wait_s: float = JETSTREAM_WAIT_S
+) -> None:
     """Create each feed consumer that is missing; one that exists keeps its position, unless
-    it is not the feed (a push consumer, another filter), which is replaced."""
+    it is not the feed (a push consumer, another filter), which is replaced. Waits (up to
+    `wait_s`) for a JetStream that cannot act yet."""
     for feed in feeds:
-        try:
-            info = await js.consumer_info(feed.stream, feed.durable)
-        except NotFoundError:
-            info = None
-        if info is not None:
-            if feed.fits(info.config):
-                continue
-            log.warning(
-                "feed consumer is not the feed; replacing it",
-                stream=feed.stream,
-                consumer=feed.durable,
-                deliver_subject=info.config.deliver_subject,
-                filter=info.config.filter_subject,
-            )
-            with contextlib.suppress(NotFoundError):
-                await js.delete_consumer(feed.stream, feed.durable)
-        try:
-            await js.add_consumer(feed.stream, feed.config())
-        except nats.js.errors.APIError as exc:
-            # Another replica created it first: fine if it is the feed.
-            info = await js.consumer_info(feed.stream, feed.durable)
-            if not feed.fits(info.config):
-                raise RuntimeError(f"feed {feed.durable} on {feed.stream}: {exc}") from exc
+        await when_available(
+            functools.partial(_ensure_feed, js, feed),
+            what=f"feed {feed.durable}",
+            wait_s=wait_s,
+            races=0,
+        )
+
+
+async def _ensure_feed(js: JetStreamContext, feed: Feed) -> None:
+    try:
+        info = await js.consumer_info(feed.stream, feed.durable)
+    except NotFoundError:
+        info = None
+    if info is not None:
+        if feed.fits(info.config):
+            return
+        log.warning(
+            "feed consumer is not the feed; replacing it",
+            stream=feed.stream,
+            consumer=feed.durable,
+            deliver_subject=info.config.deliver_subject,
+            filter=info.config.filter_subject,
+        )
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(feed.stream, feed.durable)
+    try:
+        await js.add_consumer(feed.stream, feed.config())
+    except nats.js.errors.APIError as exc:
+        if unavailable(exc):
+            raise
+        # Another replica created it first: fine if it is the feed.
+        info = await js.consumer_info(feed.stream, feed.durable)
+        if not feed.fits(info.config):
+            raise RuntimeError(f"feed {feed.durable} on {feed.stream}: {exc}") from exc

@@ -31,6 +31,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind
 
 from . import metrics, tracing
+from .bus import when_available
 from .casework import Inbound, Rules, apply_batch
 from .db import Conn, lock_key
 from .outbox import Committed, UnitOfWorkFactory, Work, apply_timer_ops, write_rows
@@ -184,11 +185,16 @@ class Consumer:
 
     async def subscribe(self) -> None:
         cfg = self.config()
-        try:
-            await self.js.add_consumer(self.spec.stream, cfg)
-        except nats.js.errors.BadRequestError:
-            # Exists with another config (an upgrade changed filters): update it in place.
-            await self.js.add_consumer(self.spec.stream, cfg)
+
+        async def declare() -> None:
+            try:
+                await self.js.add_consumer(self.spec.stream, cfg)
+            except nats.js.errors.BadRequestError:
+                # Exists with another config (an upgrade changed filters): update it in place.
+                await self.js.add_consumer(self.spec.stream, cfg)
+
+        # A stream just created in a cluster may still be electing its leader.
+        await when_available(declare, what=f"consumer {self.spec.durable}", races=0)
         self._sub = await self.js.pull_subscribe_bind(
             durable=self.spec.durable, stream=self.spec.stream
         )

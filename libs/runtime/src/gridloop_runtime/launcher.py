@@ -1,6 +1,6 @@
-"""Brings the whole system up on one machine: NATS, PostgreSQL and the five services as
-separate processes. `make run` uses it; so do the end-to-end tests, the chaos suite and
-`make bench`, which kill and restart single services through it."""
+"""Brings the whole system up on one machine: NATS (one server, or a cluster), PostgreSQL
+and the five services as separate processes. `make run` uses it; so do the end-to-end tests,
+the chaos suite and `make bench`, which kill and restart single services through it."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from .devstack import LocalNats, LocalPostgres
+from .devstack import LocalNats, LocalNatsCluster, LocalPostgres
 
 SERVICES: dict[str, int] = {
     "intake": 8001,
@@ -50,6 +50,22 @@ def replicas_from_env(default: int = 1) -> int:
     return n
 
 
+def nats_nodes_from_env(default: int = 1) -> int:
+    """GRIDLOOP_NATS_NODES: nats-servers of the local bus; more than one form a JetStream
+    cluster (production runs three) and the services' streams are replicated on up to
+    three of them (STREAM_REPLICAS)."""
+    value = os.environ.get("GRIDLOOP_NATS_NODES", "").strip()
+    n = int(value) if value else default
+    if n < 1:
+        raise ValueError(f"GRIDLOOP_NATS_NODES must be 1 or more, not {value!r}")
+    return n
+
+
+def stream_replicas_for(nats_nodes: int) -> int:
+    """R3 on a cluster of three or more (as in production), else one copy per node."""
+    return min(nats_nodes, 3)
+
+
 @dataclass
 class Stack:
     """The five services (and, unless URLs are given, their NATS and PostgreSQL)."""
@@ -68,7 +84,10 @@ class Stack:
     # the service, the others `<service>-<i>`; they share the service's consumers, timers and
     # outbox as in production.
     replicas: int = 1
-    nats: LocalNats | None = None
+    # nats-servers: one (the default), or a JetStream cluster of this many on loopback, the
+    # services given every node's URL and STREAM_REPLICAS (stream_replicas_for).
+    nats_nodes: int = 1
+    nats: LocalNats | LocalNatsCluster | None = None
     postgres: LocalPostgres | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -76,14 +95,25 @@ class Stack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if self.nats_url is None:
             port = int(self.env.get("NATS_PORT", os.environ.get("NATS_PORT", "4222")))
-            config = self._auth_config(port) if self.nats_auth else None
-            self.nats = LocalNats(
-                self.state_dir / "nats",
-                port=port,
-                config_file=config,
-                sync_always=self.durable,
-                log_file=self.state_dir / "nats.log",
-            ).start()
+            if self.nats_nodes > 1:
+                # Client ports NATS_PORT, +1, +2 …; a store, config and log per node.
+                self.nats = LocalNatsCluster(
+                    self.state_dir / "nats-cluster",
+                    size=self.nats_nodes,
+                    port=port,
+                    accounts_file=self._auth_accounts() if self.nats_auth else None,
+                    sync_always=self.durable,
+                    log_dir=self.state_dir,
+                ).start()
+            else:
+                config = self._auth_config(port) if self.nats_auth else None
+                self.nats = LocalNats(
+                    self.state_dir / "nats",
+                    port=port,
+                    config_file=config,
+                    sync_always=self.durable,
+                    log_file=self.state_dir / "nats.log",
+                ).start()
             self.nats_url = self.nats.url
         if self.database_url is None:
             self.postgres = LocalPostgres(
@@ -116,6 +146,23 @@ class Stack:
         )
         return out
 
+    def _auth_accounts(self) -> Path:
+        """The generated accounts, users and permissions alone, for every node of a local
+        cluster to include (dev passwords, or NATS_PW_<USER> from the environment)."""
+        tool = Path(__file__).resolve().parents[4] / "tools" / "gen_nats_config.py"
+        out = self.state_dir / "nats-accounts.conf"
+        subprocess.run(
+            [sys.executable, str(tool), "--local-accounts-out", str(out)],
+            check=True,
+            capture_output=True,
+        )
+        return out
+
+    @property
+    def nats_servers(self) -> list[str]:
+        """The NATS URLs the services are given (NATS_URL, split), for a client to connect."""
+        return (self.nats_url or "").split(",")
+
     def instances(self, name: str | None = None) -> list[str]:
         """The processes of one service (or of every service), replica 0 first."""
         names = [name] if name else list(self.services)
@@ -144,6 +191,8 @@ class Stack:
                 "DATABASE_URL": self.database_url,
             }
         )
+        if self.nats_nodes > 1:
+            env["STREAM_REPLICAS"] = str(stream_replicas_for(self.nats_nodes))
         if self.nats_auth and self.nats is not None:
             env.update({"NATS_USER": name, "NATS_PASSWORD": f"gridloop-dev-{name}"})
         if name == "console":
@@ -270,9 +319,12 @@ def main(argv: list[str] | None = None) -> int:
         ports={**SERVICES, "console": CONSOLE_PORT},
         services=(*SERVICES, "console"),
         replicas=replicas_from_env(),
+        # a NATS_URL of your own is the bus as it is: the node count is for the local one
+        nats_nodes=1 if os.environ.get("NATS_URL") else nats_nodes_from_env(),
     )
     shape = f" ({stack.replicas} replicas each)" if stack.replicas > 1 else ""
-    print(f"gridloop: starting NATS, PostgreSQL and the five services{shape} ...", flush=True)
+    bus = f"a {stack.nats_nodes}-node NATS cluster" if stack.nats_nodes > 1 else "NATS"
+    print(f"gridloop: starting {bus}, PostgreSQL and the five services{shape} ...", flush=True)
     started = time.monotonic()
     try:
         stack.start()
@@ -281,9 +333,22 @@ def main(argv: list[str] | None = None) -> int:
         stack.stop()
         return 1
     print(f"gridloop: ready in {time.monotonic() - started:.1f}s\n")
-    print(f"  NATS        {stack.nats_url}")
+    if isinstance(stack.nats, LocalNatsCluster):
+        r = stream_replicas_for(stack.nats_nodes)
+        print(f"  NATS        cluster {stack.nats.name!r}, {stack.nats_nodes} nodes, streams R{r}:")
+        for node in stack.nats.nodes:
+            monitor = f"http://127.0.0.1:{node.monitor_port}"
+            print(f"    {node.server_name:<9} {node.url}   (monitoring {monitor})")
+        print(f"  NATS_URL    {stack.nats_url}")
+    else:
+        print(f"  NATS        {stack.nats_url}")
     if stack.nats_auth:
-        print("              users and subject permissions from the city (deploy/local/nats.conf);")
+        where = (
+            f"{stack.state_dir.name}/nats-accounts.conf, in every node"
+            if isinstance(stack.nats, LocalNatsCluster)
+            else "deploy/local/nats.conf"
+        )
+        print(f"              users and subject permissions from the city ({where});")
         print("              departments log in as dept-<code>, integrators as src-<code>,")
         print("              password gridloop-dev-<user>, e.g. dept-sanitation:")
         print("              gridloop-dev-dept-sanitation")

@@ -25,6 +25,7 @@ from gridloop_contracts import Envelope
 from nats.js import JetStreamContext
 
 from . import metrics
+from .bus import unavailable
 from .clock import Clock
 from .db import Conn, lock_key, unlock_or_close
 from .step import OutboxRow, Step, TimerOp, plan_timer_ops
@@ -296,8 +297,11 @@ class OutboxRelay:
                 await self._run_as_leader(stop)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("outbox relay lost its connection", error=str(exc))
-            except Exception:
-                log.exception("outbox relay failed")
+            except Exception as exc:
+                if unavailable(exc):  # a stream electing its leader: seconds, not a fault
+                    log.warning("outbox relay: JetStream unavailable", error=repr(exc))
+                else:
+                    log.exception("outbox relay failed")
             if not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=1.0)

@@ -27,8 +27,8 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
 
 from .clock import Clock
-from .devstack import LocalNats, LocalPostgres, free_port
-from .launcher import SERVICES, Stack, replicas_from_env
+from .devstack import LocalNats, LocalNatsCluster, LocalPostgres, free_port
+from .launcher import SERVICES, Stack, nats_nodes_from_env, replicas_from_env
 from .service import Runtime, ServiceDefinition
 from .settings import ServiceSettings
 
@@ -255,15 +255,24 @@ def process_stack(
     env: Mapping[str, str] | None = None,
     timeout: float = 120,
     replicas: int | None = None,
+    nats_nodes: int | None = None,
 ) -> Iterator[Stack]:
     """The services as real processes on a nats-server of their own and `database_url`, on
     free loopback ports: outbox and timers polled every 0.2 s, dev sign-in (`X-User`) and a
     clock every service reads from `CLOCK_FILE` (an offset in seconds, 0 to start), so a test
     can move time for all of them. `env` adds or overrides settings. `replicas` processes of
-    every service (default GRIDLOOP_REPLICAS, else 1), each on a port of its own."""
+    every service (default GRIDLOOP_REPLICAS, else 1), each on a port of its own.
+    `nats_nodes` nats-servers (default GRIDLOOP_NATS_NODES, else 1): more than one form a
+    JetStream cluster (`stack.nats`, a LocalNatsCluster whose nodes a test may kill and
+    start again) and the services create their streams replicated (STREAM_REPLICAS)."""
     state.mkdir(parents=True, exist_ok=True)
     replicas = replicas or replicas_from_env()
-    nats = LocalNats(state / "nats", log_file=state / "nats.log").start()
+    nats_nodes = nats_nodes or nats_nodes_from_env()
+    nats: LocalNats | LocalNatsCluster
+    if nats_nodes > 1:
+        nats = LocalNatsCluster(state / "nats-cluster", size=nats_nodes, log_dir=state).start()
+    else:
+        nats = LocalNats(state / "nats", log_file=state / "nats.log").start()
     clock_file = state / "clock-offset"
     clock_file.write_text("0")
     stack = Stack(
@@ -277,6 +286,7 @@ def process_stack(
         },
         services=tuple(services),
         replicas=replicas,
+        nats_nodes=nats_nodes,
         env={
             "CLOCK_FILE": str(clock_file),
             "OUTBOX_POLL_S": "0.2",
