@@ -60,9 +60,14 @@ async def case_command(
     kind: str,
     rule: Callable[[CaseFile, Step], dict[str, Any]],
     store: CaseFileStore = CASEFILE,
+    *,
+    who: Principal | None = None,
 ) -> dict[str, Any]:
     """A command on one case: its state loaded, the pure rule, saved, in one transaction; a
-    repeated `command_id` gets the first answer and changes nothing."""
+    repeated `command_id` gets the first answer and changes nothing. With `who`, a caller who
+    may not read the case is answered as if it did not exist (`visible_case`) first."""
+    if who is not None:
+        await visible_case(rt, who, case_id)
 
     def translated(state: CaseFile, step: Step) -> dict[str, Any]:
         try:
@@ -476,7 +481,6 @@ async def accept_case(
     """立案. On categories the city has the shift leader review, an operator's decision
     waits for the leader (`awaiting: shift-leader`)."""
     rt = runtime_of(request)
-    await visible_case(rt, who, case_id)
     return await case_command(
         rt,
         case_id,
@@ -490,6 +494,7 @@ async def accept_case(
             urgency=body.urgency,
             note=body.note,
         ),
+        who=who,
     )
 
 
@@ -502,7 +507,6 @@ async def reject_case(
 ) -> dict[str, Any]:
     """不予立案 with a reason code (GET /reject-reasons)."""
     rt = runtime_of(request)
-    await visible_case(rt, who, case_id)
     return await case_command(
         rt,
         case_id,
@@ -511,6 +515,7 @@ async def reject_case(
         lambda state, step: intake_of(rt).rules.reject(
             state, step, operator(who), reason_code=body.reason_code, reason=body.reason
         ),
+        who=who,
     )
 
 
@@ -523,7 +528,6 @@ async def review_case(
 ) -> dict[str, Any]:
     """值班长审核: approve the operator's proposal, or send the case back to the queue."""
     rt = runtime_of(request)
-    await visible_case(rt, who, case_id)
     return await case_command(
         rt,
         case_id,
@@ -532,6 +536,7 @@ async def review_case(
         lambda state, step: intake_of(rt).rules.review(
             state, step, operator(who), approve=body.approve, note=body.note
         ),
+        who=who,
     )
 
 
@@ -544,7 +549,6 @@ async def request_confirmation(
 ) -> dict[str, Any]:
     """核实: have the cell's supervisor look on site before deciding."""
     rt = runtime_of(request)
-    await visible_case(rt, who, case_id)
     return await case_command(
         rt,
         case_id,
@@ -553,6 +557,7 @@ async def request_confirmation(
         lambda state, step: intake_of(rt).rules.request_confirmation(
             state, step, operator(who), reason=body.reason
         ),
+        who=who,
     )
 
 
@@ -567,7 +572,6 @@ async def set_public(
     cases that came in through public channels (Open311, the web); an operator lists a case
     from another channel, or takes a public one off. Audited, and on the case's timeline."""
     rt = runtime_of(request)
-    await visible_case(rt, who, case_id)
     return await case_command(
         rt,
         case_id,
@@ -576,6 +580,7 @@ async def set_public(
         lambda state, step: intake_of(rt).rules.set_public(
             state, step, operator(who), public=body.public, note=body.note
         ),
+        who=who,
     )
 
 
@@ -588,7 +593,6 @@ async def rate_case(
 ) -> dict[str, Any]:
     """满意度评价 from the call-back (回访), entered by an operator after closing."""
     rt = runtime_of(request)
-    await visible_case(rt, who, case_id)
     actor = Actor(id=who.user_id, role="operator", name=who.name or None)
     return await case_command(
         rt,
@@ -599,6 +603,7 @@ async def rate_case(
             state, step, actor, rating=body.rating, comment=body.comment, via="rest"
         ),
         store=RATINGS,
+        who=who,
     )
 
 
