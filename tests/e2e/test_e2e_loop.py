@@ -29,6 +29,7 @@ from gridloop_contracts.inbound import DetectionV1, ReportV1
 from gridloop_runtime.launcher import SERVICES, Stack
 from gridloop_runtime.testing import load_module, wait_for
 from nats.aio.client import Client
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from .conftest import move_clock
 
@@ -405,3 +406,60 @@ async def test_each_ordered_consumer_is_led_by_exactly_one_replica(loop: Loop) -
     led = await wait_for(leads, timeout=30, interval=0.5, what="one lead per ordered consumer")
     # the leads are spread over whichever replica took the lock first; each is one process
     assert all(len(replicas) == 1 for replicas in led.values()), led
+
+
+async def test_the_replicas_take_a_command_once_and_fire_each_timer_once(loop: Loop) -> None:
+    """The same command sent to both replicas of intake at once takes effect once and both
+    get its answer; over the whole module (the silent department's chase included), no timer
+    of any replica fired twice: each reminder, overdue and escalation is on CASES once."""
+    supervisor, cell = trusted_supervisor_cell(loop.city)
+    ext = f"twice-{uuid.uuid4().hex[:8]}"
+    report = ReportV1(
+        external_id=ext,
+        description="井盖缺失",
+        reported_at=now(),
+        location=centre(loop.city, cell),
+        category_code="E0104",
+        reporter_user_id=supervisor,
+    )
+    await loop.publish("intake.patrol.patrol-app", report)
+    case_id = await loop.case_of(ext)
+    body = {"public": True, "command_id": f"public-{ext}", "note": "两个副本同时收到"}
+    first, second = await asyncio.gather(
+        *(
+            loop.http.post(f"{url}/cases/{case_id}/public", json=body, headers={"X-User": "op-01"})
+            for url in loop.stack.urls("intake")[:2]
+        )
+    )
+    assert first.status_code == second.status_code == 200, (first.text, second.text)
+    assert first.json() == second.json()
+    lines = await loop.get("intake", f"/cases/{case_id}/timeline", "op-01")
+    items = lines["timeline"] if isinstance(lines, dict) else lines
+    assert [i["type"] for i in items].count("intake.publicity") == 1, items
+
+    sub = await loop.js.pull_subscribe(
+        "case.>",
+        stream="CASES",
+        config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
+    )
+    fired: dict[tuple[Any, ...], set[str]] = {}
+    try:
+        while True:
+            try:
+                msgs = await sub.fetch(500, timeout=2)
+            except (TimeoutError, nats.errors.TimeoutError):
+                break
+            for m in msgs:
+                headers = m.headers or {}
+                kind = headers.get("ce-type", "")
+                if kind.split(".")[2:3] in (["reminded"], ["overdue"], ["escalated"]):
+                    d = json.loads(m.data)
+                    key = (kind, d.get("case_id"), d.get("task_id"), d.get("stage"), d.get("level"))
+                    fired.setdefault(key, set()).add(headers.get("ce-id", ""))
+            if msgs and msgs[-1].metadata.num_pending == 0:
+                break
+    finally:
+        await sub.unsubscribe()
+    assert any(k[0].endswith(".escalated.v1") for k in fired), "the module chased nobody"
+    twice = {k: ids for k, ids in fired.items() if len(ids) > 1}
+    assert not twice, twice
