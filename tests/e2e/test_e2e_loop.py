@@ -180,19 +180,24 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-async def test_patrol_report_runs_the_whole_loop_to_closed_and_scored(loop: Loop) -> None:
+async def patrol_report(loop: Loop, tag: str, description: str) -> tuple[str, str]:
+    """A trusted supervisor's patrol report in their cell over NATS: (external id, case id)."""
     supervisor, cell = trusted_supervisor_cell(loop.city)
-    ext = f"patrol-{uuid.uuid4().hex[:8]}"
+    ext = f"{tag}-{uuid.uuid4().hex[:8]}"
     report = ReportV1(
         external_id=ext,
-        description="人行道暴露垃圾",
+        description=description,
         reported_at=now(),
         location=centre(loop.city, cell),
         category_code="E0104",
         reporter_user_id=supervisor,
     )
     await loop.publish("intake.patrol.patrol-app", report)
-    case_id = await loop.case_of(ext)
+    return ext, await loop.case_of(ext)
+
+
+async def test_patrol_report_runs_the_whole_loop_to_closed_and_scored(loop: Loop) -> None:
+    ext, case_id = await patrol_report(loop, "patrol", "人行道暴露垃圾")
     # auto-accepted (trusted supervisor) → dispatched → the sanitation kit signs and handles
     await loop.wait_status(case_id, "handled", "verifying")
     await loop.verify(case_id, passed=True)
@@ -412,18 +417,7 @@ async def test_the_replicas_take_a_command_once_and_fire_each_timer_once(loop: L
     """The same command sent to both replicas of intake at once takes effect once and both
     get its answer; over the whole module (the silent department's chase included), no timer
     of any replica fired twice: each reminder, overdue and escalation is on CASES once."""
-    supervisor, cell = trusted_supervisor_cell(loop.city)
-    ext = f"twice-{uuid.uuid4().hex[:8]}"
-    report = ReportV1(
-        external_id=ext,
-        description="井盖缺失",
-        reported_at=now(),
-        location=centre(loop.city, cell),
-        category_code="E0104",
-        reporter_user_id=supervisor,
-    )
-    await loop.publish("intake.patrol.patrol-app", report)
-    case_id = await loop.case_of(ext)
+    ext, case_id = await patrol_report(loop, "twice", "井盖缺失")
     body = {"public": True, "command_id": f"public-{ext}", "note": "两个副本同时收到"}
     first, second = await asyncio.gather(
         *(
