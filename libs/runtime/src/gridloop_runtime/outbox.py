@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -188,7 +189,7 @@ class Publisher:
         self._wake = asyncio.Event()
         self.published = 0
         self._sent: list[int] = []  # published, not yet marked
-        self._marked_at = 0.0
+        self._marked_at = -math.inf  # the first mark after a quiet spell is at once
 
     def hand(self, rows: Sequence[Committed]) -> None:
         self._queue.extend(rows)
