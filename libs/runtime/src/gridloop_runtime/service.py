@@ -365,6 +365,7 @@ def serve(
         host=settings.http_host,
         port=settings.http_port,
         loop="uvloop",
+        http="httptools",
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
