@@ -366,6 +366,7 @@ def serve(
         port=settings.http_port,
         loop="uvloop",
         http="httptools",
+        timeout_keep_alive=int(settings.http_keep_alive_s),
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
