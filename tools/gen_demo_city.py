@@ -371,7 +371,9 @@ Loaded and validated by `gridloop_city.load_city(path)`; every error names file,
 - `gazetteer.csv`: `address`, `lon`, `lat`, `cell_code`.
 - `cameras.csv`: `camera_id`, `source`, `lon`, `lat`, `cell_code`.
 - `sources.yaml`: integrators: `code`, `name`, `channel` (hotline, video, patrol, web),
-  `open311_api_keys`, `min_confidence`, `cooldown_minutes`.
+  `open311_api_keys`, `min_confidence`, `cooldown_minutes`, `notify` (the case statuses the
+  source hears of on `notify.<source>`; not given: every change — the patrol app asks for a
+  report's fate and its closing only).
 - `intake.yaml`: duplicate distance and window, auto-accept, confirmation channels,
   shift-leader review, reject reasons (zh/en).
 - `scoring.yaml`: grades 优/良/中/较差/差, rule sets (Jinhua-style area rules, department
@@ -809,7 +811,23 @@ def main(out: Path = OUT) -> None:
                         "min_confidence": 0.6,
                         "cooldown_minutes": 30,
                     },
-                    {"code": "patrol-app", "name": "城管通巡查终端", "channel": "patrol"},
+                    {
+                        "code": "patrol-app",
+                        "name": "城管通巡查终端",
+                        "channel": "patrol",
+                        # supervisors work their tasks in the app: a report's fate and closing
+                        "notify": [
+                            "received",
+                            "pending_confirmation",
+                            "pending_acceptance",
+                            "accepted",
+                            "rejected",
+                            "merged",
+                            "reworking",
+                            "closed",
+                            "recalled",
+                        ],
+                    },
                     {
                         "code": "web",
                         "name": "市民网站与Open311",

@@ -83,8 +83,7 @@ async def test_the_whole_loop_on_file_told_to_the_source_and_archived(intake: Ha
     told = await notify.wait(STATUS, status="closed")
     assert told[0].data["external_id"] == "p-1" and told[0].data["case_id"] == case_id
     statuses = [e.data["status"] for e in notify.of(STATUS)]
-    assert statuses == ["accepted", "dispatched", "signed", "handled", "verifying", "closed"]
-    assert "区环境卫生服务中心" in notify.of(STATUS, status="dispatched")[0].data["status_notes"]
+    assert statuses == ["accepted", "closed"]  # the patrol app's `notify` in the city's sources
 
     operator = intake.headers("op-01", "operator")
     async with intake.client() as http:

@@ -323,6 +323,27 @@ class Camera(Record):
     cell_code: str
 
 
+# The case statuses a source can be told of: the vocabulary of `gridloop_contracts.CaseStatus`
+# (a test keeps the two equal; the city package does not depend on the contracts).
+CASE_STATUSES = (
+    "received",
+    "pending_confirmation",
+    "pending_acceptance",
+    "accepted",
+    "rejected",
+    "merged",
+    "manual_dispatch",
+    "dispatched",
+    "signed",
+    "in_progress",
+    "handled",
+    "verifying",
+    "reworking",
+    "closed",
+    "recalled",
+)
+
+
 class Source(Record):
     """An integrator: a hotline, a video analytics platform, a patrol app, a web portal."""
 
@@ -332,6 +353,22 @@ class Source(Record):
     open311_api_keys: tuple[str, ...] = ()
     min_confidence: float = Field(0.6, ge=0, le=1)  # video: below this, a person reviews first
     cooldown_minutes: float = Field(30, ge=0)  # video: same camera+category folds into one case
+    # 进度回告: the statuses this source is told of on its notify subject; not given, every
+    # change. A patrol app, whose supervisors work their tasks in the app, wants a report's
+    # fate (accepted, rejected, merged) and its closing, not every step in between.
+    notify: tuple[str, ...] | None = None
+
+    @field_validator("notify")
+    @classmethod
+    def _known_statuses(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        unknown = sorted(set(value or ()) - set(CASE_STATUSES))
+        if unknown:
+            raise ValueError(f"unknown status {', '.join(unknown)}; one of {CASE_STATUSES}")
+        return value
+
+    def told(self, status: str) -> bool:
+        """Whether this source hears of a case reaching `status`."""
+        return self.notify is None or status in self.notify
 
 
 # -- intake and scoring ------------------------------------------------------------------------

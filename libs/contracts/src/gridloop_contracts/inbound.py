@@ -172,7 +172,8 @@ class RatingV1(Event):
 
 @register
 class CaseStatusV1(Event):
-    """Where a report stands, sent to its source on every change."""
+    """Where a report stands, sent to its source on every change (or on those the source
+    asked for: its `notify` in the city's sources)."""
 
     type_name: ClassVar[str] = "gridloop.case.status.v1"
     subject_token: ClassVar[str] = "status"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -371,5 +372,10 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
     )
+    # The city (cells, parts, their geometry), the app and the imported modules live as long as
+    # the process: out of the collector's sight, so a full collection walks what the work
+    # allocates, not a hundred thousand objects that never die (tens of ms each time).
+    gc.collect()
+    gc.freeze()
     # uvicorn turns SIGTERM/SIGINT into a graceful stop: the lifespan ends, Runtime.stop runs.
     uvicorn.Server(config).run()

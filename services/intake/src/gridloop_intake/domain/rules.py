@@ -112,6 +112,21 @@ class CaseRules:
         self.city = city
         self.calendar = calendar
 
+    def tell(
+        self,
+        step: Step,
+        case_id: str,
+        targets: Sequence[Sequence[str]],
+        status: CaseStatus,
+        notes: str | None,
+        at: datetime,
+    ) -> None:
+        """进度回告 to the reporters' sources that want to hear of this status (their
+        `notify` in the city's sources; every status when not given)."""
+        told = [t for t in targets if (src := self.city.source(t[0])) is None or src.told(status)]
+        if told:
+            tell(step, case_id, told, status, notes, at)
+
     def dept_name(self, code: str) -> str:
         dept = self.city.department(code)
         return dept.name if dept else code
@@ -137,7 +152,7 @@ class CaseRules:
         notes = change.notes if status else None
         state.update(at=now, status=status, notes=notes, columns=change.columns)
         if status is not None:
-            tell(step, case.case_id, case.targets or [], status, notes, now)
+            self.tell(step, case.case_id, case.targets or [], status, notes, now)
         if isinstance(event, ev.CaseClosed) and status is not None:
             state.archive(event.occurred_at)
         elif isinstance(event, ev.CaseConfirmed):
@@ -288,7 +303,7 @@ class CaseRules:
         now = step.now()
         case = state.update(at=now, status=move.status, notes=move.notes, columns=move.columns)
         state.add(*move.entries)
-        tell(step, case.case_id, case.targets or [], move.status, move.notes, now)
+        self.tell(step, case.case_id, case.targets or [], move.status, move.notes, now)
         return case
 
     # -- the acceptance desk (commands on one case) ------------------------------------------
@@ -606,7 +621,7 @@ class CaseRules:
         )
         state.reports.append(_report_row(report, report_id, state.case_id, "new", now, data))
         state.add(*entries)
-        tell(step, state.case_id, case.targets or [], move.status, move.notes, now)
+        self.tell(step, state.case_id, case.targets or [], move.status, move.notes, now)
         return move
 
     def merge(
@@ -645,7 +660,7 @@ class CaseRules:
         )
         state.add(self.emit(step, event))
         notes = casefile.merged_notes(case.case_id, case.case_status, case.status_notes)
-        tell(step, case.case_id, [target], CaseStatus.MERGED, notes, now)
+        self.tell(step, case.case_id, [target], CaseStatus.MERGED, notes, now)
         return notes
 
     def fold(
