@@ -25,6 +25,7 @@ from .context import Intake
 from .domain import open311 as spec
 from .domain.case import CaseRow
 from .domain.inbound import IncomingReport
+from .domain.notices import lang_of
 from .domain.open311 import Open311Error
 from .domain.problems import Refused
 from .store import RATINGS
@@ -309,6 +310,7 @@ async def post_request(fmt: str, request: Request) -> Response:
             urgency=new.urgency,
             reporter=reporter,
             reporter_email=new.email,
+            reporter_lang=new.lang or lang_of(request.headers.get("accept-language")),
             attachments=attachments,
         )
         try:

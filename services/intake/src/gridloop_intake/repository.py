@@ -67,6 +67,12 @@ async def reporters_of(conn: Conn, case_id: str) -> list[asyncpg.Record]:
     return rows
 
 
+async def reporter_email(conn: Conn, ref: str) -> str | None:
+    """A reporter's e-mail, for the mail to them (the address is read when a mail is sent)."""
+    email: str | None = await conn.fetchval("SELECT email FROM reporters WHERE ref = $1", ref)
+    return email
+
+
 # -- duplicates -------------------------------------------------------------------------------
 async def lock_category(conn: Conn, category_code: str) -> None:
     """Reports of one category are deduplicated one at a time (until commit), so two copies

@@ -71,7 +71,7 @@ def change_for(event: ev.CaseEvent, dept_name: DeptName) -> Change:
         return Change(
             CaseStatus.HANDLED,
             f"{dept_name(e.dept or '')}已处置：{e.result}，待核查 / handled",
-            {"overdue": False},
+            {"overdue": False, "result": e.result},
         )
     if isinstance(e, ev.CaseOverdue):
         if e.stage == "handling":

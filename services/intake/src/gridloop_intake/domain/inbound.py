@@ -92,7 +92,8 @@ class IncomingReport:
     urgency: Literal["normal", "urgent"] = "normal"
     reporter: Reporter | None = None
     reporter_user_id: str | None = None
-    reporter_email: str | None = None  # Open311 `email`
+    reporter_email: str | None = None  # Open311 `email`: mail on the case's changes
+    reporter_lang: str = "zh"  # the language of that mail (zh, en)
     attachments: tuple[Attachment, ...] = field(default_factory=tuple)
     camera_id: str | None = None
     confidence: float | None = None
