@@ -1035,7 +1035,12 @@ def main(out: Path = OUT) -> None:
                             {"measure": "on_time_rate", "kind": "weighted", "weight": 30},
                             {"measure": "rework_rate", "kind": "weighted_inverse", "weight": 15},
                             {"measure": "sign_in_on_time_rate", "kind": "weighted", "weight": 10},
-                            {"measure": "satisfaction_rate", "kind": "weighted", "weight": 15},
+                            {
+                                "measure": "rated",
+                                "kind": "levels",
+                                "weight": 15,
+                                "levels": {"A": 1.0, "B": 0.8, "C": 0.5, "D": 0.0},
+                            },
                         ],
                     },
                 ],

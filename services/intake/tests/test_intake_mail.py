@@ -117,7 +117,7 @@ async def test_a_reporter_hears_of_acceptance_and_closing_and_rates_by_the_link_
         link = (await http.get(f"/public/ratings/{token[1]}")).json()
         assert link["case_id"] == case_id and link["rated"] is None and link["current"] is True
         r = await http.post(
-            "/public/ratings", json={"token": token[1], "rating": "satisfied", "comment": "很快"}
+            "/public/ratings", json={"token": token[1], "rating": "B", "comment": "很快"}
         )
         assert r.status_code == 201, r.text
         again = await http.post("/public/ratings", json={"token": token[1], "rating": "satisfied"})
@@ -129,8 +129,8 @@ async def test_a_reporter_hears_of_acceptance_and_closing_and_rates_by_the_link_
         case = (
             await http.get(f"/cases/{case_id}", headers=intake.headers("op-01", "operator"))
         ).json()
-    assert case["rating"] == "satisfied"
-    rated = [t for t in case["timeline"] if t["type"] == "gridloop.case.rated.v1"]
+    assert case["rating"] == "B"
+    rated = [t for t in case["timeline"] if t["type"] == "gridloop.case.rated.v2"]
     assert rated[0]["actor"]["role"] == "reporter"
 
 

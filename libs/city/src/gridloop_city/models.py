@@ -443,10 +443,12 @@ class ScoringRule(Record):
     - `threshold`: rate ≥ `at_least` earns `points`; each percentage point below costs
       `per_point_below` (none: nothing is earned below).
     - `deduction`: each counted item costs `each`; from the `from_count`-th on, `each_after`.
-    - `weighted`: rate × `weight`; `weighted_inverse`: (1 − rate) × `weight`."""
+    - `weighted`: rate × `weight`; `weighted_inverse`: (1 − rate) × `weight`.
+    - `levels` (measure `rated`): the satisfaction levels' worth — `levels` maps A–D to
+      0–1; Σ count(level) × worth / rated, × `weight`."""
 
     measure: str = Field(min_length=1)
-    kind: Literal["threshold", "deduction", "weighted", "weighted_inverse"]
+    kind: Literal["threshold", "deduction", "weighted", "weighted_inverse", "levels"]
     at_least: float | None = None
     points: float | None = None
     per_point_below: float | None = None
@@ -454,6 +456,7 @@ class ScoringRule(Record):
     from_count: int | None = None
     each_after: float | None = None
     weight: float | None = None
+    levels: dict[Literal["A", "B", "C", "D"], float] | None = None
 
     @model_validator(mode="after")
     def _parameters_present(self) -> ScoringRule:
@@ -462,7 +465,16 @@ class ScoringRule(Record):
             "deduction": ("each",),
             "weighted": ("weight",),
             "weighted_inverse": ("weight",),
+            "levels": ("weight", "levels"),
         }[self.kind]
+        if self.kind == "levels":
+            if self.measure != "rated":
+                raise ValueError("a levels rule is on the measure rated")
+            if self.levels is not None and (
+                set(self.levels) != {"A", "B", "C", "D"}
+                or not all(0 <= v <= 1 for v in self.levels.values())
+            ):
+                raise ValueError("levels: A, B, C and D, each worth 0 to 1")
         for name in needed:
             if getattr(self, name) is None:
                 raise ValueError(f"a {self.kind} rule needs {name}")

@@ -10,7 +10,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, Response
 from gridloop_contracts import Actor, Attachment, Location
 from gridloop_contracts.base import Instant
-from gridloop_contracts.common import NonBlank, Rating, Urgency
+from gridloop_contracts.common import LevelIn, NonBlank, Urgency
 from gridloop_contracts.inbound import Reporter, SentAt
 from gridloop_runtime import access
 from gridloop_runtime.auth import CurrentPrincipal, Principal, require
@@ -462,7 +462,10 @@ class ConfirmIn(Command):
 
 
 class RatingIn(Command):
-    rating: Rating
+    rating: LevelIn = Field(
+        description="A 非常满意, B 满意, C 一般, D 不满意 (seed 002); the v1 values "
+        "satisfied, basically_satisfied, dissatisfied are taken as B, C, D"
+    )
     comment: str | None = Field(None, max_length=1000)
 
 

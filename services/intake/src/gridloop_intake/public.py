@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from gridloop_contracts import Actor
-from gridloop_contracts.common import Rating
+from gridloop_contracts.common import LevelIn
 from gridloop_runtime.commands import Refusal
 from gridloop_runtime.inputs import JSONRoute
 from gridloop_runtime.service import runtime_of
@@ -68,7 +68,7 @@ class LinkRatingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     token: str = Field(min_length=10, max_length=1000)
-    rating: Rating
+    rating: LevelIn = Field(description="A 非常满意, B 满意, C 一般, D 不满意")
     comment: str | None = Field(None, max_length=1000)
 
 

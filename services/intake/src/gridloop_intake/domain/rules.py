@@ -15,7 +15,7 @@ from gridloop_city import City, WorkingCalendar
 from gridloop_city.models import Category
 from gridloop_contracts import Actor, CaseStatus, Envelope, Location, MaskedReporter
 from gridloop_contracts import cases as ev
-from gridloop_contracts.common import Rating
+from gridloop_contracts.common import level_of
 from gridloop_contracts.inbound import CaseStatusV1
 from gridloop_runtime.mail import schedule_mail
 from gridloop_runtime.step import Step
@@ -534,12 +534,17 @@ class CaseRules:
         step: Step,
         who: Actor,
         *,
-        rating: Rating,
+        rating: str,
         comment: str | None,
         via: str,
         rated_at: datetime | None = None,
     ) -> dict[str, Any]:
-        """满意度评价: once per closing, only after closing (the store loads `rated`)."""
+        """满意度评价: once per closing, only after closing (the store loads `rated`). `rating`
+        is a level A–D (seed 002) or a v1 rating, mapped (B, C, D); gridloop.case.rated.v2."""
+        try:
+            level = level_of(rating)
+        except ValueError as exc:
+            raise Refused(Problem("rating", str(exc), "invalid", 422)) from None
         case = state.case
         if case is None:
             raise Refused(Problem("case_id", f"no case {state.case_id!r}", "not-found", 404))
@@ -560,23 +565,24 @@ class CaseRules:
         now = step.now()
         state.rated.add(case.closed_at)
         state.ratings.append(
-            RatingRow(case.case_id, case.closed_at, rating, comment, via, rated_at=now)
+            RatingRow(case.case_id, case.closed_at, level, comment, via, rated_at=now)
         )
-        rated = ev.CaseRated(
+        rated = ev.CaseRatedV2(
             **dims(case),
             occurred_at=rated_at or now,
             actor=who,
-            rating=rating,
+            level=level,
             comment=comment,
             source=case.source,
             dept=case.dept,
+            via=via,
         )
         entry = self.emit(step, rated)
-        state.update(at=now, columns={"rating": rating})
+        state.update(at=now, columns={"rating": level})
         state.add(entry)
         if case.archived:
-            state.archive_rating = rating
-        return {"case_id": case.case_id, "rating": rating}
+            state.archive_rating = level
+        return {"case_id": case.case_id, "rating": level}
 
     # -- new reports (the duplicate search and the case number are the handler's) --------------
     def open(

@@ -25,11 +25,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from gridloop_contracts.common import LEVEL_OF_RATING
+
 from .facts import LIFECYCLE_RANK, Fact, parse_time
 from .measures import AreaLevel, SubjectKind
 
 OPERATOR_ROLES = frozenset({"operator", "shift-leader"})
-RATINGS = ("satisfied", "basically_satisfied", "dissatisfied")
+# 满意度 (seed 002): each level counts as its own measure; a v1 rating as its level.
+LEVEL_MEASURE = {"A": "very_satisfied", "B": "satisfied", "C": "fair", "D": "dissatisfied"}
 
 
 class Item(NamedTuple):
@@ -277,10 +280,11 @@ def _absorb(c: _Case, f: Fact) -> None:
         if c.closed is None:
             c.closed = (at, bool(d.get("on_time")))
     elif t == "rated":
-        rating = d.get("rating")
-        if rating in RATINGS:
+        level = d.get("level") or LEVEL_OF_RATING.get(d.get("rating") or "")
+        measure = LEVEL_MEASURE.get(level or "")
+        if measure is not None:
             dept = d.get("dept") or c.last_handler or c.current_dept
-            c.ratings.append((at, rating, dept))
+            c.ratings.append((at, measure, dept))
 
 
 def _order(f: Fact) -> tuple[dt.datetime, int, str]:

@@ -44,13 +44,16 @@ class Rate:
         return min(1.0, sum(counts.get(n, 0.0) for n in self.numerator) / den)
 
 
+# 满意度评价 on seed 002's four levels (case.rated v2; a v1 rating counts as its level:
+# satisfied B, basically_satisfied C, dissatisfied D).
 _RATINGS = (
     Counted("rated", "评价数", "case.rated"),
-    Counted("satisfied", "满意", "case.rated"),
-    Counted("basically_satisfied", "基本满意", "case.rated"),
-    Counted("dissatisfied", "不满意", "case.rated"),
+    Counted("very_satisfied", "非常满意 (A)", "case.rated"),
+    Counted("satisfied", "满意 (B)", "case.rated"),
+    Counted("fair", "一般 (C)", "case.rated"),
+    Counted("dissatisfied", "不满意 (D)", "case.rated"),
 )
-_SATISFACTION = Rate("satisfaction_rate", "满意率", ("satisfied", "basically_satisfied"), "rated")
+_SATISFACTION = Rate("satisfaction_rate", "满意率", ("very_satisfied", "satisfied"), "rated")
 
 COUNTED: Mapping[SubjectKind, tuple[Counted, ...]] = {
     "department": (
