@@ -737,3 +737,29 @@ def test_a_levels_rule_weighs_each_satisfaction_level_by_the_rule_sets_worth() -
     assert score(rs, with_rates("department", {}))[0] == 15
     with pytest.raises(ValueError):
         ScoringRule(measure="satisfaction_rate", kind="levels", weight=1, levels=rule.levels)
+
+
+def test_the_call_back_reached_rate_by_hand() -> None:
+    # Four call-backs concluded in November in one cell, handled by sanitation: reached,
+    # not reached (after the allowed tries), reached, reached → 3 / 4 = 0.75.
+    items: list[Item] = []
+    for n, reached in enumerate((True, False, True, True)):
+        h = History(f"CB-{n}")
+        h.add(ev.CaseDispatched, T0)
+        h.add(ev.CaseHandled, T0 + timedelta(hours=1))
+        h.add(
+            ev.CaseCalledBack,
+            T0 + timedelta(days=4),
+            reached=reached,
+            tries=1 if reached else 3,
+            closed_at=T0 + timedelta(hours=2),
+        )
+        items += fold_case(h.facts, CTX)
+    nov = period_of_date("month", date(2026, 11, 1), CST)
+    dept = totals(items, "department", nov.start, nov.end)["sanitation"]
+    area = totals(items, "area", nov.start, nov.end)[CELL]
+    assert (dept["callbacks"], dept["callbacks_reached"]) == (4.0, 3.0)
+    assert (area["callbacks"], area["callbacks_reached"]) == (4.0, 3.0)
+    assert with_rates("department", dept)["callback_reached_rate"] == 0.75
+    assert with_rates("area", area)["callback_reached_rate"] == 0.75
+    assert with_rates("area", {})["callback_reached_rate"] is None  # none concluded

@@ -8,6 +8,7 @@ from .base import REGISTRY, Event, model_for, register
 from .cases import (
     CASE_EVENTS,
     CaseAccepted,
+    CaseCalledBack,
     CaseClosed,
     CaseConfirmationRequested,
     CaseConfirmed,
@@ -84,6 +85,7 @@ __all__ = [
     "Actor",
     "Attachment",
     "CaseAccepted",
+    "CaseCalledBack",
     "CaseClosed",
     "CaseConfirmationRequested",
     "CaseConfirmed",

@@ -410,6 +410,22 @@ class CaseRatedV2(CaseEvent):
 
 
 @register
+class CaseCalledBack(CaseEvent):
+    """回访: the operators' call-back of a closed case's reporter, concluded — reached (a
+    rating, when given, comes as case.rated) or not reached after the allowed tries."""
+
+    type_name: ClassVar[str] = "gridloop.case.called_back.v1"
+    subject_token: ClassVar[str] = "called_back"
+    summary: ClassVar[str] = "The reporter was called back (回访)"
+
+    reached: bool
+    tries: int = Field(ge=1)
+    closed_at: AwareDatetime  # the closing called back about
+    dept: str | None = None
+    note: str | None = None
+
+
+@register
 class CaseReopened(_TaskEvent):
     """重新打开: a closed case is reopened (dissatisfied rating where configured)."""
 
@@ -445,5 +461,6 @@ CASE_EVENTS: tuple[type[CaseEvent], ...] = (
     CaseClosed,
     CaseRated,
     CaseRatedV2,
+    CaseCalledBack,
     CaseReopened,
 )

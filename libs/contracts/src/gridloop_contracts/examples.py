@@ -129,6 +129,9 @@ _all: list[Event] = [
     ),
     c.CaseClosed(**DIMS, **TASK, occurred_at=T0, closed_by="sup-017", on_time=True),
     c.CaseRated(**DIMS, occurred_at=T0, rating="satisfied", comment="处理及时", source="12345"),
+    c.CaseCalledBack(
+        **DIMS, occurred_at=T0, reached=False, tries=3, closed_at=T0, note="三次未接通"
+    ),
     c.CaseRatedV2(
         **DIMS, occurred_at=T0, level="A", comment="处理及时", source="12345", via="hotline:12345"
     ),

@@ -34,3 +34,8 @@ class IntakeSettings(ServiceSettings, MailSettings):
         SecretStr("gridloop-dev-rating-links"), alias="INTAKE_RATING_LINK_SECRET"
     )
     rating_link_days: float = Field(30.0, gt=0, alias="INTAKE_RATING_LINK_DAYS")
+    # 回访: closed hotline and Open311 cases whose reporter has not rated after this many
+    # days are on the operators' call-back worklist; this many tries without reaching them
+    # close the call-back as not reached.
+    callback_after_days: float = Field(3.0, ge=0, alias="INTAKE_CALLBACK_AFTER_DAYS")
+    callback_max_tries: int = Field(3, ge=1, alias="INTAKE_CALLBACK_MAX_TRIES")
