@@ -375,7 +375,7 @@ Loaded and validated by `gridloop_city.load_city(path)`; every error names file,
   source hears of on `notify.<source>`; not given: every change — the patrol app asks for a
   report's fate and its closing only).
 - `intake.yaml`: duplicate distance and window, auto-accept, confirmation channels,
-  shift-leader review, reject reasons (zh/en).
+  shift-leader review, reject reasons (zh/en), the mails to reporters (zh/en templates).
 - `scoring.yaml`: grades 优/良/中/较差/差, rule sets (Jinhua-style area rules, department
   weights), people thresholds.
 
@@ -401,6 +401,133 @@ def csv_text(header: list[str], rows: Sequence[Sequence[object]]) -> str:
     w.writerow(header)
     w.writerows(rows)
     return buf.getvalue()
+
+
+# Mail to a reporter who left an e-mail (intake.yaml `mail`): kind → language → subject and
+# body with {fields} (gridloop_city.models.MAIL_FIELDS); Chinese required, English beside it.
+MAIL_TEMPLATES: dict[str, dict[str, dict[str, str]]] = {
+    "accepted": {
+        "zh": {
+            "subject": "您反映的问题已立案（{case_id}）",
+            "body": (
+                "您好！\n"
+                "\n"
+                "您反映的问题（{category}：{description}）已于今日立案，案卷编号 {case_id}。\n"
+                "我们将尽快派遣责任单位处置，处置结果会再发邮件告诉您。\n"
+                "\n"
+                "查看进度：{case_url}\n"
+                "\n"
+                "{district}城市管理监督中心\n"
+            ),
+        },
+        "en": {
+            "subject": "Your report has been accepted ({case_id})",
+            "body": (
+                "Hello,\n"
+                "\n"
+                "Your report ({category}: {description}) has been accepted as case {case_id}.\n"
+                "It will be sent to the responsible department; "
+                "we will write again when it is done.\n"
+                "\n"
+                "Follow it: {case_url}\n"
+                "\n"
+                "{district} city management supervision centre\n"
+            ),
+        },
+    },
+    "rejected": {
+        "zh": {
+            "subject": "您反映的问题未予立案（{case_id}）",
+            "body": (
+                "您好！\n"
+                "\n"
+                "您反映的问题（{category}：{description}）经审核未予立案。\n"
+                "原因：{reason}\n"
+                "\n"
+                "如有疑问，可拨打 12345 市民服务热线。查看详情：{case_url}\n"
+                "\n"
+                "{district}城市管理监督中心\n"
+            ),
+        },
+        "en": {
+            "subject": "Your report was not accepted ({case_id})",
+            "body": (
+                "Hello,\n"
+                "\n"
+                "Your report ({category}: {description}) was not accepted.\n"
+                "Reason: {reason}\n"
+                "\n"
+                "Questions: call the 12345 citizen hotline. Details: {case_url}\n"
+                "\n"
+                "{district} city management supervision centre\n"
+            ),
+        },
+    },
+    "closed": {
+        "zh": {
+            "subject": "您反映的问题已处理完毕（{case_id}）",
+            "body": (
+                "您好！\n"
+                "\n"
+                "您反映的问题（{category}：{description}）已由{dept}处置，经监督员现场核查后结案。\n"
+                "处置结果：{result}\n"
+                "\n"
+                "请您评价处置结果（一次点击即可，链接仅可使用一次）：\n"
+                "{rating_url}\n"
+                "\n"
+                "查看全过程：{case_url}\n"
+                "\n"
+                "{district}城市管理监督中心\n"
+            ),
+        },
+        "en": {
+            "subject": "Your report has been dealt with ({case_id})",
+            "body": (
+                "Hello,\n"
+                "\n"
+                "Your report ({category}: {description}) was handled by {dept}, "
+                "checked on site by a\n"
+                "supervisor and closed.\n"
+                "Result: {result}\n"
+                "\n"
+                "Please rate the result (one click; the link works once):\n"
+                "{rating_url}\n"
+                "\n"
+                "The whole history: {case_url}\n"
+                "\n"
+                "{district} city management supervision centre\n"
+            ),
+        },
+    },
+    "reopened": {
+        "zh": {
+            "subject": "您反映的问题已重新办理（{case_id}）",
+            "body": (
+                "您好！\n"
+                "\n"
+                "您反映的问题（{category}：{description}）已重新交责任单位办理。\n"
+                "原因：{reason}\n"
+                "\n"
+                "查看进度：{case_url}\n"
+                "\n"
+                "{district}城市管理监督中心\n"
+            ),
+        },
+        "en": {
+            "subject": "Your report has been reopened ({case_id})",
+            "body": (
+                "Hello,\n"
+                "\n"
+                "Your report ({category}: {description}) has been sent back to the department.\n"
+                "Reason: {reason}\n"
+                "\n"
+                "Follow it: {case_url}\n"
+                "\n"
+                "{district} city management supervision centre\n"
+            ),
+        },
+    },
+}
 
 
 def yaml_dump(obj: object) -> str:
@@ -871,6 +998,7 @@ def main(out: Path = OUT) -> None:
                         "en": "below the acceptance standard",
                     },
                 ],
+                "mail": MAIL_TEMPLATES,
             }
         ),
     )
@@ -925,7 +1053,12 @@ def main(out: Path = OUT) -> None:
                             {"measure": "on_time_rate", "kind": "weighted", "weight": 30},
                             {"measure": "rework_rate", "kind": "weighted_inverse", "weight": 15},
                             {"measure": "sign_in_on_time_rate", "kind": "weighted", "weight": 10},
-                            {"measure": "satisfaction_rate", "kind": "weighted", "weight": 15},
+                            {
+                                "measure": "rated",
+                                "kind": "levels",
+                                "weight": 15,
+                                "levels": {"A": 1.0, "B": 0.8, "C": 0.5, "D": 0.0},
+                            },
                         ],
                     },
                 ],

@@ -103,6 +103,8 @@ def test_the_table_takes_every_case_event_but_intakes_own(rules: CaseRules) -> N
         ev.CaseAccepted,
         ev.CaseRejected,
         ev.CaseRated,
+        ev.CaseRatedV2,
+        ev.CaseCalledBack,
     }
     every = {m for m in vars(ev).values() if isinstance(m, type) and issubclass(m, ev.CaseEvent)}
     taken = set(CASE_FILE_EVENTS)
@@ -307,16 +309,22 @@ def test_a_rating_once_per_closing_after_closing(rules: CaseRules) -> None:
     state.rated = set()
     s = step(T0 + timedelta(days=1))
     answer = rules.rate(state, s, who, rating="satisfied", comment="好", via="rest")
-    assert answer == {"case_id": CASE, "rating": "satisfied"}
+    assert answer == {"case_id": CASE, "rating": "B"}  # a v1 rating, mapped to its level
     [row] = state.ratings
-    assert (row.closed_at, row.rating, row.via) == (T0, "satisfied", "rest")
-    assert state.archive_rating == "satisfied" and state.case is not None
-    assert state.case.rating == "satisfied"
-    rated = s.pending[0][1].data
-    assert rated["dept"] == "sanitation" and rated["source"] == "patrol-app"
+    assert (row.closed_at, row.rating, row.via) == (T0, "B", "rest")
+    assert state.archive_rating == "B" and state.case is not None
+    assert state.case.rating == "B"
+    env = s.pending[0][1]
+    assert env.type == "gridloop.case.rated.v2"
+    assert env.data["dept"] == "sanitation" and env.data["source"] == "patrol-app"
+    assert (env.data["level"], env.data["comment"]) == ("B", "好")
     with pytest.raises(Refused) as refused:
-        rules.rate(state, step(), who, rating="dissatisfied", comment=None, via="rest")
+        rules.rate(state, step(), who, rating="D", comment=None, via="rest")
     assert refused.value.problems[0].code == "already-rated"
+    with pytest.raises(Refused) as refused:
+        rules.rate(a_case(rules, CaseStatus.CLOSED, closed_at=T0), step(), who, rating="X",
+                   comment=None, via="rest")  # fmt: skip
+    assert refused.value.problems[0].field == "rating"
 
 
 # -- new reports -----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import re
+import string
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -396,14 +397,74 @@ class AutoAccept(Record):
     video_min_confidence: float = Field(0.85, ge=0, le=1)
 
 
+# The mails a reporter who left an e-mail gets, and what their templates may name.
+MAIL_KINDS = ("accepted", "rejected", "closed", "reopened")
+MAIL_LANGS = ("zh", "en")
+MAIL_FIELDS = frozenset(
+    {
+        "case_id",
+        "category",
+        "description",
+        "reason",
+        "result",
+        "dept",
+        "status_notes",
+        "district",
+        "case_url",
+        "rating_url",
+    }
+)
+
+
+def _template_fields(text: str) -> set[str]:
+    try:
+        return {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+    except ValueError as exc:
+        raise ValueError(f"not a template: {exc}") from None
+
+
+class MailTemplate(Record):
+    """One mail in one language: `{name}` fields from MAIL_FIELDS are filled in."""
+
+    subject: str = Field(min_length=1, max_length=200)
+    body: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _known_fields(self) -> MailTemplate:
+        for part in ("subject", "body"):
+            unknown = _template_fields(getattr(self, part)) - MAIL_FIELDS
+            if unknown:
+                allowed = ", ".join(sorted(MAIL_FIELDS))
+                raise ValueError(f"{part}: unknown field(s) {sorted(unknown)}; use {allowed}")
+        if "\n" in self.subject:
+            raise ValueError("subject: one line")
+        return self
+
+
 class IntakeConfig(Record):
-    """intake.yaml: duplicates, auto-accept, confirmation channels, review, reject reasons."""
+    """intake.yaml: duplicates, auto-accept, confirmation channels, review, reject reasons,
+    and the mails to reporters (`mail`: kind → language → template; Chinese required)."""
 
     duplicate: DuplicateRule
     auto_accept: AutoAccept
     confirmation_channels: tuple[Channel, ...] = ()
     shift_leader_review: tuple[str, ...] = ()
     reject_reasons: tuple[RejectReason, ...] = Field(min_length=1)
+    mail: dict[str, dict[str, MailTemplate]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _mail_kinds(self) -> IntakeConfig:
+        for kind, langs in self.mail.items():
+            if kind not in MAIL_KINDS:
+                raise ValueError(f"mail.{kind}: not a mail kind ({', '.join(MAIL_KINDS)})")
+            for lang in langs:
+                if lang not in MAIL_LANGS:
+                    raise ValueError(
+                        f"mail.{kind}.{lang}: not a language ({', '.join(MAIL_LANGS)})"
+                    )
+            if "zh" not in langs:
+                raise ValueError(f"mail.{kind}: the Chinese (zh) template is required")
+        return self
 
 
 class Grade(Record):
@@ -419,10 +480,12 @@ class ScoringRule(Record):
     - `threshold`: rate ≥ `at_least` earns `points`; each percentage point below costs
       `per_point_below` (none: nothing is earned below).
     - `deduction`: each counted item costs `each`; from the `from_count`-th on, `each_after`.
-    - `weighted`: rate × `weight`; `weighted_inverse`: (1 − rate) × `weight`."""
+    - `weighted`: rate × `weight`; `weighted_inverse`: (1 − rate) × `weight`.
+    - `levels` (measure `rated`): the satisfaction levels' worth — `levels` maps A–D to
+      0–1; Σ count(level) × worth / rated, × `weight`."""
 
     measure: str = Field(min_length=1)
-    kind: Literal["threshold", "deduction", "weighted", "weighted_inverse"]
+    kind: Literal["threshold", "deduction", "weighted", "weighted_inverse", "levels"]
     at_least: float | None = None
     points: float | None = None
     per_point_below: float | None = None
@@ -430,6 +493,7 @@ class ScoringRule(Record):
     from_count: int | None = None
     each_after: float | None = None
     weight: float | None = None
+    levels: dict[Literal["A", "B", "C", "D"], float] | None = None
 
     @model_validator(mode="after")
     def _parameters_present(self) -> ScoringRule:
@@ -438,7 +502,16 @@ class ScoringRule(Record):
             "deduction": ("each",),
             "weighted": ("weight",),
             "weighted_inverse": ("weight",),
+            "levels": ("weight", "levels"),
         }[self.kind]
+        if self.kind == "levels":
+            if self.measure != "rated":
+                raise ValueError("a levels rule is on the measure rated")
+            if self.levels is not None and (
+                set(self.levels) != {"A", "B", "C", "D"}
+                or not all(0 <= v <= 1 for v in self.levels.values())
+            ):
+                raise ValueError("levels: A, B, C and D, each worth 0 to 1")
         for name in needed:
             if getattr(self, name) is None:
                 raise ValueError(f"a {self.kind} rule needs {name}")

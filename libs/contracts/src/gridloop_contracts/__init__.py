@@ -8,6 +8,7 @@ from .base import REGISTRY, Event, model_for, register
 from .cases import (
     CASE_EVENTS,
     CaseAccepted,
+    CaseCalledBack,
     CaseClosed,
     CaseConfirmationRequested,
     CaseConfirmed,
@@ -21,6 +22,7 @@ from .cases import (
     CaseOverdue,
     CaseProgress,
     CaseRated,
+    CaseRatedV2,
     CaseRecalled,
     CaseRejected,
     CaseReminded,
@@ -63,7 +65,15 @@ from .envelope import (
     to_structured,
     validation_errors,
 )
-from .inbound import CaseStatusV1, DetectionV1, RatingV1, Reporter, ReportRejectedV1, ReportV1
+from .inbound import (
+    CaseStatusV1,
+    DetectionV1,
+    RatingV1,
+    RatingV2,
+    Reporter,
+    ReportRejectedV1,
+    ReportV1,
+)
 from .scores import ScorePublishedV1, ScoreRow
 from .status import CaseStatus
 from .subjects import subject_for
@@ -75,6 +85,7 @@ __all__ = [
     "Actor",
     "Attachment",
     "CaseAccepted",
+    "CaseCalledBack",
     "CaseClosed",
     "CaseConfirmationRequested",
     "CaseConfirmed",
@@ -88,6 +99,7 @@ __all__ = [
     "CaseOverdue",
     "CaseProgress",
     "CaseRated",
+    "CaseRatedV2",
     "CaseRecalled",
     "CaseRejected",
     "CaseReminded",
@@ -117,6 +129,7 @@ __all__ = [
     "MaskedReporter",
     "ProgressCommand",
     "RatingV1",
+    "RatingV2",
     "ReportRejectedV1",
     "ReportV1",
     "Reporter",

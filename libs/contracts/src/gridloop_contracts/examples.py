@@ -129,6 +129,12 @@ _all: list[Event] = [
     ),
     c.CaseClosed(**DIMS, **TASK, occurred_at=T0, closed_by="sup-017", on_time=True),
     c.CaseRated(**DIMS, occurred_at=T0, rating="satisfied", comment="处理及时", source="12345"),
+    c.CaseCalledBack(
+        **DIMS, occurred_at=T0, reached=False, tries=3, closed_at=T0, note="三次未接通"
+    ),
+    c.CaseRatedV2(
+        **DIMS, occurred_at=T0, level="A", comment="处理及时", source="12345", via="hotline:12345"
+    ),
     c.CaseReopened(**DIMS, **TASK, occurred_at=T0, reason="市民不满意"),
     i.ReportV1(
         external_id="12345-20261123-0042",
@@ -149,6 +155,7 @@ _all: list[Event] = [
         bbox=[0.1, 0.2, 0.3, 0.4],
     ),
     i.RatingV1(external_id="12345-20261123-0042", rating="satisfied", rated_at=T0),
+    i.RatingV2(external_id="12345-20261123-0042", level="B", comment="还可以更快", rated_at=T0),
     i.CaseStatusV1(
         external_id="12345-20261123-0042",
         case_id=CASE,

@@ -20,7 +20,12 @@ CHANNELS: dict[str, dict[str, Any]] = {
     "intake": {
         "address": "intake.{channel}.{source}",
         "description": "Reports and detections from integrators (INTAKE stream).",
-        "prefixes": ("gridloop.report.v1", "gridloop.detection.v1", "gridloop.rating.v1"),
+        "prefixes": (
+            "gridloop.report.v1",
+            "gridloop.detection.v1",
+            "gridloop.rating.v1",
+            "gridloop.rating.v2",
+        ),
         "action": "receive",
     },
     "case": {

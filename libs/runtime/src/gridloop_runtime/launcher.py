@@ -1,6 +1,7 @@
-"""Brings the whole system up on one machine: NATS (one server, or a cluster), PostgreSQL
-and the five services as separate processes. `make run` uses it; so do the end-to-end tests,
-the chaos suite and `make bench`, which kill and restart single services through it."""
+"""Brings the whole system up on one machine: NATS (one server, or a cluster), PostgreSQL,
+a local SMTP server for the mail to residents, and the five services as separate processes.
+`make run` uses it; so do the end-to-end tests, the chaos suite and `make bench`, which kill
+and restart single services through it."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from .devstack import LocalNats, LocalNatsCluster, LocalPostgres
+from .devstack import LocalNats, LocalNatsCluster, LocalPostgres, LocalSmtp
 
 SERVICES: dict[str, int] = {
     "intake": 8001,
@@ -89,6 +90,9 @@ class Stack:
     nats_nodes: int = 1
     nats: LocalNats | LocalNatsCluster | None = None
     postgres: LocalPostgres | None = None
+    # The mail to residents: unless SMTP_HOST is given (the city's relay), a local SMTP
+    # server keeping every message under <state_dir>/mail (LocalSmtp).
+    smtp: LocalSmtp | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start_platform(self) -> None:
@@ -125,6 +129,16 @@ class Stack:
             with contextlib.suppress(subprocess.CalledProcessError):
                 self.postgres.create_database("gridloop")
             self.database_url = self.postgres.url("gridloop")
+        self.start_smtp()
+
+    def start_smtp(self) -> None:
+        """The local SMTP server, unless the environment names a relay (SMTP_HOST)."""
+        if self.smtp is not None or self.env.get("SMTP_HOST") or os.environ.get("SMTP_HOST"):
+            return
+        port = int(self.env.get("SMTP_PORT", os.environ.get("SMTP_PORT", "0")) or 0)
+        self.smtp = LocalSmtp(
+            self.state_dir / "mail", port=port, log_file=self.state_dir / "smtp.log"
+        ).start()
 
     def _auth_config(self, port: int) -> Path:
         """The generated local NATS configuration, with users and permissions from the city."""
@@ -193,6 +207,8 @@ class Stack:
         )
         if self.nats_nodes > 1:
             env["STREAM_REPLICAS"] = str(stream_replicas_for(self.nats_nodes))
+        if self.smtp is not None:
+            env.update(self.smtp.env())
         if self.nats_auth and self.nats is not None:
             env.update({"NATS_USER": name, "NATS_PASSWORD": f"gridloop-dev-{name}"})
         if name == "console":
@@ -275,6 +291,8 @@ class Stack:
             self.nats.stop()
         if self.postgres:
             self.postgres.stop()
+        if self.smtp:
+            self.smtp.stop()
 
 
 def demo_tokens(stack: Stack) -> dict[str, tuple[str, str]]:
@@ -314,7 +332,10 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.state_dir).resolve(),
         nats_url=os.environ.get("NATS_URL"),
         database_url=os.environ.get("DATABASE_URL"),
-        env={"AUTH_MODE": os.environ.get("AUTH_MODE", "dev")},
+        env={
+            "AUTH_MODE": os.environ.get("AUTH_MODE", "dev"),
+            "SMTP_PORT": os.environ.get("SMTP_PORT", "2525"),
+        },
         nats_auth=os.environ.get("NATS_URL") is None,
         ports={**SERVICES, "console": CONSOLE_PORT},
         services=(*SERVICES, "console"),
@@ -353,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
         print("              password gridloop-dev-<user>, e.g. dept-sanitation:")
         print("              gridloop-dev-dept-sanitation")
     print(f"  PostgreSQL  {stack.database_url}")
+    if stack.smtp is not None:
+        print(f"  SMTP        127.0.0.1:{stack.smtp.port}   (mail to residents, kept in ", end="")
+        print(f"{stack.state_dir.name}/mail/new/)")
     for name in stack.services:
         if name == "console":
             continue

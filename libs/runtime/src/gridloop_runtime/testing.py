@@ -1,6 +1,6 @@
-"""pytest plugin: a real PostgreSQL per test session, a real nats-server and a fresh database
-per test, helpers to wait on conditions (never on sleeps), and a tap on what goes over the
-bus.
+"""pytest plugin: a real PostgreSQL per test session, a real nats-server, a real SMTP server
+and a fresh database per test, helpers to wait on conditions (never on sleeps), and a tap on
+what goes over the bus.
 
 Loaded by the root pytest configuration (`-p gridloop_runtime.testing`)."""
 
@@ -27,7 +27,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
 
 from .clock import Clock
-from .devstack import LocalNats, LocalNatsCluster, LocalPostgres, free_port
+from .devstack import LocalNats, LocalNatsCluster, LocalPostgres, LocalSmtp, free_port
 from .launcher import SERVICES, Stack, nats_nodes_from_env, replicas_from_env
 from .service import Runtime, ServiceDefinition
 from .settings import ServiceSettings
@@ -206,6 +206,16 @@ def nats_url(nats_server: LocalNats) -> str:
     return nats_server.url
 
 
+@pytest.fixture
+def smtp_server(work_dir: Path) -> Iterator[LocalSmtp]:
+    """A fresh local SMTP server for this test, keeping every message it takes in a folder
+    (`messages()`); restartable in place: stop() then start()."""
+    n = next(_db_counter)
+    server = LocalSmtp(work_dir / f"mail{n}", log_file=work_dir / f"smtp{n}.log").start()
+    yield server
+    server.stop()
+
+
 def settings_for(
     name: str,
     database_url: str,
@@ -324,6 +334,7 @@ __all__ = [
     "pytest_asyncio",
     "running",
     "settings_for",
+    "smtp_server",
     "wait_for",
     "work_dir",
 ]

@@ -10,10 +10,12 @@ from gridloop_contracts import Envelope, FieldError, inbound
 from gridloop_runtime.auth import lookup_from
 from gridloop_runtime.bus import Feed
 from gridloop_runtime.consumer import ConsumerSpec
+from gridloop_runtime.mail import MAIL_TIMER, Mailer, MailSender
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime, ServiceDefinition
 
-from . import api, open311
+from . import api, open311, public
+from . import repository as repo
 from .context import Intake
 from .handlers import Handlers, case_file_rules
 from .settings import IntakeSettings
@@ -57,7 +59,9 @@ def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
             name="intake",
             migrations_dir=MIGRATIONS,
             consumers=[reports, casefile],
-            routers=[api.router, open311.router],
+            # 告知: mail to reporters, scheduled by the rules as timers, sent through SMTP
+            timers={MAIL_TIMER: MailSender(Mailer(settings), repo.reporter_email)},
+            routers=[api.router, open311.router, public.router],
             users=lookup_from(intake.city.users),
             client_key=open311.client_key,
             on_start=[judge_times_by_intake_clock],

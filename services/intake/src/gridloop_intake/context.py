@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 
 from gridloop_city import City, WorkingCalendar, load_city
 
+from .domain.notices import Residents
 from .domain.rules import CaseRules
 from .settings import IntakeSettings
 
@@ -29,7 +31,16 @@ class Intake:
     rules: CaseRules = field(init=False)  # the case file's rules, for this city
 
     def __post_init__(self) -> None:
-        self.rules = CaseRules(self.city, self.calendar)
+        self.rules = CaseRules(self.city, self.calendar, self.residents)
+
+    @property
+    def residents(self) -> Residents:
+        s = self.settings
+        return Residents(
+            public_url=s.public_url,
+            link_secret=s.rating_link_secret.get_secret_value().encode(),
+            link_ttl=timedelta(days=s.rating_link_days),
+        )
 
     @classmethod
     def load(cls, settings: IntakeSettings) -> Intake:
