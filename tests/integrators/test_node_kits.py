@@ -301,3 +301,26 @@ async def test_a_malformed_report_from_node_is_answered_naming_the_field(
     rejected = [d for t, d in hotline.notified() if t == "gridloop.report.rejected.v1"]
     assert [d["external_id"] for d in rejected] == [ext], hotline.lines()
     assert rejected[0]["errors"][0]["field"] == "data.location", rejected
+
+
+def test_the_guides_snippets_parse_and_keep_to_the_permissions(
+    node_kits: dict[str, Path], tmp_path: Path
+) -> None:
+    """docs/integrate.md: each Node and Python program parses, binds its feed rather than
+    creating one, and leaves the clients' API check on (they were run against a stack with
+    the generated permissions when written; the kits above are what runs here)."""
+    guide = (ROOT / "docs" / "integrate.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```(js|python)\n(.*?)```", guide, flags=re.S)
+    assert [lang for lang, _ in blocks].count("js") == 3, blocks
+    assert [lang for lang, _ in blocks].count("python") == 3, blocks
+    for i, (lang, code) in enumerate(blocks):
+        assert "checkAPI" not in code and "add_consumer" not in code
+        assert "consumers.add" not in code and "pull_subscribe(" not in code
+        assert "inboxPrefix" in code or "inbox_prefix" in code, code
+        if lang == "python":
+            compile(code, f"integrate.md block {i}", "exec")
+            continue
+        script = tmp_path / f"block{i}.mjs"
+        script.write_text(code, encoding="utf-8")
+        checked = subprocess.run(["node", "--check", str(script)], capture_output=True, text=True)
+        assert checked.returncode == 0, (code, checked.stderr)
