@@ -12,6 +12,7 @@ four tasks and reports its result, and gets every answer on its `ce-replyto` inb
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -143,31 +144,52 @@ async def scripts(stack: Stack, node_kits: dict[str, Path]) -> AsyncIterator[Scr
         await s.http.aclose()
 
 
+APART_M = 500.0  # far beyond the demo city's duplicate distance: no two reports merge
+
+
+def metres(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Distance between two (lat, lon) points, near enough for a district."""
+    dy = (a[0] - b[0]) * 111_320.0
+    dx = (a[1] - b[1]) * 111_320.0 * math.cos(math.radians(a[0]))
+    return math.hypot(dx, dy)
+
+
+def apart(points: list[tuple[float, float]], p: tuple[float, float]) -> bool:
+    return all(metres(p, q) > APART_M for q in points)
+
+
 def places(city: City, category: str, n: int) -> list[dict[str, float]]:
-    """`n` points in different cells with a supervisor, where `category` is taken and goes to
-    the department under test (so no two reports are one problem)."""
-    out: list[dict[str, float]] = []
+    """`n` points in cells with a supervisor, where `category` is taken and goes to the
+    department under test, far apart (so no two reports are one problem)."""
+    out: list[tuple[float, float]] = []
     for cell in sorted(city.supervisors):
         route = city.route(category, cell)
         if not city.may_accept(category, cell) or route is None or route.dept != DEPT:
             continue
         part = next((p for p in city.parts.values() if p.cell_code == cell), None)
-        if part is not None:
-            out.append({"lat": part.lat, "lon": part.lon})
+        if part is not None and apart(out, (part.lat, part.lon)):
+            out.append((part.lat, part.lon))
         if len(out) == n:
-            return out
+            return [{"lat": lat, "lon": lon} for lat, lon in out]
     raise AssertionError(f"the demo city has no {n} cells for {category}")
 
 
 def cameras(city: City, n: int) -> list[str]:
-    """`n` cameras of video-ai looking at cells where the detection goes to the department."""
-    found = [
-        c.camera_id
-        for c in sorted(city.cameras.values(), key=lambda c: c.camera_id)
-        if c.source == "video-ai"
-        and city.may_accept(VIDEO_CATEGORY, c.cell_code)
-        and getattr(city.route(VIDEO_CATEGORY, c.cell_code), "dept", None) == DEPT
-    ]
+    """`n` cameras of video-ai, far apart, looking at cells where the detection goes to the
+    department."""
+    found: list[str] = []
+    seen: list[tuple[float, float]] = []
+    for c in sorted(city.cameras.values(), key=lambda c: c.camera_id):
+        route = city.route(VIDEO_CATEGORY, c.cell_code)
+        if (
+            c.source == "video-ai"
+            and city.may_accept(VIDEO_CATEGORY, c.cell_code)
+            and route is not None
+            and route.dept == DEPT
+            and apart(seen, (c.lat, c.lon))
+        ):
+            found.append(c.camera_id)
+            seen.append((c.lat, c.lon))
     assert len(found) >= n, found
     return found[:n]
 
