@@ -248,3 +248,12 @@ async def test_event_stream_speaks_server_sent_events() -> None:
     with pytest.raises(StopAsyncIteration):
         while True:
             await anext(stream)
+
+
+async def test_the_contract_page_is_public(client: httpx.AsyncClient) -> None:
+    """Integrators read the bus contract without an account (make schemas renders it)."""
+    r = await client.get("/contract/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    for shown in ("intake.hotline.{source}", "gridloop.report.v1", "dispatch.{dept}.assigned"):
+        assert shown in r.text
+    assert (await client.get("/contract", follow_redirects=True)).status_code == 200

@@ -105,12 +105,12 @@ class Stack:
                     self.state_dir / "nats-cluster",
                     size=self.nats_nodes,
                     port=port,
-                    accounts_file=self._auth_accounts() if self.nats_auth else None,
+                    accounts_file=self.generated_nats_accounts() if self.nats_auth else None,
                     sync_always=self.durable,
                     log_dir=self.state_dir,
                 ).start()
             else:
-                config = self._auth_config(port) if self.nats_auth else None
+                config = self.generated_nats_config(port) if self.nats_auth else None
                 self.nats = LocalNats(
                     self.state_dir / "nats",
                     port=port,
@@ -140,7 +140,7 @@ class Stack:
             self.state_dir / "mail", port=port, log_file=self.state_dir / "smtp.log"
         ).start()
 
-    def _auth_config(self, port: int) -> Path:
+    def generated_nats_config(self, port: int) -> Path:
         """The generated local NATS configuration, with users and permissions from the city."""
         tool = Path(__file__).resolve().parents[4] / "tools" / "gen_nats_config.py"
         out = self.state_dir / "nats.conf"
@@ -160,7 +160,7 @@ class Stack:
         )
         return out
 
-    def _auth_accounts(self) -> Path:
+    def generated_nats_accounts(self) -> Path:
         """The generated accounts, users and permissions alone, for every node of a local
         cluster to include (dev passwords, or NATS_PW_<USER> from the environment)."""
         tool = Path(__file__).resolve().parents[4] / "tools" / "gen_nats_config.py"

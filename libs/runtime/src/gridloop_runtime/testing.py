@@ -266,6 +266,7 @@ def process_stack(
     timeout: float = 120,
     replicas: int | None = None,
     nats_nodes: int | None = None,
+    nats_auth: bool = False,
 ) -> Iterator[Stack]:
     """The services as real processes on a nats-server of their own and `database_url`, on
     free loopback ports: outbox and timers polled every 0.2 s, dev sign-in (`X-User`) and a
@@ -274,20 +275,18 @@ def process_stack(
     every service (default GRIDLOOP_REPLICAS, else 1), each on a port of its own.
     `nats_nodes` nats-servers (default GRIDLOOP_NATS_NODES, else 1): more than one form a
     JetStream cluster (`stack.nats`, a LocalNatsCluster whose nodes a test may kill and
-    start again) and the services create their streams replicated (STREAM_REPLICAS)."""
+    start again) and the services create their streams replicated (STREAM_REPLICAS).
+    `nats_auth`: the servers run with the users and permissions generated from the demo city
+    (tools/gen_nats_config.py, as `make run`), each service logs in as itself, and a test's
+    clients log in too (`admin`, `dept-<dept>`, `src-<source>`; password
+    `gridloop-dev-<user>`)."""
     state.mkdir(parents=True, exist_ok=True)
     replicas = replicas or replicas_from_env()
     nats_nodes = nats_nodes or nats_nodes_from_env()
-    nats: LocalNats | LocalNatsCluster
-    if nats_nodes > 1:
-        nats = LocalNatsCluster(state / "nats-cluster", size=nats_nodes, log_dir=state).start()
-    else:
-        nats = LocalNats(state / "nats", log_file=state / "nats.log").start()
     clock_file = state / "clock-offset"
     clock_file.write_text("0")
     stack = Stack(
         state,
-        nats_url=nats.url,
         database_url=database_url,
         ports={
             svc if i == 0 else f"{svc}-{i}": free_port()
@@ -305,7 +304,19 @@ def process_stack(
             **(env or {}),
         },
         durable=False,
+        nats_auth=nats_auth,
     )
+    nats: LocalNats | LocalNatsCluster
+    if nats_nodes > 1:
+        accounts = stack.generated_nats_accounts() if nats_auth else None
+        nats = LocalNatsCluster(
+            state / "nats-cluster", size=nats_nodes, accounts_file=accounts, log_dir=state
+        ).start()
+    else:
+        # A free port: the generated config's listen address is overridden by LocalNats.
+        config = stack.generated_nats_config(0) if nats_auth else None
+        nats = LocalNats(state / "nats", config_file=config, log_file=state / "nats.log").start()
+    stack.nats_url = nats.url
     stack.nats = nats  # stopped with the stack
     try:
         stack.start(timeout=timeout)
