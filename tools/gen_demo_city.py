@@ -362,8 +362,10 @@ Loaded and validated by `gridloop_city.load_city(path)`; every error names file,
   `subdistrict_code`.
 - `routing.yaml`: ordered `rules`, `category` (code, `E05*`, `P*` or `*`) × `territory` (cell,
   community, sub-district or `*`) → `dept`, `co_handlers`, `lead`. The most specific territory
-  wins, then the most specific category, then the earlier rule. E0602 is routed by hand.
-- `calendar.yaml`: office hours, extra holidays and working days, sign-in timeout, reminder
+  wins, then the most specific category, then the earlier rule. `manual`: category ×
+  territory entries routed by hand on purpose (the manual dispatch queue; here E0602).
+- `calendar.yaml`: office hours, extra holidays and working days, optional `known_through`
+  (the last day the city entered the State Council's arrangement for), sign-in timeout, reminder
   fraction, escalation ladder, emergency escalation, verification and confirmation limits,
   the seed-003 `community_rules` (1/2/3 working days, never more than 5).
 - `users.yaml`: `id`, `name`, `roles`, `territory` (codes or `*`), `dept`, `trusted`.
@@ -379,6 +381,9 @@ Loaded and validated by `gridloop_city.load_city(path)`; every error names file,
 
 Working time: 09:00–12:00 and 13:30–18:00 on the official calendar (chinese_calendar, with
 调休); one working day = 7.5 hours of working time; `hours` are clock hours.
+
+`gridloop-city check data/demo-city` reports that this calendar runs out at the end of 2026
+(2027's swapped working days are not entered yet); everything else passes.
 
 Layout: schematic. Eight real sub-districts (东华门 … 建国门) are blocks of 10 × 22 cells on
 real WGS-84 coordinates (lon 116.395–116.442, lat 39.895–39.935), six communities each; the
@@ -614,7 +619,10 @@ def main(out: Path = OUT) -> None:
             }
         )
     # E0602 (leader referrals) is routed by hand on purpose: the manual dispatch queue.
-    write("routing.yaml", yaml_dump({"rules": rules}))
+    manual = [
+        {"category": "E0602", "territory": "*", "note": "leader referrals: a dispatcher decides"}
+    ]
+    write("routing.yaml", yaml_dump({"rules": rules, "manual": manual}))
 
     write(
         "calendar.yaml",
