@@ -359,7 +359,9 @@ Loaded and validated by `gridloop_city.load_city(path)`; every error names file,
 - `parts.csv`: 部件 `code` (district + category digits + 6-digit serial), `category_code`,
   `name`, `lon`, `lat`, `cell_code`, `owner_dept`.
 - `departments.yaml`: `code`, `name`, `kind` (bureau, utility, subdistrict-office, community),
-  `subdistrict_code`.
+  `subdistrict_code`. Every community's residents' committee (居委会, `comm-<sub><community>`)
+  is a community-level unit: seed 003's limits (1 working day, 3 with other units, never more
+  than 5) apply to what it is given — here neighbour disputes (E0601) in its own community.
 - `routing.yaml`: ordered `rules`, `category` (code, `E05*`, `P*` or `*`) × `territory` (cell,
   community, sub-district or `*`) → `dept`, `co_handlers`, `lead`. The most specific territory
   wins, then the most specific category, then the earlier rule. `manual`: category ×
@@ -542,6 +544,17 @@ def main(out: Path = OUT) -> None:
                 "subdistrict_code": DISTRICT + sc,
             }
         )
+    # community level (seed 003 社区限时办结): every community's residents' committee (居委会)
+    # is a unit of its own, held to 1 working day (3 with other units, never more than 5)
+    for ccode, cname, scode in communities:
+        depts.append(
+            {
+                "code": f"comm-{ccode[6:]}",
+                "name": cname + "居委会",
+                "kind": "community",
+                "subdistrict_code": scode,
+            }
+        )
     write("departments.yaml", yaml_dump({"departments": depts}))
 
     # routing: part owners come from the part registry; events by class, some by territory
@@ -595,6 +608,11 @@ def main(out: Path = OUT) -> None:
     for sc, _ in SUBDISTRICTS:
         rules.append({"category": "E0504", "territory": DISTRICT + sc, "dept": f"street-{sc}"})
         rules.append({"category": "E0601", "territory": DISTRICT + sc, "dept": f"street-{sc}"})
+    # … but a neighbour dispute is settled first where it happens: the community's own
+    # residents' committee (more specific territory than the street office's rule, which
+    # stays as the next candidate when the committee returns the case)
+    for ccode, _, _ in communities:
+        rules.append({"category": "E0601", "territory": ccode, "dept": f"comm-{ccode[6:]}"})
     # community level: 南锣鼓巷 (a tourist lane) handles shops trading outside jointly,
     # led by the street office (联合执法, 牵头单位)
     rules.append(

@@ -361,6 +361,20 @@ async def test_an_unroutable_case_waits_in_the_queue_until_a_dispatcher_places_i
     assert r.status_code == 409 and r.json()["detail"][0]["code"] == "not-queued"
 
 
+async def test_a_neighbour_dispute_reaches_the_communitys_committee_for_one_working_day(
+    dispatch: Harness,
+) -> None:
+    """Seed 003 on the bus: E0601 (3 working days by its standard) goes to the residents'
+    committee of the cell's community, a community-level unit held to 1 working day."""
+    cid = case_id(11)
+    await dispatch.accept(cid, "E0601", CELL)
+    d = await dispatch.dispatched(cid)
+    assert (d["dept"], d["community_code"]) == ("comm-001001", COMMUNITY)
+    assert at(d["deadline"]) == bj(2026, 11, 24, 10)
+    [assigned] = await dispatch.wait_feed("comm-001001", "assigned", cid)
+    assert assigned.data["case"]["category_code"] == "E0601"
+
+
 async def test_the_command_centre_reads_and_acts_within_its_territory(dispatch: Harness) -> None:
     """A dispatcher of another sub-district (or with no territory in the token) sees none of
     a case: not in the queue, 404 as for an unknown id when read or acted on; the attempts
