@@ -268,7 +268,7 @@ def _next_to(grid: _Grid, piece: Any) -> int | None:
     hits = grid.tree.query(around, predicate="intersects").tolist()
     if not hits:
         return None
-    return max(hits, key=lambda i: (shapely.intersection(around, grid.geoms[i]).area, -i))
+    return int(max(hits, key=lambda i: (shapely.intersection(around, grid.geoms[i]).area, -i)))
 
 
 # -- parts -----------------------------------------------------------------------------------

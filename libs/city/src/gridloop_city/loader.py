@@ -148,6 +148,8 @@ class City:
         default_factory=dict, init=False, repr=False
     )
     _working_calendar: WorkingCalendar | None = field(default=None, init=False, repr=False)
+    _parts_by_cell: dict[str, list[str]] | None = field(default=None, init=False, repr=False)
+    _part_tree: tuple[STRtree, list[str]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._order = list(self.polygons)
@@ -226,6 +228,48 @@ class City:
     def part(self, code: str) -> Part | None:
         """部件 by its code: name, place, cell and owner."""
         return self.parts.get(code.strip())
+
+    def parts_of_cell(self, cell_code: str) -> list[Part]:
+        """部件 registered in a cell, by code (empty for an unknown cell)."""
+        if self._parts_by_cell is None:
+            index: dict[str, list[str]] = {}
+            for p in self.parts.values():
+                index.setdefault(p.cell_code, []).append(p.code)
+            self._parts_by_cell = {c: sorted(codes) for c, codes in index.items()}
+        return [self.parts[c] for c in self._parts_by_cell.get(cell_code, ())]
+
+    def parts_near(
+        self,
+        lon: float,
+        lat: float,
+        within_m: float,
+        category_code: str | None = None,
+        limit: int = 10,
+    ) -> list[tuple[Part, float]]:
+        """Parts within `within_m` metres of a point (of one category, if given), nearest
+        first, with their distance: "the manhole cover at my feet" for a report by position."""
+        if not (math.isfinite(lon) and math.isfinite(lat)) or within_m < 0 or limit < 1:
+            return []
+        if self._part_tree is None:
+            codes = list(self.parts)
+            pts = shapely.points([(self.parts[c].lon, self.parts[c].lat) for c in codes])
+            self._part_tree = (STRtree(pts), codes)
+        tree, codes = self._part_tree
+        if not codes:
+            return []
+        dlat = within_m / _M_PER_DEG_LAT
+        dlon = within_m / (_M_PER_DEG_LON_EQ * max(math.cos(math.radians(lat)), 1e-6))
+        hits = tree.query(shapely.box(lon - dlon, lat - dlat, lon + dlon, lat + dlat))
+        found = []
+        for i in hits.tolist():
+            p = self.parts[codes[i]]
+            if category_code is not None and p.category_code != category_code:
+                continue
+            d = haversine_m(lon, lat, p.lon, p.lat)
+            if d <= within_m:
+                found.append((p, d))
+        found.sort(key=lambda pd: (pd[1], pd[0].code))
+        return found[:limit]
 
     def address(self, text: str) -> Address | None:
         """A gazetteer entry for a written address: exact match after normalisation (NFKC, no

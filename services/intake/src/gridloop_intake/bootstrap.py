@@ -13,7 +13,7 @@ from gridloop_runtime.consumer import ConsumerSpec
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime, ServiceDefinition
 
-from . import api, open311
+from . import api, open311, parts
 from .context import Intake
 from .handlers import Handlers, case_file_rules
 from .settings import IntakeSettings
@@ -57,7 +57,7 @@ def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
             name="intake",
             migrations_dir=MIGRATIONS,
             consumers=[reports, casefile],
-            routers=[api.router, open311.router],
+            routers=[api.router, open311.router, parts.router],
             users=lookup_from(intake.city.users),
             client_key=open311.client_key,
             on_start=[judge_times_by_intake_clock],
