@@ -644,3 +644,31 @@ def test_known_through_makes_the_citys_own_days_official() -> None:
     assert declared.is_workday(day) and not declared.is_workday(dt.date(2027, 3, 13))
     assert declared.known_until(dt.date(2026, 12, 1), 60) == dt.date(2027, 1, 29)
     assert plain.known_until(dt.date(2026, 12, 1), 60) == dt.date(2026, 12, 31)
+
+
+# -- versions (live reload) ------------------------------------------------------------------
+
+
+def test_release_validates_copies_and_makes_a_version_current(
+    imported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gridloop_city.versions import current, digest, load_version
+
+    root = tmp_path / "versions"
+    code, lines = run(
+        ["release", str(imported), "--versions", str(root), "--version", "v1"], capsys
+    )
+    assert code == 0 and lines[0] == f"released v1 ({digest(root / 'v1')}); announce it with:"
+    assert current(root) == "v1"
+    assert list(load_version(root, "v1", digest(root / "v1")).cells) == list(CELLS)
+    # the same version twice, or a city that does not load, is refused; v1 stays current
+    assert (
+        run(["release", str(imported), "--versions", str(root), "--version", "v1"], capsys)[0] == 1
+    )
+    bad = changed(imported, tmp_path, lambda r: edit_text(r, "parts.csv", ",water", ",wter"))
+    code, lines = run(["release", str(bad), "--versions", str(root), "--version", "v2"], capsys)
+    assert code == 1 and lines == ["parts.csv row 2 field owner_dept: unknown department 'wter'"]
+    assert current(root) == "v1" and not (root / "v2").exists()
+    # a digest names the files exactly
+    with pytest.raises(ValueError, match="do not match the announced digest"):
+        load_version(root, "v1", "sha256:" + "0" * 64)

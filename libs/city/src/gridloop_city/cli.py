@@ -5,6 +5,7 @@ version changes, export a city for its GIS people.
     gridloop-city check DIR [--as-of DATE]       # every problem, file/row/field; exit 1 if any
     gridloop-city diff OLD_DIR NEW_DIR [--json]  # cells split/merged, parts, routing
     gridloop-city export DIR --out OUT [--format shp|gpkg|geojson] [--crs EPSG:4547]
+    gridloop-city release DIR --versions ROOT --version V   # for live reload; prints the digest
 
 Exit status: 0 good, 1 problems found (each printed on its own line), 2 bad usage.
 """
@@ -58,7 +59,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_exp.add_argument("--format", choices=("shp", "gpkg", "geojson"), default="shp")
     p_exp.add_argument("--crs", default="EPSG:4326", help="EPSG code or GCJ-02")
 
+    p_rel = sub.add_parser("release", help="copy a valid city into the versions folder")
+    p_rel.add_argument("city", type=Path)
+    p_rel.add_argument("--versions", type=Path, required=True, help="CITY_VERSIONS_DIR")
+    p_rel.add_argument("--version", required=True)
+
     args = parser.parse_args(argv)
+    if args.command == "release":
+        return _release(args.city, args.versions, args.version)
     if args.command == "import":
         return _import(args.spec, args.out, args.force, args.as_of)
     if args.command == "check":
@@ -130,6 +138,20 @@ def _export(city_dir: Path, out: Path, fmt: str, crs: str) -> int:
         return 1
     spec = export_city(city, city_dir, out, fmt, crs)
     print(f"wrote {out}; import it back with: gridloop-city import {spec} --out DIR")
+    return 0
+
+
+def _release(city_dir: Path, root: Path, version: str) -> int:
+    from .loader import CityDataError
+    from .versions import release
+
+    try:
+        digest = release(city_dir, root, version)
+    except CityDataError as exc:
+        print(str(exc))
+        return 1
+    print(f"released {version} ({digest}); announce it with:")
+    print(f"  python -m gridloop_runtime.livecity {version} {digest}")
     return 0
 
 

@@ -54,6 +54,13 @@ CHANNELS: dict[str, dict[str, Any]] = {
         "prefixes": ("gridloop.score.",),
         "action": "send",
     },
+    "city": {
+        "address": "city.{event}",
+        "description": "A new version of the city's data (core NATS: every service process "
+        "loads, validates and swaps to it, or refuses it and keeps its own).",
+        "prefixes": ("gridloop.city.",),
+        "action": "receive",
+    },
 }
 
 PARAMETERS: dict[str, dict[str, Any]] = {
@@ -116,6 +123,7 @@ EXAMPLE_SOURCES = {
     "handling": "/departments/sanitation",
     "notify": "/gridloop/intake",
     "score": "/gridloop/scoring",
+    "city": "/gridloop/admin",
 }
 EXAMPLE_TIME = datetime(2026, 11, 23, 9, 30, 5, tzinfo=timezone(timedelta(hours=8)))
 
