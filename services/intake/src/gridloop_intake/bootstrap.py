@@ -14,7 +14,7 @@ from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime, ServiceDefinition
 
 from . import api, open311, parts
-from .context import Intake
+from .context import Intake, city_for
 from .handlers import Handlers, case_file_rules
 from .settings import IntakeSettings
 
@@ -23,7 +23,8 @@ MIGRATIONS = Path(__file__).parent / "sql"
 
 def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
     """The service and its state: (Intake, Handlers), read by routes via `Runtime.state`."""
-    intake = Intake.load(settings)
+    city, version = city_for(settings)
+    intake = Intake.load(settings, city)
     handlers = Handlers(intake)
 
     async def judge_times_by_intake_clock(rt: Runtime) -> None:
@@ -61,6 +62,7 @@ def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
             users=lookup_from(intake.city.users),
             client_key=open311.client_key,
             on_start=[judge_times_by_intake_clock],
+            background=[intake.live(version).background()],
             # Each integrator's durable consumer on NOTIFY (its user may only bind to it).
             feeds=[Feed.integrator(code) for code in sorted(intake.city.sources)],
             title="gridloop intake",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 from gridloop_city import City, WorkingCalendar, load_city
+from gridloop_city.versions import current, load_version
+from gridloop_runtime.livecity import LiveCity
 
 from .domain.rules import CaseRules
 from .settings import IntakeSettings
@@ -16,6 +18,17 @@ from .settings import IntakeSettings
 def _load(path: Path) -> City:
     # Loaded once per process (tests start the service many times over the same data).
     return load_city(path)
+
+
+def city_for(settings: IntakeSettings) -> tuple[City, str | None]:
+    """The city to start with: the released version in force (CITY_VERSIONS_DIR) when there
+    is one, else CITY_DATA_DIR; and that version (None: CITY_DATA_DIR's)."""
+    if settings.city_versions_dir:
+        root = Path(settings.city_versions_dir)
+        version = current(root)
+        if version is not None:
+            return load_version(root, version), version
+    return _load(Path(settings.city_data_dir).resolve()), None
 
 
 @dataclass
@@ -32,10 +45,27 @@ class Intake:
         self.rules = CaseRules(self.city, self.calendar)
 
     @classmethod
-    def load(cls, settings: IntakeSettings) -> Intake:
-        city = _load(Path(settings.city_data_dir).resolve())
-        keys = {k: s.code for s in city.sources.values() for k in s.open311_api_keys}
-        return cls(city, WorkingCalendar.from_config(city.calendar), settings, keys)
+    def load(cls, settings: IntakeSettings, city: City | None = None) -> Intake:
+        city = city or city_for(settings)[0]
+        return cls(city, WorkingCalendar.from_config(city.calendar), settings, _keys(city))
+
+    def use_city(self, city: City) -> None:
+        """Live reload: locate, classify and record with this version of the city from the
+        next message on (one synchronous step; cases keep what they were given)."""
+        calendar = WorkingCalendar.from_config(city.calendar)
+        self.rules.use_city(city, calendar)
+        self.city, self.calendar, self.api_keys = city, calendar, _keys(city)
+
+    def live(self, version: str | None) -> LiveCity[City]:
+        """This state, following `city.updated` (gridloop_runtime.livecity)."""
+        root = self.settings.city_versions_dir
+        return LiveCity(
+            "intake",
+            self.city,
+            version,
+            load=partial(load_version, Path(root)) if root else None,
+            swap=self.use_city,
+        )
 
     def dept_name(self, code: str) -> str:
         return self.rules.dept_name(code)
@@ -43,3 +73,8 @@ class Intake:
     def category_name(self, code: str | None) -> str:
         cat = self.city.category(code) if code else None
         return cat.name if cat else (code or "未分类")
+
+
+def _keys(city: City) -> dict[str, str]:
+    """Open311 api_key → source code."""
+    return {k: s.code for s in city.sources.values() for k in s.open311_api_keys}

@@ -112,6 +112,10 @@ class CaseRules:
         self.city = city
         self.calendar = calendar
 
+    def use_city(self, city: City, calendar: WorkingCalendar) -> None:
+        """Live reload: decide on this version of the city from the next message on."""
+        self.city, self.calendar = city, calendar
+
     def dept_name(self, code: str) -> str:
         dept = self.city.department(code)
         return dept.name if dept else code
