@@ -127,12 +127,14 @@ async def test_routing_changes_mid_run_and_a_bad_version_is_refused(
         await announce(nc, "v2", v2, note="E01* to urban management")
 
         async def everywhere(version: str) -> bool:
-            for service in ("dispatch", "intake"):
+            for service in ("dispatch", "intake", "handling", "verify"):
                 if await versions_in_use(http, stack, service) != {version}:
                     return False
             return True
 
-        await wait_for(lambda: everywhere("v2"), timeout=30, what="v2 in dispatch and intake")
+        await wait_for(
+            lambda: everywhere("v2"), timeout=30, what="v2 in dispatch, intake, handling and verify"
+        )
         after = await report(http, stack, city, cells[-1])
         [task] = await tasks(http, stack, after)
         assert task["dept"] == "urban-mgmt"

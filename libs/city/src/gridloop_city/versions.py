@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+from collections.abc import Callable
+from functools import cache, partial
 from pathlib import Path
 
 from .loader import City, CityDataError, load_city
@@ -82,3 +84,27 @@ def load_version(root: Path, version: str, expected_digest: str | None = None) -
     if expected_digest is not None and digest(folder) != expected_digest:
         raise CityDataError(f"version {version}: its files do not match the announced digest")
     return load_city(folder)
+
+
+@cache
+def _load_cached(path: Path) -> City:
+    # Once per process and folder: tests start services many times over the same data.
+    return load_city(path)
+
+
+def starting_city(data_dir: Path | str, versions_dir: str = "") -> tuple[City, str | None]:
+    """The city a service process starts on: the released version in force when
+    `versions_dir` (CITY_VERSIONS_DIR) names a versions folder with a CURRENT one, else the
+    folder `data_dir` (CITY_DATA_DIR); and that version (None: `data_dir`'s)."""
+    if versions_dir:
+        root = Path(versions_dir)
+        version = current(root)
+        if version is not None:
+            return load_version(root, version), version
+    return _load_cached(Path(data_dir).resolve()), None
+
+
+def loader(versions_dir: str) -> Callable[[str, str], City] | None:
+    """(version, digest) → the validated city, for `gridloop_runtime.livecity.LiveCity`;
+    None without a versions folder (announcements are then refused)."""
+    return partial(load_version, Path(versions_dir)) if versions_dir else None

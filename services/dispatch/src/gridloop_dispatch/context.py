@@ -3,11 +3,8 @@ is one, else CITY_DATA_DIR; loaded once per process, then swapped on `city.updat
 
 from __future__ import annotations
 
-from functools import cache, partial
-from pathlib import Path
-
-from gridloop_city import City, WorkingCalendar, load_city
-from gridloop_city.versions import current, load_version
+from gridloop_city import City, WorkingCalendar
+from gridloop_city.versions import loader, starting_city
 from gridloop_runtime.livecity import LiveCity
 
 from .domain.deadlines import Deadlines
@@ -15,20 +12,9 @@ from .domain.rules import DispatchRules
 from .settings import DispatchSettings
 
 
-@cache
-def _load(path: Path) -> City:
-    # Once per process: tests start the service many times over the same data.
-    return load_city(path)
-
-
 def city_for(settings: DispatchSettings) -> tuple[City, str | None]:
     """The city to start with and its released version (None: CITY_DATA_DIR's)."""
-    if settings.city_versions_dir:
-        root = Path(settings.city_versions_dir)
-        version = current(root)
-        if version is not None:
-            return load_version(root, version), version
-    return _load(Path(settings.city_data_dir).resolve()), None
+    return starting_city(settings.city_data_dir, settings.city_versions_dir)
 
 
 def rules_of(city: City) -> DispatchRules:
@@ -41,11 +27,10 @@ def live_city(
     settings: DispatchSettings, rules: DispatchRules, version: str | None
 ) -> LiveCity[City]:
     """The rules' city, following `city.updated` (validated by gridloop_city.versions)."""
-    root = settings.city_versions_dir
     return LiveCity(
         "dispatch",
         rules.city,
         version,
-        load=partial(load_version, Path(root)) if root else None,
+        load=loader(settings.city_versions_dir),
         swap=rules.use_city,
     )

@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache, partial
-from pathlib import Path
 
-from gridloop_city import City, WorkingCalendar, load_city
-from gridloop_city.versions import current, load_version
+from gridloop_city import City, WorkingCalendar
+from gridloop_city.versions import loader, starting_city
 from gridloop_runtime.livecity import LiveCity
 
 from .domain.rules import CaseRules
 from .settings import IntakeSettings
 
 
-@cache
-def _load(path: Path) -> City:
-    # Loaded once per process (tests start the service many times over the same data).
-    return load_city(path)
-
-
 def city_for(settings: IntakeSettings) -> tuple[City, str | None]:
-    """The city to start with: the released version in force (CITY_VERSIONS_DIR) when there
-    is one, else CITY_DATA_DIR; and that version (None: CITY_DATA_DIR's)."""
-    if settings.city_versions_dir:
-        root = Path(settings.city_versions_dir)
-        version = current(root)
-        if version is not None:
-            return load_version(root, version), version
-    return _load(Path(settings.city_data_dir).resolve()), None
+    """The city to start with and its released version (None: CITY_DATA_DIR's)."""
+    return starting_city(settings.city_data_dir, settings.city_versions_dir)
 
 
 @dataclass
@@ -58,12 +44,11 @@ class Intake:
 
     def live(self, version: str | None) -> LiveCity[City]:
         """This state, following `city.updated` (gridloop_runtime.livecity)."""
-        root = self.settings.city_versions_dir
         return LiveCity(
             "intake",
             self.city,
             version,
-            load=partial(load_version, Path(root)) if root else None,
+            load=loader(self.settings.city_versions_dir),
             swap=self.use_city,
         )
 
