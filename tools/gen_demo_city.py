@@ -359,11 +359,15 @@ Loaded and validated by `gridloop_city.load_city(path)`; every error names file,
 - `parts.csv`: 部件 `code` (district + category digits + 6-digit serial), `category_code`,
   `name`, `lon`, `lat`, `cell_code`, `owner_dept`.
 - `departments.yaml`: `code`, `name`, `kind` (bureau, utility, subdistrict-office, community),
-  `subdistrict_code`.
+  `subdistrict_code`. Every community's residents' committee (居委会, `comm-<sub><community>`)
+  is a community-level unit: seed 003's limits (1 working day, 3 with other units, never more
+  than 5) apply to what it is given — here neighbour disputes (E0601) in its own community.
 - `routing.yaml`: ordered `rules`, `category` (code, `E05*`, `P*` or `*`) × `territory` (cell,
   community, sub-district or `*`) → `dept`, `co_handlers`, `lead`. The most specific territory
-  wins, then the most specific category, then the earlier rule. E0602 is routed by hand.
-- `calendar.yaml`: office hours, extra holidays and working days, sign-in timeout, reminder
+  wins, then the most specific category, then the earlier rule. `manual`: category ×
+  territory entries routed by hand on purpose (the manual dispatch queue; here E0602).
+- `calendar.yaml`: office hours, extra holidays and working days, optional `known_through`
+  (the last day the city entered the State Council's arrangement for), sign-in timeout, reminder
   fraction, escalation ladder, emergency escalation, verification and confirmation limits,
   the seed-003 `community_rules` (1/2/3 working days, never more than 5).
 - `users.yaml`: `id`, `name`, `roles`, `territory` (codes or `*`), `dept`, `trusted`.
@@ -381,6 +385,9 @@ Loaded and validated by `gridloop_city.load_city(path)`; every error names file,
 
 Working time: 09:00–12:00 and 13:30–18:00 on the official calendar (chinese_calendar, with
 调休); one working day = 7.5 hours of working time; `hours` are clock hours.
+
+`gridloop-city check data/demo-city` reports that this calendar runs out at the end of 2026
+(2027's swapped working days are not entered yet); everything else passes.
 
 Layout: schematic. Eight real sub-districts (东华门 … 建国门) are blocks of 10 × 22 cells on
 real WGS-84 coordinates (lon 116.395–116.442, lat 39.895–39.935), six communities each; the
@@ -666,6 +673,17 @@ def main(out: Path = OUT) -> None:
                 "subdistrict_code": DISTRICT + sc,
             }
         )
+    # community level (seed 003 社区限时办结): every community's residents' committee (居委会)
+    # is a unit of its own, held to 1 working day (3 with other units, never more than 5)
+    for ccode, cname, scode in communities:
+        depts.append(
+            {
+                "code": f"comm-{ccode[6:]}",
+                "name": cname + "居委会",
+                "kind": "community",
+                "subdistrict_code": scode,
+            }
+        )
     write("departments.yaml", yaml_dump({"departments": depts}))
 
     # routing: part owners come from the part registry; events by class, some by territory
@@ -719,6 +737,11 @@ def main(out: Path = OUT) -> None:
     for sc, _ in SUBDISTRICTS:
         rules.append({"category": "E0504", "territory": DISTRICT + sc, "dept": f"street-{sc}"})
         rules.append({"category": "E0601", "territory": DISTRICT + sc, "dept": f"street-{sc}"})
+    # … but a neighbour dispute is settled first where it happens: the community's own
+    # residents' committee (more specific territory than the street office's rule, which
+    # stays as the next candidate when the committee returns the case)
+    for ccode, _, _ in communities:
+        rules.append({"category": "E0601", "territory": ccode, "dept": f"comm-{ccode[6:]}"})
     # community level: 南锣鼓巷 (a tourist lane) handles shops trading outside jointly,
     # led by the street office (联合执法, 牵头单位)
     rules.append(
@@ -743,7 +766,10 @@ def main(out: Path = OUT) -> None:
             }
         )
     # E0602 (leader referrals) is routed by hand on purpose: the manual dispatch queue.
-    write("routing.yaml", yaml_dump({"rules": rules}))
+    manual = [
+        {"category": "E0602", "territory": "*", "note": "leader referrals: a dispatcher decides"}
+    ]
+    write("routing.yaml", yaml_dump({"rules": rules, "manual": manual}))
 
     write(
         "calendar.yaml",

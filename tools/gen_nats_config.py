@@ -85,34 +85,35 @@ ROUTE_PASSWORD_KEY = "NATS_ROUTE_PASSWORD"
 # What each service reads (its JetStream consumers ack on these streams) and publishes.
 # Subjects as in ARCHITECTURE.md and gridloop_contracts.subjects. A service may also publish
 # to what it consumes: the operators' DLQ replay (POST /admin/dlq/{id}/replay) re-publishes a
-# dead letter to its original subject.
+# dead letter to its original subject. Every service hears `city.updated` (live reload of the
+# city's data, announced by an operator).
 SERVICES: dict[str, dict[str, tuple[str, ...]]] = {
     "intake": {
         "streams": ("INTAKE", "CASES"),
         "pub": ("case.>", "notify.>", "dlq.intake", "intake.>"),
-        "sub": ("intake.>", "case.>"),
+        "sub": ("intake.>", "case.>", "city.updated"),
     },
     "dispatch": {
         "streams": ("CASES",),
         "pub": ("case.>", "dispatch.>", "dlq.dispatch"),
-        "sub": ("case.>",),
+        "sub": ("case.>", "city.updated"),
     },
     "handling": {
         "streams": ("CASES", "HANDLING"),
         # Answers go on dispatch.<dept>.answer and, when a command names one, to a reply
         # subject in the department's own inbox space, `_INBOX.dept-<dept>.>` (service_user).
         "pub": ("case.>", "dispatch.*.answer", "dlq.handling", "handling.>"),
-        "sub": ("case.>", "handling.>"),
+        "sub": ("case.>", "handling.>", "city.updated"),
     },
     "verify": {
         "streams": ("CASES",),
         "pub": ("case.>", "dlq.verify"),
-        "sub": ("case.>",),
+        "sub": ("case.>", "city.updated"),
     },
     "scoring": {
         "streams": ("CASES",),
         "pub": ("case.>", "score.>", "dlq.scoring"),
-        "sub": ("case.>",),
+        "sub": ("case.>", "city.updated"),
     },
 }
 

@@ -99,6 +99,7 @@ def test_asyncapi_channels_operations_and_parameters() -> None:
         "handling.{dept}.{action}",
         "notify.{source}",
         "score.{event}",
+        "city.{event}",
     }
     for name, ch in doc["channels"].items():
         assert set(re.findall(r"{(\w+)}", ch["address"])) == set(ch["parameters"]), name
@@ -107,10 +108,12 @@ def test_asyncapi_channels_operations_and_parameters() -> None:
     actions = {
         op["channel"]["$ref"].split("/")[-1]: op["action"] for op in doc["operations"].values()
     }
-    # Seen from gridloop: integrators' reports and departments' commands come in.
+    # Seen from gridloop: integrators' reports, departments' commands and the operators' new
+    # versions of the city come in.
     assert actions == {
         "intake": "receive",
         "handling": "receive",
+        "city": "receive",
         "case": "send",
         "dispatch": "send",
         "notify": "send",

@@ -179,6 +179,16 @@ class RoutingRule(Record):
     note: str = ""
 
 
+class ManualRoute(Record):
+    """人工派遣: category × territory (as in `RoutingRule`) that a dispatcher routes by hand on
+    purpose (routing.yaml `manual`); it competes with the rules by the same precedence, and
+    where it wins `City.route` answers None (the manual dispatch queue)."""
+
+    category: str = Field(pattern=r"^(\*|[PE]\d{0,3}\*|[PE]\d{4})$")
+    territory: str = "*"
+    note: str = ""
+
+
 class Route(Record):
     """The answer of `City.route`."""
 
@@ -227,6 +237,10 @@ class CalendarConfig(Record):
     extra_holidays: tuple[dt.date, ...] = ()
     extra_holidays_note: str = ""
     extra_workdays: tuple[dt.date, ...] = ()
+    # The last day the city has entered the State Council's arrangement for (holidays and
+    # swapped working days as extra_holidays / extra_workdays) beyond what chinese_calendar
+    # knows; None: only chinese_calendar's years are official.
+    known_through: dt.date | None = None
     sign_in_timeout: Duration  # 签收 within this after dispatch
     reminder_fraction: float = Field(0.75, gt=0, lt=1)  # 催办 at this share of the allowed time
     escalation: tuple[EscalationLevel, ...] = Field(min_length=1)  # 督办 ladder after deadline

@@ -3,7 +3,7 @@
 Importing the package registers every event type, so `REGISTRY` is complete.
 """
 
-from . import cases, department, inbound, scores, subjects, yaml_text
+from . import cases, city, department, inbound, scores, subjects, yaml_text
 from .base import REGISTRY, Event, model_for, register
 from .cases import (
     CASE_EVENTS,
@@ -36,6 +36,7 @@ from .cases import (
     CaseVerified,
     Contribution,
 )
+from .city import CityUpdatedV1
 from .common import Actor, Attachment, FieldError, Location, MaskedReporter
 from .department import (
     COMMANDS,
@@ -114,6 +115,7 @@ __all__ = [
     "CaseSupervised",
     "CaseVerificationAssigned",
     "CaseVerified",
+    "CityUpdatedV1",
     "CommandAnswerV1",
     "Contribution",
     "DepartmentCommand",
@@ -144,6 +146,7 @@ __all__ = [
     "TaskReminder",
     "TaskRework",
     "cases",
+    "city",
     "decode",
     "department",
     "from_binary",

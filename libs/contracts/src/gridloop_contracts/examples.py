@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from . import cases as c
+from . import city as y
 from . import department as d
 from . import inbound as i
 from . import scores as s
@@ -232,6 +233,12 @@ _all: list[Event] = [
             )
         ],
         published_at=datetime(2026, 12, 1, 0, 5, tzinfo=CST),
+    ),
+    y.CityUpdatedV1(
+        version="2026-12-02.1",
+        digest="sha256:" + "5d41402abc4b2a76b9719d911017c592" * 2,
+        released_at=datetime(2026, 12, 2, 21, 0, tzinfo=CST),
+        note="E01* to urban management from now on",
     ),
 ]
 

@@ -70,6 +70,14 @@ CHANNELS: dict[str, dict[str, Any]] = {
         "action": "send",
         "audience": "services",
     },
+    "city": {
+        "address": "city.{event}",
+        "description": "A new version of the city's data (core NATS: every service process "
+        "loads, validates and swaps to it, or refuses it and keeps its own).",
+        "prefixes": ("gridloop.city.",),
+        "action": "receive",
+        "audience": "services",
+    },
 }
 
 # Which report channels carry each inbound type (intake's gate refuses it elsewhere, field
@@ -164,6 +172,7 @@ EXAMPLE_SOURCES = {
     "handling": "/departments/sanitation",
     "notify": "/gridloop/intake",
     "score": "/gridloop/scoring",
+    "city": "/gridloop/admin",
 }
 EXAMPLE_TIME = datetime(2026, 11, 23, 9, 30, 5, tzinfo=timezone(timedelta(hours=8)))
 

@@ -185,6 +185,11 @@ OVERRIDES: dict[str, str] = {
     "gridloop.rating.v2.level": "The reporter's satisfaction on seed 002's four levels: "
     "`A` 非常满意 (very satisfied), `B` 满意, `C` 一般 (fair), `D` 不满意.",
     "gridloop.case.called_back.v1.closed_at": "The closing the call-back asked about.",
+    "gridloop.city.updated.v1.version": "The released version of the city's data: its "
+    "folder under the services' `CITY_VERSIONS_DIR`.",
+    "gridloop.city.updated.v1.digest": "`sha256:` of the version's files, checked before it "
+    "is loaded.",
+    "gridloop.city.updated.v1.released_at": "When the version was released.",
     "gridloop.rating.v1.external_id": "The `external_id` of the report whose case is rated "
     "(or give `case_id`).",
     "gridloop.rating.v1.case_id": "The case rated (or give `external_id`).",

@@ -38,6 +38,9 @@ class ServiceSettings(BaseSettings):
     http_host: str = Field("127.0.0.1", alias="HTTP_HOST")
     http_port: int = Field(8000, alias="HTTP_PORT")
     city_data_dir: Path = Field(default_factory=_default_city_dir, alias="CITY_DATA_DIR")
+    # Released versions of the city's data (gridloop_city.versions): when set and holding a
+    # CURRENT version, the services start on it and follow `city.updated`; empty: off.
+    city_versions_dir: str = Field("", alias="CITY_VERSIONS_DIR")
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     log_json: bool = Field(True, alias="LOG_JSON")
     # HTTP overload (gridloop_runtime.limits): requests in flight beyond the cap get 503, a

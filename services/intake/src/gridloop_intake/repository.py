@@ -316,6 +316,7 @@ class CaseQuery:
     queue_reasons: Sequence[str] = ()
     text: str | None = None
     case_ids: Sequence[str] = ()
+    part_code: str | None = None
     territory: Sequence[str] | None = None  # cell-code prefixes; None: everywhere, (): nowhere
     only_dept: str | None = None
     public_only: bool = False  # Open311's public list: the cases listed publicly only
@@ -367,6 +368,8 @@ async def search(conn: Conn, q: CaseQuery) -> tuple[list[CaseRow], int]:
         where.append(f"description ILIKE '%' || {arg(q.text)} || '%'")
     if q.case_ids:
         where.append(f"case_id = ANY({arg(list(q.case_ids))}::text[])")
+    if q.part_code:
+        where.append(f"part_code = {arg(q.part_code)}")
     if q.territory is not None:
         where.append(f"cell_code LIKE ANY({arg(like_prefixes(q.territory))}::text[])")
     if q.public_only:  # CaseRow.listed_publicly

@@ -132,6 +132,10 @@ class CaseRules:
         if told:
             tell(step, case_id, told, status, notes, at)
 
+    def use_city(self, city: City, calendar: WorkingCalendar) -> None:
+        """Live reload: decide on this version of the city from the next message on."""
+        self.city, self.calendar = city, calendar
+
     def dept_name(self, code: str) -> str:
         dept = self.city.department(code)
         return dept.name if dept else code

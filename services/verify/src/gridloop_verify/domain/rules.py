@@ -81,7 +81,11 @@ class VerifyRules:
     def __init__(self, place: Place) -> None:
         self.place = place
         self.policy = place.policy
-        self.calendar = place.calendar
+
+    @property
+    def calendar(self) -> WorkingCalendar:
+        # read through the place each time: a new version of the city swaps it there
+        return self.place.calendar
 
     # -- events ----------------------------------------------------------------------
     def on_handled(self, state: CaseState, e: ev.CaseHandled, step: Step) -> None:
