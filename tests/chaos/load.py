@@ -241,6 +241,32 @@ def server_busy(r: httpx.Response, counts: Counts, what: str) -> float | None:
     return 0.3
 
 
+class Pace:
+    """The rate of a steady stream that lasts as long as the faults do: `during` reports/s
+    while they last, slowing to a trickle when only `reserve` reports are left to send (a
+    slow machine takes longer to restart things), `after` once they are over."""
+
+    def __init__(
+        self, total: int, over: asyncio.Event, during: float, after: float, reserve: int = 30
+    ) -> None:
+        self.total, self.over, self.during, self.after = total, over, during, after
+        self.reserve = reserve
+        self.sent = 0
+        self.sent_when_over = 0  # reports sent when the faults were over (0: not yet)
+
+    def progress(self, sent: int) -> None:
+        self.sent = sent
+        if self.over.is_set() and not self.sent_when_over:
+            self.sent_when_over = sent
+
+    def __call__(self) -> float:
+        if self.over.is_set():
+            return self.after
+        if self.total - self.sent <= self.reserve:
+            return min(self.during, 0.3)
+        return self.during
+
+
 async def send_all(
     stack: Stack,
     reports: list[Planned],

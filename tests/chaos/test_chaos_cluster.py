@@ -44,6 +44,7 @@ from .load import (
     ROOT,
     SCHEMAS,
     Counts,
+    Pace,
     Planned,
     chase_the_silent,
     department,
@@ -253,32 +254,25 @@ async def test_the_cluster_loop_survives_node_leader_replica_and_database_faults
     ]
     warmed, half_sent = asyncio.Event(), asyncio.Event()
     faults = Faults(stack, rng, counts)
-    sent_when_faults_ended = 0
-    sent_so_far = 0
+    pace = Pace(len(reports), faults.done, RATE, RATE_AFTER)
 
     def progress(sent: int) -> None:
-        nonlocal sent_so_far, sent_when_faults_ended
-        sent_so_far = sent
+        pace.progress(sent)
         if sent >= 10:  # the loop is carrying reports before the first fault
             warmed.set()
         if sent >= len(reports) // 2:
             half_sent.set()
-        if faults.done.is_set() and not sent_when_faults_ended:
-            sent_when_faults_ended = sent
-
-    def rate() -> float:
-        return RATE_AFTER if faults.done.is_set() else RATE
 
     conn: asyncpg.Connection | None = None
     try:
         await asyncio.gather(
-            send_all(stack, reports, rate, counts, progress),
+            send_all(stack, reports, pace, counts, progress),
             faults.run(warmed),
             chase_the_silent(stack, reports, half_sent, CLOCK_JUMP),
         )
         loaded = time.monotonic()
         # the load ran through every fault: reports were still being sent after the last
-        assert sent_when_faults_ended, "the plan ran out before the faults did: raise REPORTS"
+        assert pace.sent_when_over, "the plan ran out before the faults did: raise REPORTS"
         assert not counts.http_refused, counts.http_refused[:5]
         assert stack.database_url
         conn = await asyncpg.connect(stack.database_url)
@@ -312,7 +306,7 @@ async def test_the_cluster_loop_survives_node_leader_replica_and_database_faults
         waited = await waits(stack, conn, reports, faults)
     finally:
         await conn.close()
-    summary["sent_before_faults_ended"] = sent_when_faults_ended
+    summary["sent_before_faults_ended"] = pace.sent_when_over
     summary["http_5xx_without_retry_after"] = len(counts.http_server_errors)
     summary["http_with_retry_after"] = dict(counts.http_retry_after)
     summary["seconds"] = round(time.monotonic() - started)

@@ -23,6 +23,7 @@ from .load import (
     ROOT,
     SCHEMAS,
     Counts,
+    Pace,
     chase_the_silent,
     department,
     plan,
@@ -59,16 +60,14 @@ async def test_replicas_replaced_one_by_one_under_load(
     ]
     warmed, half_sent, rolled = asyncio.Event(), asyncio.Event(), asyncio.Event()
     replaced: dict[str, float] = {}
-    sent_after_roll = 0
+    pace = Pace(len(reports), rolled, RATE, RATE_AFTER)
 
     def progress(sent: int) -> None:
-        nonlocal sent_after_roll
+        pace.progress(sent)
         if sent >= 10:
             warmed.set()
         if sent >= len(reports) // 2:
             half_sent.set()
-        if rolled.is_set() and not sent_after_roll:
-            sent_after_roll = sent
 
     async def roll() -> None:
         """One replica at a time: stop (SIGTERM), start, wait until it is ready."""
@@ -88,13 +87,11 @@ async def test_replicas_replaced_one_by_one_under_load(
     conn: asyncpg.Connection | None = None
     try:
         await asyncio.gather(
-            send_all(
-                stack, reports, lambda: RATE_AFTER if rolled.is_set() else RATE, counts, progress
-            ),
+            send_all(stack, reports, pace, counts, progress),
             roll(),
             chase_the_silent(stack, reports, half_sent, CLOCK_JUMP),
         )
-        assert sent_after_roll, "the plan ran out before the last replica was replaced"
+        assert pace.sent_when_over, "the plan ran out before the last replica was replaced"
         assert not counts.http_refused, counts.http_refused[:5]
         assert stack.database_url
         conn = await asyncpg.connect(stack.database_url)
@@ -124,6 +121,7 @@ async def test_replicas_replaced_one_by_one_under_load(
     assert not counts.http_server_errors, counts.http_server_errors[:10]
     summary["http_5xx_without_retry_after"] = len(counts.http_server_errors)
     summary["http_with_retry_after"] = dict(counts.http_retry_after)
+    summary["sent_before_roll_ended"] = pace.sent_when_over
     summary["replaced_s"] = replaced
     summary["seconds"] = round(time.monotonic() - started)
     with capsys.disabled():
