@@ -386,7 +386,7 @@ async def publish_rows(
                 f.cancel()
     for r, f in zip(rows, futures, strict=True):
         if (error := f.exception()) is not None:
-            raise RuntimeError(f"publish of outbox row {r.seq} failed: {error!r}")
+            raise RuntimeError(f"publish of outbox row {r.seq} failed: {error!r}") from error
 
 
 async def republish(
