@@ -117,3 +117,7 @@ def test_a_publish_refused_while_a_stream_elects_its_leader_is_unavailable() -> 
     except RuntimeError as exc:
         assert not bus.unavailable(exc)
     assert not bus.unavailable(RuntimeError("publish failed"))
+    try:  # publishes a stopping node never acknowledged
+        raise RuntimeError("2 of 2 outbox rows not acknowledged in 10.0s") from TimeoutError()
+    except RuntimeError as exc:
+        assert bus.unavailable(exc)

@@ -379,7 +379,7 @@ async def publish_rows(
                 raise RuntimeError(
                     f"{len(unanswered)} of {len(rows)} outbox rows not acknowledged "
                     f"in {ack_timeout_s}s"
-                )
+                ) from TimeoutError()
     finally:
         for f in futures:  # an abandoned wait frees nats-py's publish slots
             if not f.done():
