@@ -221,7 +221,7 @@ async def waits(
             if p.script == "closed" and case_id in closed:
                 to_close.append((closed[case_id] - at).total_seconds())
         out[name] = (
-            f"{(end - begin).total_seconds():.0f}s, {len(to_case)} reports, "
+            f"{begin:%H:%M:%S}+{(end - begin).total_seconds():.0f}s, {len(to_case)} reports, "
             f"to case median {_median(to_case)} max {_max(to_case)}, "
             f"to closed median {_median(to_close)} max {_max(to_close)}"
         )
