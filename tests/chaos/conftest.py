@@ -55,14 +55,20 @@ def _stack(state: Path, nats: LocalNats | LocalNatsCluster, replicas: int) -> It
     # durable: PostgreSQL is restarted with an immediate shutdown, and a commit it answered
     # must survive that (as in production; the other tests run it without fsync).
     pg = LocalPostgres(state / "pg", port=free_port(), durable=True, log_file=state / "pg.log")
-    pg.start()
+    try:
+        pg.start()
+        database_url = pg.create_database("gridloop")
+    except BaseException:  # the servers already started go too
+        pg.stop()
+        nats.stop()
+        raise
     clock_file = state / "clock-offset"
     clock_file.write_text("0")
     nodes = len(nats.nodes) if isinstance(nats, LocalNatsCluster) else 1
     stack = Stack(
         state,
         nats_url=nats.url,
-        database_url=pg.create_database("gridloop"),
+        database_url=database_url,
         ports={
             svc if i == 0 else f"{svc}-{i}": free_port()
             for svc in SERVICES
