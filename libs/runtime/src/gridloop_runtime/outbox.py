@@ -379,14 +379,14 @@ async def publish_rows(
                 raise RuntimeError(
                     f"{len(unanswered)} of {len(rows)} outbox rows not acknowledged "
                     f"in {ack_timeout_s}s"
-                )
+                ) from TimeoutError()
     finally:
         for f in futures:  # an abandoned wait frees nats-py's publish slots
             if not f.done():
                 f.cancel()
     for r, f in zip(rows, futures, strict=True):
         if (error := f.exception()) is not None:
-            raise RuntimeError(f"publish of outbox row {r.seq} failed: {error!r}")
+            raise RuntimeError(f"publish of outbox row {r.seq} failed: {error!r}") from error
 
 
 async def republish(
