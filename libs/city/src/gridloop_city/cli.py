@@ -81,7 +81,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _export(args.city, args.out, args.format, args.crs)
 
 
+_NO_GIS = (
+    "gridloop-city {0} reads and writes GIS files: install the GIS extra "
+    "(`pip install 'gridloop-city[gis]'`: pyogrio, pyproj, openpyxl)"
+)
+
+
+def _gis_missing(command: str) -> bool:
+    """True (and says so) when the GIS extra is not installed."""
+    try:
+        import openpyxl  # noqa: F401
+        import pyogrio  # noqa: F401
+        import pyproj  # noqa: F401
+    except ImportError:
+        print(_NO_GIS.format(command), file=sys.stderr)
+        return True
+    return False
+
+
 def _import(spec: Path, out: Path, force: bool, as_of: dt.date | None) -> int:
+    if _gis_missing("import"):
+        return 2
     from .importer import ImportFailed, import_city
 
     if not spec.is_file():
@@ -128,6 +148,8 @@ def _diff(old: Path, new: Path, as_json: bool) -> int:
 
 
 def _export(city_dir: Path, out: Path, fmt: str, crs: str) -> int:
+    if _gis_missing("export"):
+        return 2
     from .importer import export_city
     from .loader import CityDataError, load_city
 
