@@ -6,6 +6,7 @@ Importing the package registers every event type, so `REGISTRY` is complete.
 from . import cases, department, inbound, scores, subjects, yaml_text
 from .base import REGISTRY, Event, model_for, register
 from .cases import (
+    CASE_EVENT_VERSIONS,
     CASE_EVENTS,
     CaseAccepted,
     CaseClosed,
@@ -20,6 +21,8 @@ from .cases import (
     CaseMerged,
     CaseOverdue,
     CaseProgress,
+    CaseQueueChased,
+    CaseQueued,
     CaseRated,
     CaseRecalled,
     CaseRejected,
@@ -32,7 +35,9 @@ from .cases import (
     CaseSupervised,
     CaseVerificationAssigned,
     CaseVerified,
+    CaseVerifiedV2,
     Contribution,
+    Falsification,
 )
 from .common import Actor, Attachment, FieldError, Location, MaskedReporter
 from .department import (
@@ -70,6 +75,7 @@ from .subjects import subject_for
 
 __all__ = [
     "CASE_EVENTS",
+    "CASE_EVENT_VERSIONS",
     "COMMANDS",
     "REGISTRY",
     "Actor",
@@ -87,6 +93,8 @@ __all__ = [
     "CaseMerged",
     "CaseOverdue",
     "CaseProgress",
+    "CaseQueueChased",
+    "CaseQueued",
     "CaseRated",
     "CaseRecalled",
     "CaseRejected",
@@ -102,6 +110,7 @@ __all__ = [
     "CaseSupervised",
     "CaseVerificationAssigned",
     "CaseVerified",
+    "CaseVerifiedV2",
     "CommandAnswerV1",
     "Contribution",
     "DepartmentCommand",
@@ -111,6 +120,7 @@ __all__ = [
     "EnvelopeError",
     "Event",
     "ExtensionCommand",
+    "Falsification",
     "FieldError",
     "HandledCommand",
     "Location",
