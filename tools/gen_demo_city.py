@@ -364,8 +364,10 @@ Loaded and validated by `gridloop_city.load_city(path)`; every error names file,
   community, sub-district or `*`) → `dept`, `co_handlers`, `lead`. The most specific territory
   wins, then the most specific category, then the earlier rule. E0602 is routed by hand.
 - `calendar.yaml`: office hours, extra holidays and working days, sign-in timeout, reminder
-  fraction, escalation ladder, emergency escalation, verification and confirmation limits,
-  the seed-003 `community_rules` (1/2/3 working days, never more than 5).
+  fraction, escalation ladder, emergency escalation, the manual queue's chase (`queue_chase`:
+  dispatcher after 30 minutes, shift leader after 2 hours, clock time: the command centre is
+  staffed around the clock), verification and confirmation limits, the seed-003
+  `community_rules` (1/2/3 working days, never more than 5).
 - `users.yaml`: `id`, `name`, `roles`, `territory` (codes or `*`), `dept`, `trusted`.
 - `supervisors.csv`: `cell_code`, `primary`, `backup`: every cell has its AB pair.
 - `gazetteer.csv`: `address`, `lon`, `lat`, `cell_code`.
@@ -663,6 +665,10 @@ def main(out: Path = OUT) -> None:
                     },
                 ],
                 "emergency_escalation_to": "subdistrict-leader",
+                "queue_chase": [
+                    {"level": 1, "after": {"amount": 0.5, "unit": "hours"}, "to": "dispatcher"},
+                    {"level": 2, "after": {"amount": 2, "unit": "hours"}, "to": "shift-leader"},
+                ],
                 "verification": {
                     "limit": {"amount": 4, "unit": "working_hours"},
                     "reminder_fraction": 0.75,
@@ -916,6 +922,7 @@ def main(out: Path = OUT) -> None:
                     "dissatisfied_per_year": 4,
                     "half_year_satisfaction_min": 80,
                 },
+                "on_site_radius_m": 150,
             }
         ),
     )

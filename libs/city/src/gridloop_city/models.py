@@ -230,6 +230,9 @@ class CalendarConfig(Record):
     reminder_fraction: float = Field(0.75, gt=0, lt=1)  # 催办 at this share of the allowed time
     escalation: tuple[EscalationLevel, ...] = Field(min_length=1)  # 督办 ladder after deadline
     emergency_escalation_to: str = "subdistrict-leader"  # emergencies: at once, to this role
+    # 待人工派遣: a case left in the manual dispatch queue is chased this long after it was
+    # queued, each level once, to the role named (dispatcher, then shift leader); empty: never
+    queue_chase: tuple[EscalationLevel, ...] = ()
     verification: StageLimit  # 核查 after the department reports
     confirmation: StageLimit  # 核实 before acceptance
     community_rules: CommunityRules
@@ -264,7 +267,7 @@ class CalendarConfig(Record):
             previous = end
         return periods
 
-    @field_validator("escalation")
+    @field_validator("escalation", "queue_chase")
     @classmethod
     def _levels_in_order(cls, ladder: tuple[EscalationLevel, ...]) -> tuple[EscalationLevel, ...]:
         levels = [e.level for e in ladder]
@@ -433,6 +436,9 @@ class ScoringConfig(Record):
     grades: tuple[Grade, ...] = Field(min_length=1)
     rule_sets: tuple[RuleSet, ...] = Field(min_length=1)
     people: PeopleThresholds
+    # 现场核查: a verdict counts as given on site when the supervisor's position is within
+    # this distance of the case's location
+    on_site_radius_m: float = Field(150.0, gt=0)
 
     @field_validator("grades")
     @classmethod
