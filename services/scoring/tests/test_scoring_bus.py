@@ -764,3 +764,79 @@ async def test_the_fast_rebuild_gives_exactly_the_live_items(
     assert len(await items_of(h)) > len(live)
     again = await replay.rebuild(h.rt.pool, h.rt.js, ctx)
     assert again.identical is True and again.facts == report.facts + 1
+
+
+# -- the oversight measures over the bus (issue 22) --------------------------------------------
+async def test_falsification_v2_and_the_new_measures_reach_the_api_and_survive_a_rebuild(
+    scoring: Harness,
+) -> None:
+    """Three cases in 东华门 (handling 2 h, 7 h late, and 1 h), one of them found falsified
+    on case.verified v2 and reworked: the department's falsified count, the area's Jinhua
+    deduction, the handling-time statistics per department and category, the steps, the
+    catalogue; a rebuild from the stream gives the same numbers."""
+    h = scoring
+    first = history("C-F1", CELL_A, T0)
+    late = history("C-F2", CELL_A, T0 + HOUR, handled_late=True, until="closed")
+    falsified = history("C-F3", CELL_A, T0 + 2 * HOUR, until="signed")
+    d = dims("C-F3", CELL_A)
+    task = {"dept": "sanitation", "task_id": "T-C-F3", "deadline": T0 + 8 * HOUR}
+    at = T0 + 4 * HOUR
+    falsified += [
+        ev.CaseHandled(**d, **task, occurred_at=at, result="已清运", completed_at=at),
+        ev.CaseVerifiedV2(
+            **d,
+            **task,
+            occurred_at=at + HOUR,
+            actor=Actor(id="sup-001", role="supervisor"),
+            passed=False,
+            supervisor_id="sup-001",
+            notes="照片非本处",
+            falsified=True,
+            falsification=ev.Falsification(
+                notes="照片非本处",
+                evidence=[{"url": "https://evidence.example.org/x.jpg"}],
+                marked_by="sup-001",
+                role="supervisor",
+            ),
+        ),
+        ev.CaseReworked(**d, **task, occurred_at=at + HOUR, count=1, reason="弄虚作假"),
+    ]
+    for e in [*first, *late, *falsified]:
+        await h.publish(e)
+    await h.settled()
+    month = {"period": "month", "date": DAY}
+    san = (await h.measures("department", **month))["sanitation"]
+    # handling 2 h (C-F1: 11:00 → 13:00), 7 h (C-F2: 12:00 → 19:00), 1 h (C-F3: 13:00 → 14:00):
+    # mean 10/3, median the 2nd of 3 = 2, p90 the 3rd = 7
+    assert san["falsified"] == 1 and san["overdue"] == 1 and san["to_handle"] == 3
+    assert san["overdue_rate"] == pytest.approx(1 / 3)
+    assert (san["handling_hours_count"], san["handling_hours_avg"]) == (3, 3.3333)
+    assert (san["handling_hours_median"], san["handling_hours_p90"]) == (2, 7)
+    category = (await h.measures("category", **month))["E0102"]
+    assert (category["handling_hours_count"], category["handling_hours_p90"]) == (3, 7)
+    area = (await h.measures("area", level="subdistrict", **month))["110101001"]
+    assert (area["falsifications"], area["failed_verifications"]) == (1, 1)
+    assert area["dispatches"] == 3 and area["dispatch_accuracy"] == 1.0
+    jinhua = {
+        r["subject_code"]: r for r in (await h.get("/rankings", rule_set="jinhua", **month))["rows"]
+    }
+    terms = {t["measure"]: t["points"] for t in jinhua["110101001"]["terms"]}
+    assert terms["falsifications"] == -1.0 and terms["failed_verifications"] == -0.2
+    drill = await h.get(
+        "/drilldown",
+        subject_kind="department",
+        subject="sanitation",
+        measure="handling_hours_p90",
+        **month,
+    )
+    assert drill["value"] == 7 and drill["parts"][0]["case_ids"] == ["C-F1", "C-F2", "C-F3"]
+    steps = {s["step"]: s for s in (await h.get("/steps", **month))["steps"]}
+    assert steps["handle"]["count"] == 3 and steps["handle"]["median"] == 2
+    assert steps["accept"]["median"] == 0.5 and steps["dispatch"]["median"] == 0.5
+    catalogue = await h.get("/catalogue")
+    assert "handling_hours_p90" in catalogue["category"]["distributions"][0]["statistics"]
+    csv_text = await h.get("/measures.csv", subject_kind="department", **month)
+    assert "handling_hours_p90" in csv_text.splitlines()[0]
+
+    r = await h.post("/admin/rebuild", ADMIN)
+    assert r.status_code == 200 and r.json()["identical"] is True, r.text

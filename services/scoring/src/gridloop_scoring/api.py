@@ -87,6 +87,8 @@ def may_drill_down(who: Principal, kind: SubjectKind, subject: str) -> bool:
         return "department" in who.roles and who.dept == subject
     if kind == "person":
         return who.user_id == subject
+    if kind == "category":
+        return False
     return "grid-head" in who.roles and who.covers(subject)
 
 
@@ -152,8 +154,18 @@ async def catalogue(_: CurrentPrincipal) -> dict[str, Any]:
                     "label": r.label,
                     "numerator": list(r.numerator),
                     "denominator": r.denominator,
+                    "complement": r.complement,
                 }
                 for r in m.RATES[kind]
+            ],
+            "distributions": [
+                {
+                    "name": d.name,
+                    "label": d.label,
+                    "decided_by": d.decided_by,
+                    "statistics": list(d.names()),
+                }
+                for d in m.DISTRIBUTIONS[kind]
             ],
         }
         for kind in m.SUBJECT_KINDS
@@ -221,7 +233,7 @@ async def get_measures_csv(
 ) -> Response:
     subject = own_person(who, subject_kind, subject)
     p, _level, rows = await _measures(request, subject_kind, period, date, level, subject)
-    names = [*m.counted_names(subject_kind), *(r.name for r in m.RATES[subject_kind])]
+    names = list(m.output_names(subject_kind))
     return csv_response(
         ["period_start", "subject_code", "subject_name", *names],
         (
@@ -231,6 +243,23 @@ async def get_measures_csv(
         ),
         f"measures-{subject_kind}-{p.key.replace(':', '-')}.csv",
     )
+
+
+@router.get("/steps")
+async def get_steps(
+    request: Request,
+    _: CurrentPrincipal,
+    period: PeriodQ = "day",
+    date: DateQ = None,
+) -> dict[str, Any]:
+    """The loop's time per step over the district (受理, 派遣, 签收, 处置, 核查): how many,
+    mean, median and 90th percentile in hours, for the period (default today)."""
+    rt, s = scoring_of(request)
+    p = the_period(rt, s, period, date)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        rows = await reports.steps(conn, s, p)
+    return {"period": period_view(p), "steps": rows}
 
 
 # -- rankings ----------------------------------------------------------------------------
@@ -287,7 +316,7 @@ async def get_rankings_csv(
     _rt, s = scoring_of(request)
     rs = rule_set_of(s, rule_set)
     p, level_, ranked, s = await _ranking(request, who, rs, period, date, level)
-    names = [*m.counted_names(rs.subject), *(r.name for r in m.RATES[rs.subject])]
+    names = list(m.output_names(rs.subject))
     return csv_response(
         ["period_start", "rank", "subject_code", "subject_name", "score", "grade", *names],
         (

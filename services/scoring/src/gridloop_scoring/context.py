@@ -35,7 +35,12 @@ def fold_context(city: City) -> FoldContext:
         for u in grid_heads:
             if any(t in ("*", code, community, subdistrict) for t in u.territory):
                 heads.setdefault(code, []).append(u.id)
-    return FoldContext(cells, roster, {c: tuple(h) for c, h in heads.items()})
+    return FoldContext(
+        cells,
+        roster,
+        {c: tuple(h) for c, h in heads.items()},
+        on_site_radius_m=city.scoring.on_site_radius_m,
+    )
 
 
 def _split(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -95,6 +100,9 @@ class Scoring:
         if kind == "person":
             u = c.users.get(code)
             return u.name if u else None
+        if kind == "category":
+            cat = c.category(code)
+            return cat.name if cat else None
         if level in (None, "cell"):
             cell = c.cells.get(code)
             return cell.name if cell else None

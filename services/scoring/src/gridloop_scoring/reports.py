@@ -47,10 +47,55 @@ async def measures(
     counts = await repo.totals(
         conn, kind, period.start, period.end, level=level, district=s.district, subject=subject
     )
+    vals = await _values(conn, s, kind, period, level, subject)
     return [
-        MeasureRow(code, s.subject_name(kind, code, level), m.with_rates(kind, c))
+        MeasureRow(code, s.subject_name(kind, code, level), m.with_rates(kind, c, vals.get(code)))
         for code, c in sorted(counts.items())
     ]
+
+
+async def _values(
+    conn: Conn,
+    s: Scoring,
+    kind: SubjectKind,
+    period: Period,
+    level: AreaLevel | None,
+    subject: str | None = None,
+) -> dict[str, dict[str, list[float]]]:
+    """Each subject's distribution values of the period (durations), for their statistics."""
+    names = [d.name for d in m.DISTRIBUTIONS[kind]]
+    return await repo.values(
+        conn,
+        kind,
+        period.start,
+        period.end,
+        names,
+        level=level,
+        district=s.district,
+        subject=subject,
+    )
+
+
+async def steps(conn: Conn, s: Scoring, period: Period) -> list[dict[str, Any]]:
+    """The loop's time per step over the whole district in the period (count, mean, median,
+    90th percentile, hours): each step's distribution over every subject of its kind."""
+    out = []
+    for step, kind, name in m.STEPS:
+        pooled = await repo.values(
+            conn, kind, period.start, period.end, [name], district=s.district, pooled=True
+        )
+        d = m.distribution_of(kind, name)
+        assert d is not None
+        stats = d.of(pooled.get("", {}).get(name, ()))
+        out.append(
+            {
+                "step": step,
+                "measure": name,
+                "label": d.label,
+                **{k.removeprefix(f"{name}_"): v for k, v in stats.items()},
+            }
+        )
+    return out
 
 
 async def ranking(
@@ -62,7 +107,8 @@ async def ranking(
     counts = await repo.totals(
         conn, kind, period.start, period.end, level=level, district=s.district
     )
-    subjects = {code: m.with_rates(kind, c) for code, c in counts.items()}
+    vals = await _values(conn, s, kind, period, level)
+    subjects = {code: m.with_rates(kind, c, vals.get(code)) for code, c in counts.items()}
     return level, rank(rule_set, s.config, subjects)
 
 
@@ -70,6 +116,9 @@ def measures_behind(kind: SubjectKind, measure: str) -> tuple[str, ...]:
     """The counted measures a number is made of: itself, or a rate's parts."""
     if measure in m.counted_names(kind):
         return (measure,)
+    d = m.distribution_of(kind, measure)
+    if d is not None:
+        return (d.name,)
     r = m.rate(kind, measure)
     if r is None:
         raise Refusal(
@@ -102,7 +151,12 @@ async def drilldown(
             {"case_id": r["case_id"], "at": r["at"], "value": r["value"]}
         )
     counts = {p: sum(x["value"] for x in xs) for p, xs in by_measure.items()}
-    value = counts[measure] if measure in counts else m.with_rates(kind, counts)[measure]
+    vals = {p: [x["value"] for x in xs] for p, xs in by_measure.items()}
+    if measure in counts and m.distribution_of(kind, measure) is None:
+        value = counts[measure]
+    else:  # a rate, or a distribution's statistic (its own name: how many occasions)
+        derived = m.with_rates(kind, counts, vals)
+        value = derived.get(measure, derived.get(f"{measure}_count"))
     return {
         "subject_kind": kind,
         "subject_code": subject,

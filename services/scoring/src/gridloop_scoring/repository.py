@@ -213,6 +213,44 @@ async def totals(
     return out
 
 
+async def values(
+    conn: Conn,
+    kind: SubjectKind,
+    start: dt.datetime,
+    end: dt.datetime,
+    measures: Sequence[str],
+    *,
+    level: AreaLevel | None = None,
+    district: str = "",
+    subject: str | None = None,
+    pooled: bool = False,
+) -> dict[str, dict[str, list[float]]]:
+    """subject → measure → the item values over [start, end), ascending (a distribution's
+    occasions); `pooled`: every subject of the kind together, under the key ''."""
+    if not measures:
+        return {}
+    col = "''::text" if pooled else _subject_sql(kind, level)
+    rows = await conn.fetch(
+        f"SELECT {col} AS code, measure, array_agg(value ORDER BY value) AS vals FROM items "
+        "WHERE subject_kind = $1 AND at >= $2 AND at < $3 AND $4::text IS NOT NULL "
+        f"AND ($5::text IS NULL OR {_subject_sql(kind, level)} = $5) "
+        "AND measure = ANY($6::text[]) "
+        f"GROUP BY {col}, measure",
+        kind,
+        start,
+        end,
+        district,
+        subject,
+        list(measures),
+    )
+    out: dict[str, dict[str, list[float]]] = {}
+    for r in rows:
+        if r["code"] is None or (r["code"] == "" and not pooled):
+            continue
+        out.setdefault(r["code"], {})[r["measure"]] = [float(v) for v in r["vals"]]
+    return out
+
+
 async def drilldown(
     conn: Conn,
     kind: SubjectKind,
