@@ -377,7 +377,9 @@ Loaded and validated by `gridloop_city.load_city(path)`; every error names file,
 - `intake.yaml`: duplicate distance and window, auto-accept, confirmation channels,
   shift-leader review, reject reasons (zh/en).
 - `scoring.yaml`: grades 优/良/中/较差/差, rule sets (Jinhua-style area rules, department
-  weights), people thresholds.
+  weights, and for people — supervisors with a monthly minimum of 30 reports, dispatchers with
+  dispatch accuracy and time to dispatch), people thresholds, the on-site radius of
+  verification (150 m).
 
 Working time: 09:00–12:00 and 13:30–18:00 on the official calendar (chinese_calendar, with
 调休); one working day = 7.5 hours of working time; `hours` are clock hours.
@@ -914,6 +916,56 @@ def main(out: Path = OUT) -> None:
                             {"measure": "rework_rate", "kind": "weighted_inverse", "weight": 15},
                             {"measure": "sign_in_on_time_rate", "kind": "weighted", "weight": 10},
                             {"measure": "satisfaction_rate", "kind": "weighted", "weight": 15},
+                        ],
+                    },
+                    {
+                        "code": "supervisors",
+                        "name": "监督员岗位考核",
+                        "subject": "person",
+                        "roles": ["supervisor"],
+                        "rules": [
+                            # a monthly minimum: 30 reports, each one short costs a point
+                            {
+                                "measure": "reports",
+                                "kind": "minimum",
+                                "at_least": 30,
+                                "points": 20,
+                                "per_unit_below": 1,
+                            },
+                            {"measure": "valid_report_rate", "kind": "weighted", "weight": 20},
+                            {
+                                "measure": "missed_report_rate",
+                                "kind": "weighted_inverse",
+                                "weight": 20,
+                            },
+                            {
+                                "measure": "on_time_verification_rate",
+                                "kind": "weighted",
+                                "weight": 20,
+                            },
+                            {
+                                "measure": "on_site_verification_rate",
+                                "kind": "weighted",
+                                "weight": 20,
+                            },
+                        ],
+                    },
+                    {
+                        "code": "dispatchers",
+                        "name": "派遣员岗位考核",
+                        "subject": "person",
+                        "roles": ["dispatcher"],
+                        "rules": [
+                            {"measure": "dispatch_accuracy", "kind": "weighted", "weight": 60},
+                            # time to dispatch from the manual queue: half an hour, then each
+                            # hour more costs 10
+                            {
+                                "measure": "queue_hours_avg",
+                                "kind": "ceiling",
+                                "at_most": 0.5,
+                                "points": 40,
+                                "per_unit_above": 10,
+                            },
                         ],
                     },
                 ],

@@ -576,7 +576,7 @@ async def test_the_rebuild_command_line_replays_and_compares(
     # A projection that lost an item is found different, and the rebuild puts it right.
     assert scoring.rt.pool is not None
     async with scoring.rt.pool.acquire() as conn:
-        await conn.execute("DELETE FROM items WHERE measure = 'closed'")
+        await conn.execute("DELETE FROM items WHERE measure = 'closed' AND subject_kind = 'area'")
     assert await _rebuild(settings, apply=False) == 1
     assert printed_report(capsys.readouterr().out)["item_differences"] == 1
     assert await _rebuild(settings, apply=True) == 0
@@ -840,3 +840,40 @@ async def test_falsification_v2_and_the_new_measures_reach_the_api_and_survive_a
 
     r = await h.post("/admin/rebuild", ADMIN)
     assert r.status_code == 200 and r.json()["identical"] is True, r.text
+
+
+async def test_people_are_ranked_by_role_and_read_only_their_own_row(scoring: Harness) -> None:
+    """The dispatchers' rule set ranks every dispatcher of users.yaml (one who placed a case
+    from the queue after 1.5 hours: accuracy 1 → 60, one hour over half an hour costs 10 of
+    40 → 30: 90);
+    a dispatcher reads only their own row; people's rankings are not broadcast."""
+    h = scoring
+    d = dims("C-Q1", CELL_A)
+    dispatcher = Actor(id="disp-01", role="dispatcher")
+    for e in (
+        ev.CaseAccepted(**d, occurred_at=T0, actor=OPERATOR, description="领导交办"),
+        ev.CaseQueued(**d, occurred_at=T0, reason="无匹配的派遣规则"),
+        ev.CaseDispatched(
+            **d,
+            occurred_at=T0 + 1.5 * HOUR,
+            actor=dispatcher,
+            dept="street-001",
+            task_id="T-C-Q1",
+            deadline=T0 + 9 * HOUR,
+            kind="manual",
+        ),
+    ):
+        await h.publish(e)
+    await h.settled()
+    month = {"period": "month", "date": DAY}
+    ranking = await h.get("/rankings", rule_set="dispatchers", **month)
+    city = load_city(DEMO_CITY)
+    everyone = {u.id for u in city.users.values() if "dispatcher" in u.roles}
+    assert {r["subject_code"] for r in ranking["rows"]} == everyone
+    mine = next(r for r in ranking["rows"] if r["subject_code"] == "disp-01")
+    assert mine["score"] == 90.0 and mine["measures"]["queue_hours_avg"] == 1.5
+    own = await h.get("/rankings", "disp-01", rule_set="dispatchers", **month)
+    assert [r["subject_code"] for r in own["rows"]] == ["disp-01"]
+    r = await h.post("/publish", EVALUATOR, json={"period": "month", "date": DAY})
+    assert r.status_code == 200, r.text
+    assert "dispatchers" not in {p["rule_set"] for p in r.json()["published"]}

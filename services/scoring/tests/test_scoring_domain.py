@@ -208,6 +208,13 @@ def test_a_case_on_time_end_to_end_counts_once_in_every_measure() -> None:
     assert {(c, m) for (k, c, m) in counted(items) if k == "category"} == {
         ("E0102", "handling_hours")
     }
+    # the case's flow under its channel (the wall screen's counts)
+    assert {(c, m) for (k, c, m) in counted(items) if k == "channel"} == {
+        ("patrol", "reported"),
+        ("patrol", "accepted"),
+        ("patrol", "dispatched"),
+        ("patrol", "closed"),
+    }
     assert all(n == 1 for n in counted(items).values())
     # The durations, in hours: report → acceptance 1, acceptance → dispatch 1, dispatch →
     # signature 0.5, dispatch → result 3, verification task → verdict 1.

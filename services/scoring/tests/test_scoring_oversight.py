@@ -5,7 +5,6 @@ discovery rate, missed-report rate, on-site verification within its limit, manua
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +15,7 @@ from gridloop_contracts import cases as ev
 from gridloop_scoring.domain.facts import Fact, fact_of
 from gridloop_scoring.domain.fold import FoldContext, Item, distance_m, fold_all
 from gridloop_scoring.domain.measures import DISTRIBUTIONS, Distribution, nearest_rank, with_rates
-from gridloop_scoring.domain.rules import score
+from gridloop_scoring.domain.rules import score, term
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Monday 10:00 in Beijing
 H = timedelta(hours=1)
@@ -360,13 +359,95 @@ def test_reminders_by_hand_and_automatic_count_alike_for_the_department() -> Non
 
 
 def test_every_distribution_names_its_statistics() -> None:
-    named: Callable[[Distribution], bool] = lambda d: (
-        d.names()
-        == (  # noqa: E731
-            f"{d.name}_count",
-            f"{d.name}_avg",
-            f"{d.name}_median",
-            f"{d.name}_p90",
-        )
-    )
+    def named(d: Distribution) -> bool:
+        stats = (f"{d.name}_count", f"{d.name}_avg", f"{d.name}_median", f"{d.name}_p90")
+        return d.names() == stats
+
     assert all(named(d) for ds in DISTRIBUTIONS.values() for d in ds)
+
+
+# -- channels: the wall screen's day ----------------------------------------------------------
+def test_each_case_counts_once_per_step_under_the_channel_it_came_in_by() -> None:
+    """A hotline case dispatched twice (returned once) and handled late, a patrol case closed:
+    hotline reported 1, accepted 1, dispatched 1, overdue 1; patrol reported, accepted,
+    dispatched and closed 1 each."""
+    hotline = Case(1).reported(T0).accepted(T0 + H).dispatched(T0 + H)
+    hotline.add(ev.CaseReturned, T0 + 2 * H, dept="sanitation", task_id="C-1-T1", reason="非")
+    hotline.dispatched(T0 + 3 * H, dept="urban-mgmt", task_id="C-1-T2", kind="redispatch")
+    hotline.handled(T0 + 20 * H, dept="urban-mgmt")  # 8 hours allowed: late
+    patrol = Case(2).reported(T0, by=SUP).accepted(T0 + H).dispatched(T0 + H)
+    patrol.handled(T0 + 2 * H).add(ev.CaseClosed, T0 + 3 * H, closed_by=SUP, on_time=True)
+    sums_ = sums(items_of(hotline, patrol), "channel")
+    assert sums_ == {
+        "hotline": {"reported": 1.0, "accepted": 1.0, "dispatched": 1.0, "overdue": 1.0},
+        "patrol": {"reported": 1.0, "accepted": 1.0, "dispatched": 1.0, "closed": 1.0},
+    }
+
+
+# -- rule sets for people -------------------------------------------------------------------
+def test_a_monthly_minimum_and_a_ceiling_worked_by_hand() -> None:
+    minimum = ScoringRule(
+        measure="reports", kind="minimum", at_least=30, points=20, per_unit_below=1
+    )
+    assert term(minimum, 30.0) == 20.0
+    assert term(minimum, 24.0) == 14.0  # six short
+    assert term(minimum, None) == 0.0  # no reports at all: 30 short, never below 0
+    ceiling = ScoringRule(
+        measure="queue_hours_avg", kind="ceiling", at_most=0.5, points=40, per_unit_above=10
+    )
+    assert term(ceiling, 0.25) == 40.0
+    assert term(ceiling, 2.5) == 20.0  # two hours over
+    assert term(ceiling, None) == 40.0  # nothing waited: nothing lost
+    with pytest.raises(ValueError, match="needs at_most"):
+        ScoringRule(measure="x", kind="ceiling", points=1)
+
+
+def test_people_rule_sets_rank_by_role_only() -> None:
+    with pytest.raises(ValueError, match="only a rule set of people"):
+        RuleSet(
+            code="x",
+            name="x",
+            subject="department",
+            roles=("dispatcher",),
+            rules=(ScoringRule(measure="on_time_rate", kind="weighted", weight=1),),
+        )
+    with pytest.raises(ValueError, match="is not one of"):
+        RuleSet(
+            code="x",
+            name="x",
+            subject="person",
+            roles=("mayor",),
+            rules=(ScoringRule(measure="reports", kind="minimum", at_least=1, points=1),),
+        )
+
+
+def test_dispatchers_are_scored_on_accuracy_and_time_to_dispatch() -> None:
+    """disp-01 placed two cases from the queue, after 1 h and 3 h, one of them returned:
+    accuracy 1/2 → 30 of 60; mean wait 2 h, 1.5 h over half an hour → 40 − 15 = 25: 55."""
+    dispatchers = RuleSet(
+        code="dispatchers",
+        name="派遣员",
+        subject="person",
+        roles=("dispatcher",),
+        rules=(
+            ScoringRule(measure="dispatch_accuracy", kind="weighted", weight=60),
+            ScoringRule(
+                measure="queue_hours_avg",
+                kind="ceiling",
+                at_most=0.5,
+                points=40,
+                per_unit_above=10,
+            ),
+        ),
+    )
+    cases = []
+    for n, wait in ((1, 1), (2, 3)):
+        c = Case(n).accepted(T0)
+        c.add(ev.CaseQueued, T0, reason="无匹配规则", reason_code="unroutable")
+        c.dispatched(T0 + wait * H, actor=DISPATCHER, kind="manual")
+        cases.append(c)
+    cases[1].add(ev.CaseReturned, T0 + 5 * H, dept="sanitation", task_id="C-2-T1", reason="非")
+    m = measures(items_of(*cases), "person", "disp-01")
+    assert (m["dispatch_accuracy"], m["queue_hours_avg"]) == (0.5, 2.0)
+    total, _ = score(dispatchers, m)
+    assert total == 55.0

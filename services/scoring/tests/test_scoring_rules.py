@@ -38,7 +38,6 @@ OTHERS: dict[type[ev.CaseEvent], dict[str, Any]] = {
     ev.CaseConfirmationRequested: {"reason": "核实"},
     ev.CaseSupervised: {"reason": "挂牌督办", "dept": "sanitation"},
     ev.CaseProgress: {**TASK, "note": "在处理"},
-    ev.CaseQueued: {"reason": "无匹配的派遣规则"},
     ev.CaseQueueChased: {"level": 1, "to_role": "dispatcher", "queued_at": T0, "reason": "待派遣"},
     ev.CaseReopened: {**TASK, "reason": "市民不满意"},
 }

@@ -385,13 +385,20 @@ class ScoringRule(Record):
     - `threshold`: rate ≥ `at_least` earns `points`; each percentage point below costs
       `per_point_below` (none: nothing is earned below).
     - `deduction`: each counted item costs `each`; from the `from_count`-th on, `each_after`.
-    - `weighted`: rate × `weight`; `weighted_inverse`: (1 − rate) × `weight`."""
+    - `weighted`: rate × `weight`; `weighted_inverse`: (1 − rate) × `weight`.
+    - `minimum`: a count ≥ `at_least` earns `points` (e.g. a monthly minimum of reports); each
+      one short costs `per_unit_below` (none: nothing is earned below).
+    - `ceiling`: a value (e.g. hours) ≤ `at_most` earns `points`; each unit above costs
+      `per_unit_above` (none: nothing is earned above); nothing measured earns `points`."""
 
     measure: str = Field(min_length=1)
-    kind: Literal["threshold", "deduction", "weighted", "weighted_inverse"]
+    kind: Literal["threshold", "deduction", "weighted", "weighted_inverse", "minimum", "ceiling"]
     at_least: float | None = None
+    at_most: float | None = None
     points: float | None = None
     per_point_below: float | None = None
+    per_unit_below: float | None = None
+    per_unit_above: float | None = None
     each: float | None = None
     from_count: int | None = None
     each_after: float | None = None
@@ -404,6 +411,8 @@ class ScoringRule(Record):
             "deduction": ("each",),
             "weighted": ("weight",),
             "weighted_inverse": ("weight",),
+            "minimum": ("at_least", "points"),
+            "ceiling": ("at_most", "points"),
         }[self.kind]
         for name in needed:
             if getattr(self, name) is None:
@@ -414,12 +423,24 @@ class ScoringRule(Record):
 
 
 class RuleSet(Record):
-    """A named set of rules for one kind of subject (department, area or person)."""
+    """A named set of rules for one kind of subject (department, area or person). A rule set
+    of people names the `roles` it ranks (岗位: supervisors, dispatchers …): everyone holding
+    one of them is ranked, active in the period or not."""
 
     code: str = Field(min_length=1)
     name: str = Field(min_length=1)
     subject: Literal["department", "area", "person"]
     rules: tuple[ScoringRule, ...] = Field(min_length=1)
+    roles: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _roles_of_people(self) -> RuleSet:
+        if self.roles and self.subject != "person":
+            raise ValueError("roles: only a rule set of people ranks by role")
+        for role in self.roles:
+            if role not in ROLES:
+                raise ValueError(f"roles: {role!r} is not one of {', '.join(ROLES)}")
+        return self
 
 
 class PeopleThresholds(Record):

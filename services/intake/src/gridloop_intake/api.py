@@ -325,6 +325,22 @@ async def search_cases(
     return {"total": total, "cases": [case_view(intake, c) for c in rows]}
 
 
+@router.get("/stats/open-by-cell")
+async def open_by_cell(request: Request, who: CurrentPrincipal) -> dict[str, Any]:
+    """热力图: how many open cases (and overdue ones) each cell holds now, within the caller's
+    reach — the command centre's wall screen draws it over the cells."""
+    reach = scope(who)
+    rt = runtime_of(request)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        rows = await repo.open_by_cell(conn, territory=reach.prefixes, dept=reach.dept)
+    return {
+        "cells": {r["cell_code"]: {"open": r["open"], "overdue": r["overdue"]} for r in rows},
+        "open": sum(r["open"] for r in rows),
+        "overdue": sum(r["overdue"] for r in rows),
+    }
+
+
 @router.get("/cases/{case_id}")
 async def get_case(case_id: str, request: Request, who: CurrentPrincipal) -> dict[str, Any]:
     """A case with its whole timeline: who did what, when (案卷详情)."""

@@ -317,3 +317,20 @@ async def search(conn: Conn, q: CaseQuery) -> tuple[list[CaseRow], int]:
         *args,
     )
     return [CaseRow.of(r) for r in rows], total
+
+
+async def open_by_cell(
+    conn: Conn, *, territory: Sequence[str] | None, dept: str | None
+) -> list[asyncpg.Record]:
+    """热力图: the open cases of each cell (and how many of them are overdue), within a
+    territory (cell-code prefixes; None: the district) or of one department."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT cell_code, count(*) AS open, count(*) FILTER (WHERE overdue) AS overdue "
+        "FROM cases WHERE status <> ALL($1::text[]) "
+        "AND ($2::text[] IS NULL OR cell_code LIKE ANY($2::text[])) "
+        "AND ($3::text IS NULL OR dept = $3) GROUP BY cell_code ORDER BY cell_code",
+        CLOSED_STATES,
+        None if territory is None else like_prefixes(territory),
+        dept,
+    )
+    return rows

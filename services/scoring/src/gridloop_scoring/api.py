@@ -87,7 +87,7 @@ def may_drill_down(who: Principal, kind: SubjectKind, subject: str) -> bool:
         return "department" in who.roles and who.dept == subject
     if kind == "person":
         return who.user_id == subject
-    if kind == "category":
+    if kind in ("category", "channel"):
         return False
     return "grid-head" in who.roles and who.covers(subject)
 

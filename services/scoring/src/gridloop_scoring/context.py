@@ -18,6 +18,13 @@ from .domain.periods import PERIOD_KINDS, PeriodKind
 from .domain.rules import check_rule_set
 from .settings import ScoringSettings
 
+CHANNEL_NAMES = {
+    "patrol": "监督员巡查",
+    "hotline": "12345热线",
+    "video": "视频智能发现",
+    "web": "网上受理",
+}
+
 
 @cache
 def _load(path: Path) -> City:
@@ -103,6 +110,8 @@ class Scoring:
         if kind == "category":
             cat = c.category(code)
             return cat.name if cat else None
+        if kind == "channel":
+            return CHANNEL_NAMES.get(code)
         if level in (None, "cell"):
             cell = c.cells.get(code)
             return cell.name if cell else None

@@ -4,6 +4,7 @@ the items (repository) and the rules (domain). Used by the REST API and by publi
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,7 +109,12 @@ async def ranking(
         conn, kind, period.start, period.end, level=level, district=s.district
     )
     vals = await _values(conn, s, kind, period, level)
-    subjects = {code: m.with_rates(kind, c, vals.get(code)) for code, c in counts.items()}
+    codes: Iterable[str] = counts
+    if kind == "person" and rule_set.roles:
+        # 岗位考核: everyone holding the rule set's roles, active in the period or not
+        wanted = set(rule_set.roles)
+        codes = [u.id for u in s.city.users.values() if wanted & set(u.roles)]
+    subjects = {code: m.with_rates(kind, counts.get(code, {}), vals.get(code)) for code in codes}
     return level, rank(rule_set, s.config, subjects)
 
 

@@ -113,11 +113,14 @@ class _Case:
     person_overdue: list[tuple[dt.datetime, str]] = field(default_factory=list)
     ratings: list[tuple[dt.datetime, str, str | None]] = field(default_factory=list)
     category: str | None = None
+    channel: str | None = None
     location: tuple[float, float] | None = None
     # each dispatch sending the case to a unit (not rework): time, task, unit, the dispatcher
     dispatches: list[tuple[dt.datetime, str, str, str | None]] = field(default_factory=list)
     returned_tasks: set[str] = field(default_factory=set)  # task ids, or `dept:<code>`
     falsified: list[tuple[dt.datetime, str | None]] = field(default_factory=list)  # (at, dept)
+    queued: dt.datetime | None = None  # the latest time the case went to the manual queue
+    waits: list[tuple[dt.datetime, str, float]] = field(default_factory=list)  # placed by hand
 
     def task(self, dept: str | None) -> _Task | None:
         dept = dept or self.current_dept
@@ -218,6 +221,7 @@ FOLDED_TYPES = frozenset(
         "closed",
         "rated",
         "reminded",
+        "queued",
     }
 )
 AREA_FIELDS = ("cell_code", "community_code", "subdistrict_code")
@@ -239,6 +243,7 @@ def _absorb(c: _Case, f: Fact) -> None:
         if c.reported is None:
             c.reported = at
             c.first_reporter = user
+            c.channel = d.get("channel") or c.channel
         if user:
             c.reports.append((at, user, True))
     elif t == "merged":
@@ -248,6 +253,8 @@ def _absorb(c: _Case, f: Fact) -> None:
     elif t == "accepted":
         c.category = d.get("category_code") or c.category
         c.location = _point(d.get("location")) or c.location
+        if c.reported is None:
+            c.channel = d.get("channel") or c.channel
         if c.accepted is None:
             c.accepted = at
             c.accepted_by = _operator(d)
@@ -263,6 +270,11 @@ def _absorb(c: _Case, f: Fact) -> None:
         if d.get("kind") != "rework":
             by = _actor_id(d) if _role(d) == "dispatcher" else None
             c.dispatches.append((at, str(d.get("task_id") or ""), dept, by))
+            if by and c.queued is not None:
+                waited = _hours(c.queued, at)
+                if waited is not None:
+                    c.waits.append((at, by, waited))
+                c.queued = None
         task = c.tasks.setdefault(dept, _Task())
         if task.dispatched is None:
             task.dispatched = at
@@ -361,6 +373,8 @@ def _absorb(c: _Case, f: Fact) -> None:
     elif t == "closed":
         if c.closed is None:
             c.closed = (at, bool(d.get("on_time")))
+    elif t == "queued":
+        c.queued = at
     elif t == "reminded":
         if (d.get("stage") or "handling") in ("sign_in", "handling") and d.get("dept"):
             task_ = c.task(d["dept"])
@@ -449,6 +463,8 @@ def _items(c: _Case, ctx: FoldContext) -> list[Item]:
             add("person", by, "dispatches", at)
             if returned:
                 add("person", by, "misdispatches", at)
+    for at, by, waited in c.waits:
+        add_value("person", by, "queue_hours", at, waited)
     responsible = ctx.responsible(c.cell)
     for at, rating, dept in c.ratings:
         area("rated", at)
@@ -502,6 +518,25 @@ def _items(c: _Case, ctx: FoldContext) -> list[Item]:
     for at, falsified_dept in c.falsified:
         if falsified_dept:
             add("department", falsified_dept, "falsified", at)
+
+    # -- channels: the case's flow, once per case ---------------------------------------
+    if c.channel:
+        ch = c.channel
+        dispatched = [t.dispatched for t in c.tasks.values() if t.dispatched is not None]
+        late = [
+            o
+            for t in c.tasks.values()
+            if (o := t.overdue or (t.handled[0] if t.handled and not t.handled[1] else None))
+        ]
+        for measure, when in (
+            ("reported", c.reported),
+            ("accepted", c.accepted),
+            ("dispatched", min(dispatched) if dispatched else None),
+            ("closed", c.closed[0] if c.closed else None),
+            ("overdue", min(late) if late else None),
+        ):
+            if when is not None:
+                add("channel", ch, measure, when)
 
     # -- people ------------------------------------------------------------------------
     for at, user, first in c.reports:

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-SubjectKind = Literal["department", "area", "person", "category"]
-SUBJECT_KINDS: tuple[SubjectKind, ...] = ("department", "area", "person", "category")
+SubjectKind = Literal["department", "area", "person", "category", "channel"]
+SUBJECT_KINDS: tuple[SubjectKind, ...] = ("department", "area", "person", "category", "channel")
 AreaLevel = Literal["cell", "community", "subdistrict", "district"]
 AREA_LEVELS: tuple[AreaLevel, ...] = ("cell", "community", "subdistrict", "district")
 
@@ -206,6 +206,18 @@ COUNTED: Mapping[SubjectKind, tuple[Counted, ...]] = {
         *_RATINGS,
     ),
     "category": (),
+    # the day's flow per channel (patrol, hotline, video, web) for the wall screen (大屏)
+    "channel": (
+        Counted("reported", "上报数", "the first case.reported (the case's channel)"),
+        Counted("accepted", "立案数", "case.accepted"),
+        Counted("dispatched", "派遣数", "the case's first case.dispatched"),
+        Counted("closed", "结案数", "the first case.closed"),
+        Counted(
+            "overdue",
+            "超期数",
+            "the case's first case.overdue (stage handling), or its first late result",
+        ),
+    ),
 }
 
 RATES: Mapping[SubjectKind, tuple[Rate, ...]] = {
@@ -250,6 +262,7 @@ RATES: Mapping[SubjectKind, tuple[Rate, ...]] = {
         _SATISFACTION,
     ),
     "category": (),
+    "channel": (),
 }
 
 _HANDLING = Distribution(
@@ -278,6 +291,12 @@ DISTRIBUTIONS: Mapping[SubjectKind, tuple[Distribution, ...]] = {
     ),
     "person": (
         Distribution(
+            "queue_hours",
+            "待派遣用时（小时）",
+            "each case.dispatched the dispatcher made from the manual queue: hours since the "
+            "case's case.queued",
+        ),
+        Distribution(
             "verify_hours",
             "核查用时（小时）",
             "each case.verified of the supervisor: hours since the verification task was "
@@ -285,6 +304,7 @@ DISTRIBUTIONS: Mapping[SubjectKind, tuple[Distribution, ...]] = {
         ),
     ),
     "category": (_HANDLING,),
+    "channel": (),
 }
 # The loop's steps, each a distribution of one kind of subject (the wall screen's medians).
 STEPS: tuple[tuple[str, SubjectKind, str], ...] = (
