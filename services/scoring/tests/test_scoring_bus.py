@@ -877,3 +877,35 @@ async def test_people_are_ranked_by_role_and_read_only_their_own_row(scoring: Ha
     r = await h.post("/publish", EVALUATOR, json={"period": "month", "date": DAY})
     assert r.status_code == 200, r.text
     assert "dispatchers" not in {p["rule_set"] for p in r.json()["published"]}
+
+
+async def test_the_monthly_bulletin_as_data_csv_and_a_printable_page(scoring: Harness) -> None:
+    """通报 of November: the departments' and sub-districts' rankings as /rankings gives them,
+    the case with most marks first (C-LATE: overdue and reworked), for evaluators only."""
+    h = scoring
+    for e in [
+        *history("C-OK", CELL_A, T0),
+        *history("C-LATE", CELL_B, T0 + HOUR, handled_late=True, rework=True, until="closed"),
+    ]:
+        await h.publish(e)
+    await h.settled()
+    month = {"period": "month", "date": DAY}
+    r = await h.http.get("/bulletin", params=month, headers={"X-User": "sup-001"})  # type: ignore[union-attr]
+    assert r.status_code == 403
+    b = await h.get("/bulletin", **month)
+    assert b["title"] == "东城区网格化城市管理2026年11月考核通报"
+    ranking = await h.get("/rankings", rule_set="department", **month)
+    assert [(d["subject_code"], d["score"]) for d in b["departments"]] == [
+        (row["subject_code"], row["score"]) for row in ranking["rows"]
+    ]
+    assert {a["subject_code"] for a in b["subdistricts"]} == {"110101001", "110101002"}
+    assert b["worst_cases"][0]["case_id"] == "C-LATE"
+    assert b["worst_cases"][0]["marks"] == {"overdue": 1, "reworked": 1}
+    page = await h.get("/bulletin.html", **month)
+    assert "<h1>东城区网格化城市管理2026年11月考核通报</h1>" in page
+    assert 'data-case="C-LATE"' in page and "超期1次" in page and "<script" not in page
+    text = await h.get("/bulletin.csv", **month)
+    assert text.splitlines()[0].lstrip("\ufeff").startswith("section,rank,code,name,score")
+    assert any(line.startswith("worst_case,1,C-LATE,") for line in text.splitlines())
+    quarter = await h.get("/bulletin", period="quarter", date=DAY)
+    assert quarter["title"].endswith("2026年第4季度考核通报")

@@ -451,3 +451,33 @@ def test_dispatchers_are_scored_on_accuracy_and_time_to_dispatch() -> None:
     assert (m["dispatch_accuracy"], m["queue_hours_avg"]) == (0.5, 2.0)
     total, _ = score(dispatchers, m)
     assert total == 55.0
+
+
+# -- 通报 ------------------------------------------------------------------------------------
+def test_the_bulletin_prints_rates_in_per_cent_and_escapes_names() -> None:
+    from zoneinfo import ZoneInfo
+
+    from gridloop_scoring.bulletin import Bulletin, Ranked, WorstCase, shown, to_csv, to_html
+
+    bj = ZoneInfo("Asia/Shanghai")
+    b = Bulletin(
+        district="东城区",
+        period_kind="month",
+        start=datetime(2026, 11, 1, tzinfo=bj),
+        end=datetime(2026, 12, 1, tzinfo=bj),
+        generated_at=datetime(2026, 12, 1, 9, tzinfo=bj),
+        departments=[
+            Ranked(1, "x", "<b>环卫</b>", 88.25, "良", {"on_time_rate": 0.875, "to_handle": 8.0})
+        ],
+        subdistricts=[],
+        worst=[WorstCase("C-9", "x", "环卫", {"overdue": 2, "falsified": 1})],
+    )
+    assert (shown("on_time_rate", 0.875), shown("to_handle", 8.0)) == ("87.5%", "8")
+    assert (shown("handling_hours_p90", 13.54), shown("overdue_rate", None)) == ("13.5", "—")
+    page = to_html(b)
+    assert b.title == "东城区网格化城市管理2026年11月考核通报"
+    assert "&lt;b&gt;环卫&lt;/b&gt;" in page and "<b>环卫" not in page
+    assert "超期2次、弄虚作假1次" in page and "本期无数据" in page
+    rows = to_csv(b).splitlines()
+    assert "department,1,x,<b>环卫</b>,88.25,良,on_time_rate,0.875" in rows
+    assert "worst_case,1,C-9,环卫,,,falsified,1" in rows

@@ -16,6 +16,7 @@ import csv
 import datetime as dt
 import io
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -30,7 +31,7 @@ from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime, runtime_of
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import reports
+from . import bulletin, reports
 from . import repository as repo
 from .context import Scoring
 from .domain import measures as m
@@ -418,6 +419,49 @@ async def get_drilldown_csv(
     return csv_response(
         ["measure", "case_id", "at", "value"], rows, f"cases-{subject}-{measure}.csv"
     )
+
+
+# -- 通报 ---------------------------------------------------------------------------------
+async def _bulletin(
+    request: Request, period: PeriodKind, date: dt.date | None
+) -> bulletin.Bulletin:
+    rt, s = scoring_of(request)
+    p = the_period(rt, s, period, date)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        out = await reports.bulletin(conn, s, p)
+    return replace(out, generated_at=rt.clock.now().astimezone(s.tz))
+
+
+@router.get("/bulletin")
+async def get_bulletin(
+    request: Request, _: Evaluator, period: PeriodQ = "month", date: DateQ = None
+) -> dict[str, Any]:
+    """通报: the period's rankings of departments and sub-districts with their measures, and
+    the cases with the most marks against a department (evaluators)."""
+    return bulletin.as_dict(await _bulletin(request, period, date))
+
+
+@router.get("/bulletin.csv")
+async def get_bulletin_csv(
+    request: Request, _: Evaluator, period: PeriodQ = "month", date: DateQ = None
+) -> Response:
+    b = await _bulletin(request, period, date)
+    name = f"bulletin-{b.period_kind}-{b.start.date().isoformat()}.csv"
+    return Response(
+        "\ufeff" + bulletin.to_csv(b),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@router.get("/bulletin.html")
+async def get_bulletin_html(
+    request: Request, _: Evaluator, period: PeriodQ = "month", date: DateQ = None
+) -> Response:
+    """The bulletin as a printable page (A4 landscape; the browser prints it to PDF)."""
+    b = await _bulletin(request, period, date)
+    return Response(bulletin.to_html(b), media_type="text/html; charset=utf-8")
 
 
 # -- people ------------------------------------------------------------------------------

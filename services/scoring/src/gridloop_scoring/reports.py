@@ -13,6 +13,7 @@ from gridloop_runtime.commands import Refusal
 from gridloop_runtime.db import Conn
 
 from . import repository as repo
+from .bulletin import MARKS, Bulletin, Ranked, WorstCase
 from .context import Scoring
 from .domain import measures as m
 from .domain.measures import AreaLevel, SubjectKind
@@ -196,3 +197,50 @@ async def people_year(conn: Conn, s: Scoring, year: int) -> list[PersonYear]:
         person_year(p, whole[p], (halves[0].get(p, {}), halves[1].get(p, {})), limits)
         for p in sorted(whole)
     ]
+
+
+async def bulletin(conn: Conn, s: Scoring, period: Period, worst: int = 10) -> Bulletin:
+    """通报 of a period: the first department rule set's ranking, the first area rule set's
+    ranking of the sub-districts, and the cases with the most marks against a department."""
+    departments: list[Ranked] = []
+    subdistricts: list[Ranked] = []
+    tables: tuple[tuple[SubjectKind, list[Ranked], AreaLevel | None], ...] = (
+        ("department", departments, None),
+        ("area", subdistricts, "subdistrict"),
+    )
+    for kind, out, level in tables:
+        rule_set = next((r for r in s.config.rule_sets if r.subject == kind), None)
+        if rule_set is None:
+            continue
+        level_, ranked = await ranking(conn, s, rule_set, period, level)
+        out.extend(
+            Ranked(
+                r.rank,
+                r.subject_code,
+                s.subject_name(rule_set.subject, r.subject_code, level_) or r.subject_code,
+                r.score,
+                r.grade,
+                dict(r.measures),
+            )
+            for r in ranked
+        )
+    rows = await repo.worst_cases(conn, period.start, period.end, list(MARKS), worst)
+    cases = [
+        WorstCase(
+            r["case_id"],
+            r["dept"],
+            s.subject_name("department", r["dept"], None) or r["dept"],
+            {k: int(v) for k, v in sorted(r["marks"].items(), key=lambda kv: -int(kv[1]))},
+        )
+        for r in rows
+    ]
+    return Bulletin(
+        district=s.city.district.name,
+        period_kind=period.kind,
+        start=period.start,
+        end=period.end,
+        generated_at=dt.datetime.now(s.tz),
+        departments=departments,
+        subdistricts=subdistricts,
+        worst=cases,
+    )

@@ -384,3 +384,23 @@ async def swap_in(conn: Conn, facts: str, items: str) -> None:
         await conn.execute(f'ALTER TABLE {k["tab"]} ADD CONSTRAINT "{k["conname"]}" {k["def"]}')
     for i in indexes:
         await conn.execute(i["def"])
+
+
+async def worst_cases(
+    conn: Conn, start: dt.datetime, end: dt.datetime, marks: Sequence[str], limit: int
+) -> list[dict[str, Any]]:
+    """The cases with the most marks (overdue, reworked, falsified …) against a department in
+    [start, end): case, department and each mark's count, the most marked first."""
+    rows = await conn.fetch(
+        "SELECT case_id, subject_code AS dept, "
+        "jsonb_object_agg(measure, n) AS marks, sum(n) AS total FROM ("
+        "  SELECT case_id, subject_code, measure, count(*) AS n FROM items "
+        "  WHERE subject_kind = 'department' AND measure = ANY($3::text[]) "
+        "  AND at >= $1 AND at < $2 GROUP BY case_id, subject_code, measure"
+        ") m GROUP BY case_id, subject_code ORDER BY total DESC, case_id LIMIT $4",
+        start,
+        end,
+        list(marks),
+        limit,
+    )
+    return [dict(r) for r in rows]
