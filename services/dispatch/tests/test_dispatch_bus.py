@@ -418,6 +418,13 @@ async def test_dispatchers_and_the_shift_leader_chase_a_department_by_hand(
     assert all(e.data["task_id"] == d["task_id"] for e in chased)
     feed = await dispatch.wait_feed("sanitation", "reminder", cid, n=2)
     assert "值班长催办" in feed[-1].data["note"]
+    # the grid head of the case's cell chases too; a grid head elsewhere cannot find it
+    r = await dispatch.call("POST", path, "gh-0020010001", json={"note": "网格长催办"})
+    assert r.status_code == 404, r.text
+    r = await dispatch.call("POST", path, "gh-0010010001", json={"note": "网格长催办"})
+    assert r.status_code == 200 and r.json()["tasks"][0]["manual_reminders"] == 3, r.text
+    [by_head] = await dispatch.wait(ev.CaseReminded, case_id=cid, manual=True, note="网格长催办")
+    assert by_head.data["actor"]["role"] == "grid-head"
 
 
 async def test_the_command_centre_reads_and_acts_within_its_territory(dispatch: Harness) -> None:

@@ -46,8 +46,9 @@ def dispatching(rt: Runtime) -> Dispatching:
     return state
 
 
-# Who may chase a department by hand (人工催办): the dispatchers and the shift leader.
-CHASERS = ("dispatcher", "shift-leader")
+# Who may chase a department by hand (人工催办): the dispatchers, the shift leader, and the
+# grid heads for the cases of their cells (seed 003: past the limit the grid head chases).
+CHASERS = ("dispatcher", "shift-leader", "grid-head")
 
 
 def check_dispatcher(who: Principal, allowed: tuple[str, ...] = ("dispatcher",)) -> None:
@@ -78,8 +79,10 @@ async def on_case(
     check_dispatcher(who, allowed)
     assert rt.uow is not None
 
+    readers = READERS | frozenset(allowed)
+
     def apply(f: CaseFile, step: Step) -> dict[str, Any]:
-        if f.case is not None and not access.may_read(who, READERS, cell_code=f.case.cell_code):
+        if f.case is not None and not access.may_read(who, readers, cell_code=f.case.cell_code):
             if request_id is not None:  # name the request, not its case
                 raise access.out_of_reach(
                     "extension request", request_id, who, field="request_id", case_id=case_id
@@ -367,12 +370,17 @@ async def recall(
 async def remind(
     case_id: str, body: ReminderIn, request: Request, principal: CurrentPrincipal
 ) -> dict[str, Any]:
-    """人工催办: a dispatcher or shift leader chases the department holding the case now
-    (case.reminded with manual=true + dispatch.<dept>.reminder)."""
+    """人工催办: a dispatcher, the shift leader, or a grid head (their cells) chases the
+    department holding the case now (case.reminded with manual=true +
+    dispatch.<dept>.reminder)."""
     rt = runtime_of(request)
     rules = dispatching(rt).rules
-    role: Literal["dispatcher", "shift-leader"] = (
-        "dispatcher" if principal.has("dispatcher") else "shift-leader"
+    role: Literal["dispatcher", "shift-leader", "grid-head"] = (
+        "dispatcher"
+        if principal.has("dispatcher")
+        else "shift-leader"
+        if principal.has("shift-leader")
+        else "grid-head"
     )
     return await on_case(
         rt,

@@ -524,7 +524,7 @@ class DispatchRules:
         f: CaseFile,
         step: Step,
         who: Caller,
-        role: Literal["dispatcher", "shift-leader"],
+        role: Literal["dispatcher", "shift-leader", "grid-head"],
         note: str,
         task_id: str | None = None,
     ) -> list[Task]:
