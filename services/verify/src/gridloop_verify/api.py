@@ -141,6 +141,11 @@ class OnSite(Command):
 
 class VerificationIn(OnSite):
     passed: bool = Field(description="核查通过 (true) or 不通过 (false: rework)")
+    falsified: bool = Field(
+        False,
+        description="弄虚作假: the reported result is false (not done, photos of another place); "
+        "only with passed=false, notes and at least one photo as evidence",
+    )
 
 
 class ConfirmationIn(OnSite):
@@ -150,6 +155,12 @@ class ConfirmationIn(OnSite):
 class ApprovalIn(Command):
     approved: bool
     notes: str | None = Field(None, max_length=2000)
+    falsified: bool = Field(
+        False,
+        description="弄虚作假 found in the evidence: refuse (approved=false) with notes and at "
+        "least one photo; counted as a falsified result against the department",
+    )
+    photos: list[HttpUrl] = Field(default_factory=list, max_length=20)
 
 
 class AssignIn(Command):
@@ -253,6 +264,7 @@ async def submit_verification(
             notes=body.notes,
             photos=body.attachments(),
             position=body.position,
+            falsified=body.falsified,
         ),
         task_id,
     )
@@ -338,7 +350,13 @@ async def approve_closing(
         overseen(
             principal,
             lambda state, step: rules.approve(
-                state, step, caller(principal), approved=body.approved, notes=body.notes
+                state,
+                step,
+                caller(principal),
+                approved=body.approved,
+                notes=body.notes,
+                falsified=body.falsified,
+                photos=[Attachment(url=u, kind="photo") for u in body.photos],
             ),
         ),
     )
