@@ -86,6 +86,7 @@ INTAKE_CHANNELS: dict[str, tuple[str, ...]] = {
     "gridloop.report.v1": ("hotline", "web", "patrol"),
     "gridloop.detection.v1": ("video",),
     "gridloop.rating.v1": ("hotline", "web"),  # the hotline's call-back ratings
+    "gridloop.rating.v2": ("hotline", "web"),
 }
 
 PARAMETERS: dict[str, dict[str, Any]] = {

@@ -190,6 +190,16 @@ OVERRIDES: dict[str, str] = {
     "gridloop.city.updated.v1.digest": "`sha256:` of the version's files, checked before it "
     "is loaded.",
     "gridloop.city.updated.v1.released_at": "When the version was released.",
+    "gridloop.case.queued.v1.suggestions": "The units routing would consider for the case, "
+    "for the dispatcher placing it by hand.",
+    "gridloop.case.queued.v1.returned_by": "The units that have already returned the case.",
+    "gridloop.case.queue_chased.v1.queued_at": "When the case went to the manual dispatch "
+    "queue.",
+    "gridloop.case.reminded.v1.manual": "True for a 催办 made by hand (a dispatcher, the shift "
+    "leader or a grid head); false for the chase timer's.",
+    "gridloop.case.verified.v2.falsification": "弄虚作假: what shows the department's result is "
+    "false (notes, photos, who marked it); present when `falsified`.",
+    "Falsification.marked_by": "The user id of the supervisor or shift leader who marked it.",
     "gridloop.rating.v1.external_id": "The `external_id` of the report whose case is rated "
     "(or give `case_id`).",
     "gridloop.rating.v1.case_id": "The case rated (or give `external_id`).",

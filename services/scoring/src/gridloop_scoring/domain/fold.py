@@ -224,6 +224,7 @@ FOLDED_TYPES = frozenset(
         "reworked",
         "closed",
         "rated",
+        "called_back",
         "reminded",
         "queued",
     }
