@@ -34,7 +34,7 @@ from .cases import (
     CaseVerified,
     Contribution,
 )
-from .common import Actor, Attachment, FieldError, Location, MaskedReporter
+from .common import Actor, Attachment, AttachmentRef, FieldError, Location, MaskedReporter
 from .department import (
     COMMANDS,
     CaseSummary,
@@ -74,6 +74,7 @@ __all__ = [
     "REGISTRY",
     "Actor",
     "Attachment",
+    "AttachmentRef",
     "CaseAccepted",
     "CaseClosed",
     "CaseConfirmationRequested",
