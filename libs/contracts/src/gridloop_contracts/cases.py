@@ -12,7 +12,16 @@ from typing import ClassVar, Literal
 from pydantic import AwareDatetime, Field
 
 from .base import Event, register
-from .common import Actor, Attachment, Location, MaskedReporter, Rating, Urgency, Value
+from .common import (
+    Actor,
+    Attachment,
+    AttachmentRef,
+    Location,
+    MaskedReporter,
+    Rating,
+    Urgency,
+    Value,
+)
 
 
 class CaseEvent(Event):
@@ -55,6 +64,9 @@ class CaseReported(CaseEvent):
     reporter: MaskedReporter | None = None
     reporter_user_id: str | None = None  # a supervisor's own report (patrol)
     attachments: list[Attachment] = Field(default_factory=list)
+    # evidence uploaded to gridloop's store (POST /attachments): ids, sha256, types; absent
+    # when there is none
+    files: list[AttachmentRef] | None = None
     reported_at: AwareDatetime
     confidence: float | None = None  # video detections
 
@@ -127,6 +139,9 @@ class CaseAccepted(CaseEvent):
     source: str | None = None
     reporter: MaskedReporter | None = None
     attachments: list[Attachment] = Field(default_factory=list)
+    # evidence uploaded to gridloop's store (POST /attachments): ids, sha256, types; absent
+    # when there is none
+    files: list[AttachmentRef] | None = None
     auto: bool = False  # accepted by a rule (trusted supervisor, video) rather than an operator
     reported_at: AwareDatetime | None = None
     reporter_user_id: str | None = None
@@ -270,6 +285,9 @@ class CaseHandled(_TaskEvent):
 
     result: str
     evidence: list[Attachment] = Field(default_factory=list)
+    # evidence uploaded to gridloop's store (POST /attachments): ids, sha256, types; absent
+    # when there is none
+    files: list[AttachmentRef] | None = None
     completed_at: AwareDatetime
     on_time: bool | None = None
     contributions: list[Contribution] = Field(default_factory=list)
@@ -342,6 +360,9 @@ class CaseVerified(_TaskEvent):
     supervisor_id: str
     notes: str | None = None
     photos: list[Attachment] = Field(default_factory=list)
+    # evidence uploaded to gridloop's store (POST /attachments): ids, sha256, types; absent
+    # when there is none
+    files: list[AttachmentRef] | None = None
     position: Location | None = None
     on_time: bool | None = None
     failures: int = 0
@@ -393,6 +414,19 @@ class CaseRated(CaseEvent):
 
 
 @register
+class CaseEvidenceAdded(CaseEvent):
+    """补充证据: photos or voice notes added to a report after it was sent (the store was
+    down when the reporter sent it, or the photo was taken later)."""
+
+    type_name: ClassVar[str] = "gridloop.case.evidence_added.v1"
+    subject_token: ClassVar[str] = "evidence_added"
+    summary: ClassVar[str] = "Evidence added to a report after it was sent (补充证据)"
+
+    report_id: str
+    files: list[AttachmentRef] = Field(min_length=1)
+
+
+@register
 class CaseReopened(_TaskEvent):
     """重新打开: a closed case is reopened (dissatisfied rating where configured)."""
 
@@ -429,3 +463,5 @@ CASE_EVENTS: tuple[type[CaseEvent], ...] = (
     CaseRated,
     CaseReopened,
 )
+"""The lifecycle: every service that folds the whole life of a case (scoring) reads these.
+`CaseEvidenceAdded` is not one: it moves nothing, the case file records it."""

@@ -1,10 +1,12 @@
 """Settings of this service (environment variables; shared ones in ServiceSettings)."""
 
-from gridloop_runtime.settings import ServiceSettings
+from gridloop_runtime.settings import EvidenceSettings, ServiceSettings
 from pydantic import Field
 
 
-class IntakeSettings(ServiceSettings):
+class IntakeSettings(ServiceSettings, EvidenceSettings):
+    """Intake's settings; the evidence store's (S3_*, ATTACHMENT_*) for the reports' photos."""
+
     service_name: str = Field("intake", alias="SERVICE_NAME")
     http_port: int = Field(8001, alias="HTTP_PORT")
     # The source a REST report is filed under when the caller names none (sources.yaml codes).

@@ -70,6 +70,9 @@ class CaseRow:
     detections: int = 0
     targets: list[list[str]] | None = None
     public: bool | None = None  # an operator's decision on the public list; None: undecided
+    # evidence uploaded to gridloop's store (AttachmentRef as JSON): the report's and those
+    # added to it later
+    files: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def case_status(self) -> CaseStatus:
@@ -111,6 +114,7 @@ UPDATABLE = frozenset(
         "rating",
         "part_owner_dept",
         "public",
+        "files",
     }
 )
 
