@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Query, Request
 from gridloop_contracts import Attachment, Location
 from gridloop_contracts.base import Instant
 from gridloop_contracts.problems import Refusal
-from gridloop_runtime import access, commands
+from gridloop_runtime import access, commands, evidence
 from gridloop_runtime.auth import CurrentPrincipal, Principal
 from gridloop_runtime.casework import CommandRule, run_case_command
 from gridloop_runtime.commands import CommandBody
@@ -63,6 +64,25 @@ def may_read(rt: Runtime, p: Principal, case: Case, tasks: list[Task]) -> bool:
         people.update(service_of(rt).ctx.supervisors_of(case.cell_code) or ())
         people.update(t.supervisor_id for t in tasks)
     return access.may_read(p, READERS, cell_code=case.cell_code, people=people)
+
+
+async def may_read_case(rt: Runtime, who: Principal, case_id: str) -> bool:
+    """Whether `who` reads this case's verification record (and so its site photos)."""
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        case = await repo.get_case(conn, case_id)
+        tasks = await repo.tasks_of_case(conn, case_id) if case is not None else []
+    return case is not None and may_read(rt, who, case, tasks)
+
+
+def site_evidence(service: VerifyService) -> evidence.Evidence:
+    """Site photos: uploaded here by supervisors for verifications."""
+    return evidence.Evidence(
+        service.ctx.settings,
+        uploaders=frozenset({"supervisor"}),
+        may_read_case=may_read_case,
+        timezone=ZoneInfo(service.ctx.city.district.timezone),
+    )
 
 
 def overseen(p: Principal, rule: CommandRule[CaseState]) -> CommandRule[CaseState]:
@@ -141,6 +161,11 @@ class OnSite(Command):
 
 class VerificationIn(OnSite):
     passed: bool = Field(description="核查通过 (true) or 不通过 (false: rework)")
+    attachment_ids: list[Annotated[str, Field(pattern=r"^a[0-9a-f]{24}$")]] = Field(
+        default_factory=list,
+        max_length=evidence.MAX_IDS,
+        description="site photos uploaded first (POST /attachments) by the caller",
+    )
 
 
 class ConfirmationIn(OnSite):
@@ -238,23 +263,35 @@ async def submit_verification(
 ) -> dict[str, Any]:
     """核查: pass closes the case (or sends it to the shift leader where the category needs
     approval); fail sends it back to the department for rework, and the Nth failure escalates."""
-    rules = service_of(rt := runtime_of(request)).rules
-    return await run_on_case(
-        rt,
-        body.command_id,
-        "verification",
-        case_of_task(task_id),
-        lambda state, step: rules.verify(
-            state,
-            step,
+    service = service_of(rt := runtime_of(request))
+    case_id = case_of_task(task_id)
+    near = (body.position.lat, body.position.lon) if body.position else None
+
+    async def apply(work: Work) -> dict[str, Any]:
+        # the photos named are the caller's uploads (422 naming attachment_ids.<i> else),
+        # flagged when taken far from where the supervisor says they stood
+        refs = await evidence.claim(
+            work.conn, body.attachment_ids, principal, service.ctx.settings, near=near
+        )
+        states = await service.store.lean.load(work.conn, [case_id])
+        answer = service.rules.verify(
+            states[case_id],
+            work,
             task_id,
             caller(principal),
             passed=body.passed,
             notes=body.notes,
             photos=body.attachments(),
             position=body.position,
-        ),
-        task_id,
+            files=refs,
+        )
+        await service.store.lean.save(work.conn, [states[case_id]])
+        await evidence.bind(work.conn, refs, case_id, work.now())
+        return answer
+
+    assert rt.uow is not None
+    return await commands.run_command(
+        rt.uow, body.command_id, "verification", apply, case_id=case_id, task_id=task_id
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import structlog
 from gridloop_city import WorkingCalendar
 from gridloop_city.models import StageLimit
-from gridloop_contracts import Actor, Attachment, Location
+from gridloop_contracts import Actor, Attachment, AttachmentRef, Location
 from gridloop_contracts import cases as ev
 from gridloop_contracts.problems import Refusal
 from gridloop_runtime.step import Step, Timer
@@ -235,11 +235,13 @@ class VerifyRules:
         notes: str | None,
         photos: list[Attachment],
         position: Location | None,
+        files: Sequence[AttachmentRef] = (),
     ) -> dict[str, Any]:
-        """核查: the supervisor's verdict on the department's result."""
+        """核查: the supervisor's verdict on the department's result. Its photos: links, and
+        photos uploaded here (`files`, carried by reference)."""
         task = self._task_for_command(state, task_id, who)
         case = state.case
-        if passed and self.policy.require_photo_on_pass and not photos:
+        if passed and self.policy.require_photo_on_pass and not photos and not files:
             raise Refusal(
                 "a passed verification needs at least one photo of the site",
                 field="photos",
@@ -279,6 +281,7 @@ class VerifyRules:
                 supervisor_id=who.user_id,
                 notes=notes,
                 photos=photos,
+                files=list(files) or None,
                 position=position,
                 on_time=on_time,
                 failures=case.failures,
