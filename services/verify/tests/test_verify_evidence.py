@@ -49,3 +49,28 @@ async def test_a_pass_with_an_uploaded_photo_closes_and_carries_it_by_reference(
     for user, status in ((SUP, 200), (LEAD, 200), (OTHER_SUP, 404), (DEPT_USER, 404)):
         got = await h.call("GET", f"/attachments/{aid}", user)
         assert got.status_code == status, (user, got.text)
+
+
+async def test_a_confirmation_carries_its_site_photo_by_reference(verify_s3: Harness) -> None:
+    h = verify_s3
+    await h.upstream(
+        ev.CaseConfirmationRequested(
+            **h.dims("C-SEEN", "E0101"),
+            occurred_at=h.clock.now(),
+            reason="热线上报，需现场核实",
+            description="小区门口私搭乱建",
+        ),
+        "intake",
+    )
+    task_id = await h.task_of("C-SEEN", user=SUP, purpose="confirmation")
+    http = h._http
+    assert http is not None
+    files = {"file": ("seen.jpg", photo_bytes(), "image/jpeg")}
+    aid = (await http.post("/attachments", headers={"X-User": SUP}, files=files)).json()[
+        "attachment_id"
+    ]
+    body = {"confirmed": True, "attachment_ids": [aid], "notes": "现场属实"}
+    r = await h.call("POST", f"/tasks/{task_id}/confirmation", SUP, json=body)
+    assert r.status_code == 200, r.text
+    [seen] = await h.wait(ev.CaseConfirmed, case_id="C-SEEN")
+    assert [f["attachment_id"] for f in seen.data["files"]] == [aid]

@@ -115,6 +115,8 @@ class CaseConfirmed(CaseEvent):
     supervisor_id: str
     notes: str | None = None
     photos: list[Attachment] = Field(default_factory=list)
+    # site photos uploaded to gridloop's store (POST /attachments): ids, sha256, types
+    files: list[AttachmentRef] | None = None
     on_time: bool | None = None
     position: Location | None = None  # where the supervisor stood when confirming
 

@@ -307,14 +307,15 @@ def process_stack(
     replicas: int | None = None,
     nats_nodes: int | None = None,
 ) -> Iterator[Stack]:
-    """The services as real processes on a nats-server of their own and `database_url`, on
-    free loopback ports: outbox and timers polled every 0.2 s, dev sign-in (`X-User`) and a
-    clock every service reads from `CLOCK_FILE` (an offset in seconds, 0 to start), so a test
-    can move time for all of them. `env` adds or overrides settings. `replicas` processes of
-    every service (default GRIDLOOP_REPLICAS, else 1), each on a port of its own.
-    `nats_nodes` nats-servers (default GRIDLOOP_NATS_NODES, else 1): more than one form a
-    JetStream cluster (`stack.nats`, a LocalNatsCluster whose nodes a test may kill and
-    start again) and the services create their streams replicated (STREAM_REPLICAS)."""
+    """The services as real processes on a nats-server and an S3 store (SeaweedFS, bucket
+    `gridloop-evidence`) of their own and `database_url`, on free loopback ports: outbox and
+    timers polled every 0.2 s, dev sign-in (`X-User`) and a clock every service reads from
+    `CLOCK_FILE` (an offset in seconds, 0 to start), so a test can move time for all of
+    them. `env` adds or overrides settings. `replicas` processes of every service (default
+    GRIDLOOP_REPLICAS, else 1), each on a port of its own. `nats_nodes` nats-servers
+    (default GRIDLOOP_NATS_NODES, else 1): more than one form a JetStream cluster
+    (`stack.nats`, a LocalNatsCluster whose nodes a test may kill and start again) and the
+    services create their streams replicated (STREAM_REPLICAS)."""
     state.mkdir(parents=True, exist_ok=True)
     replicas = replicas or replicas_from_env()
     nats_nodes = nats_nodes or nats_nodes_from_env()

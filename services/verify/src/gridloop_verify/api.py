@@ -11,13 +11,13 @@ are refused with 403 and a reason.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Query, Request
-from gridloop_contracts import Attachment, Location
+from gridloop_contracts import Attachment, AttachmentRef, Location
 from gridloop_contracts.base import Instant
 from gridloop_contracts.problems import Refusal
 from gridloop_runtime import access, commands, evidence
@@ -153,6 +153,11 @@ Command = CommandBody
 class OnSite(Command):
     notes: str | None = Field(None, max_length=2000)
     photos: list[HttpUrl] = Field(default_factory=list, max_length=20)
+    attachment_ids: list[Annotated[str, Field(pattern=r"^a[0-9a-f]{24}$")]] = Field(
+        default_factory=list,
+        max_length=evidence.MAX_IDS,
+        description="site photos uploaded first (POST /attachments) by the caller",
+    )
     position: Location | None = Field(None, description="where the supervisor stood (WGS-84)")
 
     def attachments(self) -> list[Attachment]:
@@ -161,11 +166,6 @@ class OnSite(Command):
 
 class VerificationIn(OnSite):
     passed: bool = Field(description="核查通过 (true) or 不通过 (false: rework)")
-    attachment_ids: list[Annotated[str, Field(pattern=r"^a[0-9a-f]{24}$")]] = Field(
-        default_factory=list,
-        max_length=evidence.MAX_IDS,
-        description="site photos uploaded first (POST /attachments) by the caller",
-    )
 
 
 class ConfirmationIn(OnSite):
@@ -263,35 +263,55 @@ async def submit_verification(
 ) -> dict[str, Any]:
     """核查: pass closes the case (or sends it to the shift leader where the category needs
     approval); fail sends it back to the department for rework, and the Nth failure escalates."""
-    service = service_of(rt := runtime_of(request))
-    case_id = case_of_task(task_id)
-    near = (body.position.lat, body.position.lon) if body.position else None
-
-    async def apply(work: Work) -> dict[str, Any]:
-        # the photos named are the caller's uploads (422 naming attachment_ids.<i> else),
-        # flagged when taken far from where the supervisor says they stood
-        refs = await evidence.claim(
-            work.conn, body.attachment_ids, principal, service.ctx.settings, near=near
-        )
-        states = await service.store.lean.load(work.conn, [case_id])
-        answer = service.rules.verify(
-            states[case_id],
-            work,
+    rules = service_of(rt := runtime_of(request)).rules
+    return await on_site(
+        rt,
+        principal,
+        body,
+        task_id,
+        "verification",
+        lambda state, step, files: rules.verify(
+            state,
+            step,
             task_id,
             caller(principal),
             passed=body.passed,
             notes=body.notes,
             photos=body.attachments(),
             position=body.position,
-            files=refs,
+            files=files,
+        ),
+    )
+
+
+async def on_site(
+    rt: Runtime,
+    principal: Principal,
+    body: OnSite,
+    task_id: str,
+    kind: str,
+    rule: Callable[[CaseState, Step, Sequence[AttachmentRef]], dict[str, Any]],
+) -> dict[str, Any]:
+    """A verdict from the site on one case, with the site photos it names: the caller's own
+    uploads (else 422 naming attachment_ids.<i>), flagged when taken far from where the
+    supervisor says they stood, tied to the case in the same transaction."""
+    service = service_of(rt)
+    case_id = case_of_task(task_id)
+    near = (body.position.lat, body.position.lon) if body.position else None
+
+    async def apply(work: Work) -> dict[str, Any]:
+        refs = await evidence.claim(
+            work.conn, body.attachment_ids, principal, service.ctx.settings, near=near
         )
+        states = await service.store.lean.load(work.conn, [case_id])
+        answer = rule(states[case_id], work, refs)
         await service.store.lean.save(work.conn, [states[case_id]])
         await evidence.bind(work.conn, refs, case_id, work.now())
         return answer
 
     assert rt.uow is not None
     return await commands.run_command(
-        rt.uow, body.command_id, "verification", apply, case_id=case_id, task_id=task_id
+        rt.uow, body.command_id, kind, apply, case_id=case_id, task_id=task_id
     )
 
 
@@ -301,12 +321,13 @@ async def submit_confirmation(
 ) -> dict[str, Any]:
     """核实: whether the reported problem is really there; intake then accepts or rejects."""
     rules = service_of(rt := runtime_of(request)).rules
-    return await run_on_case(
+    return await on_site(
         rt,
-        body.command_id,
+        principal,
+        body,
+        task_id,
         "confirmation",
-        case_of_task(task_id),
-        lambda state, step: rules.confirm(
+        lambda state, step, files: rules.confirm(
             state,
             step,
             task_id,
@@ -315,8 +336,8 @@ async def submit_confirmation(
             notes=body.notes,
             photos=body.attachments(),
             position=body.position,
+            files=files,
         ),
-        task_id,
     )
 
 

@@ -326,6 +326,7 @@ class VerifyRules:
         notes: str | None,
         photos: list[Attachment],
         position: Location | None,
+        files: Sequence[AttachmentRef] = (),
     ) -> dict[str, Any]:
         """核实: the problem is there (confirmed) or not (refuted); intake decides 立案."""
         task = self._task_for_command(state, task_id, who)
@@ -349,6 +350,7 @@ class VerifyRules:
                 supervisor_id=who.user_id,
                 notes=notes,
                 photos=photos,
+                files=list(files) or None,
                 on_time=on_time,
                 position=position,
             )

@@ -319,8 +319,11 @@ async function renderVerify(body, app, refresh) {
   }
   const photo = photoInput("hh-verify-camera");
   const notes = el("textarea", { rows: 2, placeholder: t("form.notes"), "data-testid": "hh-verify-notes" });
+  // a confirmation (核实, before acceptance) says whether the problem is there; a
+  // verification (核查) whether the result holds
+  const confirming = task.purpose === "confirmation";
   const decide = (passed) => async (e) => {
-    if (passed && !photo.file()) {
+    if (passed && !photo.file() && !confirming) {
       toast(t("hh.photo-needed"), "error");
       return;
     }
@@ -335,8 +338,16 @@ async function renderVerify(body, app, refresh) {
     } catch {
       where = null;
     }
-    const verdict = { passed, notes: notes.value.trim() || null, position: where ? { lat: where.lat, lon: where.lon } : null };
-    await enqueue("verification", verdict, photo.file(), { task_id: task.task_id, case_id: task.case_id });
+    const verdict = {
+      [confirming ? "confirmed" : "passed"]: passed,
+      notes: notes.value.trim() || null,
+      position: where ? { lat: where.lat, lon: where.lon } : null,
+    };
+    await enqueue("verification", verdict, photo.file(), {
+      task_id: task.task_id,
+      case_id: task.case_id,
+      endpoint: confirming ? "confirmation" : "verification",
+    });
     toast(online() ? t("hh.sending") : t("hh.saved-offline"));
     location.hash = "#/field/tasks";
     if (online()) flush(refresh);
@@ -348,8 +359,8 @@ async function renderVerify(body, app, refresh) {
     el(
       "div",
       { class: "hh-decide" },
-      el("button", { class: "primary", "data-testid": "hh-pass", onclick: decide(true) }, t("hh.pass")),
-      el("button", { class: "danger", "data-testid": "hh-fail", onclick: decide(false) }, t("hh.fail")),
+      el("button", { class: "primary", "data-testid": "hh-pass", onclick: decide(true) }, t(confirming ? "hh.confirmed" : "hh.pass")),
+      el("button", { class: "danger", "data-testid": "hh-fail", onclick: decide(false) }, t(confirming ? "hh.refuted" : "hh.fail")),
     ),
   );
 }

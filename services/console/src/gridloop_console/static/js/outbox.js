@@ -151,7 +151,7 @@ async function sendVerification(item) {
     await save(item);
   }
   const body = { ...item.body, command_id: item.id, attachment_ids: item.attachment_id ? [item.attachment_id] : [] };
-  const answer = await call("POST", `/api/verify/tasks/${encodeURIComponent(item.task_id)}/verification`, { json: body });
+  const answer = await call("POST", `/api/verify/tasks/${encodeURIComponent(item.task_id)}/${item.endpoint || "verification"}`, { json: body });
   if (answer.status === 200) {
     item.state = "sent";
     item.outcome = answer.data.outcome;
