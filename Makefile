@@ -37,7 +37,7 @@ unit: env ## tests only
 test: lint typecheck deploy-check ## lint + types + deploy check + every test against a real NATS and PostgreSQL
 	@$(RUN) pytest
 
-schemas: env ## export JSON Schema and AsyncAPI into schemas/
+schemas: env ## export JSON Schema and AsyncAPI into schemas/, and the contract page the console serves
 	@$(RUN) python tools/export_schemas.py
 
 profile: env ## the loop at saturation with py-spy on every service; CPU per closed loop, hot spots

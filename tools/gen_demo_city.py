@@ -359,11 +359,15 @@ Loaded and validated by `gridloop_city.load_city(path)`; every error names file,
 - `parts.csv`: 部件 `code` (district + category digits + 6-digit serial), `category_code`,
   `name`, `lon`, `lat`, `cell_code`, `owner_dept`.
 - `departments.yaml`: `code`, `name`, `kind` (bureau, utility, subdistrict-office, community),
-  `subdistrict_code`.
+  `subdistrict_code`. Every community's residents' committee (居委会, `comm-<sub><community>`)
+  is a community-level unit: seed 003's limits (1 working day, 3 with other units, never more
+  than 5) apply to what it is given — here neighbour disputes (E0601) in its own community.
 - `routing.yaml`: ordered `rules`, `category` (code, `E05*`, `P*` or `*`) × `territory` (cell,
   community, sub-district or `*`) → `dept`, `co_handlers`, `lead`. The most specific territory
-  wins, then the most specific category, then the earlier rule. E0602 is routed by hand.
-- `calendar.yaml`: office hours, extra holidays and working days, sign-in timeout, reminder
+  wins, then the most specific category, then the earlier rule. `manual`: category ×
+  territory entries routed by hand on purpose (the manual dispatch queue; here E0602).
+- `calendar.yaml`: office hours, extra holidays and working days, optional `known_through`
+  (the last day the city entered the State Council's arrangement for), sign-in timeout, reminder
   fraction, escalation ladder, emergency escalation, verification and confirmation limits,
   the seed-003 `community_rules` (1/2/3 working days, never more than 5).
 - `users.yaml`: `id`, `name`, `roles`, `territory` (codes or `*`), `dept`, `trusted`.
@@ -371,14 +375,19 @@ Loaded and validated by `gridloop_city.load_city(path)`; every error names file,
 - `gazetteer.csv`: `address`, `lon`, `lat`, `cell_code`.
 - `cameras.csv`: `camera_id`, `source`, `lon`, `lat`, `cell_code`.
 - `sources.yaml`: integrators: `code`, `name`, `channel` (hotline, video, patrol, web),
-  `open311_api_keys`, `min_confidence`, `cooldown_minutes`.
+  `open311_api_keys`, `min_confidence`, `cooldown_minutes`, `notify` (the case statuses the
+  source hears of on `notify.<source>`; not given: every change — the patrol app asks for a
+  report's fate and its closing only).
 - `intake.yaml`: duplicate distance and window, auto-accept, confirmation channels,
-  shift-leader review, reject reasons (zh/en).
+  shift-leader review, reject reasons (zh/en), the mails to reporters (zh/en templates).
 - `scoring.yaml`: grades 优/良/中/较差/差, rule sets (Jinhua-style area rules, department
   weights), people thresholds.
 
 Working time: 09:00–12:00 and 13:30–18:00 on the official calendar (chinese_calendar, with
 调休); one working day = 7.5 hours of working time; `hours` are clock hours.
+
+`gridloop-city check data/demo-city` reports that this calendar runs out at the end of 2026
+(2027's swapped working days are not entered yet); everything else passes.
 
 Layout: schematic. Eight real sub-districts (东华门 … 建国门) are blocks of 10 × 22 cells on
 real WGS-84 coordinates (lon 116.395–116.442, lat 39.895–39.935), six communities each; the
@@ -399,6 +408,133 @@ def csv_text(header: list[str], rows: Sequence[Sequence[object]]) -> str:
     w.writerow(header)
     w.writerows(rows)
     return buf.getvalue()
+
+
+# Mail to a reporter who left an e-mail (intake.yaml `mail`): kind → language → subject and
+# body with {fields} (gridloop_city.models.MAIL_FIELDS); Chinese required, English beside it.
+MAIL_TEMPLATES: dict[str, dict[str, dict[str, str]]] = {
+    "accepted": {
+        "zh": {
+            "subject": "您反映的问题已立案（{case_id}）",
+            "body": (
+                "您好！\n"
+                "\n"
+                "您反映的问题（{category}：{description}）已于今日立案，案卷编号 {case_id}。\n"
+                "我们将尽快派遣责任单位处置，处置结果会再发邮件告诉您。\n"
+                "\n"
+                "查看进度：{case_url}\n"
+                "\n"
+                "{district}城市管理监督中心\n"
+            ),
+        },
+        "en": {
+            "subject": "Your report has been accepted ({case_id})",
+            "body": (
+                "Hello,\n"
+                "\n"
+                "Your report ({category}: {description}) has been accepted as case {case_id}.\n"
+                "It will be sent to the responsible department; "
+                "we will write again when it is done.\n"
+                "\n"
+                "Follow it: {case_url}\n"
+                "\n"
+                "{district} city management supervision centre\n"
+            ),
+        },
+    },
+    "rejected": {
+        "zh": {
+            "subject": "您反映的问题未予立案（{case_id}）",
+            "body": (
+                "您好！\n"
+                "\n"
+                "您反映的问题（{category}：{description}）经审核未予立案。\n"
+                "原因：{reason}\n"
+                "\n"
+                "如有疑问，可拨打 12345 市民服务热线。查看详情：{case_url}\n"
+                "\n"
+                "{district}城市管理监督中心\n"
+            ),
+        },
+        "en": {
+            "subject": "Your report was not accepted ({case_id})",
+            "body": (
+                "Hello,\n"
+                "\n"
+                "Your report ({category}: {description}) was not accepted.\n"
+                "Reason: {reason}\n"
+                "\n"
+                "Questions: call the 12345 citizen hotline. Details: {case_url}\n"
+                "\n"
+                "{district} city management supervision centre\n"
+            ),
+        },
+    },
+    "closed": {
+        "zh": {
+            "subject": "您反映的问题已处理完毕（{case_id}）",
+            "body": (
+                "您好！\n"
+                "\n"
+                "您反映的问题（{category}：{description}）已由{dept}处置，经监督员现场核查后结案。\n"
+                "处置结果：{result}\n"
+                "\n"
+                "请您评价处置结果（一次点击即可，链接仅可使用一次）：\n"
+                "{rating_url}\n"
+                "\n"
+                "查看全过程：{case_url}\n"
+                "\n"
+                "{district}城市管理监督中心\n"
+            ),
+        },
+        "en": {
+            "subject": "Your report has been dealt with ({case_id})",
+            "body": (
+                "Hello,\n"
+                "\n"
+                "Your report ({category}: {description}) was handled by {dept}, "
+                "checked on site by a\n"
+                "supervisor and closed.\n"
+                "Result: {result}\n"
+                "\n"
+                "Please rate the result (one click; the link works once):\n"
+                "{rating_url}\n"
+                "\n"
+                "The whole history: {case_url}\n"
+                "\n"
+                "{district} city management supervision centre\n"
+            ),
+        },
+    },
+    "reopened": {
+        "zh": {
+            "subject": "您反映的问题已重新办理（{case_id}）",
+            "body": (
+                "您好！\n"
+                "\n"
+                "您反映的问题（{category}：{description}）已重新交责任单位办理。\n"
+                "原因：{reason}\n"
+                "\n"
+                "查看进度：{case_url}\n"
+                "\n"
+                "{district}城市管理监督中心\n"
+            ),
+        },
+        "en": {
+            "subject": "Your report has been reopened ({case_id})",
+            "body": (
+                "Hello,\n"
+                "\n"
+                "Your report ({category}: {description}) has been sent back to the department.\n"
+                "Reason: {reason}\n"
+                "\n"
+                "Follow it: {case_url}\n"
+                "\n"
+                "{district} city management supervision centre\n"
+            ),
+        },
+    },
+}
 
 
 def yaml_dump(obj: object) -> str:
@@ -537,6 +673,17 @@ def main(out: Path = OUT) -> None:
                 "subdistrict_code": DISTRICT + sc,
             }
         )
+    # community level (seed 003 社区限时办结): every community's residents' committee (居委会)
+    # is a unit of its own, held to 1 working day (3 with other units, never more than 5)
+    for ccode, cname, scode in communities:
+        depts.append(
+            {
+                "code": f"comm-{ccode[6:]}",
+                "name": cname + "居委会",
+                "kind": "community",
+                "subdistrict_code": scode,
+            }
+        )
     write("departments.yaml", yaml_dump({"departments": depts}))
 
     # routing: part owners come from the part registry; events by class, some by territory
@@ -590,6 +737,11 @@ def main(out: Path = OUT) -> None:
     for sc, _ in SUBDISTRICTS:
         rules.append({"category": "E0504", "territory": DISTRICT + sc, "dept": f"street-{sc}"})
         rules.append({"category": "E0601", "territory": DISTRICT + sc, "dept": f"street-{sc}"})
+    # … but a neighbour dispute is settled first where it happens: the community's own
+    # residents' committee (more specific territory than the street office's rule, which
+    # stays as the next candidate when the committee returns the case)
+    for ccode, _, _ in communities:
+        rules.append({"category": "E0601", "territory": ccode, "dept": f"comm-{ccode[6:]}"})
     # community level: 南锣鼓巷 (a tourist lane) handles shops trading outside jointly,
     # led by the street office (联合执法, 牵头单位)
     rules.append(
@@ -614,7 +766,10 @@ def main(out: Path = OUT) -> None:
             }
         )
     # E0602 (leader referrals) is routed by hand on purpose: the manual dispatch queue.
-    write("routing.yaml", yaml_dump({"rules": rules}))
+    manual = [
+        {"category": "E0602", "territory": "*", "note": "leader referrals: a dispatcher decides"}
+    ]
+    write("routing.yaml", yaml_dump({"rules": rules, "manual": manual}))
 
     write(
         "calendar.yaml",
@@ -809,7 +964,23 @@ def main(out: Path = OUT) -> None:
                         "min_confidence": 0.6,
                         "cooldown_minutes": 30,
                     },
-                    {"code": "patrol-app", "name": "城管通巡查终端", "channel": "patrol"},
+                    {
+                        "code": "patrol-app",
+                        "name": "城管通巡查终端",
+                        "channel": "patrol",
+                        # supervisors work their tasks in the app: a report's fate and closing
+                        "notify": [
+                            "received",
+                            "pending_confirmation",
+                            "pending_acceptance",
+                            "accepted",
+                            "rejected",
+                            "merged",
+                            "reworking",
+                            "closed",
+                            "recalled",
+                        ],
+                    },
                     {
                         "code": "web",
                         "name": "市民网站与Open311",
@@ -853,6 +1024,7 @@ def main(out: Path = OUT) -> None:
                         "en": "below the acceptance standard",
                     },
                 ],
+                "mail": MAIL_TEMPLATES,
             }
         ),
     )
@@ -907,7 +1079,12 @@ def main(out: Path = OUT) -> None:
                             {"measure": "on_time_rate", "kind": "weighted", "weight": 30},
                             {"measure": "rework_rate", "kind": "weighted_inverse", "weight": 15},
                             {"measure": "sign_in_on_time_rate", "kind": "weighted", "weight": 10},
-                            {"measure": "satisfaction_rate", "kind": "weighted", "weight": 15},
+                            {
+                                "measure": "rated",
+                                "kind": "levels",
+                                "weight": 15,
+                                "levels": {"A": 1.0, "B": 0.8, "C": 0.5, "D": 0.0},
+                            },
                         ],
                     },
                 ],

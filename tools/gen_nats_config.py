@@ -36,6 +36,8 @@ that user works with:
   handling's direct answers on `_INBOX.dept-<code>.>`;
 - an integrator `src-<code>` may only publish `intake.<channel>.<code>` on its channels and
   read `notify.<code>` (core, or its durable `src-<code>` on NOTIFY);
+- both may ask `$JS.API.INFO` (the account info), which standard JetStream clients ask
+  before anything else (nats.js 2's `jetstreamManager()`): a read of totals and limits;
 - departments and integrators get replies only on their own inbox prefix,
   `_INBOX.<user>.>` (nats-py: `nats.connect(..., inbox_prefix="_INBOX.<user>")`).
 
@@ -48,7 +50,7 @@ services (dispatch, intake; with a fixed filter and no delivery subject) and the
 not create consumers: a consumer's delivery subject is named in GRIDLOOP and would be
 another way into a stream. Each external account also imports `$JS.API.INFO`, which keeps
 the server from answering that account's JetStream API calls itself ("JetStream not enabled
-for account", racing the real answer); the user's permissions decide whether it may ask.
+for account", racing the real answer), and lets the user ask GRIDLOOP's account info.
 """
 
 from __future__ import annotations
@@ -83,34 +85,35 @@ ROUTE_PASSWORD_KEY = "NATS_ROUTE_PASSWORD"
 # What each service reads (its JetStream consumers ack on these streams) and publishes.
 # Subjects as in ARCHITECTURE.md and gridloop_contracts.subjects. A service may also publish
 # to what it consumes: the operators' DLQ replay (POST /admin/dlq/{id}/replay) re-publishes a
-# dead letter to its original subject.
+# dead letter to its original subject. Every service hears `city.updated` (live reload of the
+# city's data, announced by an operator).
 SERVICES: dict[str, dict[str, tuple[str, ...]]] = {
     "intake": {
         "streams": ("INTAKE", "CASES"),
         "pub": ("case.>", "notify.>", "dlq.intake", "intake.>"),
-        "sub": ("intake.>", "case.>"),
+        "sub": ("intake.>", "case.>", "city.updated"),
     },
     "dispatch": {
         "streams": ("CASES",),
         "pub": ("case.>", "dispatch.>", "dlq.dispatch"),
-        "sub": ("case.>",),
+        "sub": ("case.>", "city.updated"),
     },
     "handling": {
         "streams": ("CASES", "HANDLING"),
         # Answers go on dispatch.<dept>.answer and, when a command names one, to a reply
         # subject in the department's own inbox space, `_INBOX.dept-<dept>.>` (service_user).
         "pub": ("case.>", "dispatch.*.answer", "dlq.handling", "handling.>"),
-        "sub": ("case.>", "handling.>"),
+        "sub": ("case.>", "handling.>", "city.updated"),
     },
     "verify": {
         "streams": ("CASES",),
         "pub": ("case.>", "dlq.verify"),
-        "sub": ("case.>",),
+        "sub": ("case.>", "city.updated"),
     },
     "scoring": {
         "streams": ("CASES",),
         "pub": ("case.>", "score.>", "dlq.scoring"),
-        "sub": ("case.>",),
+        "sub": ("case.>", "city.updated"),
     },
 }
 
@@ -293,9 +296,13 @@ def _check_unique(city: City) -> None:
 def feed_permissions(stream: str, durable: str) -> tuple[str, ...]:
     """The JetStream API a client needs to inspect and pull from one durable consumer that a
     service created for it (dispatch: `dept-<code>` on DISPATCH; intake: `src-<code>` on
-    NOTIFY), and to ack its messages. Not the create subject: a consumer's config names its
-    delivery subject, which would be a way into any stream."""
+    NOTIFY), and to ack its messages; and the account-info call `$JS.API.INFO`, with which
+    a standard client checks the JetStream API before anything else (nats.js 2:
+    `jetstreamManager()` with its default `checkAPI`): it reads GRIDLOOP's totals and limits
+    and writes nothing. Not the create subject: a consumer's config names its delivery
+    subject, which would be a way into any stream."""
     return (
+        JS_API_INFO,
         f"$JS.API.CONSUMER.INFO.{stream}.{durable}",
         f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
         f"$JS.ACK.{stream}.{durable}.>",
@@ -305,9 +312,9 @@ def feed_permissions(stream: str, durable: str) -> tuple[str, ...]:
 def feed_imports(stream: str, durable: str) -> tuple[Import, ...]:
     """What an external account imports for its feed consumer (see feed_permissions), and
     `$JS.API.INFO`, which keeps the server's own answer for the account out (module doc)."""
-    info, next_msg, ack = feed_permissions(stream, durable)
+    account_info, info, next_msg, ack = feed_permissions(stream, durable)
     return (
-        Import("service", JS_API_INFO),
+        Import("service", account_info),
         Import("service", info),
         Import("service", next_msg, response="stream"),
         Import("service", ack),

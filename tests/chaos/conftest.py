@@ -1,5 +1,6 @@
-"""Chaos fixtures: the five services as processes on a nats-server and a PostgreSQL of their own,
-so the suite can kill and restart each of them without disturbing the rest of the session."""
+"""Chaos fixtures: the five services as processes on a nats-server (or a 3-node cluster) and a
+PostgreSQL of their own, so the suite can kill and restart each of them without disturbing the
+rest of the session."""
 
 from __future__ import annotations
 
@@ -9,8 +10,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gridloop_runtime.devstack import LocalNats, LocalPostgres, free_port
+from gridloop_runtime.devstack import LocalNats, LocalNatsCluster, LocalPostgres, free_port
 from gridloop_runtime.launcher import SERVICES, Stack
+
+# The settings every chaos stack runs with: fast polls and retries, a shared movable clock.
+CHAOS_ENV = {
+    "OUTBOX_POLL_S": "0.2",
+    "TIMER_POLL_S": "0.2",
+    "CONSUMER_RETRY_DELAY_S": "0.5",
+    "CONSUMER_ACK_WAIT_S": "10",
+    "DB_POOL_MIN": "1",
+    "DB_POOL_MAX": "6",
+    "LOG_LEVEL": "INFO",
+    "AUTH_MODE": "dev",
+    "SHUTDOWN_GRACE_S": "5",
+}
 
 
 @pytest.fixture
@@ -21,34 +35,53 @@ def chaos_stack(work_dir: Path, request: pytest.FixtureRequest) -> Iterator[Stac
     state = work_dir / request.node.name
     state.mkdir(parents=True, exist_ok=True)
     nats = LocalNats(state / "nats", sync_always=True, log_file=state / "nats.log").start()
+    yield from _stack(state, nats, replicas=1)
+
+
+@pytest.fixture
+def cluster_chaos_stack(work_dir: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """The production shape: a 3-node JetStream cluster (every stream R3, each node's store
+    synced on every write), two processes of every service, PostgreSQL durable; every node
+    and process restartable in place."""
+    # short: PostgreSQL's socket lives in its data directory, and a socket path is short
+    state = work_dir / f"cluster-{request.node.name[5:25]}"
+    state.mkdir(parents=True, exist_ok=True)
+    nats = LocalNatsCluster(state / "nats-cluster", size=3, sync_always=True, log_dir=state)
+    nats.start(timeout=90)
+    yield from _stack(state, nats, replicas=2)
+
+
+def _stack(state: Path, nats: LocalNats | LocalNatsCluster, replicas: int) -> Iterator[Stack]:
     # durable: PostgreSQL is restarted with an immediate shutdown, and a commit it answered
     # must survive that (as in production; the other tests run it without fsync).
     pg = LocalPostgres(state / "pg", port=free_port(), durable=True, log_file=state / "pg.log")
-    pg.start()
+    try:
+        pg.start()
+        database_url = pg.create_database("gridloop")
+    except BaseException:  # the servers already started go too
+        pg.stop()
+        nats.stop()
+        raise
     clock_file = state / "clock-offset"
     clock_file.write_text("0")
+    nodes = len(nats.nodes) if isinstance(nats, LocalNatsCluster) else 1
     stack = Stack(
         state,
         nats_url=nats.url,
-        database_url=pg.create_database("gridloop"),
-        ports={svc: free_port() for svc in SERVICES},
-        env={
-            "CLOCK_FILE": str(clock_file),
-            "OUTBOX_POLL_S": "0.2",
-            "TIMER_POLL_S": "0.2",
-            "CONSUMER_RETRY_DELAY_S": "0.5",
-            "CONSUMER_ACK_WAIT_S": "10",
-            "DB_POOL_MIN": "1",
-            "DB_POOL_MAX": "6",
-            "LOG_LEVEL": "INFO",
-            "AUTH_MODE": "dev",
-            "SHUTDOWN_GRACE_S": "5",
+        database_url=database_url,
+        ports={
+            svc if i == 0 else f"{svc}-{i}": free_port()
+            for svc in SERVICES
+            for i in range(replicas)
         },
+        env={"CLOCK_FILE": str(clock_file), **CHAOS_ENV},
         durable=False,
+        replicas=replicas,
+        nats_nodes=nodes,
     )
     stack.nats, stack.postgres = nats, pg
     try:
-        stack.start(timeout=120)
+        stack.start(timeout=180)
         yield stack
     finally:
         stack.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import random
@@ -26,7 +27,7 @@ from gridloop_contracts import Envelope, to_binary
 from gridloop_contracts.inbound import ReportV1
 from gridloop_runtime.clock import OffsetFileClock
 from gridloop_runtime.launcher import Stack
-from gridloop_runtime.testing import load_module
+from gridloop_runtime.testing import load_module, wait_for
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -150,6 +151,10 @@ class Counts:
     sent: Counter[str] = field(default_factory=Counter)
     retries: Counter[str] = field(default_factory=Counter)
     http_refused: list[str] = field(default_factory=list)
+    # 5xx answers: with a Retry-After (busy, or a dependency away: asked again after it),
+    # and without one (a failure the client cannot act on)
+    http_retry_after: Counter[int] = field(default_factory=Counter)
+    http_server_errors: list[str] = field(default_factory=list)
     faults: Counter[str] = field(default_factory=Counter)
     verified: int = 0
 
@@ -190,8 +195,9 @@ async def send_nats(js: JetStreamContext, p: Planned, counts: Counts, give_up: f
             await asyncio.sleep(0.3)
 
 
-async def send_http(http: httpx.AsyncClient, url: str, p: Planned, counts: Counts) -> None:
-    """POST /reports until answered; the same external_id makes a resend the same report."""
+async def send_http(http: httpx.AsyncClient, urls: list[str], p: Planned, counts: Counts) -> None:
+    """POST /reports until answered, each attempt to the next replica of intake (as a load
+    balancer would); the same external_id makes a resend the same report."""
     body = {
         k: (v.isoformat() if isinstance(v, datetime) else v)
         for k, v in p.data.items()
@@ -199,7 +205,7 @@ async def send_http(http: httpx.AsyncClient, url: str, p: Planned, counts: Count
     }
     loop = asyncio.get_running_loop()
     end = loop.time() + 90
-    while True:
+    for url in itertools.cycle(urls):
         try:
             r = await http.post(
                 url + "/reports", json=body, headers={"X-User": p.data["reporter_user_id"]}
@@ -207,25 +213,69 @@ async def send_http(http: httpx.AsyncClient, url: str, p: Planned, counts: Count
             if r.status_code < 300:
                 counts.sent["http"] += 1
                 return
-            if r.status_code < 500:
+            wait = server_busy(r, counts, f"POST /reports {p.external_id}")
+            if wait is None:
                 counts.http_refused.append(f"{p.external_id}: {r.status_code} {r.text[:200]}")
                 return
         except httpx.HTTPError:
-            pass
+            wait = 0.3  # no answer (a replica going or gone): the next one
         counts.retries["http"] += 1
         if loop.time() > end:
             raise TimeoutError(f"intake did not take {p.external_id} over HTTP")
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(wait)
+    raise AssertionError("no intake to send to")
+
+
+def server_busy(r: httpx.Response, counts: Counts, what: str) -> float | None:
+    """How long to wait before asking again after a 5xx or 429 (its Retry-After; a 5xx
+    without one is recorded as a server error and asked again soon), None for any other
+    refusal."""
+    if r.status_code != 429 and r.status_code < 500:
+        return None
+    after = r.headers.get("retry-after", "")
+    if after.isdigit():
+        counts.http_retry_after[r.status_code] += 1
+        return float(after)
+    if r.status_code >= 500:
+        counts.http_server_errors.append(f"{what}: {r.status_code} {r.text[:200]}")
+    return 0.3
+
+
+class Pace:
+    """The rate of a steady stream that lasts as long as the faults do: `during` reports/s
+    while they last, slowing to a trickle when only `reserve` reports are left to send (a
+    slow machine takes longer to restart things), `after` once they are over."""
+
+    def __init__(
+        self, total: int, over: asyncio.Event, during: float, after: float, reserve: int = 30
+    ) -> None:
+        self.total, self.over, self.during, self.after = total, over, during, after
+        self.reserve = reserve
+        self.sent = 0
+        self.sent_when_over = 0  # reports sent when the faults were over (0: not yet)
+
+    def progress(self, sent: int) -> None:
+        self.sent = sent
+        if self.over.is_set() and not self.sent_when_over:
+            self.sent_when_over = sent
+
+    def __call__(self) -> float:
+        if self.over.is_set():
+            return self.after
+        if self.total - self.sent <= self.reserve:
+            return min(self.during, 0.3)
+        return self.during
 
 
 async def send_all(
     stack: Stack,
     reports: list[Planned],
-    rate: float,
+    rate: float | Callable[[], float],
     counts: Counts,
     progress: Callable[[int], None],
 ) -> None:
-    """A steady stream at `rate` reports/s; each report is sent by its own retrying task."""
+    """A steady stream at `rate` reports/s (a number, or asked before each report); each
+    report is sent by its own retrying task."""
     assert stack.nats_url
     nc = await nats.connect(stack.nats_servers, max_reconnect_attempts=-1, reconnect_time_wait=0.3)
     js = nc.jetstream()
@@ -235,7 +285,7 @@ async def send_all(
         try:
             for i, p in enumerate(reports):
                 if p.via == "http":
-                    task = asyncio.create_task(send_http(http, stack.url("intake"), p, counts))
+                    task = asyncio.create_task(send_http(http, stack.urls("intake"), p, counts))
                 elif p.script == "merged" and p.group in scenes_sent:
                     first = scenes_sent[p.group]
 
@@ -251,7 +301,7 @@ async def send_all(
                 pending.add(task)
                 task.add_done_callback(pending.discard)
                 progress(i + 1)
-                await asyncio.sleep(1 / rate)
+                await asyncio.sleep(1 / (rate() if callable(rate) else rate))
             if pending:
                 await asyncio.gather(*pending)
         finally:
@@ -261,10 +311,12 @@ async def send_all(
 
 
 async def supervisors(stack: Stack, stop: asyncio.Event, counts: Counts) -> None:
-    """Supervisors passing every verification task as it appears, through any outage."""
-    url = stack.url("verify")
+    """Supervisors passing every verification task as it appears, through any outage (each
+    round asks the next replica of verify)."""
+    urls = itertools.cycle(stack.urls("verify"))
     async with httpx.AsyncClient(timeout=5) as http:
         while not stop.is_set():
+            url = next(urls)
             tasks: list[dict[str, Any]] = []
             with contextlib.suppress(httpx.HTTPError, ValueError):
                 r = await http.get(
@@ -274,6 +326,8 @@ async def supervisors(stack: Stack, stop: asyncio.Event, counts: Counts) -> None
                 )
                 if r.status_code == 200:
                     tasks = r.json()
+                else:
+                    server_busy(r, counts, "GET /tasks")
             for t in tasks:
                 if not t.get("supervisor_id"):
                     continue
@@ -285,6 +339,8 @@ async def supervisors(stack: Stack, stop: asyncio.Event, counts: Counts) -> None
                     )
                     if resp.status_code < 300:
                         counts.verified += 1
+                    else:
+                        server_busy(resp, counts, "POST /tasks/…/verification")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.3)
 
@@ -304,6 +360,44 @@ async def department(stack: Stack, dept: str, stop: asyncio.Event, log: list[str
             log.append(f"[{dept}] kit stopped: {exc!r}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
+
+
+def move_clock(stack: Stack, by: timedelta) -> None:
+    """Move every service's clock (and the departments') forward: CLOCK_FILE's offset."""
+    f = Path(stack.env["CLOCK_FILE"])
+    f.write_text(str(float(f.read_text() or 0) + by.total_seconds()))
+
+
+async def chase_the_silent(
+    stack: Stack, reports: list[Planned], half_sent: asyncio.Event, jump: timedelta
+) -> None:
+    """Move the clock once half the reports are out and every silent department's case
+    holds its task: a case dispatched after the jump would get its deadline from the moved
+    clock and never go overdue, however busy the machine was when it got there."""
+    silent = [p.external_id for p in reports if p.script == "overdue"]
+    await half_sent.wait()
+    assert stack.database_url
+
+    async def dispatched() -> bool:
+        try:
+            c = await asyncpg.connect(stack.database_url, timeout=5)
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return False  # PostgreSQL may be restarting
+        try:
+            n = await c.fetchval(
+                "SELECT count(DISTINCT r.external_id) FROM intake.reports r "
+                "JOIN dispatch.tasks t USING (case_id) WHERE r.external_id = ANY($1::text[])",
+                silent,
+            )
+        except (OSError, asyncpg.PostgresError):
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                await c.close()
+        return int(n) == len(silent)
+
+    await wait_for(dispatched, timeout=240, interval=0.5, what="the silent cases dispatched")
+    move_clock(stack, jump)
 
 
 # -- faults ---------------------------------------------------------------------------------
@@ -381,6 +475,7 @@ class Seen:
     subject: str
     headers: dict[str, str]
     data: dict[str, Any]
+    stored_at: datetime | None = None  # when the stream stored it (the server's clock)
 
 
 async def read_stream(js: JetStreamContext, stream: str, subject: str = ">") -> list[Seen]:
@@ -410,7 +505,7 @@ async def read_stream(js: JetStreamContext, stream: str, subject: str = ">") -> 
                     loaded = json.loads(m.data)
                     if isinstance(loaded, dict):
                         data = loaded
-                out.append(Seen(m.subject, dict(m.headers or {}), data))
+                out.append(Seen(m.subject, dict(m.headers or {}), data, m.metadata.timestamp))
             if msgs and msgs[-1].metadata.num_pending == 0:
                 break
     finally:

@@ -9,13 +9,11 @@ are printed (`CHAOS_REPORTS` and `CHAOS_SEED` change the size and the schedule).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import time
 from collections import Counter, defaultdict
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -30,6 +28,7 @@ from .load import (
     SCHEMAS,
     Counts,
     Planned,
+    chase_the_silent,
     department,
     duplicates_by,
     fault_schedule,
@@ -47,11 +46,6 @@ SEED = int(os.environ.get("CHAOS_SEED", "20261123"))
 RATE = 5.0  # reports per second
 # A working week and more: every silent department's task goes overdue and up the ladder.
 CLOCK_JUMP = timedelta(days=8)
-
-
-def move_clock(stack: Stack, by: timedelta) -> None:
-    f = Path(stack.env["CLOCK_FILE"])
-    f.write_text(str(float(f.read_text() or 0) + by.total_seconds()))
 
 
 async def outcome_problems(conn: asyncpg.Connection, reports: list[Planned]) -> list[str]:
@@ -129,35 +123,6 @@ async def test_the_loop_survives_kills_and_restarts(
         if sent >= len(reports) // 2:
             half_sent.set()
 
-    async def chase_the_silent() -> None:
-        """Move the clock once half the reports are out and every silent department's case
-        holds its task: a case dispatched after the jump would get its deadline from the moved
-        clock and never go overdue, however busy the machine was when it got there."""
-        silent = [p.external_id for p in reports if p.script == "overdue"]
-        await half_sent.wait()
-        assert stack.database_url
-
-        async def dispatched() -> bool:
-            try:
-                c = await asyncpg.connect(stack.database_url, timeout=5)
-            except (OSError, asyncpg.PostgresError, TimeoutError):
-                return False  # PostgreSQL may be restarting
-            try:
-                n = await c.fetchval(
-                    "SELECT count(DISTINCT r.external_id) FROM intake.reports r "
-                    "JOIN dispatch.tasks t USING (case_id) WHERE r.external_id = ANY($1::text[])",
-                    silent,
-                )
-            except (OSError, asyncpg.PostgresError):
-                return False
-            finally:
-                with contextlib.suppress(Exception):
-                    await c.close()
-            return int(n) == len(silent)
-
-        await wait_for(dispatched, timeout=240, interval=0.5, what="the silent cases dispatched")
-        move_clock(stack, CLOCK_JUMP)
-
     faults = fault_schedule(rng)
     send_s = len(reports) / RATE
     # spread the faults over the sending, each restart taking a few seconds of its own
@@ -167,7 +132,7 @@ async def test_the_loop_survives_kills_and_restarts(
         await asyncio.gather(
             send_all(stack, reports, RATE, counts, progress),
             inject(stack, faults, rng, counts, gap),
-            chase_the_silent(),
+            chase_the_silent(stack, reports, half_sent, CLOCK_JUMP),
         )
         loaded = time.monotonic()
         assert not counts.http_refused, counts.http_refused[:5]

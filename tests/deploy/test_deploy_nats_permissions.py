@@ -215,6 +215,9 @@ async def test_department_reads_only_its_own_dispatch_subjects(login: Any) -> No
     await svc["dispatch"].js.publish("dispatch.water.assigned", b'{"case":"water-1"}')
 
     roads = await login("dept-roads")
+    # The account info every standard JetStream client asks first (nats.js 2:
+    # jetstreamManager()): GRIDLOOP's totals, read-only.
+    assert (await roads.js.account_info()).streams >= 1
     # The durable consumer dispatch keeps for it, on its own filter: only its own messages.
     info = await roads.js.consumer_info("DISPATCH", "dept-roads")
     assert info.config.filter_subject == "dispatch.roads.>" and not info.config.deliver_subject
@@ -273,6 +276,17 @@ async def test_department_reads_only_its_own_dispatch_subjects(login: Any) -> No
     with pytest.raises(nats.errors.TimeoutError):
         await roads.js.consumer_info("DISPATCH", "dept-water", timeout=DENIED_TIMEOUT)
     await roads.denied("publish", "$JS.API.CONSUMER.INFO.DISPATCH.dept-water")
+    # The account info is the one read of the API beyond its feed: no stream's info or
+    # messages, no list of streams or consumers.
+    for subject in (
+        "$JS.API.STREAM.INFO.DISPATCH",
+        "$JS.API.STREAM.NAMES",
+        "$JS.API.CONSUMER.NAMES.DISPATCH",
+        "$JS.API.STREAM.MSG.GET.DISPATCH",
+        "$JS.API.DIRECT.GET.DISPATCH",
+    ):
+        await roads.nc.publish(subject, b"{}")
+        await roads.denied("publish", subject)
     # ... while water reads its own, untouched.
     water = await login("dept-water")
     wsub = await water.js.pull_subscribe_bind(durable="dept-water", stream="DISPATCH")
@@ -310,6 +324,7 @@ async def test_integrator_writes_only_its_own_intake_and_reads_only_its_notify(
     before_intake = await _count(svc["intake"].js, "INTAKE")
     before_cases = await _count(svc["intake"].js, "CASES")
 
+    assert (await hotline.js.account_info()).streams >= 1  # the clients' API check
     ack = await hotline.js.publish("intake.hotline.12345", b'{"external_id":"a"}')
     assert ack.stream == "INTAKE"
     for subject in (
@@ -441,9 +456,11 @@ async def test_no_department_or_integrator_gets_a_message_into_the_fenced_stream
         #    acknowledgement goes back to the attacker's account, not to the target.
         for target in TARGETS:
             await attacker.nc.publish(own, b'{"route":"reply"}', reply=target)
-        # 3. Its feed's API with the target as the reply subject: the pull request's
-        #    messages, the info and the ack's answer go back to its account too.
+        # 3. Its feed's API (and the account info) with the target as the reply subject:
+        #    the pull request's messages, the info and the ack's answer go back to its
+        #    account too.
         for target in TARGETS:
+            await attacker.nc.publish("$JS.API.INFO", b"", reply=target)
             await attacker.nc.publish(
                 f"$JS.API.CONSUMER.MSG.NEXT.{feed}.{user}",
                 b'{"batch":5,"expires":500000000}',

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from gridloop_runtime.devstack import LocalPostgres
-from gridloop_runtime.launcher import Stack, nats_nodes_from_env, replicas_from_env
+from gridloop_runtime.launcher import SERVICES, Stack, nats_nodes_from_env, replicas_from_env
 from gridloop_runtime.testing import process_stack
 
 
@@ -18,13 +18,16 @@ def stack(
     """All five services as separate processes, with a shared movable clock (CLOCK_FILE). A
     module's `REPLICAS` runs that many processes of every service, its `NATS_NODES` that many
     nats-servers as one JetStream cluster (at least; GRIDLOOP_REPLICAS and GRIDLOOP_NATS_NODES
-    raise them for every module)."""
+    raise them for every module); `CONSOLE = True` adds the console (one process)."""
     name = request.module.__name__.rsplit(".", 1)[-1].replace("test_", "e")
     replicas = max(getattr(request.module, "REPLICAS", 1), replicas_from_env())
     nats_nodes = max(getattr(request.module, "NATS_NODES", 1), nats_nodes_from_env())
     with process_stack(
         work_dir / name,
         pg_server.create_database(name),
+        services=(*SERVICES, "console")
+        if getattr(request.module, "CONSOLE", False)
+        else tuple(SERVICES),
         env={"LOG_LEVEL": "INFO", **getattr(request.module, "STACK_ENV", {})},
         replicas=replicas,
         nats_nodes=nats_nodes,

@@ -37,7 +37,8 @@ def test_demo_city_sizes(city: City) -> None:
     assert len(city.categories) >= 40
     assert len(city.cameras) >= 100
     assert len(city.addresses) >= 200
-    assert 15 <= len(city.departments) <= 30
+    # bureaus and utilities, 8 street offices, 48 residents' committees (community level)
+    assert 15 <= len(city.departments) <= 80
     assert {c.kind for c in city.categories.values()} == {"part", "event"}
     assert {m.code[0] for m in city.majors.values()} == {"P", "E"}
     assert {"12345", "video-ai", "patrol-app", "web"} <= set(city.sources)
@@ -305,3 +306,31 @@ def test_distance_helpers(city: City) -> None:
     assert distance_m((116.40, 39.90), (116.40, 39.90)) == 0
     # one degree of latitude is about 111 km
     assert distance_m((116.4, 39.0), (116.4, 40.0)) == pytest.approx(111_195, rel=1e-3)
+
+
+def test_parts_of_a_cell_are_the_registry_rows_naming_it(city: City) -> None:
+    cell = next(iter(city.parts.values())).cell_code
+    mine = city.parts_of_cell(cell)
+    assert mine and [p.code for p in mine] == sorted(
+        p.code for p in city.parts.values() if p.cell_code == cell
+    )
+    assert city.parts_of_cell("0000000000000000") == []
+
+
+def test_the_nearest_part_of_a_type_within_a_radius(city: City) -> None:
+    part = next(p for p in city.parts.values() if p.category_code == "P0107")
+    # 20 m north of a street lamp: that lamp is the nearest lamp within 50 m
+    lat = part.lat + 20 / 110_574
+    found = city.parts_near(part.lon, lat, 50, "P0107")
+    assert found and found[0][0] == part and abs(found[0][1] - 20) < 0.5
+    everything = city.parts_near(part.lon, lat, 50)
+    assert [d for _, d in everything] == sorted(d for _, d in everything)
+    assert all(d <= 50 for _, d in everything)
+    brute = sorted(
+        p.code
+        for p in city.parts.values()
+        if p.category_code == "P0107" and haversine_m(part.lon, lat, p.lon, p.lat) <= 50
+    )
+    assert sorted(p.code for p, _ in city.parts_near(part.lon, lat, 50, "P0107", 100)) == brute
+    # a radius shorter than the distance misses it
+    assert part not in [p for p, _ in city.parts_near(part.lon, lat, 15, "P0107")]

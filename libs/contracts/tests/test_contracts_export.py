@@ -3,6 +3,7 @@ what the models say, and `tools/export_schemas.py --check` names stale files."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import re
@@ -14,7 +15,14 @@ import jsonschema
 import pytest
 from gridloop_contracts import REGISTRY, subject_for, yaml_text
 from gridloop_contracts.examples import EXAMPLES
-from gridloop_contracts.export import ASYNCAPI_FILE, asyncapi, export, render, stale
+from gridloop_contracts.export import (
+    ASYNCAPI_FILE,
+    INTAKE_CHANNELS,
+    asyncapi,
+    export,
+    render,
+    stale,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -91,6 +99,7 @@ def test_asyncapi_channels_operations_and_parameters() -> None:
         "handling.{dept}.{action}",
         "notify.{source}",
         "score.{event}",
+        "city.{event}",
     }
     for name, ch in doc["channels"].items():
         assert set(re.findall(r"{(\w+)}", ch["address"])) == set(ch["parameters"]), name
@@ -99,10 +108,12 @@ def test_asyncapi_channels_operations_and_parameters() -> None:
     actions = {
         op["channel"]["$ref"].split("/")[-1]: op["action"] for op in doc["operations"].values()
     }
-    # Seen from gridloop: integrators' reports and departments' commands come in.
+    # Seen from gridloop: integrators' reports, departments' commands and the operators' new
+    # versions of the city come in.
     assert actions == {
         "intake": "receive",
         "handling": "receive",
+        "city": "receive",
         "case": "send",
         "dispatch": "send",
         "notify": "send",
@@ -242,3 +253,88 @@ def test_yaml_text_quotes_what_yaml_would_misread(text: str) -> None:
 def test_yaml_text_floats_read_back_as_floats() -> None:
     for x in (1e-05, 1e16, -2.5e-300, 0.1, 116.417):
         assert yaml.safe_load(yaml_text.dumps([x])) == [x]
+
+
+# -- the field descriptions and the integrators' contract page ----------------------------
+
+
+def _properties(schema: dict[str, Any], owner: str) -> list[tuple[str, dict[str, Any]]]:
+    out = [(f"{owner}.{k}", v) for k, v in schema.get("properties", {}).items()]
+    for name, nested in schema.get("$defs", {}).items():
+        out += [(f"{name}.{k}", v) for k, v in nested.get("properties", {}).items()]
+    return out
+
+
+def test_every_field_of_every_message_has_a_description() -> None:
+    """A new field fails here until `gridloop_contracts.fields` (or its model) says what it
+    means: integrators read the contract, not the Python."""
+    missing = [
+        where
+        for path in sorted((SCHEMAS / "json").glob("*.json"))
+        for where, prop in _properties(json.loads(path.read_text(encoding="utf-8")), path.stem)
+        if not prop.get("description")
+    ]
+    assert not missing, missing
+
+
+def test_the_contract_page_is_what_make_schemas_renders_from_the_committed_schemas() -> None:
+    tool = _tool()
+    committed = tool.PAGE.read_text(encoding="utf-8")
+    assert committed == tool.page_text(SCHEMAS), "the contract page is stale: run `make schemas`"
+
+
+def test_check_mode_names_a_stale_contract_page(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tool = _tool()
+    assert tool.main(["--out", str(tmp_path)]) == 0
+    page = tmp_path / "contract.html"
+    assert page.read_text(encoding="utf-8") == tool.page_text(tmp_path)
+    page.write_text("<html></html>", encoding="utf-8")
+    capsys.readouterr()
+    assert tool.main(["--check", "--out", str(tmp_path)]) == 1
+    assert "contract.html" in capsys.readouterr().out
+
+
+def _article(page: str, anchor: str) -> str:
+    start = page.index(f'<article id="{anchor}">')
+    return page[start : page.index("</article>", start)]
+
+
+@functools.cache
+def _committed_page() -> str:
+    return str(_tool().PAGE.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("type_name", sorted(REGISTRY))
+def test_the_contract_page_shows_every_message_with_its_fields_and_an_example(
+    type_name: str,
+) -> None:
+    message = asyncapi()["components"]["messages"][type_name.replace(".", "_")]
+    article = _article(_committed_page(), type_name.replace(".", "-"))
+    for subject in message["x-subjects"]:
+        assert f"<code>{subject}</code>" in article
+    schema = json.loads((SCHEMAS / "json" / f"{type_name}.json").read_text(encoding="utf-8"))
+    required = set(schema.get("required", []))
+    for where, _ in _properties(schema, type_name):
+        name = where.rsplit(".", 1)[-1]
+        assert f"<code>{name}</code>" in article, where
+    for name in required:  # the message's own table comes first, before nested objects
+        row = article[article.index(f'<td class="name"><code>{name}</code></td>') :]
+        assert row.index('<td class="req">yes</td>') < row.index("</tr>"), name
+    assert "<h4>Example</h4>" in article
+    assert f"ce-type: {type_name}" in article
+
+
+def test_the_contract_page_lists_every_channel() -> None:
+    page = _committed_page()
+    for channel in asyncapi()["channels"].values():
+        assert f"<h3><code>{channel['address']}</code></h3>" in page
+
+
+def test_inbound_types_travel_on_the_channels_intake_takes_them_on() -> None:
+    """The subjects the contract gives each inbound type are the ones intake's gate takes."""
+    messages = asyncapi()["components"]["messages"]
+    for type_name, channels in INTAKE_CHANNELS.items():
+        subjects = messages[type_name.replace(".", "_")]["x-subjects"]
+        assert subjects == [f"intake.{ch}.{{source}}" for ch in channels]

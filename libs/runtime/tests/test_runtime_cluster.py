@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nats
 import nats.errors
+import nats.js.errors
 from gridloop_contracts.subjects import STREAMS
 from gridloop_runtime import bus
 from gridloop_runtime.devstack import LocalNatsCluster
@@ -96,3 +97,27 @@ async def test_a_node_killed_and_started_again_in_place_rejoins_the_cluster(
         await nc.close()
     finally:
         cluster.stop()
+
+
+def test_a_publish_refused_while_a_stream_elects_its_leader_is_unavailable() -> None:
+    """A publish answered 503 (no stream leader yet) is raised by the outbox as the cause of
+    its own error: seconds of an election, not a fault (a warning, not a traceback)."""
+    try:
+        try:
+            raise nats.js.errors.NoStreamResponseError()
+        except nats.js.errors.NoStreamResponseError as error:
+            raise RuntimeError("publish of outbox row 34 failed") from error
+    except RuntimeError as exc:
+        assert bus.unavailable(exc)
+    try:
+        try:
+            raise ValueError("bad")
+        except ValueError as error:
+            raise RuntimeError("publish failed") from error
+    except RuntimeError as exc:
+        assert not bus.unavailable(exc)
+    assert not bus.unavailable(RuntimeError("publish failed"))
+    try:  # publishes a stopping node never acknowledged
+        raise RuntimeError("2 of 2 outbox rows not acknowledged in 10.0s") from TimeoutError()
+    except RuntimeError as exc:
+        assert bus.unavailable(exc)

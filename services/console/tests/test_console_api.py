@@ -311,3 +311,33 @@ async def test_event_stream_speaks_server_sent_events() -> None:
     with pytest.raises(StopAsyncIteration):
         while True:
             await anext(stream)
+
+
+async def test_the_contract_page_is_public(client: httpx.AsyncClient) -> None:
+    """Integrators read the bus contract without an account (make schemas renders it)."""
+    r = await client.get("/contract/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    for shown in ("intake.hotline.{source}", "gridloop.report.v1", "dispatch.{dept}.assigned"):
+        assert shown in r.text
+    assert (await client.get("/contract", follow_redirects=True)).status_code == 200
+
+
+def test_a_copy_of_an_event_reaches_each_listener_once() -> None:
+    """The outbox publishes again what it could not mark sent: JetStream keeps one copy, but
+    the console's core subscription hears both, and passes the event on once."""
+    hub = EventHub(remember=2)
+    data = orjson.dumps({"case_id": "c1", "cell_code": CELL})
+    with hub.listen(principal("op-01", {"operator"})) as op:
+        assert hub.deliver("case.closed", {"ce-id": "e1"}, data) == 1
+        assert hub.deliver("case.closed", {"ce-id": "e1"}, data) == 0  # the copy
+        assert hub.deliver("case.closed", {"ce-id": "e2"}, data) == 1
+        assert hub.deliver("case.closed", {"ce-id": "e3"}, data) == 1
+        # beyond what it remembers, the oldest id is forgotten
+        assert hub.deliver("case.closed", {"ce-id": "e1"}, data) == 1
+        assert [op.queue.get_nowait()["id"] for _ in range(op.queue.qsize())] == [
+            "e1",
+            "e2",
+            "e3",
+            "e1",
+        ]
+    assert hub.copies == 1

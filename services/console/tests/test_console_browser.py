@@ -225,7 +225,7 @@ def test_one_case_through_the_whole_loop_by_clicking(console_url: str, city: Cit
                 expect(timeline.get_by_test_id(f"tl-{step}")).not_to_have_count(0)
             expect(timeline.get_by_test_id("tl-closed")).to_have_count(1, timeout=WAIT)
             expect(page.get_by_test_id("case-reporter")).not_to_contain_text("13")
-            page.get_by_test_id("rating-value").select_option("satisfied")
+            page.get_by_test_id("rating-value").select_option("B")
             page.get_by_test_id("rate-submit").click()
             expect(page.get_by_test_id("case-rating")).to_contain_text("满意", timeout=WAIT)
             b.shot("case-file-closed")

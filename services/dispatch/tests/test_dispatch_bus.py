@@ -5,6 +5,7 @@ on the department feed, and the command centre's people on the REST API."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import nats
 import pytest
+import yaml
+from gridloop_city.versions import digest, release
 from gridloop_contracts import Attachment, Envelope, MaskedReporter, to_binary
 from gridloop_contracts import cases as ev
 from gridloop_dispatch import repository as repo
@@ -23,9 +26,11 @@ from gridloop_dispatch.domain import chasing
 from gridloop_dispatch.settings import DispatchSettings
 from gridloop_runtime.auth import AuthSettings, issue_token
 from gridloop_runtime.clock import FakeClock
+from gridloop_runtime.livecity import announce
 from gridloop_runtime.service import Runtime
 from gridloop_runtime.testing import EventTap, http_client, running, settings_for, wait_for
 from nats.js import JetStreamContext
+from prometheus_client import REGISTRY
 
 BJ = ZoneInfo("Asia/Shanghai")
 # Monday 23 November 2026, 10:00 in Beijing: a working day, inside office hours.
@@ -198,13 +203,14 @@ async def started(
     *,
     clock: FakeClock | None = None,
     instances: int = 1,
+    **extra: Any,
 ) -> AsyncIterator[Harness]:
     """`instances` dispatch runtimes on one database (replicas), with taps and HTTP."""
     monkeypatch.setenv("AUTH_MODE", "dev")  # X-User is honoured in dev mode only
     clock = clock or FakeClock(T0)
     nc = await nats.connect(nats_url)
     try:
-        async with _runtimes(database_url, nats_url, clock, instances) as rts:
+        async with _runtimes(database_url, nats_url, clock, instances, **extra) as rts:
             h = Harness(rts, clock, nc.jetstream())
             await h.open()
             async with http_client(rts[0]) as client:
@@ -216,15 +222,15 @@ async def started(
 
 @asynccontextmanager
 async def _runtimes(
-    database_url: str, nats_url: str, clock: FakeClock, n: int
+    database_url: str, nats_url: str, clock: FakeClock, n: int, **extra: Any
 ) -> AsyncIterator[list[Runtime]]:
-    settings = dispatch_settings(database_url, nats_url)
+    settings = dispatch_settings(database_url, nats_url, **extra)
     definition_, state = definition(settings)
     async with running(settings, definition_, clock=clock, state=state) as rt:
         if n == 1:
             yield [rt]
         else:
-            async with _runtimes(database_url, nats_url, clock, n - 1) as others:
+            async with _runtimes(database_url, nats_url, clock, n - 1, **extra) as others:
                 yield [rt, *others]
 
 
@@ -359,6 +365,20 @@ async def test_an_unroutable_case_waits_in_the_queue_until_a_dispatcher_places_i
     assert await queued() == []
     r = await dispatch.call("POST", f"/cases/{cid}/dispatch", json={**body, "command_id": "cmd-2"})
     assert r.status_code == 409 and r.json()["detail"][0]["code"] == "not-queued"
+
+
+async def test_a_neighbour_dispute_reaches_the_communitys_committee_for_one_working_day(
+    dispatch: Harness,
+) -> None:
+    """Seed 003 on the bus: E0601 (3 working days by its standard) goes to the residents'
+    committee of the cell's community, a community-level unit held to 1 working day."""
+    cid = case_id(11)
+    await dispatch.accept(cid, "E0601", CELL)
+    d = await dispatch.dispatched(cid)
+    assert (d["dept"], d["community_code"]) == ("comm-001001", COMMUNITY)
+    assert at(d["deadline"]) == bj(2026, 11, 24, 10)
+    [assigned] = await dispatch.wait_feed("comm-001001", "assigned", cid)
+    assert assigned.data["case"]["category_code"] == "E0601"
 
 
 async def test_the_command_centre_reads_and_acts_within_its_territory(dispatch: Harness) -> None:
@@ -899,3 +919,73 @@ async def test_ladder_rows_of_the_previous_version_fire_once_each(dispatch: Harn
             cid,
         )
     assert left == 0
+
+
+# -- live reload of the city (city.updated) --------------------------------------------------
+def routed_elsewhere(src: Path, dst: Path, dept: str) -> Path:
+    """A copy of the demo city whose cityscape events (E01*) go to `dept`."""
+    shutil.copytree(src, dst)
+    routing = yaml.safe_load((dst / "routing.yaml").read_text(encoding="utf-8"))
+    for rule in routing["rules"]:
+        if rule["category"] == "E01*" and rule["territory"] == "*":
+            rule["dept"] = dept
+    (dst / "routing.yaml").write_text(yaml.safe_dump(routing, allow_unicode=True), "utf-8")
+    return dst
+
+
+async def test_a_new_version_of_the_city_routes_new_cases_live_and_a_bad_one_is_refused(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Routing changes mid-run without a restart: the case in flight keeps its unit, the next
+    case follows the new rule; a version that fails validation is refused and the one in force
+    stays."""
+    root = tmp_path / "versions"
+    release(DEMO_CITY, root, "v1")
+    async with started(
+        database_url, nats_url, monkeypatch, city_versions_dir=str(root)
+    ) as dispatch:
+        rules = dispatch.rts[0].state.rules
+        await dispatch.accept(case_id(31), "E0102")
+        before = await dispatch.dispatched(case_id(31))
+        assert before["dept"] == "sanitation"
+
+        v2 = routed_elsewhere(DEMO_CITY, tmp_path / "v2", "urban-mgmt")
+        nc = await nats.connect(nats_url)
+        try:
+            await announce(nc, "v2", release(v2, root, "v2"))
+
+            def swapped() -> bool:
+                route = rules.city.route("E0102", CELL)
+                return route is not None and route.dept == "urban-mgmt"
+
+            await wait_for(swapped, what="dispatch on city version v2")
+            await dispatch.accept(case_id(32), "E0102")
+            after = await dispatch.dispatched(case_id(32))
+            assert after["dept"] == "urban-mgmt"
+            # the case in flight keeps the unit and deadline it was dispatched with
+            first = await dispatch.case(case_id(31))
+            assert [(t["dept"], at(t["deadline"])) for t in first["tasks"]] == [
+                ("sanitation", at(before["deadline"]))
+            ]
+            assert len(dispatch.emitted(ev.CaseDispatched, case_id=case_id(31))) == 1
+
+            def refusals() -> float:
+                labels = {"service": "dispatch", "outcome": "refused"}
+                return REGISTRY.get_sample_value("gridloop_city_reloads_total", labels) or 0.0
+
+            refused_before = refusals()
+            # v3 names a department that does not exist: put in place by hand, past the
+            # tool's validation, it is refused when announced, and v2 stays
+            v3 = routed_elsewhere(DEMO_CITY, root / "v3", "no-such-dept")
+            await announce(nc, "v3", digest(v3))
+            # v2's files under another digest than they have: refused too
+            shutil.copytree(v2, root / "v2b")
+            await announce(nc, "v2b", "sha256:" + "0" * 64)
+            await wait_for(
+                lambda: refusals() >= refused_before + 2, what="the two bad versions refused"
+            )
+            assert rules.city.route("E0102", CELL).dept == "urban-mgmt"
+        finally:
+            await nc.close()
+        await dispatch.accept(case_id(33), "E0102")
+        assert (await dispatch.dispatched(case_id(33)))["dept"] == "urban-mgmt"

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from gridloop_city import WorkingCalendar, load_city
 from gridloop_contracts import cases as ev
+from gridloop_contracts.problems import Refusal
 from gridloop_dispatch.domain import chasing
 from gridloop_dispatch.domain.casefile import CaseFile, CaseState, TaskStatus
 from gridloop_dispatch.domain.deadlines import Deadlines
@@ -476,3 +477,68 @@ def test_ending_a_task_makes_its_pending_requests_moot(rules: DispatchRules) -> 
     assert f.case is not None and f.case.queued and task.status == TaskStatus.RECALLED
     assert [s for s, _ in step.pending] == ["case.recalled", "dispatch.sanitation.recalled"]
     assert [(x.status, x.decision_reason) for x in f.extensions] == [("moot", "已撤回 / recalled")]
+
+
+# -- community level (seed 003: 社区限时办结) ------------------------------------------------
+def test_a_neighbour_dispute_goes_to_the_communitys_committee_for_one_working_day(
+    rules: DispatchRules,
+) -> None:
+    """E0601 allows 3 working days, but the demo routes it to the residents' committee of the
+    community it happens in, a community-level unit: 1 working day (seed 003), and 2 for the
+    street office when the committee returns it."""
+    f = dispatched(rules, "E0601")
+    [task] = f.tasks
+    assert rules.city.cells[CELL].community_code == "110101001001"
+    assert rules.city.departments[task.dept].kind == "community"
+    assert (task.dept, task.deadline) == ("comm-001001", bj(2026, 11, 24, 10))
+
+    # returned as not theirs: the street office of the sub-district is the next candidate
+    back = step_at(MON + timedelta(hours=1))
+    rules.on_returned(
+        f,
+        ev.CaseReturned(
+            case_id=CID,
+            occurred_at=back.now(),
+            dept=task.dept,
+            task_id=task.task_id,
+            reason="涉及多户，需街道协调",
+        ),
+        back,
+    )
+    redispatched = f.tasks[-1]
+    assert rules.city.departments[redispatched.dept].kind == "subdistrict-office"
+    assert (redispatched.dept, redispatched.deadline) == ("street-001", bj(2026, 11, 25, 11))
+
+
+def test_a_community_committee_gets_no_extension_past_five_working_days(
+    rules: DispatchRules,
+) -> None:
+    f = dispatched(rules, "E0601")
+    task = f.tasks[0]
+    for n, proposed in enumerate((bj(2026, 12, 1, 10), bj(2026, 11, 30, 10)), start=1):
+        ask = step_at(MON + timedelta(hours=1))
+        rules.on_extension_requested(
+            f,
+            ev.CaseExtensionRequested(
+                case_id=CID,
+                occurred_at=ask.now(),
+                dept=task.dept,
+                task_id=task.task_id,
+                reason="当事人外出",
+                proposed_deadline=proposed,
+                request_id=f"X-{n}",
+            ),
+            ask,
+        )
+    decide = step_at(MON + timedelta(hours=2))
+    # Monday 10:00 + 5 working days = next Monday 10:00; a day later is refused …
+    with pytest.raises(Refusal) as refused:
+        rules.decide_extension(
+            f, decide, "X-1", Dispatcher(), granted=True, new_deadline=None, reason=None
+        )
+    assert refused.value.code == "beyond-limit"
+    # … the cap itself is granted
+    granted = rules.decide_extension(
+        f, decide, "X-2", Dispatcher(), granted=True, new_deadline=None, reason=None
+    )
+    assert granted.status == "granted" and task.deadline == bj(2026, 11, 30, 10)

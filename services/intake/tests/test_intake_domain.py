@@ -12,10 +12,16 @@ from gridloop_city import City
 from gridloop_city.models import DuplicateRule
 from gridloop_contracts import Actor, CaseStatus, Location
 from gridloop_contracts import cases as ev
+from gridloop_contracts.export import INTAKE_CHANNELS
 from gridloop_contracts.inbound import DetectionV1, RatingV1, ReportV1
 from gridloop_intake.domain import acceptance, casefile, duplicates, open311, privacy
 from gridloop_intake.domain.case_ids import format_case_id, is_case_id, local_day
-from gridloop_intake.domain.inbound import check_sender, check_subject, source_of
+from gridloop_intake.domain.inbound import (
+    ACCEPTED_TYPES,
+    check_sender,
+    check_subject,
+    source_of,
+)
 from gridloop_intake.domain.open311 import Open311Error
 from gridloop_intake.domain.placement import Placement, place
 from gridloop_intake.domain.problems import Problem
@@ -407,3 +413,15 @@ def test_open311_service_request_is_the_public_view() -> None:
     assert view["requested_datetime"] == "2026-11-23T02:00:00Z"
     assert view["media_url"] == "https://x/1.jpg" and view["long"] == 116.4
     assert "reporter" not in view
+
+
+def test_the_gate_takes_each_inbound_type_on_the_channels_the_contract_names() -> None:
+    """The published contract (asyncapi.yaml `x-subjects`, the integrators' page) and the gate
+    agree on which subjects carry reports, detections and ratings."""
+    gate = {
+        t: tuple(ch for ch, types in ACCEPTED_TYPES.items() if t in types) for t in INTAKE_CHANNELS
+    }
+    assert {t: set(chs) for t, chs in gate.items()} == {
+        t: set(chs) for t, chs in INTAKE_CHANNELS.items()
+    }
+    assert set().union(*ACCEPTED_TYPES.values()) == set(INTAKE_CHANNELS)

@@ -133,10 +133,12 @@ async def test_post_and_follow_a_request_in_json_and_xml(intake: Harness) -> Non
         assert got["status"] == "closed"
 
         # The reporter rates it (gridloop extension), once.
+        r = await http.post(f"{BASE}/requests/{case_id}/rating.json", data=form(rating="E"))
+        assert r.status_code == 400 and r.json()[0]["description"].startswith("rating:")
         r = await http.post(
-            f"{BASE}/requests/{case_id}/rating.json", data=form(rating="basically_satisfied")
+            f"{BASE}/requests/{case_id}/rating.json", data=form(rating="A", comment="很满意")
         )
-        assert r.status_code == 201
+        assert r.status_code == 201 and r.json()[0]["rating"] == "A"
         r = await http.post(f"{BASE}/requests/{case_id}/rating.json", data=form(rating="satisfied"))
         assert r.status_code == 400 and "already rated" in r.json()[0]["description"]
         r = await http.post(f"{BASE}/requests/nope/rating.json", data=form(rating="satisfied"))

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from gridloop_city.models import CASE_STATUSES, Source
 from gridloop_contracts import Actor, CaseStatus, Envelope, Location
 from gridloop_contracts import cases as ev
 from gridloop_contracts.inbound import Reporter
@@ -20,6 +21,7 @@ from gridloop_intake.domain.rules import CaseRules, Operator
 from gridloop_intake.handlers import CASE_FILE_EVENTS, case_file_rules
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.step import Step
+from pydantic import ValidationError
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 CASE = "110101-20261123-000001"
@@ -101,6 +103,8 @@ def test_the_table_takes_every_case_event_but_intakes_own(rules: CaseRules) -> N
         ev.CaseAccepted,
         ev.CaseRejected,
         ev.CaseRated,
+        ev.CaseRatedV2,
+        ev.CaseCalledBack,
         ev.CaseEvidenceAdded,
     }
     every = {m for m in vars(ev).values() if isinstance(m, type) and issubclass(m, ev.CaseEvent)}
@@ -126,10 +130,38 @@ def test_a_dispatch_moves_the_status_sets_the_columns_and_tells_the_source(
     [entry] = state.entries
     assert s.trigger is not None and entry.event_id == s.trigger.id
     assert (entry.type, entry.status) == ("gridloop.case.dispatched.v1", "dispatched")
-    [notice] = told(s)
-    assert notice["external_id"] == "p-1" and notice["status"] == "dispatched"
-    assert s.pending[0][0] == "notify.patrol-app"
+    assert told(s) == []  # the patrol app hears a report's fate and closing, not a dispatch
     assert s.timer_ops == []
+
+
+def test_each_source_hears_the_statuses_it_asked_for_and_a_hotline_every_change(
+    rules: CaseRules,
+) -> None:
+    state = a_case(rules, CaseStatus.ACCEPTED, targets=[["patrol-app", "p-1"], ["12345", "h-1"]])
+    event = ev.CaseDispatched(**task(deadline=T0 + timedelta(hours=4)))
+    s = from_service(step(T0 + timedelta(minutes=1)), event)
+    rules.record(state, event, s)
+    [notice] = told(s)
+    assert notice["external_id"] == "h-1" and notice["status"] == "dispatched"
+    assert s.pending[0][0] == "notify.12345"
+
+    closed = ev.CaseClosed(**task(), closed_by="sup-001", on_time=True)
+    s = from_service(step(T0 + timedelta(hours=2)), closed, "verify")
+    rules.record(state, closed, s)
+    assert sorted(subject for subject, _ in s.pending if subject.startswith("notify.")) == [
+        "notify.12345",
+        "notify.patrol-app",
+    ]
+
+
+def test_a_source_asking_for_an_unknown_status_is_refused_naming_it() -> None:
+    with pytest.raises(ValidationError, match="unknown status finished"):
+        Source(code="x", name="x", channel="hotline", notify=("closed", "finished"))
+    assert Source(code="y", name="y", channel="hotline").told("signed")
+
+
+def test_the_city_knows_every_case_status_by_name() -> None:
+    assert set(CASE_STATUSES) == {s.value for s in CaseStatus}
 
 
 def test_an_event_before_the_case_is_on_file_is_kept_on_the_timeline(rules: CaseRules) -> None:
@@ -278,16 +310,22 @@ def test_a_rating_once_per_closing_after_closing(rules: CaseRules) -> None:
     state.rated = set()
     s = step(T0 + timedelta(days=1))
     answer = rules.rate(state, s, who, rating="satisfied", comment="好", via="rest")
-    assert answer == {"case_id": CASE, "rating": "satisfied"}
+    assert answer == {"case_id": CASE, "rating": "B"}  # a v1 rating, mapped to its level
     [row] = state.ratings
-    assert (row.closed_at, row.rating, row.via) == (T0, "satisfied", "rest")
-    assert state.archive_rating == "satisfied" and state.case is not None
-    assert state.case.rating == "satisfied"
-    rated = s.pending[0][1].data
-    assert rated["dept"] == "sanitation" and rated["source"] == "patrol-app"
+    assert (row.closed_at, row.rating, row.via) == (T0, "B", "rest")
+    assert state.archive_rating == "B" and state.case is not None
+    assert state.case.rating == "B"
+    env = s.pending[0][1]
+    assert env.type == "gridloop.case.rated.v2"
+    assert env.data["dept"] == "sanitation" and env.data["source"] == "patrol-app"
+    assert (env.data["level"], env.data["comment"]) == ("B", "好")
     with pytest.raises(Refused) as refused:
-        rules.rate(state, step(), who, rating="dissatisfied", comment=None, via="rest")
+        rules.rate(state, step(), who, rating="D", comment=None, via="rest")
     assert refused.value.problems[0].code == "already-rated"
+    with pytest.raises(Refused) as refused:
+        rules.rate(a_case(rules, CaseStatus.CLOSED, closed_at=T0), step(), who, rating="X",
+                   comment=None, via="rest")  # fmt: skip
+    assert refused.value.problems[0].field == "rating"
 
 
 # -- new reports -----------------------------------------------------------------------------------

@@ -491,6 +491,7 @@ def test_ratings_count_for_the_department_that_handled_the_area_and_who_answers_
     h.add(ev.CaseHandled, T0 + timedelta(hours=1))
     h.add(ev.CaseRated, T0 + timedelta(days=1), rating="dissatisfied")
     h.add(ev.CaseRated, T0 + timedelta(days=3), rating="basically_satisfied")
+    h.add(ev.CaseRatedV2, T0 + timedelta(days=5), level="A", comment="很好")
     c = counted(fold_case(h.facts, CTX))
     for subject in (
         ("department", "sanitation"),
@@ -498,9 +499,10 @@ def test_ratings_count_for_the_department_that_handled_the_area_and_who_answers_
         ("person", SUP),
         ("person", HEAD),
     ):
-        assert c[(*subject, "rated")] == 2
-        assert c[(*subject, "dissatisfied")] == 1
-        assert c[(*subject, "basically_satisfied")] == 1
+        assert c[(*subject, "rated")] == 3
+        assert c[(*subject, "dissatisfied")] == 1  # v1 dissatisfied: D
+        assert c[(*subject, "fair")] == 1  # v1 basically_satisfied: C
+        assert c[(*subject, "very_satisfied")] == 1  # v2 A
     assert c[("person", BACKUP, "rated")] == 0
 
 
@@ -555,15 +557,16 @@ def test_rates_of_a_period() -> None:
         "reworked": 2.0,
         "signed_on_time": 9.0,
         "rated": 4.0,
+        "very_satisfied": 1.0,
         "satisfied": 2.0,
-        "basically_satisfied": 1.0,
+        "fair": 1.0,
     }
     r = with_rates("department", counts)
     assert r["handling_rate"] == 6 / 8
     assert r["on_time_rate"] == 3 / 6
     assert r["rework_rate"] == 2 / 6
     assert r["sign_in_on_time_rate"] == 9 / 10
-    assert r["satisfaction_rate"] == 3 / 4
+    assert r["satisfaction_rate"] == 3 / 4  # A and B of the ratings
     assert r["overdue"] == 0.0  # every count is present, 0 when absent
     empty = with_rates("area", {})
     assert empty["closure_rate"] is None and empty["accepted"] == 0.0
@@ -681,7 +684,7 @@ def test_a_rule_on_an_unknown_measure_is_named() -> None:
 # -- people (seed 003) ----------------------------------------------------------------------------
 def test_people_over_the_yearly_limits_are_flagged() -> None:
     year = {"missed_first_responses": 5.0, "dissatisfied": 4.0}
-    h1 = {"rated": 10.0, "satisfied": 6.0, "basically_satisfied": 1.0}  # 70 < 80
+    h1 = {"rated": 10.0, "very_satisfied": 1.0, "satisfied": 6.0, "fair": 1.0}  # A+B 70 < 80
     h2 = {"rated": 5.0, "satisfied": 4.0}  # 80: not under
     p = person_year(SUP, year, (h1, h2), LIMITS)
     assert p.satisfaction == (70.0, 80.0)
@@ -716,3 +719,47 @@ def test_the_replays_fast_path_folds_to_the_same_items_as_stored_facts() -> None
     assert sorted(fold_all(fast, CTX)) == sorted(fold_all(stored, CTX))
     # The operator of the acceptance is found in either shape.
     assert ("person", "op-01", "decisions") in counted(fold_all(fast, CTX))
+
+
+def test_a_levels_rule_weighs_each_satisfaction_level_by_the_rule_sets_worth() -> None:
+    # 2 × A (1.0) + 1 × B (0.8) + 1 × C (0.5) + 1 × D (0) = 3.3 over 5 ratings = 0.66;
+    # × weight 15 = 9.9. With no rating the rule earns its full weight.
+    rule = ScoringRule(
+        measure="rated",
+        kind="levels",
+        weight=15,
+        levels={"A": 1.0, "B": 0.8, "C": 0.5, "D": 0.0},
+    )
+    rs = RuleSet(code="sat", name="满意度", subject="department", rules=(rule,))
+    counts = {"rated": 5.0, "very_satisfied": 2.0, "satisfied": 1.0, "fair": 1.0}
+    total, (t,) = score(rs, with_rates("department", {**counts, "dissatisfied": 1.0}))
+    assert t.value == pytest.approx(0.66) and total == pytest.approx(9.9)
+    assert score(rs, with_rates("department", {}))[0] == 15
+    with pytest.raises(ValueError):
+        ScoringRule(measure="satisfaction_rate", kind="levels", weight=1, levels=rule.levels)
+
+
+def test_the_call_back_reached_rate_by_hand() -> None:
+    # Four call-backs concluded in November in one cell, handled by sanitation: reached,
+    # not reached (after the allowed tries), reached, reached → 3 / 4 = 0.75.
+    items: list[Item] = []
+    for n, reached in enumerate((True, False, True, True)):
+        h = History(f"CB-{n}")
+        h.add(ev.CaseDispatched, T0)
+        h.add(ev.CaseHandled, T0 + timedelta(hours=1))
+        h.add(
+            ev.CaseCalledBack,
+            T0 + timedelta(days=4),
+            reached=reached,
+            tries=1 if reached else 3,
+            closed_at=T0 + timedelta(hours=2),
+        )
+        items += fold_case(h.facts, CTX)
+    nov = period_of_date("month", date(2026, 11, 1), CST)
+    dept = totals(items, "department", nov.start, nov.end)["sanitation"]
+    area = totals(items, "area", nov.start, nov.end)[CELL]
+    assert (dept["callbacks"], dept["callbacks_reached"]) == (4.0, 3.0)
+    assert (area["callbacks"], area["callbacks_reached"]) == (4.0, 3.0)
+    assert with_rates("department", dept)["callback_reached_rate"] == 0.75
+    assert with_rates("area", area)["callback_reached_rate"] == 0.75
+    assert with_rates("area", {})["callback_reached_rate"] is None  # none concluded

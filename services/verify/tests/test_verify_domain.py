@@ -247,15 +247,15 @@ def closed(category: str = "E0102") -> Case:
 
 def test_dissatisfied_reopens_where_configured() -> None:
     case = closed()
-    assert case.rated(rating="dissatisfied", policy=POLICY) == 1
+    assert case.rated(level="D", policy=POLICY) == 1
     assert case.stage == Stage.REWORKING and case.reopenings == 1 and case.closed_at is None
 
 
 def test_dissatisfied_elsewhere_or_satisfied_changes_nothing() -> None:
-    assert closed("P0101").rated(rating="dissatisfied", policy=POLICY) is None
-    assert closed().rated(rating="basically_satisfied", policy=POLICY) is None
-    assert closed().rated(rating="dissatisfied", policy=Policy()) is None
-    assert verifying().rated(rating="dissatisfied", policy=POLICY) is None
+    assert closed("P0101").rated(level="D", policy=POLICY) is None
+    assert closed().rated(level="C", policy=POLICY) is None
+    assert closed().rated(level="D", policy=Policy()) is None
+    assert verifying().rated(level="D", policy=POLICY) is None
 
 
 def test_recall_waits_for_a_new_result_but_never_reopens() -> None:

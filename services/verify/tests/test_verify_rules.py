@@ -304,6 +304,18 @@ def test_a_dissatisfied_rating_reopens_where_configured() -> None:
     assert quiet.pending == [] and other.case.stage == Stage.CLOSED
 
 
+def test_a_level_d_rating_reopens_and_c_does_not() -> None:
+    state = verifying()
+    state.case.close(T0, SUP)
+    fair = step()
+    RULES.on_rated(state, ev.CaseRatedV2(**dims(), occurred_at=T0, level="C"), fair)
+    assert fair.pending == [] and state.case.stage == Stage.CLOSED
+    s = step()
+    RULES.on_rated(state, ev.CaseRatedV2(**dims(), occurred_at=T0, level="D", comment="没修"), s)
+    assert types(s) == [ev.CaseReopened.type_name, ev.CaseReworked.type_name]
+    assert "没修" in s.pending[0][1].data["reason"]
+
+
 # -- timers -------------------------------------------------------------------------------
 def timer(kind: str, task_id: str = "C1:V1") -> Timer:
     return Timer(1, kind, f"{task_id}#", T0, {"task_id": task_id})

@@ -56,6 +56,7 @@ class WorkingCalendar:
         timezone: str = "Asia/Shanghai",
         extra_holidays: set[dt.date] | None = None,
         extra_workdays: set[dt.date] | None = None,
+        known_through: dt.date | None = None,
     ) -> None:
         periods = sorted(periods)
         if not periods or any(a >= b for a, b in periods):
@@ -68,6 +69,7 @@ class WorkingCalendar:
         self.tz = ZoneInfo(timezone)
         self.extra_holidays = frozenset(extra_holidays or ())
         self.extra_workdays = frozenset(extra_workdays or ())
+        self.known_through = known_through
         self.day_length = sum(
             (
                 dt.datetime.combine(dt.date.min, b) - dt.datetime.combine(dt.date.min, a)
@@ -86,6 +88,7 @@ class WorkingCalendar:
             timezone=cfg.timezone,
             extra_holidays=set(cfg.extra_holidays),
             extra_workdays=set(cfg.extra_workdays),
+            known_through=cfg.known_through,
         )
 
     # -- days -------------------------------------------------------------------------------
@@ -97,6 +100,18 @@ class WorkingCalendar:
         """Whether `day` is covered by chinese_calendar's official data or the city's own
         extra days (False: the Monday–Friday fallback decided)."""
         return self._day(day)[1]
+
+    def known_until(self, start: dt.date, days: int = 400) -> dt.date | None:
+        """The last day of the run of official days from `start` (looking `days` ahead), or
+        None when `start` itself is not official."""
+        last = None
+        day = start
+        for _ in range(days):
+            if not self.is_official(day):
+                break
+            last = day
+            day += dt.timedelta(days=1)
+        return last
 
     def _day(self, day: dt.date) -> tuple[bool, bool]:
         known = self._days.get(day)
@@ -112,6 +127,9 @@ class WorkingCalendar:
         try:
             return bool(chinese_calendar.is_workday(day)), True
         except NotImplementedError:
+            if self.known_through is not None and day <= self.known_through:
+                # the city entered this year's arrangement itself: the rest is Mon–Fri
+                return day.weekday() < 5, True
             if day.year not in self._warned:
                 self._warned.add(day.year)
                 log.warning(

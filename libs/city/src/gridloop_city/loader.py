@@ -44,6 +44,7 @@ from .models import (
     District,
     IntakeConfig,
     Major,
+    ManualRoute,
     Part,
     Route,
     RoutingRule,
@@ -62,6 +63,8 @@ _YamlLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 EARTH_RADIUS_M = 6_371_008.8
 _M_PER_DEG_LAT = 110_574.0
 _M_PER_DEG_LON_EQ = 111_320.0
+#: Cells may overlap by this much (slivers of surveyed data), no more.
+OVERLAP_TOLERANCE_M2 = 1.0
 
 
 class CityDataError(ValueError):
@@ -134,6 +137,7 @@ class City:
     intake: IntakeConfig
     scoring: ScoringConfig
     polygons: dict[str, Polygon] = field(default_factory=dict, repr=False)
+    manual: list[ManualRoute] = field(default_factory=list)  # 人工派遣 on purpose
     _order: list[str] = field(default_factory=list, init=False, repr=False)
     _tree: STRtree | None = field(default=None, init=False, repr=False)
     _addr_index: dict[str, Address] = field(default_factory=dict, init=False, repr=False)
@@ -144,6 +148,8 @@ class City:
         default_factory=dict, init=False, repr=False
     )
     _working_calendar: WorkingCalendar | None = field(default=None, init=False, repr=False)
+    _parts_by_cell: dict[str, list[str]] | None = field(default=None, init=False, repr=False)
+    _part_tree: tuple[STRtree, list[str]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._order = list(self.polygons)
@@ -222,6 +228,48 @@ class City:
     def part(self, code: str) -> Part | None:
         """部件 by its code: name, place, cell and owner."""
         return self.parts.get(code.strip())
+
+    def parts_of_cell(self, cell_code: str) -> list[Part]:
+        """部件 registered in a cell, by code (empty for an unknown cell)."""
+        if self._parts_by_cell is None:
+            index: dict[str, list[str]] = {}
+            for p in self.parts.values():
+                index.setdefault(p.cell_code, []).append(p.code)
+            self._parts_by_cell = {c: sorted(codes) for c, codes in index.items()}
+        return [self.parts[c] for c in self._parts_by_cell.get(cell_code, ())]
+
+    def parts_near(
+        self,
+        lon: float,
+        lat: float,
+        within_m: float,
+        category_code: str | None = None,
+        limit: int = 10,
+    ) -> list[tuple[Part, float]]:
+        """Parts within `within_m` metres of a point (of one category, if given), nearest
+        first, with their distance: "the manhole cover at my feet" for a report by position."""
+        if not (math.isfinite(lon) and math.isfinite(lat)) or within_m < 0 or limit < 1:
+            return []
+        if self._part_tree is None:
+            codes = list(self.parts)
+            pts = shapely.points([(self.parts[c].lon, self.parts[c].lat) for c in codes])
+            self._part_tree = (STRtree(pts), codes)
+        tree, codes = self._part_tree
+        if not codes:
+            return []
+        dlat = within_m / _M_PER_DEG_LAT
+        dlon = within_m / (_M_PER_DEG_LON_EQ * max(math.cos(math.radians(lat)), 1e-6))
+        hits = tree.query(shapely.box(lon - dlon, lat - dlat, lon + dlon, lat + dlat))
+        found = []
+        for i in hits.tolist():
+            p = self.parts[codes[i]]
+            if category_code is not None and p.category_code != category_code:
+                continue
+            d = haversine_m(lon, lat, p.lon, p.lat)
+            if d <= within_m:
+                found.append((p, d))
+        found.sort(key=lambda pd: (pd[1], pd[0].code))
+        return found[:limit]
 
     def address(self, text: str) -> Address | None:
         """A gazetteer entry for a written address: exact match after normalisation (NFKC, no
@@ -326,6 +374,12 @@ class City:
         if not matches:
             return None
         matches.sort(key=lambda m: (m[0], m[1], m[2]), reverse=True)
+        for m in self.manual:
+            t = territory_rank.get(m.territory)
+            c = category_rank(m.category, category_code)
+            # a manual entry as specific as the best rule wins: routed by hand on purpose
+            if t is not None and c is not None and (t, c) >= matches[0][:2]:
+                return None
         best = matches[0][3]
         others: list[str] = []
         for *_, r in matches[1:]:
@@ -486,8 +540,10 @@ def _csv(
     return out
 
 
-def _area_m2(poly: Polygon) -> float:
+def _area_m2(poly: Any) -> float:
     """Approximate area of a small WGS-84 polygon (local equirectangular projection)."""
+    if poly.is_empty:
+        return 0.0
     lat = poly.centroid.y
     return float(poly.area) * _M_PER_DEG_LON_EQ * math.cos(math.radians(lat)) * _M_PER_DEG_LAT
 
@@ -552,7 +608,7 @@ def load_city(root: Path | str) -> City:
         depts[d.code] = d
 
     territory_codes = {"*"} | set(subs) | set(comms) | set(cells)
-    routing = _load_routing(root, categories, depts, territory_codes)
+    routing, manual = _load_routing(root, categories, depts, territory_codes)
 
     parts: dict[str, Part] = {}
     for row, p in _csv(root, "parts.csv", Part, unique="code"):
@@ -670,6 +726,7 @@ def load_city(root: Path | str) -> City:
         intake=intake,
         scoring=scoring,
         polygons=polygons,
+        manual=manual,
     )
 
 
@@ -752,10 +809,13 @@ def _check_overlaps(
     if len(a) == 0:
         return
     touching = shapely.touches(geoms[a], geoms[b])
-    bad = (~touching).nonzero()[0]
-    if len(bad):
-        i, j = sorted((int(a[bad[0]]), int(b[bad[0]])))
-        raise _fail(file, labels[codes[j]], "geometry", f"overlaps cell {codes[i]}")
+    for k in (~touching).nonzero()[0].tolist():
+        i, j = sorted((int(a[k]), int(b[k])))
+        shared = _area_m2(shapely.intersection(geoms[i], geoms[j]))
+        if shared > OVERLAP_TOLERANCE_M2:
+            raise _fail(
+                file, labels[codes[j]], "geometry", f"overlaps cell {codes[i]} by {shared:.0f} m²"
+            )
 
 
 def _load_categories(root: Path) -> tuple[dict[str, Major], dict[str, Category]]:
@@ -786,7 +846,7 @@ def _load_routing(
     categories: Mapping[str, Category],
     depts: Mapping[str, Department],
     territory_codes: set[str],
-) -> list[RoutingRule]:
+) -> tuple[list[RoutingRule], list[ManualRoute]]:
     file = "routing.yaml"
     doc = _yaml_mapping(root, file)
     rules: list[RoutingRule] = []
@@ -818,7 +878,18 @@ def _load_routing(
             raise _fail(file, label, "category", f"same category and territory as {seen[key]}")
         seen[key] = label
         rules.append(r)
-    return rules
+    manual: list[ManualRoute] = []
+    if "manual" in doc:
+        for label, m in _yaml_items(doc, file, "manual", ManualRoute):
+            if m.territory not in territory_codes:
+                raise _fail(file, label, "territory", f"unknown territory {m.territory!r}")
+            if m.category.endswith("*"):
+                if not any(category_rank(m.category, c) is not None for c in categories):
+                    raise _fail(file, label, "category", f"{m.category!r} matches no category")
+            elif m.category not in categories:
+                raise _fail(file, label, "category", f"unknown category {m.category!r}")
+            manual.append(m)
+    return rules, manual
 
 
 def _check_point(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import re
+import string
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -178,6 +179,16 @@ class RoutingRule(Record):
     note: str = ""
 
 
+class ManualRoute(Record):
+    """人工派遣: category × territory (as in `RoutingRule`) that a dispatcher routes by hand on
+    purpose (routing.yaml `manual`); it competes with the rules by the same precedence, and
+    where it wins `City.route` answers None (the manual dispatch queue)."""
+
+    category: str = Field(pattern=r"^(\*|[PE]\d{0,3}\*|[PE]\d{4})$")
+    territory: str = "*"
+    note: str = ""
+
+
 class Route(Record):
     """The answer of `City.route`."""
 
@@ -226,6 +237,10 @@ class CalendarConfig(Record):
     extra_holidays: tuple[dt.date, ...] = ()
     extra_holidays_note: str = ""
     extra_workdays: tuple[dt.date, ...] = ()
+    # The last day the city has entered the State Council's arrangement for (holidays and
+    # swapped working days as extra_holidays / extra_workdays) beyond what chinese_calendar
+    # knows; None: only chinese_calendar's years are official.
+    known_through: dt.date | None = None
     sign_in_timeout: Duration  # 签收 within this after dispatch
     reminder_fraction: float = Field(0.75, gt=0, lt=1)  # 催办 at this share of the allowed time
     escalation: tuple[EscalationLevel, ...] = Field(min_length=1)  # 督办 ladder after deadline
@@ -323,6 +338,27 @@ class Camera(Record):
     cell_code: str
 
 
+# The case statuses a source can be told of: the vocabulary of `gridloop_contracts.CaseStatus`
+# (a test keeps the two equal; the city package does not depend on the contracts).
+CASE_STATUSES = (
+    "received",
+    "pending_confirmation",
+    "pending_acceptance",
+    "accepted",
+    "rejected",
+    "merged",
+    "manual_dispatch",
+    "dispatched",
+    "signed",
+    "in_progress",
+    "handled",
+    "verifying",
+    "reworking",
+    "closed",
+    "recalled",
+)
+
+
 class Source(Record):
     """An integrator: a hotline, a video analytics platform, a patrol app, a web portal."""
 
@@ -332,6 +368,22 @@ class Source(Record):
     open311_api_keys: tuple[str, ...] = ()
     min_confidence: float = Field(0.6, ge=0, le=1)  # video: below this, a person reviews first
     cooldown_minutes: float = Field(30, ge=0)  # video: same camera+category folds into one case
+    # 进度回告: the statuses this source is told of on its notify subject; not given, every
+    # change. A patrol app, whose supervisors work their tasks in the app, wants a report's
+    # fate (accepted, rejected, merged) and its closing, not every step in between.
+    notify: tuple[str, ...] | None = None
+
+    @field_validator("notify")
+    @classmethod
+    def _known_statuses(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        unknown = sorted(set(value or ()) - set(CASE_STATUSES))
+        if unknown:
+            raise ValueError(f"unknown status {', '.join(unknown)}; one of {CASE_STATUSES}")
+        return value
+
+    def told(self, status: str) -> bool:
+        """Whether this source hears of a case reaching `status`."""
+        return self.notify is None or status in self.notify
 
 
 # -- intake and scoring ------------------------------------------------------------------------
@@ -359,14 +411,74 @@ class AutoAccept(Record):
     video_min_confidence: float = Field(0.85, ge=0, le=1)
 
 
+# The mails a reporter who left an e-mail gets, and what their templates may name.
+MAIL_KINDS = ("accepted", "rejected", "closed", "reopened")
+MAIL_LANGS = ("zh", "en")
+MAIL_FIELDS = frozenset(
+    {
+        "case_id",
+        "category",
+        "description",
+        "reason",
+        "result",
+        "dept",
+        "status_notes",
+        "district",
+        "case_url",
+        "rating_url",
+    }
+)
+
+
+def _template_fields(text: str) -> set[str]:
+    try:
+        return {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+    except ValueError as exc:
+        raise ValueError(f"not a template: {exc}") from None
+
+
+class MailTemplate(Record):
+    """One mail in one language: `{name}` fields from MAIL_FIELDS are filled in."""
+
+    subject: str = Field(min_length=1, max_length=200)
+    body: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _known_fields(self) -> MailTemplate:
+        for part in ("subject", "body"):
+            unknown = _template_fields(getattr(self, part)) - MAIL_FIELDS
+            if unknown:
+                allowed = ", ".join(sorted(MAIL_FIELDS))
+                raise ValueError(f"{part}: unknown field(s) {sorted(unknown)}; use {allowed}")
+        if "\n" in self.subject:
+            raise ValueError("subject: one line")
+        return self
+
+
 class IntakeConfig(Record):
-    """intake.yaml: duplicates, auto-accept, confirmation channels, review, reject reasons."""
+    """intake.yaml: duplicates, auto-accept, confirmation channels, review, reject reasons,
+    and the mails to reporters (`mail`: kind → language → template; Chinese required)."""
 
     duplicate: DuplicateRule
     auto_accept: AutoAccept
     confirmation_channels: tuple[Channel, ...] = ()
     shift_leader_review: tuple[str, ...] = ()
     reject_reasons: tuple[RejectReason, ...] = Field(min_length=1)
+    mail: dict[str, dict[str, MailTemplate]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _mail_kinds(self) -> IntakeConfig:
+        for kind, langs in self.mail.items():
+            if kind not in MAIL_KINDS:
+                raise ValueError(f"mail.{kind}: not a mail kind ({', '.join(MAIL_KINDS)})")
+            for lang in langs:
+                if lang not in MAIL_LANGS:
+                    raise ValueError(
+                        f"mail.{kind}.{lang}: not a language ({', '.join(MAIL_LANGS)})"
+                    )
+            if "zh" not in langs:
+                raise ValueError(f"mail.{kind}: the Chinese (zh) template is required")
+        return self
 
 
 class Grade(Record):
@@ -382,10 +494,12 @@ class ScoringRule(Record):
     - `threshold`: rate ≥ `at_least` earns `points`; each percentage point below costs
       `per_point_below` (none: nothing is earned below).
     - `deduction`: each counted item costs `each`; from the `from_count`-th on, `each_after`.
-    - `weighted`: rate × `weight`; `weighted_inverse`: (1 − rate) × `weight`."""
+    - `weighted`: rate × `weight`; `weighted_inverse`: (1 − rate) × `weight`.
+    - `levels` (measure `rated`): the satisfaction levels' worth — `levels` maps A–D to
+      0–1; Σ count(level) × worth / rated, × `weight`."""
 
     measure: str = Field(min_length=1)
-    kind: Literal["threshold", "deduction", "weighted", "weighted_inverse"]
+    kind: Literal["threshold", "deduction", "weighted", "weighted_inverse", "levels"]
     at_least: float | None = None
     points: float | None = None
     per_point_below: float | None = None
@@ -393,6 +507,7 @@ class ScoringRule(Record):
     from_count: int | None = None
     each_after: float | None = None
     weight: float | None = None
+    levels: dict[Literal["A", "B", "C", "D"], float] | None = None
 
     @model_validator(mode="after")
     def _parameters_present(self) -> ScoringRule:
@@ -401,7 +516,16 @@ class ScoringRule(Record):
             "deduction": ("each",),
             "weighted": ("weight",),
             "weighted_inverse": ("weight",),
+            "levels": ("weight", "levels"),
         }[self.kind]
+        if self.kind == "levels":
+            if self.measure != "rated":
+                raise ValueError("a levels rule is on the measure rated")
+            if self.levels is not None and (
+                set(self.levels) != {"A", "B", "C", "D"}
+                or not all(0 <= v <= 1 for v in self.levels.values())
+            ):
+                raise ValueError("levels: A, B, C and D, each worth 0 to 1")
         for name in needed:
             if getattr(self, name) is None:
                 raise ValueError(f"a {self.kind} rule needs {name}")

@@ -3,11 +3,12 @@
 Importing the package registers every event type, so `REGISTRY` is complete.
 """
 
-from . import cases, department, inbound, scores, subjects, yaml_text
+from . import cases, city, department, inbound, scores, subjects, yaml_text
 from .base import REGISTRY, Event, model_for, register
 from .cases import (
     CASE_EVENTS,
     CaseAccepted,
+    CaseCalledBack,
     CaseClosed,
     CaseConfirmationRequested,
     CaseConfirmed,
@@ -22,6 +23,7 @@ from .cases import (
     CaseOverdue,
     CaseProgress,
     CaseRated,
+    CaseRatedV2,
     CaseRecalled,
     CaseRejected,
     CaseReminded,
@@ -35,6 +37,7 @@ from .cases import (
     CaseVerified,
     Contribution,
 )
+from .city import CityUpdatedV1
 from .common import Actor, Attachment, AttachmentRef, FieldError, Location, MaskedReporter
 from .department import (
     COMMANDS,
@@ -64,7 +67,15 @@ from .envelope import (
     to_structured,
     validation_errors,
 )
-from .inbound import CaseStatusV1, DetectionV1, RatingV1, Reporter, ReportRejectedV1, ReportV1
+from .inbound import (
+    CaseStatusV1,
+    DetectionV1,
+    RatingV1,
+    RatingV2,
+    Reporter,
+    ReportRejectedV1,
+    ReportV1,
+)
 from .scores import ScorePublishedV1, ScoreRow
 from .status import CaseStatus
 from .subjects import subject_for
@@ -77,6 +88,7 @@ __all__ = [
     "Attachment",
     "AttachmentRef",
     "CaseAccepted",
+    "CaseCalledBack",
     "CaseClosed",
     "CaseConfirmationRequested",
     "CaseConfirmed",
@@ -91,6 +103,7 @@ __all__ = [
     "CaseOverdue",
     "CaseProgress",
     "CaseRated",
+    "CaseRatedV2",
     "CaseRecalled",
     "CaseRejected",
     "CaseReminded",
@@ -105,6 +118,7 @@ __all__ = [
     "CaseSupervised",
     "CaseVerificationAssigned",
     "CaseVerified",
+    "CityUpdatedV1",
     "CommandAnswerV1",
     "Contribution",
     "DepartmentCommand",
@@ -120,6 +134,7 @@ __all__ = [
     "MaskedReporter",
     "ProgressCommand",
     "RatingV1",
+    "RatingV2",
     "ReportRejectedV1",
     "ReportV1",
     "Reporter",
@@ -134,6 +149,7 @@ __all__ = [
     "TaskReminder",
     "TaskRework",
     "cases",
+    "city",
     "decode",
     "department",
     "from_binary",

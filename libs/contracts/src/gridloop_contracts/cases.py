@@ -16,6 +16,7 @@ from .common import (
     Actor,
     Attachment,
     AttachmentRef,
+    Level,
     Location,
     MaskedReporter,
     Rating,
@@ -429,6 +430,39 @@ class CaseEvidenceAdded(CaseEvent):
 
 
 @register
+class CaseRatedV2(CaseEvent):
+    """满意度评价 on seed 002's four levels (A 非常满意 … D 不满意) with a free comment; read
+    side by side with v1, whose three ratings map to B, C, D (`common.LEVEL_OF_RATING`)."""
+
+    type_name: ClassVar[str] = "gridloop.case.rated.v2"
+    subject_token: ClassVar[str] = "rated"
+    summary: ClassVar[str] = "The reporter rated the result (满意度评价, A–D)"
+
+    level: Level
+    comment: str | None = None
+    source: str | None = None
+    dept: str | None = None
+    # how the rating came: the reporter (mail link, Open311, an integrator) or the call-back
+    via: str | None = None
+
+
+@register
+class CaseCalledBack(CaseEvent):
+    """回访: the operators' call-back of a closed case's reporter, concluded — reached (a
+    rating, when given, comes as case.rated) or not reached after the allowed tries."""
+
+    type_name: ClassVar[str] = "gridloop.case.called_back.v1"
+    subject_token: ClassVar[str] = "called_back"
+    summary: ClassVar[str] = "The reporter was called back (回访)"
+
+    reached: bool
+    tries: int = Field(ge=1)
+    closed_at: AwareDatetime  # the closing called back about
+    dept: str | None = None
+    note: str | None = None
+
+
+@register
 class CaseReopened(_TaskEvent):
     """重新打开: a closed case is reopened (dissatisfied rating where configured)."""
 
@@ -463,6 +497,8 @@ CASE_EVENTS: tuple[type[CaseEvent], ...] = (
     CaseReworked,
     CaseClosed,
     CaseRated,
+    CaseRatedV2,
+    CaseCalledBack,
     CaseReopened,
 )
 """The lifecycle: every service that folds the whole life of a case (scoring) reads these.

@@ -4,11 +4,60 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    HttpUrl,
+)
 
 Urgency = Literal["normal", "urgent"]
 AttachmentKind = Literal["photo", "audio", "video", "document"]
 Rating = Literal["satisfied", "basically_satisfied", "dissatisfied"]
+"""The three ratings of the v1 contracts (gridloop.case.rated.v1, gridloop.rating.v1)."""
+
+Level = Literal["A", "B", "C", "D"]
+"""满意度 (seed 002): A 非常满意 very satisfied, B 满意 satisfied, C 一般 fair,
+D 不满意 dissatisfied — the levels of the v2 contracts."""
+
+LEVELS: tuple[Level, ...] = ("A", "B", "C", "D")
+LEVEL_NAMES: dict[str, tuple[str, str]] = {
+    "A": ("非常满意", "very satisfied"),
+    "B": ("满意", "satisfied"),
+    "C": ("一般", "fair"),
+    "D": ("不满意", "dissatisfied"),
+}
+# A v1 rating as a level: what the three old values mean on the four-level scale.
+LEVEL_OF_RATING: dict[str, Level] = {
+    "satisfied": "B",
+    "basically_satisfied": "C",
+    "dissatisfied": "D",
+}
+
+
+def level_of(value: str) -> Level:
+    """A level from either scale: `A`–`D` as they are, a v1 rating mapped (LEVEL_OF_RATING);
+    ValueError names the values taken."""
+    if value in LEVELS:
+        return value
+    try:
+        return LEVEL_OF_RATING[value]
+    except KeyError:
+        raise ValueError(
+            f"{value!r} is not a level: A, B, C, D (or satisfied, basically_satisfied, "
+            "dissatisfied)"
+        ) from None
+
+
+def _mapped(value: object) -> object:
+    return LEVEL_OF_RATING.get(value, value) if isinstance(value, str) else value
+
+
+LevelIn = Annotated[Level, BeforeValidator(_mapped)]
+"""A level a sender gives: A–D, or one of the three v1 ratings (mapped to B, C, D)."""
 
 
 # Characters that show nothing and are no whitespace to str.strip: text of only these is blank.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from . import cases as c
+from . import city as y
 from . import department as d
 from . import inbound as i
 from . import scores as s
@@ -142,6 +143,12 @@ _all: list[Event] = [
     ),
     c.CaseClosed(**DIMS, **TASK, occurred_at=T0, closed_by="sup-017", on_time=True),
     c.CaseRated(**DIMS, occurred_at=T0, rating="satisfied", comment="处理及时", source="12345"),
+    c.CaseCalledBack(
+        **DIMS, occurred_at=T0, reached=False, tries=3, closed_at=T0, note="三次未接通"
+    ),
+    c.CaseRatedV2(
+        **DIMS, occurred_at=T0, level="A", comment="处理及时", source="12345", via="hotline:12345"
+    ),
     c.CaseReopened(**DIMS, **TASK, occurred_at=T0, reason="市民不满意"),
     c.CaseEvidenceAdded(
         **DIMS, occurred_at=T0, actor=SUPERVISOR, report_id="R-9001", files=[UPLOADED]
@@ -165,6 +172,7 @@ _all: list[Event] = [
         bbox=[0.1, 0.2, 0.3, 0.4],
     ),
     i.RatingV1(external_id="12345-20261123-0042", rating="satisfied", rated_at=T0),
+    i.RatingV2(external_id="12345-20261123-0042", level="B", comment="还可以更快", rated_at=T0),
     i.CaseStatusV1(
         external_id="12345-20261123-0042",
         case_id=CASE,
@@ -241,6 +249,12 @@ _all: list[Event] = [
             )
         ],
         published_at=datetime(2026, 12, 1, 0, 5, tzinfo=CST),
+    ),
+    y.CityUpdatedV1(
+        version="2026-12-02.1",
+        digest="sha256:" + "5d41402abc4b2a76b9719d911017c592" * 2,
+        released_at=datetime(2026, 12, 2, 21, 0, tzinfo=CST),
+        note="E01* to urban management from now on",
     ),
 ]
 

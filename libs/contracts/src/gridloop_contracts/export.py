@@ -12,6 +12,7 @@ from . import REGISTRY, yaml_text
 from .base import Event
 from .envelope import Envelope, to_binary
 from .examples import EXAMPLES
+from .fields import describe
 
 SCHEMA_BASE = "https://gridloop.dev/schemas/"
 
@@ -20,8 +21,15 @@ CHANNELS: dict[str, dict[str, Any]] = {
     "intake": {
         "address": "intake.{channel}.{source}",
         "description": "Reports and detections from integrators (INTAKE stream).",
-        "prefixes": ("gridloop.report.v1", "gridloop.detection.v1", "gridloop.rating.v1"),
+        "prefixes": (
+            "gridloop.report.v1",
+            "gridloop.detection.v1",
+            "gridloop.rating.v1",
+            "gridloop.rating.v2",
+        ),
         "action": "receive",
+        "audience": "integrators",
+        "user": "src-{source}",
     },
     "case": {
         "address": "case.{event}",
@@ -29,31 +37,55 @@ CHANNELS: dict[str, dict[str, Any]] = {
         "prefixes": ("gridloop.case.",),
         "exclude": ("gridloop.case.status.v1",),
         "action": "send",
+        "audience": "services",
     },
     "dispatch": {
         "address": "dispatch.{dept}.{event}",
         "description": "The department feed (DISPATCH stream); each department only its own.",
         "prefixes": ("gridloop.dispatch.",),
         "action": "send",
+        "audience": "departments",
+        "user": "dept-{dept}",
     },
     "handling": {
         "address": "handling.{dept}.{action}",
         "description": "Commands from departments' own systems (HANDLING stream).",
         "prefixes": ("gridloop.handling.",),
         "action": "receive",
+        "audience": "departments",
+        "user": "dept-{dept}",
     },
     "notify": {
         "address": "notify.{source}",
         "description": "Answers to integrators: status changes and rejections (NOTIFY stream).",
         "prefixes": ("gridloop.case.status.v1", "gridloop.report.rejected.v1"),
         "action": "send",
+        "audience": "integrators",
+        "user": "src-{source}",
     },
     "score": {
         "address": "score.{event}",
         "description": "Published scores and rankings (SCORES stream).",
         "prefixes": ("gridloop.score.",),
         "action": "send",
+        "audience": "services",
     },
+    "city": {
+        "address": "city.{event}",
+        "description": "A new version of the city's data (core NATS: every service process "
+        "loads, validates and swaps to it, or refuses it and keeps its own).",
+        "prefixes": ("gridloop.city.",),
+        "action": "receive",
+        "audience": "services",
+    },
+}
+
+# Which report channels carry each inbound type (intake's gate refuses it elsewhere, field
+# `type`): the subjects `intake.<channel>.<source>` a sender may use for it.
+INTAKE_CHANNELS: dict[str, tuple[str, ...]] = {
+    "gridloop.report.v1": ("hotline", "web", "patrol"),
+    "gridloop.detection.v1": ("video",),
+    "gridloop.rating.v1": ("hotline", "web"),  # the hotline's call-back ratings
 }
 
 PARAMETERS: dict[str, dict[str, Any]] = {
@@ -72,10 +104,23 @@ CE_HEADERS: dict[str, Any] = {
     "description": "CloudEvents 1.0 binary mode on NATS headers.",
     "properties": {
         "ce-specversion": {"type": "string", "const": "1.0"},
-        "ce-id": {"type": "string"},
-        "ce-source": {"type": "string"},
-        "ce-type": {"type": "string"},
-        "ce-time": {"type": "string", "format": "date-time"},
+        "ce-id": {
+            "type": "string",
+            "description": "The message's id: unique per sender; sending the same id again "
+            "is a copy, dropped.",
+        },
+        "ce-source": {
+            "type": "string",
+            "description": "Who sent it: `/gridloop/<service>` for gridloop's services; an "
+            "integrator's ends with its source code (`/hotline/12345`).",
+        },
+        "ce-type": {"type": "string", "description": "The message type."},
+        "ce-time": {
+            "type": "string",
+            "format": "date-time",
+            "description": "When the event was produced (RFC 3339 with offset); a sender's "
+            "at most 5 minutes ahead of gridloop's clock.",
+        },
         "ce-subject": {"type": "string", "description": "The case id, where there is one."},
         "content-type": {"type": "string", "const": "application/json"},
         "Nats-Msg-Id": {"type": "string", "description": "= ce-id: JetStream drops duplicates."},
@@ -86,8 +131,19 @@ CE_HEADERS: dict[str, Any] = {
 }
 
 
+def _describe_fields(schema: dict[str, Any], owner: str) -> None:
+    """Give each property without a description of its own the one `fields` has for it."""
+    for name, prop in schema.get("properties", {}).items():
+        text = describe(owner, name)
+        if text and "description" not in prop:
+            prop["description"] = text
+
+
 def json_schema(model: type[Event]) -> dict[str, Any]:
     schema = model.model_json_schema(mode="validation")
+    _describe_fields(schema, model.type_name)
+    for name, nested in schema.get("$defs", {}).items():
+        _describe_fields(nested, name)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"{SCHEMA_BASE}{model.type_name}.json",
@@ -116,6 +172,7 @@ EXAMPLE_SOURCES = {
     "handling": "/departments/sanitation",
     "notify": "/gridloop/intake",
     "score": "/gridloop/scoring",
+    "city": "/gridloop/admin",
 }
 EXAMPLE_TIME = datetime(2026, 11, 23, 9, 30, 5, tzinfo=timezone(timedelta(hours=8)))
 
@@ -135,11 +192,30 @@ def _example(event: Event) -> dict[str, Any]:
     return {"name": event.subject_token, "headers": headers, "payload": env.data}
 
 
+# A department's command may name where to answer it (the CloudEvents extension `replyto`).
+REPLYTO_HEADER: dict[str, Any] = {
+    "type": "string",
+    "description": "Optional: a subject under the department's own inbox prefix "
+    "`_INBOX.dept-<dept>.` where handling sends the answer too (the CloudEvents extension "
+    "`replyto`); any other subject refuses the command (field `replyto`).",
+}
+
+
 def _headers(type_name: str) -> dict[str, Any]:
     """The binary-mode headers of one message type (ce-type fixed to it)."""
     props = dict(CE_HEADERS["properties"])
-    props["ce-type"] = {"type": "string", "const": type_name}
+    props["ce-type"] = {"type": "string", "const": type_name, "description": "The message type."}
+    if _channel_of(type_name) == "handling":
+        props["ce-replyto"] = REPLYTO_HEADER
     return {**CE_HEADERS, "properties": props}
+
+
+def _subjects(type_name: str, token: str) -> list[str]:
+    """The subjects a message type travels on, parameters in braces."""
+    address = str(CHANNELS[_channel_of(type_name)]["address"])
+    if type_name in INTAKE_CHANNELS:
+        return [address.replace("{channel}", ch) for ch in INTAKE_CHANNELS[type_name]]
+    return [address.replace("{event}", token).replace("{action}", token)]
 
 
 def asyncapi() -> dict[str, Any]:
@@ -164,6 +240,7 @@ def asyncapi() -> dict[str, Any]:
             "headers": _headers(type_name),
             "payload": {"$ref": f"./json/{type_name}.json"},
         }
+        message["x-subjects"] = _subjects(type_name, model.subject_token)
         if type_name in EXAMPLES:
             message["examples"] = [_example(EXAMPLES[type_name])]
         messages[key] = message
@@ -181,7 +258,11 @@ def asyncapi() -> dict[str, Any]:
             "description": ch["description"],
             "parameters": params,
             "messages": {m: {"$ref": f"#/components/messages/{m}"} for m in by_channel[name]},
+            # Who works with the channel, and as which NATS user (tools/gen_nats_config.py).
+            "x-audience": ch["audience"],
         }
+        if "user" in ch:
+            channels[name]["x-nats-user"] = ch["user"]
         operations[f"{ch['action']}_{name}"] = {
             "action": ch["action"],
             "channel": {"$ref": f"#/channels/{name}"},

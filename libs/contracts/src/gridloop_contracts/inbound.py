@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from .base import Event, Instant, in_time_range, register
-from .common import Attachment, FieldError, Location, NonBlank, Rating, Urgency, Value
+from .common import Attachment, FieldError, Level, Location, NonBlank, Rating, Urgency, Value
 from .status import CaseStatus
 
 
@@ -171,8 +171,33 @@ class RatingV1(Event):
 
 
 @register
+class RatingV2(Event):
+    """The reporter's satisfaction on seed 002's four levels (A 非常满意, B 满意, C 一般,
+    D 不满意) with a free comment, from the hotline's call-back (回访). gridloop.rating.v1
+    is still taken, its three ratings mapped to B, C, D."""
+
+    type_name: ClassVar[str] = "gridloop.rating.v2"
+    subject_token: ClassVar[str] = "rating"
+    summary: ClassVar[str] = "A satisfaction level (A–D) from the hotline call-back (回访评价)"
+    model_config = ConfigDict(json_schema_extra=_one_of("external_id", "case_id"))
+
+    external_id: NonBlank | None = Field(None, min_length=1, max_length=128)
+    case_id: str | None = None
+    level: Level
+    comment: str | None = Field(None, max_length=1000)
+    rated_at: SentAt
+
+    @model_validator(mode="after")
+    def _which_case(self) -> RatingV2:
+        if self.external_id is None and self.case_id is None:
+            raise ValueError("external_id: one of external_id or case_id is required")
+        return self
+
+
+@register
 class CaseStatusV1(Event):
-    """Where a report stands, sent to its source on every change."""
+    """Where a report stands, sent to its source on every change (or on those the source
+    asked for: its `notify` in the city's sources)."""
 
     type_name: ClassVar[str] = "gridloop.case.status.v1"
     subject_token: ClassVar[str] = "status"

@@ -80,6 +80,11 @@ def score(event: str) -> str:
     return f"score.{event}"
 
 
+def city(event: str) -> str:
+    """Where a new version of the city's data is announced (core NATS: every process hears it)."""
+    return f"city.{event}"
+
+
 def dlq(service: str) -> str:
     """Where the runtime parks a message that exhausted its deliveries."""
     return f"dlq.{check_code(service, 'service')}"
@@ -104,7 +109,7 @@ def parse_handling(subject: str) -> tuple[str, str]:
 def subject_for(event: Event, **kw: str) -> str:
     """The subject an event travels on, from its type: `case.<token>`,
     `dispatch.<dept>.<token>`, `handling.<dept>.<token>`, `intake.<channel>.<source>`,
-    `notify.<source>` or `score.<token>`.
+    `notify.<source>`, `score.<token>` or `city.<token>`.
 
     Codes the event does not carry come from `kw` (`source=` for intake and notify,
     `channel=` for reports; `dept=` overrides the event's own). ValueError names what is
@@ -132,6 +137,8 @@ def subject_for(event: Event, **kw: str) -> str:
         return intake(ch, _need(kw, "source", event))
     if family == "score":
         return score(token)
+    if family == "city":
+        return city(token)
     raise ValueError(f"no subject for {event.type_name}")
 
 

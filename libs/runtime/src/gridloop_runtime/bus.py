@@ -106,7 +106,10 @@ async def keep_streams(
 def unavailable(exc: BaseException) -> bool:
     """JetStream could not act on a request yet, and will: no answer (a cluster still
     electing its meta leader, or a stream its leader, does not answer), no responder, the
-    client reconnecting, or an answer that says so (503, UNAVAILABLE_ERR_CODES)."""
+    client reconnecting, or an answer that says so (503, UNAVAILABLE_ERR_CODES; to a
+    publish: NoStreamResponseError). An error raised from such a one is one too."""
+    if exc.__cause__ is not None and unavailable(exc.__cause__):
+        return True
     if isinstance(exc, nats.js.errors.APIError):
         return exc.code == 503 or exc.err_code in UNAVAILABLE_ERR_CODES
     return isinstance(
@@ -116,6 +119,7 @@ def unavailable(exc: BaseException) -> bool:
             nats.errors.TimeoutError,
             nats.errors.NoRespondersError,
             nats.errors.ConnectionReconnectingError,
+            nats.js.errors.NoStreamResponseError,
         ),
     )
 

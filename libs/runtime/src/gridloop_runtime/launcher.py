@@ -1,7 +1,7 @@
 """Brings the whole system up on one machine: NATS (one server, or a cluster), PostgreSQL,
-the evidence store (S3) and the five services as separate processes. `make run` uses it; so
-do the end-to-end tests, the chaos suite and `make bench`, which kill and restart single
-services through it."""
+the evidence store (S3), a local SMTP server for the mail to residents, and the five
+services as separate processes. `make run` uses it; so do the end-to-end tests, the chaos
+suite and `make bench`, which kill and restart single services through it."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from .devstack import LocalNats, LocalNatsCluster, LocalObjectStore, LocalPostgres
+from .devstack import LocalNats, LocalNatsCluster, LocalObjectStore, LocalPostgres, LocalSmtp
 
 SERVICES: dict[str, int] = {
     "intake": 8001,
@@ -99,6 +99,9 @@ class Stack:
     s3: Mapping[str, str] | None = None
     local_s3: bool = False
     object_store: LocalObjectStore | None = None
+    # The mail to residents: unless SMTP_HOST is given (the city's relay), a local SMTP
+    # server keeping every message under <state_dir>/mail (LocalSmtp).
+    smtp: LocalSmtp | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start_platform(self) -> None:
@@ -111,12 +114,12 @@ class Stack:
                     self.state_dir / "nats-cluster",
                     size=self.nats_nodes,
                     port=port,
-                    accounts_file=self._auth_accounts() if self.nats_auth else None,
+                    accounts_file=self.generated_nats_accounts() if self.nats_auth else None,
                     sync_always=self.durable,
                     log_dir=self.state_dir,
                 ).start()
             else:
-                config = self._auth_config(port) if self.nats_auth else None
+                config = self.generated_nats_config(port) if self.nats_auth else None
                 self.nats = LocalNats(
                     self.state_dir / "nats",
                     port=port,
@@ -146,8 +149,18 @@ class Stack:
             with contextlib.suppress(subprocess.CalledProcessError):
                 self.postgres.create_database("gridloop")
             self.database_url = self.postgres.url("gridloop")
+        self.start_smtp()
 
-    def _auth_config(self, port: int) -> Path:
+    def start_smtp(self) -> None:
+        """The local SMTP server, unless the environment names a relay (SMTP_HOST)."""
+        if self.smtp is not None or self.env.get("SMTP_HOST") or os.environ.get("SMTP_HOST"):
+            return
+        port = int(self.env.get("SMTP_PORT", os.environ.get("SMTP_PORT", "0")) or 0)
+        self.smtp = LocalSmtp(
+            self.state_dir / "mail", port=port, log_file=self.state_dir / "smtp.log"
+        ).start()
+
+    def generated_nats_config(self, port: int) -> Path:
         """The generated local NATS configuration, with users and permissions from the city."""
         tool = Path(__file__).resolve().parents[4] / "tools" / "gen_nats_config.py"
         out = self.state_dir / "nats.conf"
@@ -167,7 +180,7 @@ class Stack:
         )
         return out
 
-    def _auth_accounts(self) -> Path:
+    def generated_nats_accounts(self) -> Path:
         """The generated accounts, users and permissions alone, for every node of a local
         cluster to include (dev passwords, or NATS_PW_<USER> from the environment)."""
         tool = Path(__file__).resolve().parents[4] / "tools" / "gen_nats_config.py"
@@ -215,6 +228,8 @@ class Stack:
         env.update(self.s3 or {})
         if self.nats_nodes > 1:
             env["STREAM_REPLICAS"] = str(stream_replicas_for(self.nats_nodes))
+        if self.smtp is not None:
+            env.update(self.smtp.env())
         if self.nats_auth and self.nats is not None:
             env.update({"NATS_USER": name, "NATS_PASSWORD": f"gridloop-dev-{name}"})
         if name == "console":
@@ -301,6 +316,8 @@ class Stack:
             self.postgres.stop()
         if self.object_store:
             self.object_store.stop()
+        if self.smtp:
+            self.smtp.stop()
 
 
 def demo_tokens(stack: Stack) -> dict[str, tuple[str, str]]:
@@ -340,7 +357,10 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.state_dir).resolve(),
         nats_url=os.environ.get("NATS_URL"),
         database_url=os.environ.get("DATABASE_URL"),
-        env={"AUTH_MODE": os.environ.get("AUTH_MODE", "dev")},
+        env={
+            "AUTH_MODE": os.environ.get("AUTH_MODE", "dev"),
+            "SMTP_PORT": os.environ.get("SMTP_PORT", "2525"),
+        },
         nats_auth=os.environ.get("NATS_URL") is None,
         # an S3_ENDPOINT of your own (with its S3_* settings, read by the services) is used
         # as it is; else a local SeaweedFS on S3_PORT
@@ -392,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"              access key {store.access_key}, secret {store.secret_key})")
     else:
         print(f"  S3          {os.environ.get('S3_ENDPOINT')}   (yours)")
+    if stack.smtp is not None:
+        print(f"  SMTP        127.0.0.1:{stack.smtp.port}   (mail to residents, kept in ", end="")
+        print(f"{stack.state_dir.name}/mail/new/)")
     for name in stack.services:
         if name == "console":
             continue

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -188,7 +189,7 @@ class Publisher:
         self._wake = asyncio.Event()
         self.published = 0
         self._sent: list[int] = []  # published, not yet marked
-        self._marked_at = 0.0
+        self._marked_at = -math.inf  # the first mark after a quiet spell is at once
 
     def hand(self, rows: Sequence[Committed]) -> None:
         self._queue.extend(rows)
@@ -378,14 +379,14 @@ async def publish_rows(
                 raise RuntimeError(
                     f"{len(unanswered)} of {len(rows)} outbox rows not acknowledged "
                     f"in {ack_timeout_s}s"
-                )
+                ) from TimeoutError()
     finally:
         for f in futures:  # an abandoned wait frees nats-py's publish slots
             if not f.done():
                 f.cancel()
     for r, f in zip(rows, futures, strict=True):
         if (error := f.exception()) is not None:
-            raise RuntimeError(f"publish of outbox row {r.seq} failed: {error!r}")
+            raise RuntimeError(f"publish of outbox row {r.seq} failed: {error!r}") from error
 
 
 async def republish(

@@ -38,12 +38,19 @@ class ServiceSettings(BaseSettings):
     http_host: str = Field("127.0.0.1", alias="HTTP_HOST")
     http_port: int = Field(8000, alias="HTTP_PORT")
     city_data_dir: Path = Field(default_factory=_default_city_dir, alias="CITY_DATA_DIR")
+    # Released versions of the city's data (gridloop_city.versions): when set and holding a
+    # CURRENT version, the services start on it and follow `city.updated`; empty: off.
+    city_versions_dir: str = Field("", alias="CITY_VERSIONS_DIR")
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     log_json: bool = Field(True, alias="LOG_JSON")
     # HTTP overload (gridloop_runtime.limits): requests in flight beyond the cap get 503, a
     # client beyond its token bucket 429, both with Retry-After; 0 turns a limit off.
     http_max_in_flight: int = Field(256, alias="HTTP_MAX_IN_FLIGHT")
     http_retry_after_s: float = Field(1.0, alias="HTTP_RETRY_AFTER_S")
+    # An idle keep-alive connection is closed after this. Longer than the idle timeout of
+    # whatever sits in front (an ingress, a phone's HTTP stack): the side that closes first
+    # races a request just sent on the connection, which the client sees as a reset.
+    http_keep_alive_s: float = Field(75.0, alias="HTTP_KEEP_ALIVE_S", gt=0)
     # per authenticated user or Open311 API key
     rate_limit_client_per_s: float = Field(100.0, alias="RATE_LIMIT_CLIENT_PER_S")
     rate_limit_client_burst: int = Field(200, alias="RATE_LIMIT_CLIENT_BURST")

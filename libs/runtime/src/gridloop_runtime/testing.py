@@ -1,6 +1,7 @@
 """pytest plugin: a real PostgreSQL and a real S3 object store (SeaweedFS) per test session,
-a real nats-server, a fresh database and a fresh bucket per test, helpers to wait on
-conditions (never on sleeps), a tap on what goes over the bus, and photos to upload.
+a real nats-server, a real SMTP server, a fresh database and a fresh bucket per test, helpers
+to wait on conditions (never on sleeps), a tap on what goes over the bus, and photos to
+upload.
 
 Loaded by the root pytest configuration (`-p gridloop_runtime.testing`)."""
 
@@ -27,7 +28,14 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
 
 from .clock import Clock
-from .devstack import LocalNats, LocalNatsCluster, LocalObjectStore, LocalPostgres, free_port
+from .devstack import (
+    LocalNats,
+    LocalNatsCluster,
+    LocalObjectStore,
+    LocalPostgres,
+    LocalSmtp,
+    free_port,
+)
 from .launcher import SERVICES, Stack, nats_nodes_from_env, replicas_from_env
 from .service import Runtime, ServiceDefinition
 from .settings import ServiceSettings
@@ -206,6 +214,16 @@ def nats_url(nats_server: LocalNats) -> str:
     return nats_server.url
 
 
+@pytest.fixture
+def smtp_server(work_dir: Path) -> Iterator[LocalSmtp]:
+    """A fresh local SMTP server for this test, keeping every message it takes in a folder
+    (`messages()`); restartable in place: stop() then start()."""
+    n = next(_db_counter)
+    server = LocalSmtp(work_dir / f"mail{n}", log_file=work_dir / f"smtp{n}.log").start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def object_store(work_dir: Path) -> Iterator[LocalObjectStore]:
     """The session's S3 object store (`weed server -s3`); each test takes a bucket of its own
@@ -306,6 +324,7 @@ def process_stack(
     timeout: float = 120,
     replicas: int | None = None,
     nats_nodes: int | None = None,
+    nats_auth: bool = False,
 ) -> Iterator[Stack]:
     """The services as real processes on a nats-server and an S3 store (SeaweedFS, bucket
     `gridloop-evidence`) of their own and `database_url`, on free loopback ports: outbox and
@@ -315,20 +334,18 @@ def process_stack(
     GRIDLOOP_REPLICAS, else 1), each on a port of its own. `nats_nodes` nats-servers
     (default GRIDLOOP_NATS_NODES, else 1): more than one form a JetStream cluster
     (`stack.nats`, a LocalNatsCluster whose nodes a test may kill and start again) and the
-    services create their streams replicated (STREAM_REPLICAS)."""
+    services create their streams replicated (STREAM_REPLICAS).
+    `nats_auth`: the servers run with the users and permissions generated from the demo city
+    (tools/gen_nats_config.py, as `make run`), each service logs in as itself, and a test's
+    clients log in too (`admin`, `dept-<dept>`, `src-<source>`; password
+    `gridloop-dev-<user>`)."""
     state.mkdir(parents=True, exist_ok=True)
     replicas = replicas or replicas_from_env()
     nats_nodes = nats_nodes or nats_nodes_from_env()
-    nats: LocalNats | LocalNatsCluster
-    if nats_nodes > 1:
-        nats = LocalNatsCluster(state / "nats-cluster", size=nats_nodes, log_dir=state).start()
-    else:
-        nats = LocalNats(state / "nats", log_file=state / "nats.log").start()
     clock_file = state / "clock-offset"
     clock_file.write_text("0")
     stack = Stack(
         state,
-        nats_url=nats.url,
         database_url=database_url,
         ports={
             svc if i == 0 else f"{svc}-{i}": free_port()
@@ -348,7 +365,19 @@ def process_stack(
         },
         durable=False,
         local_s3=True,
+        nats_auth=nats_auth,
     )
+    nats: LocalNats | LocalNatsCluster
+    if nats_nodes > 1:
+        accounts = stack.generated_nats_accounts() if nats_auth else None
+        nats = LocalNatsCluster(
+            state / "nats-cluster", size=nats_nodes, accounts_file=accounts, log_dir=state
+        ).start()
+    else:
+        # A free port: the generated config's listen address is overridden by LocalNats.
+        config = stack.generated_nats_config(0) if nats_auth else None
+        nats = LocalNats(state / "nats", config_file=config, log_file=state / "nats.log").start()
+    stack.nats_url = nats.url
     stack.nats = nats  # stopped with the stack
     try:
         stack.start(timeout=timeout)
@@ -380,6 +409,7 @@ __all__ = [
     "running",
     "s3_settings",
     "settings_for",
+    "smtp_server",
     "wait_for",
     "work_dir",
 ]

@@ -63,6 +63,10 @@ PROXIED = Counter(
 )
 STREAMS = Gauge("gridloop_console_event_streams", "Open live event streams")
 EVENTS = Counter("gridloop_console_events_total", "Case events received from the bus")
+COPIES = Counter(
+    "gridloop_console_event_copies_total",
+    "Case events heard again (an outbox sending again what it could not mark sent), dropped",
+)
 
 
 @dataclass
@@ -105,7 +109,9 @@ class Console:
 
         async def on_event(msg: Msg) -> None:
             EVENTS.inc()
+            copies = self.hub.copies
             self.hub.deliver(msg.subject, msg.headers, msg.data)
+            COPIES.inc(self.hub.copies - copies)
 
         await self.nc.subscribe("case.>", cb=on_event)
         log.info("following case events")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +15,7 @@ import orjson
 import structlog
 from gridloop_runtime import access
 from gridloop_runtime.auth import Principal
+from gridloop_runtime.bus import DUPLICATE_WINDOW_S
 
 log = structlog.get_logger(__name__)
 
@@ -34,6 +37,11 @@ SUMMARY_FIELDS = (
     "deadline",
     "status",
 )
+# Event ids the hub remembers, to pass each event on once: a service's outbox publishes again
+# what it published but could not mark sent (a replica killed, PostgreSQL away), and while
+# JetStream keeps one copy in the stream (Nats-Msg-Id, within its duplicate window), a core
+# subscription such as this one hears every publish. As long as that window, at most this many.
+REMEMBER_IDS = 100_000
 
 
 def summarise(
@@ -83,9 +91,30 @@ class EventHub:
     """Fan-out of case events to the open streams. A slow browser loses events (it is told
     so and reloads its view) rather than holding the others back."""
 
-    def __init__(self) -> None:
+    def __init__(self, remember: int = REMEMBER_IDS, window_s: float = DUPLICATE_WINDOW_S) -> None:
         self._listeners: set[Listener] = set()
         self.closed = asyncio.Event()
+        self._seen: OrderedDict[str, float] = OrderedDict()  # event id -> when first heard
+        self._remember = remember
+        self._window_s = window_s
+        self.copies = 0  # events heard again and dropped
+
+    def first_time(self, event_id: str | None) -> bool:
+        """True the first time an event id is heard (within the window); an event without an
+        id is always new."""
+        if not event_id:
+            return True
+        if event_id in self._seen:
+            self.copies += 1
+            return False
+        now = time.monotonic()
+        self._seen[event_id] = now
+        while self._seen and (
+            len(self._seen) > self._remember
+            or next(iter(self._seen.values())) < now - self._window_s
+        ):
+            self._seen.popitem(last=False)
+        return True
 
     @property
     def listeners(self) -> int:
@@ -111,7 +140,10 @@ class EventHub:
             return 0
         if not isinstance(data, dict):
             return 0
-        return self.publish(summarise(subject, headers, data))
+        event = summarise(subject, headers, data)
+        if not self.first_time(event["id"]):
+            return 0
+        return self.publish(event)
 
     @contextlib.contextmanager
     def listen(self, who: Principal) -> Any:

@@ -11,7 +11,7 @@ from gridloop_runtime.consumer import ConsumerSpec
 from gridloop_runtime.service import ServiceDefinition
 
 from . import api
-from .context import rules_for
+from .context import city_for, live_city, rules_of
 from .settings import DispatchSettings
 from .table import Dispatching
 
@@ -20,7 +20,9 @@ MIGRATIONS = Path(__file__).parent / "sql"
 
 def definition(settings: DispatchSettings) -> tuple[ServiceDefinition, Any]:
     """The service and its state (`Dispatching`, read by routes via `Runtime.state`)."""
-    dispatching = Dispatching.of(rules_for(settings))
+    city, version = city_for(settings)
+    dispatching = Dispatching.of(rules_of(city))
+    live = live_city(settings, dispatching.rules, version)
     cases = ConsumerSpec("dispatch-cases", "CASES", rules=dispatching.table)
     return (
         ServiceDefinition(
@@ -29,6 +31,7 @@ def definition(settings: DispatchSettings) -> tuple[ServiceDefinition, Any]:
             consumers=[cases],
             timer_rules=dispatching.table,
             routers=[api.router],
+            background=[live.background()],
             users=lookup_from(dispatching.rules.city.users),
             # Each department's durable consumer on DISPATCH (its user may only bind to it).
             feeds=[Feed.department(code) for code in sorted(dispatching.rules.city.departments)],

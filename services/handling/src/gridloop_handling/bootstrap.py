@@ -36,7 +36,7 @@ def definition(settings: HandlingSettings) -> tuple[ServiceDefinition, Any]:
             consumers=[cases, commands],
             timer_rules=service.table,
             routers=[api.router],
-            background=[relay_replies],
+            background=[relay_replies, handling.live().background()],
             users=lookup_from(handling.city.users),
             evidence=api.result_evidence(service),
             title="gridloop handling",

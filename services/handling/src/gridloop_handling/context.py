@@ -4,32 +4,37 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import cache
-from pathlib import Path
 
-from gridloop_city import City, WorkingCalendar, load_city
+from gridloop_city import City, WorkingCalendar
+from gridloop_city.versions import loader, starting_city
+from gridloop_runtime.livecity import LiveCity
 
 from .settings import HandlingSettings
 
 
-@cache
-def _load(path: Path) -> City:
-    # Once per process: tests start the service many times over the same data.
-    return load_city(path)
-
-
-@dataclass(frozen=True)
+@dataclass
 class Handling:
     """The per-process state of the service (Runtime.state holds the service built on it)."""
 
     city: City
     calendar: WorkingCalendar
     settings: HandlingSettings
+    version: str | None = None  # the released city version (None: CITY_DATA_DIR's)
 
     @classmethod
     def load(cls, settings: HandlingSettings) -> Handling:
-        city = _load(Path(settings.city_data_dir).resolve())
-        return cls(city, WorkingCalendar.from_config(city.calendar), settings)
+        city, version = starting_city(settings.city_data_dir, settings.city_versions_dir)
+        return cls(city, WorkingCalendar.from_config(city.calendar), settings, version)
+
+    def use_city(self, city: City) -> None:
+        """Live reload: the departments' tasks are timed and checked with this version of the
+        city from the next message on (one synchronous step)."""
+        self.city, self.calendar = city, WorkingCalendar.from_config(city.calendar)
+
+    def live(self) -> LiveCity[City]:
+        """This state, following `city.updated` (gridloop_runtime.livecity)."""
+        load = loader(self.settings.city_versions_dir)
+        return LiveCity("handling", self.city, self.version, load=load, swap=self.use_city)
 
     @property
     def clock_skew(self) -> timedelta:

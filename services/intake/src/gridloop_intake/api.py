@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -12,7 +13,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, Response
 from gridloop_contracts import Actor, Attachment, Location
 from gridloop_contracts.base import Instant
-from gridloop_contracts.common import NonBlank, Rating, Urgency
+from gridloop_contracts.common import LevelIn, NonBlank, Urgency
 from gridloop_contracts.inbound import Reporter, SentAt
 from gridloop_runtime import access, evidence
 from gridloop_runtime.auth import CurrentPrincipal, Principal, require
@@ -27,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from . import repository as repo
 from .casework import Outcome, take_report
 from .context import Intake
-from .domain import duplicates
+from .domain import callbacks, duplicates
 from .domain.case import CaseFile, CaseRow
 from .domain.inbound import IncomingReport
 from .domain.problems import Refused
@@ -564,7 +565,10 @@ class ConfirmIn(Command):
 
 
 class RatingIn(Command):
-    rating: Rating
+    rating: LevelIn = Field(
+        description="A 非常满意, B 满意, C 一般, D 不满意 (seed 002); the v1 values "
+        "satisfied, basically_satisfied, dissatisfied are taken as B, C, D"
+    )
     comment: str | None = Field(None, max_length=1000)
 
 
@@ -707,6 +711,97 @@ async def rate_case(
         store=RATINGS,
         who=who,
     )
+
+
+# -- the call-back worklist (回访) ----------------------------------------------------------------
+@router.get("/callbacks")
+async def callback_worklist(
+    request: Request,
+    who: Annotated[Principal, Depends(require(*OPERATORS))],
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[dict[str, Any]]:
+    """回访: closed hotline and Open311 cases whose reporter has not rated
+    `INTAKE_CALLBACK_AFTER_DAYS` after closing, oldest first, with the reporters to call
+    (name, phone, e-mail) and the tries so far."""
+    rt = runtime_of(request)
+    intake = intake_of(rt)
+    before = rt.clock.now() - timedelta(days=intake.settings.callback_after_days)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        rows = await repo.callback_worklist(
+            conn, closed_before=before, territory=scope(who).prefixes, limit=limit
+        )
+    return [
+        {
+            **dict(r),
+            "attempts": r["attempts"] or [],
+            "category_name": intake.category_name(r["category_code"]),
+            "dept_name": intake.dept_name(r["dept"]) if r["dept"] else None,
+            "max_tries": intake.settings.callback_max_tries,
+        }
+        for r in rows
+    ]
+
+
+class CallbackIn(Command):
+    reached: bool = Field(description="whether the reporter was reached on this try")
+    rating: LevelIn | None = Field(
+        None, description="reached: the reporter's level A 非常满意, B 满意, C 一般, D 不满意"
+    )
+    comment: str | None = Field(None, max_length=1000, description="the reporter's words")
+    note: str | None = Field(None, max_length=1000, description="the operator's note")
+
+
+@router.post("/cases/{case_id}/callback")
+async def call_back(
+    case_id: str,
+    body: CallbackIn,
+    request: Request,
+    who: Annotated[Principal, Depends(require(*OPERATORS))],
+) -> dict[str, Any]:
+    """回访 one try: reached (with the reporter's rating and comment, recorded as their
+    rating of the closing) or not; the `INTAKE_CALLBACK_MAX_TRIES`-th try not reached closes
+    the call-back as not reached. Each conclusion is `case.called_back` (scoring counts it)."""
+    rt = runtime_of(request)
+    intake = intake_of(rt)
+    await visible_case(rt, who, case_id)
+    actor = Actor(id=who.user_id, role="operator", name=who.name or None)
+
+    async def apply(work: Work) -> dict[str, Any]:
+        state = (await RATINGS.load(work.conn, [case_id]))[case_id]
+        case = state.case
+        if case is None or case.closed_at is None:
+            raise Refusal(f"case {case_id} is not closed", "case_id", "not-closed", 409)
+        cb = await repo.load_callback(work.conn, case_id, case.closed_at)
+        try:
+            done = callbacks.record_try(
+                cb,
+                case,
+                work,
+                actor,
+                reached=body.reached,
+                note=body.note,
+                max_tries=intake.settings.callback_max_tries,
+            )
+            if body.reached and body.rating is not None:
+                intake.rules.rate(
+                    state, work, actor, rating=body.rating, comment=body.comment, via="callback"
+                )
+        except Refused as refused:
+            raise refusal(refused) from None
+        now = work.now()
+        state.add(callbacks.timeline_entry(case, cb, actor, now))
+        await RATINGS.save(work.conn, [state])
+        await repo.save_callback(work.conn, cb, now)
+        return {
+            "case_id": case_id,
+            "tries": cb.tries,
+            "outcome": cb.outcome,
+            "concluded": done is not None,
+        }
+
+    assert rt.uow is not None
+    return await run_command(rt.uow, body.command_id, "callback", apply, case_id=case_id)
 
 
 @router.get("/rejections")

@@ -10,11 +10,13 @@ from gridloop_contracts import Envelope, FieldError, inbound
 from gridloop_runtime.auth import lookup_from
 from gridloop_runtime.bus import Feed
 from gridloop_runtime.consumer import ConsumerSpec
+from gridloop_runtime.mail import MAIL_TIMER, Mailer, MailSender
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime, ServiceDefinition
 
-from . import api, open311
-from .context import Intake
+from . import api, open311, parts, public
+from . import repository as repo
+from .context import Intake, city_for
 from .handlers import Handlers, case_file_rules
 from .settings import IntakeSettings
 
@@ -23,7 +25,8 @@ MIGRATIONS = Path(__file__).parent / "sql"
 
 def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
     """The service and its state: (Intake, Handlers), read by routes via `Runtime.state`."""
-    intake = Intake.load(settings)
+    city, version = city_for(settings)
+    intake = Intake.load(settings, city)
     handlers = Handlers(intake)
 
     async def judge_times_by_intake_clock(rt: Runtime) -> None:
@@ -57,10 +60,13 @@ def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
             name="intake",
             migrations_dir=MIGRATIONS,
             consumers=[reports, casefile],
-            routers=[api.router, open311.router],
+            # 告知: mail to reporters, scheduled by the rules as timers, sent through SMTP
+            timers={MAIL_TIMER: MailSender(Mailer(settings), repo.reporter_email)},
+            routers=[api.router, open311.router, public.router, parts.router],
             users=lookup_from(intake.city.users),
             client_key=open311.client_key,
             on_start=[judge_times_by_intake_clock],
+            background=[intake.live(version).background()],
             # Each integrator's durable consumer on NOTIFY (its user may only bind to it).
             feeds=[Feed.integrator(code) for code in sorted(intake.city.sources)],
             evidence=api.case_evidence(intake),

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
+from datetime import timedelta
 
-from gridloop_city import City, WorkingCalendar, load_city
+from gridloop_city import City, WorkingCalendar
+from gridloop_city.versions import loader, starting_city
+from gridloop_runtime.livecity import LiveCity
 
+from .domain.notices import Residents
 from .domain.rules import CaseRules
 from .settings import IntakeSettings
 
 
-@cache
-def _load(path: Path) -> City:
-    # Loaded once per process (tests start the service many times over the same data).
-    return load_city(path)
+def city_for(settings: IntakeSettings) -> tuple[City, str | None]:
+    """The city to start with and its released version (None: CITY_DATA_DIR's)."""
+    return starting_city(settings.city_data_dir, settings.city_versions_dir)
 
 
 @dataclass
@@ -29,13 +30,38 @@ class Intake:
     rules: CaseRules = field(init=False)  # the case file's rules, for this city
 
     def __post_init__(self) -> None:
-        self.rules = CaseRules(self.city, self.calendar)
+        self.rules = CaseRules(self.city, self.calendar, self.residents)
+
+    @property
+    def residents(self) -> Residents:
+        s = self.settings
+        return Residents(
+            public_url=s.public_url,
+            link_secret=s.rating_link_secret.get_secret_value().encode(),
+            link_ttl=timedelta(days=s.rating_link_days),
+        )
 
     @classmethod
-    def load(cls, settings: IntakeSettings) -> Intake:
-        city = _load(Path(settings.city_data_dir).resolve())
-        keys = {k: s.code for s in city.sources.values() for k in s.open311_api_keys}
-        return cls(city, WorkingCalendar.from_config(city.calendar), settings, keys)
+    def load(cls, settings: IntakeSettings, city: City | None = None) -> Intake:
+        city = city or city_for(settings)[0]
+        return cls(city, WorkingCalendar.from_config(city.calendar), settings, _keys(city))
+
+    def use_city(self, city: City) -> None:
+        """Live reload: locate, classify and record with this version of the city from the
+        next message on (one synchronous step; cases keep what they were given)."""
+        calendar = WorkingCalendar.from_config(city.calendar)
+        self.rules.use_city(city, calendar)
+        self.city, self.calendar, self.api_keys = city, calendar, _keys(city)
+
+    def live(self, version: str | None) -> LiveCity[City]:
+        """This state, following `city.updated` (gridloop_runtime.livecity)."""
+        return LiveCity(
+            "intake",
+            self.city,
+            version,
+            load=loader(self.settings.city_versions_dir),
+            swap=self.use_city,
+        )
 
     def dept_name(self, code: str) -> str:
         return self.rules.dept_name(code)
@@ -43,3 +69,8 @@ class Intake:
     def category_name(self, code: str | None) -> str:
         cat = self.city.category(code) if code else None
         return cat.name if cat else (code or "未分类")
+
+
+def _keys(city: City) -> dict[str, str]:
+    """Open311 api_key → source code."""
+    return {k: s.code for s in city.sources.values() for k in s.open311_api_keys}

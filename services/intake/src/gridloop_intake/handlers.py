@@ -4,7 +4,8 @@ Bus (INTAKE stream, `intake.<channel>.<source>`; a handler: the duplicate search
 day's case number are shared by all cases, casework.py):
   gridloop.report.v1     → take the report (locate, classify, merge, open, decide 立案)
   gridloop.detection.v1  → the same, plus the camera's cooldown fold and the confidence review
-  gridloop.rating.v1     → case.rated (the hotline's call-back)
+  gridloop.rating.v2     → case.rated (v2: levels A–D; the hotline's call-back)
+  gridloop.rating.v1     → the same, its three ratings taken as B, C, D
   anything malformed     → gridloop.report.rejected.v1 on notify.<source>, kept in `rejections`
 Bus (CASES stream; the handler table `case_file_rules`, pure rules of domain/rules.py applied
 a batch at a time; the events intake emits itself are not consumed, they enter the file as
@@ -29,7 +30,7 @@ import structlog
 from gridloop_contracts import Actor, Envelope, EnvelopeError, FieldError, validation_errors
 from gridloop_contracts import cases as ev
 from gridloop_contracts.envelope import control_characters, nul_in, storable
-from gridloop_contracts.inbound import DetectionV1, RatingV1, ReportRejectedV1, ReportV1
+from gridloop_contracts.inbound import DetectionV1, RatingV1, RatingV2, ReportRejectedV1, ReportV1
 from gridloop_runtime.casework import Rules
 from gridloop_runtime.outbox import Work
 from nats.aio.msg import Msg
@@ -93,6 +94,7 @@ class Handlers:
             ReportV1.type_name: self.on_report,
             DetectionV1.type_name: self.on_detection,
             RatingV1.type_name: self.on_rating,
+            RatingV2.type_name: self.on_rating,
         }
 
     # -- INTAKE stream -----------------------------------------------------------------------
@@ -165,7 +167,14 @@ class Handlers:
         await casework.take_report(work, self.intake, incoming)
 
     async def on_rating(self, work: Work, env: Envelope, channel: Channel, source: str) -> None:
-        rating = _parse(RatingV1, env.data)
+        rating: RatingV1 | RatingV2
+        level: str
+        if env.type == RatingV2.type_name:
+            rating = _parse(RatingV2, env.data)
+            level = rating.level
+        else:
+            rating = _parse(RatingV1, env.data)
+            level = rating.rating
         case_id = rating.case_id
         if case_id is None:
             assert rating.external_id is not None
@@ -189,7 +198,7 @@ class Handlers:
                 state,
                 step,
                 who,
-                rating=rating.rating,
+                rating=level,
                 comment=rating.comment,
                 via=f"{channel}:{source}",
                 rated_at=rating.rated_at,

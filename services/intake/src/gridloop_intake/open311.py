@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from gridloop_contracts import Actor, Attachment, Location
-from gridloop_contracts.common import Rating
+from gridloop_contracts.common import LEVEL_OF_RATING, LEVELS
 from gridloop_contracts.inbound import Reporter
 from gridloop_runtime.inputs import BodyError, loads
 from gridloop_runtime.service import Runtime, runtime_of
@@ -25,6 +25,7 @@ from .context import Intake
 from .domain import open311 as spec
 from .domain.case import CaseRow
 from .domain.inbound import IncomingReport
+from .domain.notices import lang_of
 from .domain.open311 import Open311Error
 from .domain.problems import Refused
 from .store import RATINGS
@@ -309,6 +310,7 @@ async def post_request(fmt: str, request: Request) -> Response:
             urgency=new.urgency,
             reporter=reporter,
             reporter_email=new.email,
+            reporter_lang=new.lang or lang_of(request.headers.get("accept-language")),
             attachments=attachments,
         )
         try:
@@ -337,16 +339,19 @@ async def post_request(fmt: str, request: Request) -> Response:
 
 @router.post("/requests/{request_id}/rating.{fmt}")
 async def rate_request(request_id: str, fmt: str, request: Request) -> Response:
-    """gridloop extension: the reporter rates a closed request (满意度评价); `rating` is
-    satisfied, basically_satisfied or dissatisfied; needs `api_key`."""
+    """gridloop extension: the reporter rates a closed request (满意度评价); `rating` is a
+    level A 非常满意, B 满意, C 一般, D 不满意 (or a v1 value: satisfied, basically_satisfied,
+    dissatisfied, taken as B, C, D), with an optional `comment`; needs `api_key`."""
     try:
         _format(fmt)
         rt, intake = _rt(request)
         params = await _body(request)
         source = _source_for_key(intake, params)
         rating = _one(params, "rating")
-        if rating not in ("satisfied", "basically_satisfied", "dissatisfied"):
-            raise Open311Error(400, "rating: one of satisfied, basically_satisfied, dissatisfied")
+        if rating not in LEVELS and rating not in LEVEL_OF_RATING:
+            raise Open311Error(
+                400, "rating: A, B, C or D (or satisfied, basically_satisfied, dissatisfied)"
+            )
         comment = _one(params, "comment")
         who = Actor(id=source, role="web")
         assert rt.uow is not None
@@ -360,7 +365,7 @@ async def rate_request(request_id: str, fmt: str, request: Request) -> Response:
                         state,
                         step,
                         who,
-                        rating=cast(Rating, rating),
+                        rating=rating,
                         comment=comment,
                         via=f"open311:{source}",
                     ),

@@ -13,6 +13,7 @@ from gridloop_contracts import AttachmentRef, CaseStatus
 from gridloop_runtime.access import like_prefixes
 from gridloop_runtime.db import Conn
 
+from .domain.callbacks import Callback
 from .domain.case import PUBLIC_CHANNELS, CaseRow
 from .domain.duplicates import OpenCase
 
@@ -73,6 +74,68 @@ async def reporters_of(conn: Conn, case_id: str) -> list[asyncpg.Record]:
         case_id,
     )
     return rows
+
+
+async def reporter_email(conn: Conn, ref: str) -> str | None:
+    """A reporter's e-mail, for the mail to them (the address is read when a mail is sent)."""
+    email: str | None = await conn.fetchval("SELECT email FROM reporters WHERE ref = $1", ref)
+    return email
+
+
+# -- call-backs (回访) ----------------------------------------------------------------------
+async def callback_worklist(
+    conn: Conn, *, closed_before: datetime, territory: Sequence[str] | None, limit: int
+) -> list[asyncpg.Record]:
+    """Closed hotline and web cases not rated for their closing, closed before
+    `closed_before`, whose call-back is not over: oldest closing first, with the tries so far
+    and every reporter to call (name, phone, e-mail)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT c.case_id, c.closed_at, c.category_code, c.description, c.channel, c.source, "
+        "c.cell_code, c.dept, c.result, coalesce(b.tries, 0) AS tries, b.attempts, "
+        "(SELECT coalesce(jsonb_agg(jsonb_build_object('ref', p.ref, 'name', p.name, "
+        "'phone', p.phone, 'email', p.email) ORDER BY r.seq), '[]'::jsonb) "
+        " FROM reports r JOIN reporters p USING (report_id) WHERE r.case_id = c.case_id) "
+        "AS reporters "
+        "FROM cases c LEFT JOIN callbacks b ON b.case_id = c.case_id "
+        "AND b.closed_at = c.closed_at "
+        "WHERE c.status = 'closed' AND c.channel IN ('hotline', 'web') "
+        "AND c.closed_at <= $1 AND b.outcome IS NULL "
+        "AND NOT EXISTS (SELECT 1 FROM ratings t WHERE t.case_id = c.case_id "
+        "AND t.closed_at = c.closed_at) "
+        "AND ($2::text[] IS NULL OR c.cell_code LIKE ANY($2::text[])) "
+        "ORDER BY c.closed_at, c.case_id LIMIT $3",
+        closed_before,
+        None if territory is None else like_prefixes(territory),
+        limit,
+    )
+    return rows
+
+
+async def load_callback(conn: Conn, case_id: str, closed_at: datetime) -> Callback:
+    row = await conn.fetchrow(
+        "SELECT tries, outcome, attempts FROM callbacks WHERE case_id = $1 AND closed_at = $2 "
+        "FOR UPDATE",
+        case_id,
+        closed_at,
+    )
+    if row is None:
+        return Callback(case_id, closed_at)
+    return Callback(case_id, closed_at, row["tries"], row["outcome"], list(row["attempts"]))
+
+
+async def save_callback(conn: Conn, cb: Callback, at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO callbacks (case_id, closed_at, tries, outcome, attempts, updated_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (case_id, closed_at) DO UPDATE SET "
+        "tries = EXCLUDED.tries, outcome = EXCLUDED.outcome, attempts = EXCLUDED.attempts, "
+        "updated_at = EXCLUDED.updated_at",
+        cb.case_id,
+        cb.closed_at,
+        cb.tries,
+        cb.outcome,
+        cb.attempts,
+        at,
+    )
 
 
 # -- duplicates -------------------------------------------------------------------------------
@@ -275,6 +338,7 @@ class CaseQuery:
     queue_reasons: Sequence[str] = ()
     text: str | None = None
     case_ids: Sequence[str] = ()
+    part_code: str | None = None
     territory: Sequence[str] | None = None  # cell-code prefixes; None: everywhere, (): nowhere
     only_dept: str | None = None
     public_only: bool = False  # Open311's public list: the cases listed publicly only
@@ -326,6 +390,8 @@ async def search(conn: Conn, q: CaseQuery) -> tuple[list[CaseRow], int]:
         where.append(f"description ILIKE '%' || {arg(q.text)} || '%'")
     if q.case_ids:
         where.append(f"case_id = ANY({arg(list(q.case_ids))}::text[])")
+    if q.part_code:
+        where.append(f"part_code = {arg(q.part_code)}")
     if q.territory is not None:
         where.append(f"cell_code LIKE ANY({arg(like_prefixes(q.territory))}::text[])")
     if q.public_only:  # CaseRow.listed_publicly

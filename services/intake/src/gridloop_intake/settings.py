@@ -1,11 +1,13 @@
 """Settings of this service (environment variables; shared ones in ServiceSettings)."""
 
+from gridloop_runtime.mail import MailSettings
 from gridloop_runtime.settings import EvidenceSettings, ServiceSettings
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 
-class IntakeSettings(ServiceSettings, EvidenceSettings):
-    """Intake's settings; the evidence store's (S3_*, ATTACHMENT_*) for the reports' photos."""
+class IntakeSettings(ServiceSettings, MailSettings, EvidenceSettings):
+    """Intake's settings; the SMTP server of the mail to reporters is MailSettings' (SMTP_*,
+    MAIL_*), the evidence store of the reports' photos EvidenceSettings' (S3_*, ATTACHMENT_*)."""
 
     service_name: str = Field("intake", alias="SERVICE_NAME")
     http_port: int = Field(8001, alias="HTTP_PORT")
@@ -25,3 +27,15 @@ class IntakeSettings(ServiceSettings, EvidenceSettings):
     max_time_ahead_s: float = Field(300.0, ge=0, alias="INTAKE_MAX_TIME_AHEAD_S")
     # "Similar past cases": archived cases of the same category within this distance.
     similar_radius_m: float = Field(500.0, alias="INTAKE_SIMILAR_RADIUS_M")
+    # Mail to reporters: the public pages the mails link to (the console's /public/), the
+    # key that signs the one-click rating links, and how long a link works.
+    public_url: str = Field("http://127.0.0.1:8006/public/", alias="INTAKE_PUBLIC_URL")
+    rating_link_secret: SecretStr = Field(
+        SecretStr("gridloop-dev-rating-links"), alias="INTAKE_RATING_LINK_SECRET"
+    )
+    rating_link_days: float = Field(30.0, gt=0, alias="INTAKE_RATING_LINK_DAYS")
+    # 回访: closed hotline and Open311 cases whose reporter has not rated after this many
+    # days are on the operators' call-back worklist; this many tries without reaching them
+    # close the call-back as not reached.
+    callback_after_days: float = Field(3.0, ge=0, alias="INTAKE_CALLBACK_AFTER_DAYS")
+    callback_max_tries: int = Field(3, ge=1, alias="INTAKE_CALLBACK_MAX_TRIES")

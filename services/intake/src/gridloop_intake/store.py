@@ -37,6 +37,7 @@ _CASE_TYPES: dict[str, str] = {
     "reports": "int4",
     "detections": "int4",
     "public": "bool",
+    "subscribers": "jsonb",
 }
 
 
@@ -79,7 +80,7 @@ _REPORTS: tuple[str, ...] = (
     "data",
 )
 _INSERT_REPORTS = unnest_upsert("reports", _REPORTS, _TYPES)
-_REPORTERS = ("ref", "report_id", "name", "phone", "email", "created_at")
+_REPORTERS = ("ref", "report_id", "name", "phone", "email", "created_at", "lang")
 _INSERT_REPORTERS = unnest_upsert("reporters", _REPORTERS, _TYPES)
 _RATINGS = ("case_id", "closed_at", "rating", "comment", "via", "rated_at")
 _INSERT_RATINGS = unnest_upsert("ratings", _RATINGS, _TYPES, tail="ON CONFLICT DO NOTHING")

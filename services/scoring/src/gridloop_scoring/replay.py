@@ -48,11 +48,11 @@ from . import repository as repo
 from . import stream
 from .domain.facts import (
     MODEL_BY_TYPE,
-    TYPE_OF_TOKEN,
     Fact,
     event_key,
     fact_from_data,
     fact_from_json,
+    type_of,
 )
 from .domain.fold import FoldContext, Item, fold_case
 from .projection import fold_pending
@@ -197,7 +197,7 @@ async def read_stream(
 
 
 def _late_record(f: Fact) -> Record:
-    return (LATE, f.event_id, f.case_id, TYPE_OF_TOKEN[f.type], orjson.dumps(dict(f.data)))
+    return (LATE, f.event_id, f.case_id, type_of(f), orjson.dumps(dict(f.data)))
 
 
 def _strict(record: Record) -> Fact | None:

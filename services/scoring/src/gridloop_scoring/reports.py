@@ -126,7 +126,7 @@ async def people_year(conn: Conn, s: Scoring, year: int) -> list[PersonYear]:
     """Seed 003's counters for every person with any in the year, flags included."""
     start = dt.datetime(year, 1, 1, tzinfo=s.tz)
     end = dt.datetime(year + 1, 1, 1, tzinfo=s.tz)
-    wanted = ("missed_first_responses", "dissatisfied", "rated", "satisfied", "basically_satisfied")
+    wanted = ("missed_first_responses", "dissatisfied", "rated", "very_satisfied", "satisfied")
     whole = await repo.totals(conn, "person", start, end, measures=wanted)
     halves = [
         await repo.totals(conn, "person", a, b, measures=wanted) for a, b in half_years(year, s.tz)

@@ -32,6 +32,7 @@ def definition(settings: VerifySettings) -> tuple[ServiceDefinition, Any]:
             routers=[api.router],
             users=lookup_from(service.ctx.city.users),
             evidence=api.site_evidence(service),
+            background=[service.ctx.live().background()],
             title="gridloop verify",
             description="任务核查 · 结单: on-site verification, rework, closing and satisfaction",
         ),

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 
-from gridloop_city import City, WorkingCalendar, load_city
+from gridloop_city import City, WorkingCalendar
 from gridloop_city.models import StageLimit
+from gridloop_city.versions import loader, starting_city
+from gridloop_runtime.livecity import LiveCity
 
 from .domain.policy import Policy, parse_patterns
 from .domain.tasks import Purpose
 from .settings import VerifySettings
 
 
-@cache
-def _load(path: Path) -> City:
-    # Once per process: tests start the service many times over the same data.
-    return load_city(path)
-
-
-@dataclass(frozen=True)
+@dataclass
 class Verify:
     """The per-process state of the service (Runtime.state)."""
 
@@ -28,17 +22,28 @@ class Verify:
     calendar: WorkingCalendar
     policy: Policy
     settings: VerifySettings
+    version: str | None = None  # the released city version (None: CITY_DATA_DIR's)
 
     @classmethod
     def load(cls, settings: VerifySettings) -> Verify:
-        city = _load(Path(settings.city_data_dir).resolve())
+        city, version = starting_city(settings.city_data_dir, settings.city_versions_dir)
         policy = Policy(
             escalate_after=settings.escalate_after_failures,
             escalate_to=settings.escalate_to,
             reopen_categories=parse_patterns(settings.reopen_on_dissatisfied),
             require_photo_on_pass=settings.require_photo_on_pass,
         )
-        return cls(city, WorkingCalendar.from_config(city.calendar), policy, settings)
+        return cls(city, WorkingCalendar.from_config(city.calendar), policy, settings, version)
+
+    def use_city(self, city: City) -> None:
+        """Live reload: rosters (AB 角), stage limits and closing approval come from this
+        version of the city from the next message on (one synchronous step)."""
+        self.city, self.calendar = city, WorkingCalendar.from_config(city.calendar)
+
+    def live(self) -> LiveCity[City]:
+        """This state, following `city.updated` (gridloop_runtime.livecity)."""
+        load = loader(self.settings.city_versions_dir)
+        return LiveCity("verify", self.city, self.version, load=load, swap=self.use_city)
 
     def stage_limit(self, purpose: Purpose) -> StageLimit:
         """The time a verification or confirmation task gets, and when to remind (calendar.yaml)."""

@@ -9,7 +9,8 @@ Bus (CASES stream, durable `verify-cases`):
   case.extension_decided      → a granted extension moves that deadline
   case.recalled               → open 核查 tasks cancelled
   case.closed (by others)     → every open task cancelled
-  case.rated                  → dissatisfied, where configured: case.reopened + case.reworked
+  case.rated (v2, and v1)     → D 不满意 (v1: dissatisfied), where configured: case.reopened
+                                + case.reworked
 Timers:
   verify-reminder             → case.reminded  (stage verification|confirmation, 催办)
   verify-overdue              → case.overdue   (stage verification|confirmation, 超期)
@@ -76,6 +77,7 @@ class VerifyService:
                 ev.CaseRecalled: r.on_recalled,
                 ev.CaseClosed: r.on_closed,
                 ev.CaseRated: r.on_rated,
+                ev.CaseRatedV2: r.on_rated,
             },
             timers={REMINDER: r.on_reminder_due, OVERDUE: r.on_overdue},
             timer_case=timer_case,

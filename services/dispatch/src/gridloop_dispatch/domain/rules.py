@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import structlog
-from gridloop_city import Category, City
+from gridloop_city import Category, City, WorkingCalendar
 from gridloop_contracts import Actor, Attachment, Location, MaskedReporter, subjects
 from gridloop_contracts import cases as ev
 from gridloop_contracts.department import (
@@ -84,6 +84,15 @@ class DispatchRules:
         self.city = city
         self.deadlines = deadlines
         self.tz = ZoneInfo(city.calendar.timezone)
+        self.legacy_kinds = chasing.kinds(deadlines.levels)
+
+    def use_city(self, city: City) -> None:
+        """Live reload: from the next message on, route and time with this version of the
+        city. One synchronous step; tasks already given keep their unit and deadline."""
+        calendar = WorkingCalendar.from_config(city.calendar)
+        deadlines = Deadlines(calendar, city.calendar)
+        tz = ZoneInfo(city.calendar.timezone)
+        self.city, self.deadlines, self.tz = city, deadlines, tz
         self.legacy_kinds = chasing.kinds(deadlines.levels)
 
     # -- the city -------------------------------------------------------------------

@@ -70,6 +70,10 @@ class CaseRow:
     detections: int = 0
     targets: list[list[str]] | None = None
     public: bool | None = None  # an operator's decision on the public list; None: undecided
+    # reporters who get mail on the case's changes: [[ref, lang], …] (the address stays in
+    # `reporters`); and the department's last reported result, for the "closed" mail
+    subscribers: list[list[str]] | None = None
+    result: str | None = None
     # evidence uploaded to gridloop's store (AttachmentRef as JSON): the report's and those
     # added to it later
     files: list[dict[str, Any]] = field(default_factory=list)
@@ -114,6 +118,7 @@ UPDATABLE = frozenset(
         "rating",
         "part_owner_dept",
         "public",
+        "result",
         "files",
     }
 )
@@ -172,6 +177,7 @@ class ReporterRow:
     phone: str | None
     email: str | None
     created_at: datetime
+    lang: str | None = None
 
 
 @dataclass(frozen=True)
@@ -263,7 +269,7 @@ class CaseFile:
         """Keep the case as it stands now (at closing) in the archive; the row is archived."""
         case = self.case
         assert case is not None
-        data = {k: _utc(v) for k, v in case.values().items() if k != "targets"}
+        data = {k: _utc(v) for k, v in case.values().items() if k not in ("targets", "subscribers")}
         self.snapshot = Snapshot(closed_at, data, [e.archived() for e in self.entries])
         self.update(at=None, columns={"archived": True})
 

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from gridloop_contracts import CaseStatus
 from gridloop_contracts import cases as ev
+from gridloop_contracts.common import level_of
 
 _TZ = ZoneInfo("Asia/Shanghai")
 
@@ -71,7 +72,7 @@ def change_for(event: ev.CaseEvent, dept_name: DeptName) -> Change:
         return Change(
             CaseStatus.HANDLED,
             f"{dept_name(e.dept or '')}已处置：{e.result}，待核查 / handled",
-            {"overdue": False},
+            {"overdue": False, "result": e.result},
         )
     if isinstance(e, ev.CaseOverdue):
         if e.stage == "handling":
@@ -93,7 +94,9 @@ def change_for(event: ev.CaseEvent, dept_name: DeptName) -> Change:
             {"closed_at": e.occurred_at, "on_time": e.on_time, "overdue": False},
         )
     if isinstance(e, ev.CaseRated):
-        return Change(None, None, {"rating": e.rating})
+        return Change(None, None, {"rating": level_of(e.rating)})
+    if isinstance(e, ev.CaseRatedV2):
+        return Change(None, None, {"rating": e.level})
     if isinstance(e, ev.CaseReopened):
         return Change(
             CaseStatus.REWORKING,

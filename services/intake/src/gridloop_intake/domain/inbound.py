@@ -9,7 +9,7 @@ from typing import Literal
 
 from gridloop_city.models import Source
 from gridloop_contracts import Attachment, AttachmentRef, Location
-from gridloop_contracts.inbound import DetectionV1, RatingV1, Reporter, ReportV1
+from gridloop_contracts.inbound import DetectionV1, RatingV1, RatingV2, Reporter, ReportV1
 
 from .problems import Problem
 
@@ -18,10 +18,11 @@ Channel = Literal["hotline", "video", "patrol", "web"]
 REPORT = ReportV1.type_name
 DETECTION = DetectionV1.type_name
 RATING = RatingV1.type_name
+RATING_V2 = RatingV2.type_name
 
 ACCEPTED_TYPES: dict[str, frozenset[str]] = {
-    "hotline": frozenset({REPORT, RATING}),  # the hotline also relays its call-back ratings
-    "web": frozenset({REPORT, RATING}),
+    "hotline": frozenset({REPORT, RATING, RATING_V2}),  # and its call-back ratings
+    "web": frozenset({REPORT, RATING, RATING_V2}),
     "patrol": frozenset({REPORT}),
     "video": frozenset({DETECTION}),
 }
@@ -92,7 +93,8 @@ class IncomingReport:
     urgency: Literal["normal", "urgent"] = "normal"
     reporter: Reporter | None = None
     reporter_user_id: str | None = None
-    reporter_email: str | None = None  # Open311 `email`
+    reporter_email: str | None = None  # Open311 `email`: mail on the case's changes
+    reporter_lang: str = "zh"  # the language of that mail (zh, en)
     attachments: tuple[Attachment, ...] = field(default_factory=tuple)
     # photos and voice notes uploaded to intake (POST /attachments), claimed by the reporter
     files: tuple[AttachmentRef, ...] = field(default_factory=tuple)

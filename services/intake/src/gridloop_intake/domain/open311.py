@@ -16,6 +16,9 @@ from gridloop_contracts.base import in_time_range
 
 Format = Literal["json", "xml"]
 
+# An address a mail can go to: something@a.domain, no spaces or control characters.
+_EMAIL = re.compile(r"[^@\s\x00-\x1f]{1,64}@[^@\s\x00-\x1f.]+(\.[^@\s\x00-\x1f.]+)+")
+
 # XML element names of list items, by the name of the list (the spec's singulars).
 _ITEM = {
     "services": "service",
@@ -83,6 +86,7 @@ class NewRequest:
     device_id: str | None
     account_id: str | None
     urgency: Literal["normal", "urgent"]
+    lang: str | None = None  # gridloop extension: the language of the mails (zh, en)
 
 
 def _one(params: Mapping[str, Sequence[str]], name: str) -> str | None:
@@ -128,6 +132,12 @@ def parse_new_request(params: Mapping[str, Sequence[str]]) -> NewRequest:
     media_url = _one(params, "media_url")
     if media_url is not None and not media_url.startswith(("http://", "https://")):
         raise Open311Error(400, "media_url: must be an http(s) URL")
+    email = _one(params, "email")
+    if email is not None and (len(email) > 254 or not _EMAIL.fullmatch(email)):
+        raise Open311Error(400, "email: not an e-mail address")
+    lang = _one(params, "lang")
+    if lang is not None and lang not in ("zh", "en"):
+        raise Open311Error(400, "lang: zh or en")
     first, last = _one(params, "first_name"), _one(params, "last_name")
     # Chinese order: family name first.
     name = "".join(p for p in (last, first) if p) or None
@@ -140,10 +150,11 @@ def parse_new_request(params: Mapping[str, Sequence[str]]) -> NewRequest:
         media_url=media_url,
         name=name,
         phone=_one(params, "phone"),
-        email=_one(params, "email"),
+        email=email,
         device_id=_one(params, "device_id"),
         account_id=_one(params, "account_id"),
         urgency=urgency,  # type: ignore[arg-type]
+        lang=lang,
     )
 
 

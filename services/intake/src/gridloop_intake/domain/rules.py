@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from gridloop_city import City, WorkingCalendar
+from gridloop_city.models import Category
 from gridloop_contracts import (
     Actor,
     AttachmentRef,
@@ -21,11 +22,12 @@ from gridloop_contracts import (
     MaskedReporter,
 )
 from gridloop_contracts import cases as ev
-from gridloop_contracts.common import Rating
+from gridloop_contracts.common import level_of
 from gridloop_contracts.inbound import CaseStatusV1
+from gridloop_runtime.mail import schedule_mail
 from gridloop_runtime.step import Step
 
-from . import acceptance, casefile, privacy
+from . import acceptance, casefile, notices, privacy
 from .case import CaseFile, CaseRow, Entry, RatingRow, ReporterRow, ReportRow
 from .duplicates import Match
 from .inbound import IncomingReport
@@ -115,9 +117,31 @@ class Move:
 class CaseRules:
     """The rules, bound to the city they decide for (its categories, cells, calendar)."""
 
-    def __init__(self, city: City, calendar: WorkingCalendar) -> None:
+    def __init__(
+        self, city: City, calendar: WorkingCalendar, residents: notices.Residents | None = None
+    ) -> None:
         self.city = city
         self.calendar = calendar
+        self.residents = residents or notices.Residents()
+
+    def tell(
+        self,
+        step: Step,
+        case_id: str,
+        targets: Sequence[Sequence[str]],
+        status: CaseStatus,
+        notes: str | None,
+        at: datetime,
+    ) -> None:
+        """进度回告 to the reporters' sources that want to hear of this status (their
+        `notify` in the city's sources; every status when not given)."""
+        told = [t for t in targets if (src := self.city.source(t[0])) is None or src.told(status)]
+        if told:
+            tell(step, case_id, told, status, notes, at)
+
+    def use_city(self, city: City, calendar: WorkingCalendar) -> None:
+        """Live reload: decide on this version of the city from the next message on."""
+        self.city, self.calendar = city, calendar
 
     def dept_name(self, code: str) -> str:
         dept = self.city.department(code)
@@ -144,9 +168,12 @@ class CaseRules:
         notes = change.notes if status else None
         state.update(at=now, status=status, notes=notes, columns=change.columns)
         if status is not None:
-            tell(step, case.case_id, case.targets or [], status, notes, now)
+            self.tell(step, case.case_id, case.targets or [], status, notes, now)
         if isinstance(event, ev.CaseClosed) and status is not None:
             state.archive(event.occurred_at)
+            self.mail(case, step, "closed", step.trigger.id)
+        elif isinstance(event, ev.CaseReopened) and status is not None:
+            self.mail(case, step, "reopened", step.trigger.id, reason=event.reason)
         elif isinstance(event, ev.CaseConfirmed):
             self.confirmed(state, event, step)
 
@@ -296,8 +323,50 @@ class CaseRules:
         now = step.now()
         case = state.update(at=now, status=move.status, notes=move.notes, columns=move.columns)
         state.add(*move.entries)
-        tell(step, case.case_id, case.targets or [], move.status, move.notes, now)
+        self.tell(step, case.case_id, case.targets or [], move.status, move.notes, now)
+        self.mail_move(case, step, move, decision)
         return case
+
+    # -- mail to reporters (告知) ---------------------------------------------------------------
+    def mail_move(
+        self, case: CaseRow, step: Step, move: Move, decision: acceptance.Decision
+    ) -> None:
+        """立案 or 不予立案: the reporters who left an e-mail hear of it."""
+        kind = {CaseStatus.ACCEPTED: "accepted", CaseStatus.REJECTED: "rejected"}.get(move.status)
+        event_id = next((e.event_id for e in move.entries if e.event_id), None)
+        if kind is not None and event_id is not None:
+            self.mail(case, step, kind, event_id, reason=decision.reason)
+
+    def mail(
+        self, case: CaseRow, step: Step, kind: str, event_id: str, *, reason: str | None = None
+    ) -> None:
+        """A mail of `kind` to every reporter of the case who left an e-mail, in their
+        language, keyed by the event that caused it (so it is one mail, whatever happens)."""
+        if not case.subscribers:
+            return
+        res = self.residents
+        category = self.city.category(case.category_code) if case.category_code else None
+        dept = self.city.department(case.dept) if case.dept else None
+        for ref, lang in case.subscribers:
+            en = lang == "en"
+            values: dict[str, Any] = {
+                "case_id": case.case_id,
+                "category": _name(category, en),
+                "description": case.description,
+                "reason": reason,
+                "result": case.result,
+                "dept": dept.name if dept else case.dept,
+                "status_notes": case.status_notes,
+                "case_url": res.case_url(case.case_id),
+            }
+            if kind == "closed" and case.closed_at is not None:
+                link = notices.RatingLink(
+                    case.case_id, case.closed_at, ref, step.now() + res.link_ttl
+                )
+                values["rating_url"] = res.rating_url(notices.rating_token(res.link_secret, link))
+            mail = notices.compose(self.city, kind, lang, ref, values)
+            if mail is not None:
+                schedule_mail(step, f"{case.case_id}/{event_id}/{ref}", mail)
 
     # -- the acceptance desk (commands on one case) ------------------------------------------
     def accept(
@@ -492,12 +561,17 @@ class CaseRules:
         step: Step,
         who: Actor,
         *,
-        rating: Rating,
+        rating: str,
         comment: str | None,
         via: str,
         rated_at: datetime | None = None,
     ) -> dict[str, Any]:
-        """满意度评价: once per closing, only after closing (the store loads `rated`)."""
+        """满意度评价: once per closing, only after closing (the store loads `rated`). `rating`
+        is a level A–D (seed 002) or a v1 rating, mapped (B, C, D); gridloop.case.rated.v2."""
+        try:
+            level = level_of(rating)
+        except ValueError as exc:
+            raise Refused(Problem("rating", str(exc), "invalid", 422)) from None
         case = state.case
         if case is None:
             raise Refused(Problem("case_id", f"no case {state.case_id!r}", "not-found", 404))
@@ -518,23 +592,24 @@ class CaseRules:
         now = step.now()
         state.rated.add(case.closed_at)
         state.ratings.append(
-            RatingRow(case.case_id, case.closed_at, rating, comment, via, rated_at=now)
+            RatingRow(case.case_id, case.closed_at, level, comment, via, rated_at=now)
         )
-        rated = ev.CaseRated(
+        rated = ev.CaseRatedV2(
             **dims(case),
             occurred_at=rated_at or now,
             actor=who,
-            rating=rating,
+            level=level,
             comment=comment,
             source=case.source,
             dept=case.dept,
+            via=via,
         )
         entry = self.emit(step, rated)
-        state.update(at=now, columns={"rating": rating})
+        state.update(at=now, columns={"rating": level})
         state.add(entry)
         if case.archived:
-            state.archive_rating = rating
-        return {"case_id": case.case_id, "rating": rating}
+            state.archive_rating = level
+        return {"case_id": case.case_id, "rating": level}
 
     # -- new reports (the duplicate search and the case number are the handler's) --------------
     def open(
@@ -552,6 +627,7 @@ class CaseRules:
         once where the rules allow."""
         now = step.now()
         reporter = keep_reporter(state, report, report_id, now)
+        subscriber = subscriber_of(state, report)
         cell = placement.cell
         case = CaseRow(
             case_id=state.case_id,
@@ -584,6 +660,7 @@ class CaseRules:
             updated_at=now,
             detections=1 if report.camera_id else 0,
             targets=[[report.source, report.external_id or ""]],
+            subscribers=[subscriber] if subscriber else [],
         )
         reported = ev.CaseReported(
             **dims(case),
@@ -609,14 +686,14 @@ class CaseRules:
         decision = acceptance.decide(self.facts(case), self.city.intake)
         move = self.move(case, decision, step, actor=SYSTEM, auto=True)
         entries.extend(move.entries)
-        state.open(
-            dataclasses.replace(
-                case, status=move.status.value, status_notes=move.notes, **move.columns
-            )
+        opened = dataclasses.replace(
+            case, status=move.status.value, status_notes=move.notes, **move.columns
         )
+        state.open(opened)
         state.reports.append(_report_row(report, report_id, state.case_id, "new", now, data))
         state.add(*entries)
-        tell(step, state.case_id, case.targets or [], move.status, move.notes, now)
+        self.tell(step, state.case_id, case.targets or [], move.status, move.notes, now)
+        self.mail_move(opened, step, move, decision)
         return move
 
     def merge(
@@ -635,6 +712,9 @@ class CaseRules:
         assert case is not None
         now = step.now()
         reporter = keep_reporter(state, report, report_id, now)
+        subscriber = subscriber_of(state, report)
+        if subscriber is not None:  # from now on they hear of the case they joined
+            case.subscribers = [*(case.subscribers or []), subscriber]
         state.reports.append(_report_row(report, report_id, case.case_id, "merged", now, data))
         # Folded detections add no target (below): a camera hears of its first detection only.
         target = [report.source, report.external_id or ""]
@@ -658,7 +738,7 @@ class CaseRules:
             # the merged report's photos are the case's evidence too
             self.add_files(state, step, report_id, report.files, SYSTEM)
         notes = casefile.merged_notes(case.case_id, case.case_status, case.status_notes)
-        tell(step, case.case_id, [target], CaseStatus.MERGED, notes, now)
+        self.tell(step, case.case_id, [target], CaseStatus.MERGED, notes, now)
         return notes
 
     def add_files(
@@ -727,11 +807,22 @@ def keep_reporter(
 ) -> MaskedReporter | None:
     """The identity stays in `reporters`; the case and its events get the masked form."""
     r = report.reporter
-    if r is None or not (r.name or r.phone or report.reporter_email):
+    name, phone = (r.name, r.phone) if r is not None else (None, None)
+    if not (name or phone or report.reporter_email):
         return None
     ref = "rp-" + report_id
-    state.reporters.append(ReporterRow(ref, report_id, r.name, r.phone, report.reporter_email, at))
-    return privacy.masked(ref, r.name, r.phone)
+    lang = report.reporter_lang if report.reporter_email else None
+    state.reporters.append(
+        ReporterRow(ref, report_id, name, phone, report.reporter_email, at, lang=lang)
+    )
+    return privacy.masked(ref, name, phone)
+
+
+def subscriber_of(state: CaseFile, report: IncomingReport) -> list[str] | None:
+    """[ref, lang] of a reporter who left an e-mail (kept by `keep_reporter` just before)."""
+    if not report.reporter_email or not state.reporters:
+        return None
+    return [state.reporters[-1].ref, report.reporter_lang]
 
 
 def _report_row(
@@ -755,6 +846,12 @@ def _report_row(
         confidence=report.confidence,
         data=data,
     )
+
+
+def _name(category: Category | None, en: bool) -> str:
+    if category is None:
+        return ""
+    return (category.name_en or category.name) if en else category.name
 
 
 def _verb(proposal: dict[str, Any]) -> str:

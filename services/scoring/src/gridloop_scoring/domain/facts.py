@@ -86,6 +86,20 @@ REQUIRED: Mapping[str, frozenset[str]] = {
     for m in ev.CASE_EVENTS
 }
 TYPE_OF_TOKEN: Mapping[str, str] = {m.subject_token: m.type_name for m in ev.CASE_EVENTS}
+# Tokens carried by more than one version (case.rated v1 and v2), newest first.
+_VERSIONS: dict[str, list[str]] = {}
+for _m in reversed(ev.CASE_EVENTS):
+    _VERSIONS.setdefault(_m.subject_token, []).append(_m.type_name)
+
+
+def type_of(f: Fact) -> str:
+    """The CloudEvents type of a fact: of the versions its token has, the newest whose
+    required fields its data carries (a v1 rating has `rating`, a v2 one `level`)."""
+    versions = _VERSIONS.get(f.type, [])
+    for type_name in versions:
+        if REQUIRED[type_name] <= f.data.keys():
+            return type_name
+    return TYPE_OF_TOKEN[f.type]
 
 
 def fact_from_data(event_key: str, type_name: str, data: object) -> Fact | None:

@@ -25,11 +25,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from gridloop_contracts.common import LEVEL_OF_RATING
+
 from .facts import LIFECYCLE_RANK, Fact, parse_time
 from .measures import AreaLevel, SubjectKind
 
 OPERATOR_ROLES = frozenset({"operator", "shift-leader"})
-RATINGS = ("satisfied", "basically_satisfied", "dissatisfied")
+# 满意度 (seed 002): each level counts as its own measure; a v1 rating as its level.
+LEVEL_MEASURE = {"A": "very_satisfied", "B": "satisfied", "C": "fair", "D": "dissatisfied"}
 
 
 class Item(NamedTuple):
@@ -105,6 +108,7 @@ class _Case:
     verdicts: list[tuple[dt.datetime, str, bool, bool, bool]] = field(default_factory=list)
     person_overdue: list[tuple[dt.datetime, str]] = field(default_factory=list)
     ratings: list[tuple[dt.datetime, str, str | None]] = field(default_factory=list)
+    callbacks: list[tuple[dt.datetime, bool, str | None]] = field(default_factory=list)
 
     def task(self, dept: str | None) -> _Task | None:
         dept = dept or self.current_dept
@@ -276,11 +280,15 @@ def _absorb(c: _Case, f: Fact) -> None:
     elif t == "closed":
         if c.closed is None:
             c.closed = (at, bool(d.get("on_time")))
+    elif t == "called_back":
+        dept = d.get("dept") or c.last_handler or c.current_dept
+        c.callbacks.append((at, bool(d.get("reached")), dept))
     elif t == "rated":
-        rating = d.get("rating")
-        if rating in RATINGS:
+        level = d.get("level") or LEVEL_OF_RATING.get(d.get("rating") or "")
+        measure = LEVEL_MEASURE.get(level or "")
+        if measure is not None:
             dept = d.get("dept") or c.last_handler or c.current_dept
-            c.ratings.append((at, rating, dept))
+            c.ratings.append((at, measure, dept))
 
 
 def _order(f: Fact) -> tuple[dt.datetime, int, str]:
@@ -343,6 +351,15 @@ def _items(c: _Case, ctx: FoldContext) -> list[Item]:
         for person in responsible:
             add("person", person, "rated", at)
             add("person", person, rating, at)
+
+    for at, reached, dept in c.callbacks:  # 回访: each concluded call-back
+        area("callbacks", at)
+        if reached:
+            area("callbacks_reached", at)
+        if dept:
+            add("department", dept, "callbacks", at)
+            if reached:
+                add("department", dept, "callbacks_reached", at)
 
     # -- departments -------------------------------------------------------------------
     for dept, task in c.tasks.items():

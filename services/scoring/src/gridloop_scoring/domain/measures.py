@@ -44,13 +44,23 @@ class Rate:
         return min(1.0, sum(counts.get(n, 0.0) for n in self.numerator) / den)
 
 
+# 满意度评价 on seed 002's four levels (case.rated v2; a v1 rating counts as its level:
+# satisfied B, basically_satisfied C, dissatisfied D).
 _RATINGS = (
     Counted("rated", "评价数", "case.rated"),
-    Counted("satisfied", "满意", "case.rated"),
-    Counted("basically_satisfied", "基本满意", "case.rated"),
-    Counted("dissatisfied", "不满意", "case.rated"),
+    Counted("very_satisfied", "非常满意 (A)", "case.rated"),
+    Counted("satisfied", "满意 (B)", "case.rated"),
+    Counted("fair", "一般 (C)", "case.rated"),
+    Counted("dissatisfied", "不满意 (D)", "case.rated"),
 )
-_SATISFACTION = Rate("satisfaction_rate", "满意率", ("satisfied", "basically_satisfied"), "rated")
+_SATISFACTION = Rate("satisfaction_rate", "满意率", ("very_satisfied", "satisfied"), "rated")
+# 回访: the operators' call-backs of reporters who did not rate, each counted once concluded
+# (case.called_back): reached, or not reached after the allowed tries.
+_CALLBACKS = (
+    Counted("callbacks", "回访数", "case.called_back (a concluded call-back)"),
+    Counted("callbacks_reached", "回访联系上数", "case.called_back, reached"),
+)
+_CALLBACK_RATE = Rate("callback_reached_rate", "回访联系率", ("callbacks_reached",), "callbacks")
 
 COUNTED: Mapping[SubjectKind, tuple[Counted, ...]] = {
     "department": (
@@ -76,6 +86,7 @@ COUNTED: Mapping[SubjectKind, tuple[Counted, ...]] = {
         Counted("extensions", "延期数", "each granted case.extension_decided"),
         Counted("escalations", "督办数", "each case.escalated naming the department"),
         *_RATINGS,
+        *_CALLBACKS,
     ),
     "area": (
         Counted("reported", "上报数", "case.reported"),
@@ -87,6 +98,7 @@ COUNTED: Mapping[SubjectKind, tuple[Counted, ...]] = {
         Counted("failed_verifications", "核查不通过数", "each case.verified that failed"),
         Counted("falsifications", "弄虚作假数", "each case.verified marked falsified"),
         *_RATINGS,
+        *_CALLBACKS,
     ),
     "person": (
         Counted("reports", "上报数", "each case.reported / case.merged of the supervisor"),
@@ -126,12 +138,14 @@ RATES: Mapping[SubjectKind, tuple[Rate, ...]] = {
         Rate("rework_rate", "返工率", ("reworked",), "handled"),
         Rate("sign_in_on_time_rate", "按时签收率", ("signed_on_time",), "dispatched"),
         _SATISFACTION,
+        _CALLBACK_RATE,
     ),
     "area": (
         Rate("acceptance_rate", "立案率", ("accepted",), "reported"),
         Rate("closure_rate", "结案率", ("closed",), "accepted"),
         Rate("on_time_closure_rate", "按期结案率", ("closed_on_time",), "closed"),
         _SATISFACTION,
+        _CALLBACK_RATE,
     ),
     "person": (
         Rate("valid_report_rate", "有效上报率", ("valid_reports",), "reports"),

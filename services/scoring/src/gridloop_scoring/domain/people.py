@@ -24,11 +24,11 @@ class PersonYear:
 
 
 def satisfaction_score(counts: Mapping[str, float]) -> float | None:
-    """0–100: the share of satisfied and basically satisfied ratings."""
+    """0–100: the share of ratings A 非常满意 and B 满意."""
     rated = counts.get("rated", 0.0)
     if rated <= 0:
         return None
-    good = counts.get("satisfied", 0.0) + counts.get("basically_satisfied", 0.0)
+    good = counts.get("very_satisfied", 0.0) + counts.get("satisfied", 0.0)
     return round(100.0 * good / rated, 2)
 
 

@@ -6,6 +6,8 @@ Rule kinds (gridloop_city.models.ScoringRule):
 - `deduction`: each counted item costs `each`; from the `from_count`-th item on, `each_after`.
   Deductions are negative terms.
 - `weighted`: rate × `weight`; `weighted_inverse`: (1 − rate) × `weight`.
+- `levels` (on `rated`): what each satisfaction level is worth (A–D → 0–1, rule-set data):
+  Σ count(level) × worth / rated, × `weight`.
 
 A rate with nothing to measure (no cases: the denominator is 0) earns the rule's full
 points — a subject that had nothing to do lost nothing. Ranking: by score, highest first;
@@ -75,18 +77,37 @@ def term(rule: ScoringRule, value: float | None) -> float:
             return 0.0
         short = (at_least - value) * 100
         return max(0.0, points - short * rule.per_point_below)
-    if rule.kind == "weighted":
+    if rule.kind in ("weighted", "levels"):
         return value * float(rule.weight or 0.0)
     return (1.0 - value) * float(rule.weight or 0.0)
+
+
+# The counted measure of each satisfaction level (fold.LEVEL_MEASURE).
+LEVEL_MEASURES = {"A": "very_satisfied", "B": "satisfied", "C": "fair", "D": "dissatisfied"}
+
+
+def levels_worth(rule: ScoringRule, measures: Mapping[str, float | None]) -> float | None:
+    """A levels rule's value: the ratings' average worth (None: no rating)."""
+    rated = measures.get("rated") or 0.0
+    if rated <= 0 or rule.levels is None:
+        return None
+    total = sum(
+        (measures.get(LEVEL_MEASURES[level]) or 0.0) * worth for level, worth in rule.levels.items()
+    )
+    return min(1.0, total / rated)
+
+
+def value_of(rule: ScoringRule, measures: Mapping[str, float | None]) -> float | None:
+    if rule.kind == "levels":
+        return levels_worth(rule, measures)
+    return measures.get(rule.measure)
 
 
 def score(
     rule_set: RuleSet, measures: Mapping[str, float | None]
 ) -> tuple[float, tuple[Term, ...]]:
-    terms = tuple(
-        Term(r.measure, r.kind, measures.get(r.measure), term(r, measures.get(r.measure)))
-        for r in rule_set.rules
-    )
+    values = [(r, value_of(r, measures)) for r in rule_set.rules]
+    terms = tuple(Term(r.measure, r.kind, v, term(r, v)) for r, v in values)
     return round(sum(t.points for t in terms), 4), terms
 
 

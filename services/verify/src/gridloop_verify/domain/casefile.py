@@ -154,10 +154,10 @@ class Case:
             self.stage = Stage.WAITING
             self.passed_by = None
 
-    def rated(self, *, rating: str, policy: Policy) -> int | None:
-        """满意度评价: a dissatisfied rating reopens a closed case where configured; returns the
-        rework count when it does."""
-        if rating != "dissatisfied" or self.stage != Stage.CLOSED:
+    def rated(self, *, level: str, policy: Policy) -> int | None:
+        """满意度评价: D (不满意) reopens a closed case where configured; returns the rework
+        count when it does."""
+        if level != "D" or self.stage != Stage.CLOSED:
             return None
         if not policy.reopens(self.category_code):
             return None

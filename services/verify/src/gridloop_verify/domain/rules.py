@@ -18,6 +18,7 @@ from gridloop_city import WorkingCalendar
 from gridloop_city.models import StageLimit
 from gridloop_contracts import Actor, Attachment, AttachmentRef, Location
 from gridloop_contracts import cases as ev
+from gridloop_contracts.common import level_of
 from gridloop_contracts.problems import Refusal
 from gridloop_runtime.step import Step, Timer
 
@@ -80,7 +81,11 @@ class VerifyRules:
     def __init__(self, place: Place) -> None:
         self.place = place
         self.policy = place.policy
-        self.calendar = place.calendar
+
+    @property
+    def calendar(self) -> WorkingCalendar:
+        # read through the place each time: a new version of the city swaps it there
+        return self.place.calendar
 
     # -- events ----------------------------------------------------------------------
     def on_handled(self, state: CaseState, e: ev.CaseHandled, step: Step) -> None:
@@ -169,12 +174,14 @@ class VerifyRules:
         self._cancel_open(state, step, None, "closed")
         case.closed_elsewhere(e.occurred_at, e.closed_by)
 
-    def on_rated(self, state: CaseState, e: ev.CaseRated, step: Step) -> None:
-        """满意度评价: 不满意 → 重新打开 + 返工 where configured (scoring folds the rating)."""
+    def on_rated(self, state: CaseState, e: ev.CaseRated | ev.CaseRatedV2, step: Step) -> None:
+        """满意度评价: D 不满意 → 重新打开 + 返工 where configured (scoring folds the rating);
+        v1's ratings read as their levels (dissatisfied is D)."""
         if not state.known:
             return
         case = state.case
-        count = case.rated(rating=e.rating, policy=self.policy)
+        level = e.level if isinstance(e, ev.CaseRatedV2) else level_of(e.rating)
+        count = case.rated(level=level, policy=self.policy)
         if count is None:
             return
         reason = "市民评价不满意 / the reporter was dissatisfied" + (

@@ -116,7 +116,7 @@ export async function renderCase(screen, app, caseId) {
             d.reason ? `${t("q.reason")}: ${d.reason}` : null,
             d.result ? `${t("form.result")}: ${d.result}` : null,
             d.notes ? `${t("form.notes")}: ${d.notes}` : null,
-            d.rating ? `${t("case.rating")}: ${t(`rating.${d.rating}`)}` : null,
+            d.rating || d.level ? `${t("case.rating")}: ${t(`rating.${d.level || d.rating}`)}` : null,
           ].filter(Boolean);
           return el(
             "li",
@@ -158,7 +158,7 @@ export async function renderCase(screen, app, caseId) {
       );
     }
     if (closed && !c.rating && session.has("operator", "shift-leader")) {
-      const rating = select({ "data-testid": "rating-value" }, ["satisfied", "basically_satisfied", "dissatisfied"].map((r) => [r, t(`rating.${r}`)]), "satisfied");
+      const rating = select({ "data-testid": "rating-value" }, ["A", "B", "C", "D"].map((r) => [r, t(`rating.${r}`)]), "B");
       side.append(
         el(
           "section",

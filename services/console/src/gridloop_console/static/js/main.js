@@ -212,6 +212,8 @@ function loginScreen() {
           el("li", {}, t(k)),
         ),
       ),
+      // Public: what integrators and departments' systems send and receive on the bus.
+      el("a", { class: "hero-link", href: "/contract/", "data-testid": "contract-link" }, t("login.contract")),
     ),
     box,
   );

@@ -1,0 +1,130 @@
+"""The parts registry over REST: a part by code, the nearest parts of a type around a point,
+the parts of a cell, and a part's cases as far as the caller reads the case file; bad input
+answered 422/404 naming the field."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from gridloop_city import Part
+from gridloop_contracts.inbound import ReportV1
+
+if TYPE_CHECKING:
+    from .conftest import Harness
+
+T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+M_PER_DEG_LAT = 110_574
+
+
+def registry(intake: Harness) -> dict[str, Part]:
+    parts: dict[str, Part] = intake.rt.state[0].city.parts
+    return parts
+
+
+def by_part(external_id: str, part: Part) -> ReportV1:
+    return ReportV1.model_validate(
+        {
+            "external_id": external_id,
+            "description": "井盖破损",
+            "reported_at": T0,
+            "part_code": part.code,
+            "reporter_user_id": "sup-002",
+        }
+    )
+
+
+def first(r: Any) -> dict[str, Any]:
+    detail: dict[str, Any] = r.json()["detail"][0]
+    return detail
+
+
+async def test_a_part_by_code_by_point_and_by_cell(intake: Harness) -> None:
+    part = next(p for p in registry(intake).values() if p.category_code == "P0107")
+    operator = intake.headers("op-01", "operator")
+    async with intake.client() as http:
+        r = await http.get(f"/parts/{part.code}", headers=operator)
+        assert r.status_code == 200, r.text
+        got = r.json()
+        assert (got["code"], got["cell_code"], got["owner_dept"]) == (
+            part.code,
+            part.cell_code,
+            part.owner_dept,
+        )
+        assert got["owner_name"] == "区路灯管理所" and got["category_name"] == "路灯"
+        assert got["community_code"] == part.cell_code[:12]
+
+        # 30 m south of the lamp: it is the nearest lamp within 50 m
+        lat = part.lat - 30 / M_PER_DEG_LAT
+        r = await http.get(
+            f"/parts/near?lon={part.lon}&lat={lat}&category=P0107&within_m=50", headers=operator
+        )
+        assert r.status_code == 200, r.text
+        near = r.json()["parts"]
+        assert near[0]["code"] == part.code and abs(near[0]["distance_m"] - 30) < 1
+        assert all(p["category_code"] == "P0107" for p in near)
+        assert [p["distance_m"] for p in near] == sorted(p["distance_m"] for p in near)
+        r = await http.get(
+            f"/parts/near?lon={part.lon}&lat={lat}&category=P0107&within_m=20", headers=operator
+        )
+        assert part.code not in [p["code"] for p in r.json()["parts"]]
+
+        r = await http.get(f"/parts?cell={part.cell_code}", headers=operator)
+        codes = [p["code"] for p in r.json()["parts"]]
+        assert part.code in codes and codes == sorted(codes)
+        assert all(p["cell_code"] == part.cell_code for p in r.json()["parts"])
+
+
+async def test_a_parts_cases_follow_the_case_files_reading_rule(intake: Harness) -> None:
+    covers = [p for p in registry(intake).values() if p.category_code == "P0101"]
+    part = next(p for p in covers if p.cell_code.startswith("110101001"))
+    other = next(p for p in covers if p.code != part.code)
+    await intake.publish("intake.patrol.patrol-app", by_part("part-1", part))
+    await intake.publish("intake.patrol.patrol-app", by_part("part-2", part))
+    await intake.publish("intake.patrol.patrol-app", by_part("part-3", other))
+    mine = {await intake.case_of("patrol-app", x) for x in ("part-1", "part-2")}
+    await intake.case_of("patrol-app", "part-3")
+
+    async with intake.client() as http:
+
+        async def cases(headers: dict[str, str]) -> tuple[int, list[str]]:
+            r = await http.get(f"/parts/{part.code}/cases", headers=headers)
+            if r.status_code != 200:
+                return r.status_code, []
+            body = r.json()
+            assert body["part"]["code"] == part.code
+            assert body["total"] == len(body["cases"])
+            return 200, sorted(c["case_id"] for c in body["cases"])
+
+        assert await cases(intake.headers("op-01", "operator")) == (200, sorted(mine))
+        # a grid head reads the cases of their own sub-district only
+        here = intake.headers("gh", "grid-head", territory=("110101001",))
+        away = intake.headers("gh", "grid-head", territory=("110101005",))
+        assert await cases(here) == (200, sorted(mine))
+        assert await cases(away) == (200, [])
+        # the owner's department sees its own cases (none dispatched yet), others none
+        owner = intake.headers("w", "department", dept=part.owner_dept)
+        assert await cases(owner) == (200, [])
+        # a role that reads no case file is refused as such
+        assert (await cases(intake.headers("x", "reporter")))[0] == 403
+
+
+async def test_bad_registry_questions_are_answered_by_field(intake: Harness) -> None:
+    operator = intake.headers("op-01", "operator")
+    async with intake.client() as http:
+        r = await http.get("/parts/1101019999999999", headers=operator)
+        assert r.status_code == 404 and first(r)["field"] == "code"
+        r = await http.get("/parts?cell=123", headers=operator)
+        assert r.status_code == 404 and first(r)["field"] == "query.cell"
+        r = await http.get("/parts", headers=operator)
+        assert r.status_code == 422 and first(r)["field"] == "query.cell"
+        r = await http.get("/parts/near?lon=516.4&lat=39.9", headers=operator)
+        assert r.status_code == 422 and first(r)["field"] == "query.lon"
+        r = await http.get("/parts/near?lon=116.4&lat=39.9&within_m=99999", headers=operator)
+        assert r.status_code == 422 and first(r)["field"] == "query.within_m"
+        r = await http.get("/parts/near?lon=116.4&lat=39.9&category=E0101", headers=operator)
+        assert r.status_code == 422 and first(r)["field"] == "query.category"
+        r = await http.get("/parts/near?lon=nan&lat=39.9", headers=operator)
+        assert r.status_code == 422 and first(r)["field"] == "query.lon"
+        r = await http.get("/parts/1101010101000001")
+        assert r.status_code == 401
