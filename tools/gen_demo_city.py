@@ -368,8 +368,10 @@ Loaded and validated by `gridloop_city.load_city(path)`; every error names file,
   territory entries routed by hand on purpose (the manual dispatch queue; here E0602).
 - `calendar.yaml`: office hours, extra holidays and working days, optional `known_through`
   (the last day the city entered the State Council's arrangement for), sign-in timeout, reminder
-  fraction, escalation ladder, emergency escalation, verification and confirmation limits,
-  the seed-003 `community_rules` (1/2/3 working days, never more than 5).
+  fraction, escalation ladder, emergency escalation, the manual queue's chase (`queue_chase`:
+  dispatcher after 30 minutes, shift leader after 2 hours, clock time: the command centre is
+  staffed around the clock), verification and confirmation limits, the seed-003
+  `community_rules` (1/2/3 working days, never more than 5).
 - `users.yaml`: `id`, `name`, `roles`, `territory` (codes or `*`), `dept`, `trusted`.
 - `supervisors.csv`: `cell_code`, `primary`, `backup`: every cell has its AB pair.
 - `gazetteer.csv`: `address`, `lon`, `lat`, `cell_code`.
@@ -381,7 +383,9 @@ Loaded and validated by `gridloop_city.load_city(path)`; every error names file,
 - `intake.yaml`: duplicate distance and window, auto-accept, confirmation channels,
   shift-leader review, reject reasons (zh/en), the mails to reporters (zh/en templates).
 - `scoring.yaml`: grades 优/良/中/较差/差, rule sets (Jinhua-style area rules, department
-  weights), people thresholds.
+  weights, and for people — supervisors with a monthly minimum of 30 reports, dispatchers with
+  dispatch accuracy and time to dispatch), people thresholds, the on-site radius of
+  verification (150 m).
 
 Working time: 09:00–12:00 and 13:30–18:00 on the official calendar (chinese_calendar, with
 调休); one working day = 7.5 hours of working time; `hours` are clock hours.
@@ -818,6 +822,10 @@ def main(out: Path = OUT) -> None:
                     },
                 ],
                 "emergency_escalation_to": "subdistrict-leader",
+                "queue_chase": [
+                    {"level": 1, "after": {"amount": 0.5, "unit": "hours"}, "to": "dispatcher"},
+                    {"level": 2, "after": {"amount": 2, "unit": "hours"}, "to": "shift-leader"},
+                ],
                 "verification": {
                     "limit": {"amount": 4, "unit": "working_hours"},
                     "reminder_fraction": 0.75,
@@ -1087,12 +1095,63 @@ def main(out: Path = OUT) -> None:
                             },
                         ],
                     },
+                    {
+                        "code": "supervisors",
+                        "name": "监督员岗位考核",
+                        "subject": "person",
+                        "roles": ["supervisor"],
+                        "rules": [
+                            # a monthly minimum: 30 reports, each one short costs a point
+                            {
+                                "measure": "reports",
+                                "kind": "minimum",
+                                "at_least": 30,
+                                "points": 20,
+                                "per_unit_below": 1,
+                            },
+                            {"measure": "valid_report_rate", "kind": "weighted", "weight": 20},
+                            {
+                                "measure": "missed_report_rate",
+                                "kind": "weighted_inverse",
+                                "weight": 20,
+                            },
+                            {
+                                "measure": "on_time_verification_rate",
+                                "kind": "weighted",
+                                "weight": 20,
+                            },
+                            {
+                                "measure": "on_site_verification_rate",
+                                "kind": "weighted",
+                                "weight": 20,
+                            },
+                        ],
+                    },
+                    {
+                        "code": "dispatchers",
+                        "name": "派遣员岗位考核",
+                        "subject": "person",
+                        "roles": ["dispatcher"],
+                        "rules": [
+                            {"measure": "dispatch_accuracy", "kind": "weighted", "weight": 60},
+                            # time to dispatch from the manual queue: half an hour, then each
+                            # hour more costs 10
+                            {
+                                "measure": "queue_hours_avg",
+                                "kind": "ceiling",
+                                "at_most": 0.5,
+                                "points": 40,
+                                "per_unit_above": 10,
+                            },
+                        ],
+                    },
                 ],
                 "people": {
                     "missed_first_responses_per_year": 4,
                     "dissatisfied_per_year": 4,
                     "half_year_satisfaction_min": 80,
                 },
+                "on_site_radius_m": 150,
             }
         ),
     )

@@ -39,3 +39,8 @@ def move_clock(stack: Stack, seconds: float) -> None:
     """Move every service's clock forward by `seconds` (cumulative)."""
     f = Path(stack.env["CLOCK_FILE"])
     f.write_text(str(float(f.read_text() or 0) + seconds))
+
+
+def clock_offset(stack: Stack) -> float:
+    """How far (seconds) every service's clock has been moved forward."""
+    return float(Path(stack.env["CLOCK_FILE"]).read_text() or 0)

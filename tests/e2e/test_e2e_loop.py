@@ -10,31 +10,32 @@ case's commands land on both processes of a service."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import re
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import httpx
 import nats
 import pytest
 import pytest_asyncio
 from gridloop_city import City, load_city
-from gridloop_contracts import Envelope, to_binary, to_structured
 from gridloop_contracts.inbound import DetectionV1, ReportV1
 from gridloop_runtime.launcher import SERVICES, Stack
-from gridloop_runtime.testing import load_module, wait_for
-from nats.aio.client import Client
+from gridloop_runtime.testing import wait_for
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from .conftest import move_clock
+from .loop import (
+    ROOT,
+    Loop,
+    centre,
+    now,
+    open_loop,
+    patrol_report,
+    trusted_supervisor_cell,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-KIT = ROOT / "services" / "handling" / "examples" / "department_system.py"
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 REPLICAS = 2
 
@@ -44,156 +45,10 @@ def city() -> City:
     return load_city(ROOT / "data" / "demo-city")
 
 
-class Loop:
-    """Clients for the running system, and what integrators heard back."""
-
-    def __init__(self, stack: Stack, nc: Client, city: City) -> None:
-        self.stack, self.nc, self.js, self.city = stack, nc, nc.jetstream(), city
-        self.http = httpx.AsyncClient(timeout=10)
-        self.heard: dict[str, list[dict[str, Any]]] = {}
-        self.replicas = {name: itertools.cycle(stack.urls(name)) for name in stack.services}
-
-    def url(self, service: str, path: str) -> str:
-        """The next replica of the service, in turn."""
-        return next(self.replicas[service]) + path
-
-    async def get(self, service: str, path: str, user: str = "admin", **params: Any) -> Any:
-        r = await self.http.get(self.url(service, path), headers={"X-User": user}, params=params)
-        assert r.status_code == 200, (path, r.status_code, r.text)
-        return r.json()
-
-    async def post(self, service: str, path: str, body: dict[str, Any], user: str) -> Any:
-        r = await self.http.post(self.url(service, path), headers={"X-User": user}, json=body)
-        assert r.status_code < 300, (path, r.status_code, r.text)
-        return r.json()
-
-    async def publish(self, subject: str, event: Any, structured: bool = False) -> None:
-        # An integrator's source ends with its own code (the subject's last token).
-        env = Envelope.of(event, source=f"/integrator/{subject.rsplit('.', 1)[-1]}")
-        if structured:
-            await self.js.publish(
-                subject,
-                to_structured(env),
-                headers={"content-type": "application/cloudevents+json"},
-            )
-        else:
-            headers, body = to_binary(env)
-            await self.js.publish(subject, body, headers=headers)
-
-    async def case_of(self, external_id: str) -> str:
-        async def found() -> str | None:
-            for msg in self.heard.get(external_id, []):
-                if msg.get("case_id"):
-                    return str(msg["case_id"])
-            return None
-
-        return await wait_for(found, timeout=30, what=f"a case for {external_id}")
-
-    async def status(self, case_id: str) -> str:
-        return str((await self.get("intake", f"/cases/{case_id}", "op-01"))["status"])
-
-    async def wait_status(self, case_id: str, *wanted: str, timeout: float = 45) -> str:
-        async def reached() -> str | None:
-            s = await self.status(case_id)
-            return s if s in wanted else None
-
-        return await wait_for(reached, timeout=timeout, what=f"{case_id} to be {wanted}")
-
-    async def timeline(self, case_id: str) -> list[str]:
-        data = await self.get("intake", f"/cases/{case_id}/timeline", "op-01")
-        items = data["timeline"] if isinstance(data, dict) else data
-        # gridloop.case.<token>.v1 → <token>
-        return [str(i.get("type") or i.get("event")).split(".")[-2] for i in items]
-
-    async def task(self, case_id: str, purpose: str) -> dict[str, Any]:
-        async def open_task() -> dict[str, Any] | None:
-            for t in await self.get("verify", "/tasks", "admin", status="open", purpose=purpose):
-                if t["case_id"] == case_id and t["supervisor_id"]:
-                    return dict(t)
-            return None
-
-        return await wait_for(open_task, timeout=45, what=f"a {purpose} task for {case_id}")
-
-    async def verify(self, case_id: str, passed: bool) -> None:
-        t = await self.task(case_id, "verification")
-        body = {
-            "passed": passed,
-            "notes": "现场核查",
-            "photos": ["https://evidence.example.org/v.jpg"],
-        }
-        await self.post("verify", f"/tasks/{t['task_id']}/verification", body, t["supervisor_id"])
-
-    async def confirm(self, case_id: str) -> None:
-        t = await self.task(case_id, "confirmation")
-        await self.post(
-            "verify", f"/tasks/{t['task_id']}/confirmation", {"confirmed": True}, t["supervisor_id"]
-        )
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def loop(stack: Stack, city: City) -> AsyncIterator[Loop]:
-    assert stack.nats_url
-    nc = await nats.connect(stack.nats_servers)
-    lp = Loop(stack, nc, city)
-
-    async def heard(msg: Any) -> None:
-        data = json.loads(msg.data)
-        if data.get("external_id"):
-            lp.heard.setdefault(data["external_id"], []).append(data)
-
-    await nc.subscribe("notify.>", cb=heard)
-    kit = load_module(KIT, "department_system")
-    stop = asyncio.Event()
-    quiet = lambda _: None  # noqa: E731
-    departments = {
-        "sanitation": "handle",
-        "urban-mgmt": "handle",
-        "traffic-police": "return",
-        "housing": "extension",
-    }
-    kits = [
-        asyncio.create_task(kit.run(stack.nats_url, dept, behaviour=b, stop=stop, say=quiet))
-        for dept, b in departments.items()
-    ]
-    try:
+    async with open_loop(stack, city) as lp:
         yield lp
-    finally:
-        stop.set()
-        await asyncio.gather(*kits, return_exceptions=True)
-        await lp.http.aclose()
-        await nc.close()
-
-
-def trusted_supervisor_cell(city: City) -> tuple[str, str]:
-    for cell, a in sorted(city.supervisors.items()):
-        if city.users[a.primary].trusted and city.cells[cell].entry_list is None:
-            return a.primary, cell
-    raise AssertionError("the demo city has no trusted supervisor")
-
-
-def centre(city: City, cell: str) -> dict[str, float]:
-    part = next(p for p in city.parts.values() if p.cell_code == cell)
-    return {"lat": part.lat, "lon": part.lon}
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-async def patrol_report(loop: Loop, tag: str, description: str) -> tuple[str, str]:
-    """A trusted supervisor's patrol report in their cell over NATS: (external id, case id)."""
-    supervisor, cell = trusted_supervisor_cell(loop.city)
-    ext = f"{tag}-{uuid.uuid4().hex[:8]}"
-    report = ReportV1(
-        external_id=ext,
-        description=description,
-        reported_at=now(),
-        location=centre(loop.city, cell),
-        category_code="E0104",
-        reporter_user_id=supervisor,
-    )
-    await loop.publish("intake.patrol.patrol-app", report)
-    return ext, await loop.case_of(ext)
 
 
 async def test_patrol_report_runs_the_whole_loop_to_closed_and_scored(loop: Loop) -> None:

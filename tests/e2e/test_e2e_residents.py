@@ -20,7 +20,7 @@ from gridloop_runtime.devstack import LocalSmtp
 from gridloop_runtime.launcher import Stack
 from gridloop_runtime.testing import load_module, wait_for
 
-from .test_e2e_loop import KIT, ROOT, Loop, centre
+from .loop import KIT, ROOT, Loop, centre
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 # A mail the server did not take is tried again a second later (not 30 s).

@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from gridloop_city import City, load_city
 from gridloop_runtime.devstack import LocalPostgres
@@ -266,3 +269,123 @@ def test_one_case_through_the_whole_loop_by_clicking(console_url: str, city: Cit
             chromium.close()
     assert not b.errors, b.errors
     assert len(b.shots) >= 12
+
+
+def open311_cells(city: City, n: int) -> list[tuple[float, float]]:
+    """Points in `n` cells that take every category and route E0106 (one report each: no
+    duplicates to merge)."""
+    out = []
+    for cell in sorted(city.cells):
+        if city.cells[cell].entry_list is not None or city.route("E0106", cell) is None:
+            continue
+        point = city.polygons[cell].representative_point()
+        out.append((point.y, point.x))
+        if len(out) == n:
+            return out
+    raise AssertionError("the demo city has too few cells for the reports")
+
+
+def test_the_wall_screen_follows_the_loop_live_without_a_reload(
+    console_url: str, city: City
+) -> None:
+    """The command centre's wall (大屏) at 1920×1080, opened from the console by the shift
+    leader; while web reports come in and are accepted and dispatched, the day's counts by
+    channel change on the wall by themselves (no reload, no click)."""
+
+    def token(user: str) -> str:
+        r = httpx.post(f"{console_url}/api/login", json={"user_id": user, "password": "x"})
+        assert r.status_code == 200, r.text
+        return str(r.json()["token"])
+
+    operator = {"Authorization": f"Bearer {token('op-01')}"}
+    flow_errors: list[str] = []
+
+    def cases_flow(points: list[tuple[float, float]], stop: threading.Event) -> None:
+        """Residents report on the web, an operator accepts each: dispatch routes them."""
+        with httpx.Client(base_url=console_url, headers=operator, timeout=20) as http:
+            for lat, lon in points:
+                form = {
+                    "api_key": "demo-open311-key",
+                    "service_code": "E0106",
+                    "lat": f"{lat:.6f}",
+                    "long": f"{lon:.6f}",
+                    "description": "门前乱堆物料，影响通行",
+                }
+                r = http.post("/api/intake/open311/v2/requests.json", data=form)
+                if r.status_code >= 300:
+                    flow_errors.append(r.text)
+                    return
+                case_id = r.json()[0]["service_request_id"]
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and not stop.is_set():
+                    r = http.post(f"/api/intake/cases/{case_id}/accept", json={})
+                    if r.status_code < 300:
+                        break
+                    stop.wait(0.5)  # not in the acceptance queue yet
+                else:
+                    flow_errors.append(f"{case_id} never accepted: {r.text}")
+                stop.wait(1.0)
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        context = chromium.new_context(viewport={"width": 1920, "height": 1080}, locale="zh-CN")
+        b = Browser(context.new_page(), console_url)
+        b.watch()
+        page = b.page
+        stop = threading.Event()
+        flow = threading.Thread(target=cases_flow, args=(open311_cells(city, 3), stop))
+        try:
+            b.login("shift-leader", "lead-01")
+            page.get_by_test_id("tab-wall").click()
+            expect(page.get_by_test_id("wall")).to_be_visible()
+            expect(page.get_by_test_id("wall-live")).to_have_class(
+                re.compile(r"\bon\b"), timeout=WAIT
+            )
+            expect(page.get_by_test_id("wall-total-reported")).to_have_text(
+                re.compile(r"^\d+$"), timeout=WAIT
+            )
+            size = page.evaluate("[window.innerWidth, window.innerHeight]")
+            assert size == [1920, 1080], size
+            # nothing of the wall spills past the screen
+            overflow = page.evaluate(
+                "[document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
+            )
+            assert overflow == [1920, 1080], overflow
+            page.evaluate("window.__same_page = 'yes'")
+            reported = int(page.get_by_test_id("wall-total-reported").inner_text())
+            web = int(page.get_by_test_id("wall-count-web-reported").inner_text())
+            dispatched = int(page.get_by_test_id("wall-total-dispatched").inner_text())
+            b.shot("wall-before")
+
+            flow.start()
+            # the counts move as the events arrive, the page never reloads
+            expect(page.get_by_test_id("wall-count-web-reported")).not_to_have_text(
+                str(web), timeout=WAIT
+            )
+            expect(page.get_by_test_id("wall-total-reported")).to_have_text(
+                str(reported + 3), timeout=WAIT * 2
+            )
+            expect(page.get_by_test_id("wall-total-dispatched")).to_have_text(
+                str(dispatched + 3), timeout=WAIT * 2
+            )
+            expect(page.get_by_test_id("wall-count-web-reported")).to_have_text(str(web + 3))
+            assert page.evaluate("window.__same_page") == "yes"
+            expect(
+                page.get_by_test_id("wall-heat").locator("path[data-open='1']")
+            ).not_to_have_count(0, timeout=WAIT)
+            expect(page.get_by_test_id("wall-step-accept")).to_contain_text("件")
+            expect(page.get_by_test_id("wall-ranking").locator("li[data-dept]")).not_to_have_count(
+                0, timeout=WAIT
+            )
+            b.shot("wall-after")
+        except Exception:
+            b.shot("wall-failure")
+            raise
+        finally:
+            stop.set()
+            if flow.is_alive():
+                flow.join(timeout=60)
+            context.close()
+            chromium.close()
+    assert not flow_errors, flow_errors
+    assert not b.errors, b.errors

@@ -381,6 +381,72 @@ async def test_a_neighbour_dispute_reaches_the_communitys_committee_for_one_work
     assert assigned.data["case"]["category_code"] == "E0601"
 
 
+async def test_a_case_left_in_the_queue_is_said_on_the_bus_and_chased_up_its_ladder(
+    dispatch: Harness,
+) -> None:
+    cid = case_id(40)
+    start = dispatch.clock.now()
+    await dispatch.accept(cid, "E0602")  # no routing rule for E0602
+    [queued] = await dispatch.wait(ev.CaseQueued, case_id=cid)
+    assert queued.data["reason_code"] == "unroutable" and "E0602" in queued.data["reason"]
+    assert queued.data["cell_code"] == CELL
+    dispatch.clock.set(start + timedelta(minutes=31))
+    await dispatch.settle()
+    [first] = await dispatch.wait(ev.CaseQueueChased, case_id=cid)
+    assert (first.data["level"], first.data["to_role"]) == (1, "dispatcher")
+    dispatch.clock.set(start + timedelta(hours=2, minutes=1))
+    await dispatch.settle()
+    await dispatch.wait(ev.CaseQueueChased, n=2, case_id=cid)
+    assert [e.data["to_role"] for e in dispatch.emitted(ev.CaseQueueChased, case_id=cid)] == [
+        "dispatcher",
+        "shift-leader",
+    ]
+    r = await dispatch.call("GET", "/queue")
+    [waiting] = [c for c in r.json() if c["case_id"] == cid]
+    assert waiting["queue_chase_level"] == 2
+    r = await dispatch.call("POST", f"/cases/{cid}/dispatch", json={"dept": "street-001"})
+    assert r.status_code == 200 and r.json()["queue_chase_level"] == 0, r.text
+    dispatch.clock.set(start + timedelta(hours=5))
+    await dispatch.settle()
+    assert len(dispatch.emitted(ev.CaseQueueChased, case_id=cid)) == 2  # nothing more
+
+
+async def test_dispatchers_and_the_shift_leader_chase_a_department_by_hand(
+    dispatch: Harness,
+) -> None:
+    cid = case_id(41)
+    await dispatch.accept(cid, "E0102")
+    d = await dispatch.dispatched(cid)
+    path = f"/cases/{cid}/reminder"
+    for user, status in (("sanitation-ops", 403), (EVALUATOR, 403)):
+        r = await dispatch.call("POST", path, user, json={"note": "请尽快处置"})
+        assert r.status_code == status and r.json()["detail"][0]["code"] == "forbidden"
+    r = await dispatch.call("POST", path, json={"note": "  "})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "note"
+    body = {"note": "请尽快签收", "command_id": "remind-1"}
+    r = await dispatch.call("POST", path, json=body)
+    assert r.status_code == 200 and r.json()["tasks"][0]["manual_reminders"] == 1, r.text
+    again = await dispatch.call("POST", path, json=body)  # the same command: once
+    assert again.json() == r.json()
+    r = await dispatch.call("POST", path, LEAD, json={"note": "值班长催办"})
+    assert r.status_code == 200 and r.json()["tasks"][0]["manual_reminders"] == 2, r.text
+    chased = await dispatch.wait(ev.CaseReminded, n=2, case_id=cid, manual=True)
+    assert [(e.data["actor"]["role"], e.data["stage"]) for e in chased] == [
+        ("dispatcher", "sign_in"),
+        ("shift-leader", "sign_in"),
+    ]
+    assert all(e.data["task_id"] == d["task_id"] for e in chased)
+    feed = await dispatch.wait_feed("sanitation", "reminder", cid, n=2)
+    assert "值班长催办" in feed[-1].data["note"]
+    # the grid head of the case's cell chases too; a grid head elsewhere cannot find it
+    r = await dispatch.call("POST", path, "gh-0020010001", json={"note": "网格长催办"})
+    assert r.status_code == 404, r.text
+    r = await dispatch.call("POST", path, "gh-0010010001", json={"note": "网格长催办"})
+    assert r.status_code == 200 and r.json()["tasks"][0]["manual_reminders"] == 3, r.text
+    [by_head] = await dispatch.wait(ev.CaseReminded, case_id=cid, manual=True, note="网格长催办")
+    assert by_head.data["actor"]["role"] == "grid-head"
+
+
 async def test_the_command_centre_reads_and_acts_within_its_territory(dispatch: Harness) -> None:
     """A dispatcher of another sub-district (or with no territory in the token) sees none of
     a case: not in the queue, 404 as for an unknown id when read or acted on; the attempts
@@ -598,6 +664,8 @@ async def test_a_failed_verification_goes_back_to_the_same_department(dispatch: 
     )
     # One working day from Mon 13:00: 4.5 h that afternoon, 3 h on Tuesday → Tue 12:00.
     assert at(again["deadline"]) == bj(2026, 11, 24, 12)
+    # The department signs for the rework round again: two working hours, from 13:30.
+    assert at(again["sign_in_due"]) == bj(2026, 11, 23, 15, 30)
     [rework] = await dispatch.wait_feed("sanitation", "rework", cid)
     assert rework.data["count"] == 1 and rework.data["reason"] == "仍有垃圾残留"
 
@@ -605,8 +673,9 @@ async def test_a_failed_verification_goes_back_to_the_same_department(dispatch: 
     await dispatch.settle()
     [late] = await dispatch.wait(ev.CaseOverdue, case_id=cid, stage="handling")
     assert at(late.data["deadline"]) == bj(2026, 11, 24, 12)
-    # Signed before the rework: no sign-in chase for it.
-    assert dispatch.emitted(ev.CaseOverdue, case_id=cid, stage="sign_in") == []
+    # Signed before the rework, not after it: the rework round's sign-in is chased too.
+    [unsigned] = dispatch.emitted(ev.CaseOverdue, case_id=cid, stage="sign_in")
+    assert at(unsigned.data["deadline"]) == bj(2026, 11, 23, 15, 30)
 
 
 # -- the command centre: split, recall, redispatch, 挂牌督办 --------------------------------

@@ -174,10 +174,12 @@ def test_rework_restarts_the_period_with_a_new_generation() -> None:
     t.escalate(2, MON)
     t.report_handled(MON)
     later = MON + timedelta(days=2)
-    t.rework(later, later + timedelta(days=1), count=1)
-    assert t.status == TaskStatus.SIGNED and t.kind == "rework"
+    t.rework(later, later + timedelta(days=1), count=1, sign_in_due=later + timedelta(hours=2))
+    # the department signs for the rework round again
+    assert t.status == TaskStatus.OPEN and t.kind == "rework" and t.signed_at is None
     assert (t.gen, t.reworks, t.escalation_level) == (2, 1, 0)
-    assert t.overdue_at is None and t.handled_at is None and t.sign_in_due is None
+    assert t.overdue_at is None and t.handled_at is None
+    assert t.sign_in_due == later + timedelta(hours=2)
     assert t.timer_key() == "C1-T1#2" and t.timer_key(1) == "C1-T1#1"
 
 

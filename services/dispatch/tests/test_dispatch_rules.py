@@ -111,12 +111,92 @@ def test_acceptance_dispatches_once_with_one_chase_timer(rules: DispatchRules) -
     assert again.pending == [] and again.timer_ops == [] and len(f.tasks) == 1
 
 
-def test_an_unroutable_case_goes_to_the_queue(rules: DispatchRules) -> None:
+def test_an_unroutable_case_goes_to_the_queue_said_and_chased(rules: DispatchRules) -> None:
     f = CaseFile(CID)
     step = step_at(MON)
     rules.on_accepted(f, accepted("E0602"), step)  # no routing rule for E0602
     assert f.case is not None and f.case.queued and f.case.state == CaseState.QUEUED
-    assert f.tasks == [] and step.pending == [] and step.timer_ops == []
+    assert f.tasks == []
+    assert types(step) == ["case.queued gridloop.case.queued.v1"]
+    [queued] = emitted(step, ev.CaseQueued)
+    assert queued["reason_code"] == "unroutable" and queued["reason"] == f.case.queue_reason
+    # chased 30 minutes after it was queued (calendar.yaml queue_chase, clock time)
+    [op] = step.timer_ops
+    assert (op.kind, op.key, op.due_at) == (
+        "queue-chase",
+        f"{CID}-Q@{MON.isoformat()}",
+        MON + timedelta(minutes=30),
+    )
+    assert op.payload == {"case_id": CID, "queued_at": MON.isoformat(), "level": 1}
+
+
+def test_a_case_left_in_the_queue_is_chased_to_the_dispatcher_then_the_shift_leader(
+    rules: DispatchRules,
+) -> None:
+    f = CaseFile(CID)
+    first = step_at(MON)
+    rules.on_accepted(f, accepted("E0602"), first)
+    timer = chase(f, first)
+    fired = step_at(MON + timedelta(minutes=31))
+    rules.on_queue_chase(f, timer, fired)
+    [c1] = emitted(fired, ev.CaseQueueChased)
+    assert (c1["level"], c1["to_role"], c1["occurred_at"]) == (
+        1,
+        "dispatcher",
+        (MON + timedelta(minutes=30)).isoformat(),
+    )
+    assert f.case is not None and f.case.queue_chase_level == 1
+    timer2 = chase(f, fired)
+    assert timer2.due_at == MON + timedelta(hours=2) and timer2.payload["level"] == 2
+    rules.on_queue_chase(f, timer, step_at(MON + timedelta(minutes=40)))  # level 1 again
+    again = step_at(MON + timedelta(hours=2))
+    rules.on_queue_chase(f, timer2, again)
+    [c2] = emitted(again, ev.CaseQueueChased)
+    assert (c2["level"], c2["to_role"]) == (2, "shift-leader")
+    assert again.timer_ops == []  # the top of the ladder
+    # placed by a dispatcher, a timer of the old wait fires into nothing
+    placed = step_at(MON + timedelta(hours=3))
+    rules.dispatch(f, placed, Dispatcher(), Units("sanitation"))
+    late = step_at(MON + timedelta(hours=4))
+    rules.on_queue_chase(f, timer2, late)
+    assert late.pending == [] and late.timer_ops == []
+
+
+def test_a_dispatcher_or_shift_leader_chases_the_department_by_hand(rules: DispatchRules) -> None:
+    f = dispatched(rules)
+    step = step_at(MON + timedelta(minutes=20))
+    [task] = rules.remind(f, step, Dispatcher(), "dispatcher", "请尽快签收")
+    assert task.manual_reminders == 1 and task.reminded_at is None  # the automatic one stays
+    assert types(step) == [
+        "case.reminded gridloop.case.reminded.v1",
+        "dispatch.sanitation.reminder gridloop.dispatch.reminder.v1",
+    ]
+    [r] = emitted(step, ev.CaseReminded)
+    assert r["manual"] is True and r["stage"] == "sign_in" and r["note"] == "请尽快签收"
+    assert r["actor"]["role"] == "dispatcher" and r["dept"] == "sanitation"
+    feed = step.pending[1][1].data
+    assert feed["stage"] == "sign_in" and "人工催办" in feed["note"]
+    task.sign(MON + timedelta(minutes=30))
+    later = step_at(MON + timedelta(hours=1))
+    rules.remind(f, later, Dispatcher(), "shift-leader", "处置进度如何")
+    [r2] = emitted(later, ev.CaseReminded)
+    assert r2["stage"] == "handling" and r2["actor"]["role"] == "shift-leader"
+    assert task.manual_reminders == 2
+    rules.on_handled(
+        f,
+        ev.CaseHandled(
+            case_id=CID,
+            occurred_at=MON,
+            dept="sanitation",
+            task_id=task.task_id,
+            result="ok",
+            completed_at=MON,
+        ),
+        step_at(MON + timedelta(hours=2)),
+    )
+    with pytest.raises(Refusal) as err:
+        rules.remind(f, step_at(MON + timedelta(hours=3)), Dispatcher(), "dispatcher", "再催")
+    assert err.value.code == "nothing-active"
 
 
 def test_an_emergency_is_escalated_at_dispatch_and_chased_above_that_level(
@@ -197,7 +277,9 @@ def test_a_returned_part_of_a_split_case_always_goes_to_the_queue(rules: Dispatc
         back,
     )
     # another candidate exists (routing would find one), but a dispatcher cut this part
-    assert emitted(back, ev.CaseDispatched) == [] and back.timer_ops == []
+    assert emitted(back, ev.CaseDispatched) == []
+    assert [o.kind for o in back.timer_ops] == ["queue-chase"]  # the queue's chase only
+    assert emitted(back, ev.CaseQueued)[0]["reason_code"] == "returned"
     assert f.case is not None and f.case.queued and "sanitation" in (f.case.queue_reason or "")
     assert f.case.state == CaseState.DISPATCHED  # the other part goes on
     assert len(f.tasks) == 3
@@ -250,6 +332,41 @@ def test_rework_takes_the_new_deadline_if_it_is_still_ahead(rules: DispatchRules
         f"{CID}-T1#2",
     )  # a new row: the old one fires into nothing
     assert [s for s, _ in step.pending] == ["case.dispatched", "dispatch.sanitation.rework"]
+
+
+def test_after_a_rework_the_department_signs_again_by_its_sign_in_time(
+    rules: DispatchRules,
+) -> None:
+    f = dispatched(rules)
+    task = f.tasks[0]
+    task.sign(bj(2026, 11, 23, 10, 30))
+    handled(rules, f, bj(2026, 11, 23, 11))
+    step = step_at(bj(2026, 11, 23, 13))
+    rules.on_reworked(f, reworked(bj(2026, 11, 25, 9)), step)
+    # two working hours from 13:00 (office reopens 13:30): 15:30, told with the rework dispatch
+    due = bj(2026, 11, 23, 15, 30)
+    assert (task.status, task.signed_at, task.sign_in_due) == (TaskStatus.OPEN, None, due)
+    [d] = emitted(step, ev.CaseDispatched)
+    assert d["kind"] == "rework" and d["sign_in_due"] == due.isoformat()
+    # the chase starts at the sign-in step; unsigned by then, it is overdue at sign-in
+    timer = chase(f, step)
+    assert (timer.due_at, timer.payload["step"]) == (due, "sign_in")
+    missed = step_at(due + timedelta(minutes=1))
+    rules.on_chase(f, timer, missed)
+    [o] = emitted(missed, ev.CaseOverdue)
+    assert o["stage"] == "sign_in" and task.sign_in_overdue_at == due
+    # signing for the rework round is recorded again
+    rules.on_signed(
+        f,
+        ev.CaseSigned(
+            case_id=CID,
+            occurred_at=bj(2026, 11, 23, 15, 30),
+            dept="sanitation",
+            task_id=task.task_id,
+        ),
+        step_at(bj(2026, 11, 23, 15, 30)),
+    )
+    assert task.status == TaskStatus.SIGNED and task.signed_at == bj(2026, 11, 23, 15, 30)
 
 
 def test_rework_else_takes_the_categorys_deadline(rules: DispatchRules) -> None:
@@ -475,7 +592,12 @@ def test_ending_a_task_makes_its_pending_requests_moot(rules: DispatchRules) -> 
     step = step_at(datetime(2026, 11, 23, 3, tzinfo=UTC))
     rules.recall(f, step, Dispatcher(), "统一改派")
     assert f.case is not None and f.case.queued and task.status == TaskStatus.RECALLED
-    assert [s for s, _ in step.pending] == ["case.recalled", "dispatch.sanitation.recalled"]
+    assert [s for s, _ in step.pending] == [
+        "case.recalled",
+        "dispatch.sanitation.recalled",
+        "case.queued",
+    ]
+    assert emitted(step, ev.CaseQueued)[0]["reason_code"] == "recalled"
     assert [(x.status, x.decision_reason) for x in f.extensions] == [("moot", "已撤回 / recalled")]
 
 

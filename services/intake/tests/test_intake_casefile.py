@@ -397,3 +397,65 @@ async def test_operators_accept_and_reject_with_the_shift_leaders_review(intake:
     assert accepted[reviewed]["actor"]["id"] == "op-01"
     rejected = (await cases.wait("gridloop.case.rejected.v1"))[0].data
     assert (rejected["case_id"], rejected["reason_code"]) == (plain, "not-city-management")
+
+
+async def test_the_grid_heads_queue_the_heat_map_and_the_manual_queue(intake: Harness) -> None:
+    """A resident's hotline report in one cell is overdue, a patrol report in another waits
+    in the manual dispatch queue: the case file says 待人工派遣; the grid head of the first
+    cell sees the overdue case with the resident to call back, a grid head elsewhere does
+    not; the heat map counts each cell's open cases within the caller's reach."""
+    from gridloop_runtime.auth import issue_token
+
+    await intake.publish(
+        "intake.hotline.12345",
+        report(
+            "g-1",
+            category_code="E0106",
+            reporter_user_id=None,
+            reporter={"name": "李四", "phone": "13911112222"},
+        ),
+    )
+    await intake.publish(
+        "intake.patrol.patrol-app",
+        report("g-2", location=Location(lat=39.92152, lon=116.3999)),
+    )
+    late = await intake.case_of("12345", "g-1")
+    waiting = await intake.case_of("patrol-app", "g-2")
+    await run_loop(intake, late, T0, overdue=True)
+    await intake.upstream(ev.CaseQueued(case_id=waiting, occurred_at=T0, reason="无匹配的派遣规则"))
+
+    async def settled() -> bool:
+        rows = await intake.fetch(
+            "SELECT case_id, overdue, status, status_notes FROM cases "
+            "WHERE case_id = ANY($1::text[])",
+            [late, waiting],
+        )
+        by = {r["case_id"]: r for r in rows}
+        return bool(by[late]["overdue"]) and by[waiting]["status"] == "manual_dispatch"
+
+    await wait_for(settled)
+    notes = await intake.value("SELECT status_notes FROM cases WHERE case_id = $1", waiting)
+    assert notes.startswith("待人工派遣：无匹配的派遣规则")
+    cell = await intake.value("SELECT cell_code FROM cases WHERE case_id = $1", late)
+
+    def head(territory: list[str]) -> dict[str, str]:
+        token = issue_token(intake.auth, user_id="gh", roles=["grid-head"], territory=territory)
+        return {"Authorization": f"Bearer {token}"}
+
+    async with intake.client() as http:
+        r = await http.get("/grid-head/queue", headers=head([cell]))
+        assert r.status_code == 200, r.text
+        [item] = r.json()
+        assert (item["case_id"], item["why"]) == (late, "overdue")
+        assert item["call_back"] == [{"name": "李四", "phone": "13911112222", "channel": "hotline"}]
+        assert (await http.get("/grid-head/queue", headers=head(["110101005"]))).json() == []
+        operator = intake.headers("op-01", "operator")
+        r = await http.get("/grid-head/queue", headers=operator)
+        assert r.status_code == 403
+        r = await http.get("/stats/open-by-cell", headers=operator)
+        assert r.status_code == 200, r.text
+        heat = r.json()
+        assert heat["cells"][cell] == {"open": 1, "overdue": 1}
+        assert heat["open"] == 2 and heat["overdue"] == 1
+        mine = (await http.get("/stats/open-by-cell", headers=head([cell]))).json()
+        assert mine["cells"] == {cell: {"open": 1, "overdue": 1}}

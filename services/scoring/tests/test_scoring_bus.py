@@ -576,7 +576,7 @@ async def test_the_rebuild_command_line_replays_and_compares(
     # A projection that lost an item is found different, and the rebuild puts it right.
     assert scoring.rt.pool is not None
     async with scoring.rt.pool.acquire() as conn:
-        await conn.execute("DELETE FROM items WHERE measure = 'closed'")
+        await conn.execute("DELETE FROM items WHERE measure = 'closed' AND subject_kind = 'area'")
     assert await _rebuild(settings, apply=False) == 1
     assert printed_report(capsys.readouterr().out)["item_differences"] == 1
     assert await _rebuild(settings, apply=True) == 0
@@ -764,3 +764,148 @@ async def test_the_fast_rebuild_gives_exactly_the_live_items(
     assert len(await items_of(h)) > len(live)
     again = await replay.rebuild(h.rt.pool, h.rt.js, ctx)
     assert again.identical is True and again.facts == report.facts + 1
+
+
+# -- the oversight measures over the bus (issue 22) --------------------------------------------
+async def test_falsification_v2_and_the_new_measures_reach_the_api_and_survive_a_rebuild(
+    scoring: Harness,
+) -> None:
+    """Three cases in 东华门 (handling 2 h, 7 h late, and 1 h), one of them found falsified
+    on case.verified v2 and reworked: the department's falsified count, the area's Jinhua
+    deduction, the handling-time statistics per department and category, the steps, the
+    catalogue; a rebuild from the stream gives the same numbers."""
+    h = scoring
+    first = history("C-F1", CELL_A, T0)
+    late = history("C-F2", CELL_A, T0 + HOUR, handled_late=True, until="closed")
+    falsified = history("C-F3", CELL_A, T0 + 2 * HOUR, until="signed")
+    d = dims("C-F3", CELL_A)
+    task = {"dept": "sanitation", "task_id": "T-C-F3", "deadline": T0 + 8 * HOUR}
+    at = T0 + 4 * HOUR
+    falsified += [
+        ev.CaseHandled(**d, **task, occurred_at=at, result="已清运", completed_at=at),
+        ev.CaseVerifiedV2(
+            **d,
+            **task,
+            occurred_at=at + HOUR,
+            actor=Actor(id="sup-001", role="supervisor"),
+            passed=False,
+            supervisor_id="sup-001",
+            notes="照片非本处",
+            falsified=True,
+            falsification=ev.Falsification(
+                notes="照片非本处",
+                evidence=[{"url": "https://evidence.example.org/x.jpg"}],
+                marked_by="sup-001",
+                role="supervisor",
+            ),
+        ),
+        ev.CaseReworked(**d, **task, occurred_at=at + HOUR, count=1, reason="弄虚作假"),
+    ]
+    for e in [*first, *late, *falsified]:
+        await h.publish(e)
+    await h.settled()
+    month = {"period": "month", "date": DAY}
+    san = (await h.measures("department", **month))["sanitation"]
+    # handling 2 h (C-F1: 11:00 → 13:00), 7 h (C-F2: 12:00 → 19:00), 1 h (C-F3: 13:00 → 14:00):
+    # mean 10/3, median the 2nd of 3 = 2, p90 the 3rd = 7
+    assert san["falsified"] == 1 and san["overdue"] == 1 and san["to_handle"] == 3
+    assert san["overdue_rate"] == pytest.approx(1 / 3)
+    assert (san["handling_hours_count"], san["handling_hours_avg"]) == (3, 3.3333)
+    assert (san["handling_hours_median"], san["handling_hours_p90"]) == (2, 7)
+    category = (await h.measures("category", **month))["E0102"]
+    assert (category["handling_hours_count"], category["handling_hours_p90"]) == (3, 7)
+    area = (await h.measures("area", level="subdistrict", **month))["110101001"]
+    assert (area["falsifications"], area["failed_verifications"]) == (1, 1)
+    assert area["dispatches"] == 3 and area["dispatch_accuracy"] == 1.0
+    jinhua = {
+        r["subject_code"]: r for r in (await h.get("/rankings", rule_set="jinhua", **month))["rows"]
+    }
+    terms = {t["measure"]: t["points"] for t in jinhua["110101001"]["terms"]}
+    assert terms["falsifications"] == -1.0 and terms["failed_verifications"] == -0.2
+    drill = await h.get(
+        "/drilldown",
+        subject_kind="department",
+        subject="sanitation",
+        measure="handling_hours_p90",
+        **month,
+    )
+    assert drill["value"] == 7 and drill["parts"][0]["case_ids"] == ["C-F1", "C-F2", "C-F3"]
+    steps = {s["step"]: s for s in (await h.get("/steps", **month))["steps"]}
+    assert steps["handle"]["count"] == 3 and steps["handle"]["median"] == 2
+    assert steps["accept"]["median"] == 0.5 and steps["dispatch"]["median"] == 0.5
+    catalogue = await h.get("/catalogue")
+    assert "handling_hours_p90" in catalogue["category"]["distributions"][0]["statistics"]
+    csv_text = await h.get("/measures.csv", subject_kind="department", **month)
+    assert "handling_hours_p90" in csv_text.splitlines()[0]
+
+    r = await h.post("/admin/rebuild", ADMIN)
+    assert r.status_code == 200 and r.json()["identical"] is True, r.text
+
+
+async def test_people_are_ranked_by_role_and_read_only_their_own_row(scoring: Harness) -> None:
+    """The dispatchers' rule set ranks every dispatcher of users.yaml (one who placed a case
+    from the queue after 1.5 hours: accuracy 1 → 60, one hour over half an hour costs 10 of
+    40 → 30: 90);
+    a dispatcher reads only their own row; people's rankings are not broadcast."""
+    h = scoring
+    d = dims("C-Q1", CELL_A)
+    dispatcher = Actor(id="disp-01", role="dispatcher")
+    for e in (
+        ev.CaseAccepted(**d, occurred_at=T0, actor=OPERATOR, description="领导交办"),
+        ev.CaseQueued(**d, occurred_at=T0, reason="无匹配的派遣规则"),
+        ev.CaseDispatched(
+            **d,
+            occurred_at=T0 + 1.5 * HOUR,
+            actor=dispatcher,
+            dept="street-001",
+            task_id="T-C-Q1",
+            deadline=T0 + 9 * HOUR,
+            kind="manual",
+        ),
+    ):
+        await h.publish(e)
+    await h.settled()
+    month = {"period": "month", "date": DAY}
+    ranking = await h.get("/rankings", rule_set="dispatchers", **month)
+    city = load_city(DEMO_CITY)
+    everyone = {u.id for u in city.users.values() if "dispatcher" in u.roles}
+    assert {r["subject_code"] for r in ranking["rows"]} == everyone
+    mine = next(r for r in ranking["rows"] if r["subject_code"] == "disp-01")
+    assert mine["score"] == 90.0 and mine["measures"]["queue_hours_avg"] == 1.5
+    own = await h.get("/rankings", "disp-01", rule_set="dispatchers", **month)
+    assert [r["subject_code"] for r in own["rows"]] == ["disp-01"]
+    r = await h.post("/publish", EVALUATOR, json={"period": "month", "date": DAY})
+    assert r.status_code == 200, r.text
+    assert "dispatchers" not in {p["rule_set"] for p in r.json()["published"]}
+
+
+async def test_the_monthly_bulletin_as_data_csv_and_a_printable_page(scoring: Harness) -> None:
+    """通报 of November: the departments' and sub-districts' rankings as /rankings gives them,
+    the case with most marks first (C-LATE: overdue and reworked), for evaluators only."""
+    h = scoring
+    for e in [
+        *history("C-OK", CELL_A, T0),
+        *history("C-LATE", CELL_B, T0 + HOUR, handled_late=True, rework=True, until="closed"),
+    ]:
+        await h.publish(e)
+    await h.settled()
+    month = {"period": "month", "date": DAY}
+    r = await h.http.get("/bulletin", params=month, headers={"X-User": "sup-001"})  # type: ignore[union-attr]
+    assert r.status_code == 403
+    b = await h.get("/bulletin", **month)
+    assert b["title"] == "东城区网格化城市管理2026年11月考核通报"
+    ranking = await h.get("/rankings", rule_set="department", **month)
+    assert [(d["subject_code"], d["score"]) for d in b["departments"]] == [
+        (row["subject_code"], row["score"]) for row in ranking["rows"]
+    ]
+    assert {a["subject_code"] for a in b["subdistricts"]} == {"110101001", "110101002"}
+    assert b["worst_cases"][0]["case_id"] == "C-LATE"
+    assert b["worst_cases"][0]["marks"] == {"overdue": 1, "reworked": 1}
+    page = await h.get("/bulletin.html", **month)
+    assert "<h1>东城区网格化城市管理2026年11月考核通报</h1>" in page
+    assert 'data-case="C-LATE"' in page and "超期1次" in page and "<script" not in page
+    text = await h.get("/bulletin.csv", **month)
+    assert text.splitlines()[0].lstrip("\ufeff").startswith("section,rank,code,name,score")
+    assert any(line.startswith("worst_case,1,C-LATE,") for line in text.splitlines())
+    quarter = await h.get("/bulletin", period="quarter", date=DAY)
+    assert quarter["title"].endswith("2026年第4季度考核通报")

@@ -173,16 +173,31 @@ def test_a_case_on_time_end_to_end_counts_once_in_every_measure() -> None:
         "handled_on_time",
         "rated",
         "satisfied",
+        "sign_hours",
+        "handling_hours",
     }
     area = {m for (k, c, m) in counted(items) if k == "area"}
-    assert area == {"reported", "accepted", "closed", "closed_on_time", "rated", "satisfied"}
+    assert area == {
+        "reported",
+        "accepted",
+        "closed",
+        "closed_on_time",
+        "rated",
+        "satisfied",
+        "discovered",  # the cell's supervisor found it on patrol
+        "dispatches",
+        "accept_hours",
+        "dispatch_hours",
+    }
     people = {(c, m) for (k, c, m) in counted(items) if k == "person"}
     assert people == {
         (SUP, "reports"),
         (SUP, "valid_reports"),  # reported by the cell's own supervisor: nothing missed
+        (SUP, "cell_cases"),
         (SUP, "verification_tasks"),
         (SUP, "verifications"),
         (SUP, "verifications_on_time"),
+        (SUP, "verify_hours"),
         (SUP, "rated"),
         (SUP, "satisfied"),
         (HEAD, "rated"),
@@ -190,7 +205,30 @@ def test_a_case_on_time_end_to_end_counts_once_in_every_measure() -> None:
         ("op-01", "decisions"),
         ("op-01", "accepted_cases"),
     }
+    assert {(c, m) for (k, c, m) in counted(items) if k == "category"} == {
+        ("E0102", "handling_hours")
+    }
+    # the case's flow under its channel (the wall screen's counts)
+    assert {(c, m) for (k, c, m) in counted(items) if k == "channel"} == {
+        ("patrol", "reported"),
+        ("patrol", "accepted"),
+        ("patrol", "dispatched"),
+        ("patrol", "closed"),
+    }
     assert all(n == 1 for n in counted(items).values())
+    # The durations, in hours: report → acceptance 1, acceptance → dispatch 1, dispatch →
+    # signature 0.5, dispatch → result 3, verification task → verdict 1.
+    durations = {
+        (i.subject_kind, i.measure): i.value for i in items if i.measure.endswith("_hours")
+    }
+    assert durations == {
+        ("area", "accept_hours"): 1.0,
+        ("area", "dispatch_hours"): 1.0,
+        ("department", "sign_hours"): 0.5,
+        ("department", "handling_hours"): 3.0,
+        ("category", "handling_hours"): 3.0,
+        ("person", "verify_hours"): 1.0,
+    }
     # Every item carries the case's area, whichever subject it counts for.
     assert {(i.community_code, i.subdistrict_code) for i in items} == {(COMMUNITY, SUBDISTRICT)}
     # The deciding instants: the handling counts when handled, the closure when closed.
@@ -452,7 +490,12 @@ def test_a_supervisors_report_is_valid_in_its_own_period_once_accepted() -> None
         "reports": 1.0,
         "valid_reports": 1.0,
     }
-    assert totals(items, "area", dec.start, dec.end)[CELL] == {"accepted": 1.0}
+    # (found by the cell's supervisor: discovered; an hour from report to acceptance)
+    assert totals(items, "area", dec.start, dec.end)[CELL] == {
+        "accepted": 1.0,
+        "discovered": 1.0,
+        "accept_hours": 1.0,
+    }
     rejected = History("C-2")
     rejected.add(ev.CaseReported, T0, channel="patrol", source="p", reporter_user_id=SUP)
     rejected.add(ev.CaseRejected, T0 + timedelta(hours=1))
@@ -524,9 +567,10 @@ def test_a_case_crossing_a_month_is_counted_by_each_deciding_event() -> None:
     assert totals(items, "department", feb.start, feb.end)["sanitation"] == {
         "handled": 1.0,
         "handled_on_time": 1.0,
+        "handling_hours": 2.0,  # one occasion of two hours, in the period of the result
     }
     assert totals(items, "area", jan.start, jan.end, level="subdistrict") == {
-        SUBDISTRICT: {"accepted": 1.0}
+        SUBDISTRICT: {"accepted": 1.0, "dispatches": 1.0, "dispatch_hours": 1.0}
     }
     assert totals(items, "area", feb.start, feb.end, level="district", district="110101") == {
         "110101": {"closed": 1.0, "closed_on_time": 1.0}

@@ -38,7 +38,7 @@ OTHERS: dict[type[ev.CaseEvent], dict[str, Any]] = {
     ev.CaseConfirmationRequested: {"reason": "核实"},
     ev.CaseSupervised: {"reason": "挂牌督办", "dept": "sanitation"},
     ev.CaseProgress: {**TASK, "note": "在处理"},
-    ev.CaseReminded: {**TASK, "supervisor_id": "sup-001"},
+    ev.CaseQueueChased: {"level": 1, "to_role": "dispatcher", "queued_at": T0, "reason": "待派遣"},
     ev.CaseReopened: {**TASK, "reason": "市民不满意"},
 }
 
@@ -165,13 +165,13 @@ def test_a_type_the_fold_does_not_read_changes_nothing_in_its_own_area(
 def test_another_area_is_folded_when_it_may_move_the_items(area: dict[str, str]) -> None:
     facts = lifecycle()
     stored = fold_case(facts, CTX)
-    last = other(ev.CaseReminded, 0, T0 + 48 * HOUR, **area)
+    last = other(ev.CaseProgress, 0, T0 + 48 * HOUR, **area)
     assert needs_fold([last], stored)
     moved = fold_case([*facts, last], CTX)
     assert not same(moved, stored)  # the last area seen is the case's
     assert same(applied(stored, moved), moved)
     # Not the last: the fold says nothing moved, the check folds anyway (never wrong).
-    first = other(ev.CaseReminded, 1, T0 - HOUR, **area)
+    first = other(ev.CaseProgress, 1, T0 - HOUR, **area)
     assert needs_fold([first], stored)
     assert same(fold_case([*facts, first], CTX), stored)
 
@@ -223,7 +223,7 @@ def test_any_split_into_stored_and_new_facts_gives_the_full_fold() -> None:
             for n, m in enumerate(rng.sample(list(OTHERS), 3))
         ]
         if rng.random() < 0.3:
-            facts.append(other(ev.CaseReminded, 9, T0 + 20 * HOUR, cell_code=CELL2))
+            facts.append(other(ev.CaseProgress, 9, T0 + 20 * HOUR, cell_code=CELL2))
         rng.shuffle(facts)
         stored: list[Item] = []
         kept: list[Fact] = []

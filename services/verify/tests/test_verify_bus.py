@@ -187,7 +187,7 @@ async def test_a_result_goes_to_the_cell_supervisor_and_a_pass_closes(verify: Ha
     assert r.status_code == 200, r.text
     assert r.json()["outcome"] == "closed" and r.json()["status"] == "passed"
 
-    [verified] = await verify.wait(ev.CaseVerified, case_id="C-PASS")
+    [verified] = await verify.wait(ev.CaseVerifiedV2, case_id="C-PASS")
     assert verified.data["passed"] is True and verified.data["on_time"] is True
     assert verified.data["position"] == {"lat": 39.93, "lon": 116.41}
     assert [p["url"] for p in verified.data["photos"]] == [PHOTO]
@@ -208,7 +208,7 @@ async def test_closing_after_the_department_deadline_is_not_on_time(verify: Harn
     [closed] = await verify.wait(ev.CaseClosed, case_id="C-LATE")
     assert closed.data["on_time"] is False
     # ... while the verification itself was in time.
-    [verified] = await verify.wait(ev.CaseVerified, case_id="C-LATE")
+    [verified] = await verify.wait(ev.CaseVerifiedV2, case_id="C-LATE")
     assert verified.data["on_time"] is True
 
 
@@ -226,7 +226,7 @@ async def test_failures_rework_each_result_is_verified_again_and_the_third_escal
         [reworked] = await verify.wait(ev.CaseReworked, case_id="C-FAIL", count=n)
         assert reworked.data["dept"] == "sanitation" and reworked.data["task_id"] == "T-C-FAIL"
         assert reworked.data["reason"] == "仍有垃圾残留"
-        failed = await verify.wait(ev.CaseVerified, n=n, case_id="C-FAIL", passed=False)
+        failed = await verify.wait(ev.CaseVerifiedV2, n=n, case_id="C-FAIL", passed=False)
         assert failed[-1].data["failures"] == n
         escalated = verify.emitted(ev.CaseEscalated, case_id="C-FAIL")
         # The third failure (VERIFY_ESCALATE_AFTER_FAILURES, default 3) escalates, not before;
@@ -284,7 +284,7 @@ async def test_a_category_needing_approval_closes_only_when_the_shift_leader_app
     for case_id in ("C-APPR", "C-REFUSE"):
         r = await verify.verdict(await verify.task_of(case_id), True)
         assert r.json()["outcome"] == "awaiting_approval"
-    await verify.wait(ev.CaseVerified, n=2, passed=True)
+    await verify.wait(ev.CaseVerifiedV2, n=2, passed=True)
     queue = (await verify.call("GET", "/approvals", LEAD)).json()
     assert {c["case_id"] for c in queue} == {"C-APPR", "C-REFUSE"}
     assert {c["passed_by"] for c in queue} == {SUP}
@@ -309,6 +309,48 @@ async def test_a_category_needing_approval_closes_only_when_the_shift_leader_app
     assert (await verify.call("GET", "/approvals", LEAD)).json() == []
     r = await verify.call("POST", "/cases/C-APPR/approval", LEAD, json={"approved": True})
     assert r.status_code == 409
+
+
+async def test_a_falsified_result_is_marked_with_evidence_by_a_supervisor_or_the_shift_leader(
+    verify: Harness,
+) -> None:
+    """弄虚作假 on case.verified v2: the supervisor on site, or the shift leader refusing to
+    close on the evidence; refused without evidence or on a pass, naming the field."""
+    await verify.handled("C-FALSE")
+    task = await verify.task_of("C-FALSE")
+    for body, field in (
+        ({"passed": True, "falsified": True}, "passed"),
+        ({"passed": False, "falsified": True, "photos": []}, "photos"),
+    ):
+        r = await verify.verdict(task, **body)
+        assert r.status_code == 422 and r.json()["detail"][0]["field"] == field, r.text
+    r = await verify.verdict(task, False, notes="反馈照片拍的是隔壁门口", falsified=True)
+    assert r.status_code == 200 and r.json()["falsified"] is True, r.text
+    [v] = await verify.wait(ev.CaseVerifiedV2, case_id="C-FALSE")
+    assert v.data["falsified"] is True and v.data["passed"] is False
+    assert v.data["falsification"]["evidence"] == [{"url": PHOTO, "kind": "photo"}]
+    assert v.data["falsification"]["role"] == "supervisor"
+    await verify.wait(ev.CaseReworked, case_id="C-FALSE")
+    case = (await verify.call("GET", "/cases/C-FALSE", LEAD)).json()
+    assert case["falsifications"] == 1 and case["tasks"][0]["falsified"] is True
+
+    # the shift leader, reviewing a pass before closing (E0101 needs approval)
+    await verify.handled("C-REVIEW", category="E0101")
+    r = await verify.verdict(await verify.task_of("C-REVIEW"), True)
+    assert r.json()["outcome"] == "awaiting_approval"
+    approval = {"approved": False, "notes": "照片与现场不符", "falsified": True}
+    r = await verify.call("POST", "/cases/C-REVIEW/approval", LEAD, json=approval)
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "photos", r.text
+    r = await verify.call("POST", "/cases/C-REVIEW/approval", "admin", json=approval)
+    assert r.status_code == 403 and r.json()["detail"][0]["field"] == "falsified", r.text
+    r = await verify.call(
+        "POST", "/cases/C-REVIEW/approval", LEAD, json={**approval, "photos": [PHOTO]}
+    )
+    assert r.status_code == 200 and r.json()["falsifications"] == 1, r.text
+    [review] = await verify.wait(ev.CaseVerifiedV2, case_id="C-REVIEW", passed=False)
+    assert review.data["actor"]["role"] == "shift-leader" and review.data["supervisor_id"] == SUP
+    assert review.data["falsification"]["marked_by"] == LEAD
+    await verify.wait(ev.CaseReworked, case_id="C-REVIEW")
 
 
 # -- AB 角 --------------------------------------------------------------------------------
@@ -591,7 +633,7 @@ async def test_departments_and_dispatchers_may_not_verify_or_close(verify: Harne
 
     # Nothing was verified or closed by any of them: the task is still the supervisor's.
     await verify.poll()
-    assert verify.emitted(ev.CaseVerified) == [] and verify.emitted(ev.CaseClosed) == []
+    assert verify.emitted(ev.CaseVerifiedV2) == [] and verify.emitted(ev.CaseClosed) == []
     assert [t["task_id"] for t in await verify.my_tasks(SUP)] == [task_id]
 
 
@@ -689,7 +731,7 @@ async def test_verification_tasks_are_reminded_then_overdue_and_a_late_verdict_s
     assert listed["overdue"] is True
 
     assert (await verify.verdict(task_id, True)).status_code == 200
-    [verified] = await verify.wait(ev.CaseVerified, case_id="C-SLOW")
+    [verified] = await verify.wait(ev.CaseVerifiedV2, case_id="C-SLOW")
     assert verified.data["on_time"] is False
 
 
@@ -718,7 +760,7 @@ async def test_a_resent_command_gets_the_first_answer_and_changes_nothing(
     other = await verify.verdict(task_id, False, command_id="cmd-43")
     assert other.status_code == 409
     await verify.wait(ev.CaseReworked, case_id="C-AGAIN")
-    assert len(verify.emitted(ev.CaseVerified, case_id="C-AGAIN")) == 1
+    assert len(verify.emitted(ev.CaseVerifiedV2, case_id="C-AGAIN")) == 1
     assert len(verify.emitted(ev.CaseReworked, case_id="C-AGAIN")) == 1
 
 

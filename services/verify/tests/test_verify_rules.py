@@ -361,7 +361,7 @@ def test_a_pass_closes_and_cancels_the_tasks_timers() -> None:
     s = step(T0 + timedelta(hours=1))
     answer = verdict(state, s, True)
     assert answer["outcome"] == "closed" and answer["status"] == "passed"
-    assert types(s) == [ev.CaseVerified.type_name, ev.CaseClosed.type_name]
+    assert types(s) == [ev.CaseVerifiedV2.type_name, ev.CaseClosed.type_name]
     closed = s.pending[1][1].data
     assert closed["closed_by"] == SUP and closed["on_time"] is True and closed["task_id"] == "T-C1"
     assert s.timer_ops == [TimerOp("cancel", None, "C1:V1#")]
@@ -373,7 +373,7 @@ def test_a_pass_in_a_category_needing_approval_waits_and_the_shift_leader_closes
     state = verifying("E0101")
     s = step()
     assert verdict(state, s, True)["outcome"] == "awaiting_approval"
-    assert types(s) == [ev.CaseVerified.type_name]
+    assert types(s) == [ev.CaseVerifiedV2.type_name]
     with pytest.raises(Refusal) as err:
         RULES.approve(state, step(), Caller(SUP, ["supervisor"]), approved=True, notes=None)
     assert err.value.status == 403
@@ -406,7 +406,7 @@ def test_failures_rework_and_the_third_escalates() -> None:
             photos=[],
             position=None,
         )
-        expected = [ev.CaseVerified.type_name, ev.CaseReworked.type_name]
+        expected = [ev.CaseVerifiedV2.type_name, ev.CaseReworked.type_name]
         if n == 3:
             expected.append(ev.CaseEscalated.type_name)
         assert types(s) == expected
@@ -441,6 +441,93 @@ def test_a_verdict_is_refused_without_its_evidence_or_by_the_wrong_person() -> N
             position=None,
         )
     assert err.value.status == 404
+
+
+def test_a_supervisor_marks_a_falsified_result_with_evidence_and_it_is_counted() -> None:
+    state = verifying()
+    s = step()
+    answer = verdict(state, s, False, notes="反馈照片非本处，垃圾未清运", falsified=True)
+    assert answer["outcome"] == "reworked" and answer["falsified"] is True
+    assert types(s) == [ev.CaseVerifiedV2.type_name, ev.CaseReworked.type_name]
+    data = s.pending[0][1].data
+    assert data["falsified"] is True and data["passed"] is False
+    assert data["falsification"] == {
+        "notes": "反馈照片非本处，垃圾未清运",
+        "evidence": [{"url": str(PHOTO.url), "kind": "photo"}],
+        "marked_by": SUP,
+        "role": "supervisor",
+    }
+    assert state.case.falsifications == 1 and state.tasks["C1:V1"].falsified
+
+
+def test_an_ordinary_verdict_says_it_is_not_falsified() -> None:
+    state = verifying()
+    s = step()
+    verdict(state, s, False)
+    data = s.pending[0][1].data
+    assert data["falsified"] is False and "falsification" not in data
+    assert state.case.falsifications == 0
+
+
+def test_falsified_needs_a_failed_verdict_notes_and_a_photo() -> None:
+    state = verifying()
+    cases: list[tuple[bool, dict[str, Any], str, str]] = [
+        (True, {}, "falsified-passed", "passed"),
+        (False, {"photos": []}, "evidence-required", "photos"),
+        (False, {"notes": " "}, "notes-required", "notes"),
+    ]
+    for passed, kw, code, field_ in cases:
+        s = step()
+        with pytest.raises(Refusal) as err:
+            verdict(state, s, passed, falsified=True, **kw)
+        assert (err.value.code, err.value.field, err.value.status) == (code, field_, 422)
+        assert s.pending == []
+    assert state.tasks["C1:V1"].is_open and state.case.falsifications == 0
+
+
+def test_the_shift_leader_refuses_closing_as_falsified_and_the_verdict_is_recorded() -> None:
+    state = verifying("E0101")
+    assert verdict(state, step(), True)["outcome"] == "awaiting_approval"
+    s = step()
+    answer = RULES.approve(
+        state, s, LEAD, approved=False, notes="照片与现场不符", falsified=True, photos=[PHOTO]
+    )
+    assert answer["outcome"] == "reworked" and answer["falsifications"] == 1
+    assert types(s) == [ev.CaseVerifiedV2.type_name, ev.CaseReworked.type_name]
+    v = s.pending[0][1].data
+    # the verdict is the shift leader's review of the supervisor's pass
+    assert v["falsified"] is True and v["passed"] is False and v["supervisor_id"] == SUP
+    assert v["actor"]["role"] == "shift-leader" and v["falsification"]["marked_by"] == "lead-01"
+    assert v["falsification"]["role"] == "shift-leader"
+    assert "弄虚作假" in s.pending[1][1].data["reason"]
+
+
+def test_only_supervisors_and_shift_leaders_mark_falsified() -> None:
+    state = verifying("E0101")
+    verdict(state, step(), True)
+    admin = Caller("admin", ["admin"])
+    cases: list[tuple[Caller, dict[str, Any], str, int]] = [
+        (admin, {"approved": False, "notes": "假", "photos": [PHOTO]}, "forbidden", 403),
+        (LEAD, {"approved": True, "notes": "假", "photos": [PHOTO]}, "falsified-passed", 422),
+        (LEAD, {"approved": False, "notes": "假", "photos": []}, "evidence-required", 422),
+    ]
+    for who, kw, code, status in cases:
+        s = step()
+        with pytest.raises(Refusal) as err:
+            RULES.approve(state, s, who, falsified=True, **kw)
+        assert (err.value.code, err.value.status) == (code, status)
+        assert s.pending == []
+    assert state.case.stage == Stage.AWAITING_APPROVAL and state.case.falsifications == 0
+    # a department never reaches the verdict at all
+    with pytest.raises(Refusal) as err:
+        verdict(
+            verifying(),
+            step(),
+            False,
+            who=Caller("sanitation-ops", ["department"]),
+            falsified=True,
+        )
+    assert err.value.code == "separation-of-duties"
 
 
 def test_the_backup_confirms_a_confirmation_task() -> None:

@@ -245,6 +245,9 @@ class CalendarConfig(Record):
     reminder_fraction: float = Field(0.75, gt=0, lt=1)  # 催办 at this share of the allowed time
     escalation: tuple[EscalationLevel, ...] = Field(min_length=1)  # 督办 ladder after deadline
     emergency_escalation_to: str = "subdistrict-leader"  # emergencies: at once, to this role
+    # 待人工派遣: a case left in the manual dispatch queue is chased this long after it was
+    # queued, each level once, to the role named (dispatcher, then shift leader); empty: never
+    queue_chase: tuple[EscalationLevel, ...] = ()
     verification: StageLimit  # 核查 after the department reports
     confirmation: StageLimit  # 核实 before acceptance
     community_rules: CommunityRules
@@ -279,7 +282,7 @@ class CalendarConfig(Record):
             previous = end
         return periods
 
-    @field_validator("escalation")
+    @field_validator("escalation", "queue_chase")
     @classmethod
     def _levels_in_order(cls, ladder: tuple[EscalationLevel, ...]) -> tuple[EscalationLevel, ...]:
         levels = [e.level for e in ladder]
@@ -495,14 +498,23 @@ class ScoringRule(Record):
       `per_point_below` (none: nothing is earned below).
     - `deduction`: each counted item costs `each`; from the `from_count`-th on, `each_after`.
     - `weighted`: rate × `weight`; `weighted_inverse`: (1 − rate) × `weight`.
+    - `minimum`: a count ≥ `at_least` earns `points` (e.g. a monthly minimum of reports); each
+      one short costs `per_unit_below` (none: nothing is earned below).
+    - `ceiling`: a value (e.g. hours) ≤ `at_most` earns `points`; each unit above costs
+      `per_unit_above` (none: nothing is earned above); nothing measured earns `points`.
     - `levels` (measure `rated`): the satisfaction levels' worth — `levels` maps A–D to
       0–1; Σ count(level) × worth / rated, × `weight`."""
 
     measure: str = Field(min_length=1)
-    kind: Literal["threshold", "deduction", "weighted", "weighted_inverse", "levels"]
+    kind: Literal[
+        "threshold", "deduction", "weighted", "weighted_inverse", "minimum", "ceiling", "levels"
+    ]
     at_least: float | None = None
+    at_most: float | None = None
     points: float | None = None
     per_point_below: float | None = None
+    per_unit_below: float | None = None
+    per_unit_above: float | None = None
     each: float | None = None
     from_count: int | None = None
     each_after: float | None = None
@@ -516,6 +528,8 @@ class ScoringRule(Record):
             "deduction": ("each",),
             "weighted": ("weight",),
             "weighted_inverse": ("weight",),
+            "minimum": ("at_least", "points"),
+            "ceiling": ("at_most", "points"),
             "levels": ("weight", "levels"),
         }[self.kind]
         if self.kind == "levels":
@@ -535,12 +549,24 @@ class ScoringRule(Record):
 
 
 class RuleSet(Record):
-    """A named set of rules for one kind of subject (department, area or person)."""
+    """A named set of rules for one kind of subject (department, area or person). A rule set
+    of people names the `roles` it ranks (岗位: supervisors, dispatchers …): everyone holding
+    one of them is ranked, active in the period or not."""
 
     code: str = Field(min_length=1)
     name: str = Field(min_length=1)
     subject: Literal["department", "area", "person"]
     rules: tuple[ScoringRule, ...] = Field(min_length=1)
+    roles: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _roles_of_people(self) -> RuleSet:
+        if self.roles and self.subject != "person":
+            raise ValueError("roles: only a rule set of people ranks by role")
+        for role in self.roles:
+            if role not in ROLES:
+                raise ValueError(f"roles: {role!r} is not one of {', '.join(ROLES)}")
+        return self
 
 
 class PeopleThresholds(Record):
@@ -557,6 +583,9 @@ class ScoringConfig(Record):
     grades: tuple[Grade, ...] = Field(min_length=1)
     rule_sets: tuple[RuleSet, ...] = Field(min_length=1)
     people: PeopleThresholds
+    # 现场核查: a verdict counts as given on site when the supervisor's position is within
+    # this distance of the case's location
+    on_site_radius_m: float = Field(150.0, gt=0)
 
     @field_validator("grades")
     @classmethod

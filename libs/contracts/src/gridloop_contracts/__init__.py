@@ -6,6 +6,7 @@ Importing the package registers every event type, so `REGISTRY` is complete.
 from . import cases, city, department, inbound, scores, subjects, yaml_text
 from .base import REGISTRY, Event, model_for, register
 from .cases import (
+    CASE_EVENT_VERSIONS,
     CASE_EVENTS,
     CaseAccepted,
     CaseCalledBack,
@@ -22,6 +23,8 @@ from .cases import (
     CaseMerged,
     CaseOverdue,
     CaseProgress,
+    CaseQueueChased,
+    CaseQueued,
     CaseRated,
     CaseRatedV2,
     CaseRecalled,
@@ -35,7 +38,9 @@ from .cases import (
     CaseSupervised,
     CaseVerificationAssigned,
     CaseVerified,
+    CaseVerifiedV2,
     Contribution,
+    Falsification,
 )
 from .city import CityUpdatedV1
 from .common import Actor, Attachment, AttachmentRef, FieldError, Location, MaskedReporter
@@ -82,6 +87,7 @@ from .subjects import subject_for
 
 __all__ = [
     "CASE_EVENTS",
+    "CASE_EVENT_VERSIONS",
     "COMMANDS",
     "REGISTRY",
     "Actor",
@@ -102,6 +108,8 @@ __all__ = [
     "CaseMerged",
     "CaseOverdue",
     "CaseProgress",
+    "CaseQueueChased",
+    "CaseQueued",
     "CaseRated",
     "CaseRatedV2",
     "CaseRecalled",
@@ -118,6 +126,7 @@ __all__ = [
     "CaseSupervised",
     "CaseVerificationAssigned",
     "CaseVerified",
+    "CaseVerifiedV2",
     "CityUpdatedV1",
     "CommandAnswerV1",
     "Contribution",
@@ -128,6 +137,7 @@ __all__ = [
     "EnvelopeError",
     "Event",
     "ExtensionCommand",
+    "Falsification",
     "FieldError",
     "HandledCommand",
     "Location",

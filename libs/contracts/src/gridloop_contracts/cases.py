@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from .base import Event, register
 from .common import (
@@ -19,6 +19,7 @@ from .common import (
     Level,
     Location,
     MaskedReporter,
+    NonBlank,
     Rating,
     Urgency,
     Value,
@@ -166,6 +167,39 @@ class CaseRejected(CaseEvent):
 
 
 @register
+class CaseQueued(CaseEvent):
+    """待人工派遣: the case waits in the command centre's manual dispatch queue (nothing routes
+    it, a department returned it and no other unit is left, or the command centre recalled it),
+    with the reason; chased until a dispatcher places it."""
+
+    type_name: ClassVar[str] = "gridloop.case.queued.v1"
+    subject_token: ClassVar[str] = "queued"
+    summary: ClassVar[str] = "The case waits in the manual dispatch queue (待人工派遣)"
+
+    reason: str
+    # unroutable: routing found no unit; returned: a department returned it and no other unit
+    # is left; recalled: the command centre took it back; no-task: no department holds it
+    reason_code: Literal["unroutable", "returned", "recalled", "no-task"] = "unroutable"
+    suggestions: list[str] = Field(default_factory=list)  # units routing would consider
+    returned_by: list[str] = Field(default_factory=list)  # units that returned it already
+
+
+@register
+class CaseQueueChased(CaseEvent):
+    """待派遣催办: a case left in the manual dispatch queue too long is chased up the queue's
+    ladder (dispatcher, then shift leader; `calendar.yaml` `queue_chase`)."""
+
+    type_name: ClassVar[str] = "gridloop.case.queue_chased.v1"
+    subject_token: ClassVar[str] = "queue_chased"
+    summary: ClassVar[str] = "A case waiting for manual dispatch was chased (待派遣催办)"
+
+    level: int = Field(ge=1)
+    to_role: str
+    queued_at: AwareDatetime
+    reason: str
+
+
+@register
 class CaseDispatched(_TaskEvent):
     """派遣: a task sent to a responsible unit, with co-handlers, a lead and a deadline."""
 
@@ -307,6 +341,10 @@ class CaseReminded(_TaskEvent):
     stage: Literal["sign_in", "handling", "verification", "confirmation"] = "handling"
     level: int = 1
     supervisor_id: str | None = None
+    # 人工催办: a dispatcher or shift leader chased the department by hand (the actor says
+    # who); automatic reminders leave it false
+    manual: bool = False
+    note: str | None = None
 
 
 @register
@@ -372,6 +410,41 @@ class CaseVerified(_TaskEvent):
     # 弄虚作假: the supervisor found the reported result falsified (nothing done, staged
     # photos); scoring deducts it (Jinhua rules).
     falsified: bool | None = None
+
+
+class Falsification(Value):
+    """弄虚作假: what shows that the department's reported result is false (work not done, a
+    photo of another place), and who found it — a supervisor on site or the shift leader
+    reviewing the evidence before closing."""
+
+    notes: NonBlank = Field(max_length=2000)
+    evidence: list[Attachment] = Field(min_length=1, max_length=20)
+    marked_by: str = Field(min_length=1)
+    role: Literal["supervisor", "shift-leader"]
+
+
+@register
+class CaseVerifiedV2(CaseVerified):
+    """核查 (v2): the verdict on the department's result, and whether the result was falsified
+    (弄虚作假) with the evidence for it. Same subject as v1 (`case.verified`); consumers read
+    both side by side. A verdict whose actor is the shift leader (审批结案 refused as
+    falsified) is a review of the supervisor's: it counts against the department and the
+    area, and is no verification of the supervisor's own."""
+
+    type_name: ClassVar[str] = "gridloop.case.verified.v2"
+    subject_token: ClassVar[str] = "verified"
+    summary: ClassVar[str] = "The verdict on the result, falsification included (核查)"
+
+    falsified: bool = False
+    falsification: Falsification | None = None
+
+    @model_validator(mode="after")
+    def _falsified_with_evidence(self) -> CaseVerifiedV2:
+        if self.falsified and self.falsification is None:
+            raise ValueError("falsification: a falsified result needs its evidence")
+        if self.falsified and self.passed:
+            raise ValueError("passed: a falsified result cannot pass verification")
+        return self
 
 
 @register
@@ -480,6 +553,8 @@ CASE_EVENTS: tuple[type[CaseEvent], ...] = (
     CaseConfirmed,
     CaseAccepted,
     CaseRejected,
+    CaseQueued,
+    CaseQueueChased,
     CaseDispatched,
     CaseRecalled,
     CaseSupervised,
@@ -503,3 +578,7 @@ CASE_EVENTS: tuple[type[CaseEvent], ...] = (
 )
 """The lifecycle: every service that folds the whole life of a case (scoring) reads these.
 `CaseEvidenceAdded` is not one: it moves nothing, the case file records it."""
+
+# Newer versions of types above, on the same subject: consumers take them side by side with
+# the older version (a case event's lifecycle place is its subject's, `CASE_EVENTS`).
+CASE_EVENT_VERSIONS: tuple[type[CaseEvent], ...] = (CaseVerifiedV2,)

@@ -121,6 +121,23 @@ _all: list[Event] = [
         on_time=True,
     ),
     c.CaseReminded(**DIMS, **TASK, occurred_at=T0, stage="handling"),
+    c.CaseQueued(
+        **DIMS,
+        occurred_at=T0,
+        actor=Actor(id="dispatch", role="system"),
+        reason="无匹配的派遣规则 / no routing rule matches",
+        reason_code="unroutable",
+        suggestions=["sanitation", "urban-mgmt"],
+    ),
+    c.CaseQueueChased(
+        **DIMS,
+        occurred_at=T0 + timedelta(minutes=30),
+        actor=Actor(id="dispatch", role="system"),
+        level=1,
+        to_role="dispatcher",
+        queued_at=T0,
+        reason="待人工派遣已超过30分钟 / waiting for manual dispatch",
+    ),
     c.CaseOverdue(**DIMS, **TASK, occurred_at=DEADLINE, stage="handling"),
     c.CaseEscalated(
         **DIMS, **TASK, occurred_at=DEADLINE, level=1, to_role="dispatcher", reason="超期未处置"
@@ -137,6 +154,24 @@ _all: list[Event] = [
         photos=[PHOTO],
         files=[UPLOADED],
         position=WHERE,
+    ),
+    c.CaseVerifiedV2(
+        **DIMS,
+        **TASK,
+        occurred_at=T0,
+        passed=False,
+        supervisor_id="sup-017",
+        notes="现场仍有垃圾，反馈照片非本处",
+        photos=[PHOTO],
+        position=WHERE,
+        failures=1,
+        falsified=True,
+        falsification=c.Falsification(
+            notes="反馈照片拍摄于东四北大街118号，本处垃圾未清运",
+            evidence=[PHOTO],
+            marked_by="sup-017",
+            role="supervisor",
+        ),
     ),
     c.CaseReworked(
         **DIMS, **TASK, occurred_at=T0, count=1, reason="仍有垃圾残留", new_deadline=DEADLINE

@@ -46,11 +46,16 @@ def dispatching(rt: Runtime) -> Dispatching:
     return state
 
 
-def check_dispatcher(who: Principal) -> None:
-    if not who.has("dispatcher"):
+# Who may chase a department by hand (人工催办): the dispatchers, the shift leader, and the
+# grid heads for the cases of their cells (seed 003: past the limit the grid head chases).
+CHASERS = ("dispatcher", "shift-leader", "grid-head")
+
+
+def check_dispatcher(who: Principal, allowed: tuple[str, ...] = ("dispatcher",)) -> None:
+    if not who.has(*allowed):
         raise Refusal(
             "only the command centre's dispatchers dispatch, recall, supervise and decide "
-            "extensions",
+            "extensions; dispatchers and the shift leader chase (催办)",
             field="Authorization",
             code="forbidden",
             status=403,
@@ -66,15 +71,18 @@ async def on_case(
     rule: Callable[[CaseFile, Step], Any],
     answer: Callable[[CaseFile, Any], dict[str, Any]] | None = None,
     request_id: str | None = None,
+    allowed: tuple[str, ...] = ("dispatcher",),
 ) -> dict[str, Any]:
     """A dispatcher's command on one case: its rule over the case file (the store's, as the
     events'), idempotent on `command_id` (gridloop_runtime.casework.run_case_command). A case
     outside the dispatcher's territory is answered as one that does not exist, as its reads."""
-    check_dispatcher(who)
+    check_dispatcher(who, allowed)
     assert rt.uow is not None
 
+    readers = READERS | frozenset(allowed)
+
     def apply(f: CaseFile, step: Step) -> dict[str, Any]:
-        if f.case is not None and not access.may_read(who, READERS, cell_code=f.case.cell_code):
+        if f.case is not None and not access.may_read(who, readers, cell_code=f.case.cell_code):
             if request_id is not None:  # name the request, not its case
                 raise access.out_of_reach(
                     "extension request", request_id, who, field="request_id", case_id=case_id
@@ -149,6 +157,13 @@ class RecallIn(Command):
 
 class SuperviseIn(Command):
     reason: NonBlank = Field(min_length=2, max_length=1000)
+
+
+class ReminderIn(Command):
+    note: NonBlank = Field(
+        min_length=2, max_length=1000, description="催办: what the department is told"
+    )
+    task_id: str | None = Field(None, description="the task to chase; default every active one")
 
 
 class DecisionIn(Command):
@@ -348,6 +363,33 @@ async def recall(
         body.command_id,
         "recall",
         lambda f, step: rules.recall(f, step, principal, body.reason, body.task_id),
+    )
+
+
+@router.post("/cases/{case_id}/reminder")
+async def remind(
+    case_id: str, body: ReminderIn, request: Request, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """人工催办: a dispatcher, the shift leader, or a grid head (their cells) chases the
+    department holding the case now (case.reminded with manual=true +
+    dispatch.<dept>.reminder)."""
+    rt = runtime_of(request)
+    rules = dispatching(rt).rules
+    role: Literal["dispatcher", "shift-leader", "grid-head"] = (
+        "dispatcher"
+        if principal.has("dispatcher")
+        else "shift-leader"
+        if principal.has("shift-leader")
+        else "grid-head"
+    )
+    return await on_case(
+        rt,
+        principal,
+        case_id,
+        body.command_id,
+        "reminder",
+        lambda f, step: rules.remind(f, step, principal, role, body.note, body.task_id),
+        allowed=CHASERS,
     )
 
 

@@ -40,6 +40,7 @@ CASE_COLUMNS = (
     "emergency_escalated_at",
     "task_seq",
     "closed_at",
+    "queue_chase_level",
 )
 CASE_SELECT = f"SELECT {', '.join(f'c.{c}' for c in CASE_COLUMNS)} FROM cases c"
 
@@ -70,6 +71,7 @@ TASK_COLUMNS = (
     "reason",
     "ended_at",
     "end_reason",
+    "manual_reminders",
 )
 TASK_SELECT = f"SELECT {', '.join(f't.{c}' for c in TASK_COLUMNS)} FROM tasks t"
 

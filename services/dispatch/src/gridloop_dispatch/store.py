@@ -63,7 +63,18 @@ _TYPES: dict[str, str] = {
     ),
     **dict.fromkeys(("location", "reporter", "attachments"), "jsonb"),
     **dict.fromkeys(("returned_by", "co_handlers"), "text[]"),
-    **dict.fromkeys(("task_seq", "gen", "escalation_level", "reworks", "extensions"), "int"),
+    **dict.fromkeys(
+        (
+            "task_seq",
+            "gen",
+            "escalation_level",
+            "reworks",
+            "extensions",
+            "queue_chase_level",
+            "manual_reminders",
+        ),
+        "int",
+    ),
     **dict.fromkeys(
         (
             "accepted_at",

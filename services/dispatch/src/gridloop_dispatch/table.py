@@ -30,7 +30,9 @@ Timers (rows, claimed FOR UPDATE SKIP LOCKED by the runtime, a batch at a time):
 Commands (REST, `api.py`; dispatchers; each on one case, through the same store and rules):
   dispatch (from the queue, kind=manual), redispatch, split, recall (→ case.recalled +
   dispatch.<dept>.recalled, the case back to the queue), supervise (挂牌督办 → case.supervised),
-  decide_extension (→ case.extension_decided; granted moves the deadline: a new chase timer)
+  decide_extension (→ case.extension_decided; granted moves the deadline: a new chase timer),
+  remind (人工催办, dispatchers and the shift leader → case.reminded manual=true +
+  dispatch.<dept>.reminder); a case a command leaves waiting is announced (case.queued)
 
 Locks: the store loads the cases of a batch FOR UPDATE. Events and commands never touch a
 timer row that exists: a new task or a new deadline gets a new row (the key carries the
@@ -52,7 +54,7 @@ from gridloop_runtime.step import Step
 
 from .domain import chasing
 from .domain.casefile import CaseFile
-from .domain.rules import DispatchRules
+from .domain.rules import QUEUE_CHASE, DispatchRules
 from .store import DispatchStore
 
 M = TypeVar("M")
@@ -82,7 +84,11 @@ def table(rules: DispatchRules, store: DispatchStore) -> Rules[CaseFile]:
             ev.CaseReworked: touching(rules.on_reworked),
             ev.CaseClosed: touching(rules.on_closed),
         },
-        timers={chasing.CHASE: touching(rules.on_chase), **step_kinds},
+        timers={
+            chasing.CHASE: touching(rules.on_chase),
+            QUEUE_CHASE: touching(rules.on_queue_chase),
+            **step_kinds,
+        },
         timer_case=lambda t: str(t.payload["case_id"]),
     )
 

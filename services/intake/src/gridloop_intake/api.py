@@ -428,6 +428,55 @@ async def search_cases(
     return {"total": total, "cases": [case_view(intake, c) for c in rows]}
 
 
+@router.get("/grid-head/queue")
+async def grid_head_queue(
+    request: Request,
+    who: Annotated[Principal, Depends(require("grid-head"))],
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[dict[str, Any]]:
+    """网格长 的待办: the open cases of the grid head's cells that are overdue or sent back
+    (返工 / reopened after a dissatisfied rating), most overdue first, each with the residents
+    who reported it to call back (seed 003: past the limit the grid head chases and tells the
+    reporter where it stands; the chase is dispatch's `POST /cases/{id}/reminder`)."""
+    reach = scope(who)
+    rt = runtime_of(request)
+    intake = intake_of(rt)
+    query = repo.CaseQuery(open=True, territory=reach.prefixes, limit=limit, attention=True)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        rows, _total = await repo.search(conn, query)
+        people = await repo.reporters_of_cases(conn, [c.case_id for c in rows])
+    residents: dict[str, list[dict[str, Any]]] = {}
+    for r in people:
+        residents.setdefault(r["case_id"], []).append(
+            {"name": r["name"], "phone": r["phone"], "channel": r["channel"]}
+        )
+    return [
+        {
+            **case_view(intake, c),
+            "why": "overdue" if c.overdue else "sent_back",
+            "call_back": residents.get(c.case_id, []),
+        }
+        for c in rows
+    ]
+
+
+@router.get("/stats/open-by-cell")
+async def open_by_cell(request: Request, who: CurrentPrincipal) -> dict[str, Any]:
+    """热力图: how many open cases (and overdue ones) each cell holds now, within the caller's
+    reach — the command centre's wall screen draws it over the cells."""
+    reach = scope(who)
+    rt = runtime_of(request)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        rows = await repo.open_by_cell(conn, territory=reach.prefixes, dept=reach.dept)
+    return {
+        "cells": {r["cell_code"]: {"open": r["open"], "overdue": r["overdue"]} for r in rows},
+        "open": sum(r["open"] for r in rows),
+        "overdue": sum(r["overdue"] for r in rows),
+    }
+
+
 @router.get("/cases/{case_id}")
 async def get_case(case_id: str, request: Request, who: CurrentPrincipal) -> dict[str, Any]:
     """A case with its whole timeline: who did what, when (案卷详情)."""

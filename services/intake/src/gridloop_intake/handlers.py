@@ -288,6 +288,8 @@ class Handlers:
 # The events the case file takes from the other services (intake's own enter it as emitted).
 CASE_FILE_EVENTS: tuple[type[ev.CaseEvent], ...] = (
     ev.CaseConfirmed,
+    ev.CaseQueued,
+    ev.CaseQueueChased,
     ev.CaseDispatched,
     ev.CaseRecalled,
     ev.CaseSupervised,
@@ -302,6 +304,7 @@ CASE_FILE_EVENTS: tuple[type[ev.CaseEvent], ...] = (
     ev.CaseEscalated,
     ev.CaseVerificationAssigned,
     ev.CaseVerified,
+    ev.CaseVerifiedV2,
     ev.CaseReworked,
     ev.CaseClosed,
     ev.CaseReopened,

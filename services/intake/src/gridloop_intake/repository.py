@@ -345,6 +345,9 @@ class CaseQuery:
     limit: int = 50
     offset: int = 0
     oldest_first: bool = False
+    # the grid head's attention: overdue, or sent back to the department (返工, reopened);
+    # listed most overdue first (the earliest deadline)
+    attention: bool = False
 
 
 async def search(conn: Conn, q: CaseQuery) -> tuple[list[CaseRow], int]:
@@ -396,12 +399,46 @@ async def search(conn: Conn, q: CaseQuery) -> tuple[list[CaseRow], int]:
         where.append(f"cell_code LIKE ANY({arg(like_prefixes(q.territory))}::text[])")
     if q.public_only:  # CaseRow.listed_publicly
         where.append(f"coalesce(public, channel = ANY({arg(list(PUBLIC_CHANNELS))}::text[]))")
+    if q.attention:
+        where.append(f"(overdue OR status = {arg(CaseStatus.REWORKING.value)})")
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     total: int = await conn.fetchval(f"SELECT count(*) FROM cases {clause}", *args)
     order = "ASC" if q.oldest_first else "DESC"
+    ordering = f"received_at {order}, case_id {order}"
+    if q.attention:
+        ordering = "deadline ASC NULLS LAST, case_id"
     rows = await conn.fetch(
-        f"SELECT * FROM cases {clause} ORDER BY received_at {order}, case_id {order} "
+        f"SELECT * FROM cases {clause} ORDER BY {ordering} "
         f"LIMIT {arg(q.limit)} OFFSET {arg(q.offset)}",
         *args,
     )
     return [CaseRow.of(r) for r in rows], total
+
+
+async def open_by_cell(
+    conn: Conn, *, territory: Sequence[str] | None, dept: str | None
+) -> list[asyncpg.Record]:
+    """热力图: the open cases of each cell (and how many of them are overdue), within a
+    territory (cell-code prefixes; None: the district) or of one department."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT cell_code, count(*) AS open, count(*) FILTER (WHERE overdue) AS overdue "
+        "FROM cases WHERE status <> ALL($1::text[]) "
+        "AND ($2::text[] IS NULL OR cell_code LIKE ANY($2::text[])) "
+        "AND ($3::text IS NULL OR dept = $3) GROUP BY cell_code ORDER BY cell_code",
+        CLOSED_STATES,
+        None if territory is None else like_prefixes(territory),
+        dept,
+    )
+    return rows
+
+
+async def reporters_of_cases(conn: Conn, case_ids: Sequence[str]) -> list[asyncpg.Record]:
+    """The residents who reported each of these cases, with name and phone (the call-back)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT r.case_id, r.channel, r.received_at, p.name, p.phone FROM reports r "
+        "JOIN reporters p USING (report_id) WHERE r.case_id = ANY($1::text[]) "
+        "AND r.outcome <> 'folded' AND (p.name IS NOT NULL OR p.phone IS NOT NULL) "
+        "ORDER BY r.case_id, r.seq",
+        list(case_ids),
+    )
+    return rows

@@ -16,6 +16,7 @@ import csv
 import datetime as dt
 import io
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -30,7 +31,7 @@ from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime, runtime_of
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import reports
+from . import bulletin, reports
 from . import repository as repo
 from .context import Scoring
 from .domain import measures as m
@@ -87,6 +88,8 @@ def may_drill_down(who: Principal, kind: SubjectKind, subject: str) -> bool:
         return "department" in who.roles and who.dept == subject
     if kind == "person":
         return who.user_id == subject
+    if kind in ("category", "channel"):
+        return False
     return "grid-head" in who.roles and who.covers(subject)
 
 
@@ -152,8 +155,18 @@ async def catalogue(_: CurrentPrincipal) -> dict[str, Any]:
                     "label": r.label,
                     "numerator": list(r.numerator),
                     "denominator": r.denominator,
+                    "complement": r.complement,
                 }
                 for r in m.RATES[kind]
+            ],
+            "distributions": [
+                {
+                    "name": d.name,
+                    "label": d.label,
+                    "decided_by": d.decided_by,
+                    "statistics": list(d.names()),
+                }
+                for d in m.DISTRIBUTIONS[kind]
             ],
         }
         for kind in m.SUBJECT_KINDS
@@ -221,7 +234,7 @@ async def get_measures_csv(
 ) -> Response:
     subject = own_person(who, subject_kind, subject)
     p, _level, rows = await _measures(request, subject_kind, period, date, level, subject)
-    names = [*m.counted_names(subject_kind), *(r.name for r in m.RATES[subject_kind])]
+    names = list(m.output_names(subject_kind))
     return csv_response(
         ["period_start", "subject_code", "subject_name", *names],
         (
@@ -231,6 +244,23 @@ async def get_measures_csv(
         ),
         f"measures-{subject_kind}-{p.key.replace(':', '-')}.csv",
     )
+
+
+@router.get("/steps")
+async def get_steps(
+    request: Request,
+    _: CurrentPrincipal,
+    period: PeriodQ = "day",
+    date: DateQ = None,
+) -> dict[str, Any]:
+    """The loop's time per step over the district (受理, 派遣, 签收, 处置, 核查): how many,
+    mean, median and 90th percentile in hours, for the period (default today)."""
+    rt, s = scoring_of(request)
+    p = the_period(rt, s, period, date)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        rows = await reports.steps(conn, s, p)
+    return {"period": period_view(p), "steps": rows}
 
 
 # -- rankings ----------------------------------------------------------------------------
@@ -287,7 +317,7 @@ async def get_rankings_csv(
     _rt, s = scoring_of(request)
     rs = rule_set_of(s, rule_set)
     p, level_, ranked, s = await _ranking(request, who, rs, period, date, level)
-    names = [*m.counted_names(rs.subject), *(r.name for r in m.RATES[rs.subject])]
+    names = list(m.output_names(rs.subject))
     return csv_response(
         ["period_start", "rank", "subject_code", "subject_name", "score", "grade", *names],
         (
@@ -389,6 +419,49 @@ async def get_drilldown_csv(
     return csv_response(
         ["measure", "case_id", "at", "value"], rows, f"cases-{subject}-{measure}.csv"
     )
+
+
+# -- 通报 ---------------------------------------------------------------------------------
+async def _bulletin(
+    request: Request, period: PeriodKind, date: dt.date | None
+) -> bulletin.Bulletin:
+    rt, s = scoring_of(request)
+    p = the_period(rt, s, period, date)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        out = await reports.bulletin(conn, s, p)
+    return replace(out, generated_at=rt.clock.now().astimezone(s.tz))
+
+
+@router.get("/bulletin")
+async def get_bulletin(
+    request: Request, _: Evaluator, period: PeriodQ = "month", date: DateQ = None
+) -> dict[str, Any]:
+    """通报: the period's rankings of departments and sub-districts with their measures, and
+    the cases with the most marks against a department (evaluators)."""
+    return bulletin.as_dict(await _bulletin(request, period, date))
+
+
+@router.get("/bulletin.csv")
+async def get_bulletin_csv(
+    request: Request, _: Evaluator, period: PeriodQ = "month", date: DateQ = None
+) -> Response:
+    b = await _bulletin(request, period, date)
+    name = f"bulletin-{b.period_kind}-{b.start.date().isoformat()}.csv"
+    return Response(
+        "\ufeff" + bulletin.to_csv(b),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@router.get("/bulletin.html")
+async def get_bulletin_html(
+    request: Request, _: Evaluator, period: PeriodQ = "month", date: DateQ = None
+) -> Response:
+    """The bulletin as a printable page (A4 landscape; the browser prints it to PDF)."""
+    b = await _bulletin(request, period, date)
+    return Response(bulletin.to_html(b), media_type="text/html; charset=utf-8")
 
 
 # -- people ------------------------------------------------------------------------------

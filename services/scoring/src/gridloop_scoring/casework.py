@@ -24,11 +24,11 @@ Start-up:
 
 from __future__ import annotations
 
-from gridloop_contracts import cases as ev
 from gridloop_contracts.base import Event
 from gridloop_runtime.casework import EventRule, Rules
 
 from .domain.case import CaseFacts, record
+from .domain.facts import ALL_VERSIONS
 from .domain.fold import FoldContext
 from .store import FactStore
 
@@ -37,5 +37,5 @@ SUBJECTS = ["case.>"]
 
 
 def rules(ctx: FoldContext) -> Rules[CaseFacts]:
-    events: dict[type[Event], EventRule[CaseFacts]] = {model: record for model in ev.CASE_EVENTS}
+    events: dict[type[Event], EventRule[CaseFacts]] = {model: record for model in ALL_VERSIONS}
     return Rules(store=FactStore(ctx), events=events)

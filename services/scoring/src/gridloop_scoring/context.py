@@ -18,6 +18,13 @@ from .domain.periods import PERIOD_KINDS, PeriodKind
 from .domain.rules import check_rule_set
 from .settings import ScoringSettings
 
+CHANNEL_NAMES = {
+    "patrol": "监督员巡查",
+    "hotline": "12345热线",
+    "video": "视频智能发现",
+    "web": "网上受理",
+}
+
 
 @cache
 def _load(path: Path) -> City:
@@ -35,7 +42,12 @@ def fold_context(city: City) -> FoldContext:
         for u in grid_heads:
             if any(t in ("*", code, community, subdistrict) for t in u.territory):
                 heads.setdefault(code, []).append(u.id)
-    return FoldContext(cells, roster, {c: tuple(h) for c, h in heads.items()})
+    return FoldContext(
+        cells,
+        roster,
+        {c: tuple(h) for c, h in heads.items()},
+        on_site_radius_m=city.scoring.on_site_radius_m,
+    )
 
 
 def _split(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -95,6 +107,11 @@ class Scoring:
         if kind == "person":
             u = c.users.get(code)
             return u.name if u else None
+        if kind == "category":
+            cat = c.category(code)
+            return cat.name if cat else None
+        if kind == "channel":
+            return CHANNEL_NAMES.get(code)
         if level in (None, "cell"):
             cell = c.cells.get(code)
             return cell.name if cell else None

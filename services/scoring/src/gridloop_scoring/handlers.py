@@ -75,6 +75,8 @@ class Handlers:
         now = work.now()
         out = []
         for rule_set in self.ctx.config.rule_sets:
+            if rule_set.subject == "person":
+                continue  # people's scores are personal: read through the API, not broadcast
             levels = self.ctx.area_levels if rule_set.subject == "area" else (None,)
             for level in levels:
                 level_, ranked = await reports.ranking(work.conn, self.ctx, rule_set, period, level)

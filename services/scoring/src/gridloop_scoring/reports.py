@@ -4,6 +4,7 @@ the items (repository) and the rules (domain). Used by the REST API and by publi
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from gridloop_runtime.commands import Refusal
 from gridloop_runtime.db import Conn
 
 from . import repository as repo
+from .bulletin import MARKS, Bulletin, Ranked, WorstCase
 from .context import Scoring
 from .domain import measures as m
 from .domain.measures import AreaLevel, SubjectKind
@@ -47,10 +49,55 @@ async def measures(
     counts = await repo.totals(
         conn, kind, period.start, period.end, level=level, district=s.district, subject=subject
     )
+    vals = await _values(conn, s, kind, period, level, subject)
     return [
-        MeasureRow(code, s.subject_name(kind, code, level), m.with_rates(kind, c))
+        MeasureRow(code, s.subject_name(kind, code, level), m.with_rates(kind, c, vals.get(code)))
         for code, c in sorted(counts.items())
     ]
+
+
+async def _values(
+    conn: Conn,
+    s: Scoring,
+    kind: SubjectKind,
+    period: Period,
+    level: AreaLevel | None,
+    subject: str | None = None,
+) -> dict[str, dict[str, list[float]]]:
+    """Each subject's distribution values of the period (durations), for their statistics."""
+    names = [d.name for d in m.DISTRIBUTIONS[kind]]
+    return await repo.values(
+        conn,
+        kind,
+        period.start,
+        period.end,
+        names,
+        level=level,
+        district=s.district,
+        subject=subject,
+    )
+
+
+async def steps(conn: Conn, s: Scoring, period: Period) -> list[dict[str, Any]]:
+    """The loop's time per step over the whole district in the period (count, mean, median,
+    90th percentile, hours): each step's distribution over every subject of its kind."""
+    out = []
+    for step, kind, name in m.STEPS:
+        pooled = await repo.values(
+            conn, kind, period.start, period.end, [name], district=s.district, pooled=True
+        )
+        d = m.distribution_of(kind, name)
+        assert d is not None
+        stats = d.of(pooled.get("", {}).get(name, ()))
+        out.append(
+            {
+                "step": step,
+                "measure": name,
+                "label": d.label,
+                **{k.removeprefix(f"{name}_"): v for k, v in stats.items()},
+            }
+        )
+    return out
 
 
 async def ranking(
@@ -62,7 +109,13 @@ async def ranking(
     counts = await repo.totals(
         conn, kind, period.start, period.end, level=level, district=s.district
     )
-    subjects = {code: m.with_rates(kind, c) for code, c in counts.items()}
+    vals = await _values(conn, s, kind, period, level)
+    codes: Iterable[str] = counts
+    if kind == "person" and rule_set.roles:
+        # 岗位考核: everyone holding the rule set's roles, active in the period or not
+        wanted = set(rule_set.roles)
+        codes = [u.id for u in s.city.users.values() if wanted & set(u.roles)]
+    subjects = {code: m.with_rates(kind, counts.get(code, {}), vals.get(code)) for code in codes}
     return level, rank(rule_set, s.config, subjects)
 
 
@@ -70,6 +123,9 @@ def measures_behind(kind: SubjectKind, measure: str) -> tuple[str, ...]:
     """The counted measures a number is made of: itself, or a rate's parts."""
     if measure in m.counted_names(kind):
         return (measure,)
+    d = m.distribution_of(kind, measure)
+    if d is not None:
+        return (d.name,)
     r = m.rate(kind, measure)
     if r is None:
         raise Refusal(
@@ -102,7 +158,12 @@ async def drilldown(
             {"case_id": r["case_id"], "at": r["at"], "value": r["value"]}
         )
     counts = {p: sum(x["value"] for x in xs) for p, xs in by_measure.items()}
-    value = counts[measure] if measure in counts else m.with_rates(kind, counts)[measure]
+    vals = {p: [x["value"] for x in xs] for p, xs in by_measure.items()}
+    if measure in counts and m.distribution_of(kind, measure) is None:
+        value = counts[measure]
+    else:  # a rate, or a distribution's statistic (its own name: how many occasions)
+        derived = m.with_rates(kind, counts, vals)
+        value = derived.get(measure, derived.get(f"{measure}_count"))
     return {
         "subject_kind": kind,
         "subject_code": subject,
@@ -136,3 +197,50 @@ async def people_year(conn: Conn, s: Scoring, year: int) -> list[PersonYear]:
         person_year(p, whole[p], (halves[0].get(p, {}), halves[1].get(p, {})), limits)
         for p in sorted(whole)
     ]
+
+
+async def bulletin(conn: Conn, s: Scoring, period: Period, worst: int = 10) -> Bulletin:
+    """通报 of a period: the first department rule set's ranking, the first area rule set's
+    ranking of the sub-districts, and the cases with the most marks against a department."""
+    departments: list[Ranked] = []
+    subdistricts: list[Ranked] = []
+    tables: tuple[tuple[SubjectKind, list[Ranked], AreaLevel | None], ...] = (
+        ("department", departments, None),
+        ("area", subdistricts, "subdistrict"),
+    )
+    for kind, out, level in tables:
+        rule_set = next((r for r in s.config.rule_sets if r.subject == kind), None)
+        if rule_set is None:
+            continue
+        level_, ranked = await ranking(conn, s, rule_set, period, level)
+        out.extend(
+            Ranked(
+                r.rank,
+                r.subject_code,
+                s.subject_name(rule_set.subject, r.subject_code, level_) or r.subject_code,
+                r.score,
+                r.grade,
+                dict(r.measures),
+            )
+            for r in ranked
+        )
+    rows = await repo.worst_cases(conn, period.start, period.end, list(MARKS), worst)
+    cases = [
+        WorstCase(
+            r["case_id"],
+            r["dept"],
+            s.subject_name("department", r["dept"], None) or r["dept"],
+            {k: int(v) for k, v in sorted(r["marks"].items(), key=lambda kv: -int(kv[1]))},
+        )
+        for r in rows
+    ]
+    return Bulletin(
+        district=s.city.district.name,
+        period_kind=period.kind,
+        start=period.start,
+        end=period.end,
+        generated_at=dt.datetime.now(s.tz),
+        departments=departments,
+        subdistricts=subdistricts,
+        worst=cases,
+    )

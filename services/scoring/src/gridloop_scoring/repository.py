@@ -213,6 +213,44 @@ async def totals(
     return out
 
 
+async def values(
+    conn: Conn,
+    kind: SubjectKind,
+    start: dt.datetime,
+    end: dt.datetime,
+    measures: Sequence[str],
+    *,
+    level: AreaLevel | None = None,
+    district: str = "",
+    subject: str | None = None,
+    pooled: bool = False,
+) -> dict[str, dict[str, list[float]]]:
+    """subject → measure → the item values over [start, end), ascending (a distribution's
+    occasions); `pooled`: every subject of the kind together, under the key ''."""
+    if not measures:
+        return {}
+    col = "''::text" if pooled else _subject_sql(kind, level)
+    rows = await conn.fetch(
+        f"SELECT {col} AS code, measure, array_agg(value ORDER BY value) AS vals FROM items "
+        "WHERE subject_kind = $1 AND at >= $2 AND at < $3 AND $4::text IS NOT NULL "
+        f"AND ($5::text IS NULL OR {_subject_sql(kind, level)} = $5) "
+        "AND measure = ANY($6::text[]) "
+        f"GROUP BY {col}, measure",
+        kind,
+        start,
+        end,
+        district,
+        subject,
+        list(measures),
+    )
+    out: dict[str, dict[str, list[float]]] = {}
+    for r in rows:
+        if r["code"] is None or (r["code"] == "" and not pooled):
+            continue
+        out.setdefault(r["code"], {})[r["measure"]] = [float(v) for v in r["vals"]]
+    return out
+
+
 async def drilldown(
     conn: Conn,
     kind: SubjectKind,
@@ -346,3 +384,23 @@ async def swap_in(conn: Conn, facts: str, items: str) -> None:
         await conn.execute(f'ALTER TABLE {k["tab"]} ADD CONSTRAINT "{k["conname"]}" {k["def"]}')
     for i in indexes:
         await conn.execute(i["def"])
+
+
+async def worst_cases(
+    conn: Conn, start: dt.datetime, end: dt.datetime, marks: Sequence[str], limit: int
+) -> list[dict[str, Any]]:
+    """The cases with the most marks (overdue, reworked, falsified …) against a department in
+    [start, end): case, department and each mark's count, the most marked first."""
+    rows = await conn.fetch(
+        "SELECT case_id, subject_code AS dept, "
+        "jsonb_object_agg(measure, n) AS marks, sum(n) AS total FROM ("
+        "  SELECT case_id, subject_code, measure, count(*) AS n FROM items "
+        "  WHERE subject_kind = 'department' AND measure = ANY($3::text[]) "
+        "  AND at >= $1 AND at < $2 GROUP BY case_id, subject_code, measure"
+        ") m GROUP BY case_id, subject_code ORDER BY total DESC, case_id LIMIT $4",
+        start,
+        end,
+        list(marks),
+        limit,
+    )
+    return [dict(r) for r in rows]

@@ -166,6 +166,11 @@ class OnSite(Command):
 
 class VerificationIn(OnSite):
     passed: bool = Field(description="核查通过 (true) or 不通过 (false: rework)")
+    falsified: bool = Field(
+        False,
+        description="弄虚作假: the reported result is false (not done, photos of another place); "
+        "only with passed=false, notes and at least one photo as evidence",
+    )
 
 
 class ConfirmationIn(OnSite):
@@ -175,6 +180,12 @@ class ConfirmationIn(OnSite):
 class ApprovalIn(Command):
     approved: bool
     notes: str | None = Field(None, max_length=2000)
+    falsified: bool = Field(
+        False,
+        description="弄虚作假 found in the evidence: refuse (approved=false) with notes and at "
+        "least one photo; counted as a falsified result against the department",
+    )
+    photos: list[HttpUrl] = Field(default_factory=list, max_length=20)
 
 
 class AssignIn(Command):
@@ -280,6 +291,7 @@ async def submit_verification(
             photos=body.attachments(),
             position=body.position,
             files=files,
+            falsified=body.falsified,
         ),
     )
 
@@ -396,7 +408,13 @@ async def approve_closing(
         overseen(
             principal,
             lambda state, step: rules.approve(
-                state, step, caller(principal), approved=body.approved, notes=body.notes
+                state,
+                step,
+                caller(principal),
+                approved=body.approved,
+                notes=body.notes,
+                falsified=body.falsified,
+                photos=[Attachment(url=u, kind="photo") for u in body.photos],
             ),
         ),
     )

@@ -16,10 +16,11 @@ Timers:
   verify-overdue              → case.overdue   (stage verification|confirmation, 超期)
   verify-absence              → an absence begins: the absent supervisor's tasks go to the backup
 Commands (REST, `api.py`):
-  verify   → case.verified, then case.closed | (shift leader's approval) | case.reworked
+  verify   → case.verified (v2; falsified with evidence where the supervisor found it so),
+             then case.closed | (shift leader's approval) | case.reworked
              (+ case.escalated at the Nth failure)
   confirm  → case.confirmed
-  approve  → case.closed | case.reworked
+  approve  → case.closed | case.reworked (refused as falsified: case.verified v2 first)
   assign, add_absence, end_absence → case.verification_assigned for tasks that change hands
 
 In the verification events `task_id`, `dept` and `deadline` are the department's task and its

@@ -40,6 +40,7 @@ CASE_FIELDS = (
     ("closed_at", "timestamptz"),
     ("closed_by", "text"),
     ("approved_by", "text"),
+    ("falsifications", "int"),
 )
 CASE_COLUMNS = tuple(c for c, _ in CASE_FIELDS)
 CASE_SELECT = f"SELECT {', '.join(CASE_COLUMNS)} FROM cases"
@@ -65,6 +66,7 @@ TASK_FIELDS = (
     ("photos", "jsonb"),
     ("position", "jsonb"),
     ("cancel_reason", "text"),
+    ("falsified", "boolean"),
 )
 TASK_COLUMNS = tuple(c for c, _ in TASK_FIELDS)
 TASK_SELECT = f"SELECT {', '.join(f't.{c}' for c in TASK_COLUMNS)} FROM tasks t"

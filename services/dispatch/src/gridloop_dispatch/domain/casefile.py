@@ -39,6 +39,7 @@ class TaskStatus(StrEnum):
 
 
 ACTIVE = frozenset({TaskStatus.OPEN, TaskStatus.SIGNED})
+NO_TASK = "无在办任务 / no department holds the case"
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Task:
     reason: str | None = None
     ended_at: datetime | None = None
     end_reason: str | None = None
+    manual_reminders: int = 0  # 人工催办 by a dispatcher or shift leader
 
     @property
     def active(self) -> bool:
@@ -115,15 +117,20 @@ class Task:
         self.end_reason = reason
 
     # -- new deadlines --------------------------------------------------------------
-    def rework(self, at: datetime, deadline: datetime, count: int) -> None:
+    def rework(
+        self, at: datetime, deadline: datetime, count: int, sign_in_due: datetime | None
+    ) -> None:
         """返工: back to the same department with a new deadline, and a fresh ladder (a new
-        period of handling, counted against the department in scoring)."""
+        period of handling, counted against the department in scoring). The department signs
+        for the rework round again (签收), by `sign_in_due`, chased like a first dispatch."""
         self.kind = "rework"
-        self.status = TaskStatus.SIGNED if self.signed_at else TaskStatus.OPEN
+        self.status = TaskStatus.OPEN
         self.dispatched_at = at
         self.window_start = at
         self.deadline = deadline
-        self.sign_in_due = None  # the department holds the case already
+        self.sign_in_due = sign_in_due
+        self.signed_at = None
+        self.sign_in_overdue_at = None
         self.handled_at = None
         self.ended_at = None
         self.end_reason = None
@@ -227,6 +234,7 @@ class Case:
     emergency_escalated_at: datetime | None = None
     task_seq: int = 0
     closed_at: datetime | None = None
+    queue_chase_level: int = 0  # the queue's chase ladder reached while waiting (待人工派遣)
 
     def next_task_id(self) -> str:
         self.task_seq += 1
@@ -255,10 +263,20 @@ class Case:
         may be queued while other tasks of it run (a returned part of a split case)."""
         self.queue_reason = reason
         self.queued_at = at
+        self.queue_chase_level = 0
 
     def unqueue(self) -> None:
         self.queue_reason = None
         self.queued_at = None
+        self.queue_chase_level = 0
+
+    def chase_queue(self, level: int, queued_at: datetime) -> bool:
+        """One level of the queue's chase (待人工派遣超时); False when it is moot: the case left
+        the queue, was queued again since (another wait), or reached the level already."""
+        if self.closed or self.queued_at != queued_at or self.queue_chase_level >= level:
+            return False
+        self.queue_chase_level = level
+        return True
 
     def returned(self, dept: str) -> None:
         if dept not in self.returned_by:
@@ -276,7 +294,7 @@ class Case:
         elif any(t.status == TaskStatus.HANDLED for t in tasks):
             self.state = CaseState.HANDLED
         else:
-            self.to_queue("无在办任务 / no department holds the case", at)
+            self.to_queue(NO_TASK, at)
             self.state = CaseState.QUEUED
 
     def close(self, at: datetime) -> None:

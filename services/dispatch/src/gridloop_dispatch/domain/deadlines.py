@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from gridloop_city import Category, Duration, WorkingCalendar
-from gridloop_city.models import CalendarConfig
+from gridloop_city.models import CalendarConfig, EscalationLevel
 
 # Units that answer to seed 003's 社区限时办结制度 (community 1, sub-district office 2, with
 # other units 3 working days, never more than 5).
@@ -116,6 +116,13 @@ class Deadlines:
             for r in sorted(self.config.escalation, key=lambda r: r.level)
             if r.level > above
         ]
+
+    def queue_rung(self, level: int) -> EscalationLevel | None:
+        """待派遣催办: the queue's chase level (`queue_chase`), None past its top."""
+        for r in self.config.queue_chase:
+            if r.level == level:
+                return r
+        return None
 
     def rung(self, level: int) -> str:
         """Who a level escalates to."""

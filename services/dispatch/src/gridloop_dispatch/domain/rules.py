@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -32,6 +32,7 @@ from gridloop_runtime.step import Step, Timer
 
 from . import chasing, privacy, routing
 from .casefile import (
+    NO_TASK,
     Case,
     CaseFile,
     CaseState,
@@ -49,6 +50,8 @@ log = structlog.get_logger(__name__)
 
 SYSTEM = Actor(id="dispatch", role="system")
 LISTED_SUPERVISION = "listed-supervision"
+QUEUE_CHASE = "queue-chase"
+QueueCode = Literal["unroutable", "returned", "recalled", "no-task"]
 
 
 class Caller(Protocol):
@@ -124,10 +127,10 @@ class DispatchRules:
             routing.part_owner(self.city, case.part_code, case.part_owner_dept),
         )
         if isinstance(found, Unroutable):
-            case.to_queue(found.reason, now)
+            self._queue(step, case, found.reason, "unroutable", now)
         else:
             f.tasks.append(self._dispatch(step, case, found, kind="initial", actor=SYSTEM))
-        case.settle(f.tasks, now)
+        self._settle(step, f, case, now)
 
     def on_signed(self, f: CaseFile, e: ev.CaseSigned, step: Step) -> None:
         """签收: the sign-in clock stops (the chase timer skips the step when it comes)."""
@@ -144,7 +147,7 @@ class DispatchRules:
         if not task.report_handled(e.completed_at):
             return
         f.settle_extensions([task], "已处置 / handled")
-        case.settle(f.tasks, step.now())
+        self._settle(step, f, case, step.now())
 
     def on_returned(self, f: CaseFile, e: ev.CaseReturned, step: Step) -> None:
         """退回: re-route to the next candidate, or the manual queue with the reason; a returned
@@ -162,7 +165,7 @@ class DispatchRules:
         why = f"{self.dept_name(task.dept)}退回：{e.reason} / returned by {task.dept}"
         if task.kind == "split":
             # A part of a split case was cut by a dispatcher: a dispatcher places it again.
-            case.to_queue(why, now)
+            self._queue(step, case, why, "returned", now)
         else:
             busy = {t.dept for t in f.tasks if t.active}
             nxt = routing.route(
@@ -173,12 +176,12 @@ class DispatchRules:
                 exclude=[*case.returned_by, *busy],
             )
             if isinstance(nxt, Unroutable):
-                case.to_queue(f"{why}；{nxt.reason}", now)
+                self._queue(step, case, f"{why}；{nxt.reason}", "returned", now)
             else:
                 f.tasks.append(
                     self._dispatch(step, case, nxt, kind="redispatch", actor=SYSTEM, reason=why)
                 )
-        case.settle(f.tasks, now)
+        self._settle(step, f, case, now)
 
     def on_extension_requested(self, f: CaseFile, e: ev.CaseExtensionRequested, step: Step) -> None:
         """延期申请: kept for a dispatcher to grant or refuse."""
@@ -215,7 +218,10 @@ class DispatchRules:
             log.warning("rework without a task to send back", case_id=e.case_id)
             return
         now = step.now()
-        task.rework(now, self.rework_deadline(case, task, e.new_deadline, now), e.count)
+        deadline = self.rework_deadline(case, task, e.new_deadline, now)
+        # The department signs for the rework round again, chased like a first dispatch.
+        sign_in_due = self.deadlines.sign_in_due(now, deadline, self.on_clock(case))
+        task.rework(now, deadline, e.count, sign_in_due)
         if case.closed:  # reopened after a dissatisfied rating
             case.state = CaseState.DISPATCHED
             case.closed_at = None
@@ -226,6 +232,7 @@ class DispatchRules:
                 actor=SYSTEM,
                 co_handlers=list(task.co_handlers),
                 lead=task.lead,
+                sign_in_due=task.sign_in_due,
                 kind="rework",
                 urgency=case.urgency,
                 reason=e.reason,
@@ -246,7 +253,7 @@ class DispatchRules:
             "rework",
         )
         self._chase(step, case, task)
-        case.settle(f.tasks, now)
+        self._settle(step, f, case, now)
 
     def rework_deadline(
         self, case: Case, task: Task, new_deadline: datetime | None, now: datetime
@@ -296,6 +303,30 @@ class DispatchRules:
         found = self._timer_task(f, timer)
         if found is not None:
             self._chase_step(step, found[0], found[1], timer.kind, timer.due_at)
+
+    def on_queue_chase(self, f: CaseFile, timer: Timer, step: Step) -> None:
+        """待派遣催办: the case still waits in the manual queue since the same moment: this
+        level of the queue's ladder happens (once), and the next level's timer is set."""
+        case = f.case
+        level = int(timer.payload["level"])
+        queued_at = datetime.fromisoformat(str(timer.payload["queued_at"]))
+        rung = self.deadlines.queue_rung(level)
+        if case is None or rung is None or not case.chase_queue(level, queued_at):
+            return
+        waited = self._local(queued_at)
+        step.emit(
+            ev.CaseQueueChased(
+                **case.dims(),
+                occurred_at=timer.due_at,
+                actor=SYSTEM,
+                level=level,
+                to_role=rung.to,
+                queued_at=queued_at,
+                reason=f"{waited} 起待人工派遣，催办{rung.to}：{case.queue_reason or ''} "
+                f"/ waiting for manual dispatch since {queued_at.isoformat()}",
+            )
+        )
+        self._chase_queue(step, case, level + 1)
 
     def _chase_step(self, step: Step, case: Case, task: Task, kind: str, due: datetime) -> None:
         if kind == chasing.SIGN_IN:
@@ -413,7 +444,7 @@ class DispatchRules:
         )
         case.unqueue()
         f.tasks.append(task)
-        case.settle(f.tasks, now)
+        self._settle(step, f, case, now)
 
     def redispatch(
         self,
@@ -443,7 +474,7 @@ class DispatchRules:
         )
         case.unqueue()
         f.tasks.append(task)
-        case.settle(f.tasks, now)
+        self._settle(step, f, case, now)
 
     def split(
         self, f: CaseFile, step: Step, who: Caller, parts: Sequence[Units], reason: str
@@ -478,7 +509,7 @@ class DispatchRules:
                 )
             )
         case.unqueue()
-        case.settle(f.tasks, now)
+        self._settle(step, f, case, now)
 
     def recall(
         self, f: CaseFile, step: Step, who: Caller, reason: str, task_id: str | None = None
@@ -494,8 +525,51 @@ class DispatchRules:
             )
         now = step.now()
         self._recall(f, step, case, targets, _actor(who), reason)
-        case.to_queue(f"指挥中心撤回：{reason} / recalled", now)
-        case.settle(f.tasks, now)
+        self._queue(step, case, f"指挥中心撤回：{reason} / recalled", "recalled", now)
+        self._settle(step, f, case, now)
+
+    def remind(
+        self,
+        f: CaseFile,
+        step: Step,
+        who: Caller,
+        role: Literal["dispatcher", "shift-leader", "grid-head"],
+        note: str,
+        task_id: str | None = None,
+    ) -> list[Task]:
+        """人工催办: a dispatcher or shift leader chases the department holding the task (or
+        every active task) now: case.reminded (manual, stage sign_in before signing, else
+        handling) and dispatch.<dept>.reminder, recorded on the task like the automatic one
+        and counted the same way in scoring."""
+        case = self._case_for_command(f, who)
+        targets = self._targets(f.tasks, task_id)
+        if not targets:
+            raise Refusal(
+                f"no department holds case {case.case_id}: nobody to chase",
+                field="case_id",
+                code="nothing-active",
+            )
+        now = step.now()
+        actor = Actor(id=who.user_id, role=role, name=who.name or None)
+        for task in targets:
+            task.manual_reminders += 1
+            stage: Literal["sign_in", "handling"] = (
+                "sign_in" if task.signed_at is None and task.sign_in_due else "handling"
+            )
+            step.emit(
+                ev.CaseReminded(
+                    **self._task_dims(case, task),
+                    occurred_at=now,
+                    actor=actor,
+                    stage=stage,
+                    level=1,
+                    manual=True,
+                    note=note,
+                )
+            )
+            text = f"人工催办：{note}（期限 {self._local(task.deadline)}）/ chased by {who.user_id}"
+            self._feed(step, case, task, _reminder(now, stage, text), "reminder")
+        return targets
 
     def supervise(self, f: CaseFile, step: Step, who: Caller, reason: str) -> None:
         """挂牌督办: the case is put under listed supervision; its departments are told."""
@@ -757,6 +831,53 @@ class DispatchRules:
             )
         f.settle_extensions(targets, "已撤回 / recalled")
 
+    def _queue(self, step: Step, case: Case, reason: str, code: QueueCode, now: datetime) -> None:
+        """待人工派遣: the case waits for a dispatcher — said on the bus (case.queued, with the
+        reason and routing's suggestions) and chased while it waits."""
+        case.to_queue(reason, now)
+        suggestions = routing.candidates(
+            self.city,
+            case.category_code,
+            case.cell_code,
+            routing.part_owner(self.city, case.part_code, case.part_owner_dept),
+        )
+        step.emit(
+            ev.CaseQueued(
+                **case.dims(),
+                occurred_at=now,
+                actor=SYSTEM,
+                reason=reason,
+                reason_code=code,
+                suggestions=[a.dept for a in suggestions if a.dept not in case.returned_by],
+                returned_by=list(case.returned_by),
+            )
+        )
+        self._chase_queue(step, case, 1)
+
+    def _settle(self, step: Step, f: CaseFile, case: Case, now: datetime) -> None:
+        """The case's state from its tasks; a case left with no department and no reason to
+        wait goes to the queue, said like any other queueing."""
+        before = case.queued_at
+        case.settle(f.tasks, now)
+        if before is None and case.queued_at is not None:
+            reason = case.queue_reason or NO_TASK
+            case.queued_at = None
+            self._queue(step, case, reason, "no-task", now)
+
+    def _chase_queue(self, step: Step, case: Case, level: int) -> None:
+        """The queue's chase timer for a level, counted from when the case was queued (one
+        row per queueing: the key carries the moment, so a later queueing never meets it)."""
+        rung = self.deadlines.queue_rung(level)
+        if rung is None or case.queued_at is None:
+            return
+        at = case.queued_at.isoformat()
+        step.schedule(
+            QUEUE_CHASE,
+            f"{case.case_id}-Q@{at}",
+            self.deadlines.add(case.queued_at, rung.after),
+            {"case_id": case.case_id, "queued_at": at, "level": level},
+        )
+
     def _chase(self, step: Step, case: Case, task: Task) -> None:
         """Set the task's one chase timer at its next step (nothing when none is left)."""
         timer = chasing.chase_timer(task, self.deadlines, self.on_clock(case))
@@ -915,6 +1036,15 @@ def check_territory(who: Caller, case: Case) -> None:
             code="out-of-territory",
             status=403,
         )
+
+
+def _reminder(
+    now: datetime, stage: Literal["sign_in", "handling"], note: str
+) -> Callable[[str, CaseSummary], DepartmentMessage]:
+    def build(dept: str, summary: CaseSummary) -> DepartmentMessage:
+        return TaskReminder(dept=dept, case=summary, sent_at=now, stage=stage, note=note)
+
+    return build
 
 
 def _actor(who: Caller) -> Actor:

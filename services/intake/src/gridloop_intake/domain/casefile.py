@@ -49,6 +49,13 @@ def change_for(event: ev.CaseEvent, dept_name: DeptName) -> Change:
         )
     if isinstance(e, ev.CaseRejected):
         return Change(CaseStatus.REJECTED, f"不予立案：{e.reason} / not accepted ({e.reason_code})")
+    if isinstance(e, ev.CaseQueued):
+        # 待人工派遣: the command centre places it by hand; no department holds it meanwhile
+        return Change(
+            CaseStatus.MANUAL_DISPATCH,
+            f"待人工派遣：{e.reason} / waiting for a dispatcher",
+            {"dept": None},
+        )
     if isinstance(e, ev.CaseDispatched):
         return Change(
             CaseStatus.DISPATCHED,

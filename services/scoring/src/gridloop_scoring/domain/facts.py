@@ -12,7 +12,10 @@ from gridloop_contracts import cases as ev
 # Same-instant events are ordered by their place in the lifecycle, so a fold never depends on
 # the order in which the bus delivered them.
 LIFECYCLE_RANK: Mapping[str, int] = {m.subject_token: i for i, m in enumerate(ev.CASE_EVENTS)}
-MODEL_BY_TYPE: Mapping[str, type[ev.CaseEvent]] = {m.type_name: m for m in ev.CASE_EVENTS}
+# Every version of every case event scoring reads (a newer version shares its subject token,
+# so its facts fold as the older version's: the fold reads only fields both have).
+ALL_VERSIONS: tuple[type[ev.CaseEvent], ...] = (*ev.CASE_EVENTS, *ev.CASE_EVENT_VERSIONS)
+MODEL_BY_TYPE: Mapping[str, type[ev.CaseEvent]] = {m.type_name: m for m in ALL_VERSIONS}
 
 
 class Fact(NamedTuple):
@@ -83,8 +86,9 @@ def fact_from_json(source: str, event_id: str, type_name: str, body: bytes) -> F
 # The fields each type must carry (by their JSON names): the fast path's contract check.
 REQUIRED: Mapping[str, frozenset[str]] = {
     m.type_name: frozenset(f.alias or n for n, f in m.model_fields.items() if f.is_required())
-    for m in ev.CASE_EVENTS
+    for m in ALL_VERSIONS
 }
+# A kept fact is read again (a late one, in a replay) as the first version of its token.
 TYPE_OF_TOKEN: Mapping[str, str] = {m.subject_token: m.type_name for m in ev.CASE_EVENTS}
 # Tokens carried by more than one version (case.rated v1 and v2), newest first.
 _VERSIONS: dict[str, list[str]] = {}

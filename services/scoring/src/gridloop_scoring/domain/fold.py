@@ -21,6 +21,7 @@ Conventions (documented because they decide numbers):
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -51,11 +52,13 @@ class Item(NamedTuple):
 @dataclass(frozen=True)
 class FoldContext:
     """What the fold needs from the city (loaded once): the territory of every cell, the
-    supervisors' roster (AB 角) and the grid heads answering for each cell."""
+    supervisors' roster (AB 角), the grid heads answering for each cell, and how near the
+    case a verdict must be given to count as given on site (scoring.yaml)."""
 
     cells: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # cell → (community, sub)
     roster: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # cell → (primary, backup)
     grid_heads: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # cell → heads
+    on_site_radius_m: float = 150.0
 
     def responsible(self, cell: str | None) -> tuple[str, ...]:
         """Who answers for a cell's problems: its primary supervisor, then its grid heads."""
@@ -78,6 +81,7 @@ class _Task:
     overdue: dt.datetime | None = None
     reworked: dt.datetime | None = None
     returned: dt.datetime | None = None
+    reminders: list[dt.datetime] = field(default_factory=list)
     extension_requests: list[dt.datetime] = field(default_factory=list)
     extensions: list[dt.datetime] = field(default_factory=list)
     escalations: list[dt.datetime] = field(default_factory=list)
@@ -105,10 +109,22 @@ class _Case:
     due: dict[tuple[str, str], dt.datetime] = field(default_factory=dict)  # (purpose, sup)
     overdue_tasks: set[tuple[str, str]] = field(default_factory=set)
     confirmations: list[tuple[dt.datetime, str, bool]] = field(default_factory=list)
-    verdicts: list[tuple[dt.datetime, str, bool, bool, bool]] = field(default_factory=list)
+    # (at, supervisor, on time, passed, falsified, where it was given, the shift leader's review)
+    verdicts: list[tuple[dt.datetime, str, bool, bool, bool, tuple[float, float] | None, bool]] = (
+        field(default_factory=list)
+    )
     person_overdue: list[tuple[dt.datetime, str]] = field(default_factory=list)
     ratings: list[tuple[dt.datetime, str, str | None]] = field(default_factory=list)
     callbacks: list[tuple[dt.datetime, bool, str | None]] = field(default_factory=list)
+    category: str | None = None
+    channel: str | None = None
+    location: tuple[float, float] | None = None
+    # each dispatch sending the case to a unit (not rework): time, task, unit, the dispatcher
+    dispatches: list[tuple[dt.datetime, str, str, str | None]] = field(default_factory=list)
+    returned_tasks: set[str] = field(default_factory=set)  # task ids, or `dept:<code>`
+    falsified: list[tuple[dt.datetime, str | None]] = field(default_factory=list)  # (at, dept)
+    queued: dt.datetime | None = None  # the latest time the case went to the manual queue
+    waits: list[tuple[dt.datetime, str, float]] = field(default_factory=list)  # placed by hand
 
     def task(self, dept: str | None) -> _Task | None:
         dept = dept or self.current_dept
@@ -131,6 +147,51 @@ def _operator(data: Mapping[str, Any]) -> str | None:
     if role not in OPERATOR_ROLES:
         return None
     return str(actor["id"] if isinstance(actor, dict) else actor.id)
+
+
+def _role(data: Mapping[str, Any]) -> str | None:
+    actor = data.get("actor")
+    if actor is None:
+        return None
+    role = actor.get("role") if isinstance(actor, dict) else getattr(actor, "role", None)
+    return str(role) if role is not None else None
+
+
+def _actor_id(data: Mapping[str, Any]) -> str | None:
+    actor = data.get("actor")
+    if actor is None:
+        return None
+    who = actor.get("id") if isinstance(actor, dict) else getattr(actor, "id", None)
+    return str(who) if who is not None else None
+
+
+def _point(value: object) -> tuple[float, float] | None:
+    """(lat, lon) of a location as JSON or as the contract's model (the replay's fast path)."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        lat, lon = value.get("lat"), value.get("lon")
+    else:
+        lat, lon = getattr(value, "lat", None), getattr(value, "lon", None)
+    if isinstance(lat, int | float) and isinstance(lon, int | float):
+        return (float(lat), float(lon))
+    return None
+
+
+def distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Metres between two WGS-84 points (haversine; ample at the scale of a cell)."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
+    return 2 * 6_371_000 * math.asin(math.sqrt(h))
+
+
+def _hours(start: dt.datetime | None, end: dt.datetime) -> float | None:
+    if start is None or end < start:
+        return None
+    return round((end - start).total_seconds() / 3600, 6)
 
 
 def _judged(on_time: object, at: dt.datetime, due: dt.datetime | None) -> bool:
@@ -163,6 +224,8 @@ FOLDED_TYPES = frozenset(
         "reworked",
         "closed",
         "rated",
+        "reminded",
+        "queued",
     }
 )
 AREA_FIELDS = ("cell_code", "community_code", "subdistrict_code")
@@ -184,6 +247,7 @@ def _absorb(c: _Case, f: Fact) -> None:
         if c.reported is None:
             c.reported = at
             c.first_reporter = user
+            c.channel = d.get("channel") or c.channel
         if user:
             c.reports.append((at, user, True))
     elif t == "merged":
@@ -191,6 +255,10 @@ def _absorb(c: _Case, f: Fact) -> None:
         if d.get("reporter_user_id"):
             c.reports.append((at, d["reporter_user_id"], False))
     elif t == "accepted":
+        c.category = d.get("category_code") or c.category
+        c.location = _point(d.get("location")) or c.location
+        if c.reported is None:
+            c.channel = d.get("channel") or c.channel
         if c.accepted is None:
             c.accepted = at
             c.accepted_by = _operator(d)
@@ -202,6 +270,15 @@ def _absorb(c: _Case, f: Fact) -> None:
             c.rejected_by = _operator(d)
     elif t == "dispatched":
         dept = d["dept"]
+        c.category = d.get("category_code") or c.category
+        if d.get("kind") != "rework":
+            by = _actor_id(d) if _role(d) == "dispatcher" else None
+            c.dispatches.append((at, str(d.get("task_id") or ""), dept, by))
+            if by and c.queued is not None:
+                waited = _hours(c.queued, at)
+                if waited is not None:
+                    c.waits.append((at, by, waited))
+                c.queued = None
         task = c.tasks.setdefault(dept, _Task())
         if task.dispatched is None:
             task.dispatched = at
@@ -215,6 +292,8 @@ def _absorb(c: _Case, f: Fact) -> None:
             task_.live = False
             if t == "returned" and task_.returned is None:
                 task_.returned = at
+        if t == "returned":
+            c.returned_tasks.add(d.get("task_id") or f"dept:{d.get('dept') or c.current_dept}")
     elif t == "signed":
         task_ = c.task(d.get("dept"))
         if task_ is not None and task_.signed is None:
@@ -230,6 +309,7 @@ def _absorb(c: _Case, f: Fact) -> None:
             task_.extensions.append(at)
             task_.deadline = parse_time(d.get("new_deadline")) or task_.deadline
     elif t == "handled":
+        c.category = d.get("category_code") or c.category
         dept = c.dept_of(d)
         task_ = c.task(dept)
         if task_ is not None:
@@ -264,12 +344,29 @@ def _absorb(c: _Case, f: Fact) -> None:
         late = ("confirmation", sup) in c.overdue_tasks
         c.confirmations.append((at, sup, _judged(d.get("on_time"), at, due) and not late))
     elif t == "verified":
+        if d.get("falsified"):
+            c.falsified.append((at, d.get("dept") or c.last_handler or c.current_dept))
+        if _role(d) == "shift-leader":
+            # the shift leader's review (审批结案 refused as falsified): the area's failed
+            # verification, no verification of the supervisor's own
+            c.verdicts.append((at, "", False, False, bool(d.get("falsified")), None, True))
+            return
         sup = d["supervisor_id"]
         due = c.due.get(("verification", sup))
         on_time = _judged(d.get("on_time"), at, due)
         if d.get("on_time") is None and ("verification", sup) in c.overdue_tasks:
             on_time = False
-        c.verdicts.append((at, sup, on_time, bool(d.get("passed")), bool(d.get("falsified"))))
+        c.verdicts.append(
+            (
+                at,
+                sup,
+                on_time,
+                bool(d.get("passed")),
+                bool(d.get("falsified")),
+                _point(d.get("position")),
+                False,
+            )
+        )
     elif t == "reworked":
         dept = d.get("dept") or c.last_handler or c.current_dept
         task_ = c.task(dept)
@@ -283,6 +380,13 @@ def _absorb(c: _Case, f: Fact) -> None:
     elif t == "called_back":
         dept = d.get("dept") or c.last_handler or c.current_dept
         c.callbacks.append((at, bool(d.get("reached")), dept))
+    elif t == "queued":
+        c.queued = at
+    elif t == "reminded":
+        if (d.get("stage") or "handling") in ("sign_in", "handling") and d.get("dept"):
+            task_ = c.task(d["dept"])
+            if task_ is not None:
+                task_.reminders.append(at)
     elif t == "rated":
         level = d.get("level") or LEVEL_OF_RATING.get(d.get("rating") or "")
         measure = LEVEL_MEASURE.get(level or "")
@@ -322,6 +426,12 @@ def _items(c: _Case, ctx: FoldContext) -> list[Item]:
         # Item(…) without the named tuple's Python-level __new__: a replay makes millions.
         append(new(Item, (case_id, kind, code, measure, at, 1.0, community, subdistrict)))
 
+    def add_value(
+        kind: SubjectKind, code: str, measure: str, at: dt.datetime, value: float
+    ) -> None:
+        """A distribution's item: one occasion and its value (hours)."""
+        append(new(Item, (case_id, kind, code, measure, at, value, community, subdistrict)))
+
     def area(measure: str, at: dt.datetime | None) -> None:
         if at is not None:
             add("area", cell, measure, at)
@@ -336,11 +446,33 @@ def _items(c: _Case, ctx: FoldContext) -> list[Item]:
         area("closed", c.closed[0])
         if c.closed[1]:
             area("closed_on_time", c.closed[0])
-    for at, _sup, _on_time, passed, falsified in c.verdicts:
+    for at, _sup, _on_time, passed, falsified, _where, _review in c.verdicts:
         if not passed:
             area("failed_verifications", at)
         if falsified:
             area("falsifications", at)
+    if c.accepted is not None:
+        if c.first_reporter is not None:
+            area("discovered", c.accepted)
+        hours = _hours(c.reported, c.accepted)
+        if hours is not None:
+            add_value("area", cell, "accept_hours", c.accepted, hours)
+        if c.dispatches:
+            first_dispatch = min(at for at, *_ in c.dispatches)
+            hours = _hours(c.accepted, first_dispatch)
+            if hours is not None:
+                add_value("area", cell, "dispatch_hours", first_dispatch, hours)
+    for at, task_id, unit, by in c.dispatches:
+        returned = task_id in c.returned_tasks or f"dept:{unit}" in c.returned_tasks
+        area("dispatches", at)
+        if returned:
+            area("misdispatches", at)
+        if by:
+            add("person", by, "dispatches", at)
+            if returned:
+                add("person", by, "misdispatches", at)
+    for at, by, waited in c.waits:
+        add_value("person", by, "queue_hours", at, waited)
     responsible = ctx.responsible(c.cell)
     for at, rating, dept in c.ratings:
         area("rated", at)
@@ -371,10 +503,18 @@ def _items(c: _Case, ctx: FoldContext) -> list[Item]:
             add("department", dept, "signed", task.signed[0])
             if task.signed[1]:
                 add("department", dept, "signed_on_time", task.signed[0])
+            hours = _hours(task.dispatched, task.signed[0])
+            if hours is not None:
+                add_value("department", dept, "sign_hours", task.signed[0], hours)
         if task.handled is not None:
             add("department", dept, "handled", task.handled[0])
             if task.handled[1]:
                 add("department", dept, "handled_on_time", task.handled[0])
+            hours = _hours(task.dispatched, task.handled[0])
+            if hours is not None:
+                add_value("department", dept, "handling_hours", task.handled[0], hours)
+                if c.category:
+                    add_value("category", c.category, "handling_hours", task.handled[0], hours)
         overdue = task.overdue
         if overdue is None and task.handled is not None and not task.handled[1]:
             overdue = task.handled[0]
@@ -390,6 +530,30 @@ def _items(c: _Case, ctx: FoldContext) -> list[Item]:
             add("department", dept, "extensions", at)
         for at in task.escalations:
             add("department", dept, "escalations", at)
+        for at in task.reminders:
+            add("department", dept, "reminders", at)
+    for at, falsified_dept in c.falsified:
+        if falsified_dept:
+            add("department", falsified_dept, "falsified", at)
+
+    # -- channels: the case's flow, once per case ---------------------------------------
+    if c.channel:
+        ch = c.channel
+        dispatched = [t.dispatched for t in c.tasks.values() if t.dispatched is not None]
+        late = [
+            o
+            for t in c.tasks.values()
+            if (o := t.overdue or (t.handled[0] if t.handled and not t.handled[1] else None))
+        ]
+        for measure, when in (
+            ("reported", c.reported),
+            ("accepted", c.accepted),
+            ("dispatched", min(dispatched) if dispatched else None),
+            ("closed", c.closed[0] if c.closed else None),
+            ("overdue", min(late) if late else None),
+        ):
+            if when is not None:
+                add("channel", ch, measure, when)
 
     # -- people ------------------------------------------------------------------------
     for at, user, first in c.reports:
@@ -398,6 +562,7 @@ def _items(c: _Case, ctx: FoldContext) -> list[Item]:
             add("person", user, "valid_reports", at)
     if c.accepted is not None and c.cell and c.cell in ctx.roster:
         primary, backup = ctx.roster[c.cell]
+        add("person", primary, "cell_cases", c.accepted)
         if c.first_reporter not in (primary, backup):
             add("person", primary, "missed", c.accepted)
     for at, sup, purpose in c.assignments:
@@ -406,10 +571,25 @@ def _items(c: _Case, ctx: FoldContext) -> list[Item]:
         add("person", sup, "confirmations", at)
         if on_time:
             add("person", sup, "confirmations_on_time", at)
-    for at, sup, on_time, _passed, _falsified in c.verdicts:
+    for at, sup, on_time, _passed, _falsified, where, review in c.verdicts:
+        if review:
+            continue
         add("person", sup, "verifications", at)
         if on_time:
             add("person", sup, "verifications_on_time", at)
+            if (
+                where is not None
+                and c.location is not None
+                and distance_m(where, c.location) <= ctx.on_site_radius_m
+            ):
+                add("person", sup, "verifications_on_site", at)
+        assigned = [
+            a for a, s_, p in c.assignments if s_ == sup and p == "verification" and a <= at
+        ]
+        if assigned:
+            hours = _hours(max(assigned), at)
+            if hours is not None:
+                add_value("person", sup, "verify_hours", at, hours)
     for at, sup in c.person_overdue:
         add("person", sup, "missed_first_responses", at)
     for when, who, measure in (

@@ -7,12 +7,13 @@ that decides it (named per measure below). Rates are derived per period from tho
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-SubjectKind = Literal["department", "area", "person"]
-SUBJECT_KINDS: tuple[SubjectKind, ...] = ("department", "area", "person")
+SubjectKind = Literal["department", "area", "person", "category", "channel"]
+SUBJECT_KINDS: tuple[SubjectKind, ...] = ("department", "area", "person", "category", "channel")
 AreaLevel = Literal["cell", "community", "subdistrict", "district"]
 AREA_LEVELS: tuple[AreaLevel, ...] = ("cell", "community", "subdistrict", "district")
 
@@ -29,19 +30,61 @@ class Counted:
 @dataclass(frozen=True)
 class Rate:
     """numerator / denominator of one period. Rates whose parts fall in different periods
-    are capped at 1 (a period that clears an earlier backlog scores full, never more)."""
+    are capped at 1 (a period that clears an earlier backlog scores full, never more). A
+    `complement` rate is 1 − numerator / denominator (派遣准确率: the dispatches not returned)."""
 
     name: str
     label: str
     numerator: tuple[str, ...]
     denominator: str
+    complement: bool = False
 
     def of(self, counts: Mapping[str, float]) -> float | None:
         """None when there is nothing to measure (the denominator is 0)."""
         den = counts.get(self.denominator, 0.0)
         if den <= 0:
             return None
-        return min(1.0, sum(counts.get(n, 0.0) for n in self.numerator) / den)
+        share = min(1.0, sum(counts.get(n, 0.0) for n in self.numerator) / den)
+        return 1.0 - share if self.complement else share
+
+
+STATS = ("count", "avg", "median", "p90")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """A duration measured per occasion (hours, clock time): its items carry the value, and a
+    period reports how many (`<name>_count`), their mean (`_avg`), median (`_median`) and 90th
+    percentile (`_p90`). Percentiles by nearest rank: the smallest value with at least that
+    share of the values at or below it (p90 of 10 values is the 9th smallest)."""
+
+    name: str
+    label: str
+    decided_by: str
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(f"{self.name}_{s}" for s in STATS)
+
+    def of(self, values: Sequence[float]) -> dict[str, float | None]:
+        ordered = sorted(values)
+        return {
+            f"{self.name}_count": float(len(ordered)),
+            f"{self.name}_avg": _round(sum(ordered) / len(ordered)) if ordered else None,
+            f"{self.name}_median": nearest_rank(ordered, 0.5),
+            f"{self.name}_p90": nearest_rank(ordered, 0.9),
+        }
+
+
+def nearest_rank(ordered: Sequence[float], q: float) -> float | None:
+    """The q-quantile of sorted values by nearest rank (None for no values)."""
+    if not ordered:
+        return None
+    k = max(1, math.ceil(q * len(ordered) - 1e-9))
+    return _round(ordered[k - 1])
+
+
+def _round(x: float) -> float:
+    return round(x, 4)
 
 
 # 满意度评价 on seed 002's four levels (case.rated v2; a v1 rating counts as its level:
@@ -85,6 +128,17 @@ COUNTED: Mapping[SubjectKind, tuple[Counted, ...]] = {
         Counted("extension_requests", "延期申请数", "each case.extension_requested"),
         Counted("extensions", "延期数", "each granted case.extension_decided"),
         Counted("escalations", "督办数", "each case.escalated naming the department"),
+        Counted(
+            "reminders",
+            "催办数",
+            "each case.reminded of the department's task (sign-in or handling; automatic or "
+            "by hand)",
+        ),
+        Counted(
+            "falsified",
+            "弄虚作假数",
+            "each case.verified (v2) finding the department's result falsified",
+        ),
         *_RATINGS,
         *_CALLBACKS,
     ),
@@ -97,6 +151,23 @@ COUNTED: Mapping[SubjectKind, tuple[Counted, ...]] = {
         Counted("closed_on_time", "按期结案数", "the first case.closed, on time"),
         Counted("failed_verifications", "核查不通过数", "each case.verified that failed"),
         Counted("falsifications", "弄虚作假数", "each case.verified marked falsified"),
+        Counted(
+            "discovered",
+            "主动发现数",
+            "case.accepted of a case first reported by a supervisor (their own patrol report, "
+            "before any resident's)",
+        ),
+        Counted(
+            "dispatches",
+            "派遣数",
+            "each case.dispatched sending the case to a unit (initial, manual, redispatch, "
+            "split; not rework)",
+        ),
+        Counted(
+            "misdispatches",
+            "派遣退回数",
+            "the case.dispatched of a task the unit later returned (退回)",
+        ),
         *_RATINGS,
         *_CALLBACKS,
     ),
@@ -127,13 +198,44 @@ COUNTED: Mapping[SubjectKind, tuple[Counted, ...]] = {
         Counted("decisions", "受理数", "case.accepted / case.rejected by the operator"),
         Counted("accepted_cases", "立案数", "case.accepted by the operator"),
         Counted("rejected_cases", "不予立案数", "case.rejected by the operator"),
+        Counted(
+            "cell_cases",
+            "责任网格立案数",
+            "case.accepted in a cell of the supervisor (primary, supervisors.csv)",
+        ),
+        Counted(
+            "verifications_on_site",
+            "按时现场核查数",
+            "case.verified on time, given within on_site_radius_m (scoring.yaml) of the "
+            "case's location",
+        ),
+        Counted(
+            "dispatches",
+            "派遣数",
+            "each case.dispatched the dispatcher made by hand (manual, redispatch, split)",
+        ),
+        Counted("misdispatches", "派遣退回数", "those of them the unit later returned (退回)"),
         *_RATINGS,
+    ),
+    "category": (),
+    # the day's flow per channel (patrol, hotline, video, web) for the wall screen (大屏)
+    "channel": (
+        Counted("reported", "上报数", "the first case.reported (the case's channel)"),
+        Counted("accepted", "立案数", "case.accepted"),
+        Counted("dispatched", "派遣数", "the case's first case.dispatched"),
+        Counted("closed", "结案数", "the first case.closed"),
+        Counted(
+            "overdue",
+            "超期数",
+            "the case's first case.overdue (stage handling), or its first late result",
+        ),
     ),
 }
 
 RATES: Mapping[SubjectKind, tuple[Rate, ...]] = {
     "department": (
         Rate("handling_rate", "处置率", ("handled",), "to_handle"),
+        Rate("overdue_rate", "超期率", ("overdue",), "to_handle"),
         Rate("on_time_rate", "按期处置率", ("handled_on_time",), "handled"),
         Rate("rework_rate", "返工率", ("reworked",), "handled"),
         Rate("sign_in_on_time_rate", "按时签收率", ("signed_on_time",), "dispatched"),
@@ -144,6 +246,8 @@ RATES: Mapping[SubjectKind, tuple[Rate, ...]] = {
         Rate("acceptance_rate", "立案率", ("accepted",), "reported"),
         Rate("closure_rate", "结案率", ("closed",), "accepted"),
         Rate("on_time_closure_rate", "按期结案率", ("closed_on_time",), "closed"),
+        Rate("discovery_rate", "主动发现率", ("discovered",), "accepted"),
+        Rate("dispatch_accuracy", "派遣准确率", ("misdispatches",), "dispatches", complement=True),
         _SATISFACTION,
         _CALLBACK_RATE,
     ),
@@ -161,9 +265,69 @@ RATES: Mapping[SubjectKind, tuple[Rate, ...]] = {
             ("verifications_on_time",),
             "verification_tasks",
         ),
+        Rate(
+            "on_site_verification_rate",
+            "按时现场核查率",
+            ("verifications_on_site",),
+            "verification_tasks",
+        ),
+        Rate("missed_report_rate", "漏报率", ("missed",), "cell_cases"),
+        Rate("dispatch_accuracy", "派遣准确率", ("misdispatches",), "dispatches", complement=True),
         _SATISFACTION,
     ),
+    "category": (),
+    "channel": (),
 }
+
+_HANDLING = Distribution(
+    "handling_hours",
+    "处置用时（小时）",
+    "the first case.handled of the department: hours since its first case.dispatched",
+)
+DISTRIBUTIONS: Mapping[SubjectKind, tuple[Distribution, ...]] = {
+    "department": (
+        _HANDLING,
+        Distribution(
+            "sign_hours",
+            "签收用时（小时）",
+            "the first case.signed: hours since the department's first case.dispatched",
+        ),
+    ),
+    "area": (
+        Distribution(
+            "accept_hours", "受理用时（小时）", "case.accepted: hours since the first case.reported"
+        ),
+        Distribution(
+            "dispatch_hours",
+            "派遣用时（小时）",
+            "the first case.dispatched: hours since case.accepted",
+        ),
+    ),
+    "person": (
+        Distribution(
+            "queue_hours",
+            "待派遣用时（小时）",
+            "each case.dispatched the dispatcher made from the manual queue: hours since the "
+            "case's case.queued",
+        ),
+        Distribution(
+            "verify_hours",
+            "核查用时（小时）",
+            "each case.verified of the supervisor: hours since the verification task was "
+            "assigned (case.verification_assigned)",
+        ),
+    ),
+    "category": (_HANDLING,),
+    "channel": (),
+}
+# The loop's steps, each a distribution of one kind of subject (the wall screen's medians).
+STEPS: tuple[tuple[str, SubjectKind, str], ...] = (
+    ("accept", "area", "accept_hours"),
+    ("dispatch", "area", "dispatch_hours"),
+    ("sign", "department", "sign_hours"),
+    ("handle", "department", "handling_hours"),
+    ("verify", "person", "verify_hours"),
+)
 
 
 def counted_names(kind: SubjectKind) -> tuple[str, ...]:
@@ -174,13 +338,35 @@ def rate(kind: SubjectKind, name: str) -> Rate | None:
     return next((r for r in RATES[kind] if r.name == name), None)
 
 
+def distribution_of(kind: SubjectKind, name: str) -> Distribution | None:
+    """The distribution a statistic (`handling_hours_p90`) or its items (`handling_hours`)
+    belong to."""
+    return next((d for d in DISTRIBUTIONS[kind] if name == d.name or name in d.names()), None)
+
+
+def stat_names(kind: SubjectKind) -> tuple[str, ...]:
+    return tuple(n for d in DISTRIBUTIONS[kind] for n in d.names())
+
+
+def output_names(kind: SubjectKind) -> tuple[str, ...]:
+    """Every number a subject of this kind has: counts, rates, distribution statistics."""
+    return (*counted_names(kind), *(r.name for r in RATES[kind]), *stat_names(kind))
+
+
 def is_measure(kind: SubjectKind, name: str) -> bool:
-    return name in counted_names(kind) or rate(kind, name) is not None
+    return name in counted_names(kind) or rate(kind, name) is not None or name in stat_names(kind)
 
 
-def with_rates(kind: SubjectKind, counts: Mapping[str, float]) -> dict[str, float | None]:
-    """Every counted measure (0 when absent) and every rate (None when undefined)."""
+def with_rates(
+    kind: SubjectKind,
+    counts: Mapping[str, float],
+    values: Mapping[str, Sequence[float]] | None = None,
+) -> dict[str, float | None]:
+    """Every counted measure (0 when absent), every rate (None when undefined) and every
+    distribution's statistics (from `values`: measure → the period's item values)."""
     out: dict[str, float | None] = {n: float(counts.get(n, 0.0)) for n in counted_names(kind)}
     for r in RATES[kind]:
         out[r.name] = r.of(counts)
+    for d in DISTRIBUTIONS[kind]:
+        out.update(d.of((values or {}).get(d.name, ())))
     return out

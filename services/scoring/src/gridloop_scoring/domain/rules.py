@@ -8,6 +8,10 @@ Rule kinds (gridloop_city.models.ScoringRule):
 - `weighted`: rate × `weight`; `weighted_inverse`: (1 − rate) × `weight`.
 - `levels` (on `rated`): what each satisfaction level is worth (A–D → 0–1, rule-set data):
   Σ count(level) × worth / rated, × `weight`.
+- `minimum`: a count ≥ `at_least` earns `points`; each one short costs `per_unit_below` (a
+  monthly minimum of reports: 0 reports is 0, not "nothing to measure").
+- `ceiling`: a value ≤ `at_most` earns `points`; each unit above costs `per_unit_above`
+  (time to dispatch: hours); nothing measured earns `points`.
 
 A rate with nothing to measure (no cases: the denominator is 0) earns the rule's full
 points — a subject that had nothing to do lost nothing. Ranking: by score, highest first;
@@ -65,10 +69,25 @@ def term(rule: ScoringRule, value: float | None) -> float:
             before = min(n, rule.from_count - 1)
             return -(before * each + max(0, n - before) * rule.each_after)
         return -(n * each)
+    if rule.kind == "minimum":
+        count, at_least = float(value or 0.0), float(rule.at_least or 0.0)
+        earned = float(rule.points or 0.0)
+        if count >= at_least:
+            return earned
+        if rule.per_unit_below is None:
+            return 0.0
+        return max(0.0, earned - (at_least - count) * rule.per_unit_below)
     if value is None:  # nothing to measure: full marks
-        if rule.kind == "threshold":
+        if rule.kind in ("threshold", "ceiling"):
             return float(rule.points or 0.0)
         return float(rule.weight or 0.0)
+    if rule.kind == "ceiling":
+        at_most, points = float(rule.at_most or 0.0), float(rule.points or 0.0)
+        if value <= at_most:
+            return points
+        if rule.per_unit_above is None:
+            return 0.0
+        return max(0.0, points - (value - at_most) * rule.per_unit_above)
     if rule.kind == "threshold":
         at_least, points = float(rule.at_least or 0.0), float(rule.points or 0.0)
         if value >= at_least:

@@ -53,6 +53,7 @@ class Case:
     closed_at: datetime | None = None
     closed_by: str | None = None
     approved_by: str | None = None
+    falsifications: int = 0  # 弄虚作假 found in the department's results, ever
 
     # -- identity and dimensions -----------------------------------------------------
     def dims(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import structlog
 from gridloop_city import WorkingCalendar
@@ -26,7 +26,15 @@ from . import roster, timeliness
 from .casefile import Case, Outcome, Stage
 from .policy import Policy
 from .state import CaseState
-from .tasks import Purpose, Task, TaskStatus, check_may_act, check_shift_leader
+from .tasks import (
+    Purpose,
+    Task,
+    TaskStatus,
+    check_falsification,
+    check_may_act,
+    check_may_mark_falsified,
+    check_shift_leader,
+)
 from .views import case_view, task_view
 
 log = structlog.get_logger(__name__)
@@ -242,12 +250,16 @@ class VerifyRules:
         notes: str | None,
         photos: list[Attachment],
         position: Location | None,
+        falsified: bool = False,
         files: Sequence[AttachmentRef] = (),
     ) -> dict[str, Any]:
-        """核查: the supervisor's verdict on the department's result. Its photos: links, and
+        """核查: the supervisor's verdict on the department's result; `falsified` (弄虚作假):
+        the result reported is false, shown by the notes and photos. Its photos: links, and
         photos uploaded here (`files`, carried by reference)."""
         task = self._task_for_command(state, task_id, who)
         case = state.case
+        if falsified:
+            check_falsification(passed=passed, notes=notes, photos=[*photos, *files])
         if passed and self.policy.require_photo_on_pass and not photos and not files:
             raise Refusal(
                 "a passed verification needs at least one photo of the site",
@@ -279,8 +291,9 @@ class VerifyRules:
             policy=self.policy,
         )
         actor = who.actor("supervisor")
+        task.falsified = falsified
         step.emit(
-            ev.CaseVerified(
+            ev.CaseVerifiedV2(
                 **case.task_dims(),
                 occurred_at=now,
                 actor=actor,
@@ -292,6 +305,7 @@ class VerifyRules:
                 position=position,
                 on_time=on_time,
                 failures=case.failures,
+                **self._falsification(case, falsified, notes, photos, who, "supervisor"),
             )
         )
         self._follow(step, case, outcome, actor, now, reason=notes or "")
@@ -299,15 +313,27 @@ class VerifyRules:
         return {**task_view(task, case), "outcome": outcome.kind}
 
     def approve(
-        self, state: CaseState, step: Step, who: Caller, *, approved: bool, notes: str | None
+        self,
+        state: CaseState,
+        step: Step,
+        who: Caller,
+        *,
+        approved: bool,
+        notes: str | None,
+        falsified: bool = False,
+        photos: Sequence[Attachment] = (),
     ) -> dict[str, Any]:
-        """值班长审批结案."""
+        """值班长审批结案; refused with `falsified` (弄虚作假 found in the evidence), the refusal
+        is the shift leader's verdict on the result: case.verified (v2, falsified) + rework."""
         check_shift_leader(who.roles, "approve closing a case")
         case = state.case
         if not state.known:
             raise Refusal(
                 f"no case {case.case_id!r} here", field="case_id", code="not-found", status=404
             )
+        if falsified:
+            check_may_mark_falsified(who.roles)
+            check_falsification(passed=approved, notes=notes, photos=photos, field="approved")
         if not approved and not (notes and notes.strip()):
             raise Refusal(
                 "say why closing is refused: the department reworks from these notes",
@@ -315,11 +341,28 @@ class VerifyRules:
                 code="notes-required",
                 status=422,
             )
+        verifier = case.passed_by
         outcome = case.approval(approved=approved, approver=who.user_id)
         reason = notes or ""
+        actor = who.actor("shift-leader")
         if not approved:
             reason = f"值班长未批准结案 / closing refused by the shift leader: {notes}"
-        self._follow(step, case, outcome, who.actor("shift-leader"), step.now(), reason=reason)
+        if falsified:
+            reason = f"弄虚作假：{notes} / falsified result"
+            step.emit(
+                ev.CaseVerifiedV2(
+                    **case.task_dims(),
+                    occurred_at=step.now(),
+                    actor=actor,
+                    passed=False,
+                    supervisor_id=verifier or who.user_id,
+                    notes=notes,
+                    photos=list(photos),
+                    failures=case.failures,
+                    **self._falsification(case, True, notes, photos, who, "shift-leader"),
+                )
+            )
+        self._follow(step, case, outcome, actor, step.now(), reason=reason)
         return {**case_view(case), "outcome": outcome.kind}
 
     def confirm(
@@ -406,6 +449,26 @@ class VerifyRules:
         return moved
 
     # -- the pieces ------------------------------------------------------------------
+    @staticmethod
+    def _falsification(
+        case: Case,
+        falsified: bool,
+        notes: str | None,
+        photos: Sequence[Attachment],
+        who: Caller,
+        role: Literal["supervisor", "shift-leader"],
+    ) -> dict[str, Any]:
+        """The falsification fields of a verdict (counted on the case when it is one)."""
+        if not falsified:
+            return {"falsified": False}
+        case.falsifications += 1
+        return {
+            "falsified": True,
+            "falsification": ev.Falsification(
+                notes=notes or "", evidence=list(photos), marked_by=who.user_id, role=role
+            ),
+        }
+
     def _open_task(
         self,
         state: CaseState,

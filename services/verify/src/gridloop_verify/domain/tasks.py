@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -44,6 +44,7 @@ class Task:
     photos: list[dict[str, Any]] = field(default_factory=list)
     position: dict[str, float] | None = None
     cancel_reason: str | None = None
+    falsified: bool = False  # the verdict found the department's result falsified (弄虚作假)
 
     @property
     def is_open(self) -> bool:
@@ -149,4 +150,44 @@ def check_shift_leader(roles: Collection[str], what: str) -> None:
             field="Authorization",
             code="forbidden",
             status=403,
+        )
+
+
+def check_may_mark_falsified(roles: Collection[str]) -> None:
+    """弄虚作假 is marked only by the supervision side that judges results on the evidence: a
+    supervisor on site, or the shift leader reviewing before closing (not an admin)."""
+    if "supervisor" not in roles and "shift-leader" not in roles:
+        raise Refusal(
+            "only a supervisor (监督员) or the shift leader (值班长) may mark a result falsified",
+            field="falsified",
+            code="forbidden",
+            status=403,
+        )
+
+
+def check_falsification(
+    *, passed: bool, notes: str | None, photos: Sequence[object], field: str = "passed"
+) -> None:
+    """A falsified result fails, and is marked with evidence: what was found (notes) and at
+    least one photo."""
+    if passed:
+        raise Refusal(
+            "a falsified result cannot pass: mark it falsified only when refusing it",
+            field=field,
+            code="falsified-passed",
+            status=422,
+        )
+    if not (notes and notes.strip()):
+        raise Refusal(
+            "say what shows the result is false (弄虚作假): the notes are the record",
+            field="notes",
+            code="notes-required",
+            status=422,
+        )
+    if not photos:
+        raise Refusal(
+            "a falsified result is marked with evidence: at least one photo",
+            field="photos",
+            code="evidence-required",
+            status=422,
         )

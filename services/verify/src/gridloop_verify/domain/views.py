@@ -25,6 +25,7 @@ def case_view(case: Case) -> dict[str, Any]:
         "closed_at": case.closed_at,
         "closed_by": case.closed_by,
         "approved_by": case.approved_by,
+        "falsifications": case.falsifications,
     }
 
 
@@ -47,6 +48,7 @@ def task_view(task: Task, case: Case) -> dict[str, Any]:
         "notes": task.notes,
         "photos": task.photos,
         "position": task.position,
+        "falsified": task.falsified,
         "case": {
             "category_code": case.category_code,
             "cell_code": case.cell_code,

@@ -98,6 +98,10 @@ function header() {
           TABS.filter(([, , visible]) => visible()).map(([id, key]) =>
             el("a", { href: `#/${id}`, class: "tab", "data-tab": id, "data-testid": `tab-${id}` }, t(key)),
           ),
+          // the wall screen (大屏) of the command centre: its own page, same session
+          session.has("operator", "shift-leader", "dispatcher", "evaluator")
+            ? el("a", { href: "/wall.html", class: "tab", "data-testid": "tab-wall" }, t("tab.wall"))
+            : null,
         )
       : el("div", { class: "spacer" }),
     el(

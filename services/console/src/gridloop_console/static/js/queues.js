@@ -154,7 +154,7 @@ async function board(app, sec) {
       ? el(
           "table",
           { class: "grid-table" },
-          el("thead", {}, el("tr", {}, [t("tab.case"), t("case.category"), t("case.dept"), t("case.deadline"), t("q.escalation"), t("filter.status")].map((h) => el("th", {}, h)))),
+          el("thead", {}, el("tr", {}, [t("tab.case"), t("case.category"), t("case.dept"), t("case.deadline"), t("q.escalation"), t("filter.status"), ""].map((h) => el("th", {}, h)))),
           el(
             "tbody",
             {},
@@ -168,6 +168,7 @@ async function board(app, sec) {
                 el("td", {}, when(r.deadline)),
                 el("td", {}, r.escalation_level ? `L${r.escalation_level}` : "—"),
                 el("td", {}, r.overdue ? el("span", { class: "badge overdue" }, t("status.overdue")) : r.sign_in_overdue ? el("span", { class: "badge overdue" }, t("q.stage.to_sign")) : "—", r.supervised ? el("span", { class: "tag" }, t("ev.supervised")) : null),
+                el("td", {}, chase(app, r.case_id, () => board(app, sec))),
               ),
             ),
           ),
@@ -358,6 +359,51 @@ async function supervisorTasks(app, sec) {
   );
 }
 
+// -- grid heads: their cells' overdue and sent-back cases, the residents to call back ------
+function chase(app, id, onDone) {
+  return el(
+    "button",
+    {
+      class: "secondary",
+      "data-testid": `chase-${id}`,
+      onclick: (e) => act(e.target, () => api.cmd("dispatch", `/cases/${id}/reminder`, { note: t("q.chase.note") }), onDone),
+    },
+    t("act.chase"),
+  );
+}
+
+async function gridHeadQueue(app, sec) {
+  const rows = await api.svc("intake", "/grid-head/queue", { limit: 100 });
+  sec.count.textContent = rows.length;
+  clear(
+    sec.body,
+    rows.length
+      ? rows.map((c) =>
+          el(
+            "article",
+            { class: "item", "data-testid": `item-${c.case_id}` },
+            el(
+              "div",
+              { class: "item-head" },
+              caseLink(app, c.case_id),
+              el("span", { class: "badge overdue" }, t(c.why === "overdue" ? "status.overdue" : "status.reworking")),
+              el("span", { class: "muted right" }, when(c.deadline)),
+            ),
+            el("div", { class: "item-title" }, `${app.categoryName(c.category_code)} · ${app.deptName(c.dept)}`),
+            el("div", { class: "item-text" }, c.description),
+            el(
+              "div",
+              { class: "item-meta", "data-testid": `callback-${c.case_id}` },
+              `${t("q.callback")}: `,
+              c.call_back.length ? c.call_back.map((p) => `${p.name || ""} ${p.phone || ""}`.trim()).join("、") : "—",
+            ),
+            el("div", { class: "actions" }, c.dept ? chase(app, c.case_id, () => gridHeadQueue(app, sec)) : null),
+          ),
+        )
+      : empty(t("q.empty")),
+  );
+}
+
 // -- the shift leader: closing approvals ------------------------------------------------------
 async function approvals(app, sec) {
   const rows = await api.svc("verify", "/approvals");
@@ -387,6 +433,7 @@ export async function renderQueues(screen, app) {
   };
   if (session.has("operator", "shift-leader")) add("operator", t("q.operator"), (s) => operatorQueue(app, s));
   if (session.has("shift-leader")) add("approvals", t("q.approvals"), (s) => approvals(app, s));
+  if (session.user.roles.includes("grid-head")) add("grid-head", t("q.grid-head"), (s) => gridHeadQueue(app, s));
   if (session.has("dispatcher")) {
     add("dispatcher", t("q.dispatcher"), (s) => manualQueue(app, s));
     add("board", t("q.board"), (s) => board(app, s));
