@@ -40,6 +40,9 @@ FIELDS: dict[str, str] = {
     "reporter_user_id": "A supervisor's user id (`users.yaml`) when they report from the "
     "patrol app: trusted supervisors' reports may be accepted at once.",
     "attachments": "Photos, recordings or documents, by URL.",
+    "files": "Photos and voice notes uploaded to gridloop's evidence store (`POST "
+    "/attachments`), by reference: id, SHA-256, type, size — never the bytes. "
+    "`GET /attachments/{attachment_id}` on intake gives them to whoever may read the case.",
     "reported_at": "When the report was made, by the sender's clock (at most 5 minutes ahead "
     "of gridloop's is taken).",
     "confidence": "The video analytics' confidence in the detection, 0 to 1.",
@@ -149,6 +152,9 @@ OVERRIDES: dict[str, str] = {
     "Actor.name": "The person's name.",
     "Attachment.url": "Where the file is (http or https); gridloop keeps the reference only.",
     "Attachment.kind": "What it is: `photo`, `audio`, `video` or `document`.",
+    "AttachmentRef.attachment_id": "The attachment's id, as `POST /attachments` answered it.",
+    "AttachmentRef.kind": "What it is: `photo` or `audio` (a voice note).",
+    "AttachmentRef.size": "Its size in bytes.",
     "Location.lat": "Latitude, WGS-84 degrees.",
     "Location.lon": "Longitude, WGS-84 degrees.",
     "Reporter.name": "The reporter's name (kept inside intake).",
