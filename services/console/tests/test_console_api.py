@@ -14,6 +14,7 @@ import orjson
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from gridloop_console.app import Console, create_app
 from gridloop_console.events import EventHub, may_see, summarise
 from gridloop_console.settings import ConsoleSettings
@@ -36,13 +37,15 @@ def echo_app() -> FastAPI:
 
     @app.api_route("/{path:path}", methods=["GET", "POST"])
     async def echo(path: str, request: Request) -> Any:
+        if request.query_params.get("store") == "down":  # as a service whose store is down
+            return JSONResponse({"detail": []}, status_code=503, headers={"Retry-After": "30"})
         return {
             "path": path,
             "method": request.method,
             "query": dict(request.query_params),
             "authorization": request.headers.get("authorization"),
             "cookie": request.headers.get("cookie"),
-            "body": (await request.body()).decode(),
+            "body": (await request.body()).decode(errors="replace"),
         }
 
     return app
@@ -156,6 +159,66 @@ async def test_proxy_passes_the_callers_token_and_nothing_else(
     assert (await client.get("/api/dispatch/board")).status_code == 401
     assert (await client.get("/api/nowhere/x", headers=auth)).status_code == 404
     assert (await client.get("/api/intake/a/../../admin", headers=auth)).status_code in (404, 422)
+
+
+async def test_proxy_carries_an_upload_and_the_answer_to_retry_later(
+    client: httpx.AsyncClient,
+) -> None:
+    token = await login(client, "sup-001")
+    auth = {"Authorization": f"Bearer {token}"}
+    files = {"file": ("p.jpg", b"\xff\xd8\xff-bytes", "image/jpeg")}
+    r = await client.post("/api/intake/attachments", headers=auth, files=files)
+    seen = r.json()
+    assert seen["path"] == "attachments" and seen["method"] == "POST"
+    assert 'name="file"; filename="p.jpg"' in seen["body"] and "-bytes" in seen["body"]
+    r = await client.post("/api/intake/attachments?store=down", headers=auth, files=files)
+    assert r.status_code == 503 and r.headers["retry-after"] == "30"
+
+
+async def test_locate_names_the_cell_and_what_is_likely_reported_there(
+    client: httpx.AsyncClient,
+) -> None:
+    auth = {"Authorization": f"Bearer {await login(client, 'sup-001')}"}
+    r = await client.get("/api/locate", params={"lat": 39.9, "lon": 116.4003}, headers=auth)
+    assert r.status_code == 200, r.text
+    found = r.json()
+    assert found["cell"]["code"] == "1101010010010030"
+    assert found["cell"]["community_code"] == "110101001001" and found["cell"]["name"]
+    city = client.console.city  # type: ignore[attr-defined]
+    assert 1 <= len(found["likely"]) <= 6 and set(found["likely"]) <= set(city.categories)
+    assert len(set(found["likely"])) == len(found["likely"])
+    r = await client.get("/api/locate", params={"lat": 31.2, "lon": 121.5}, headers=auth)
+    assert r.json() == {"cell": None, "likely": []}
+    r = await client.get("/api/locate", params={"lat": 99, "lon": 116.4}, headers=auth)
+    assert r.status_code == 422
+    assert (await client.get("/api/locate", params={"lat": 39.9, "lon": 116.4})).status_code == 401
+
+
+def test_likely_categories_follow_the_cells_parts_and_entry_list() -> None:
+    from gridloop_city import load_city
+    from gridloop_console.geo import likely_categories
+
+    city = load_city(DEMO_CITY)
+    with_parts = next(p.cell_code for p in city.parts.values())
+    parts_here = {p.category_code for p in city.parts.values() if p.cell_code == with_parts}
+    likely = likely_categories(city, with_parts, limit=20)
+    assert set(likely[: len(parts_here)]) == parts_here
+    listed = next((c for c in city.cells.values() if c.entry_list is not None), None)
+    if listed is not None:
+        assert set(likely_categories(city, listed.code, limit=50)) <= set(listed.entry_list or ())
+
+
+async def test_the_handheld_is_installable_and_works_offline(client: httpx.AsyncClient) -> None:
+    r = await client.get("/manifest.webmanifest")
+    assert r.status_code == 200 and r.headers["content-type"].startswith(
+        "application/manifest+json"
+    )
+    manifest = r.json()
+    assert manifest["start_url"] and manifest["display"] == "standalone" and manifest["icons"]
+    sw = await client.get("/sw.js")
+    assert sw.status_code == 200 and "javascript" in sw.headers["content-type"]
+    page = (await client.get("/")).text
+    assert 'rel="manifest"' in page
 
 
 async def test_proxy_answers_503_when_a_service_is_down(client: httpx.AsyncClient) -> None:

@@ -232,3 +232,12 @@ async def handling(
 ) -> AsyncIterator[Harness]:
     async with started(database_url, nats_url, monkeypatch) as h:
         yield h
+
+
+@pytest.fixture
+async def handling_s3(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch, s3_settings: dict[str, str]
+) -> AsyncIterator[Harness]:
+    """Handling with the session's object store (a bucket of its own) for uploads."""
+    async with started(database_url, nats_url, monkeypatch, **s3_settings) as h:
+        yield h

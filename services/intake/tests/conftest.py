@@ -120,9 +120,16 @@ class Harness:
 
 
 @pytest.fixture
-async def intake(database_url: str, nats_url: str, intake_state: Intake) -> AsyncIterator[Harness]:
+async def intake(
+    database_url: str, nats_url: str, intake_state: Intake, s3_settings: dict[str, str]
+) -> AsyncIterator[Harness]:
     settings = settings_for(
-        "intake", database_url, nats_url, IntakeSettings, city_data_dir=str(DEMO_CITY)
+        "intake",
+        database_url,
+        nats_url,
+        IntakeSettings,
+        city_data_dir=str(DEMO_CITY),
+        **s3_settings,
     )
     assert isinstance(settings, IntakeSettings)
     definition_, state = definition(settings)

@@ -105,6 +105,7 @@ def test_the_table_takes_every_case_event_but_intakes_own(rules: CaseRules) -> N
         ev.CaseRated,
         ev.CaseRatedV2,
         ev.CaseCalledBack,
+        ev.CaseEvidenceAdded,
     }
     every = {m for m in vars(ev).values() if isinstance(m, type) and issubclass(m, ev.CaseEvent)}
     taken = set(CASE_FILE_EVENTS)

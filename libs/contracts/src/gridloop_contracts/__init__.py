@@ -16,6 +16,7 @@ from .cases import (
     CaseDispatched,
     CaseEscalated,
     CaseEvent,
+    CaseEvidenceAdded,
     CaseExtensionDecided,
     CaseExtensionRequested,
     CaseHandled,
@@ -42,7 +43,7 @@ from .cases import (
     Falsification,
 )
 from .city import CityUpdatedV1
-from .common import Actor, Attachment, FieldError, Location, MaskedReporter
+from .common import Actor, Attachment, AttachmentRef, FieldError, Location, MaskedReporter
 from .department import (
     COMMANDS,
     CaseSummary,
@@ -91,6 +92,7 @@ __all__ = [
     "REGISTRY",
     "Actor",
     "Attachment",
+    "AttachmentRef",
     "CaseAccepted",
     "CaseCalledBack",
     "CaseClosed",
@@ -99,6 +101,7 @@ __all__ = [
     "CaseDispatched",
     "CaseEscalated",
     "CaseEvent",
+    "CaseEvidenceAdded",
     "CaseExtensionDecided",
     "CaseExtensionRequested",
     "CaseHandled",

@@ -15,6 +15,7 @@ from .base import Event, register
 from .common import (
     Actor,
     Attachment,
+    AttachmentRef,
     Level,
     Location,
     MaskedReporter,
@@ -65,6 +66,9 @@ class CaseReported(CaseEvent):
     reporter: MaskedReporter | None = None
     reporter_user_id: str | None = None  # a supervisor's own report (patrol)
     attachments: list[Attachment] = Field(default_factory=list)
+    # evidence uploaded to gridloop's store (POST /attachments): ids, sha256, types; absent
+    # when there is none
+    files: list[AttachmentRef] | None = None
     reported_at: AwareDatetime
     confidence: float | None = None  # video detections
 
@@ -113,6 +117,8 @@ class CaseConfirmed(CaseEvent):
     supervisor_id: str
     notes: str | None = None
     photos: list[Attachment] = Field(default_factory=list)
+    # site photos uploaded to gridloop's store (POST /attachments): ids, sha256, types
+    files: list[AttachmentRef] | None = None
     on_time: bool | None = None
     position: Location | None = None  # where the supervisor stood when confirming
 
@@ -137,6 +143,9 @@ class CaseAccepted(CaseEvent):
     source: str | None = None
     reporter: MaskedReporter | None = None
     attachments: list[Attachment] = Field(default_factory=list)
+    # evidence uploaded to gridloop's store (POST /attachments): ids, sha256, types; absent
+    # when there is none
+    files: list[AttachmentRef] | None = None
     auto: bool = False  # accepted by a rule (trusted supervisor, video) rather than an operator
     reported_at: AwareDatetime | None = None
     reporter_user_id: str | None = None
@@ -313,6 +322,9 @@ class CaseHandled(_TaskEvent):
 
     result: str
     evidence: list[Attachment] = Field(default_factory=list)
+    # evidence uploaded to gridloop's store (POST /attachments): ids, sha256, types; absent
+    # when there is none
+    files: list[AttachmentRef] | None = None
     completed_at: AwareDatetime
     on_time: bool | None = None
     contributions: list[Contribution] = Field(default_factory=list)
@@ -389,6 +401,9 @@ class CaseVerified(_TaskEvent):
     supervisor_id: str
     notes: str | None = None
     photos: list[Attachment] = Field(default_factory=list)
+    # evidence uploaded to gridloop's store (POST /attachments): ids, sha256, types; absent
+    # when there is none
+    files: list[AttachmentRef] | None = None
     position: Location | None = None
     on_time: bool | None = None
     failures: int = 0
@@ -475,6 +490,19 @@ class CaseRated(CaseEvent):
 
 
 @register
+class CaseEvidenceAdded(CaseEvent):
+    """补充证据: photos or voice notes added to a report after it was sent (the store was
+    down when the reporter sent it, or the photo was taken later)."""
+
+    type_name: ClassVar[str] = "gridloop.case.evidence_added.v1"
+    subject_token: ClassVar[str] = "evidence_added"
+    summary: ClassVar[str] = "Evidence added to a report after it was sent (补充证据)"
+
+    report_id: str
+    files: list[AttachmentRef] = Field(min_length=1)
+
+
+@register
 class CaseRatedV2(CaseEvent):
     """满意度评价 on seed 002's four levels (A 非常满意 … D 不满意) with a free comment; read
     side by side with v1, whose three ratings map to B, C, D (`common.LEVEL_OF_RATING`)."""
@@ -548,6 +576,8 @@ CASE_EVENTS: tuple[type[CaseEvent], ...] = (
     CaseCalledBack,
     CaseReopened,
 )
+"""The lifecycle: every service that folds the whole life of a case (scoring) reads these.
+`CaseEvidenceAdded` is not one: it moves nothing, the case file records it."""
 
 # Newer versions of types above, on the same subject: consumers take them side by side with
 # the older version (a case event's lifecycle place is its subject's, `CASE_EVENTS`).

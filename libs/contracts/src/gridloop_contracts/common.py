@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, HttpUrl
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    HttpUrl,
+)
 
 Urgency = Literal["normal", "urgent"]
 AttachmentKind = Literal["photo", "audio", "video", "document"]
@@ -89,6 +97,23 @@ class Attachment(Value):
 
     url: HttpUrl
     kind: AttachmentKind = "photo"
+
+
+class AttachmentRef(Value):
+    """Evidence uploaded to gridloop's object store (`POST /attachments` on intake, handling
+    or verify): what it is, never the bytes. `GET /attachments/{attachment_id}` gives them to
+    whoever may read the case."""
+
+    attachment_id: str = Field(min_length=1, max_length=64)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="of the file as uploaded")
+    content_type: str = Field(max_length=64, description="decided from the bytes")
+    kind: AttachmentKind
+    size: int = Field(ge=0)
+    taken_at: AwareDatetime | None = Field(None, description="the photo's EXIF time")
+    distance_m: float | None = Field(
+        None, ge=0, description="from the photo's EXIF position to the case's point"
+    )
+    far: bool | None = Field(None, description="taken farther from the point than allowed")
 
 
 class Actor(Value):

@@ -10,7 +10,7 @@ from . import department as d
 from . import inbound as i
 from . import scores as s
 from .base import Event
-from .common import Actor, Attachment, FieldError, Location, MaskedReporter
+from .common import Actor, Attachment, AttachmentRef, FieldError, Location, MaskedReporter
 from .status import CaseStatus
 
 CST = timezone(timedelta(hours=8))
@@ -26,6 +26,16 @@ DIMS = {
 }
 WHERE = Location(lat=39.9289, lon=116.4170)
 PHOTO = Attachment(url="https://evidence.example.org/p/42.jpg", kind="photo")
+UPLOADED = AttachmentRef(
+    attachment_id="a6f1c2d3e4b5a69788796a5b4",
+    sha256="9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    content_type="image/jpeg",
+    kind="photo",
+    size=1_482_113,
+    taken_at=T0,
+    distance_m=12.5,
+    far=False,
+)
 REPORTER = MaskedReporter(ref="rp-7f3a", name="张*", phone="138****5678")
 SUPERVISOR = Actor(id="sup-017", role="supervisor", name="李明")
 DEPT = Actor(id="sanitation-ops", role="department", dept="sanitation")
@@ -60,6 +70,7 @@ _all: list[Event] = [
         address="东城区东四北大街120号",
         reporter=REPORTER,
         attachments=[PHOTO],
+        files=[UPLOADED],
         reported_at=T0,
     ),
     c.CaseMerged(
@@ -105,6 +116,7 @@ _all: list[Event] = [
         occurred_at=T0,
         result="垃圾已清运",
         evidence=[PHOTO],
+        files=[UPLOADED],
         completed_at=T0,
         on_time=True,
     ),
@@ -140,6 +152,7 @@ _all: list[Event] = [
         passed=True,
         supervisor_id="sup-017",
         photos=[PHOTO],
+        files=[UPLOADED],
         position=WHERE,
     ),
     c.CaseVerifiedV2(
@@ -172,6 +185,9 @@ _all: list[Event] = [
         **DIMS, occurred_at=T0, level="A", comment="处理及时", source="12345", via="hotline:12345"
     ),
     c.CaseReopened(**DIMS, **TASK, occurred_at=T0, reason="市民不满意"),
+    c.CaseEvidenceAdded(
+        **DIMS, occurred_at=T0, actor=SUPERVISOR, report_id="R-9001", files=[UPLOADED]
+    ),
     i.ReportV1(
         external_id="12345-20261123-0042",
         description="东四北大街120号门前垃圾堆放",

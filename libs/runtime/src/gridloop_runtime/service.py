@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import structlog
@@ -40,6 +40,9 @@ from .outbox import OutboxRelay, Publisher, UnitOfWorkFactory
 from .settings import ServiceSettings
 from .timers import TimerHandler, TimerRunner
 
+if TYPE_CHECKING:
+    from .evidence import Evidence
+
 log = structlog.get_logger(__name__)
 
 Hook = Callable[["Runtime"], Awaitable[None]]
@@ -66,6 +69,9 @@ class ServiceDefinition:
     client_key: ClientKey | None = None
     # durable consumers this service keeps for readers outside gridloop (bus.Feed)
     feeds: Sequence[bus.Feed] = ()
+    # uploads of photos and voice notes (gridloop_runtime.evidence): its table, its store
+    # client and its routes
+    evidence: Evidence | None = None
 
 
 class Runtime:
@@ -109,6 +115,10 @@ class Runtime:
             s.database_url, self.schema, min_size=s.db_pool_min, max_size=s.db_pool_max
         )
         migrations = db.runtime_migrations()
+        if self.definition.evidence is not None:
+            from .evidence import migrations as evidence_migrations
+
+            migrations += evidence_migrations()
         if self.definition.migrations_dir is not None:
             migrations += db.read_migrations(self.definition.name, self.definition.migrations_dir)
         async with self.pool.acquire() as conn:
@@ -150,6 +160,10 @@ class Runtime:
             acquire_timeout_s=s.db_acquire_timeout_s,
             publisher=self.publisher,
         )
+        if self.definition.evidence is not None:
+            # no request to the store yet: a store that is down refuses uploads (503), it
+            # does not keep the service from starting
+            await self.definition.evidence.open()
         for hook in self.definition.on_start:
             await hook(self)
         self.relay = OutboxRelay(
@@ -236,6 +250,9 @@ class Runtime:
         if self.pool is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.pool.close(), timeout=5)
+        if self.definition.evidence is not None:
+            with contextlib.suppress(Exception):
+                await self.definition.evidence.close()
         self.started = False
         log.info("service stopped", service=self.definition.name)
 
@@ -307,9 +324,12 @@ class Runtime:
 
         from .admin import router as admin_router
 
-        check_routes([admin_router, *self.definition.routers])  # bodies decoded strictly
+        routers = list(self.definition.routers)
+        if self.definition.evidence is not None:
+            routers.append(self.definition.evidence.router())
+        check_routes([admin_router, *routers])  # bodies decoded strictly
         app.include_router(admin_router)
-        for router in self.definition.routers:
+        for router in routers:
             app.include_router(router)
         return app
 

@@ -81,3 +81,33 @@ class ServiceSettings(BaseSettings):
     @property
     def db_schema_name(self) -> str:
         return self.db_schema or self.service_name
+
+
+class EvidenceSettings(BaseSettings):
+    """The evidence store (photos, voice notes) of the services that take uploads (intake,
+    handling, verify): any S3-compatible endpoint, and the rules for what is taken."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    s3_endpoint: str = Field("http://127.0.0.1:8333", alias="S3_ENDPOINT")
+    s3_region: str = Field("us-east-1", alias="S3_REGION")
+    s3_bucket: str = Field("gridloop-evidence", alias="S3_BUCKET")
+    s3_access_key: str | None = Field(None, alias="S3_ACCESS_KEY")
+    s3_secret_key: str | None = Field(None, alias="S3_SECRET_KEY")
+    # "path" (…/bucket/key: SeaweedFS, MinIO, most on-premises stores) or "virtual"
+    s3_addressing_style: str = Field("path", alias="S3_ADDRESSING_STYLE")
+    # a request to the store that takes longer fails, and the upload is answered 503
+    s3_timeout_s: float = Field(5.0, gt=0, alias="S3_TIMEOUT_S")
+    # larger uploads are refused (413)
+    attachment_max_bytes: int = Field(10 * 1024 * 1024, ge=1, alias="ATTACHMENT_MAX_BYTES")
+    # a photo whose EXIF position is farther than this from the case's point is flagged
+    attachment_far_m: float = Field(200.0, gt=0, alias="ATTACHMENT_FAR_M")
+    # GET /attachments/{id}: "bytes" (through the service) or "redirect" (307 to a presigned
+    # URL of the store, which the clients must then be able to reach)
+    attachment_download: str = Field(
+        "bytes", pattern="^(bytes|redirect)$", alias="ATTACHMENT_DOWNLOAD"
+    )
+    attachment_url_ttl_s: int = Field(300, ge=1, le=604800, alias="ATTACHMENT_URL_TTL_S")
+    # the store is down: Retry-After of the 503 answer to an upload
+    attachment_retry_after_s: int = Field(30, ge=1, alias="ATTACHMENT_RETRY_AFTER_S")
+    attachment_thumbnail_px: int = Field(320, ge=16, le=2048, alias="ATTACHMENT_THUMBNAIL_PX")

@@ -1,6 +1,7 @@
-"""pytest plugin: a real PostgreSQL per test session, a real nats-server, a real SMTP server
-and a fresh database per test, helpers to wait on conditions (never on sleeps), and a tap on
-what goes over the bus.
+"""pytest plugin: a real PostgreSQL and a real S3 object store (SeaweedFS) per test session,
+a real nats-server, a real SMTP server, a fresh database and a fresh bucket per test, helpers
+to wait on conditions (never on sleeps), a tap on what goes over the bus, and photos to
+upload.
 
 Loaded by the root pytest configuration (`-p gridloop_runtime.testing`)."""
 
@@ -27,7 +28,14 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
 
 from .clock import Clock
-from .devstack import LocalNats, LocalNatsCluster, LocalPostgres, LocalSmtp, free_port
+from .devstack import (
+    LocalNats,
+    LocalNatsCluster,
+    LocalObjectStore,
+    LocalPostgres,
+    LocalSmtp,
+    free_port,
+)
 from .launcher import SERVICES, Stack, nats_nodes_from_env, replicas_from_env
 from .service import Runtime, ServiceDefinition
 from .settings import ServiceSettings
@@ -216,6 +224,56 @@ def smtp_server(work_dir: Path) -> Iterator[LocalSmtp]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def object_store(work_dir: Path) -> Iterator[LocalObjectStore]:
+    """The session's S3 object store (`weed server -s3`); each test takes a bucket of its own
+    (`s3_settings`). A test that stops a store starts one of its own (`LocalObjectStore`)."""
+    store = LocalObjectStore(work_dir / "s3", log_file=work_dir / "s3.log").start()
+    yield store
+    store.stop(kill=True)
+
+
+@pytest.fixture
+def s3_settings(object_store: LocalObjectStore) -> dict[str, str]:
+    """The S3_* settings of a fresh, empty bucket for this test."""
+    return object_store.settings(object_store.create_bucket(f"evidence-t{next(_db_counter)}"))
+
+
+def photo_bytes(
+    lat: float | None = 39.9,
+    lon: float | None = 116.4003,
+    *,
+    taken_at: str | None = "2026:11:23 09:30:00",
+    fmt: str = "JPEG",
+    size: tuple[int, int] = (640, 480),
+    color: tuple[int, int, int] = (200, 80, 40),
+) -> bytes:
+    """A photo as a phone takes it: `fmt` (JPEG, PNG, WEBP, HEIF), with EXIF time
+    (DateTimeOriginal) and GPS position unless None."""
+    import io
+
+    from PIL import Image
+
+    img = Image.new("RGB", size, color)
+    exif = Image.Exif()
+    if taken_at is not None:
+        exif.get_ifd(0x8769)[36867] = taken_at
+
+    def dms(v: float) -> tuple[float, float, float]:
+        v = abs(v)
+        d = int(v)
+        m = int((v - d) * 60)
+        return (float(d), float(m), round((v - d - m / 60) * 3600, 4))
+
+    if lat is not None and lon is not None:
+        exif.get_ifd(0x8825).update(
+            {1: "N" if lat >= 0 else "S", 2: dms(lat), 3: "E" if lon >= 0 else "W", 4: dms(lon)}
+        )
+    out = io.BytesIO()
+    img.save(out, fmt, exif=exif)
+    return out.getvalue()
+
+
 def settings_for(
     name: str,
     database_url: str,
@@ -268,14 +326,15 @@ def process_stack(
     nats_nodes: int | None = None,
     nats_auth: bool = False,
 ) -> Iterator[Stack]:
-    """The services as real processes on a nats-server of their own and `database_url`, on
-    free loopback ports: outbox and timers polled every 0.2 s, dev sign-in (`X-User`) and a
-    clock every service reads from `CLOCK_FILE` (an offset in seconds, 0 to start), so a test
-    can move time for all of them. `env` adds or overrides settings. `replicas` processes of
-    every service (default GRIDLOOP_REPLICAS, else 1), each on a port of its own.
-    `nats_nodes` nats-servers (default GRIDLOOP_NATS_NODES, else 1): more than one form a
-    JetStream cluster (`stack.nats`, a LocalNatsCluster whose nodes a test may kill and
-    start again) and the services create their streams replicated (STREAM_REPLICAS).
+    """The services as real processes on a nats-server and an S3 store (SeaweedFS, bucket
+    `gridloop-evidence`) of their own and `database_url`, on free loopback ports: outbox and
+    timers polled every 0.2 s, dev sign-in (`X-User`) and a clock every service reads from
+    `CLOCK_FILE` (an offset in seconds, 0 to start), so a test can move time for all of
+    them. `env` adds or overrides settings. `replicas` processes of every service (default
+    GRIDLOOP_REPLICAS, else 1), each on a port of its own. `nats_nodes` nats-servers
+    (default GRIDLOOP_NATS_NODES, else 1): more than one form a JetStream cluster
+    (`stack.nats`, a LocalNatsCluster whose nodes a test may kill and start again) and the
+    services create their streams replicated (STREAM_REPLICAS).
     `nats_auth`: the servers run with the users and permissions generated from the demo city
     (tools/gen_nats_config.py, as `make run`), each service logs in as itself, and a test's
     clients log in too (`admin`, `dept-<dept>`, `src-<source>`; password
@@ -301,9 +360,11 @@ def process_stack(
             "OUTBOX_POLL_S": "0.2",
             "TIMER_POLL_S": "0.2",
             "AUTH_MODE": "dev",
+            "S3_PORT": "0",
             **(env or {}),
         },
         durable=False,
+        local_s3=True,
         nats_auth=nats_auth,
     )
     nats: LocalNats | LocalNatsCluster
@@ -340,10 +401,13 @@ __all__ = [
     "http_client",
     "nats_server",
     "nats_url",
+    "object_store",
     "pg_server",
+    "photo_bytes",
     "process_stack",
     "pytest_asyncio",
     "running",
+    "s3_settings",
     "settings_for",
     "smtp_server",
     "wait_for",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import mimetypes
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -35,16 +36,27 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_late
 from pydantic import BaseModel, ConfigDict, Field
 
 from .events import EventHub
-from .geo import cells_json
+from .geo import cell_props, cells_json, likely_categories
 from .settings import ConsoleSettings
 
 log = structlog.get_logger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
+# The handheld's web app manifest (installable; served from static/)
+mimetypes.add_type("application/manifest+json", ".webmanifest")
 # Request headers the proxy passes on to a service; everything else stays here.
 FORWARDED_REQUEST = ("authorization", "content-type", "accept", "traceparent", "x-user")
-# Response headers the proxy passes back to the browser.
-FORWARDED_RESPONSE = ("content-type", "content-disposition", "idempotent-replay")
+# Response headers the proxy passes back to the browser (an upload refused while the store
+# is down says when to try again; a photo may be a redirect to the store, and is cached).
+FORWARDED_RESPONSE = (
+    "content-type",
+    "content-disposition",
+    "idempotent-replay",
+    "retry-after",
+    "location",
+    "cache-control",
+    "x-content-type-options",
+)
 
 PROXIED = Counter(
     "gridloop_console_proxied_total", "Requests forwarded to the services", ["service", "status"]
@@ -257,6 +269,22 @@ async def geo_cells(request: Request, _: Caller) -> Response:
         media_type="application/geo+json",
         headers={"Cache-Control": "private, max-age=3600"},
     )
+
+
+@router.get("/api/locate", tags=["console"])
+async def locate(
+    request: Request,
+    _: Caller,
+    lat: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)],
+    lon: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
+) -> dict[str, Any]:
+    """Where a point is (the cell, its community and sub-district; null outside the grid) and
+    the categories likely reported there: the handheld shows both before a report is sent."""
+    city = console_of(request).city
+    cell = city.locate(lon, lat)
+    if cell is None:
+        return {"cell": None, "likely": []}
+    return {"cell": cell_props(city, cell.code), "likely": likely_categories(city, cell.code)}
 
 
 @router.get("/api/events", tags=["console"])

@@ -11,7 +11,9 @@ read any inbox but act on none (separation of duties).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -27,17 +29,17 @@ from gridloop_contracts.department import (
     SignCommand,
 )
 from gridloop_contracts.problems import Refusal
-from gridloop_runtime import access
+from gridloop_runtime import access, evidence
 from gridloop_runtime.auth import CurrentPrincipal, Principal
-from gridloop_runtime.casework import run_case_command
+from gridloop_runtime.commands import run_command
+from gridloop_runtime.evidence import MAX_IDS
 from gridloop_runtime.inputs import JSONRoute
+from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime, runtime_of
-from gridloop_runtime.step import Step
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import repository as repo
 from .domain import commands as cmds
-from .domain.case import CaseFile
 from .domain.inbox import InboxState, Sort, Stage
 from .domain.tasks import task_for
 from .handlers import Service
@@ -82,6 +84,33 @@ def check_reader(h: Service, p: Principal, dept: str) -> access.Reach:
             code="wrong-department",
         )
     raise access.forbidden(f"roles {sorted(p.roles)} may not read a department's inbox")
+
+
+async def may_read_case(rt: Runtime, who: Principal, case_id: str) -> bool:
+    """Who reads a case's results (and their photos): the staff of a department with a
+    task on it, and the command centre and evaluators within their territory."""
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        tasks = await repo.tasks_of_case(conn, case_id)
+        case = await repo.get_case(conn, case_id) if tasks else None
+    depts = [t.dept for t in tasks]
+    if not tasks:
+        return False
+    if "department" in who.roles and who.dept in depts:
+        return True
+    return bool(who.roles & READERS) and access.Reach.of(who, READERS).sees(
+        (case or {}).get("cell_code"), depts
+    )
+
+
+def result_evidence(h: Service) -> evidence.Evidence:
+    """After photos: uploaded here by department staff for a result."""
+    return evidence.Evidence(
+        h.ctx.settings,
+        uploaders=frozenset({"department"}),
+        may_read_case=may_read_case,
+        timezone=ZoneInfo(h.ctx.city.district.timezone),
+    )
 
 
 def check_actor(h: Service, p: Principal, dept: str) -> None:
@@ -130,6 +159,11 @@ class ProgressIn(CommandIn):
 class ResultIn(CommandIn):
     result: NonBlank = Field(min_length=1, max_length=2000, description="what was done (处置结果)")
     evidence: list[Attachment] = Field(default_factory=list, max_length=20)
+    attachment_ids: list[Annotated[str, Field(pattern=r"^a[0-9a-f]{24}$")]] = Field(
+        default_factory=list,
+        max_length=MAX_IDS,
+        description="after photos uploaded first (POST /attachments) by the caller",
+    )
     completed_at: Instant | None = Field(None, description="when the work was done; now")
 
 
@@ -140,6 +174,7 @@ async def _execute(
     case_id: str,
     model: type[DepartmentCommand],
     body: CommandIn | None,
+    attachment_ids: Sequence[str] = (),
     **fields: Any,
 ) -> JSONResponse:
     rt = runtime_of(request)
@@ -169,19 +204,27 @@ async def _execute(
         ) from exc
     ran: list[dict[str, Any]] = []
 
-    def rule(state: CaseFile, step: Step) -> dict[str, Any]:
-        done = h.rules.execute(state, cmd, step, by_name=principal.name or None)
+    async def apply(work: Work) -> dict[str, Any]:
+        # the photos named are the caller's uploads (422 naming attachment_ids.<i> else),
+        # tied to the case in the command's transaction
+        settings = h.ctx.settings
+        refs = await evidence.claim(work.conn, attachment_ids, principal, settings)
+        states = await h.store.load(work.conn, [case_id])
+        done = h.rules.execute(
+            states[case_id], cmd, work, by_name=principal.name or None, files=refs
+        )
         assert done is not None  # REST never parks
+        await h.store.save(work.conn, [states[case_id]])
+        await evidence.bind(work.conn, refs, case_id, work.now())
         ran.append(done.stored)
         return ran[-1]
 
-    stored = await run_case_command(
+    stored = await run_command(
         rt.uow,
-        h.store,
-        case_id,
-        rule,
-        command_id=cmds.command_key(dept, cmd.command_id),
-        kind=cmd.subject_token,
+        cmds.command_key(dept, cmd.command_id),
+        cmd.subject_token,
+        apply,
+        case_id=case_id,
     )
     # Not what this call produced: the stored answer of the first command with this id.
     replay = not ran or stored is not ran[-1]
@@ -350,6 +393,7 @@ async def result(
         case_id,
         HandledCommand,
         body,
+        body.attachment_ids,
         result=body.result,
         evidence=body.evidence,
         completed_at=body.completed_at,

@@ -38,6 +38,7 @@ def definition(settings: HandlingSettings) -> tuple[ServiceDefinition, Any]:
             routers=[api.router],
             background=[relay_replies, handling.live().background()],
             users=lookup_from(handling.city.users),
+            evidence=api.result_evidence(service),
             title="gridloop handling",
             description="处置反馈: the department inbox: sign, return, extension, progress, result",
         ),

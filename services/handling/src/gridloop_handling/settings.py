@@ -1,10 +1,12 @@
 """Settings of this service (environment variables; shared ones in ServiceSettings)."""
 
-from gridloop_runtime.settings import ServiceSettings
+from gridloop_runtime.settings import EvidenceSettings, ServiceSettings
 from pydantic import Field
 
 
-class HandlingSettings(ServiceSettings):
+class HandlingSettings(ServiceSettings, EvidenceSettings):
+    """Handling's settings; the evidence store's (S3_*, ATTACHMENT_*) for results' photos."""
+
     service_name: str = Field("handling", alias="SERVICE_NAME")
     http_port: int = Field(8003, alias="HTTP_PORT")
     # A result (处置反馈) must carry at least one photo or document as evidence.

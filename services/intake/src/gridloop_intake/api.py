@@ -3,9 +3,11 @@ acceptance queue (待立案); everybody with a role searches the case file withi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -13,7 +15,7 @@ from gridloop_contracts import Actor, Attachment, Location
 from gridloop_contracts.base import Instant
 from gridloop_contracts.common import LevelIn, NonBlank, Urgency
 from gridloop_contracts.inbound import Reporter, SentAt
-from gridloop_runtime import access
+from gridloop_runtime import access, evidence
 from gridloop_runtime.auth import CurrentPrincipal, Principal, require
 from gridloop_runtime.casework import run_case_command
 from gridloop_runtime.commands import CommandBody, Refusal, run_command
@@ -36,6 +38,8 @@ from .store import CASEFILE, RATINGS, CaseFileStore
 router = APIRouter(tags=["intake"], route_class=JSONRoute)
 
 OPERATORS = ("operator", "shift-leader")
+# An attachment's id as POST /attachments answers it.
+AttachmentIdIn = Annotated[str, Field(pattern=r"^a[0-9a-f]{24}$")]
 READERS = ("operator", "shift-leader", "dispatcher", "evaluator", "grid-head", "supervisor")
 
 
@@ -87,15 +91,30 @@ def operator(who: Principal) -> Operator:
     return Operator(who.user_id, frozenset(who.roles), who.name or None)
 
 
-async def take(rt: Runtime, report: IncomingReport) -> Outcome:
+async def take(
+    rt: Runtime,
+    report: IncomingReport,
+    who: Principal | None = None,
+    attachment_ids: Sequence[str] = (),
+) -> Outcome:
     """Take a report in its own transaction. Two copies sent at the same moment both pass
     the idempotency check; the unique index stops the second, which is then answered as the
-    duplicate it is."""
+    duplicate it is. The attachments it names (uploaded by `who`) become the evidence of the
+    case it opens or joins, in the same transaction."""
     assert rt.uow is not None
+    settings = intake_of(rt).settings
+    near = (report.location.lat, report.location.lon) if report.location else None
     for attempt in (1, 2):
         try:
             async with rt.uow() as work:
-                return await take_report(work, intake_of(rt), report)
+                if not attachment_ids or who is None:
+                    return await take_report(work, intake_of(rt), report)
+                refs = await evidence.claim(work.conn, attachment_ids, who, settings, near=near)
+                report = dataclasses.replace(report, files=tuple(refs))
+                outcome = await take_report(work, intake_of(rt), report)
+                if outcome.outcome != "duplicate":
+                    await evidence.bind(work.conn, refs, outcome.case_id, work.now())
+                return outcome
         except asyncpg.UniqueViolationError:
             if attempt == 2 or report.external_id is None:
                 raise
@@ -128,6 +147,8 @@ def case_view(intake: Intake, case: CaseRow) -> dict[str, Any]:
         "reporter": case.reporter,
         "reporter_user_id": case.reporter_user_id,
         "attachments": case.attachments,
+        # photos and voice notes in gridloop's store (GET /attachments/{id}, /thumbnail)
+        "files": case.files,
         "reported_at": case.reported_at,
         "received_at": case.received_at,
         "updated_at": case.updated_at,
@@ -156,6 +177,27 @@ def scope(who: Principal) -> access.Reach:
     """The part of the case file the caller reads (gridloop_runtime.access): the command side,
     grid heads and supervisors their territory, a department its own cases."""
     return access.list_reach(who, READERS, departments=True)
+
+
+async def may_read_case(rt: Runtime, who: Principal, case_id: str) -> bool:
+    """Whether `who` reads this case's file (and so its photos: gridloop_runtime.evidence)."""
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        case = await repo.get_case(conn, case_id)
+    return case is not None and may_see(who, case)
+
+
+def case_evidence(intake: Intake) -> evidence.Evidence:
+    """Photos and voice notes: uploaded here by supervisors and operators for reports, and
+    read here by whoever reads the case file — every photo the timeline names, whichever
+    service took it."""
+    return evidence.Evidence(
+        intake.settings,
+        uploaders=frozenset({"supervisor", *OPERATORS}),
+        may_read_case=may_read_case,
+        find_on_cases=repo.files_on_cases,
+        timezone=ZoneInfo(intake.city.district.timezone),
+    )
 
 
 def may_see(who: Principal, case: CaseRow) -> bool:
@@ -206,6 +248,11 @@ class ReportIn(BaseModel):
     urgency: Urgency = "normal"
     reporter: Reporter | None = None
     attachments: list[Attachment] = Field(default_factory=list, max_length=20)
+    attachment_ids: list[AttachmentIdIn] = Field(
+        default_factory=list,
+        max_length=evidence.MAX_IDS,
+        description="photos and voice notes uploaded first (POST /attachments) by the caller",
+    )
 
     @model_validator(mode="after")
     def _somewhere(self) -> ReportIn:
@@ -254,12 +301,66 @@ async def submit_report(
         attachments=tuple(body.attachments),
     )
     try:
-        outcome = await take(rt, report)
+        outcome = await take(rt, report, who, body.attachment_ids)
     except Refused as refused:
         raise refusal(refused) from None
     if outcome.outcome == "duplicate":
         response.status_code = 200
     return outcome.as_dict()
+
+
+class FilesIn(BaseModel):
+    """Photos or voice notes for a report already sent (补充证据)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command_id: str | None = Field(
+        None, min_length=1, max_length=128, description="resend-safe: same id, same answer"
+    )
+    attachment_ids: list[AttachmentIdIn] = Field(min_length=1, max_length=evidence.MAX_IDS)
+
+
+@router.post("/reports/{report_id}/attachments")
+async def add_report_files(
+    report_id: str,
+    body: FilesIn,
+    request: Request,
+    who: Annotated[Principal, Depends(require("supervisor", *OPERATORS))],
+) -> dict[str, Any]:
+    """Add photos to a report that was sent without them (the evidence store was down, or
+    they were taken later): by whoever sent the report, or an operator. The case's file and
+    the bus hear `case.evidence_added`."""
+    rt = runtime_of(request)
+    intake = intake_of(rt)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        row = await repo.report_by_id(conn, report_id)
+        sender = await repo.report_sender(conn, report_id)
+    if row is None:
+        raise Refusal(f"no report {report_id!r}", "report_id", "not-found", 404)
+    case = await visible_case(rt, who, row["case_id"], report_id=report_id)
+    if sender != who.user_id and not who.has(*OPERATORS):
+        raise Refusal("only who sent the report adds to it", "report_id", "forbidden", 403)
+    actor = Actor(id=who.user_id, role=sorted(who.roles)[0], name=who.name or None)
+
+    async def apply(work: Work) -> dict[str, Any]:
+        refs = await evidence.claim(
+            work.conn, body.attachment_ids, who, intake.settings, near=(case.lat, case.lon)
+        )
+        state = (await CASEFILE.load(work.conn, [case.case_id]))[case.case_id]
+        intake.rules.add_files(state, work, report_id, refs, actor)
+        await CASEFILE.save(work.conn, [state])
+        await evidence.bind(work.conn, refs, case.case_id, work.now())
+        return {
+            "report_id": report_id,
+            "case_id": case.case_id,
+            "files": [r.model_dump(mode="json", exclude_none=True) for r in refs],
+        }
+
+    assert rt.uow is not None
+    return await run_command(
+        rt.uow, body.command_id, "add-report-files", apply, case_id=case.case_id
+    )
 
 
 @router.get("/reports/{report_id}")

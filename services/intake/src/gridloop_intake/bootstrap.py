@@ -69,6 +69,7 @@ def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
             background=[intake.live(version).background()],
             # Each integrator's durable consumer on NOTIFY (its user may only bind to it).
             feeds=[Feed.integrator(code) for code in sorted(intake.city.sources)],
+            evidence=api.case_evidence(intake),
             title="gridloop intake",
             description="发现上报: reports from every channel become cases; the case file",
         ),

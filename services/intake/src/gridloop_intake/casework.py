@@ -202,6 +202,7 @@ def _report_data(report: IncomingReport) -> dict[str, Any]:
         "urgency": report.urgency,
         "reporter_user_id": report.reporter_user_id,
         "attachments": [a.model_dump(mode="json") for a in report.attachments],
+        "files": [f.model_dump(mode="json", exclude_none=True) for f in report.files],
         "camera_id": report.camera_id,
         "confidence": report.confidence,
     }

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from typing import Any
 
 import asyncpg
-from gridloop_contracts import CaseStatus
+from gridloop_contracts import AttachmentRef, CaseStatus
 from gridloop_runtime.access import like_prefixes
 from gridloop_runtime.db import Conn
 
@@ -55,6 +55,14 @@ async def report_by_id(conn: Conn, report_id: str) -> asyncpg.Record | None:
         report_id,
     )
     return row
+
+
+async def report_sender(conn: Conn, report_id: str) -> str | None:
+    """The supervisor who sent a patrol report (None for other channels)."""
+    sender: str | None = await conn.fetchval(
+        "SELECT data ->> 'reporter_user_id' FROM reports WHERE report_id = $1", report_id
+    )
+    return sender
 
 
 async def reporters_of(conn: Conn, case_id: str) -> list[asyncpg.Record]:
@@ -198,6 +206,20 @@ async def see_scene(
 async def get_case(conn: Conn, case_id: str) -> CaseRow | None:
     row = await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
     return None if row is None else CaseRow.of(row)
+
+
+async def files_on_cases(conn: Conn, attachment_id: str) -> list[tuple[str, AttachmentRef]]:
+    """The cases whose timeline names an attachment (any service's upload), with its
+    reference as the event carried it (the partial GIN index `timeline_files`)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT ON (t.case_id) t.case_id, f.value AS ref "
+        "FROM timeline t, jsonb_array_elements(t.data -> 'files') f "
+        "WHERE t.data ? 'files' AND t.data -> 'files' @> $1::jsonb "
+        "AND f.value ->> 'attachment_id' = $2 ORDER BY t.case_id, t.seq",
+        [{"attachment_id": attachment_id}],
+        attachment_id,
+    )
+    return [(r["case_id"], AttachmentRef.model_validate(r["ref"])) for r in rows]
 
 
 async def timeline(conn: Conn, case_id: str) -> list[asyncpg.Record]:

@@ -1,13 +1,13 @@
 """Settings of this service (environment variables; shared ones in ServiceSettings)."""
 
 from gridloop_runtime.mail import MailSettings
-from gridloop_runtime.settings import ServiceSettings
+from gridloop_runtime.settings import EvidenceSettings, ServiceSettings
 from pydantic import Field, SecretStr
 
 
-class IntakeSettings(ServiceSettings, MailSettings):
+class IntakeSettings(ServiceSettings, MailSettings, EvidenceSettings):
     """Intake's settings; the SMTP server of the mail to reporters is MailSettings' (SMTP_*,
-    MAIL_*)."""
+    MAIL_*), the evidence store of the reports' photos EvidenceSettings' (S3_*, ATTACHMENT_*)."""
 
     service_name: str = Field("intake", alias="SERVICE_NAME")
     http_port: int = Field(8001, alias="HTTP_PORT")

@@ -20,6 +20,7 @@ _CASE_TYPES: dict[str, str] = {
     "confidence": "float8",
     "reporter": "jsonb",
     "attachments": "jsonb",
+    "files": "jsonb",
     "proposal": "jsonb",
     "targets": "jsonb",
     "reported_at": "timestamptz",

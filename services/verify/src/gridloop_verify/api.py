@@ -11,15 +11,16 @@ are refused with 403 and a reason.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Query, Request
-from gridloop_contracts import Attachment, Location
+from gridloop_contracts import Attachment, AttachmentRef, Location
 from gridloop_contracts.base import Instant
 from gridloop_contracts.problems import Refusal
-from gridloop_runtime import access, commands
+from gridloop_runtime import access, commands, evidence
 from gridloop_runtime.auth import CurrentPrincipal, Principal
 from gridloop_runtime.casework import CommandRule, run_case_command
 from gridloop_runtime.commands import CommandBody
@@ -63,6 +64,25 @@ def may_read(rt: Runtime, p: Principal, case: Case, tasks: list[Task]) -> bool:
         people.update(service_of(rt).ctx.supervisors_of(case.cell_code) or ())
         people.update(t.supervisor_id for t in tasks)
     return access.may_read(p, READERS, cell_code=case.cell_code, people=people)
+
+
+async def may_read_case(rt: Runtime, who: Principal, case_id: str) -> bool:
+    """Whether `who` reads this case's verification record (and so its site photos)."""
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        case = await repo.get_case(conn, case_id)
+        tasks = await repo.tasks_of_case(conn, case_id) if case is not None else []
+    return case is not None and may_read(rt, who, case, tasks)
+
+
+def site_evidence(service: VerifyService) -> evidence.Evidence:
+    """Site photos: uploaded here by supervisors for verifications."""
+    return evidence.Evidence(
+        service.ctx.settings,
+        uploaders=frozenset({"supervisor"}),
+        may_read_case=may_read_case,
+        timezone=ZoneInfo(service.ctx.city.district.timezone),
+    )
 
 
 def overseen(p: Principal, rule: CommandRule[CaseState]) -> CommandRule[CaseState]:
@@ -133,6 +153,11 @@ Command = CommandBody
 class OnSite(Command):
     notes: str | None = Field(None, max_length=2000)
     photos: list[HttpUrl] = Field(default_factory=list, max_length=20)
+    attachment_ids: list[Annotated[str, Field(pattern=r"^a[0-9a-f]{24}$")]] = Field(
+        default_factory=list,
+        max_length=evidence.MAX_IDS,
+        description="site photos uploaded first (POST /attachments) by the caller",
+    )
     position: Location | None = Field(None, description="where the supervisor stood (WGS-84)")
 
     def attachments(self) -> list[Attachment]:
@@ -250,12 +275,13 @@ async def submit_verification(
     """核查: pass closes the case (or sends it to the shift leader where the category needs
     approval); fail sends it back to the department for rework, and the Nth failure escalates."""
     rules = service_of(rt := runtime_of(request)).rules
-    return await run_on_case(
+    return await on_site(
         rt,
-        body.command_id,
+        principal,
+        body,
+        task_id,
         "verification",
-        case_of_task(task_id),
-        lambda state, step: rules.verify(
+        lambda state, step, files: rules.verify(
             state,
             step,
             task_id,
@@ -264,9 +290,40 @@ async def submit_verification(
             notes=body.notes,
             photos=body.attachments(),
             position=body.position,
+            files=files,
             falsified=body.falsified,
         ),
-        task_id,
+    )
+
+
+async def on_site(
+    rt: Runtime,
+    principal: Principal,
+    body: OnSite,
+    task_id: str,
+    kind: str,
+    rule: Callable[[CaseState, Step, Sequence[AttachmentRef]], dict[str, Any]],
+) -> dict[str, Any]:
+    """A verdict from the site on one case, with the site photos it names: the caller's own
+    uploads (else 422 naming attachment_ids.<i>), flagged when taken far from where the
+    supervisor says they stood, tied to the case in the same transaction."""
+    service = service_of(rt)
+    case_id = case_of_task(task_id)
+    near = (body.position.lat, body.position.lon) if body.position else None
+
+    async def apply(work: Work) -> dict[str, Any]:
+        refs = await evidence.claim(
+            work.conn, body.attachment_ids, principal, service.ctx.settings, near=near
+        )
+        states = await service.store.lean.load(work.conn, [case_id])
+        answer = rule(states[case_id], work, refs)
+        await service.store.lean.save(work.conn, [states[case_id]])
+        await evidence.bind(work.conn, refs, case_id, work.now())
+        return answer
+
+    assert rt.uow is not None
+    return await commands.run_command(
+        rt.uow, body.command_id, kind, apply, case_id=case_id, task_id=task_id
     )
 
 
@@ -276,12 +333,13 @@ async def submit_confirmation(
 ) -> dict[str, Any]:
     """核实: whether the reported problem is really there; intake then accepts or rejects."""
     rules = service_of(rt := runtime_of(request)).rules
-    return await run_on_case(
+    return await on_site(
         rt,
-        body.command_id,
+        principal,
+        body,
+        task_id,
         "confirmation",
-        case_of_task(task_id),
-        lambda state, step: rules.confirm(
+        lambda state, step, files: rules.confirm(
             state,
             step,
             task_id,
@@ -290,8 +348,8 @@ async def submit_confirmation(
             notes=body.notes,
             photos=body.attachments(),
             position=body.position,
+            files=files,
         ),
-        task_id,
     )
 
 

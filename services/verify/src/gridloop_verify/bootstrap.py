@@ -31,6 +31,7 @@ def definition(settings: VerifySettings) -> tuple[ServiceDefinition, Any]:
             on_start=[service.started],
             routers=[api.router],
             users=lookup_from(service.ctx.city.users),
+            evidence=api.site_evidence(service),
             background=[service.ctx.live().background()],
             title="gridloop verify",
             description="任务核查 · 结单: on-site verification, rework, closing and satisfaction",

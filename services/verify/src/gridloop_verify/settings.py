@@ -1,10 +1,12 @@
 """Settings of this service (environment variables; shared ones in ServiceSettings)."""
 
-from gridloop_runtime.settings import ServiceSettings
+from gridloop_runtime.settings import EvidenceSettings, ServiceSettings
 from pydantic import Field
 
 
-class VerifySettings(ServiceSettings):
+class VerifySettings(ServiceSettings, EvidenceSettings):
+    """Verify's settings; the evidence store's (S3_*, ATTACHMENT_*) for site photos."""
+
     service_name: str = Field("verify", alias="SERVICE_NAME")
     http_port: int = Field(8004, alias="HTTP_PORT")
     # The Nth failed verification of a case escalates it (督办), and every one after it again.

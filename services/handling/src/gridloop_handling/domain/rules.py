@@ -10,12 +10,12 @@ before they change anything, so a refused command leaves the state as it was.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from gridloop_contracts import Actor, subjects
+from gridloop_contracts import Actor, AttachmentRef, subjects
 from gridloop_contracts import cases as ev
 from gridloop_contracts.department import (
     COMMANDS,
@@ -269,9 +269,11 @@ class HandlingRules:
         by_name: str | None = None,
         park: bool = False,
         reply_to: str | None = None,
+        files: Sequence[AttachmentRef] = (),
     ) -> Executed | None:
         """Execute a department command on its case (no idempotency: the caller's); raise a
-        Refusal naming the field; None when it was parked to wait for its dispatch."""
+        Refusal naming the field; None when it was parked to wait for its dispatch. `files`:
+        photos uploaded to handling and claimed by the caller (REST), for a result."""
         self._check_known(cmd.dept)
         task = task_for(state.tasks, cmd.dept, cmd.task_id)
         if task is None:
@@ -299,7 +301,17 @@ class HandlingRules:
                     code="task-mismatch",
                 )
             actor = Actor(id=cmd.by, role="department", dept=cmd.dept, name=by_name)
-            self.commands[type(cmd)](state, task, cmd, step, actor)
+            if files and isinstance(cmd, HandledCommand):
+                self.handled(state, task, cmd, step, actor, files=files)
+            elif files:
+                raise Refusal(
+                    "uploaded photos go with a result (处置反馈)",
+                    field="attachment_ids",
+                    code="invalid",
+                    status=422,
+                )
+            else:
+                self.commands[type(cmd)](state, task, cmd, step, actor)
         except Refusal as r:
             r.extra.setdefault("status", str(cmds.status_of(task)))
             raise
@@ -519,9 +531,17 @@ class HandlingRules:
         state.log.append(LogEntry.of(task, now, action, cmd.by, cmd.note, evidence))
 
     def handled(
-        self, state: CaseFile, task: Task, cmd: HandledCommand, step: Step, actor: Actor
+        self,
+        state: CaseFile,
+        task: Task,
+        cmd: HandledCommand,
+        step: Step,
+        actor: Actor,
+        *,
+        files: Sequence[AttachmentRef] = (),
     ) -> None:
-        """处置反馈: the result, with the co-handlers' contributions; their part ends."""
+        """处置反馈: the result, with the co-handlers' contributions; their part ends. Its
+        evidence: links, and photos uploaded here (`files`, carried by reference)."""
         now = step.now()
         evidence = [a.model_dump(mode="json") for a in cmd.evidence]
         on_time = task.handle(
@@ -530,7 +550,7 @@ class HandlingRules:
             result=cmd.result,
             evidence=evidence,
             completed_at=cmd.completed_at,
-            require_evidence=self.policy.require_evidence,
+            require_evidence=self.policy.require_evidence and not files,
             clock_skew=self.policy.clock_skew,
         )
         mates = team(state.tasks, task)
@@ -547,6 +567,7 @@ class HandlingRules:
                 actor=actor,
                 result=cmd.result,
                 evidence=cmd.evidence,
+                files=list(files) or None,
                 completed_at=cmd.completed_at,
                 on_time=on_time,
                 contributions=[

@@ -74,6 +74,9 @@ class CaseRow:
     # `reporters`); and the department's last reported result, for the "closed" mail
     subscribers: list[list[str]] | None = None
     result: str | None = None
+    # evidence uploaded to gridloop's store (AttachmentRef as JSON): the report's and those
+    # added to it later
+    files: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def case_status(self) -> CaseStatus:
@@ -116,6 +119,7 @@ UPDATABLE = frozenset(
         "part_owner_dept",
         "public",
         "result",
+        "files",
     }
 )
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Literal
 
 from gridloop_city.models import Source
-from gridloop_contracts import Attachment, Location
+from gridloop_contracts import Attachment, AttachmentRef, Location
 from gridloop_contracts.inbound import DetectionV1, RatingV1, RatingV2, Reporter, ReportV1
 
 from .problems import Problem
@@ -96,6 +96,8 @@ class IncomingReport:
     reporter_email: str | None = None  # Open311 `email`: mail on the case's changes
     reporter_lang: str = "zh"  # the language of that mail (zh, en)
     attachments: tuple[Attachment, ...] = field(default_factory=tuple)
+    # photos and voice notes uploaded to intake (POST /attachments), claimed by the reporter
+    files: tuple[AttachmentRef, ...] = field(default_factory=tuple)
     camera_id: str | None = None
     confidence: float | None = None
 

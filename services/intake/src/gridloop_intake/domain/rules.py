@@ -13,7 +13,14 @@ from typing import Any
 
 from gridloop_city import City, WorkingCalendar
 from gridloop_city.models import Category
-from gridloop_contracts import Actor, CaseStatus, Envelope, Location, MaskedReporter
+from gridloop_contracts import (
+    Actor,
+    AttachmentRef,
+    CaseStatus,
+    Envelope,
+    Location,
+    MaskedReporter,
+)
 from gridloop_contracts import cases as ev
 from gridloop_contracts.common import level_of
 from gridloop_contracts.inbound import CaseStatusV1
@@ -230,6 +237,7 @@ class CaseRules:
                 source=case.source,
                 reporter=MaskedReporter.model_validate(case.reporter) if case.reporter else None,
                 attachments=case.attachments,
+                files=[AttachmentRef.model_validate(f) for f in case.files] or None,
                 auto=auto,
                 reported_at=case.reported_at,
                 reporter_user_id=case.reporter_user_id,
@@ -646,6 +654,7 @@ class CaseRules:
             reporter=reporter.model_dump(exclude_none=True) if reporter else None,
             reporter_user_id=report.reporter_user_id,
             attachments=[a.model_dump(mode="json") for a in report.attachments],
+            files=[f.model_dump(mode="json", exclude_none=True) for f in report.files],
             reported_at=report.reported_at,
             received_at=now,
             updated_at=now,
@@ -669,6 +678,7 @@ class CaseRules:
             reporter=reporter,
             reporter_user_id=report.reporter_user_id,
             attachments=list(report.attachments),
+            files=list(report.files) or None,
             reported_at=report.reported_at,
             confidence=report.confidence,
         )
@@ -724,9 +734,36 @@ class CaseRules:
             distance_m=match.distance_m,
         )
         state.add(self.emit(step, event))
+        if report.files:
+            # the merged report's photos are the case's evidence too
+            self.add_files(state, step, report_id, report.files, SYSTEM)
         notes = casefile.merged_notes(case.case_id, case.case_status, case.status_notes)
         self.tell(step, case.case_id, [target], CaseStatus.MERGED, notes, now)
         return notes
+
+    def add_files(
+        self,
+        state: CaseFile,
+        step: Step,
+        report_id: str,
+        files: Sequence[AttachmentRef],
+        actor: Actor,
+    ) -> None:
+        """补充证据: photos or voice notes join the case after its report (sent without
+        them while the store was down, or merged from another report)."""
+        case = state.case
+        assert case is not None
+        known = {f.get("attachment_id") for f in case.files}
+        new = [f for f in files if f.attachment_id not in known]
+        if not new:
+            return
+        case.files = [*case.files, *(f.model_dump(mode="json", exclude_none=True) for f in new)]
+        case.updated_at = step.now()
+        state.changed = True
+        event = ev.CaseEvidenceAdded(
+            **dims(case), occurred_at=step.now(), actor=actor, report_id=report_id, files=new
+        )
+        state.add(self.emit(step, event))
 
     def fold(
         self,

@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 import structlog
 from gridloop_city import WorkingCalendar
 from gridloop_city.models import StageLimit
-from gridloop_contracts import Actor, Attachment, Location
+from gridloop_contracts import Actor, Attachment, AttachmentRef, Location
 from gridloop_contracts import cases as ev
 from gridloop_contracts.common import level_of
 from gridloop_contracts.problems import Refusal
@@ -251,14 +251,16 @@ class VerifyRules:
         photos: list[Attachment],
         position: Location | None,
         falsified: bool = False,
+        files: Sequence[AttachmentRef] = (),
     ) -> dict[str, Any]:
         """核查: the supervisor's verdict on the department's result; `falsified` (弄虚作假):
-        the result reported is false, shown by the notes and photos."""
+        the result reported is false, shown by the notes and photos. Its photos: links, and
+        photos uploaded here (`files`, carried by reference)."""
         task = self._task_for_command(state, task_id, who)
         case = state.case
         if falsified:
-            check_falsification(passed=passed, notes=notes, photos=photos)
-        if passed and self.policy.require_photo_on_pass and not photos:
+            check_falsification(passed=passed, notes=notes, photos=[*photos, *files])
+        if passed and self.policy.require_photo_on_pass and not photos and not files:
             raise Refusal(
                 "a passed verification needs at least one photo of the site",
                 field="photos",
@@ -299,6 +301,7 @@ class VerifyRules:
                 supervisor_id=who.user_id,
                 notes=notes,
                 photos=photos,
+                files=list(files) or None,
                 position=position,
                 on_time=on_time,
                 failures=case.failures,
@@ -373,6 +376,7 @@ class VerifyRules:
         notes: str | None,
         photos: list[Attachment],
         position: Location | None,
+        files: Sequence[AttachmentRef] = (),
     ) -> dict[str, Any]:
         """核实: the problem is there (confirmed) or not (refuted); intake decides 立案."""
         task = self._task_for_command(state, task_id, who)
@@ -396,6 +400,7 @@ class VerifyRules:
                 supervisor_id=who.user_id,
                 notes=notes,
                 photos=photos,
+                files=list(files) or None,
                 on_time=on_time,
                 position=position,
             )

@@ -2,6 +2,7 @@
 // the masked reporter, ratings; the dispatch tasks for the command centre.
 import { api, session } from "./api.js";
 import { t } from "./i18n.js";
+import { beforeAfter, gallery } from "./photos.js";
 import { act, clear, el, empty, field, select, statusBadge, when } from "./ui.js";
 
 const DISPATCH_READERS = ["dispatcher", "shift-leader", "evaluator"];
@@ -129,6 +130,7 @@ export async function renderCase(screen, app, caseId) {
               line.summary ? el("div", { class: "tl-summary" }, line.summary) : null,
               extras.length ? el("div", { class: "tl-extra" }, extras.join(" · ")) : null,
               links([...(d.photos || []), ...(d.evidence || []), ...(name === "reported" ? [] : d.attachments || [])]),
+              d.files && d.files.length && name !== "accepted" ? gallery(d.files, { testid: `tl-photo-${name}` }) : null,
             ),
           );
         }),
@@ -167,7 +169,8 @@ export async function renderCase(screen, app, caseId) {
         ),
       );
     }
-    clear(body, el("div", { class: "case-layout" }, el("div", { class: "case-main" }, summary, timeline), side));
+    const photos = beforeAfter(c);
+    clear(body, el("div", { class: "case-layout" }, el("div", { class: "case-main" }, summary, photos, timeline), side));
   }
   await load();
   // Any event may be this case's (the debounce keeps only the last): reload, it is cheap.

@@ -1,8 +1,10 @@
 // The console's shell: sign-in, the role-aware header and tabs, hash routing, the live feed.
 import { api, follow, session } from "./api.js";
 import { renderCase } from "./casefile.js";
+import { isPhone, renderHandheld } from "./handheld.js";
 import { lang, named, setLang, t } from "./i18n.js";
 import { renderMap } from "./map.js";
+import { keepSending } from "./outbox.js";
 import { renderPerformance } from "./perf.js";
 import { renderQueues } from "./queues.js";
 import { renderReport } from "./report.js";
@@ -54,6 +56,7 @@ const TABS = [
   ["map", "tab.map", () => true],
   ["queues", "tab.queues", () => true],
   ["case", "tab.case", () => true],
+  ["field", "tab.field", () => session.has("supervisor")],
   ["report", "tab.report", () => session.has("supervisor")],
   ["performance", "tab.performance", () => true],
 ];
@@ -236,7 +239,9 @@ function shell() {
 function route() {
   if (!session.user || !main) return;
   app.listeners.clear();
-  const [path] = (location.hash || "#/map").split("?");
+  // a supervisor on a phone starts on the handheld (城管通)
+  const home = session.has("supervisor") && isPhone() ? "#/field/report" : "#/map";
+  const [path] = (location.hash || home).split("?");
   const [, tab = "map", arg] = path.split("/");
   for (const a of document.querySelectorAll(".tab")) a.classList.toggle("active", a.dataset.tab === tab);
   const screen = el("div", { class: `screen screen-${tab}` });
@@ -247,6 +252,7 @@ function route() {
     case: () => renderCase(screen, app, arg ? decodeURIComponent(arg) : null),
     performance: () => renderPerformance(screen, app),
     report: () => renderReport(screen, app),
+    field: () => renderHandheld(screen, app, arg || "report"),
   };
   (screens[tab] || screens.map)();
 }
@@ -260,6 +266,8 @@ function setLive(on) {
   }
 }
 
+let stopSending = () => {};
+
 async function start() {
   await loadCity();
   app.stopFeed();
@@ -267,6 +275,9 @@ async function start() {
     for (const fn of [...app.listeners]) fn(event);
   }, setLive);
   shell();
+  // the handheld's outbox: what waits is sent when the signal is back
+  stopSending();
+  stopSending = session.has("supervisor") ? keepSending(() => {}) : () => {};
 }
 
 window.addEventListener("hashchange", route);
@@ -277,6 +288,8 @@ window.addEventListener("gridloop:signed-out", () => {
 
 async function boot() {
   setLang(lang);
+  // installable and usable without signal: the shell comes from the service worker's cache
+  if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(() => {});
   app.config = await api.get("/api/config");
   if (session.load()) {
     try {
