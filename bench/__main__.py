@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gridloop_runtime.devstack import LocalNats, LocalPostgres
+from gridloop_devkit.devstack import LocalNats, LocalPostgres
 
 from . import baseline
 from .cpu import cpus

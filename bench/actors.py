@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 import nats
-from gridloop_runtime.testing import load_module
+from gridloop_devkit.testing import load_module
 
 ROOT = Path(__file__).resolve().parent.parent
 KIT = ROOT / "services" / "handling" / "examples" / "department_system.py"

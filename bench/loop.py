@@ -24,8 +24,8 @@ import nats.errors
 from gridloop_city import City, haversine_m, load_city
 from gridloop_contracts import Envelope, to_binary
 from gridloop_contracts.inbound import ReportV1
-from gridloop_runtime.devstack import LocalNats, LocalPostgres
-from gridloop_runtime.launcher import Stack
+from gridloop_devkit.devstack import LocalNats, LocalPostgres
+from gridloop_devkit.launcher import Stack
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from .actors import Actors

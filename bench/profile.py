@@ -22,8 +22,8 @@ from typing import Any
 import nats
 from gridloop_city import load_city
 from gridloop_contracts.inbound import ReportV1
-from gridloop_runtime.devstack import LocalNats, LocalPostgres
-from gridloop_runtime.launcher import Stack
+from gridloop_devkit.devstack import LocalNats, LocalPostgres
+from gridloop_devkit.launcher import Stack
 
 from .actors import Actors
 from .cpu import ACTORS, LOAD, CpuWindow, cpus

@@ -26,8 +26,8 @@ from typing import Any
 import nats
 from gridloop_city import load_city
 from gridloop_contracts.subjects import STREAMS
+from gridloop_devkit.devstack import LocalNats, LocalPostgres
 from gridloop_runtime import bus
-from gridloop_runtime.devstack import LocalNats, LocalPostgres
 
 from .events import CityDims, generate, publish
 

@@ -543,7 +543,7 @@ def render_local_accounts(
 ) -> str:
     """The accounts, users and permissions with literal passwords (dev ones unless given),
     and nothing else: each node of a local cluster includes it beside its own listen,
-    JetStream and cluster settings (gridloop_runtime.devstack.LocalNatsCluster)."""
+    JetStream and cluster settings (gridloop_devkit.devstack.LocalNatsCluster)."""
     all_users = users(city)
     pw = {u.name: (passwords or {}).get(u.name) or dev_password(u) for u in all_users}
     return (

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gridloop_runtime.devstack import LocalNats, LocalNatsCluster, LocalPostgres, free_port
-from gridloop_runtime.launcher import SERVICES, Stack
+from gridloop_devkit.devstack import LocalNats, LocalNatsCluster, LocalPostgres, free_port
+from gridloop_devkit.launcher import SERVICES, Stack
 
 # The settings every chaos stack runs with: fast polls and retries, a shared movable clock.
 CHAOS_ENV = {

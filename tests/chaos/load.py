@@ -25,9 +25,9 @@ import nats.errors
 from gridloop_city import City
 from gridloop_contracts import Envelope, to_binary
 from gridloop_contracts.inbound import ReportV1
+from gridloop_devkit.launcher import Stack
+from gridloop_devkit.testing import load_module, wait_for
 from gridloop_runtime.clock import OffsetFileClock
-from gridloop_runtime.launcher import Stack
-from gridloop_runtime.testing import load_module, wait_for
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 

@@ -35,9 +35,9 @@ import nats
 import nats.errors
 import pytest
 from gridloop_city import load_city
-from gridloop_runtime.devstack import LocalNatsCluster
-from gridloop_runtime.launcher import Stack
-from gridloop_runtime.testing import wait_for
+from gridloop_devkit.devstack import LocalNatsCluster
+from gridloop_devkit.launcher import Stack
+from gridloop_devkit.testing import wait_for
 from nats.js import JetStreamContext
 
 from .load import (

@@ -16,9 +16,9 @@ import asyncpg
 import httpx
 import pytest
 from gridloop_city import load_city
-from gridloop_runtime.devstack import LocalNats
-from gridloop_runtime.launcher import Stack
-from gridloop_runtime.testing import wait_for
+from gridloop_devkit.devstack import LocalNats
+from gridloop_devkit.launcher import Stack
+from gridloop_devkit.testing import wait_for
 
 from .load import ROOT, SCHEMAS, Counts, department, plan, send_all, supervisors
 from .test_chaos import outcome_problems

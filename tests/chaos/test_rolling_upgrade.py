@@ -16,8 +16,8 @@ from datetime import timedelta
 import asyncpg
 import pytest
 from gridloop_city import load_city
-from gridloop_runtime.launcher import Stack
-from gridloop_runtime.testing import wait_for
+from gridloop_devkit.launcher import Stack
+from gridloop_devkit.testing import wait_for
 
 from .load import (
     ROOT,

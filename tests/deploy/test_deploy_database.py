@@ -15,8 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from gridloop_devkit.devstack import LocalPostgres
 from gridloop_runtime import db
-from gridloop_runtime.devstack import LocalPostgres
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV_ROLES_SQL = ROOT / "deploy" / "overlays" / "dev" / "postgres.yaml"

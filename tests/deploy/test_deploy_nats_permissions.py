@@ -24,11 +24,11 @@ import nats
 import nats.errors
 import pytest
 import pytest_asyncio
+from gridloop_devkit.devstack import LocalNats, LocalNatsCluster
+from gridloop_devkit.testing import wait_for
 from gridloop_runtime import bus
 from gridloop_runtime.bus import Feed
 from gridloop_runtime.consumer import Consumer, ConsumerSpec
-from gridloop_runtime.devstack import LocalNats, LocalNatsCluster
-from gridloop_runtime.testing import wait_for
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gridloop_runtime.devstack import LocalPostgres
-from gridloop_runtime.launcher import SERVICES, Stack, nats_nodes_from_env, replicas_from_env
-from gridloop_runtime.testing import process_stack
+from gridloop_devkit.devstack import LocalPostgres
+from gridloop_devkit.launcher import SERVICES, Stack, nats_nodes_from_env, replicas_from_env
+from gridloop_devkit.testing import process_stack
 
 
 @pytest.fixture(scope="module")

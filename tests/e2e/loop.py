@@ -19,8 +19,8 @@ import nats
 from gridloop_city import City
 from gridloop_contracts import Envelope, to_binary, to_structured
 from gridloop_contracts.inbound import ReportV1
-from gridloop_runtime.launcher import Stack
-from gridloop_runtime.testing import load_module, wait_for
+from gridloop_devkit.launcher import Stack
+from gridloop_devkit.testing import load_module, wait_for
 from nats.aio.client import Client
 
 ROOT = Path(__file__).resolve().parents[2]

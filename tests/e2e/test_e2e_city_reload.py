@@ -19,10 +19,10 @@ import pytest_asyncio
 import yaml
 from gridloop_city import City, load_city
 from gridloop_city.versions import digest, release
-from gridloop_runtime.devstack import LocalPostgres
-from gridloop_runtime.launcher import Stack, nats_nodes_from_env, replicas_from_env
+from gridloop_devkit.devstack import LocalPostgres
+from gridloop_devkit.launcher import Stack, nats_nodes_from_env, replicas_from_env
+from gridloop_devkit.testing import process_stack, wait_for
 from gridloop_runtime.livecity import announce
-from gridloop_runtime.testing import process_stack, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "data" / "demo-city"

@@ -30,9 +30,9 @@ import pytest_asyncio
 from gridloop_city import City, load_city
 from gridloop_contracts import Envelope, to_binary
 from gridloop_contracts.inbound import ReportV1
-from gridloop_runtime.devstack import LocalNatsCluster
-from gridloop_runtime.launcher import Stack
-from gridloop_runtime.testing import load_module, wait_for
+from gridloop_devkit.devstack import LocalNatsCluster
+from gridloop_devkit.launcher import Stack
+from gridloop_devkit.testing import load_module, wait_for
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 

@@ -21,8 +21,8 @@ import nats
 import pytest
 import pytest_asyncio
 from gridloop_city import City, load_city
-from gridloop_runtime.launcher import Stack
-from gridloop_runtime.testing import load_module, wait_for
+from gridloop_devkit.launcher import Stack
+from gridloop_devkit.testing import load_module, wait_for
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from .test_e2e_cluster import KIT, ROOT, Traffic

@@ -21,8 +21,8 @@ import pytest
 import pytest_asyncio
 from gridloop_city import City, load_city
 from gridloop_contracts.inbound import DetectionV1, ReportV1
-from gridloop_runtime.launcher import SERVICES, Stack
-from gridloop_runtime.testing import wait_for
+from gridloop_devkit.launcher import SERVICES, Stack
+from gridloop_devkit.testing import wait_for
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from .conftest import move_clock

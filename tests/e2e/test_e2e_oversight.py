@@ -24,8 +24,8 @@ import pytest
 import pytest_asyncio
 from gridloop_city import City, load_city
 from gridloop_contracts.inbound import ReportV1
-from gridloop_runtime.launcher import Stack
-from gridloop_runtime.testing import wait_for
+from gridloop_devkit.launcher import Stack
+from gridloop_devkit.testing import wait_for
 
 from .conftest import clock_offset, move_clock
 from .loop import ROOT, Loop, now, open_loop

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import httpx
-from gridloop_runtime.launcher import Stack
+from gridloop_devkit.launcher import Stack
 
 
 def test_all_services_ready(stack: Stack) -> None:

@@ -16,9 +16,9 @@ import nats
 import pytest
 import pytest_asyncio
 from gridloop_city import City
-from gridloop_runtime.devstack import LocalSmtp
-from gridloop_runtime.launcher import Stack
-from gridloop_runtime.testing import load_module, wait_for
+from gridloop_devkit.devstack import LocalSmtp
+from gridloop_devkit.launcher import Stack
+from gridloop_devkit.testing import load_module, wait_for
 
 from .loop import KIT, ROOT, Loop, centre
 

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gridloop_runtime.devstack import LocalPostgres
-from gridloop_runtime.launcher import Stack
-from gridloop_runtime.testing import process_stack
+from gridloop_devkit.devstack import LocalPostgres
+from gridloop_devkit.launcher import Stack
+from gridloop_devkit.testing import process_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 # Each kit: a directory with package.json, package-lock.json and the script.

@@ -25,8 +25,8 @@ import httpx
 import pytest
 import pytest_asyncio
 from gridloop_city import City, load_city
-from gridloop_runtime.launcher import Stack
-from gridloop_runtime.testing import wait_for
+from gridloop_devkit.launcher import Stack
+from gridloop_devkit.testing import wait_for
 
 from .conftest import ROOT
 

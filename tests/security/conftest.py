@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from gridloop_city import City, load_city
+from gridloop_devkit.devstack import LocalPostgres
+from gridloop_devkit.launcher import SERVICES, Stack
+from gridloop_devkit.testing import process_stack
 from gridloop_runtime.auth import AuthSettings, issue_token
-from gridloop_runtime.devstack import LocalPostgres
-from gridloop_runtime.launcher import SERVICES, Stack
-from gridloop_runtime.testing import process_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 

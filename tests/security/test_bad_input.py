@@ -12,8 +12,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from gridloop_devkit.launcher import SERVICES, Stack
 from gridloop_runtime.auth import ROLES, AuthSettings, issue_token
-from gridloop_runtime.launcher import SERVICES, Stack
 
 STACK_ENV = {"RATE_LIMIT_CLIENT_PER_S": "0", "RATE_LIMIT_PUBLIC_PER_S": "0"}
 STACK_SERVICES = (*SERVICES, "console")

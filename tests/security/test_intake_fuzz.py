@@ -11,9 +11,9 @@ from typing import Any
 import nats
 from gridloop_contracts import decode
 from gridloop_contracts.inbound import ReportV1
+from gridloop_devkit.testing import running, settings_for, wait_for
 from gridloop_intake.bootstrap import definition
 from gridloop_intake.settings import IntakeSettings
-from gridloop_runtime.testing import running, settings_for, wait_for
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 

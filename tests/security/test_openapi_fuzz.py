@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import schemathesis
+from gridloop_devkit.launcher import SERVICES, Stack
 from gridloop_runtime.auth import ROLES, AuthSettings, issue_token
-from gridloop_runtime.launcher import SERVICES, Stack
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable

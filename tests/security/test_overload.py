@@ -14,11 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
+from gridloop_devkit.devstack import LocalNats
+from gridloop_devkit.testing import running, settings_for, wait_for
 from gridloop_intake.bootstrap import definition
 from gridloop_intake.settings import IntakeSettings
-from gridloop_runtime.devstack import LocalNats
 from gridloop_runtime.service import Runtime
-from gridloop_runtime.testing import running, settings_for, wait_for
 
 DEMO_CITY = Path(__file__).resolve().parents[2] / "data" / "demo-city"
 OPEN311 = "/open311/v2"

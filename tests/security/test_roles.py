@@ -18,9 +18,9 @@ import httpx
 import pytest
 import pytest_asyncio
 from gridloop_city import City
+from gridloop_devkit.launcher import Stack
+from gridloop_devkit.testing import wait_for
 from gridloop_runtime.auth import issue_token
-from gridloop_runtime.launcher import Stack
-from gridloop_runtime.testing import wait_for
 
 from .conftest import Tokens
 

@@ -9,10 +9,10 @@ from typing import Any, ClassVar
 
 import pytest
 from gridloop_contracts import Envelope, Event, to_binary
+from gridloop_devkit.testing import http_client, running, settings_for, wait_for
 from gridloop_runtime.consumer import ConsumerSpec
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import ServiceDefinition
-from gridloop_runtime.testing import http_client, running, settings_for, wait_for
 
 MIGRATIONS = Path(__file__).parent / "sql"
 ADMIN = {"X-User": "admin"}

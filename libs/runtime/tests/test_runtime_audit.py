@@ -10,13 +10,13 @@ from typing import Annotated, Any
 import asyncpg
 import pytest
 from fastapi import APIRouter, Depends, Request
+from gridloop_devkit.testing import http_client, running, settings_for
 from gridloop_runtime import access, audit
 from gridloop_runtime.auth import CurrentPrincipal, Principal, lookup_from, require
 from gridloop_runtime.commands import CommandBody, Refusal, run_command
 from gridloop_runtime.inputs import JSONRoute
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import ServiceDefinition, runtime_of
-from gridloop_runtime.testing import http_client, running, settings_for
 
 MIGRATIONS = Path(__file__).parent / "sql"
 

@@ -11,10 +11,10 @@ import nats
 import pytest
 from fastapi import APIRouter, Request
 from gridloop_contracts import Envelope, Event, decode, to_binary
+from gridloop_devkit.testing import http_client, running, settings_for, wait_for
 from gridloop_runtime.consumer import ConsumerSpec, Handler
 from gridloop_runtime.outbox import OutboxRelay, Publisher, Work
 from gridloop_runtime.service import ServiceDefinition, runtime_of
-from gridloop_runtime.testing import http_client, running, settings_for, wait_for
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 

@@ -10,8 +10,8 @@ from typing import Any
 import asyncpg
 import nats
 import pytest
+from gridloop_devkit.testing import running, settings_for, wait_for
 from gridloop_runtime.outbox import Committed, publish_rows
-from gridloop_runtime.testing import running, settings_for, wait_for
 
 from .test_runtime_bus import echo_definition
 from .test_runtime_faults import _fetch_is, publish_pings

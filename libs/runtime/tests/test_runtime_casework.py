@@ -12,13 +12,13 @@ from typing import ClassVar, cast
 
 import nats
 from gridloop_contracts import Envelope, Event, to_binary
+from gridloop_devkit.testing import running, settings_for, wait_for
 from gridloop_runtime.casework import Inbound, Rules, apply_batch
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.consumer import ConsumerSpec
 from gridloop_runtime.db import Conn
 from gridloop_runtime.service import ServiceDefinition
 from gridloop_runtime.step import Step, Timer, TimerOp, plan_timer_ops
-from gridloop_runtime.testing import running, settings_for, wait_for
 
 MIGRATIONS = Path(__file__).parent / "sql_tally"
 T0 = datetime(2026, 12, 1, 9, tzinfo=UTC)

@@ -13,9 +13,9 @@ import nats
 import nats.errors
 import nats.js.errors
 from gridloop_contracts.subjects import STREAMS
+from gridloop_devkit.devstack import LocalNatsCluster
+from gridloop_devkit.testing import wait_for
 from gridloop_runtime import bus
-from gridloop_runtime.devstack import LocalNatsCluster
-from gridloop_runtime.testing import wait_for
 
 
 async def test_streams_are_created_r3_on_a_cluster_that_has_just_started(

@@ -16,13 +16,13 @@ from typing import Any
 import httpx
 import pytest
 from gridloop_contracts.problems import Refusal
+from gridloop_devkit.devstack import LocalObjectStore
+from gridloop_devkit.testing import http_client, photo_bytes, running, settings_for
 from gridloop_runtime import evidence as ev
 from gridloop_runtime.auth import Principal, lookup_from
-from gridloop_runtime.devstack import LocalObjectStore
 from gridloop_runtime.evidence import Evidence
 from gridloop_runtime.service import Runtime, ServiceDefinition
 from gridloop_runtime.settings import EvidenceSettings
-from gridloop_runtime.testing import http_client, photo_bytes, running, settings_for
 from PIL import Image
 
 MIGRATIONS = Path(__file__).parent / "sql"

@@ -12,9 +12,9 @@ import asyncpg
 import nats
 import pytest
 from gridloop_contracts import Envelope, to_binary
+from gridloop_devkit.devstack import LocalNats, LocalPostgres, free_port
+from gridloop_devkit.testing import running, settings_for, wait_for
 from gridloop_runtime.consumer import ConsumerSpec
-from gridloop_runtime.devstack import LocalNats, LocalPostgres, free_port
-from gridloop_runtime.testing import running, settings_for, wait_for
 
 from .test_runtime_bus import Pinged, echo_definition, record_ping
 

@@ -12,12 +12,12 @@ from typing import Any, ClassVar
 
 import nats
 from gridloop_contracts import Envelope, Event, to_binary
+from gridloop_devkit.testing import running, settings_for, wait_for
 from gridloop_runtime import bus, metrics
 from gridloop_runtime.bus import Feed
 from gridloop_runtime.consumer import ConsumerSpec, Permanent, from_gridloop
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime, ServiceDefinition
-from gridloop_runtime.testing import running, settings_for, wait_for
 from nats.js.api import AckPolicy, ConsumerConfig
 
 MIGRATIONS = Path(__file__).parent / "sql"

@@ -6,8 +6,8 @@ import io
 from datetime import UTC, timedelta, timezone
 
 import pytest
+from gridloop_devkit.testing import photo_bytes
 from gridloop_runtime import media
-from gridloop_runtime.testing import photo_bytes
 from PIL import Image
 
 BEIJING = timezone(timedelta(hours=8))

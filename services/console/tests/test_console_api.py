@@ -18,8 +18,8 @@ from fastapi.responses import JSONResponse
 from gridloop_console.app import Console, create_app
 from gridloop_console.events import EventHub, may_see, summarise
 from gridloop_console.settings import ConsoleSettings
+from gridloop_devkit.testing import wait_for
 from gridloop_runtime.auth import AuthSettings, Principal, issue_token
-from gridloop_runtime.testing import wait_for
 
 DEMO_CITY = Path(__file__).resolve().parents[3] / "data" / "demo-city"
 CELL = "1101010010010013"  # in community 110101001001, sub-district 110101001

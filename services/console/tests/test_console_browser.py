@@ -21,9 +21,9 @@ from typing import Any
 import httpx
 import pytest
 from gridloop_city import City, load_city
-from gridloop_runtime.devstack import LocalPostgres
-from gridloop_runtime.launcher import SERVICES
-from gridloop_runtime.testing import process_stack
+from gridloop_devkit.devstack import LocalPostgres
+from gridloop_devkit.launcher import SERVICES
+from gridloop_devkit.testing import process_stack
 
 ROOT = Path(__file__).resolve().parents[3]
 SHOTS = ROOT / "test-artifacts" / "console"

@@ -22,9 +22,9 @@ import httpx
 import pytest
 from gridloop_city import City, load_city
 from gridloop_console.geo import likely_categories
-from gridloop_runtime.devstack import LocalPostgres
-from gridloop_runtime.launcher import SERVICES, Stack
-from gridloop_runtime.testing import photo_bytes, process_stack
+from gridloop_devkit.devstack import LocalPostgres
+from gridloop_devkit.launcher import SERVICES, Stack
+from gridloop_devkit.testing import photo_bytes, process_stack
 
 ROOT = Path(__file__).resolve().parents[3]
 SHOTS = ROOT / "test-artifacts" / "handheld"

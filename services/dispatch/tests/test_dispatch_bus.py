@@ -20,6 +20,7 @@ import yaml
 from gridloop_city.versions import digest, release
 from gridloop_contracts import Attachment, Envelope, MaskedReporter, to_binary
 from gridloop_contracts import cases as ev
+from gridloop_devkit.testing import EventTap, http_client, running, settings_for, wait_for
 from gridloop_dispatch import repository as repo
 from gridloop_dispatch.bootstrap import definition
 from gridloop_dispatch.domain import chasing
@@ -28,7 +29,6 @@ from gridloop_runtime.auth import AuthSettings, issue_token
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.livecity import announce
 from gridloop_runtime.service import Runtime
-from gridloop_runtime.testing import EventTap, http_client, running, settings_for, wait_for
 from nats.js import JetStreamContext
 from prometheus_client import REGISTRY
 

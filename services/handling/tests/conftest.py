@@ -17,11 +17,11 @@ import pytest
 from gridloop_contracts import Attachment, Envelope, Event, Location, to_binary
 from gridloop_contracts import cases as ev
 from gridloop_contracts.department import CommandAnswerV1
+from gridloop_devkit.testing import EventTap, http_client, running, settings_for, wait_for
 from gridloop_handling.bootstrap import definition
 from gridloop_handling.settings import HandlingSettings
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.service import Runtime
-from gridloop_runtime.testing import EventTap, http_client, running, settings_for, wait_for
 from nats.aio.client import Client
 
 # Monday 23 November 2026, 10:00 in Beijing: a working day, inside office hours.

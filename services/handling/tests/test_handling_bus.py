@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from gridloop_contracts import CaseStatus, Envelope, decode
 from gridloop_contracts import cases as ev
+from gridloop_devkit.testing import wait_for
 from gridloop_runtime.auth import AuthSettings, issue_token
 from gridloop_runtime.outbox import Work
-from gridloop_runtime.testing import wait_for
 
 if TYPE_CHECKING:
     from .conftest import Harness

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gridloop_contracts import cases as ev
+from gridloop_devkit.testing import wait_for
 from gridloop_handling.handlers import reply_subject
-from gridloop_runtime.testing import wait_for
 
 if TYPE_CHECKING:
     from .conftest import Harness

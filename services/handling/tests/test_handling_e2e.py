@@ -22,6 +22,7 @@ import pytest
 from gridloop_contracts import Attachment, Envelope, Location, to_binary
 from gridloop_contracts import cases as ev
 from gridloop_contracts.department import CaseSummary, TaskAssigned
+from gridloop_devkit.testing import EventTap, http_client, running, settings_for, wait_for
 from gridloop_dispatch.bootstrap import definition as dispatch_definition
 from gridloop_dispatch.settings import DispatchSettings
 from gridloop_handling.bootstrap import definition as handling_definition
@@ -30,7 +31,6 @@ from gridloop_runtime import bus
 from gridloop_runtime.bus import Feed
 from gridloop_runtime.service import Runtime, ServiceDefinition
 from gridloop_runtime.settings import ServiceSettings
-from gridloop_runtime.testing import EventTap, http_client, running, settings_for, wait_for
 from gridloop_verify.bootstrap import definition as verify_definition
 from gridloop_verify.settings import VerifySettings
 from nats.aio.client import Client

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 
 from gridloop_contracts import cases as ev
-from gridloop_runtime.testing import photo_bytes
+from gridloop_devkit.testing import photo_bytes
 
 from .conftest import Harness
 

@@ -21,13 +21,13 @@ import pytest
 from gridloop_contracts import Envelope, to_binary
 from gridloop_contracts import cases as ev
 from gridloop_contracts.department import CaseSummary, TaskAssigned
+from gridloop_devkit.devstack import LocalNats
+from gridloop_devkit.testing import EventTap, running, settings_for, wait_for
 from gridloop_handling.bootstrap import definition
 from gridloop_handling.settings import HandlingSettings
 from gridloop_runtime import bus
 from gridloop_runtime.bus import Feed
 from gridloop_runtime.clock import FakeClock
-from gridloop_runtime.devstack import LocalNats
-from gridloop_runtime.testing import EventTap, running, settings_for, wait_for
 from nats.aio.client import Client
 
 HERE = Path(__file__).resolve().parent

@@ -14,13 +14,13 @@ import pytest
 from gridloop_city import City
 from gridloop_contracts import Envelope, Event, to_binary, to_structured
 from gridloop_contracts.envelope import STRUCTURED
+from gridloop_devkit.testing import EventTap, http_client, running, settings_for, wait_for
 from gridloop_intake.bootstrap import definition
 from gridloop_intake.context import Intake
 from gridloop_intake.settings import IntakeSettings
 from gridloop_runtime.auth import AuthSettings, issue_token
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.service import Runtime
-from gridloop_runtime.testing import EventTap, http_client, running, settings_for, wait_for
 from nats.js import JetStreamContext
 
 # Monday 23 November 2026, 10:00 in Beijing: a working day, inside office hours.

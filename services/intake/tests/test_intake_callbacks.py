@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from gridloop_runtime.testing import wait_for
+from gridloop_devkit.testing import wait_for
 
 from .test_intake_casefile import T0, run_loop
 

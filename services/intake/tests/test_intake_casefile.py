@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from gridloop_contracts import Location
 from gridloop_contracts import cases as ev
 from gridloop_contracts.inbound import RatingV1, ReportV1
-from gridloop_runtime.testing import wait_for
+from gridloop_devkit.testing import wait_for
 
 if TYPE_CHECKING:
     from .conftest import Harness

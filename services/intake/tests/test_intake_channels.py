@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from gridloop_contracts import Envelope, Location, to_binary
 from gridloop_contracts.inbound import DetectionV1, Reporter, ReportV1
-from gridloop_runtime.testing import wait_for
+from gridloop_devkit.testing import wait_for
 
 if TYPE_CHECKING:
     from .conftest import Harness

@@ -11,11 +11,11 @@ from typing import Any
 
 import nats
 from gridloop_contracts import CaseEvidenceAdded, CaseReported
+from gridloop_devkit.devstack import LocalObjectStore
+from gridloop_devkit.testing import photo_bytes, running, settings_for
 from gridloop_intake.bootstrap import definition
 from gridloop_intake.settings import IntakeSettings
 from gridloop_runtime.clock import FakeClock
-from gridloop_runtime.devstack import LocalObjectStore
-from gridloop_runtime.testing import photo_bytes, running, settings_for
 
 from .conftest import DEMO_CITY, T0, Harness
 

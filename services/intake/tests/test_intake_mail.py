@@ -11,12 +11,12 @@ from email.message import EmailMessage
 
 import nats
 import pytest
+from gridloop_devkit.devstack import LocalSmtp
+from gridloop_devkit.testing import running, settings_for, wait_for
 from gridloop_intake.bootstrap import definition
 from gridloop_intake.context import Intake
 from gridloop_intake.settings import IntakeSettings
 from gridloop_runtime.clock import FakeClock
-from gridloop_runtime.devstack import LocalSmtp
-from gridloop_runtime.testing import running, settings_for, wait_for
 
 from .conftest import DEMO_CITY, T0, Harness
 from .test_intake_casefile import run_loop

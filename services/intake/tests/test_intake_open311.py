@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from xml.etree import ElementTree as ET
 
 from gridloop_contracts import cases as ev
-from gridloop_runtime.testing import wait_for
+from gridloop_devkit.testing import wait_for
 
 if TYPE_CHECKING:
     from .conftest import Harness

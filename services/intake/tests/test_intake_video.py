@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from gridloop_contracts import cases as ev
 from gridloop_contracts.inbound import DetectionV1
-from gridloop_runtime.testing import wait_for
+from gridloop_devkit.testing import wait_for
 
 if TYPE_CHECKING:
     from .conftest import Harness

@@ -20,9 +20,9 @@ from gridloop_city import load_city
 from gridloop_contracts import Actor, Envelope, to_binary
 from gridloop_contracts import cases as ev
 from gridloop_contracts.scores import ScorePublishedV1
+from gridloop_devkit.testing import EventTap, http_client, running, settings_for, wait_for
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.service import Runtime
-from gridloop_runtime.testing import EventTap, http_client, running, settings_for, wait_for
 from gridloop_scoring import replay
 from gridloop_scoring.bootstrap import definition
 from gridloop_scoring.context import fold_context

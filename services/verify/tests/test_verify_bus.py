@@ -15,10 +15,10 @@ import nats
 import pytest
 from gridloop_contracts import Attachment, Envelope, to_binary
 from gridloop_contracts import cases as ev
+from gridloop_devkit.testing import EventTap, http_client, running, settings_for, wait_for
 from gridloop_runtime.auth import AuthSettings, issue_token
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.service import Runtime
-from gridloop_runtime.testing import EventTap, http_client, running, settings_for, wait_for
 from gridloop_verify.bootstrap import definition
 from gridloop_verify.settings import VerifySettings
 from nats.js import JetStreamContext

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from gridloop_contracts import cases as ev
-from gridloop_runtime.testing import photo_bytes
+from gridloop_devkit.testing import photo_bytes
 
 from .test_verify_bus import DEPT_USER, LEAD, OTHER_SUP, SUP, Harness, started
 
