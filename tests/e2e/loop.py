@@ -186,6 +186,8 @@ async def open_loop(stack: Stack, city: City) -> AsyncIterator[Loop]:
         yield lp
     finally:
         stop.set()
-        await asyncio.gather(*kits, return_exceptions=True)
+        _, running = await asyncio.wait(kits, timeout=30)
+        for k in running:  # a kit that did not stop in time is not this module's result
+            k.cancel()
         await lp.http.aclose()
         await nc.close()

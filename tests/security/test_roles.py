@@ -97,6 +97,16 @@ class World:
         self.checked.append(f"{action}: {allowed} → {allowed_status}")
         return r
 
+    async def in_handling(self, dept: str, case_id: str, staff: str) -> None:
+        """handling has the department's task: it hears case.dispatched after dispatch does,
+        so a department acting the moment dispatch shows the task can be a step ahead."""
+
+        async def known() -> bool:
+            path = f"/departments/{dept}/cases/{case_id}"
+            return (await self.call("GET", "handling", path, self.t.of(staff))).status_code == 200
+
+        await wait_for(known, timeout=45, what=f"handling to have {case_id} for {dept}")
+
     async def status(self, case_id: str) -> str:
         return str((await self.get("intake", f"/cases/{case_id}", "op-01"))["status"])
 
@@ -231,6 +241,7 @@ async def test_each_role_boundary_is_enforced_by_the_service_that_owns_the_actio
     )
 
     # -- handling: a department acts on its own cases only ------------------------------------
+    await w.in_handling(dept, case_id, staff)
     path = f"/departments/{dept}/cases/{case_id}"
     not_department = [
         Refused("dispatcher", t.of("disp-01"), 403, "forbidden"),
@@ -438,6 +449,7 @@ async def test_every_read_of_a_case_follows_the_territory_and_role_of_its_comman
     dept = (await wait_for(dispatched, timeout=45, what="the case dispatched"))["tasks"][0]["dept"]
     staff = department_user(city, dept)
     stranger = department_user(city, "water" if dept != "water" else "gas")
+    await w.in_handling(dept, case_id, staff)
     path = f"/departments/{dept}/cases/{case_id}"
     assert (await w.call("POST", "handling", f"{path}/sign", t.of(staff))).status_code == 200
     result = {"result": "已清理", "evidence": [{"url": "https://evidence.example/r.jpg"}]}

@@ -238,8 +238,10 @@ async def run(
     finally:
         for job in jobs:
             job.cancel()
-        await asyncio.gather(*jobs, return_exceptions=True)
-        await nc.close()
+        if jobs:  # a job waiting on an answer ends at its next await; never wait for ever
+            await asyncio.wait(jobs, timeout=5)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.close(), timeout=5)
 
 
 def _from_gridloop(headers: dict[str, str], body: bytes) -> dict[str, Any] | None:
