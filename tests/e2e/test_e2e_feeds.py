@@ -113,13 +113,16 @@ async def test_the_console_and_the_department_feeds_hear_each_event_once(
         await traffic.all_closed(timeout=90)
 
         # Every outbox sends again all it had sent, as if each replica had died between
-        # publishing and marking: JetStream drops the copies, the console hears them.
+        # publishing and marking: JetStream drops the copies, the console hears them. Counted:
+        # the rows already marked sent. A row published but not yet marked (a publisher marks
+        # a quarter second at a time) may be marked after this and not sent again.
         again = 0
         for schema in SCHEMAS:
             async with db.transaction():
                 again += int(
                     await db.fetchval(
-                        f"SELECT count(*) FROM {schema}.outbox WHERE subject LIKE 'case.%'"
+                        f"SELECT count(*) FROM {schema}.outbox "
+                        "WHERE subject LIKE 'case.%' AND sent_at IS NOT NULL"
                     )
                 )
                 await db.execute(f"UPDATE {schema}.outbox SET sent_at = NULL")

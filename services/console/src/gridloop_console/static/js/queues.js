@@ -468,5 +468,15 @@ export async function renderQueues(screen, app) {
     else load(s).catch((err) => clear(s.body, el("div", { class: "error" }, err.message)));
   };
   const refresh = () => sections.forEach(([s, load]) => refreshOne(s, load));
-  app.onLive(refresh);
+  // The queues are the services' read models, which hear an event through their own
+  // consumers, at times after the live feed: look again a moment after each event, and every
+  // 10 s while the screen is shown, so a queue never stays behind.
+  app.onLive(() => {
+    refresh();
+    setTimeout(refresh, 2000);
+  });
+  const every = setInterval(() => {
+    if (!sections.some(([s]) => s.card.isConnected)) clearInterval(every);
+    else if (document.visibilityState === "visible") refresh();
+  }, 10000);
 }
