@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import nats
@@ -136,6 +137,12 @@ def centre(city: City, cell: str) -> dict[str, float]:
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def city_today(city: City) -> str:
+    """Today in the city's own time zone: the day scoring's "day" periods count in (after 16:00
+    UTC it is already tomorrow in Beijing)."""
+    return datetime.now(ZoneInfo(city.district.timezone)).date().isoformat()
 
 
 async def patrol_report(loop: Loop, tag: str, description: str) -> tuple[str, str]:

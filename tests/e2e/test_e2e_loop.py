@@ -30,6 +30,7 @@ from .loop import (
     ROOT,
     Loop,
     centre,
+    city_today,
     now,
     open_loop,
     patrol_report,
@@ -52,6 +53,8 @@ async def loop(stack: Stack, city: City) -> AsyncIterator[Loop]:
 
 
 async def test_patrol_report_runs_the_whole_loop_to_closed_and_scored(loop: Loop) -> None:
+    # scoring's days are the city's (Beijing) days; the case may cross midnight while it runs
+    first_day = city_today(loop.city)
     ext, case_id = await patrol_report(loop, "patrol", "人行道暴露垃圾")
     # auto-accepted (trusted supervisor) → dispatched → the sanitation kit signs and handles
     await loop.wait_status(case_id, "handled", "verifying")
@@ -64,17 +67,20 @@ async def test_patrol_report_runs_the_whole_loop_to_closed_and_scored(loop: Loop
     assert statuses[-1] == "closed"
 
     async def scored() -> bool:
-        rows = await loop.get(
-            "scoring",
-            "/drilldown",
-            "eval-01",
-            subject_kind="department",
-            subject="sanitation",
-            measure="handled",
-            period="day",
-            date=now().date().isoformat(),
-        )
-        return case_id in json.dumps(rows["parts"])
+        for day in sorted({first_day, city_today(loop.city)}):
+            rows = await loop.get(
+                "scoring",
+                "/drilldown",
+                "eval-01",
+                subject_kind="department",
+                subject="sanitation",
+                measure="handled",
+                period="day",
+                date=day,
+            )
+            if case_id in json.dumps(rows["parts"]):
+                return True
+        return False
 
     await wait_for(scored, timeout=30, what="the closed case in the department's scores")
 
@@ -84,17 +90,20 @@ async def test_patrol_report_runs_the_whole_loop_to_closed_and_scored(loop: Loop
     )
 
     async def rated() -> bool:
-        rows = await loop.get(
-            "scoring",
-            "/drilldown",
-            "eval-01",
-            subject_kind="department",
-            subject="sanitation",
-            measure="satisfied",
-            period="day",
-            date=now().date().isoformat(),
-        )
-        return case_id in json.dumps(rows["parts"])
+        for day in sorted({first_day, city_today(loop.city)}):
+            rows = await loop.get(
+                "scoring",
+                "/drilldown",
+                "eval-01",
+                subject_kind="department",
+                subject="sanitation",
+                measure="satisfied",
+                period="day",
+                date=day,
+            )
+            if case_id in json.dumps(rows["parts"]):
+                return True
+        return False
 
     await wait_for(rated, timeout=30, what="the rating in the department's satisfaction")
 
