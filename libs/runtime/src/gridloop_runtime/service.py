@@ -26,7 +26,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import bus, db, limits, tracing
+from . import bus, db, limits, statistics, tracing
 from . import logging as glog
 from .audit import AuditMiddleware
 from .auth import Authenticator, AuthSettings, UserLookup
@@ -207,6 +207,13 @@ class Runtime:
         for bg in self.definition.background:
             self._spawn(bg(self, self.stop_event), getattr(bg, "__name__", "background"))
         self._spawn(self._watch_lag(), "lag")
+        if s.db_analyse_every_s > 0:
+            self._spawn(
+                statistics.keep_current(
+                    self.pool, self.schema, s.db_analyse_every_s, self.stop_event
+                ),
+                "statistics",
+            )
         self.started = True
         log.info("service started", service=self.definition.name)
 
