@@ -16,7 +16,7 @@ CANCEL_PLAN = (
 )
 
 
-async def _cancel_plan(conn: asyncpg.Connection) -> str:
+async def _cancel_plan(conn: db.Conn) -> str:
     rows = await conn.fetch(CANCEL_PLAN, ["chase"], ["case-17"])
     return "\n".join(r[0] for r in rows)
 
