@@ -110,7 +110,7 @@ class Runtime:
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
-        tracing.setup(self.definition.name, s.otel_exporter)
+        tracing.setup(self.definition.name, s.otel_exporter, s.service_instance)
         self.pool = await db.create_pool(
             s.database_url, self.schema, min_size=s.db_pool_min, max_size=s.db_pool_max
         )
@@ -253,6 +253,10 @@ class Runtime:
         if self.definition.evidence is not None:
             with contextlib.suppress(Exception):
                 await self.definition.evidence.close()
+        # the spans of the last batches, before the process goes (a thread: the exporter's
+        # HTTP call blocks)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(tracing.flush)
         self.started = False
         log.info("service stopped", service=self.definition.name)
 
