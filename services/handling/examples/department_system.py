@@ -182,9 +182,7 @@ async def run(
             await asyncio.sleep(delay)
             await report_result(case, key)
 
-    async def on_message(
-        event: str, data: dict[str, Any], key: str, trace: dict[str, str]
-    ) -> None:
+    async def on_message(event: str, data: dict[str, Any], key: str, trace: dict[str, str]) -> None:
         if event == "answer":
             future = waiting.get(str(data.get("command_id")))
             if future is not None and not future.done():
