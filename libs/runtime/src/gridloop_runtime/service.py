@@ -34,6 +34,7 @@ from .casework import Rules
 from .clock import Clock, OffsetFileClock, SystemClock
 from .commands import install_refusal_handler
 from .consumer import Consumer, ConsumerSpec
+from .db import Conn
 from .inputs import check_routes
 from .limits import ClientKey, InFlightCap, Limiter
 from .outbox import OutboxRelay, Publisher, UnitOfWorkFactory
@@ -72,6 +73,8 @@ class ServiceDefinition:
     # uploads of photos and voice notes (gridloop_runtime.evidence): its table, its store
     # client and its routes
     evidence: Evidence | None = None
+    # gauges read from the service's tables when /metrics is scraped (cases by state, overdue)
+    gauges: Sequence[Callable[[Conn], Awaitable[None]]] = ()
 
 
 class Runtime:
@@ -321,6 +324,8 @@ class Runtime:
                         backlog = await conn.fetchval(
                             "SELECT count(*) FROM outbox WHERE sent_at IS NULL"
                         )
+                        for gauge in self.definition.gauges:
+                            await gauge(conn)
                     from .metrics import OUTBOX_BACKLOG
 
                     OUTBOX_BACKLOG.labels(self.definition.name).set(backlog)
