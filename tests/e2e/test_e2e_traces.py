@@ -8,6 +8,7 @@ the outbox, the bus and the department's commands."""
 from __future__ import annotations
 
 import gzip
+import re
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -209,3 +210,32 @@ async def test_one_report_is_one_trace_from_intake_to_verify(
     assert by_id[verify.parent_id] == handled
     # the department's command continued the trace of the assignment dispatch sent it
     assert by_id[handled.parent_id].service == "dispatch"
+
+
+async def test_intake_exports_what_the_dashboard_reads(loop: Loop) -> None:
+    """The dashboard's intake panels (deploy/grafana): reports in by channel, open cases by
+    state and overdue, read from the case file at each scrape of /metrics."""
+    _, case_id = await patrol_report(loop, "scraped", "人行道暴露垃圾")
+    await loop.wait_status(case_id, "dispatched", "signed", "handled", "verifying")
+    line = re.compile(
+        r'^gridloop_(reports_total\{channel="patrol"\}|cases\{state="(\w+)"\}) (\S+)$'
+    )
+
+    async def scraped() -> dict[str, float] | None:
+        found: dict[str, float] = {}
+        for url in loop.stack.urls("intake"):
+            text = (await loop.http.get(url + "/metrics")).text
+            for m in map(line.match, text.splitlines()):
+                if m:
+                    key = m[2] or "patrol reports"
+                    found[key] = max(found.get(key, 0.0), float(m[3]))
+            if 'gridloop_overdue_cases{service="intake"}' not in text:
+                return None
+        return found if found.get("patrol reports", 0) >= 1 else None
+
+    found = await wait_for(scraped, timeout=30, what="intake's metrics")
+    # every open state is exported (0 or more); the ended ones are not
+    assert {"received", "dispatched", "verifying"} <= set(found), found
+    assert "closed" not in found
+    # this module's cases are still open (the first is closed), one at least in the loop
+    assert sum(v for k, v in found.items() if k != "patrol reports") >= 1, found
