@@ -71,3 +71,17 @@ def test_a_step_without_a_span_of_its_own_carries_the_current_context() -> None:
         env = step.emit(Pinged(case_id="C-1"))
         current = tracing.current_headers()
     assert env.extensions == current
+
+
+def test_without_spans_a_message_passes_its_senders_trace_on() -> None:
+    headers = {
+        "ce-id": "e-1",
+        "traceparent": f"00-{TRACE}-{SPAN}-01",
+        "tracestate": "vendor=1",
+        "Nats-Msg-Id": "e-1",
+    }
+    assert tracing.carried(headers) == {
+        "traceparent": f"00-{TRACE}-{SPAN}-01",
+        "tracestate": "vendor=1",
+    }
+    assert tracing.carried(None) == {}

@@ -371,10 +371,14 @@ class Consumer:
                     works.append(work)
                     if env is not None:
                         # each message's span continues its sender's trace; the events
-                        # its work emits name that span as their parent
-                        span = _consume_span(msg, env)
-                        spans.append(span)
-                        work.trace = tracing.span_headers(span)
+                        # its work emits name that span as their parent (spans not
+                        # recorded: they carry the sender's trace context on)
+                        if tracing.recording():
+                            span = _consume_span(msg, env)
+                            spans.append(span)
+                            work.trace = tracing.span_headers(span)
+                        else:
+                            work.trace = tracing.carried(msg.headers)
                         valid.append((work, env))
                 if valid:
                     await self.spec.batch_handler(conn, valid)

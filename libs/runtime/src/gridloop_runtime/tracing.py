@@ -31,6 +31,9 @@ CASE_ID: Final = "gridloop.case_id"
 EVENT_TYPE: Final = "cloudevents.event_type"
 
 _provider: TracerProvider | None = None
+# False with OTEL_EXPORTER=none: no span is recorded, so the hot path opens none of its own
+# (the trace context it was given still travels on with the events it emits)
+_recording = True
 
 
 def setup(service_name: str, exporter: str = "none", instance: str = "") -> None:
@@ -40,7 +43,7 @@ def setup(service_name: str, exporter: str = "none", instance: str = "") -> None
     ids are still made and carried in every message and log line, at a fraction of the cost.
     `otlp` batches the spans (a background thread sends them; the event loop never waits on
     the collector) and a collector that is down costs the spans, never the work."""
-    global _provider
+    global _provider, _recording
     if exporter not in EXPORTERS:
         raise ValueError(f"OTEL_EXPORTER: {exporter!r} is not one of {', '.join(EXPORTERS)}")
     if _provider is not None:
@@ -61,6 +64,18 @@ def setup(service_name: str, exporter: str = "none", instance: str = "") -> None
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     _provider = provider
+    _recording = exporter != "none"
+
+
+def recording() -> bool:
+    """Whether spans are recorded (an exporter is set): a message's own span is worth its
+    cost only then."""
+    return _recording
+
+
+def carried(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The W3C trace headers of an incoming message, to pass on unchanged."""
+    return {k: v for k, v in (headers or {}).items() if k in ("traceparent", "tracestate")}
 
 
 def flush(timeout_s: float = 5.0) -> bool:
