@@ -26,10 +26,11 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import bus, db, limits, tracing
+from . import bus, calendarwatch, db, limits, tracing
 from . import logging as glog
 from .audit import AuditMiddleware
 from .auth import Authenticator, AuthSettings, UserLookup
+from .calendarwatch import CalendarLike
 from .casework import Rules
 from .clock import Clock, OffsetFileClock, SystemClock
 from .commands import install_refusal_handler
@@ -72,6 +73,9 @@ class ServiceDefinition:
     # uploads of photos and voice notes (gridloop_runtime.evidence): its table, its store
     # client and its routes
     evidence: Evidence | None = None
+    # the working calendar in use (it changes on a live reload), for services that compute
+    # deadlines: its horizon is watched (gridloop_runtime.calendarwatch)
+    calendar: Callable[[], CalendarLike] | None = None
 
 
 class Runtime:
@@ -206,6 +210,8 @@ class Runtime:
             self._spawn(self.timer_runner.run(self.stop_event), "timers")
         for bg in self.definition.background:
             self._spawn(bg(self, self.stop_event), getattr(bg, "__name__", "background"))
+        if self.definition.calendar is not None:
+            self._spawn(calendarwatch.watch(self, self.stop_event), "calendar")
         self._spawn(self._watch_lag(), "lag")
         self.started = True
         log.info("service started", service=self.definition.name)

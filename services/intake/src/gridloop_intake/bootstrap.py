@@ -67,6 +67,7 @@ def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
             client_key=open311.client_key,
             on_start=[judge_times_by_intake_clock],
             background=[intake.live(version).background()],
+            calendar=lambda: intake.calendar,
             # Each integrator's durable consumer on NOTIFY (its user may only bind to it).
             feeds=[Feed.integrator(code) for code in sorted(intake.city.sources)],
             evidence=api.case_evidence(intake),
