@@ -197,7 +197,6 @@ def test_2027_follows_the_statutory_rule_provisionally(cal: WorkingCalendar) -> 
 
 def test_the_statutory_holidays_are_the_official_ones_where_both_are_known() -> None:
     import chinese_calendar
-
     from gridloop_city.statutory import qingming, statutory_holidays
 
     for year in (2025, 2026):  # the 2024 rules: 13 days
