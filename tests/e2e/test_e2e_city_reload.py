@@ -132,9 +132,7 @@ async def test_routing_changes_mid_run_and_a_bad_version_is_refused(
                     return False
             return True
 
-        await wait_for(
-            lambda: everywhere("v2"), timeout=30, what="v2 in all five services"
-        )
+        await wait_for(lambda: everywhere("v2"), timeout=30, what="v2 in all five services")
         after = await report(http, stack, city, cells[-1])
         [task] = await tasks(http, stack, after)
         assert task["dept"] == "urban-mgmt"
