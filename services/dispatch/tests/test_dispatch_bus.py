@@ -1119,3 +1119,24 @@ async def test_the_calendars_days_left_are_exported_and_the_alarm_clears_when_en
             False,
         )
         assert REGISTRY.get_sample_value("gridloop_calendar_alarm", {"service": "dispatch"}) == 0
+
+
+async def test_a_deadline_counted_into_a_year_not_yet_entered_is_provisional(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dispatched on the last afternoon of 2026, a deadline that runs into 2027 follows the
+    statutory rule (元旦 off) and says it is provisional; one inside 2026 does not."""
+    new_years_eve = FakeClock(bj(2026, 12, 31, 17, 30))
+    async with started(database_url, nats_url, monkeypatch, clock=new_years_eve) as dispatch:
+        await dispatch.accept(case_id(41), "E0102")
+        late = await dispatch.dispatched(case_id(41))
+        assert at(late["deadline"]) >= bj(2027, 1, 4, 9)  # Friday 1 January is 元旦
+        [task] = (await dispatch.case(case_id(41)))["tasks"]
+        assert task["deadline_provisional"] is True
+
+        dispatch.clock.set(bj(2026, 12, 28, 9))
+        await dispatch.accept(case_id(42), "E0102")
+        early = await dispatch.dispatched(case_id(42))
+        assert at(early["deadline"]) < bj(2027, 1, 1)
+        [task] = (await dispatch.case(case_id(42)))["tasks"]
+        assert task["deadline_provisional"] is False
