@@ -26,7 +26,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import bus, calendarwatch, db, limits, tracing
+from . import bus, calendarwatch, db, limits, statistics, tracing
 from . import logging as glog
 from .audit import AuditMiddleware
 from .auth import Authenticator, AuthSettings, UserLookup
@@ -213,6 +213,13 @@ class Runtime:
         if self.definition.calendar is not None:
             self._spawn(calendarwatch.watch(self, self.stop_event), "calendar")
         self._spawn(self._watch_lag(), "lag")
+        if s.db_analyse_every_s > 0:
+            self._spawn(
+                statistics.keep_current(
+                    self.pool, self.schema, s.db_analyse_every_s, self.stop_event
+                ),
+                "statistics",
+            )
         self.started = True
         log.info("service started", service=self.definition.name)
 

@@ -76,6 +76,9 @@ class ServiceSettings(BaseSettings):
     # committed them (which sends them right after the commit).
     outbox_sweep_grace_s: float = Field(2.0, alias="OUTBOX_SWEEP_GRACE_S")
     timer_poll_s: float = Field(0.5, alias="TIMER_POLL_S")
+    # how often the service analyses its tables whose planner statistics are stale (0: never,
+    # autovacuum alone); see statistics.py
+    db_analyse_every_s: float = Field(30.0, ge=0, alias="DB_ANALYSE_EVERY_S")
     shutdown_grace_s: float = Field(20.0, alias="SHUTDOWN_GRACE_S")
     # a file holding a clock offset in seconds (tests and demos only; unset in production)
     clock_file: str | None = Field(None, alias="CLOCK_FILE")

@@ -25,7 +25,13 @@ def definition(settings: ScoringSettings) -> tuple[ServiceDefinition, Any]:
     rules = casework.rules(scoring.fold)
     assert isinstance(rules.store, FactStore)
     handlers = Handlers(scoring, rules.store)
-    cases = ConsumerSpec("scoring-cases", "CASES", casework.SUBJECTS, rules=rules)
+    cases = ConsumerSpec(
+        "scoring-cases",
+        "CASES",
+        casework.SUBJECTS,
+        rules=rules,
+        linger_s=settings.linger_s,
+    )
 
     async def fold(rt: Runtime, stop: asyncio.Event) -> None:
         assert rt.pool is not None
