@@ -26,10 +26,11 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import bus, db, limits, statistics, tracing
+from . import bus, calendarwatch, db, limits, statistics, tracing
 from . import logging as glog
 from .audit import AuditMiddleware
 from .auth import Authenticator, AuthSettings, UserLookup
+from .calendarwatch import CalendarLike
 from .casework import Rules
 from .clock import Clock, OffsetFileClock, SystemClock
 from .commands import install_refusal_handler
@@ -75,6 +76,9 @@ class ServiceDefinition:
     evidence: Evidence | None = None
     # gauges read from the service's tables when /metrics is scraped (cases by state, overdue)
     gauges: Sequence[Callable[[Conn], Awaitable[None]]] = ()
+    # the working calendar in use (it changes on a live reload), for services that compute
+    # deadlines: its horizon is watched (gridloop_runtime.calendarwatch)
+    calendar: Callable[[], CalendarLike] | None = None
 
 
 class Runtime:
@@ -209,6 +213,8 @@ class Runtime:
             self._spawn(self.timer_runner.run(self.stop_event), "timers")
         for bg in self.definition.background:
             self._spawn(bg(self, self.stop_event), getattr(bg, "__name__", "background"))
+        if self.definition.calendar is not None:
+            self._spawn(calendarwatch.watch(self, self.stop_event), "calendar")
         self._spawn(self._watch_lag(), "lag")
         if s.db_analyse_every_s > 0:
             self._spawn(

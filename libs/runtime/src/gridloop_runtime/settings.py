@@ -42,6 +42,10 @@ class ServiceSettings(BaseSettings):
     # Released versions of the city's data (gridloop_city.versions): when set and holding a
     # CURRENT version, the services start on it and follow `city.updated`; empty: off.
     city_versions_dir: str = Field("", alias="CITY_VERSIONS_DIR")
+    # The working calendar's alarm (calendarwatch): on when it is official for fewer days
+    # ahead than this; the horizon is looked at again this often (and at start-up).
+    calendar_alarm_days: int = Field(90, ge=1, alias="CALENDAR_ALARM_DAYS")
+    calendar_check_s: float = Field(3600.0, gt=0, alias="CALENDAR_CHECK_S")
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     log_json: bool = Field(True, alias="LOG_JSON")
     # HTTP overload (gridloop_runtime.limits): requests in flight beyond the cap get 503, a

@@ -68,6 +68,7 @@ def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
             on_start=[judge_times_by_intake_clock],
             gauges=[metrics.refresh],
             background=[intake.live(version).background()],
+            calendar=lambda: intake.calendar,
             # Each integrator's durable consumer on NOTIFY (its user may only bind to it).
             feeds=[Feed.integrator(code) for code in sorted(intake.city.sources)],
             evidence=api.case_evidence(intake),
