@@ -240,6 +240,9 @@ class Stack:
                     if svc in self.ports
                 }
             )
+        if name == "intake" and "console" in self.ports:
+            # the mails' links lead to this stack's console (its public page)
+            env["INTAKE_PUBLIC_URL"] = self.url("console") + "/public/"
         env.update(self.env)
         return env
 
