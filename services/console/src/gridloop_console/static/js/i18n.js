@@ -322,6 +322,14 @@ const zh = {
   "pub.step.reopened": "重新办理",
   "pub.step.recalled": "已撤回",
   "pub.step.rated": "市民已评价",
+  "pub.near": "大致位置",
+  "pub.err.category": "请选择问题类别",
+  "pub.err.description": "请填写问题描述",
+  "pub.err.location": "请在地图上点选本区网格内的位置，或填写地址",
+  "pub.err.address": "地址有误",
+  "pub.err.email": "电子邮箱格式不正确",
+  "pub.err.name": "姓名过长",
+  "pub.err.phone": "电话号码有误",
   "status.open": "办理中",
 };
 
@@ -647,6 +655,14 @@ const en = {
   "pub.step.reopened": "Reopened",
   "pub.step.recalled": "Withdrawn",
   "pub.step.rated": "Rated by the resident",
+  "pub.near": "Approximate place",
+  "pub.err.category": "Choose a category",
+  "pub.err.description": "Say what is wrong",
+  "pub.err.location": "Click a place inside the district's grid on the map, or give an address",
+  "pub.err.address": "This address is not valid",
+  "pub.err.email": "This is not an e-mail address",
+  "pub.err.name": "The name is too long",
+  "pub.err.phone": "This phone number is not valid",
   "status.open": "Open",
 };
 

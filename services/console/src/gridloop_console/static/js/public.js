@@ -298,7 +298,11 @@ async function renderReport(box) {
       const found = errorsOf(err);
       for (const [k, reason] of Object.entries(found)) {
         const target = form.querySelector(`[data-testid="err-${k}"]`) || formError;
-        target.textContent = reason;
+        // the page's own words for a field it knows; the service's reason beside them
+        const known = t(`pub.err.${k}`);
+        target.textContent = known === `pub.err.${k}` ? reason : known;
+        target.title = reason;
+        target.dataset.reason = reason;
         const f = form.querySelector(`.field[data-field="${k}"]`);
         if (f) f.classList.add("invalid");
       }
@@ -356,7 +360,7 @@ function caseCard(c) {
       kv(t("form.category"), lang === "en" && c.category_name_en ? c.category_name_en : c.category_name || "—"),
       kv(t("pub.reported"), when(c.reported_at)),
       kv(t("form.description"), c.description || "—"),
-      kv(t("form.address"), c.address || `${c.lat}, ${c.lon}`),
+      c.address ? kv(t("form.address"), c.address) : kv(t("pub.near"), `${c.lat}, ${c.lon}`),
       c.closed_at ? kv(t("pub.closed"), when(c.closed_at)) : null,
       c.closed_at ? kv(t("form.rating"), c.rated ? t("pub.rated") : t("pub.not-rated"), "pub-case-rated") : null,
     ),
@@ -432,6 +436,7 @@ async function renderRating(box, token) {
     ),
     el("div", { class: "error field-error", role: "alert", "data-testid": "err-rating" }),
   );
+  fieldset.addEventListener("change", () => (fieldset.querySelector(".error").textContent = ""));
   const comment = el("textarea", { rows: 3, maxlength: 1000, "data-testid": "pub-comment" });
   const error = el("div", { class: "error", role: "alert", "data-testid": "err-form" });
   const send = el("button", { type: "submit", class: "primary", "data-testid": "pub-rate-submit" }, t("pub.rate.send"));
