@@ -427,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {replica:<10}  {stack.url(replica)}/docs")
     if "console" in stack.services:
         print(f"\n  console     {stack.url('console')}/   (sign in as a demo user)")
+        print(f"  residents   {stack.url('console')}/public/   (no login: map, report, rating)")
     tokens = demo_tokens(stack)
     if tokens:
         (stack.state_dir / "tokens.json").write_text(

@@ -104,7 +104,7 @@ async function renderMap(box) {
   const catSel = select({ "data-testid": "pub-filter-category" }, categories, state.category);
   const statSel = select(
     { "data-testid": "pub-filter-status" },
-    [["", t("filter.all")], ["open", t("status.open")], ["closed", t("status.closed")]],
+    [["", t("filter.all")], ["open", t("pub.status.open")], ["closed", t("pub.status.closed")]],
     state.status,
   );
   const count = el("div", { class: "count", "data-testid": "pub-count", "aria-live": "polite" });
@@ -131,7 +131,7 @@ async function renderMap(box) {
       "div",
       { class: "legend" },
       ["open", "closed"].map((s) =>
-        el("span", { class: "legend-item" }, el("i", { class: `dot-${s}` }), t(`status.${s}`)),
+        el("span", { class: "legend-item" }, el("i", { class: `dot-${s}` }), t(`pub.status.${s}`)),
       ),
     ),
   );
@@ -171,7 +171,7 @@ async function renderMap(box) {
 }
 
 function statusTag(status) {
-  return el("span", { class: `badge st-${status === "open" ? "accepted" : status}`, "data-status": status }, t(`status.${status}`));
+  return el("span", { class: `badge st-${status === "open" ? "accepted" : status}`, "data-status": status }, t(`pub.status.${status}`));
 }
 
 // -- the report form ---------------------------------------------------------------------------
@@ -224,7 +224,6 @@ async function renderReport(box) {
   const name = el("input", { type: "text", "data-testid": "pub-name", maxlength: 64, autocomplete: "name" });
   const phone = el("input", { type: "tel", "data-testid": "pub-phone", maxlength: 32, autocomplete: "tel" });
   const formError = el("div", { class: "error", role: "alert", "data-testid": "err-form" });
-  const result = el("div", { class: "result", "data-testid": "pub-result", "aria-live": "polite" });
   const submit = el("button", { type: "submit", class: "primary wide", "data-testid": "pub-submit" }, t("pub.send"));
 
   const setPoint = (lonlat, text) => {
@@ -264,7 +263,6 @@ async function renderReport(box) {
     el("p", { class: "muted small" }, t("pub.photo.later")),
     submit,
     formError,
-    result,
   );
 
   form.addEventListener("submit", async (e) => {
@@ -272,7 +270,6 @@ async function renderReport(box) {
     for (const box of form.querySelectorAll(".field-error")) box.textContent = "";
     for (const f of form.querySelectorAll(".field.invalid")) f.classList.remove("invalid");
     formError.textContent = "";
-    result.replaceChildren();
     const body = {
       category: category.value,
       description: description.value.trim(),
@@ -285,15 +282,21 @@ async function renderReport(box) {
     try {
       const answer = await api.post("/api/public/requests", body);
       const id = answer.service_request_id;
+      // the form gives way to the answer: the tracking number and where to follow it
       clear(
-        result,
-        el("p", {}, t("pub.sent")),
-        el("p", {}, `${t("pub.tracking")}: `, el("b", { "data-testid": "pub-request-id" }, id)),
-        answer.service_notice ? el("p", { class: "muted" }, answer.service_notice) : null,
-        el("a", { href: `#/case/${encodeURIComponent(id)}`, class: "button", "data-testid": "pub-follow" }, t("pub.follow")),
+        form,
+        el("h3", {}, t("pub.sent")),
+        el(
+          "div",
+          { class: "result", "data-testid": "pub-result", role: "status" },
+          el("p", {}, `${t("pub.tracking")}: `, el("b", { "data-testid": "pub-request-id" }, id)),
+          answer.service_notice ? el("p", { class: "muted" }, answer.service_notice) : null,
+          body.email ? el("p", { class: "muted" }, t("pub.sent.mail")) : null,
+          el("a", { href: `#/case/${encodeURIComponent(id)}`, class: "button primary", "data-testid": "pub-follow" }, t("pub.follow")),
+        ),
+        el("button", { type: "button", "data-testid": "pub-another", onclick: () => route() }, t("pub.another")),
       );
-      form.reset();
-      lat.value = lon.value = "";
+      form.querySelector("a.button").focus();
     } catch (err) {
       const found = errorsOf(err);
       for (const [k, reason] of Object.entries(found)) {
