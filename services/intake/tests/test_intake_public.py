@@ -65,7 +65,6 @@ async def test_a_public_case_shows_its_steps_and_a_rounded_point_without_a_login
             got = (await http.get(f"/public/cases/{case_id}")).json()
             return dict(got) if got.get("status") == "closed" else None
 
-
         page = await wait_for(closed, timeout=15, what="the case closed")
         assert page["open"] is False and page["rated"] is False
         assert page["lat"] == 39.9 and page["lon"] == 116.4  # 3 decimals: about 100 m
@@ -83,9 +82,7 @@ async def test_a_public_case_shows_its_steps_and_a_rounded_point_without_a_login
             "category_code": "E0101",
             "location": {"lat": 39.9, "lon": 116.4003},
         }
-        r = await http.post(
-            "/reports", json=hotline, headers=intake.headers("op-01", "operator")
-        )
+        r = await http.post("/reports", json=hotline, headers=intake.headers("op-01", "operator"))
         assert r.status_code == 201, r.text
         internal = r.json()["case_id"]
         for unknown in (internal, "no-such-case"):

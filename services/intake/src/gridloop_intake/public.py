@@ -31,7 +31,8 @@ async def public_case(case_id: str, request: Request) -> dict[str, Any]:
     description, the coordinates rounded as on the public list
     (INTAKE_OPEN311_PUBLIC_COORD_DECIMALS), its steps and when (no names, no notes, no
     reporters, not the department's result: that goes to the reporter in the "closed" mail
-    and with its rating link), whether it is rated. Any other case is 404, as one that does not exist."""
+    and with its rating link), whether it is rated. Any other case is 404, as one that does
+    not exist."""
     rt = runtime_of(request)
     intake = intake_of(rt)
     assert rt.pool is not None
@@ -56,7 +57,7 @@ async def public_case(case_id: str, request: Request) -> dict[str, Any]:
         "reported_at": case.reported_at,
         "closed_at": case.closed_at,
         "rated": case.rating is not None,
-        "steps": [s.view() for s in public_timeline(lines)],
+        "steps": [s.view() for s in public_timeline(dict(r) for r in lines)],
     }
 
 
