@@ -8,6 +8,7 @@ headers goes on but the address (X-Forwarded-For); every route is limited per ad
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import quote
 
 import httpx
 import structlog
@@ -289,7 +290,7 @@ async def rate(body: RatingIn, request: Request) -> Response:
 
 
 def _segment(text: str) -> str:
-    """A path segment as given, refused when it could leave the path it is put in."""
-    if not text or "/" in text or text in (".", "..") or "?" in text or "#" in text:
+    """A path segment, quoted: whatever it holds stays in the one segment it is put in."""
+    if not text or text in (".", ".."):
         raise Refusal("not a valid id", "id", "invalid", 422)
-    return text
+    return quote(text, safe="")
