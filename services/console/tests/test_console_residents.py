@@ -305,6 +305,13 @@ def test_a_resident_reports_hears_by_mail_and_rates_without_a_login(
             page.get_by_test_id("lang-switch").click()
             expect(page.get_by_test_id("pub-tab-report")).to_have_text("Report a problem")
             resident.shot("map-en")
+
+            # on a phone: the panels stack, the map below the list
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.get_by_test_id("lang-switch").click()
+            expect(page.get_by_test_id(f"marker-{case_id}")).to_be_visible(timeout=WAIT)
+            expect(page.get_by_test_id("pub-tab-report")).to_be_in_viewport()
+            resident.shot("phone")
         except Exception:
             resident.shot("failure")
             raise
