@@ -173,7 +173,7 @@ async def public_requests(
         "/open311/v2/requests.json",
         params={k: v for k, v in params.items() if v},
     )
-    if upstream.status_code != 200:
+    if upstream.status_code not in (200, 429):
         raise _unavailable(f"intake answered {upstream.status_code}")
     return _passed(upstream)
 
