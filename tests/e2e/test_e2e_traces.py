@@ -149,6 +149,10 @@ def case_trace(spans: list[Span], case_id: str) -> list[Span] | None:
         for s in trace
     ):
         return None
+    # each process exports its spans in its own batches: wait until every parent has come too
+    ids = {s.span_id for s in trace}
+    if any(s.parent_id and s.parent_id not in ids for s in trace):
+        return None
     return trace
 
 

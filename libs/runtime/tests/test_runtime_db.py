@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
+from gridloop_devkit.testing import wait_for
 from gridloop_runtime import db
 
 
@@ -43,8 +44,13 @@ async def test_a_session_lock_that_cannot_be_released_closes_its_connection(
             # inside a failed transaction the unlock itself fails: the connection is closed
             with pytest.raises(asyncpg.PostgresError):
                 await db.unlock_or_close(conn, key)
-        # closed, so the lock went with it; the pool opens a new connection
-        assert await other.fetchval("SELECT pg_try_advisory_lock($1)", key)
+        # closed, so the lock goes with it once the server has ended that backend (it notices
+        # the closed socket a moment later); the pool opens a new connection
+        await wait_for(
+            lambda: other.fetchval("SELECT pg_try_advisory_lock($1)", key),
+            timeout=10,
+            what="the closed connection's lock released",
+        )
         async with pool.acquire() as conn:
             assert await conn.fetchval("SELECT 1") == 1
     finally:

@@ -30,6 +30,7 @@ from gridloop_runtime.auth import (
 )
 from gridloop_runtime.commands import Refusal, install_refusal_handler
 from gridloop_runtime.inputs import JSONRoute, check_routes
+from gridloop_runtime.service import NO_FASTAPI_TELEMETRY
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
@@ -377,6 +378,7 @@ def create_app(console: Console) -> FastAPI:
         description="The command-centre console: a web app over the five services' APIs.",
         version="0.1.0",
         lifespan=lifespan,
+        telemetry=NO_FASTAPI_TELEMETRY,
     )
     app.state.console = console
     # current_principal (gridloop_runtime.auth) looks for the authenticator here.
