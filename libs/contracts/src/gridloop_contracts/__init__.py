@@ -81,7 +81,7 @@ from .inbound import (
     ReportRejectedV1,
     ReportV1,
 )
-from .scores import ScorePublishedV1, ScoreRow
+from .scores import BulletinLinks, BulletinPublishedV1, ScorePublishedV1, ScoreRow
 from .status import CaseStatus
 from .subjects import subject_for
 
@@ -150,6 +150,8 @@ __all__ = [
     "Reporter",
     "ReturnCommand",
     "ScorePublishedV1",
+    "BulletinLinks",
+    "BulletinPublishedV1",
     "ScoreRow",
     "SignCommand",
     "TaskAssigned",

@@ -177,6 +177,18 @@ OVERRIDES: dict[str, str] = {
     "ScoreRow.grade": "The grade of the score (优/良/中/较差/差), where the rule set has grades.",
     "ScoreRow.rank": "The place in the ranking (1 the best).",
     "ScoreRow.measures": "The measures behind the score, by name (e.g. `on_time_rate`).",
+    "BulletinPublishedV1.period_kind": "The closed period the bulletin covers: `month` or "
+    "`quarter`.",
+    "BulletinPublishedV1.title": "The bulletin's title, e.g. 东城区网格化城市管理2026年11月考核通报.",
+    "BulletinPublishedV1.departments": "How many departments its ranking holds.",
+    "BulletinPublishedV1.subdistricts": "How many sub-districts its ranking holds.",
+    "BulletinPublishedV1.worst_cases": "How many cases its list of the worst holds.",
+    "BulletinPublishedV1.links": "Where the stored bulletin is downloaded (scoring's API, for "
+    "evaluators and admins).",
+    "BulletinPublishedV1.published_at": "When scoring generated and stored it (once per period).",
+    "BulletinLinks.html": "The printable page (A4 landscape; print to PDF from the browser).",
+    "BulletinLinks.csv": "The same as CSV (UTF-8 with BOM, for spreadsheets).",
+    "BulletinLinks.data_json": "The same as JSON data.",
     # messages
     "gridloop.report.v1.location": "Where the problem is (WGS-84). One of `location`, "
     "`address` or `part_code` is required.",

@@ -67,6 +67,7 @@ class Scoring:
     fold: FoldContext
     settings: ScoringSettings
     publish_periods: tuple[PeriodKind, ...]
+    bulletin_periods: tuple[PeriodKind, ...]
     area_levels: tuple[AreaLevel, ...]
 
     @classmethod
@@ -77,6 +78,7 @@ class Scoring:
             if problems:
                 raise ValueError(f"scoring.yaml rule set {rs.code!r}: {'; '.join(problems)}")
         periods = _split(settings.publish_periods, PERIOD_KINDS, "SCORING_PUBLISH_PERIODS")
+        bulletins = _split(settings.bulletin_periods, PERIOD_KINDS, "SCORING_BULLETIN_PERIODS")
         levels = _split(settings.publish_area_levels, AREA_LEVELS, "SCORING_PUBLISH_AREA_LEVELS")
         return cls(
             city=city,
@@ -84,6 +86,7 @@ class Scoring:
             fold=fold_context(city),
             settings=settings,
             publish_periods=cast(tuple[PeriodKind, ...], periods),
+            bulletin_periods=cast(tuple[PeriodKind, ...], bulletins),
             area_levels=cast(tuple[AreaLevel, ...], levels),
         )
 
