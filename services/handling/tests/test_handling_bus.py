@@ -512,9 +512,7 @@ async def test_a_parked_command_survives_a_restart_and_runs_the_moment_its_dispa
         assert signed.data["actor"]["id"] == "dept-system"
         assert await parked(h) == 0
         # the resend's copy is answered as the same command: the first answer, no second sign
-        await wait_for(
-            lambda: len(h.answers("sanitation", sign)) >= 1, timeout=10, what="answers"
-        )
+        await wait_for(lambda: len(h.answers("sanitation", sign)) >= 1, timeout=10, what="answers")
         assert len(h.emitted(ev.CaseSigned, case_id="C-PARK")) == 1
 
 

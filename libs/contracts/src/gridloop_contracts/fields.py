@@ -179,7 +179,8 @@ OVERRIDES: dict[str, str] = {
     "ScoreRow.measures": "The measures behind the score, by name (e.g. `on_time_rate`).",
     "BulletinPublishedV1.period_kind": "The closed period the bulletin covers: `month` or "
     "`quarter`.",
-    "BulletinPublishedV1.title": "The bulletin's title, e.g. 东城区网格化城市管理2026年11月考核通报.",
+    "BulletinPublishedV1.title": "The bulletin's title, e.g. "
+    "东城区网格化城市管理2026年11月考核通报.",
     "BulletinPublishedV1.departments": "How many departments its ranking holds.",
     "BulletinPublishedV1.subdistricts": "How many sub-districts its ranking holds.",
     "BulletinPublishedV1.worst_cases": "How many cases its list of the worst holds.",

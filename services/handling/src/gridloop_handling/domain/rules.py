@@ -259,9 +259,7 @@ class HandlingRules:
         for p in [p for p in state.parked if (p.dept, p.command_id) == (dept, command_id)]:
             state.unpark(p)
             waited = step.now() - p.parked_at
-            self.run_bus_command(
-                state, _command(p), p.reply_to, step, park=False, waited=waited
-            )
+            self.run_bus_command(state, _command(p), p.reply_to, step, park=False, waited=waited)
 
     # -- commands ----------------------------------------------------------------------------
     def execute(
