@@ -368,10 +368,12 @@ Loaded and validated by `gridloop_city.load_city(path)`; every error names file,
   territory entries routed by hand on purpose (the manual dispatch queue; here E0602).
 - `calendar.yaml`: office hours, extra holidays and working days, optional `known_through`
   (the last day the city entered the State Council's arrangement for), sign-in timeout, reminder
-  fraction, escalation ladder, emergency escalation, the manual queue's chase (`queue_chase`:
-  dispatcher after 30 minutes, shift leader after 2 hours, clock time: the command centre is
-  staffed around the clock), verification and confirmation limits, the seed-003
-  `community_rules` (1/2/3 working days, never more than 5).
+  fraction, escalation ladder (dispatcher at the deadline, the cell's grid head — `to:
+  grid-head`, resolved per case from `users.yaml` — half a working day later, then the
+  sub-district leader and the efficiency office), emergency escalation, the manual queue's
+  chase (`queue_chase`: dispatcher after 30 minutes, shift leader after 2 hours, clock time:
+  the command centre is staffed around the clock), verification and confirmation limits, the
+  seed-003 `community_rules` (1/2/3 working days, never more than 5).
 - `users.yaml`: `id`, `name`, `roles`, `territory` (codes or `*`), `dept`, `trusted`.
 - `supervisors.csv`: `cell_code`, `primary`, `backup`: every cell has its AB pair.
 - `gazetteer.csv`: `address`, `lon`, `lat`, `cell_code`.
@@ -799,13 +801,20 @@ def main(out: Path = OUT) -> None:
                         "after": {"amount": 0, "unit": "working_hours"},
                         "to": "dispatcher",
                     },
+                    # 网格长: the grid head of the case's cell chases on the ground half a
+                    # working day after the deadline, before the sub-district leader (seed 003)
                     {
                         "level": 2,
+                        "after": {"amount": 0.5, "unit": "working_days"},
+                        "to": "grid-head",
+                    },
+                    {
+                        "level": 3,
                         "after": {"amount": 1, "unit": "working_days"},
                         "to": "subdistrict-leader",
                     },
                     {
-                        "level": 3,
+                        "level": 4,
                         "after": {"amount": 3, "unit": "working_days"},
                         "to": "efficiency-office",
                     },

@@ -6,7 +6,7 @@ Jinhua score; a case sent to the manual queue is visible as queued at once and i
 dispatchers and the shift leader chase by hand; after a rework the department signs again.
 
 Each test works in cells (and so supervisors and sub-districts) of its own, so the numbers of
-one never mix with another's. The clock moves forward only in the last two tests."""
+one never mix with another's. The clock moves forward only in the last three tests."""
 
 from __future__ import annotations
 
@@ -488,6 +488,62 @@ async def test_overdue_rate_from_a_silent_department(
     period = covering([*(at(line["occurred_at"]) for line in lines), at(late["occurred_at"])])
     green = await scored(loop, "department", "greening", period, {"to_handle": 2, "overdue": 1})
     assert green["overdue_rate"] == 0.5 and green["handled"] == 1
+
+
+async def test_an_overdue_case_climbs_the_ladder_to_the_grid_head_of_its_cell(
+    loop: Loop, stack: Stack, city: City, places: dict[str, tuple[str, str, str]]
+) -> None:
+    """A resident's report of bicycles parked across the pavement in a cell with a grid head,
+    routed to a sub-district office without a system (nobody answers): past the deadline the
+    dispatcher is chased, and half a working day later the ladder's grid-head rung names the
+    grid head of the cell (users.yaml), who sees it in their queue."""
+    # away from the other tests' sub-districts (a resident's report is a missed report of the
+    # cell's supervisor)
+    theirs = {sub for _, _, sub in places.values()}
+    cell = next(
+        code
+        for code in sorted(city.cells)
+        if city.grid_heads_of(code)
+        and city.cells[code].subdistrict_code not in theirs
+        and city.cells[code].entry_list is None
+        and (r := city.route("E0504", code)) is not None
+        and r.dept not in ("sanitation", "urban-mgmt", "traffic-police", "housing")
+    )
+    [head] = city.grid_heads_of(cell)
+    [where] = cell_points(city, cell, 1)
+    case_id = await open311(loop, "E0504", where)
+    await loop.wait_status(case_id, "dispatched")
+
+    async def next_rung() -> datetime:
+        view = await loop.get("dispatch", f"/cases/{case_id}", "disp-01")
+        due = [t for t in view["pending_timers"] if t["kind"] == "escalate:2"]
+        assert due, view["pending_timers"]
+        return at(due[0]["due_at"])
+
+    rung = await next_rung()
+    service_now = datetime.now(UTC) + timedelta(seconds=clock_offset(stack))
+    move_clock(stack, max(0.0, (rung - service_now).total_seconds()) + 60)
+
+    async def climbed() -> dict[str, Any] | None:
+        for line in await loop.lines(case_id):
+            if str(line["type"]).startswith("gridloop.case.escalated.") and (
+                line["data"].get("level") == 2
+            ):
+                return line
+        return None
+
+    line = await wait_for(climbed, timeout=60, what="the grid-head rung")
+    assert line["data"]["to_role"] == "grid-head"
+    assert line["data"]["to_user_ids"] == [head]
+    assert at(line["occurred_at"]) == rung
+
+    async def in_queue() -> dict[str, Any] | None:
+        rows = await loop.get("intake", "/grid-head/queue", head)
+        mine = [r for r in rows if r["case_id"] == case_id and r["escalated_to_me"]]
+        return mine[0] if mine else None
+
+    item = await wait_for(in_queue, timeout=30, what="the case in the grid head's queue")
+    assert item["why"] == "overdue" and item["escalated_to_me"]["level"] == 2
 
 
 async def test_the_places_are_apart(places: dict[str, tuple[str, str, str]]) -> None:

@@ -275,12 +275,44 @@ def test_supervisors_and_territory(city: City) -> None:
     assert city.in_territory("1101010010010030", ("*",))
 
 
+def test_the_grid_head_of_a_cell_is_the_most_specific_one_named_for_it(city: City) -> None:
+    # named for the cell itself (users.yaml territories)
+    assert city.grid_heads_of("1101010010010001") == ("gh-0010010001",)
+    assert city.grid_heads_of("1101010010010002") == ("gh-0010010001",)
+    assert city.grid_heads_of("1101010010010030") == ("gh-0010010030",)
+    assert city.grid_heads_of("9999") == ()  # an unknown cell has none
+    # a community-wide grid head answers for the community's cells nobody names, and one named
+    # for the cell itself comes first
+    from gridloop_city.models import User
+
+    covered = "1101010010010001"
+    cell = city.cells[covered]
+    community = next(c for c in city.cells.values() if c.community_code == cell.community_code)
+    wide = User(
+        id="gh-wide", name="网格长（社区）", roles=("grid-head",), territory=(cell.community_code,)
+    )
+    city.users["gh-wide"] = wide
+    try:
+        assert city.grid_heads_of(covered) == ("gh-0010010001",)
+        unnamed = [
+            c.code
+            for c in city.cells.values()
+            if c.community_code == cell.community_code
+            and not any(c.code in u.territory for u in city.users_with_role("grid-head"))
+        ]
+        assert community is not None and unnamed, "the demo community has cells without a head"
+        assert city.grid_heads_of(unnamed[0]) == ("gh-wide",)
+    finally:
+        del city.users["gh-wide"]
+
+
 def test_rules_documents(city: City) -> None:
     cal = city.calendar
     assert cal.working_hours == (("09:00", "12:00"), ("13:30", "18:00"))
     assert cal.reminder_fraction == 0.75
     assert [e.to for e in cal.escalation] == [
         "dispatcher",
+        "grid-head",
         "subdistrict-leader",
         "efficiency-office",
     ]

@@ -366,12 +366,12 @@ CASES = [
         "calendar.yaml",
         "unit: working_days\n  to: subdistrict-leader",
         "unit: weeks\n  to: subdistrict-leader",
-        r"^calendar\.yaml row escalation\[1\] field after\.unit: ",
+        r"^calendar\.yaml row escalation\[2\] field after\.unit: ",
     ),
     (
         "calendar.yaml",
         "  to: subdistrict-leader",
-        "  to: subdistrict-leader\n  level: 3",
+        "  to: subdistrict-leader\n  level: 2",
         r"^calendar\.yaml row escalation field escalation: .*levels must be 1, 2, 3",
     ),
     (

@@ -779,7 +779,7 @@ def chase_counts(h: Harness, cid: str) -> dict[str, int]:
         "reminded": len(h.emitted(ev.CaseReminded, case_id=cid)),
         "overdue": len(h.emitted(ev.CaseOverdue, case_id=cid, stage="handling")),
     }
-    for level in (1, 2, 3):
+    for level in (1, 2, 3, 4):
         out[f"escalated:{level}"] = len(h.emitted(ev.CaseEscalated, case_id=cid, level=level))
     return out
 
@@ -791,6 +791,7 @@ ONCE_EACH = {
     "escalated:1": 1,
     "escalated:2": 1,
     "escalated:3": 1,
+    "escalated:4": 1,
 }
 
 
@@ -822,8 +823,9 @@ async def test_reminder_overdue_and_each_escalation_fire_exactly_once(dispatch: 
                 ("escalated:1", ev.CaseEscalated, {"level": 1}),
             ],
         ),
-        (bj(2026, 11, 25, 10), [("escalated:2", ev.CaseEscalated, {"level": 2})]),
-        (bj(2026, 11, 27, 10), [("escalated:3", ev.CaseEscalated, {"level": 3})]),
+        (bj(2026, 11, 24, 15, 15), [("escalated:2", ev.CaseEscalated, {"level": 2})]),
+        (bj(2026, 11, 25, 10), [("escalated:3", ev.CaseEscalated, {"level": 3})]),
+        (bj(2026, 11, 27, 10), [("escalated:4", ev.CaseEscalated, {"level": 4})]),
     ]
     for when, due in steps:
         dispatch.clock.set(when - timedelta(seconds=1))
@@ -837,18 +839,19 @@ async def test_reminder_overdue_and_each_escalation_fire_exactly_once(dispatch: 
             assert fired.data["task_id"] == d["task_id"]
 
     esc = dispatch.emitted(ev.CaseEscalated, case_id=cid)
-    assert [e.data["to_role"] for e in esc] == [
-        "dispatcher",
-        "subdistrict-leader",
-        "efficiency-office",
+    assert [(e.data["to_role"], e.data["to_user_ids"]) for e in esc] == [
+        ("dispatcher", []),
+        ("grid-head", ["gh-0010010001"]),  # the grid head of the case's cell
+        ("subdistrict-leader", []),
+        ("efficiency-office", []),
     ]
-    assert at(esc[2].data["occurred_at"]) == bj(2026, 11, 27, 10)
+    assert at(esc[3].data["occurred_at"]) == bj(2026, 11, 27, 10)
     assert [m.data["stage"] for m in dispatch.feed("sanitation", "overdue", cid)] == [
         "sign_in",
         "handling",
     ]
     assert len(dispatch.feed("sanitation", "reminder", cid)) == 1
-    assert [m.data["level"] for m in dispatch.feed("sanitation", "escalated", cid)] == [1, 2, 3]
+    assert [m.data["level"] for m in dispatch.feed("sanitation", "escalated", cid)] == [1, 2, 3, 4]
 
     dispatch.clock.set(bj(2027, 1, 31, 10))
     await dispatch.settle()
@@ -857,7 +860,7 @@ async def test_reminder_overdue_and_each_escalation_fire_exactly_once(dispatch: 
     assert set(chase_counts(dispatch, closed).values()) == {0}
     r = await dispatch.call("GET", "/board", EVALUATOR)
     [row] = r.json()
-    assert (row["case_id"], row["escalation_level"], row["overdue"]) == (cid, 3, True)
+    assert (row["case_id"], row["escalation_level"], row["overdue"]) == (cid, 4, True)
 
 
 async def test_an_emergency_is_escalated_at_once_and_chased_on_the_clock(
@@ -871,7 +874,7 @@ async def test_an_emergency_is_escalated_at_once_and_chased_on_the_clock(
         assert (d["dept"], d["co_handlers"]) == ("gas", ["fire", "emergency"])
         assert at(d["deadline"]) == bj(2026, 11, 29, 1)  # 2 clock hours
         [esc] = await h.wait(ev.CaseEscalated, case_id=cid)
-        assert (esc.data["level"], esc.data["to_role"]) == (2, "subdistrict-leader")
+        assert (esc.data["level"], esc.data["to_role"]) == (3, "subdistrict-leader")
         for dept in ("gas", "fire", "emergency"):
             await h.wait_feed(dept, "escalated", cid)
 
@@ -884,11 +887,11 @@ async def test_an_emergency_is_escalated_at_once_and_chased_on_the_clock(
         night.set(bj(2026, 12, 2, 1) - timedelta(seconds=1))
         await h.settle()
         assert len(h.emitted(ev.CaseEscalated, case_id=cid)) == 1
-        night.set(bj(2026, 12, 2, 1))  # level 3: three days on the clock, over a weekend
+        night.set(bj(2026, 12, 2, 1))  # level 4: three days on the clock, over a weekend
         await h.settle()
-        await h.wait(ev.CaseEscalated, case_id=cid, level=3)
+        await h.wait(ev.CaseEscalated, case_id=cid, level=4)
         await h.settle()
-        assert [e.data["level"] for e in h.emitted(ev.CaseEscalated, case_id=cid)] == [2, 3]
+        assert [e.data["level"] for e in h.emitted(ev.CaseEscalated, case_id=cid)] == [3, 4]
 
 
 async def test_timers_that_fell_due_while_dispatch_was_down_fire_once_on_restart(

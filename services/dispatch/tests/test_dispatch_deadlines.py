@@ -199,13 +199,15 @@ def test_escalation_ladder_after_the_deadline(dl: Deadlines) -> None:
     rungs = dl.ladder(deadline, False)
     assert [(r.level, r.to, r.at) for r in rungs] == [
         (1, "dispatcher", bj(2026, 11, 25, 10)),
-        (2, "subdistrict-leader", bj(2026, 11, 26, 10)),
-        (3, "efficiency-office", bj(2026, 11, 30, 10)),  # 3 working days: Thu, Fri, Mon
+        # half a working day (3.75 h): 10:00-12:00 and 13:30-15:15
+        (2, "grid-head", bj(2026, 11, 25, 15, 15)),
+        (3, "subdistrict-leader", bj(2026, 11, 26, 10)),
+        (4, "efficiency-office", bj(2026, 11, 30, 10)),  # 3 working days: Thu, Fri, Mon
     ]
-    assert [r.level for r in dl.ladder(deadline, False, above=1)] == [2, 3]
-    assert dl.ladder(deadline, False, above=3) == []
+    assert [r.level for r in dl.ladder(deadline, False, above=1)] == [2, 3, 4]
+    assert dl.ladder(deadline, False, above=4) == []
     # Before Golden Week the ladder waits for working days: Wed 30 Sep → Thu 8 Oct.
-    assert dl.ladder(bj(2026, 9, 30, 10), False)[1].at == bj(2026, 10, 8, 10)
+    assert dl.ladder(bj(2026, 9, 30, 10), False)[2].at == bj(2026, 10, 8, 10)
 
 
 def test_emergencies_run_on_the_clock_and_escalate_to_the_configured_rung(
@@ -217,10 +219,12 @@ def test_emergencies_run_on_the_clock_and_escalate_to_the_configured_rung(
     deadline = bj(2026, 10, 4, 1)
     assert [r.at for r in dl.ladder(deadline, True)] == [
         deadline,
+        deadline + timedelta(hours=12),
         deadline + timedelta(hours=24),
         deadline + timedelta(hours=72),
     ]
-    assert dl.emergency_rung() == (2, "subdistrict-leader")
+    # an emergency goes straight to the sub-district leader, past the grid head
+    assert dl.emergency_rung() == (3, "subdistrict-leader")
 
 
 def test_a_rung_role_not_on_the_ladder_escalates_at_level_one(city: City) -> None:

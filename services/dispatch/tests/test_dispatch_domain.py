@@ -266,13 +266,23 @@ def test_a_new_task_plans_sign_in_reminder_overdue_and_the_ladder(dl: Deadlines)
     deadline = datetime(2026, 11, 24, 10, tzinfo=BJ)  # E0102: one working day from Mon 10:00
     t = task(deadline=deadline, sign_in_due=datetime(2026, 11, 23, 12, tzinfo=BJ))
     plan = {p.kind: p for p in chasing.plan(t, dl, on_clock=False)}
-    assert list(plan) == ["sign_in", "remind", "overdue", "escalate:1", "escalate:2", "escalate:3"]
+    assert list(plan) == [
+        "sign_in",
+        "remind",
+        "overdue",
+        "escalate:1",
+        "escalate:2",
+        "escalate:3",
+        "escalate:4",
+    ]
     assert plan["sign_in"].due == datetime(2026, 11, 23, 12, tzinfo=BJ)
     # 75% of 7.5 working hours = 5 h 37.5 min from 10:00, over lunch: 17:07:30.
     assert plan["remind"].due == datetime(2026, 11, 23, 17, 7, 30, tzinfo=BJ)
     assert plan["overdue"].due == deadline == plan["escalate:1"].due
-    assert plan["escalate:2"].due == datetime(2026, 11, 25, 10, tzinfo=BJ)
-    assert plan["escalate:3"].due == datetime(2026, 11, 27, 10, tzinfo=BJ)
+    # the grid head half a working day after the deadline (3.75 h: 10:00-12:00, 13:30-15:15)
+    assert plan["escalate:2"].due == datetime(2026, 11, 24, 15, 15, tzinfo=BJ)
+    assert plan["escalate:3"].due == datetime(2026, 11, 25, 10, tzinfo=BJ)
+    assert plan["escalate:4"].due == datetime(2026, 11, 27, 10, tzinfo=BJ)
     assert {p.key for p in plan.values()} == {"C1-T1#1"}
     assert plan["escalate:2"].payload == {"case_id": "C1", "task_id": "C1-T1", "gen": 1, "level": 2}
 
@@ -282,7 +292,7 @@ def test_the_plan_leaves_out_what_happened(dl: Deadlines) -> None:
     t.sign(MON)
     t.remind(MON)
     t.escalate(2, MON)
-    assert [p.kind for p in chasing.plan(t, dl, False)] == ["overdue", "escalate:3"]
+    assert [p.kind for p in chasing.plan(t, dl, False)] == ["overdue", "escalate:3", "escalate:4"]
     t.report_handled(MON)
     assert chasing.plan(t, dl, False) == []
     assert chasing.kinds((1, 2, 3))[-1] == "escalate:3"

@@ -207,19 +207,20 @@ def test_an_emergency_is_escalated_at_dispatch_and_chased_above_that_level(
     step = step_at(night)
     rules.on_accepted(f, accepted("E0401"), step)
     [task] = f.tasks
-    assert (task.escalation_level, task.escalated_at) == (2, night)
+    assert (task.escalation_level, task.escalated_at) == (3, night)
     assert f.case is not None and f.case.emergency_escalated_at == night
     [esc] = emitted(step, ev.CaseEscalated)
-    assert (esc["level"], esc["to_role"]) == (2, "subdistrict-leader")
+    assert (esc["level"], esc["to_role"]) == (3, "subdistrict-leader")  # past the grid head
+    assert esc["to_user_ids"] == []
     parties = {s for s, e in step.pending if e.type == "gridloop.dispatch.escalated.v1"}
     assert parties == {
         "dispatch.gas.escalated",
         "dispatch.fire.escalated",
         "dispatch.emergency.escalated",
     }
-    # the ladder goes on above level 2 only
-    assert [p.kind for p in chasing.plan(task, rules.deadlines, True)][-1:] == ["escalate:3"]
-    assert "escalate:2" not in [p.kind for p in chasing.plan(task, rules.deadlines, True)]
+    # the ladder goes on above level 3 only
+    assert [p.kind for p in chasing.plan(task, rules.deadlines, True)][-1:] == ["escalate:4"]
+    assert "escalate:3" not in [p.kind for p in chasing.plan(task, rules.deadlines, True)]
 
     # a second task of the same emergency is not escalated again, only marked
     later = step_at(night + timedelta(minutes=5))
@@ -234,7 +235,7 @@ def test_an_emergency_is_escalated_at_dispatch_and_chased_above_that_level(
     rules.dispatch(f, later, Dispatcher(), Units("fire"))
     assert [d["kind"] for d in emitted(later, ev.CaseDispatched)] == ["manual"]
     assert emitted(later, ev.CaseEscalated) == []
-    assert [t.escalation_level for t in f.tasks] == [2, 2]
+    assert [t.escalation_level for t in f.tasks] == [3, 3]
 
 
 # -- returns ---------------------------------------------------------------------------------
@@ -412,10 +413,12 @@ def test_the_chase_timer_moves_up_the_ladder_one_row_each_step_once(rules: Dispa
         (
             bj(2026, 11, 24, 10),
             ["case.overdue", "case.escalated"],
-            bj(2026, 11, 25, 10),
+            bj(2026, 11, 24, 15, 15),
             "escalate:2",
         ),
-        (bj(2026, 11, 25, 10), ["case.escalated"], bj(2026, 11, 27, 10), "escalate:3"),
+        # the cell's grid head, half a working day after the deadline
+        (bj(2026, 11, 24, 15, 15), ["case.escalated"], bj(2026, 11, 25, 10), "escalate:3"),
+        (bj(2026, 11, 25, 10), ["case.escalated"], bj(2026, 11, 27, 10), "escalate:4"),
         (bj(2026, 11, 27, 10), ["case.escalated"], None, None),
     ]
     for when, events, next_due, next_step in ladder:
@@ -436,7 +439,7 @@ def test_the_chase_timer_moves_up_the_ladder_one_row_each_step_once(rules: Dispa
             timer = Timer(1, "chase", op.key, next_due, op.payload)
     task = f.tasks[0]
     assert (task.escalation_level, task.overdue_at, task.reminded_at is not None) == (
-        3,
+        4,
         bj(2026, 11, 24, 10),
         True,
     )
@@ -464,13 +467,24 @@ def test_a_late_chase_timer_does_every_step_due_in_order(rules: DispatchRules) -
         ("escalated", 1),
         ("escalated", 2),
         ("escalated", 3),
+        ("escalated", 4),
     ]
-    occurred = [at for at in (e["occurred_at"] for e in emitted(step, ev.CaseEscalated))]
+    escalations = emitted(step, ev.CaseEscalated)
+    occurred = [at for at in (e["occurred_at"] for e in escalations)]
     assert [datetime.fromisoformat(str(o)) for o in occurred] == [
         bj(2026, 11, 24, 10),
+        bj(2026, 11, 24, 15, 15),
         bj(2026, 11, 25, 10),
         bj(2026, 11, 27, 10),
     ]
+    # the grid-head rung names the grid head of the case's cell; the others name a role
+    assert [(e["to_role"], e["to_user_ids"]) for e in escalations] == [
+        ("dispatcher", []),
+        ("grid-head", ["gh-0010010001"]),
+        ("subdistrict-leader", []),
+        ("efficiency-office", []),
+    ]
+    assert "网格长 gh-0010010001" in escalations[1]["reason"]
     assert step.timer_ops == []
 
 
@@ -664,3 +678,15 @@ def test_a_community_committee_gets_no_extension_past_five_working_days(
         f, decide, "X-2", Dispatcher(), granted=True, new_deadline=None, reason=None
     )
     assert granted.status == "granted" and task.deadline == bj(2026, 11, 30, 10)
+
+
+def test_a_grid_head_rung_names_the_grid_heads_of_the_cases_cell(rules: DispatchRules) -> None:
+    from gridloop_dispatch.domain.rules import escalation_addressees
+
+    city = rules.city
+    assert escalation_addressees(city, "grid-head", CELL) == ("gh-0010010001",)
+    assert escalation_addressees(city, "grid-head", "1101010020010003") == ("gh-0020010001",)
+    # a rung to a role names nobody; a cell the data gives no grid head: nobody, said so
+    assert escalation_addressees(city, "subdistrict-leader", CELL) == ()
+    assert escalation_addressees(city, "grid-head", "1101010010010003") == ()
+    assert escalation_addressees(city, "grid-head", None) == ()

@@ -4,8 +4,8 @@ department's NATS client and REST callers with roles."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -241,3 +241,11 @@ async def handling_s3(
     """Handling with the session's object store (a bucket of its own) for uploads."""
     async with started(database_url, nats_url, monkeypatch, **s3_settings) as h:
         yield h
+
+
+@pytest.fixture
+def start_handling(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., AbstractAsyncContextManager[Harness]]:
+    """Start handling (again) on the test's database and NATS: `async with start_handling():`."""
+    return lambda **extra: started(database_url, nats_url, monkeypatch, **extra)

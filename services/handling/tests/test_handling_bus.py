@@ -15,6 +15,9 @@ from gridloop_runtime.auth import AuthSettings, issue_token
 from gridloop_runtime.outbox import Work
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractAsyncContextManager
+
     from .conftest import Harness
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -478,10 +481,39 @@ async def test_a_command_that_overtakes_its_dispatch_waits_for_it(handling: Harn
 
     await wait_for(lambda: _count(handling, 2), timeout=10, what="two parked commands")
     assert handling.answers("water", wrong) == []
-    handling.clock.advance(timedelta(seconds=31))
+    handling.clock.advance(timedelta(seconds=299))
+    await handling.dispatched("C-OTHER")  # something else happens meanwhile; still waiting
+    await handling.in_inbox("sanitation", "C-OTHER")
+    assert handling.answers("water", wrong) == [] and handling.answers("water", ghost) == []
+    handling.clock.advance(timedelta(seconds=2))  # past HANDLING_PARK_S (300 s)
     answer = await handling.answer("water", wrong)
     assert answer.accepted is False and answer.errors[0].code == "wrong-department"
-    assert (await handling.answer("water", ghost)).errors[0].code == "not-found"
+    refused = await handling.answer("water", ghost)
+    assert refused.errors[0].code == "not-found" and "waited 30" in refused.errors[0].reason
+    await wait_for(lambda: _count(handling, 0), timeout=10, what="the parks ended")
+
+
+async def test_a_parked_command_survives_a_restart_and_runs_the_moment_its_dispatch_lands(
+    start_handling: Callable[[], AbstractAsyncContextManager[Harness]],
+) -> None:
+    async with start_handling() as first:
+        await first.accepted("C-PARK")
+        sign = await first.command("signed", "sanitation", "C-PARK", command_id="sign-1")
+        await wait_for(lambda: _count(first, 1), timeout=10, what="the sign parked")
+        # the kit asks again (new message, same command id): the same wait, not a second one
+        await first.command("signed", "sanitation", "C-PARK", command_id="sign-1")
+    async with start_handling() as h:
+        assert await parked(h) == 1  # the park is in the database
+        h.clock.advance(timedelta(seconds=60))  # well inside the bound: no timer is due
+        await h.dispatched("C-PARK")
+        answer = await h.answer("sanitation", sign)
+        assert answer.accepted is True and answer.status == CaseStatus.SIGNED
+        [signed] = await h.wait(ev.CaseSigned, case_id="C-PARK")
+        assert signed.data["actor"]["id"] == "dept-system"
+        assert await parked(h) == 0
+        # the resend's copy is answered as the same command: the first answer, no second sign
+        await wait_for(lambda: len(h.answers("sanitation", sign)) >= 1, timeout=10, what="answers")
+        assert len(h.emitted(ev.CaseSigned, case_id="C-PARK")) == 1
 
 
 # -- co-handling -------------------------------------------------------------------------------

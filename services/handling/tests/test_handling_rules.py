@@ -90,7 +90,7 @@ def test_a_bus_command_before_its_dispatch_is_parked_then_run_by_the_dispatch() 
     assert parked.action == "signed" and first.pending == []
     [op] = first.timer_ops
     assert (op.op, op.kind, op.key) == ("set", PARKED, parked_key("C1", "sanitation", "s1"))
-    assert op.due_at == T0 + timedelta(seconds=30)
+    assert op.due_at == T0 + timedelta(minutes=5)
 
     then = step("case.dispatched")
     r.on_dispatched(state, dispatched(), then)
@@ -119,6 +119,61 @@ def test_a_parked_command_whose_wait_is_over_is_refused() -> None:
     assert subject == "dispatch.sanitation.answer" and env.data["accepted"] is False
     assert env.data["errors"][0]["code"] == "not-found"
     assert [(a.outcome, a.code) for a in state.audit] == [("refused", "not-found")]
+
+
+def test_a_parked_command_sent_again_joins_the_first_wait_and_takes_effect_once() -> None:
+    state, r = CaseFile("C1"), rules(park_for=timedelta(minutes=10))
+    first = step()
+    r.run_bus_command(state, sign(), "_INBOX.dept-sanitation.a", first, park=True)
+    [op] = first.timer_ops
+    later = Step(source="/gridloop/handling", clock=FakeClock(T0 + timedelta(seconds=20)))
+    r.run_bus_command(state, sign(), "_INBOX.dept-sanitation.b", later, park=True)
+    # one park, one timer counted from the first; nothing answered yet
+    assert len(state.parked) == 1 and later.timer_ops == [] and later.pending == []
+    assert op.due_at == T0 + timedelta(minutes=10)
+    reused = step()
+    r.run_bus_command(state, sign(task_id="other"), None, reused, park=True)
+    assert reused.pending == [] and len(state.parked) == 1  # task_id is not what it asks
+    other = HandledCommand(
+        command_id="s1",
+        case_id="C1",
+        dept="sanitation",
+        by="x",
+        result="done",
+        evidence=[PHOTO],
+        completed_at=T0,
+    )
+    dup = step()
+    r.run_bus_command(state, other, None, dup, park=True)
+    assert dup.pending[0][1].data["errors"][0]["code"] == "duplicate-command"
+    assert len(state.parked) == 1
+
+    then = step("case.dispatched")
+    r.on_dispatched(state, dispatched(), then)
+    assert emitted(then).count(("case.signed", "gridloop.case.signed.v1")) == 1
+    assert state.parked == [] and state.tasks[0].state == TaskState.SIGNED
+    [(reply_to, answer)] = state.replies
+    assert reply_to == "_INBOX.dept-sanitation.a" and answer.data["accepted"] is True
+
+
+def test_the_refusal_at_the_bound_says_how_long_the_command_waited() -> None:
+    state, r = CaseFile("C9"), rules()
+    r.run_bus_command(state, sign("C9"), "_INBOX.dept-sanitation.a", step(), park=True)
+    payload = {"case_id": "C9", "dept": "sanitation", "command_id": "s1"}
+    timer = Timer(1, PARKED, parked_key("C9", "sanitation", "s1"), T0, payload)
+    at_bound = Step(source="/gridloop/handling", clock=FakeClock(T0 + timedelta(minutes=5)))
+    r.on_parked_expired(state, timer, at_bound)
+    [(subject, env)] = at_bound.pending
+    assert subject == "dispatch.sanitation.answer" and env.data["accepted"] is False
+    [error] = env.data["errors"]
+    assert (error["code"], error["field"]) == ("not-found", "data.case_id")
+    assert "waited 300 s" in error["reason"] and "HANDLING_PARK_S" in error["reason"]
+    # the department's own inbox hears it too, and a dispatch heard later finds nothing parked
+    [(reply_to, _)] = state.replies
+    assert reply_to == "_INBOX.dept-sanitation.a"
+    late = step("case.dispatched")
+    r.on_dispatched(state, dispatched("C9"), late)
+    assert late.pending == [] and state.tasks[0].state == TaskState.DISPATCHED
 
 
 def test_a_resend_gets_the_first_answer_and_a_reused_id_is_refused() -> None:

@@ -448,6 +448,27 @@ async def test_the_grid_heads_queue_the_heat_map_and_the_manual_queue(intake: Ha
         [item] = r.json()
         assert (item["case_id"], item["why"]) == (late, "overdue")
         assert item["call_back"] == [{"name": "李四", "phone": "13911112222", "channel": "hotline"}]
+        assert item["escalated_to_me"] is None
+        # the ladder's grid-head rung names this grid head (dispatch, calendar.yaml): it shows
+        await intake.upstream(
+            ev.CaseEscalated(
+                case_id=late,
+                occurred_at=T0 + timedelta(days=1),
+                dept="sanitation",
+                level=2,
+                to_role="grid-head",
+                reason="超期未处置，督办至grid-head · 网格长 gh",
+                to_user_ids=["gh"],
+            )
+        )
+
+        async def escalated_to_me() -> dict[str, Any] | None:
+            [row] = (await http.get("/grid-head/queue", headers=head([cell]))).json()
+            found: dict[str, Any] | None = row["escalated_to_me"]
+            return found
+
+        mine_now: dict[str, Any] = await wait_for(escalated_to_me, what="the escalation heard")
+        assert mine_now["level"] == 2 and "网格长 gh" in mine_now["reason"]
         assert (await http.get("/grid-head/queue", headers=head(["110101005"]))).json() == []
         operator = intake.headers("op-01", "operator")
         r = await http.get("/grid-head/queue", headers=operator)

@@ -1027,3 +1027,80 @@ async def test_a_new_version_scores_later_cases_by_its_rules_and_a_bad_one_is_re
         assert r.status_code == 200, r.text
         [row] = [x for x in r.json()["rows"] if x["subject_code"] == "sanitation"]
         assert row["score"] == 87.0
+
+
+# -- 通报 published at the month's end ------------------------------------------------------
+async def test_moving_past_a_month_end_publishes_one_bulletin_with_two_scoring_instances(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two replicas share the period timers: at 1 December 00:00 in Beijing (+ the grace) the
+    bulletin of November is generated once, stored, announced once, listed and downloadable;
+    a second attempt (the other replica, a timer fired again) finds it and does nothing."""
+    from gridloop_contracts.scores import BulletinPublishedV1
+    from gridloop_scoring.api import handlers_of
+    from gridloop_scoring.domain.periods import period_of_date
+
+    periods = {"scoring_publish_periods": "month", "scoring_bulletin_periods": "month,quarter"}
+    async with (
+        started(database_url, nats_url, monkeypatch, **periods) as one,
+        started(database_url, nats_url, monkeypatch, **periods) as two,
+    ):
+        bulletins = await EventTap(one.js, ("SCORES", "score.bulletin_published")).open()
+        for e in [
+            *history("C-OK", CELL_A, T0),
+            *history("C-LATE", CELL_B, T0 + HOUR, handled_late=True, rework=True, until="closed"),
+        ]:
+            await one.publish(e)
+        await one.settled()
+        assert await one.get("/bulletins") == {"rows": []}
+
+        # 30 November 23:59 in Beijing: November is not over yet.
+        for h in (one, two):
+            h.clock.set(datetime(2026, 11, 30, 15, 59, tzinfo=UTC))
+        assert (await one.get("/bulletins"))["rows"] == []
+        # 1 December 00:00:01 in Beijing (16:00:01 UTC): both replicas see the month close.
+        for h in (one, two):
+            h.clock.set(datetime(2026, 11, 30, 16, 0, 1, tzinfo=UTC))
+        [env] = await bulletins.wait(None, 1)
+        published = BulletinPublishedV1.model_validate(env.data)
+        assert published.title == "东城区网格化城市管理2026年11月考核通报"
+        assert published.period_start.isoformat() == "2026-11-01T00:00:00+08:00"
+        assert (published.departments, published.worst_cases) == (1, 1)  # C-OK has no marks
+        assert published.links.html == "/bulletins/month/2026-11-01.html"
+
+        # December's timer is armed (the next month's end), and November's fired once.
+        async def next_armed() -> bool:
+            assert one.rt.pool is not None
+            return bool(
+                await one.rt.pool.fetchval(
+                    "SELECT count(*) FROM timers WHERE kind = 'scoring-publish' "
+                    "AND key = 'month:2026-12-01'"
+                )
+            )
+
+        await wait_for(next_armed, timeout=15, what="December's publish timer")
+        # The other replica tries again: the stored row says it is done, nothing is emitted.
+        november = period_of_date(
+            "month", datetime(2026, 11, 15).date(), handlers_of(two.rt).ctx.tz
+        )
+        assert two.rt.uow is not None
+        async with two.rt.uow() as work:
+            assert await handlers_of(two.rt).publish_bulletin(work, november) is False
+        listed = (await two.get("/bulletins"))["rows"]
+        assert [(r["period_kind"], r["event_id"]) for r in listed] == [("month", env.id)]
+        page = await two.get(listed[0]["links"]["html"])
+        assert "<h1>东城区网格化城市管理2026年11月考核通报</h1>" in page
+        assert 'data-case="C-LATE"' in page
+        text = await one.get(listed[0]["links"]["csv"])
+        assert any(line.startswith("worst_case,1,C-LATE,") for line in text.splitlines())
+        data = await one.get(listed[0]["links"]["data_json"])
+        assert data["worst_cases"][0]["case_id"] == "C-LATE"
+        # exactly one announcement on the bus, read back from the stream itself
+        info = await one.js.stream_info("SCORES", subjects_filter="score.bulletin_published")
+        assert info.state.subjects == {"score.bulletin_published": 1}
+        # for evaluators and admins only; a period never published is 404
+        assert one.http is not None
+        r = await one.http.get("/bulletins", headers={"X-User": SUPERVISOR})
+        assert r.status_code == 403
+        r = await one.http.get("/bulletins/month/2026-10-01.html", headers={"X-User": ADMIN})
+        assert r.status_code == 404 and "start" in r.text

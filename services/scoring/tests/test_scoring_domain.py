@@ -807,3 +807,66 @@ def test_the_call_back_reached_rate_by_hand() -> None:
     assert with_rates("department", dept)["callback_reached_rate"] == 0.75
     assert with_rates("area", area)["callback_reached_rate"] == 0.75
     assert with_rates("area", {})["callback_reached_rate"] is None  # none concluded
+
+
+# -- 通报 at period ends -------------------------------------------------------------------
+BEIJING = ZoneInfo("Asia/Shanghai")
+
+
+def _closed_at(kind: Any, instant: datetime) -> Any:
+    """The period of `kind` that has just closed when the city's clock reads `instant`."""
+    from gridloop_scoring.domain.periods import period_of as of
+
+    now = of(kind, instant, BEIJING)
+    return of(kind, now.start - timedelta(microseconds=1), BEIJING)
+
+
+def test_a_month_end_in_beijing_closes_the_month_and_calls_for_its_bulletin() -> None:
+    from gridloop_scoring.domain.periods import at_period_end
+
+    # 1 December 00:00 in Beijing is 30 November 16:00 UTC: November is closed …
+    month = _closed_at("month", datetime(2026, 11, 30, 16, 0, tzinfo=UTC))
+    assert (month.key, month.end) == ("month:2026-11-01", datetime(2026, 12, 1, tzinfo=BEIJING))
+    duty = at_period_end(month, ("day", "month"))
+    assert (duty.scores, duty.bulletin) == (True, True)
+    # … one second earlier it is still November in Beijing (and 30 November in UTC too)
+    still = period_of("month", datetime(2026, 11, 30, 15, 59, 59, tzinfo=UTC), BEIJING)
+    assert still.key == "month:2026-11-01"
+    # a day or a week never has a bulletin; a month without scores still has one
+    day = period_of_date("day", date(2026, 11, 30), BEIJING)
+    assert at_period_end(day, ("day",)).bulletin is False
+    assert at_period_end(month, ("day",)).bulletin is True
+
+
+def test_a_quarter_end_closes_the_quarter_and_its_last_month_each_with_a_bulletin() -> None:
+    from gridloop_scoring.domain.periods import at_period_end
+
+    # 1 October 00:00 in Beijing = 30 September 16:00 UTC: Q3 and September close together
+    at = datetime(2026, 9, 30, 16, 0, tzinfo=UTC)
+    quarter, month = _closed_at("quarter", at), _closed_at("month", at)
+    assert (quarter.key, month.key) == ("quarter:2026-07-01", "month:2026-09-01")
+    assert quarter.end == month.end == at
+    assert at_period_end(quarter, ()).bulletin and at_period_end(month, ()).bulletin
+    # a month inside a quarter closes alone
+    assert _closed_at("quarter", datetime(2026, 8, 31, 16, 0, tzinfo=UTC)).key == (
+        "quarter:2026-04-01"
+    )
+
+
+def test_the_year_end_in_beijing_closes_december_q4_and_the_year_before_utc_does() -> None:
+    from gridloop_scoring.domain.periods import at_period_end, timed_kinds
+
+    at = datetime(2026, 12, 31, 16, 0, tzinfo=UTC)  # 1 January 2027 00:00 in Beijing
+    closed = {k: _closed_at(k, at) for k in ("month", "quarter", "year")}
+    assert {k: p.key for k, p in closed.items()} == {
+        "month": "month:2026-12-01",
+        "quarter": "quarter:2026-10-01",
+        "year": "year:2026-01-01",
+    }
+    assert all(p.end == at for p in closed.values())
+    duties = {k: at_period_end(p, ("day", "year")).bulletin for k, p in closed.items()}
+    assert duties == {"month": True, "quarter": True, "year": False}  # the year: scores only
+    assert at_period_end(closed["year"], ("year",), ("month", "quarter", "year")).bulletin
+    # the periods that need a timer at their end: those with scores or a bulletin
+    assert timed_kinds(("day",), ("month", "quarter")) == ("day", "month", "quarter")
+    assert timed_kinds((), ()) == ()

@@ -315,6 +315,26 @@ class City:
     def users_with_role(self, role: str) -> list[User]:
         return [u for u in self.users.values() if role in u.roles]
 
+    def grid_heads_of(self, cell_code: str) -> tuple[str, ...]:
+        """网格长 of a cell: the users with role `grid-head` who answer for it, the most
+        specific first found — those naming the cell itself, else its community, else its
+        sub-district, else the district (or `*`); () for an unknown cell or none at all."""
+        cell = self.cells.get(cell_code)
+        if cell is None:
+            return ()
+        heads = self.users_with_role("grid-head")
+        tiers = (
+            {cell.code},
+            {cell.community_code},
+            {cell.subdistrict_code},
+            {self.district.code, "*"},
+        )
+        for tier in tiers:
+            found = tuple(u.id for u in heads if tier & set(u.territory))
+            if found:
+                return found
+        return ()
+
     def users_of_department(self, dept: str) -> list[User]:
         return [u for u in self.users.values() if u.dept == dept]
 

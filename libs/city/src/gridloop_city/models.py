@@ -201,8 +201,14 @@ class Route(Record):
 # -- time --------------------------------------------------------------------------------------
 
 
+#: An escalation rung addressed to the case's own grid head (网格长), found per case from the
+#: users (role `grid-head`) whose territory covers its cell (`City.grid_heads_of`).
+GRID_HEAD_RUNG = "grid-head"
+
+
 class EscalationLevel(Record):
-    """督办: `after` the deadline has passed by this much, the case goes up `to` this role."""
+    """督办: `after` the deadline has passed by this much, the case goes up `to` this role;
+    `to: grid-head` names the grid head(s) of the case's cell (`GRID_HEAD_RUNG`)."""
 
     level: int = Field(ge=1)
     after: Duration

@@ -81,7 +81,7 @@ from .inbound import (
     ReportRejectedV1,
     ReportV1,
 )
-from .scores import ScorePublishedV1, ScoreRow
+from .scores import BulletinLinks, BulletinPublishedV1, ScorePublishedV1, ScoreRow
 from .status import CaseStatus
 from .subjects import subject_for
 
@@ -93,6 +93,8 @@ __all__ = [
     "Actor",
     "Attachment",
     "AttachmentRef",
+    "BulletinLinks",
+    "BulletinPublishedV1",
     "CaseAccepted",
     "CaseCalledBack",
     "CaseClosed",

@@ -370,6 +370,9 @@ class CaseEscalated(_TaskEvent):
     level: int = Field(ge=1)
     to_role: str
     reason: str
+    # the people the rung names, where the city's data names them (the grid heads of the
+    # case's cell for a `grid-head` rung); empty for a rung addressed to a role
+    to_user_ids: list[str] = Field(default_factory=list)
 
 
 @register

@@ -285,6 +285,21 @@ _all: list[Event] = [
         ],
         published_at=datetime(2026, 12, 1, 0, 5, tzinfo=CST),
     ),
+    s.BulletinPublishedV1(
+        period_kind="month",
+        period_start=datetime(2026, 11, 1, tzinfo=CST),
+        period_end=datetime(2026, 12, 1, tzinfo=CST),
+        title="东城区网格化城市管理2026年11月考核通报",
+        departments=12,
+        subdistricts=17,
+        worst_cases=10,
+        links=s.BulletinLinks(
+            html="/bulletins/month/2026-11-01.html",
+            csv="/bulletins/month/2026-11-01.csv",
+            data_json="/bulletins/month/2026-11-01",
+        ),
+        published_at=datetime(2026, 12, 1, 0, 10, tzinfo=CST),
+    ),
     y.CityUpdatedV1(
         version="2026-12-02.1",
         digest="sha256:" + "5d41402abc4b2a76b9719d911017c592" * 2,

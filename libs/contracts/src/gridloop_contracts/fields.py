@@ -130,6 +130,9 @@ FIELDS: dict[str, str] = {
     # -- call-backs (回访) -------------------------------------------------------------------
     "reached": "Whether the reporter was reached by the call-back.",
     "tries": "How many calls the call-back took.",
+    "to_user_ids": "The people this escalation names, by user id, where the city's data names "
+    "them: the grid heads (网格长) of the case's cell for a `grid-head` rung; empty when it goes "
+    "to a role (or the cell has no grid head).",
     # -- scores ----------------------------------------------------------------------------
     "period_kind": "The period ranked: `day`, `week`, `month`, `quarter` or `year`.",
     "period_start": "The period's first instant.",
@@ -141,6 +144,8 @@ FIELDS: dict[str, str] = {
     "rows": "One row per ranked subject, best first.",
     "published_at": "When scoring published it.",
 }
+
+_BULLETIN = "gridloop.score.bulletin_published.v1"
 
 # `<message type or nested object>.<field>` where a name means something else there.
 OVERRIDES: dict[str, str] = {
@@ -177,6 +182,23 @@ OVERRIDES: dict[str, str] = {
     "ScoreRow.grade": "The grade of the score (优/良/中/较差/差), where the rule set has grades.",
     "ScoreRow.rank": "The place in the ranking (1 the best).",
     "ScoreRow.measures": "The measures behind the score, by name (e.g. `on_time_rate`).",
+    # the bulletin's announcement (通报发布)
+    **{
+        f"{_BULLETIN}.{name}": text
+        for name, text in {
+            "period_kind": "The closed period the bulletin covers: `month` or `quarter`.",
+            "title": "The bulletin's title, e.g. 东城区网格化城市管理2026年11月考核通报.",
+            "departments": "How many departments its ranking holds.",
+            "subdistricts": "How many sub-districts its ranking holds.",
+            "worst_cases": "How many cases its list of the worst holds.",
+            "links": "Where the stored bulletin is downloaded (scoring's API, for evaluators "
+            "and admins).",
+            "published_at": "When scoring generated and stored it (once per period).",
+        }.items()
+    },
+    "BulletinLinks.html": "The printable page (A4 landscape; print to PDF from the browser).",
+    "BulletinLinks.csv": "The same as CSV (UTF-8 with BOM, for spreadsheets).",
+    "BulletinLinks.data_json": "The same as JSON data.",
     # messages
     "gridloop.report.v1.location": "Where the problem is (WGS-84). One of `location`, "
     "`address` or `part_code` is required.",

@@ -40,3 +40,30 @@ class ScorePublishedV1(Event):
     rule_set: str
     rows: list[ScoreRow]
     published_at: AwareDatetime
+
+
+class BulletinLinks(Value):
+    """Where the stored bulletin is read: paths on scoring's API (evaluators and admins)."""
+
+    html: str
+    csv: str
+    data_json: str
+
+
+@register
+class BulletinPublishedV1(Event):
+    """通报发布: the bulletin of a closed month or quarter was generated once and stored."""
+
+    type_name: ClassVar[str] = "gridloop.score.bulletin_published.v1"
+    subject_token: ClassVar[str] = "bulletin_published"
+    summary: ClassVar[str] = "The bulletin of a closed month or quarter is available (通报)"
+
+    period_kind: PeriodKind
+    period_start: AwareDatetime
+    period_end: AwareDatetime
+    title: str
+    departments: int = Field(ge=0)
+    subdistricts: int = Field(ge=0)
+    worst_cases: int = Field(ge=0)
+    links: BulletinLinks
+    published_at: AwareDatetime

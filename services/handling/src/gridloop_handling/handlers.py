@@ -23,7 +23,8 @@ Bus (HANDLING stream, durable `handling-commands`):
                            is parked (HANDLING_PARK_S)
 REST (`api.py`): `execute` through run_case_command; the answer is the HTTP response.
 Timers:
-  handling-parked        → a parked command's wait is over: answered (refused as unknown)
+  handling-parked        → a parked command's wait is over (HANDLING_PARK_S) and no dispatch
+                           ran it: refused as unknown, saying how long it waited
 Commands (HandlingRules.commands: command type → rule) → events:
   signed → case.signed · returned → case.returned · extension_requested →
   case.extension_requested · progress → case.progress (a co-handler's is a contribution) ·

@@ -437,7 +437,9 @@ async def grid_head_queue(
     """网格长 的待办: the open cases of the grid head's cells that are overdue or sent back
     (返工 / reopened after a dissatisfied rating), most overdue first, each with the residents
     who reported it to call back (seed 003: past the limit the grid head chases and tells the
-    reporter where it stands; the chase is dispatch's `POST /cases/{id}/reminder`)."""
+    reporter where it stands; the chase is dispatch's `POST /cases/{id}/reminder`), and
+    `escalated_to_me` where the escalation ladder's grid-head rung named this grid head (its
+    level, when, why)."""
     reach = scope(who)
     rt = runtime_of(request)
     intake = intake_of(rt)
@@ -446,6 +448,7 @@ async def grid_head_queue(
     async with rt.pool.acquire() as conn:
         rows, _total = await repo.search(conn, query)
         people = await repo.reporters_of_cases(conn, [c.case_id for c in rows])
+        mine = await repo.escalations_to(conn, [c.case_id for c in rows], who.user_id)
     residents: dict[str, list[dict[str, Any]]] = {}
     for r in people:
         residents.setdefault(r["case_id"], []).append(
@@ -456,6 +459,8 @@ async def grid_head_queue(
             **case_view(intake, c),
             "why": "overdue" if c.overdue else "sent_back",
             "call_back": residents.get(c.case_id, []),
+            # 督办 on the ladder's grid-head rung, naming this grid head (calendar.yaml)
+            "escalated_to_me": mine.get(c.case_id),
         }
         for c in rows
     ]

@@ -432,6 +432,25 @@ async def open_by_cell(
     return rows
 
 
+async def escalations_to(
+    conn: Conn, case_ids: Sequence[str], user_id: str
+) -> dict[str, dict[str, Any]]:
+    """督办 that named this person (`to_user_ids` of case.escalated: a grid head on the
+    ladder), the latest per case: its level, when, and why."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT ON (case_id) case_id, occurred_at, (data->>'level')::int AS level, "
+        "data->>'reason' AS reason FROM timeline WHERE case_id = ANY($1::text[]) "
+        "AND type = 'gridloop.case.escalated.v1' AND data->'to_user_ids' ? $2 "
+        "ORDER BY case_id, seq DESC",
+        list(case_ids),
+        user_id,
+    )
+    return {
+        r["case_id"]: {"level": r["level"], "at": r["occurred_at"], "reason": r["reason"]}
+        for r in rows
+    }
+
+
 async def reporters_of_cases(conn: Conn, case_ids: Sequence[str]) -> list[asyncpg.Record]:
     """The residents who reported each of these cases, with name and phone (the call-back)."""
     rows: list[asyncpg.Record] = await conn.fetch(

@@ -456,6 +456,81 @@ async def get_bulletin_html(
     return Response(bulletin.to_html(b), media_type="text/html; charset=utf-8")
 
 
+# -- published bulletins (通报发布) --------------------------------------------------------
+@router.get("/bulletins")
+async def list_bulletins(
+    request: Request,
+    _: Evaluator,
+    period: PeriodKind | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """The bulletins generated at the ends of months and quarters (newest first), each with
+    the links to download it (evaluators, admins)."""
+    rt, _s = scoring_of(request)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        rows = await repo.bulletins(conn, period, limit)
+    return {
+        "rows": [
+            {**r, "links": _links(r["period_kind"], r["period_start"].astimezone(_s.tz).date())}
+            for r in rows
+        ]
+    }
+
+
+def _links(kind: str, start: dt.date) -> dict[str, str]:
+    base = f"/bulletins/{kind}/{start.isoformat()}"
+    return {"html": f"{base}.html", "csv": f"{base}.csv", "data_json": base}
+
+
+async def _stored(request: Request, kind: PeriodKind, start: dt.date, what: str) -> Any:
+    rt, s = scoring_of(request)
+    p = period_of_date(kind, start, s.tz)
+    found = None
+    if p.start.date() == start:
+        assert rt.pool is not None
+        async with rt.pool.acquire() as conn:
+            found = await repo.bulletin_document(conn, kind, p.start, what)
+    if found is None:
+        raise Refusal(
+            f"no bulletin of the {kind} starting {start.isoformat()} has been published",
+            field="start",
+            code="not-found",
+            status=404,
+        )
+    return found
+
+
+@router.get("/bulletins/{kind}/{start}.html")
+async def published_bulletin_html(
+    request: Request, _: Evaluator, kind: PeriodKind, start: dt.date
+) -> Response:
+    """A published bulletin as its printable page, as it was generated at the period's end."""
+    page = await _stored(request, kind, start, "html")
+    return Response(page, media_type="text/html; charset=utf-8")
+
+
+@router.get("/bulletins/{kind}/{start}.csv")
+async def published_bulletin_csv(
+    request: Request, _: Evaluator, kind: PeriodKind, start: dt.date
+) -> Response:
+    text = await _stored(request, kind, start, "csv")
+    name = f"bulletin-{kind}-{start.isoformat()}.csv"
+    return Response(
+        "\ufeff" + text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@router.get("/bulletins/{kind}/{start}")
+async def published_bulletin(
+    request: Request, _: Evaluator, kind: PeriodKind, start: dt.date
+) -> dict[str, Any]:
+    body: dict[str, Any] = await _stored(request, kind, start, "body")
+    return body
+
+
 # -- people ------------------------------------------------------------------------------
 @router.get("/people/flags")
 async def people_flags(

@@ -11,7 +11,11 @@ below, a batch in one transaction (`store.py`):
 Timers (`handlers.py`: one publication covers every case):
   scoring-publish     → a period's end (+ SCORING_PUBLISH_GRACE_S): every rule set ranked
                         (areas at each SCORING_PUBLISH_AREA_LEVELS level), one
-                        gridloop.score.published.v1 each on `score.published`; the next
+                        gridloop.score.published.v1 each on `score.published`; at a
+                        month's or a quarter's end (SCORING_BULLETIN_PERIODS) also its 通报:
+                        generated, stored once (`bulletins`, keyed by period: a second
+                        replica or a restart does nothing) and announced as
+                        gridloop.score.bulletin_published.v1 with its links; the next
                         period's timer is set
 Commands (REST, `api.py`; none is about one case):
   publish             → the same, now, for any period (after late events changed it)
@@ -19,7 +23,7 @@ Commands (REST, `api.py`; none is about one case):
 Background:
   `projection.py`     → cases an older version marked in `dirty_cases`, folded
 Start-up:
-  the current period's publish timer of every kind, if never set
+  the current period's publish timer of every kind with scores or a bulletin, if never set
 """
 
 from __future__ import annotations

@@ -93,6 +93,7 @@ class Scoring:
     fold: FoldContext
     settings: ScoringSettings
     publish_periods: tuple[PeriodKind, ...]
+    bulletin_periods: tuple[PeriodKind, ...]
     area_levels: tuple[AreaLevel, ...]
     version: str | None = None  # the released city version (None: CITY_DATA_DIR's)
     # the rules a ranking uses: the city's own, or those in force at a closed period's end
@@ -103,6 +104,7 @@ class Scoring:
         city, version = starting_city(settings.city_data_dir, settings.city_versions_dir)
         check_scoring(city)
         periods = _split(settings.publish_periods, PERIOD_KINDS, "SCORING_PUBLISH_PERIODS")
+        bulletins = _split(settings.bulletin_periods, PERIOD_KINDS, "SCORING_BULLETIN_PERIODS")
         levels = _split(settings.publish_area_levels, AREA_LEVELS, "SCORING_PUBLISH_AREA_LEVELS")
         return cls(
             city=city,
@@ -110,6 +112,7 @@ class Scoring:
             fold=fold_context(city),
             settings=settings,
             publish_periods=cast(tuple[PeriodKind, ...], periods),
+            bulletin_periods=cast(tuple[PeriodKind, ...], bulletins),
             area_levels=cast(tuple[AreaLevel, ...], levels),
             version=version,
         )

@@ -7,12 +7,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import structlog
 from gridloop_city import City
 from gridloop_city.versions import loader
-from gridloop_contracts.scores import ScorePublishedV1, ScoreRow
+from gridloop_contracts.scores import (
+    BulletinLinks,
+    BulletinPublishedV1,
+    ScorePublishedV1,
+    ScoreRow,
+)
 from gridloop_runtime import timers
 from gridloop_runtime.db import Conn
 from gridloop_runtime.livecity import LiveCity
@@ -20,10 +26,17 @@ from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime
 from gridloop_runtime.step import Timer
 
-from . import reports
+from . import bulletin, reports
 from . import repository as repo
 from .context import Scoring, check_scoring, rules_digest, rules_json
-from .domain.periods import Period, PeriodKind, period_of, period_of_date
+from .domain.periods import (
+    Period,
+    PeriodKind,
+    at_period_end,
+    period_of,
+    period_of_date,
+    timed_kinds,
+)
 from .projection import Projection, fold_pending
 from .store import FactStore
 
@@ -104,10 +117,15 @@ class Handlers:
 
     # -- timers ----------------------------------------------------------------------
     async def on_publish_due(self, work: Work, timer: Timer) -> None:
-        """考核排名 at a period's end; then the next period's timer."""
+        """A period's end: 考核排名 and, for a month or a quarter, its 通报; then the next
+        period's timer."""
         kind: PeriodKind = timer.payload["period_kind"]
         period = period_of_date(kind, dt.date.fromisoformat(timer.payload["start"]), self.ctx.tz)
-        await self.publish(work, period)
+        duties = at_period_end(period, self.ctx.publish_periods, self.ctx.bulletin_periods)
+        if duties.scores:
+            await self.publish(work, period)
+        if duties.bulletin:
+            await self.publish_bulletin(work, period)
         await self.arm(work.conn, period.next())
 
     async def arm(self, conn: Conn, period: Period) -> None:
@@ -127,7 +145,7 @@ class Handlers:
         """Start-up hook: the current period of every published kind has its timer."""
         assert rt.uow is not None
         async with rt.uow() as work:
-            for kind in self.ctx.publish_periods:
+            for kind in timed_kinds(self.ctx.publish_periods, self.ctx.bulletin_periods):
                 await self.arm(work.conn, period_of(kind, work.now(), self.ctx.tz))
 
     # -- commands --------------------------------------------------------------------
@@ -191,3 +209,50 @@ class Handlers:
                 )
         log.info("scores published", period=period.key, publications=len(out))
         return out
+
+    async def publish_bulletin(self, work: Work, period: Period) -> bool:
+        """通报 of a closed period: generated, stored and announced once — a second attempt
+        (another replica, a restart, the timer again) finds the row and does nothing. Whether
+        this call published it."""
+        while await fold_pending(work.conn, self.ctx.fold, self.ctx.settings.fold_batch):
+            pass
+        now = work.now()
+        b = await reports.bulletin(work.conn, self.ctx, period)
+        b = replace(b, generated_at=now.astimezone(self.ctx.tz))
+        base = bulletin_path(period)
+        event = BulletinPublishedV1(
+            period_kind=period.kind,
+            period_start=period.start,
+            period_end=period.end,
+            title=b.title,
+            departments=len(b.departments),
+            subdistricts=len(b.subdistricts),
+            worst_cases=len(b.worst),
+            links=BulletinLinks(html=f"{base}.html", csv=f"{base}.csv", data_json=base),
+            published_at=now,
+        )
+        mark = work.mark()
+        env = work.emit(event)
+        stored = await repo.claim_bulletin(
+            work.conn,
+            period_kind=period.kind,
+            period_start=period.start,
+            period_end=period.end,
+            title=b.title,
+            event_id=env.id,
+            published_at=now,
+            body=bulletin.as_dict(b),
+            csv=bulletin.to_csv(b),
+            html=bulletin.to_html(b),
+        )
+        if not stored:
+            work.rollback_to(mark)  # announced once, by whoever stored it
+            log.info("bulletin already published", period=period.key)
+            return False
+        log.info("bulletin published", period=period.key, title=b.title)
+        return True
+
+
+def bulletin_path(period: Period) -> str:
+    """The stored bulletin's path on scoring's API (`.html`, `.csv` appended for those)."""
+    return f"/bulletins/{period.kind}/{period.start.date().isoformat()}"

@@ -442,3 +442,59 @@ async def rule_history(conn: Conn) -> list[dict[str, Any]]:
         "SELECT digest, version, in_force_from FROM rule_versions ORDER BY in_force_from, id"
     )
     return [dict(r) for r in rows]
+
+
+# -- 通报: the bulletins generated at period ends ----------------------------------------
+async def claim_bulletin(
+    conn: Conn,
+    *,
+    period_kind: str,
+    period_start: dt.datetime,
+    period_end: dt.datetime,
+    title: str,
+    event_id: str,
+    published_at: dt.datetime,
+    body: dict[str, Any],
+    csv: str,
+    html: str,
+) -> bool:
+    """Store a period's bulletin unless it already is (another replica, an earlier run):
+    whether this call stored it, and so publishes it."""
+    stored = await conn.fetchval(
+        "INSERT INTO bulletins (period_kind, period_start, period_end, title, event_id, "
+        "published_at, body, csv, html) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+        "ON CONFLICT (period_kind, period_start) DO NOTHING RETURNING true",
+        period_kind,
+        period_start,
+        period_end,
+        title,
+        event_id,
+        published_at,
+        body,
+        csv,
+        html,
+    )
+    return bool(stored)
+
+
+async def bulletins(conn: Conn, period_kind: str | None, limit: int) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT period_kind, period_start, period_end, title, event_id, published_at "
+        "FROM bulletins WHERE ($1::text IS NULL OR period_kind = $1) "
+        "ORDER BY period_start DESC, period_kind LIMIT $2",
+        period_kind,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def bulletin_document(
+    conn: Conn, period_kind: str, period_start: dt.datetime, what: str
+) -> Any:
+    """One stored form of a bulletin (`body`, `csv` or `html`); None if there is none."""
+    assert what in ("body", "csv", "html")
+    return await conn.fetchval(
+        f"SELECT {what} FROM bulletins WHERE period_kind = $1 AND period_start = $2",
+        period_kind,
+        period_start,
+    )

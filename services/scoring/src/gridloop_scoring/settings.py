@@ -9,6 +9,9 @@ class ScoringSettings(ServiceSettings):
     http_port: int = Field(8005, alias="HTTP_PORT")
     # Which periods get a gridloop.score.published at their end (日、周、月、季、年).
     publish_periods: str = Field("day,week,month,quarter,year", alias="SCORING_PUBLISH_PERIODS")
+    # Which closed periods get their bulletin (通报) generated, stored and announced
+    # (gridloop.score.bulletin_published) at their end; empty: none.
+    bulletin_periods: str = Field("month,quarter", alias="SCORING_BULLETIN_PERIODS")
     # Publish this long after a period ends, so events of its last minutes are in.
     publish_grace_s: float = Field(600.0, ge=0, alias="SCORING_PUBLISH_GRACE_S")
     # Area rule sets are ranked at these levels (cell, community, subdistrict, district).

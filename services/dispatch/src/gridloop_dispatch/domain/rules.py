@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 from gridloop_city import Category, City, WorkingCalendar
+from gridloop_city.models import GRID_HEAD_RUNG
 from gridloop_contracts import Actor, Attachment, Location, MaskedReporter, subjects
 from gridloop_contracts import cases as ev
 from gridloop_contracts.department import (
@@ -418,6 +419,13 @@ class DispatchRules:
         if not task.escalate(level, due):
             return
         reason = f"超期未处置，督办至{to} / overdue since {task.deadline.isoformat()}"
+        people = escalation_addressees(self.city, to, case.cell_code)
+        if to == GRID_HEAD_RUNG:
+            reason += (
+                f" · 网格长 {', '.join(people)}"
+                if people
+                else f" · no grid head answers for cell {case.cell_code}"
+            )
         self._escalated(step, case, task, level, to, reason, due)
 
     # -- commands (REST; each on one case) --------------------------------------------
@@ -790,6 +798,7 @@ class DispatchRules:
                 level=level,
                 to_role=to,
                 reason=reason,
+                to_user_ids=list(escalation_addressees(self.city, to, case.cell_code)),
             )
         )
         self._feed(
@@ -1064,3 +1073,11 @@ def _find(
     if prefer_active and any(t.active for t in mine):
         mine = [t for t in mine if t.active]
     return mine[-1] if mine else None
+
+
+def escalation_addressees(city: City, to: str, cell_code: str | None) -> tuple[str, ...]:
+    """Who a rung names by user id: the grid heads of the case's cell for a `grid-head` rung
+    (calendar.yaml `escalation`, users.yaml territories); nobody for a rung to a role."""
+    if to != GRID_HEAD_RUNG or not cell_code:
+        return ()
+    return city.grid_heads_of(cell_code)

@@ -49,7 +49,7 @@ class Policy:
     view: View
     require_evidence: bool = True
     clock_skew: timedelta = timedelta(minutes=5)
-    park_for: timedelta = timedelta(seconds=30)
+    park_for: timedelta = timedelta(minutes=5)  # HANDLING_PARK_S
 
 
 @dataclass(frozen=True)
@@ -253,11 +253,13 @@ class HandlingRules:
 
     # -- timers ------------------------------------------------------------------------------
     def on_parked_expired(self, state: CaseFile, timer: Timer, step: Step) -> None:
-        """A parked command's wait is over: run it now (refused unless its dispatch came)."""
+        """A parked command's wait is over and no dispatch of the case to its department came
+        (that would have run it at once): refused, saying how long it waited."""
         dept, command_id = timer.payload.get("dept"), timer.payload.get("command_id")
         for p in [p for p in state.parked if (p.dept, p.command_id) == (dept, command_id)]:
             state.unpark(p)
-            self.run_bus_command(state, _command(p), p.reply_to, step, park=False)
+            waited = step.now() - p.parked_at
+            self.run_bus_command(state, _command(p), p.reply_to, step, park=False, waited=waited)
 
     # -- commands ----------------------------------------------------------------------------
     def execute(
@@ -270,25 +272,33 @@ class HandlingRules:
         park: bool = False,
         reply_to: str | None = None,
         files: Sequence[AttachmentRef] = (),
+        waited: timedelta | None = None,
     ) -> Executed | None:
         """Execute a department command on its case (no idempotency: the caller's); raise a
         Refusal naming the field; None when it was parked to wait for its dispatch. `files`:
-        photos uploaded to handling and claimed by the caller (REST), for a result."""
+        photos uploaded to handling and claimed by the caller (REST), for a result. `waited`:
+        how long a parked command waited for its dispatch in vain (said in the refusal)."""
         self._check_known(cmd.dept)
         task = task_for(state.tasks, cmd.dept, cmd.task_id)
         if task is None:
             if park and not any(t.dept == cmd.dept for t in state.tasks):
                 self._park(state, cmd, reply_to, step)
                 return None
+            after = (
+                f" (waited {waited.total_seconds():.0f} s for a dispatch to {cmd.dept!r}, "
+                "HANDLING_PARK_S; none came)"
+                if waited is not None
+                else ""
+            )
             if state.tasks:
                 raise Refusal(
-                    f"case {cmd.case_id} is not a task of department {cmd.dept!r}",
+                    f"case {cmd.case_id} is not a task of department {cmd.dept!r}{after}",
                     field="case_id",
                     code="wrong-department",
                     status=403,
                 )
             raise Refusal(
-                f"no case {cmd.case_id!r} has been dispatched to {cmd.dept!r}",
+                f"no case {cmd.case_id!r} has been dispatched to {cmd.dept!r}{after}",
                 field="case_id",
                 code="not-found",
                 status=404,
@@ -326,12 +336,13 @@ class HandlingRules:
         step: Step,
         *,
         park: bool,
+        waited: timedelta | None = None,
     ) -> None:
         """A command from NATS (or parked): idempotent by its scoped id, audited, and always
         answered — unless parked, when the answer waits for the dispatch or the timer."""
         mark = step.mark()
         try:
-            done = self._once(state, cmd, step, park=park, reply_to=reply_to)
+            done = self._once(state, cmd, step, park=park, reply_to=reply_to, waited=waited)
         except Refusal as r:
             step.rollback_to(mark)
             answer = cmds.refused(
@@ -355,6 +366,7 @@ class HandlingRules:
         *,
         park: bool,
         reply_to: str | None,
+        waited: timedelta | None = None,
     ) -> Executed | None:
         self._check_known(cmd.dept)
         key = cmds.command_key(cmd.dept, cmd.command_id)
@@ -366,7 +378,7 @@ class HandlingRules:
             state.audit.append(self._audit(cmd, "replayed", step, **who))
             answer = CommandAnswerV1.model_validate(stored["answer"])
             return Executed(answer, stored["task"], stored["fingerprint"], replay=True)
-        done = self.execute(state, cmd, step, park=park, reply_to=reply_to)
+        done = self.execute(state, cmd, step, park=park, reply_to=reply_to, waited=waited)
         if done is None:
             return None
         # A resend later in the same batch finds it, as one in a later transaction would.
@@ -414,6 +426,15 @@ class HandlingRules:
     def _park(
         self, state: CaseFile, cmd: DepartmentCommand, reply_to: str | None, step: Step
     ) -> None:
+        """Wait for the dispatch (run by `on_dispatched` the moment it is heard) or until
+        `park_for` has passed (`on_parked_expired`). A resend of a parked command (the same id:
+        a kit asking again after 20 s) joins the first wait — one park, one timer counted from
+        the first, one effect; the same id for another command is refused as a duplicate."""
+        for p in state.parked:
+            if (p.dept, p.command_id) == (cmd.dept, cmd.command_id):
+                if cmds.fingerprint(_command(p)) != cmds.fingerprint(cmd):
+                    raise cmds.duplicate(cmd)
+                return
         now = step.now()
         state.park(
             Parked(

@@ -78,3 +78,34 @@ def half_years(year: int, tz: dt.tzinfo) -> tuple[tuple[dt.datetime, dt.datetime
         _midnight(dt.date(y, m, 1), tz) for y, m in ((year, 1), (year, 7), (year + 1, 1))
     )
     return ((jan, jul), (jul, nxt))
+
+
+#: The periods a bulletin (通报) is published for by default: monthly and quarterly.
+BULLETIN_KINDS: tuple[PeriodKind, ...] = ("month", "quarter")
+
+
+@dataclass(frozen=True)
+class PeriodEnd:
+    """What a period's end calls for: its scores published, its bulletin generated."""
+
+    period: Period
+    scores: bool
+    bulletin: bool
+
+
+def at_period_end(
+    closed: Period,
+    score_kinds: tuple[PeriodKind, ...],
+    bulletin_kinds: tuple[PeriodKind, ...] = BULLETIN_KINDS,
+) -> PeriodEnd:
+    """The duties of a period that has just closed (its timer fired): scores for the kinds
+    published (`SCORING_PUBLISH_PERIODS`), a bulletin for the bulletin's kinds
+    (`SCORING_BULLETIN_PERIODS`). Both are of the closed period, never the one now open."""
+    return PeriodEnd(closed, closed.kind in score_kinds, closed.kind in bulletin_kinds)
+
+
+def timed_kinds(
+    score_kinds: tuple[PeriodKind, ...], bulletin_kinds: tuple[PeriodKind, ...]
+) -> tuple[PeriodKind, ...]:
+    """The kinds whose ends need a timer: those with scores or a bulletin to publish."""
+    return tuple(k for k in PERIOD_KINDS if k in score_kinds or k in bulletin_kinds)

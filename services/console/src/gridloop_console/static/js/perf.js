@@ -1,6 +1,6 @@
 // Performance (考核评价): rankings of a rule set per period with a bar chart and a trend, the
 // measures of departments, areas and people, drill-down to the cases, CSV export.
-import { api, download, query } from "./api.js";
+import { api, download, query, session } from "./api.js";
 import { barChart, lineChart } from "./charts.js";
 import { t } from "./i18n.js";
 import { clear, el, empty, field, select, today } from "./ui.js";
@@ -77,6 +77,51 @@ export async function renderPerformance(screen, app) {
       drillBox,
     ),
   );
+
+  // 通报: the bulletins scoring published at the ends of months and quarters (evaluators, admins)
+  const bulletinsBox = el("div", { "data-testid": "perf-bulletins" });
+  if (session.has("evaluator")) {
+    screen.append(el("section", { class: "card" }, el("h3", {}, t("perf.bulletins")), bulletinsBox));
+  }
+
+  async function bulletins() {
+    if (!session.has("evaluator")) return;
+    const data = await api.svc("scoring", "/bulletins");
+    const rows = data.rows || [];
+    clear(
+      bulletinsBox,
+      rows.length
+        ? el(
+            "table",
+            { class: "grid-table" },
+            el("thead", {}, el("tr", {}, [t("perf.bulletin"), t("perf.period"), t("perf.published_at"), ""].map((h) => el("th", {}, h)))),
+            el(
+              "tbody",
+              {},
+              rows.map((r) => {
+                const start = r.links.data_json.split("/").pop();
+                const page = el("a", { href: `/api/scoring${r.links.html}`, target: "_blank", rel: "noopener", "data-testid": `bulletin-html-${r.period_kind}-${start}` }, "HTML");
+                page.addEventListener("click", (ev) => {
+                  // the page needs the session's token: fetched, then shown from a blob
+                  ev.preventDefault();
+                  api.raw(`/api/scoring${r.links.html}`).then(async (res) => window.open(URL.createObjectURL(await res.blob()), "_blank"));
+                });
+                const csv = el("button", { class: "secondary", "data-testid": `bulletin-csv-${r.period_kind}-${start}` }, "CSV");
+                csv.addEventListener("click", () => download(`/api/scoring${r.links.csv}`, `bulletin-${r.period_kind}-${start}.csv`));
+                return el(
+                  "tr",
+                  { "data-testid": `bulletin-${r.period_kind}-${start}` },
+                  el("td", {}, r.title),
+                  el("td", {}, t(`period.${r.period_kind}`)),
+                  el("td", {}, String(r.published_at).slice(0, 16).replace("T", " ")),
+                  el("td", {}, page, " ", csv),
+                );
+              }),
+            ),
+          )
+        : empty(t("perf.no_bulletins")),
+    );
+  }
 
   const params = () => ({ period: state.period, date: state.date, level: state.level || undefined });
 
@@ -196,7 +241,7 @@ export async function renderPerformance(screen, app) {
 
   async function refresh() {
     const rows = await ranking();
-    await Promise.all([trend(rows), measures()]);
+    await Promise.all([trend(rows), measures(), bulletins()]);
   }
 
   const changed = () => {

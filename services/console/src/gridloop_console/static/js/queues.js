@@ -387,6 +387,7 @@ async function gridHeadQueue(app, sec) {
               { class: "item-head" },
               caseLink(app, c.case_id),
               el("span", { class: "badge overdue" }, t(c.why === "overdue" ? "status.overdue" : "status.reworking")),
+              c.escalated_to_me ? el("span", { class: "badge overdue", "data-testid": `escalated-to-me-${c.case_id}`, title: c.escalated_to_me.reason || "" }, `${t("q.escalated_to_me")} L${c.escalated_to_me.level}`) : null,
               el("span", { class: "muted right" }, when(c.deadline)),
             ),
             el("div", { class: "item-title" }, `${app.categoryName(c.category_code)} · ${app.deptName(c.dept)}`),
