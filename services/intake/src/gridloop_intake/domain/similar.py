@@ -42,21 +42,24 @@ def terms(words: Iterable[str]) -> list[str]:
 
 
 def bigrams(text: str) -> list[str]:
-    """Character bigrams of each run of letters and digits (`井盖破损` → 井盖, 盖破, 破损): the
-    segmenter that needs no dictionary, for when jieba is not wanted."""
+    """Character bigrams of each run of letters and digits (`井盖破损` → 井盖, 盖破, 破损), a
+    run of Latin letters and digits being one term (`LED`): the segmenter that needs no
+    dictionary, for when jieba is not wanted."""
     runs: list[str] = []
-    current: list[str] = []
+    current = ""
     for ch in unicodedata.normalize("NFKC", text[:MAX_TEXT]):
-        if unicodedata.category(ch)[0] in "LN":
-            current.append(ch)
-        elif current:
-            runs.append("".join(current))
-            current = []
-    if current:
-        runs.append("".join(current))
+        if unicodedata.category(ch)[0] not in "LN":
+            runs.append(current)
+            current = ""
+            continue
+        if current and current[-1].isascii() != ch.isascii():  # 3号, LED灯: split
+            runs.append(current)
+            current = ""
+        current += ch
+    runs.append(current)
     out: list[str] = []
-    for run in runs:
-        if run.isascii():  # a Latin word or a number is a term as it is
+    for run in filter(None, runs):
+        if run.isascii():
             out.append(run)
         else:
             out.extend(run[i : i + 2] for i in range(max(len(run) - 1, 1)))
