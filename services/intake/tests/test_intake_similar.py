@@ -171,10 +171,11 @@ async def test_the_most_similar_closed_cases_first_with_how_they_were_solved(
         await wait_for(reopened, timeout=30, what="the reopened case left out")
 
 
-VOCAB = (
+WORDS = (
     "垃圾桶 破损 井盖 缺失 路灯 不亮 积水 严重 小广告 张贴 占道 经营 树木 倒伏 护栏 损坏 "
     "暴露 垃圾 渣土 遗撒 违章 停车 噪音 扰民 桶盖 脱落 路面 坑洼 消防栓 漏水"
-).split()  # noqa: SIM905
+)
+VOCAB = WORDS.split()
 
 
 async def test_thousands_of_cases_closed_before_the_upgrade_are_indexed_and_searched_fast(
