@@ -43,6 +43,7 @@ async def quick(
         intake_similar_index_interval_s=0.2,
         **s3_settings,
     )
+    assert isinstance(settings, IntakeSettings)
     definition_, state = definition(settings)
     clock = FakeClock(T0)
     nc = await nats.connect(nats_url)
@@ -113,7 +114,7 @@ async def test_the_most_similar_closed_cases_first_with_how_they_were_solved(
 
     # the indexer gives the closed cases their words, in the background
     async def indexed() -> bool:
-        return await intake.value("SELECT count(*) FROM archive WHERE terms IS NULL") == 0
+        return bool(await intake.value("SELECT count(*) FROM archive WHERE terms IS NULL") == 0)
 
     await wait_for(indexed, timeout=60, what="the archive indexed")
     terms = await intake.value(
@@ -218,7 +219,7 @@ async def test_thousands_of_cases_closed_before_the_upgrade_are_indexed_and_sear
         )
 
     async def indexed() -> bool:
-        return await intake.value("SELECT count(*) FROM archive WHERE terms IS NULL") == 0
+        return bool(await intake.value("SELECT count(*) FROM archive WHERE terms IS NULL") == 0)
 
     await wait_for(indexed, timeout=120, what="3,000 archived cases indexed")
 
