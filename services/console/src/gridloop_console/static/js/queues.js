@@ -49,6 +49,7 @@ async function operatorQueue(app, sec) {
       ? found.cases.map((c) => {
           const id = c.case_id;
           const dupBox = el("div", { class: "dups", "data-testid": `dups-${id}` });
+          const similarBox = el("div", { class: "dups", "data-testid": `similar-${id}` });
           const needsCategory = !c.category_code;
           const catSel = needsCategory
             ? select(
@@ -82,6 +83,7 @@ async function operatorQueue(app, sec) {
             el("div", { class: "item-meta" }, `${t("case.place")}: ${place(app, c)} · ${t("case.channel")}: ${c.channel}/${c.source}`, c.reporter ? ` · ${t("case.reporter")}: ${c.reporter.name || ""} ${c.reporter.phone || ""}` : ""),
             evidence(c.attachments),
             dupBox,
+            similarBox,
             el(
               "div",
               { class: "actions" },
@@ -100,6 +102,7 @@ async function operatorQueue(app, sec) {
             rejectForm,
           );
           if (c.category_code && c.cell_code) duplicates(app, c, dupBox);
+          similarHint(app, c, similarBox);
           return item;
         })
       : empty(t("q.empty")),
@@ -112,6 +115,20 @@ async function duplicates(app, c, box) {
   const others = found.cases.filter((x) => x.case_id !== c.case_id);
   if (!others.length) return;
   clear(box, el("span", { class: "dups-title" }, `${t("q.duplicates")}: `), others.map((x) => el("span", { class: "dup" }, caseLink(app, x.case_id), " ", statusBadge(x.status, x.overdue))));
+}
+
+// 类案参考: the closed case most like this one — who solved it, how, and in how long.
+async function similarHint(app, c, box) {
+  let found;
+  try {
+    found = await api.svc("intake", `/cases/${encodeURIComponent(c.case_id)}/similar`, { limit: 1 });
+  } catch {
+    return;
+  }
+  if (!found.length) return;
+  const s = found[0];
+  const how = [s.dept_name || s.dept, s.result || s.status_notes, `${t("similar.took")} ${duration(s.took_s)}`].filter(Boolean).join(" · ");
+  clear(box, el("span", { class: "dups-title" }, `${t("q.similar")}: `), caseLink(app, s.case_id), " ", el("span", { class: "muted" }, how));
 }
 
 // -- dispatchers --------------------------------------------------------------------------
