@@ -405,7 +405,9 @@ Loaded and validated by `gridloop_city.load_city(path)`; every error names file,
   part/event, `major_code`, `acceptance_standard` 立案条件, `closing_standard` 结案条件,
   `limit_normal`/`limit_urgent` {amount, unit: working_hours, working_days or hours}, flags
   `emergency`, `requires_confirmation`, `close_requires_approval`, `auto_accept_from_trusted`,
-  `video_detectable`).
+  `video_detectable`; optional `attributes`: the Open311 questions a report answers, each
+  `code`, `description`, `datatype` string/number/datetime/text/singlevaluelist/
+  multivaluelist, `required`, `datatype_description`, `values` [{key, name}] for lists).
 - `parts.csv`: 部件 `code` (district + category digits + 6-digit serial), `category_code`,
   `name`, `lon`, `lat`, `cell_code`, `owner_dept`.
 - `departments.yaml`: `code`, `name`, `kind` (bureau, utility, subdistrict-office, community),
