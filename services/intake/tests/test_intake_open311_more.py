@@ -70,11 +70,11 @@ async def test_attribute_answers_are_checked_and_kept_with_the_report(intake: Ha
 
         r = await http.post(
             f"{BASE}/requests.json",
-            data=form(
-                service_code="E0301",
-                description="工地夜间施工噪音",
-                **{"attribute[hours][]": ["night", "noon"], "attribute[urgency]": "urgent"},  # type: ignore[dict-item]
-            ),
+            data={
+                **form(service_code="E0301", description="工地夜间施工噪音"),
+                "attribute[hours][]": ["night", "noon"],
+                "attribute[urgency]": "urgent",
+            },
         )
         assert r.status_code == 201, r.text
         token = r.json()[0]["token"]
