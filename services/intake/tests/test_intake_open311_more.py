@@ -78,8 +78,11 @@ async def test_attribute_answers_are_checked_and_kept_with_the_report(intake: Ha
         )
         assert r.status_code == 201, r.text
         token = r.json()[0]["token"]
+        operator = intake.headers("op-01", "operator")
+        kept = (await http.get(f"/reports/{token}", headers=operator)).json()
+        assert kept["attributes"] == {"hours": ["night", "noon"]}
     data = await intake.value("SELECT data FROM reports WHERE report_id = $1", token)
-    assert data["attributes"] == {"hours": ["night", "noon"]} and data["urgency"] == "urgent"
+    assert data["urgency"] == "urgent"
 
 
 async def test_a_photo_uploaded_with_the_request_becomes_the_cases_evidence(

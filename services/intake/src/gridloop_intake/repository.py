@@ -50,7 +50,9 @@ async def find_report(conn: Conn, source: str, external_id: str) -> asyncpg.Reco
 async def report_by_id(conn: Conn, report_id: str) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await conn.fetchrow(
         "SELECT r.report_id, r.case_id, r.outcome, r.source, r.external_id, r.channel, "
-        "r.received_at, c.status, c.status_notes FROM reports r JOIN cases c USING (case_id) "
+        "r.received_at, c.status, c.status_notes, "
+        "coalesce(r.data -> 'attributes', '{}') AS attributes "  # Open311's answers
+        "FROM reports r JOIN cases c USING (case_id) "
         "WHERE r.report_id = $1",
         report_id,
     )
