@@ -6,13 +6,18 @@ workflow's checks, the reporter's contact kept, and `jurisdiction_id` checked.""
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree as ET
 
-from gridloop_devkit.testing import photo_bytes
+import nats
+from gridloop_devkit.devstack import LocalObjectStore
+from gridloop_devkit.testing import photo_bytes, running, settings_for
+from gridloop_intake.bootstrap import definition
+from gridloop_intake.settings import IntakeSettings
+from gridloop_runtime.clock import FakeClock
 
-if TYPE_CHECKING:
-    from .conftest import Harness
+from .conftest import DEMO_CITY, T0, Harness
 
 KEY = "demo-open311-key"
 BASE = "/open311/v2"
@@ -188,3 +193,43 @@ async def test_the_reporters_contact_is_kept_and_only_masked_outside_intake(
         assert elsewhere.json()[0]["description"].startswith("jurisdiction_id:")
         many: dict[str, Any] = form(service_code="E0201", email="not-an-address")
         assert (await http.post(f"{BASE}/requests.json", data=many)).status_code == 400
+
+
+async def test_with_the_store_down_a_request_with_a_photo_is_503_and_leaves_nothing(
+    database_url: str, nats_url: str, work_dir: Path
+) -> None:
+    store = LocalObjectStore(work_dir / "s3-open311-down", buckets=("evidence-o311",)).start()
+    settings = settings_for(
+        "intake",
+        database_url,
+        nats_url,
+        IntakeSettings,
+        city_data_dir=str(DEMO_CITY),
+        s3_timeout_s=2,
+        **store.settings(),
+    )
+    assert isinstance(settings, IntakeSettings)
+    definition_, state = definition(settings)
+    nc = await nats.connect(nats_url)
+    try:
+        async with running(settings, definition_, clock=FakeClock(T0), state=state) as rt:
+            h = Harness(rt, FakeClock(T0), nc.jetstream())
+            async with h.client() as http:
+                store.stop(kill=True)
+                r = await http.post(
+                    f"{BASE}/requests.json",
+                    data=form(service_code="E0104", description="暴露垃圾"),
+                    files={"media": ("a.jpg", photo_bytes(), "image/jpeg")},
+                )
+                assert r.status_code == 503 and int(r.headers["retry-after"]) > 0
+                assert r.json()[0]["description"].startswith("media:")
+                assert await h.value("SELECT count(*) FROM cases") == 0
+                # without the photo it goes through at once
+                r = await http.post(
+                    f"{BASE}/requests.json",
+                    data=form(service_code="E0104", description="暴露垃圾"),
+                )
+                assert r.status_code == 201
+    finally:
+        await nc.close()
+        store.stop(kill=True)

@@ -54,7 +54,10 @@ def _respond(fmt: str, root: str, payload: Any, status: int = 200) -> Response:
 
 def _error(fmt: str, err: Open311Error) -> Response:
     body = spec.errors_body([err])
-    return _respond(fmt if fmt in ("json", "xml") else "json", "errors", body, err.code)
+    response = _respond(fmt if fmt in ("json", "xml") else "json", "errors", body, err.code)
+    if err.retry_after_s is not None:
+        response.headers["Retry-After"] = str(err.retry_after_s)
+    return response
 
 
 def _params(request: Request) -> dict[str, list[str]]:
@@ -331,6 +334,7 @@ async def _store_media(rt: Runtime, source: str, media: bytes) -> tuple[Principa
             503,
             "media: the photo store is not available; try again later, or send the request "
             "without the photo (or with a media_url)",
+            retry_after_s=store.settings.attachment_retry_after_s,
         ) from None
     return uploader, uploaded.attachment_id
 

@@ -46,10 +46,11 @@ URGENCY_ATTRIBUTE: dict[str, Any] = {
 class Open311Error(Exception):
     """An error answered as `[{code, description}]` with the HTTP status `code`."""
 
-    def __init__(self, code: int, description: str) -> None:
+    def __init__(self, code: int, description: str, *, retry_after_s: int | None = None) -> None:
         super().__init__(description)
         self.code = code
         self.description = description
+        self.retry_after_s = retry_after_s  # a 503: when to try again (Retry-After)
 
 
 # -- services ---------------------------------------------------------------------------
