@@ -133,6 +133,28 @@ async def test_a_photo_uploaded_with_the_request_becomes_the_cases_evidence(
             )
             assert bad.status_code == status, (name, bad.text)
             assert ET.fromstring(bad.content).findtext("error/description", "").startswith("media:")
+        # as big, streamed without a length: refused as soon as it is too big, the same way
+        boundary = "gridloop-test-boundary"
+        head = "".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+            for k, v in form(service_code="E0104").items()
+        ) + (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="media"; '
+            'filename="big.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+        )
+
+        async def streamed() -> Any:
+            yield head.encode()
+            for _ in range(11):
+                yield b"\x00" * (1024 * 1024)
+            yield f"\r\n--{boundary}--\r\n".encode()
+
+        big = await http.post(
+            f"{BASE}/requests.json",
+            content=streamed(),
+            headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+        )
+        assert big.status_code == 413 and big.json()[0]["description"].startswith("media:")
         two = await http.post(
             f"{BASE}/requests.json",
             data=form(service_code="E0104"),

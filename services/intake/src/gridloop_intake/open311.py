@@ -230,16 +230,22 @@ async def _sent(request: Request) -> tuple[dict[str, list[str]], bytes | None]:
     object is taken for convenience; `multipart/form-data` carries a `media` file (at most
     ATTACHMENT_MAX_BYTES). Read once per request (the rate limiter reads it first)."""
     cached = getattr(request.state, "open311_sent", None)
+    if isinstance(cached, Open311Error):  # the body is gone: the same answer again
+        raise cached
     if cached is not None:
         sent: tuple[dict[str, list[str]], bytes | None] = cached
         return sent
     params = _params(request)
     ctype = request.headers.get("content-type", "")
     media = None
-    if ctype.startswith("multipart/"):
-        media = await _multipart(request, params)
-    else:
-        await _fields(request, ctype, params)
+    try:
+        if ctype.startswith("multipart/"):
+            media = await _multipart(request, params)
+        else:
+            await _fields(request, ctype, params)
+    except Open311Error as err:
+        request.state.open311_sent = err
+        raise
     request.state.open311_sent = (params, media)
     return params, media
 
