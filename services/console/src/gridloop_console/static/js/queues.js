@@ -46,7 +46,7 @@ async function operatorQueue(app, sec) {
   clear(
     sec.body,
     found.cases.length
-      ? found.cases.map((c) => {
+      ? found.cases.map((c, index) => {
           const id = c.case_id;
           const dupBox = el("div", { class: "dups", "data-testid": `dups-${id}` });
           const similarBox = el("div", { class: "dups", "data-testid": `similar-${id}` });
@@ -102,7 +102,7 @@ async function operatorQueue(app, sec) {
             rejectForm,
           );
           if (c.category_code && c.cell_code) duplicates(app, c, dupBox);
-          similarHint(app, c, similarBox);
+          if (index < SIMILAR_HINTS) similarHint(app, c, similarBox);
           return item;
         })
       : empty(t("q.empty")),
@@ -117,13 +117,24 @@ async function duplicates(app, c, box) {
   clear(box, el("span", { class: "dups-title" }, `${t("q.duplicates")}: `), others.map((x) => el("span", { class: "dup" }, caseLink(app, x.case_id), " ", statusBadge(x.status, x.overdue))));
 }
 
-// 类案参考: the closed case most like this one — who solved it, how, and in how long.
+// 类案参考: the closed case most like this one — who solved it, how, and in how long. The
+// queue redraws on every live event: a case's hint is kept a minute, and only the oldest
+// waiting cases (the ones being worked) ask for one.
+const SIMILAR_HINTS = 20;
+const SIMILAR_KEEP_MS = 60_000;
+const similarKept = new Map();
+
 async function similarHint(app, c, box) {
-  let found;
-  try {
-    found = await api.svc("intake", `/cases/${encodeURIComponent(c.case_id)}/similar`, { limit: 1 });
-  } catch {
-    return;
+  const kept = similarKept.get(c.case_id);
+  let found = kept && Date.now() - kept.at < SIMILAR_KEEP_MS ? kept.found : null;
+  if (!found) {
+    try {
+      found = await api.svc("intake", `/cases/${encodeURIComponent(c.case_id)}/similar`, { limit: 1 });
+    } catch {
+      return;
+    }
+    if (similarKept.size > 500) similarKept.clear();
+    similarKept.set(c.case_id, { at: Date.now(), found });
   }
   if (!found.length) return;
   const s = found[0];
