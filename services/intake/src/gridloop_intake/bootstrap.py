@@ -14,7 +14,7 @@ from gridloop_runtime.mail import MAIL_TIMER, Mailer, MailSender
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime, ServiceDefinition
 
-from . import api, open311, parts, public, search
+from . import api, metrics, open311, parts, public, search
 from . import repository as repo
 from .context import Intake, city_for
 from .handlers import Handlers, case_file_rules
@@ -66,6 +66,7 @@ def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
             users=lookup_from(intake.city.users),
             client_key=open311.client_key,
             on_start=[judge_times_by_intake_clock],
+            gauges=[metrics.refresh],
             background=[
                 intake.live(version).background(),
                 # 类案参考: search terms for every closed case, off the path of messages

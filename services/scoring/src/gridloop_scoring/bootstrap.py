@@ -23,7 +23,11 @@ def definition(settings: ScoringSettings) -> tuple[ServiceDefinition, Any]:
     scoring = Scoring.load(settings)
     handlers = Handlers(scoring)
     cases = ConsumerSpec(
-        "scoring-cases", "CASES", casework.SUBJECTS, rules=casework.rules(scoring.fold)
+        "scoring-cases",
+        "CASES",
+        casework.SUBJECTS,
+        rules=casework.rules(scoring.fold),
+        linger_s=settings.linger_s,
     )
 
     async def fold(rt: Runtime, stop: asyncio.Event) -> None:
