@@ -135,6 +135,56 @@ def cat(
     )
 
 
+# Open311 questions a resident's report of these categories answers (attribute[code]);
+# every category also has the built-in urgency and, parts, the part code.
+ATTRIBUTES: dict[str, list[dict[str, object]]] = {
+    "P0107": [
+        {
+            "code": "fault",
+            "description": "故障现象 / what is wrong",
+            "datatype": "singlevaluelist",
+            "values": [
+                {"key": "dark", "name": "不亮 / not lit"},
+                {"key": "flickering", "name": "闪烁 / flickering"},
+                {"key": "lit_by_day", "name": "白天常亮 / lit by day"},
+                {"key": "damaged", "name": "灯杆灯罩损坏 / pole or lamp damaged"},
+            ],
+        }
+    ],
+    "E0104": [
+        {
+            "code": "volume",
+            "description": "垃圾多少 / how much",
+            "datatype": "singlevaluelist",
+            "values": [
+                {"key": "bags", "name": "几袋 / a few bags"},
+                {"key": "pile", "name": "一堆 / a pile"},
+                {"key": "truckload", "name": "需车辆清运 / a truckload"},
+            ],
+        }
+    ],
+    "E0106": [
+        {
+            "code": "area_m2",
+            "description": "占地面积（平方米）/ area covered (m²)",
+            "datatype": "number",
+            "datatype_description": "约数，平方米 / approximate, square metres",
+        }
+    ],
+    "E0301": [
+        {
+            "code": "hours",
+            "description": "扰民时段 / when",
+            "datatype": "multivaluelist",
+            "values": [
+                {"key": "night", "name": "夜间 22:00–06:00 / at night"},
+                {"key": "noon", "name": "午休 12:00–14:00 / at noon"},
+                {"key": "day", "name": "白天 / by day"},
+            ],
+        }
+    ],
+}
+
 MAJORS = {
     "P01": ("公用设施", "Public utilities"),
     "P02": ("道路交通", "Roads and traffic"),
@@ -355,7 +405,9 @@ Loaded and validated by `gridloop_city.load_city(path)`; every error names file,
   part/event, `major_code`, `acceptance_standard` 立案条件, `closing_standard` 结案条件,
   `limit_normal`/`limit_urgent` {amount, unit: working_hours, working_days or hours}, flags
   `emergency`, `requires_confirmation`, `close_requires_approval`, `auto_accept_from_trusted`,
-  `video_detectable`).
+  `video_detectable`; optional `attributes`: the Open311 questions a report answers, each
+  `code`, `description`, `datatype` string/number/datetime/text/singlevaluelist/
+  multivaluelist, `required`, `datatype_description`, `values` [{key, name}] for lists).
 - `parts.csv`: 部件 `code` (district + category digits + 6-digit serial), `category_code`,
   `name`, `lon`, `lat`, `cell_code`, `owner_dept`.
 - `departments.yaml`: `code`, `name`, `kind` (bureau, utility, subdistrict-office, community),
@@ -657,6 +709,9 @@ def main(out: Path = OUT) -> None:
                 "limit_normal": entry["limit_normal"],
                 "limit_urgent": entry["limit_urgent"],
                 **{f: bool(entry.get(f, False)) for f in flags},
+                **(
+                    {"attributes": ATTRIBUTES[entry["code"]]} if entry["code"] in ATTRIBUTES else {}
+                ),
             }
         )
     write(

@@ -240,6 +240,27 @@ def test_one_case_through_the_whole_loop_by_clicking(console_url: str, city: Cit
             )
             b.shot("map-closed-case")
 
+            # the same problem again on the same spot: the operator's queue points to the closed
+            # case (类案参考) and the new case's file lists it, with the department's result
+            b.login("supervisor", supervisor)
+            b.tab("report")
+            page.get_by_test_id("report-category").select_option("E0104")
+            page.get_by_test_id("report-description").fill("人行道上又有暴露垃圾，影响通行")
+            page.get_by_test_id("report-lat").fill(f"{lat:.6f}")
+            page.get_by_test_id("report-lon").fill(f"{lon:.6f}")
+            page.get_by_test_id("report-submit").click()
+            again = page.get_by_test_id("report-case-id")
+            expect(again).to_have_text(re.compile(r"\d{6}-\d{8}-\d{6}"), timeout=WAIT)
+            second = (again.text_content() or "").strip()
+            assert second != case_id
+            b.login("operator", "op-01")
+            b.tab("queues")
+            expect(page.get_by_test_id(f"similar-{second}")).to_contain_text(case_id, timeout=WAIT)
+            b.case_file(second)
+            past = page.get_by_test_id("case-similar").get_by_test_id(f"similar-{case_id}")
+            expect(past).to_contain_text("已清运完毕，现场恢复整洁", timeout=WAIT)
+            b.shot("case-file-similar")
+
             # the department's score of the day has changed
             b.login("evaluator", "eval-01")
             b.tab("performance")

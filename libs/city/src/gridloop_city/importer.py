@@ -516,6 +516,12 @@ def _categories(src: Source, problems: list[Problem]) -> dict[str, Any]:
             c[fld] = _duration(_text(src.col(row, fld)), src.path.name, line, fld, problems)
         for f in FLAGS:
             c[f] = _flag(src.col(row, f))
+        attributes = _text(src.col(row, "attributes"))
+        if attributes:  # Open311 questions, as a JSON list (ServiceAttribute)
+            try:
+                c["attributes"] = json.loads(attributes)
+            except ValueError as exc:
+                problems.append(Problem(src.path.name, f"line {line}", "attributes", str(exc)))
         cats.append(c)
     return {"majors": list(majors.values()), "categories": cats}
 
@@ -586,6 +592,7 @@ def export_city(city: City, root: Path, out: Path, fmt: str = "shp", crs: str = 
                 "limit_normal",
                 "limit_urgent",
                 *FLAGS,
+                "attributes",
             ],
             [
                 [
@@ -601,6 +608,12 @@ def export_city(city: City, root: Path, out: Path, fmt: str = "shp", crs: str = 
                     f"{_num(c.limit_normal.amount)} {c.limit_normal.unit}",
                     f"{_num(c.limit_urgent.amount)} {c.limit_urgent.unit}",
                     *("1" if getattr(c, f) else "0" for f in FLAGS),
+                    json.dumps(
+                        [a.model_dump(mode="json", exclude_defaults=True) for a in c.attributes],
+                        ensure_ascii=False,
+                    )
+                    if c.attributes
+                    else "",
                 ]
                 for c in city.categories.values()
             ],

@@ -118,6 +118,42 @@ class Major(Record):
     name_en: str = ""
 
 
+AttributeType = Literal["string", "number", "datetime", "text", "singlevaluelist", "multivaluelist"]
+#: Attributes every category's Open311 service definition has (gridloop_intake.domain.open311).
+BUILT_IN_ATTRIBUTES = ("urgency", "part_code")
+
+
+class AttributeValue(Record):
+    """One choice of a list attribute: the key sent, the name shown."""
+
+    key: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    name: str = Field(min_length=1)
+
+
+class ServiceAttribute(Record):
+    """A question a resident's report of the category answers (an Open311 GeoReport v2
+    service definition attribute): `attribute[code]` on `POST requests`."""
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    description: str = Field(min_length=1)  # the question, as shown
+    datatype: AttributeType = "string"
+    required: bool = False
+    datatype_description: str = ""
+    values: tuple[AttributeValue, ...] = ()
+
+    @model_validator(mode="after")
+    def _values_fit_the_type(self) -> ServiceAttribute:
+        listed = self.datatype.endswith("valuelist")
+        if listed and not self.values:
+            raise ValueError(f"attribute {self.code!r}: a {self.datatype} needs values")
+        if not listed and self.values:
+            raise ValueError(f"attribute {self.code!r}: a {self.datatype} takes no values")
+        keys = [v.key for v in self.values]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"attribute {self.code!r}: a value key twice")
+        return self
+
+
 class Category(Record):
     """小类: a part (部件) or event (事件) category with its standard (CJ/T 214 code, CJ/T 315
     acceptance 立案条件, closing 结案条件 and time limits 处置时限)."""
@@ -136,6 +172,19 @@ class Category(Record):
     close_requires_approval: bool = False  # the shift leader approves closing
     auto_accept_from_trusted: bool = False  # trusted supervisors' reports are accepted at once
     video_detectable: bool = False  # video analytics may report it
+    # Open311: what a report of it may (or must) say besides the description
+    attributes: tuple[ServiceAttribute, ...] = ()
+
+    @field_validator("attributes")
+    @classmethod
+    def _attribute_codes(cls, attrs: tuple[ServiceAttribute, ...]) -> tuple[ServiceAttribute, ...]:
+        codes = [a.code for a in attrs]
+        for code in codes:
+            if code in BUILT_IN_ATTRIBUTES:
+                raise ValueError(f"attribute {code!r} is built in: every category has it")
+            if codes.count(code) > 1:
+                raise ValueError(f"attribute {code!r} twice")
+        return attrs
 
     def limit(self, urgency: str) -> Duration:
         """The handling limit for `urgent` cases, or the normal one."""

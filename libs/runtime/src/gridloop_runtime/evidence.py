@@ -256,7 +256,7 @@ def _store_down(settings: EvidenceSettings, what: str) -> JSONResponse:
     )
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused (413) as soon as it is larger than the file limit allows."""
     declared = request.headers.get("content-length", "")
     cap = limit + _FRAMING
@@ -275,6 +275,93 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if len(body) > cap:
             raise too_big
     return bytes(body)
+
+
+async def store_file(evidence: Evidence, rt: Runtime, data: bytes, uploaded_by: str) -> Uploaded:
+    """Check and store one uploaded file for `uploaded_by` (a user id, or a channel's own
+    name such as `open311:<source>`): larger than ATTACHMENT_MAX_BYTES 413, a type not taken
+    415 (decided from the bytes; a photo must decode), then the original, a copy without
+    metadata and a thumbnail in the object store and a row in `attachments`. Raises
+    `Refusal` (413, 415) or `StoreUnavailable` (the store is down: nothing kept)."""
+    settings = evidence.settings
+    if len(data) > settings.attachment_max_bytes:
+        raise Refusal(
+            f"the file is larger than {settings.attachment_max_bytes} bytes",
+            field="file",
+            code="too-large",
+            status=413,
+            extra={"max_bytes": settings.attachment_max_bytes},
+        )
+    kind = media.sniff(data[:64])
+    if kind is None or not data:
+        raise Refusal(
+            f"not a file taken here: {media.ACCEPTED} (decided from the bytes)",
+            field="file",
+            code="unsupported-type",
+            status=415,
+        )
+    photo = None
+    if kind.kind == "photo":
+        try:
+            photo = await asyncio.to_thread(
+                media.read_photo,
+                data,
+                kind,
+                evidence.timezone,
+                settings.attachment_thumbnail_px,
+            )
+        except media.NotAPhoto as exc:
+            raise Refusal(str(exc), "file", "unsupported-type", 415) from None
+    sha256 = hashlib.sha256(data).hexdigest()
+    where = keys(sha256)
+    assert evidence.store is not None
+    writes = [evidence.store.put(where["original"], data, kind.content_type)]
+    if photo is not None:
+        writes.append(evidence.store.put(where["shown"], photo.shown, photo.shown_type))
+        writes.append(evidence.store.put(where["thumbnail"], photo.thumbnail, "image/jpeg"))
+    await asyncio.gather(*writes)  # StoreUnavailable: the caller answers 503
+    exif = photo.exif if photo is not None else media.Exif()
+    attachment_id = new_attachment_id()
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        await conn.execute(
+            f"INSERT INTO attachments ({_COLUMNS}) VALUES "
+            "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, NULL, NULL, NULL)",
+            attachment_id,
+            sha256,
+            kind.content_type,
+            kind.kind,
+            len(data),
+            photo.shown_type if photo is not None else kind.content_type,
+            photo is not None,
+            photo.width if photo is not None else None,
+            photo.height if photo is not None else None,
+            uploaded_by,
+            rt.clock.now(),
+            exif.taken_at,
+            exif.lat,
+            exif.lon,
+        )
+    log.info(
+        "attachment uploaded",
+        attachment_id=attachment_id,
+        content_type=kind.content_type,
+        size=len(data),
+    )
+    return Uploaded(
+        attachment_id=attachment_id,
+        sha256=sha256,
+        content_type=kind.content_type,
+        size=len(data),
+        kind=kind.kind,
+        thumbnail=photo is not None,
+        width=photo.width if photo is not None else None,
+        height=photo.height if photo is not None else None,
+        taken_at=exif.taken_at,
+        location={"lat": exif.lat, "lon": exif.lon}
+        if exif.lat is not None and exif.lon is not None
+        else None,
+    )
 
 
 def attachment_routes(evidence: Evidence) -> APIRouter:
@@ -318,7 +405,7 @@ def attachment_routes(evidence: Evidence) -> APIRouter:
                 code="forbidden",
                 status=403,
             )
-        request._body = await _read_body(request, settings.attachment_max_bytes)
+        request._body = await read_body(request, settings.attachment_max_bytes)
         if "multipart/form-data" not in request.headers.get("content-type", ""):
             raise Refusal("send the file as multipart/form-data", "file", "invalid", 422)
         try:
@@ -329,87 +416,10 @@ def attachment_routes(evidence: Evidence) -> APIRouter:
         if not isinstance(upload, UploadFile):
             raise Refusal("a file is required (form field `file`)", "file", "missing", 422)
         data = await upload.read()
-        if len(data) > settings.attachment_max_bytes:
-            raise Refusal(
-                f"the file is larger than {settings.attachment_max_bytes} bytes",
-                field="file",
-                code="too-large",
-                status=413,
-                extra={"max_bytes": settings.attachment_max_bytes},
-            )
-        kind = media.sniff(data[:64])
-        if kind is None or not data:
-            raise Refusal(
-                f"not a file taken here: {media.ACCEPTED} (decided from the bytes)",
-                field="file",
-                code="unsupported-type",
-                status=415,
-            )
-        photo = None
-        if kind.kind == "photo":
-            try:
-                photo = await asyncio.to_thread(
-                    media.read_photo,
-                    data,
-                    kind,
-                    evidence.timezone,
-                    settings.attachment_thumbnail_px,
-                )
-            except media.NotAPhoto as exc:
-                raise Refusal(str(exc), "file", "unsupported-type", 415) from None
-        sha256 = hashlib.sha256(data).hexdigest()
-        where = keys(sha256)
-        assert evidence.store is not None
-        writes = [evidence.store.put(where["original"], data, kind.content_type)]
-        if photo is not None:
-            writes.append(evidence.store.put(where["shown"], photo.shown, photo.shown_type))
-            writes.append(evidence.store.put(where["thumbnail"], photo.thumbnail, "image/jpeg"))
         try:
-            await asyncio.gather(*writes)
+            return await store_file(evidence, rt, data, who.user_id)
         except StoreUnavailable as exc:
             return _store_down(settings, str(exc)[:200])
-        exif = photo.exif if photo is not None else media.Exif()
-        attachment_id = new_attachment_id()
-        assert rt.pool is not None
-        async with rt.pool.acquire() as conn:
-            await conn.execute(
-                f"INSERT INTO attachments ({_COLUMNS}) VALUES "
-                "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, NULL, NULL, NULL)",
-                attachment_id,
-                sha256,
-                kind.content_type,
-                kind.kind,
-                len(data),
-                photo.shown_type if photo is not None else kind.content_type,
-                photo is not None,
-                photo.width if photo is not None else None,
-                photo.height if photo is not None else None,
-                who.user_id,
-                rt.clock.now(),
-                exif.taken_at,
-                exif.lat,
-                exif.lon,
-            )
-        log.info(
-            "attachment uploaded",
-            attachment_id=attachment_id,
-            content_type=kind.content_type,
-            size=len(data),
-        )
-        return Uploaded(
-            attachment_id=attachment_id,
-            sha256=sha256,
-            content_type=kind.content_type,
-            size=len(data),
-            kind=kind.kind,
-            thumbnail=photo is not None,
-            width=photo.width if photo is not None else None,
-            height=photo.height if photo is not None else None,
-            taken_at=exif.taken_at,
-            location={"lat": exif.lat, "lon": exif.lon}
-            if exif.lat is not None and exif.lon is not None
-            else None,
-        )
 
     async def readable(request: Request, who: Principal, attachment_id: str) -> _Readable:
         """The attachment, for a caller who may read it; 404 to anyone else."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from . import repository as repo
 from .casework import Outcome, take_report
 from .context import Intake
-from .domain import callbacks, duplicates
+from .domain import callbacks, duplicates, similar
 from .domain.case import CaseFile, CaseRow
 from .domain.inbound import IncomingReport
 from .domain.problems import Refused
@@ -520,33 +520,121 @@ async def get_reporters(
         return [dict(r) for r in await repo.reporters_of(conn, case_id)]
 
 
+class SimilarCase(BaseModel):
+    """A closed case like the one asked about, and how it was solved (类案参考)."""
+
+    case_id: str
+    score: float = Field(description="0–1: text, nearness and category, weighted")
+    text_similarity: float = Field(description="0–1: the descriptions' shared words (Dice)")
+    distance_m: float
+    same_category: bool
+    category_code: str | None
+    category_name: str
+    description: str | None
+    cell_code: str
+    location: Location
+    dept: str | None = Field(description="the department that handled it")
+    dept_name: str | None
+    result: str | None = Field(description="the department's reported result (处置结果)")
+    status_notes: str | None = Field(description="the note at closing")
+    reported_at: datetime | None
+    closed_at: datetime
+    took_s: float | None = Field(description="reported → closed, in seconds")
+    on_time: bool | None
+    rating: str | None
+
+
+async def find_similar(
+    rt: Runtime, intake: Intake, who: Principal, case: CaseRow, limit: int
+) -> list[SimilarCase]:
+    """The closed cases most like `case` within the caller's reach: candidates by category
+    or shared terms near it (repository), ranked by the pure score (domain/similar.py)."""
+    settings = intake.settings
+    segmenter = intake.segmenter
+    probe_terms = (await segmenter.terms([case.description]))[0]
+    box = duplicates.search_box(case.lon, case.lat, settings.similar_radius_m)
+    reach = scope(who)  # the past cases shown are within the caller's reach too
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        rows = await repo.similar_candidates(
+            conn,
+            case.category_code,
+            similar.tsquery(probe_terms),
+            box,
+            case.case_id,
+            settings.similar_candidates,
+            territory=reach.prefixes,
+            only_dept=reach.dept,
+        )
+    # Cases closed a moment ago may not be indexed yet: their words are found here.
+    pending = [r for r in rows if r["terms"] is None]
+    found = await segmenter.terms([r["description"] or "" for r in pending]) if pending else []
+    late = {r["case_id"]: t for r, t in zip(pending, found, strict=True)}
+    by_id = {r["case_id"]: r for r in rows}
+    matches = similar.rank(
+        similar.Probe(case.case_id, case.category_code, case.lon, case.lat, frozenset(probe_terms)),
+        (
+            similar.PastCase(
+                r["case_id"],
+                r["category_code"],
+                r["lon"],
+                r["lat"],
+                frozenset(r["terms"] if r["terms"] is not None else late[r["case_id"]]),
+                r["reported_at"],
+                r["closed_at"],
+            )
+            for r in rows
+        ),
+        radius_m=settings.similar_radius_m,
+        limit=limit,
+        weights=similar.Weights(
+            settings.similar_weight_text,
+            settings.similar_weight_distance,
+            settings.similar_weight_category,
+        ),
+    )
+    out = []
+    for m in matches:
+        r = by_id[m.case.case_id]
+        out.append(
+            SimilarCase(
+                case_id=r["case_id"],
+                score=m.score,
+                text_similarity=m.text,
+                distance_m=m.distance_m,
+                same_category=m.same_category,
+                category_code=r["category_code"],
+                category_name=intake.category_name(r["category_code"]),
+                description=r["description"],
+                cell_code=r["cell_code"],
+                location=Location(lat=r["lat"], lon=r["lon"]),
+                dept=r["dept"],
+                dept_name=intake.dept_name(r["dept"]) if r["dept"] else None,
+                result=r["result"],
+                status_notes=r["status_notes"],
+                reported_at=r["reported_at"],
+                closed_at=r["closed_at"],
+                took_s=m.took_s,
+                on_time=r["on_time"],
+                rating=r["rating"],
+            )
+        )
+    return out
+
+
 @router.get("/cases/{case_id}/similar")
 async def similar_cases(
     case_id: str,
     request: Request,
     who: CurrentPrincipal,
-    limit: Annotated[int, Query(ge=1, le=50)] = 10,
-) -> list[dict[str, Any]]:
-    """Archived cases of the same category nearby (类案参考): how was this solved before?"""
+    limit: Annotated[int, Query(ge=1, le=50)] = 5,
+) -> list[SimilarCase]:
+    """类案参考: the closed cases most like this one — same category, nearby
+    (INTAKE_SIMILAR_RADIUS_M), similar description — with who solved them, how, and how
+    long it took; only those within the caller's reach."""
     rt = runtime_of(request)
-    intake = intake_of(rt)
     case = await visible_case(rt, who, case_id)
-    if case.category_code is None:
-        return []
-    box = duplicates.search_box(case.lon, case.lat, intake.settings.similar_radius_m)
-    reach = scope(who)  # the past cases shown are within the caller's reach too
-    assert rt.pool is not None
-    async with rt.pool.acquire() as conn:
-        rows = await repo.similar(
-            conn,
-            case.category_code,
-            box,
-            case.case_id,
-            limit,
-            territory=reach.prefixes,
-            only_dept=reach.dept,
-        )
-    return [dict(r) for r in rows]
+    return await find_similar(rt, intake_of(rt), who, case, limit)
 
 
 @router.get("/archive/{case_id}")

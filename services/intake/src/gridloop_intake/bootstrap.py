@@ -14,7 +14,7 @@ from gridloop_runtime.mail import MAIL_TIMER, Mailer, MailSender
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime, ServiceDefinition
 
-from . import api, metrics, open311, parts, public
+from . import api, metrics, open311, parts, public, search
 from . import repository as repo
 from .context import Intake, city_for
 from .handlers import Handlers, case_file_rules
@@ -67,7 +67,15 @@ def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
             client_key=open311.client_key,
             on_start=[judge_times_by_intake_clock],
             gauges=[metrics.refresh],
-            background=[intake.live(version).background()],
+            background=[
+                intake.live(version).background(),
+                # 类案参考: search terms for every closed case, off the path of messages
+                search.indexer(
+                    intake.segmenter,
+                    batch=settings.similar_index_batch,
+                    interval_s=settings.similar_index_interval_s,
+                ),
+            ],
             calendar=lambda: intake.calendar,
             # Each integrator's durable consumer on NOTIFY (its user may only bind to it).
             feeds=[Feed.integrator(code) for code in sorted(intake.city.sources)],

@@ -207,5 +207,6 @@ def _report_data(report: IncomingReport) -> dict[str, Any]:
         "files": [f.model_dump(mode="json", exclude_none=True) for f in report.files],
         "camera_id": report.camera_id,
         "confidence": report.confidence,
+        "attributes": dict(report.attributes),
     }
-    return {k: v for k, v in out.items() if v not in (None, [])}
+    return {k: v for k, v in out.items() if v not in (None, [], {})}

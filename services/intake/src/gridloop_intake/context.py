@@ -11,6 +11,7 @@ from gridloop_runtime.livecity import LiveCity
 
 from .domain.notices import Residents
 from .domain.rules import CaseRules
+from .search import Segmenter
 from .settings import IntakeSettings
 
 
@@ -28,9 +29,12 @@ class Intake:
     settings: IntakeSettings
     api_keys: dict[str, str] = field(default_factory=dict)  # Open311 api_key → source code
     rules: CaseRules = field(init=False)  # the case file's rules, for this city
+    # similar past cases: descriptions → search terms (the dictionary loaded on first use)
+    segmenter: Segmenter = field(init=False)
 
     def __post_init__(self) -> None:
         self.rules = CaseRules(self.city, self.calendar, self.residents)
+        self.segmenter = Segmenter(self.settings.similar_tokenizer)
 
     @property
     def residents(self) -> Residents:

@@ -14,9 +14,14 @@ from fastapi.responses import JSONResponse
 from gridloop_contracts import Actor, Attachment, Location
 from gridloop_contracts.common import LEVEL_OF_RATING, LEVELS
 from gridloop_contracts.inbound import Reporter
+from gridloop_contracts.problems import Refusal
+from gridloop_runtime import evidence
+from gridloop_runtime.auth import Principal
 from gridloop_runtime.inputs import BodyError, loads
+from gridloop_runtime.objectstore import StoreUnavailable
 from gridloop_runtime.service import Runtime, runtime_of
 from pydantic import ValidationError
+from starlette.datastructures import UploadFile
 
 from . import repository as repo
 from .api import intake_of, take
@@ -49,7 +54,10 @@ def _respond(fmt: str, root: str, payload: Any, status: int = 200) -> Response:
 
 def _error(fmt: str, err: Open311Error) -> Response:
     body = spec.errors_body([err])
-    return _respond(fmt if fmt in ("json", "xml") else "json", "errors", body, err.code)
+    response = _respond(fmt if fmt in ("json", "xml") else "json", "errors", body, err.code)
+    if err.retry_after_s is not None:
+        response.headers["Retry-After"] = str(err.retry_after_s)
+    return response
 
 
 def _params(request: Request) -> dict[str, list[str]]:
@@ -216,14 +224,57 @@ async def get_token(token: str, fmt: str, request: Request) -> Response:
     )
 
 
-async def _body(request: Request) -> dict[str, list[str]]:
-    """Form fields (the spec's `application/x-www-form-urlencoded`), a JSON object for
-    convenience, and the query string for `api_key`."""
+async def _sent(request: Request) -> tuple[dict[str, list[str]], bytes | None]:
+    """The fields of a request (and the query string for `api_key`), and the photo of a
+    multipart one. Form fields are the spec's `application/x-www-form-urlencoded`; a JSON
+    object is taken for convenience; `multipart/form-data` carries a `media` file (at most
+    ATTACHMENT_MAX_BYTES). Read once per request (the rate limiter reads it first)."""
+    cached = getattr(request.state, "open311_sent", None)
+    if isinstance(cached, Open311Error):  # the body is gone: the same answer again
+        raise cached
+    if cached is not None:
+        sent: tuple[dict[str, list[str]], bytes | None] = cached
+        return sent
     params = _params(request)
     ctype = request.headers.get("content-type", "")
+    media = None
+    try:
+        if ctype.startswith("multipart/"):
+            media = await _multipart(request, params)
+        else:
+            await _fields(request, ctype, params)
+    except Open311Error as err:
+        request.state.open311_sent = err
+        raise
+    request.state.open311_sent = (params, media)
+    return params, media
+
+
+async def _multipart(request: Request, params: dict[str, list[str]]) -> bytes | None:
+    limit = intake_of(runtime_of(request)).settings.attachment_max_bytes
+    try:
+        request._body = await evidence.read_body(request, limit)
+    except Refusal:
+        raise Open311Error(413, f"media: larger than {limit} bytes") from None
+    try:
+        form = await request.form(max_files=1, max_fields=100)
+    except Exception as exc:  # a malformed multipart body, or more than one file
+        raise Open311Error(400, f"body: unreadable multipart body: {exc}") from None
+    media = None
+    for name, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            if name != "media":
+                raise Open311Error(400, f"{name}: only `media` may be a file")
+            media = await value.read()
+        else:
+            if "\x00" in name or "\x00" in value:
+                raise Open311Error(400, f"{name.replace(chr(0), '')}: must not contain NUL")
+            params.setdefault(name, []).append(value)
+    return media
+
+
+async def _fields(request: Request, ctype: str, params: dict[str, list[str]]) -> None:
     raw = await request.body()
-    if ctype.startswith("multipart/"):
-        raise Open311Error(400, "body: send application/x-www-form-urlencoded, not multipart")
     if ctype.startswith("application/json"):
         try:
             doc = loads(raw) if raw else {}
@@ -235,7 +286,7 @@ async def _body(request: Request) -> dict[str, list[str]]:
             raise Open311Error(400, "body: a JSON object is expected")
         for k, v in doc.items():
             params.setdefault(str(k), []).append("" if v is None else str(v))
-        return params
+        return
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -246,7 +297,10 @@ async def _body(request: Request) -> dict[str, list[str]]:
         if "\x00" in k or any("\x00" in v for v in vs):  # PostgreSQL text cannot hold NUL
             raise Open311Error(400, f"{k.replace(chr(0), '')}: must not contain NUL characters")
         params.setdefault(k, []).extend(vs)
-    return params
+
+
+async def _body(request: Request) -> dict[str, list[str]]:
+    return (await _sent(request))[0]
 
 
 async def client_key(request: Request) -> str | None:
@@ -271,20 +325,58 @@ def _source_for_key(intake: Intake, params: Mapping[str, Sequence[str]]) -> str:
     return source
 
 
-@router.post("/requests.{fmt}")
+async def _store_media(rt: Runtime, source: str, media: bytes) -> tuple[Principal, str]:
+    """A photo sent with a request, checked and stored as every upload is (type from the
+    bytes, size, a photo that decodes; gridloop_runtime.evidence), uploaded by the source."""
+    store = rt.definition.evidence
+    assert store is not None
+    uploader = Principal(user_id=f"open311:{source}", roles=frozenset({"web"}))
+    try:
+        uploaded = await evidence.store_file(store, rt, media, uploader.user_id)
+    except Refusal as refused:
+        raise Open311Error(refused.status, f"media: {refused.reason}") from None
+    except StoreUnavailable:
+        raise Open311Error(
+            503,
+            "media: the photo store is not available; try again later, or send the request "
+            "without the photo (or with a media_url)",
+            retry_after_s=store.settings.attachment_retry_after_s,
+        ) from None
+    return uploader, uploaded.attachment_id
+
+
+@router.post(
+    "/requests.{fmt}",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"media": {"type": "string", "format": "binary"}},
+                    }
+                },
+            }
+        }
+    },
+)
 async def post_request(fmt: str, request: Request) -> Response:
     """Report a problem (needs `api_key`). Answers the case id at once (`realtime`) and a
-    token; a report of a problem already open joins that case (`service_notice` says so)."""
+    token; a report of a problem already open joins that case (`service_notice` says so).
+    `attribute[code]` answers the service definition's questions; a photo comes as a URL
+    (`media_url`) or as the file itself (multipart/form-data, field `media`)."""
     try:
         _format(fmt)
         rt, intake = _rt(request)
-        params = await _body(request)
+        params, media = await _sent(request)
         source = _source_for_key(intake, params)
         _jurisdiction(intake, params)
         new = spec.parse_new_request(params)
         category = intake.city.category(new.service_code)
         if category is None:
             raise Open311Error(400, f"service_code: {new.service_code!r} not found")
+        answers = spec.parse_answers(params, category)
         try:
             reporter = (
                 Reporter(name=new.name, phone=new.phone)
@@ -306,20 +398,29 @@ async def post_request(fmt: str, request: Request) -> Response:
             reported_at=rt.clock.now(),
             location=location,
             address=new.address_string,
+            part_code=answers.part_code,
             category_code=category.code,
-            urgency=new.urgency,
+            urgency=answers.urgency,
             reporter=reporter,
             reporter_email=new.email,
             reporter_lang=new.lang or lang_of(request.headers.get("accept-language")),
             attachments=attachments,
+            attributes=answers.values,
         )
+        uploader: Principal | None = None
+        files: tuple[str, ...] = ()
+        if media is not None:
+            uploader, attachment_id = await _store_media(rt, source, media)
+            files = (attachment_id,)
         try:
-            outcome = await take(rt, report)
+            outcome = await take(rt, report, uploader, files)
         except Refused as refused:
             p = refused.problems[0]
-            field = {"location": "lat/long", "address": "address_string"}.get(
-                p.field or "", p.field or "request"
-            )
+            field = {
+                "location": "lat/long",
+                "address": "address_string",
+                "part_code": "attribute[part_code]",
+            }.get(p.field or "", p.field or "request")
             raise Open311Error(400, f"{field}: {p.reason} ({p.code})") from None
     except Open311Error as err:
         return _error(fmt, err)

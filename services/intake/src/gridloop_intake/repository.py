@@ -50,7 +50,9 @@ async def find_report(conn: Conn, source: str, external_id: str) -> asyncpg.Reco
 async def report_by_id(conn: Conn, report_id: str) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await conn.fetchrow(
         "SELECT r.report_id, r.case_id, r.outcome, r.source, r.external_id, r.channel, "
-        "r.received_at, c.status, c.status_notes FROM reports r JOIN cases c USING (case_id) "
+        "r.received_at, c.status, c.status_notes, "
+        "coalesce(r.data -> 'attributes', '{}') AS attributes "  # Open311's answers
+        "FROM reports r JOIN cases c USING (case_id) "
         "WHERE r.report_id = $1",
         report_id,
     )
@@ -231,37 +233,69 @@ async def timeline(conn: Conn, case_id: str) -> list[asyncpg.Record]:
     return rows
 
 
-async def similar(
+async def similar_candidates(
     conn: Conn,
-    category_code: str,
+    category_code: str | None,
+    query: str | None,
     box: tuple[float, float, float, float],
     exclude: str,
-    limit: int,
+    cap: int,
     *,
     territory: Sequence[str] | None = None,
     only_dept: str | None = None,
 ) -> list[asyncpg.Record]:
-    """Archived cases of a category in a box, within the reader's reach (`territory`: cell-code
-    prefixes, None everywhere; `only_dept`: a department's own)."""
+    """Closed cases in a box that share the category or a search term (`query`: a tsquery,
+    domain/similar.py), within the reader's reach (`territory`: cell-code prefixes, None
+    everywhere; `only_dept`: a department's own); the `cap` likeliest first (same category,
+    then full-text rank), for the pure ranking to order. A case reopened since is not closed
+    and not among them. `terms` is None while the indexer has not reached the case."""
     min_lon, min_lat, max_lon, max_lat = box
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT case_id, closed_at, category_code, cell_code, lon, lat, dept, on_time, "
-        "case_data->>'description' AS description, case_data->>'rating' AS rating "
-        "FROM archive WHERE category_code = $1 AND lat BETWEEN $2 AND $3 "
-        "AND lon BETWEEN $4 AND $5 AND case_id <> $6 "
-        "AND ($8::text[] IS NULL OR cell_code LIKE ANY($8::text[])) "
-        "AND ($9::text IS NULL OR dept = $9) ORDER BY closed_at DESC LIMIT $7",
+        "SELECT a.case_id, a.closed_at, a.category_code, a.cell_code, a.lon, a.lat, a.dept, "
+        "a.on_time, a.case_data->>'description' AS description, "
+        "a.case_data->>'rating' AS rating, a.case_data->>'result' AS result, "
+        "a.case_data->>'status_notes' AS status_notes, "
+        "(a.case_data->>'reported_at')::timestamptz AS reported_at, "
+        "CASE WHEN a.terms IS NULL THEN NULL ELSE tsvector_to_array(a.terms) END AS terms "
+        "FROM archive a JOIN cases c ON c.case_id = a.case_id AND c.status = 'closed' "
+        "WHERE a.lat BETWEEN $3 AND $4 AND a.lon BETWEEN $5 AND $6 AND a.case_id <> $7 "
+        "AND (a.category_code = $1 OR a.terms @@ $2::tsquery) "
+        "AND ($9::text[] IS NULL OR a.cell_code LIKE ANY($9::text[])) "
+        "AND ($10::text IS NULL OR a.dept = $10) "
+        "ORDER BY a.category_code IS NOT DISTINCT FROM $1 DESC, "
+        "coalesce(ts_rank(a.terms, $2::tsquery), 0) DESC, a.closed_at DESC LIMIT $8",
         category_code,
+        query,
         min_lat,
         max_lat,
         min_lon,
         max_lon,
         exclude,
-        limit,
+        cap,
         None if territory is None else like_prefixes(territory),
         only_dept,
     )
     return rows
+
+
+async def unindexed_archive(conn: Conn, limit: int) -> list[asyncpg.Record]:
+    """Archived cases whose description has no search terms yet, oldest closing first."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT case_id, case_data->>'description' AS description FROM archive "
+        "WHERE terms IS NULL ORDER BY closed_at LIMIT $1",
+        limit,
+    )
+    return rows
+
+
+async def set_archive_terms(conn: Conn, found: Sequence[tuple[str, Sequence[str]]]) -> None:
+    """Store the search terms of archived cases (terms hold no spaces: domain/similar.py)."""
+    await conn.execute(
+        "UPDATE archive a SET terms = array_to_tsvector(string_to_array(u.terms, ' ')) "
+        "FROM unnest($1::text[], $2::text[]) AS u(case_id, terms) WHERE a.case_id = u.case_id",
+        [case_id for case_id, _ in found],
+        [" ".join(terms) for _, terms in found],
+    )
 
 
 async def archived(conn: Conn, case_id: str) -> asyncpg.Record | None:

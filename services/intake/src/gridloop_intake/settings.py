@@ -1,5 +1,7 @@
 """Settings of this service (environment variables; shared ones in ServiceSettings)."""
 
+from typing import Literal
+
 from gridloop_runtime.mail import MailSettings
 from gridloop_runtime.settings import EvidenceSettings, ServiceSettings
 from pydantic import Field, SecretStr
@@ -25,8 +27,18 @@ class IntakeSettings(ServiceSettings, MailSettings, EvidenceSettings):
     # A sender's times (reported_at, detected_at, rated_at, the envelope's ce-time) may run
     # this far ahead of intake's clock; further ahead is refused, naming the field.
     max_time_ahead_s: float = Field(300.0, ge=0, alias="INTAKE_MAX_TIME_AHEAD_S")
-    # "Similar past cases": archived cases of the same category within this distance.
-    similar_radius_m: float = Field(500.0, alias="INTAKE_SIMILAR_RADIUS_M")
+    # 类案参考, similar past cases: closed cases within this distance, ranked by text
+    # similarity, nearness and the same category with these weights; the descriptions'
+    # words by jieba (or character bigrams: no dictionary to load), indexed in the
+    # background a batch at a time, looking for newly closed cases every interval.
+    similar_radius_m: float = Field(500.0, gt=0, alias="INTAKE_SIMILAR_RADIUS_M")
+    similar_weight_text: float = Field(0.6, ge=0, alias="INTAKE_SIMILAR_WEIGHT_TEXT")
+    similar_weight_distance: float = Field(0.25, ge=0, alias="INTAKE_SIMILAR_WEIGHT_DISTANCE")
+    similar_weight_category: float = Field(0.15, ge=0, alias="INTAKE_SIMILAR_WEIGHT_CATEGORY")
+    similar_tokenizer: Literal["jieba", "bigram"] = Field("jieba", alias="INTAKE_SIMILAR_TOKENIZER")
+    similar_candidates: int = Field(200, ge=1, le=5000, alias="INTAKE_SIMILAR_CANDIDATES")
+    similar_index_batch: int = Field(500, ge=1, alias="INTAKE_SIMILAR_INDEX_BATCH")
+    similar_index_interval_s: float = Field(5.0, gt=0, alias="INTAKE_SIMILAR_INDEX_INTERVAL_S")
     # Mail to reporters: the public pages the mails link to (the console's /public/), the
     # key that signs the one-click rating links, and how long a link works.
     public_url: str = Field("http://127.0.0.1:8006/public/", alias="INTAKE_PUBLIC_URL")

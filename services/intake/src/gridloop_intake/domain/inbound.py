@@ -3,9 +3,10 @@ sources, and the report every channel is turned into."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from gridloop_city.models import Source
 from gridloop_contracts import Attachment, AttachmentRef, Location
@@ -100,6 +101,8 @@ class IncomingReport:
     files: tuple[AttachmentRef, ...] = field(default_factory=tuple)
     camera_id: str | None = None
     confidence: float | None = None
+    # Open311: the answers to the category's questions (attribute[code]), checked
+    attributes: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_report(cls, report: ReportV1, *, channel: Channel, source: str) -> IncomingReport:

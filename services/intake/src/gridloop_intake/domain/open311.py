@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 from xml.etree import ElementTree as ET
@@ -46,10 +46,11 @@ URGENCY_ATTRIBUTE: dict[str, Any] = {
 class Open311Error(Exception):
     """An error answered as `[{code, description}]` with the HTTP status `code`."""
 
-    def __init__(self, code: int, description: str) -> None:
+    def __init__(self, code: int, description: str, *, retry_after_s: int | None = None) -> None:
         super().__init__(description)
         self.code = code
         self.description = description
+        self.retry_after_s = retry_after_s  # a 503: when to try again (Retry-After)
 
 
 # -- services ---------------------------------------------------------------------------
@@ -65,8 +66,126 @@ def service(category: Category, major: Major | None) -> dict[str, Any]:
     }
 
 
+PART_CODE_ATTRIBUTE: dict[str, Any] = {
+    "variable": True,
+    "code": "part_code",
+    "datatype": "string",
+    "required": False,
+    "datatype_description": "16 位部件编码（部件上的标牌）/ the part's 16-digit code on its plate",
+    "order": 2,
+    "description": "部件编码 / part code",
+    "values": [],
+}
+# Free text an attribute may hold: a `string` is a line, a `text` a paragraph.
+_STRING_MAX, _TEXT_MAX = 200, 2000
+_PART_CODE = re.compile(r"\d{16}")
+
+
+def attributes(category: Category) -> list[dict[str, Any]]:
+    """The service definition's attributes: urgency, for parts the part code (部件编码, which
+    locates the report on the part), then the category's own questions (city data)."""
+    out = [URGENCY_ATTRIBUTE]
+    if category.kind == "part":
+        out.append(PART_CODE_ATTRIBUTE)
+    for a in category.attributes:
+        out.append(
+            {
+                "variable": True,
+                "code": a.code,
+                "datatype": a.datatype,
+                "required": a.required,
+                "datatype_description": a.datatype_description or None,
+                "order": len(out) + 1,
+                "description": a.description,
+                "values": [{"key": v.key, "name": v.name} for v in a.values],
+            }
+        )
+    return out
+
+
 def service_definition(category: Category) -> dict[str, Any]:
-    return {"service_code": category.code, "attributes": [URGENCY_ATTRIBUTE]}
+    return {"service_code": category.code, "attributes": attributes(category)}
+
+
+@dataclass(frozen=True)
+class Answers:
+    """A request's `attribute[code]` values, checked against the service definition."""
+
+    urgency: Literal["normal", "urgent"] = "normal"
+    part_code: str | None = None
+    # the category's own questions: code → value (a number, a UTC time, text, a key, keys)
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _attribute_params(params: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """`attribute[code]` and `attribute[code][]` (a multivaluelist's PHP-style form) →
+    code → the values sent, blanks dropped."""
+    out: dict[str, list[str]] = {}
+    for name, values in params.items():
+        m = re.fullmatch(r"attribute\[([^\[\]]*)\](\[\])?", name)
+        if m is None:
+            continue
+        kept = [v.strip() for v in values if v.strip()]
+        out.setdefault(m.group(1), []).extend(kept)
+    return out
+
+
+def parse_answers(params: Mapping[str, Sequence[str]], category: Category) -> Answers:
+    """Check every `attribute[code]` against the category's service definition: a code it
+    does not have, a value not of its datatype or not one of its values, a required one
+    missing — each an Open311Error(400) naming `attribute[code]`."""
+    sent = _attribute_params(params)
+    own = {a.code: a for a in category.attributes}
+    known = {"urgency", *(("part_code",) if category.kind == "part" else ()), *own}
+    for code in sent:
+        if code not in known:
+            raise Open311Error(
+                400,
+                f"attribute[{code}]: not an attribute of service {category.code} "
+                f"(services/{category.code}.json lists them)",
+            )
+    for code, given in sent.items():
+        if len(given) > 1 and not (code in own and own[code].datatype == "multivaluelist"):
+            raise Open311Error(400, f"attribute[{code}]: one value only")
+    urgency = (sent.get("urgency") or ["normal"])[0]
+    if urgency not in ("normal", "urgent"):
+        raise Open311Error(400, "attribute[urgency]: must be normal or urgent")
+    part = next(iter(sent.get("part_code") or []), None)
+    if part is not None and not _PART_CODE.fullmatch(part):
+        raise Open311Error(400, "attribute[part_code]: a 16-digit part code (部件编码)")
+    answers: dict[str, Any] = {}
+    for code, a in own.items():
+        got = sent.get(code) or []
+        name = f"attribute[{code}]"
+        if not got:
+            if a.required:
+                raise Open311Error(400, f"{name}: required ({a.description})")
+            continue
+        keys = {v.key for v in a.values}
+        if a.datatype == "number":
+            try:
+                number = float(got[0])
+            except ValueError:
+                raise Open311Error(400, f"{name}: not a number: {got[0]!r}") from None
+            if not math.isfinite(number):
+                raise Open311Error(400, f"{name}: not a finite number")
+            answers[code] = number
+        elif a.datatype == "datetime":
+            at = parse_datetime(got[0], name)
+            answers[code] = _w3c(at)
+        elif a.datatype in ("string", "text"):
+            limit = _STRING_MAX if a.datatype == "string" else _TEXT_MAX
+            if len(got[0]) > limit:
+                raise Open311Error(400, f"{name}: at most {limit} characters")
+            answers[code] = got[0]
+        else:
+            wrong = [v for v in got if v not in keys]
+            if wrong:
+                raise Open311Error(
+                    400, f"{name}: {wrong[0]!r} is not one of {', '.join(sorted(keys))}"
+                )
+            answers[code] = got[0] if a.datatype == "singlevaluelist" else list(dict.fromkeys(got))
+    return Answers(urgency, part, answers)  # type: ignore[arg-type]
 
 
 # -- requests -----------------------------------------------------------------------------
@@ -85,7 +204,6 @@ class NewRequest:
     email: str | None
     device_id: str | None
     account_id: str | None
-    urgency: Literal["normal", "urgent"]
     lang: str | None = None  # gridloop extension: the language of the mails (zh, en)
 
 
@@ -123,9 +241,6 @@ def parse_new_request(params: Mapping[str, Sequence[str]]) -> NewRequest:
         raise Open311Error(400, "lat/long, address_string or address_id: one is required")
     if lat is None and address is None:
         raise Open311Error(400, "address_id: not supported here; send lat/long or address_string")
-    urgency = _one(params, "attribute[urgency]") or "normal"
-    if urgency not in ("normal", "urgent"):
-        raise Open311Error(400, "attribute[urgency]: must be normal or urgent")
     description = _one(params, "description")
     if description is not None and len(description) > 2000:
         raise Open311Error(400, "description: at most 2000 characters")
@@ -153,7 +268,6 @@ def parse_new_request(params: Mapping[str, Sequence[str]]) -> NewRequest:
         email=email,
         device_id=_one(params, "device_id"),
         account_id=_one(params, "account_id"),
-        urgency=urgency,  # type: ignore[arg-type]
         lang=lang,
     )
 

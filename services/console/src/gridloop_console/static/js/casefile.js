@@ -3,7 +3,7 @@
 import { api, session } from "./api.js";
 import { t } from "./i18n.js";
 import { beforeAfter, gallery } from "./photos.js";
-import { act, clear, el, empty, field, select, statusBadge, when } from "./ui.js";
+import { act, clear, duration, el, empty, field, select, statusBadge, when } from "./ui.js";
 
 const DISPATCH_READERS = ["dispatcher", "shift-leader", "evaluator"];
 
@@ -32,6 +32,42 @@ function who(actor) {
 
 function row(label, value, testid) {
   return el("div", { class: "kv" }, el("span", { class: "k" }, label), el("span", { class: "v", "data-testid": testid }, value ?? "—"));
+}
+
+// 类案参考: the closed cases most like this one, with how they were solved and how long it took.
+async function similarCases(app, c, card) {
+  let found;
+  try {
+    found = await api.svc("intake", `/cases/${encodeURIComponent(c.case_id)}/similar`, { limit: 5 });
+  } catch {
+    card.remove(); // not for this reader (or intake busy): the case file stands without it
+    return;
+  }
+  clear(
+    card,
+    el("h3", {}, t("case.similar")),
+    found.length
+      ? found.map((s) =>
+          el(
+            "div",
+            { class: "similar", "data-testid": `similar-${s.case_id}` },
+            el(
+              "div",
+              { class: "item-head" },
+              el("a", { href: `#/case/${encodeURIComponent(s.case_id)}`, class: "case-id" }, s.case_id),
+              el("span", { class: "tag", title: t("similar.score") }, `${Math.round(s.score * 100)}%`),
+              el("span", { class: "muted right" }, `${Math.round(s.distance_m)} m`),
+            ),
+            el("div", { class: "item-title" }, `${s.category_code || "—"} ${s.category_name}`),
+            s.description ? el("div", { class: "item-text" }, s.description) : null,
+            row(t("similar.dept"), s.dept_name || s.dept),
+            row(t("similar.result"), s.result || s.status_notes),
+            row(t("similar.took"), `${duration(s.took_s)}${s.on_time === false ? ` (${t("similar.late")})` : ""}`),
+            row(t("ev.closed"), when(s.closed_at)),
+          ),
+        )
+      : empty(t("case.similar_none")),
+  );
 }
 
 export async function renderCase(screen, app, caseId) {
@@ -169,6 +205,9 @@ export async function renderCase(screen, app, caseId) {
         ),
       );
     }
+    const similar = el("section", { class: "card", "data-testid": "case-similar" }, el("h3", {}, t("case.similar")));
+    side.append(similar);
+    similarCases(app, c, similar);
     const photos = beforeAfter(c);
     clear(body, el("div", { class: "case-layout" }, el("div", { class: "case-main" }, summary, photos, timeline), side));
   }

@@ -46,9 +46,10 @@ async function operatorQueue(app, sec) {
   clear(
     sec.body,
     found.cases.length
-      ? found.cases.map((c) => {
+      ? found.cases.map((c, index) => {
           const id = c.case_id;
           const dupBox = el("div", { class: "dups", "data-testid": `dups-${id}` });
+          const similarBox = el("div", { class: "dups", "data-testid": `similar-${id}` });
           const needsCategory = !c.category_code;
           const catSel = needsCategory
             ? select(
@@ -82,6 +83,7 @@ async function operatorQueue(app, sec) {
             el("div", { class: "item-meta" }, `${t("case.place")}: ${place(app, c)} · ${t("case.channel")}: ${c.channel}/${c.source}`, c.reporter ? ` · ${t("case.reporter")}: ${c.reporter.name || ""} ${c.reporter.phone || ""}` : ""),
             evidence(c.attachments),
             dupBox,
+            similarBox,
             el(
               "div",
               { class: "actions" },
@@ -100,6 +102,7 @@ async function operatorQueue(app, sec) {
             rejectForm,
           );
           if (c.category_code && c.cell_code) duplicates(app, c, dupBox);
+          if (index < SIMILAR_HINTS) similarHint(app, c, similarBox);
           return item;
         })
       : empty(t("q.empty")),
@@ -112,6 +115,31 @@ async function duplicates(app, c, box) {
   const others = found.cases.filter((x) => x.case_id !== c.case_id);
   if (!others.length) return;
   clear(box, el("span", { class: "dups-title" }, `${t("q.duplicates")}: `), others.map((x) => el("span", { class: "dup" }, caseLink(app, x.case_id), " ", statusBadge(x.status, x.overdue))));
+}
+
+// 类案参考: the closed case most like this one — who solved it, how, and in how long. The
+// queue redraws on every live event: a case's hint is kept a minute, and only the oldest
+// waiting cases (the ones being worked) ask for one.
+const SIMILAR_HINTS = 20;
+const SIMILAR_KEEP_MS = 60_000;
+const similarKept = new Map();
+
+async function similarHint(app, c, box) {
+  const kept = similarKept.get(c.case_id);
+  let found = kept && Date.now() - kept.at < SIMILAR_KEEP_MS ? kept.found : null;
+  if (!found) {
+    try {
+      found = await api.svc("intake", `/cases/${encodeURIComponent(c.case_id)}/similar`, { limit: 1 });
+    } catch {
+      return;
+    }
+    if (similarKept.size > 500) similarKept.clear();
+    similarKept.set(c.case_id, { at: Date.now(), found });
+  }
+  if (!found.length) return;
+  const s = found[0];
+  const how = [s.dept_name || s.dept, s.result || s.status_notes, `${t("similar.took")} ${duration(s.took_s)}`].filter(Boolean).join(" · ");
+  clear(box, el("span", { class: "dups-title" }, `${t("q.similar")}: `), caseLink(app, s.case_id), " ", el("span", { class: "muted" }, how));
 }
 
 // -- dispatchers --------------------------------------------------------------------------
