@@ -23,22 +23,34 @@ def city() -> City:
 
 
 def test_loads_well_under_two_seconds() -> None:
-    start = time.perf_counter()
+    """4,601 cells and 23,220 parts: every service loads them at start (and on a live reload).
+    CPU time, not wall time: on a shared machine the wall clock measures the neighbours."""
+    start = time.process_time()
     load_city(ROOT)
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 2.0
 
 
 def test_demo_city_sizes(city: City) -> None:
     assert city.district.code == "110101" and city.district.name == "东城区"
-    assert len(city.subdistricts) >= 8
-    assert len(city.communities) >= 3 * len(city.subdistricts)
-    assert len(city.cells) >= 1000
-    assert len(city.parts) >= 3000
-    assert len(city.categories) >= 40
-    assert len(city.cameras) >= 100
-    assert len(city.addresses) >= 200
-    # bureaus and utilities, 8 street offices, 48 residents' committees (community level)
-    assert 15 <= len(city.departments) <= 80
+    # the 17 sub-districts of 东城区, each with its street office
+    assert len(city.subdistricts) == 17
+    names = {s.name for s in city.subdistricts.values()}
+    assert names >= {"东华门街道", "和平里街道", "永定门外街道"}
+    assert len(city.communities) >= 5 * len(city.subdistricts)
+    assert len(city.cells) >= 4000
+    assert len(city.parts) >= 20_000
+    assert len(city.categories) >= 79
+    # 6 classes, 56 part types (东城区's 6 大类 56 种), parts of every type
+    part_types = {c.code for c in city.categories.values() if c.kind == "part"}
+    assert len(part_types) == 56
+    assert {c.code[:3] for c in city.categories.values() if c.kind == "part"} == {
+        f"P0{n}" for n in range(1, 7)
+    }
+    assert {p.category_code for p in city.parts.values()} == part_types
+    assert len(city.cameras) >= 200
+    assert len(city.addresses) >= 600
+    # bureaus and utilities, 17 street offices, one residents' committee per community
+    assert len(city.departments) == 19 + len(city.subdistricts) + len(city.communities)
     assert {c.kind for c in city.categories.values()} == {"part", "event"}
     assert {m.code[0] for m in city.majors.values()} == {"P", "E"}
     assert {"12345", "video-ai", "patrol-app", "web"} <= set(city.sources)
