@@ -251,11 +251,7 @@ class City:
         first, with their distance: "the manhole cover at my feet" for a report by position."""
         if not (math.isfinite(lon) and math.isfinite(lat)) or within_m < 0 or limit < 1:
             return []
-        if self._part_tree is None:
-            codes = list(self.parts)
-            pts = shapely.points([(self.parts[c].lon, self.parts[c].lat) for c in codes])
-            self._part_tree = (STRtree(pts), codes)
-        tree, codes = self._part_tree
+        tree, codes = self._parts_index()
         if not codes:
             return []
         dlat = within_m / _M_PER_DEG_LAT
@@ -271,6 +267,25 @@ class City:
                 found.append((p, d))
         found.sort(key=lambda pd: (pd[1], pd[0].code))
         return found[:limit]
+
+    def parts_in_box(self, west: float, south: float, east: float, north: float) -> list[Part]:
+        """Parts inside a lon/lat box (edges included), by code: a map's view."""
+        if not all(math.isfinite(v) for v in (west, south, east, north)):
+            return []
+        tree, codes = self._parts_index()
+        if not codes or west > east or south > north:
+            return []
+        hits = sorted(tree.query(shapely.box(west, south, east, north)).tolist())
+        return [self.parts[codes[i]] for i in hits]
+
+    def _parts_index(self) -> tuple[STRtree, list[str]]:
+        """An STRtree over the parts' points (built on first use: not every service asks)."""
+        if self._part_tree is None:
+            codes = list(self.parts)
+            xs = np.fromiter((p.lon for p in self.parts.values()), dtype=float, count=len(codes))
+            ys = np.fromiter((p.lat for p in self.parts.values()), dtype=float, count=len(codes))
+            self._part_tree = (STRtree(shapely.points(xs, ys)), codes)
+        return self._part_tree
 
     def address(self, text: str) -> Address | None:
         """A gazetteer entry for a written address: exact match after normalisation (NFKC, no
