@@ -331,13 +331,18 @@ export async function createMap(container, app, { onCell } = {}) {
     }
   }
 
+  let focused = false; // a focus asked before the first frame wins over the home view
   function focus(lon, lat, width = 1600) {
+    focused = true;
     const [x, y] = local(lon, lat);
     const aspect = view[3] / view[2];
     setView([x - width / 2, y - (width * aspect) / 2, width, width * aspect]);
   }
 
-  requestAnimationFrame(() => setView(home));
+  requestAnimationFrame(() => {
+    if (focused) setView(view);
+    else setView(home);
+  });
   return { setMarkers, focus, setView, home, showParts };
 }
 
