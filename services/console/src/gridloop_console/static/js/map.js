@@ -88,7 +88,9 @@ export async function createMap(container, app, { onCell } = {}) {
   const partsLayer = svg("g", { class: "parts", "data-testid": "parts-layer" });
   const pins = svg("g", { class: "markers" });
   const pick = svg("g", { class: "pick" });
-  root.append(tiles, grid, partsLayer, pins, pick);
+  // parts above the case markers: a part's dot is smaller than a case's marker, so both stay
+  // clickable where a case was reported at a part (the case's ring shows around the dot)
+  root.append(tiles, grid, pins, partsLayer, pick);
 
   const tints = new Map();
   for (const f of geo.features) {
