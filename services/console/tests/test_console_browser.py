@@ -467,7 +467,6 @@ def test_the_parts_layer_shows_a_part_its_state_and_its_cases(console_url: str, 
             expect(page.get_by_test_id("part-state")).to_have_text("Open case", timeout=WAIT)
             expect(page.get_by_test_id(f"part-case-{case_id}")).to_be_visible()
             b.shot("part-history-english")
-            page.get_by_test_id("lang-switch").click()
 
             # the case in the history opens its case file
             page.get_by_test_id(f"part-case-{case_id}").click()
