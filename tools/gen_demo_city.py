@@ -859,7 +859,9 @@ A city's own cells and boundaries come in through `gridloop-city import`.
   lies); 东直门 (009), 和平里 (010) and the seven of the former 崇文区 (011–017) are Voronoi
   regions around a point near each one's real centre, inside outlines drawn east, north and
   south of the blocks; their cells are the lattice clipped to those shapes (a sliver under a
-  third of a cell joins its neighbour). 4,601 cells, about 46 km² (the real district: 41.84).
+  third of a cell joins the neighbour it shares an edge with; one 65 m² corner touching its
+  neighbours at a point only stays a cell of its own). 4,601 cells, about 45 km² (the real
+  district: 41.84 km²).
 - **Communities: 48 real names, 71 generated.** The six communities of each of 001–008 carry
   names of real 东城区 communities (社区), as the first version of this demo had them; which
   sub-district each really belongs to was not kept (南锣鼓巷 sits in 景山 here, for one). The
