@@ -862,17 +862,21 @@ A city's own cells and boundaries come in through `gridloop-city import`.
   third of a cell joins the neighbour it shares an edge with; one 65 m² corner touching its
   neighbours at a point only stays a cell of its own). 4,601 cells, about 45 km² (the real
   district: 41.84 km²).
-- **Communities: 48 real names, 71 generated.** The six communities of each of 001–008 carry
-  names of real 东城区 communities (社区), as the first version of this demo had them; which
-  sub-district each really belongs to was not kept (南锣鼓巷 sits in 景山 here, for one). The
+- **Communities: 48 names given as real, 71 generated.** The six communities of each of
+  001–008 carry the names the first version of this demo gave as real 东城区 communities (社区)
+  (not checked again here: no source at hand); which sub-district each really belongs to was
+  not kept (南锣鼓巷 sits in 景山 here, for one). The
   communities of 009–017 have generated names: the sub-district's short name and a number
   (`前门03社区`); they are not real communities.
 - **Cells, supervisors, people, departments' names, addresses' house numbers, parts' and
-  cameras' positions: generated.** Address streets are real streets of each area.
-- **Parts: 23,220 of 56 types**, the six classes of CJ/T 214 (公用设施, 道路交通, 市容环境,
-  园林绿化, 房屋土地, 其他设施), as 东城区's own register counts them (6 大类 56 种). The type
-  names are part types of CJ/T 214-2007; the codes (P0101 … P0603) are this demo's own
-  numbering inside each class, not the standard's numbers (its text was not at hand). The
+  cameras' positions: generated.** Address streets are real streets of 东城区 (in the nine
+  shaped sub-districts, streets of that area).
+- **Parts: 23,220 of 56 types** in the six classes of CJ/T 214 (公用设施, 道路交通, 市容环境,
+  园林绿化, 房屋土地, 其他设施): 56 is the number of types 东城区's register had (6 大类 56
+  种, 168,339 parts); which 56 those were is not known here. The 38 added types are part types
+  of CJ/T 214-2007 as far as we recall them (the first 18 include the demo's own, such as
+  公房外立面); the codes (P0101 … P0603) are this demo's own numbering inside each class, not
+  the standard's numbers (its text was not at hand). The
   first 4,000 parts (18 types, in the eight blocks) are as before; 19,220 more of every type
   lie over the whole district, in realistic proportions (3,000 more street trees, 12
   pedestrian bridges, 8 major hazards). Every type has its acceptance and closing standard,
