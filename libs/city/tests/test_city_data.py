@@ -346,3 +346,18 @@ def test_the_nearest_part_of_a_type_within_a_radius(city: City) -> None:
     assert sorted(p.code for p, _ in city.parts_near(part.lon, lat, 50, "P0107", 100)) == brute
     # a radius shorter than the distance misses it
     assert part not in [p for p, _ in city.parts_near(part.lon, lat, 15, "P0107")]
+
+
+def test_the_parts_in_a_box_are_the_registry_rows_inside_it(city: City) -> None:
+    """A map's view: every part inside the box (edges included), by code, from 23,220."""
+    west, south, east, north = 116.40, 39.90, 116.41, 39.905
+    found = city.parts_in_box(west, south, east, north)
+    brute = sorted(
+        p.code for p in city.parts.values() if west <= p.lon <= east and south <= p.lat <= north
+    )
+    assert found and [p.code for p in found] == brute
+    everything = city.parts_in_box(*city.district.bbox)
+    assert len(everything) == len(city.parts)
+    assert city.parts_in_box(east, south, west, north) == []  # turned inside out
+    assert city.parts_in_box(float("nan"), south, east, north) == []
+    assert city.parts_in_box(116.0, 39.0, 116.1, 39.1) == []  # outside the district
