@@ -532,8 +532,21 @@ def _csv(
         if info.is_required() and name not in header:
             raise _fail(file, 1, name, "missing column")
     lines: list[int] = []
-    data: list[dict[str, str]] = []
+    records: list[M] = []
+    chunk: list[dict[str, str]] = []
     required = {k for k, info in model.model_fields.items() if info.is_required()}
+
+    def validate_chunk() -> None:
+        # a chunk of rows in one call (fast; chunks keep the memory of a big file's rows
+        # bounded); when one is bad, row by row for the message naming it
+        try:
+            records.extend(_list_adapter(model).validate_python(chunk))
+        except ValidationError:
+            done = len(records)
+            for line, d in zip(lines[done:], chunk, strict=True):
+                records.append(_validate(model, d, file, line))
+        chunk.clear()
+
     for row in reader:
         line = reader.line_num  # the (last) line of this record
         if None in row:
@@ -547,12 +560,11 @@ def _csv(
             if value is None:
                 raise _fail(file, line, str(col), "missing value (too few columns)")
         lines.append(line)
-        data.append({k: v for k, v in row.items() if v != "" or k in required})
-    # all rows in one call (fast); when one is bad, row by row for the message naming it
-    try:
-        records: list[M] = _list_adapter(model).validate_python(data)
-    except ValidationError:
-        records = [_validate(model, d, file, line) for line, d in zip(lines, data, strict=True)]
+        chunk.append({k: v for k, v in row.items() if v != "" or k in required})
+        if len(chunk) == _CSV_CHUNK:
+            validate_chunk()
+    if chunk:
+        validate_chunk()
     out: list[tuple[int, M]] = []
     seen: set[object] = set()
     for line, record in zip(lines, records, strict=True):
@@ -565,6 +577,7 @@ def _csv(
     return out
 
 
+_CSV_CHUNK = 2_048
 _adapters: dict[type[Any], TypeAdapter[Any]] = {}
 
 
