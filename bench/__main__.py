@@ -50,7 +50,15 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         except ImportError:
             out["note"] = "service measurements not available yet"
         else:
-            out.update(await loop.run(args, work, nats, pg, out))
+            if args.only != "cluster":
+                out.update(await loop.run(args, work, nats, pg, out))
+            if args.cluster and args.only in (None, "cluster"):
+                from . import cluster
+
+                out.update(await cluster.run(args, work, pg))
+                out.setdefault("ratios", {})["closed_loops_cluster_to_pg_commits"] = round(
+                    out["closed_loops_per_s_cluster"] / (out["baseline_pg_commit_per_s"] or 1), 4
+                )
     finally:
         nats.stop()
         pg.stop()
@@ -85,8 +93,17 @@ def main() -> int:
         help="events generated for the scoring replay measurement (0: skip it)",
     )
     p.add_argument(
+        "--cluster",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the closed loop again on 3 NATS nodes and 2 replicas of every service "
+        "(closed_loops_per_s_cluster); --no-cluster skips it",
+    )
+    p.add_argument("--cluster-seconds", type=float, default=30.0, help="its measured window")
+    p.add_argument("--cluster-warmup-seconds", type=float, default=10.0, help="its warm-up")
+    p.add_argument(
         "--only",
-        choices=("closed_loop",),
+        choices=("closed_loop", "cluster"),
         help="only this phase (with the baselines, for the ratios); printed, not kept in "
         "results/latest.json",
     )

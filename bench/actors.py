@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -39,8 +40,9 @@ async def supervisors(
     """Supervisors passing every verification task. With a NATS connection each hears of a
     task as it is assigned (their app's notice, case.verification_assigned, which names the
     task) and passes it, and a sweep of everybody's open tasks every few seconds catches
-    anything missed; without one they only sweep, continuously."""
-    url = verify_url
+    anything missed; without one they only sweep, continuously. `verify_url`: one base URL,
+    or several comma-separated (the replicas of verify), each request to the next in turn."""
+    urls = itertools.cycle(verify_url.split(","))
     heard: asyncio.Queue[tuple[str, str, str | None]] = asyncio.Queue()
     if nc is not None:
 
@@ -57,7 +59,7 @@ async def supervisors(
         async def passed(t: dict[str, Any]) -> None:
             try:
                 resp = await http.post(
-                    f"{url}/tasks/{t['task_id']}/verification",
+                    f"{next(urls)}/tasks/{t['task_id']}/verification",
                     json={"passed": True, "command_id": t["task_id"], "photos": [PHOTO]},
                     headers={"X-User": t["supervisor_id"]},
                 )
@@ -72,7 +74,7 @@ async def supervisors(
         async def listed(user: str, **params: Any) -> list[dict[str, Any]]:
             params |= {"status": "open", "purpose": "verification"}
             try:
-                r = await http.get(url + "/tasks", params=params, headers={"X-User": user})
+                r = await http.get(next(urls) + "/tasks", params=params, headers={"X-User": user})
             except httpx.TransportError:
                 counter["transport_errors"] = counter.get("transport_errors", 0) + 1
                 return []
@@ -107,7 +109,7 @@ async def supervisors(
 
 async def work(nats_url: str, verify_url: str, stop: asyncio.Event) -> dict[str, int]:
     """The department kit and the supervisors until `stop`; their counters."""
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_url.split(","))  # one server, or every node of a cluster
     counter = {"verified": 0}
     kit = load_module(KIT, "department_system")
     tasks = [
@@ -141,7 +143,9 @@ async def work(nats_url: str, verify_url: str, stop: asyncio.Event) -> dict[str,
 def main() -> int:
     p = argparse.ArgumentParser(description="The bench's department kit and supervisors.")
     p.add_argument("--nats", required=True)
-    p.add_argument("--verify", required=True, help="the verify service's base URL")
+    p.add_argument(
+        "--verify", required=True, help="the verify service's base URL (comma-separated: replicas)"
+    )
     args = p.parse_args()
 
     async def go() -> dict[str, int]:

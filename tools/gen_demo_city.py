@@ -841,7 +841,8 @@ Working time: 09:00–12:00 and 13:30–18:00 on the official calendar (chinese_
 调休); one working day = 7.5 hours of working time; `hours` are clock hours.
 
 `gridloop-city check data/demo-city` reports that this calendar runs out at the end of 2026
-(2027's swapped working days are not entered yet); everything else passes.
+(the State Council's 2027 arrangement is not entered yet: until it is, 2027's deadlines follow
+the statutory rule and are provisional); everything else passes.
 
 ## What is real and what is generated
 
@@ -1380,23 +1381,11 @@ def main(out: Path = OUT) -> None:
                 "note": "Beijing government office hours (09:00-12:00, 13:30-18:00): a working "
                 "day is 7.5 working hours; N working days = N x 7.5 h of working time "
                 "(from before opening: due at that day's closing).",
-                "extra_holidays": [
-                    "2027-01-01",
-                    "2027-02-05",
-                    "2027-02-06",
-                    "2027-02-07",
-                    "2027-02-08",
-                    "2027-04-05",
-                    "2027-05-01",
-                    "2027-05-02",
-                    "2027-06-09",
-                    "2027-09-15",
-                    "2027-10-01",
-                    "2027-10-02",
-                    "2027-10-03",
-                ],
-                "extra_holidays_note": "2027 statutory days (全国年节及纪念日放假办法, 2024); "
-                "add the State Council's 2027 bridge days and swapped working days when published.",
+                "extra_holidays": [],
+                "extra_holidays_note": "Holidays beyond chinese_calendar's years: the State "
+                "Council's arrangement for a year (its holidays and bridge days here, its swapped "
+                "working days in extra_workdays, then known_through), entered when published. "
+                "Until then the statutory rule decides those years (provisional deadlines).",
                 "extra_workdays": [],
                 "sign_in_timeout": {"amount": 2, "unit": "working_hours"},
                 "reminder_fraction": 0.75,

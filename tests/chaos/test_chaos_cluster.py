@@ -9,7 +9,7 @@ one after another:
 4. every replica of one service is down for SERVICE_DOWN_S (20 s);
 5. PostgreSQL is restarted (immediate shutdown: crash recovery on start).
 
-Then, as in the single-node suite (`test_chaos.judge`): every report in exactly one case or
+Then, as in the single-node suite (`judgement.judge`): every report in exactly one case or
 one rejection, every case at its scripted state, one task id per dispatch, no timer fired
 twice, no event twice on the bus (by CloudEvent id), no department told twice; the counts
 are printed with, for each fault, how long the reports that arrived during it waited for
@@ -40,6 +40,7 @@ from gridloop_devkit.launcher import Stack
 from gridloop_devkit.testing import wait_for
 from nats.js import JetStreamContext
 
+from .judgement import judge, settle
 from .load import (
     ROOT,
     SCHEMAS,
@@ -54,7 +55,6 @@ from .load import (
     send_all,
     supervisors,
 )
-from .test_chaos import judge, outcome_problems, unsent
 
 REPORTS = int(os.environ.get("CLUSTER_CHAOS_REPORTS", "240"))
 SEED = int(os.environ.get("CHAOS_SEED", "20261202"))
@@ -277,26 +277,12 @@ async def test_the_cluster_loop_survives_node_leader_replica_and_database_faults
         assert stack.database_url
         conn = await asyncpg.connect(stack.database_url)
 
-        async def settled() -> bool:
-            return not await outcome_problems(conn, reports) and not await unsent(conn)
-
-        try:
-            _: bool = await wait_for(
-                settled, timeout=240, interval=1.0, what="every report at its end"
-            )
-        except AssertionError:
-            problems = await outcome_problems(conn, reports)
-            for schema in SCHEMAS:
-                dead = await conn.fetch(
-                    f"SELECT consumer, error, count(*) AS n FROM {schema}.dead_letters "
-                    "GROUP BY 1, 2"
-                )
-                print(schema, "dead letters:", [dict(r) for r in dead])
-            raise AssertionError(
-                f"{len(problems)} reports not where their script says: {problems[:10]}"
-                f"\nunsent outbox rows: {await unsent(conn)}\nfaults: {faults.windows}"
-                f"\nkit: {kit_log[-10:]}"
-            ) from None
+        await settle(
+            conn,
+            reports,
+            timeout=240,
+            more=f"faults: {faults.windows}\nkit: {kit_log[-10:]}",
+        )
     finally:
         stop.set()
         await asyncio.gather(*helpers, return_exceptions=True)

@@ -20,8 +20,8 @@ from gridloop_devkit.devstack import LocalNats
 from gridloop_devkit.launcher import Stack
 from gridloop_devkit.testing import wait_for
 
+from .judgement import outcome_problems
 from .load import ROOT, SCHEMAS, Counts, department, plan, send_all, supervisors
-from .test_chaos import outcome_problems
 
 REPORTS = 120
 RATE = 6.0

@@ -17,8 +17,8 @@ import asyncpg
 import pytest
 from gridloop_city import load_city
 from gridloop_devkit.launcher import Stack
-from gridloop_devkit.testing import wait_for
 
+from .judgement import judge, settle
 from .load import (
     ROOT,
     SCHEMAS,
@@ -30,7 +30,6 @@ from .load import (
     send_all,
     supervisors,
 )
-from .test_chaos import judge, outcome_problems, unsent
 
 REPORTS = 160
 SEED = 20261203
@@ -96,19 +95,7 @@ async def test_replicas_replaced_one_by_one_under_load(
         assert stack.database_url
         conn = await asyncpg.connect(stack.database_url)
 
-        async def settled() -> bool:
-            return not await outcome_problems(conn, reports) and not await unsent(conn)
-
-        try:
-            _: bool = await wait_for(
-                settled, timeout=180, interval=1.0, what="every report at its end"
-            )
-        except AssertionError:
-            problems = await outcome_problems(conn, reports)
-            raise AssertionError(
-                f"{len(problems)} reports not where their script says: {problems[:10]}"
-                f"\nunsent outbox rows: {await unsent(conn)}\nkit: {kit_log[-10:]}"
-            ) from None
+        await settle(conn, reports, timeout=180, more=f"kit: {kit_log[-10:]}")
     finally:
         stop.set()
         await asyncio.gather(*helpers, return_exceptions=True)

@@ -1,7 +1,7 @@
 """A new version of the city's data mid-run, with the five services as processes: routing
 changes on `city.updated` without a restart — the case in flight keeps its unit, the next
-case follows the new rule — and a version that fails validation is refused everywhere while
-the one in force stays."""
+case follows the new rule, scoring takes the version too — and a version that fails
+validation is refused everywhere while the one in force stays."""
 
 from __future__ import annotations
 
@@ -127,14 +127,12 @@ async def test_routing_changes_mid_run_and_a_bad_version_is_refused(
         await announce(nc, "v2", v2, note="E01* to urban management")
 
         async def everywhere(version: str) -> bool:
-            for service in ("dispatch", "intake", "handling", "verify"):
+            for service in ("dispatch", "intake", "handling", "verify", "scoring"):
                 if await versions_in_use(http, stack, service) != {version}:
                     return False
             return True
 
-        await wait_for(
-            lambda: everywhere("v2"), timeout=30, what="v2 in dispatch, intake, handling and verify"
-        )
+        await wait_for(lambda: everywhere("v2"), timeout=30, what="v2 in all five services")
         after = await report(http, stack, city, cells[-1])
         [task] = await tasks(http, stack, after)
         assert task["dept"] == "urban-mgmt"

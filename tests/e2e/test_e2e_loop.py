@@ -66,7 +66,7 @@ async def test_patrol_report_runs_the_whole_loop_to_closed_and_scored(loop: Loop
     statuses = [m["status"] for m in loop.heard[ext]]
     assert statuses[-1] == "closed"
 
-    async def scored() -> bool:
+    async def in_the_department_day(measure: str) -> bool:
         for day in sorted({first_day, city_today(loop.city)}):
             rows = await loop.get(
                 "scoring",
@@ -74,7 +74,7 @@ async def test_patrol_report_runs_the_whole_loop_to_closed_and_scored(loop: Loop
                 "eval-01",
                 subject_kind="department",
                 subject="sanitation",
-                measure="handled",
+                measure=measure,
                 period="day",
                 date=day,
             )
@@ -82,30 +82,21 @@ async def test_patrol_report_runs_the_whole_loop_to_closed_and_scored(loop: Loop
                 return True
         return False
 
-    await wait_for(scored, timeout=30, what="the closed case in the department's scores")
+    await wait_for(
+        lambda: in_the_department_day("handled"),
+        timeout=30,
+        what="the closed case in the department's scores",
+    )
 
     # the reporter's rating (回访) reaches scoring as the department's satisfaction
     await loop.post(
         "intake", f"/cases/{case_id}/rating", {"rating": "satisfied", "comment": "很及时"}, "op-01"
     )
-
-    async def rated() -> bool:
-        for day in sorted({first_day, city_today(loop.city)}):
-            rows = await loop.get(
-                "scoring",
-                "/drilldown",
-                "eval-01",
-                subject_kind="department",
-                subject="sanitation",
-                measure="satisfied",
-                period="day",
-                date=day,
-            )
-            if case_id in json.dumps(rows["parts"]):
-                return True
-        return False
-
-    await wait_for(rated, timeout=30, what="the rating in the department's satisfaction")
+    await wait_for(
+        lambda: in_the_department_day("satisfied"),
+        timeout=30,
+        what="the rating in the department's satisfaction",
+    )
 
 
 async def test_hotline_report_is_confirmed_on_site_then_closed(loop: Loop) -> None:

@@ -4,8 +4,8 @@ Office hours 09:00–12:00 and 13:30–18:00 (7.5 h a working day), Asia/Shangha
 2026 (State Council arrangement, in chinese_calendar): New Year 1–3 Jan, Sunday 4 Jan worked;
 Spring Festival 15–23 Feb, Saturdays 14 and 28 Feb worked; Qingming 4–6 Apr; Labour Day
 1–5 May, Saturday 9 May worked; Dragon Boat 19–21 Jun; Mid-Autumn 25–27 Sep; National Day
-1–7 Oct, Sunday 20 Sep and Saturday 10 Oct worked. 2027 is not published yet: calendar.yaml
-lists the statutory days, the rest is Monday–Friday."""
+1–7 Oct, Sunday 20 Sep and Saturday 10 Oct worked. 2027 is not published yet: the statutory
+rule decides it (Monday–Friday minus the statutory holidays), provisionally."""
 
 from __future__ import annotations
 
@@ -132,8 +132,8 @@ def test_official_days(cal: WorkingCalendar) -> None:
     assert not cal.is_workday(dt.date(2026, 2, 16))  # Spring Festival
     assert cal.is_workday(dt.date(2026, 2, 14))  # a Saturday, swapped
     assert cal.is_official(dt.date(2026, 6, 1))
-    assert not cal.is_workday(dt.date(2027, 2, 8))  # configured 2027 holiday
-    assert cal.is_official(dt.date(2027, 2, 8))
+    assert not cal.is_workday(dt.date(2027, 2, 8))  # 2027 statutory holiday (春节, 初三)
+    assert not cal.is_official(dt.date(2027, 2, 8))  # … by the statutory rule, provisionally
     assert cal.day_length == dt.timedelta(hours=7.5)
 
 
@@ -144,10 +144,11 @@ def test_fallback_outside_the_known_years_is_said(
     with caplog.at_level(logging.WARNING, logger="gridloop_city.calendar"):
         assert not fresh.is_workday(dt.date(2031, 3, 8))  # a Saturday
         assert fresh.is_workday(dt.date(2031, 3, 10))  # a Monday
-        assert fresh.is_workday(dt.date(2031, 10, 1))  # National Day unknown: Mon–Fri says work
+        assert not fresh.is_workday(dt.date(2031, 10, 1))  # National Day, a Wednesday: statutory
+        assert fresh.is_workday(dt.date(2031, 10, 8))  # no bridge days without the arrangement
     assert not fresh.is_official(dt.date(2031, 3, 10))
     warnings = [r for r in caplog.records if "2031" in r.getMessage()]
-    assert len(warnings) == 1 and "Monday-Friday" in warnings[0].getMessage()
+    assert len(warnings) == 1 and "statutory rule" in warnings[0].getMessage()
 
 
 def test_working_instants(cal: WorkingCalendar) -> None:
@@ -175,3 +176,77 @@ def test_bad_input_is_refused(cal: WorkingCalendar) -> None:
         WorkingCalendar([(dt.time(9), dt.time(13)), (dt.time(12), dt.time(18))])
     with pytest.raises(ValueError, match="start < end"):
         WorkingCalendar([(dt.time(18), dt.time(9))])
+
+
+# -- past the official calendar: the statutory rule, provisionally --------------------------
+
+
+def test_2027_follows_the_statutory_rule_provisionally(cal: WorkingCalendar) -> None:
+    assert not cal.is_workday(dt.date(2027, 1, 1))  # 元旦, a Friday
+    assert not cal.is_workday(dt.date(2027, 1, 2))  # a Saturday
+    assert cal.is_workday(dt.date(2027, 1, 4))  # a Monday
+    assert cal.is_workday(dt.date(2027, 5, 3))  # Monday 3 May: no bridge day known yet
+    for day in (dt.date(2027, 1, 1), dt.date(2027, 1, 2), dt.date(2027, 1, 4)):
+        assert not cal.is_official(day)
+    # a deadline that reaches into 2027 is provisional; one inside 2026 is not
+    due = cal.add(t(2026, 12, 31, 15), 1, "working_days")
+    assert due == t(2027, 1, 4, 15)
+    assert cal.provisional(t(2026, 12, 31, 15), due)
+    assert not cal.provisional(t(2026, 12, 28, 15), cal.add(t(2026, 12, 28, 15), 1, "working_days"))
+
+
+def test_the_statutory_holidays_are_the_official_ones_where_both_are_known() -> None:
+    import chinese_calendar
+    from gridloop_city.statutory import qingming, statutory_holidays
+
+    for year in (2025, 2026):  # the 2024 rules: 13 days
+        days = statutory_holidays(year)
+        assert len(days) == 13
+        assert all(chinese_calendar.is_holiday(d) for d in days), year
+    for year in range(2008, 2027):  # 清明 a holiday since 2008: the formula's day each year
+        detail = chinese_calendar.get_holiday_detail(qingming(year))
+        assert detail[0] and "Tomb" in str(detail[1]), year
+
+
+def test_the_lunar_holidays_of_2027_come_from_the_lunar_calendar() -> None:
+    from gridloop_city.statutory import statutory_holidays
+
+    days = statutory_holidays(2027)
+    assert [d for d, n in days.items() if n == "春节"] == [
+        dt.date(2027, 2, 6),
+        dt.date(2027, 2, 7),
+        dt.date(2027, 2, 8),
+        dt.date(2027, 2, 5),  # 除夕
+    ]
+    assert days[dt.date(2027, 4, 5)] == "清明节"
+    assert days[dt.date(2027, 6, 9)] == "端午节"
+    assert days[dt.date(2027, 9, 15)] == "中秋节"
+    # beyond the lunar library's years only the fixed-date holidays are known
+    assert sorted(statutory_holidays(2101)) == [
+        dt.date(2101, 1, 1),
+        dt.date(2101, 5, 1),
+        dt.date(2101, 5, 2),
+        dt.date(2101, 10, 1),
+        dt.date(2101, 10, 2),
+        dt.date(2101, 10, 3),
+    ]
+
+
+def test_days_left_count_to_the_last_official_day(cal: WorkingCalendar) -> None:
+    h = cal.horizon(dt.date(2026, 12, 2), 90)
+    assert h.last_known == dt.date(2026, 12, 31) and h.days_left == 29
+    assert cal.horizon(dt.date(2026, 12, 31), 90).days_left == 0
+    past = cal.horizon(dt.date(2027, 1, 10), 90)  # already past it: negative
+    assert past.last_known == dt.date(2026, 12, 31) and past.days_left == -10
+    declared = WorkingCalendar(cal.periods, known_through=dt.date(2027, 12, 31))
+    assert declared.horizon(dt.date(2026, 12, 2), 90).days_left == 394
+
+
+def test_the_alarm_sounds_months_ahead_at_the_threshold(cal: WorkingCalendar) -> None:
+    # 90 days before 31 Dec 2026 is 2 Oct: on with fewer than 90 left, off with 90
+    assert cal.horizon(dt.date(2026, 10, 2), 90).days_left == 90
+    assert not cal.horizon(dt.date(2026, 10, 2), 90).alarm
+    on = cal.horizon(dt.date(2026, 10, 3), 90)
+    assert on.days_left == 89 and on.alarm
+    assert "2027 arrangement" in on.message() and "provisional" in on.message()
+    assert not cal.horizon(dt.date(2026, 10, 3), 30).alarm  # the threshold is a setting

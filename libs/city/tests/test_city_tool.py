@@ -453,8 +453,12 @@ def test_check_names_a_calendar_ending_within_12_months(
     lines = check_lines(imported, capsys, as_of="2026-06-01")
     assert lines == [
         "calendar.yaml row known_through field known_through: the official calendar ends on "
-        "2027-01-01, less than 12 months ahead (to 2027-06-01): enter the State Council's 2027 "
-        "arrangement (extra_holidays, extra_workdays) and set known_through"
+        "2026-12-31, less than 12 months ahead (to 2027-06-01); to fix: when the State Council "
+        "publishes its 2027 arrangement (国务院办公厅关于2027年部分节假日安排的通知, usually in "
+        "November), enter its holidays as extra_holidays and its swapped working days as "
+        "extra_workdays, set known_through: 2027-12-31, and release the data (docs/operations.md, "
+        "The working calendar); or upgrade chinese-calendar once it knows 2027. Until then "
+        "2027's deadlines follow the statutory rule and are provisional"
     ]
     # once the city enters 2027's arrangement itself and says so, the horizon is covered
     root = changed(

@@ -382,8 +382,8 @@ CASES = [
     ),
     (
         "calendar.yaml",
-        "'2027-02-05'",
-        "'2027-02-30'",
+        "extra_holidays: []",
+        "extra_holidays: ['2027-02-05', '2027-02-30']",
         r"^calendar\.yaml row extra_holidays\[1\] field \(item\): ",
     ),
     (

@@ -3,6 +3,7 @@ effect, refused in its own, with who, what, when and from where."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,7 +11,7 @@ from typing import Annotated, Any
 import asyncpg
 import pytest
 from fastapi import APIRouter, Depends, Request
-from gridloop_devkit.testing import http_client, running, settings_for
+from gridloop_devkit.testing import http_client, running, settings_for, wait_for
 from gridloop_runtime import access, audit
 from gridloop_runtime.auth import CurrentPrincipal, Principal, lookup_from, require
 from gridloop_runtime.commands import CommandBody, Refusal, run_command
@@ -267,3 +268,51 @@ async def test_a_refused_read_is_audited_and_answered_as_an_unknown_case(
         assert "110101002" in first["reason"] and first["roles"] == ["dispatcher"]
         assert first["origin"].startswith("http:") and first["user_agent"] == "audit-test/1"
         assert entries[1]["command"] == "GET /cases" and entries[1]["code"] == "forbidden"
+
+
+async def test_a_resend_racing_the_first_send_gets_its_answer_and_changes_nothing(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTH_MODE", "dev")
+    settings = settings_for("echo", database_url, nats_url)
+    async with running(settings, definition()) as rt, http_client(rt) as client:
+        assert rt.pool is not None
+        async with rt.pool.acquire() as conn:
+            before = await conn.fetchval("SELECT value FROM counter")
+            # hold the counter's row: both sends run their effect, then wait here together
+            blocker = await asyncpg.connect(database_url)
+            await blocker.execute("BEGIN")
+            await blocker.execute("SET LOCAL search_path TO echo")
+            await blocker.execute("UPDATE counter SET value = value")
+            sends = [
+                asyncio.create_task(
+                    client.post(
+                        "/cases/C-9/bump",
+                        json={"by": 5, "command_id": "cmd-race"},
+                        headers=user("disp"),
+                    )
+                )
+                for _ in range(2)
+            ]
+
+            async def both_waiting() -> bool:
+                n = await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE 'UPDATE counter%'"
+                )
+                return bool(n == 2)
+
+            await wait_for(both_waiting, what="both sends waiting on the counter")
+            await blocker.execute("COMMIT")
+            await blocker.close()
+            answers = [r.json() for r in await asyncio.gather(*sends)]
+            assert answers[0] == answers[1] == {"case_id": "C-9", "value": before + 5}
+            assert await conn.fetchval("SELECT value FROM counter") == before + 5
+            outcomes = await conn.fetch(
+                "SELECT outcome FROM audit_log WHERE command_id = 'cmd-race' ORDER BY id"
+            )
+            assert [r["outcome"] for r in outcomes] == ["accepted", "replayed"]
+            assert (
+                await conn.fetchval("SELECT count(*) FROM commands WHERE command_id = 'cmd-race'")
+                == 1
+            )

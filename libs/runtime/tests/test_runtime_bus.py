@@ -284,3 +284,34 @@ async def test_health_and_readiness(database_url: str, nats_url: str) -> None:
         }
         metrics = await client.get("/metrics")
         assert "gridloop_outbox_backlog" in metrics.text
+
+
+async def test_a_lingering_consumer_takes_what_came_in_meanwhile_in_one_batch(
+    database_url: str, nats_url: str
+) -> None:
+    sizes: list[int] = []
+
+    async def count_batch(conn: object, batch: Sequence[tuple[Work, Envelope]]) -> None:
+        sizes.append(len(batch))
+
+    # A linger far longer than publishing five events takes, even on a busy machine.
+    spec = ConsumerSpec(
+        "echo-lingering", "CASES", ["case.pinged"], batch_handler=count_batch, linger_s=10
+    )
+    settings = settings_for("echo", database_url, nats_url)
+    async with running(settings, echo_definition(consumers=[spec])) as rt:
+        assert rt.js is not None
+
+        async def ping(n: int) -> None:
+            assert rt.js is not None
+            headers, body = to_binary(
+                Envelope.of(Pinged(case_id=f"C-L{n}", n=n), source="/gridloop/test")
+            )
+            await rt.js.publish("case.pinged", body, headers=headers)
+
+        await ping(1)
+        await wait_for(lambda: sizes == [1], what="the first event handled alone")
+        for n in range(2, 7):  # while the consumer lingers after its small batch
+            await ping(n)
+        await wait_for(lambda: sum(sizes) == 6, timeout=30, what="the five later events")
+        assert sizes == [1, 5]

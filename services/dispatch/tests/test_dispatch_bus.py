@@ -1058,3 +1058,85 @@ async def test_a_new_version_of_the_city_routes_new_cases_live_and_a_bad_one_is_
             await nc.close()
         await dispatch.accept(case_id(33), "E0102")
         assert (await dispatch.dispatched(case_id(33)))["dept"] == "urban-mgmt"
+
+
+# -- the working calendar's horizon (gridloop_runtime.calendarwatch) -------------------------
+def calendar_entered(src: Path, dst: Path, through: str) -> Path:
+    """A copy of the demo city that says it entered the next year's arrangement itself."""
+    shutil.copytree(src, dst)
+    cal = yaml.safe_load((dst / "calendar.yaml").read_text(encoding="utf-8"))
+    cal["known_through"] = through
+    (dst / "calendar.yaml").write_text(yaml.safe_dump(cal, allow_unicode=True), "utf-8")
+    return dst
+
+
+async def test_the_calendars_days_left_are_exported_and_the_alarm_clears_when_entered(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """On 2 December 2026 the official calendar (chinese_calendar) ends 29 days ahead: below
+    the 90-day alarm, on /metrics and on the admin endpoint; once a version entering 2027 is
+    live, the same process says 394 days and the alarm is off."""
+    root = tmp_path / "versions"
+    release(DEMO_CITY, root, "v1")
+    december = FakeClock(bj(2026, 12, 2, 10))
+    async with started(
+        database_url, nats_url, monkeypatch, clock=december, city_versions_dir=str(root)
+    ) as dispatch:
+
+        async def exported() -> str | None:
+            text = (await dispatch.call("GET", "/metrics", None)).text
+            return text if 'gridloop_calendar_days_left{service="dispatch"}' in text else None
+
+        metrics = await wait_for(exported, what="the calendar gauge on /metrics")
+        assert 'gridloop_calendar_days_left{service="dispatch"} 29.0' in metrics
+        assert 'gridloop_calendar_alarm{service="dispatch"} 1.0' in metrics
+        r = await dispatch.call("GET", "/admin/calendar", "admin")
+        assert r.status_code == 200, r.text
+        status = r.json()
+        assert (status["last_known"], status["days_left"], status["alarm"]) == (
+            "2026-12-31",
+            29,
+            True,
+        )
+        assert "2027 arrangement" in status["message"]
+        assert (await dispatch.call("GET", "/admin/calendar", DISPATCHER)).status_code == 403
+
+        v2 = calendar_entered(DEMO_CITY, tmp_path / "v2", "2027-12-31")
+        nc = await nats.connect(nats_url)
+        try:
+            await announce(nc, "v2", release(v2, root, "v2"))
+        finally:
+            await nc.close()
+
+        async def entered() -> dict[str, Any] | None:
+            body: dict[str, Any] = (await dispatch.call("GET", "/admin/calendar", "admin")).json()
+            return body if body["days_left"] > 29 else None
+
+        after = await wait_for(entered, what="the calendar of version v2")
+        assert (after["last_known"], after["days_left"], after["alarm"]) == (
+            "2027-12-31",
+            394,
+            False,
+        )
+        assert REGISTRY.get_sample_value("gridloop_calendar_alarm", {"service": "dispatch"}) == 0
+
+
+async def test_a_deadline_counted_into_a_year_not_yet_entered_is_provisional(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dispatched on the last afternoon of 2026, a deadline that runs into 2027 follows the
+    statutory rule (元旦 off) and says it is provisional; one inside 2026 does not."""
+    new_years_eve = FakeClock(bj(2026, 12, 31, 17, 30))
+    async with started(database_url, nats_url, monkeypatch, clock=new_years_eve) as dispatch:
+        await dispatch.accept(case_id(41), "E0102")
+        late = await dispatch.dispatched(case_id(41))
+        assert at(late["deadline"]) >= bj(2027, 1, 4, 9)  # Friday 1 January is 元旦
+        [task] = (await dispatch.case(case_id(41)))["tasks"]
+        assert task["deadline_provisional"] is True
+
+        dispatch.clock.set(bj(2026, 12, 28, 9))
+        await dispatch.accept(case_id(42), "E0102")
+        early = await dispatch.dispatched(case_id(42))
+        assert at(early["deadline"]) < bj(2027, 1, 1)
+        [task] = (await dispatch.case(case_id(42)))["tasks"]
+        assert task["deadline_provisional"] is False

@@ -112,6 +112,8 @@ async def run(
             "ce-time": clock().isoformat(),
             "content-type": "application/json",
             "Nats-Msg-Id": event_id,
+            # W3C trace context of the assignment: the command joins the case's trace
+            **case.get("trace", {}),
         }
         body = json.dumps(payload, ensure_ascii=False).encode()
         # Until JetStream acknowledges it: the same Nats-Msg-Id and command id make a resend
@@ -180,7 +182,7 @@ async def run(
             await asyncio.sleep(delay)
             await report_result(case, key)
 
-    async def on_message(event: str, data: dict[str, Any], key: str) -> None:
+    async def on_message(event: str, data: dict[str, Any], key: str, trace: dict[str, str]) -> None:
         if event == "answer":
             future = waiting.get(str(data.get("command_id")))
             if future is not None and not future.done():
@@ -189,7 +191,7 @@ async def run(
             verdict = "accepted" if data.get("accepted") else f"REFUSED {errors}"
             say(f"[{dept}] answer {data.get('action')} {data.get('case_id')}: {verdict}")
             return
-        case = data.get("case") or {}
+        case = {**(data.get("case") or {}), "trace": trace}
         say(f"[{dept}] {event:<20} {case.get('case_id')} {case.get('what_to_do') or ''}")
         if event == "assigned" and behaviour == "return" and case.get("role") != "co-handler":
             await send("returned", case, key, reason="不属于本单位职责范围")
@@ -231,7 +233,8 @@ async def run(
                     continue
                 event = msg.subject.rsplit(".", 1)[-1]
                 key = headers.get("ce-id") or str(msg.metadata.sequence.stream)
-                await on_message(event, data, key)
+                trace = {k: headers[k] for k in ("traceparent", "tracestate") if k in headers}
+                await on_message(event, data, key, trace)
                 # Not acknowledged: redelivered later, and the command ids make that harmless.
                 with contextlib.suppress(nats.errors.Error):
                     await msg.ack()

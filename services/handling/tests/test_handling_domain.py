@@ -406,6 +406,19 @@ def test_countdown_in_clock_and_working_time(calendar: WorkingCalendar) -> None:
     assert c.remaining_s == 65 * 3600
     assert c.remaining_working_s == 2 * 3600  # Friday 17–18 and Monday 09–10
     assert (c.overdue, c.overdue_by_s) == (False, 0)
+    assert not c.provisional
+
+
+def test_a_deadline_counted_into_an_unpublished_year_is_provisional(
+    calendar: WorkingCalendar,
+) -> None:
+    # Thursday 31 December 2026 15:00 Beijing, one working day: 元旦 (Friday) and the weekend
+    # are off by the statutory rule, so Monday 4 January 2027 15:00 — until 2027 is entered.
+    start = datetime(2026, 12, 31, 7, 0, tzinfo=UTC)
+    deadline = calendar.add(start, 1, "working_days")
+    assert deadline == datetime(2027, 1, 4, 7, 0, tzinfo=UTC)
+    c = Countdown.of(make(dispatched_at=start, deadline=deadline), start, calendar)
+    assert c.provisional and c.remaining_working_s == int(7.5 * 3600)
 
 
 def test_overdue_by_is_measured_to_now_or_to_the_report(calendar: WorkingCalendar) -> None:

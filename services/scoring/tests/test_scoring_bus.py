@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import AsyncIterator
+import shutil
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,18 +17,22 @@ from typing import Any
 import httpx
 import nats
 import pytest
+import yaml
 from gridloop_city import load_city
+from gridloop_city.versions import digest, release
 from gridloop_contracts import Actor, Envelope, to_binary
 from gridloop_contracts import cases as ev
 from gridloop_contracts.scores import ScorePublishedV1
 from gridloop_devkit.testing import EventTap, http_client, running, settings_for, wait_for
 from gridloop_runtime.clock import FakeClock
+from gridloop_runtime.livecity import announce
 from gridloop_runtime.service import Runtime
 from gridloop_scoring import replay
 from gridloop_scoring.bootstrap import definition
 from gridloop_scoring.context import fold_context
 from gridloop_scoring.settings import ScoringSettings
 from nats.js import JetStreamContext
+from prometheus_client import REGISTRY
 
 # Monday 23 November 2026, 10:00 in Beijing.
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -909,3 +914,116 @@ async def test_the_monthly_bulletin_as_data_csv_and_a_printable_page(scoring: Ha
     assert any(line.startswith("worst_case,1,C-LATE,") for line in text.splitlines())
     quarter = await h.get("/bulletin", period="quarter", date=DAY)
     assert quarter["title"].endswith("2026年第4季度考核通报")
+
+
+# -- live reload of the city (city.updated) --------------------------------------------------
+# Monday 23 November 2026 10:00 in Beijing (the harness's T0) is case A's day; Tuesday 24th
+# 09:00 is case B's. The new version is taken on the 24th at 08:00, when the 23rd has closed.
+DAY_A, DAY_B = "2026-11-23", "2026-11-24"
+SWAP_AT = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)  # 08:00 in Beijing
+B_STARTS = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)  # 09:00 in Beijing
+
+
+def edited(dst: Path, change: Callable[[dict[str, Any], dict[str, Any]], None]) -> Path:
+    """A copy of the demo city with scoring.yaml and departments.yaml changed by `change`."""
+    shutil.copytree(DEMO_CITY, dst)
+    scoring = yaml.safe_load((dst / "scoring.yaml").read_text(encoding="utf-8"))
+    departments = yaml.safe_load((dst / "departments.yaml").read_text(encoding="utf-8"))
+    change(scoring, departments)
+    (dst / "scoring.yaml").write_text(yaml.safe_dump(scoring, allow_unicode=True), "utf-8")
+    (dst / "departments.yaml").write_text(yaml.safe_dump(departments, allow_unicode=True), "utf-8")
+    return dst
+
+
+def heavier_handling(scoring: dict[str, Any], departments: dict[str, Any]) -> None:
+    """handling_rate weighs 50 instead of 30 in the department rule set; 环卫 is renamed."""
+    [rule_set] = [r for r in scoring["rule_sets"] if r["code"] == "department"]
+    [rule] = [r for r in rule_set["rules"] if r["measure"] == "handling_rate"]
+    rule["weight"] = 50
+    [dept] = [d for d in departments["departments"] if d["code"] == "sanitation"]
+    dept["name"] = "区城市环境服务中心"
+
+
+def unknown_measure(scoring: dict[str, Any], departments: dict[str, Any]) -> None:
+    heavier_handling(scoring, departments)
+    [rule_set] = [r for r in scoring["rule_sets"] if r["code"] == "department"]
+    rule_set["rules"].append({"measure": "smiles_per_case", "kind": "weighted", "weight": 5})
+
+
+async def sanitation(h: Harness, day: str) -> dict[str, Any]:
+    body = await h.get("/rankings", rule_set="department", period="day", date=day)
+    [row] = [r for r in body["rows"] if r["subject_code"] == "sanitation"]
+    out: dict[str, Any] = row
+    return out
+
+
+def refusals() -> float:
+    labels = {"service": "scoring", "outcome": "refused"}
+    return REGISTRY.get_sample_value("gridloop_city_reloads_total", labels) or 0.0
+
+
+async def test_a_new_version_scores_later_cases_by_its_rules_and_a_bad_one_is_refused(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    root = tmp_path / "versions"
+    release(DEMO_CITY, root, "v1")
+    async with started(database_url, nats_url, monkeypatch, city_versions_dir=str(root)) as h:
+        handlers = h.rt.state
+        for e in history("C-A", CELL_A, h.clock.now(), handled_late=True):
+            await h.publish(e)
+        await h.settled()
+        # v1: handling 30 + on time 0 (late) + no rework 15 + signed on time 10 + B 0.8 × 15
+        before = await sanitation(h, DAY_A)
+        assert before["score"] == 67.0
+        assert before["subject_name"] == "区环境卫生服务中心"
+
+        h.clock.set(SWAP_AT)
+        nc = await nats.connect(nats_url)
+        try:
+            await announce(nc, "v2", release(edited(tmp_path / "v2", heavier_handling), root, "v2"))
+            await wait_for(lambda: handlers.ctx.version == "v2", what="scoring on version v2")
+
+            for e in history("C-B", CELL_A, B_STARTS, handled_late=True):
+                await h.publish(e)
+            await h.settled()
+            # the later case is scored by v2's weights and names …
+            after = await sanitation(h, DAY_B)
+            assert after["score"] == 87.0
+            assert after["subject_name"] == "区城市环境服务中心"
+            # … the earlier one, in a day closed before the swap, stays as it was scored
+            assert (await sanitation(h, DAY_A))["score"] == 67.0
+
+            async def recorded() -> list[dict[str, Any]] | None:
+                body = await h.get("/rule-sets")
+                history_ = body["history"]
+                return history_ if len(history_) == 2 else None
+
+            rows = await wait_for(recorded, what="v2's rules on record")
+            assert [r["version"] for r in rows] == ["v1", "v2"]
+
+            # a version whose rules name a measure scoring has not is refused; v2 stays
+            refused_before = refusals()
+            bad = edited(root / "v3", unknown_measure)  # past the release tool, by hand
+            await announce(nc, "v3", digest(bad))
+            await wait_for(lambda: refusals() > refused_before, what="version v3 refused")
+            assert handlers.ctx.version == "v2"
+            assert (await sanitation(h, DAY_B))["score"] == 87.0
+        finally:
+            await nc.close()
+
+        # once the 24th has closed too, each day keeps the rules in force at its end
+        h.clock.set(datetime(2026, 11, 25, 2, 0, tzinfo=UTC))
+        assert (await sanitation(h, DAY_B))["score"] == 87.0
+        assert (await sanitation(h, DAY_A))["score"] == 67.0
+        # the explicit recompute: a closed day with the rules in force now, on request
+        rule_set = next(
+            r for r in (await h.get("/rule-sets"))["rule_sets"] if r["code"] == "department"
+        )
+        r = await h.post(
+            "/rankings/preview",
+            "eval-01",
+            json={"rule_set": rule_set, "period": "day", "date": DAY_A},
+        )
+        assert r.status_code == 200, r.text
+        [row] = [x for x in r.json()["rows"] if x["subject_code"] == "sanitation"]
+        assert row["score"] == 87.0

@@ -1,7 +1,7 @@
 """gridloop city: the district as data (grids, parts, categories, departments, routing,
 calendar, users, sources, scoring), loaded and validated at start-up."""
 
-from .calendar import WorkingCalendar
+from .calendar import Horizon, WorkingCalendar
 from .loader import (
     City,
     CityDataError,
@@ -47,6 +47,7 @@ __all__ = [
     "Department",
     "District",
     "Duration",
+    "Horizon",
     "IntakeConfig",
     "Major",
     "Part",

@@ -3,9 +3,15 @@
 Working days follow `chinese_calendar` (statutory holidays and swapped working weekends,
 调休) plus the city's own `extra_holidays` / `extra_workdays` from calendar.yaml. For a year
 `chinese_calendar` does not know yet (it knows each year once the State Council publishes
-the arrangement, usually in November of the year before), the calendar **falls back to
-Monday–Friday minus the configured `extra_holidays`**, logs a warning once per such year,
-and `is_official(day)` answers False, so callers can say that a deadline is provisional.
+the arrangement, usually in November of the year before), the calendar **falls back to the
+statutory rule** (`statutory.py`: Monday–Friday minus the statutory holidays — 元旦, 春节,
+清明, 劳动节, 端午, 中秋, 国庆 — minus `extra_holidays`, plus `extra_workdays`), logs a warning
+once per such year, and `is_official(day)` answers False unless the city declared the year
+entered (`known_through`), so callers can say that a deadline is provisional (`provisional`).
+
+How far ahead the calendar is official (`horizon`) is watched by every service that computes
+deadlines (gridloop_runtime.calendarwatch: a metric, a warning log, GET /admin/calendar),
+months before it runs out.
 
 Working hours are the city's office hours in the city's time zone (demo: Beijing government
 hours 09:00–12:00 and 13:30–18:00, i.e. 7.5 working hours a working day).
@@ -30,11 +36,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
 
 from .models import CalendarConfig, Duration
+from .statutory import is_statutory_workday, lunar_holidays_known
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +101,8 @@ class WorkingCalendar:
 
     # -- days -------------------------------------------------------------------------------
     def is_workday(self, day: dt.date) -> bool:
-        """工作日: on the official calendar (with 调休), or Mon–Fri where it is unknown."""
+        """工作日: on the official calendar (with 调休), or by the statutory rule where it is
+        unknown."""
         return self._day(day)[0]
 
     def is_official(self, day: dt.date) -> bool:
@@ -113,6 +122,32 @@ class WorkingCalendar:
             day += dt.timedelta(days=1)
         return last
 
+    def provisional(self, start: dt.datetime, end: dt.datetime) -> bool:
+        """Whether working time from `start` to `end` (a deadline) crossed a day the official
+        calendar does not know: the result followed the statutory rule and may move once the
+        State Council's arrangement for that year is entered."""
+        a = _aware(start, "start").astimezone(self.tz).date()
+        b = _aware(end, "end").astimezone(self.tz).date()
+        day = min(a, b)
+        while day <= max(a, b):
+            if not self.is_official(day):
+                return True
+            day += dt.timedelta(days=1)
+        return False
+
+    def horizon(self, today: dt.date, alarm_days: int, *, look: int = 1100) -> Horizon:
+        """How far ahead from `today` the calendar is official (see `Horizon`)."""
+        last = self.known_until(today, look)
+        if last is None:  # today already past it: find where it ended
+            day = today - dt.timedelta(days=1)
+            for _ in range(look):
+                if self.is_official(day):
+                    last = day
+                    break
+                day -= dt.timedelta(days=1)
+        left = (last - today).days if last is not None else -look
+        return Horizon(today, last, left, alarm_days)
+
     def _day(self, day: dt.date) -> tuple[bool, bool]:
         known = self._days.get(day)
         if known is None:
@@ -128,16 +163,18 @@ class WorkingCalendar:
             return bool(chinese_calendar.is_workday(day)), True
         except NotImplementedError:
             if self.known_through is not None and day <= self.known_through:
-                # the city entered this year's arrangement itself: the rest is Mon–Fri
-                return day.weekday() < 5, True
+                # the city entered this year's arrangement itself: the rest is the statutory rule
+                return is_statutory_workday(day), True
             if day.year not in self._warned:
                 self._warned.add(day.year)
                 log.warning(
-                    "chinese_calendar has no official calendar for %s: working days fall back "
-                    "to Monday-Friday minus calendar.yaml extra_holidays",
+                    "chinese_calendar has no official calendar for %s: working days follow the "
+                    "statutory rule (Monday-Friday minus the statutory holidays%s) and "
+                    "calendar.yaml's extra days; deadlines are provisional",
                     day.year,
+                    "" if lunar_holidays_known(day.year) else "; the lunar ones are not known",
                 )
-            return day.weekday() < 5, False
+            return is_statutory_workday(day), False
 
     def _windows(self, day: dt.date) -> Iterator[tuple[dt.datetime, dt.datetime]]:
         if self.is_workday(day):
@@ -230,6 +267,38 @@ class WorkingCalendar:
         if total <= dt.timedelta(0):
             return (start + (deadline - start) * fraction).astimezone(self.tz)
         return self.add_working(start, total * fraction)
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """How far ahead the working calendar is official, seen on `today`.
+
+    `last_known` is the last day of the unbroken run of official days (chinese_calendar's
+    years, the city's `known_through`); `days_left` counts the days after `today` up to it
+    (negative: it ended that many days ago). The alarm is on when fewer than `alarm_days`
+    are left: months ahead, so the next year's arrangement is entered before a deadline
+    falls into it."""
+
+    today: dt.date
+    last_known: dt.date | None
+    days_left: int
+    alarm_days: int
+
+    @property
+    def alarm(self) -> bool:
+        return self.days_left < self.alarm_days
+
+    def message(self) -> str:
+        if not self.alarm:
+            return f"the working calendar is official through {self.last_known}"
+        year = (self.last_known + dt.timedelta(days=1)).year if self.last_known else "next"
+        return (
+            f"the working calendar is official only through {self.last_known} "
+            f"({self.days_left} days left, alarm at {self.alarm_days}): deadlines after it are "
+            f"provisional (statutory rule); enter the State Council's {year} arrangement in "
+            "calendar.yaml (extra_holidays, extra_workdays, known_through) and release the "
+            "city's data, or upgrade chinese-calendar once it knows that year"
+        )
 
 
 def _aware(value: dt.datetime, name: str) -> dt.datetime:

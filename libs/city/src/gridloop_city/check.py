@@ -384,9 +384,13 @@ def calendar_problems(city: City, as_of: dt.date) -> list[Problem]:
             "calendar.yaml",
             "known_through",
             "known_through",
-            f"the official calendar {ends}, less than 12 months ahead (to {horizon}): enter "
-            f"the State Council's {next_year} arrangement (extra_holidays, extra_workdays) "
-            "and set known_through",
+            f"the official calendar {ends}, less than 12 months ahead (to {horizon}); to fix: "
+            f"when the State Council publishes its {next_year} arrangement (国务院办公厅关于"
+            f"{next_year}年部分节假日安排的通知, usually in November), enter its holidays as "
+            "extra_holidays and its swapped working days as extra_workdays, set known_through: "
+            f"{next_year}-12-31, and release the data (docs/operations.md, The working "
+            f"calendar); or upgrade chinese-calendar once it knows {next_year}. Until then "
+            f"{next_year}'s deadlines follow the statutory rule and are provisional",
         )
     ]
 

@@ -9,6 +9,7 @@ import email
 import email.policy
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -31,6 +32,24 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def end_process(
+    proc: subprocess.Popen[bytes] | None,
+    kill: bool = False,
+    how: signal.Signals = signal.SIGTERM,
+    grace_s: float = 10,
+) -> None:
+    """End a server this harness started: `how` (or kill -9 as a crash when `kill`), then
+    kill -9 if it is still there after `grace_s` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGKILL if kill else how)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def wait_port(
@@ -130,15 +149,7 @@ class LocalNats:
         return self
 
     def stop(self, kill: bool = False) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.kill() if kill else self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        end_process(self.proc, kill)
         self.proc = None
 
 
@@ -374,18 +385,7 @@ class LocalPostgres:
         raise TimeoutError("postgres did not become ready")
 
     def stop(self, kill: bool = False) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            if kill:
-                self.proc.kill()
-            else:
-                self.proc.send_signal(2)  # SIGINT: fast shutdown
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        end_process(self.proc, kill, signal.SIGINT, grace_s=20)  # SIGINT: fast shutdown
         self.proc = None
 
     def create_database(self, name: str) -> str:
@@ -450,15 +450,7 @@ class LocalSmtp:
         return self
 
     def stop(self, kill: bool = False) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.kill() if kill else self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        end_process(self.proc, kill)
         self.proc = None
 
     def messages(self) -> list[EmailMessage]:
@@ -659,13 +651,5 @@ class LocalObjectStore:
     def stop(self, kill: bool = False) -> None:
         """Stop it (SIGTERM, or kill -9 as a crash). weed waits for its volume server for
         a long while on SIGTERM; after a few seconds it is killed: its writes are on disk."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.kill() if kill else self.proc.terminate()
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        end_process(self.proc, kill, grace_s=3)
         self.proc = None

@@ -240,6 +240,9 @@ class Stack:
                     if svc in self.ports
                 }
             )
+        if name == "intake" and "console" in self.ports:
+            # the mails' links lead to this stack's console (its public page)
+            env["INTAKE_PUBLIC_URL"] = self.url("console") + "/public/"
         env.update(self.env)
         return env
 
@@ -424,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {replica:<10}  {stack.url(replica)}/docs")
     if "console" in stack.services:
         print(f"\n  console     {stack.url('console')}/   (sign in as a demo user)")
+        print(f"  residents   {stack.url('console')}/public/   (no login: map, report, rating)")
     tokens = demo_tokens(stack)
     if tokens:
         (stack.state_dir / "tokens.json").write_text(

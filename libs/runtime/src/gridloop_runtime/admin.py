@@ -1,6 +1,7 @@
 """Operator endpoints every service has: the dead-letter queue (list, replay), the outbox
-as a re-publishable log (re-publish a time range after the bus lost messages) and the audit
-trail of the service's commands."""
+as a re-publishable log (re-publish a time range after the bus lost messages), the audit
+trail of the service's commands, and — where the service computes deadlines — how far ahead
+its working calendar is official (calendarwatch)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from gridloop_contracts.base import Instant
 from pydantic import BaseModel
 
-from . import audit
+from . import audit, calendarwatch
 from .auth import Principal, require
 from .commands import Refusal
 from .inputs import JSONRoute
@@ -37,6 +38,18 @@ class DeadLetter(BaseModel):
 
 def _rt(request: Request) -> Any:
     return request.app.state.runtime
+
+
+@router.get("/calendar", response_model=calendarwatch.CalendarStatus)
+async def calendar_status(request: Request, _: Admin) -> calendarwatch.CalendarStatus:
+    """How many days ahead the working calendar is official, and whether the alarm is on
+    (fewer than CALENDAR_ALARM_DAYS); 404 where the service computes no deadlines."""
+    status = calendarwatch.check(_rt(request))
+    if status is None:
+        raise Refusal(
+            "this service computes no deadlines", field="service", code="not-found", status=404
+        )
+    return status
 
 
 @router.get("/dlq", response_model=list[DeadLetter])

@@ -113,6 +113,71 @@ _INSERT = """INSERT INTO audit_log (at, user_id, roles, dept, command, command_i
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"""
 
 
+# An accepted command's answer stored (for resends) and its audit entry, in one statement: the
+# entry is written only when the answer is (a concurrent resend that stored it first wins).
+_INSERT_WITH_ANSWER = """WITH answered AS (
+    INSERT INTO commands (command_id, kind, answer) VALUES ($6, $5, $19)
+    ON CONFLICT (command_id) DO NOTHING RETURNING command_id)
+INSERT INTO audit_log (at, user_id, roles, dept, command, command_id, case_id, task_id, target,
+    outcome, code, field, reason, status, origin, user_agent, request_id, trace_id)
+SELECT $1::timestamptz, $2::text, $3::text[], $4::text, $5::text, command_id, $7::text,
+    $8::text, $9::jsonb, $10::text, $11::text, $12::text, $13::text, $14::int, $15::text,
+    $16::text, $17::text, $18::text
+FROM answered RETURNING id"""
+
+
+def _entry(
+    *,
+    at: datetime,
+    command: str,
+    outcome: Outcome,
+    command_id: str | None = None,
+    case_id: str | None = None,
+    task_id: str | None = None,
+    code: str | None = None,
+    field: str | None = None,
+    reason: str | None = None,
+    status: int | None = None,
+    subject: str | None = None,
+    user_id: str | None = None,
+    roles: Iterable[str] = (),
+    dept: str | None = None,
+) -> tuple[Any, ...]:
+    """The audit row's values in `_INSERT`'s order (see `record`)."""
+    origin = _origin.get()
+    trace_id = tracing.current_trace_id()
+    if origin is not None:
+        where, user_agent, request_id = origin.where, origin.user_agent, origin.request_id
+        params = origin.path_params
+        if origin.user_id is not None:
+            user_id, roles, dept = origin.user_id, origin.roles, origin.dept
+        case_id = case_id or params.get("case_id")
+        task_id = task_id or params.get("task_id")
+    else:
+        where = f"nats:{subject}" if subject else "internal"
+        user_agent, request_id, params = None, None, {}
+    return (
+        at,
+        user_id,
+        sorted(roles),
+        dept,
+        command,
+        command_id,
+        case_id,
+        task_id,
+        params,
+        outcome,
+        code,
+        field,
+        reason[:2000] if reason else reason,
+        status,
+        where,
+        user_agent,
+        request_id or trace_id,
+        trace_id,
+    )
+
+
 async def record(
     conn: Conn,
     *,
@@ -133,39 +198,36 @@ async def record(
 ) -> None:
     """Append one entry. Who and from where come from the current HTTP request when there is
     one; otherwise from the arguments (a bus command names its sender) and `subject`."""
-    origin = _origin.get()
-    trace_id = tracing.current_trace_id()
-    if origin is not None:
-        where, user_agent, request_id = origin.where, origin.user_agent, origin.request_id
-        params = origin.path_params
-        if origin.user_id is not None:
-            user_id, roles, dept = origin.user_id, origin.roles, origin.dept
-        case_id = case_id or params.get("case_id")
-        task_id = task_id or params.get("task_id")
-    else:
-        where = f"nats:{subject}" if subject else "internal"
-        user_agent, request_id, params = None, None, {}
-    await conn.execute(
-        _INSERT,
-        at,
-        user_id,
-        sorted(roles),
-        dept,
-        command,
-        command_id,
-        case_id,
-        task_id,
-        params,
-        outcome,
-        code,
-        field,
-        reason[:2000] if reason else reason,
-        status,
-        where,
-        user_agent,
-        request_id or trace_id,
-        trace_id,
+    values = _entry(
+        at=at,
+        command=command,
+        outcome=outcome,
+        command_id=command_id,
+        case_id=case_id,
+        task_id=task_id,
+        code=code,
+        field=field,
+        reason=reason,
+        status=status,
+        subject=subject,
+        user_id=user_id,
+        roles=roles,
+        dept=dept,
     )
+    await conn.execute(_INSERT, *values)
+
+
+async def record_answered(
+    work: Work, command: str, command_id: str, answer: Any, **fields: Any
+) -> bool:
+    """An accepted command: its answer stored under `command_id` and its entry appended, in
+    one statement; False (nothing written) when another transaction stored an answer for
+    that id first."""
+    fields.setdefault("subject", work.subject)
+    values = _entry(
+        at=work.now(), command=command, outcome="accepted", command_id=command_id, **fields
+    )
+    return await work.conn.fetchval(_INSERT_WITH_ANSWER, *values, answer) is not None
 
 
 async def record_work(work: Work, command: str, outcome: Outcome, **fields: Any) -> None:

@@ -88,18 +88,6 @@ async def seen_commands(conn: Conn, command_ids: Sequence[str]) -> dict[str, dic
     return {r["command_id"]: dict(r["answer"]) for r in rows}
 
 
-async def record_command(conn: Conn, command_id: str, kind: str, answer: dict[str, Any]) -> bool:
-    """Store a command's answer; False when another transaction stored it first."""
-    status = await conn.execute(
-        "INSERT INTO commands (command_id, kind, answer) VALUES ($1, $2, $3) "
-        "ON CONFLICT (command_id) DO NOTHING",
-        command_id,
-        kind,
-        answer,
-    )
-    return status.endswith(" 1")
-
-
 class CommandBody(BaseModel):
     """The body every REST command shares: the sender's id makes it safe to resend."""
 
@@ -139,11 +127,17 @@ async def run_command(
                     await audit.record_work(work, kind, "replayed", **ids)
                     return seen
             answer = await fn(work)
-            if command_id and not await record_command(
-                work.conn, command_id, kind, to_jsonable_python(answer)
+            if not command_id:
+                await audit.record_work(work, kind, "accepted", **ids)
+            elif not await audit.record_answered(
+                work,
+                kind,
+                command_id,
+                to_jsonable_python(answer),
+                case_id=case_id,
+                task_id=task_id,
             ):
                 raise _Raced  # the same command ran meanwhile: undo ours
-            await audit.record_work(work, kind, "accepted", **ids)
             return answer
     except (_Raced, Refusal) as exc:
         if command_id:

@@ -28,7 +28,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry import context as otel_context
-from opentelemetry.trace import SpanKind
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind
 
 from . import metrics, tracing
 from .bus import when_available
@@ -63,6 +64,11 @@ class ConsumerSpec:
     on_invalid: InvalidHandler | None = None
     deliver_new: bool = False
     batch: int | None = None
+    # After a batch smaller than the fetch size, wait this long before fetching again, so
+    # that work which may lag (scores, projections) takes its messages in fewer, larger
+    # batches: one transaction and one fold per case for several of its events. 0: fetch
+    # again at once (the loop's own steps).
+    linger_s: float = 0.0
     # One replica at a time consumes this durable (a PostgreSQL advisory lock; the others
     # stand by and take over within seconds), so one case's messages take effect in stream
     # order with any number of replicas. False for work with no per-case order (reports).
@@ -272,6 +278,9 @@ class Consumer:
                 continue
             if msgs:
                 await self.process(msgs)
+            if self.spec.linger_s > 0 and len(msgs) < self.batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.spec.linger_s)
 
     def _reconnects(self) -> int:
         return int(self.js._nc.stats.get("reconnects", 0))
@@ -363,13 +372,27 @@ class Consumer:
         if self.spec.batch_handler is not None:
             works: list[Work] = []
             valid: list[tuple[Work, Envelope]] = []
-            for msg in msgs:
-                work, env = await self._opened(conn, msg)
-                works.append(work)
-                if env is not None:
-                    valid.append((work, env))
-            if valid:
-                await self.spec.batch_handler(conn, valid)
+            spans: list[Span] = []
+            try:
+                for msg in msgs:
+                    work, env = await self._opened(conn, msg)
+                    works.append(work)
+                    if env is not None:
+                        # each message's span continues its sender's trace; the events
+                        # its work emits name that span as their parent (spans not
+                        # recorded: they carry the sender's trace context on)
+                        if tracing.recording():
+                            span = _consume_span(msg, env)
+                            spans.append(span)
+                            work.trace = tracing.span_headers(span)
+                        else:
+                            work.trace = tracing.carried(msg.headers)
+                        valid.append((work, env))
+                if valid:
+                    await self.spec.batch_handler(conn, valid)
+            finally:
+                for span in spans:
+                    span.end()
             return await _written(conn, works)
         out: list[Work] = []
         for msg in msgs:
@@ -465,6 +488,8 @@ class Consumer:
                     )
                     await self.spec.on_invalid(work, msg, err)
                     return work
+                if env.subject:
+                    trace.get_current_span().set_attribute(tracing.CASE_ID, env.subject)
                 with structlog.contextvars.bound_contextvars(
                     event_id=env.id, case_id=env.subject, event_type=env.type
                 ):
@@ -629,3 +654,18 @@ def _event_id(msg: Msg) -> str:
         return f"|{headers['Nats-Msg-Id']}"
     meta = msg.metadata
     return f"{meta.stream}:{meta.sequence.stream}"
+
+
+def _consume_span(msg: Msg, env: Envelope) -> Span:
+    """A started span for one message of a batch handler's batch, child of the sender's."""
+    data = env.data if isinstance(env.data, dict) else {}
+    case_id = env.subject or data.get("case_id")
+    attributes = {tracing.EVENT_TYPE: env.type}
+    if isinstance(case_id, str) and case_id:
+        attributes[tracing.CASE_ID] = case_id
+    return tracing.tracer().start_span(
+        f"consume {msg.subject}",
+        context=tracing.context_from(msg.headers),
+        kind=SpanKind.CONSUMER,
+        attributes=attributes,
+    )

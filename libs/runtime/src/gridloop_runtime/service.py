@@ -26,14 +26,16 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import bus, db, limits, tracing
+from . import bus, calendarwatch, db, limits, statistics, tracing
 from . import logging as glog
 from .audit import AuditMiddleware
 from .auth import Authenticator, AuthSettings, UserLookup
+from .calendarwatch import CalendarLike
 from .casework import Rules
 from .clock import Clock, OffsetFileClock, SystemClock
 from .commands import install_refusal_handler
 from .consumer import Consumer, ConsumerSpec
+from .db import Conn
 from .inputs import check_routes
 from .limits import ClientKey, InFlightCap, Limiter
 from .outbox import OutboxRelay, Publisher, UnitOfWorkFactory
@@ -72,6 +74,11 @@ class ServiceDefinition:
     # uploads of photos and voice notes (gridloop_runtime.evidence): its table, its store
     # client and its routes
     evidence: Evidence | None = None
+    # gauges read from the service's tables when /metrics is scraped (cases by state, overdue)
+    gauges: Sequence[Callable[[Conn], Awaitable[None]]] = ()
+    # the working calendar in use (it changes on a live reload), for services that compute
+    # deadlines: its horizon is watched (gridloop_runtime.calendarwatch)
+    calendar: Callable[[], CalendarLike] | None = None
 
 
 class Runtime:
@@ -110,7 +117,7 @@ class Runtime:
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
-        tracing.setup(self.definition.name, s.otel_exporter)
+        tracing.setup(self.definition.name, s.otel_exporter, s.service_instance)
         self.pool = await db.create_pool(
             s.database_url, self.schema, min_size=s.db_pool_min, max_size=s.db_pool_max
         )
@@ -206,7 +213,16 @@ class Runtime:
             self._spawn(self.timer_runner.run(self.stop_event), "timers")
         for bg in self.definition.background:
             self._spawn(bg(self, self.stop_event), getattr(bg, "__name__", "background"))
+        if self.definition.calendar is not None:
+            self._spawn(calendarwatch.watch(self, self.stop_event), "calendar")
         self._spawn(self._watch_lag(), "lag")
+        if s.db_analyse_every_s > 0:
+            self._spawn(
+                statistics.keep_current(
+                    self.pool, self.schema, s.db_analyse_every_s, self.stop_event
+                ),
+                "statistics",
+            )
         self.started = True
         log.info("service started", service=self.definition.name)
 
@@ -253,6 +269,10 @@ class Runtime:
         if self.definition.evidence is not None:
             with contextlib.suppress(Exception):
                 await self.definition.evidence.close()
+        # the spans of the last batches, before the process goes (a thread: the exporter's
+        # HTTP call blocks)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(tracing.flush)
         self.started = False
         log.info("service stopped", service=self.definition.name)
 
@@ -317,6 +337,8 @@ class Runtime:
                         backlog = await conn.fetchval(
                             "SELECT count(*) FROM outbox WHERE sent_at IS NULL"
                         )
+                        for gauge in self.definition.gauges:
+                            await gauge(conn)
                     from .metrics import OUTBOX_BACKLOG
 
                     OUTBOX_BACKLOG.labels(self.definition.name).set(backlog)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +42,10 @@ class ServiceSettings(BaseSettings):
     # Released versions of the city's data (gridloop_city.versions): when set and holding a
     # CURRENT version, the services start on it and follow `city.updated`; empty: off.
     city_versions_dir: str = Field("", alias="CITY_VERSIONS_DIR")
+    # The working calendar's alarm (calendarwatch): on when it is official for fewer days
+    # ahead than this; the horizon is looked at again this often (and at start-up).
+    calendar_alarm_days: int = Field(90, ge=1, alias="CALENDAR_ALARM_DAYS")
+    calendar_check_s: float = Field(3600.0, gt=0, alias="CALENDAR_CHECK_S")
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     log_json: bool = Field(True, alias="LOG_JSON")
     # HTTP overload (gridloop_runtime.limits): requests in flight beyond the cap get 503, a
@@ -72,11 +77,19 @@ class ServiceSettings(BaseSettings):
     # committed them (which sends them right after the commit).
     outbox_sweep_grace_s: float = Field(2.0, alias="OUTBOX_SWEEP_GRACE_S")
     timer_poll_s: float = Field(0.5, alias="TIMER_POLL_S")
+    # how often the service analyses its tables whose planner statistics are stale (0: never,
+    # autovacuum alone); see statistics.py
+    db_analyse_every_s: float = Field(30.0, ge=0, alias="DB_ANALYSE_EVERY_S")
     shutdown_grace_s: float = Field(20.0, alias="SHUTDOWN_GRACE_S")
     # a file holding a clock offset in seconds (tests and demos only; unset in production)
     clock_file: str | None = Field(None, alias="CLOCK_FILE")
-    # tracing: "none" or "console"
-    otel_exporter: str = Field("none", alias="OTEL_EXPORTER")
+    # tracing (gridloop_runtime.tracing): "none" (ids carried, nothing recorded), "console"
+    # (stdout) or "otlp" (a collector over OTLP/HTTP, batched)
+    otel_exporter: Literal["none", "console", "otlp"] = Field("none", alias="OTEL_EXPORTER")
+    # where "otlp" sends: the collector's base URL (/v1/traces is appended; the standard
+    # variable, read by the exporter itself, as are OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (the
+    # full URL) and OTEL_EXPORTER_OTLP_HEADERS); unset: http://localhost:4318
+    otel_exporter_otlp_endpoint: str = Field("", alias="OTEL_EXPORTER_OTLP_ENDPOINT")
 
     @property
     def db_schema_name(self) -> str:

@@ -58,6 +58,9 @@ class Step:
         self.subject = subject
         self._pending: list[tuple[str, Envelope]] = []
         self.timer_ops: list[TimerOp] = []
+        # The W3C trace headers the events emitted carry, where the step's work runs under
+        # a span that is not the current one (a batch handler's message); None: the current.
+        self.trace: dict[str, str] | None = None
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -79,7 +82,7 @@ class Step:
             subject=ce_subject,
             id=id,
             time=time or self.clock.now(),
-            extensions=tracing.current_headers(),
+            extensions=self.trace if self.trace is not None else tracing.current_headers(),
         )
         self._pending.append((subject or default_subject(event), env))
         return env

@@ -1,38 +1,89 @@
-"""OpenTelemetry: one tracer provider per process; W3C context carried in NATS headers and HTTP."""
+"""OpenTelemetry: one tracer provider per process; W3C context carried in NATS headers and HTTP.
+
+`OTEL_EXPORTER` picks where spans go: `none` (ids made and carried, nothing recorded),
+`console` (stdout, for a developer) or `otlp` (an operator's collector — Jaeger, Tempo, an
+OpenTelemetry Collector — over OTLP/HTTP, batched). The OTLP exporter reads the standard
+variables itself: `OTEL_EXPORTER_OTLP_ENDPOINT` (…/v1/traces is appended) or
+`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the full URL), `OTEL_EXPORTER_OTLP_HEADERS`,
+`OTEL_EXPORTER_OTLP_TIMEOUT`; the batching `OTEL_BSP_SCHEDULE_DELAY` and friends."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from typing import Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagate import extract, inject
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+)
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
-_configured = False
+EXPORTERS: Final = ("none", "console", "otlp")
+# span attributes of a consumed message: its case (the CloudEvents subject) and type
+CASE_ID: Final = "gridloop.case_id"
+EVENT_TYPE: Final = "cloudevents.event_type"
+
+_provider: TracerProvider | None = None
+# False with OTEL_EXPORTER=none: no span is recorded, so the hot path opens none of its own
+# (the trace context it was given still travels on with the events it emits)
+_recording = True
 
 
-def setup(service_name: str, exporter: str = "none") -> None:
+def setup(service_name: str, exporter: str = "none", instance: str = "") -> None:
     """Install the SDK provider once per process (tests may call it repeatedly).
 
     With no exporter nothing would ever read a span, so none is recorded: trace and span
-    ids are still made and carried in every message and log line, at a fraction of the cost."""
-    global _configured
-    if _configured:
+    ids are still made and carried in every message and log line, at a fraction of the cost.
+    `otlp` batches the spans (a background thread sends them; the event loop never waits on
+    the collector) and a collector that is down costs the spans, never the work."""
+    global _provider, _recording
+    if exporter not in EXPORTERS:
+        raise ValueError(f"OTEL_EXPORTER: {exporter!r} is not one of {', '.join(EXPORTERS)}")
+    if _provider is not None:
         return
-    resource = Resource.create({"service.name": service_name})
+    attributes = {"service.name": service_name}
+    if instance:
+        attributes["service.instance.id"] = instance
+    resource = Resource.create(attributes)
     if exporter == "none":
         provider = TracerProvider(resource=resource, sampler=ALWAYS_OFF)
     else:
         provider = TracerProvider(resource=resource)
     if exporter == "console":
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+    elif exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
-    _configured = True
+    _provider = provider
+    _recording = exporter != "none"
+
+
+def recording() -> bool:
+    """Whether spans are recorded (an exporter is set): a message's own span is worth its
+    cost only then."""
+    return _recording
+
+
+def carried(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The W3C trace headers of an incoming message, to pass on unchanged."""
+    return {k: v for k, v in (headers or {}).items() if k in ("traceparent", "tracestate")}
+
+
+def flush(timeout_s: float = 5.0) -> bool:
+    """Send the spans still batched (a stopping service; blocking: run it in a thread).
+    The provider stays usable; the SDK shuts it down when the process exits."""
+    if _provider is None:
+        return True
+    return _provider.force_flush(int(timeout_s * 1000))
 
 
 @functools.cache
@@ -49,6 +100,14 @@ def current_headers() -> dict[str, str]:
 
 def context_from(headers: Mapping[str, str] | None) -> otel_context.Context:
     return extract(dict(headers or {}))
+
+
+def span_headers(span: trace.Span) -> dict[str, str]:
+    """`traceparent` (and `tracestate`) naming `span` as the parent, for an outgoing message
+    of work done under a span that is not the current one (a batch's message)."""
+    carrier: dict[str, str] = {}
+    inject(carrier, context=trace.set_span_in_context(span))
+    return carrier
 
 
 def current_trace_id() -> str | None:

@@ -37,6 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .events import EventHub
 from .geo import cell_props, cells_json, likely_categories
+from .public import PublicLimit
+from .public import router as public_router
 from .settings import ConsoleSettings
 
 log = structlog.get_logger(__name__)
@@ -81,6 +83,7 @@ class Console:
     http: httpx.AsyncClient | None = None
     nc: Client | None = None
     geo: bytes = b""
+    public_limit: PublicLimit = field(default_factory=lambda: PublicLimit(0, 0))
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -90,6 +93,8 @@ class Console:
 
     async def start(self) -> None:
         self.geo = cells_json(self.city)
+        s = self.settings
+        self.public_limit = PublicLimit(s.rate_limit_public_per_s, s.rate_limit_public_burst)
         self.http = httpx.AsyncClient(timeout=self.settings.upstream_timeout_s)
         self._tasks.append(asyncio.create_task(self._follow_bus(), name="console-bus"))
 
@@ -397,7 +402,8 @@ def create_app(console: Console) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    check_routes([router])  # bodies decoded strictly (gridloop_runtime.inputs)
+    check_routes([public_router, router])  # bodies decoded strictly (gridloop_runtime.inputs)
+    app.include_router(public_router)  # before the proxy's /api/{service}/…: no login here
     app.include_router(router)
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
     return app

@@ -1,7 +1,7 @@
 """Settings of the console (environment variables; shared ones in ServiceSettings)."""
 
 from gridloop_runtime.settings import ServiceSettings
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 
 class ConsoleSettings(ServiceSettings):
@@ -23,6 +23,12 @@ class ConsoleSettings(ServiceSettings):
     token_ttl_s: int = Field(12 * 3600, ge=60, alias="CONSOLE_TOKEN_TTL_S")
     # A comment line on every open event stream this often, so proxies keep it open.
     sse_keepalive_s: float = Field(15.0, gt=0, alias="CONSOLE_SSE_KEEPALIVE_S")
+
+    # The public page's reports go through Open311 under this key (one of the city's
+    # sources.yaml open311_api_keys, of the `web` source).
+    open311_api_key: SecretStr = Field(
+        SecretStr("demo-open311-key"), alias="CONSOLE_OPEN311_API_KEY"
+    )
 
     def upstreams(self) -> dict[str, str]:
         return {

@@ -223,7 +223,7 @@ async def get_case(case_id: str, request: Request, principal: CurrentPrincipal) 
         tasks = await repo.tasks_of_case(work.conn, case_id)
         extensions = await repo.list_extensions(work.conn, status=None, case_id=case_id, limit=1000)
         return {
-            **case_view(case, tasks),
+            **case_view(case, tasks, rules.deadlines.calendar),
             "extensions": [extension_view(x) for x in extensions],
             "pending_timers": rules.pending_chase(case, tasks),
         }

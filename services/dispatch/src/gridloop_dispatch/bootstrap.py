@@ -32,6 +32,7 @@ def definition(settings: DispatchSettings) -> tuple[ServiceDefinition, Any]:
             timer_rules=dispatching.table,
             routers=[api.router],
             background=[live.background()],
+            calendar=lambda: dispatching.rules.deadlines.calendar,
             users=lookup_from(dispatching.rules.city.users),
             # Each department's durable consumer on DISPATCH (its user may only bind to it).
             feeds=[Feed.department(code) for code in sorted(dispatching.rules.city.departments)],

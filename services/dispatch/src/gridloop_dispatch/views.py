@@ -5,10 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from gridloop_city import WorkingCalendar
+
 from .domain.casefile import Case, Extension, Task
 
 
-def task_view(task: Task) -> dict[str, Any]:
+def task_view(task: Task, calendar: WorkingCalendar | None = None) -> dict[str, Any]:
+    """A task; with the calendar, whether its deadline is provisional (counted over days the
+    official calendar does not know yet: the statutory rule decided them)."""
+    out = _task(task)
+    if calendar is not None:
+        out["deadline_provisional"] = calendar.provisional(task.dispatched_at, task.deadline)
+    return out
+
+
+def _task(task: Task) -> dict[str, Any]:
     return {
         "task_id": task.task_id,
         "case_id": task.case_id,
@@ -37,7 +48,9 @@ def task_view(task: Task) -> dict[str, Any]:
     }
 
 
-def case_view(case: Case, tasks: Sequence[Task] = ()) -> dict[str, Any]:
+def case_view(
+    case: Case, tasks: Sequence[Task] = (), calendar: WorkingCalendar | None = None
+) -> dict[str, Any]:
     return {
         "case_id": case.case_id,
         "state": str(case.state),
@@ -60,7 +73,7 @@ def case_view(case: Case, tasks: Sequence[Task] = ()) -> dict[str, Any]:
         "supervised_at": case.supervised_at,
         "supervised_reason": case.supervised_reason,
         "closed_at": case.closed_at,
-        "tasks": [task_view(t) for t in tasks],
+        "tasks": [task_view(t, calendar) for t in tasks],
     }
 
 

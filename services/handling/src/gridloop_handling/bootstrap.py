@@ -37,6 +37,7 @@ def definition(settings: HandlingSettings) -> tuple[ServiceDefinition, Any]:
             timer_rules=service.table,
             routers=[api.router],
             background=[relay_replies, handling.live().background()],
+            calendar=lambda: handling.calendar,
             users=lookup_from(handling.city.users),
             evidence=api.result_evidence(service),
             title="gridloop handling",

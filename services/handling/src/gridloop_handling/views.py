@@ -73,6 +73,7 @@ def task_view(
         "remaining_working_s": countdown.remaining_working_s,
         "overdue": countdown.overdue,
         "overdue_by_s": countdown.overdue_by_s,
+        "deadline_provisional": countdown.provisional,
         "signed_at": task.signed_at,
         "signed_by": task.signed_by,
         "sign_on_time": task.sign_on_time,

@@ -14,7 +14,7 @@ from gridloop_runtime.mail import MAIL_TIMER, Mailer, MailSender
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime, ServiceDefinition
 
-from . import api, open311, parts, public
+from . import api, metrics, open311, parts, public
 from . import repository as repo
 from .context import Intake, city_for
 from .handlers import Handlers, case_file_rules
@@ -66,7 +66,9 @@ def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
             users=lookup_from(intake.city.users),
             client_key=open311.client_key,
             on_start=[judge_times_by_intake_clock],
+            gauges=[metrics.refresh],
             background=[intake.live(version).background()],
+            calendar=lambda: intake.calendar,
             # Each integrator's durable consumer on NOTIFY (its user may only bind to it).
             feeds=[Feed.integrator(code) for code in sorted(intake.city.sources)],
             evidence=api.case_evidence(intake),

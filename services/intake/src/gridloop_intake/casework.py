@@ -24,6 +24,7 @@ from .domain.case_ids import format_case_id, local_day
 from .domain.inbound import IncomingReport
 from .domain.placement import place
 from .domain.problems import Problem, Refused
+from .metrics import REPORTS_IN
 from .store import CASEFILE, CaseFileStore
 
 log = structlog.get_logger(__name__)
@@ -72,6 +73,7 @@ async def take_report(work: Work, intake: Intake, report: IncomingReport) -> Out
     refusal naming the field. The same (source, external_id) again answers the first outcome."""
     conn = work.conn
     city = intake.city
+    REPORTS_IN.labels(report.channel).inc()
     if report.external_id is not None:
         seen = await repo.find_report(conn, report.source, report.external_id)
         if seen is not None:

@@ -1,5 +1,6 @@
-"""The residents' side without a login (公众): the one-click rating link of a "closed" mail.
-Rate-limited per address like the public Open311 reads (RATE_LIMIT_PUBLIC_*)."""
+"""The residents' side without a login (公众): a public case's status and steps, and the
+one-click rating link of a "closed" mail. Rate-limited per address like the public Open311
+reads (RATE_LIMIT_PUBLIC_*)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,46 @@ from .api import intake_of, refusal
 from .casework import on_case
 from .domain.notices import RatingLink, read_rating_token
 from .domain.problems import Problem, Refused
+from .domain.publicview import public_timeline
 from .store import RATINGS
 
 router = APIRouter(prefix="/public", tags=["public"], route_class=JSONRoute)
+
+
+@router.get("/cases/{case_id}")
+async def public_case(case_id: str, request: Request) -> dict[str, Any]:
+    """A case of Open311's public list as a resident sees it (公众查询): its status, category,
+    description, the coordinates rounded as on the public list
+    (INTAKE_OPEN311_PUBLIC_COORD_DECIMALS), its steps and when (no names, no notes, no
+    reporters, not the department's result: that goes to the reporter in the "closed" mail
+    and with its rating link), whether it is rated. Any other case is 404, as one that does
+    not exist."""
+    rt = runtime_of(request)
+    intake = intake_of(rt)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        case = await repo.get_case(conn, case_id)
+        if case is None or not case.listed_publicly:
+            raise Refusal(f"no public case {case_id!r}", "case_id", "not-found", 404)
+        lines = await repo.timeline(conn, case_id)
+    category = intake.city.category(case.category_code) if case.category_code else None
+    decimals = intake.settings.open311_public_coord_decimals
+    return {
+        "case_id": case.case_id,
+        "status": case.status,
+        "open": case.case_status.is_open,
+        "category_code": case.category_code,
+        "category_name": category.name if category else None,
+        "category_name_en": category.name_en if category else None,
+        "description": case.description,
+        "address": case.address,
+        "lat": round(case.lat, decimals),
+        "lon": round(case.lon, decimals),
+        "reported_at": case.reported_at,
+        "closed_at": case.closed_at,
+        "rated": case.rating is not None,
+        "steps": [s.view() for s in public_timeline(dict(r) for r in lines)],
+    }
 
 
 def _link(request: Request, token: str) -> RatingLink:

@@ -97,19 +97,6 @@ def period_view(p: Period) -> dict[str, Any]:
     return {"kind": p.kind, "start": p.start, "end": p.end}
 
 
-def rule_set_of(s: Scoring, code: str) -> RuleSet:
-    rs = s.rule_set(code)
-    if rs is None:
-        known = ", ".join(r.code for r in s.config.rule_sets)
-        raise Refusal(
-            f"no rule set {code!r} (known: {known})",
-            field="rule_set",
-            code="not-found",
-            status=404,
-        )
-    return rs
-
-
 def scored_view(s: Scoring, rs: RuleSet, level: AreaLevel | None, r: Scored) -> dict[str, Any]:
     return {
         "rank": r.rank,
@@ -175,9 +162,13 @@ async def catalogue(_: CurrentPrincipal) -> dict[str, Any]:
 
 @router.get("/rule-sets")
 async def rule_sets(request: Request, _: CurrentPrincipal) -> dict[str, Any]:
-    """The configured rule sets (scoring.yaml), grades and per-person limits."""
-    _rt, s = scoring_of(request)
-    return s.config.model_dump(mode="json")
+    """The configured rule sets (scoring.yaml), grades and per-person limits in force, and
+    since when which rules were (`history`: a closed period ranks with those of its end)."""
+    rt, s = scoring_of(request)
+    assert rt.pool is not None
+    async with rt.pool.acquire() as conn:
+        history = await repo.rule_history(conn)
+    return {**s.config.model_dump(mode="json"), "version": s.version, "history": history}
 
 
 # -- measures -----------------------------------------------------------------------------
@@ -267,20 +258,23 @@ async def get_steps(
 async def _ranking(
     request: Request,
     who: Principal,
-    rs: RuleSet,
+    code: str,
     period: PeriodKind,
     date: dt.date | None,
     level: AreaLevel | None,
-) -> tuple[Period, AreaLevel | None, list[Scored], Scoring]:
-    rt, s = scoring_of(request)
-    p = the_period(rt, s, period, date)
+) -> tuple[Period, AreaLevel | None, list[Scored], Scoring, RuleSet]:
+    rt, current = scoring_of(request)
+    p = the_period(rt, current, period, date)
     assert rt.pool is not None
     async with rt.pool.acquire() as conn:
+        # a closed period ranks with the rules in force at its end
+        s = await reports.in_force(conn, current, p, rt.clock.now())
+        rs = reports.rule_set_in(s, current, code)
         level_, ranked = await reports.ranking(conn, s, rs, p, level)
     mine = own_person(who, rs.subject, None)
     if mine is not None:  # a ranking of people: the caller's own row only
         ranked = [r for r in ranked if r.subject_code == mine]
-    return p, level_, ranked, s
+    return p, level_, ranked, s, rs
 
 
 @router.get("/rankings")
@@ -292,10 +286,10 @@ async def get_rankings(
     date: DateQ = None,
     level: LevelQ = None,
 ) -> dict[str, Any]:
-    """考核排名: composite scores of a rule set, ranked, with each rule's points."""
-    _rt, s = scoring_of(request)
-    rs = rule_set_of(s, rule_set)
-    p, level_, ranked, s = await _ranking(request, who, rs, period, date, level)
+    """考核排名: composite scores of a rule set, ranked, with each rule's points (a closed
+    period: with the rules in force at its end; `POST /rankings/preview` recomputes it with
+    any rule set)."""
+    p, level_, ranked, s, rs = await _ranking(request, who, rule_set, period, date, level)
     return {
         "period": period_view(p),
         "rule_set": rs.code,
@@ -314,9 +308,7 @@ async def get_rankings_csv(
     date: DateQ = None,
     level: LevelQ = None,
 ) -> Response:
-    _rt, s = scoring_of(request)
-    rs = rule_set_of(s, rule_set)
-    p, level_, ranked, s = await _ranking(request, who, rs, period, date, level)
+    p, level_, ranked, s, rs = await _ranking(request, who, rule_set, period, date, level)
     names = list(m.output_names(rs.subject))
     return csv_response(
         ["period_start", "rank", "subject_code", "subject_name", "score", "grade", *names],
@@ -429,7 +421,7 @@ async def _bulletin(
     p = the_period(rt, s, period, date)
     assert rt.pool is not None
     async with rt.pool.acquire() as conn:
-        out = await reports.bulletin(conn, s, p)
+        out = await reports.bulletin(conn, await reports.in_force(conn, s, p, rt.clock.now()), p)
     return replace(out, generated_at=rt.clock.now().astimezone(s.tz))
 
 

@@ -14,6 +14,7 @@ from . import api, casework
 from .context import Scoring
 from .handlers import Handlers
 from .settings import ScoringSettings
+from .store import FactStore
 
 MIGRATIONS = Path(__file__).parent / "sql"
 
@@ -21,9 +22,15 @@ MIGRATIONS = Path(__file__).parent / "sql"
 def definition(settings: ScoringSettings) -> tuple[ServiceDefinition, Any]:
     """The service and its state (the Handlers, read by routes via `Runtime.state`)."""
     scoring = Scoring.load(settings)
-    handlers = Handlers(scoring)
+    rules = casework.rules(scoring.fold)
+    assert isinstance(rules.store, FactStore)
+    handlers = Handlers(scoring, rules.store)
     cases = ConsumerSpec(
-        "scoring-cases", "CASES", casework.SUBJECTS, rules=casework.rules(scoring.fold)
+        "scoring-cases",
+        "CASES",
+        casework.SUBJECTS,
+        rules=rules,
+        linger_s=settings.linger_s,
     )
 
     async def fold(rt: Runtime, stop: asyncio.Event) -> None:
@@ -37,8 +44,8 @@ def definition(settings: ScoringSettings) -> tuple[ServiceDefinition, Any]:
             consumers=[cases],
             timers=handlers.timers,
             routers=[api.router],
-            on_start=[handlers.arm_publishing],
-            background=[fold],
+            on_start=[handlers.record_rules, handlers.arm_publishing],
+            background=[fold, handlers.live().background()],
             users=lookup_from(scoring.city.users),
             title="gridloop scoring",
             description="评价考核: performance of departments, areas and people",

@@ -1,16 +1,17 @@
-"""What every scoring handler works with: the city (loaded once), its time zone, the fold's
-view of the city and the rule sets."""
+"""What every scoring handler works with: the city (the released version in force, swapped on
+`city.updated`), its time zone, the fold's view of the city and the rule sets."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
-from typing import cast
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from gridloop_city import City, load_city
+from gridloop_city import City
 from gridloop_city.models import RuleSet, ScoringConfig
+from gridloop_city.versions import starting_city
 
 from .domain.fold import FoldContext
 from .domain.measures import AREA_LEVELS, AreaLevel, SubjectKind
@@ -26,10 +27,35 @@ CHANNEL_NAMES = {
 }
 
 
-@cache
-def _load(path: Path) -> City:
-    # Once per process: tests start the service many times over the same data.
-    return load_city(path)
+def check_scoring(city: City) -> City:
+    """The city, if every rule set of its scoring.yaml reads measures scoring has; else a
+    ValueError naming the rule (a live version is then refused)."""
+    for rs in city.scoring.rule_sets:
+        problems = check_rule_set(rs)
+        if problems:
+            raise ValueError(f"scoring.yaml rule set {rs.code!r}: {'; '.join(problems)}")
+    return city
+
+
+_DIGESTS: dict[int, tuple[ScoringConfig, str]] = {}  # id → (the rules, kept alive; digest)
+
+
+def rules_digest(config: ScoringConfig) -> str:
+    """A stable fingerprint of the rules (rule_versions.digest), computed once per object."""
+    known = _DIGESTS.get(id(config))
+    if known is not None and known[0] is config:
+        return known[1]
+    text = json.dumps(rules_json(config), sort_keys=True, ensure_ascii=False)
+    digest = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    if len(_DIGESTS) > 64:
+        _DIGESTS.clear()
+    _DIGESTS[id(config)] = (config, digest)
+    return digest
+
+
+def rules_json(config: ScoringConfig) -> dict[str, Any]:
+    out: dict[str, Any] = config.model_dump(mode="json")
+    return out
 
 
 def fold_context(city: City) -> FoldContext:
@@ -68,14 +94,14 @@ class Scoring:
     settings: ScoringSettings
     publish_periods: tuple[PeriodKind, ...]
     area_levels: tuple[AreaLevel, ...]
+    version: str | None = None  # the released city version (None: CITY_DATA_DIR's)
+    # the rules a ranking uses: the city's own, or those in force at a closed period's end
+    rules: ScoringConfig | None = field(default=None, compare=False)
 
     @classmethod
     def load(cls, settings: ScoringSettings) -> Scoring:
-        city = _load(Path(settings.city_data_dir).resolve())
-        for rs in city.scoring.rule_sets:
-            problems = check_rule_set(rs)
-            if problems:
-                raise ValueError(f"scoring.yaml rule set {rs.code!r}: {'; '.join(problems)}")
+        city, version = starting_city(settings.city_data_dir, settings.city_versions_dir)
+        check_scoring(city)
         periods = _split(settings.publish_periods, PERIOD_KINDS, "SCORING_PUBLISH_PERIODS")
         levels = _split(settings.publish_area_levels, AREA_LEVELS, "SCORING_PUBLISH_AREA_LEVELS")
         return cls(
@@ -85,11 +111,27 @@ class Scoring:
             settings=settings,
             publish_periods=cast(tuple[PeriodKind, ...], periods),
             area_levels=cast(tuple[AreaLevel, ...], levels),
+            version=version,
         )
+
+    def with_city(self, city: City, version: str | None) -> Scoring:
+        """This state on another version of the city (validated by `check_scoring`)."""
+        return replace(
+            self,
+            city=city,
+            tz=ZoneInfo(city.district.timezone),
+            fold=fold_context(city),
+            version=version,
+            rules=None,
+        )
+
+    def with_rules(self, rules: ScoringConfig) -> Scoring:
+        """This state ranking with `rules` (those in force for a closed period)."""
+        return self if rules is self.config else replace(self, rules=rules)
 
     @property
     def config(self) -> ScoringConfig:
-        return self.city.scoring
+        return self.rules if self.rules is not None else self.city.scoring
 
     @property
     def district(self) -> str:

@@ -1,25 +1,31 @@
 """Publishing: the scoring-publish timer and the publish command (every case's items at once,
-so not per-case rules). The table of everything scoring takes is in `casework.py`."""
+so not per-case rules); the city's live reload (`use_city`). The table of everything scoring
+takes is in `casework.py`."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
+from gridloop_city import City
+from gridloop_city.versions import loader
 from gridloop_contracts.scores import ScorePublishedV1, ScoreRow
 from gridloop_runtime import timers
 from gridloop_runtime.db import Conn
+from gridloop_runtime.livecity import LiveCity
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime
 from gridloop_runtime.step import Timer
 
 from . import reports
 from . import repository as repo
-from .context import Scoring
+from .context import Scoring, check_scoring, rules_digest, rules_json
 from .domain.periods import Period, PeriodKind, period_of, period_of_date
 from .projection import Projection, fold_pending
+from .store import FactStore
 
 log = structlog.get_logger(__name__)
 
@@ -28,14 +34,73 @@ TimerHandler = Callable[[Work, Timer], Awaitable[None]]
 
 
 class Handlers:
-    def __init__(self, scoring: Scoring) -> None:
+    def __init__(self, scoring: Scoring, store: FactStore | None = None) -> None:
         self.ctx = scoring
+        self.store = store  # the consumer's: it folds with the city in force
         self.projection = Projection(
             scoring.fold,
             batch=scoring.settings.fold_batch,
             poll_s=scoring.settings.fold_poll_s,
         )
         self.timers: dict[str, TimerHandler] = {PUBLISH: self.on_publish_due}
+        self._rt: Runtime | None = None
+        self._recording: set[asyncio.Task[None]] = set()
+
+    # -- the city's versions (city.updated) -------------------------------------------
+    def live(self) -> LiveCity[tuple[City, str | None]]:
+        """This state, following `city.updated` (gridloop_runtime.livecity): a version whose
+        scoring.yaml names a measure scoring has not is refused like one that fails to load."""
+        base = loader(self.ctx.settings.city_versions_dir)
+
+        def load(version: str, digest: str) -> tuple[City, str | None]:
+            assert base is not None
+            return check_scoring(base(version, digest)), version
+
+        return LiveCity(
+            "scoring",
+            (self.ctx.city, self.ctx.version),
+            self.ctx.version,
+            load=load if base is not None else None,
+            swap=lambda release: self.use_city(*release),
+        )
+
+    def use_city(self, city: City, version: str | None) -> None:
+        """Live reload, one synchronous step: events folded from now on see this version's
+        cells, roster and grid heads; rankings of open periods (and of those closing from now
+        on) its rules, departments and areas. Items already folded stay as they are; periods
+        already closed keep the rules they closed under (rule_versions)."""
+        self.ctx = self.ctx.with_city(city, version)
+        self.projection.ctx = self.ctx.fold
+        if self.store is not None:
+            self.store.ctx = self.ctx.fold
+        if self._rt is not None:
+            task = asyncio.get_running_loop().create_task(self._record(self._rt, self.ctx))
+            self._recording.add(task)
+            task.add_done_callback(self._recording.discard)
+
+    async def record_rules(self, rt: Runtime) -> None:
+        """Start-up hook: the rules this process runs on are in force from now (if they are
+        not already)."""
+        self._rt = rt
+        await self._record(rt, self.ctx)
+
+    async def _record(self, rt: Runtime, ctx: Scoring) -> None:
+        assert rt.pool is not None
+        config = ctx.city.scoring
+        try:
+            async with rt.pool.acquire() as conn:
+                added = await repo.record_rules(
+                    conn,
+                    digest=rules_digest(config),
+                    version=ctx.version or "",
+                    at=rt.clock.now(),
+                    rules=rules_json(config),
+                )
+        except Exception:  # the old rules then stay on record: periods closing rank with
+            log.exception("scoring rules not recorded", version=ctx.version)  # the new ones
+            return
+        if added:
+            log.info("scoring rules in force", version=ctx.version, digest=rules_digest(config))
 
     # -- timers ----------------------------------------------------------------------
     async def on_publish_due(self, work: Work, timer: Timer) -> None:
@@ -74,18 +139,18 @@ class Handlers:
             pass
         now = work.now()
         out = []
-        for rule_set in self.ctx.config.rule_sets:
+        # the rules in force at the period's end (a version taken later does not re-score it)
+        ctx = await reports.in_force(work.conn, self.ctx, period, now)
+        for rule_set in ctx.config.rule_sets:
             if rule_set.subject == "person":
                 continue  # people's scores are personal: read through the API, not broadcast
-            levels = self.ctx.area_levels if rule_set.subject == "area" else (None,)
+            levels = ctx.area_levels if rule_set.subject == "area" else (None,)
             for level in levels:
-                level_, ranked = await reports.ranking(work.conn, self.ctx, rule_set, period, level)
+                level_, ranked = await reports.ranking(work.conn, ctx, rule_set, period, level)
                 rows = [
                     ScoreRow(
                         subject_code=r.subject_code,
-                        subject_name=self.ctx.subject_name(
-                            rule_set.subject, r.subject_code, level_
-                        ),
+                        subject_name=ctx.subject_name(rule_set.subject, r.subject_code, level_),
                         score=r.score,
                         grade=r.grade,
                         rank=r.rank,

@@ -8,13 +8,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from gridloop_city.models import RuleSet
+from gridloop_city.models import RuleSet, ScoringConfig
 from gridloop_runtime.commands import Refusal
 from gridloop_runtime.db import Conn
 
 from . import repository as repo
 from .bulletin import MARKS, Bulletin, Ranked, WorstCase
-from .context import Scoring
+from .context import Scoring, rules_digest
 from .domain import measures as m
 from .domain.measures import AreaLevel, SubjectKind
 from .domain.people import PersonYear, person_year
@@ -27,6 +27,41 @@ class MeasureRow:
     subject_code: str
     subject_name: str | None
     measures: dict[str, float | None]
+
+
+_PARSED: dict[str, ScoringConfig] = {}  # rules read back from rule_versions, by digest
+
+
+async def in_force(conn: Conn, s: Scoring, period: Period, now: dt.datetime) -> Scoring:
+    """The state ranking `period` with the rules in force at its end: a period closed before
+    a new version was taken is not re-scored by it (open periods: the rules in force now)."""
+    if period.end > now:
+        return s
+    found = await repo.rules_in_force(conn, period.end)
+    if found is None:
+        return s
+    digest, rules = found
+    if digest == rules_digest(s.config):
+        return s
+    config = _PARSED.get(digest)
+    if config is None:
+        config = _PARSED[digest] = ScoringConfig.model_validate(rules)
+    return s.with_rules(config)
+
+
+def rule_set_in(s: Scoring, current: Scoring, code: str) -> RuleSet:
+    """The rule set `code` of the rules `s` ranks with; one only a later version has is taken
+    from the current rules; 404 when neither has it."""
+    rs = s.rule_set(code) or current.rule_set(code)
+    if rs is None:
+        known = ", ".join(r.code for r in current.config.rule_sets)
+        raise Refusal(
+            f"no rule set {code!r} (known: {known})",
+            field="rule_set",
+            code="not-found",
+            status=404,
+        )
+    return rs
 
 
 def level_for(kind: SubjectKind, level: AreaLevel | None) -> AreaLevel | None:

@@ -404,3 +404,41 @@ async def worst_cases(
         limit,
     )
     return [dict(r) for r in rows]
+
+
+# -- the rules in force over time (rule_versions) -----------------------------------------
+async def record_rules(
+    conn: Conn, *, digest: str, version: str, at: dt.datetime, rules: dict[str, Any]
+) -> bool:
+    """Note that `rules` are in force from `at`, unless they already are (the latest row has
+    their digest). True when a row was added."""
+    added = await conn.fetchval(
+        "INSERT INTO rule_versions (digest, version, in_force_from, rules) "
+        "SELECT $1, $2, $3, $4 WHERE (SELECT digest FROM rule_versions "
+        "ORDER BY in_force_from DESC, id DESC LIMIT 1) IS DISTINCT FROM $1 RETURNING id",
+        digest,
+        version,
+        at,
+        rules,
+    )
+    return added is not None
+
+
+async def rules_in_force(conn: Conn, at: dt.datetime) -> tuple[str, dict[str, Any]] | None:
+    """(digest, rules) of the rules in force at `at`: the latest row from before it, else
+    the first ever recorded (the rules the service first ran on); None when none is."""
+    row = await conn.fetchrow(
+        "(SELECT digest, rules, 0 AS o FROM rule_versions WHERE in_force_from <= $1 "
+        " ORDER BY in_force_from DESC, id DESC LIMIT 1) "
+        "UNION ALL (SELECT digest, rules, 1 FROM rule_versions ORDER BY in_force_from, id LIMIT 1) "
+        "ORDER BY o LIMIT 1",
+        at,
+    )
+    return (row["digest"], row["rules"]) if row is not None else None
+
+
+async def rule_history(conn: Conn) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT digest, version, in_force_from FROM rule_versions ORDER BY in_force_from, id"
+    )
+    return [dict(r) for r in rows]

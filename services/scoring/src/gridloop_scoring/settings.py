@@ -17,5 +17,9 @@ class ScoringSettings(ServiceSettings):
     fold_batch: int = Field(500, ge=1, alias="SCORING_FOLD_BATCH")
     # … and looks for them this often (the consumer folds what it stores itself).
     fold_poll_s: float = Field(0.5, gt=0, alias="SCORING_FOLD_POLL_S")
+    # The scores may lag the loop by this much: the consumer takes the case events in one
+    # batch per this many seconds while they come in slower than a full batch, so a case's
+    # events of that second are folded once, in one transaction (0: at once).
+    linger_s: float = Field(1.0, ge=0, le=30, alias="SCORING_LINGER_S")
     # Replay (rebuild) pulls the CASES stream in batches of this size (two in flight).
     replay_batch: int = Field(20_000, ge=1, alias="SCORING_REPLAY_BATCH")

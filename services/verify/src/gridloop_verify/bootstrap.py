@@ -33,6 +33,7 @@ def definition(settings: VerifySettings) -> tuple[ServiceDefinition, Any]:
             users=lookup_from(service.ctx.city.users),
             evidence=api.site_evidence(service),
             background=[service.ctx.live().background()],
+            calendar=lambda: service.ctx.calendar,
             title="gridloop verify",
             description="任务核查 · 结单: on-site verification, rework, closing and satisfaction",
         ),

@@ -2,7 +2,7 @@
 // network when there is one, else from the cache — so the console opens without signal, and
 // what is made meanwhile waits in the outbox (js/outbox.js). Nothing else is cached: every
 // other request goes to the services as it is.
-const CACHE = "gridloop-shell-v1";
+const CACHE = "gridloop-shell-v2";
 const SHELL = [
   "/",
   "/index.html",
@@ -22,6 +22,7 @@ const SHELL = [
   "/js/handheld.js",
   "/js/outbox.js",
   "/js/photos.js",
+  "/js/admin.js",
 ];
 const DATA = ["/api/config", "/api/city", "/api/geo/cells"];
 

@@ -24,6 +24,9 @@ class Countdown:
     remaining_working_s: int
     overdue: bool
     overdue_by_s: int
+    # the deadline was counted over days the official calendar does not know yet (the
+    # statutory rule decided them): it may move once that year's arrangement is entered
+    provisional: bool = False
 
     @classmethod
     def of(cls, task: Task, now: datetime, calendar: WorkingCalendar) -> Countdown:
@@ -37,4 +40,5 @@ class Countdown:
             remaining_working_s=int(working),
             overdue=overdue,
             overdue_by_s=int(-remaining) if overdue and remaining < 0 else 0,
+            provisional=calendar.provisional(task.dispatched_at, task.deadline),
         )

@@ -1,4 +1,5 @@
 // The console's shell: sign-in, the role-aware header and tabs, hash routing, the live feed.
+import { renderAdmin } from "./admin.js";
 import { api, follow, session } from "./api.js";
 import { renderCase } from "./casefile.js";
 import { isPhone, renderHandheld } from "./handheld.js";
@@ -59,6 +60,7 @@ const TABS = [
   ["field", "tab.field", () => session.has("supervisor")],
   ["report", "tab.report", () => session.has("supervisor")],
   ["performance", "tab.performance", () => true],
+  ["admin", "tab.admin", () => session.user.roles.includes("admin")],
 ];
 
 async function loadCity() {
@@ -253,6 +255,7 @@ function route() {
     performance: () => renderPerformance(screen, app),
     report: () => renderReport(screen, app),
     field: () => renderHandheld(screen, app, arg || "report"),
+    admin: () => renderAdmin(screen),
   };
   (screens[tab] || screens.map)();
 }

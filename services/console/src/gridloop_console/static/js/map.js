@@ -24,6 +24,7 @@ export const STATUS_COLOURS = {
   closed: "#16a34a",
   rejected: "#64748b",
   merged: "#64748b",
+  open: "#f59e0b", // Open311's two states, on the public page
 };
 
 // The six classes of parts (CJ/T 214): 公用设施, 道路交通, 市容环境, 园林绿化, 房屋土地, 其他设施.
@@ -62,15 +63,16 @@ function svg(tag, attrs = {}) {
   return node;
 }
 
-let cellsCache = null;
-async function cells() {
-  if (!cellsCache) cellsCache = api.get("/api/geo/cells");
-  return cellsCache;
+const cellsCache = new Map();
+async function cells(url) {
+  if (!cellsCache.has(url)) cellsCache.set(url, api.get(url));
+  return cellsCache.get(url);
 }
 
 // A pan-and-zoom map in `container`. `onCell(props, lonlat)` is called on a click on a cell.
-export async function createMap(container, app, { onCell } = {}) {
-  const geo = await cells();
+// `cellsUrl`: where the cells come from (the public page reads them without a login).
+export async function createMap(container, app, { onCell, cellsUrl = "/api/geo/cells" } = {}) {
+  const geo = await cells(cellsUrl);
   const [minLon, minLat, maxLon, maxLat] = geo.bbox;
   const [ox, oy] = project(minLon, maxLat);
   const [ex, ey] = project(maxLon, minLat);

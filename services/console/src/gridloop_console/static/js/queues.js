@@ -302,7 +302,7 @@ async function inbox(app, sec, dept) {
               el("span", { class: `badge stage-${task.stage}` }, t(`q.stage.${task.stage}`)),
               task.urgency === "urgent" ? el("span", { class: "badge overdue" }, t("form.urgent")) : null,
               task.extension_pending ? el("span", { class: "tag" }, t("ev.extension_requested")) : null,
-              el("span", { class: `countdown right${task.overdue ? " late" : ""}` }, `${t("q.deadline")} ${when(task.deadline)} · ${left}`),
+              el("span", { class: `countdown right${task.overdue ? " late" : ""}` }, `${t("q.deadline")} ${when(task.deadline)}${task.deadline_provisional ? ` (${t("q.provisional")})` : ""} · ${left}`),
             ),
             el("div", { class: "item-title" }, `${c.category_code || ""} ${c.category_name || ""}`),
             el("div", { class: "item-text" }, c.description),

@@ -1,0 +1,72 @@
+"""The service's tables' planner statistics on a real PostgreSQL: a timers table that grew from
+empty since its last analysis is analysed, and cancelling a case's timers then looks its key up
+instead of walking every pending timer."""
+
+from __future__ import annotations
+
+import asyncpg
+from gridloop_devkit.testing import wait_for
+from gridloop_runtime import db, statistics
+
+# the statement apply_timer_ops runs for cancels (outbox.py)
+CANCEL_PLAN = (
+    "EXPLAIN UPDATE timers t SET cancelled_at = now() FROM unnest($1::text[], $2::text[]) "
+    "AS c(kind, key) WHERE t.key = c.key AND (c.kind IS NULL OR t.kind = c.kind) "
+    "AND t.fired_at IS NULL AND t.cancelled_at IS NULL"
+)
+
+
+async def _cancel_plan(conn: db.Conn) -> str:
+    rows = await conn.fetch(CANCEL_PLAN, ["chase"], ["case-17"])
+    return "\n".join(r[0] for r in rows)
+
+
+async def test_a_table_grown_since_its_analysis_is_analysed_and_timers_are_found_by_key(
+    database_url: str,
+) -> None:
+    schema = "statstest"
+    pool = await db.create_pool(database_url, schema, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await db.migrate(conn, schema, db.runtime_migrations())
+            await conn.execute("ANALYZE timers")  # analysed while empty, as at a fresh start
+            await conn.execute(
+                "INSERT INTO timers (kind, key, due_at) SELECT 'chase', 'case-' || g, "
+                "now() + interval '1 day' FROM generate_series(1, 20000) g"
+            )
+            # what the planner believes before: the table is (nearly) empty, so it walks
+            # the pending timers in due order and filters them by key
+            assert "Index Cond: (key = c.key)" not in await _cancel_plan(conn)
+
+        # the cumulative statistics reach pg_stat_user_tables within a second or so
+        analysed = await wait_for(
+            lambda: statistics.analyse_stale(pool, schema),
+            timeout=20,
+            interval=0.2,
+            what="the grown timers table analysed",
+        )
+        assert "timers" in analysed
+        async with pool.acquire() as conn:
+            assert "Index Cond: (key = c.key)" in await _cancel_plan(conn)
+        # current now: nothing more to analyse
+        assert "timers" not in await statistics.analyse_stale(pool, schema)
+    finally:
+        await pool.close()
+
+
+async def test_one_replica_analyses_a_schema_at_a_time(database_url: str) -> None:
+    schema = "statslock"
+    pool = await db.create_pool(database_url, schema, min_size=1, max_size=2)
+    other = await asyncpg.connect(database_url)
+    try:
+        async with pool.acquire() as conn:
+            await db.migrate(conn, schema, db.runtime_migrations())
+        await other.execute("BEGIN")
+        assert await other.fetchval(
+            "SELECT pg_try_advisory_xact_lock($1)", db.lock_key(f"analyse:{schema}")
+        )
+        assert await statistics.analyse_stale(pool, schema) == []
+        await other.execute("COMMIT")
+    finally:
+        await other.close()
+        await pool.close()

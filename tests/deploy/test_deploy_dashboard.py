@@ -1,0 +1,108 @@
+"""The Grafana dashboard shipped in deploy/grafana: a dashboard Grafana imports (uid, panels,
+a Prometheus datasource variable), whose every query reads metrics the services define."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARDS = sorted((ROOT / "deploy" / "grafana").glob("*.json"))
+METRIC = re.compile(r"\bgridloop_[a-z0-9_]+\b")
+
+
+def defined_metrics() -> set[str]:
+    """Every series name the code's metrics export: the modules of the libraries and services
+    that use prometheus_client are imported, then the default registry is read."""
+    for src in [*ROOT.glob("libs/*/src"), *ROOT.glob("services/*/src")]:
+        for path in src.rglob("*.py"):
+            if "prometheus_client" in path.read_text(encoding="utf-8"):
+                importlib.import_module(".".join(path.relative_to(src).with_suffix("").parts))
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "histogram": ("_bucket", "_sum", "_count", "_created"),
+        "summary": ("", "_sum", "_count", "_created"),
+        "info": ("_info",),
+    }
+    names: set[str] = set()
+    for family in REGISTRY.collect():
+        names.update(family.name + s for s in suffixes.get(family.type, ("",)))
+    return names
+
+
+@pytest.fixture(scope="module")
+def metrics() -> set[str]:
+    return {n for n in defined_metrics() if n.startswith("gridloop_")}
+
+
+def exprs(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        (panel["title"], target["expr"])
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+    ]
+
+
+def test_a_dashboard_is_shipped() -> None:
+    assert [p.name for p in DASHBOARDS] == ["gridloop-loop.json"]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_the_dashboard_is_one_grafana_imports(path: Path) -> None:
+    dashboard = json.loads(path.read_text(encoding="utf-8"))
+    assert re.fullmatch(r"[a-z0-9-]{1,40}", dashboard["uid"])
+    assert dashboard["title"] and isinstance(dashboard["schemaVersion"], int)
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    panels = dashboard["panels"]
+    assert panels
+    assert len({p["id"] for p in panels}) == len(panels), "panel ids repeat"
+    for panel in panels:
+        assert panel["title"] and panel["type"] == "timeseries", panel["title"]
+        assert set(panel["gridPos"]) == {"h", "w", "x", "y"}, panel["title"]
+        # every query goes to the dashboard's chosen Prometheus
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}", panel["title"]
+            assert target["expr"].count("(") == target["expr"].count(")"), target["expr"]
+        refs = [t["refId"] for t in panel["targets"]]
+        assert len(set(refs)) == len(refs), panel["title"]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_every_query_reads_metrics_the_services_define(path: Path, metrics: set[str]) -> None:
+    dashboard = json.loads(path.read_text(encoding="utf-8"))
+    used: set[str] = set()
+    for title, expr in exprs(dashboard):
+        names = set(METRIC.findall(expr))
+        assert names, f"{title}: {expr} reads no gridloop metric"
+        unknown = names - metrics
+        assert not unknown, f"{title}: {sorted(unknown)} not defined by the code"
+        used |= names
+    # what the loop's dashboard is for (issue: reports in, cases by state, consumer lag,
+    # outbox backlog, overdue, per-step latency)
+    for wanted in (
+        "gridloop_reports_total",
+        "gridloop_cases",
+        "gridloop_consumer_lag",
+        "gridloop_outbox_backlog",
+        "gridloop_overdue_cases",
+        "gridloop_handler_seconds_bucket",
+    ):
+        assert wanted in used, wanted
+
+
+def test_the_check_knows_the_code_metrics(metrics: set[str]) -> None:
+    """The registry scan finds the metrics of the runtime and of the services (a scan that
+    found nothing would pass every dashboard)."""
+    assert {"gridloop_events_in_total", "gridloop_reports_total", "gridloop_cases"} <= metrics
+    assert "gridloop_console_event_streams" in metrics
+    assert "gridloop_made_up_total" not in metrics
