@@ -4,16 +4,18 @@ Running it again reproduces byte-identical files (fixed seed, fixed order):
 `uv run python tools/gen_demo_city.py [--out DIR]`; libs/city's tests check that the
 committed files are exactly what this script writes.
 
-Layout: a 40 × 44 grid of 0.00117° × 0.0009° cells (~100 m × 100 m at 39.9°N) from
-lon 116.395 / lat 39.895 (real WGS-84 coordinates in Dongcheng), 1,760 cells. Eight real
-sub-districts (东华门 … 建国门) are schematic blocks of 10 × 22 cells (4 across, 2 up), each
-with 6 communities (real names) of 35–40 cells; codes follow CJ/T 213 (district 6 +
-sub-district 3 + community 3 + cell 4 digits). Ten cells in 景山's first community stand for
-Jingshan park and carry an entry list (准入清单).
+Layout: the 17 real sub-districts of 东城区 in ~100 m cells (0.00117° × 0.0009° at 39.9°N) on
+real WGS-84 coordinates. Eight (东华门 … 建国门) are schematic blocks of 10 × 22 cells in a
+40 × 44 lattice from lon 116.395 / lat 39.895, each with 6 communities (real names) of 35–40
+cells; the other nine are schematic shapes (SHAPED_SUBDISTRICTS) with the lattice clipped to
+them and generated community names. Codes follow CJ/T 213 (district 6 + sub-district 3 +
+community 3 + cell 4 digits). Ten cells in 景山's first community stand for Jingshan park and
+carry an entry list (准入清单). 56 part types, 23,220 parts. data/demo-city/README.md says
+which names are real and which are generated.
 
 Other services' tests rely on codes and positions here (cells, supervisors sup-001/002,
-cameras, gazetteer entries, 41 categories); change the layout or the random stream only
-together with them."""
+cameras, gazetteer entries, the first 4,000 parts): the first random stream and the eight
+blocks stay as they are; new things go in the second stream."""
 
 from __future__ import annotations
 
@@ -40,6 +42,59 @@ SUBDISTRICTS = [
     ("007", "朝阳门街道"),
     ("008", "建国门街道"),
 ]
+# The other nine sub-districts (the real 17 of 东城区 since 2010; the codes follow the order of
+# the statistical division codes). No street or boundary data could be shipped with the demo
+# (none was at hand offline), so their shapes are schematic: Voronoi regions around a point
+# near each one's real centre, inside three outlines drawn around the eight blocks above
+# (north: 和平里; east: 东直门; south: the former 崇文区). Cells are the same ~100 m lattice,
+# clipped to those shapes; a sliver under a third of a cell joins its neighbour in the same
+# sub-district. Outlines and centres are in lattice units (u, v): lon = LON0 + u * DLON,
+# lat = LAT0 + v * DLAT.
+SHAPED_SUBDISTRICTS = [
+    ("009", "东直门街道", "east", (45.0, 31.0)),
+    ("010", "和平里街道", "north", (21.0, 54.0)),
+    ("011", "前门街道", "south", (-3.0, -8.0)),
+    ("012", "崇文门外街道", "south", (15.0, -7.0)),
+    ("013", "东花市街道", "south", (33.0, -6.0)),
+    ("014", "龙潭街道", "south", (38.0, -24.0)),
+    ("015", "体育馆路街道", "south", (22.0, -22.0)),
+    ("016", "天坛街道", "south", (4.0, -22.0)),
+    ("017", "永定门外街道", "south", (10.0, -33.0)),
+]
+SHAPED_OUTLINES = {
+    "north": [(8, 44), (34, 44), (37, 52), (31, 64), (13, 64), (6, 54)],
+    "east": [(40, 18), (47, 20), (50, 34), (48, 44), (40, 44)],
+    "south": [(-10, 0), (45, 0), (46, -14), (44, -28), (36, -38), (-6, -38), (-11, -24)],
+}
+# streets for the generated addresses of the shaped sub-districts (real streets of each area;
+# the house numbers are generated)
+SHAPED_STREETS = {
+    "009": ["东直门南大街", "东直门北小街", "东中街"],
+    "010": ["和平里东街", "和平里西街", "和平里中街", "和平里北街", "安定门外大街"],
+    "011": ["前门大街", "前门东大街", "鲜鱼口街"],
+    "012": ["崇文门外大街", "崇文门东大街", "西打磨厂街"],
+    "013": ["东花市大街", "广渠门内大街"],
+    "014": ["龙潭路", "左安门内大街", "夕照寺街"],
+    "015": ["体育馆路", "法华寺街", "幸福大街"],
+    "016": ["天坛路", "天坛东路", "永定门内大街", "珠市口东大街"],
+    "017": ["永定门外大街", "安乐林路"],
+}
+# parts added over the whole district on top of the first 4,000, per type: 23,220 in all
+PART_COUNTS = {
+    "P0101": 600, "P0102": 700, "P0103": 400, "P0104": 600, "P0105": 700, "P0106": 300,
+    "P0107": 1800, "P0108": 150, "P0109": 800, "P0110": 1000, "P0111": 300, "P0112": 200,
+    "P0113": 200, "P0114": 60, "P0115": 150, "P0116": 250, "P0117": 60, "P0118": 40,
+    "P0119": 60, "P0120": 400, "P0121": 300,
+    "P0201": 120, "P0202": 200, "P0203": 500, "P0204": 600, "P0205": 12, "P0206": 15,
+    "P0207": 80, "P0208": 100, "P0209": 40, "P0210": 300, "P0211": 10, "P0212": 20,
+    "P0301": 1000, "P0302": 500, "P0303": 60, "P0304": 800, "P0305": 200, "P0306": 200,
+    "P0307": 300, "P0308": 30, "P0309": 25,
+    "P0401": 3000, "P0402": 300, "P0403": 120, "P0404": 400, "P0405": 200, "P0406": 150,
+    "P0407": 10,
+    "P0501": 200, "P0502": 250, "P0503": 40, "P0504": 80,
+    "P0601": 250, "P0602": 8, "P0603": 30,
+}  # fmt: skip
+ALL_SUBDISTRICTS = SUBDISTRICTS + [(c, n) for c, n, _, _ in SHAPED_SUBDISTRICTS]
 COMMUNITY_NAMES = [
     "多福巷",
     "韶九",
@@ -387,6 +442,401 @@ DEPARTMENTS = [
     ("emergency", "区应急管理局", "bureau"),
 ]
 
+# The rest of the 56 part types (东城区: 6 大类 56 种): names of CJ/T 214-2007 part types in its
+# six classes; the codes are this demo's own numbering within each class (continuing the first
+# 18 above), not the standard's numbers. (code, name, name_en, normal, urgent, owner,
+# 立案条件, 结案条件)
+MORE_PART_TYPES: list[tuple[str, str, str, tuple[int, str], tuple[int, str], str, str, str]] = [
+    (
+        "P0109",
+        "雨水井盖",
+        "Storm-water manhole cover",
+        (4, H),
+        (2, H),
+        "drainage",
+        "雨水井盖丢失、破损、错位或下沉",
+        "井盖补齐复位，盖板平稳，与路面高差不超过1厘米",
+    ),
+    (
+        "P0110",
+        "雨水箅子",
+        "Storm-water grate",
+        (4, H),
+        (2, H),
+        "drainage",
+        "雨水箅子丢失、破损、错位或被杂物堵塞",
+        "箅子补齐复位，收水口畅通",
+    ),
+    (
+        "P0111",
+        "热力井盖",
+        "District-heating manhole cover",
+        (4, H),
+        (2, H),
+        "heating",
+        "热力井盖丢失、破损、错位，或井口冒汽",
+        "井盖补齐复位，无冒汽",
+    ),
+    (
+        "P0112",
+        "电视井盖",
+        "Cable-TV manhole cover",
+        (8, H),
+        (4, H),
+        "telecom",
+        "电视井盖丢失、破损、错位或下沉",
+        "井盖补齐复位，线缆规整入井",
+    ),
+    (
+        "P0113",
+        "网络井盖",
+        "Network manhole cover",
+        (8, H),
+        (4, H),
+        "telecom",
+        "网络井盖丢失、破损、错位或下沉",
+        "井盖补齐复位，线缆规整入井",
+    ),
+    (
+        "P0114",
+        "无主井盖",
+        "Ownerless manhole cover",
+        (1, D),
+        (4, H),
+        "urban-mgmt",
+        "权属不明的井盖丢失、破损或错位，存在安全隐患",
+        "设置警示并补齐复位，安全隐患消除",
+    ),
+    (
+        "P0115",
+        "变压器",
+        "Transformer",
+        (1, D),
+        (4, H),
+        "power",
+        "变压器（箱）破损、箱门缺失、漏油或有异响",
+        "设备修复，箱门完好上锁，无外露带电部件",
+    ),
+    (
+        "P0116",
+        "通讯交接箱",
+        "Telecom cabinet",
+        (2, D),
+        (1, D),
+        "telecom",
+        "通讯交接箱破损、倾斜、箱门缺失或线缆外露",
+        "交接箱修复，箱门完好，线缆规整",
+    ),
+    (
+        "P0117",
+        "邮筒",
+        "Post box",
+        (2, D),
+        (1, D),
+        "post",
+        "邮筒破损、倾斜、投信口堵塞或标识不清",
+        "邮筒修复或更换，完好可用",
+    ),
+    (
+        "P0118",
+        "报刊亭",
+        "News kiosk",
+        (2, D),
+        (1, D),
+        "post",
+        "报刊亭破损、超范围经营或废弃未拆除",
+        "修复、规范经营或拆除完毕",
+    ),
+    (
+        "P0119",
+        "公用电话亭",
+        "Public telephone booth",
+        (2, D),
+        (1, D),
+        "telecom",
+        "公用电话亭破损、倾斜、话机缺失或废弃未拆除",
+        "修复或拆除完毕，现场整洁",
+    ),
+    (
+        "P0120",
+        "景观灯",
+        "Decorative light",
+        (2, D),
+        (1, D),
+        "lighting",
+        "景观灯不亮、灯具破损或线路外露",
+        "照明恢复，灯具、线路完好",
+    ),
+    (
+        "P0121",
+        "监控电子眼",
+        "Surveillance camera",
+        (2, D),
+        (1, D),
+        "traffic-police",
+        "监控电子眼损坏、倾斜、被遮挡或线路外露",
+        "设备修复，工作正常",
+    ),
+    (
+        "P0205",
+        "过街天桥",
+        "Pedestrian bridge",
+        (3, D),
+        (4, H),
+        "roads",
+        "过街天桥桥面、栏杆、台阶破损，或照明、排水设施损坏",
+        "修复完毕，通行安全",
+    ),
+    (
+        "P0206",
+        "地下通道",
+        "Pedestrian underpass",
+        (3, D),
+        (4, H),
+        "roads",
+        "地下通道积水、照明损坏、墙地面破损或被占用",
+        "修复或清理完毕，通行安全",
+    ),
+    (
+        "P0207",
+        "停车场",
+        "Car park",
+        (3, D),
+        (1, D),
+        "traffic-police",
+        "停车场标志标线缺失、设施破损或超范围占道停车",
+        "设施修复，标志标线清晰，停车有序",
+    ),
+    (
+        "P0208",
+        "停车咪表",
+        "Parking meter",
+        (2, D),
+        (1, D),
+        "traffic-police",
+        "停车咪表损坏、倾斜或显示异常",
+        "咪表修复或更换，工作正常",
+    ),
+    (
+        "P0209",
+        "出租车站牌",
+        "Taxi stand sign",
+        (2, D),
+        (1, D),
+        "transit",
+        "出租车站牌缺失、倾斜、破损或污损",
+        "站牌完好清晰",
+    ),
+    (
+        "P0210",
+        "存车支架",
+        "Bicycle rack",
+        (3, D),
+        (1, D),
+        "roads",
+        "存车支架破损、松动或缺失",
+        "存车支架修复或补齐",
+    ),
+    (
+        "P0211",
+        "隔音屏",
+        "Noise barrier",
+        (3, D),
+        (1, D),
+        "roads",
+        "隔音屏破损、松动或有脱落危险",
+        "隔音屏修复，安装牢固",
+    ),
+    (
+        "P0212",
+        "道路信息显示屏",
+        "Road information display",
+        (2, D),
+        (1, D),
+        "traffic-police",
+        "道路信息显示屏黑屏、显示错误或箱体破损",
+        "显示屏修复，信息显示正常",
+    ),
+    (
+        "P0303",
+        "垃圾间（楼）",
+        "Refuse room",
+        (1, D),
+        (4, H),
+        "sanitation",
+        "垃圾间（楼）破损、垃圾外溢或异味扰民",
+        "设施修复，垃圾清运，周边整洁",
+    ),
+    (
+        "P0304",
+        "广告牌匾",
+        "Shop sign",
+        (3, D),
+        (4, H),
+        "urban-mgmt",
+        "广告牌匾破损、缺字、松动或有坠落危险",
+        "修复或拆除，安全隐患消除",
+    ),
+    (
+        "P0305",
+        "灯箱霓虹灯",
+        "Light box and neon sign",
+        (3, D),
+        (4, H),
+        "urban-mgmt",
+        "灯箱霓虹灯破损、残缺、不亮或有坠落危险",
+        "修复或拆除，亮化完好",
+    ),
+    (
+        "P0306",
+        "公厕指示牌",
+        "Toilet sign",
+        (2, D),
+        (1, D),
+        "sanitation",
+        "公厕指示牌缺失、倾斜、破损或指示错误",
+        "指示牌完好，指示准确",
+    ),
+    (
+        "P0307",
+        "街头座椅",
+        "Street bench",
+        (3, D),
+        (1, D),
+        "urban-mgmt",
+        "街头座椅破损、松动或缺失",
+        "座椅修复或补齐，安全可用",
+    ),
+    (
+        "P0308",
+        "信息亭",
+        "Information kiosk",
+        (2, D),
+        (1, D),
+        "telecom",
+        "信息亭破损、黑屏或废弃未拆除",
+        "修复或拆除完毕",
+    ),
+    (
+        "P0309",
+        "城市雕塑",
+        "Public sculpture",
+        (5, D),
+        (1, D),
+        "urban-mgmt",
+        "城市雕塑破损、污损或基座松动",
+        "雕塑修复清洁，基座稳固",
+    ),
+    (
+        "P0403",
+        "古树名木",
+        "Ancient or notable tree",
+        (1, D),
+        (4, H),
+        "greening",
+        "古树名木枯枝、倾斜、病虫害，或保护设施损坏、树下堆物",
+        "养护处置完毕，保护设施完好",
+    ),
+    (
+        "P0404",
+        "护树设施",
+        "Tree guard",
+        (3, D),
+        (1, D),
+        "greening",
+        "树池箅子、护树架破损、缺失或松动",
+        "护树设施修复或补齐",
+    ),
+    (
+        "P0405",
+        "花架花钵",
+        "Planter and flower stand",
+        (3, D),
+        (1, D),
+        "greening",
+        "花架花钵破损、倾倒、缺失或花卉枯死",
+        "花架花钵修复，花卉补植",
+    ),
+    (
+        "P0406",
+        "绿地",
+        "Green space",
+        (3, D),
+        (1, D),
+        "greening",
+        "绿地斑秃、黄土裸露、被践踏占用或堆放杂物",
+        "补植复绿，杂物清除",
+    ),
+    (
+        "P0407",
+        "喷泉",
+        "Fountain",
+        (3, D),
+        (1, D),
+        "greening",
+        "喷泉设施损坏、水体污浊或漏电隐患",
+        "设施修复，水体清洁，无漏电",
+    ),
+    (
+        "P0502",
+        "宣传栏",
+        "Notice board",
+        (3, D),
+        (1, D),
+        "urban-mgmt",
+        "宣传栏破损、倾斜、内容过期或有坠落危险",
+        "修复或更新，安装牢固",
+    ),
+    (
+        "P0503",
+        "人防工事",
+        "Civil-defence works",
+        (2, D),
+        (1, D),
+        "housing",
+        "人防工事出入口破损、积水、违规占用或井盖缺失",
+        "隐患消除，出入口完好",
+    ),
+    (
+        "P0504",
+        "地下室",
+        "Basement",
+        (2, D),
+        (1, D),
+        "housing",
+        "地下室违规住人、积水、堆放易燃物或出入口破损",
+        "违规使用停止，隐患消除",
+    ),
+    (
+        "P0602",
+        "重大危险源",
+        "Major hazard installation",
+        (4, "hours"),
+        (2, "hours"),
+        "emergency",
+        "重大危险源安全设施损坏、标识缺失或周边有违规作业",
+        "安全设施修复，隐患消除，经检查合格",
+    ),
+    (
+        "P0603",
+        "工地",
+        "Construction site",
+        (1, D),
+        (4, H),
+        "housing",
+        "工地围挡破损、出入口无冲洗设施、扬尘或公示牌缺失",
+        "围挡修复，冲洗、降尘到位，公示齐全",
+    ),
+]
+for _c, _n, _en, _normal, _urgent, _owner, _acc, _clo in MORE_PART_TYPES:
+    cat(_c, _n, _en, _normal, _urgent, auto_accept_from_trusted=_owner != "emergency")
+    STANDARDS[_c] = (_acc, _clo)
+    PART_OWNERS[_c] = _owner
+DEPARTMENTS += [
+    ("heating", "热力集团东城分公司", "utility"),
+    ("post", "邮政东城分公司", "utility"),
+]
+
 
 README = """# Demo city: 东城区 (Dongcheng, Beijing)
 
@@ -448,9 +898,44 @@ Working time: 09:00–12:00 and 13:30–18:00 on the official calendar (chinese_
 (the State Council's 2027 arrangement is not entered yet: until it is, 2027's deadlines follow
 the statutory rule and are provisional); everything else passes.
 
-Layout: schematic. Eight real sub-districts (东华门 … 建国门) are blocks of 10 × 22 cells on
-real WGS-84 coordinates (lon 116.395–116.442, lat 39.895–39.935), six communities each; the
-first ten cells of 景山's first community stand for Jingshan park (entry list).
+## What is real and what is generated
+
+No street network or official boundary could be shipped with the demo (this repository was
+built without network access, and no openly licensed Dongcheng street or boundary data was at
+hand), so **the cells are not shaped by the streets**: they are a regular ~100 m lattice
+(0.00117° × 0.0009°) on real WGS-84 coordinates, clipped to schematic sub-district shapes.
+A city's own cells and boundaries come in through `gridloop-city import`.
+
+- **Sub-districts: real.** All 17 街道 of 东城区 with their real names. Their codes
+  110101001–110101017 follow the order of the statistical division codes (统计用区划代码) as
+  we remember them; they were not checked against the published table here, so check them
+  before relying on them. Their **shapes are schematic**: 东华门 … 建国门 (001–008) are
+  blocks of 10 × 22 cells (lon 116.395–116.442, lat 39.895–39.935, not where each really
+  lies); 东直门 (009), 和平里 (010) and the seven of the former 崇文区 (011–017) are Voronoi
+  regions around a point near each one's real centre, inside outlines drawn east, north and
+  south of the blocks; their cells are the lattice clipped to those shapes (a sliver under a
+  third of a cell joins the neighbour it shares an edge with; one 65 m² corner touching its
+  neighbours at a point only stays a cell of its own). 4,601 cells, about 45 km² (the real
+  district: 41.84 km²).
+- **Communities: 48 names given as real, 71 generated.** The six communities of each of
+  001–008 carry the names the first version of this demo gave as real 东城区 communities (社区)
+  (not checked again here: no source at hand); which sub-district each really belongs to was
+  not kept (南锣鼓巷 sits in 景山 here, for one). The
+  communities of 009–017 have generated names: the sub-district's short name and a number
+  (`前门03社区`); they are not real communities.
+- **Cells, supervisors, people, departments' names, addresses' house numbers, parts' and
+  cameras' positions: generated.** Address streets are real streets of 东城区 (in the nine
+  shaped sub-districts, streets of that area).
+- **Parts: 23,220 of 56 types** in the six classes of CJ/T 214 (公用设施, 道路交通, 市容环境,
+  园林绿化, 房屋土地, 其他设施): 56 is the number of types 东城区's register had (6 大类 56
+  种, 168,339 parts); which 56 those were is not known here. The 38 added types are part types
+  of CJ/T 214-2007 as far as we recall them (the first 18 include the demo's own, such as
+  公房外立面); the codes (P0101 … P0603) are this demo's own numbering inside each class, not
+  the standard's numbers (its text was not at hand). The
+  first 4,000 parts (18 types, in the eight blocks) are as before; 19,220 more of every type
+  lie over the whole district, in realistic proportions (3,000 more street trees, 12
+  pedestrian bridges, 8 major hazards). Every type has its acceptance and closing standard,
+  its time limits and its owner (routing.yaml routes each to its owner; `P*` catches the rest).
 """
 
 
@@ -602,24 +1087,88 @@ def yaml_dump(obj: object) -> str:
     return yaml.safe_dump(obj, allow_unicode=True, sort_keys=False, width=100)
 
 
+def _lonlat(u: float, v: float) -> list[float]:
+    return [round(LON0 + u * DLON, 6), round(LAT0 + v * DLAT, 6)]
+
+
+def _area_m2(geom_lonlat: object) -> int:
+    import shapely
+
+    lat = shapely.get_y(shapely.centroid(geom_lonlat))
+    return round(float(shapely.area(geom_lonlat)) * 111320 * math.cos(math.radians(lat)) * 110574)
+
+
+def shaped_cells() -> list[tuple[str, str, list[list[object]]]]:
+    """The lattice cells of each shaped sub-district: (sub-district code, name, cells), each cell
+    a list of rings' [lon, lat] (exterior only), north to south and west to east."""
+    import shapely
+    from shapely.geometry import MultiPoint, Polygon, box
+    from shapely.geometry.polygon import orient
+
+    out: list[tuple[str, str, list[list[object]]]] = []
+    regions: dict[str, object] = {}
+    for area, outline in SHAPED_OUTLINES.items():
+        poly = Polygon(outline)
+        seeds = [(code, pt) for code, _, a, pt in SHAPED_SUBDISTRICTS if a == area]
+        if len(seeds) == 1:
+            regions[seeds[0][0]] = poly
+            continue
+        cells = shapely.voronoi_polygons(MultiPoint([pt for _, pt in seeds]), extend_to=poly)
+        for code, pt in seeds:
+            vor = next(g for g in cells.geoms if g.contains(shapely.Point(pt)))
+            regions[code] = vor.intersection(poly)
+    for code, name, _, _ in SHAPED_SUBDISTRICTS:
+        region = regions[code]
+        x0, y0, x1, y1 = (math.floor(b) for b in region.bounds)  # type: ignore[attr-defined]
+        pieces: dict[tuple[int, int], object] = {}
+        for j in range(y1, y0 - 1, -1):
+            for i in range(x0, x1 + 1):
+                piece = box(i, j, i + 1, j + 1).intersection(region)
+                polys = [g for g in getattr(piece, "geoms", [piece]) if g.geom_type == "Polygon"]
+                polys = [g for g in polys if g.area > 1e-6]
+                if polys:
+                    pieces[(i, j)] = max(polys, key=lambda g: g.area)
+        # slivers join the neighbour (same sub-district) they share the longest edge with
+        for key in sorted(pieces, key=lambda k: (-k[1], k[0])):
+            piece = pieces[key]
+            if piece.area >= 1 / 3:  # type: ignore[attr-defined]
+                continue
+            i, j = key
+            best, best_len = None, 0.0
+            for nb in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1)):
+                other = pieces.get(nb)
+                if other is None or other.area < 1 / 3:  # type: ignore[attr-defined]
+                    continue
+                shared = piece.intersection(other).length  # type: ignore[attr-defined]
+                if shared > best_len:
+                    best, best_len = nb, shared
+            if best is not None and best_len > 1e-6:
+                pieces[best] = pieces[best].union(piece)  # type: ignore[attr-defined]
+                del pieces[key]
+        rings: list[list[object]] = []
+        for key in sorted(pieces, key=lambda k: (-k[1], k[0])):
+            geom = orient(shapely.normalize(pieces[key]).simplify(0), 1.0)
+            ring: list[list[float]] = []
+            for u, v in geom.exterior.coords:
+                lonlat = _lonlat(u, v)
+                if not ring or ring[-1] != lonlat:
+                    ring.append(lonlat)
+            if ring[0] != ring[-1]:
+                ring.append(ring[0])
+            assert Polygon(ring).is_valid, (code, key)
+            rings.append(ring)  # type: ignore[arg-type]
+        out.append((code, name, rings))
+    return out
+
+
 def main(out: Path = OUT) -> None:
     """Write every file of the demo city into `out` (default: data/demo-city)."""
+    from shapely.geometry import Point, Polygon
+
     _out[0] = out
     rnd = random.Random(20261123)
     out.mkdir(parents=True, exist_ok=True)
     write("README.md", README)
-    write(
-        "district.yaml",
-        yaml_dump(
-            {
-                "code": DISTRICT,
-                "name": "东城区",
-                "name_en": "Dongcheng District (demo)",
-                "timezone": "Asia/Shanghai",
-                "bbox": [LON0, LAT0, round(LON0 + COLS * DLON, 6), round(LAT0 + ROWS * DLAT, 6)],
-            }
-        ),
-    )
     # sub-districts: 4 columns x 2 rows of 10x22 cells; communities: 2x3 per sub-district
     sub_rows, communities, features = [], [], []
     name_i = 0
@@ -678,6 +1227,53 @@ def main(out: Path = OUT) -> None:
                         }
                     )
                     cells_of_sub.setdefault(scode, []).append(code)
+    # the nine shaped sub-districts: communities of about 40 cells in bands north to south
+    for sc, sname, rings in shaped_cells():
+        scode = DISTRICT + sc
+        sub_rows.append([scode, sname])
+        short = sname.removesuffix("街道")
+        n_comm = max(3, round(len(rings) / 40))
+        for ci in range(n_comm):
+            ccode = scode + f"{ci + 1:03d}"
+            cname = f"{short}{ci + 1:02d}"  # generated, not a real community's name
+            communities.append([ccode, cname + "社区", scode])
+            band = rings[ci * len(rings) // n_comm : (ci + 1) * len(rings) // n_comm]
+            for n, cell_ring in enumerate(band, start=1):
+                code = ccode + f"{n:04d}"
+                features.append(
+                    {
+                        "type": "Feature",
+                        "properties": {
+                            "code": code,
+                            "name": f"{cname}社区{n:02d}号网格",
+                            "community_code": ccode,
+                            "subdistrict_code": scode,
+                            "area_m2": _area_m2(Polygon(cell_ring)),
+                        },
+                        "geometry": {"type": "Polygon", "coordinates": [cell_ring]},
+                    }
+                )
+                cells_of_sub.setdefault(scode, []).append(code)
+    lons = [pt[0] for f in features for pt in f["geometry"]["coordinates"][0]]  # type: ignore[index]
+    lats = [pt[1] for f in features for pt in f["geometry"]["coordinates"][0]]  # type: ignore[index]
+    write(
+        "district.yaml",
+        yaml_dump(
+            {
+                "code": DISTRICT,
+                "name": "东城区",
+                "name_en": "Dongcheng District (demo)",
+                "timezone": "Asia/Shanghai",
+                # outward to 1e-4° (what `gridloop-city import` writes for these cells)
+                "bbox": [
+                    math.floor(round(min(lons) * 1e4, 6)) / 1e4,
+                    math.floor(round(min(lats) * 1e4, 6)) / 1e4,
+                    math.ceil(round(max(lons) * 1e4, 6)) / 1e4,
+                    math.ceil(round(max(lats) * 1e4, 6)) / 1e4,
+                ],
+            }
+        ),
+    )
     write("subdistricts.csv", csv_text(["code", "name"], sub_rows))
     write("communities.csv", csv_text(["code", "name", "subdistrict_code"], communities))
     write(
@@ -726,7 +1322,7 @@ def main(out: Path = OUT) -> None:
 
     # departments: bureaus, utilities, one office per sub-district
     depts = [{"code": c, "name": n, "kind": k} for c, n, k in DEPARTMENTS]
-    for sc, sname in SUBDISTRICTS:
+    for sc, sname in ALL_SUBDISTRICTS:
         depts.append(
             {
                 "code": f"street-{sc}",
@@ -796,7 +1392,7 @@ def main(out: Path = OUT) -> None:
     for code, owner in PART_OWNERS.items():
         rules.append({"category": code, "territory": "*", "dept": owner})
     # sub-district offices (街道) take bicycles and neighbour disputes in their own area
-    for sc, _ in SUBDISTRICTS:
+    for sc, _ in ALL_SUBDISTRICTS:
         rules.append({"category": "E0504", "territory": DISTRICT + sc, "dept": f"street-{sc}"})
         rules.append({"category": "E0601", "territory": DISTRICT + sc, "dept": f"street-{sc}"})
     # … but a neighbour dispute is settled first where it happens: the community's own
@@ -961,17 +1557,23 @@ def main(out: Path = OUT) -> None:
         )
     write("users.yaml", yaml_dump({"users": users}))
 
-    # parts, cameras and addresses inside the district
+    # parts, cameras and addresses inside the district. The first stream (4,000 parts of the
+    # first 18 types, 100 cameras, 300 addresses in the eight blocks) is kept as it was: other
+    # services' tests use its codes and positions. A second stream adds parts of all 56 types
+    # (PART_COUNTS more of each) over the whole district, and cameras and addresses in the
+    # nine shaped sub-districts.
+    block_features = features[: COLS * ROWS]
+
     def rand_point() -> tuple[float, float, str]:
-        f = rnd.randrange(len(features))
-        ring = features[f]["geometry"]["coordinates"][0]  # type: ignore[index]
+        f = rnd.randrange(len(block_features))
+        ring = block_features[f]["geometry"]["coordinates"][0]  # type: ignore[index]
         x = ring[0][0] + rnd.uniform(0.05, 0.95) * DLON
         y = ring[0][1] + rnd.uniform(0.05, 0.95) * DLAT
-        return round(x, 6), round(y, 6), str(features[f]["properties"]["code"])  # type: ignore[index]
+        return round(x, 6), round(y, 6), str(block_features[f]["properties"]["code"])  # type: ignore[index]
 
     parts: list[list[object]] = []
     serial: dict[str, int] = {}
-    part_cats = [pc for pc in CATEGORIES if pc["kind"] == "part"]
+    part_cats = [pc for pc in CATEGORIES if pc["kind"] == "part"][:18]
     for _ in range(4000):
         chosen = rnd.choice(part_cats)
         code = str(chosen["code"])
@@ -988,18 +1590,10 @@ def main(out: Path = OUT) -> None:
                 PART_OWNERS[code],
             ]
         )
-    parts.sort(key=lambda row: str(row[0]))
-    write(
-        "parts.csv",
-        csv_text(["code", "category_code", "name", "lon", "lat", "cell_code", "owner_dept"], parts),
-    )
-
     cams = []
     for n in range(1, 101):
         x, y, cell = rand_point()
         cams.append([f"cam-{n:04d}", "video-ai", x, y, cell])
-    write("cameras.csv", csv_text(["camera_id", "source", "lon", "lat", "cell_code"], cams))
-
     addrs: list[list[object]] = []
     seen: set[str] = set()
     while len(addrs) < 300:
@@ -1009,6 +1603,66 @@ def main(out: Path = OUT) -> None:
             continue
         seen.add(a)
         addrs.append([a, x, y, cell])
+
+    rnd2 = random.Random(20261202)
+    shapes = [
+        (str(f["properties"]["code"]), Polygon(f["geometry"]["coordinates"][0]))  # type: ignore[index]
+        for f in features
+    ]
+    shaped = shapes[COLS * ROWS :]
+
+    inner: dict[str, Polygon] = {}
+
+    def rand_point2(among: list[tuple[str, Polygon]]) -> tuple[float, float, str]:
+        """A point well inside a random cell (2 m from its edges: one cell, not two)."""
+        code, poly = among[rnd2.randrange(len(among))]
+        if code not in inner:
+            inner[code] = poly.buffer(-0.00002)
+        bx0, by0, bx1, by1 = poly.bounds
+        while True:
+            x, y = round(rnd2.uniform(bx0, bx1), 6), round(rnd2.uniform(by0, by1), 6)
+            if inner[code].contains(Point(x, y)):
+                return x, y, code
+
+    by_code = {str(c["code"]): c for c in CATEGORIES}
+    for code, count in PART_COUNTS.items():
+        for _ in range(count):
+            serial[code] = serial.get(code, 0) + 1
+            x, y, cell = rand_point2(shapes)
+            parts.append(
+                [
+                    f"{DISTRICT}{code[1:]}{serial[code]:06d}",
+                    code,
+                    str(by_code[code]["name"]),
+                    x,
+                    y,
+                    cell,
+                    PART_OWNERS[code],
+                ]
+            )
+    for n in range(101, 201):
+        x, y, cell = rand_point2(shaped)
+        cams.append([f"cam-{n:04d}", "video-ai", x, y, cell])
+    sub_of = {
+        str(f["properties"]["code"]): str(f["properties"]["subdistrict_code"])  # type: ignore[index]
+        for f in features
+    }
+    added = 0
+    while added < 300:
+        x, y, cell = rand_point2(shaped)
+        a = f"东城区{rnd2.choice(SHAPED_STREETS[sub_of[cell][6:]])}{rnd2.randint(1, 200)}号"
+        if a in seen:
+            continue
+        seen.add(a)
+        addrs.append([a, x, y, cell])
+        added += 1
+
+    parts.sort(key=lambda row: str(row[0]))
+    write(
+        "parts.csv",
+        csv_text(["code", "category_code", "name", "lon", "lat", "cell_code", "owner_dept"], parts),
+    )
+    write("cameras.csv", csv_text(["camera_id", "source", "lon", "lat", "cell_code"], cams))
     write("gazetteer.csv", csv_text(["address", "lon", "lat", "cell_code"], addrs))
 
     write(

@@ -23,22 +23,34 @@ def city() -> City:
 
 
 def test_loads_well_under_two_seconds() -> None:
-    start = time.perf_counter()
+    """4,601 cells and 23,220 parts: every service loads them at start (and on a live reload).
+    CPU time, not wall time: on a shared machine the wall clock measures the neighbours."""
+    start = time.process_time()
     load_city(ROOT)
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 2.0
 
 
 def test_demo_city_sizes(city: City) -> None:
     assert city.district.code == "110101" and city.district.name == "东城区"
-    assert len(city.subdistricts) >= 8
-    assert len(city.communities) >= 3 * len(city.subdistricts)
-    assert len(city.cells) >= 1000
-    assert len(city.parts) >= 3000
-    assert len(city.categories) >= 40
-    assert len(city.cameras) >= 100
-    assert len(city.addresses) >= 200
-    # bureaus and utilities, 8 street offices, 48 residents' committees (community level)
-    assert 15 <= len(city.departments) <= 80
+    # the 17 sub-districts of 东城区, each with its street office
+    assert len(city.subdistricts) == 17
+    names = {s.name for s in city.subdistricts.values()}
+    assert names >= {"东华门街道", "和平里街道", "永定门外街道"}
+    assert len(city.communities) >= 5 * len(city.subdistricts)
+    assert len(city.cells) >= 4000
+    assert len(city.parts) >= 20_000
+    assert len(city.categories) >= 79
+    # 6 classes, 56 part types (东城区's 6 大类 56 种), parts of every type
+    part_types = {c.code for c in city.categories.values() if c.kind == "part"}
+    assert len(part_types) == 56
+    assert {c.code[:3] for c in city.categories.values() if c.kind == "part"} == {
+        f"P0{n}" for n in range(1, 7)
+    }
+    assert {p.category_code for p in city.parts.values()} == part_types
+    assert len(city.cameras) >= 200
+    assert len(city.addresses) >= 600
+    # bureaus and utilities, 17 street offices, one residents' committee per community
+    assert len(city.departments) == 19 + len(city.subdistricts) + len(city.communities)
     assert {c.kind for c in city.categories.values()} == {"part", "event"}
     assert {m.code[0] for m in city.majors.values()} == {"P", "E"}
     assert {"12345", "video-ai", "patrol-app", "web"} <= set(city.sources)
@@ -366,3 +378,18 @@ def test_the_nearest_part_of_a_type_within_a_radius(city: City) -> None:
     assert sorted(p.code for p, _ in city.parts_near(part.lon, lat, 50, "P0107", 100)) == brute
     # a radius shorter than the distance misses it
     assert part not in [p for p, _ in city.parts_near(part.lon, lat, 15, "P0107")]
+
+
+def test_the_parts_in_a_box_are_the_registry_rows_inside_it(city: City) -> None:
+    """A map's view: every part inside the box (edges included), by code, from 23,220."""
+    west, south, east, north = 116.40, 39.90, 116.41, 39.905
+    found = city.parts_in_box(west, south, east, north)
+    brute = sorted(
+        p.code for p in city.parts.values() if west <= p.lon <= east and south <= p.lat <= north
+    )
+    assert found and [p.code for p in found] == brute
+    everything = city.parts_in_box(*city.district.bbox)
+    assert len(everything) == len(city.parts)
+    assert city.parts_in_box(east, south, west, north) == []  # turned inside out
+    assert city.parts_in_box(float("nan"), south, east, north) == []
+    assert city.parts_in_box(116.0, 39.0, 116.1, 39.1) == []  # outside the district

@@ -152,8 +152,8 @@ CASES = [
     (
         "communities.csv",
         "110101001002,韶九社区,110101001",
-        "110101001002,韶九社区,110101009",
-        r"^communities\.csv row 3 field subdistrict_code: unknown sub-district '110101009'$",
+        "110101001002,韶九社区,110101099",
+        r"^communities\.csv row 3 field subdistrict_code: unknown sub-district '110101099'$",
     ),
     (
         "communities.csv",
@@ -236,8 +236,8 @@ CASES = [
     ),
     (
         "district.yaml",
-        "- 116.395\n",
-        "- 116.396\n",
+        "- 39.8608\n",
+        "- 39.9\n",
         r"^grids\.geojson row features\[0\] field geometry: outside the district bbox",
     ),
     (

@@ -410,3 +410,97 @@ def test_the_wall_screen_follows_the_loop_live_without_a_reload(
             chromium.close()
     assert not flow_errors, flow_errors
     assert not b.errors, b.errors
+
+
+def test_the_parts_layer_shows_a_part_its_state_and_its_cases(console_url: str, city: City) -> None:
+    """The map's parts layer (部件, 23,220 in the demo city): toggled on over the whole
+    district it shows clusters; near a street lamp someone reported, the lamp is a dot of its
+    class; a click shows its code, type, owner, state and its history of cases, in Chinese and
+    in English."""
+    lamp = next(
+        p
+        for p in sorted(city.parts.values(), key=lambda p: p.code)
+        if p.category_code == "P0107" and city.cells[p.cell_code].entry_list is None
+    )
+    r = httpx.post(f"{console_url}/api/login", json={"user_id": "op-01", "password": "x"})
+    assert r.status_code == 200, r.text
+    operator = {"Authorization": f"Bearer {r.json()['token']}"}
+    with httpx.Client(base_url=console_url, headers=operator, timeout=20) as http:
+        r = http.post(
+            "/api/intake/reports",
+            json={"description": "路灯不亮", "part_code": lamp.code, "channel": "hotline"},
+        )
+        assert r.status_code in (200, 201), r.text
+        case_id = r.json()["case_id"]
+        # the case file is intake's read model: wait until the part's history has the case
+        deadline = time.monotonic() + WAIT / 1000
+        while time.monotonic() < deadline:
+            history = http.get(f"/api/intake/parts/{lamp.code}/cases").json()
+            if case_id in [c["case_id"] for c in history["cases"]]:
+                break
+            time.sleep(0.5)  # polling a condition, bounded by the deadline
+        else:
+            raise AssertionError(f"{case_id} never in the part's history")
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        context = chromium.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN")
+        b = Browser(context.new_page(), console_url)
+        b.watch()
+        page = b.page
+        try:
+            b.login("operator", "op-01")
+            b.tab("map")
+            layer = page.get_by_test_id("layer-parts")
+            expect(layer).not_to_be_checked()
+            layer.check()
+            # the whole district: too many parts to draw one by one, so clusters
+            expect(page.get_by_test_id("parts-layer")).to_have_attribute(
+                "data-mode", "clusters", timeout=WAIT
+            )
+            expect(page.get_by_test_id("part-cluster").first).to_be_visible()
+            expect(page.get_by_test_id("parts-legend")).to_contain_text("公用设施")
+            b.shot("parts-clusters")
+
+            # near the lamp (the layer stays on): each part a dot coloured by its class
+            page.goto(f"{console_url}/#/map?part={lamp.code}")
+            expect(page.get_by_test_id("layer-parts")).to_be_checked()
+            dot = page.get_by_test_id(f"part-{lamp.code}")
+            expect(dot).to_have_count(1, timeout=WAIT)
+            expect(page.get_by_test_id("parts-layer")).to_have_attribute("data-mode", "parts")
+            expect(dot).to_have_attribute("data-class", "P01")
+            dot.click()
+            panel = page.get_by_test_id("part-panel")
+            expect(panel).to_be_visible(timeout=WAIT)
+            expect(page.get_by_test_id("part-code")).to_have_text(lamp.code)
+            expect(page.get_by_test_id("part-type")).to_contain_text("路灯")
+            owner = city.departments[lamp.owner_dept].name
+            expect(page.get_by_test_id("part-owner")).to_have_text(owner)
+            expect(page.get_by_test_id("part-state")).to_have_text("有未结案件")
+            expect(page.get_by_test_id(f"part-case-{case_id}")).to_be_visible()
+            b.shot("part-history")
+
+            # English on request
+            page.get_by_test_id("lang-switch").click()
+            expect(page.get_by_test_id("tab-map")).to_have_text("Map")
+            page.goto(f"{console_url}/#/map?part={lamp.code}")
+            page.get_by_test_id(f"part-{lamp.code}").click(timeout=WAIT)
+            expect(page.get_by_test_id("part-state")).to_have_text("Open case", timeout=WAIT)
+            expect(page.get_by_test_id(f"part-case-{case_id}")).to_be_visible()
+            b.shot("part-history-english")
+
+            # the case in the history opens its case file
+            page.get_by_test_id(f"part-case-{case_id}").click()
+            expect(page.get_by_test_id("case-id")).to_have_text(case_id, timeout=WAIT)
+
+            # off again: no parts drawn
+            b.tab("map")
+            page.get_by_test_id("layer-parts").uncheck()
+            expect(page.locator("[data-testid=parts-layer] > *")).to_have_count(0)
+        except Exception:
+            b.shot("failure")
+            raise
+        finally:
+            context.close()
+            chromium.close()
+    assert not b.errors, b.errors

@@ -28,7 +28,7 @@ async def test_services_and_definitions_in_json_and_xml(intake: Harness) -> None
         assert r.status_code == 200
         services = r.json()
         codes = {s["service_code"] for s in services}
-        assert {"P0101", "E0104", "E0602"} <= codes and len(codes) == 41
+        assert {"P0101", "P0603", "E0104", "E0602"} <= codes and len(codes) == 79
         garbage = next(s for s in services if s["service_code"] == "E0104")
         assert garbage["service_name"] == "暴露垃圾" and garbage["type"] == "realtime"
         assert garbage["group"] == "市容环境" and garbage["metadata"] is True
@@ -36,7 +36,7 @@ async def test_services_and_definitions_in_json_and_xml(intake: Harness) -> None
         r = await http.get(f"{BASE}/services.xml")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/xml")
         root = ET.fromstring(r.content)
-        assert root.tag == "services" and len(root.findall("service")) == 41
+        assert root.tag == "services" and len(root.findall("service")) == 79
 
         d = (await http.get(f"{BASE}/services/E0104.json")).json()
         assert d["service_code"] == "E0104" and d["attributes"][0]["code"] == "urgency"

@@ -94,6 +94,8 @@ async def test_a_parts_cases_follow_the_case_files_reading_rule(intake: Harness)
             body = r.json()
             assert body["part"]["code"] == part.code
             assert body["total"] == len(body["cases"])
+            # the part's state: a case about it still open (as far as the caller reads)
+            assert body["state"] == ("open" if body["cases"] else "normal")
             return 200, sorted(c["case_id"] for c in body["cases"])
 
         assert await cases(intake.headers("op-01", "operator")) == (200, sorted(mine))
@@ -128,3 +130,56 @@ async def test_bad_registry_questions_are_answered_by_field(intake: Harness) -> 
         assert r.status_code == 422 and first(r)["field"] == "query.lon"
         r = await http.get("/parts/1101010101000001")
         assert r.status_code == 401
+
+
+async def test_the_parts_in_a_map_view_one_by_one_or_in_clusters(intake: Harness) -> None:
+    parts = registry(intake)
+    lamp = next(p for p in parts.values() if p.category_code == "P0107")
+    box = (lamp.lon - 0.004, lamp.lat - 0.003, lamp.lon + 0.004, lamp.lat + 0.003)
+    inside = sorted(
+        p.code for p in parts.values() if box[0] <= p.lon <= box[2] and box[1] <= p.lat <= box[3]
+    )
+    q = f"/parts/box?west={box[0]}&south={box[1]}&east={box[2]}&north={box[3]}"
+    operator = intake.headers("op-01", "operator")
+    async with intake.client() as http:
+        r = await http.get(q, headers=operator)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["total"] == len(inside) and body["clusters"] == []
+        assert [p["code"] for p in body["parts"]] == inside
+        got = next(p for p in body["parts"] if p["code"] == lamp.code)
+        assert got["major_code"] == "P01" and (got["lon"], got["lat"]) == (lamp.lon, lamp.lat)
+        r = await http.get(q + "&category=P0107", headers=operator)
+        lamps = [p["code"] for p in r.json()["parts"]]
+        assert lamp.code in lamps and all(parts[c].category_code == "P0107" for c in lamps)
+
+        # the whole district: 23,220 parts come as at most 16 x 16 clusters
+        d = intake.rt.state[0].city.district.bbox
+        whole = f"/parts/box?west={d[0]}&south={d[1]}&east={d[2]}&north={d[3]}&limit=500"
+        body = (await http.get(whole, headers=operator)).json()
+        assert body["total"] == len(parts) and body["parts"] == []
+        assert 1 < len(body["clusters"]) <= 256
+        assert sum(c["count"] for c in body["clusters"]) == len(parts)
+        assert all(sum(c["majors"].values()) == c["count"] for c in body["clusters"])
+
+        # territory: a grid head their sub-district's parts, a department the parts it owns
+        sub = lamp.cell_code[:9]
+        head = intake.headers("gh", "grid-head", territory=(sub,))
+        body = (await http.get(whole + "&limit=2000", headers=head)).json()
+        ours = [p for p in parts.values() if p.cell_code.startswith(sub)]
+        assert body["total"] == len(ours)
+        lighting = intake.headers("l", "department", dept="lighting")
+        body = (await http.get(q, headers=lighting)).json()
+        assert {parts[p["code"]].owner_dept for p in body["parts"]} == {"lighting"}
+        assert (await http.get(q, headers=intake.headers("x", "reporter"))).status_code == 403
+
+        # a box turned inside out, a part type that is none: 422 naming the field
+        r = await http.get(
+            f"/parts/box?west={box[2]}&south={box[1]}&east={box[0]}&north={box[3]}",
+            headers=operator,
+        )
+        assert r.status_code == 422 and first(r)["field"] == "query.east"
+        r = await http.get(q + "&category=E0104", headers=operator)
+        assert r.status_code == 422 and first(r)["field"] == "query.category"
+        r = await http.get(q.replace(f"north={box[3]}", "north=x"), headers=operator)
+        assert r.status_code == 422 and first(r)["field"] == "query.north"

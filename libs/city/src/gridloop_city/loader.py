@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import numpy as np
 import shapely
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from shapely import STRtree
 from shapely.geometry import Polygon, shape
 
@@ -250,11 +251,7 @@ class City:
         first, with their distance: "the manhole cover at my feet" for a report by position."""
         if not (math.isfinite(lon) and math.isfinite(lat)) or within_m < 0 or limit < 1:
             return []
-        if self._part_tree is None:
-            codes = list(self.parts)
-            pts = shapely.points([(self.parts[c].lon, self.parts[c].lat) for c in codes])
-            self._part_tree = (STRtree(pts), codes)
-        tree, codes = self._part_tree
+        tree, codes = self._parts_index()
         if not codes:
             return []
         dlat = within_m / _M_PER_DEG_LAT
@@ -270,6 +267,25 @@ class City:
                 found.append((p, d))
         found.sort(key=lambda pd: (pd[1], pd[0].code))
         return found[:limit]
+
+    def parts_in_box(self, west: float, south: float, east: float, north: float) -> list[Part]:
+        """Parts inside a lon/lat box (edges included), by code: a map's view."""
+        if not all(math.isfinite(v) for v in (west, south, east, north)):
+            return []
+        tree, codes = self._parts_index()
+        if not codes or west > east or south > north:
+            return []
+        hits = sorted(tree.query(shapely.box(west, south, east, north)).tolist())
+        return [self.parts[codes[i]] for i in hits]
+
+    def _parts_index(self) -> tuple[STRtree, list[str]]:
+        """An STRtree over the parts' points (built on first use: not every service asks)."""
+        if self._part_tree is None:
+            codes = list(self.parts)
+            xs = np.fromiter((p.lon for p in self.parts.values()), dtype=float, count=len(codes))
+            ys = np.fromiter((p.lat for p in self.parts.values()), dtype=float, count=len(codes))
+            self._part_tree = (STRtree(shapely.points(xs, ys)), codes)
+        return self._part_tree
 
     def address(self, text: str) -> Address | None:
         """A gazetteer entry for a written address: exact match after normalisation (NFKC, no
@@ -535,8 +551,22 @@ def _csv(
     for name, info in model.model_fields.items():
         if info.is_required() and name not in header:
             raise _fail(file, 1, name, "missing column")
-    out: list[tuple[int, M]] = []
-    seen: set[object] = set()
+    lines: list[int] = []
+    records: list[M] = []
+    chunk: list[dict[str, str]] = []
+    required = {k for k, info in model.model_fields.items() if info.is_required()}
+
+    def validate_chunk() -> None:
+        # a chunk of rows in one call (fast; chunks keep the memory of a big file's rows
+        # bounded); when one is bad, row by row for the message naming it
+        try:
+            records.extend(_list_adapter(model).validate_python(chunk))
+        except ValidationError:
+            done = len(records)
+            for line, d in zip(lines[done:], chunk, strict=True):
+                records.append(_validate(model, d, file, line))
+        chunk.clear()
+
     for row in reader:
         line = reader.line_num  # the (last) line of this record
         if None in row:
@@ -549,8 +579,15 @@ def _csv(
         for col, value in row.items():
             if value is None:
                 raise _fail(file, line, str(col), "missing value (too few columns)")
-        data = {k: v for k, v in row.items() if v != "" or model.model_fields[k].is_required()}
-        record = _validate(model, data, file, line)
+        lines.append(line)
+        chunk.append({k: v for k, v in row.items() if v != "" or k in required})
+        if len(chunk) == _CSV_CHUNK:
+            validate_chunk()
+    if chunk:
+        validate_chunk()
+    out: list[tuple[int, M]] = []
+    seen: set[object] = set()
+    for line, record in zip(lines, records, strict=True):
         if unique is not None:
             value = getattr(record, unique)
             if value in seen:
@@ -558,6 +595,16 @@ def _csv(
             seen.add(value)
         out.append((line, record))
     return out
+
+
+_CSV_CHUNK = 2_048
+_adapters: dict[type[Any], TypeAdapter[Any]] = {}
+
+
+def _list_adapter(model: type[M]) -> TypeAdapter[list[M]]:
+    if model not in _adapters:
+        _adapters[model] = TypeAdapter(list[model])  # type: ignore[valid-type]
+    return _adapters[model]
 
 
 def _area_m2(poly: Any) -> float:
@@ -631,6 +678,7 @@ def load_city(root: Path | str) -> City:
     routing, manual = _load_routing(root, categories, depts, territory_codes)
 
     parts: dict[str, Part] = {}
+    part_rows: list[int] = []
     for row, p in _csv(root, "parts.csv", Part, unique="code"):
         cat = categories.get(p.category_code)
         if cat is None or cat.kind != "part":
@@ -646,8 +694,9 @@ def load_city(root: Path | str) -> City:
             )
         if p.owner_dept not in depts:
             raise _fail("parts.csv", row, "owner_dept", f"unknown department {p.owner_dept!r}")
-        _check_point("parts.csv", row, p.lon, p.lat, p.cell_code, polygons)
         parts[p.code] = p
+        part_rows.append(row)
+    _check_points("parts.csv", part_rows, list(parts.values()), polygons)
 
     calendar = _validate_doc(CalendarConfig, _yaml_mapping(root, "calendar.yaml"), "calendar.yaml")
 
@@ -767,8 +816,9 @@ def _load_grid(
     x0, y0, x1, y1 = district.bbox
     eps = 1e-7
     cells: dict[str, Cell] = {}
-    polygons: dict[str, Polygon] = {}
     labels: dict[str, str] = {}
+    rows: list[str] = []
+    all_props: list[dict[str, Any]] = []
     for i, feat in enumerate(features):
         row = f"features[{i}]"
         if not isinstance(feat, dict) or feat.get("type") != "Feature":
@@ -776,7 +826,13 @@ def _load_grid(
         props = feat.get("properties")
         if not isinstance(props, dict):
             raise _fail(file, row, "properties", "missing")
-        cell = _validate(Cell, props, file, row)
+        all_props.append(props)
+    try:
+        validated: list[Cell] = _list_adapter(Cell).validate_python(all_props)
+    except ValidationError:
+        validated = [_validate(Cell, p, file, f"features[{i}]") for i, p in enumerate(all_props)]
+    for i, cell in enumerate(validated):
+        row = f"features[{i}]"
         community = comms.get(cell.community_code)
         if community is None:
             raise _fail(file, row, "community_code", f"unknown community {cell.community_code!r}")
@@ -792,28 +848,79 @@ def _load_grid(
             raise _fail(file, row, "code", "a cell code starts with its community code")
         if cell.code in cells:
             raise _fail(file, row, "code", f"duplicate cell {cell.code!r}")
-        try:
-            geom = shape(feat.get("geometry"))
-        except Exception as exc:  # shapely raises several kinds for bad GeoJSON
-            raise _fail(file, row, "geometry", f"not a GeoJSON geometry ({exc})") from None
-        if not isinstance(geom, Polygon) or geom.is_empty or not geom.is_valid:
-            raise _fail(file, row, "geometry", "must be a valid, non-empty Polygon")
-        gx0, gy0, gx1, gy1 = geom.bounds
-        if gx0 < x0 - eps or gy0 < y0 - eps or gx1 > x1 + eps or gy1 > y1 + eps:
-            raise _fail(file, row, "geometry", f"outside the district bbox {list(district.bbox)}")
-        computed = _area_m2(geom)
-        if cell.area_m2 and abs(cell.area_m2 - computed) > 0.25 * computed:
+        cells[cell.code] = cell
+        labels[cell.code] = row
+        rows.append(row)
+    # the geometries in bulk (shapely's vectorised functions: a city has thousands of cells)
+    geoms = _grid_geometries(file, features, rows)
+    valid = shapely.is_valid(geoms) & ~shapely.is_empty(geoms)
+    valid &= shapely.get_type_id(geoms) == shapely.GeometryType.POLYGON
+    for k in (~valid).nonzero()[0].tolist():
+        raise _fail(file, rows[k], "geometry", "must be a valid, non-empty Polygon")
+    bounds = shapely.bounds(geoms)
+    outside = (
+        (bounds[:, 0] < x0 - eps)
+        | (bounds[:, 1] < y0 - eps)
+        | (bounds[:, 2] > x1 + eps)
+        | (bounds[:, 3] > y1 + eps)
+    )
+    for k in outside.nonzero()[0].tolist():
+        raise _fail(file, rows[k], "geometry", f"outside the district bbox {list(district.bbox)}")
+    lat = shapely.get_y(shapely.centroid(geoms))
+    computed = (
+        shapely.area(geoms) * _M_PER_DEG_LON_EQ * np.cos(np.radians(lat)) * _M_PER_DEG_LAT
+    ).tolist()
+    for k, cell in enumerate(cells.values()):
+        if cell.area_m2 and abs(cell.area_m2 - computed[k]) > 0.25 * computed[k]:
             raise _fail(
                 file,
-                row,
+                rows[k],
                 "area_m2",
-                f"{cell.area_m2} m² but the polygon is about {computed:.0f} m²",
+                f"{cell.area_m2} m² but the polygon is about {computed[k]:.0f} m²",
             )
-        cells[cell.code] = cell
-        polygons[cell.code] = geom
-        labels[cell.code] = row
+    shapely.prepare(geoms)
+    polygons: dict[str, Polygon] = dict(zip(cells, geoms.tolist(), strict=True))
     _check_overlaps(file, cells, polygons, labels)
     return cells, polygons, labels
+
+
+def _grid_geometries(file: str, features: list[Any], rows: list[str]) -> Any:
+    """The features' geometries as an array: simple polygons (one ring) built in one call,
+    anything else (holes, other types, bad coordinates) one by one, naming the feature."""
+    simple: list[int] = []
+    coords: list[Any] = []
+    counts: list[int] = []
+    for k, feat in enumerate(features):
+        geom = feat.get("geometry")
+        if (
+            isinstance(geom, dict)
+            and geom.get("type") == "Polygon"
+            and isinstance(geom.get("coordinates"), list)
+            and len(geom["coordinates"]) == 1
+            and isinstance(geom["coordinates"][0], list)
+            and len(geom["coordinates"][0]) >= 4
+            and all(isinstance(pt, list) and len(pt) == 2 for pt in geom["coordinates"][0])
+        ):
+            simple.append(k)
+            coords.extend(geom["coordinates"][0])
+            counts.append(len(geom["coordinates"][0]))
+    out = np.empty(len(features), dtype=object)
+    if simple:
+        try:
+            xy = np.asarray(coords, dtype=float)
+            rings = shapely.linearrings(xy, indices=np.repeat(np.arange(len(simple)), counts))
+            out[simple] = shapely.polygons(rings)
+        except Exception:  # a bad coordinate somewhere: fall back to one by one
+            simple = []
+    done = set(simple)
+    for k, feat in enumerate(features):
+        if k in done:
+            continue
+        try:
+            out[k] = shape(feat.get("geometry"))
+        except Exception as exc:  # shapely raises several kinds for bad GeoJSON
+            raise _fail(file, rows[k], "geometry", f"not a GeoJSON geometry ({exc})") from None
+    return out
 
 
 def _check_overlaps(
@@ -920,3 +1027,25 @@ def _check_point(
         raise _fail(file, row, "cell_code", f"unknown cell {cell_code!r}")
     if not shapely.intersects_xy(poly, lon, lat):
         raise _fail(file, row, "lon", f"point ({lon}, {lat}) is not inside cell {cell_code}")
+
+
+def _check_points(
+    file: str, rows: list[int], points: list[Any], polygons: Mapping[str, Polygon]
+) -> None:
+    """`_check_point` for many rows at once (a city has tens of thousands of parts)."""
+    geoms = []
+    for row, p in zip(rows, points, strict=True):
+        poly = polygons.get(p.cell_code)
+        if poly is None:
+            raise _fail(file, row, "cell_code", f"unknown cell {p.cell_code!r}")
+        geoms.append(poly)
+    if not geoms:
+        return
+    xs = np.fromiter((p.lon for p in points), dtype=float, count=len(points))
+    ys = np.fromiter((p.lat for p in points), dtype=float, count=len(points))
+    inside = shapely.intersects_xy(np.asarray(geoms, dtype=object), xs, ys)
+    for k in (~inside).nonzero()[0].tolist():
+        p = points[k]
+        raise _fail(
+            file, rows[k], "lon", f"point ({p.lon}, {p.lat}) is not inside cell {p.cell_code}"
+        )

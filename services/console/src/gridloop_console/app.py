@@ -243,8 +243,8 @@ async def me(who: Caller) -> dict[str, Any]:
 
 @router.get("/api/city", tags=["console"])
 async def city_info(request: Request, _: Caller) -> dict[str, Any]:
-    """The names the screens show: categories, departments, sub-districts, communities, the
-    reasons to refuse a report, and who supervises which cell."""
+    """The names the screens show: categories and their classes, departments, sub-districts,
+    communities, the reasons to refuse a report, and who supervises which cell."""
     city = console_of(request).city
     return {
         "categories": [
@@ -256,6 +256,9 @@ async def city_info(request: Request, _: Caller) -> dict[str, Any]:
                 "closing_standard": k.closing_standard,
             }
             for k in city.categories.values()
+        ],
+        "majors": [
+            {"code": m.code, "name": m.name, "name_en": m.name_en} for m in city.majors.values()
         ],
         "departments": [{"code": d.code, "name": d.name} for d in city.departments.values()],
         "subdistricts": [{"code": s.code, "name": s.name} for s in city.subdistricts.values()],

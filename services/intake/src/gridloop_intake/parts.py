@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from gridloop_city import Part
+from gridloop_runtime import access
 from gridloop_runtime.auth import CurrentPrincipal
 from gridloop_runtime.commands import Refusal
 from gridloop_runtime.inputs import JSONRoute
@@ -22,13 +23,15 @@ from gridloop_runtime.service import runtime_of
 from pydantic import BaseModel, Field
 
 from . import repository as repo
-from .api import case_view, intake_of, scope
+from .api import READERS, case_view, intake_of, scope
 from .context import Intake
 
 router = APIRouter(tags=["parts"], route_class=JSONRoute)
 
 #: The widest search around a point (a street block): the registry is not a map tile server.
 MAX_RADIUS_M = 2_000.0
+#: The most parts one map view gets one by one; past it, counts in a grid of clusters.
+MAX_BOX_PARTS = 2_000
 
 
 class PartView(BaseModel):
@@ -61,8 +64,37 @@ class PartsNear(BaseModel):
 
 class PartCases(BaseModel):
     part: PartView
+    state: str = Field(
+        description="'open' when a case about the part is still open (as far as the caller "
+        "reads the case file), else 'normal'"
+    )
     total: int
     cases: list[dict[str, Any]]
+
+
+class PartPoint(BaseModel):
+    """A part on the map: enough to draw and colour it; the rest by its code."""
+
+    code: str
+    category_code: str
+    major_code: str
+    lon: float
+    lat: float
+
+
+class PartCluster(BaseModel):
+    """Parts too many to draw one by one: how many around a point, and of which classes."""
+
+    lon: float
+    lat: float
+    count: int
+    majors: dict[str, int] = Field(description="count per part class (P01 … P06)")
+
+
+class PartsInBox(BaseModel):
+    total: int = Field(description="parts in the box the caller reaches")
+    parts: list[PartPoint] = Field(description="every one of them, when at most `limit`")
+    clusters: list[PartCluster] = Field(description="else counts in a grid over the box")
 
 
 def view(intake: Intake, part: Part) -> dict[str, Any]:
@@ -105,6 +137,87 @@ async def parts_near(
     }
 
 
+@router.get("/parts/box", response_model=PartsInBox)
+async def parts_in_box(
+    request: Request,
+    who: CurrentPrincipal,
+    west: Annotated[float, Query(ge=-180, le=180)],
+    south: Annotated[float, Query(ge=-90, le=90)],
+    east: Annotated[float, Query(ge=-180, le=180)],
+    north: Annotated[float, Query(ge=-90, le=90)],
+    category: Annotated[str | None, Query(description="a part category (P0107)")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_BOX_PARTS)] = 1_000,
+    grid: Annotated[int, Query(ge=1, le=64, description="clusters across and down")] = 16,
+) -> dict[str, Any]:
+    """The parts in a map's view (a lon/lat box), within the caller's reach: the command side,
+    grid heads and supervisors their territory, department staff the parts their department
+    owns. At most `limit` one by one; more come as clusters (counts in a `grid` × `grid`
+    partition of the box, each at the mean position of its parts)."""
+    if east < west:
+        raise Refusal("east is west of west", field="query.east", status=422)
+    if north < south:
+        raise Refusal("north is south of south", field="query.north", status=422)
+    intake = intake_of(runtime_of(request))
+    if category is not None:
+        cat = intake.city.category(category)
+        if cat is None or cat.kind != "part":
+            raise Refusal(f"not a part category: {category!r}", field="query.category", status=422)
+    reach = access.list_reach(who, READERS, departments=True, what="parts")
+    found = [
+        p
+        for p in intake.city.parts_in_box(west, south, east, north)
+        if (category is None or p.category_code == category)
+        and (
+            p.owner_dept == reach.dept
+            if reach.dept is not None
+            else reach.prefixes is None or p.cell_code.startswith(reach.prefixes)
+        )
+    ]
+    if len(found) <= limit:
+        points = [
+            {
+                "code": p.code,
+                "category_code": p.category_code,
+                "major_code": p.category_code[:3],
+                "lon": p.lon,
+                "lat": p.lat,
+            }
+            for p in found
+        ]
+        return {"total": len(found), "parts": points, "clusters": []}
+    return {
+        "total": len(found),
+        "parts": [],
+        "clusters": clusters(found, west, south, east, north, grid),
+    }
+
+
+def clusters(
+    parts: list[Part], west: float, south: float, east: float, north: float, grid: int
+) -> list[dict[str, Any]]:
+    """Parts counted in a grid × grid partition of the box, each cluster at its parts' mean."""
+    dx = (east - west) / grid or 1.0
+    dy = (north - south) / grid or 1.0
+    cells: dict[tuple[int, int], list[Any]] = {}
+    for p in parts:
+        key = (min(int((p.lon - west) / dx), grid - 1), min(int((p.lat - south) / dy), grid - 1))
+        acc = cells.setdefault(key, [0.0, 0.0, 0, {}])
+        acc[0] += p.lon
+        acc[1] += p.lat
+        acc[2] += 1
+        major = p.category_code[:3]
+        acc[3][major] = acc[3].get(major, 0) + 1
+    return [
+        {
+            "lon": round(x / n, 6),
+            "lat": round(y / n, 6),
+            "count": n,
+            "majors": dict(sorted(majors.items())),
+        }
+        for (_, _), (x, y, n, majors) in sorted(cells.items())
+    ]
+
+
 @router.get("/parts", response_model=PartList)
 async def parts_of_cell(
     request: Request,
@@ -145,11 +258,20 @@ async def part_cases(
         limit=limit,
         offset=offset,
     )
+    still_open = repo.CaseQuery(
+        part_code=part.code,
+        territory=reach.prefixes,
+        only_dept=reach.dept,
+        open=True,
+        limit=1,
+    )
     assert rt.pool is not None
     async with rt.pool.acquire() as conn:
         rows, total = await repo.search(conn, query)
+        _, n_open = await repo.search(conn, still_open)
     return {
         "part": view(intake, part),
+        "state": "open" if n_open else "normal",
         "total": total,
         "cases": [case_view(intake, c) for c in rows],
     }

@@ -1,7 +1,7 @@
 // The map: the district's cells drawn as SVG (no tiles needed, works offline), case markers
 // coloured by status with overdue ringed, pan and zoom, and optional tiles underneath.
 import { api } from "./api.js";
-import { t } from "./i18n.js";
+import { named, t } from "./i18n.js";
 import { clear, el, empty, select, statusBadge, when } from "./ui.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -26,6 +26,18 @@ export const STATUS_COLOURS = {
   merged: "#64748b",
   open: "#f59e0b", // Open311's two states, on the public page
 };
+
+// The six classes of parts (CJ/T 214): 公用设施, 道路交通, 市容环境, 园林绿化, 房屋土地, 其他设施.
+export const PART_CLASS_COLOURS = {
+  P01: "#1d4ed8",
+  P02: "#d97706",
+  P03: "#9333ea",
+  P04: "#15803d",
+  P05: "#b91c1c",
+  P06: "#475569",
+};
+const PART_LIMIT = 800; // parts drawn one by one in a view; more come as clusters
+const PART_GRID = 12; // clusters across and down
 
 const SUBDISTRICT_TINTS = ["#e8f1fb", "#eaf6ee", "#fdf3e4", "#f3ecfa", "#e6f6f6", "#fbecee", "#eef0f7", "#f4f6e6"];
 
@@ -75,9 +87,12 @@ export async function createMap(container, app, { onCell, cellsUrl = "/api/geo/c
   const root = svg("svg", { class: "map-svg", "data-testid": "map-svg", preserveAspectRatio: "xMidYMid meet" });
   const tiles = svg("g", { class: "tiles" });
   const grid = svg("g", { class: "cells" });
+  const partsLayer = svg("g", { class: "parts", "data-testid": "parts-layer" });
   const pins = svg("g", { class: "markers" });
   const pick = svg("g", { class: "pick" });
-  root.append(tiles, grid, pins, pick);
+  // parts above the case markers: a part's dot is smaller than a case's marker, so both stay
+  // clickable where a case was reported at a part (the case's ring shows around the dot)
+  root.append(tiles, grid, pins, partsLayer, pick);
 
   const tints = new Map();
   for (const f of geo.features) {
@@ -118,7 +133,107 @@ export async function createMap(container, app, { onCell, cellsUrl = "/api/geo/c
     for (const c of pins.querySelectorAll("circle.marker")) c.setAttribute("r", markerRadius.toFixed(2));
     for (const c of pins.querySelectorAll("circle.halo")) c.setAttribute("r", (markerRadius * 1.9).toFixed(2));
     for (const p of grid.querySelectorAll("path")) p.setAttribute("stroke-width", (0.8 * unitsPerPx).toFixed(2));
+    for (const c of partsLayer.querySelectorAll("circle.part")) c.setAttribute("r", (markerRadius * 0.6).toFixed(2));
     drawTiles(unitsPerPx);
+    loadParts();
+  }
+
+  // The parts layer: the parts in the current view from intake's registry (/parts/box), one
+  // by one when few enough, else clusters (a click zooms in); a click on a part tells `onPart`.
+  const partsState = { on: false, onPart: null, onCount: null, seq: 0, timer: null };
+  function viewBox() {
+    const [vx, vy, vw, vh] = view;
+    const width = root.clientWidth || 800;
+    const height = root.clientHeight || 600;
+    // preserveAspectRatio "meet": the screen shows more than the viewBox along one axis
+    const k = Math.max(vw / width, vh / height);
+    const cx = vx + vw / 2;
+    const cy = vy + vh / 2;
+    const [west, north] = unproject(cx - (width * k) / 2 + ox, cy - (height * k) / 2 + oy);
+    const [east, south] = unproject(cx + (width * k) / 2 + ox, cy + (height * k) / 2 + oy);
+    return {
+      west: Math.max(west, minLon),
+      south: Math.max(south, minLat),
+      east: Math.min(east, maxLon),
+      north: Math.min(north, maxLat),
+    };
+  }
+  function loadParts() {
+    if (!partsState.on) return;
+    clearTimeout(partsState.timer);
+    partsState.timer = setTimeout(async () => {
+      const box = viewBox();
+      const seq = ++partsState.seq;
+      if (box.west >= box.east || box.south >= box.north) {
+        drawParts({ total: 0, parts: [], clusters: [] });
+        return;
+      }
+      const q = { ...box, limit: PART_LIMIT, grid: PART_GRID };
+      let found;
+      try {
+        found = await api.svc("intake", "/parts/box", q);
+      } catch (err) {
+        if (seq === partsState.seq && partsState.onCount) partsState.onCount(null, err);
+        return;
+      }
+      if (seq !== partsState.seq || !partsState.on) return; // a newer view asked since
+      drawParts(found);
+    }, 200);
+  }
+  function drawParts(found) {
+    partsLayer.replaceChildren();
+    partsLayer.dataset.total = String(found.total);
+    partsLayer.dataset.mode = found.clusters.length ? "clusters" : "parts";
+    for (const p of found.parts) {
+      const [x, y] = local(p.lon, p.lat);
+      const dot = svg("circle", {
+        cx: x,
+        cy: y,
+        r: markerRadius * 0.6,
+        fill: PART_CLASS_COLOURS[p.major_code] || "#334155",
+        class: "part",
+        "data-testid": `part-${p.code}`,
+        "data-class": p.major_code,
+      });
+      const title = svg("title");
+      title.textContent = `${p.code} · ${app.categoryName(p.category_code)}`;
+      dot.append(title);
+      dot.addEventListener("click", (evt) => {
+        evt.stopPropagation();
+        for (const c of partsLayer.querySelectorAll(".part.picked")) c.classList.remove("picked");
+        dot.classList.add("picked");
+        if (partsState.onPart) partsState.onPart(p.code);
+      });
+      partsLayer.append(dot);
+    }
+    const biggest = Math.max(1, ...found.clusters.map((c) => c.count));
+    for (const c of found.clusters) {
+      const [x, y] = local(c.lon, c.lat);
+      const major = Object.entries(c.majors).sort((a, b) => b[1] - a[1])[0][0];
+      const r = markerRadius * (1.2 + 2.2 * Math.sqrt(c.count / biggest));
+      const g = svg("g", { class: "part-cluster", "data-testid": "part-cluster", "data-count": c.count });
+      g.append(svg("circle", { cx: x, cy: y, r, fill: PART_CLASS_COLOURS[major] || "#334155" }));
+      const label = svg("text", { x, y, "font-size": (r * 0.8).toFixed(2), "text-anchor": "middle", "dominant-baseline": "central" });
+      label.textContent = c.count >= 1000 ? `${(c.count / 1000).toFixed(1)}k` : String(c.count);
+      const title = svg("title");
+      title.textContent = `${t("map.parts")}: ${c.count}`;
+      g.append(label, title);
+      g.addEventListener("click", (evt) => {
+        evt.stopPropagation();
+        focus(c.lon, c.lat, Math.max(view[2] / 3, 300));
+      });
+      partsLayer.append(g);
+    }
+    if (partsState.onCount) partsState.onCount(found);
+  }
+  function showParts(on, { onPart, onCount } = {}) {
+    partsState.on = on;
+    if (onPart) partsState.onPart = onPart;
+    if (onCount) partsState.onCount = onCount;
+    partsState.seq++;
+    partsLayer.replaceChildren();
+    delete partsLayer.dataset.total;
+    if (on) loadParts();
   }
 
   let tileTimer = null;
@@ -220,14 +335,19 @@ export async function createMap(container, app, { onCell, cellsUrl = "/api/geo/c
     }
   }
 
+  let focused = false; // a focus asked before the first frame wins over the home view
   function focus(lon, lat, width = 1600) {
+    focused = true;
     const [x, y] = local(lon, lat);
     const aspect = view[3] / view[2];
     setView([x - width / 2, y - (width * aspect) / 2, width, width * aspect]);
   }
 
-  requestAnimationFrame(() => setView(home));
-  return { setMarkers, focus, setView, home };
+  requestAnimationFrame(() => {
+    if (focused) setView(view);
+    else setView(home);
+  });
+  return { setMarkers, focus, setView, home, showParts };
 }
 
 const OPEN_STATUSES = [
@@ -247,6 +367,7 @@ const OPEN_STATUSES = [
 export async function renderMap(screen, app) {
   const params = new URLSearchParams(location.hash.split("?")[1] || "");
   const focusCase = params.get("case");
+  const focusPart = params.get("part");
   const state = {
     category: params.get("category") || "",
     dept: params.get("dept") || "",
@@ -266,6 +387,70 @@ export async function renderMap(screen, app) {
   const statSel = select({ "data-testid": "filter-status" }, statuses, state.status);
   const overdueBox = el("input", { type: "checkbox", "data-testid": "filter-overdue", checked: state.overdue === "true" ? true : undefined });
   const count = el("div", { class: "count", "data-testid": "map-count" });
+  // the parts layer (部件): on or off, remembered across visits
+  const partsOn = localStorage.getItem("gridloop.partsLayer") === "on";
+  const partsBox = el("input", { type: "checkbox", "data-testid": "layer-parts", checked: partsOn ? true : undefined });
+  const partsCount = el("span", { class: "muted", "data-testid": "parts-count" });
+  const partPanel = el("div", { class: "part-panel", "data-testid": "part-panel", hidden: true });
+  const partLegend = el(
+    "div",
+    { class: "legend", "data-testid": "parts-legend", hidden: partsOn ? undefined : true },
+    el("div", { class: "legend-title" }, t("map.parts")),
+    (app.city.majors || [])
+      .filter((m) => m.code.startsWith("P"))
+      .map((m) => el("span", { class: "legend-item" }, el("i", { style: `background:${PART_CLASS_COLOURS[m.code] || "#334155"}` }), named(m))),
+  );
+  async function showPart(code) {
+    partPanel.hidden = false;
+    clear(partPanel, el("div", { class: "muted" }, "…"));
+    let found;
+    try {
+      found = await api.svc("intake", `/parts/${encodeURIComponent(code)}/cases`, { limit: 20 });
+    } catch (err) {
+      clear(partPanel, el("div", { class: "error" }, String(err.message || err)));
+      return;
+    }
+    const part = found.part;
+    const row = (label, value, testid) => el("div", { class: "kv" }, el("span", { class: "muted" }, label), el("b", { "data-testid": testid }, value));
+    clear(
+      partPanel,
+      el("h4", {}, t("part.title")),
+      row(t("part.code"), part.code, "part-code"),
+      row(t("part.type"), `${part.category_code} ${app.categoryName(part.category_code)}`, "part-type"),
+      row(t("part.owner"), part.owner_name || app.deptName(part.owner_dept), "part-owner"),
+      row(t("part.state"), t(`part.state.${found.state}`), "part-state"),
+      row(t("map.cell"), part.cell_code, "part-cell"),
+      el("div", { class: "legend-title" }, `${t("part.history")} (${found.total})`),
+      el(
+        "div",
+        { class: "case-list", "data-testid": "part-history" },
+        found.cases.length
+          ? found.cases.map((c) =>
+              el(
+                "button",
+                { class: "case-row", "data-testid": `part-case-${c.case_id}`, onclick: () => app.go(`#/case/${encodeURIComponent(c.case_id)}`) },
+                el("div", { class: "row-top" }, el("b", {}, c.case_id), statusBadge(c.status, c.overdue)),
+                el("div", { class: "row-sub muted" }, when(c.reported_at)),
+              ),
+            )
+          : empty(t("part.noCases")),
+      ),
+    );
+  }
+  const onCount = (found, err) => {
+    if (err || !found) partsCount.textContent = t("part.unavailable");
+    else partsCount.textContent = `${found.total}${found.clusters.length ? ` · ${t("part.zoomIn")}` : ""}`;
+  };
+  const layerOptions = { onPart: showPart, onCount };
+  partsBox.addEventListener("change", () => {
+    localStorage.setItem("gridloop.partsLayer", partsBox.checked ? "on" : "off");
+    partLegend.hidden = !partsBox.checked;
+    if (!partsBox.checked) {
+      partsCount.textContent = "";
+      partPanel.hidden = true;
+    }
+    map.showParts(partsBox.checked, layerOptions);
+  });
   const list = el("div", { class: "case-list", "data-testid": "map-list" });
   const legend = el(
     "div",
@@ -293,11 +478,23 @@ export async function renderMap(screen, app) {
       el("label", { class: "field" }, el("span", {}, t("filter.dept")), deptSel),
       el("label", { class: "field" }, el("span", {}, t("filter.status")), statSel),
       el("label", { class: "check" }, overdueBox, t("status.overdue")),
+      el("label", { class: "check" }, partsBox, t("map.partsLayer"), " ", partsCount),
     ),
+    partPanel,
     count,
     list,
     legend,
+    partLegend,
   );
+  if (partsOn) map.showParts(true, layerOptions);
+  if (focusPart) {
+    try {
+      const part = await api.svc("intake", `/parts/${encodeURIComponent(focusPart)}`);
+      map.focus(part.lon, part.lat, 400);
+    } catch {
+      // an unknown part: the map stays where it is
+    }
+  }
 
   async function load() {
     const q = { limit: 500, category: state.category, dept: state.dept };
