@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +30,8 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import shapely
 import yaml
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 from shapely import STRtree
 from shapely.geometry import Polygon, shape
 
@@ -56,7 +58,7 @@ from .models import (
     User,
 )
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M")
 
 # libyaml's safe loader when PyYAML was built with it (5x faster), else the pure-Python one.
 _YamlLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -456,7 +458,7 @@ def _describe(err: Mapping[str, Any]) -> str:
 def _validate(model: type[M], data: Any, file: str, row: object) -> M:
     """Validate one record; an error names `row` and the field inside the record."""
     try:
-        return model.model_validate(data)
+        return _adapter(model).validate_python(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"]) or "(record)"
@@ -479,7 +481,7 @@ def _split_loc(loc: tuple[int | str, ...]) -> tuple[str, str]:
 
 def _validate_doc(model: type[M], data: Any, file: str) -> M:
     try:
-        return model.model_validate(data)
+        return _adapter(model).validate_python(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         row, fld = _split_loc(tuple(err["loc"]))
@@ -544,17 +546,17 @@ def _csv(
     text = _read_text(root, file)
     reader = csv.DictReader(text.splitlines(keepends=True))
     header = reader.fieldnames or []
-    known = set(model.model_fields)
+    fields = _fields(model)
     for col in header:
-        if col not in known:
-            raise _fail(file, 1, col, f"unknown column (expected {', '.join(model.model_fields)})")
-    for name, info in model.model_fields.items():
+        if col not in fields:
+            raise _fail(file, 1, col, f"unknown column (expected {', '.join(fields)})")
+    for name, info in fields.items():
         if info.is_required() and name not in header:
             raise _fail(file, 1, name, "missing column")
     lines: list[int] = []
     records: list[M] = []
     chunk: list[dict[str, str]] = []
-    required = {k for k, info in model.model_fields.items() if info.is_required()}
+    required = {k for k, info in fields.items() if info.is_required()}
 
     def validate_chunk() -> None:
         # a chunk of rows in one call (fast; chunks keep the memory of a big file's rows
@@ -580,7 +582,9 @@ def _csv(
             if value is None:
                 raise _fail(file, line, str(col), "missing value (too few columns)")
         lines.append(line)
-        chunk.append({k: v for k, v in row.items() if v != "" or k in required})
+        # the records keep these very strings: the same code or name in many rows (a cell, a
+        # category, an owner) is then one object
+        chunk.append({k: sys.intern(v) for k, v in row.items() if v != "" or k in required})
         if len(chunk) == _CSV_CHUNK:
             validate_chunk()
     if chunk:
@@ -599,6 +603,21 @@ def _csv(
 
 _CSV_CHUNK = 2_048
 _adapters: dict[type[Any], TypeAdapter[Any]] = {}
+
+
+def _fields(model: type[Any]) -> dict[str, FieldInfo]:
+    """A model's or a pydantic dataclass's fields."""
+    fields: dict[str, FieldInfo] = getattr(model, "__pydantic_fields__", None) or model.model_fields
+    return fields
+
+
+def _adapter(model: type[M]) -> TypeAdapter[M]:
+    if model not in _one_adapters:
+        _one_adapters[model] = TypeAdapter(model)
+    return _one_adapters[model]
+
+
+_one_adapters: dict[type[Any], TypeAdapter[Any]] = {}
 
 
 def _list_adapter(model: type[M]) -> TypeAdapter[list[M]]:
