@@ -6,7 +6,6 @@ report path keeps taking reports while the bus is down (the outbox holds them)."
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -67,7 +66,9 @@ def assert_retry_after(r: httpx.Response, status: int, field: str) -> dict[str, 
 async def test_a_burst_beyond_a_users_bucket_gets_429_and_the_bucket_refills(
     database_url: str, nats_url: str
 ) -> None:
-    limits = {"rate_limit_client_per_s": 4, "rate_limit_client_burst": 3}
+    # a slow refill (a token every 4 s), so the burst is spent before a token comes back even
+    # when the machine is busy
+    limits = {"rate_limit_client_per_s": 0.25, "rate_limit_client_burst": 3}
     async with intake(database_url, nats_url, **limits) as (_, client):
         answers = [await client.get("/queue", headers=OPERATOR) for _ in range(3)]
         assert [r.status_code for r in answers] == [200, 200, 200]
@@ -76,7 +77,7 @@ async def test_a_burst_beyond_a_users_bucket_gets_429_and_the_bucket_refills(
         assert body["detail"][0]["code"] == "rate-limited"
         assert body["limit"] == {
             "name": "RATE_LIMIT_CLIENT",
-            "per_s": 4.0,
+            "per_s": 0.25,
             "burst": 3,
             "key": "user:op-01",
         }
@@ -85,13 +86,12 @@ async def test_a_burst_beyond_a_users_bucket_gets_429_and_the_bucket_refills(
         # health is never limited
         assert (await client.get("/healthz", headers=OPERATOR)).status_code == 200
 
-        t0 = time.monotonic()
-
         async def refilled() -> bool:
             return (await client.get("/queue", headers=OPERATOR)).status_code == 200
 
-        await wait_for(refilled, timeout=5, interval=0.05, what="the bucket refilled")
-        assert time.monotonic() - t0 < 2  # one token at 4/s, not a reset
+        await wait_for(refilled, timeout=20, interval=0.2, what="the bucket refilled")
+        # one token came back, not the whole burst
+        assert (await client.get("/queue", headers=OPERATOR)).status_code == 429
 
 
 async def test_anonymous_callers_are_limited_by_address_and_api_keys_by_key(

@@ -503,7 +503,7 @@ async def _stored(request: Request, kind: PeriodKind, start: dt.date, what: str)
 
 @router.get("/bulletins/{kind}/{start}.html")
 async def published_bulletin_html(
-    request: Request, _: Evaluator, kind: PeriodKind, start: dt.date
+    request: Request, _: Evaluator, kind: PeriodKind, start: Day
 ) -> Response:
     """A published bulletin as its printable page, as it was generated at the period's end."""
     page = await _stored(request, kind, start, "html")
@@ -512,7 +512,7 @@ async def published_bulletin_html(
 
 @router.get("/bulletins/{kind}/{start}.csv")
 async def published_bulletin_csv(
-    request: Request, _: Evaluator, kind: PeriodKind, start: dt.date
+    request: Request, _: Evaluator, kind: PeriodKind, start: Day
 ) -> Response:
     text = await _stored(request, kind, start, "csv")
     name = f"bulletin-{kind}-{start.isoformat()}.csv"
@@ -525,7 +525,7 @@ async def published_bulletin_csv(
 
 @router.get("/bulletins/{kind}/{start}")
 async def published_bulletin(
-    request: Request, _: Evaluator, kind: PeriodKind, start: dt.date
+    request: Request, _: Evaluator, kind: PeriodKind, start: Day
 ) -> dict[str, Any]:
     body: dict[str, Any] = await _stored(request, kind, start, "body")
     return body
