@@ -11,6 +11,7 @@ import json
 import math
 import random
 import signal
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import asyncpg
 import httpx
 import nats
 import nats.errors
+import nats.js.errors
 from gridloop_city import City
 from gridloop_contracts import Envelope, to_binary
 from gridloop_contracts.inbound import ReportV1
@@ -493,12 +495,19 @@ async def read_stream(js: JetStreamContext, stream: str, subject: str = ">") -> 
         ),
     )
     out: list[Seen] = []
+    unavailable_until = time.monotonic() + 30
     try:
         while True:
             try:
                 msgs = await sub.fetch(500, timeout=2)
             except (TimeoutError, nats.errors.TimeoutError):
                 break
+            except nats.js.errors.ServiceUnavailableError:
+                # on a cluster the reader's new consumer may not have a leader yet (503)
+                if time.monotonic() > unavailable_until:
+                    raise
+                await asyncio.sleep(0.5)
+                continue
             for m in msgs:
                 data: dict[str, Any] = {}
                 with contextlib.suppress(ValueError):
