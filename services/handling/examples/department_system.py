@@ -38,6 +38,10 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 Clock = Callable[[], datetime]
+# A command refused as `not-found` for a task the feed has brought is asked again this often,
+# for this long: handling hears of the dispatch from its own stream and may be behind.
+NOT_FOUND_RETRY_S = 3.0
+NOT_FOUND_PATIENCE_S = 900.0
 
 
 def _now() -> datetime:
@@ -134,15 +138,31 @@ async def run(
     ) -> dict[str, Any]:
         """Wait for handling's answer before the next step, so commands never overtake each
         other on the way (a restart can reorder messages); no answer in time: send again
-        (`asked`: how many messages of this command went before, each with an id of its own)."""
+        (`asked`: how many messages of this command went before, each with an id of its own).
+        Refused as `not-found` (handling has not yet heard of the dispatch this feed already
+        brought, e.g. while it catches up after an outage): asked again every few seconds for
+        up to `NOT_FOUND_PATIENCE_S`; a refusal changes nothing, so asking again is safe."""
         command_id = f"{key}:{action}"
+        patience = asyncio.get_running_loop().time() + NOT_FOUND_PATIENCE_S
         try:
             while True:
                 try:
-                    return await asyncio.wait_for(asyncio.shield(waiting[command_id]), timeout=20)
+                    answer = await asyncio.wait_for(
+                        asyncio.shield(waiting[command_id]), timeout=20
+                    )
                 except TimeoutError:
                     asked += 1
                     await send(action, case, key, wait=True, asking_again=asked, **data)
+                    continue
+                codes = {e.get("code") for e in answer.get("errors", [])}
+                if answer.get("accepted") or codes != {"not-found"}:
+                    return answer
+                if asyncio.get_running_loop().time() > patience or stop.is_set():
+                    return answer
+                await asyncio.sleep(NOT_FOUND_RETRY_S)
+                asked += 1
+                waiting[command_id] = asyncio.get_running_loop().create_future()
+                await send(action, case, key, wait=True, asking_again=asked, **data)
         finally:
             waiting.pop(command_id, None)
 
@@ -157,8 +177,8 @@ async def run(
                 "evidence": evidence,
                 "completed_at": clock().isoformat(),
             }
-            await send("handled", case, key, wait=True, asking_again=attempt * 100, **result)
-            answer = await answered("handled", case, key, attempt * 100, **result)
+            await send("handled", case, key, wait=True, asking_again=attempt * 1000, **result)
+            answer = await answered("handled", case, key, attempt * 1000, **result)
             fields = {e.get("field") for e in answer.get("errors", [])}
             if answer.get("accepted") or fields != {"data.completed_at"}:
                 return

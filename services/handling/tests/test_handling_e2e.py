@@ -306,3 +306,49 @@ async def test_the_kit_sends_a_result_again_when_its_clock_was_ahead(
     finally:
         stop.set()
         await system
+
+
+async def test_the_kit_asks_again_when_handling_had_not_heard_of_its_dispatch(
+    handling: Harness, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The feed can bring a task before handling has heard of its dispatch (handling catching
+    up after an outage): the sign waits parked, and if that wait runs out it is refused as
+    `not-found`. The kit asks again until handling knows the task, so the case does not stay
+    dispatched for ever."""
+    await bus.ensure_feeds(handling.js, [Feed.department("sanitation")])
+    example = load_example()
+    monkeypatch.setattr(example, "NOT_FOUND_RETRY_S", 0.2)
+    stop = asyncio.Event()
+    said: list[str] = []
+    system = asyncio.create_task(
+        example.run(nats_url, "sanitation", stop=stop, say=said.append, clock=handling.clock.now)
+    )
+    try:
+        await handling.accepted("KIT-EARLY", "E0102")
+        summary = CaseSummary(
+            case_id="KIT-EARLY",
+            task_id="T-KIT-EARLY",
+            category_code="E0102",
+            description="垃圾堆放",
+            deadline=handling.clock.now() + timedelta(days=1),
+        )
+        feed = TaskAssigned(dept="sanitation", case=summary, sent_at=handling.clock.now())
+        headers, body = to_binary(
+            Envelope.of(feed, source="/gridloop/dispatch", subject="KIT-EARLY")
+        )
+        await handling.js.publish("dispatch.sanitation.assigned", body, headers=headers)
+
+        async def refused_as_unknown() -> bool:
+            # the park's wait runs out (HANDLING_PARK_S) while no dispatch has come
+            handling.clock.advance(timedelta(seconds=301))
+            return any("REFUSED" in line and "KIT-EARLY" in line for line in said)
+
+        await wait_for(refused_as_unknown, timeout=20, what="the sign refused as not found")
+        assert not handling.emitted(ev.CaseSigned, case_id="KIT-EARLY")
+        await handling.dispatched("KIT-EARLY", task_id="T-KIT-EARLY")
+        [signed] = await handling.wait(ev.CaseSigned, case_id="KIT-EARLY")
+        assert signed.data["task_id"] == "T-KIT-EARLY"
+        await handling.wait(ev.CaseHandled, case_id="KIT-EARLY")
+    finally:
+        stop.set()
+        await system

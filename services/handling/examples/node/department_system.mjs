@@ -87,16 +87,27 @@ let stopping = false;
 // Send a command and wait for handling's answer, so commands never overtake each other on the
 // way. No answer in 20 s: the same command again in a new message (a new event id; a resend
 // of the same message would be dropped as a copy), which handling answers with the first
-// answer.
+// answer. Refused as `not-found` (handling has not yet heard of the dispatch the feed already
+// brought, e.g. while it catches up after an outage): asked again every 3 s for up to 15
+// minutes; a refusal changes nothing, so asking again is safe.
 async function command(action, task, key, fields = {}) {
   const commandId = `${key}:${action}`;
-  const answered = new Promise((resolve) => waiting.set(commandId, resolve));
+  const patience = Date.now() + 900_000;
+  let answered = new Promise((resolve) => waiting.set(commandId, resolve));
   try {
     for (let asked = 0; !stopping; asked++) {
       await send(action, task, commandId, asked ? `${commandId}#${asked}` : commandId, fields);
       const answer = await Promise.race([answered, sleep(20_000, null)]);
-      if (answer) return answer;
-      say(`no answer to ${action} ${task.case_id} yet; asking again`);
+      if (!answer) {
+        say(`no answer to ${action} ${task.case_id} yet; asking again`);
+        continue;
+      }
+      const codes = new Set((answer.errors ?? []).map((e) => e.code));
+      const unknown = !answer.accepted && codes.size === 1 && codes.has("not-found");
+      if (!unknown || Date.now() > patience) return answer;
+      say(`${action} ${task.case_id}: handling has not heard of the dispatch yet; asking again`);
+      await sleep(3_000);
+      answered = new Promise((resolve) => waiting.set(commandId, resolve));
     }
   } finally {
     waiting.delete(commandId);
