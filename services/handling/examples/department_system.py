@@ -147,9 +147,7 @@ async def run(
         try:
             while True:
                 try:
-                    answer = await asyncio.wait_for(
-                        asyncio.shield(waiting[command_id]), timeout=20
-                    )
+                    answer = await asyncio.wait_for(asyncio.shield(waiting[command_id]), timeout=20)
                 except TimeoutError:
                     asked += 1
                     await send(action, case, key, wait=True, asking_again=asked, **data)

@@ -8,6 +8,7 @@ import contextlib
 import email
 import email.policy
 import os
+import random
 import shutil
 import signal
 import socket
@@ -27,11 +28,32 @@ PG_USER_WHEN_ROOT = "gridloop_pg"
 NATS_CLUSTER_NAME = "gridloop"
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands to outgoing connections (ip_local_port_range)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A port nothing listens on now, chosen below the kernel's ephemeral range: a port from
+    that range (what binding port 0 gives) can be taken by any outgoing connection before the
+    server it was chosen for binds it."""
+    low = _ephemeral_low()
+    if low > 12000:
+        for _ in range(50):
+            port = random.randrange(10000, low)
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        chosen: int = s.getsockname()[1]
+        return chosen
 
 
 def end_process(

@@ -13,13 +13,21 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from .devstack import LocalNats, LocalNatsCluster, LocalObjectStore, LocalPostgres, LocalSmtp
+from .devstack import (
+    LocalNats,
+    LocalNatsCluster,
+    LocalObjectStore,
+    LocalPostgres,
+    LocalSmtp,
+    free_port,
+)
 
 SERVICES: dict[str, int] = {
     "intake": 8001,
@@ -77,7 +85,7 @@ class Stack:
     state_dir: Path
     nats_url: str | None = None
     database_url: str | None = None
-    ports: Mapping[str, int] = field(default_factory=lambda: dict(SERVICES))
+    ports: dict[str, int] = field(default_factory=lambda: dict(SERVICES))
     env: Mapping[str, str] = field(default_factory=dict)
     durable: bool = True
     # Run the local nats-server with the generated users and subject permissions
@@ -102,6 +110,8 @@ class Stack:
     # The mail to residents: unless SMTP_HOST is given (the city's relay), a local SMTP
     # server keeping every message under <state_dir>/mail (LocalSmtp).
     smtp: LocalSmtp | None = None
+    # where each process's log was when it was last started (what its last run wrote)
+    log_starts: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start_platform(self) -> None:
@@ -250,6 +260,7 @@ class Stack:
         """Start one process: a service's replica 0 by the service's name, or `<service>-<i>`."""
         name, _ = service_of(instance)
         log = open(self.state_dir / f"{instance}.log", "ab")  # noqa: SIM115
+        self.log_starts[instance] = log.tell()
         proc = subprocess.Popen(
             [sys.executable, "-m", f"gridloop_{name}"],
             env=self.service_env(instance),
@@ -279,11 +290,20 @@ class Stack:
         """Wait for the named processes (replica 0 of a service by its name), or all of them."""
         deadline = time.monotonic() + timeout
         pending = set(names or self.instances())
+        moved: Counter[str] = Counter()
         while pending:
             for name in list(pending):
                 proc = self.procs.get(name)
                 if proc is not None and proc.poll() is not None:
-                    tail = (self.state_dir / f"{name}.log").read_text(errors="replace")[-3000:]
+                    log = (self.state_dir / f"{name}.log").read_bytes()
+                    tail = log[-3000:].decode(errors="replace")
+                    this_run = log[self.log_starts.get(name, 0) :]
+                    if b"address already in use" in this_run and moved[name] < 3:
+                        # its port was taken after it was chosen: another one, and again
+                        moved[name] += 1
+                        self.ports[name] = free_port()
+                        self.start_service(name)
+                        continue
                     raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
                 with contextlib.suppress(httpx.HTTPError):
                     if httpx.get(self.url(name) + "/readyz", timeout=1).status_code == 200:
