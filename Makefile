@@ -34,8 +34,10 @@ typecheck: env
 unit: env ## tests only
 	@$(RUN) pytest
 
+# Two pytest workers (TEST_WORKERS): each module on one worker, the chaos suite on one in turn.
+TEST_WORKERS ?= 2
 test: lint typecheck deploy-check ## lint + types + deploy check + every test against a real NATS and PostgreSQL
-	@$(RUN) pytest
+	@$(RUN) pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=25
 
 schemas: env ## export JSON Schema and AsyncAPI into schemas/, and the contract page the console serves
 	@$(RUN) python tools/export_schemas.py

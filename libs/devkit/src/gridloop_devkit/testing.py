@@ -386,6 +386,21 @@ def process_stack(
         stack.stop()
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run in parallel (`make test`: pytest-xdist, `--dist loadgroup`), a module's tests stay
+    on one worker, so a module-scoped stack is started once, and the chaos suite's modules run
+    one after another on one worker (two fault schedules at once would share two cores)."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        if any(item.iter_markers("xdist_group")):
+            continue
+        module = item.nodeid.split("::", 1)[0]
+        group = "chaos" if module.startswith("tests/chaos/") else module
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @asynccontextmanager
 async def http_client(rt: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client talking to the runtime's FastAPI app in-process."""
