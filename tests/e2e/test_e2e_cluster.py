@@ -194,7 +194,26 @@ class Traffic:
         except AssertionError as exc:
             found = await self.outcome()
             open_ = {e: rows for e, rows in found.items() if not rows or rows[0][2] != "closed"}
-            raise AssertionError(f"{exc}; not closed: {open_}") from None
+            stuck = [rows[0][0] for rows in open_.values() if rows]
+            # what the services downstream of intake hold of them, to tell where each stopped
+            detail = {
+                table: [
+                    dict(r)
+                    for r in await self.db.fetch(
+                        f"SELECT * FROM {table} WHERE case_id = ANY($1::text[])", stuck
+                    )
+                ]
+                for table in ("dispatch.tasks", "handling.tasks", "verify.cases", "verify.tasks")
+            }
+            unsent = {
+                schema: await self.db.fetchval(
+                    f"SELECT count(*) FROM {schema}.outbox WHERE sent_at IS NULL"
+                )
+                for schema in ("intake", "dispatch", "handling", "verify", "scoring")
+            }
+            raise AssertionError(
+                f"{exc}; not closed: {open_}\nunsent outbox rows: {unsent}\n{detail}"
+            ) from None
         return result
 
     async def cases_stream(self) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
