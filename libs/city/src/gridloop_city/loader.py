@@ -637,8 +637,10 @@ def _area_m2(poly: Any) -> float:
 # -- loading -----------------------------------------------------------------------------------
 
 
-def load_city(root: Path | str) -> City:
-    """Load and validate a city directory (see data/demo-city); raises `CityDataError`."""
+def load_city(root: Path | str, *, parts: bool = True) -> City:
+    """Load and validate a city directory (see data/demo-city); raises `CityDataError`.
+    `parts=False`: without the parts register (parts.csv is not read), for the services that
+    never look a part up — a city's tens of thousands of parts are most of its memory."""
     root = Path(root)
     if not root.is_dir():
         raise CityDataError(f"city data directory not found: {root}")
@@ -696,9 +698,9 @@ def load_city(root: Path | str) -> City:
     territory_codes = {"*"} | set(subs) | set(comms) | set(cells)
     routing, manual = _load_routing(root, categories, depts, territory_codes)
 
-    parts: dict[str, Part] = {}
+    register: dict[str, Part] = {}
     part_rows: list[int] = []
-    for row, p in _csv(root, "parts.csv", Part, unique="code"):
+    for row, p in _csv(root, "parts.csv", Part, unique="code") if parts else ():
         cat = categories.get(p.category_code)
         if cat is None or cat.kind != "part":
             raise _fail(
@@ -713,9 +715,9 @@ def load_city(root: Path | str) -> City:
             )
         if p.owner_dept not in depts:
             raise _fail("parts.csv", row, "owner_dept", f"unknown department {p.owner_dept!r}")
-        parts[p.code] = p
+        register[p.code] = p
         part_rows.append(row)
-    _check_points("parts.csv", part_rows, list(parts.values()), polygons)
+    _check_points("parts.csv", part_rows, list(register.values()), polygons)
 
     calendar = _validate_doc(CalendarConfig, _yaml_mapping(root, "calendar.yaml"), "calendar.yaml")
 
@@ -802,7 +804,7 @@ def load_city(root: Path | str) -> City:
         cells=cells,
         majors=majors,
         categories=categories,
-        parts=parts,
+        parts=register,
         departments=depts,
         routing=routing,
         calendar=calendar,

@@ -74,37 +74,42 @@ def current(root: Path) -> str | None:
     return path.read_text(encoding="utf-8").strip() or None
 
 
-def load_version(root: Path, version: str, expected_digest: str | None = None) -> City:
-    """Load and validate a released version; `CityDataError` when it is missing, not the
-    announced data (digest) or invalid."""
+def load_version(
+    root: Path, version: str, expected_digest: str | None = None, *, parts: bool = True
+) -> City:
+    """Load and validate a released version (`parts=False`: without the parts register);
+    `CityDataError` when it is missing, not the announced data (digest) or invalid."""
     _check_version(version)
     folder = root / version
     if not folder.is_dir():
         raise CityDataError(f"version {version}: no folder {folder}")
     if expected_digest is not None and digest(folder) != expected_digest:
         raise CityDataError(f"version {version}: its files do not match the announced digest")
-    return load_city(folder)
+    return load_city(folder, parts=parts)
 
 
 @cache
-def _load_cached(path: Path) -> City:
+def _load_cached(path: Path, parts: bool) -> City:
     # Once per process and folder: tests start services many times over the same data.
-    return load_city(path)
+    return load_city(path, parts=parts)
 
 
-def starting_city(data_dir: Path | str, versions_dir: str = "") -> tuple[City, str | None]:
+def starting_city(
+    data_dir: Path | str, versions_dir: str = "", *, parts: bool = True
+) -> tuple[City, str | None]:
     """The city a service process starts on: the released version in force when
     `versions_dir` (CITY_VERSIONS_DIR) names a versions folder with a CURRENT one, else the
-    folder `data_dir` (CITY_DATA_DIR); and that version (None: `data_dir`'s)."""
+    folder `data_dir` (CITY_DATA_DIR); and that version (None: `data_dir`'s). `parts=False`:
+    without the parts register, for a service that never looks a part up."""
     if versions_dir:
         root = Path(versions_dir)
         version = current(root)
         if version is not None:
-            return load_version(root, version), version
-    return _load_cached(Path(data_dir).resolve()), None
+            return load_version(root, version, parts=parts), version
+    return _load_cached(Path(data_dir).resolve(), parts), None
 
 
-def loader(versions_dir: str) -> Callable[[str, str], City] | None:
+def loader(versions_dir: str, *, parts: bool = True) -> Callable[[str, str], City] | None:
     """(version, digest) → the validated city, for `gridloop_runtime.livecity.LiveCity`;
     None without a versions folder (announcements are then refused)."""
-    return partial(load_version, Path(versions_dir)) if versions_dir else None
+    return partial(load_version, Path(versions_dir), parts=parts) if versions_dir else None

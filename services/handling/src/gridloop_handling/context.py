@@ -23,7 +23,9 @@ class Handling:
 
     @classmethod
     def load(cls, settings: HandlingSettings) -> Handling:
-        city, version = starting_city(settings.city_data_dir, settings.city_versions_dir)
+        city, version = starting_city(
+            settings.city_data_dir, settings.city_versions_dir, parts=False
+        )
         return cls(city, WorkingCalendar.from_config(city.calendar), settings, version)
 
     def use_city(self, city: City) -> None:
@@ -33,7 +35,7 @@ class Handling:
 
     def live(self) -> LiveCity[City]:
         """This state, following `city.updated` (gridloop_runtime.livecity)."""
-        load = loader(self.settings.city_versions_dir)
+        load = loader(self.settings.city_versions_dir, parts=False)
         return LiveCity("handling", self.city, self.version, load=load, swap=self.use_city)
 
     @property

@@ -566,8 +566,9 @@ async def find_similar(
             territory=reach.prefixes,
             only_dept=reach.dept,
         )
-    # Cases closed a moment ago may not be indexed yet: their words are found here.
-    pending = [r for r in rows if r["terms"] is None]
+    # Cases closed a moment ago may not be indexed yet (or were cut by a tokenizer no longer
+    # in force): their words are found here.
+    pending = [r for r in rows if r["terms"] is None or not segmenter.current(r["terms_by"])]
     found = await segmenter.terms([r["description"] or "" for r in pending]) if pending else []
     late = {r["case_id"]: t for r, t in zip(pending, found, strict=True)}
     by_id = {r["case_id"]: r for r in rows}
@@ -579,7 +580,7 @@ async def find_similar(
                 r["category_code"],
                 r["lon"],
                 r["lat"],
-                frozenset(r["terms"] if r["terms"] is not None else late[r["case_id"]]),
+                frozenset(late[r["case_id"]] if r["case_id"] in late else r["terms"]),
                 r["reported_at"],
                 r["closed_at"],
             )

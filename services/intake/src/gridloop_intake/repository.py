@@ -248,7 +248,8 @@ async def similar_candidates(
     domain/similar.py), within the reader's reach (`territory`: cell-code prefixes, None
     everywhere; `only_dept`: a department's own); the `cap` likeliest first (same category,
     then full-text rank), for the pure ranking to order. A case reopened since is not closed
-    and not among them. `terms` is None while the indexer has not reached the case."""
+    and not among them. `terms` is None while the indexer has not reached the case, and
+    `terms_by` names the tokenizer that cut them."""
     min_lon, min_lat, max_lon, max_lat = box
     rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT a.case_id, a.closed_at, a.category_code, a.cell_code, a.lon, a.lat, a.dept, "
@@ -256,7 +257,8 @@ async def similar_candidates(
         "a.case_data->>'rating' AS rating, a.case_data->>'result' AS result, "
         "a.case_data->>'status_notes' AS status_notes, "
         "(a.case_data->>'reported_at')::timestamptz AS reported_at, "
-        "CASE WHEN a.terms IS NULL THEN NULL ELSE tsvector_to_array(a.terms) END AS terms "
+        "CASE WHEN a.terms IS NULL THEN NULL ELSE tsvector_to_array(a.terms) END AS terms, "
+        "a.terms_by "
         "FROM archive a JOIN cases c ON c.case_id = a.case_id AND c.status = 'closed' "
         "WHERE a.lat BETWEEN $3 AND $4 AND a.lon BETWEEN $5 AND $6 AND a.case_id <> $7 "
         "AND (a.category_code = $1 OR a.terms @@ $2::tsquery) "
@@ -278,23 +280,39 @@ async def similar_candidates(
     return rows
 
 
-async def unindexed_archive(conn: Conn, limit: int) -> list[asyncpg.Record]:
-    """Archived cases whose description has no search terms yet, oldest closing first."""
+async def unindexed_archive(
+    conn: Conn, limit: int, tokenizer: str, others: Sequence[str]
+) -> list[asyncpg.Record]:
+    """Archived cases whose description has no search terms yet, oldest closing first; then
+    those segmented by another tokenizer (`others`: the setting changed), newest first."""
     rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT case_id, case_data->>'description' AS description FROM archive "
         "WHERE terms IS NULL ORDER BY closed_at LIMIT $1",
         limit,
     )
+    if len(rows) < limit and others:
+        rows += await conn.fetch(
+            "SELECT case_id, case_data->>'description' AS description FROM archive "
+            "WHERE terms IS NOT NULL AND terms_by = ANY($2::text[]) "
+            "ORDER BY terms_by, closed_at DESC LIMIT $1",
+            limit - len(rows),
+            list(others),
+        )
     return rows
 
 
-async def set_archive_terms(conn: Conn, found: Sequence[tuple[str, Sequence[str]]]) -> None:
-    """Store the search terms of archived cases (terms hold no spaces: domain/similar.py)."""
+async def set_archive_terms(
+    conn: Conn, found: Sequence[tuple[str, Sequence[str]]], tokenizer: str
+) -> None:
+    """Store the search terms of archived cases (terms hold no spaces: domain/similar.py) and
+    the tokenizer that cut them."""
     await conn.execute(
-        "UPDATE archive a SET terms = array_to_tsvector(string_to_array(u.terms, ' ')) "
+        "UPDATE archive a SET terms = array_to_tsvector(string_to_array(u.terms, ' ')), "
+        "terms_by = $3 "
         "FROM unnest($1::text[], $2::text[]) AS u(case_id, terms) WHERE a.case_id = u.case_id",
         [case_id for case_id, _ in found],
         [" ".join(terms) for _, terms in found],
+        tokenizer,
     )
 
 

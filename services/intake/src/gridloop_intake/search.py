@@ -19,6 +19,7 @@ from .domain import similar
 log = structlog.get_logger(__name__)
 
 Tokenizer = Literal["jieba", "bigram"]
+TOKENIZERS: tuple[Tokenizer, ...] = ("jieba", "bigram")
 
 
 class Segmenter:
@@ -27,10 +28,19 @@ class Segmenter:
     index, or by the first similar-cases query — in a worker thread, so the event loop
     never waits for it; `bigram` needs no dictionary at all."""
 
-    def __init__(self, tokenizer: Tokenizer = "jieba") -> None:
+    def __init__(self, tokenizer: Tokenizer = "bigram") -> None:
         self.tokenizer = tokenizer
         self._cut: Callable[[str], Iterable[str]] | None = None
         self._lock = threading.Lock()
+
+    @property
+    def others(self) -> tuple[Tokenizer, ...]:
+        """The tokenizers whose terms this one does not match (cases to segment again)."""
+        return tuple(t for t in TOKENIZERS if t != self.tokenizer)
+
+    def current(self, terms_by: str | None) -> bool:
+        """Whether terms cut by `terms_by` match this segmenter's queries."""
+        return terms_by == self.tokenizer
 
     def _cutter(self) -> Callable[[str], Iterable[str]]:
         with self._lock:
@@ -61,13 +71,13 @@ class Segmenter:
 async def index_some(pool: Any, segmenter: Segmenter, batch: int) -> int:
     """Give up to `batch` archived cases without terms their terms; how many it did."""
     async with pool.acquire() as conn:
-        rows = await repo.unindexed_archive(conn, batch)
+        rows = await repo.unindexed_archive(conn, batch, segmenter.tokenizer, segmenter.others)
     if not rows:
         return 0
     found = await segmenter.terms([r["description"] or "" for r in rows])
     async with pool.acquire() as conn:
         await repo.set_archive_terms(
-            conn, [(r["case_id"], t) for r, t in zip(rows, found, strict=True)]
+            conn, [(r["case_id"], t) for r, t in zip(rows, found, strict=True)], segmenter.tokenizer
         )
     return len(rows)
 

@@ -29,13 +29,17 @@ class IntakeSettings(ServiceSettings, MailSettings, EvidenceSettings):
     max_time_ahead_s: float = Field(300.0, ge=0, alias="INTAKE_MAX_TIME_AHEAD_S")
     # 类案参考, similar past cases: closed cases within this distance, ranked by text
     # similarity, nearness and the same category with these weights; the descriptions'
-    # words by jieba (or character bigrams: no dictionary to load), indexed in the
-    # background a batch at a time, looking for newly closed cases every interval.
+    # words as character bigrams (as CJK search engines index Chinese; no dictionary), or by
+    # jieba's dictionary (closer words, about 65 MB more per process), indexed in the
+    # background a batch at a time, looking for newly closed cases every interval. Changing
+    # the tokenizer segments the archive again in the background.
     similar_radius_m: float = Field(500.0, gt=0, alias="INTAKE_SIMILAR_RADIUS_M")
     similar_weight_text: float = Field(0.6, ge=0, alias="INTAKE_SIMILAR_WEIGHT_TEXT")
     similar_weight_distance: float = Field(0.25, ge=0, alias="INTAKE_SIMILAR_WEIGHT_DISTANCE")
     similar_weight_category: float = Field(0.15, ge=0, alias="INTAKE_SIMILAR_WEIGHT_CATEGORY")
-    similar_tokenizer: Literal["jieba", "bigram"] = Field("jieba", alias="INTAKE_SIMILAR_TOKENIZER")
+    similar_tokenizer: Literal["jieba", "bigram"] = Field(
+        "bigram", alias="INTAKE_SIMILAR_TOKENIZER"
+    )
     similar_candidates: int = Field(200, ge=1, le=5000, alias="INTAKE_SIMILAR_CANDIDATES")
     similar_index_batch: int = Field(500, ge=1, alias="INTAKE_SIMILAR_INDEX_BATCH")
     similar_index_interval_s: float = Field(5.0, gt=0, alias="INTAKE_SIMILAR_INDEX_INTERVAL_S")

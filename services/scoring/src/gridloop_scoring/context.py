@@ -101,7 +101,9 @@ class Scoring:
 
     @classmethod
     def load(cls, settings: ScoringSettings) -> Scoring:
-        city, version = starting_city(settings.city_data_dir, settings.city_versions_dir)
+        city, version = starting_city(
+            settings.city_data_dir, settings.city_versions_dir, parts=False
+        )
         check_scoring(city)
         periods = _split(settings.publish_periods, PERIOD_KINDS, "SCORING_PUBLISH_PERIODS")
         bulletins = _split(settings.bulletin_periods, PERIOD_KINDS, "SCORING_BULLETIN_PERIODS")

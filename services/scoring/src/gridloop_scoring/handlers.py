@@ -63,7 +63,7 @@ class Handlers:
     def live(self) -> LiveCity[tuple[City, str | None]]:
         """This state, following `city.updated` (gridloop_runtime.livecity): a version whose
         scoring.yaml names a measure scoring has not is refused like one that fails to load."""
-        base = loader(self.ctx.settings.city_versions_dir)
+        base = loader(self.ctx.settings.city_versions_dir, parts=False)
 
         def load(version: str, digest: str) -> tuple[City, str | None]:
             assert base is not None

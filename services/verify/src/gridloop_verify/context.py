@@ -26,7 +26,9 @@ class Verify:
 
     @classmethod
     def load(cls, settings: VerifySettings) -> Verify:
-        city, version = starting_city(settings.city_data_dir, settings.city_versions_dir)
+        city, version = starting_city(
+            settings.city_data_dir, settings.city_versions_dir, parts=False
+        )
         policy = Policy(
             escalate_after=settings.escalate_after_failures,
             escalate_to=settings.escalate_to,
@@ -42,7 +44,7 @@ class Verify:
 
     def live(self) -> LiveCity[City]:
         """This state, following `city.updated` (gridloop_runtime.livecity)."""
-        load = loader(self.settings.city_versions_dir)
+        load = loader(self.settings.city_versions_dir, parts=False)
         return LiveCity("verify", self.city, self.version, load=load, swap=self.use_city)
 
     def stage_limit(self, purpose: Purpose) -> StageLimit:
