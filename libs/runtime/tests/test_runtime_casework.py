@@ -4,6 +4,7 @@ the DLQ, and one replica at a time consuming an ordered durable."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from gridloop_devkit.testing import running, settings_for, wait_for
 from gridloop_runtime.casework import Inbound, Rules, apply_batch
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.consumer import ConsumerSpec
-from gridloop_runtime.db import Conn
+from gridloop_runtime.db import Conn, lock_key
 from gridloop_runtime.service import ServiceDefinition
 from gridloop_runtime.step import Step, Timer, TimerOp, plan_timer_ops
 
@@ -251,5 +252,73 @@ async def test_one_replica_at_a_time_consumes_an_ordered_durable(
             finally:
                 if b.started:
                     await b_cm.__aexit__(None, None, None)
+    finally:
+        await nc.close()
+
+
+class Gated(TallyStore):
+    """A store whose first load of `case_id` waits at a gate: a lead with a batch in hand."""
+
+    def __init__(self, case_id: str, entered: asyncio.Event, gate: asyncio.Event) -> None:
+        super().__init__()
+        self.case_id, self.entered, self.gate = case_id, entered, gate
+
+    async def load(self, conn: Conn, case_ids: Sequence[str]) -> dict[str, Tally]:
+        if self.case_id in case_ids and not self.entered.is_set():
+            self.entered.set()
+            await self.gate.wait()
+        return await super().load(conn, case_ids)
+
+
+async def test_a_lead_that_lost_its_lock_mid_batch_never_commits_it_after_its_successor(
+    database_url: str, nats_url: str
+) -> None:
+    """A database restart ends the lead's session (and so its lock) while it holds a batch:
+    that batch must not commit beside the new lead's work, and the new lead takes the
+    messages its predecessor had in hand before anything newer — the case's events take
+    effect once each, in order."""
+    settings = settings_for("tally", database_url, nats_url)
+    clock = FakeClock(T0)
+    entered, gate = asyncio.Event(), asyncio.Event()
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        a_cm = running(
+            settings, tally_definition(tally_rules(Gated("R-LEAD", entered, gate))), clock=clock
+        )
+        b_cm = running(
+            settings, tally_definition(tally_rules(Gated("R-LEAD", entered, gate))), clock=clock
+        )
+        async with a_cm as a, b_cm as b:
+            await wait_for(
+                lambda: a.consumers[0].leading != b.consumers[0].leading,
+                what="one leader, one standby",
+            )
+            leader, standby = (a, b) if a.consumers[0].leading else (b, a)
+            await publish(js, [Counted(case_id="R-LEAD", n=1)])
+            await asyncio.wait_for(entered.wait(), timeout=15)  # the lead holds event 1
+            # what a database restart does to the lead's session: its lock is gone
+            pool = standby.pool
+            assert pool is not None
+            key = lock_key("consumer:tally:tally-cases")
+            async with pool.acquire() as conn:
+                ended = await conn.fetchval(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND granted AND objsubid = 1 AND classid::bigint = $1 AND objid::bigint = $2",
+                    (key >> 32) & 0xFFFFFFFF,
+                    key & 0xFFFFFFFF,
+                )
+            assert ended
+            await wait_for(lambda: standby.consumers[0].leading, timeout=15, what="a new lead")
+            await publish(js, [Counted(case_id="R-LEAD", n=n) for n in (2, 3)])
+            gate.set()  # the old lead's batch goes on, on a connection that is gone
+
+            async def tallied() -> list[int] | None:
+                async with pool.acquire() as conn:
+                    seen = await conn.fetchval("SELECT seen FROM tallies WHERE case_id = 'R-LEAD'")
+                return list(seen) if seen and len(seen) >= 3 else None
+
+            assert await wait_for(tallied, timeout=60, what="R-LEAD tallied") == [1, 2, 3]
+            assert leader.consumers[0].running
     finally:
         await nc.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,6 +129,11 @@ UNAVAILABLE = (
 )
 
 
+class LeadLost(Exception):
+    """The lead's connection failed (the database restarted, or the network): its lock is
+    gone and another replica may lead now, so this one hands its batch back and stands by."""
+
+
 LEAD_POLL_S = 1.0  # how often a standby replica tries to take the lead
 LEAD_CHECK_S = 5.0  # how often the leader checks that it still holds the lock
 
@@ -241,11 +246,33 @@ class Consumer:
                 if stop.is_set():
                     return
             self.leading = True
+            await self._predecessor_done(stop)
             await self._consume(stop, conn)
         finally:
             self.leading = False
             with contextlib.suppress(Exception):
                 await conn.close(timeout=2)  # frees the lock
+
+    async def _predecessor_done(self, stop: asyncio.Event) -> None:
+        """Messages the previous lead fetched and never acknowledged (it was killed, or lost
+        its lock mid-batch) must take effect before anything newer: wait until none are in
+        hand (acknowledged, or handed back with a nak) or `ack_wait` has passed, after which
+        JetStream gives them to the next fetch ahead of newer ones."""
+        assert self._sub is not None
+        deadline = time.monotonic() + self.ack_wait_s
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                info = await self._sub.consumer_info()
+            except Exception:  # the server is away: fetching will wait for it as well
+                return
+            if not info.num_ack_pending:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.25)
+        log.info(
+            "took the lead from a replica that left messages in hand",
+            consumer=self.spec.durable,
+        )
 
     async def _consume(self, stop: asyncio.Event, lock: Conn | None) -> None:
         assert self._sub is not None
@@ -277,7 +304,7 @@ class Consumer:
                 await asyncio.sleep(0.5)
                 continue
             if msgs:
-                await self.process(msgs)
+                await self.process(msgs, lock)
             if self.spec.linger_s > 0 and len(msgs) < self.batch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self.spec.linger_s)
@@ -296,21 +323,35 @@ class Consumer:
         metrics.CONSUMER_LAG.labels(self.service, self.spec.durable).set(pending)
         return pending
 
-    async def process(self, msgs: list[Msg]) -> None:
+    async def process(self, msgs: list[Msg], lead: Conn | None = None) -> None:
+        """Handle a fetched batch in one transaction (one by one if that fails). `lead`: the
+        connection holding this replica's lock on an ordered durable, where the work is done
+        — a transaction on it cannot commit once the lock is gone, so a replica that lost
+        the lead never writes after its successor started. Its failure hands the batch back
+        (nak, in order) and raises `LeadLost`."""
         started = time.perf_counter()
         if self.spec.services_only:
             msgs = await self._drop_foreign(msgs)
             if not msgs:
                 return
-        if len(msgs) == 1:
-            await self._one(msgs[0])
-            metrics.HANDLER_SECONDS.labels(self.service, self.spec.durable).observe(
-                time.perf_counter() - started
-            )
-            return
         try:
-            done = await self._in_one_transaction(msgs)
+            if len(msgs) == 1:
+                await self._one(msgs[0], lead)
+            else:
+                await self._batch(msgs, lead)
+        except LeadLost:
+            log.warning("lead lost mid-batch; batch handed back", consumer=self.spec.durable)
+            await _nak_all(msgs)
+            raise
+        metrics.HANDLER_SECONDS.labels(self.service, self.spec.durable).observe(
+            time.perf_counter() - started
+        )
+
+    async def _batch(self, msgs: list[Msg], lead: Conn | None) -> None:
+        try:
+            done = await self._in_one_transaction(msgs, lead)
         except Exception as exc:
+            self._check_lead(lead, exc)
             log.info(
                 "batch failed, retrying one by one", consumer=self.spec.durable, error=str(exc)
             )
@@ -323,10 +364,21 @@ class Consumer:
             )
         else:
             for msg in msgs:
-                await self._one(msg)
-        metrics.HANDLER_SECONDS.labels(self.service, self.spec.durable).observe(
-            time.perf_counter() - started
-        )
+                await self._one(msg, lead)
+
+    @staticmethod
+    def _check_lead(lead: Conn | None, exc: BaseException) -> None:
+        """Raise LeadLost when the failure was the lead's connection."""
+        if lead is not None and (lead.is_closed() or isinstance(exc, UNAVAILABLE)):
+            raise LeadLost(repr(exc)) from exc
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, lead: Conn | None) -> AsyncIterator[Conn]:
+        if lead is not None:
+            yield lead
+        else:
+            async with self.pool.acquire() as conn:
+                yield conn
 
     async def _drop_foreign(self, msgs: list[Msg]) -> list[Msg]:
         """The messages from gridloop's services; the others are acked and dropped (a
@@ -351,8 +403,8 @@ class Consumer:
                 await msg.ack()
         return kept
 
-    async def _in_one_transaction(self, msgs: list[Msg]) -> int:
-        async with self.pool.acquire() as conn:
+    async def _in_one_transaction(self, msgs: list[Msg], lead: Conn | None = None) -> int:
+        async with self._connection(lead) as conn:
             async with conn.transaction():
                 fresh = await self._claim(conn, msgs)
                 todo = [m for m in msgs if id(m) in fresh]
@@ -505,14 +557,15 @@ class Consumer:
         finally:
             otel_context.detach(token)
 
-    async def _one(self, msg: Msg) -> None:
+    async def _one(self, msg: Msg, lead: Conn | None = None) -> None:
         try:
-            async with self.pool.acquire() as conn:
+            async with self._connection(lead) as conn:
                 async with conn.transaction():
                     fresh = await self._claim(conn, [msg])
                     written = await self._apply(conn, [msg] if fresh else [])
                 self.uow.committed(written)
         except Exception as exc:
+            self._check_lead(lead, exc)
             await self._failed(msg, exc)
             return
         with contextlib.suppress(Exception):
@@ -611,6 +664,13 @@ async def _ack_all(msgs: list[Msg]) -> None:
     for msg in msgs:
         with contextlib.suppress(Exception):
             await msg.ack()
+
+
+async def _nak_all(msgs: list[Msg]) -> None:
+    """Hand a batch back, in order, for redelivery at once (to whichever replica leads)."""
+    for msg in msgs:
+        with contextlib.suppress(Exception):
+            await msg.nak()
 
 
 def _subject_key(msg: Msg) -> str:

@@ -77,6 +77,21 @@ async def create_pool(
     return pool
 
 
+async def connect(dsn: str, schema: str) -> asyncpg.Connection:
+    """One connection outside the pool, set up as the pool's are (the service's schema first,
+    JSON by orjson): an ordered consumer's lead holds its lock on one and does its work on it."""
+    check_schema(schema)
+    conn = await asyncpg.connect(
+        dsn, server_settings={"search_path": f"{schema},public", "application_name": schema}
+    )
+    try:
+        await _init_connection(conn)
+    except BaseException:
+        conn.terminate()
+        raise
+    return conn
+
+
 @dataclass(frozen=True)
 class Migration:
     """One ordered SQL file; `scope` keeps runtime and service files apart."""

@@ -207,7 +207,7 @@ class Runtime:
                 ack_wait_s=s.consumer_ack_wait_s,
                 max_ack_pending=s.consumer_max_ack_pending,
                 retry_delay_s=s.consumer_retry_delay_s,
-                lock_connect=functools.partial(asyncpg.connect, s.database_url),
+                lock_connect=functools.partial(db.connect, s.database_url, self.schema),
             )
             await consumer.subscribe()
             self.consumers.append(consumer)
