@@ -4,6 +4,7 @@ reported as a failed start."""
 
 from __future__ import annotations
 
+import random
 import socket
 from pathlib import Path
 
@@ -30,3 +31,14 @@ def test_a_service_whose_port_was_taken_starts_on_another(
             log = (stack.state_dir / "scoring.log").read_text(errors="replace")
             assert "address already in use" in log  # it did meet the taken port first
             assert httpx.get(stack.url("scoring") + "/readyz", timeout=5).status_code == 200
+
+
+def test_ports_are_never_handed_out_twice_and_stay_out_of_the_ephemeral_range() -> None:
+    from gridloop_devkit import devstack
+
+    random.seed(0)  # as Hypothesis seeds the global generator: the choice does not follow it
+    ports = [free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)
+    start, end = devstack._port_range()
+    assert all(start <= p < end for p in ports)
+    assert end <= devstack._ephemeral_low()

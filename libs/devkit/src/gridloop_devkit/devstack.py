@@ -36,20 +36,42 @@ def _ephemeral_low() -> int:
         return 32768
 
 
+# Private: a test that seeds the global generator (Hypothesis does) must not make two
+# processes, or two calls, choose the same ports.
+_PORT_CHOICE = random.Random()
+_HANDED_OUT: set[int] = set()
+
+
+def _port_range() -> tuple[int, int]:
+    """Ports below the kernel's ephemeral range; under pytest-xdist each worker a slice of
+    its own, so parallel test processes never choose the same port."""
+    start, end = 10000, _ephemeral_low()
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, …
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if count > 1 and worker.startswith("gw") and worker[2:].isdigit():
+        span = (end - start) // count
+        k = int(worker[2:]) % count
+        start, end = start + k * span, start + (k + 1) * span
+    return start, end
+
+
 def free_port() -> int:
-    """A port nothing listens on now, chosen below the kernel's ephemeral range: a port from
-    that range (what binding port 0 gives) can be taken by any outgoing connection before the
-    server it was chosen for binds it."""
-    low = _ephemeral_low()
-    if low > 12000:
-        for _ in range(50):
-            port = random.randrange(10000, low)
+    """A port nothing listens on now and not handed out before by this process, chosen below
+    the kernel's ephemeral range: a port from that range (what binding port 0 gives) can be
+    taken by any outgoing connection before the server it was chosen for binds it."""
+    start, end = _port_range()
+    if end - start > 1000:
+        for _ in range(100):
+            port = _PORT_CHOICE.randrange(start, end)
+            if port in _HANDED_OUT:
+                continue
             with socket.socket() as s:
                 try:
                     s.bind(("127.0.0.1", port))
                 except OSError:
                     continue
-                return port
+            _HANDED_OUT.add(port)
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         chosen: int = s.getsockname()[1]
