@@ -20,7 +20,14 @@ import yaml
 from gridloop_city.versions import digest, release
 from gridloop_contracts import Attachment, Envelope, MaskedReporter, to_binary
 from gridloop_contracts import cases as ev
-from gridloop_devkit.testing import EventTap, http_client, running, settings_for, wait_for
+from gridloop_devkit.testing import (
+    EventTap,
+    http_client,
+    publish_case_event,
+    running,
+    settings_for,
+    wait_for,
+)
 from gridloop_dispatch import repository as repo
 from gridloop_dispatch.bootstrap import definition
 from gridloop_dispatch.domain import chasing
@@ -121,16 +128,7 @@ class Harness:
 
     async def upstream(self, event: ev.CaseEvent, service: str, id: str | None = None) -> Envelope:
         """Publish a case event as another service would."""
-        env = Envelope.of(
-            event,
-            source=f"/gridloop/{service}",
-            subject=event.case_id,
-            time=self.clock.now(),
-            id=id,
-        )
-        headers, body = to_binary(env)
-        await self.js.publish(f"case.{event.subject_token}", body, headers=headers)
-        return env
+        return await publish_case_event(self.js, event, service, at=self.clock.now(), id=id)
 
     async def accept(
         self,

@@ -11,13 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 import orjson
 import pytest
-from gridloop_contracts import Attachment, Envelope, Event, Location, to_binary
+from gridloop_contracts import Attachment, Envelope, Event, Location
 from gridloop_contracts import cases as ev
 from gridloop_contracts.department import CommandAnswerV1
-from gridloop_devkit.testing import EventTap, http_client, running, settings_for, wait_for
+from gridloop_devkit.testing import (
+    EventTap,
+    http_client,
+    publish_case_event,
+    service_running,
+    settings_for,
+    wait_for,
+)
 from gridloop_handling.bootstrap import definition
 from gridloop_handling.settings import HandlingSettings
 from gridloop_runtime.clock import FakeClock
@@ -48,11 +54,7 @@ class Harness:
 
     # -- upstream events (as intake and dispatch publish them) --------------------------
     async def upstream(self, event: ev.CaseEvent, service: str = "dispatch") -> None:
-        env = Envelope.of(
-            event, source=f"/gridloop/{service}", subject=event.case_id, time=self.clock.now()
-        )
-        headers, body = to_binary(env)
-        await self.js.publish(f"case.{event.subject_token}", body, headers=headers)
+        await publish_case_event(self.js, event, service, at=self.clock.now())
 
     def dims(self, case_id: str, category: str = "E0102") -> dict[str, Any]:
         return {
@@ -211,19 +213,14 @@ async def started(
         "handling", database_url, nats_url, HandlingSettings, city_data_dir=str(DEMO_CITY), **extra
     )
     assert isinstance(settings, HandlingSettings)
-    definition_, state = definition(settings)
     clock = FakeClock(T0)
-    nc = await nats.connect(nats_url)
-    try:
-        async with running(settings, definition_, clock=clock, state=state) as rt:
-            h = Harness(rt, clock, nc)
-            await h.cases.open()
-            await h.feed.open()
-            async with http_client(rt) as client:
-                h.http = client
-                yield h
-    finally:
-        await nc.close()
+    async with service_running(settings, definition, nats_url, clock=clock) as (rt, nc):
+        h = Harness(rt, clock, nc)
+        await h.cases.open()
+        await h.feed.open()
+        async with http_client(rt) as client:
+            h.http = client
+            yield h
 
 
 @pytest.fixture

@@ -265,6 +265,20 @@ async def test_the_kit_returns_or_asks_for_time_as_configured(
         await asyncio.gather(*systems)
 
 
+async def feed_assigned(handling: Harness, case_id: str, task_id: str) -> None:
+    """What dispatch puts on sanitation's feed for a new task (E0102, due in a day)."""
+    summary = CaseSummary(
+        case_id=case_id,
+        task_id=task_id,
+        category_code="E0102",
+        description="垃圾堆放",
+        deadline=handling.clock.now() + timedelta(days=1),
+    )
+    feed = TaskAssigned(dept="sanitation", case=summary, sent_at=handling.clock.now())
+    headers, body = to_binary(Envelope.of(feed, source="/gridloop/dispatch", subject=case_id))
+    await handling.js.publish("dispatch.sanitation.assigned", body, headers=headers)
+
+
 async def test_the_kit_sends_a_result_again_when_its_clock_was_ahead(
     handling: Harness, nats_url: str
 ) -> None:
@@ -287,18 +301,7 @@ async def test_the_kit_sends_a_result_again_when_its_clock_was_ahead(
     try:
         await handling.accepted("KIT-AHEAD", "E0102")
         task_id = await handling.dispatched("KIT-AHEAD", "sanitation")
-        summary = CaseSummary(
-            case_id="KIT-AHEAD",
-            task_id=task_id,
-            category_code="E0102",
-            description="垃圾堆放",
-            deadline=handling.clock.now() + timedelta(days=1),
-        )
-        feed = TaskAssigned(dept="sanitation", case=summary, sent_at=handling.clock.now())
-        headers, body = to_binary(
-            Envelope.of(feed, source="/gridloop/dispatch", subject="KIT-AHEAD")
-        )
-        await handling.js.publish("dispatch.sanitation.assigned", body, headers=headers)
+        await feed_assigned(handling, "KIT-AHEAD", task_id)
         [handled] = await handling.wait(ev.CaseHandled, case_id="KIT-AHEAD")
         assert datetime.fromisoformat(handled.data["completed_at"]) <= handling.clock.now()
         refused = [line for line in said if "REFUSED" in line]
@@ -325,18 +328,7 @@ async def test_the_kit_asks_again_when_handling_had_not_heard_of_its_dispatch(
     )
     try:
         await handling.accepted("KIT-EARLY", "E0102")
-        summary = CaseSummary(
-            case_id="KIT-EARLY",
-            task_id="T-KIT-EARLY",
-            category_code="E0102",
-            description="垃圾堆放",
-            deadline=handling.clock.now() + timedelta(days=1),
-        )
-        feed = TaskAssigned(dept="sanitation", case=summary, sent_at=handling.clock.now())
-        headers, body = to_binary(
-            Envelope.of(feed, source="/gridloop/dispatch", subject="KIT-EARLY")
-        )
-        await handling.js.publish("dispatch.sanitation.assigned", body, headers=headers)
+        await feed_assigned(handling, "KIT-EARLY", "T-KIT-EARLY")
 
         async def refused_as_unknown() -> bool:
             # the park's wait runs out (HANDLING_PARK_S) while no dispatch has come

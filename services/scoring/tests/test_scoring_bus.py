@@ -23,7 +23,13 @@ from gridloop_city.versions import digest, release
 from gridloop_contracts import Actor, Envelope, to_binary
 from gridloop_contracts import cases as ev
 from gridloop_contracts.scores import ScorePublishedV1
-from gridloop_devkit.testing import EventTap, http_client, running, settings_for, wait_for
+from gridloop_devkit.testing import (
+    EventTap,
+    http_client,
+    service_running,
+    settings_for,
+    wait_for,
+)
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.livecity import announce
 from gridloop_runtime.service import Runtime
@@ -189,17 +195,12 @@ async def started(
     }
     settings = settings_for("scoring", database_url, nats_url, ScoringSettings, **values)
     assert isinstance(settings, ScoringSettings)
-    definition_, state = definition(settings)
     clock = FakeClock(T0)
-    nc = await nats.connect(nats_url)
-    try:
-        async with running(settings, definition_, clock=clock, state=state) as rt:
-            h = Harness(rt, clock, nc.jetstream())
-            async with http_client(rt) as client:
-                h.http = client
-                yield h
-    finally:
-        await nc.close()
+    async with service_running(settings, definition, nats_url, clock=clock) as (rt, nc):
+        h = Harness(rt, clock, nc.jetstream())
+        async with http_client(rt) as client:
+            h.http = client
+            yield h
 
 
 @pytest.fixture

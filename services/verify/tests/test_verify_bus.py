@@ -11,11 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 import pytest
 from gridloop_contracts import Attachment, Envelope, to_binary
 from gridloop_contracts import cases as ev
-from gridloop_devkit.testing import EventTap, http_client, running, settings_for, wait_for
+from gridloop_devkit.testing import (
+    EventTap,
+    http_client,
+    publish_case_event,
+    service_running,
+    settings_for,
+    wait_for,
+)
 from gridloop_runtime.auth import AuthSettings, issue_token
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.service import Runtime
@@ -49,15 +55,7 @@ class Harness:
     # -- the bus --------------------------------------------------------------------
     async def upstream(self, event: ev.CaseEvent, service: str, id: str | None = None) -> None:
         """Publish a case event as another service would."""
-        env = Envelope.of(
-            event,
-            source=f"/gridloop/{service}",
-            subject=event.case_id,
-            time=self.clock.now(),
-            id=id,
-        )
-        headers, body = to_binary(env)
-        await self.js.publish(f"case.{event.subject_token}", body, headers=headers)
+        await publish_case_event(self.js, event, service, at=self.clock.now(), id=id)
 
     async def poll(self) -> None:
         await self.tap.poll()
@@ -144,18 +142,13 @@ async def started(
         "verify", database_url, nats_url, VerifySettings, city_data_dir=str(DEMO_CITY), **extra
     )
     assert isinstance(settings, VerifySettings)
-    definition_, state = definition(settings)
     clock = FakeClock(T0)
-    nc = await nats.connect(nats_url)
-    try:
-        async with running(settings, definition_, clock=clock, state=state) as rt:
-            h = Harness(rt, clock, nc.jetstream())
-            await h.open()
-            async with http_client(rt) as client:
-                h._http = client
-                yield h
-    finally:
-        await nc.close()
+    async with service_running(settings, definition, nats_url, clock=clock) as (rt, nc):
+        h = Harness(rt, clock, nc.jetstream())
+        await h.open()
+        async with http_client(rt) as client:
+            h._http = client
+            yield h
 
 
 @pytest.fixture

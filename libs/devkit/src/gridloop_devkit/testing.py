@@ -16,14 +16,16 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
 import httpx
+import nats
 import nats.errors
 import pytest
 import pytest_asyncio
-from gridloop_contracts import Envelope, Event, decode
+from gridloop_contracts import Envelope, Event, decode, to_binary
 from gridloop_runtime.clock import Clock
 from gridloop_runtime.service import Runtime, ServiceDefinition
 from gridloop_runtime.settings import ServiceSettings
@@ -314,6 +316,36 @@ async def running(
         await rt.stop()
 
 
+@asynccontextmanager
+async def service_running(
+    settings: ServiceSettings,
+    build: Callable[[Any], tuple[ServiceDefinition, Any]],
+    nats_url: str,
+    *,
+    clock: Clock,
+) -> AsyncIterator[tuple[Runtime, Any]]:
+    """A service built from its settings (`build`: its bootstrap's `definition`) running in
+    this event loop, and a NATS connection of the test's own: `(runtime, connection)`."""
+    definition_, state = build(settings)
+    nc = await nats.connect(nats_url)
+    try:
+        async with running(settings, definition_, clock=clock, state=state) as rt:
+            yield rt, nc
+    finally:
+        await nc.close()
+
+
+async def publish_case_event(
+    js: Any, event: Any, service: str, *, at: datetime | None = None, id: str | None = None
+) -> Envelope:
+    """A case event on CASES as `service` publishes it: `case.<event>`, source
+    `/gridloop/<service>`, the case as the CloudEvent subject, `at` its time."""
+    env = Envelope.of(event, source=f"/gridloop/{service}", subject=event.case_id, time=at, id=id)
+    headers, body = to_binary(env)
+    await js.publish(f"case.{event.subject_token}", body, headers=headers)
+    return env
+
+
 @contextmanager
 def process_stack(
     state: Path,
@@ -420,9 +452,11 @@ __all__ = [
     "pg_server",
     "photo_bytes",
     "process_stack",
+    "publish_case_event",
     "pytest_asyncio",
     "running",
     "s3_settings",
+    "service_running",
     "settings_for",
     "smtp_server",
     "wait_for",
