@@ -145,11 +145,15 @@ async def pool_exhausted(rt: Runtime) -> AsyncIterator[None]:
     assert rt.pool is not None
     held = []
     try:
+        # every connection the service's own background work (the outbox sweeper's lock) does
+        # not hold: taken until none is left idle and the pool may open no more (a timed-out
+        # acquire alone could be a connection still being opened on a busy machine)
         while True:
             try:
                 held.append(await rt.pool.acquire(timeout=0.3))
             except TimeoutError:
-                break
+                if rt.pool.get_size() >= rt.pool.get_max_size() and not rt.pool.get_idle_size():
+                    break
         yield
     finally:
         for conn in held:
