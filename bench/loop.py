@@ -170,6 +170,7 @@ async def _run(
     only_loop = getattr(args, "only", None) == "closed_loop"
 
     notified: dict[str, float] = {}
+    cases: dict[str, str] = {}  # report (its description) → case, from the department feed
     sent_at: dict[str, float] = {}
     closed = {"n": 0}
     closed_ids: set[str] | None = None  # a set while the closed-loop phase is measured
@@ -180,6 +181,7 @@ async def _run(
         desc = data.get("case", {}).get("description")
         if desc in sent_at and desc not in notified:
             notified[desc] = time.perf_counter()
+            cases[desc] = str(data["case"]["case_id"])
 
     async def on_closed(msg: Any) -> None:
         closed["n"] += 1
@@ -213,6 +215,10 @@ async def _run(
 
             await _until(lambda: closed["n"] >= len(moderate), 180)
             out["latency_phase_closed"] = closed["n"]
+
+            # 1b. a recalled case in every service's view: case.queued → 待人工派遣 in the
+            # case file (intake) and in the dispatch queue, one case at a time
+            out.update(await queue_visibility(nc, js, stack, reports, notified, cases, sent_at, 20))
 
         # 2. sustained closed loops with departments and supervisors answering at once (once
         # the latency phase's cases are closed, so every close counted is this phase's): a
@@ -313,6 +319,99 @@ async def _run(
         if out.get(key) is not None
     }
     return out
+
+
+async def queue_visibility(
+    nc: Any,
+    js: Any,
+    stack: Stack,
+    reports: Reports,
+    notified: dict[str, float],
+    cases: dict[str, str],
+    sent_at: dict[str, float],
+    n: int,
+) -> dict[str, Any]:
+    """For `n` reports, one at a time: once the department is told, the dispatcher recalls
+    the case; from case.queued on the bus, the milliseconds until the case file shows it
+    waiting for manual dispatch and until the dispatch queue lists it (polled every 10 ms).
+    A recall the department's answer overtook (refused) is not counted."""
+    queued: dict[str, float] = {}
+    overtaken: set[str] = set()
+
+    async def on_queued(msg: Any) -> None:
+        queued.setdefault(str(json.loads(msg.data).get("case_id")), time.perf_counter())
+
+    async def on_unqueued(msg: Any) -> None:
+        overtaken.add(str(json.loads(msg.data).get("case_id")))
+
+    sub = await nc.subscribe("case.queued", cb=on_queued)
+    sub_out = await nc.subscribe("case.unqueued", cb=on_unqueued)
+    to_file: list[float] = []
+    to_queue: list[float] = []
+    refused = 0
+    unseen: list[dict[str, Any]] = []
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+
+            async def get(service: str, path: str, user: str) -> Any:
+                r = await http.get(stack.url(service) + path, headers={"X-User": user})
+                r.raise_for_status()
+                return r.json()
+
+            for _ in range(n):
+                r = reports.next("queue")
+                sent_at[r.external_id] = time.perf_counter()
+                await (await publish(js, r))
+                await _until(lambda r=r: r.external_id in notified, 60)
+                case_id = cases.get(r.external_id)
+                if case_id is None:
+                    refused += 1
+                    continue
+                resp = await http.post(
+                    stack.url("dispatch") + f"/cases/{case_id}/recall",
+                    json={"reason": "bench: 统一改派"},
+                    headers={"X-User": "disp-01"},
+                )
+                if resp.status_code >= 300:
+                    refused += 1
+                    continue
+                await _until(lambda c=case_id: c in queued, 30)
+                if case_id not in queued:
+                    refused += 1
+                    continue
+                seen: dict[str, float] = {}
+                end = time.perf_counter() + 30
+                while len(seen) < 2 and time.perf_counter() < end and case_id not in overtaken:
+                    if "file" not in seen:
+                        case = await get("intake", f"/cases/{case_id}", "op-01")
+                        if case["status"] == "manual_dispatch":
+                            seen["file"] = time.perf_counter()
+                    if "queue" not in seen:
+                        waiting = await get("dispatch", "/queue", "disp-01")
+                        if any(c["case_id"] == case_id for c in waiting):
+                            seen["queue"] = time.perf_counter()
+                    await asyncio.sleep(0.01)
+                if case_id in overtaken:  # the department's result crossed the recall
+                    continue
+                if len(seen) < 2:  # not in every view: what the case file says instead
+                    case = await get("intake", f"/cases/{case_id}", "op-01")
+                    unseen.append({"case_id": case_id, "status": case["status"], "seen": [*seen]})
+                t0 = queued[case_id]
+                to_file.append((seen.get("file", end) - t0) * 1000)
+                to_queue.append((seen.get("queue", end) - t0) * 1000)
+    finally:
+        await sub.unsubscribe()
+        await sub_out.unsubscribe()
+    return {
+        "queue_visible_cases": len(to_file),
+        "queue_recalls_not_counted": refused,
+        "queue_recalls_overtaken": len(overtaken),
+        "p50_queued_to_case_file_ms": pct(to_file, 0.50),
+        "max_queued_to_case_file_ms": round(max(to_file), 1) if to_file else None,
+        "p50_queued_to_dispatch_queue_ms": pct(to_queue, 0.50),
+        "max_queued_to_dispatch_queue_ms": round(max(to_queue), 1) if to_queue else None,
+        "queue_not_visible": unseen,
+    }
 
 
 def case_id_of(msg: Any) -> str:

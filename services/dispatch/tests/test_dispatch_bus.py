@@ -728,6 +728,33 @@ async def test_a_case_is_split_into_tasks_and_a_part_is_recalled(dispatch: Harne
     assert (await dispatch.case(cid))["pending_timers"] == []
 
 
+async def test_a_result_that_crossed_the_recall_takes_the_case_out_of_the_queue(
+    dispatch: Harness,
+) -> None:
+    """The department reported its result while the dispatcher recalled the task (handling
+    took it before it heard of the recall): case.unqueued, the queue no longer lists the case,
+    the task is handled."""
+    cid = case_id(43)
+    await dispatch.accept(cid, "E0102")
+    d = await dispatch.dispatched(cid)
+    result = dispatch.department_event(
+        ev.CaseHandled, d, result="已清运", completed_at=dispatch.clock.now()
+    )
+    dispatch.clock.set(bj(2026, 11, 23, 10, 30))
+    r = await dispatch.call("POST", f"/cases/{cid}/recall", json={"reason": "统一改派"})
+    assert r.status_code == 200 and r.json()["state"] == "queued"
+    queue = await dispatch.call("GET", "/queue")
+    assert cid in [c["case_id"] for c in queue.json()]
+
+    await dispatch.upstream(result, "handling")
+    [out] = await dispatch.wait(ev.CaseUnqueued, case_id=cid)
+    assert (out.data["task_id"], out.data["reason_code"]) == (d["task_id"], "recall-overtaken")
+    case = await dispatch.case(cid)
+    assert (case["state"], case["queued"]) == ("handled", False)
+    assert [t["status"] for t in case["tasks"]] == ["handled"]
+    assert cid not in [c["case_id"] for c in (await dispatch.call("GET", "/queue")).json()]
+
+
 async def test_a_dispatcher_redispatches_to_another_unit(dispatch: Harness) -> None:
     cid = case_id(14)
     await dispatch.accept(cid, "E0102")

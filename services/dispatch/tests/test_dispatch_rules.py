@@ -615,6 +615,72 @@ def test_ending_a_task_makes_its_pending_requests_moot(rules: DispatchRules) -> 
     assert [(x.status, x.decision_reason) for x in f.extensions] == [("moot", "已撤回 / recalled")]
 
 
+def handled_event(f: CaseFile, at: datetime, n: int = 0) -> ev.CaseHandled:
+    task = f.tasks[n]
+    return ev.CaseHandled(
+        case_id=CID,
+        occurred_at=at,
+        dept=task.dept,
+        task_id=task.task_id,
+        result="已清理",
+        completed_at=at,
+    )
+
+
+def test_a_result_that_crossed_the_recall_overtakes_it(rules: DispatchRules) -> None:
+    """The department reported its result (handling took it) while the dispatcher recalled
+    the task: the result stands, the case leaves the queue (case.unqueued) for verification,
+    and the queue's chase finds nothing to chase."""
+    f = dispatched(rules)
+    task = f.tasks[0]
+    recall = step_at(MON + timedelta(minutes=10))
+    rules.recall(f, recall, Dispatcher(), "统一改派")
+    assert f.case is not None and f.case.queued
+    [queue_chase] = [o for o in recall.timer_ops if o.op == "set" and o.kind == "queue-chase"]
+
+    crossed = step_at(MON + timedelta(minutes=10, seconds=1))
+    rules.on_handled(f, handled_event(f, MON + timedelta(minutes=9)), crossed)
+    assert task.status == TaskStatus.HANDLED and task.handled_at == MON + timedelta(minutes=9)
+    assert (task.ended_at, task.end_reason) == (None, None)
+    assert not f.case.queued and f.case.state == CaseState.HANDLED
+    [out] = emitted(crossed, ev.CaseUnqueued)
+    assert (out["task_id"], out["dept"], out["reason_code"]) == (
+        task.task_id,
+        "sanitation",
+        "recall-overtaken",
+    )
+    assert out["recalled_at"] == (MON + timedelta(minutes=10)).isoformat()
+    assert [s for s, _ in crossed.pending] == ["case.unqueued"]
+
+    # the queue's chase timer, when it comes, is moot
+    assert queue_chase.due_at is not None
+    timer = Timer(1, "queue-chase", queue_chase.key, queue_chase.due_at, queue_chase.payload)
+    late = step_at(queue_chase.due_at)
+    rules.on_queue_chase(f, timer, late)
+    assert late.pending == []
+
+    # the same event again (a redelivery) changes nothing
+    again = step_at(MON + timedelta(minutes=11))
+    rules.on_handled(f, handled_event(f, MON + timedelta(minutes=9)), again)
+    assert again.pending == [] and task.status == TaskStatus.HANDLED
+
+
+def test_a_crossed_result_leaves_a_case_placed_again_meanwhile_where_it_is(
+    rules: DispatchRules,
+) -> None:
+    """Recalled and placed by hand with another unit before the first one's result came in:
+    the first task counts as handled, the case stays with the unit now holding it."""
+    f = dispatched(rules)
+    first = f.tasks[0]
+    rules.recall(f, step_at(MON + timedelta(minutes=10)), Dispatcher(), "统一改派")
+    rules.dispatch(f, step_at(MON + timedelta(minutes=11)), Dispatcher(), Units(dept="street-001"))
+    crossed = step_at(MON + timedelta(minutes=12))
+    rules.on_handled(f, handled_event(f, MON + timedelta(minutes=9)), crossed)
+    assert first.status == TaskStatus.HANDLED
+    assert f.case is not None and f.case.state == CaseState.DISPATCHED and not f.case.queued
+    assert emitted(crossed, ev.CaseUnqueued) == []
+
+
 # -- community level (seed 003: 社区限时办结) ------------------------------------------------
 def test_a_neighbour_dispute_goes_to_the_communitys_committee_for_one_working_day(
     rules: DispatchRules,

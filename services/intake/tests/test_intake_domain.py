@@ -307,6 +307,48 @@ def test_settled_cases_do_not_move_back() -> None:
     assert casefile.may_move(CaseStatus.DISPATCHED, CaseStatus.SIGNED)
 
 
+def _status_after(events: list[ev.CaseEvent]) -> CaseStatus:
+    """The case file's status after these events in this order, from accepted."""
+    status = CaseStatus.ACCEPTED
+    for e in events:
+        change = casefile.change_for(e, lambda code: code)
+        if casefile.moves(status, change):
+            assert change.status is not None
+            status = change.status
+    return status
+
+
+def test_a_departments_news_that_crossed_the_recall_leaves_the_case_in_the_queue() -> None:
+    task = {"dept": "sanitation", "task_id": "t1"}
+    dispatched = ev.CaseDispatched(**_dims(), **task, deadline=T + timedelta(hours=4))
+    recalled = ev.CaseRecalled(**_dims(), **task, reason="统一改派")
+    queued = ev.CaseQueued(**_dims(), reason="撤回", reason_code="recalled")
+    signed = ev.CaseSigned(**_dims(), **task)
+    progress = ev.CaseProgress(**_dims(), **task, note="在办")
+    handled = ev.CaseHandled(**_dims(), **task, result="已清理", completed_at=T)
+    assert _status_after([dispatched, signed]) == CaseStatus.SIGNED
+    # signed (and more) on the bus after the recall: no department holds the case
+    crossed = [dispatched, recalled, queued, signed, progress, handled]
+    assert _status_after(crossed) == CaseStatus.MANUAL_DISPATCH
+    # placed again by hand: the new unit's news moves it as usual
+    again = ev.CaseDispatched(
+        **_dims(), dept="street-001", task_id="t2", deadline=T + timedelta(hours=8)
+    )
+    signed_again = ev.CaseSigned(**_dims(), dept="street-001", task_id="t2")
+    assert _status_after([*crossed, again, signed_again]) == CaseStatus.SIGNED
+    # the result overtook the recall (dispatch says so): out of the queue, verification next
+    unqueued = ev.CaseUnqueued(
+        **_dims(), **task, reason="撤回作废", recalled_at=T + timedelta(seconds=1)
+    )
+    assert _status_after([*crossed, unqueued]) == CaseStatus.HANDLED
+    verifying = ev.CaseVerificationAssigned(
+        **_dims(), **task, supervisor_id="sup-001", due=T + timedelta(hours=2)
+    )
+    assert _status_after([*crossed, unqueued, verifying]) == CaseStatus.VERIFYING
+    # verification heard before dispatch's word: not moved back to handled
+    assert _status_after([*crossed, verifying, unqueued]) == CaseStatus.VERIFYING
+
+
 def test_timeline_summary_names_the_reason() -> None:
     e = ev.CaseReturned(**_dims(), reason="不属于本单位", actor=Actor(id="u", role="department"))
     assert casefile.summary(e).endswith("不属于本单位")

@@ -329,6 +329,38 @@ def test_a_recalled_task_is_not_to_handle_unless_dispatched_again() -> None:
     assert at(items, "department", "sanitation", "to_handle") == [T0]
 
 
+def test_a_recall_the_result_overtook_leaves_the_task_to_handle_and_ends_the_wait() -> None:
+    """case.unqueued: the department's result crossed the recall. Its task is counted as
+    to handle (and handled); the case's wait in the queue ends without a manual dispatch, so
+    a later manual dispatch (another round) does not count those hours."""
+    h = History()
+    h.add(ev.CaseDispatched, T0)
+    h.add(ev.CaseRecalled, T0 + timedelta(minutes=5))
+    h.add(ev.CaseQueued, T0 + timedelta(minutes=5), reason="撤回", reason_code="recalled")
+    h.add(ev.CaseHandled, T0 + timedelta(minutes=4))
+    h.add(
+        ev.CaseUnqueued,
+        T0 + timedelta(minutes=6),
+        dept="sanitation",
+        task_id="T-1",
+        reason="撤回作废",
+        recalled_at=T0 + timedelta(minutes=5),
+    )
+    c = counted(fold_case(h.facts, CTX))
+    assert c[("department", "sanitation", "to_handle")] == 1
+    assert c[("department", "sanitation", "handled_on_time")] == 1
+    h.add(
+        ev.CaseDispatched,
+        T0 + timedelta(hours=5),
+        dept="water",
+        task_id="T-2",
+        kind="manual",
+        actor={"id": "disp-01", "role": "dispatcher"},
+    )
+    items = fold_case(h.facts, CTX)
+    assert not [i for i in items if i.measure == "queue_hours"]
+
+
 def rework_history() -> History:
     """Handled, failed verification twice (the second falsified), reworked, passed."""
     h = History("C-RW", CELL2)

@@ -230,6 +230,23 @@ class CaseRecalled(_TaskEvent):
 
 
 @register
+class CaseUnqueued(_TaskEvent):
+    """The case left the manual dispatch queue without a new dispatch: the department's result
+    (case.handled, reported before the recall reached handling) crossed the command centre's
+    recall, so the recall is overtaken: the task counts as handled and verification's turn
+    comes, as it would have without the recall."""
+
+    type_name: ClassVar[str] = "gridloop.case.unqueued.v1"
+    subject_token: ClassVar[str] = "unqueued"
+    summary: ClassVar[str] = "The case left the manual dispatch queue: the recall was overtaken"
+
+    reason: str
+    # recall-overtaken: the department's result crossed the recall
+    reason_code: Literal["recall-overtaken"] = "recall-overtaken"
+    recalled_at: AwareDatetime  # when the overtaken recall was made
+
+
+@register
 class CaseSupervised(CaseEvent):
     """挂牌督办: the case is put under listed supervision."""
 
@@ -560,6 +577,7 @@ CASE_EVENTS: tuple[type[CaseEvent], ...] = (
     CaseQueueChased,
     CaseDispatched,
     CaseRecalled,
+    CaseUnqueued,
     CaseSupervised,
     CaseSigned,
     CaseReturned,

@@ -129,6 +129,14 @@ _all: list[Event] = [
         reason_code="unroutable",
         suggestions=["sanitation", "urban-mgmt"],
     ),
+    c.CaseUnqueued(
+        **DIMS,
+        **TASK,
+        occurred_at=T0 + timedelta(seconds=2),
+        actor=Actor(id="dispatch", role="system"),
+        reason="处置结果先于撤回送达，撤回作废 / the result crossed the recall",
+        recalled_at=T0 + timedelta(seconds=1),
+    ),
     c.CaseQueueChased(
         **DIMS,
         occurred_at=T0 + timedelta(minutes=30),

@@ -222,6 +222,8 @@ OVERRIDES: dict[str, str] = {
     "for the dispatcher placing it by hand.",
     "gridloop.case.queued.v1.returned_by": "The units that have already returned the case.",
     "gridloop.case.queue_chased.v1.queued_at": "When the case went to the manual dispatch queue.",
+    "gridloop.case.unqueued.v1.recalled_at": "When the recall the department's result "
+    "overtook was made.",
     "gridloop.case.reminded.v1.manual": "True for a 催办 made by hand (a dispatcher, the shift "
     "leader or a grid head); false for the chase timer's.",
     "gridloop.case.verified.v2.falsification": "弄虚作假: what shows the department's result is "

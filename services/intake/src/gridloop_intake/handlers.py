@@ -292,6 +292,7 @@ CASE_FILE_EVENTS: tuple[type[ev.CaseEvent], ...] = (
     ev.CaseQueueChased,
     ev.CaseDispatched,
     ev.CaseRecalled,
+    ev.CaseUnqueued,
     ev.CaseSupervised,
     ev.CaseSigned,
     ev.CaseReturned,

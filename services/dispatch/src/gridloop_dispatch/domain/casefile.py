@@ -110,6 +110,14 @@ class Task:
         self.status = TaskStatus.HANDLED
         return True
 
+    def overtake_recall(self, handled_at: datetime) -> None:
+        """The result reported before the recall reached handling stands: handled, not
+        recalled."""
+        self.status = TaskStatus.HANDLED
+        self.handled_at = handled_at
+        self.ended_at = None
+        self.end_reason = None
+
     def end(self, status: TaskStatus, at: datetime, reason: str | None) -> None:
         """退回 / 撤回 / 结案: the task is over; its timers are cancelled by the caller."""
         self.status = status

@@ -145,10 +145,39 @@ class DispatchRules:
         if found is None:
             return
         case, task = found
+        if task.status == TaskStatus.RECALLED:
+            self._recall_overtaken(f, step, case, task, e)
+            return
         if not task.report_handled(e.completed_at):
             return
         f.settle_extensions([task], "已处置 / handled")
         self._settle(step, f, case, step.now())
+
+    def _recall_overtaken(
+        self, f: CaseFile, step: Step, case: Case, task: Task, e: ev.CaseHandled
+    ) -> None:
+        """The department's result crossed the recall: handling took it before it heard of
+        the recall (it refuses a recalled task's commands after), and verification checks it
+        now. The result stands — the task counts as handled, and the case leaves the queue
+        its recall put it in (case.unqueued), unless a dispatcher placed it again meanwhile."""
+        if case.closed or task.ended_at is None:
+            return
+        recalled_at = task.ended_at
+        task.overtake_recall(e.completed_at)
+        now = step.now()
+        if case.queued_at == recalled_at and not any(t.active for t in f.tasks):
+            case.unqueue()
+            step.emit(
+                ev.CaseUnqueued(
+                    **self._task_dims(case, task),
+                    occurred_at=now,
+                    actor=SYSTEM,
+                    reason=f"{self.dept_name(task.dept)}的处置结果先于撤回送达，撤回作废，待核查 "
+                    f"/ the result of {task.dept} crossed the recall: verification's turn",
+                    recalled_at=recalled_at,
+                )
+            )
+        self._settle(step, f, case, now)
 
     def on_returned(self, f: CaseFile, e: ev.CaseReturned, step: Step) -> None:
         """退回: re-route to the next candidate, or the manual queue with the reason; a returned

@@ -30,6 +30,14 @@ class Change:
     status: CaseStatus | None
     notes: str | None
     columns: dict[str, Any] = field(default_factory=dict)
+    # the statuses it moves the case from (None: any the settled-case rule allows)
+    moves_from: frozenset[CaseStatus] | None = None
+
+
+# While the case waits in the manual dispatch queue no department holds it: a department's
+# news of a task (signed, in progress, handled) that crossed the recall on the bus is kept in
+# the timeline without moving the status; a new dispatch, verification or closing moves it.
+DEPARTMENT_NEWS = frozenset(CaseStatus) - {CaseStatus.MANUAL_DISPATCH}
 
 
 def change_for(event: ev.CaseEvent, dept_name: DeptName) -> Change:
@@ -65,7 +73,11 @@ def change_for(event: ev.CaseEvent, dept_name: DeptName) -> Change:
     if isinstance(e, ev.CaseRecalled):
         return Change(CaseStatus.RECALLED, f"指挥中心已撤回：{e.reason} / recalled")
     if isinstance(e, ev.CaseSigned):
-        return Change(CaseStatus.SIGNED, f"{dept_name(e.dept or '')}已签收 / signed for")
+        return Change(
+            CaseStatus.SIGNED,
+            f"{dept_name(e.dept or '')}已签收 / signed for",
+            moves_from=DEPARTMENT_NEWS,
+        )
     if isinstance(e, ev.CaseReturned):
         # Back at the command centre for re-routing; the next dispatch moves the status on.
         return Change(None, None, {"dept": None})
@@ -74,12 +86,24 @@ def change_for(event: ev.CaseEvent, dept_name: DeptName) -> Change:
             return Change(None, None, {"deadline": e.new_deadline, "overdue": False})
         return Change(None, None)
     if isinstance(e, ev.CaseProgress):
-        return Change(CaseStatus.IN_PROGRESS, f"处置中：{e.note} / in progress")
+        return Change(
+            CaseStatus.IN_PROGRESS, f"处置中：{e.note} / in progress", moves_from=DEPARTMENT_NEWS
+        )
     if isinstance(e, ev.CaseHandled):
         return Change(
             CaseStatus.HANDLED,
             f"{dept_name(e.dept or '')}已处置：{e.result}，待核查 / handled",
             {"overdue": False, "result": e.result},
+            moves_from=DEPARTMENT_NEWS,
+        )
+    if isinstance(e, ev.CaseUnqueued):
+        # the result crossed the recall: out of the queue, verification's turn (a verification
+        # assigned already is not undone)
+        return Change(
+            CaseStatus.HANDLED,
+            f"{dept_name(e.dept or '')}已处置，撤回作废，待核查 / handled before the recall",
+            {"dept": e.dept, "task_id": e.task_id},
+            moves_from=frozenset({CaseStatus.MANUAL_DISPATCH}),
         )
     if isinstance(e, ev.CaseOverdue):
         if e.stage == "handling":
@@ -127,6 +151,15 @@ def summary(event: ev.CaseEvent) -> str:
 
 def merged_notes(case_id: str, status: CaseStatus, status_notes: str | None) -> str:
     return f"已并入案卷 {case_id}（当前：{status_notes or status.value}）/ merged into {case_id}"
+
+
+def moves(current: CaseStatus, change: Change) -> bool:
+    """Whether `change` moves a case now in `current` to its status."""
+    if change.status is None:
+        return False
+    if change.moves_from is not None and current not in change.moves_from:
+        return False
+    return may_move(current, change.status)
 
 
 def may_move(current: CaseStatus, new: CaseStatus) -> bool:

@@ -156,12 +156,10 @@ class CaseRules:
         change = casefile.change_for(event, self.dept_name)
         case = state.case
         status = change.status
-        if (
-            case is not None
-            and status is not None
-            and not casefile.may_move(case.case_status, status)
-        ):
-            status = None  # a late or replayed event does not reopen what is settled
+        if case is not None and status is not None and not casefile.moves(case.case_status, change):
+            # a late or replayed event does not reopen what is settled; a department's news
+            # does not take a case out of the manual queue
+            status = None
         state.add(entry_for(step.trigger, event, status, now))
         if case is None:
             return  # not (yet) ours: the line is kept so the file is complete when it shows up

@@ -227,6 +227,7 @@ FOLDED_TYPES = frozenset(
         "called_back",
         "reminded",
         "queued",
+        "unqueued",
     }
 )
 AREA_FIELDS = ("cell_code", "community_code", "subdistrict_code")
@@ -383,6 +384,13 @@ def _absorb(c: _Case, f: Fact) -> None:
         c.callbacks.append((at, bool(d.get("reached")), dept))
     elif t == "queued":
         c.queued = at
+    elif t == "unqueued":
+        # the department's result overtook the recall: its task is back in its count, and
+        # the case's wait in the queue is over without a manual dispatch
+        c.queued = None
+        task_ = c.task(d.get("dept"))
+        if task_ is not None:
+            task_.live = True
     elif t == "reminded":
         if (d.get("stage") or "handling") in ("sign_in", "handling") and d.get("dept"):
             task_ = c.task(d["dept"])

@@ -295,6 +295,7 @@ const zh = {
   "ev.recalled": "撤回",
   "ev.supervised": "挂牌督办",
   "ev.queued": "转人工",
+  "ev.unqueued": "撤回作废（已处置）",
   // the residents' page (/public/)
   "pub.title": "市民服务 · 城市管理问题上报",
   "pub.subtitle": "随手拍 · 进度查询 · 满意度评价",
@@ -666,6 +667,7 @@ const en = {
   "ev.recalled": "Recalled",
   "ev.supervised": "Listed supervision",
   "ev.queued": "Manual queue",
+  "ev.unqueued": "Recall overtaken (handled)",
   // the residents' page (/public/)
   "pub.title": "Residents' service · report a problem",
   "pub.subtitle": "Report · follow · rate",
