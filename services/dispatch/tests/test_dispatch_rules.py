@@ -288,18 +288,19 @@ def test_a_returned_part_of_a_split_case_always_goes_to_the_queue(rules: Dispatc
 
 # -- rework ----------------------------------------------------------------------------------
 def handled(rules: DispatchRules, f: CaseFile, at: datetime) -> None:
-    task = f.tasks[0]
-    rules.on_handled(
-        f,
-        ev.CaseHandled(
-            case_id=CID,
-            occurred_at=at,
-            dept=task.dept,
-            task_id=task.task_id,
-            result="ok",
-            completed_at=at,
-        ),
-        step_at(at),
+    rules.on_handled(f, handled_event(f, at), step_at(at))
+
+
+def handled_event(f: CaseFile, at: datetime, n: int = 0) -> ev.CaseHandled:
+    """The department's result for its `n`-th task, reported at `at`."""
+    task = f.tasks[n]
+    return ev.CaseHandled(
+        case_id=CID,
+        occurred_at=at,
+        dept=task.dept,
+        task_id=task.task_id,
+        result="已清理",
+        completed_at=at,
     )
 
 
@@ -613,18 +614,6 @@ def test_ending_a_task_makes_its_pending_requests_moot(rules: DispatchRules) -> 
     ]
     assert emitted(step, ev.CaseQueued)[0]["reason_code"] == "recalled"
     assert [(x.status, x.decision_reason) for x in f.extensions] == [("moot", "已撤回 / recalled")]
-
-
-def handled_event(f: CaseFile, at: datetime, n: int = 0) -> ev.CaseHandled:
-    task = f.tasks[n]
-    return ev.CaseHandled(
-        case_id=CID,
-        occurred_at=at,
-        dept=task.dept,
-        task_id=task.task_id,
-        result="已清理",
-        completed_at=at,
-    )
 
 
 def test_a_result_that_crossed_the_recall_overtakes_it(rules: DispatchRules) -> None:
