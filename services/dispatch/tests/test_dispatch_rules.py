@@ -44,6 +44,13 @@ class Dispatcher:
         return True
 
 
+class Ticking(FakeClock):
+    """A clock one microsecond later at every read, as a live one is."""
+
+    def now(self) -> datetime:
+        return self.advance(timedelta(microseconds=1))
+
+
 def step_at(when: datetime) -> Step:
     return Step(source="/gridloop/dispatch", clock=FakeClock(when))
 
@@ -622,7 +629,8 @@ def test_a_result_that_crossed_the_recall_overtakes_it(rules: DispatchRules) -> 
     and the queue's chase finds nothing to chase."""
     f = dispatched(rules)
     task = f.tasks[0]
-    recall = step_at(MON + timedelta(minutes=10))
+    # a live clock moves between two reads within one step
+    recall = Step(source="/gridloop/dispatch", clock=Ticking(MON + timedelta(minutes=10)))
     rules.recall(f, recall, Dispatcher(), "统一改派")
     assert f.case is not None and f.case.queued
     [queue_chase] = [o for o in recall.timer_ops if o.op == "set" and o.kind == "queue-chase"]
@@ -638,7 +646,8 @@ def test_a_result_that_crossed_the_recall_overtakes_it(rules: DispatchRules) -> 
         "sanitation",
         "recall-overtaken",
     )
-    assert out["recalled_at"] == (MON + timedelta(minutes=10)).isoformat()
+    [recalled] = emitted(recall, ev.CaseRecalled)
+    assert out["recalled_at"] == recalled["occurred_at"]
     assert [s for s, _ in crossed.pending] == ["case.unqueued"]
 
     # the queue's chase timer, when it comes, is moot

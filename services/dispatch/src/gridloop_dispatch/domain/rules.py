@@ -561,7 +561,9 @@ class DispatchRules:
                 code="nothing-active",
             )
         now = step.now()
-        self._recall(f, step, case, targets, _actor(who), reason)
+        # one moment for the recall and the queueing: a result that crossed the recall finds
+        # the queueing its recall made by it (the step's clock moves between two reads)
+        self._recall(f, step, case, targets, _actor(who), reason, now)
         self._queue(step, case, f"指挥中心撤回：{reason} / recalled", "recalled", now)
         self._settle(step, f, case, now)
 
@@ -848,9 +850,11 @@ class DispatchRules:
         targets: list[Task],
         actor: Actor,
         reason: str,
+        now: datetime | None = None,
     ) -> None:
-        """撤回 these tasks: case.recalled and dispatch.<dept>.recalled for each."""
-        now = step.now()
+        """撤回 these tasks at `now` (default: the step's clock): case.recalled and
+        dispatch.<dept>.recalled for each."""
+        now = now or step.now()
         for task in targets:
             task.end(TaskStatus.RECALLED, now, reason)
             step.emit(
