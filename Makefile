@@ -34,7 +34,8 @@ typecheck: env
 unit: env ## tests only
 	@$(RUN) pytest
 
-# Two pytest workers (TEST_WORKERS): each module on one worker, the chaos suite on one in turn.
+# Two pytest workers (TEST_WORKERS): each module on one worker, the chaos suite on one in turn
+# (gridloop_devkit.testing.pytest_xdist_make_scheduler).
 TEST_WORKERS ?= 2
 test: lint typecheck deploy-check ## lint + types + deploy check + every test against a real NATS and PostgreSQL
 	@$(RUN) pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=25

@@ -418,19 +418,29 @@ def process_stack(
         stack.stop()
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run in parallel (`make test`: pytest-xdist, `--dist loadgroup`), a module's tests stay
-    on one worker, so a module-scoped stack is started once, and the chaos suite's modules run
-    one after another on one worker (two fault schedules at once would share two cores)."""
-    if not getattr(config.option, "loadgroup", False):
-        return
-    for item in items:
-        if any(item.iter_markers("xdist_group")):
-            continue
-        module = item.nodeid.split("::", 1)[0]
-        group = "chaos" if module.startswith("tests/chaos/") else module
-        item.add_marker(pytest.mark.xdist_group(group))
+def worker_group(nodeid: str) -> str:
+    """The unit one pytest-xdist worker runs whole (`make test`, `--dist loadgroup`): a test
+    module, so its module-scoped stack starts once and its tests run in their written order,
+    and the whole chaos suite, whose fault schedules would fight over two cores side by side."""
+    module = nodeid.split("::", 1)[0]
+    return "tests/chaos" if module.startswith("tests/chaos/") else module
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup` by `worker_group`. pytest-xdist's own loadgroup reads a group from a
+    suffix it writes into `item._nodeid`, which pytest 9 no longer reads a node id from: its
+    groups never formed, so a module's tests were spread over both workers, each starting the
+    module's stack and running part of a module that assumes its earlier tests ran."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist: untyped here
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    return ModuleScheduling(config, log)
 
 
 @asynccontextmanager
