@@ -145,8 +145,8 @@ async def pool_exhausted(rt: Runtime) -> AsyncIterator[None]:
     assert rt.pool is not None
     held = []
     try:
-        # every connection the service's own background work (the outbox sweeper's lock) does
-        # not hold: taken until none is left idle and the pool may open no more (a timed-out
+        # every connection the service's own background work (a timer round) does not hold
+        # this moment: taken until none is left idle and the pool may open no more (a timed-out
         # acquire alone could be a connection still being opened on a busy machine)
         while True:
             try:

@@ -315,3 +315,32 @@ async def test_a_lingering_consumer_takes_what_came_in_meanwhile_in_one_batch(
             await ping(n)
         await wait_for(lambda: sum(sizes) == 6, timeout=30, what="the five later events")
         assert sizes == [1, 5]
+
+
+async def test_the_sweeper_leads_on_a_connection_of_its_own(
+    database_url: str, nats_url: str
+) -> None:
+    """The outbox sweeper's lock and work are outside the pool: with every pool connection
+    taken by requests, it still sends a committed row nobody handed to the publisher."""
+    settings = settings_for("echo", database_url, nats_url, outbox_sweep_grace_s=0)
+    async with running(settings, echo_definition()) as rt:
+        assert rt.js is not None and rt.pool is not None and rt.relay is not None
+        relay, js = rt.relay, rt.js
+        await wait_for(lambda: relay.leading, what="the sweeper leads")
+        pool = rt.pool
+        held = [
+            await asyncio.wait_for(pool.acquire(), timeout=30) for _ in range(pool.get_max_size())
+        ]
+        try:
+            conn = held[0]
+            async with conn.transaction():
+                work = Work(conn, source="/gridloop/echo", clock=rt.clock)
+                work.emit(Pinged(case_id="C-own", n=1))
+                await work.flush()  # committed, not handed: only the sweeper can send it
+            await wait_for(
+                lambda: count_in_stream(js, "case.pinged"), what="the sweeper sends the row"
+            )
+            assert relay.leading
+        finally:
+            for c in held:
+                await pool.release(c)

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -281,6 +281,7 @@ class OutboxRelay:
         batch: int = 512,
         poll_s: float = 0.5,
         grace_s: float = 0.0,
+        lock_connect: Callable[[], Awaitable[asyncpg.Connection]] | None = None,
     ) -> None:
         self.pool = pool
         self.js = js
@@ -289,6 +290,11 @@ class OutboxRelay:
         self.batch = batch
         self.poll_s = poll_s
         self.grace_s = grace_s
+        # The lock and the sweeping on a connection of their own (the runtime's: `db.connect`),
+        # not one of the pool's: a replica that leads or stands by keeps all of `DB_POOL_MAX`
+        # for its API and its work. Without it, the pool lends one for as long as it leads.
+        self.lock_connect = lock_connect
+        self.leading = False
         self._lock_key = lock_key(f"outbox:{schema}")
         self.published = 0
 
@@ -308,13 +314,15 @@ class OutboxRelay:
                     await asyncio.wait_for(stop.wait(), timeout=1.0)
 
     async def _run_as_leader(self, stop: asyncio.Event) -> None:
-        conn: Conn = await self.pool.acquire()
+        own = self.lock_connect is not None
+        conn: Conn = await (self.lock_connect() if self.lock_connect else self.pool.acquire())
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=max(self.poll_s, 1.0))
                 if stop.is_set():
                     return
+            self.leading = True
             try:
                 while not stop.is_set():
                     sent = await self.publish_batch(conn)
@@ -322,10 +330,16 @@ class OutboxRelay:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(stop.wait(), timeout=self.poll_s)
             finally:
-                with contextlib.suppress(Exception):
-                    await unlock_or_close(conn, self._lock_key)
+                self.leading = False
+                if not own:
+                    with contextlib.suppress(Exception):
+                        await unlock_or_close(conn, self._lock_key)
         finally:
-            await self.pool.release(conn)  # type: ignore[arg-type]
+            if own:
+                with contextlib.suppress(Exception):
+                    await conn.close(timeout=2)  # frees the lock
+            else:
+                await self.pool.release(conn)  # type: ignore[arg-type]
 
     async def publish_batch(self, conn: Conn, grace_s: float | None = None) -> int:
         grace = self.grace_s if grace_s is None else grace_s

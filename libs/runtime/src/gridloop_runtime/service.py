@@ -191,6 +191,7 @@ class Runtime:
             batch=s.outbox_batch,
             poll_s=s.outbox_poll_s,
             grace_s=s.outbox_sweep_grace_s,
+            lock_connect=functools.partial(db.connect, s.database_url, self.schema),
         )
         # The publisher stops last: what the consumers commit while stopping is sent too.
         self._publisher_task = self._spawn(self.publisher.run(self._publisher_stop), "publisher")
