@@ -733,7 +733,7 @@ async def test_a_result_that_crossed_the_recall_takes_the_case_out_of_the_queue(
 ) -> None:
     """The department reported its result while the dispatcher recalled the task (handling
     took it before it heard of the recall): case.unqueued, the queue no longer lists the case,
-    the task is handled."""
+    the task is handled, and the department hears that its result stands."""
     cid = case_id(43)
     await dispatch.accept(cid, "E0102")
     d = await dispatch.dispatched(cid)
@@ -749,6 +749,10 @@ async def test_a_result_that_crossed_the_recall_takes_the_case_out_of_the_queue(
     await dispatch.upstream(result, "handling")
     [out] = await dispatch.wait(ev.CaseUnqueued, case_id=cid)
     assert (out.data["task_id"], out.data["reason_code"]) == (d["task_id"], "recall-overtaken")
+    # the department heard `recalled` after its result; it hears now that the result stands
+    await dispatch.wait_feed("sanitation", "recalled", cid)
+    [stands] = await dispatch.wait_feed("sanitation", "recall_overtaken", cid)
+    assert stands.data["case"]["task_id"] == d["task_id"]
     case = await dispatch.case(cid)
     assert (case["state"], case["queued"]) == ("handled", False)
     assert [t["status"] for t in case["tasks"]] == ["handled"]

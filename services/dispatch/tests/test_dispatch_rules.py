@@ -10,7 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from gridloop_city import WorkingCalendar, load_city
+from gridloop_contracts import Event
 from gridloop_contracts import cases as ev
+from gridloop_contracts.department import RecallOvertaken
 from gridloop_contracts.problems import Refusal
 from gridloop_dispatch.domain import chasing
 from gridloop_dispatch.domain.casefile import CaseFile, CaseState, TaskStatus
@@ -59,7 +61,7 @@ def types(step: Step) -> list[str]:
     return [f"{subject} {env.type}" for subject, env in step.pending]
 
 
-def emitted(step: Step, model: type[ev.CaseEvent]) -> list[dict[str, Any]]:
+def emitted(step: Step, model: type[Event]) -> list[dict[str, Any]]:
     return [env.data for _, env in step.pending if env.type == model.type_name]
 
 
@@ -648,7 +650,17 @@ def test_a_result_that_crossed_the_recall_overtakes_it(rules: DispatchRules) -> 
     )
     [recalled] = emitted(recall, ev.CaseRecalled)
     assert out["recalled_at"] == recalled["occurred_at"]
-    assert [s for s, _ in crossed.pending] == ["case.unqueued"]
+    assert [s for s, _ in crossed.pending] == [
+        "dispatch.sanitation.recall_overtaken",
+        "case.unqueued",
+    ]
+    # the department, which heard `recalled` after it sent its result, hears that it stands
+    [told] = [RecallOvertaken.model_validate(d) for d in emitted(crossed, RecallOvertaken)]
+    assert (told.recalled_at, told.completed_at) == (
+        ev.CaseRecalled.model_validate(recalled).occurred_at,
+        MON + timedelta(minutes=9),
+    )
+    assert (told.dept, told.case.task_id) == ("sanitation", task.task_id)
 
     # the queue's chase timer, when it comes, is moot
     assert queue_chase.due_at is not None
@@ -677,6 +689,8 @@ def test_a_crossed_result_leaves_a_case_placed_again_meanwhile_where_it_is(
     assert first.status == TaskStatus.HANDLED
     assert f.case is not None and f.case.state == CaseState.DISPATCHED and not f.case.queued
     assert emitted(crossed, ev.CaseUnqueued) == []
+    # the first unit still hears that its result stands (verification decides on it)
+    assert [s for s, _ in crossed.pending] == ["dispatch.sanitation.recall_overtaken"]
 
 
 # -- community level (seed 003: 社区限时办结) ------------------------------------------------

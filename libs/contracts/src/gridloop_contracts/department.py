@@ -113,6 +113,20 @@ class TaskRecalled(DepartmentMessage):
     reason: str
 
 
+@register
+class RecallOvertaken(DepartmentMessage):
+    """撤回作废: the department's result reached the command centre after a recall was made but
+    before the department heard of it. The result stands (the task counts as handled) and goes
+    to verification; the recall heard just before it is void for this task."""
+
+    type_name: ClassVar[str] = "gridloop.dispatch.recall_overtaken.v1"
+    subject_token: ClassVar[str] = "recall_overtaken"
+    summary: ClassVar[str] = "The result crossed the recall and stands (撤回作废)"
+
+    recalled_at: AwareDatetime
+    completed_at: AwareDatetime
+
+
 # -- commands from departments -------------------------------------------------------
 
 

@@ -242,6 +242,13 @@ _all: list[Event] = [
     ),
     d.TaskRework(dept="sanitation", case=_summary, sent_at=T0, count=1, reason="仍有垃圾残留"),
     d.TaskRecalled(dept="sanitation", case=_summary, sent_at=T0, reason="派遣错误"),
+    d.RecallOvertaken(
+        dept="sanitation",
+        case=_summary,
+        sent_at=T0 + timedelta(minutes=1),
+        recalled_at=T0,
+        completed_at=T0 - timedelta(seconds=5),
+    ),
     d.SignCommand(
         command_id="cmd-1", case_id=CASE, task_id="T-000042-1", dept="sanitation", by="王工"
     ),

@@ -224,6 +224,10 @@ OVERRIDES: dict[str, str] = {
     "gridloop.case.queue_chased.v1.queued_at": "When the case went to the manual dispatch queue.",
     "gridloop.case.unqueued.v1.recalled_at": "When the recall the department's result "
     "overtook was made.",
+    "gridloop.dispatch.recall_overtaken.v1.recalled_at": "When the recall the department's "
+    "result overtook was made (the `sent_at` of the `recalled` message it voids).",
+    "gridloop.dispatch.recall_overtaken.v1.completed_at": "When the department says it "
+    "completed the work: its `handled` result, which stands.",
     "gridloop.case.reminded.v1.manual": "True for a 催办 made by hand (a dispatcher, the shift "
     "leader or a grid head); false for the chase timer's.",
     "gridloop.case.verified.v2.falsification": "弄虚作假: what shows the department's result is "
@@ -258,6 +262,7 @@ for _type in (
     "gridloop.dispatch.escalated.v1",
     "gridloop.dispatch.rework.v1",
     "gridloop.dispatch.recalled.v1",
+    "gridloop.dispatch.recall_overtaken.v1",
 ):
     OVERRIDES[f"{_type}.dept"] = "The department this feed message is for."
     OVERRIDES[f"{_type}.note"] = "A note from the command centre, when there is one."

@@ -21,6 +21,7 @@ from gridloop_contracts import cases as ev
 from gridloop_contracts.department import (
     CaseSummary,
     DepartmentMessage,
+    RecallOvertaken,
     TaskAssigned,
     TaskEscalated,
     TaskOverdue,
@@ -165,6 +166,22 @@ class DispatchRules:
         recalled_at = task.ended_at
         task.overtake_recall(e.completed_at)
         now = step.now()
+        # the department heard `recalled` after it sent its result: its result stands
+        self._feed(
+            step,
+            case,
+            task,
+            lambda dept, summary: RecallOvertaken(
+                dept=dept,
+                case=summary,
+                sent_at=now,
+                recalled_at=recalled_at,
+                completed_at=e.completed_at,
+                note="处置结果先于撤回送达，撤回作废，结果待核查 / your result crossed the recall: "
+                "it stands and goes to verification",
+            ),
+            RecallOvertaken.subject_token,
+        )
         if case.queued_at == recalled_at and not any(t.active for t in f.tasks):
             case.unqueue()
             step.emit(
