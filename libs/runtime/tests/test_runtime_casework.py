@@ -322,3 +322,49 @@ async def test_a_lead_that_lost_its_lock_mid_batch_never_commits_it_after_its_su
             assert leader.consumers[0].running
     finally:
         await nc.close()
+
+
+async def test_a_batch_worked_on_longer_than_ack_wait_is_not_delivered_again(
+    database_url: str, nats_url: str
+) -> None:
+    """The lead tells JetStream that a slow batch is still in hand, so `ack_wait` can be short
+    (a killed lead holds its durable up that long): nobody is given the batch again while it
+    is worked on, however long that takes, and it takes effect once."""
+    ack_wait = 1.0
+    settings = settings_for("tally", database_url, nats_url, consumer_ack_wait_s=ack_wait)
+    entered, gate = asyncio.Event(), asyncio.Event()
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        async with running(
+            settings, tally_definition(tally_rules(Gated("R-SLOW", entered, gate)))
+        ) as rt:
+            await wait_for(lambda: rt.consumers[0].leading, what="the lead")
+            await publish(js, [Counted(case_id="R-SLOW", n=1)])
+            await asyncio.wait_for(entered.wait(), timeout=15)  # the lead holds it
+            # another fetcher on the same durable, for four times ack_wait: it would be
+            # given the message the moment JetStream counted it as abandoned
+            other = await js.pull_subscribe_bind(durable="tally-cases", stream="CASES")
+            loop = asyncio.get_running_loop()
+            until = loop.time() + 4 * ack_wait
+            while loop.time() < until:
+                try:
+                    taken = await other.fetch(1, timeout=0.5)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    continue
+                raise AssertionError(f"delivered again while in hand: {taken}")
+            await other.unsubscribe()
+            gate.set()
+            pool = rt.pool
+            assert pool is not None
+
+            async def tallied() -> list[int] | None:
+                async with pool.acquire() as conn:
+                    seen = await conn.fetchval("SELECT seen FROM tallies WHERE case_id = 'R-SLOW'")
+                return list(seen) if seen else None
+
+            assert await wait_for(tallied, timeout=30, what="R-SLOW tallied") == [1]
+            info = await js.consumer_info("CASES", "tally-cases")
+            assert info.num_redelivered == 0 and info.num_ack_pending == 0
+    finally:
+        await nc.close()

@@ -335,10 +335,11 @@ class Consumer:
             if not msgs:
                 return
         try:
-            if len(msgs) == 1:
-                await self._one(msgs[0], lead)
-            else:
-                await self._batch(msgs, lead)
+            async with self._kept_in_hand(msgs):
+                if len(msgs) == 1:
+                    await self._one(msgs[0], lead)
+                else:
+                    await self._batch(msgs, lead)
         except LeadLost:
             log.warning("lead lost mid-batch; batch handed back", consumer=self.spec.durable)
             await _nak_all(msgs)
@@ -346,6 +347,29 @@ class Consumer:
         metrics.HANDLER_SECONDS.labels(self.service, self.spec.durable).observe(
             time.perf_counter() - started
         )
+
+    @contextlib.asynccontextmanager
+    async def _kept_in_hand(self, msgs: list[Msg]) -> AsyncIterator[None]:
+        """While a batch is worked on, tell JetStream every third of `ack_wait` that it is
+        still in hand (`+WPI`), so a slow batch is not delivered again meanwhile. That is
+        what lets `ack_wait` be short: a lead killed with a batch in hand holds its durable
+        up for `ack_wait`, no longer. A batch done within a third of it sends nothing."""
+
+        async def keep() -> None:
+            while True:
+                await asyncio.sleep(self.ack_wait_s / 3)
+                for msg in msgs:
+                    if not msg.is_acked:  # set by ack, nak and term
+                        with contextlib.suppress(Exception):
+                            await msg.in_progress()
+
+        keeper = asyncio.create_task(keep())
+        try:
+            yield
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
 
     async def _batch(self, msgs: list[Msg], lead: Conn | None) -> None:
         try:

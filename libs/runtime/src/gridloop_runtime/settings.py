@@ -65,7 +65,7 @@ class ServiceSettings(BaseSettings):
     # JetStream consumers
     consumer_batch: int = Field(256, alias="CONSUMER_BATCH")
     consumer_max_deliver: int = Field(5, alias="CONSUMER_MAX_DELIVER")
-    consumer_ack_wait_s: float = Field(30.0, alias="CONSUMER_ACK_WAIT_S")
+    consumer_ack_wait_s: float = Field(10.0, alias="CONSUMER_ACK_WAIT_S")
     consumer_max_ack_pending: int = Field(4096, alias="CONSUMER_MAX_ACK_PENDING")
     consumer_retry_delay_s: float = Field(1.0, alias="CONSUMER_RETRY_DELAY_S")
     # streams
