@@ -33,5 +33,10 @@ FOREIGN_MESSAGES = Counter(
     "Messages dropped from a stream only gridloop's services write (not a CloudEvent of theirs)",
     ["service", "consumer"],
 )
+ROWS_PRUNED = Counter(
+    "gridloop_rows_pruned_total",
+    "Runtime rows deleted past their retention (RETENTION_EVERY_S)",
+    ["service", "table"],
+)
 TIMERS_FIRED = Counter("gridloop_timers_fired_total", "Timers fired", ["service", "kind"])
 OVERDUE_CASES = Gauge("gridloop_overdue_cases", "Open cases past their deadline", ["service"])

@@ -27,7 +27,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import bus, calendarwatch, db, limits, statistics, tracing
+from . import bus, calendarwatch, db, limits, retention, statistics, tracing
 from . import logging as glog
 from .audit import AuditMiddleware
 from .auth import Authenticator, AuthSettings, UserLookup
@@ -233,6 +233,13 @@ class Runtime:
                     self.pool, self.schema, s.db_analyse_every_s, self.stop_event
                 ),
                 "statistics",
+            )
+        if s.retention_every_s > 0:
+            self._spawn(
+                retention.keep_pruned(
+                    self.pool, self.schema, s.retention, s.retention_every_s, self.stop_event
+                ),
+                "retention",
             )
         self.started = True
         log.info("service started", service=self.definition.name)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .retention import Retention
 
 
 def _default_city_dir() -> Path:
@@ -80,6 +82,13 @@ class ServiceSettings(BaseSettings):
     # how often the service analyses its tables whose planner statistics are stale (0: never,
     # autovacuum alone); see statistics.py
     db_analyse_every_s: float = Field(30.0, ge=0, alias="DB_ANALYSE_EVERY_S")
+    # how long the runtime's rows are kept, in days (0: for ever), and how often old ones are
+    # deleted (0: never); see retention.py for what each one's loss would cost
+    timers_retention_days: float = Field(30.0, ge=0, alias="TIMERS_RETENTION_DAYS")
+    inbox_retention_days: float = Field(0.0, ge=0, alias="INBOX_RETENTION_DAYS")
+    outbox_retention_days: float = Field(0.0, ge=0, alias="OUTBOX_RETENTION_DAYS")
+    commands_retention_days: float = Field(0.0, ge=0, alias="COMMANDS_RETENTION_DAYS")
+    retention_every_s: float = Field(3600.0, ge=0, alias="RETENTION_EVERY_S")
     shutdown_grace_s: float = Field(20.0, alias="SHUTDOWN_GRACE_S")
     # a file holding a clock offset in seconds (tests and demos only; unset in production)
     clock_file: str | None = Field(None, alias="CLOCK_FILE")
@@ -94,6 +103,22 @@ class ServiceSettings(BaseSettings):
     @property
     def db_schema_name(self) -> str:
         return self.db_schema or self.service_name
+
+    @property
+    def retention(self) -> Retention:
+        return Retention(
+            timers_days=self.timers_retention_days,
+            inbox_days=self.inbox_retention_days,
+            outbox_days=self.outbox_retention_days,
+            commands_days=self.commands_retention_days,
+        )
+
+    @model_validator(mode="after")
+    def _safe_retention(self) -> ServiceSettings:
+        problem = self.retention.problem()
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
 class EvidenceSettings(BaseSettings):

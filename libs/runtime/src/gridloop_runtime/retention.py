@@ -1,0 +1,127 @@
+"""How long a service keeps the runtime's bookkeeping rows: the timers that fired or were
+cancelled, the inbox (the event ids it has handled), the outbox (every event it published)
+and the answers of idempotent commands.
+
+Each service deletes its own old rows every `RETENTION_EVERY_S`, a chunk of `CHUNK` rows per
+statement (short locks, no long transaction); replicas take turns through an advisory lock.
+A retention of 0 days keeps the rows for ever: the default for the inbox, the outbox and the
+commands, whose rows are what makes re-publishing and re-sending safe:
+
+- the **outbox** is the re-publishable log JetStream can be rebuilt from: rows older than
+  `OUTBOX_RETENTION_DAYS` can no longer be re-published (back `CASES` up instead, `nats
+  stream backup`); rows not yet sent are never deleted;
+- the **inbox** makes a re-published or redelivered event take effect once: an event
+  delivered again after its inbox row is gone takes effect again. So the inbox is kept at
+  least as long as the outbox (checked at start-up), and re-publishing reaches back no
+  further than `INBOX_RETENTION_DAYS`;
+- a **command** re-sent after its answer is gone is taken as new: keep answers longer than
+  any sender retries (the department kits retry for minutes).
+
+Timers that fired or were cancelled are history nobody reads (the events they caused are
+in the outbox and the case files): `TIMERS_RETENTION_DAYS`, 30 by default."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+import asyncpg
+import structlog
+
+from . import metrics
+from .db import check_schema, lock_key
+
+log = structlog.get_logger(__name__)
+
+CHUNK = 5000
+
+# table -> the rows that may go once older than the table's retention ($1: the cut-off)
+_OLD = {
+    "timers": "created_at < $1 AND (fired_at IS NOT NULL OR cancelled_at IS NOT NULL)",
+    "inbox": "processed_at < $1",
+    "outbox": "created_at < $1 AND sent_at IS NOT NULL",
+    "commands": "created_at < $1",
+}
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Days each table's rows are kept (0: for ever)."""
+
+    timers_days: float = 30.0
+    inbox_days: float = 0.0
+    outbox_days: float = 0.0
+    commands_days: float = 0.0
+
+    def days(self) -> dict[str, float]:
+        return {
+            "timers": self.timers_days,
+            "inbox": self.inbox_days,
+            "outbox": self.outbox_days,
+            "commands": self.commands_days,
+        }
+
+    def problem(self) -> str | None:
+        """Why this retention is unsafe, naming the setting; None when it is not."""
+        if self.outbox_days and self.inbox_days and self.inbox_days < self.outbox_days:
+            return (
+                "INBOX_RETENTION_DAYS must be 0 (for ever) or at least OUTBOX_RETENTION_DAYS: "
+                "a re-published event whose inbox row is gone would take effect twice"
+            )
+        if self.outbox_days == 0 and self.inbox_days:
+            return (
+                "INBOX_RETENTION_DAYS needs OUTBOX_RETENTION_DAYS at most as long: the whole "
+                "outbox can be re-published, and an event whose inbox row is gone would take "
+                "effect twice"
+            )
+        return None
+
+
+async def prune(pool: asyncpg.Pool, schema: str, retention: Retention) -> dict[str, int]:
+    """Delete the rows past their retention; how many went per table (nothing when another
+    replica is pruning the schema right now)."""
+    check_schema(schema)
+    gone: dict[str, int] = {}
+    for table, days in retention.days().items():
+        if days <= 0:
+            continue
+        total = 0
+        # the table's name and condition are this module's own constants, never input
+        delete = (
+            f"DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} "
+            f"WHERE {_OLD[table]} LIMIT {CHUNK}))"
+        )
+        while True:
+            async with pool.acquire() as conn, conn.transaction():
+                if not await conn.fetchval(
+                    "SELECT pg_try_advisory_xact_lock($1)", lock_key(f"retention:{schema}")
+                ):
+                    return gone
+                status = await conn.execute(
+                    delete,
+                    await conn.fetchval("SELECT now() - make_interval(secs => $1)", days * 86400),
+                )
+            deleted = int(status.split()[-1])
+            total += deleted
+            if deleted < CHUNK:
+                break
+        if total:
+            gone[table] = total
+            metrics.ROWS_PRUNED.labels(schema, table).inc(total)
+    if gone:
+        log.info("old rows deleted", schema=schema, rows=gone)
+    return gone
+
+
+async def keep_pruned(
+    pool: asyncpg.Pool, schema: str, retention: Retention, every_s: float, stop: asyncio.Event
+) -> None:
+    """Prune every `every_s` seconds until `stop` is set."""
+    while not stop.is_set():
+        try:
+            await prune(pool, schema, retention)
+        except Exception as exc:  # a database away for a while: again next round
+            log.warning("deleting old rows failed", schema=schema, error=str(exc))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every_s)
