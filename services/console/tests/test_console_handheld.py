@@ -118,6 +118,18 @@ class Phone:
         self.page.screenshot(path=str(path))
         self.shots.append(path)
 
+    def show(self, testid: str, *, last: bool = False) -> None:
+        """Scroll the element into the middle of the screen, for a shot: found and scrolled
+        in one step in the page, so a list the app redraws meanwhile cannot detach it
+        between the two (a locator's scroll fails on an element replaced under it)."""
+        self.page.evaluate(
+            "([id, last]) => { const all = document.querySelectorAll(`[data-testid='${id}']`);"
+            " const e = last ? all[all.length - 1] : all[0];"
+            " if (!e) throw new Error(`nothing shows ${id}`);"
+            " e.scrollIntoView({ block: 'center' }); }",
+            [testid, last],
+        )
+
     def report(self, photo: Path, category: str, cell: str) -> None:
         """Three taps: the camera, a likely category, send (the position is the phone's)."""
         page = self.page
@@ -193,7 +205,7 @@ def test_a_supervisors_day_on_the_handheld_with_and_without_signal(
             waiting = page.get_by_test_id("hh-report-item").first
             expect(waiting).to_have_attribute("data-state", "waiting", timeout=WAIT)
             expect(page.get_by_test_id("hh-pending")).to_have_text("1")
-            waiting.scroll_into_view_if_needed()
+            phone.show("hh-report-item")
             phone.shot("offline-waiting")
 
             # the signal is back: it is sent by itself; both reports are cases, once each
@@ -205,7 +217,7 @@ def test_a_supervisors_day_on_the_handheld_with_and_without_signal(
             cases = case_ids(page)
             assert len(cases) == 2 and len(set(cases)) == 2 and case1 in cases, cases
             case2 = next(c for c in cases if c != case1)
-            page.get_by_test_id("hh-report-item").last.scroll_into_view_if_needed()
+            phone.show("hh-report-item", last=True)
             phone.shot("back-online-sent")
             for case_id, n_files in ((case1, 1), (case2, 1)):
                 got = intake.get(f"/cases/{case_id}").json()
@@ -242,7 +254,7 @@ def test_a_supervisors_day_on_the_handheld_with_and_without_signal(
                 )
             page.get_by_test_id("hh-verify-camera-input").set_input_files(str(site))
             page.get_by_test_id("hh-verify-notes").fill("现场已修复")
-            page.get_by_test_id("before-after").scroll_into_view_if_needed()
+            phone.show("before-after")
             phone.shot("verify-before-after")
             page.get_by_test_id("hh-pass").tap()
             expect(page.locator(f'[data-testid="hh-task"][data-case="{case1}"]')).to_have_count(
@@ -264,7 +276,7 @@ def test_a_supervisors_day_on_the_handheld_with_and_without_signal(
                 expect(page.get_by_test_id("after-img").nth(i)).to_have_attribute(
                     "data-loaded", "true", timeout=WAIT
                 )
-            page.get_by_test_id("before-after").scroll_into_view_if_needed()
+            phone.show("before-after")
             phone.shot("case-file-before-after")
         except Exception:
             phone.shot("failure")

@@ -240,6 +240,11 @@ async function renderReportForm(body, app, refresh) {
 async function renderMine(box) {
   if (!box) return;
   const reports = (await items()).filter((i) => i.kind === "report").reverse();
+  // a refresh that changes nothing leaves the list as it is (no blink, nothing replaced
+  // under the supervisor's thumb); several refreshes follow one send
+  const shown = JSON.stringify(reports.map((i) => [i.id, i.state, i.case_id || "", i.error || ""]));
+  if (box.dataset.shown === shown) return;
+  box.dataset.shown = shown;
   clear(
     box,
     reports.length ? el("h4", {}, t("hh.my-reports")) : null,
