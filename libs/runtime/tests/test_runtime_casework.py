@@ -5,11 +5,12 @@ the DLQ, and one replica at a time consuming an ordered durable."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import ClassVar, cast
+from typing import Any, ClassVar, cast
 
 import nats
 from gridloop_contracts import Envelope, Event, to_binary
@@ -366,5 +367,55 @@ async def test_a_batch_worked_on_longer_than_ack_wait_is_not_delivered_again(
             assert await wait_for(tallied, timeout=30, what="R-SLOW tallied") == [1]
             info = await js.consumer_info("CASES", "tally-cases")
             assert info.num_redelivered == 0 and info.num_ack_pending == 0
+    finally:
+        await nc.close()
+
+
+async def test_a_timer_continues_the_trace_of_the_work_that_set_it(
+    database_url: str, nats_url: str
+) -> None:
+    """The recount a counted event set fires an hour later: what it emits carries the trace
+    the event came with, so a case's reminders and escalations are in the case's trace."""
+    trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    clock = FakeClock(T0)
+    settings = settings_for("tally", database_url, nats_url)
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        async with running(
+            settings, tally_definition(tally_rules(TallyStore())), clock=clock
+        ) as rt:
+            pool, runner = rt.pool, rt.timer_runner
+            assert pool is not None and runner is not None
+            env = Envelope.of(
+                Counted(case_id="R-TRACE", n=3),
+                source="/gridloop/test",
+                subject="R-TRACE",
+                id="c-R-TRACE",
+                extensions={"traceparent": f"00-{trace_id}-{parent}-01"},
+            )
+            headers, body = to_binary(env)
+            await js.publish("case.counted", body, headers=headers)
+
+            async def recount_set() -> Any:
+                async with pool.acquire() as conn:
+                    return await conn.fetchrow(
+                        "SELECT payload FROM timers WHERE key = 'R-TRACE/recount'"
+                    )
+
+            timer = await wait_for(recount_set, timeout=30, what="the recount set")
+            assert timer["payload"]["_trace"]["traceparent"].split("-")[1] == trace_id
+            clock.advance(timedelta(hours=2))
+            assert await runner.fire_due() >= 1
+            async with pool.acquire() as conn:
+                rows = await conn.fetch("SELECT headers, body FROM outbox ORDER BY seq")
+            totals = [
+                (json.loads(bytes(r["body"]))["total"], r["headers"])
+                for r in rows
+                if json.loads(bytes(r["body"])).get("case_id") == "R-TRACE"
+            ]
+            assert [t for t, _ in totals] == [3, -3]  # the count, then the timer's recount
+            for _, h in totals:
+                assert h["traceparent"].split("-")[1] == trace_id
     finally:
         await nc.close()

@@ -182,7 +182,8 @@ async def apply_timers(
     step = Step(source=source, clock=clock)
     for t, case_id in keyed:
         step.trigger = None
-        rules.timers[t.kind](states[case_id], t, step)
+        with tracing.timer_span(t.kind, t.payload, case_id):
+            rules.timers[t.kind](states[case_id], t, step)
     await rules.store.save(conn, list(states.values()))
     await apply_timer_ops(conn, step.take_timer_ops())
     return await write_rows(conn, step.take_rows())

@@ -94,8 +94,13 @@ class Step:
     def schedule(
         self, kind: str, key: str, due_at: datetime, payload: Mapping[str, Any] | None = None
     ) -> None:
-        """Set (or move, or re-arm) the timer (kind, key)."""
-        self.timer_ops.append(TimerOp("set", kind, key, due_at, dict(payload or {})))
+        """Set (or move, or re-arm) the timer (kind, key). It keeps the trace of this step's
+        work, which what it causes when it fires continues (tracing.TIMER_TRACE)."""
+        kept = dict(payload or {})
+        trace = self.trace if self.trace is not None else tracing.current_headers()
+        if trace:
+            kept[tracing.TIMER_TRACE] = dict(trace)
+        self.timer_ops.append(TimerOp("set", kind, key, due_at, kept))
 
     def cancel(self, key: str, kinds: Sequence[str] | None = None) -> None:
         """Cancel the pending timers with exactly this key (of these kinds, or any kind)."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from . import metrics
+from . import metrics, tracing
 from .db import Conn
 from .outbox import UnitOfWorkFactory, Work
 from .step import Timer as Timer
@@ -161,7 +161,8 @@ class TimerRunner:
                 mark = work.mark()
                 try:
                     async with work.conn.transaction():  # a savepoint: a failing timer is retried
-                        await self.handlers[timer.kind](work, timer)
+                        with tracing.timer_span(timer.kind, timer.payload):
+                            await self.handlers[timer.kind](work, timer)
                 except Exception as exc:
                     log.exception("timer handler failed", kind=timer.kind, key=timer.key)
                     work.rollback_to(mark)

@@ -9,8 +9,9 @@ variables itself: `OTEL_EXPORTER_OTLP_ENDPOINT` (…/v1/traces is appended) or
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Final
 
 from opentelemetry import context as otel_context
@@ -108,6 +109,37 @@ def span_headers(span: trace.Span) -> dict[str, str]:
     carrier: dict[str, str] = {}
     inject(carrier, context=trace.set_span_in_context(span))
     return carrier
+
+
+# A timer's payload keeps the trace of the work that set it under this key: what the timer
+# causes when it fires (a reminder, an overdue, the next rung of a ladder) continues the
+# case's trace instead of starting one of its own.
+TIMER_TRACE: Final = "_trace"
+
+
+@contextlib.contextmanager
+def timer_span(
+    kind: str, payload: Mapping[str, object] | None, case_id: str | None = None
+) -> Iterator[None]:
+    """A fired timer's work in the trace of the work that set it (`TIMER_TRACE`), so the
+    events it emits continue the case's trace; a timer that kept none (set before traces
+    were kept, or by work without one) starts its own."""
+    kept = (payload or {}).get(TIMER_TRACE)
+    token = None
+    if isinstance(kept, Mapping) and "traceparent" in kept:
+        token = otel_context.attach(extract({str(k): str(v) for k, v in kept.items()}))
+    try:
+        if _recording:
+            attributes = {"gridloop.timer.kind": kind}
+            if case_id is not None:
+                attributes[CASE_ID] = case_id
+            with tracer().start_as_current_span(f"timer {kind}", attributes=attributes):
+                yield
+        else:
+            yield
+    finally:
+        if token is not None:
+            otel_context.detach(token)
 
 
 def current_trace_id() -> str | None:
