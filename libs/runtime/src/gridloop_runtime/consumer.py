@@ -353,23 +353,32 @@ class Consumer:
         """While a batch is worked on, tell JetStream every third of `ack_wait` that it is
         still in hand (`+WPI`), so a slow batch is not delivered again meanwhile. That is
         what lets `ack_wait` be short: a lead killed with a batch in hand holds its durable
-        up for `ack_wait`, no longer. A batch done within a third of it sends nothing."""
+        up for `ack_wait`, no longer. A batch done within a third of it sends nothing and
+        costs a timer handle, not a task (this runs for every batch)."""
+        every = self.ack_wait_s / 3
+        keeper: asyncio.Task[None] | None = None
 
         async def keep() -> None:
             while True:
-                await asyncio.sleep(self.ack_wait_s / 3)
                 for msg in msgs:
                     if not msg.is_acked:  # set by ack, nak and term
                         with contextlib.suppress(Exception):
                             await msg.in_progress()
+                await asyncio.sleep(every)
 
-        keeper = asyncio.create_task(keep())
+        def start() -> None:
+            nonlocal keeper
+            keeper = asyncio.get_running_loop().create_task(keep())
+
+        first = asyncio.get_running_loop().call_later(every, start)
         try:
             yield
         finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            first.cancel()
+            if keeper is not None:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
 
     async def _batch(self, msgs: list[Msg], lead: Conn | None) -> None:
         try:
