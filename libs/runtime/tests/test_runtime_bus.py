@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -12,6 +13,7 @@ import pytest
 from fastapi import APIRouter, Request
 from gridloop_contracts import Envelope, Event, decode, to_binary
 from gridloop_devkit.testing import http_client, running, settings_for, wait_for
+from gridloop_runtime import db
 from gridloop_runtime.consumer import ConsumerSpec, Handler
 from gridloop_runtime.outbox import OutboxRelay, Publisher, Work
 from gridloop_runtime.service import ServiceDefinition, runtime_of
@@ -146,7 +148,13 @@ async def test_committed_event_survives_relay_crash(database_url: str, nats_url:
         )
 
         # The restarted relay publishes the committed row; JetStream drops the duplicate id.
-        relay = OutboxRelay(rt.pool, rt.js, schema=rt.schema, service="echo", poll_s=0.05)
+        relay = OutboxRelay(
+            rt.js,
+            lock_connect=functools.partial(db.connect, database_url, rt.schema),
+            schema=rt.schema,
+            service="echo",
+            poll_s=0.05,
+        )
         stop = asyncio.Event()
         task = asyncio.create_task(relay.run(stop))
         await wait_for(lambda: relay.published == 1, what="relay publishes the row")

@@ -28,7 +28,7 @@ from nats.js import JetStreamContext
 from . import metrics
 from .bus import unavailable
 from .clock import Clock
-from .db import Conn, lock_key, unlock_or_close
+from .db import Conn, lock_key
 from .step import OutboxRow, Step, TimerOp, plan_timer_ops
 from .step import default_subject as default_subject
 
@@ -269,30 +269,29 @@ class OutboxRelay:
     """The sweeper: publishes outbox rows left unsent (a process died between commit and
     publish, or the bus was away), in order. One per schema is active at a time (a session
     advisory lock); other replicas stand by and take over if it dies. Rows younger than
-    `grace_s` are left to the publisher of the process that committed them."""
+    `grace_s` are left to the publisher of the process that committed them.
+
+    The lock and the sweeping are on a connection of its own (`lock_connect`, the runtime's
+    `db.connect`), never one of the pool's: a replica that leads or stands by keeps all of
+    `DB_POOL_MAX` for its API and its work, and closing the connection frees the lock."""
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
         js: JetStreamContext,
         *,
+        lock_connect: Callable[[], Awaitable[asyncpg.Connection]],
         schema: str,
         service: str,
         batch: int = 512,
         poll_s: float = 0.5,
         grace_s: float = 0.0,
-        lock_connect: Callable[[], Awaitable[asyncpg.Connection]] | None = None,
     ) -> None:
-        self.pool = pool
         self.js = js
         self.schema = schema
         self.service = service
         self.batch = batch
         self.poll_s = poll_s
         self.grace_s = grace_s
-        # The lock and the sweeping on a connection of their own (the runtime's: `db.connect`),
-        # not one of the pool's: a replica that leads or stands by keeps all of `DB_POOL_MAX`
-        # for its API and its work. Without it, the pool lends one for as long as it leads.
         self.lock_connect = lock_connect
         self.leading = False
         self._lock_key = lock_key(f"outbox:{schema}")
@@ -314,8 +313,7 @@ class OutboxRelay:
                     await asyncio.wait_for(stop.wait(), timeout=1.0)
 
     async def _run_as_leader(self, stop: asyncio.Event) -> None:
-        own = self.lock_connect is not None
-        conn: Conn = await (self.lock_connect() if self.lock_connect else self.pool.acquire())
+        conn = await self.lock_connect()
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
                 with contextlib.suppress(TimeoutError):
@@ -331,15 +329,9 @@ class OutboxRelay:
                             await asyncio.wait_for(stop.wait(), timeout=self.poll_s)
             finally:
                 self.leading = False
-                if not own:
-                    with contextlib.suppress(Exception):
-                        await unlock_or_close(conn, self._lock_key)
         finally:
-            if own:
-                with contextlib.suppress(Exception):
-                    await conn.close(timeout=2)  # frees the lock
-            else:
-                await self.pool.release(conn)  # type: ignore[arg-type]
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)  # frees the lock
 
     async def publish_batch(self, conn: Conn, grace_s: float | None = None) -> int:
         grace = self.grace_s if grace_s is None else grace_s

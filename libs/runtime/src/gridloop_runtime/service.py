@@ -184,7 +184,6 @@ class Runtime:
         for hook in self.definition.on_start:
             await hook(self)
         self.relay = OutboxRelay(
-            self.pool,
             self.js,
             schema=self.schema,
             service=self.definition.name,
