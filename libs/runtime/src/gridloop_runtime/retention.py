@@ -36,12 +36,14 @@ log = structlog.get_logger(__name__)
 
 CHUNK = 5000
 
-# table -> the rows that may go once older than the table's retention ($1: the cut-off)
+# table -> the rows that may go once older than the table's retention: the cut-off is the
+# database's now() (the time columns' default) less $1 seconds
+_CUT = "now() - make_interval(secs => $1)"
 _OLD = {
-    "timers": "created_at < $1 AND (fired_at IS NOT NULL OR cancelled_at IS NOT NULL)",
-    "inbox": "processed_at < $1",
-    "outbox": "created_at < $1 AND sent_at IS NOT NULL",
-    "commands": "created_at < $1",
+    "timers": f"created_at < {_CUT} AND (fired_at IS NOT NULL OR cancelled_at IS NOT NULL)",
+    "inbox": f"processed_at < {_CUT}",
+    "outbox": f"created_at < {_CUT} AND sent_at IS NOT NULL",
+    "commands": f"created_at < {_CUT}",
 }
 
 
@@ -98,10 +100,7 @@ async def prune(pool: asyncpg.Pool, schema: str, retention: Retention) -> dict[s
                     "SELECT pg_try_advisory_xact_lock($1)", lock_key(f"retention:{schema}")
                 ):
                     return gone
-                status = await conn.execute(
-                    delete,
-                    await conn.fetchval("SELECT now() - make_interval(secs => $1)", days * 86400),
-                )
+                status = await conn.execute(delete, days * 86400)
             deleted = int(status.split()[-1])
             total += deleted
             if deleted < CHUNK:
