@@ -21,7 +21,6 @@ transaction (consumer.py), so one poisoned message holds back nobody.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -29,7 +28,6 @@ from typing import Any, Generic, Protocol, TypeVar
 from gridloop_contracts import Envelope
 from gridloop_contracts.base import Event
 from gridloop_contracts.problems import Permanent
-from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
@@ -134,26 +132,17 @@ async def apply_batch(
         return []
     states = await rules.store.load(conn, list(dict.fromkeys(p[3] for p in parsed)))
     step = Step(source=source, clock=clock)
-    tracer, recording = tracing.tracer(), tracing.recording()
     for m, event, rule, case_id in parsed:
         step.trigger, step.subject = m.env, m.subject
         # The rule's span continues the trace the message came with: the events it emits
         # name it as their parent, so one report is one trace through every service.
-        token = otel_context.attach(tracing.context_from(m.headers)) if m.headers else None
-        try:
-            with (
-                tracer.start_as_current_span(
-                    f"consume {m.subject}",
-                    kind=SpanKind.CONSUMER,
-                    attributes={tracing.CASE_ID: case_id, tracing.EVENT_TYPE: m.env.type},
-                )
-                if recording
-                else contextlib.nullcontext()
-            ):
-                rule(states[case_id], event, step)
-        finally:
-            if token is not None:
-                otel_context.detach(token)
+        with tracing.continued(
+            m.headers,
+            f"consume {m.subject}",
+            kind=SpanKind.CONSUMER,
+            attributes={tracing.CASE_ID: case_id, tracing.EVENT_TYPE: m.env.type},
+        ):
+            rule(states[case_id], event, step)
     await rules.store.save(conn, list(states.values()))
     await apply_timer_ops(conn, step.take_timer_ops())
     return await write_rows(conn, step.take_rows())

@@ -118,28 +118,42 @@ TIMER_TRACE: Final = "_trace"
 
 
 @contextlib.contextmanager
-def timer_span(
-    kind: str, payload: Mapping[str, object] | None, case_id: str | None = None
+def continued(
+    carrier: Mapping[str, str] | None,
+    name: str,
+    *,
+    kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+    attributes: Mapping[str, str] | None = None,
 ) -> Iterator[None]:
-    """A fired timer's work in the trace of the work that set it (`TIMER_TRACE`), so the
-    events it emits continue the case's trace; a timer that kept none (set before traces
-    were kept, or by work without one) starts its own."""
-    kept = (payload or {}).get(TIMER_TRACE)
-    token = None
-    if isinstance(kept, Mapping) and "traceparent" in kept:
-        token = otel_context.attach(extract({str(k): str(v) for k, v in kept.items()}))
+    """Work in the trace `carrier` names (W3C headers; none: the current context), under a
+    span `name` of its own when spans are recorded: what it emits names that span, or the
+    carrier's, as its parent."""
+    token = otel_context.attach(extract(dict(carrier))) if carrier else None
     try:
         if _recording:
-            attributes = {"gridloop.timer.kind": kind}
-            if case_id is not None:
-                attributes[CASE_ID] = case_id
-            with tracer().start_as_current_span(f"timer {kind}", attributes=attributes):
+            with tracer().start_as_current_span(name, kind=kind, attributes=attributes):
                 yield
         else:
             yield
     finally:
         if token is not None:
             otel_context.detach(token)
+
+
+def timer_span(
+    kind: str, payload: Mapping[str, object] | None, case_id: str | None = None
+) -> contextlib.AbstractContextManager[None]:
+    """A fired timer's work in the trace of the work that set it (`TIMER_TRACE`), so the
+    events it emits continue the case's trace; a timer that kept none (set before traces
+    were kept, or by work without one) starts its own."""
+    kept = (payload or {}).get(TIMER_TRACE)
+    carrier = None
+    if isinstance(kept, Mapping) and "traceparent" in kept:
+        carrier = {str(k): str(v) for k, v in kept.items()}
+    attributes = {"gridloop.timer.kind": kind}
+    if case_id is not None:
+        attributes[CASE_ID] = case_id
+    return continued(carrier, f"timer {kind}", attributes=attributes)
 
 
 def current_trace_id() -> str | None:
