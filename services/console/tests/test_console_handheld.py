@@ -287,3 +287,90 @@ def test_a_supervisors_day_on_the_handheld_with_and_without_signal(
             intake.close()
             handling.close()
     assert not phone.errors, phone.errors
+
+
+HEARD = """
+window.__heard = [];
+const Feed = window.EventSource;
+window.EventSource = class extends Feed {
+  constructor(...args) {
+    super(...args);
+    this.addEventListener("case", (e) => window.__heard.push(e.data));
+  }
+};
+"""
+
+
+def test_a_task_assigned_while_the_list_loads_is_shown(
+    stack: Stack, city: City, tmp_path: Path
+) -> None:
+    """The task list's first load reads before verify has the task, and the live event that
+    announces it lands while that load is still on its way: the list shows the task (it was
+    lost when the screen began to listen only after its first load), and the late answer of
+    the first load does not wipe it (only the latest load is shown)."""
+    _, supervisor, category, dept, (lat, lon) = patrol_point(city)
+    dept_user = next(u.id for u in city.users.values() if u.dept == dept)
+    intake = httpx.Client(base_url=stack.url("intake"), headers={"X-User": supervisor}, timeout=10)
+    handling = httpx.Client(base_url=stack.url("handling"), headers={"X-User": dept_user})
+    tasks_url = re.compile(r"/api/verify/tasks\?")
+    held: list[Any] = []
+
+    def hold_the_first(route: Any) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        context = chromium.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+        context.add_init_script(HEARD)
+        page = context.new_page()
+        try:
+            page.goto(stack.url("console"))
+            page.get_by_test_id("login-role").select_option("supervisor")
+            page.get_by_test_id("login-user").select_option(supervisor)
+            page.get_by_test_id("login-password").fill("demo")
+            page.get_by_test_id("login-submit").tap()
+            expect(page.get_by_test_id("handheld")).to_be_visible(timeout=WAIT)
+            page.route(tasks_url, hold_the_first)
+            with page.expect_request(tasks_url, timeout=WAIT):
+                page.get_by_test_id("hh-tab-tasks").tap()
+
+            # meanwhile a report becomes a case, the department answers, verify opens a task
+            report = {
+                "channel": "patrol",
+                "description": "井盖缺失",
+                "category_code": category,
+                "location": {"lat": lat, "lon": lon},
+            }
+            r = intake.post("/reports", json=report)
+            assert r.status_code == 201, r.text
+            case_id = r.json()["case_id"]
+            until(
+                lambda: handling.get(f"/departments/{dept}/cases/{case_id}").status_code == 200,
+                f"{case_id} in {dept}'s inbox",
+            )
+            assert handling.post(f"/departments/{dept}/cases/{case_id}/sign").status_code == 200
+            after = photo_bytes(lat, lon, color=(60, 150, 70))
+            up = handling.post("/attachments", files={"file": ("after.jpg", after, "image/jpeg")})
+            assert up.status_code == 201, up.text
+            result = {"result": "已修复", "attachment_ids": [up.json()["attachment_id"]]}
+            r = handling.post(f"/departments/{dept}/cases/{case_id}/result", json=result)
+            assert r.status_code == 200, r.text
+            page.wait_for_function(
+                "c => window.__heard.some((d) => d.includes(c)"
+                " && d.includes('verification_assigned'))",
+                arg=case_id,
+                timeout=WAIT,
+            )
+
+            # the first load's answer comes last, from before the task existed
+            held[0].fulfill(status=200, content_type="application/json", body="[]")
+            task = page.locator(f'[data-testid="hh-task"][data-case="{case_id}"]')
+            expect(task).to_be_visible(timeout=WAIT)
+        finally:
+            context.close()
+            chromium.close()
+            intake.close()
+            handling.close()

@@ -104,8 +104,18 @@ export function commandId() {
 export function follow(onEvent, onState) {
   if (!session.token) return () => {};
   const source = new EventSource(`/api/events?token=${encodeURIComponent(session.token)}`);
-  source.addEventListener("open", () => onState(true));
-  source.addEventListener("error", () => onState(false));
+  // Events sent while the feed was down (no signal, a restart) are not replayed: when it is
+  // back after a break, the screens hear a gap and load again what they show.
+  let broken = false;
+  source.addEventListener("open", () => {
+    onState(true);
+    if (broken) onEvent({ event: "gap" });
+    broken = false;
+  });
+  source.addEventListener("error", () => {
+    broken = true;
+    onState(false);
+  });
   source.addEventListener("case", (e) => onEvent(JSON.parse(e.data)));
   source.addEventListener("gap", () => onEvent({ event: "gap" }));
   return () => source.close();

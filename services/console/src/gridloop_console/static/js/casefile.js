@@ -211,7 +211,8 @@ export async function renderCase(screen, app, caseId) {
     const photos = beforeAfter(c);
     clear(body, el("div", { class: "case-layout" }, el("div", { class: "case-main" }, summary, photos, timeline), side));
   }
-  await load();
-  // Any event may be this case's (the debounce keeps only the last): reload, it is cheap.
+  // Any event may be this case's (the debounce keeps only the last): reload, it is cheap. Heard
+  // from before the first load, so an event that lands while it is on its way is not missed.
   app.onLive(() => load());
+  await load();
 }

@@ -264,15 +264,20 @@ async function renderMine(box) {
 async function renderTasks(body, app, refresh) {
   const list = el("div", { class: "hh-tasks", "data-testid": "hh-tasks" });
   body.append(list);
+  let latest = 0;
   async function load() {
+    // loads can cross (a live event while one is on its way): only the latest one is shown
+    const mine = ++latest;
     let tasks;
     try {
       tasks = await api.svc("verify", "/tasks", { status: "open", supervisor_id: session.user.id });
+      if (mine !== latest) return;
       localStorage.setItem(TASKS_KEY, JSON.stringify(tasks));
     } catch {
       tasks = JSON.parse(localStorage.getItem(TASKS_KEY) || "[]");
     }
     const sent = new Set((await items()).filter((i) => i.kind === "verification").map((i) => i.task_id));
+    if (mine !== latest) return;
     tasks = tasks.filter((x) => !sent.has(x.task_id));
     clear(
       list,
@@ -291,8 +296,19 @@ async function renderTasks(body, app, refresh) {
     );
     await refresh();
   }
+  // listening before the first load: an event that lands while it is on its way loads again
+  const live = app.onLive(load);
   await load();
-  app.onLive(load);
+  // the signal is back: what was assigned meanwhile is not in the list yet
+  const back = () => app.listeners.has(live) && load();
+  window.addEventListener("online", back);
+  const gone = new MutationObserver(() => {
+    if (!list.isConnected) {
+      window.removeEventListener("online", back);
+      gone.disconnect();
+    }
+  });
+  gone.observe(document.body, { childList: true, subtree: true });
 }
 
 async function renderVerify(body, app, refresh) {

@@ -524,6 +524,6 @@ export async function renderMap(screen, app) {
       if (c && c.location) map.focus(c.location.lon, c.location.lat);
     }
   }
-  await load();
   app.onLive(() => load());
+  await load();
 }

@@ -255,6 +255,6 @@ export async function renderPerformance(screen, app) {
   for (const s of [setSel, periodSel, dateIn, levelSel, kindSel]) s.addEventListener("change", changed);
   exportBtn.addEventListener("click", () => download(`/api/scoring/rankings.csv${query({ rule_set: state.rule_set, ...params() })}`, "ranking.csv"));
   exportMeasures.addEventListener("click", () => download(`/api/scoring/measures.csv${query({ subject_kind: state.kind, ...params() })}`, "measures.csv"));
-  await refresh();
   app.onLive(() => refresh());
+  await refresh();
 }
