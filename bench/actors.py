@@ -55,8 +55,15 @@ async def supervisors(
 
         await nc.subscribe("case.verification_assigned", cb=on_assigned)
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=16)) as http:
+        # the tasks answered or being answered: a person passes a task once; the sweep
+        # (which lists open tasks while their notices' answers are on their way) does not
+        # send them again, so verify's work per loop is one verdict, as in the field
+        answered: set[str] = set()
 
         async def passed(t: dict[str, Any]) -> None:
+            if t["task_id"] in answered:
+                return
+            answered.add(t["task_id"])
             try:
                 resp = await http.post(
                     f"{next(urls)}/tasks/{t['task_id']}/verification",
@@ -64,11 +71,13 @@ async def supervisors(
                     headers={"X-User": t["supervisor_id"]},
                 )
             except httpx.TransportError:  # as a phone would: the next sweep sends it again
+                answered.discard(t["task_id"])
                 counter["transport_errors"] = counter.get("transport_errors", 0) + 1
                 return
             if resp.status_code < 300:
                 counter["verified"] += 1
             else:
+                answered.discard(t["task_id"])
                 counter["verify_errors"] = counter.get("verify_errors", 0) + 1
 
         async def listed(user: str, **params: Any) -> list[dict[str, Any]]:

@@ -233,6 +233,46 @@ async def test_the_audit_log_is_append_only(
             assert await conn.fetchval("SELECT user_id FROM audit_log") == "w1"
 
 
+async def test_a_batch_of_bus_commands_is_audited_in_one_call(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTH_MODE", "dev")
+    settings = settings_for("echo", database_url, nats_url)
+    at = datetime.now(UTC)
+    async with running(settings, definition()) as rt:
+        assert rt.pool is not None
+        async with rt.pool.acquire() as conn:
+            await audit.record_many(conn, [])
+            await audit.record_many(
+                conn,
+                [
+                    {
+                        "at": at,
+                        "command": "signed",
+                        "outcome": "accepted",
+                        "case_id": "C-1",
+                        "subject": "handling.water.signed",
+                        "roles": ("department",),
+                    },
+                    {
+                        "at": at,
+                        "command": "handled",
+                        "outcome": "refused",
+                        "case_id": "C-2",
+                        "field": "data.completed_at",
+                        "subject": "handling.water.handled",
+                    },
+                ],
+            )
+            rows = await conn.fetch(
+                "SELECT command, outcome, case_id, field, origin, roles FROM audit_log ORDER BY id"
+            )
+    assert [tuple(r) for r in rows] == [
+        ("signed", "accepted", "C-1", None, "nats:handling.water.signed", ["department"]),
+        ("handled", "refused", "C-2", "data.completed_at", "nats:handling.water.handled", []),
+    ]
+
+
 async def test_a_refused_read_is_audited_and_answered_as_an_unknown_case(
     database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

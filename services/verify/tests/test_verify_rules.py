@@ -238,18 +238,14 @@ def test_a_rejection_cancels_an_open_confirmation() -> None:
 
 
 # -- what only moves the projection -------------------------------------------------------
-def test_dispatch_and_a_granted_extension_set_the_department_deadline() -> None:
-    state = fresh()
-    RULES.on_dispatched(
-        state,
-        ev.CaseDispatched(**dims(), occurred_at=T0, dept="roads", task_id="T9", deadline=T0),
-        step(),
-    )
-    assert state.known and state.case.dept == "roads" and state.case.deadline == T0
-    later = T0 + timedelta(days=1)
+def test_the_result_names_the_department_deadline_and_an_extension_moves_it() -> None:
+    state = verifying()
+    assert state.case.dept == "sanitation" and state.case.dept_task_id == "T-C1"
+    assert state.case.deadline == T0 + timedelta(days=2)
+    later = T0 + timedelta(days=3)
     decided = {"case_id": "C1", "occurred_at": T0, "new_deadline": later}
     RULES.on_extension_decided(state, ev.CaseExtensionDecided(**decided, granted=False), step())
-    assert state.case.deadline == T0
+    assert state.case.deadline == T0 + timedelta(days=2)
     RULES.on_extension_decided(state, ev.CaseExtensionDecided(**decided, granted=True), step())
     assert state.case.deadline == later
 

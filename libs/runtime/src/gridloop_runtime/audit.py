@@ -11,7 +11,7 @@ from `nats:<subject>`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -215,6 +215,12 @@ async def record(
         dept=dept,
     )
     await conn.execute(_INSERT, *values)
+
+
+async def record_many(conn: Conn, entries: Sequence[Mapping[str, Any]]) -> None:
+    """Append several entries (each `record`'s keyword arguments) in one round trip."""
+    if entries:
+        await conn.executemany(_INSERT, [_entry(**e) for e in entries])
 
 
 async def record_answered(

@@ -152,16 +152,9 @@ class HandlingStore:
         await self._log(conn, [e for s in states for e in s.log])
         await self._parked(conn, states)
         await self._commands(conn, states)
-        for entry in (e for s in states for e in s.audit):
-            fields = {k: v for k, v in vars(entry).items() if k not in ("at", "command", "outcome")}
-            await audit.record(
-                conn,
-                at=entry.at,
-                command=entry.command,
-                outcome=entry.outcome,  # type: ignore[arg-type]
-                roles=("department",),
-                **fields,
-            )
+        await audit.record_many(
+            conn, [{**vars(e), "roles": ("department",)} for s in states for e in s.audit]
+        )
         await self._replies(conn, [r for s in states for r in s.replies])
         for s in states:
             s.case_changed = False

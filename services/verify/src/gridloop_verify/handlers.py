@@ -2,11 +2,12 @@
 
 Bus (CASES stream, durable `verify-cases`):
   case.handled                → 核查任务 to the cell's supervisor (the backup when the primary
-                                is absent): case.verification_assigned; reminder + overdue timers
+                                is absent): case.verification_assigned; reminder + overdue timers.
+                                The event names the department, its task and deadline (按期结案),
+                                so case.dispatched is not consumed
   case.confirmation_requested → 核实任务 the same way (purpose=confirmation)
   case.accepted / rejected    → open 核实 tasks are settled elsewhere: cancelled
-  case.dispatched             → remember the department, its task and deadline (按期结案)
-  case.extension_decided      → a granted extension moves that deadline
+  case.extension_decided      → a granted extension moves that deadline (before a result)
   case.recalled               → open 核查 tasks cancelled
   case.closed (by others)     → every open task cancelled
   case.rated (v2, and v1)     → D 不满意 (v1: dissatisfied), where configured: case.reopened
@@ -73,7 +74,6 @@ class VerifyService:
                 ev.CaseConfirmationRequested: r.on_confirmation_requested,
                 ev.CaseAccepted: r.on_accepted,
                 ev.CaseRejected: r.on_rejected,
-                ev.CaseDispatched: r.on_dispatched,
                 ev.CaseExtensionDecided: r.on_extension_decided,
                 ev.CaseRecalled: r.on_recalled,
                 ev.CaseClosed: r.on_closed,

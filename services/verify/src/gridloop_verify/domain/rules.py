@@ -151,15 +151,6 @@ class VerifyRules:
     def on_rejected(self, state: CaseState, e: ev.CaseRejected, step: Step) -> None:
         self._cancel_open(state, step, "confirmation", "rejected")
 
-    def on_dispatched(self, state: CaseState, e: ev.CaseDispatched, step: Step) -> None:
-        """派遣: the department, its task and the deadline 按期结案 is judged against."""
-        case = state.adopt()
-        _absorb(case, e)
-        case.dept = e.dept
-        case.dept_task_id = e.task_id
-        case.deadline = e.deadline
-        case.urgency = e.urgency
-
     def on_extension_decided(
         self, state: CaseState, e: ev.CaseExtensionDecided, step: Step
     ) -> None:
