@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import structlog
 from gridloop_contracts import Envelope, FieldError, inbound
+from gridloop_contracts.inbound import DetectionV1, ReportV1
 from gridloop_runtime.auth import lookup_from
 from gridloop_runtime.bus import Feed
 from gridloop_runtime.consumer import ConsumerSpec
+from gridloop_runtime.db import Conn
 from gridloop_runtime.mail import MAIL_TIMER, Mailer, MailSender
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime, ServiceDefinition
 
 from . import api, metrics, open311, parts, public, search
 from . import repository as repo
+from .casework import ReportBatch
 from .context import Intake, city_for
+from .domain.inbound import source_of
 from .handlers import Handlers, case_file_rules
 from .settings import IntakeSettings
 
 MIGRATIONS = Path(__file__).parent / "sql"
+REPORT_TYPES = frozenset({ReportV1.type_name, DetectionV1.type_name})
 
 
 def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
@@ -33,7 +40,7 @@ def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
         # The contract's check of senders' times (reported_at …) reads this clock and limit.
         inbound.receive_with(rt.clock.now, timedelta(seconds=settings.max_time_ahead_s))
 
-    async def on_inbound(work: Work, env: Envelope) -> None:
+    async def on_inbound(work: Work, env: Envelope, batch: ReportBatch) -> None:
         """The envelope's own time (ce-time) is judged as the data's times are."""
         problem = inbound.sent_time_problem(env.time)
         if problem is not None:
@@ -44,13 +51,22 @@ def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
                 errors=[FieldError(field="time", reason=problem)],
             )
             return
-        await handlers.on_inbound(work, env)
+        await handlers.on_inbound(work, env, batch)
+
+    async def on_batch(conn: Conn, messages: Sequence[tuple[Work, Envelope]]) -> None:
+        """A fetched batch in one transaction: its reports' case files written together."""
+        batch = ReportBatch()
+        await batch.prefetch(conn, _report_keys(messages))
+        for work, env in messages:
+            with structlog.contextvars.bound_contextvars(event_id=env.id, event_type=env.type):
+                await on_inbound(work, env, batch)
+        await batch.save(conn)
 
     reports = ConsumerSpec(
         "intake-reports",
         "INTAKE",
         ["intake.>"],
-        on_inbound,
+        batch_handler=on_batch,
         on_invalid=handlers.on_invalid,
     )
     # The case file: pure rules a batch at a time; subjects from the table (case.<event>).
@@ -91,3 +107,15 @@ def build() -> tuple[IntakeSettings, ServiceDefinition, Any]:
     settings = IntakeSettings()
     definition_, state = definition(settings)
     return settings, definition_, state
+
+
+def _report_keys(messages: Sequence[tuple[Work, Envelope]]) -> list[tuple[str, str]]:
+    """The (source, external_id) of each report and detection in a batch."""
+    keys = []
+    for work, env in messages:
+        data = env.data
+        if env.type in REPORT_TYPES and isinstance(data, dict) and work.subject:
+            external_id = data.get("external_id")
+            if isinstance(external_id, str):
+                keys.append((source_of(work.subject), external_id))
+    return keys

@@ -7,12 +7,14 @@ REST, Open311 or NATS."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 import structlog
 from gridloop_contracts import CaseStatus
+from gridloop_runtime.db import Conn
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.step import Step
 
@@ -57,6 +59,132 @@ def new_report_id() -> str:
     return "r" + uuid.uuid4().hex[:20]
 
 
+class ReportBatch:
+    """The reports of one transaction (a batch fetched from INTAKE, or one REST report): the
+    case files they open or join are kept here and written once, set-based, at the end
+    (`save`); each category is locked once; the batch's (source, external_id) pairs are
+    looked up in one statement (`prefetch`). A later report of the batch sees what an
+    earlier one did as if it had been written: a copy is answered from the batch, the
+    duplicate search adds the batch's new cases to those on file, and a camera's scene (a
+    row that joins the cases on file) is read only after the batch was written."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, CaseFile] = {}
+        self._locked: set[str] = set()
+        self._opened: dict[str, list[str]] = {}  # category → its new cases not yet written
+        self._taken: dict[tuple[str, str], tuple[str, str]] = {}  # key → (report_id, case_id)
+        self._on_file: dict[tuple[str, str], Outcome | None] = {}  # prefetched lookups
+
+    async def prefetch(self, conn: Conn, keys: Iterable[tuple[str, str]]) -> None:
+        """Look up these (source, external_id) pairs at once; `seen` answers them from here."""
+        wanted = list({k for k in keys if _storable(k[0]) and _storable(k[1])})
+        if not wanted:
+            return
+        found = await repo.find_reports(conn, wanted)
+        self._on_file.update(dict.fromkeys(wanted))
+        for key, row in found.items():
+            self._on_file[key] = Outcome(
+                row["report_id"],
+                row["case_id"],
+                "duplicate",
+                CaseStatus(row["status"]),
+                row["status_notes"],
+            )
+
+    async def seen(self, conn: Conn, source: str, external_id: str) -> Outcome | None:
+        """The first outcome of a report taken before under this (source, external_id)."""
+        key = (source, external_id)
+        if key in self._taken:
+            report_id, case_id = self._taken[key]
+            case = self.states[case_id].case
+            assert case is not None
+            return Outcome(report_id, case_id, "duplicate", case.case_status, case.status_notes)
+        if key in self._on_file:
+            return self._on_file[key]
+        row = await repo.find_report(conn, source, external_id)
+        if row is None:
+            return None
+        return Outcome(
+            row["report_id"],
+            row["case_id"],
+            "duplicate",
+            CaseStatus(row["status"]),
+            row["status_notes"],
+        )
+
+    async def lock(self, conn: Conn, category_code: str) -> None:
+        if category_code not in self._locked:
+            await repo.lock_category(conn, category_code)
+            self._locked.add(category_code)
+
+    async def load(self, conn: Conn, case_id: str) -> CaseFile:
+        """The case as this batch left it, else as written (its row locked)."""
+        state = self.states.get(case_id)
+        if state is None:
+            state = (await CASEFILE.load(conn, [case_id]))[case_id]
+            self.states[case_id] = state
+        return state
+
+    def opened_near(
+        self, category_code: str, box: tuple[float, float, float, float], lo: datetime, hi: datetime
+    ) -> list[duplicates.OpenCase]:
+        """The batch's new cases not yet written that `repo.open_cases_near` would find."""
+        min_lon, min_lat, max_lon, max_lat = box
+        out = []
+        for case_id in self._opened.get(category_code, ()):
+            case = self.states[case_id].case
+            assert case is not None
+            if (
+                case.status not in repo.CLOSED_STATES
+                and min_lat <= case.lat <= max_lat
+                and min_lon <= case.lon <= max_lon
+                and lo <= case.reported_at <= hi
+            ):
+                out.append(
+                    duplicates.OpenCase(
+                        case.case_id, case.lon, case.lat, case.reported_at, case.part_code
+                    )
+                )
+        return out
+
+    def took(
+        self, state: CaseFile, report: IncomingReport, report_id: str, *, opened: bool = False
+    ) -> None:
+        """`report` (kept as `report_id`) changed `state`, or opened it."""
+        self.states[state.case_id] = state
+        if report.external_id is not None:
+            self._taken[(report.source, report.external_id)] = (report_id, state.case_id)
+        if opened and state.case is not None and state.case.category_code is not None:
+            self._opened.setdefault(state.case.category_code, []).append(state.case_id)
+
+    async def before_scene(self, conn: Conn) -> None:
+        if self._opened:
+            await self.save(conn)
+
+    async def save(self, conn: Conn) -> None:
+        """Write what the batch changed; from here on its reports are found on file."""
+        await CASEFILE.save(conn, list(self.states.values()))
+        self._opened.clear()
+        self._taken.clear()
+        self._on_file.clear()
+
+    def forget(self) -> None:
+        """Another rule is about to change cases on its own: read them afresh after it."""
+        self.states.clear()
+
+
+def _storable(text: str) -> bool:
+    """A text PostgreSQL takes: no U+0000 and nothing UTF-8 cannot encode (a message with
+    such an id is refused before its report is looked up)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 async def on_case(
     work: Work, store: CaseFileStore, case_id: str, rule: Callable[[CaseFile, Step], T]
 ) -> T:
@@ -68,22 +196,25 @@ async def on_case(
 
 
 # -- taking a report ---------------------------------------------------------------------------
-async def take_report(work: Work, intake: Intake, report: IncomingReport) -> Outcome:
+async def take_report(
+    work: Work, intake: Intake, report: IncomingReport, batch: ReportBatch | None = None
+) -> Outcome:
     """A report from any channel becomes exactly one case (new, merged or folded) or a
-    refusal naming the field. The same (source, external_id) again answers the first outcome."""
+    refusal naming the field. The same (source, external_id) again answers the first outcome.
+    With a `batch`, what it changes is written with the batch (`ReportBatch.save`); without
+    one, before it returns."""
+    if batch is None:
+        batch = ReportBatch()
+        outcome = await take_report(work, intake, report, batch)
+        await batch.save(work.conn)
+        return outcome
     conn = work.conn
     city = intake.city
     REPORTS_IN.labels(report.channel).inc()
     if report.external_id is not None:
-        seen = await repo.find_report(conn, report.source, report.external_id)
+        seen = await batch.seen(conn, report.source, report.external_id)
         if seen is not None:
-            return Outcome(
-                seen["report_id"],
-                seen["case_id"],
-                "duplicate",
-                CaseStatus(seen["status"]),
-                seen["status_notes"],
-            )
+            return seen
     source = city.source(report.source)
     if source is None:
         raise Refused(Problem("source", f"unknown source {report.source!r}", "unknown-source"))
@@ -119,16 +250,17 @@ async def take_report(work: Work, intake: Intake, report: IncomingReport) -> Out
     rules = intake.rules
 
     if category is not None:
-        await repo.lock_category(conn, category.code)
+        await batch.lock(conn, category.code)
         if report.camera_id is not None:
+            await batch.before_scene(conn)
             scene = await repo.camera_scene(conn, report.camera_id, category.code)
             if scene is not None and duplicates.folds_into(
                 scene[1], report.reported_at, source.cooldown_minutes
             ):
                 # The camera still sees the same scene: one more detection, nothing sent.
-                state = (await CASEFILE.load(conn, [scene[0]]))[scene[0]]
+                state = await batch.load(conn, scene[0])
                 rules.fold(state, work, report, report_id=report_id, data=data)
-                await CASEFILE.save(conn, [state])
+                batch.took(state, report, report_id)
                 await repo.see_scene(
                     conn, report.camera_id, category.code, scene[0], report.reported_at
                 )
@@ -139,13 +271,9 @@ async def take_report(work: Work, intake: Intake, report: IncomingReport) -> Out
                 )
         rule = city.intake.duplicate
         lo, hi = duplicates.window(report.reported_at, rule)
-        candidates = await repo.open_cases_near(
-            conn,
-            category.code,
-            duplicates.search_box(placement.lon, placement.lat, rule.distance_m),
-            lo,
-            hi,
-        )
+        box = duplicates.search_box(placement.lon, placement.lat, rule.distance_m)
+        candidates = await repo.open_cases_near(conn, category.code, box, lo, hi)
+        candidates += batch.opened_near(category.code, box, lo, hi)
         match = duplicates.find_duplicate(
             candidates,
             lon=placement.lon,
@@ -155,14 +283,9 @@ async def take_report(work: Work, intake: Intake, report: IncomingReport) -> Out
             part_code=placement.part.code if placement.part else None,
         )
         if match is not None:
-            notes = await on_case(
-                work,
-                CASEFILE,
-                match.case_id,
-                lambda state, step: rules.merge(
-                    state, step, report, report_id=report_id, match=match, data=data
-                ),
-            )
+            state = await batch.load(conn, match.case_id)
+            notes = rules.merge(state, work, report, report_id=report_id, match=match, data=data)
+            batch.took(state, report, report_id)
             if report.camera_id is not None:
                 await repo.see_scene(
                     conn, report.camera_id, category.code, match.case_id, report.reported_at
@@ -182,7 +305,7 @@ async def take_report(work: Work, intake: Intake, report: IncomingReport) -> Out
         category_code=category_code,
         data=data,
     )
-    await CASEFILE.save(conn, [state])
+    batch.took(state, report, report_id, opened=True)
     if report.camera_id is not None and category_code is not None:
         await repo.see_scene(conn, report.camera_id, category_code, case_id, report.reported_at)
     log.info("case opened", case_id=case_id, status=move.status.value)

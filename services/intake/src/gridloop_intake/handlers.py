@@ -38,6 +38,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import casework
 from . import repository as repo
+from .casework import ReportBatch
 from .context import Intake
 from .domain.case import CaseFile
 from .domain.inbound import (
@@ -59,7 +60,7 @@ _ENVELOPE_FIELDS = frozenset(
     {"id", "source", "type", "specversion", "time", "subject", "body", "data", "data_base64"}
 )
 
-InboundHandler = Callable[[Work, Envelope, Channel, str], Awaitable[None]]
+InboundHandler = Callable[[Work, Envelope, Channel, str, ReportBatch], Awaitable[None]]
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -98,7 +99,9 @@ class Handlers:
         }
 
     # -- INTAKE stream -----------------------------------------------------------------------
-    async def on_inbound(self, work: Work, env: Envelope) -> None:
+    async def on_inbound(self, work: Work, env: Envelope, batch: ReportBatch) -> None:
+        """One message of the INTAKE stream; the reports of a batch share `batch` (written
+        by the caller when the batch is done)."""
         subject = work.subject or ""
         checked = check_subject(subject)
         if isinstance(checked, Problem):
@@ -119,7 +122,7 @@ class Handlers:
             await self.reject_message(work, subject=subject, env=env, problems=[problem])
             return
         try:
-            await self.inbound[env.type](work, env, channel, source)
+            await self.inbound[env.type](work, env, channel, source, batch)
         except Refused as refused:
             await self.reject_message(
                 work, subject=subject, env=env, problems=list(refused.problems)
@@ -145,7 +148,9 @@ class Handlers:
             body=bytes(msg.data),
         )
 
-    async def on_report(self, work: Work, env: Envelope, channel: Channel, source: str) -> None:
+    async def on_report(
+        self, work: Work, env: Envelope, channel: Channel, source: str, batch: ReportBatch
+    ) -> None:
         report = _parse(ReportV1, env.data)
         if report.reporter_user_id is not None:
             user = self.intake.city.user(report.reporter_user_id)
@@ -158,15 +163,22 @@ class Handlers:
                     )
                 )
         incoming = IncomingReport.from_report(report, channel=channel, source=source)
-        await casework.take_report(work, self.intake, incoming)
+        await casework.take_report(work, self.intake, incoming, batch)
 
-    async def on_detection(self, work: Work, env: Envelope, channel: Channel, source: str) -> None:
+    async def on_detection(
+        self, work: Work, env: Envelope, channel: Channel, source: str, batch: ReportBatch
+    ) -> None:
         det = _parse(DetectionV1, env.data)
         name = self.intake.category_name(det.category_code)
         incoming = IncomingReport.from_detection(det, source=source, category_name=name)
-        await casework.take_report(work, self.intake, incoming)
+        await casework.take_report(work, self.intake, incoming, batch)
 
-    async def on_rating(self, work: Work, env: Envelope, channel: Channel, source: str) -> None:
+    async def on_rating(
+        self, work: Work, env: Envelope, channel: Channel, source: str, batch: ReportBatch
+    ) -> None:
+        # the rating's rule reads and writes its case itself: the batch's reports first
+        await batch.save(work.conn)
+        batch.forget()
         rating: RatingV1 | RatingV2
         level: str
         if env.type == RatingV2.type_name:

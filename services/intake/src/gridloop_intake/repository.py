@@ -47,6 +47,20 @@ async def find_report(conn: Conn, source: str, external_id: str) -> asyncpg.Reco
     return row
 
 
+async def find_reports(
+    conn: Conn, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], asyncpg.Record]:
+    """`find_report` for several (source, external_id) pairs in one statement."""
+    rows = await conn.fetch(
+        "SELECT r.source, r.external_id, r.report_id, r.case_id, r.outcome, c.status, "
+        "c.status_notes FROM unnest($1::text[], $2::text[]) AS k(source, external_id) "
+        "JOIN reports r USING (source, external_id) JOIN cases c ON c.case_id = r.case_id",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+    return {(r["source"], r["external_id"]): r for r in rows}
+
+
 async def report_by_id(conn: Conn, report_id: str) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await conn.fetchrow(
         "SELECT r.report_id, r.case_id, r.outcome, r.source, r.external_id, r.channel, "
