@@ -9,7 +9,9 @@ CloudEvents on `handling.<dept>.<action>`. What it does with each new task (`--b
   extension  sign for it and ask for one more day (延期申请)
 
 A co-handling unit (role `co-handler`) signs and reports its part as a progress note; only
-the lead reports the result. Rework (返工) is signed for and handled again. Every answer
+the lead reports the result. Rework (返工) is signed for and handled again. A recalled task
+(撤回) is worked on no more: its work is stopped where it stands (a result already on its way
+may cross the recall; `recall_overtaken` then says the result stands). Every answer
 (`dispatch.<dept>.answer`: accepted, or refused with field and reason) is printed.
 Command ids derive from the feed message's id, so a restart that sees a message again sends
 the same commands, which handling answers the same way without doing anything twice.
@@ -80,6 +82,7 @@ async def run(
     feed = await js.pull_subscribe_bind(durable, stream="DISPATCH")
     feed_lost = False
     jobs: set[asyncio.Task[None]] = set()
+    working: dict[str, asyncio.Task[None]] = {}  # task id → the work on it
 
     # Answers awaited, by command id: the next step of a task waits for the answer to the last.
     waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -216,10 +219,21 @@ async def run(
         elif event in ("assigned", "rework"):
             job = asyncio.create_task(work_on(case, key))
             jobs.add(job)
+            working[str(case.get("task_id"))] = job
             job.add_done_callback(finished)
+        elif event == "recalled":
+            # 撤回: the command centre took the task back; whatever was left undone stays so
+            job = working.pop(str(case.get("task_id")), None)
+            if job is not None and not job.done():
+                job.cancel()
+                say(f"[{dept}] stopped work on {case.get('case_id')}: recalled")
+        elif event == "recall_overtaken":
+            say(f"[{dept}] result stands for {case.get('case_id')}: it crossed the recall")
 
     def finished(job: asyncio.Task[None]) -> None:
         jobs.discard(job)
+        for task_id in [t for t, j in working.items() if j is job]:
+            del working[task_id]
         if not job.cancelled() and job.exception() is not None:
             say(f"[{dept}] failed: {job.exception()!r}")
 

@@ -21,7 +21,7 @@ import nats
 import pytest
 from gridloop_contracts import Attachment, Envelope, Location, to_binary
 from gridloop_contracts import cases as ev
-from gridloop_contracts.department import CaseSummary, TaskAssigned
+from gridloop_contracts.department import CaseSummary, TaskAssigned, TaskRecalled
 from gridloop_devkit.testing import EventTap, http_client, running, settings_for, wait_for
 from gridloop_dispatch.bootstrap import definition as dispatch_definition
 from gridloop_dispatch.settings import DispatchSettings
@@ -306,6 +306,48 @@ async def test_the_kit_sends_a_result_again_when_its_clock_was_ahead(
         assert datetime.fromisoformat(handled.data["completed_at"]) <= handling.clock.now()
         refused = [line for line in said if "REFUSED" in line]
         assert refused and all("completed_at" in line for line in refused), refused
+    finally:
+        stop.set()
+        await system
+
+
+async def test_the_kit_stops_work_on_a_recalled_task(handling: Harness, nats_url: str) -> None:
+    """撤回 while the department works on the task (signed, the result not yet due): the
+    kit stops that work, so no result follows the recall; the next task is worked as usual."""
+    await bus.ensure_feeds(handling.js, [Feed.department("sanitation")])
+    example = load_example()
+    stop = asyncio.Event()
+    said: list[str] = []
+    system = asyncio.create_task(
+        example.run(
+            nats_url, "sanitation", delay=3600, stop=stop, say=said.append, clock=handling.clock.now
+        )
+    )
+    try:
+        await handling.accepted("KIT-RECALL", "E0102")
+        task_id = await handling.dispatched("KIT-RECALL", "sanitation")
+        await feed_assigned(handling, "KIT-RECALL", task_id)
+        await handling.wait(ev.CaseSigned, case_id="KIT-RECALL")
+        summary = CaseSummary(
+            case_id="KIT-RECALL",
+            task_id=task_id,
+            category_code="E0102",
+            description="垃圾堆放",
+            deadline=handling.clock.now() + timedelta(days=1),
+        )
+        recall = TaskRecalled(
+            dept="sanitation", case=summary, sent_at=handling.clock.now(), reason="派遣错误"
+        )
+        headers, body = to_binary(
+            Envelope.of(recall, source="/gridloop/dispatch", subject="KIT-RECALL")
+        )
+        await handling.js.publish("dispatch.sanitation.recalled", body, headers=headers)
+        await wait_for(
+            lambda: any("stopped work on KIT-RECALL: recalled" in line for line in said),
+            timeout=10,
+            what=f"the work on the recalled task stopped (said: {said})",
+        )
+        assert not any(line.startswith("[sanitation] handled") for line in said), said
     finally:
         stop.set()
         await system

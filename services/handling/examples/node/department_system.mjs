@@ -7,7 +7,9 @@
 // system is offline). For each new task (`assigned`, and `rework`) it signs for it (签收),
 // waits `--delay` seconds and reports the result with evidence (处置反馈); as a co-handling
 // unit it signs and sends its contribution; `--behaviour return` returns tasks (退回),
-// `--behaviour extension` signs and asks for one more day (延期申请). Commands are CloudEvents
+// `--behaviour extension` signs and asks for one more day (延期申请). A recalled task (撤回)
+// is worked on no more: its next step is not taken (a result already sent may cross the
+// recall; `recall_overtaken` then says it stands). Commands are CloudEvents
 // on `handling.<dept>.<action>`, each with the extension `replyto` set to an inbox under the
 // department's own prefix `_INBOX.dept-<dept>.`: handling answers there (`gridloop.dispatch
 // .answer.v1`, accepted or refused with field and reason), and the next step waits for that
@@ -149,8 +151,25 @@ async function send(action, task, commandId, eventId, fields) {
   say(`${action.padEnd(20)} ${task.case_id}`);
 }
 
+// The work on each task (task id → its AbortController): a recall aborts it.
+const working = new Map();
+
 async function workOn(task, key) {
+  const work = new AbortController();
+  working.set(task.task_id, work);
+  try {
+    await steps(task, key, work.signal);
+  } catch (err) {
+    if (!work.signal.aborted) throw err;
+    say(`stopped work on ${task.case_id}: recalled`);
+  } finally {
+    if (working.get(task.task_id) === work) working.delete(task.task_id);
+  }
+}
+
+async function steps(task, key, recalled) {
   await command("signed", task, key);
+  recalled.throwIfAborted();
   if (task.role === "co-handler") {
     await command("progress", task, key, { note: `${dept} 协办部分已完成` });
   } else if (args.behaviour === "extension") {
@@ -160,7 +179,7 @@ async function workOn(task, key) {
       proposed_deadline: later.toISOString(),
     });
   } else {
-    await sleep(Number(args.delay) * 1000);
+    await sleep(Number(args.delay) * 1000, undefined, { signal: recalled });
     await command("handled", task, key, {
       result: "已按结案标准处置完毕",
       evidence: [{ url: `https://evidence.example.org/${dept}/${task.case_id}.jpg` }],
@@ -178,6 +197,10 @@ function onFeed(event, key) {
     command("returned", task, key, { reason: "不属于本单位职责范围" }).catch(failed);
   } else if (type === "assigned" || type === "rework") {
     workOn(task, key).catch(failed);
+  } else if (type === "recalled") {
+    working.get(task.task_id)?.abort(); // 撤回: what is left undone stays so
+  } else if (type === "recall_overtaken") {
+    say(`result stands for ${task.case_id}: it crossed the recall`);
   }
 }
 
