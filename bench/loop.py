@@ -280,16 +280,20 @@ async def _run(
         out["lifecycle_events_per_closed_loop"] = round(events / max(len(window_closed), 1), 1)
         out["lifecycle_events_per_s"] = round(events / elapsed)
         if not only_loop:
-            # 3. intake over NATS: a burst, timed until every report is answered on notify
+            # 3. intake over HTTP: concurrent POST /reports for 10 s, once the loop's open
+            # cases are closed (measured after the burst, it measured how much of the burst's
+            # downstream work was still going on: intake's process shares its CPU with the
+            # case file's consumer)
+            await _until(lambda: open_cases() <= 0, 180)
+            out["intake_http_reports_per_s"] = await http_rate(stack, reports, 10.0)
+
+            # 4. intake over NATS: a burst, timed until every report is answered on notify
             burst = [reports.next("nats") for _ in range(args.burst)]
             t0 = time.perf_counter()
             futures = [await publish(js, r) for r in burst]
             await asyncio.gather(*futures)
             await _until(lambda: all(r.external_id in heard for r in burst), 300)
             out["intake_nats_reports_per_s"] = round(len(burst) / (time.perf_counter() - t0))
-
-            # 4. intake over HTTP: concurrent POST /reports for 10 s
-            out["intake_http_reports_per_s"] = await http_rate(stack, reports, 10.0)
     finally:
         out["supervisors"] = await actors.stop()
         out["rss_mb"] = {name: peak_rss_mb(p.pid) for name, p in stack.procs.items()}
