@@ -120,3 +120,28 @@ async def test_a_cameras_next_frame_in_the_batch_folds_into_the_case_its_first_o
     assert len({o.case_id for o in outcomes}) == 1
     row = (await intake.fetch("SELECT detections FROM cases"))[0]
     assert row["detections"] == 3
+
+
+async def test_the_batch_locks_its_categories_first_in_one_order(
+    intake: Harness, intake_state: Intake
+) -> None:
+    """Before a report of the batch takes the day's case counter, every category the batch
+    names is locked (sorted, one statement); a REST report waits for its category, not
+    crosswise with the counter."""
+    assert intake.rt.pool is not None
+    async with intake.rt.pool.acquire() as conn, conn.transaction():
+        batch = ReportBatch()
+        await batch.lock_first(conn, ["P0301", "E0104", "P0301"])
+        held = await conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND pid = pg_backend_pid()"
+        )
+        assert held == 2
+        async with intake.rt.pool.acquire() as other:
+            # another transaction cannot take either category while the batch holds them
+            for code in ("E0104", "P0301"):
+                got = await other.fetchval(
+                    "SELECT pg_try_advisory_xact_lock(hashtext('intake-dedupe'), hashtext($1))",
+                    code,
+                )
+                assert got is False

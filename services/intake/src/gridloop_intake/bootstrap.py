@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from gridloop_city import City
 from gridloop_contracts import Envelope, FieldError, inbound
 from gridloop_contracts.inbound import DetectionV1, ReportV1
 from gridloop_runtime.auth import lookup_from
@@ -57,6 +58,7 @@ def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
         """A fetched batch in one transaction: its reports' case files written together."""
         batch = ReportBatch()
         await batch.prefetch(conn, _report_keys(messages))
+        await batch.lock_first(conn, _categories(messages, intake.city))
         for work, env in messages:
             with structlog.contextvars.bound_contextvars(event_id=env.id, event_type=env.type):
                 await on_inbound(work, env, batch)
@@ -119,3 +121,15 @@ def _report_keys(messages: Sequence[tuple[Work, Envelope]]) -> list[tuple[str, s
             if isinstance(external_id, str):
                 keys.append((source_of(work.subject), external_id))
     return keys
+
+
+def _categories(messages: Sequence[tuple[Work, Envelope]], city: City) -> list[str]:
+    """The categories the batch's reports and detections name (those the city has)."""
+    codes = []
+    for _, env in messages:
+        data = env.data
+        if env.type in REPORT_TYPES and isinstance(data, dict):
+            code = data.get("category_code")
+            if isinstance(code, str) and city.category(code) is not None:
+                codes.append(code)
+    return codes

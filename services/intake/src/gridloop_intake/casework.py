@@ -112,6 +112,15 @@ class ReportBatch:
             row["status_notes"],
         )
 
+    async def lock_first(self, conn: Conn, category_codes: Iterable[str]) -> None:
+        """Lock the categories the batch's reports name before anything else is locked (the
+        day's case counter): a REST report locks its category, then the counter; a batch
+        that locked a category after the counter could wait for it crosswise."""
+        codes = sorted({c for c in category_codes if c not in self._locked and _storable(c)})
+        if codes:
+            await repo.lock_categories(conn, codes)
+            self._locked.update(codes)
+
     async def lock(self, conn: Conn, category_code: str) -> None:
         if category_code not in self._locked:
             await repo.lock_category(conn, category_code)

@@ -163,6 +163,16 @@ async def lock_category(conn: Conn, category_code: str) -> None:
     )
 
 
+async def lock_categories(conn: Conn, category_codes: Sequence[str]) -> None:
+    """`lock_category` for several categories in one statement, in one order (sorted), so
+    two transactions locking several never wait for each other crosswise."""
+    await conn.execute(
+        "SELECT count(pg_advisory_xact_lock(hashtext('intake-dedupe'), hashtext(k))) "
+        "FROM (SELECT DISTINCT unnest($1::text[]) AS k ORDER BY 1) AS s",
+        list(category_codes),
+    )
+
+
 async def open_cases_near(
     conn: Conn,
     category_code: str,
