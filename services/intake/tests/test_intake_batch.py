@@ -13,6 +13,8 @@ from gridloop_contracts import Location
 from gridloop_intake.casework import Outcome, ReportBatch, take_report
 from gridloop_intake.domain.inbound import IncomingReport
 
+from .test_intake_rules import a_report as rules_report
+
 if TYPE_CHECKING:
     from gridloop_intake.context import Intake
 
@@ -22,18 +24,8 @@ T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 
 
 def a_report(external_id: str, **kw: Any) -> IncomingReport:
-    values: dict[str, Any] = {
-        "channel": "patrol",
-        "source": "patrol-app",
-        "external_id": external_id,
-        "description": "垃圾桶破损",
-        "reported_at": T0,
-        "location": Location(lat=39.9, lon=116.4003),
-        "category_code": "P0301",
-        "reporter_user_id": "sup-001",
-    }
-    values.update(kw)
-    return IncomingReport(**values)
+    """test_intake_rules' patrol report (P0301 by a trusted supervisor) under this id."""
+    return rules_report(external_id=external_id, **kw)
 
 
 async def in_one_batch(
@@ -131,7 +123,7 @@ async def test_the_batch_locks_its_categories_first_in_one_order(
     assert intake.rt.pool is not None
     async with intake.rt.pool.acquire() as conn, conn.transaction():
         batch = ReportBatch()
-        await batch.lock_first(conn, ["P0301", "E0104", "P0301"])
+        await batch.lock(conn, ["P0301", "E0104", "P0301"])
         held = await conn.fetchval(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
             "AND pid = pg_backend_pid()"

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from gridloop_city import City
 from gridloop_contracts import Envelope, FieldError, inbound
 from gridloop_contracts.inbound import DetectionV1, ReportV1
 from gridloop_runtime.auth import lookup_from
@@ -57,8 +56,10 @@ def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
     async def on_batch(conn: Conn, messages: Sequence[tuple[Work, Envelope]]) -> None:
         """A fetched batch in one transaction: its reports' case files written together."""
         batch = ReportBatch()
-        await batch.prefetch(conn, _report_keys(messages))
-        await batch.lock_first(conn, _categories(messages, intake.city))
+        named = _named(messages)
+        await batch.prefetch(conn, [(source, ext) for source, ext, _ in named if ext is not None])
+        codes = (code for _, _, code in named if code and intake.city.category(code))
+        await batch.lock(conn, codes)
         for work, env in messages:
             with structlog.contextvars.bound_contextvars(event_id=env.id, event_type=env.type):
                 await on_inbound(work, env, batch)
@@ -111,25 +112,19 @@ def build() -> tuple[IntakeSettings, ServiceDefinition, Any]:
     return settings, definition_, state
 
 
-def _report_keys(messages: Sequence[tuple[Work, Envelope]]) -> list[tuple[str, str]]:
-    """The (source, external_id) of each report and detection in a batch."""
-    keys = []
+def _named(messages: Sequence[tuple[Work, Envelope]]) -> list[tuple[str, str | None, str | None]]:
+    """The (source, external_id, category_code) each report and detection of a batch names
+    (None where it names none), read before they are taken."""
+    named = []
     for work, env in messages:
         data = env.data
         if env.type in REPORT_TYPES and isinstance(data, dict) and work.subject:
-            external_id = data.get("external_id")
-            if isinstance(external_id, str):
-                keys.append((source_of(work.subject), external_id))
-    return keys
-
-
-def _categories(messages: Sequence[tuple[Work, Envelope]], city: City) -> list[str]:
-    """The categories the batch's reports and detections name (those the city has)."""
-    codes = []
-    for _, env in messages:
-        data = env.data
-        if env.type in REPORT_TYPES and isinstance(data, dict):
-            code = data.get("category_code")
-            if isinstance(code, str) and city.category(code) is not None:
-                codes.append(code)
-    return codes
+            ext, code = data.get("external_id"), data.get("category_code")
+            named.append(
+                (
+                    source_of(work.subject),
+                    ext if isinstance(ext, str) else None,
+                    code if isinstance(code, str) else None,
+                )
+            )
+    return named

@@ -77,18 +77,22 @@ class ReportBatch:
 
     async def prefetch(self, conn: Conn, keys: Iterable[tuple[str, str]]) -> None:
         """Look up these (source, external_id) pairs at once; `seen` answers them from here."""
-        wanted = list({k for k in keys if _storable(k[0]) and _storable(k[1])})
+        wanted = list({k for k in keys if k not in self._on_file and all(map(_storable, k))})
         if not wanted:
             return
         found = await repo.find_reports(conn, wanted)
-        self._on_file.update(dict.fromkeys(wanted))
-        for key, row in found.items():
-            self._on_file[key] = Outcome(
-                row["report_id"],
-                row["case_id"],
-                "duplicate",
-                CaseStatus(row["status"]),
-                row["status_notes"],
+        for key in wanted:
+            row = found.get(key)
+            self._on_file[key] = (
+                None
+                if row is None
+                else Outcome(
+                    row["report_id"],
+                    row["case_id"],
+                    "duplicate",
+                    CaseStatus(row["status"]),
+                    row["status_notes"],
+                )
             )
 
     async def seen(self, conn: Conn, source: str, external_id: str) -> Outcome | None:
@@ -99,32 +103,18 @@ class ReportBatch:
             case = self.states[case_id].case
             assert case is not None
             return Outcome(report_id, case_id, "duplicate", case.case_status, case.status_notes)
-        if key in self._on_file:
-            return self._on_file[key]
-        row = await repo.find_report(conn, source, external_id)
-        if row is None:
-            return None
-        return Outcome(
-            row["report_id"],
-            row["case_id"],
-            "duplicate",
-            CaseStatus(row["status"]),
-            row["status_notes"],
-        )
+        await self.prefetch(conn, [key])  # nothing to do when the batch looked it up already
+        return self._on_file.get(key)
 
-    async def lock_first(self, conn: Conn, category_codes: Iterable[str]) -> None:
-        """Lock the categories the batch's reports name before anything else is locked (the
-        day's case counter): a REST report locks its category, then the counter; a batch
-        that locked a category after the counter could wait for it crosswise."""
+    async def lock(self, conn: Conn, category_codes: Iterable[str]) -> None:
+        """Lock these categories for the duplicate search, each once, sorted, in one
+        statement. The batch locks the categories its reports name first, before anything
+        else (the day's case counter): a REST report locks its category, then the counter;
+        a batch that locked a category after the counter could wait for it crosswise."""
         codes = sorted({c for c in category_codes if c not in self._locked and _storable(c)})
         if codes:
             await repo.lock_categories(conn, codes)
             self._locked.update(codes)
-
-    async def lock(self, conn: Conn, category_code: str) -> None:
-        if category_code not in self._locked:
-            await repo.lock_category(conn, category_code)
-            self._locked.add(category_code)
 
     async def load(self, conn: Conn, case_id: str) -> CaseFile:
         """The case as this batch left it, else as written (its row locked)."""
@@ -259,7 +249,7 @@ async def take_report(
     rules = intake.rules
 
     if category is not None:
-        await batch.lock(conn, category.code)
+        await batch.lock(conn, [category.code])
         if report.camera_id is not None:
             await batch.before_scene(conn)
             scene = await repo.camera_scene(conn, report.camera_id, category.code)

@@ -155,17 +155,11 @@ async def save_callback(conn: Conn, cb: Callback, at: datetime) -> None:
 
 
 # -- duplicates -------------------------------------------------------------------------------
-async def lock_category(conn: Conn, category_code: str) -> None:
-    """Reports of one category are deduplicated one at a time (until commit), so two copies
-    of the same report arriving together cannot both open a case."""
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('intake-dedupe'), hashtext($1))", category_code
-    )
-
-
 async def lock_categories(conn: Conn, category_codes: Sequence[str]) -> None:
-    """`lock_category` for several categories in one statement, in one order (sorted), so
-    two transactions locking several never wait for each other crosswise."""
+    """Reports of these categories are deduplicated one transaction at a time (until
+    commit), so two copies of the same report arriving together cannot both open a case.
+    Locked in one statement, in one order (sorted), so two transactions locking several
+    never wait for each other crosswise."""
     await conn.execute(
         "SELECT count(pg_advisory_xact_lock(hashtext('intake-dedupe'), hashtext(k))) "
         "FROM (SELECT DISTINCT unnest($1::text[]) AS k ORDER BY 1) AS s",
