@@ -137,3 +137,20 @@ async def test_the_batch_locks_its_categories_first_in_one_order(
                     code,
                 )
                 assert got is False
+
+
+def test_reports_are_fetched_in_batches_of_their_own_size() -> None:
+    """INTAKE_REPORT_BATCH bounds the reports taken in one transaction (a report's work holds
+    more than a case event's); the case file's consumer keeps the runtime's CONSUMER_BATCH."""
+    from gridloop_intake.bootstrap import definition
+    from gridloop_intake.settings import IntakeSettings
+
+    from .conftest import DEMO_CITY
+
+    settings = IntakeSettings.model_validate(
+        {"CITY_DATA_DIR": str(DEMO_CITY), "INTAKE_REPORT_BATCH": 8}
+    )
+    service, _ = definition(settings)
+    batch = {c.durable: c.batch for c in service.consumers}
+    assert batch == {"intake-reports": 8, "intake-casefile": None}  # None: CONSUMER_BATCH
+    assert IntakeSettings.model_validate({"CITY_DATA_DIR": str(DEMO_CITY)}).report_batch == 64

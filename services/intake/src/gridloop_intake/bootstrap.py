@@ -71,6 +71,7 @@ def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
         ["intake.>"],
         batch_handler=on_batch,
         on_invalid=handlers.on_invalid,
+        batch=settings.report_batch,
     )
     # The case file: pure rules a batch at a time; subjects from the table (case.<event>).
     casefile = ConsumerSpec("intake-casefile", "CASES", rules=case_file_rules(intake.rules))
