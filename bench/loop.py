@@ -108,6 +108,26 @@ async def publish(js: Any, report: ReportV1) -> Any:
     return await js.publish_async("intake.patrol.patrol-app", body, headers=headers)
 
 
+async def at_fixed_rate(
+    js: Any, reports: Reports, sent_at: dict[str, float], rate: float, warm: int, measured: int
+) -> tuple[list[str], list[str]]:
+    """Publish `warm` then `measured` reports at `rate` per second, each at its scheduled time
+    (a slow acknowledgement does not slow the schedule); the two lists of their ids."""
+    ids: list[str] = []
+    acks = []
+    t0 = time.perf_counter()
+    for i in range(warm + measured):
+        wait = t0 + i / rate - time.perf_counter()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        r = reports.next("lat50")
+        sent_at[r.external_id] = time.perf_counter()
+        ids.append(r.external_id)
+        acks.append(await publish(js, r))
+    await asyncio.gather(*acks)
+    return ids[:warm], ids[warm:]
+
+
 async def keep_in_flight(
     js: Any,
     reports: Reports,
@@ -203,23 +223,22 @@ async def _run(
     await nc.subscribe("case.closed", cb=on_closed)
     await nc.subscribe("notify.patrol-app", cb=on_notify)
     try:
-        # 1. latency at a moderate fixed rate (50 reports/s for 10 s)
+        # 1. latency at a moderate fixed rate: 50 reports/s on a schedule (not slowed by the
+        # acks), the departments and supervisors answering; the first 5 s warm the system up
+        # (connections, statement caches, the loop's later steps reaching steady state) and
+        # are not measured, the next 10 s are
         await asyncio.sleep(2)
         if not only_loop:
-            moderate: list[str] = []
-            for _ in range(500):
-                r = reports.next("lat50")
-                sent_at[r.external_id] = time.perf_counter()
-                moderate.append(r.external_id)
-                await (await publish(js, r))
-                await asyncio.sleep(0.02)
+            warm, moderate = await at_fixed_rate(js, reports, sent_at, 50.0, 250, 500)
             await _until(lambda: all(e in notified for e in moderate), 60)
             lat = [(notified[e] - sent_at[e]) * 1000 for e in moderate if e in notified]
             out["p50_report_to_department_ms_at_50rps"] = pct(lat, 0.50)
             out["p95_report_to_department_ms_at_50rps"] = pct(lat, 0.95)
             out["p99_report_to_department_ms_at_50rps"] = pct(lat, 0.99)
+            cold = [(notified[e] - sent_at[e]) * 1000 for e in warm if e in notified]
+            out["p99_report_to_department_ms_at_50rps_warmup"] = pct(cold, 0.99)
 
-            await _until(lambda: closed["n"] >= len(moderate), 180)
+            await _until(lambda: closed["n"] >= len(warm) + len(moderate), 180)
             out["latency_phase_closed"] = closed["n"]
 
             # 1b. a recalled case in every service's view: case.queued → 待人工派遣 in the
