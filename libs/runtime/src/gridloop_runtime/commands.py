@@ -120,12 +120,11 @@ async def run_command(
     the request's path parameters of those names."""
     ids: dict[str, Any] = {"command_id": command_id, "case_id": case_id, "task_id": task_id}
     try:
+        # No look-up of the id first: a resend runs like a first send until its answer is
+        # stored, where the id is found taken (or its rules refuse what the first send already
+        # did) and its transaction is undone; it then gets the stored answer. A first send, by
+        # far the common case, saves the round trip.
         async with uow() as work:
-            if command_id:
-                seen = await seen_command(work.conn, command_id)
-                if seen is not None:
-                    await audit.record_work(work, kind, "replayed", **ids)
-                    return seen
             answer = await fn(work)
             if not command_id:
                 await audit.record_work(work, kind, "accepted", **ids)
