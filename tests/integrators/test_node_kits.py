@@ -7,7 +7,8 @@ A video analytics platform (`src-video-ai`, structured CloudEvents) and the 1234
 each report becomes a case and its status changes arrive on the sender's notify feed.
 The sanitation department's system (`dept-sanitation`,
 `services/handling/examples/node/department_system.mjs`) binds its feed, signs for each of the
-four tasks and reports its result, and gets every answer on its `ce-replyto` inbox."""
+four tasks and reports its result, and gets every answer on its `ce-replyto` inbox; a task
+recalled while it works on it is worked on no more."""
 
 from __future__ import annotations
 
@@ -305,6 +306,53 @@ async def test_node_department_and_integrators_run_the_loop_under_the_generated_
     for ext in call_ids:
         assert (ext, "pending_confirmation") in heard, heard
         assert {(ext, "handled"), (ext, "verifying")} & heard, heard
+
+
+@in_module_loop
+async def test_the_node_department_stops_work_on_a_recalled_task(
+    scripts: Scripts, city: City
+) -> None:
+    """撤回 while the department's Node system works on the task (signed, its result an hour
+    away): the kit aborts that work, so no result follows the recall."""
+    department = scripts.start(
+        "department", "department_system.mjs", f"dept-{DEPT}", "--dept", DEPT, "--delay", "3600"
+    )
+    await wait_for(
+        lambda: any("bound to dept-sanitation on DISPATCH" in line for line in department.lines()),
+        timeout=30,
+        what=f"the department's system bound to its feed: {department.lines()}",
+    )
+    # a camera of its own (a detection at a camera with an open case folds into that case)
+    camera = cameras(city, 3)[2]
+    ext = f"det-recall-{uuid.uuid4().hex[:6]}"
+    detection = {
+        "external_id": ext,
+        "camera_id": camera,
+        "category_code": VIDEO_CATEGORY,
+        "confidence": 0.95,
+    }
+    video = scripts.start(
+        "integrator",
+        "integrator.mjs",
+        "src-video-ai",
+        *("--source", "video-ai", "--channel", "video", "--structured"),
+        *("--file", scripts.reports([detection]), "--until", "dispatched"),
+    )
+    assert await video.finished(timeout=90) == 0, video.lines()
+    case_id = case_ids(video, [ext])[ext]
+    await wait_for(
+        lambda: any(f"[{DEPT}] answer signed {case_id}: accepted" in x for x in department.lines()),
+        timeout=30,
+        what=f"the department signed for {case_id}: {department.lines()}",
+    )
+    await scripts.post("dispatch", f"/cases/{case_id}/recall", {"reason": "派遣错误"}, "disp-01")
+    await wait_for(
+        lambda: any(f"stopped work on {case_id}: recalled" in x for x in department.lines()),
+        timeout=30,
+        what=f"the work on the recalled task stopped: {department.lines()}",
+    )
+    department.stop()
+    assert not any("handled" in x and case_id in x for x in department.lines()), department.lines()
 
 
 @in_module_loop
