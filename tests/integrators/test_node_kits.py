@@ -102,6 +102,18 @@ class Scripts:
         self.running.append(s)
         return s
 
+    async def department(self, *args: str) -> Script:
+        """The department's Node system, once it has bound its feed."""
+        script = self.start(
+            "department", "department_system.mjs", f"dept-{DEPT}", "--dept", DEPT, *args
+        )
+        await wait_for(
+            lambda: any(f"bound to dept-{DEPT} on DISPATCH" in line for line in script.lines()),
+            timeout=30,
+            what=f"the department's system bound to its feed: {script.lines()}",
+        )
+        return script
+
     def reports(self, reports: list[dict[str, Any]]) -> str:
         path = self.stack.state_dir / f"reports-{uuid.uuid4().hex[:6]}.json"
         path.write_text(json.dumps(reports, ensure_ascii=False), encoding="utf-8")
@@ -221,14 +233,7 @@ async def test_node_department_and_integrators_run_the_loop_under_the_generated_
     scripts: Scripts, city: City
 ) -> None:
     # The department's system, until it has had four results accepted.
-    department = scripts.start(
-        "department", "department_system.mjs", f"dept-{DEPT}", "--dept", DEPT, "--results", "4"
-    )
-    await wait_for(
-        lambda: any("bound to dept-sanitation on DISPATCH" in line for line in department.lines()),
-        timeout=30,
-        what=f"the department's system bound to its feed: {department.lines()}",
-    )
+    department = await scripts.department("--results", "4")
 
     # Video analytics, structured mode: two sure detections are accepted and dispatched.
     tag = uuid.uuid4().hex[:6]
@@ -314,14 +319,7 @@ async def test_the_node_department_stops_work_on_a_recalled_task(
 ) -> None:
     """撤回 while the department's Node system works on the task (signed, its result an hour
     away): the kit aborts that work, so no result follows the recall."""
-    department = scripts.start(
-        "department", "department_system.mjs", f"dept-{DEPT}", "--dept", DEPT, "--delay", "3600"
-    )
-    await wait_for(
-        lambda: any("bound to dept-sanitation on DISPATCH" in line for line in department.lines()),
-        timeout=30,
-        what=f"the department's system bound to its feed: {department.lines()}",
-    )
+    department = await scripts.department("--delay", "3600")
     # a camera of its own (a detection at a camera with an open case folds into that case)
     camera = cameras(city, 3)[2]
     ext = f"det-recall-{uuid.uuid4().hex[:6]}"
