@@ -143,15 +143,21 @@ async def measures(
 async def scored(
     loop: Loop, kind: str, subject: str, period: dict[str, str], want: dict[str, float], **kw: Any
 ) -> dict[str, Any]:
-    """The subject's measures once scoring has folded every event that decides `want`."""
+    """The subject's measures once scoring has folded every event that decides `want` (on
+    time-out, the measures last read are in the failure)."""
+    last: list[dict[str, Any]] = []
 
     async def ready() -> dict[str, Any] | None:
         m = await measures(loop, kind, subject, period, **kw)
+        last[:] = [m]
         return m if all(m.get(k) == v for k, v in want.items()) else None
 
-    found: dict[str, Any] = await wait_for(
-        ready, timeout=45, what=f"{kind} {subject} to reach {want}"
-    )
+    try:
+        found: dict[str, Any] = await wait_for(
+            ready, timeout=45, what=f"{kind} {subject} to reach {want} in {period}"
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the measures last read: {last}") from None
     return found
 
 
