@@ -114,6 +114,19 @@ class Scripts:
         )
         return script
 
+    async def dispatched_detections(self, detections: list[dict[str, Any]]) -> Script:
+        """Video analytics (structured mode) sends the detections and waits until each case
+        is dispatched; the finished script."""
+        video = self.start(
+            "integrator",
+            "integrator.mjs",
+            "src-video-ai",
+            *("--source", "video-ai", "--channel", "video", "--structured"),
+            *("--file", self.reports(detections), "--until", "dispatched"),
+        )
+        assert await video.finished(timeout=90) == 0, video.lines()
+        return video
+
     def reports(self, reports: list[dict[str, Any]]) -> str:
         path = self.stack.state_dir / f"reports-{uuid.uuid4().hex[:6]}.json"
         path.write_text(json.dumps(reports, ensure_ascii=False), encoding="utf-8")
@@ -246,14 +259,7 @@ async def test_node_department_and_integrators_run_the_loop_under_the_generated_
         }
         for i, camera in enumerate(cameras(city, 2))
     ]
-    video = scripts.start(
-        "integrator",
-        "integrator.mjs",
-        "src-video-ai",
-        *("--source", "video-ai", "--channel", "video", "--structured"),
-        *("--file", scripts.reports(detections), "--until", "dispatched"),
-    )
-    assert await video.finished(timeout=90) == 0, video.lines()
+    video = await scripts.dispatched_detections(detections)
     video_cases = case_ids(video, [str(d["external_id"]) for d in detections])
     assert len(video_cases) == 2, video.lines()
 
@@ -329,14 +335,7 @@ async def test_the_node_department_stops_work_on_a_recalled_task(
         "category_code": VIDEO_CATEGORY,
         "confidence": 0.95,
     }
-    video = scripts.start(
-        "integrator",
-        "integrator.mjs",
-        "src-video-ai",
-        *("--source", "video-ai", "--channel", "video", "--structured"),
-        *("--file", scripts.reports([detection]), "--until", "dispatched"),
-    )
-    assert await video.finished(timeout=90) == 0, video.lines()
+    video = await scripts.dispatched_detections([detection])
     case_id = case_ids(video, [ext])[ext]
     await wait_for(
         lambda: any(f"[{DEPT}] answer signed {case_id}: accepted" in x for x in department.lines()),

@@ -10,9 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gridloop_contracts import Location
+from gridloop_intake.bootstrap import definition
 from gridloop_intake.casework import Outcome, ReportBatch, take_report
 from gridloop_intake.domain.inbound import IncomingReport
+from gridloop_intake.settings import IntakeSettings
 
+from .conftest import DEMO_CITY
 from .test_intake_rules import a_report as rules_report
 
 if TYPE_CHECKING:
@@ -142,11 +145,6 @@ async def test_the_batch_locks_its_categories_first_in_one_order(
 def test_reports_are_fetched_in_batches_of_their_own_size() -> None:
     """INTAKE_REPORT_BATCH bounds the reports taken in one transaction (a report's work holds
     more than a case event's); the case file's consumer keeps the runtime's CONSUMER_BATCH."""
-    from gridloop_intake.bootstrap import definition
-    from gridloop_intake.settings import IntakeSettings
-
-    from .conftest import DEMO_CITY
-
     settings = IntakeSettings.model_validate(
         {"CITY_DATA_DIR": str(DEMO_CITY), "INTAKE_REPORT_BATCH": 8}
     )
