@@ -478,6 +478,14 @@ async def test_overdue_rate_from_a_silent_department(
     await department_answers(loop, "greening", done)
     await loop.wait_status(done, "handled", "verifying")
 
+    # The clock may move only once dispatch, which keeps the deadlines, has heard the result
+    # too (intake's status can be ahead of it): else the handled task is chased as well.
+    async def dispatch_heard_the_result() -> bool:
+        task = (await loop.get("dispatch", f"/cases/{done}", "disp-01"))["tasks"][0]
+        return task["handled_at"] is not None
+
+    await wait_for(dispatch_heard_the_result, timeout=45, what="dispatch to hear the result")
+
     task = (await loop.get("dispatch", f"/cases/{silent}", "disp-01"))["tasks"][0]
     deadline = at(task["deadline"])
     service_now = datetime.now(UTC) + timedelta(seconds=clock_offset(stack))
