@@ -59,7 +59,7 @@ def summarize(raw: Path, top: int) -> dict[str, Any]:
     return {"samples": total, "self_pct": pct(own), "inclusive_pct": pct(incl)}
 
 
-async def tally(stack: Stack, database_url: str) -> dict[str, float]:
+async def tally(stack: Stack, database_url: str) -> dict[str, Any]:
     """What the system did so far, to take per closed loop over the measured window: the
     messages the services' consumers took (JetStream deliveries handled, duplicates
     included), the events they published, PostgreSQL's commits and statements."""
@@ -67,7 +67,7 @@ async def tally(stack: Stack, database_url: str) -> dict[str, float]:
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
-    out = {"deliveries": 0.0, "publishes": 0.0}
+    out: dict[str, Any] = {"deliveries": 0.0, "publishes": 0.0}
     async with httpx.AsyncClient(timeout=10) as http:
         for name in stack.procs:
             text = (await http.get(stack.url(name) + "/metrics")).text
@@ -92,9 +92,68 @@ async def tally(stack: Stack, database_url: str) -> dict[str, float]:
         out["statements"] = float(
             await conn.fetchval("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements")
         )
+        out["wal_kb"] = float(await conn.fetchval("SELECT wal_bytes FROM pg_stat_wal")) / 1024
+        out["wal_lsn"] = int(await conn.fetchval("SELECT pg_current_wal_lsn()"))
+        # row changes per table (the statistics are sent at each transaction's end)
+        for r in await conn.fetch(
+            "SELECT schemaname || '.' || relname AS t, n_tup_ins, n_tup_upd, n_tup_hot_upd, "
+            "n_tup_del FROM pg_stat_user_tables"
+        ):
+            for k in ("n_tup_ins", "n_tup_upd", "n_tup_hot_upd", "n_tup_del"):
+                out[f"{r['t']} {k[6:]}"] = float(r[k])
     finally:
         await conn.close()
     return out
+
+
+def _lsn(position: int) -> str:
+    """A WAL position (asyncpg reads pg_lsn as an integer) in PostgreSQL's notation."""
+    return f"{position >> 32:X}/{position & 0xFFFFFFFF:X}"
+
+
+async def wal_by_relation(database_url: str, start: int, end: int, loops: int) -> list[str]:
+    """PostgreSQL's WAL between two positions, per table or index (pg_walinspect): the bytes
+    of records and of full-page images per closed loop, the largest first."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        rows = await conn.fetch(
+            "SELECT coalesce(n.nspname || '.' || c.relname, b.relfilenode::text) AS rel, "
+            "sum(b.block_data_length) AS data, sum(coalesce(b.block_fpi_length, 0)) AS fpi, "
+            "count(*) AS blocks "
+            "FROM pg_get_wal_block_info($1::text::pg_lsn, $2::text::pg_lsn) b "
+            "LEFT JOIN pg_class c ON c.relfilenode = b.relfilenode "
+            "LEFT JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "GROUP BY 1 ORDER BY sum(b.block_data_length) + sum(coalesce(b.block_fpi_length, 0)) "
+            "DESC LIMIT 25",
+            _lsn(start),
+            _lsn(end),
+        )
+        return [
+            f"  {r['rel'][:40]:40s} {r['data'] / 1024 / max(loops, 1):6.1f} "
+            f"{r['fpi'] / 1024 / max(loops, 1):6.1f} {r['blocks'] / max(loops, 1):6.1f}"
+            for r in rows
+        ]
+    finally:
+        await conn.close()
+
+
+def row_changes(before: dict[str, Any], after: dict[str, Any], loops: int) -> list[str]:
+    """Per table, the rows inserted, updated (of which HOT) and deleted per closed loop,
+    the busiest first: where PostgreSQL's writes go."""
+    per: dict[str, dict[str, float]] = {}
+    for key, value in after.items():
+        table, _, what = key.rpartition(" ")
+        if what in ("ins", "upd", "hot_upd", "del"):
+            per.setdefault(table, {})[what] = (value - before.get(key, 0.0)) / max(loops, 1)
+    busy = sorted(per.items(), key=lambda kv: -(kv[1]["ins"] + kv[1]["upd"] + kv[1]["del"]))
+    return [
+        f"  {table:28s} {c['ins']:6.1f} {c['upd']:6.1f} {c['hot_upd']:6.1f} {c['del']:6.1f}"
+        for table, c in busy
+        if c["ins"] + c["upd"] + c["del"] >= 0.05
+    ]
 
 
 async def load(
@@ -188,6 +247,13 @@ async def load(
         + " (consumers' deliveries and the services' publishes; PostgreSQL's commits and"
         " statements, the simulated people's included)"
     )
+    print(f"  PostgreSQL's WAL: {(after['wal_kb'] - before['wal_kb']) / max(measured, 1):.1f} kB")
+    print("rows per closed loop:             ins    upd    HOT    del")
+    for line in row_changes(before, after, measured):
+        print(line)
+    print("WAL kB per closed loop:                     data    FPI  blocks")
+    for line in await wal_by_relation(database_url, before["wal_lsn"], after["wal_lsn"], measured):
+        print(line)
     share = cpu.per_closed_loop(measured, cpus())["loop_cpu_pct_of_machine"]
     print(
         f"  machine ({cpus()} CPUs): {share['system']}% the system, {share['load_and_actors']}%"

@@ -15,10 +15,12 @@ from typing import Any, ClassVar, cast
 import nats
 from gridloop_contracts import Envelope, Event, to_binary
 from gridloop_devkit.testing import running, settings_for, wait_for
+from gridloop_runtime import db
 from gridloop_runtime.casework import Inbound, Rules, apply_batch
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.consumer import ConsumerSpec
 from gridloop_runtime.db import Conn, lock_key
+from gridloop_runtime.outbox import write_all
 from gridloop_runtime.service import ServiceDefinition
 from gridloop_runtime.step import Step, Timer, TimerOp, plan_timer_ops
 
@@ -129,6 +131,56 @@ def test_timer_plan_keeps_the_effect_of_the_order() -> None:
         ("overdue", "C-1/t1", due),
         ("remind", "C-2/t1", due + timedelta(hours=1)),
     ]
+
+
+async def test_a_units_timer_changes_and_events_are_one_statement_with_the_effect_of_the_order(
+    database_url: str,
+) -> None:
+    """`write_all` on a real PostgreSQL: the cancels and the arms of a unit of work and its
+    outbox rows in one round trip, the rows as if the changes were applied in order."""
+    schema = "writeall"
+    pool = await db.create_pool(database_url, schema, min_size=1, max_size=1)
+    due = T0 + timedelta(days=1)
+    try:
+        async with pool.acquire() as conn:
+            await db.migrate(conn, schema, db.runtime_migrations())
+            await conn.execute(
+                "INSERT INTO timers (kind, key, due_at, fired_at) VALUES "
+                "('overdue', 'C-1/t1', $1, NULL), ('remind', 'C-1/t1', $1, NULL), "
+                "('overdue', 'C-3/t1', $1, NULL), ('remind', 'C-4/t1', $1, $1)",
+                T0,
+            )
+            await conn.execute(
+                "INSERT INTO outbox (event_id, subject, headers, body) "
+                "VALUES ('e-old', 'case.x', '{}', '')"
+            )
+            ops = [
+                TimerOp("cancel", None, "C-1/t1"),  # both kinds…
+                TimerOp("set", "overdue", "C-1/t1", due),  # …and one armed again after
+                TimerOp("cancel", "overdue", "C-3/t1"),
+                TimerOp("set", "remind", "C-4/t1", due),  # a fired one armed again
+                TimerOp("set", "remind", "C-5/t1", due),  # a new one
+            ]
+            rows = [(f"e-{i}", "case.x", {"ce-id": f"e-{i}"}, b"{}") for i in (2, 1)]
+            sent: list[str] = []
+            conn.add_query_logger(lambda record: sent.append(record.query))
+            async with conn.transaction():
+                written = await write_all(conn, ops, [*rows, ("e-old", "case.x", {}, b"")])
+            assert len([q for q in sent if "timers" in q or "outbox" in q]) == 1
+            timers = {
+                (r["kind"], r["key"]): (r["due_at"], r["fired_at"], r["cancelled_at"])
+                for r in await conn.fetch("SELECT * FROM timers")
+            }
+        assert timers[("overdue", "C-1/t1")] == (due, None, None)
+        assert timers[("remind", "C-1/t1")][2] is not None
+        assert timers[("overdue", "C-3/t1")][2] is not None
+        assert timers[("remind", "C-4/t1")] == (due, None, None)
+        assert timers[("remind", "C-5/t1")] == (due, None, None)
+        # the new rows, in the order of their sequence numbers; the old id is the sweeper's
+        assert [c.headers["ce-id"] for c in written] == ["e-2", "e-1"]
+        assert written[0].seq < written[1].seq
+    finally:
+        await pool.close()
 
 
 def test_a_rule_is_pure_and_collects_its_effects() -> None:

@@ -7,13 +7,10 @@ from __future__ import annotations
 import asyncpg
 from gridloop_devkit.testing import wait_for
 from gridloop_runtime import db, statistics
+from gridloop_runtime.outbox import write_statement
 
-# the statement apply_timer_ops runs for cancels (outbox.py)
-CANCEL_PLAN = (
-    "EXPLAIN UPDATE timers t SET cancelled_at = now() FROM unnest($1::text[], $2::text[]) "
-    "AS c(kind, key) WHERE t.key = c.key AND (c.kind IS NULL OR t.kind = c.kind) "
-    "AND t.fired_at IS NULL AND t.cancelled_at IS NULL"
-)
+# the statement a unit of work writes its timer cancels with (outbox.py)
+CANCEL_PLAN = "EXPLAIN " + write_statement(cancels=True, arms=False, rows=False)
 
 
 async def _cancel_plan(conn: db.Conn) -> str:

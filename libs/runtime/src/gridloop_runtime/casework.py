@@ -35,7 +35,7 @@ from . import tracing
 from .clock import Clock
 from .commands import run_command
 from .db import Conn
-from .outbox import Committed, UnitOfWorkFactory, Work, apply_timer_ops, write_rows
+from .outbox import Committed, UnitOfWorkFactory, Work, write_all
 from .step import Step, Timer
 
 S = TypeVar("S")
@@ -144,8 +144,7 @@ async def apply_batch(
         ):
             rule(states[case_id], event, step)
     await rules.store.save(conn, list(states.values()))
-    await apply_timer_ops(conn, step.take_timer_ops())
-    return await write_rows(conn, step.take_rows())
+    return await write_all(conn, step.take_timer_ops(), step.take_rows())
 
 
 async def apply_timers(
@@ -174,8 +173,7 @@ async def apply_timers(
         with tracing.timer_span(t.kind, t.payload, case_id):
             rules.timers[t.kind](states[case_id], t, step)
     await rules.store.save(conn, list(states.values()))
-    await apply_timer_ops(conn, step.take_timer_ops())
-    return await write_rows(conn, step.take_rows())
+    return await write_all(conn, step.take_timer_ops(), step.take_rows())
 
 
 CommandRule = Callable[[S, Step], dict[str, Any]]

@@ -35,7 +35,7 @@ from . import metrics, tracing
 from .bus import when_available
 from .casework import Inbound, Rules, apply_batch
 from .db import Conn, lock_key
-from .outbox import Committed, UnitOfWorkFactory, Work, apply_timer_ops, write_rows
+from .outbox import Committed, UnitOfWorkFactory, Work, write_all
 
 log = structlog.get_logger(__name__)
 
@@ -687,8 +687,7 @@ class Consumer:
 async def _written(conn: Conn, works: list[Work]) -> list[Committed]:
     """The timer changes and outbox rows of a batch's works, written once."""
     ops = [op for w in works for op in w.take_timer_ops()]
-    await apply_timer_ops(conn, ops)
-    return await write_rows(conn, [row for w in works for row in w.take_rows()])
+    return await write_all(conn, ops, [row for w in works for row in w.take_rows()])
 
 
 async def _ack_all(msgs: list[Msg]) -> None:

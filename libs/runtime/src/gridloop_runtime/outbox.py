@@ -59,35 +59,88 @@ class Work(Step):
     async def flush(self) -> list[Committed]:
         """Write the pending events as outbox rows and apply the timer changes (inside the
         caller's transaction); returns the rows written, for the publisher after commit."""
-        await apply_timer_ops(self.conn, self.take_timer_ops())
-        return await write_rows(self.conn, self.take_rows())
+        return await write_all(self.conn, self.take_timer_ops(), self.take_rows())
 
 
-async def apply_timer_ops(conn: Conn, ops: Sequence[TimerOp]) -> None:
-    """Apply timer changes set-based, with the effect of applying them in order (see
-    `plan_timer_ops`): one statement for the cancels, one upsert."""
-    if not ops:
-        return
-    cancels, chosen = plan_timer_ops(ops)
+# The timer statements, each a CTE of `write_all`'s one statement.
+_CANCEL_TIMERS = (
+    "UPDATE timers t SET cancelled_at = now() FROM unnest({kinds}::text[], {keys}::text[]) "
+    "AS c(kind, key) WHERE t.key = c.key AND (c.kind IS NULL OR t.kind = c.kind) "
+    "AND t.fired_at IS NULL AND t.cancelled_at IS NULL"
+)
+# A row the same statement arms again is not cancelled first: one statement may change a row
+# once, and arming sets what the cancel would have (fired_at and cancelled_at cleared).
+_NOT_ARMED = (
+    " AND NOT EXISTS (SELECT 1 FROM unnest({kinds}::text[], {keys}::text[]) AS a(kind, key) "
+    "WHERE a.kind = t.kind AND a.key = t.key)"
+)
+_ARM_TIMERS = (
+    "INSERT INTO timers (kind, key, due_at, payload) "
+    "SELECT * FROM unnest({kinds}::text[], {keys}::text[], {due}::timestamptz[], "
+    "{payloads}::jsonb[]) "
+    "ON CONFLICT (kind, key) DO UPDATE SET due_at = EXCLUDED.due_at, "
+    "payload = EXCLUDED.payload, fired_at = NULL, cancelled_at = NULL"
+)
+_WRITE_OUTBOX = (
+    "INSERT INTO outbox (event_id, subject, headers, body) "
+    "SELECT * FROM unnest({ids}::text[], {subjects}::text[], {headers}::jsonb[], "
+    "{bodies}::bytea[]) ON CONFLICT (event_id) DO NOTHING RETURNING seq, event_id"
+)
+
+
+def write_statement(cancels: bool, arms: bool, rows: bool) -> str:
+    """The one statement of `write_all` for the parts present. Its parameters, in order: the
+    cancels' kinds and keys; the arms' kinds, keys, due times and payloads; the outbox rows'
+    event ids, subjects, headers and bodies. It returns the outbox rows written."""
+    numbers = iter(range(1, 11))
+
+    def params(*names: str) -> dict[str, str]:
+        return {name: f"${next(numbers)}" for name in names}
+
+    cancel = params("kinds", "keys") if cancels else {}
+    arm = params("kinds", "keys", "due", "payloads") if arms else {}
+    out = params("ids", "subjects", "headers", "bodies") if rows else {}
+    ctes: list[str] = []
+    if cancel:
+        sql = _CANCEL_TIMERS.format(**cancel)
+        if arm:
+            sql += _NOT_ARMED.format(kinds=arm["kinds"], keys=arm["keys"])
+        ctes.append(f"cancelled AS ({sql})")
+    if arm:
+        ctes.append(f"armed AS ({_ARM_TIMERS.format(**arm)})")
+    if out:
+        ctes.append(f"written AS ({_WRITE_OUTBOX.format(**out)})")
+        final = "SELECT seq, event_id FROM written"
+    else:
+        final = "SELECT NULL::bigint AS seq, NULL::text AS event_id WHERE false"
+    return f"WITH {', '.join(ctes)} {final}" if ctes else final
+
+
+async def write_all(
+    conn: Conn, ops: Sequence[TimerOp], rows: Sequence[OutboxRow]
+) -> list[Committed]:
+    """A unit of work's timer changes and outbox rows in one statement (one round trip),
+    inside the caller's transaction. The timer changes have the effect of applying them in
+    order (`plan_timer_ops`); the outbox rows returned are those new to the outbox (an event
+    id already there was written by an earlier attempt and is the sweeper's to send), in
+    the order of their sequence numbers, for the publisher after commit."""
+    cancels, arms = plan_timer_ops(ops) if ops else ([], [])
+    if not (cancels or arms or rows):
+        return []
+    args: list[Any] = []
     if cancels:
-        await conn.execute(
-            "UPDATE timers t SET cancelled_at = now() FROM unnest($1::text[], $2::text[]) "
-            "AS c(kind, key) WHERE t.key = c.key AND (c.kind IS NULL OR t.kind = c.kind) "
-            "AND t.fired_at IS NULL AND t.cancelled_at IS NULL",
-            [k for k, _ in cancels],
-            [key for _, key in cancels],
-        )
-    if chosen:
-        await conn.execute(
-            "INSERT INTO timers (kind, key, due_at, payload) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[]) "
-            "ON CONFLICT (kind, key) DO UPDATE SET due_at = EXCLUDED.due_at, "
-            "payload = EXCLUDED.payload, fired_at = NULL, cancelled_at = NULL",
-            [o.kind for o in chosen],
-            [o.key for o in chosen],
-            [o.due_at for o in chosen],
-            [o.payload for o in chosen],
-        )
+        args += [[k for k, _ in cancels], [key for _, key in cancels]]
+    if arms:
+        args += [[o.kind for o in arms], [o.key for o in arms]]
+        args += [[o.due_at for o in arms], [o.payload for o in arms]]
+    if rows:
+        args += [[r[i] for r in rows] for i in range(4)]
+    sql = write_statement(bool(cancels), bool(arms), bool(rows))
+    written = await conn.fetch(sql, *args)
+    seq = {r["event_id"]: r["seq"] for r in written}
+    out = [Committed(seq[r[0]], r[1], r[2], r[3]) for r in rows if r[0] in seq]
+    out.sort(key=lambda c: c.seq)
+    return out
 
 
 @dataclass(frozen=True)
@@ -98,26 +151,6 @@ class Committed:
     subject: str
     headers: dict[str, str]
     body: bytes
-
-
-async def write_rows(conn: Conn, rows: Sequence[OutboxRow]) -> list[Committed]:
-    """Insert outbox rows with one statement; returns those new to the outbox (an event id
-    already there was written by an earlier attempt and is the sweeper's to send)."""
-    if not rows:
-        return []
-    written = await conn.fetch(
-        "INSERT INTO outbox (event_id, subject, headers, body) "
-        "SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bytea[]) "
-        "ON CONFLICT (event_id) DO NOTHING RETURNING seq, event_id",
-        [r[0] for r in rows],
-        [r[1] for r in rows],
-        [r[2] for r in rows],
-        [r[3] for r in rows],
-    )
-    seq = {r["event_id"]: r["seq"] for r in written}
-    out = [Committed(seq[r[0]], r[1], r[2], r[3]) for r in rows if r[0] in seq]
-    out.sort(key=lambda c: c.seq)
-    return out
 
 
 class UnitOfWorkFactory:
