@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 CASE_REPORTED = "gridloop.case.reported.v1"
 CASE_ACCEPTED = "gridloop.case.accepted.v1"
+CASE_ACCEPTED_AT_ONCE = "gridloop.case.accepted.v2"
 CASE_MERGED = "gridloop.case.merged.v1"
 CASE_REJECTED = "gridloop.case.rejected.v1"
 CONFIRMATION = "gridloop.case.confirmation_requested.v1"
@@ -253,7 +254,9 @@ async def test_part_code_and_entry_list(intake: Harness) -> None:
             reporter_user_id="sup-001",
         ),
     )
-    accepted = (await cases.wait(CASE_ACCEPTED))[0].data
+    # accepted as it came in: the acceptance (v2) carries the 上报
+    accepted = (await cases.wait(CASE_ACCEPTED_AT_ONCE))[0].data
+    assert accepted["report"]["part_code"] == part.code
     assert accepted["category_code"] == "P0101" and accepted["auto"] is True
     assert accepted["part_owner_dept"] == part.owner_dept
     assert accepted["cell_code"] == part.cell_code
@@ -355,7 +358,7 @@ async def test_rest_reports_from_patrol_app_and_hotline_operators(intake: Harnes
         assert case["reports"] == 2 and case["status"] == "accepted"
         assert [t["type"] for t in case["timeline"]][:3] == [
             "gridloop.case.reported.v1",
-            "gridloop.case.accepted.v1",
+            "gridloop.case.accepted.v2",
             "gridloop.case.merged.v1",
         ]
         assert "13900001111" not in r.text

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
-from gridloop_contracts import CaseEvidenceAdded, CaseReported
+from gridloop_contracts import CaseAcceptedV2, CaseEvidenceAdded
 from gridloop_devkit.devstack import LocalObjectStore
 from gridloop_devkit.testing import photo_bytes, running, settings_for
 from gridloop_intake.bootstrap import definition
@@ -51,12 +51,15 @@ async def test_a_patrol_report_carries_its_photo_by_reference_to_whoever_reads_t
         assert r.status_code == 201, r.text
         case_id = r.json()["case_id"]
 
-        [reported] = await cases.wait(CaseReported, case_id=case_id)
-        [ref] = reported.data["files"]
+        # a trusted supervisor's report is accepted as it came in: its 上报 in the acceptance
+        [accepted] = await cases.wait(CaseAcceptedV2, case_id=case_id)
+        reported = accepted.data["report"]
+        [ref] = reported["files"]
+        assert accepted.data["files"] == [ref]
         assert ref["attachment_id"] == aid and ref["sha256"] == hashlib.sha256(jpeg).hexdigest()
         assert ref["content_type"] == "image/jpeg" and ref["size"] == len(jpeg)
         assert ref["far"] is False and ref["distance_m"] < 10
-        assert "lat" not in str(ref) and len(str(reported.data)) < 4000  # no bytes, no position
+        assert "lat" not in str(ref) and len(str(reported)) < 4000  # no bytes, no position
 
         case = (await http.get(f"/cases/{case_id}", headers=sup)).json()
         assert [f["attachment_id"] for f in case["files"]] == [aid]

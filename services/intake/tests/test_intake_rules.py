@@ -101,6 +101,7 @@ def test_the_table_takes_every_case_event_but_intakes_own(rules: CaseRules) -> N
         ev.CaseMerged,
         ev.CaseConfirmationRequested,
         ev.CaseAccepted,
+        ev.CaseAcceptedV2,
         ev.CaseRejected,
         ev.CaseRated,
         ev.CaseRatedV2,
@@ -357,11 +358,41 @@ def test_a_trusted_supervisors_report_opens_an_accepted_case(rules: CaseRules) -
     case = state.case
     assert case is not None and case.status == "accepted" and case.accepted_at == T0
     assert case.reporter == {"ref": "rp-r-9", "name": "张**", "phone": "138****5678"}
-    assert emitted(s) == ["gridloop.case.reported.v1", "gridloop.case.accepted.v1"]
+    # 上报 and 立案 at once: one event, the acceptance carrying its report (v2); two lines
+    assert emitted(s) == ["gridloop.case.accepted.v2"]
+    [accepted] = [env for _, env in s.pending if env.type == "gridloop.case.accepted.v2"]
+    assert accepted.data["report"]["report_id"] == "r-9"
+    assert accepted.data["report"]["reporter"] == {
+        "ref": "rp-r-9",
+        "name": "张**",
+        "phone": "138****5678",
+    }
     assert [n["status"] for n in told(s)] == ["accepted"]
     assert [r.outcome for r in state.reports] == ["new"]
     assert state.reporters[0].phone == "13812345678"
     assert [e.status for e in state.entries] == ["received", "accepted"]
+    assert [e.type for e in state.entries] == [
+        "gridloop.case.reported.v1",
+        "gridloop.case.accepted.v2",
+    ]
+    assert [e.event_id for e in state.entries] == [f"{accepted.id}#reported", accepted.id]
+    assert "report" not in state.entries[1].data
+
+
+def test_a_report_not_accepted_at_once_is_published_as_reported_first(rules: CaseRules) -> None:
+    """An untrusted report waits for an operator: its 上报 is a case.reported of its own,
+    and the acceptance later is v1."""
+    report = a_report(reporter_user_id=None, channel="hotline", source="12345")
+    placement = place(rules.city, location=report.location)
+    assert isinstance(placement, Placement)
+    state = CaseFile(CASE)
+    s = step()
+    move = rules.open(
+        state, s, report, report_id="r-11", placement=placement, category_code="P0301", data={}
+    )
+    assert move.status != CaseStatus.ACCEPTED
+    assert emitted(s)[0] == "gridloop.case.reported.v1"
+    assert "gridloop.case.accepted.v2" not in emitted(s)
 
 
 def test_a_repeat_joins_the_open_case_and_a_camera_folds(rules: CaseRules) -> None:

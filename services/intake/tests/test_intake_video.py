@@ -50,9 +50,11 @@ async def test_a_thousand_detections_of_one_scene_are_one_case(intake: Harness) 
     assert row["detections"] == 1000
     # Confidence 0.9 on a detectable category: accepted by rule, once.
     assert row["status"] == "accepted"
-    await cases.wait("gridloop.case.accepted.v1")
+    # accepted as it came in: one acceptance carrying the 上报, no case.reported of its own
+    await cases.wait("gridloop.case.accepted.v2")
     await cases.poll()
-    assert len(cases.of("gridloop.case.reported.v1")) == 1
+    assert len(cases.of("gridloop.case.accepted.v2")) == 1
+    assert len(cases.of("gridloop.case.reported.v1")) == 0
     assert len(cases.of("gridloop.case.merged.v1")) == 0
     outcomes = await intake.fetch("SELECT outcome, count(*) AS n FROM reports GROUP BY outcome")
     assert {r["outcome"]: r["n"] for r in outcomes} == {"new": 1, "folded": 999}

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 from gridloop_city.models import (
     Grade,
@@ -19,7 +20,14 @@ from gridloop_city.models import (
 )
 from gridloop_contracts import Actor, Envelope, to_binary
 from gridloop_contracts import cases as ev
-from gridloop_scoring.domain.facts import Fact, fact_from, fact_from_json, fact_of
+from gridloop_scoring.domain.facts import (
+    Fact,
+    fact_from,
+    fact_from_data,
+    fact_from_json,
+    fact_of,
+    type_of,
+)
 from gridloop_scoring.domain.fold import FoldContext, Item, fold_all, fold_case, totals
 from gridloop_scoring.domain.measures import Rate, with_rates
 from gridloop_scoring.domain.people import person_year, satisfaction_score
@@ -45,6 +53,7 @@ _DEFAULTS: dict[type[ev.CaseEvent], dict[str, Any]] = {
     ev.CaseReported: {"report_id": "R-1", "channel": "hotline", "source": "hotline-12345"},
     ev.CaseMerged: {"report_id": "R-2", "channel": "hotline", "source": "hotline-12345"},
     ev.CaseAccepted: {"category_code": "E0102", "cell_code": CELL, "description": "垃圾"},
+    ev.CaseAcceptedV2: {"category_code": "E0102", "cell_code": CELL, "description": "垃圾"},
     ev.CaseRejected: {"reason_code": "not-public-space", "reason": "非公共区域"},
     ev.CaseDispatched: {"dept": "sanitation", "task_id": "T-1"},
     ev.CaseSigned: {"dept": "sanitation", "task_id": "T-1"},
@@ -902,3 +911,38 @@ def test_the_year_end_in_beijing_closes_december_q4_and_the_year_before_utc_does
     # the periods that need a timer at their end: those with scores or a bulletin
     assert timed_kinds(("day",), ("month", "quarter")) == ("day", "month", "quarter")
     assert timed_kinds((), ()) == ()
+
+
+# -- case.accepted v2: the 上报 inside the acceptance ------------------------------------------
+def _auto_accepted(v2: bool) -> list[Fact]:
+    """A supervisor's patrol report accepted as it came in, then the rest of the happy path:
+    as case.reported + case.accepted (v1), or as one case.accepted v2 carrying the report."""
+    h = History("C-9")
+    report = {"channel": "patrol", "source": "patrol-app", "reporter_user_id": SUP}
+    accepted = {**report, "auto": True, "reported_at": T0}
+    if v2:
+        carried = History("C-9").add(ev.CaseReported, T0, **report).facts[0]
+        h.add(ev.CaseAcceptedV2, T0, **accepted, report=ev.CaseReported(**carried.data))
+    else:
+        h.add(ev.CaseReported, T0, **report)
+        h.add(ev.CaseAccepted, T0, **accepted)
+    rest = happy_path("C-9").facts[2:]  # dispatched … rated
+    return [*h.facts, *rest]
+
+
+def test_an_acceptance_carrying_its_report_folds_as_the_report_and_the_acceptance() -> None:
+    """The same items from case.accepted v2 with its report as from case.reported followed by
+    case.accepted v1 — live (the model dumped), and in a replay from the stream's JSON
+    (checked quickly, or validated in full)."""
+    expected = sorted(fold_case(_auto_accepted(v2=False), CTX))
+    assert ("person", SUP, "reports") in counted(expected)
+    assert ("channel", "patrol", "reported") in counted(expected)
+    live = _auto_accepted(v2=True)
+    assert [f.type for f in live].count("reported") == 0
+    assert sorted(fold_case(live, CTX)) == expected
+    bodies = [(f, orjson.dumps(dict(f.data))) for f in live]
+    quick = [fact_from_data(f.event_id, type_of(f), orjson.loads(b)) for f, b in bodies]
+    strict = [fact_from_json("/test", f.event_id, type_of(f), b) for f, b in bodies]
+    assert all(quick) and all(strict)
+    assert sorted(fold_case([f for f in quick if f], CTX)) == expected
+    assert sorted(fold_case([f for f in strict if f], CTX)) == expected

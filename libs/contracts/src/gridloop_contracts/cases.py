@@ -155,6 +155,21 @@ class CaseAccepted(CaseEvent):
 
 
 @register
+class CaseAcceptedV2(CaseAccepted):
+    """立案 (v2): as v1; a report accepted the moment it came in (a trusted supervisor's, a
+    camera's detection above its threshold) carries its 上报 in `report`, and no separate
+    case.reported is published for it: one event and one delivery fewer per case. Same
+    subject as v1 (`case.accepted`); consumers read both side by side, and read `report` as
+    the case.reported it stands for (it happened first, at the same instant)."""
+
+    type_name: ClassVar[str] = "gridloop.case.accepted.v2"
+    subject_token: ClassVar[str] = "accepted"
+    summary: ClassVar[str] = "The report was accepted as a case (立案), with its 上报 when at once"
+
+    report: CaseReported | None = None
+
+
+@register
 class CaseRejected(CaseEvent):
     """不予立案: the report is not accepted, with a reason code and text."""
 
@@ -602,4 +617,4 @@ CASE_EVENTS: tuple[type[CaseEvent], ...] = (
 
 # Newer versions of types above, on the same subject: consumers take them side by side with
 # the older version (a case event's lifecycle place is its subject's, `CASE_EVENTS`).
-CASE_EVENT_VERSIONS: tuple[type[CaseEvent], ...] = (CaseVerifiedV2,)
+CASE_EVENT_VERSIONS: tuple[type[CaseEvent], ...] = (CaseVerifiedV2, CaseAcceptedV2)

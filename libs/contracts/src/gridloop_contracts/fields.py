@@ -232,6 +232,9 @@ OVERRIDES: dict[str, str] = {
     "leader or a grid head); false for the chase timer's.",
     "gridloop.case.verified.v2.falsification": "弄虚作假: what shows the department's result is "
     "false (notes, photos, who marked it); present when `falsified`.",
+    "gridloop.case.accepted.v2.report": "上报: the case.reported (v1) of a report accepted as "
+    "it came in, not published on its own; read it as that event, which happened first. "
+    "Absent when the report was published as case.reported before (an operator accepted it).",
     "Falsification.marked_by": "The user id of the supervisor or shift leader who marked it.",
     "gridloop.rating.v1.external_id": "The `external_id` of the report whose case is rated "
     "(or give `case_id`).",

@@ -1,7 +1,7 @@
 """What happens on each event, timer and command dispatch takes — the one table to read first.
 
 Bus (CASES stream, durable `dispatch-cases`):
-  case.accepted            → 派遣: the part's owner, else the routing rule's unit (category ×
+  case.accepted (v2, v1)   → 派遣: the part's owner, else the routing rule's unit (category ×
                              territory), with a deadline on the working calendar:
                              case.dispatched (kind=initial) + dispatch.<dept>.assigned to every
                              party; unroutable → the manual dispatch queue (待人工派遣), with why.
@@ -77,6 +77,7 @@ def table(rules: DispatchRules, store: DispatchStore) -> Rules[CaseFile]:
         store=store,
         events={
             ev.CaseAccepted: touching(rules.on_accepted),
+            ev.CaseAcceptedV2: touching(rules.on_accepted),
             ev.CaseSigned: touching(rules.on_signed),
             ev.CaseReturned: touching(rules.on_returned),
             ev.CaseExtensionRequested: touching(rules.on_extension_requested),

@@ -2,7 +2,7 @@
 the rules are in domain/rules.py, the state they work on in domain/case.py.
 
 Bus (CASES stream, durable `handling-cases`):
-  case.accepted          → the case summary a department sees (what, where, the report's evidence)
+  case.accepted (v2, v1) → the case summary a department sees (what, where, the report's evidence)
   case.dispatched        → a task per unit: the responsible unit, each co-handler (协办), the
                            lead (牵头); the same task id again renews its terms (rework,
                            re-dispatch); another open task of that unit on the case is
@@ -96,6 +96,7 @@ def build(ctx: Handling) -> Service:
         store=store,
         events={
             ev.CaseAccepted: rules.on_accepted,
+            ev.CaseAcceptedV2: rules.on_accepted,
             ev.CaseDispatched: rules.on_dispatched,
             ev.CaseRecalled: rules.on_recalled,
             ev.CaseExtensionDecided: rules.on_extension_decided,

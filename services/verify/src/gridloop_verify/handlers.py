@@ -6,7 +6,7 @@ Bus (CASES stream, durable `verify-cases`):
                                 The event names the department, its task and deadline (按期结案),
                                 so case.dispatched is not consumed
   case.confirmation_requested → 核实任务 the same way (purpose=confirmation)
-  case.accepted / rejected    → open 核实 tasks are settled elsewhere: cancelled
+  case.accepted (v2, v1) / rejected → open 核实 tasks are settled elsewhere: cancelled
   case.extension_decided      → a granted extension moves that deadline (before a result)
   case.recalled               → open 核查 tasks cancelled
   case.closed (by others)     → every open task cancelled
@@ -73,6 +73,7 @@ class VerifyService:
                 ev.CaseHandled: r.on_handled,
                 ev.CaseConfirmationRequested: r.on_confirmation_requested,
                 ev.CaseAccepted: r.on_accepted,
+                ev.CaseAcceptedV2: r.on_accepted,
                 ev.CaseRejected: r.on_rejected,
                 ev.CaseExtensionDecided: r.on_extension_decided,
                 ev.CaseRecalled: r.on_recalled,

@@ -67,14 +67,22 @@ def dims(case: CaseRow) -> dict[str, Any]:
 
 
 def entry_for(env: Envelope, event: ev.CaseEvent, status: CaseStatus | None, at: datetime) -> Entry:
+    return line_of(env.id, event, status, at)
+
+
+def line_of(event_id: str, event: ev.CaseEvent, status: CaseStatus | None, at: datetime) -> Entry:
+    """The timeline line of a case event (an acceptance's line without the report it carries:
+    that has a line of its own)."""
+    data = event.to_json_dict()
+    data.pop("report", None)
     return Entry(
         case_id=event.case_id,
         type=event.type_name,
         occurred_at=event.occurred_at,
         summary=casefile.summary(event),
-        data=event.to_json_dict(),
+        data=data,
         recorded_at=at,
-        event_id=env.id,
+        event_id=event_id,
         actor=event.actor.model_dump(exclude_none=True) if event.actor else None,
         status=status.value if status else None,
     )
@@ -205,7 +213,11 @@ class CaseRules:
         """Publish one of intake's own case events and return its timeline line (intake does
         not consume its own events: this is where they enter the file)."""
         env = step.emit(event)
-        return entry_for(env, event, casefile.change_for(event, self.dept_name).status, step.now())
+        return self.line(env.id, event, step)
+
+    def line(self, event_id: str, event: ev.CaseEvent, step: Step) -> Entry:
+        status = casefile.change_for(event, self.dept_name).status
+        return line_of(event_id, event, status, step.now())
 
     def move(
         self,
@@ -216,12 +228,21 @@ class CaseRules:
         actor: Actor,
         auto: bool,
         approved_by: str | None = None,
+        report: ev.CaseReported | None = None,
     ) -> Move:
+        """The decision's events, lines and status; `report`, the 上报 of a report accepted as
+        it came in, travels inside the acceptance (case.accepted v2) and is not published on its
+        own (a decision other than accepting publishes it first, as case.reported)."""
         now = step.now()
         base = dims(case)
+        if decision.action != "accept" and report is not None:
+            entries = [self.emit(step, report)]
+            rest = self.move(case, decision, step, actor=actor, auto=auto, approved_by=approved_by)
+            return dataclasses.replace(rest, entries=[*entries, *rest.entries])
         if decision.action == "accept":
             assert case.category_code is not None
-            accepted = ev.CaseAccepted(
+            model = ev.CaseAccepted if report is None else ev.CaseAcceptedV2
+            accepted = model(
                 **{**base, "category_code": case.category_code},
                 occurred_at=now,
                 actor=actor,
@@ -239,12 +260,21 @@ class CaseRules:
                 auto=auto,
                 reported_at=case.reported_at,
                 reporter_user_id=case.reporter_user_id,
+                **({} if report is None else {"report": report}),
             )
             notes = casefile.change_for(accepted, self.dept_name).notes or ""
             if approved_by:
                 notes += f"（值班长 {approved_by} 审核）"
+            if report is None:
+                lines = [self.emit(step, accepted)]
+            else:  # the 上报 and the 立案: two lines, one event
+                event_id = step.emit(accepted).id
+                lines = [
+                    self.line(f"{event_id}#reported", report, step),
+                    self.line(event_id, accepted, step),
+                ]
             return Move(
-                [self.emit(step, accepted)],
+                lines,
                 CaseStatus.ACCEPTED,
                 notes,
                 {"accepted_at": now, "queue_reason": None, "proposal": None},
@@ -680,10 +710,9 @@ class CaseRules:
             reported_at=report.reported_at,
             confidence=report.confidence,
         )
-        entries = [self.emit(step, reported)]
         decision = acceptance.decide(self.facts(case), self.city.intake)
-        move = self.move(case, decision, step, actor=SYSTEM, auto=True)
-        entries.extend(move.entries)
+        move = self.move(case, decision, step, actor=SYSTEM, auto=True, report=reported)
+        entries = move.entries
         opened = dataclasses.replace(
             case, status=move.status.value, status_notes=move.notes, **move.columns
         )

@@ -90,18 +90,27 @@ REQUIRED: Mapping[str, frozenset[str]] = {
 }
 # A kept fact is read again (a late one, in a replay) as the first version of its token.
 TYPE_OF_TOKEN: Mapping[str, str] = {m.subject_token: m.type_name for m in ev.CASE_EVENTS}
-# Tokens carried by more than one version (case.rated v1 and v2), newest first.
+# Each type's fields (by their JSON names), and the types of each token, oldest first.
+_FIELDS: Mapping[str, frozenset[str]] = {
+    m.type_name: frozenset(f.alias or n for n, f in m.model_fields.items()) for m in ALL_VERSIONS
+}
 _VERSIONS: dict[str, list[str]] = {}
-for _m in reversed(ev.CASE_EVENTS):
+for _m in ALL_VERSIONS:
     _VERSIONS.setdefault(_m.subject_token, []).append(_m.type_name)
 
 
 def type_of(f: Fact) -> str:
-    """The CloudEvents type of a fact: of the versions its token has, the newest whose
-    required fields its data carries (a v1 rating has `rating`, a v2 one `level`)."""
+    """The CloudEvents type of a kept fact: of the versions its token has, the oldest with
+    every field its data carries and the fields it requires (case.rated v2 has `level`, v1
+    `rating`; case.accepted v2 carries `report`); else the newest it has the required fields
+    of."""
     versions = _VERSIONS.get(f.type, [])
+    keys = f.data.keys()
     for type_name in versions:
-        if REQUIRED[type_name] <= f.data.keys():
+        if REQUIRED[type_name] <= keys and keys <= _FIELDS[type_name]:
+            return type_name
+    for type_name in reversed(versions):
+        if REQUIRED[type_name] <= keys:
             return type_name
     return TYPE_OF_TOKEN[f.type]
 

@@ -233,6 +233,17 @@ FOLDED_TYPES = frozenset(
 AREA_FIELDS = ("cell_code", "community_code", "subdistrict_code")
 
 
+def _reported(c: _Case, d: Mapping[str, Any], at: dt.datetime) -> None:
+    """上报: a case.reported, or the one a case.accepted v2 carries."""
+    user = d.get("reporter_user_id")
+    if c.reported is None:
+        c.reported = at
+        c.first_reporter = user
+        c.channel = d.get("channel") or c.channel
+    if user:
+        c.reports.append((at, user, True))
+
+
 def _absorb(c: _Case, f: Fact) -> None:
     d = f.data
     at = f.occurred_at
@@ -244,14 +255,12 @@ def _absorb(c: _Case, f: Fact) -> None:
     if v := get("subdistrict_code"):
         c.subdistrict = v
     t = f.type
+    if t == "accepted" and (carried := d.get("report")) is not None:
+        # case.accepted v2 carries the 上报 of a report accepted as it came in: first that
+        report = carried if isinstance(carried, Mapping) else carried.__dict__
+        _reported(c, report, parse_time(report["occurred_at"]) or at)
     if t == "reported":
-        user = d.get("reporter_user_id")
-        if c.reported is None:
-            c.reported = at
-            c.first_reporter = user
-            c.channel = d.get("channel") or c.channel
-        if user:
-            c.reports.append((at, user, True))
+        _reported(c, d, at)
     elif t == "merged":
         c.merged.append(at)
         if d.get("reporter_user_id"):
