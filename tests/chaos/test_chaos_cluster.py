@@ -198,7 +198,7 @@ async def waits(
         case_id, at = m.headers.get("ce-subject"), m.stored_at
         if case_id and at:
             first.setdefault(case_id, at)
-            if m.headers.get("ce-type") == "gridloop.case.closed.v1":
+            if str(m.headers.get("ce-type")).startswith("gridloop.case.closed."):
                 closed.setdefault(case_id, at)
     case_of = {
         r["external_id"]: r["case_id"]

@@ -157,7 +157,9 @@ async def test_the_department_system_closes_the_loop_with_dispatch_and_verify(
                 json={"passed": True, "photos": ["https://evidence.example.org/check/e2e.jpg"]},
             )
             assert verdict.status_code == 200, verdict.text
-            closed = await lp.wait(ev.CaseClosed, case_id="E2E-1")
+            # closed at once by the pass: case.closed v2, carrying the verdict
+            closed = await lp.wait(ev.CaseClosedV2, case_id="E2E-1")
+            assert closed.data["verdict"]["passed"] is True
             assert closed.data["dept"] == "sanitation" and closed.data["on_time"] is True
 
             # The department's inbox keeps it in the history, closed.

@@ -379,6 +379,27 @@ def test_a_trusted_supervisors_report_opens_an_accepted_case(rules: CaseRules) -
     assert "report" not in state.entries[1].data
 
 
+def test_without_accepted_v2_the_report_then_the_acceptance(rules: CaseRules) -> None:
+    """INTAKE_ACCEPTED_V2=false (a rollout from consumers that do not read v2): case.reported
+    and case.accepted v1, as before v2."""
+    v1 = CaseRules(rules.city, rules.calendar, accepted_v2=False)
+    report = a_report()
+    placement = place(v1.city, location=report.location)
+    assert isinstance(placement, Placement)
+    s = step()
+    move = v1.open(
+        CaseFile(CASE),
+        s,
+        report,
+        report_id="r-9",
+        placement=placement,
+        category_code="P0301",
+        data={},
+    )
+    assert move.status == CaseStatus.ACCEPTED
+    assert emitted(s) == ["gridloop.case.reported.v1", "gridloop.case.accepted.v1"]
+
+
 def test_a_report_not_accepted_at_once_is_published_as_reported_first(rules: CaseRules) -> None:
     """An untrusted report waits for an operator: its 上报 is a case.reported of its own,
     and the acceptance later is v1."""

@@ -69,6 +69,8 @@ _DEFAULTS: dict[type[ev.CaseEvent], dict[str, Any]] = {
     ev.CaseConfirmed: {"supervisor_id": SUP},
     ev.CaseReworked: {"count": 1, "reason": "仍有垃圾"},
     ev.CaseClosed: {"closed_by": SUP},
+    ev.CaseClosedV2: {"closed_by": SUP},
+    ev.CaseVerifiedV2: {"supervisor_id": SUP},
     ev.CaseRated: {},
 }
 
@@ -913,32 +915,47 @@ def test_the_year_end_in_beijing_closes_december_q4_and_the_year_before_utc_does
     assert timed_kinds((), ()) == ()
 
 
-# -- case.accepted v2: the 上报 inside the acceptance ------------------------------------------
-def _auto_accepted(v2: bool) -> list[Fact]:
-    """A supervisor's patrol report accepted as it came in, then the rest of the happy path:
-    as case.reported + case.accepted (v1), or as one case.accepted v2 carrying the report."""
+# -- v2 events carrying another: case.accepted with its 上报, case.closed with its 核查 ---------
+def _carried(v2: bool) -> list[Fact]:
+    """A supervisor's patrol report accepted as it came in, handled, passed and closed at
+    once, rated: with each pair of events at one instant published as two v1 events, or as
+    one v2 event carrying the first (case.accepted v2 its report, case.closed v2 its verdict)."""
     h = History("C-9")
+    hour = timedelta(hours=1)
     report = {"channel": "patrol", "source": "patrol-app", "reporter_user_id": SUP}
     accepted = {**report, "auto": True, "reported_at": T0}
+    verdict = {"passed": True, "on_time": True, "actor": Actor(id=SUP, role="supervisor")}
+    closed = {"on_time": True, "task_id": "T-1", "dept": "sanitation"}
     if v2:
         carried = History("C-9").add(ev.CaseReported, T0, **report).facts[0]
         h.add(ev.CaseAcceptedV2, T0, **accepted, report=ev.CaseReported(**carried.data))
     else:
         h.add(ev.CaseReported, T0, **report)
         h.add(ev.CaseAccepted, T0, **accepted)
-    rest = happy_path("C-9").facts[2:]  # dispatched … rated
-    return [*h.facts, *rest]
+    h.add(ev.CaseDispatched, T0 + hour, deadline=T0 + 10 * hour, sign_in_due=T0 + 2 * hour)
+    h.add(ev.CaseSigned, T0 + 1.5 * hour)
+    h.add(ev.CaseHandled, T0 + 4 * hour)
+    h.add(ev.CaseVerificationAssigned, T0 + 4 * hour, due=T0 + 9 * hour)
+    if v2:
+        inner = History("C-9").add(ev.CaseVerifiedV2, T0 + 5 * hour, **verdict).facts[0]
+        h.add(ev.CaseClosedV2, T0 + 5 * hour, **closed, verdict=ev.CaseVerifiedV2(**inner.data))
+    else:
+        h.add(ev.CaseVerifiedV2, T0 + 5 * hour, **verdict)
+        h.add(ev.CaseClosed, T0 + 5 * hour, **closed)
+    h.add(ev.CaseRated, T0 + 30 * hour, rating="satisfied")
+    return h.facts
 
 
-def test_an_acceptance_carrying_its_report_folds_as_the_report_and_the_acceptance() -> None:
-    """The same items from case.accepted v2 with its report as from case.reported followed by
-    case.accepted v1 — live (the model dumped), and in a replay from the stream's JSON
-    (checked quickly, or validated in full)."""
-    expected = sorted(fold_case(_auto_accepted(v2=False), CTX))
-    assert ("person", SUP, "reports") in counted(expected)
-    assert ("channel", "patrol", "reported") in counted(expected)
-    live = _auto_accepted(v2=True)
-    assert [f.type for f in live].count("reported") == 0
+def test_an_event_carrying_another_folds_as_both() -> None:
+    """The same items from case.accepted v2 with its report and case.closed v2 with its
+    verdict as from the four v1 events — live (the model dumped), and in a replay from the
+    stream's JSON (checked quickly, or validated in full)."""
+    expected = sorted(fold_case(_carried(v2=False), CTX))
+    for measure in (("person", SUP, "reports"), ("channel", "patrol", "reported")):
+        assert measure in counted(expected)
+    assert ("person", SUP, "verifications") in counted(expected)
+    live = _carried(v2=True)
+    assert {"reported", "verified"}.isdisjoint(f.type for f in live)
     assert sorted(fold_case(live, CTX)) == expected
     bodies = [(f, orjson.dumps(dict(f.data))) for f in live]
     quick = [fact_from_data(f.event_id, type_of(f), orjson.loads(b)) for f, b in bodies]

@@ -67,6 +67,46 @@ class Harness:
     async def wait(self, model: type[ev.CaseEvent], n: int = 1, **data: Any) -> list[Envelope]:
         return await self.tap.wait(model, n, source="/gridloop/verify", **data)
 
+    def verdicts_now(self, **data: Any) -> list[dict[str, Any]]:
+        """The verdicts verify published matching `data`: each case.verified, and the one a
+        case.closed v2 carries (a pass that closed the case at once)."""
+        found = []
+        for env in self.tap.of(None, source="/gridloop/verify"):
+            if env.type == ev.CaseVerifiedV2.type_name:
+                verdict = env.data
+            elif env.type == ev.CaseClosedV2.type_name and env.data.get("verdict"):
+                verdict = env.data["verdict"]
+            else:
+                continue
+            if all(verdict.get(k) == v for k, v in data.items()):
+                found.append(verdict)
+        return found
+
+    async def verdicts(self, n: int = 1, **data: Any) -> list[dict[str, Any]]:
+        async def enough() -> list[dict[str, Any]] | None:
+            await self.tap.poll()
+            found = self.verdicts_now(**data)
+            return found if len(found) >= n else None
+
+        found: list[dict[str, Any]] = await wait_for(enough, what=f"{n} verdicts {data}")
+        return found
+
+    def closings_now(self, **data: Any) -> list[Envelope]:
+        """The closings verify published matching `data`: case.closed v1 or v2."""
+        return [
+            *self.emitted(ev.CaseClosed, **data),
+            *self.emitted(ev.CaseClosedV2, **data),
+        ]
+
+    async def closings(self, n: int = 1, **data: Any) -> list[Envelope]:
+        async def enough() -> list[Envelope] | None:
+            await self.tap.poll()
+            found = self.closings_now(**data)
+            return found if len(found) >= n else None
+
+        found: list[Envelope] = await wait_for(enough, what=f"{n} closings {data}")
+        return found
+
     # -- REST -----------------------------------------------------------------------
     async def call(
         self, method: str, path: str, user: str | None, json: Any = None, **params: Any
@@ -180,11 +220,11 @@ async def test_a_result_goes_to_the_cell_supervisor_and_a_pass_closes(verify: Ha
     assert r.status_code == 200, r.text
     assert r.json()["outcome"] == "closed" and r.json()["status"] == "passed"
 
-    [verified] = await verify.wait(ev.CaseVerifiedV2, case_id="C-PASS")
-    assert verified.data["passed"] is True and verified.data["on_time"] is True
-    assert verified.data["position"] == {"lat": 39.93, "lon": 116.41}
-    assert [p["url"] for p in verified.data["photos"]] == [PHOTO]
-    [closed] = await verify.wait(ev.CaseClosed, case_id="C-PASS")
+    [verified] = await verify.verdicts(case_id="C-PASS")
+    assert verified["passed"] is True and verified["on_time"] is True
+    assert verified["position"] == {"lat": 39.93, "lon": 116.41}
+    assert [p["url"] for p in verified["photos"]] == [PHOTO]
+    [closed] = await verify.closings(case_id="C-PASS")
     assert closed.data["closed_by"] == SUP and closed.data["on_time"] is True
     assert closed.data["reworks"] == 0 and "approved_by" not in closed.data
     # Dimensions travel: scoring and intake need no call-back.
@@ -198,11 +238,11 @@ async def test_closing_after_the_department_deadline_is_not_on_time(verify: Harn
     task_id = await verify.task_of("C-LATE")
     verify.clock.advance(timedelta(hours=1))
     assert (await verify.verdict(task_id, True)).status_code == 200
-    [closed] = await verify.wait(ev.CaseClosed, case_id="C-LATE")
+    [closed] = await verify.closings(case_id="C-LATE")
     assert closed.data["on_time"] is False
     # ... while the verification itself was in time.
-    [verified] = await verify.wait(ev.CaseVerifiedV2, case_id="C-LATE")
-    assert verified.data["on_time"] is True
+    [verified] = await verify.verdicts(case_id="C-LATE")
+    assert verified["on_time"] is True
 
 
 # -- fail, rework, verify again, escalate --------------------------------------------------
@@ -219,8 +259,8 @@ async def test_failures_rework_each_result_is_verified_again_and_the_third_escal
         [reworked] = await verify.wait(ev.CaseReworked, case_id="C-FAIL", count=n)
         assert reworked.data["dept"] == "sanitation" and reworked.data["task_id"] == "T-C-FAIL"
         assert reworked.data["reason"] == "仍有垃圾残留"
-        failed = await verify.wait(ev.CaseVerifiedV2, n=n, case_id="C-FAIL", passed=False)
-        assert failed[-1].data["failures"] == n
+        failed = await verify.verdicts(n=n, case_id="C-FAIL", passed=False)
+        assert failed[-1]["failures"] == n
         escalated = verify.emitted(ev.CaseEscalated, case_id="C-FAIL")
         # The third failure (VERIFY_ESCALATE_AFTER_FAILURES, default 3) escalates, not before;
         # the events of one verdict commit together, so the rework proves the escalation is in.
@@ -234,7 +274,7 @@ async def test_failures_rework_each_result_is_verified_again_and_the_third_escal
     await verify.handled("C-FAIL")
     task_id = await verify.task_of("C-FAIL")
     assert (await verify.verdict(task_id, True)).status_code == 200
-    [closed] = await verify.wait(ev.CaseClosed, case_id="C-FAIL")
+    [closed] = await verify.closings(case_id="C-FAIL")
     assert closed.data["reworks"] == 3
     r = await verify.call("GET", "/cases/C-FAIL", LEAD)
     body = r.json()
@@ -277,7 +317,7 @@ async def test_a_category_needing_approval_closes_only_when_the_shift_leader_app
     for case_id in ("C-APPR", "C-REFUSE"):
         r = await verify.verdict(await verify.task_of(case_id), True)
         assert r.json()["outcome"] == "awaiting_approval"
-    await verify.wait(ev.CaseVerifiedV2, n=2, passed=True)
+    await verify.verdicts(n=2, passed=True)
     queue = (await verify.call("GET", "/approvals", LEAD)).json()
     assert {c["case_id"] for c in queue} == {"C-APPR", "C-REFUSE"}
     assert {c["passed_by"] for c in queue} == {SUP}
@@ -287,7 +327,7 @@ async def test_a_category_needing_approval_closes_only_when_the_shift_leader_app
         assert r.status_code == status, r.text
     r = await verify.call("POST", "/cases/C-APPR/approval", LEAD, json={"approved": True})
     assert r.status_code == 200, r.text
-    [closed] = await verify.wait(ev.CaseClosed, case_id="C-APPR")
+    [closed] = await verify.closings(case_id="C-APPR")
     assert closed.data["approved_by"] == LEAD and closed.data["closed_by"] == SUP
 
     r = await verify.call("POST", "/cases/C-REFUSE/approval", LEAD, json={"approved": False})
@@ -298,7 +338,7 @@ async def test_a_category_needing_approval_closes_only_when_the_shift_leader_app
     assert r.status_code == 200 and r.json()["outcome"] == "reworked"
     [reworked] = await verify.wait(ev.CaseReworked, case_id="C-REFUSE")
     assert "未拆除干净" in reworked.data["reason"] and reworked.data["count"] == 1
-    assert verify.emitted(ev.CaseClosed, case_id="C-REFUSE") == []
+    assert verify.closings_now(case_id="C-REFUSE") == []
     assert (await verify.call("GET", "/approvals", LEAD)).json() == []
     r = await verify.call("POST", "/cases/C-APPR/approval", LEAD, json={"approved": True})
     assert r.status_code == 409
@@ -376,7 +416,7 @@ async def test_the_backup_takes_tasks_while_the_primary_is_absent(verify: Harnes
     # The backup verifies; the case closes in the backup's name.
     r = await verify.verdict(await verify.task_of("C-NEW", BACKUP), True, user=BACKUP)
     assert r.status_code == 200, r.text
-    [closed] = await verify.wait(ev.CaseClosed, case_id="C-NEW")
+    [closed] = await verify.closings(case_id="C-NEW")
     assert closed.data["closed_by"] == BACKUP
 
     # Leave over: the next result goes to the primary again.
@@ -434,7 +474,7 @@ async def test_with_both_supervisors_away_the_shift_leader_assigns(verify: Harne
     assert assigned.data["supervisor_id"] == OTHER_SUP and assigned.data["backup_used"] is True
     # The assigned supervisor may now act, though not of the cell's pair.
     assert (await verify.verdict(task["task_id"], True, user=OTHER_SUP)).status_code == 200
-    await verify.wait(ev.CaseClosed, case_id="C-NOBODY", closed_by=OTHER_SUP)
+    await verify.closings(case_id="C-NOBODY", closed_by=OTHER_SUP)
 
 
 # -- 核实 (confirmation before acceptance) -------------------------------------------------
@@ -529,7 +569,7 @@ async def test_a_dissatisfied_rating_reopens_where_configured(
         for case_id, category in (("C-HAPPY", "E0102"), ("C-P", "P0101"), ("C-SAD", "E0102")):
             await h.handled(case_id, category=category)
             assert (await h.verdict(await h.task_of(case_id), True)).status_code == 200
-        closings = {e.data["case_id"]: e for e in await h.wait(ev.CaseClosed, n=3)}
+        closings = {e.data["case_id"]: e for e in await h.closings(n=3)}
         # The ratings arrive as intake emits them after the reporter's call-back.
         ratings = {"C-HAPPY": "satisfied", "C-P": "dissatisfied", "C-SAD": "dissatisfied"}
         for case_id, rating in ratings.items():
@@ -558,7 +598,7 @@ async def test_a_dissatisfied_rating_reopens_where_configured(
         # The department's new result is verified again and closes the case again.
         await h.handled("C-SAD")
         assert (await h.verdict(await h.task_of("C-SAD"), True)).status_code == 200
-        await h.wait(ev.CaseClosed, n=2, case_id="C-SAD")
+        await h.closings(n=2, case_id="C-SAD")
         case = (await h.call("GET", "/cases/C-SAD", LEAD)).json()
         assert case["reopenings"] == 1 and case["reworks"] == 1 and case["failures"] == 0
 
@@ -568,7 +608,7 @@ async def test_without_configuration_a_dissatisfied_rating_only_feeds_scoring(
 ) -> None:
     await verify.handled("C-RATED")
     assert (await verify.verdict(await verify.task_of("C-RATED"), True)).status_code == 200
-    [closed] = await verify.wait(ev.CaseClosed, case_id="C-RATED")
+    [closed] = await verify.closings(case_id="C-RATED")
     rated = ev.CaseRated(
         **verify.dims("C-RATED"),
         occurred_at=verify.clock.now(),
@@ -626,7 +666,7 @@ async def test_departments_and_dispatchers_may_not_verify_or_close(verify: Harne
 
     # Nothing was verified or closed by any of them: the task is still the supervisor's.
     await verify.poll()
-    assert verify.emitted(ev.CaseVerifiedV2) == [] and verify.emitted(ev.CaseClosed) == []
+    assert verify.verdicts_now() == [] and verify.closings_now() == []
     assert [t["task_id"] for t in await verify.my_tasks(SUP)] == [task_id]
 
 
@@ -724,8 +764,8 @@ async def test_verification_tasks_are_reminded_then_overdue_and_a_late_verdict_s
     assert listed["overdue"] is True
 
     assert (await verify.verdict(task_id, True)).status_code == 200
-    [verified] = await verify.wait(ev.CaseVerifiedV2, case_id="C-SLOW")
-    assert verified.data["on_time"] is False
+    [verified] = await verify.verdicts(case_id="C-SLOW")
+    assert verified["on_time"] is False
 
 
 async def test_an_answered_task_is_neither_reminded_nor_overdue(verify: Harness) -> None:
@@ -753,7 +793,7 @@ async def test_a_resent_command_gets_the_first_answer_and_changes_nothing(
     other = await verify.verdict(task_id, False, command_id="cmd-43")
     assert other.status_code == 409
     await verify.wait(ev.CaseReworked, case_id="C-AGAIN")
-    assert len(verify.emitted(ev.CaseVerifiedV2, case_id="C-AGAIN")) == 1
+    assert len(verify.verdicts_now(case_id="C-AGAIN")) == 1
     assert len(verify.emitted(ev.CaseReworked, case_id="C-AGAIN")) == 1
 
 

@@ -42,9 +42,9 @@ async def test_a_pass_with_an_uploaded_photo_closes_and_carries_it_by_reference(
     r = await h.verdict(task_id, True, photos=[], attachment_ids=[aid], position=stood)
     assert r.status_code == 200, r.text
     assert r.json()["outcome"] == "closed"
-    [verified] = await h.wait(ev.CaseVerifiedV2, case_id="C-SITE")
-    [ref] = verified.data["files"]
-    assert ref["attachment_id"] == aid and ref["far"] is False and verified.data["photos"] == []
+    [verified] = await h.verdicts(case_id="C-SITE")
+    [ref] = verified["files"]
+    assert ref["attachment_id"] == aid and ref["far"] is False and verified["photos"] == []
 
     for user, status in ((SUP, 200), (LEAD, 200), (OTHER_SUP, 404), (DEPT_USER, 404)):
         got = await h.call("GET", f"/attachments/{aid}", user)

@@ -357,12 +357,28 @@ def test_a_pass_closes_and_cancels_the_tasks_timers() -> None:
     s = step(T0 + timedelta(hours=1))
     answer = verdict(state, s, True)
     assert answer["outcome"] == "closed" and answer["status"] == "passed"
-    assert types(s) == [ev.CaseVerifiedV2.type_name, ev.CaseClosed.type_name]
-    closed = s.pending[1][1].data
+    # closed at once: one case.closed v2 carrying the verdict, no case.verified of its own
+    assert types(s) == [ev.CaseClosedV2.type_name]
+    closed = s.pending[0][1].data
     assert closed["closed_by"] == SUP and closed["on_time"] is True and closed["task_id"] == "T-C1"
+    assert closed["verdict"]["passed"] is True and closed["verdict"]["supervisor_id"] == SUP
+    assert closed["verdict"]["task_id"] == "T-C1"
     assert s.timer_ops == [TimerOp("cancel", None, "C1:V1#")]
     assert state.case.stage == Stage.CLOSED and state.case_changed()
     assert state.changed_tasks() == [state.tasks["C1:V1"]]
+
+
+def test_without_closed_v2_a_pass_publishes_the_verdict_then_the_closing() -> None:
+    """VERIFY_CLOSED_V2=false (a rollout from consumers that do not read v2): case.verified
+    and case.closed v1, as before v2."""
+    rules = VerifyRules(Place(policy=Policy(closed_v2=False)))
+    state = verifying()
+    s = step(T0 + timedelta(hours=1))
+    values: dict[str, Any] = {"passed": True, "notes": None, "photos": [PHOTO], "position": None}
+    answer = rules.verify(state, s, "C1:V1", Caller(SUP, ["supervisor"]), **values)
+    assert answer["outcome"] == "closed"
+    assert types(s) == [ev.CaseVerifiedV2.type_name, ev.CaseClosed.type_name]
+    assert "verdict" not in s.pending[1][1].data
 
 
 def test_a_pass_in_a_category_needing_approval_waits_and_the_shift_leader_closes() -> None:

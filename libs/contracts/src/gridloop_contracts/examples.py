@@ -211,6 +211,25 @@ _all: list[Event] = [
         **DIMS, **TASK, occurred_at=T0, count=1, reason="仍有垃圾残留", new_deadline=DEADLINE
     ),
     c.CaseClosed(**DIMS, **TASK, occurred_at=T0, closed_by="sup-017", on_time=True),
+    c.CaseClosedV2(
+        **DIMS,
+        **TASK,
+        occurred_at=T0,
+        actor=SUPERVISOR,
+        closed_by="sup-017",
+        on_time=True,
+        verdict=c.CaseVerifiedV2(
+            **DIMS,
+            **TASK,
+            occurred_at=T0,
+            actor=SUPERVISOR,
+            passed=True,
+            supervisor_id="sup-017",
+            photos=[PHOTO],
+            position=WHERE,
+            on_time=True,
+        ),
+    ),
     c.CaseRated(**DIMS, occurred_at=T0, rating="satisfied", comment="处理及时", source="12345"),
     c.CaseCalledBack(
         **DIMS, occurred_at=T0, reached=False, tries=3, closed_at=T0, note="三次未接通"

@@ -235,6 +235,12 @@ OVERRIDES: dict[str, str] = {
     "gridloop.case.accepted.v2.report": "上报: the case.reported (v1) of a report accepted as "
     "it came in, not published on its own; read it as that event, which happened first. "
     "Absent when the report was published as case.reported before (an operator accepted it).",
+    "gridloop.case.closed.v2.verdict": "核查: the case.verified (v2) of the passing verdict "
+    "that closed the case, not published on its own; read it as that event, which happened "
+    "first. Absent when the verdict was published before (closed after the shift leader's "
+    "approval, or by another path).",
+    "CaseVerifiedV2.falsification": "弄虚作假: what shows the department's result is false "
+    "(notes, photos, who marked it); present when `falsified`.",
     "Falsification.marked_by": "The user id of the supervisor or shift leader who marked it.",
     "gridloop.rating.v1.external_id": "The `external_id` of the report whose case is rated "
     "(or give `case_id`).",

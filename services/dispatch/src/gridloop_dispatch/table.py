@@ -84,6 +84,7 @@ def table(rules: DispatchRules, store: DispatchStore) -> Rules[CaseFile]:
             ev.CaseHandled: touching(rules.on_handled),
             ev.CaseReworked: touching(rules.on_reworked),
             ev.CaseClosed: touching(rules.on_closed),
+            ev.CaseClosedV2: touching(rules.on_closed),
         },
         timers={
             chasing.CHASE: touching(rules.on_chase),

@@ -104,6 +104,7 @@ def build(ctx: Handling) -> Service:
             ev.CaseEscalated: rules.on_escalated,
             ev.CaseSupervised: rules.on_supervised,
             ev.CaseClosed: rules.on_closed,
+            ev.CaseClosedV2: rules.on_closed,
         },
         timers={PARKED: rules.on_parked_expired},
         timer_case=_timer_case,

@@ -33,7 +33,9 @@ class Intake:
     segmenter: Segmenter = field(init=False)
 
     def __post_init__(self) -> None:
-        self.rules = CaseRules(self.city, self.calendar, self.residents)
+        self.rules = CaseRules(
+            self.city, self.calendar, self.residents, accepted_v2=self.settings.accepted_v2
+        )
         self.segmenter = Segmenter(self.settings.similar_tokenizer)
 
     @property

@@ -13,7 +13,8 @@ intake emits them):
   every other service's case event
                          → a timeline line; the status and the columns search reads, the
                            reporters' sources told (case.status on notify.<source>)
-  case.closed            → and 结单归档 (the archive: the case and its timeline at closing)
+  case.closed            → and 结单归档 (the archive: the case and its timeline at closing);
+                           v2 carrying the verdict that closed it: the verdict's line first
   case.confirmed         → and the acceptance rules again (核实 done: accept, queue, reject)
   case.reopened          → and out of the archive's reach (archived = false), rework
 Commands on one case (REST; `run_case_command` over the same rules and store):
@@ -320,6 +321,7 @@ CASE_FILE_EVENTS: tuple[type[ev.CaseEvent], ...] = (
     ev.CaseVerifiedV2,
     ev.CaseReworked,
     ev.CaseClosed,
+    ev.CaseClosedV2,
     ev.CaseReopened,
 )
 

@@ -32,6 +32,10 @@ class IntakeSettings(ServiceSettings, MailSettings, EvidenceSettings):
     # new case's file until the batch is written): a burst of reports in batches of 256 raised
     # the process's peak memory by 17 MB, in batches of 64 by 5 MB, at the same rate.
     report_batch: int = Field(64, ge=1, le=1024, alias="INTAKE_REPORT_BATCH")
+    # A report accepted as it comes in: one case.accepted v2 carrying its 上报 (one event and
+    # one delivery fewer per case); false: case.reported then case.accepted v1, for a rollout
+    # from a release whose consumers do not read v2 yet (docs/operations.md, Upgrade).
+    accepted_v2: bool = Field(True, alias="INTAKE_ACCEPTED_V2")
     # 类案参考, similar past cases: closed cases within this distance, ranked by text
     # similarity, nearness and the same category with these weights; the descriptions'
     # words as character bigrams (as CJK search engines index Chinese; no dictionary), or by

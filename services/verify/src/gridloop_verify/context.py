@@ -34,6 +34,7 @@ class Verify:
             escalate_to=settings.escalate_to,
             reopen_categories=parse_patterns(settings.reopen_on_dissatisfied),
             require_photo_on_pass=settings.require_photo_on_pass,
+            closed_v2=settings.closed_v2,
         )
         return cls(city, WorkingCalendar.from_config(city.calendar), policy, settings, version)
 

@@ -17,8 +17,9 @@ Timers:
   verify-overdue              → case.overdue   (stage verification|confirmation, 超期)
   verify-absence              → an absence begins: the absent supervisor's tasks go to the backup
 Commands (REST, `api.py`):
-  verify   → case.verified (v2; falsified with evidence where the supervisor found it so),
-             then case.closed | (shift leader's approval) | case.reworked
+  verify   → passed and closing at once: case.closed v2 carrying the verdict (case.verified
+             v2) in `verdict`; else case.verified (v2; falsified with evidence where the
+             supervisor found it so), then (shift leader's approval) | case.reworked
              (+ case.escalated at the Nth failure)
   confirm  → case.confirmed
   approve  → case.closed | case.reworked (refused as falsified: case.verified v2 first)
@@ -78,6 +79,7 @@ class VerifyService:
                 ev.CaseExtensionDecided: r.on_extension_decided,
                 ev.CaseRecalled: r.on_recalled,
                 ev.CaseClosed: r.on_closed,
+                ev.CaseClosedV2: r.on_closed,
                 ev.CaseRated: r.on_rated,
                 ev.CaseRatedV2: r.on_rated,
             },

@@ -18,3 +18,7 @@ class VerifySettings(ServiceSettings, EvidenceSettings):
     reopen_on_dissatisfied: str = Field("", alias="VERIFY_REOPEN_ON_DISSATISFIED")
     # A passed verification must carry at least one photo (the evidence of 结案条件).
     require_photo_on_pass: bool = Field(True, alias="VERIFY_REQUIRE_PHOTO_ON_PASS")
+    # A pass that closes the case at once: one case.closed v2 carrying the verdict (one event
+    # and two deliveries fewer per case); false: case.verified then case.closed v1, for a
+    # rollout from a release whose consumers do not read v2 yet (docs/operations.md, Upgrade).
+    closed_v2: bool = Field(True, alias="VERIFY_CLOSED_V2")

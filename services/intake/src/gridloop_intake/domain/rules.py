@@ -17,7 +17,6 @@ from gridloop_contracts import (
     Actor,
     AttachmentRef,
     CaseStatus,
-    Envelope,
     Location,
     MaskedReporter,
 )
@@ -66,15 +65,12 @@ def dims(case: CaseRow) -> dict[str, Any]:
     }
 
 
-def entry_for(env: Envelope, event: ev.CaseEvent, status: CaseStatus | None, at: datetime) -> Entry:
-    return line_of(env.id, event, status, at)
-
-
 def line_of(event_id: str, event: ev.CaseEvent, status: CaseStatus | None, at: datetime) -> Entry:
-    """The timeline line of a case event (an acceptance's line without the report it carries:
-    that has a line of its own)."""
+    """The timeline line of a case event (an acceptance's line without the report it carries,
+    a closing's without the verdict: each has a line of its own)."""
     data = event.to_json_dict()
     data.pop("report", None)
+    data.pop("verdict", None)
     return Entry(
         case_id=event.case_id,
         type=event.type_name,
@@ -126,11 +122,18 @@ class CaseRules:
     """The rules, bound to the city they decide for (its categories, cells, calendar)."""
 
     def __init__(
-        self, city: City, calendar: WorkingCalendar, residents: notices.Residents | None = None
+        self,
+        city: City,
+        calendar: WorkingCalendar,
+        residents: notices.Residents | None = None,
+        *,
+        accepted_v2: bool = True,
     ) -> None:
         self.city = city
         self.calendar = calendar
         self.residents = residents or notices.Residents()
+        # a report accepted as it comes in: one case.accepted v2 carrying its 上报
+        self.accepted_v2 = accepted_v2
 
     def tell(
         self,
@@ -158,7 +161,14 @@ class CaseRules:
     # -- the case file: events of the other services -----------------------------------------
     def record(self, state: CaseFile, event: ev.CaseEvent, step: Step) -> None:
         """Another service's case event into the case file; the reporters hear of status
-        changes; 结单归档 on closing; 核实结果 decides again."""
+        changes; 结单归档 on closing; 核实结果 decides again. A closing that carries the verdict
+        that closed it (case.closed v2) is two lines: the verdict's first."""
+        assert step.trigger is not None
+        if isinstance(event, ev.CaseClosedV2) and event.verdict is not None:
+            self._record(state, event.verdict, step, f"{step.trigger.id}#verified")
+        self._record(state, event, step, step.trigger.id)
+
+    def _record(self, state: CaseFile, event: ev.CaseEvent, step: Step, event_id: str) -> None:
         assert step.trigger is not None
         now = step.now()
         change = casefile.change_for(event, self.dept_name)
@@ -168,7 +178,7 @@ class CaseRules:
             # a late or replayed event does not reopen what is settled; a department's news
             # does not take a case out of the manual queue
             status = None
-        state.add(entry_for(step.trigger, event, status, now))
+        state.add(line_of(event_id, event, status, now))
         if case is None:
             return  # not (yet) ours: the line is kept so the file is complete when it shows up
         notes = change.notes if status else None
@@ -711,8 +721,13 @@ class CaseRules:
             confidence=report.confidence,
         )
         decision = acceptance.decide(self.facts(case), self.city.intake)
-        move = self.move(case, decision, step, actor=SYSTEM, auto=True, report=reported)
-        entries = move.entries
+        if self.accepted_v2:
+            move = self.move(case, decision, step, actor=SYSTEM, auto=True, report=reported)
+            entries = move.entries
+        else:
+            entries = [self.emit(step, reported)]
+            move = self.move(case, decision, step, actor=SYSTEM, auto=True)
+            entries.extend(move.entries)
         opened = dataclasses.replace(
             case, status=move.status.value, status_notes=move.notes, **move.columns
         )

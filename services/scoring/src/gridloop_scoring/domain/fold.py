@@ -231,17 +231,13 @@ FOLDED_TYPES = frozenset(
     }
 )
 AREA_FIELDS = ("cell_code", "community_code", "subdistrict_code")
-
-
-def _reported(c: _Case, d: Mapping[str, Any], at: dt.datetime) -> None:
-    """上报: a case.reported, or the one a case.accepted v2 carries."""
-    user = d.get("reporter_user_id")
-    if c.reported is None:
-        c.reported = at
-        c.first_reporter = user
-        c.channel = d.get("channel") or c.channel
-    if user:
-        c.reports.append((at, user, True))
+# Events that carry another (a v2 published instead of two events at one instant): the field
+# and the carried event's token. case.accepted v2 carries its case.reported; case.closed v2
+# the case.verified that closed it.
+CARRIED: dict[str, tuple[str, str]] = {
+    "accepted": ("report", "reported"),
+    "closed": ("verdict", "verified"),
+}
 
 
 def _absorb(c: _Case, f: Fact) -> None:
@@ -255,12 +251,19 @@ def _absorb(c: _Case, f: Fact) -> None:
     if v := get("subdistrict_code"):
         c.subdistrict = v
     t = f.type
-    if t == "accepted" and (carried := d.get("report")) is not None:
-        # case.accepted v2 carries the 上报 of a report accepted as it came in: first that
-        report = carried if isinstance(carried, Mapping) else carried.__dict__
-        _reported(c, report, parse_time(report["occurred_at"]) or at)
+    if (carries := CARRIED.get(t)) is not None and (inner := d.get(carries[0])) is not None:
+        # the event it carries, which happened first (at the same instant): folded first
+        data = inner if isinstance(inner, Mapping) else inner.__dict__
+        at_ = parse_time(data["occurred_at"]) or at
+        _absorb(c, Fact(f"{f.event_id}#{carries[1]}", f.case_id, carries[1], at_, data))
     if t == "reported":
-        _reported(c, d, at)
+        user = d.get("reporter_user_id")
+        if c.reported is None:
+            c.reported = at
+            c.first_reporter = user
+            c.channel = d.get("channel") or c.channel
+        if user:
+            c.reports.append((at, user, True))
     elif t == "merged":
         c.merged.append(at)
         if d.get("reporter_user_id"):

@@ -31,6 +31,9 @@ class Policy:
     escalate_to: str = "efficiency-office"
     reopen_categories: tuple[str, ...] = ()
     require_photo_on_pass: bool = True
+    # A pass that closes the case at once is published as one case.closed v2 carrying the
+    # verdict (else case.verified and case.closed v1, for consumers not yet reading v2).
+    closed_v2: bool = True
 
     def __post_init__(self) -> None:
         if self.escalate_after < 1:

@@ -283,23 +283,25 @@ class VerifyRules:
         )
         actor = who.actor("supervisor")
         task.falsified = falsified
-        step.emit(
-            ev.CaseVerifiedV2(
-                **case.task_dims(),
-                occurred_at=now,
-                actor=actor,
-                passed=passed,
-                supervisor_id=who.user_id,
-                notes=notes,
-                photos=photos,
-                files=list(files) or None,
-                position=position,
-                on_time=on_time,
-                failures=case.failures,
-                **self._falsification(case, falsified, notes, photos, who, "supervisor"),
-            )
+        verdict = ev.CaseVerifiedV2(
+            **case.task_dims(),
+            occurred_at=now,
+            actor=actor,
+            passed=passed,
+            supervisor_id=who.user_id,
+            notes=notes,
+            photos=photos,
+            files=list(files) or None,
+            position=position,
+            on_time=on_time,
+            failures=case.failures,
+            **self._falsification(case, falsified, notes, photos, who, "supervisor"),
         )
-        self._follow(step, case, outcome, actor, now, reason=notes or "")
+        if outcome.close and self.policy.closed_v2:  # closed by it: case.closed v2 carries it
+            self._follow(step, case, outcome, actor, now, reason=notes or "", verdict=verdict)
+        else:
+            step.emit(verdict)
+            self._follow(step, case, outcome, actor, now, reason=notes or "")
         step.cancel(task.timer_key())
         return {**task_view(task, case), "outcome": outcome.kind}
 
@@ -531,22 +533,33 @@ class VerifyRules:
         return task
 
     def _follow(
-        self, step: Step, case: Case, outcome: Outcome, actor: Actor, now: datetime, reason: str
+        self,
+        step: Step,
+        case: Case,
+        outcome: Outcome,
+        actor: Actor,
+        now: datetime,
+        reason: str,
+        verdict: ev.CaseVerifiedV2 | None = None,
     ) -> None:
-        """The events after a verdict or an approval: 结案, or 返工 (and 督办)."""
+        """The events after a verdict or an approval: 结案 (v2, carrying `verdict`, the
+        verdict that closed it, when there is one), or 返工 (and 督办)."""
         if outcome.close:
             assert outcome.closed_by is not None
             on_time = case.close(now, outcome.closed_by, outcome.approved_by)
+            closed = dict(
+                **case.task_dims(),
+                occurred_at=now,
+                actor=actor,
+                closed_by=outcome.closed_by,
+                approved_by=outcome.approved_by,
+                on_time=on_time,
+                reworks=case.reworks,
+            )
             step.emit(
-                ev.CaseClosed(
-                    **case.task_dims(),
-                    occurred_at=now,
-                    actor=actor,
-                    closed_by=outcome.closed_by,
-                    approved_by=outcome.approved_by,
-                    on_time=on_time,
-                    reworks=case.reworks,
-                )
+                ev.CaseClosed(**closed)
+                if verdict is None
+                else ev.CaseClosedV2(**closed, verdict=verdict)
             )
         if outcome.rework_count is not None:
             step.emit(
