@@ -246,7 +246,9 @@ def server_busy(r: httpx.Response, counts: Counts, what: str) -> float | None:
 class Pace:
     """The rate of a steady stream that lasts as long as the faults do: `during` reports/s
     while they last, slowing to a trickle when only `reserve` reports are left to send (a
-    slow machine takes longer to restart things), `after` once they are over."""
+    slow machine takes longer to restart things), `after` once they are over. The last report
+    waits for the faults to be over (`hold`), however long they take: the stream cannot run
+    out before them."""
 
     def __init__(
         self, total: int, over: asyncio.Event, during: float, after: float, reserve: int = 30
@@ -260,6 +262,11 @@ class Pace:
         self.sent = sent
         if self.over.is_set() and not self.sent_when_over:
             self.sent_when_over = sent
+
+    async def hold(self, index: int) -> None:
+        """Before report `index` (0-based) is sent: the last one waits for the faults' end."""
+        if index == self.total - 1:
+            await self.over.wait()
 
     def __call__(self) -> float:
         if self.over.is_set():
@@ -285,7 +292,10 @@ async def send_all(
     scenes_sent: dict[str, asyncio.Task[None]] = {}
     async with httpx.AsyncClient(timeout=10) as http:
         try:
+            hold = getattr(rate, "hold", None)
             for i, p in enumerate(reports):
+                if hold is not None:
+                    await hold(i)
                 if p.via == "http":
                     task = asyncio.create_task(send_http(http, stack.urls("intake"), p, counts))
                 elif p.script == "merged" and p.group in scenes_sent:
