@@ -17,7 +17,7 @@ from gridloop_intake.domain.duplicates import Match
 from gridloop_intake.domain.inbound import IncomingReport
 from gridloop_intake.domain.placement import Placement, place
 from gridloop_intake.domain.problems import Refused
-from gridloop_intake.domain.rules import CaseRules, Operator
+from gridloop_intake.domain.rules import CaseRules, Move, Operator
 from gridloop_intake.handlers import CASE_FILE_EVENTS, case_file_rules
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.step import Step
@@ -345,15 +345,23 @@ def a_report(**kw: Any) -> IncomingReport:
     return IncomingReport(**values)
 
 
-def test_a_trusted_supervisors_report_opens_an_accepted_case(rules: CaseRules) -> None:
-    report = a_report(reporter=Reporter(name="张三丰", phone="13812345678"))
+def opened(
+    rules: CaseRules, report: IncomingReport, report_id: str = "r-9"
+) -> tuple[CaseFile, Step, Move]:
+    """A new case opened by `report` at its location (category P0301)."""
     placement = place(rules.city, location=report.location)
     assert isinstance(placement, Placement)
     state = CaseFile(CASE)
     s = step()
     move = rules.open(
-        state, s, report, report_id="r-9", placement=placement, category_code="P0301", data={}
+        state, s, report, report_id=report_id, placement=placement, category_code="P0301", data={}
     )
+    return state, s, move
+
+
+def test_a_trusted_supervisors_report_opens_an_accepted_case(rules: CaseRules) -> None:
+    report = a_report(reporter=Reporter(name="张三丰", phone="13812345678"))
+    state, s, move = opened(rules, report)
     assert move.status == CaseStatus.ACCEPTED and state.new
     case = state.case
     assert case is not None and case.status == "accepted" and case.accepted_at == T0
@@ -383,19 +391,7 @@ def test_without_accepted_v2_the_report_then_the_acceptance(rules: CaseRules) ->
     """INTAKE_ACCEPTED_V2=false (a rollout from consumers that do not read v2): case.reported
     and case.accepted v1, as before v2."""
     v1 = CaseRules(rules.city, rules.calendar, accepted_v2=False)
-    report = a_report()
-    placement = place(v1.city, location=report.location)
-    assert isinstance(placement, Placement)
-    s = step()
-    move = v1.open(
-        CaseFile(CASE),
-        s,
-        report,
-        report_id="r-9",
-        placement=placement,
-        category_code="P0301",
-        data={},
-    )
+    _, s, move = opened(v1, a_report())
     assert move.status == CaseStatus.ACCEPTED
     assert emitted(s) == ["gridloop.case.reported.v1", "gridloop.case.accepted.v1"]
 
@@ -404,13 +400,7 @@ def test_a_report_not_accepted_at_once_is_published_as_reported_first(rules: Cas
     """An untrusted report waits for an operator: its 上报 is a case.reported of its own,
     and the acceptance later is v1."""
     report = a_report(reporter_user_id=None, channel="hotline", source="12345")
-    placement = place(rules.city, location=report.location)
-    assert isinstance(placement, Placement)
-    state = CaseFile(CASE)
-    s = step()
-    move = rules.open(
-        state, s, report, report_id="r-11", placement=placement, category_code="P0301", data={}
-    )
+    _, s, move = opened(rules, report, "r-11")
     assert move.status != CaseStatus.ACCEPTED
     assert emitted(s)[0] == "gridloop.case.reported.v1"
     assert "gridloop.case.accepted.v2" not in emitted(s)
