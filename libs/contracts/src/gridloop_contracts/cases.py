@@ -633,3 +633,18 @@ CASE_EVENTS: tuple[type[CaseEvent], ...] = (
 # Newer versions of types above, on the same subject: consumers take them side by side with
 # the older version (a case event's lifecycle place is its subject's, `CASE_EVENTS`).
 CASE_EVENT_VERSIONS: tuple[type[CaseEvent], ...] = (CaseVerifiedV2, CaseAcceptedV2, CaseClosedV2)
+
+# Events that carry another published at the same instant instead of it: the field that holds
+# it and its type. Consumers read the carried event as if it had come first, on its own.
+CARRIED: dict[type[CaseEvent], tuple[str, type[CaseEvent]]] = {
+    CaseAcceptedV2: ("report", CaseReported),
+    CaseClosedV2: ("verdict", CaseVerifiedV2),
+}
+
+
+def carried(event: CaseEvent) -> CaseEvent | None:
+    """The event `event` carries (case.accepted v2 its case.reported, case.closed v2 its
+    verdict), or None."""
+    found = CARRIED.get(type(event))
+    inner = getattr(event, found[0]) if found else None
+    return inner if isinstance(inner, CaseEvent) else None

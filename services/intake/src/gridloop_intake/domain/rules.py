@@ -69,8 +69,8 @@ def line_of(event_id: str, event: ev.CaseEvent, status: CaseStatus | None, at: d
     """The timeline line of a case event (an acceptance's line without the report it carries,
     a closing's without the verdict: each has a line of its own)."""
     data = event.to_json_dict()
-    data.pop("report", None)
-    data.pop("verdict", None)
+    if (found := ev.CARRIED.get(type(event))) is not None:
+        data.pop(found[0], None)
     return Entry(
         case_id=event.case_id,
         type=event.type_name,
@@ -161,11 +161,11 @@ class CaseRules:
     # -- the case file: events of the other services -----------------------------------------
     def record(self, state: CaseFile, event: ev.CaseEvent, step: Step) -> None:
         """Another service's case event into the case file; the reporters hear of status
-        changes; 结单归档 on closing; 核实结果 decides again. A closing that carries the verdict
-        that closed it (case.closed v2) is two lines: the verdict's first."""
+        changes; 结单归档 on closing; 核实结果 decides again. An event that carries another
+        (case.closed v2 the verdict that closed it) is two lines: the carried one's first."""
         assert step.trigger is not None
-        if isinstance(event, ev.CaseClosedV2) and event.verdict is not None:
-            self._record(state, event.verdict, step, f"{step.trigger.id}#verified")
+        if (inner := ev.carried(event)) is not None:
+            self._record(state, inner, step, f"{step.trigger.id}#{inner.subject_token}")
         self._record(state, event, step, step.trigger.id)
 
     def _record(self, state: CaseFile, event: ev.CaseEvent, step: Step, event_id: str) -> None:
@@ -240,12 +240,12 @@ class CaseRules:
         approved_by: str | None = None,
         report: ev.CaseReported | None = None,
     ) -> Move:
-        """The decision's events, lines and status; `report`, the 上报 of a report accepted as
-        it came in, travels inside the acceptance (case.accepted v2) and is not published on its
-        own (a decision other than accepting publishes it first, as case.reported)."""
+        """The decision's events, lines and status, after `report`, the 上报 of a new case: a
+        report accepted as it came in travels inside the acceptance (case.accepted v2, where
+        `accepted_v2`); else it is published first, as case.reported."""
         now = step.now()
         base = dims(case)
-        if decision.action != "accept" and report is not None:
+        if report is not None and (decision.action != "accept" or not self.accepted_v2):
             entries = [self.emit(step, report)]
             rest = self.move(case, decision, step, actor=actor, auto=auto, approved_by=approved_by)
             return dataclasses.replace(rest, entries=[*entries, *rest.entries])
@@ -280,7 +280,7 @@ class CaseRules:
             else:  # the 上报 and the 立案: two lines, one event
                 event_id = step.emit(accepted).id
                 lines = [
-                    self.line(f"{event_id}#reported", report, step),
+                    self.line(f"{event_id}#{report.subject_token}", report, step),
                     self.line(event_id, accepted, step),
                 ]
             return Move(
@@ -721,13 +721,8 @@ class CaseRules:
             confidence=report.confidence,
         )
         decision = acceptance.decide(self.facts(case), self.city.intake)
-        if self.accepted_v2:
-            move = self.move(case, decision, step, actor=SYSTEM, auto=True, report=reported)
-            entries = move.entries
-        else:
-            entries = [self.emit(step, reported)]
-            move = self.move(case, decision, step, actor=SYSTEM, auto=True)
-            entries.extend(move.entries)
+        move = self.move(case, decision, step, actor=SYSTEM, auto=True, report=reported)
+        entries = move.entries
         opened = dataclasses.replace(
             case, status=move.status.value, status_notes=move.notes, **move.columns
         )

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from gridloop_contracts import cases as ev
 from gridloop_contracts.common import LEVEL_OF_RATING
 
 from .facts import LIFECYCLE_RANK, Fact, parse_time
@@ -235,8 +236,8 @@ AREA_FIELDS = ("cell_code", "community_code", "subdistrict_code")
 # and the carried event's token. case.accepted v2 carries its case.reported; case.closed v2
 # the case.verified that closed it.
 CARRIED: dict[str, tuple[str, str]] = {
-    "accepted": ("report", "reported"),
-    "closed": ("verdict", "verified"),
+    outer.subject_token: (field_, inner.subject_token)
+    for outer, (field_, inner) in ev.CARRIED.items()
 }
 
 
