@@ -51,7 +51,13 @@ async def test_a_node_killed_and_started_again_in_place_rejoins_the_cluster(
         cases = [s for s in STREAMS if s.name == "CASES"]
         await bus.ensure_streams(js, cases, replicas=3)
         for i in range(20):
-            await js.publish("case.pinged", b"{}", headers={"Nats-Msg-Id": f"m{i}"})
+            # a stream just created on three nodes may still be electing its leader
+            await bus.when_available(
+                functools.partial(
+                    js.publish, "case.pinged", b"{}", headers={"Nats-Msg-Id": f"m{i}"}
+                ),
+                what="the new CASES stream",
+            )
         leader = (await js.stream_info("CASES")).cluster.leader  # type: ignore[union-attr]
         assert leader is not None
         node = cluster.node(leader)
