@@ -9,9 +9,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from gridloop_contracts import Location
-from gridloop_intake.bootstrap import definition
+from asyncpg.connection import LoggedQuery
+from gridloop_contracts import Envelope, Location
+from gridloop_contracts.inbound import DetectionV1, RatingV1, ReportV1
+from gridloop_intake.bootstrap import _search, definition
 from gridloop_intake.casework import Outcome, ReportBatch, take_report
+from gridloop_intake.domain.duplicates import NearSearch
 from gridloop_intake.domain.inbound import IncomingReport
 from gridloop_intake.settings import IntakeSettings
 
@@ -32,18 +35,42 @@ def a_report(external_id: str, **kw: Any) -> IncomingReport:
 
 
 async def in_one_batch(
-    intake: Harness, intake_state: Intake, reports: list[IncomingReport]
+    intake: Harness,
+    intake_state: Intake,
+    reports: list[IncomingReport],
+    sent: list[str] | None = None,
 ) -> list[Outcome]:
-    """Take the reports in one transaction with one batch, as the INTAKE consumer does (their
-    ids looked up first, in one statement)."""
+    """Take the reports in one transaction with one batch, as the INTAKE consumer does: their
+    ids looked up first, their categories locked and their duplicate searches made, each in
+    one statement (`sent`: the statements, when given)."""
     assert intake.rt.uow is not None
+
+    def log(record: LoggedQuery) -> None:
+        if sent is not None:
+            sent.append(record.query)
+
     async with intake.rt.uow() as work:
+        work.conn.add_query_logger(log)
         batch = ReportBatch()
         await batch.prefetch(
             work.conn, [(r.source, r.external_id) for r in reports if r.external_id is not None]
         )
-        outcomes = [await take_report(work, intake_state, r, batch) for r in reports]
+        await batch.lock(work.conn, [r.category_code for r in reports if r.category_code])
+        rule = intake_state.city.intake.duplicate
+        await batch.prefetch_near(
+            work.conn,
+            [
+                NearSearch.of(r.category_code, r.location.lon, r.location.lat, r.reported_at, rule)
+                for r in reports
+                if r.category_code and r.location
+            ],
+        )
+        outcomes = []
+        for i, report in enumerate(reports):
+            batch.left = len(reports) - i
+            outcomes.append(await take_report(work, intake_state, report, batch))
         await batch.save(work.conn)
+        work.conn.remove_query_logger(log)
     return outcomes
 
 
@@ -115,6 +142,101 @@ async def test_a_cameras_next_frame_in_the_batch_folds_into_the_case_its_first_o
     assert len({o.case_id for o in outcomes}) == 1
     row = (await intake.fetch("SELECT detections FROM cases"))[0]
     assert row["detections"] == 3
+
+
+async def test_a_batch_searches_for_duplicates_once_and_queues_at_the_counter_once(
+    intake: Harness, intake_state: Intake
+) -> None:
+    """The batch's duplicate searches are one statement and its new cases take their numbers
+    from the day's counter at once; what it does is what report after report would do: the
+    same merges, and numbers without a gap, the unused ones given back."""
+    (first,) = await in_one_batch(intake, intake_state, [a_report("n-1")])
+    far = Location(lat=39.91, lon=116.41)
+    sent: list[str] = []
+    outcomes = await in_one_batch(
+        intake,
+        intake_state,
+        [
+            a_report("n-2", location=Location(lat=39.9001, lon=116.4003)),  # near n-1: merged
+            a_report("n-3", category_code="E0104", location=far),  # new
+            a_report("n-4", category_code="E0104", location=far),  # near n-3 (in the batch)
+            a_report("n-5", location=far),  # new: another category
+            a_report("n-2"),  # the copy of n-2
+        ],
+        sent,
+    )
+    assert [o.outcome for o in outcomes] == ["merged", "new", "merged", "new", "duplicate"]
+    assert outcomes[0].case_id == first.case_id and outcomes[2].case_id == outcomes[1].case_id
+    numbers = sorted(int(o.case_id[-6:]) for o in [first, outcomes[1], outcomes[3]])
+    day_of_first = first.case_id.rsplit("-", 1)[0]
+    assert numbers == [1, 2, 3] and outcomes[3].case_id.startswith(day_of_first)
+    assert await intake.value("SELECT last FROM case_numbers") == 3  # two of five given back
+    searches = [q for q in sent if "reported_at BETWEEN" in q]
+    counter = [q for q in sent if "case_numbers" in q]
+    assert len(searches) == 1 and len(counter) == 2  # taken once, the rest given back once
+    # the next batch goes on from there
+    elsewhere = Location(lat=39.92, lon=116.42)
+    (after,) = await in_one_batch(intake, intake_state, [a_report("n-6", location=elsewhere)])
+    assert after.outcome == "new" and after.case_id.endswith("-000004")
+
+
+async def test_a_search_made_before_the_batch_wrote_its_cases_is_made_again(
+    intake: Harness, intake_state: Intake
+) -> None:
+    """A camera's frame writes the batch before it reads its scene; a later report near a
+    case the batch opened before that must still find the case, which the search made at
+    the batch's start could not have seen."""
+    frame = a_report(
+        "cam-1",
+        channel="video",
+        source="video-ai",
+        camera_id="cam-0001",
+        confidence=0.9,
+        category_code="E0104",
+        location=None,
+        reporter_user_id=None,
+    )
+    opened, seen, near = await in_one_batch(
+        intake,
+        intake_state,
+        [
+            a_report("s-1"),
+            frame,
+            a_report("s-2", location=Location(lat=39.9001, lon=116.4003)),
+        ],
+    )
+    assert (opened.outcome, seen.outcome, near.outcome) == ("new", "new", "merged")
+    assert near.case_id == opened.case_id
+    assert await intake.value("SELECT last FROM case_numbers") == 2
+
+
+def test_the_search_a_report_will_make_is_read_from_its_data(intake_state: Intake) -> None:
+    """What the consumer reads from a batch's messages before taking them; anything it cannot
+    read is left to the report's own search (None), never an error."""
+    rule = intake_state.city.intake.duplicate
+    data = {
+        "reported_at": "2026-11-23T02:00:00+00:00",
+        "location": {"lat": 39.9, "lon": 116.4003},
+        "category_code": "P0301",
+    }
+    report = Envelope(ReportV1.type_name, "/x", data)
+    expected = NearSearch.of("P0301", 116.4003, 39.9, T0, rule)
+    assert _search(intake_state, report) == expected
+    detection = {**data, "detected_at": data["reported_at"]}
+    del detection["reported_at"]
+    assert _search(intake_state, Envelope(DetectionV1.type_name, "/x", detection)) == expected
+    for unread in (
+        {**data, "category_code": "X9999"},  # not the city's
+        {**data, "location": {"lat": "39.9", "lon": 116.4}},
+        {**data, "location": {"lat": True, "lon": 116.4}},
+        {**data, "location": {"lat": float("nan"), "lon": 116.4}},
+        {**data, "reported_at": "2026-11-23T02:00:00"},  # no offset
+        {**data, "reported_at": "yesterday"},
+        {k: v for k, v in data.items() if k != "location"},
+        {k: v for k, v in data.items() if k != "category_code"},
+    ):
+        assert _search(intake_state, Envelope(ReportV1.type_name, "/x", unread)) is None
+    assert _search(intake_state, Envelope(RatingV1.type_name, "/x", data)) is None
 
 
 async def test_the_batch_locks_its_categories_first_in_one_order(

@@ -180,6 +180,22 @@ def test_search_box_contains_the_radius() -> None:
     assert max_lon - INSIDE.lon < 0.001  # and not much more
 
 
+def test_a_search_finds_the_cases_in_its_box_and_window_and_covers_the_searches_inside() -> None:
+    search = duplicates.NearSearch.of("P0301", INSIDE.lon, INSIDE.lat, T, RULE)
+    assert search.since == T - timedelta(hours=72) and search.until == T + timedelta(hours=72)
+    assert search.finds(_case("near", 30)) and search.finds(_case("edge", 49.9))
+    assert not search.finds(_case("far", 60)) and not search.finds(_case("late", 0, 73))
+    assert search.covers(search)
+    inside = duplicates.NearSearch.of(
+        "P0301", INSIDE.lon, INSIDE.lat, T, DuplicateRule(distance_m=20, window_hours=72)
+    )
+    assert search.covers(inside) and not inside.covers(search)
+    moved = duplicates.NearSearch.of("P0301", INSIDE.lon + 0.0001, INSIDE.lat, T, RULE)
+    later = duplicates.NearSearch.of("P0301", INSIDE.lon, INSIDE.lat, T + timedelta(hours=1), RULE)
+    other = duplicates.NearSearch.of("E0104", INSIDE.lon, INSIDE.lat, T, RULE)
+    assert not any(search.covers(s) for s in (moved, later, other))
+
+
 def test_camera_cooldown_is_a_sliding_window() -> None:
     assert duplicates.folds_into(T, T + timedelta(minutes=29), 30)
     assert duplicates.folds_into(T + timedelta(minutes=10), T, 30)  # out of order

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import structlog
 from gridloop_contracts import Envelope, FieldError, inbound
@@ -22,6 +23,7 @@ from . import api, metrics, open311, parts, public, search
 from . import repository as repo
 from .casework import ReportBatch
 from .context import Intake, city_for
+from .domain.duplicates import NearSearch
 from .domain.inbound import source_of
 from .handlers import Handlers, case_file_rules
 from .settings import IntakeSettings
@@ -60,7 +62,11 @@ def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
         await batch.prefetch(conn, [(source, ext) for source, ext, _ in named if ext is not None])
         codes = (code for _, _, code in named if code and intake.city.category(code))
         await batch.lock(conn, codes)
-        for work, env in messages:
+        await batch.prefetch_near(
+            conn, (s for _, env in messages if (s := _search(intake, env)) is not None)
+        )
+        for i, (work, env) in enumerate(messages):
+            batch.left = len(messages) - i
             with structlog.contextvars.bound_contextvars(event_id=env.id, event_type=env.type):
                 await on_inbound(work, env, batch)
         await batch.save(conn)
@@ -129,3 +135,31 @@ def _named(messages: Sequence[tuple[Work, Envelope]]) -> list[tuple[str, str | N
                 )
             )
     return named
+
+
+def _search(intake: Intake, env: Envelope) -> NearSearch | None:
+    """The duplicate search a report or detection will make, read from its data before it
+    is taken: its category, coordinates and time as given. None where it names no category
+    or coordinates, or names them wrongly: the report is then taken as it would be, and
+    searches on its own."""
+    data = env.data
+    if env.type not in REPORT_TYPES or not isinstance(data, dict):
+        return None
+    code, where = data.get("category_code"), data.get("location")
+    at = data.get("reported_at", data.get("detected_at"))
+    if not isinstance(code, str) or not isinstance(where, dict) or not isinstance(at, str):
+        return None
+    lon, lat = where.get("lon"), where.get("lat")
+    if not (_number(lon) and _number(lat)) or intake.city.category(code) is None:
+        return None
+    try:
+        reported_at = datetime.fromisoformat(at)
+    except ValueError:
+        return None
+    if reported_at.tzinfo is None:
+        return None
+    return NearSearch.of(code, lon, lat, reported_at, intake.city.intake.duplicate)
+
+
+def _number(value: object) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

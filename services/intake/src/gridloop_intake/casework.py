@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date
 from typing import Any, Literal, TypeVar
 
 import structlog
@@ -66,7 +66,12 @@ class ReportBatch:
     looked up in one statement (`prefetch`). A later report of the batch sees what an
     earlier one did as if it had been written: a copy is answered from the batch, the
     duplicate search adds the batch's new cases to those on file, and a camera's scene (a
-    row that joins the cases on file) is read only after the batch was written."""
+    row that joins the cases on file) is read only after the batch was written.
+
+    Two more things are done once for the batch instead of once per report: the duplicate
+    searches its reports name are made in one statement (`prefetch_near`), and the day's
+    counter gives as many numbers as the batch has reports left (`case_number`), the unused
+    ones given back when the batch is written."""
 
     def __init__(self) -> None:
         self.states: dict[str, CaseFile] = {}
@@ -74,6 +79,10 @@ class ReportBatch:
         self._opened: dict[str, list[str]] = {}  # category → its new cases not yet written
         self._taken: dict[tuple[str, str], tuple[str, str]] = {}  # key → (report_id, case_id)
         self._on_file: dict[tuple[str, str], Outcome | None] = {}  # prefetched lookups
+        self._near: list[tuple[duplicates.NearSearch, list[duplicates.OpenCase]]] = []
+        self._numbers: dict[date, list[int]] = {}  # day → [next, last] taken, not yet used
+        # how many reports of the batch are still to come, this one included
+        self.left = 1
 
     async def prefetch(self, conn: Conn, keys: Iterable[tuple[str, str]]) -> None:
         """Look up these (source, external_id) pairs at once; `seen` answers them from here."""
@@ -124,27 +133,48 @@ class ReportBatch:
             self.states[case_id] = state
         return state
 
-    def opened_near(
-        self, category_code: str, box: tuple[float, float, float, float], lo: datetime, hi: datetime
-    ) -> list[duplicates.OpenCase]:
-        """The batch's new cases not yet written that `repo.open_cases_near` would find."""
-        min_lon, min_lat, max_lon, max_lat = box
+    async def prefetch_near(self, conn: Conn, searches: Iterable[duplicates.NearSearch]) -> None:
+        """Make these duplicate searches at once, their categories locked (`lock`): `near`
+        answers a search they cover from here until the batch is written."""
+        wanted = [s for s in dict.fromkeys(searches) if s.category_code in self._locked]
+        if wanted:
+            found = await repo.open_cases_near_many(conn, wanted)
+            self._near = list(zip(wanted, found, strict=True))
+
+    async def near(self, conn: Conn, search: duplicates.NearSearch) -> list[duplicates.OpenCase]:
+        """The open cases on file that `search` finds: from a prefetched search that covers
+        it, else read."""
+        for made, cases in self._near:
+            if made.covers(search):
+                return [c for c in cases if search.finds(c)]
+        return await repo.open_cases_near(conn, search)
+
+    def opened_near(self, search: duplicates.NearSearch) -> list[duplicates.OpenCase]:
+        """The batch's new cases not yet written that `near` would find."""
         out = []
-        for case_id in self._opened.get(category_code, ()):
+        for case_id in self._opened.get(search.category_code, ()):
             case = self.states[case_id].case
             assert case is not None
-            if (
-                case.status not in repo.CLOSED_STATES
-                and min_lat <= case.lat <= max_lat
-                and min_lon <= case.lon <= max_lon
-                and lo <= case.reported_at <= hi
-            ):
-                out.append(
-                    duplicates.OpenCase(
-                        case.case_id, case.lon, case.lat, case.reported_at, case.part_code
-                    )
-                )
+            if case.status in repo.CLOSED_STATES:
+                continue
+            found = duplicates.OpenCase(
+                case.case_id, case.lon, case.lat, case.reported_at, case.part_code
+            )
+            if search.finds(found):
+                out.append(found)
         return out
+
+    async def case_number(self, conn: Conn, day: date) -> int:
+        """The day's next number: taken from the counter for all the reports left at the
+        first new case, so a batch queues at the counter once."""
+        taken = self._numbers.get(day)
+        if taken is None or taken[0] > taken[1]:
+            count = max(1, self.left)
+            last = await repo.take_case_numbers(conn, day, count)
+            taken = self._numbers[day] = [last - count + 1, last]
+        number = taken[0]
+        taken[0] += 1
+        return number
 
     def took(
         self, state: CaseFile, report: IncomingReport, report_id: str, *, opened: bool = False
@@ -161,15 +191,22 @@ class ReportBatch:
             await self.save(conn)
 
     async def save(self, conn: Conn) -> None:
-        """Write what the batch changed; from here on its reports are found on file."""
+        """Write what the batch changed and give back the numbers it did not use; from here
+        on its reports are found on file."""
         await CASEFILE.save(conn, list(self.states.values()))
+        for day, (next_number, last) in self._numbers.items():
+            if next_number <= last:
+                await repo.give_back_case_numbers(conn, day, last, last - next_number + 1)
+        self._numbers.clear()
         self._opened.clear()
         self._taken.clear()
         self._on_file.clear()
+        self._near.clear()
 
     def forget(self) -> None:
         """Another rule is about to change cases on its own: read them afresh after it."""
         self.states.clear()
+        self._near.clear()
 
 
 def _storable(text: str) -> bool:
@@ -269,10 +306,11 @@ async def take_report(
                     report_id, case.case_id, "folded", case.case_status, case.status_notes
                 )
         rule = city.intake.duplicate
-        lo, hi = duplicates.window(report.reported_at, rule)
-        box = duplicates.search_box(placement.lon, placement.lat, rule.distance_m)
-        candidates = await repo.open_cases_near(conn, category.code, box, lo, hi)
-        candidates += batch.opened_near(category.code, box, lo, hi)
+        search = duplicates.NearSearch.of(
+            category.code, placement.lon, placement.lat, report.reported_at, rule
+        )
+        candidates = await batch.near(conn, search)
+        candidates += batch.opened_near(search)
         match = duplicates.find_duplicate(
             candidates,
             lon=placement.lon,
@@ -293,7 +331,7 @@ async def take_report(
 
     # A new case, numbered: the day's counter is the one queue every opener shares.
     day = local_day(work.now(), city.district.timezone)
-    case_id = format_case_id(city.district.code, day, await repo.next_case_number(conn, day))
+    case_id = format_case_id(city.district.code, day, await batch.case_number(conn, day))
     state = CaseFile(case_id)
     move = rules.open(
         state,

@@ -15,7 +15,7 @@ from gridloop_runtime.db import Conn
 
 from .domain.callbacks import Callback
 from .domain.case import PUBLIC_CHANNELS, CaseRow
-from .domain.duplicates import OpenCase
+from .domain.duplicates import NearSearch, OpenCase
 
 CLOSED_STATES = [CaseStatus.CLOSED.value, CaseStatus.REJECTED.value, CaseStatus.MERGED.value]
 # The same as a literal, for queries that must match the partial index `cases_open_near`
@@ -24,15 +24,29 @@ _STILL_OPEN = "status NOT IN ({})".format(", ".join(f"'{s}'" for s in CLOSED_STA
 
 
 # -- case numbers ---------------------------------------------------------------------------
-async def next_case_number(conn: Conn, day: date) -> int:
-    """The day's next number. The row lock serialises openers of the same day until commit:
-    numbers are gap-free per day, at the price of one short queue at the counter."""
+async def take_case_numbers(conn: Conn, day: date, count: int) -> int:
+    """`count` numbers of the day at once (the last of them is returned): a batch of reports
+    queues at the counter once. What it leaves unused it gives back before it commits
+    (`give_back_case_numbers`), while it still holds the row, so numbers stay gap-free."""
     n: int = await conn.fetchval(
-        "INSERT INTO case_numbers (day, last) VALUES ($1, 1) ON CONFLICT (day) "
-        "DO UPDATE SET last = case_numbers.last + 1 RETURNING last",
+        "INSERT INTO case_numbers (day, last) VALUES ($1, $2) ON CONFLICT (day) "
+        "DO UPDATE SET last = case_numbers.last + $2 RETURNING last",
         day,
+        count,
     )
     return n
+
+
+async def give_back_case_numbers(conn: Conn, day: date, last: int, count: int) -> None:
+    """The last `count` numbers of those taken, up to `last`, unused: the counter goes back."""
+    done = await conn.fetchval(
+        "UPDATE case_numbers SET last = last - $3 WHERE day = $1 AND last = $2 RETURNING last",
+        day,
+        last,
+        count,
+    )
+    if done is None:  # the row is ours until commit: anything else is a bug, not a race
+        raise RuntimeError(f"case numbers of {day} moved while reserved")
 
 
 # -- reports ----------------------------------------------------------------------------------
@@ -167,29 +181,61 @@ async def lock_categories(conn: Conn, category_codes: Sequence[str]) -> None:
     )
 
 
-async def open_cases_near(
-    conn: Conn,
-    category_code: str,
-    box: tuple[float, float, float, float],
-    since: datetime,
-    until: datetime,
-) -> list[OpenCase]:
-    min_lon, min_lat, max_lon, max_lat = box
+async def open_cases_near(conn: Conn, search: NearSearch) -> list[OpenCase]:
+    """The open cases a duplicate search finds."""
+    min_lon, min_lat, max_lon, max_lat = search.box
     rows = await conn.fetch(
         "SELECT case_id, lon, lat, reported_at, part_code FROM cases "
         f"WHERE category_code = $1 AND {_STILL_OPEN} "
         "AND lat BETWEEN $2 AND $3 AND lon BETWEEN $4 AND $5 AND reported_at BETWEEN $6 AND $7",
-        category_code,
+        search.category_code,
         min_lat,
         max_lat,
         min_lon,
         max_lon,
-        since,
-        until,
+        search.since,
+        search.until,
     )
     return [
         OpenCase(r["case_id"], r["lon"], r["lat"], r["reported_at"], r["part_code"]) for r in rows
     ]
+
+
+# One search per row of the unnest, in the order given (`i`): for each, the range scan of the
+# partial index `cases_open_near` (category, lat, lon), the window checked on what it finds.
+# OFFSET 0 keeps the subquery apart, so the window cannot be pushed into it, where a young
+# table's statistics could make the planner scan the reporting times instead.
+_OPEN_NEAR_MANY = (
+    "SELECT s.i, c.case_id, c.lon, c.lat, c.reported_at, c.part_code FROM unnest("
+    "$1::text[], $2::float8[], $3::float8[], $4::float8[], $5::float8[], $6::timestamptz[], "
+    "$7::timestamptz[]) WITH ORDINALITY AS s(category_code, min_lat, max_lat, min_lon, max_lon, "
+    "lo, hi, i) CROSS JOIN LATERAL (SELECT case_id, lon, lat, reported_at, part_code "
+    f"FROM cases WHERE category_code = s.category_code AND {_STILL_OPEN} "
+    "AND lat BETWEEN s.min_lat AND s.max_lat AND lon BETWEEN s.min_lon AND s.max_lon "
+    "OFFSET 0) AS c WHERE c.reported_at BETWEEN s.lo AND s.hi"
+)
+
+
+async def open_cases_near_many(conn: Conn, searches: Sequence[NearSearch]) -> list[list[OpenCase]]:
+    """`open_cases_near` for several searches in one statement: the cases of each, in order."""
+    out: list[list[OpenCase]] = [[] for _ in searches]
+    if not searches:
+        return out
+    rows = await conn.fetch(
+        _OPEN_NEAR_MANY,
+        [s.category_code for s in searches],
+        [s.box[1] for s in searches],
+        [s.box[3] for s in searches],
+        [s.box[0] for s in searches],
+        [s.box[2] for s in searches],
+        [s.since for s in searches],
+        [s.until for s in searches],
+    )
+    for r in rows:
+        out[r["i"] - 1].append(
+            OpenCase(r["case_id"], r["lon"], r["lat"], r["reported_at"], r["part_code"])
+        )
+    return out
 
 
 async def camera_scene(

@@ -45,6 +45,46 @@ def window(reported_at: datetime, rule: DuplicateRule) -> tuple[datetime, dateti
     return reported_at - span, reported_at + span
 
 
+@dataclass(frozen=True)
+class NearSearch:
+    """One duplicate search: the open cases of a category inside a box (`search_box`) that
+    were reported inside a window (`window`)."""
+
+    category_code: str
+    box: tuple[float, float, float, float]
+    since: datetime
+    until: datetime
+
+    @classmethod
+    def of(
+        cls, category_code: str, lon: float, lat: float, reported_at: datetime, rule: DuplicateRule
+    ) -> NearSearch:
+        since, until = window(reported_at, rule)
+        return cls(category_code, search_box(lon, lat, rule.distance_m), since, until)
+
+    def covers(self, other: NearSearch) -> bool:
+        """Everything `other` finds, this finds too."""
+        a, b = self.box, other.box
+        return (
+            self.category_code == other.category_code
+            and a[0] <= b[0]
+            and a[1] <= b[1]
+            and b[2] <= a[2]
+            and b[3] <= a[3]
+            and self.since <= other.since
+            and other.until <= self.until
+        )
+
+    def finds(self, case: OpenCase) -> bool:
+        """The case (of this category, open) is inside the box and the window."""
+        min_lon, min_lat, max_lon, max_lat = self.box
+        return (
+            min_lat <= case.lat <= max_lat
+            and min_lon <= case.lon <= max_lon
+            and self.since <= case.reported_at <= self.until
+        )
+
+
 def find_duplicate(
     candidates: list[OpenCase],
     *,
