@@ -34,6 +34,20 @@ def a_report(external_id: str, **kw: Any) -> IncomingReport:
     return rules_report(external_id=external_id, **kw)
 
 
+def a_frame(external_id: str, **kw: Any) -> IncomingReport:
+    """A detection of camera cam-0001 (E0104, placed by the camera)."""
+    values: dict[str, Any] = {
+        "channel": "video",
+        "source": "video-ai",
+        "camera_id": "cam-0001",
+        "confidence": 0.9,
+        "category_code": "E0104",
+        "location": None,
+        "reporter_user_id": None,
+    }
+    return a_report(external_id, **(values | kw))
+
+
 async def in_one_batch(
     intake: Harness,
     intake_state: Intake,
@@ -123,20 +137,7 @@ async def test_a_report_near_a_case_opened_earlier_in_the_batch_joins_it(
 async def test_a_cameras_next_frame_in_the_batch_folds_into_the_case_its_first_opened(
     intake: Harness, intake_state: Intake
 ) -> None:
-    frames = [
-        a_report(
-            f"det-{n}",
-            channel="video",
-            source="video-ai",
-            camera_id="cam-0001",
-            confidence=0.9,
-            category_code="E0104",
-            location=None,
-            reporter_user_id=None,
-            reported_at=T0 + timedelta(seconds=30 * n),
-        )
-        for n in range(3)
-    ]
+    frames = [a_frame(f"det-{n}", reported_at=T0 + timedelta(seconds=30 * n)) for n in range(3)]
     outcomes = await in_one_batch(intake, intake_state, frames)
     assert [o.outcome for o in outcomes] == ["new", "folded", "folded"]
     assert len({o.case_id for o in outcomes}) == 1
@@ -186,16 +187,7 @@ async def test_a_search_made_before_the_batch_wrote_its_cases_is_made_again(
     """A camera's frame writes the batch before it reads its scene; a later report near a
     case the batch opened before that must still find the case, which the search made at
     the batch's start could not have seen."""
-    frame = a_report(
-        "cam-1",
-        channel="video",
-        source="video-ai",
-        camera_id="cam-0001",
-        confidence=0.9,
-        category_code="E0104",
-        location=None,
-        reporter_user_id=None,
-    )
+    frame = a_frame("cam-1")
     opened, seen, near = await in_one_batch(
         intake,
         intake_state,
