@@ -73,6 +73,16 @@ class Loop:
 
         return await wait_for(found, timeout=30, what=f"a case for {external_id}")
 
+    async def told(self, external_id: str, status: str) -> None:
+        """Wait until the last notice the integrator heard for its report says `status`: a
+        notice is published after the commit whose status intake's API already shows."""
+
+        def last_heard() -> bool:
+            heard = self.heard.get(external_id, [])
+            return bool(heard) and heard[-1].get("status") == status
+
+        await wait_for(last_heard, timeout=30, what=f"{external_id} told {status}")
+
     async def status(self, case_id: str) -> str:
         return str((await self.get("intake", f"/cases/{case_id}", "op-01"))["status"])
 

@@ -63,8 +63,7 @@ async def test_patrol_report_runs_the_whole_loop_to_closed_and_scored(loop: Loop
     kinds = await loop.timeline(case_id)
     for step in ("reported", "accepted", "dispatched", "signed", "handled", "verified", "closed"):
         assert step in kinds, (step, kinds)
-    statuses = [m["status"] for m in loop.heard[ext]]
-    assert statuses[-1] == "closed"
+    await loop.told(ext, "closed")
 
     async def in_the_department_day(measure: str) -> bool:
         for day in sorted({first_day, city_today(loop.city)}):
@@ -131,7 +130,7 @@ async def test_hotline_report_is_confirmed_on_site_then_closed(loop: Loop) -> No
     kinds = await loop.timeline(case_id)
     assert "confirmation_requested" in kinds and "confirmed" in kinds and "reworked" in kinds
     # the hotline heard every step, with the reporter masked everywhere outside intake
-    assert [m["status"] for m in loop.heard[ext]][-1] == "closed"
+    await loop.told(ext, "closed")
     case = await loop.get("dispatch", f"/cases/{case_id}", "disp-01")
     assert "13812345678" not in json.dumps(case)
 
