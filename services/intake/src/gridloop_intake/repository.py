@@ -181,26 +181,6 @@ async def lock_categories(conn: Conn, category_codes: Sequence[str]) -> None:
     )
 
 
-async def open_cases_near(conn: Conn, search: NearSearch) -> list[OpenCase]:
-    """The open cases a duplicate search finds."""
-    min_lon, min_lat, max_lon, max_lat = search.box
-    rows = await conn.fetch(
-        "SELECT case_id, lon, lat, reported_at, part_code FROM cases "
-        f"WHERE category_code = $1 AND {_STILL_OPEN} "
-        "AND lat BETWEEN $2 AND $3 AND lon BETWEEN $4 AND $5 AND reported_at BETWEEN $6 AND $7",
-        search.category_code,
-        min_lat,
-        max_lat,
-        min_lon,
-        max_lon,
-        search.since,
-        search.until,
-    )
-    return [
-        OpenCase(r["case_id"], r["lon"], r["lat"], r["reported_at"], r["part_code"]) for r in rows
-    ]
-
-
 # One search per row of the unnest, in the order given (`i`): for each, the range scan of the
 # partial index `cases_open_near` (category, lat, lon), the window checked on what it finds.
 # OFFSET 0 keeps the subquery apart, so the window cannot be pushed into it, where a young
@@ -236,6 +216,11 @@ async def open_cases_near_many(conn: Conn, searches: Sequence[NearSearch]) -> li
             OpenCase(r["case_id"], r["lon"], r["lat"], r["reported_at"], r["part_code"])
         )
     return out
+
+
+async def open_cases_near(conn: Conn, search: NearSearch) -> list[OpenCase]:
+    """The open cases one duplicate search finds."""
+    return (await open_cases_near_many(conn, [search]))[0]
 
 
 async def camera_scene(
