@@ -504,3 +504,67 @@ def test_the_parts_layer_shows_a_part_its_state_and_its_cases(console_url: str, 
             context.close()
             chromium.close()
     assert not b.errors, b.errors
+
+
+OPEN_PATHS = re.compile(r"/api/(config|login|public/|events\b)")
+
+
+def test_signing_out_while_a_screen_loads_sends_nothing_without_a_token(
+    console_url: str,
+) -> None:
+    """The map asks for its cases; the user signs out before the answer comes. The answer is
+    not handed to the gone screen, the screen's next request is never sent (no 401 on the
+    wire), and the page shows no error: signing in again as somebody else works."""
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        context = chromium.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN")
+        b = Browser(context.new_page(), console_url)
+        b.watch()
+        page = b.page
+        bare: list[str] = []
+        page.on(
+            "request",
+            lambda r: (
+                bare.append(r.url)
+                if "/api/" in r.url
+                and not OPEN_PATHS.search(r.url)
+                and "authorization" not in r.headers
+                else None
+            ),
+        )
+        held: list[Any] = []
+        try:
+            b.login("operator", "op-01")
+            b.tab("queues")
+            expect(page.get_by_test_id("queue-operator")).to_be_visible(timeout=WAIT)
+            # the map's case list is held on the way until the user has signed out
+            page.route("**/api/intake/cases?**", lambda route: held.append(route))
+            with page.expect_request(lambda r: "/api/intake/cases?" in r.url, timeout=WAIT):
+                b.tab("map")
+            page.get_by_test_id("logout").click()
+            expect(page.get_by_test_id("login-form")).to_be_visible()
+            for route in held:
+                route.continue_()
+            page.unroute("**/api/intake/cases?**")
+            # a request asked after signing out is refused in the page, without a trip
+            refused = page.evaluate(
+                """() => import("/js/api.js").then(({ api }) =>
+                     api.svc("intake", "/cases").then(() => "sent", (e) => e.constructor.name))"""
+            )
+            assert refused == "SignedOut"
+            # an unhandled one is no page error either
+            page.evaluate(
+                """() => import("/js/api.js").then(({ api }) => { api.svc("verify", "/tasks"); })"""
+            )
+            b.login("dispatcher", "disp-01")
+            b.tab("queues")
+            expect(page.get_by_test_id("queue-dispatcher")).to_be_visible(timeout=WAIT)
+        except Exception:
+            b.shot("failure")
+            raise
+        finally:
+            context.close()
+            chromium.close()
+    assert held, "the map never asked for its cases"
+    assert not bare, bare
+    assert not b.errors, b.errors

@@ -2,6 +2,12 @@
 
 const KEY = "gridloop.session";
 
+// Paths anybody may ask: the console's settings, signing in, the residents' side.
+const OPEN = /^\/api\/(config$|login$|public\/)/;
+// Bumped at each sign-in and sign-out: a request asked under one session and answered under
+// another is not handed to the screen that asked.
+let epoch = 0;
+
 export const session = {
   token: null,
   user: null,
@@ -15,11 +21,13 @@ export const session = {
     return Boolean(this.token);
   },
   save(token, user) {
+    epoch += 1;
     this.token = token;
     this.user = user;
     sessionStorage.setItem(KEY, JSON.stringify({ token, user }));
   },
   clear() {
+    epoch += 1;
     this.token = null;
     this.user = null;
     sessionStorage.removeItem(KEY);
@@ -44,7 +52,26 @@ export class ApiError extends Error {
   }
 }
 
+// What a screen's request gets once its user has signed out (a timer still running, the rest
+// of a chain): nothing is sent, and nobody needs to hear about it.
+export class SignedOut extends Error {
+  constructor() {
+    super("signed out");
+    this.status = 401;
+  }
+}
+window.addEventListener("unhandledrejection", (e) => {
+  if (e.reason instanceof SignedOut) e.preventDefault();
+});
+
+export function isOpen(path) {
+  return OPEN.test(path.split("?")[0]);
+}
+
 async function request(method, path, body, { raw = false } = {}) {
+  const open = isOpen(path);
+  if (!open && !session.token) throw new SignedOut();
+  const asked = epoch;
   const headers = { Accept: "application/json" };
   if (session.token) headers.Authorization = `Bearer ${session.token}`;
   const init = { method, headers };
@@ -53,6 +80,7 @@ async function request(method, path, body, { raw = false } = {}) {
     init.body = JSON.stringify(body);
   }
   const response = await fetch(path, init);
+  if (!open && asked !== epoch) throw new SignedOut();
   if (raw && response.ok) return response;
   const text = await response.text();
   let data = null;

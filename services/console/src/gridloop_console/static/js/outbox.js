@@ -65,6 +65,8 @@ export async function enqueue(kind, body, photo, extra = {}) {
 class Later extends Error {} // no signal, or a service that cannot take it yet: try again later
 
 async function call(method, path, { json, form } = {}) {
+  // signed out (or the session ran out): what waits stays for the next sign-in
+  if (!session.token) throw new Later("signed out");
   const headers = { Accept: "application/json" };
   if (session.token) headers.Authorization = `Bearer ${session.token}`;
   let body;
@@ -79,6 +81,11 @@ async function call(method, path, { json, form } = {}) {
     response = await fetch(path, { method, headers, body });
   } catch (err) {
     throw new Later(err.message); // offline
+  }
+  if (response.status === 401) {
+    session.clear();
+    window.dispatchEvent(new Event("gridloop:signed-out"));
+    throw new Later("signed out");
   }
   const text = await response.text();
   let data = null;

@@ -1,13 +1,14 @@
 // Photos and voice notes from the evidence store, shown with the signed-in user's token: an
 // <img> cannot send it, so each is fetched through the proxy and shown from a blob URL. The
 // service decides who may see what (the case's rule; outside the command centre, no EXIF).
-import { session } from "./api.js";
+import { SignedOut, session } from "./api.js";
 import { t } from "./i18n.js";
 import { el } from "./ui.js";
 
 const cache = new Map(); // url -> Promise<object URL>
 
 export function blobUrl(path) {
+  if (!session.token) return Promise.reject(new SignedOut());
   if (!cache.has(path)) {
     const headers = session.token ? { Authorization: `Bearer ${session.token}` } : {};
     cache.set(
