@@ -73,11 +73,16 @@ async def tally(stack: Stack, database_url: str) -> dict[str, Any]:
             text = (await http.get(stack.url(name) + "/metrics")).text
             for family in text_string_to_metric_families(text):
                 if family.name == "gridloop_events_in":
-                    out["deliveries"] += sum(
-                        s.value
-                        for s in family.samples
-                        if s.name.endswith("_total") and s.labels.get("outcome") != "retry"
-                    )
+                    for s in family.samples:
+                        if s.name.endswith("_total") and s.labels.get("outcome") != "retry":
+                            out["deliveries"] += s.value
+                            key = f"delivered {s.labels.get('consumer')}"
+                            out[key] = out.get(key, 0.0) + s.value
+                elif family.name == "gridloop_handler_seconds":
+                    for s in family.samples:
+                        if s.name.endswith("_count"):
+                            key = f"batches {s.labels.get('consumer')}"
+                            out[key] = out.get(key, 0.0) + s.value
                 elif family.name == "gridloop_events_out":
                     out["publishes"] += sum(
                         s.value for s in family.samples if s.name.endswith("_total")
@@ -104,6 +109,21 @@ async def tally(stack: Stack, database_url: str) -> dict[str, Any]:
     finally:
         await conn.close()
     return out
+
+
+def consumer_lines(before: dict[str, Any], after: dict[str, Any], loops: int) -> list[str]:
+    """Each consumer's deliveries and fetched batches per closed loop, and the messages a
+    batch took on average: what a transaction and a fetch are shared by."""
+    lines = []
+    for key in sorted(k for k in after if k.startswith("delivered ")):
+        name = key.removeprefix("delivered ")
+        n = after[key] - before.get(key, 0.0)
+        b = after.get(f"batches {name}", 0.0) - before.get(f"batches {name}", 0.0)
+        lines.append(
+            f"  {name:30s} {n / max(loops, 1):6.2f} {b / max(loops, 1):6.2f}"
+            f"  ({n / b if b else 0:.1f})"
+        )
+    return lines
 
 
 def _lsn(position: int) -> str:
@@ -248,6 +268,9 @@ async def load(
         " statements, the simulated people's included)"
     )
     print(f"  PostgreSQL's WAL: {(after['wal_kb'] - before['wal_kb']) / max(measured, 1):.1f} kB")
+    print("each consumer per closed loop:    deliveries batches  (messages a batch)")
+    for line in consumer_lines(before, after, measured):
+        print(line)
     print("rows per closed loop:             ins    upd    HOT    del")
     for line in row_changes(before, after, measured):
         print(line)

@@ -26,6 +26,7 @@ import nats.errors
 import pytest
 import pytest_asyncio
 from gridloop_contracts import Envelope, Event, decode, to_binary
+from gridloop_runtime.bus import quick_fetch
 from gridloop_runtime.clock import Clock
 from gridloop_runtime.service import Runtime, ServiceDefinition
 from gridloop_runtime.settings import ServiceSettings
@@ -116,7 +117,7 @@ class EventTap:
         """Subscribe (an ephemeral pull consumer per stream); returns the tap."""
         for stream, subject in self.streams:
             self._subs.append(
-                await self.js.pull_subscribe(subject, stream=stream, config=TAP_CONFIG)
+                quick_fetch(await self.js.pull_subscribe(subject, stream=stream, config=TAP_CONFIG))
             )
         return self
 

@@ -83,6 +83,42 @@ async def connect(
 _hooks: set[asyncio.Task[None]] = set()
 
 
+def quick_fetch(sub: JetStreamContext.PullSubscription) -> JetStreamContext.PullSubscription:
+    """The pull subscription with a cheaper wait for each message of a fetch.
+
+    nats-py's `fetch` takes the messages of a batch one by one with `next_msg`, which makes a
+    uuid, a task and a `wait_for` (another task) for every message, even one already in the
+    subscription's queue: about 90 µs of CPU per message delivered at a batch of 20, three
+    times what taking and acknowledging it costs otherwise (measured: 118 µs against 30 µs a
+    message). This `next_msg` takes a message already queued at once and waits for one under
+    `asyncio.timeout`, with the same bookkeeping and the same errors (`nats.errors.
+    TimeoutError`). `fetch`'s requests and its reading of statuses stay nats-py's.
+
+    One difference: nats-py cancels its own waits when the connection closes; this wait ends
+    at the fetch's timeout instead. The services close the connection after their consumers
+    have stopped, so no fetch is waiting then."""
+    inner = sub._sub
+    queue: asyncio.Queue[Any] = inner._pending_queue
+
+    async def next_msg(timeout: float | None = 1.0) -> Any:
+        if inner._conn.is_closed:
+            raise nats.errors.ConnectionClosedError
+        if queue.empty():
+            try:
+                async with asyncio.timeout(timeout):
+                    msg = await queue.get()
+            except TimeoutError:
+                raise nats.errors.TimeoutError from None
+        else:
+            msg = queue.get_nowait()
+        inner._pending_size -= len(msg.data)
+        queue.task_done()
+        return msg
+
+    inner.next_msg = next_msg  # type: ignore[method-assign]
+    return sub
+
+
 async def keep_streams(
     js: JetStreamContext,
     specs: Sequence[StreamSpec] = STREAMS,

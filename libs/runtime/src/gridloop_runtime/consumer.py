@@ -32,7 +32,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 
 from . import metrics, tracing
-from .bus import when_available
+from .bus import quick_fetch, when_available
 from .casework import Inbound, Rules, apply_batch
 from .db import Conn, lock_key
 from .outbox import Committed, UnitOfWorkFactory, Work, write_all
@@ -206,8 +206,8 @@ class Consumer:
 
         # A stream just created in a cluster may still be electing its leader.
         await when_available(declare, what=f"consumer {self.spec.durable}", races=0)
-        self._sub = await self.js.pull_subscribe_bind(
-            durable=self.spec.durable, stream=self.spec.stream
+        self._sub = quick_fetch(
+            await self.js.pull_subscribe_bind(durable=self.spec.durable, stream=self.spec.stream)
         )
         self.running = True
 

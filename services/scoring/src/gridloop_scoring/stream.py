@@ -22,6 +22,7 @@ from urllib.parse import unquote
 import nats.errors
 import orjson
 import structlog
+from gridloop_runtime.bus import quick_fetch
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -228,7 +229,7 @@ class _PlainReader:
 async def _read_nats_py(
     js: JetStreamContext, stream: str, consumer: str, last: int, batch: int
 ) -> AsyncIterator[list[Message]]:
-    sub = await js.pull_subscribe_bind(consumer, stream=stream)
+    sub = quick_fetch(await js.pull_subscribe_bind(consumer, stream=stream))
     try:
         seq = 0
         while seq < last:

@@ -1,0 +1,76 @@
+"""`bus.quick_fetch` against a real nats-server: the same batches, order, statuses and
+errors as nats-py's own fetch, with a cheaper wait for each message."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import nats
+import nats.errors
+import pytest
+from gridloop_devkit.testing import wait_for
+from gridloop_runtime.bus import quick_fetch
+from nats.js.api import AckPolicy, ConsumerConfig
+
+
+async def test_a_quick_fetch_takes_every_message_once_in_order(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        name = f"QF{uuid.uuid4().hex[:8]}"
+        await js.add_stream(name=name, subjects=[f"{name}.>"])
+        for i in range(50):
+            await js.publish(f"{name}.m", str(i).encode())
+        await js.add_consumer(name, ConsumerConfig(durable_name="d", ack_policy=AckPolicy.EXPLICIT))
+        sub = quick_fetch(await js.pull_subscribe_bind("d", stream=name))
+
+        got: list[int] = []
+        while len(got) < 50:
+            msgs = await sub.fetch(20, timeout=2)
+            assert 0 < len(msgs) <= 20
+            for m in msgs:
+                got.append(int(m.data))
+                await m.ack()
+        assert got == list(range(50))
+        # what a fetch took is accounted for as taken
+        assert sub.pending_bytes == 0
+
+        # nothing left: nats-py's timeout error, for a batch and for one message
+        with pytest.raises(nats.errors.TimeoutError):
+            await sub.fetch(5, timeout=0.3)
+        with pytest.raises(nats.errors.TimeoutError):
+            await sub.fetch(1, timeout=0.3)
+
+        # a message published while a fetch waits is taken by that fetch
+        waiting = asyncio.create_task(sub.fetch(10, timeout=3))
+        await js.publish(f"{name}.m", b"late")
+        assert [m.data for m in await waiting] == [b"late"]
+        one = asyncio.create_task(sub.fetch(1, timeout=3))
+        await js.publish(f"{name}.m", b"later")
+        (msg,) = await one
+        assert msg.data == b"later"
+        await msg.ack()
+
+        async def acknowledged() -> bool:
+            info = await js.consumer_info(name, "d")
+            return info.num_ack_pending == 1 and info.delivered.stream_seq == 52
+
+        # 50 acknowledged, "late" not (left in hand), "later" acknowledged
+        await wait_for(acknowledged, what="the consumer's acknowledgements")
+        await js.delete_stream(name)
+    finally:
+        await nc.close()
+
+
+async def test_a_quick_fetch_on_a_closed_connection_says_so(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    name = f"QF{uuid.uuid4().hex[:8]}"
+    await js.add_stream(name=name, subjects=[f"{name}.>"])
+    await js.add_consumer(name, ConsumerConfig(durable_name="d", ack_policy=AckPolicy.EXPLICIT))
+    sub = quick_fetch(await js.pull_subscribe_bind("d", stream=name))
+    await js.delete_stream(name)
+    await nc.close()
+    with pytest.raises(nats.errors.ConnectionClosedError):
+        await sub.fetch(5, timeout=0.3)
