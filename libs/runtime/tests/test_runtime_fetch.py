@@ -54,7 +54,7 @@ async def test_a_quick_fetch_takes_every_message_once_in_order(nats_url: str) ->
 
         async def acknowledged() -> bool:
             info = await js.consumer_info(name, "d")
-            return info.num_ack_pending == 1 and info.delivered.stream_seq == 52
+            return bool(info.num_ack_pending == 1 and info.delivered.stream_seq == 52)
 
         # 50 acknowledged, "late" not (left in hand), "later" acknowledged
         await wait_for(acknowledged, what="the consumer's acknowledgements")

@@ -14,6 +14,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,29 @@ class Browser:
         expect(self.page.get_by_test_id("case-id")).to_have_text(case_id, timeout=WAIT)
 
 
+@contextmanager
+def opened(
+    console_url: str, *, size: tuple[int, int] = (1440, 900), failure: str = "failure"
+) -> Iterator[Browser]:
+    """The console in a headless Chromium page with its watchers; a screenshot named
+    `failure` when the block fails."""
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        context = chromium.new_context(
+            viewport={"width": size[0], "height": size[1]}, locale="zh-CN"
+        )
+        b = Browser(context.new_page(), console_url)
+        b.watch()
+        try:
+            yield b
+        except Exception:
+            b.shot(failure)
+            raise
+        finally:
+            context.close()
+            chromium.close()
+
+
 def score_of(b: Browser, dept: str) -> str | None:
     """The department's score on the Performance tab (None: not ranked in this period)."""
     b.tab("performance")
@@ -130,164 +154,153 @@ def patrol_cell(city: City) -> tuple[str, str, str, tuple[float, float]]:
 def test_one_case_through_the_whole_loop_by_clicking(console_url: str, city: City) -> None:
     _cell, supervisor, dept, (lat, lon) = patrol_cell(city)
     dept_user = next(u.id for u in city.users.values() if u.dept == dept)
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        context = chromium.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN")
-        b = Browser(context.new_page(), console_url)
-        b.watch()
+    with opened(console_url) as b:
         page = b.page
-        try:
-            page.goto(console_url)
-            expect(page.get_by_test_id("login-form")).to_be_visible()
-            b.shot("login")
+        page.goto(console_url)
+        expect(page.get_by_test_id("login-form")).to_be_visible()
+        b.shot("login")
 
-            # the evaluator looks at the department ranking of the day before anything happens
-            b.login("evaluator", "eval-01")
-            before = score_of(b, dept)
-            b.shot("performance-before")
+        # the evaluator looks at the department ranking of the day before anything happens
+        b.login("evaluator", "eval-01")
+        before = score_of(b, dept)
+        b.shot("performance-before")
 
-            # a supervisor files a patrol report from the Report tab
-            b.login("supervisor", supervisor)
-            b.tab("report")
-            form = page.get_by_test_id("report-form")
-            expect(form).to_be_visible()
-            page.get_by_test_id("report-category").select_option("E0104")
-            page.get_by_test_id("report-description").fill("人行道上有暴露垃圾，影响通行")
-            page.get_by_test_id("report-lat").fill(f"{lat:.6f}")
-            page.get_by_test_id("report-lon").fill(f"{lon:.6f}")
-            page.get_by_test_id("report-photo").fill("https://evidence.example.org/report.jpg")
-            page.get_by_test_id("report-submit").click()
-            link = page.get_by_test_id("report-case-id")
-            expect(link).to_be_visible(timeout=WAIT)
-            case_id = (link.text_content() or "").strip()
-            assert re.fullmatch(r"\d{6}-\d{8}-\d{6}", case_id), case_id
-            b.shot("supervisor-report")
+        # a supervisor files a patrol report from the Report tab
+        b.login("supervisor", supervisor)
+        b.tab("report")
+        form = page.get_by_test_id("report-form")
+        expect(form).to_be_visible()
+        page.get_by_test_id("report-category").select_option("E0104")
+        page.get_by_test_id("report-description").fill("人行道上有暴露垃圾，影响通行")
+        page.get_by_test_id("report-lat").fill(f"{lat:.6f}")
+        page.get_by_test_id("report-lon").fill(f"{lon:.6f}")
+        page.get_by_test_id("report-photo").fill("https://evidence.example.org/report.jpg")
+        page.get_by_test_id("report-submit").click()
+        link = page.get_by_test_id("report-case-id")
+        expect(link).to_be_visible(timeout=WAIT)
+        case_id = (link.text_content() or "").strip()
+        assert re.fullmatch(r"\d{6}-\d{8}-\d{6}", case_id), case_id
+        b.shot("supervisor-report")
 
-            # the operator accepts it from the acceptance queue (立案)
-            b.login("operator", "op-01")
-            b.tab("queues")
-            item = page.get_by_test_id(f"item-{case_id}")
-            expect(item).to_be_visible(timeout=WAIT)
-            expect(item).to_contain_text("人行道上有暴露垃圾")
-            b.shot("operator-queue")
-            page.get_by_test_id(f"accept-{case_id}").click()
-            expect(item).to_have_count(0, timeout=WAIT)
+        # the operator accepts it from the acceptance queue (立案)
+        b.login("operator", "op-01")
+        b.tab("queues")
+        item = page.get_by_test_id(f"item-{case_id}")
+        expect(item).to_be_visible(timeout=WAIT)
+        expect(item).to_contain_text("人行道上有暴露垃圾")
+        b.shot("operator-queue")
+        page.get_by_test_id(f"accept-{case_id}").click()
+        expect(item).to_have_count(0, timeout=WAIT)
 
-            # the map shows the open case's marker
-            b.tab("map")
-            marker = page.get_by_test_id(f"marker-{case_id}")
-            expect(marker).to_have_count(1, timeout=WAIT)
-            b.shot("map-open-case")
+        # the map shows the open case's marker
+        b.tab("map")
+        marker = page.get_by_test_id(f"marker-{case_id}")
+        expect(marker).to_have_count(1, timeout=WAIT)
+        b.shot("map-open-case")
 
-            # the dispatcher sees it routed to the department (case file, tasks)
-            b.login("dispatcher", "disp-01")
-            b.tab("queues")
-            expect(page.get_by_test_id("queue-dispatcher")).to_be_visible()
-            b.shot("dispatcher-board")
-            b.case_file(case_id)
-            expect(page.get_by_test_id("case-dept")).to_contain_text(
-                city.departments[dept].name, timeout=WAIT
-            )
+        # the dispatcher sees it routed to the department (case file, tasks)
+        b.login("dispatcher", "disp-01")
+        b.tab("queues")
+        expect(page.get_by_test_id("queue-dispatcher")).to_be_visible()
+        b.shot("dispatcher-board")
+        b.case_file(case_id)
+        expect(page.get_by_test_id("case-dept")).to_contain_text(
+            city.departments[dept].name, timeout=WAIT
+        )
 
-            # department staff sign and report the result
-            b.login("department", dept_user)
-            b.tab("queues")
-            item = page.get_by_test_id(f"item-{case_id}")
-            expect(item).to_be_visible(timeout=WAIT)
-            b.shot("department-inbox")
-            page.get_by_test_id(f"sign-{case_id}").click()
-            page.get_by_test_id(f"result-text-{case_id}").fill("已清运完毕，现场恢复整洁")
-            page.get_by_test_id(f"result-evidence-{case_id}").fill(
-                "https://evidence.example.org/after.jpg"
-            )
-            page.get_by_test_id(f"result-submit-{case_id}").click()
-            expect(item).to_contain_text("待核查", timeout=WAIT)
+        # department staff sign and report the result
+        b.login("department", dept_user)
+        b.tab("queues")
+        item = page.get_by_test_id(f"item-{case_id}")
+        expect(item).to_be_visible(timeout=WAIT)
+        b.shot("department-inbox")
+        page.get_by_test_id(f"sign-{case_id}").click()
+        page.get_by_test_id(f"result-text-{case_id}").fill("已清运完毕，现场恢复整洁")
+        page.get_by_test_id(f"result-evidence-{case_id}").fill(
+            "https://evidence.example.org/after.jpg"
+        )
+        page.get_by_test_id(f"result-submit-{case_id}").click()
+        expect(item).to_contain_text("待核查", timeout=WAIT)
 
-            # the supervisor verifies on site: pass
-            b.login("supervisor", supervisor)
-            b.tab("queues")
-            passed = page.get_by_test_id(f"verify-pass-{case_id}")
-            expect(passed).to_be_visible(timeout=WAIT)
-            page.get_by_test_id(f"verify-notes-{case_id}").fill("现场已整改")
-            page.get_by_test_id(f"verify-photo-{case_id}").fill(
-                "https://evidence.example.org/verified.jpg"
-            )
-            b.shot("supervisor-verify")
-            passed.click()
-            expect(page.get_by_test_id(f"item-{case_id}")).to_have_count(0, timeout=WAIT)
+        # the supervisor verifies on site: pass
+        b.login("supervisor", supervisor)
+        b.tab("queues")
+        passed = page.get_by_test_id(f"verify-pass-{case_id}")
+        expect(passed).to_be_visible(timeout=WAIT)
+        page.get_by_test_id(f"verify-notes-{case_id}").fill("现场已整改")
+        page.get_by_test_id(f"verify-photo-{case_id}").fill(
+            "https://evidence.example.org/verified.jpg"
+        )
+        b.shot("supervisor-verify")
+        passed.click()
+        expect(page.get_by_test_id(f"item-{case_id}")).to_have_count(0, timeout=WAIT)
 
-            # the case file shows it closed, with the whole timeline; the operator records the
-            # call-back's rating
-            b.login("operator", "op-01")
-            b.case_file(case_id)
-            expect(page.get_by_test_id("case-status")).to_have_attribute(
-                "data-status", "closed", timeout=WAIT
-            )
-            timeline = page.get_by_test_id("case-timeline")
-            for step in ("reported", "accepted", "dispatched", "signed", "handled", "verified"):
-                expect(timeline.get_by_test_id(f"tl-{step}")).not_to_have_count(0)
-            expect(timeline.get_by_test_id("tl-closed")).to_have_count(1, timeout=WAIT)
-            expect(page.get_by_test_id("case-reporter")).not_to_contain_text("13")
-            page.get_by_test_id("rating-value").select_option("B")
-            page.get_by_test_id("rate-submit").click()
-            expect(page.get_by_test_id("case-rating")).to_contain_text("满意", timeout=WAIT)
-            b.shot("case-file-closed")
+        # the case file shows it closed, with the whole timeline; the operator records the
+        # call-back's rating
+        b.login("operator", "op-01")
+        b.case_file(case_id)
+        expect(page.get_by_test_id("case-status")).to_have_attribute(
+            "data-status", "closed", timeout=WAIT
+        )
+        timeline = page.get_by_test_id("case-timeline")
+        for step in ("reported", "accepted", "dispatched", "signed", "handled", "verified"):
+            expect(timeline.get_by_test_id(f"tl-{step}")).not_to_have_count(0)
+        expect(timeline.get_by_test_id("tl-closed")).to_have_count(1, timeout=WAIT)
+        expect(page.get_by_test_id("case-reporter")).not_to_contain_text("13")
+        page.get_by_test_id("rating-value").select_option("B")
+        page.get_by_test_id("rate-submit").click()
+        expect(page.get_by_test_id("case-rating")).to_contain_text("满意", timeout=WAIT)
+        b.shot("case-file-closed")
 
-            # the map shows the closed case's marker
-            page.get_by_test_id("case-on-map").click()
-            expect(page.get_by_test_id(f"marker-{case_id}")).to_have_attribute(
-                "data-status", "closed", timeout=WAIT
-            )
-            b.shot("map-closed-case")
+        # the map shows the closed case's marker
+        page.get_by_test_id("case-on-map").click()
+        expect(page.get_by_test_id(f"marker-{case_id}")).to_have_attribute(
+            "data-status", "closed", timeout=WAIT
+        )
+        b.shot("map-closed-case")
 
-            # the same problem again on the same spot: the operator's queue points to the closed
-            # case (类案参考) and the new case's file lists it, with the department's result
-            b.login("supervisor", supervisor)
-            b.tab("report")
-            page.get_by_test_id("report-category").select_option("E0104")
-            page.get_by_test_id("report-description").fill("人行道上又有暴露垃圾，影响通行")
-            page.get_by_test_id("report-lat").fill(f"{lat:.6f}")
-            page.get_by_test_id("report-lon").fill(f"{lon:.6f}")
-            page.get_by_test_id("report-submit").click()
-            again = page.get_by_test_id("report-case-id")
-            expect(again).to_have_text(re.compile(r"\d{6}-\d{8}-\d{6}"), timeout=WAIT)
-            second = (again.text_content() or "").strip()
-            assert second != case_id
-            b.login("operator", "op-01")
-            b.tab("queues")
-            expect(page.get_by_test_id(f"similar-{second}")).to_contain_text(case_id, timeout=WAIT)
-            b.case_file(second)
-            past = page.get_by_test_id("case-similar").get_by_test_id(f"similar-{case_id}")
-            expect(past).to_contain_text("已清运完毕，现场恢复整洁", timeout=WAIT)
-            b.shot("case-file-similar")
+        # the same problem again on the same spot: the operator's queue points to the closed
+        # case (类案参考) and the new case's file lists it, with the department's result
+        b.login("supervisor", supervisor)
+        b.tab("report")
+        page.get_by_test_id("report-category").select_option("E0104")
+        page.get_by_test_id("report-description").fill("人行道上又有暴露垃圾，影响通行")
+        page.get_by_test_id("report-lat").fill(f"{lat:.6f}")
+        page.get_by_test_id("report-lon").fill(f"{lon:.6f}")
+        page.get_by_test_id("report-submit").click()
+        again = page.get_by_test_id("report-case-id")
+        expect(again).to_have_text(re.compile(r"\d{6}-\d{8}-\d{6}"), timeout=WAIT)
+        second = (again.text_content() or "").strip()
+        assert second != case_id
+        b.login("operator", "op-01")
+        b.tab("queues")
+        expect(page.get_by_test_id(f"similar-{second}")).to_contain_text(case_id, timeout=WAIT)
+        b.case_file(second)
+        past = page.get_by_test_id("case-similar").get_by_test_id(f"similar-{case_id}")
+        expect(past).to_contain_text("已清运完毕，现场恢复整洁", timeout=WAIT)
+        b.shot("case-file-similar")
 
-            # the department's score of the day has changed
-            b.login("evaluator", "eval-01")
-            b.tab("performance")
-            expect(page.get_by_test_id(f"score-{dept}")).to_be_visible(timeout=WAIT)
-            after = score_of(b, dept)
-            assert after is not None and after != before, (before, after)
-            b.shot("performance-after")
+        # the department's score of the day has changed
+        b.login("evaluator", "eval-01")
+        b.tab("performance")
+        expect(page.get_by_test_id(f"score-{dept}")).to_be_visible(timeout=WAIT)
+        after = score_of(b, dept)
+        assert after is not None and after != before, (before, after)
+        b.shot("performance-after")
 
-            # English on request
-            page.get_by_test_id("lang-switch").click()
-            expect(page.get_by_test_id("tab-map")).to_have_text("Map")
-            b.shot("performance-english")
-            page.get_by_test_id("lang-switch").click()
-            expect(page.get_by_test_id("tab-map")).to_have_text("地图")
+        # English on request
+        page.get_by_test_id("lang-switch").click()
+        expect(page.get_by_test_id("tab-map")).to_have_text("Map")
+        b.shot("performance-english")
+        page.get_by_test_id("lang-switch").click()
+        expect(page.get_by_test_id("tab-map")).to_have_text("地图")
 
-            # the platform's administrator sees the queues of the command centre
-            b.login("admin", "admin")
-            b.tab("queues")
-            expect(page.get_by_test_id("queue-operator")).to_be_visible()
-            expect(page.get_by_test_id("queue-dispatcher")).to_be_visible()
-            b.shot("admin-queues")
-        except Exception:
-            b.shot("failure")
-            raise
-        finally:
-            context.close()
-            chromium.close()
+        # the platform's administrator sees the queues of the command centre
+        b.login("admin", "admin")
+        b.tab("queues")
+        expect(page.get_by_test_id("queue-operator")).to_be_visible()
+        expect(page.get_by_test_id("queue-dispatcher")).to_be_visible()
+        b.shot("admin-queues")
     assert not b.errors, b.errors
     assert len(b.shots) >= 12
 
@@ -347,11 +360,7 @@ def test_the_wall_screen_follows_the_loop_live_without_a_reload(
                     flow_errors.append(f"{case_id} never accepted: {r.text}")
                 stop.wait(1.0)
 
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        context = chromium.new_context(viewport={"width": 1920, "height": 1080}, locale="zh-CN")
-        b = Browser(context.new_page(), console_url)
-        b.watch()
+    with opened(console_url, size=(1920, 1080), failure="wall-failure") as b:
         page = b.page
         stop = threading.Event()
         flow = threading.Thread(target=cases_flow, args=(open311_cells(city, 3), stop))
@@ -399,15 +408,10 @@ def test_the_wall_screen_follows_the_loop_live_without_a_reload(
                 0, timeout=WAIT
             )
             b.shot("wall-after")
-        except Exception:
-            b.shot("wall-failure")
-            raise
         finally:
             stop.set()
             if flow.is_alive():
                 flow.join(timeout=60)
-            context.close()
-            chromium.close()
     assert not flow_errors, flow_errors
     assert not b.errors, b.errors
 
@@ -442,67 +446,56 @@ def test_the_parts_layer_shows_a_part_its_state_and_its_cases(console_url: str, 
         else:
             raise AssertionError(f"{case_id} never in the part's history")
 
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        context = chromium.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN")
-        b = Browser(context.new_page(), console_url)
-        b.watch()
+    with opened(console_url) as b:
         page = b.page
-        try:
-            b.login("operator", "op-01")
-            b.tab("map")
-            layer = page.get_by_test_id("layer-parts")
-            expect(layer).not_to_be_checked()
-            layer.check()
-            # the whole district: too many parts to draw one by one, so clusters
-            expect(page.get_by_test_id("parts-layer")).to_have_attribute(
-                "data-mode", "clusters", timeout=WAIT
-            )
-            expect(page.get_by_test_id("part-cluster").first).to_be_visible()
-            expect(page.get_by_test_id("parts-legend")).to_contain_text("公用设施")
-            b.shot("parts-clusters")
+        b.login("operator", "op-01")
+        b.tab("map")
+        layer = page.get_by_test_id("layer-parts")
+        expect(layer).not_to_be_checked()
+        layer.check()
+        # the whole district: too many parts to draw one by one, so clusters
+        expect(page.get_by_test_id("parts-layer")).to_have_attribute(
+            "data-mode", "clusters", timeout=WAIT
+        )
+        expect(page.get_by_test_id("part-cluster").first).to_be_visible()
+        expect(page.get_by_test_id("parts-legend")).to_contain_text("公用设施")
+        b.shot("parts-clusters")
 
-            # near the lamp (the layer stays on): each part a dot coloured by its class
-            page.goto(f"{console_url}/#/map?part={lamp.code}")
-            expect(page.get_by_test_id("layer-parts")).to_be_checked()
-            dot = page.get_by_test_id(f"part-{lamp.code}")
-            expect(dot).to_have_count(1, timeout=WAIT)
-            expect(page.get_by_test_id("parts-layer")).to_have_attribute("data-mode", "parts")
-            expect(dot).to_have_attribute("data-class", "P01")
-            dot.click()
-            panel = page.get_by_test_id("part-panel")
-            expect(panel).to_be_visible(timeout=WAIT)
-            expect(page.get_by_test_id("part-code")).to_have_text(lamp.code)
-            expect(page.get_by_test_id("part-type")).to_contain_text("路灯")
-            owner = city.departments[lamp.owner_dept].name
-            expect(page.get_by_test_id("part-owner")).to_have_text(owner)
-            expect(page.get_by_test_id("part-state")).to_have_text("有未结案件")
-            expect(page.get_by_test_id(f"part-case-{case_id}")).to_be_visible()
-            b.shot("part-history")
+        # near the lamp (the layer stays on): each part a dot coloured by its class
+        page.goto(f"{console_url}/#/map?part={lamp.code}")
+        expect(page.get_by_test_id("layer-parts")).to_be_checked()
+        dot = page.get_by_test_id(f"part-{lamp.code}")
+        expect(dot).to_have_count(1, timeout=WAIT)
+        expect(page.get_by_test_id("parts-layer")).to_have_attribute("data-mode", "parts")
+        expect(dot).to_have_attribute("data-class", "P01")
+        dot.click()
+        panel = page.get_by_test_id("part-panel")
+        expect(panel).to_be_visible(timeout=WAIT)
+        expect(page.get_by_test_id("part-code")).to_have_text(lamp.code)
+        expect(page.get_by_test_id("part-type")).to_contain_text("路灯")
+        owner = city.departments[lamp.owner_dept].name
+        expect(page.get_by_test_id("part-owner")).to_have_text(owner)
+        expect(page.get_by_test_id("part-state")).to_have_text("有未结案件")
+        expect(page.get_by_test_id(f"part-case-{case_id}")).to_be_visible()
+        b.shot("part-history")
 
-            # English on request
-            page.get_by_test_id("lang-switch").click()
-            expect(page.get_by_test_id("tab-map")).to_have_text("Map")
-            page.goto(f"{console_url}/#/map?part={lamp.code}")
-            page.get_by_test_id(f"part-{lamp.code}").click(timeout=WAIT)
-            expect(page.get_by_test_id("part-state")).to_have_text("Open case", timeout=WAIT)
-            expect(page.get_by_test_id(f"part-case-{case_id}")).to_be_visible()
-            b.shot("part-history-english")
+        # English on request
+        page.get_by_test_id("lang-switch").click()
+        expect(page.get_by_test_id("tab-map")).to_have_text("Map")
+        page.goto(f"{console_url}/#/map?part={lamp.code}")
+        page.get_by_test_id(f"part-{lamp.code}").click(timeout=WAIT)
+        expect(page.get_by_test_id("part-state")).to_have_text("Open case", timeout=WAIT)
+        expect(page.get_by_test_id(f"part-case-{case_id}")).to_be_visible()
+        b.shot("part-history-english")
 
-            # the case in the history opens its case file
-            page.get_by_test_id(f"part-case-{case_id}").click()
-            expect(page.get_by_test_id("case-id")).to_have_text(case_id, timeout=WAIT)
+        # the case in the history opens its case file
+        page.get_by_test_id(f"part-case-{case_id}").click()
+        expect(page.get_by_test_id("case-id")).to_have_text(case_id, timeout=WAIT)
 
-            # off again: no parts drawn
-            b.tab("map")
-            page.get_by_test_id("layer-parts").uncheck()
-            expect(page.locator("[data-testid=parts-layer] > *")).to_have_count(0)
-        except Exception:
-            b.shot("failure")
-            raise
-        finally:
-            context.close()
-            chromium.close()
+        # off again: no parts drawn
+        b.tab("map")
+        page.get_by_test_id("layer-parts").uncheck()
+        expect(page.locator("[data-testid=parts-layer] > *")).to_have_count(0)
     assert not b.errors, b.errors
 
 
@@ -515,11 +508,7 @@ def test_signing_out_while_a_screen_loads_sends_nothing_without_a_token(
     """The map asks for its cases; the user signs out before the answer comes. The answer is
     not handed to the gone screen, the screen's next request is never sent (no 401 on the
     wire), and the page shows no error: signing in again as somebody else works."""
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        context = chromium.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN")
-        b = Browser(context.new_page(), console_url)
-        b.watch()
+    with opened(console_url) as b:
         page = b.page
         bare: list[str] = []
         page.on(
@@ -533,38 +522,31 @@ def test_signing_out_while_a_screen_loads_sends_nothing_without_a_token(
             ),
         )
         held: list[Any] = []
-        try:
-            b.login("operator", "op-01")
-            b.tab("queues")
-            expect(page.get_by_test_id("queue-operator")).to_be_visible(timeout=WAIT)
-            # the map's case list is held on the way until the user has signed out
-            page.route("**/api/intake/cases?**", lambda route: held.append(route))
-            with page.expect_request(lambda r: "/api/intake/cases?" in r.url, timeout=WAIT):
-                b.tab("map")
-            page.get_by_test_id("logout").click()
-            expect(page.get_by_test_id("login-form")).to_be_visible()
-            for route in held:
-                route.continue_()
-            page.unroute("**/api/intake/cases?**")
-            # a request asked after signing out is refused in the page, without a trip
-            refused = page.evaluate(
-                """() => import("/js/api.js").then(({ api }) =>
-                     api.svc("intake", "/cases").then(() => "sent", (e) => e.constructor.name))"""
-            )
-            assert refused == "SignedOut"
-            # an unhandled one is no page error either
-            page.evaluate(
-                """() => import("/js/api.js").then(({ api }) => { api.svc("verify", "/tasks"); })"""
-            )
-            b.login("dispatcher", "disp-01")
-            b.tab("queues")
-            expect(page.get_by_test_id("queue-dispatcher")).to_be_visible(timeout=WAIT)
-        except Exception:
-            b.shot("failure")
-            raise
-        finally:
-            context.close()
-            chromium.close()
+        b.login("operator", "op-01")
+        b.tab("queues")
+        expect(page.get_by_test_id("queue-operator")).to_be_visible(timeout=WAIT)
+        # the map's case list is held on the way until the user has signed out
+        page.route("**/api/intake/cases?**", lambda route: held.append(route))
+        with page.expect_request(lambda r: "/api/intake/cases?" in r.url, timeout=WAIT):
+            b.tab("map")
+        page.get_by_test_id("logout").click()
+        expect(page.get_by_test_id("login-form")).to_be_visible()
+        for route in held:
+            route.continue_()
+        page.unroute("**/api/intake/cases?**")
+        # a request asked after signing out is refused in the page, without a trip
+        refused = page.evaluate(
+            """() => import("/js/api.js").then(({ api }) =>
+                 api.svc("intake", "/cases").then(() => "sent", (e) => e.constructor.name))"""
+        )
+        assert refused == "SignedOut"
+        # an unhandled one is no page error either
+        page.evaluate(
+            """() => import("/js/api.js").then(({ api }) => { api.svc("verify", "/tasks"); })"""
+        )
+        b.login("dispatcher", "disp-01")
+        b.tab("queues")
+        expect(page.get_by_test_id("queue-dispatcher")).to_be_visible(timeout=WAIT)
     assert held, "the map never asked for its cases"
     assert not bare, bare
     assert not b.errors, b.errors
