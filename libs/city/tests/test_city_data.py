@@ -3,12 +3,16 @@ services' questions (locate, route, entry list, registers, supervisors) on known
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import random
 import time
 from pathlib import Path
 
 import pytest
-from gridloop_city import City, distance_m, haversine_m, load_city
+from gridloop_city import City, distance_m, haversine_m, load_city, loader
+from gridloop_city.loader import category_rank
+from gridloop_city.models import ManualRoute, Route
 
 REPO = Path(__file__).resolve().parents[3]
 ROOT = REPO / "data" / "demo-city"
@@ -243,6 +247,64 @@ def test_routing_precedence(city: City) -> None:
     assert city.route("E0602", cell) is None
     assert city.route("E9999", cell) is None
     assert city.route("E0104", "9999999999999999") is None
+
+
+def _scan(city: City, category_code: str, cell_code: str) -> Route | None:
+    """`City.route` written as the plain scan of every rule and manual entry: what the
+    index by territory must answer."""
+    cell = city.cells.get(cell_code)
+    if cell is None or category_code not in city.categories:
+        return None
+    rank = {cell.code: 3, cell.community_code: 2, cell.subdistrict_code: 1, "*": 0}
+    matches = [
+        (t, c, -i, rule)
+        for i, rule in enumerate(city.routing)
+        if (t := rank.get(rule.territory)) is not None
+        and (c := category_rank(rule.category, category_code)) is not None
+    ]
+    if not matches:
+        return None
+    matches.sort(key=lambda m: (m[0], m[1], m[2]), reverse=True)
+    for m in city.manual:
+        t, c = rank.get(m.territory), category_rank(m.category, category_code)
+        if t is not None and c is not None and (t, c) >= matches[0][:2]:
+            return None
+    best = matches[0][3]
+    others = dict.fromkeys(m[3].dept for m in matches[1:] if m[3].dept != best.dept)
+    return Route(
+        dept=best.dept, co_handlers=best.co_handlers, lead=best.lead, candidates=tuple(others)
+    )
+
+
+def test_routing_by_territory_answers_as_a_scan_of_every_rule(
+    city: City, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Routing looks only at the rules of a cell's own territories, and keeps a bounded
+    number of answers: every category in 300 cells (and with manual entries at each level
+    of the territory) routes as the scan of the whole file does."""
+    # with the cells that have rules of their own, of their community, of their sub-district
+    cells = ["1101010020010001", "1101010020060001", "1101010030010001"]
+    cells += random.Random(7).sample(sorted(city.cells), 300)
+    some = city.cells[cells[0]]
+    manual = [
+        *city.manual,
+        ManualRoute(category="E05*", territory=some.subdistrict_code),
+        ManualRoute(category="E0104", territory=some.community_code),
+        ManualRoute(category="P*", territory=some.code),
+    ]
+    monkeypatch.setattr(loader, "ROUTE_CACHE_SIZE", 1_000)
+    unrouted = []
+    for c in (dataclasses.replace(city), dataclasses.replace(city, manual=manual)):
+        none = 0
+        for _ in range(2):  # answered, then again (from the cache where it kept them)
+            for cell in cells:
+                for code in c.categories:
+                    assert c.route(code, cell) == _scan(c, code, cell), (code, cell)
+                    none += c.route(code, cell) is None
+        assert len(c._route_cache) == 1_000
+        unrouted.append(none)
+    # the manual entries took effect where they are as specific as the best rule
+    assert unrouted[1] > unrouted[0] > 0
 
 
 def test_every_category_but_referrals_routes_everywhere(city: City) -> None:

@@ -64,6 +64,8 @@ M = TypeVar("M")
 _YamlLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 EARTH_RADIUS_M = 6_371_008.8
+# Routing answers kept per process (a miss costs a look at the rules of four territories).
+ROUTE_CACHE_SIZE = 16_384
 _M_PER_DEG_LAT = 110_574.0
 _M_PER_DEG_LON_EQ = 111_320.0
 #: Cells may overlap by this much (slivers of surveyed data), no more.
@@ -147,6 +149,11 @@ class City:
     _by_community: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
     _by_subdistrict: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
     _by_supervisor: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
+    # routing.yaml's rules and the manual entries by territory, each with its place in the file
+    _rules_at: dict[str, list[tuple[int, RoutingRule]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _manual_at: dict[str, list[ManualRoute]] = field(default_factory=dict, init=False, repr=False)
     _route_cache: dict[tuple[str, str], Route | None] = field(
         default_factory=dict, init=False, repr=False
     )
@@ -167,6 +174,10 @@ class City:
         for a in self.supervisors.values():
             for uid in dict.fromkeys((a.primary, a.backup)):
                 self._by_supervisor.setdefault(uid, []).append(a.cell_code)
+        for i, rule in enumerate(self.routing):
+            self._rules_at.setdefault(rule.territory, []).append((i, rule))
+        for m in self.manual:
+            self._manual_at.setdefault(m.territory, []).append(m)
 
     # -- space ------------------------------------------------------------------------------
     def locate(self, lon: float, lat: float) -> Cell | None:
@@ -394,6 +405,9 @@ class City:
         if key in self._route_cache:
             return self._route_cache[key]
         found = self._route(category_code, cell_code)
+        if len(self._route_cache) >= ROUTE_CACHE_SIZE:
+            # cells × categories pairs (millions in a big city): the oldest answer goes
+            self._route_cache.pop(next(iter(self._route_cache)))
         self._route_cache[key] = found
         return found
 
@@ -401,23 +415,24 @@ class City:
         cell = self.cells.get(cell_code)
         if cell is None or category_code not in self.categories:
             return None
+        # only the rules of the cell's own territories are looked at
         territory_rank = {cell.code: 3, cell.community_code: 2, cell.subdistrict_code: 1, "*": 0}
+        territories = territory_rank.items()
         matches: list[tuple[int, int, int, RoutingRule]] = []
-        for i, rule in enumerate(self.routing):
-            t = territory_rank.get(rule.territory)
-            c = category_rank(rule.category, category_code)
-            if t is None or c is None:
-                continue
-            matches.append((t, c, -i, rule))
+        for territory, t in territories:
+            for i, rule in self._rules_at.get(territory, ()):
+                c = category_rank(rule.category, category_code)
+                if c is not None:
+                    matches.append((t, c, -i, rule))
         if not matches:
             return None
         matches.sort(key=lambda m: (m[0], m[1], m[2]), reverse=True)
-        for m in self.manual:
-            t = territory_rank.get(m.territory)
-            c = category_rank(m.category, category_code)
-            # a manual entry as specific as the best rule wins: routed by hand on purpose
-            if t is not None and c is not None and (t, c) >= matches[0][:2]:
-                return None
+        for territory, t in territories:
+            for m in self._manual_at.get(territory, ()):
+                c = category_rank(m.category, category_code)
+                # a manual entry as specific as the best rule wins: routed by hand on purpose
+                if c is not None and (t, c) >= matches[0][:2]:
+                    return None
         best = matches[0][3]
         others: list[str] = []
         for *_, r in matches[1:]:
