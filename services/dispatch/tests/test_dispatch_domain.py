@@ -287,6 +287,36 @@ def test_a_new_task_plans_sign_in_reminder_overdue_and_the_ladder(dl: Deadlines)
     assert plan["escalate:2"].payload == {"case_id": "C1", "task_id": "C1-T1", "gen": 1, "level": 2}
 
 
+@pytest.mark.parametrize("on_clock", [False, True])
+def test_the_next_step_is_the_earliest_of_the_whole_plan(dl: Deadlines, on_clock: bool) -> None:
+    """The next step is found without the ladder until the task is overdue: in every state a
+    task passes through, it is the earliest step of the whole plan (the first on a tie)."""
+    deadline = datetime(2026, 11, 24, 10, tzinfo=BJ)
+    seen = []
+
+    def check(t: Task) -> None:
+        whole = chasing.plan(t, dl, on_clock)
+        expected = min(whole, key=lambda p: p.due) if whole else None
+        assert chasing.next_step(t, dl, on_clock) == expected
+        seen.append(expected.kind if expected else None)
+
+    t = task(deadline=deadline, sign_in_due=datetime(2026, 11, 23, 12, tzinfo=BJ))
+    check(t)
+    t.sign(MON)
+    check(t)
+    t.remind(MON)
+    check(t)
+    t.escalate(2, MON)  # supervised before the deadline: the overdue step still comes first
+    check(t)
+    t.fall_overdue(MON)
+    check(t)
+    t.escalate(3, MON)
+    check(t)
+    t.escalate(4, MON)
+    check(t)
+    assert seen == ["sign_in", "remind", "overdue", "overdue", "escalate:3", "escalate:4", None]
+
+
 def test_the_plan_leaves_out_what_happened(dl: Deadlines) -> None:
     t = task(deadline=datetime(2026, 11, 24, 10, tzinfo=BJ))
     t.sign(MON)

@@ -42,8 +42,11 @@ class PlannedTimer:
     payload: dict[str, object]
 
 
-def plan(task: Task, deadlines: Deadlines, on_clock: bool) -> list[PlannedTimer]:
-    """The timers of a task's current deadline that have not happened yet."""
+def plan(
+    task: Task, deadlines: Deadlines, on_clock: bool, *, ladder: bool = True
+) -> list[PlannedTimer]:
+    """The timers of a task's current deadline that have not happened yet (`ladder=False`:
+    without the 督办 rungs)."""
     if not task.active:
         return []
     key = task.timer_key()
@@ -57,7 +60,9 @@ def plan(task: Task, deadlines: Deadlines, on_clock: bool) -> list[PlannedTimer]
             out.append(PlannedTimer(REMIND, key, at, base))
     if task.overdue_at is None:
         out.append(PlannedTimer(OVERDUE, key, task.deadline, base))
-    for rung in deadlines.ladder(task.deadline, on_clock, above=task.escalation_level):
+    for rung in (
+        deadlines.ladder(task.deadline, on_clock, above=task.escalation_level) if ladder else ()
+    ):
         out.append(
             PlannedTimer(escalate_kind(rung.level), key, rung.at, {**base, "level": rung.level})
         )
@@ -65,8 +70,11 @@ def plan(task: Task, deadlines: Deadlines, on_clock: bool) -> list[PlannedTimer]
 
 
 def next_step(task: Task, deadlines: Deadlines, on_clock: bool) -> PlannedTimer | None:
-    """The earliest step the task still needs (the first of the plan on equal times)."""
-    steps = plan(task, deadlines, on_clock)
+    """The earliest step the task still needs (the first of the plan on equal times). The
+    督办 rungs come at or after the deadline (no level's `after` is negative) and after the
+    overdue step in the plan, so they are worked out (on the calendar, one by one) only once
+    the task is overdue."""
+    steps = plan(task, deadlines, on_clock, ladder=task.overdue_at is not None)
     return min(steps, key=lambda p: p.due) if steps else None
 
 
