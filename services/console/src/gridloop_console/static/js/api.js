@@ -64,8 +64,14 @@ window.addEventListener("unhandledrejection", (e) => {
   if (e.reason instanceof SignedOut) e.preventDefault();
 });
 
-export function isOpen(path) {
+function isOpen(path) {
   return OPEN.test(path.split("?")[0]);
+}
+
+// The session ran out (a 401): the screens go back to signing in.
+export function endSession() {
+  session.clear();
+  window.dispatchEvent(new Event("gridloop:signed-out"));
 }
 
 async function request(method, path, body, { raw = false } = {}) {
@@ -92,10 +98,7 @@ async function request(method, path, body, { raw = false } = {}) {
     }
   }
   if (!response.ok) {
-    if (response.status === 401 && session.token) {
-      session.clear();
-      window.dispatchEvent(new Event("gridloop:signed-out"));
-    }
+    if (response.status === 401 && session.token) endSession();
     throw new ApiError(response.status, data && data.detail !== undefined ? data.detail : data);
   }
   return data;

@@ -6,7 +6,7 @@
 // A photo goes first (POST /attachments). When the evidence store is down (503), a report is
 // sent without its photo and the photo follows it (POST /reports/{id}/attachments) once the
 // store is back; a verification waits for its photo (a pass needs one).
-import { session } from "./api.js";
+import { endSession, session } from "./api.js";
 
 const DB = "gridloop-handheld";
 const STORE = "outbox";
@@ -67,8 +67,7 @@ class Later extends Error {} // no signal, or a service that cannot take it yet:
 async function call(method, path, { json, form } = {}) {
   // signed out (or the session ran out): what waits stays for the next sign-in
   if (!session.token) throw new Later("signed out");
-  const headers = { Accept: "application/json" };
-  if (session.token) headers.Authorization = `Bearer ${session.token}`;
+  const headers = { Accept: "application/json", Authorization: `Bearer ${session.token}` };
   let body;
   if (json !== undefined) {
     headers["Content-Type"] = "application/json";
@@ -83,8 +82,7 @@ async function call(method, path, { json, form } = {}) {
     throw new Later(err.message); // offline
   }
   if (response.status === 401) {
-    session.clear();
-    window.dispatchEvent(new Event("gridloop:signed-out"));
+    endSession();
     throw new Later("signed out");
   }
   const text = await response.text();

@@ -10,7 +10,7 @@ const cache = new Map(); // url -> Promise<object URL>
 export function blobUrl(path) {
   if (!session.token) return Promise.reject(new SignedOut());
   if (!cache.has(path)) {
-    const headers = session.token ? { Authorization: `Bearer ${session.token}` } : {};
+    const headers = { Authorization: `Bearer ${session.token}` };
     cache.set(
       path,
       fetch(path, { headers }).then((r) => {
