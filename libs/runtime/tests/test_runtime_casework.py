@@ -23,6 +23,7 @@ from gridloop_runtime.db import Conn, lock_key
 from gridloop_runtime.outbox import write_all
 from gridloop_runtime.service import ServiceDefinition
 from gridloop_runtime.step import Step, Timer, TimerOp, plan_timer_ops
+from gridloop_runtime.writes import Writes, gathered
 
 MIGRATIONS = Path(__file__).parent / "sql_tally"
 T0 = datetime(2026, 12, 1, 9, tzinfo=UTC)
@@ -63,18 +64,20 @@ class TallyStore:
         found = {r["case_id"]: Tally(r["case_id"], r["total"], list(r["seen"])) for r in rows}
         return {c: found.get(c) or Tally(c) for c in case_ids}
 
-    async def save(self, conn: Conn, states: Sequence[Tally]) -> None:
+    async def save(self, conn: Conn, states: Sequence[Tally], writes: Writes | None = None) -> None:
         changed = [s for s in states if s.changed]
         if changed:
-            await conn.execute(
-                "INSERT INTO tallies (case_id, total, seen) "
-                "SELECT c, t, string_to_array(s, ',')::int[] "
-                "FROM unnest($1::text[], $2::int[], $3::text[]) AS u(c, t, s) "
-                "ON CONFLICT (case_id) DO UPDATE SET total = EXCLUDED.total, seen = EXCLUDED.seen",
-                [s.case_id for s in changed],
-                [s.total for s in changed],
-                [",".join(map(str, s.seen)) for s in changed],
-            )
+            async with gathered(conn, writes) as out:
+                out.add(
+                    "INSERT INTO tallies (case_id, total, seen) "
+                    "SELECT c, t, string_to_array(s, ',')::int[] "
+                    "FROM unnest($1::text[], $2::int[], $3::text[]) AS u(c, t, s) "
+                    "ON CONFLICT (case_id) DO UPDATE SET total = EXCLUDED.total, "
+                    "seen = EXCLUDED.seen",
+                    [s.case_id for s in changed],
+                    [s.total for s in changed],
+                    [",".join(map(str, s.seen)) for s in changed],
+                )
 
 
 def on_counted(state: Tally, e: Counted, step: Step) -> None:

@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncpg
 from gridloop_devkit.testing import wait_for
 from gridloop_runtime import db, statistics
-from gridloop_runtime.outbox import write_statement
+from gridloop_runtime.outbox import cancel_statement
 
 # the statement a unit of work writes its timer cancels with (outbox.py)
-CANCEL_PLAN = "EXPLAIN " + write_statement(cancels=True, arms=False, rows=False)
+CANCEL_PLAN = "EXPLAIN " + cancel_statement(arms=False)
 
 
 async def _cancel_plan(conn: db.Conn) -> str:

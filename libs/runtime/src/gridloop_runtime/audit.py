@@ -21,6 +21,8 @@ from gridloop_contracts.problems import Refusal
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import tracing
+from .db import unnest_args, unnest_upsert
+from .writes import Writes, gathered
 
 if TYPE_CHECKING:
     from .db import Conn
@@ -107,22 +109,45 @@ def route_of(scope: Scope) -> str | None:
     return path if isinstance(path, str) else None
 
 
+_COLUMNS = (
+    "at",
+    "user_id",
+    "roles",
+    "dept",
+    "command",
+    "command_id",
+    "case_id",
+    "task_id",
+    "target",
+    "outcome",
+    "code",
+    "field",
+    "reason",
+    "status",
+    "origin",
+    "user_agent",
+    "request_id",
+    "trace_id",
+)
+_TYPES = {"at": "timestamptz", "roles": "text[]", "target": "jsonb", "status": "int"}
+_INSERT_MANY = unnest_upsert("audit_log", _COLUMNS, _TYPES, ordered=True)
 _INSERT = """INSERT INTO audit_log (at, user_id, roles, dept, command, command_id, case_id,
     task_id, target, outcome, code, field, reason, status, origin, user_agent, request_id,
     trace_id)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"""
 
 
-# An accepted command's answer stored (for resends) and its audit entry, in one statement: the
-# entry is written only when the answer is (a concurrent resend that stored it first wins).
-_INSERT_WITH_ANSWER = """WITH answered AS (
-    INSERT INTO commands (command_id, kind, answer) VALUES ($6, $5, $19)
-    ON CONFLICT (command_id) DO NOTHING RETURNING command_id)
-INSERT INTO audit_log (at, user_id, roles, dept, command, command_id, case_id, task_id, target,
-    outcome, code, field, reason, status, origin, user_agent, request_id, trace_id)
-SELECT $1::timestamptz, $2::text, $3::text[], $4::text, $5::text, command_id, $7::text,
-    $8::text, $9::jsonb, $10::text, $11::text, $12::text, $13::text, $14::int, $15::text,
-    $16::text, $17::text, $18::text
+# An accepted command's answer stored (for resends) and its audit entry, two pieces of one
+# statement (writes.py): the entry is written only when the answer is (a concurrent resend
+# that stored it first wins), with the command id the answer's piece returns.
+_ANSWER = """INSERT INTO commands (command_id, kind, answer) VALUES ($1, $2, $3)
+ON CONFLICT (command_id) DO NOTHING RETURNING command_id"""
+_INSERT_ANSWERED = """INSERT INTO audit_log (at, user_id, roles, dept, command, command_id,
+    case_id, task_id, target, outcome, code, field, reason, status, origin, user_agent,
+    request_id, trace_id)
+SELECT $1::timestamptz, $2::text, $3::text[], $4::text, $5::text, command_id, $6::text,
+    $7::text, $8::jsonb, $9::text, $10::text, $11::text, $12::text, $13::int, $14::text,
+    $15::text, $16::text, $17::text
 FROM answered RETURNING id"""
 
 
@@ -217,29 +242,46 @@ async def record(
     await conn.execute(_INSERT, *values)
 
 
-async def record_many(conn: Conn, entries: Sequence[Mapping[str, Any]]) -> None:
-    """Append several entries (each `record`'s keyword arguments) in one round trip."""
-    if entries:
-        await conn.executemany(_INSERT, [_entry(**e) for e in entries])
+async def record_many(
+    conn: Conn, entries: Sequence[Mapping[str, Any]], writes: Writes | None = None
+) -> None:
+    """Append several entries (each `record`'s keyword arguments) with one statement, in
+    their order; with `writes`, gathered there (a piece of the unit of work's one write)."""
+    if not entries:
+        return
+    rows = [_entry(**e) for e in entries]
+    async with gathered(conn, writes) as out:
+        out.add(_INSERT_MANY, *unnest_args(_COLUMNS, _TYPES, rows))
 
 
-async def record_answered(
-    work: Work, command: str, command_id: str, answer: Any, **fields: Any
-) -> bool:
-    """An accepted command: its answer stored under `command_id` and its entry appended, in
-    one statement; False (nothing written) when another transaction stored an answer for
-    that id first."""
+class AnswerTaken(Exception):
+    """Another transaction stored an answer for the command id first (raised at the unit of
+    work's write, which undoes the transaction)."""
+
+
+def _answer_stored(returned: tuple[Any, ...]) -> None:
+    if not returned[0]:
+        raise AnswerTaken
+
+
+def record_answered(work: Work, command: str, command_id: str, answer: Any, **fields: Any) -> None:
+    """An accepted command: its answer stored under `command_id` and its entry appended, one
+    piece of the unit of work's one write (`Work.writes`). When another transaction stored an
+    answer for that id first, nothing is written: that write raises `AnswerTaken`."""
     fields.setdefault("subject", work.subject)
     values = _entry(
         at=work.now(), command=command, outcome="accepted", command_id=command_id, **fields
     )
-    return await work.conn.fetchval(_INSERT_WITH_ANSWER, *values, answer) is not None
+    work.writes.add(_ANSWER, command_id, command, answer, name="answered")
+    entry = values[:5] + values[6:]  # the command id comes from the stored answer
+    work.writes.add(_INSERT_ANSWERED, *entry, returns=("count(*)",), check=_answer_stored)
 
 
 async def record_work(work: Work, command: str, outcome: Outcome, **fields: Any) -> None:
-    """`record` in the unit of work's transaction, at the runtime clock, from its subject."""
+    """`record` in the unit of work's transaction, at the runtime clock, from its subject:
+    one piece of its one write (`Work.writes`)."""
     fields.setdefault("subject", work.subject)
-    await record(work.conn, at=work.now(), command=command, outcome=outcome, **fields)
+    work.writes.add(_INSERT, *_entry(at=work.now(), command=command, outcome=outcome, **fields))
 
 
 def mark_refusal_recorded() -> None:

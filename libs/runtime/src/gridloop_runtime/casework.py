@@ -37,6 +37,7 @@ from .commands import run_command
 from .db import Conn
 from .outbox import Committed, UnitOfWorkFactory, Work, write_all
 from .step import Step, Timer
+from .writes import Writes
 
 S = TypeVar("S")
 
@@ -52,8 +53,10 @@ class CaseStore(Protocol[S]):
         this transaction (`FOR UPDATE`); a case not seen yet gets a fresh state."""
         ...
 
-    async def save(self, conn: Conn, states: Sequence[S]) -> None:
-        """Write what changed in these states back, set-based (`unnest`/`COPY`)."""
+    async def save(self, conn: Conn, states: Sequence[S], writes: Writes | None = None) -> None:
+        """Write what changed in these states back, set-based (`unnest`/`COPY`). With
+        `writes`, the writes may be gathered there instead, to go with the unit of work's
+        timers and outbox rows in one statement (writes.py); without, they are done here."""
         ...
 
 
@@ -143,8 +146,9 @@ async def apply_batch(
             attributes={tracing.CASE_ID: case_id, tracing.EVENT_TYPE: m.env.type},
         ):
             rule(states[case_id], event, step)
-    await rules.store.save(conn, list(states.values()))
-    return await write_all(conn, step.take_timer_ops(), step.take_rows())
+    writes = Writes()
+    await rules.store.save(conn, list(states.values()), writes)
+    return await write_all(conn, step.take_timer_ops(), step.take_rows(), writes)
 
 
 async def apply_timers(
@@ -172,8 +176,9 @@ async def apply_timers(
         step.trigger = None
         with tracing.timer_span(t.kind, t.payload, case_id):
             rules.timers[t.kind](states[case_id], t, step)
-    await rules.store.save(conn, list(states.values()))
-    return await write_all(conn, step.take_timer_ops(), step.take_rows())
+    writes = Writes()
+    await rules.store.save(conn, list(states.values()), writes)
+    return await write_all(conn, step.take_timer_ops(), step.take_rows(), writes)
 
 
 CommandRule = Callable[[S, Step], dict[str, Any]]
@@ -197,7 +202,7 @@ async def run_case_command(
     async def apply(work: Work) -> dict[str, Any]:
         states = await store.load(work.conn, [case_id])
         answer = rule(states[case_id], work)
-        await store.save(work.conn, [states[case_id]])
+        await store.save(work.conn, [states[case_id]], work.writes)
         return answer
 
     return await run_command(uow, command_id, kind, apply, case_id=case_id, task_id=task_id)

@@ -98,10 +98,6 @@ class CommandBody(BaseModel):
     )
 
 
-class _Raced(Exception):
-    """The command id was recorded by a concurrent transaction first."""
-
-
 async def run_command(
     uow: UnitOfWorkFactory,
     command_id: str | None,
@@ -124,21 +120,23 @@ async def run_command(
         # stored, where the id is found taken (or its rules refuse what the first send already
         # did) and its transaction is undone; it then gets the stored answer. A first send, by
         # far the common case, saves the round trip.
+        # The answer and the entry go with the command's writes, in one statement; if the
+        # same command ran meanwhile, that statement raises `AnswerTaken` and ours is undone.
         async with uow() as work:
             answer = await fn(work)
             if not command_id:
                 await audit.record_work(work, kind, "accepted", **ids)
-            elif not await audit.record_answered(
-                work,
-                kind,
-                command_id,
-                to_jsonable_python(answer),
-                case_id=case_id,
-                task_id=task_id,
-            ):
-                raise _Raced  # the same command ran meanwhile: undo ours
+            else:
+                audit.record_answered(
+                    work,
+                    kind,
+                    command_id,
+                    to_jsonable_python(answer),
+                    case_id=case_id,
+                    task_id=task_id,
+                )
             return answer
-    except (_Raced, Refusal) as exc:
+    except (audit.AnswerTaken, Refusal) as exc:
         if command_id:
             async with uow() as work:
                 first = await seen_command(work.conn, command_id)
@@ -146,7 +144,7 @@ async def run_command(
                     await audit.record_work(work, kind, "replayed", **ids)
             if first is not None:
                 return first
-        if isinstance(exc, _Raced):
+        if isinstance(exc, audit.AnswerTaken):
             raise RuntimeError("command answer vanished") from exc
         # a case out of the caller's reach: the caller is told "not found", the trail why
         hidden = exc if isinstance(exc, audit.RefusedRead) else None

@@ -36,6 +36,7 @@ from .bus import quick_fetch, when_available
 from .casework import Inbound, Rules, apply_batch
 from .db import Conn, lock_key
 from .outbox import Committed, UnitOfWorkFactory, Work, write_all
+from .writes import Writes
 
 log = structlog.get_logger(__name__)
 
@@ -685,9 +686,13 @@ class Consumer:
 
 
 async def _written(conn: Conn, works: list[Work]) -> list[Committed]:
-    """The timer changes and outbox rows of a batch's works, written once."""
+    """The timer changes, outbox rows and gathered writes of a batch's works, written in one
+    statement."""
     ops = [op for w in works for op in w.take_timer_ops()]
-    return await write_all(conn, ops, [row for w in works for row in w.take_rows()])
+    writes = Writes()
+    for w in works:
+        writes.absorb(w.writes)
+    return await write_all(conn, ops, [row for w in works for row in w.take_rows()], writes)
 
 
 async def _ack_all(msgs: list[Msg]) -> None:

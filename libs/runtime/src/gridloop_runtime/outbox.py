@@ -31,6 +31,7 @@ from .clock import Clock
 from .db import Conn, lock_key
 from .step import OutboxRow, Step, TimerOp, plan_timer_ops
 from .step import default_subject as default_subject
+from .writes import Writes
 
 log = structlog.get_logger(__name__)
 
@@ -55,89 +56,88 @@ class Work(Step):
     ) -> None:
         super().__init__(source=source, clock=clock, trigger=trigger, subject=subject)
         self.conn = conn
+        # writes gathered for the statement `flush` sends (a store's rows, a command's answer)
+        self.writes = Writes()
 
     async def flush(self) -> list[Committed]:
-        """Write the pending events as outbox rows and apply the timer changes (inside the
-        caller's transaction); returns the rows written, for the publisher after commit."""
-        return await write_all(self.conn, self.take_timer_ops(), self.take_rows())
+        """Write the pending events as outbox rows, apply the timer changes and run the
+        gathered `writes`, in one statement inside the caller's transaction; returns the
+        rows written, for the publisher after commit."""
+        return await write_all(self.conn, self.take_timer_ops(), self.take_rows(), self.writes)
 
 
-# The timer statements, each a CTE of `write_all`'s one statement.
+# The timer statements and the outbox rows: pieces of the unit of work's one statement
+# (writes.py). Parameters numbered from $1 in each.
 _CANCEL_TIMERS = (
-    "UPDATE timers t SET cancelled_at = now() FROM unnest({kinds}::text[], {keys}::text[]) "
+    "UPDATE timers t SET cancelled_at = now() FROM unnest($1::text[], $2::text[]) "
     "AS c(kind, key) WHERE t.key = c.key AND (c.kind IS NULL OR t.kind = c.kind) "
     "AND t.fired_at IS NULL AND t.cancelled_at IS NULL"
 )
 # A row the same statement arms again is not cancelled first: one statement may change a row
 # once, and arming sets what the cancel would have (fired_at and cancelled_at cleared).
 _NOT_ARMED = (
-    " AND NOT EXISTS (SELECT 1 FROM unnest({kinds}::text[], {keys}::text[]) AS a(kind, key) "
+    " AND NOT EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS a(kind, key) "
     "WHERE a.kind = t.kind AND a.key = t.key)"
 )
 _ARM_TIMERS = (
     "INSERT INTO timers (kind, key, due_at, payload) "
-    "SELECT * FROM unnest({kinds}::text[], {keys}::text[], {due}::timestamptz[], "
-    "{payloads}::jsonb[]) "
+    "SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[]) "
     "ON CONFLICT (kind, key) DO UPDATE SET due_at = EXCLUDED.due_at, "
     "payload = EXCLUDED.payload, fired_at = NULL, cancelled_at = NULL"
 )
 _WRITE_OUTBOX = (
     "INSERT INTO outbox (event_id, subject, headers, body) "
-    "SELECT * FROM unnest({ids}::text[], {subjects}::text[], {headers}::jsonb[], "
-    "{bodies}::bytea[]) ON CONFLICT (event_id) DO NOTHING RETURNING seq, event_id"
+    "SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bytea[]) "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING seq, event_id"
 )
+_WRITTEN = ("array_agg(seq ORDER BY seq)", "array_agg(event_id ORDER BY seq)")
 
 
-def write_statement(cancels: bool, arms: bool, rows: bool) -> str:
-    """The one statement of `write_all` for the parts present. Its parameters, in order: the
-    cancels' kinds and keys; the arms' kinds, keys, due times and payloads; the outbox rows'
-    event ids, subjects, headers and bodies. It returns the outbox rows written."""
-    numbers = iter(range(1, 11))
-
-    def params(*names: str) -> dict[str, str]:
-        return {name: f"${next(numbers)}" for name in names}
-
-    cancel = params("kinds", "keys") if cancels else {}
-    arm = params("kinds", "keys", "due", "payloads") if arms else {}
-    out = params("ids", "subjects", "headers", "bodies") if rows else {}
-    ctes: list[str] = []
-    if cancel:
-        sql = _CANCEL_TIMERS.format(**cancel)
-        if arm:
-            sql += _NOT_ARMED.format(kinds=arm["kinds"], keys=arm["keys"])
-        ctes.append(f"cancelled AS ({sql})")
-    if arm:
-        ctes.append(f"armed AS ({_ARM_TIMERS.format(**arm)})")
-    if out:
-        ctes.append(f"written AS ({_WRITE_OUTBOX.format(**out)})")
-        final = "SELECT seq, event_id FROM written"
-    else:
-        final = "SELECT NULL::bigint AS seq, NULL::text AS event_id WHERE false"
-    return f"WITH {', '.join(ctes)} {final}" if ctes else final
+def cancel_statement(arms: bool) -> str:
+    """The timer cancels' statement: kinds and keys ($1, $2); with `arms`, the kinds and keys
+    armed in the same statement ($3, $4), which it leaves alone."""
+    return _CANCEL_TIMERS + (_NOT_ARMED if arms else "")
 
 
 async def write_all(
-    conn: Conn, ops: Sequence[TimerOp], rows: Sequence[OutboxRow]
+    conn: Conn,
+    ops: Sequence[TimerOp],
+    rows: Sequence[OutboxRow],
+    writes: Writes | None = None,
 ) -> list[Committed]:
-    """A unit of work's timer changes and outbox rows in one statement (one round trip),
+    """A unit of work's timer changes and outbox rows, with whatever else it gathered in
+    `writes` (its store's rows, a command's answer), in one statement — one round trip —
     inside the caller's transaction. The timer changes have the effect of applying them in
     order (`plan_timer_ops`); the outbox rows returned are those new to the outbox (an event
     id already there was written by an earlier attempt and is the sweeper's to send), in
     the order of their sequence numbers, for the publisher after commit."""
+    writes = writes if writes is not None else Writes()
     cancels, arms = plan_timer_ops(ops) if ops else ([], [])
-    if not (cancels or arms or rows):
-        return []
-    args: list[Any] = []
     if cancels:
-        args += [[k for k, _ in cancels], [key for _, key in cancels]]
+        kinds, keys = [k for k, _ in cancels], [key for _, key in cancels]
+        if arms:
+            armed = [[o.kind for o in arms], [o.key for o in arms]]
+            writes.add(cancel_statement(True), kinds, keys, *armed)
+        else:
+            writes.add(cancel_statement(False), kinds, keys)
     if arms:
-        args += [[o.kind for o in arms], [o.key for o in arms]]
-        args += [[o.due_at for o in arms], [o.payload for o in arms]]
-    if rows:
-        args += [[r[i] for r in rows] for i in range(4)]
-    sql = write_statement(bool(cancels), bool(arms), bool(rows))
-    written = await conn.fetch(sql, *args)
-    seq = {r["event_id"]: r["seq"] for r in written}
+        writes.add(
+            _ARM_TIMERS,
+            [o.kind for o in arms],
+            [o.key for o in arms],
+            [o.due_at for o in arms],
+            [o.payload for o in arms],
+        )
+    written = (
+        writes.add(_WRITE_OUTBOX, *([r[i] for r in rows] for i in range(4)), returns=_WRITTEN)
+        if rows
+        else None
+    )
+    await writes.run(conn)
+    if written is None or written.values[0] is None:
+        return []
+    seqs, ids = written.values
+    seq = dict(zip(ids, seqs, strict=True))
     out = [Committed(seq[r[0]], r[1], r[2], r[3]) for r in rows if r[0] in seq]
     out.sort(key=lambda c: c.seq)
     return out

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gridloop_runtime.db import Conn, unnest_args, unnest_upsert
+from gridloop_runtime.writes import Writes, gathered
 
 from .domain.casefile import Case, CaseFile, Extension, Task
 from .repository import (
@@ -183,7 +184,9 @@ class DispatchStore:
             f.stored[("ext", x.request_id)] = _ext_row(x)
         return files
 
-    async def save(self, conn: Conn, states: Sequence[CaseFile]) -> None:
+    async def save(
+        self, conn: Conn, states: Sequence[CaseFile], writes: Writes | None = None
+    ) -> None:
         cases: list[tuple[Any, ...]] = []
         created: set[str] = set()
         tasks: list[tuple[Any, ...]] = []
@@ -198,14 +201,23 @@ class DispatchStore:
                     cases.append((*row, f.updated_at or datetime.now(UTC)))
             tasks += _changed(f, "task", f.tasks, lambda t: t.task_id, _task_row)
             exts += _changed(f, "ext", f.extensions, lambda x: x.request_id, _ext_row)
-        if cases:
-            written = await conn.fetch(_CASE_UPSERT, *unnest_args(_CASE_WRITE, _TYPES, cases))
-            if any(r["case_id"] in created and not r["inserted"] for r in written):
+
+        def first_to_create(returned: tuple[Any, ...]) -> None:
+            if created & set(returned[0] or ()):
                 raise CaseCreatedMeanwhile(sorted(created))
-        if tasks:
-            await conn.execute(_TASK_UPSERT, *unnest_args(TASK_COLUMNS, _TYPES, tasks))
-        if exts:
-            await conn.execute(_EXT_UPSERT, *unnest_args(EXT_COLUMNS, _TYPES, exts))
+
+        async with gathered(conn, writes) as out:
+            if cases:
+                out.add(
+                    _CASE_UPSERT,
+                    *unnest_args(_CASE_WRITE, _TYPES, cases),
+                    returns=("array_agg(case_id) FILTER (WHERE NOT inserted)",),
+                    check=first_to_create,
+                )
+            if tasks:
+                out.add(_TASK_UPSERT, *unnest_args(TASK_COLUMNS, _TYPES, tasks))
+            if exts:
+                out.add(_EXT_UPSERT, *unnest_args(EXT_COLUMNS, _TYPES, exts))
         for f in states:  # what is written is what is stored now
             _remember(f)
 

@@ -214,7 +214,7 @@ async def _execute(
             states[case_id], cmd, work, by_name=principal.name or None, files=refs
         )
         assert done is not None  # REST never parks
-        await h.store.save(work.conn, [states[case_id]])
+        await h.store.save(work.conn, [states[case_id]], work.writes)
         await evidence.bind(work.conn, refs, case_id, work.now())
         ran.append(done.stored)
         return ran[-1]

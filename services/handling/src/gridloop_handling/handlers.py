@@ -143,7 +143,8 @@ class BusCommands:
             if key in stored and key not in state.answers:
                 state.answers[key] = stored[key]
             self.rules.run_bus_command(state, cmd, reply_to, work, park=True)
-        await self.store.save(conn, list(states.values()))
+        # gathered with the batch's events and timers: one statement (consumer._written)
+        await self.store.save(conn, list(states.values()), ready[0][0].writes)
 
     async def _validated(
         self, work: Work, env: Envelope

@@ -5,7 +5,8 @@ a case takes it first, even before the case has a row: a parked command and the 
 that would run it must not miss each other), the summaries with the commands parked for
 them (and the answers of those already executed), the tasks with the co-handlers'
 contributions of their current round.
-save: one set-based statement per table with something to write, none for the rest.
+save: one set-based write per table with something to write, none for the rest, gathered
+into the unit of work's one statement (gridloop_runtime.writes).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import structlog
 from gridloop_contracts import to_binary
 from gridloop_runtime import audit
 from gridloop_runtime.db import Conn, unnest_args, unnest_upsert
+from gridloop_runtime.writes import Writes, gathered
 
 from .domain.case import CaseFile, Parked
 from .repository import CASE_COLUMNS, REPLIES_CHANNEL, TASK_COLUMNS, task_of, task_row
@@ -135,27 +137,33 @@ class HandlingStore:
             state.tasks.sort(key=lambda t: (t.dispatched_at, t.task_id))
         return {c: states[c] for c in case_ids}
 
-    async def save(self, conn: Conn, states: Sequence[CaseFile]) -> None:
-        cases = [s for s in states if s.case is not None and s.case_changed]
-        if cases:
-            rows = [tuple(s.case.get(c) for c in CASE_COLUMNS) for s in cases if s.case]
-            await conn.execute(_SAVE_CASES, *unnest_args(CASE_COLUMNS, _TYPES, rows))
-        tasks = []
-        for s in states:
-            for t in s.tasks:
-                row = task_row(t)
-                if s.loaded.get(t.task_id) != row:
-                    tasks.append(row)
-                    s.loaded[t.task_id] = row
-        if tasks:
-            await conn.execute(_SAVE_TASKS, *unnest_args(TASK_COLUMNS, _TYPES, tasks))
-        await self._log(conn, [e for s in states for e in s.log])
-        await self._parked(conn, states)
-        await self._commands(conn, states)
-        await audit.record_many(
-            conn, [{**vars(e), "roles": ("department",)} for s in states for e in s.audit]
-        )
-        await self._replies(conn, [r for s in states for r in s.replies])
+    async def save(
+        self, conn: Conn, states: Sequence[CaseFile], writes: Writes | None = None
+    ) -> None:
+        """What changed, one set-based write per table; with `writes`, gathered there to go
+        in the unit of work's one statement (a new parked command is inserted at once: its
+        row id is read back)."""
+        async with gathered(conn, writes) as out:
+            cases = [s for s in states if s.case is not None and s.case_changed]
+            if cases:
+                rows = [tuple(s.case.get(c) for c in CASE_COLUMNS) for s in cases if s.case]
+                out.add(_SAVE_CASES, *unnest_args(CASE_COLUMNS, _TYPES, rows))
+            tasks = []
+            for s in states:
+                for t in s.tasks:
+                    row = task_row(t)
+                    if s.loaded.get(t.task_id) != row:
+                        tasks.append(row)
+                        s.loaded[t.task_id] = row
+            if tasks:
+                out.add(_SAVE_TASKS, *unnest_args(TASK_COLUMNS, _TYPES, tasks))
+            self._log(out, [e for s in states for e in s.log])
+            await self._parked(conn, out, states)
+            self._commands(out, states)
+            await audit.record_many(
+                conn, [{**vars(e), "roles": ("department",)} for s in states for e in s.audit], out
+            )
+            self._replies(out, [r for s in states for r in s.replies])
         for s in states:
             s.case_changed = False
             s.log.clear()
@@ -164,16 +172,16 @@ class HandlingStore:
             s.audit.clear()
             s.replies.clear()
 
-    async def _log(self, conn: Conn, entries: Sequence[Any]) -> None:
+    def _log(self, out: Writes, entries: Sequence[Any]) -> None:
         if not entries:
             return
         rows = [(*(getattr(e, c) for c in _LOG_COLUMNS[:-1]), e.data or {}) for e in entries]
-        await conn.execute(_INSERT_LOG, *unnest_args(_LOG_COLUMNS, _TYPES, rows))
+        out.add(_INSERT_LOG, *unnest_args(_LOG_COLUMNS, _TYPES, rows))
 
-    async def _parked(self, conn: Conn, states: Sequence[CaseFile]) -> None:
+    async def _parked(self, conn: Conn, out: Writes, states: Sequence[CaseFile]) -> None:
         gone = [i for s in states for i in s.unparked]
         if gone:
-            await conn.execute("DELETE FROM parked_commands WHERE id = ANY($1::bigint[])", gone)
+            out.add("DELETE FROM parked_commands WHERE id = ANY($1::bigint[])", gone)
         new = [p for s in states for p in s.parked if p.id is None]
         if not new:
             return
@@ -194,26 +202,33 @@ class HandlingStore:
         for p, r in zip(new, sorted(r["id"] for r in ids), strict=True):
             p.id = r
 
-    async def _commands(self, conn: Conn, states: Sequence[CaseFile]) -> None:
+    def _commands(self, out: Writes, states: Sequence[CaseFile]) -> None:
         """The answers of bus commands executed here: a resend gets the same answer."""
         recorded = [r for s in states for r in s.recorded]
         if not recorded:
             return
-        stored = await conn.fetch(
+
+        def stored(returned: tuple[Any, ...]) -> None:
+            if returned[0] != len(recorded):
+                # The same scoped id stored meanwhile for another case (the case's lock holds
+                # back resends of one case): the first answer stays.
+                log.warning(
+                    "command id stored by another transaction first",
+                    command_ids={k for k, _, _ in recorded} - set(returned[1] or ()),
+                )
+
+        out.add(
             "INSERT INTO commands (command_id, kind, answer) SELECT u.k, u.kind, u.a::jsonb "
             "FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, kind, a) "
             "ON CONFLICT (command_id) DO NOTHING RETURNING command_id",
             [k for k, _, _ in recorded],
             [kind for _, kind, _ in recorded],
             [_json(a) for _, _, a in recorded],
+            returns=("count(*)", "array_agg(command_id)"),
+            check=stored,
         )
-        if len(stored) != len(recorded):
-            # The same scoped id stored meanwhile for another case (the case's lock holds
-            # back resends of one case): the first answer stays.
-            raced = {k for k, _, _ in recorded} - {r["command_id"] for r in stored}
-            log.warning("command id stored by another transaction first", command_ids=raced)
 
-    async def _replies(self, conn: Conn, replies: Sequence[tuple[str, Any]]) -> None:
+    def _replies(self, out: Writes, replies: Sequence[tuple[str, Any]]) -> None:
         """Answers for a `replyto` subject: rows now, sent by the relay once committed."""
         if not replies:
             return
@@ -222,7 +237,7 @@ class HandlingStore:
             h, b = to_binary(env)
             headers.append(_json(h))
             bodies.append(b)
-        await conn.execute(
+        out.add(
             "INSERT INTO replies (subject, headers, body) SELECT u.s, u.h::jsonb, u.b "
             "FROM unnest($1::text[], $2::text[], $3::bytea[]) WITH ORDINALITY AS u(s, h, b, n) "
             "ORDER BY u.n",
@@ -230,5 +245,6 @@ class HandlingStore:
             headers,
             bodies,
         )
-        # NOTIFY is delivered at commit: the reply relay wakes when the answer is safe to send.
-        await conn.execute("SELECT pg_notify($1, '')", REPLIES_CHANNEL)
+        # NOTIFY is delivered at commit: the reply relay wakes when the answer is safe to
+        # send. A SELECT among the pieces runs only when read: its count is read back.
+        out.add("SELECT pg_notify($1, '')", REPLIES_CHANNEL, returns=("count(*)",))

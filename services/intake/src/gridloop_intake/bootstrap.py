@@ -69,7 +69,8 @@ def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
             batch.left = len(messages) - i
             with structlog.contextvars.bound_contextvars(event_id=env.id, event_type=env.type):
                 await on_inbound(work, env, batch)
-        await batch.save(conn)
+        # gathered with the batch's events: one statement (the consumer's `_written`)
+        await batch.save(conn, messages[0][0].writes)
 
     reports = ConsumerSpec(
         "intake-reports",

@@ -17,6 +17,7 @@ from gridloop_contracts import CaseStatus
 from gridloop_runtime.db import Conn
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.step import Step
+from gridloop_runtime.writes import Writes
 
 from . import repository as repo
 from .context import Intake
@@ -190,10 +191,10 @@ class ReportBatch:
         if self._opened:
             await self.save(conn)
 
-    async def save(self, conn: Conn) -> None:
+    async def save(self, conn: Conn, writes: Writes | None = None) -> None:
         """Write what the batch changed and give back the numbers it did not use; from here
-        on its reports are found on file."""
-        await CASEFILE.save(conn, list(self.states.values()))
+        on its reports are found on file (with `writes`: once they have run)."""
+        await CASEFILE.save(conn, list(self.states.values()), writes)
         for day, (next_number, last) in self._numbers.items():
             if next_number <= last:
                 await repo.give_back_case_numbers(conn, day, last, last - next_number + 1)

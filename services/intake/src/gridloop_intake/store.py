@@ -1,7 +1,7 @@
 """The case file's `CaseStore`: the states of a batch of cases loaded with one statement
-(the rows locked), and written back set-based — only what changed, each table with one
-statement: the case rows upserted, timeline lines appended, reports, reporters, ratings and
-archive snapshots inserted."""
+(the rows locked), and written back set-based — only what changed, one write per table: the
+case rows upserted, timeline lines appended, reports, reporters, ratings and archive
+snapshots inserted, gathered into the unit of work's one statement (gridloop_runtime.writes)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 from gridloop_runtime.db import Conn, unnest_attrs, unnest_upsert
+from gridloop_runtime.writes import Writes, gathered
 
 from .domain.case import CASE_COLUMNS, CaseFile, CaseRow
 
@@ -139,48 +140,48 @@ class CaseFileStore:
                 rated_set.add(r["closed_at"])
         return states
 
-    async def save(self, conn: Conn, states: Sequence[CaseFile]) -> None:
+    async def save(
+        self, conn: Conn, states: Sequence[CaseFile], writes: Writes | None = None
+    ) -> None:
         dirty = [s for s in states if s.dirty]
         if not dirty:
             return
-        snapshots = [(s.case_id, s.snapshot) for s in dirty if s.snapshot is not None]
-        if snapshots:
-            await conn.execute(
-                _ARCHIVE,
-                [case_id for case_id, _ in snapshots],
-                [snap.closed_at for _, snap in snapshots],
-                *(
-                    [snap.case[c] for _, snap in snapshots]
-                    for c in (
-                        "category_code",
-                        "cell_code",
-                        "community_code",
-                        "subdistrict_code",
-                        "lon",
-                        "lat",
-                        "dept",
-                        "on_time",
-                    )
-                ),
-                [_json(snap.case) for _, snap in snapshots],
-                [_json(snap.recent) for _, snap in snapshots],
-            )
-        rows = [s.case for s in dirty if s.case is not None and (s.new or s.changed)]
-        if rows:
-            await conn.execute(_UPSERT_CASES, *unnest_attrs(CASE_COLUMNS, _CASE_TYPES, rows))
-        entries = [e for s in dirty for e in s.entries]
-        if entries:
-            await conn.execute(_INSERT_TIMELINE, *unnest_attrs(_TIMELINE, _TYPES, entries))
-        reports = [r for s in dirty for r in s.reports]
-        if reports:
-            await conn.execute(_INSERT_REPORTS, *unnest_attrs(_REPORTS, _TYPES, reports))
-        reporters = [p for s in dirty for p in s.reporters]
-        if reporters:
-            await conn.execute(_INSERT_REPORTERS, *unnest_attrs(_REPORTERS, _TYPES, reporters))
-        ratings = [r for s in dirty for r in s.ratings]
-        if ratings:
-            await conn.execute(_INSERT_RATINGS, *unnest_attrs(_RATINGS, _TYPES, ratings))
         rerated = [(s.case_id, s.archive_rating) for s in dirty if s.archive_rating is not None]
+        # A rating is written into an archive row that may be one of these writes: after them.
+        async with gathered(conn, None if rerated else writes) as out:
+            snapshots = [(s.case_id, s.snapshot) for s in dirty if s.snapshot is not None]
+            if snapshots:
+                out.add(
+                    _ARCHIVE,
+                    [case_id for case_id, _ in snapshots],
+                    [snap.closed_at for _, snap in snapshots],
+                    *(
+                        [snap.case[c] for _, snap in snapshots]
+                        for c in (
+                            "category_code",
+                            "cell_code",
+                            "community_code",
+                            "subdistrict_code",
+                            "lon",
+                            "lat",
+                            "dept",
+                            "on_time",
+                        )
+                    ),
+                    [_json(snap.case) for _, snap in snapshots],
+                    [_json(snap.recent) for _, snap in snapshots],
+                )
+            rows = [s.case for s in dirty if s.case is not None and (s.new or s.changed)]
+            if rows:
+                out.add(_UPSERT_CASES, *unnest_attrs(CASE_COLUMNS, _CASE_TYPES, rows))
+            for sql, columns, items in (
+                (_INSERT_TIMELINE, _TIMELINE, [e for s in dirty for e in s.entries]),
+                (_INSERT_REPORTS, _REPORTS, [r for s in dirty for r in s.reports]),
+                (_INSERT_REPORTERS, _REPORTERS, [p for s in dirty for p in s.reporters]),
+                (_INSERT_RATINGS, _RATINGS, [r for s in dirty for r in s.ratings]),
+            ):
+                if items:
+                    out.add(sql, *unnest_attrs(columns, _TYPES, items))
         if rerated:
             await conn.execute(
                 "UPDATE archive a SET case_data = a.case_data || jsonb_build_object('rating', "

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from gridloop_runtime.db import Conn
+from gridloop_runtime.writes import Writes
 
 from . import repository as repo
 from .domain.case import CaseFacts, diff, effect, needs_fold
@@ -36,7 +37,10 @@ class FactStore:
     async def load(self, conn: Conn, case_ids: Sequence[str]) -> dict[str, CaseFacts]:
         return {case_id: CaseFacts(case_id) for case_id in case_ids}
 
-    async def save(self, conn: Conn, states: Sequence[CaseFacts]) -> None:
+    async def save(
+        self, conn: Conn, states: Sequence[CaseFacts], writes: Writes | None = None
+    ) -> None:
+        # Not gathered (`writes` unused): which items to re-fold is read between the writes.
         facts = [f for s in states for f in s.facts]
         if not facts:
             return

@@ -317,7 +317,7 @@ async def on_site(
         )
         states = await service.store.lean.load(work.conn, [case_id])
         answer = rule(states[case_id], work, refs)
-        await service.store.lean.save(work.conn, [states[case_id]])
+        await service.store.lean.save(work.conn, [states[case_id]], work.writes)
         await evidence.bind(work.conn, refs, case_id, work.now())
         return answer
 

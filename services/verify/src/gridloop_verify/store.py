@@ -7,9 +7,10 @@ this lock), and the absences not over yet (one small read per batch, shared by a
 states: who is away decides who gets a new task). Commands whose rules never look at
 absences use `lean`, which skips that read.
 
-save: what changed, set-based — the changed cases and the new or changed tasks in one
-statement (an upsert of each, the cases' in a CTE so a new case is there for its tasks);
-nothing at all when nothing changed.
+save: what changed, set-based — an upsert of the changed cases and one of the new or
+changed tasks, gathered into the unit of work's one statement (gridloop_runtime.writes; the
+foreign key of a new case's tasks is checked at its end); nothing at all when nothing
+changed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from gridloop_runtime.clock import Clock, SystemClock
 from gridloop_runtime.db import Conn, unnest_args, unnest_upsert
+from gridloop_runtime.writes import Writes, gathered
 
 from .domain.absences import NOT_LOADED, Absences
 from .domain.casefile import Case
@@ -52,14 +54,6 @@ _CASES_UPSERT = unnest_upsert(
 _TASK_UPDATE = [c for c in TASK_COLUMNS if c not in ("task_id", "case_id")]
 _TASKS_UPSERT = unnest_upsert(
     "tasks", TASK_COLUMNS, _TASK_TYPES, key="task_id", update=_TASK_UPDATE
-)
-_BOTH_UPSERT = f"WITH saved_cases AS ({_CASES_UPSERT}) " + unnest_upsert(
-    "tasks",
-    TASK_COLUMNS,
-    _TASK_TYPES,
-    key="task_id",
-    update=_TASK_UPDATE,
-    first=len(CASE_COLUMNS) + 2,
 )
 
 
@@ -104,16 +98,16 @@ class VerifyStore:
             away = Absences.of((r["user_id"], r["starts_at"], r["ends_at"]) for r in rows)
         return {cid: CaseState.loaded(cases.get(cid), cid, tasks.get(cid, []), away) for cid in ids}
 
-    async def save(self, conn: Conn, states: Sequence[CaseState]) -> None:
+    async def save(
+        self, conn: Conn, states: Sequence[CaseState], writes: Writes | None = None
+    ) -> None:
         cases = [s.case for s in states if s.case_changed()]
         tasks = [t for s in states for t in s.changed_tasks()]
-        if cases and tasks:
-            case_args = [*_columns(cases, CASE_FIELDS), self.clock.now()]
-            await conn.execute(_BOTH_UPSERT, *case_args, *_columns(tasks, TASK_FIELDS))
-        elif cases:
-            await conn.execute(_CASES_UPSERT, *_columns(cases, CASE_FIELDS), self.clock.now())
-        elif tasks:
-            await conn.execute(_TASKS_UPSERT, *_columns(tasks, TASK_FIELDS))
+        async with gathered(conn, writes) as out:
+            if cases:
+                out.add(_CASES_UPSERT, *_columns(cases, CASE_FIELDS), self.clock.now())
+            if tasks:
+                out.add(_TASKS_UPSERT, *_columns(tasks, TASK_FIELDS))
         for s in states:
             s.clean()
 
@@ -128,5 +122,7 @@ class _Lean:
     async def load(self, conn: Conn, case_ids: Sequence[str]) -> dict[str, CaseState]:
         return await self.store.load(conn, case_ids, absences=False)
 
-    async def save(self, conn: Conn, states: Sequence[CaseState]) -> None:
-        await self.store.save(conn, states)
+    async def save(
+        self, conn: Conn, states: Sequence[CaseState], writes: Writes | None = None
+    ) -> None:
+        await self.store.save(conn, states, writes)
