@@ -10,9 +10,9 @@ from typing import Any
 import asyncpg
 import nats
 from gridloop_devkit.launcher import Stack
-from gridloop_devkit.testing import wait_for
+from gridloop_devkit.testing import read_stream, wait_for
 
-from .load import SCHEMAS, Counts, Planned, duplicates_by, outbox_ids, read_stream, timer_firing
+from .load import SCHEMAS, Counts, Planned, duplicates_by, outbox_ids, timer_firing
 
 
 async def outcome_problems(conn: asyncpg.Connection, reports: list[Planned]) -> list[str]:

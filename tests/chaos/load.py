@@ -28,10 +28,9 @@ from gridloop_city import City
 from gridloop_contracts import Envelope, to_binary
 from gridloop_contracts.inbound import ReportV1
 from gridloop_devkit.launcher import Stack
-from gridloop_devkit.testing import load_module, wait_for
+from gridloop_devkit.testing import Seen, load_module, wait_for
 from gridloop_runtime.clock import OffsetFileClock
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 KIT = ROOT / "services" / "handling" / "examples" / "department_system.py"
@@ -444,8 +443,6 @@ def restart_postgres(stack: Stack, down_s: float) -> None:
 
 def _pause(seconds: float) -> None:
     # the fault schedule's own seeded pause (how long a component stays down), not a wait
-    import time
-
     time.sleep(seconds)
 
 
@@ -482,57 +479,6 @@ async def inject(
 
 
 # -- reading the outcome --------------------------------------------------------------------
-@dataclass
-class Seen:
-    subject: str
-    headers: dict[str, str]
-    data: dict[str, Any]
-    stored_at: datetime | None = None  # when the stream stored it (the server's clock)
-
-
-async def read_stream(js: JetStreamContext, stream: str, subject: str = ">") -> list[Seen]:
-    """Every message of a stream (or of its subjects matching `subject`), in order."""
-    info = await js.stream_info(stream)
-    if not info.state.messages:
-        return []
-    sub = await js.pull_subscribe(
-        subject,
-        stream=stream,
-        config=ConsumerConfig(
-            ack_policy=AckPolicy.NONE,
-            deliver_policy=DeliverPolicy.ALL,
-            inactive_threshold=30,
-        ),
-    )
-    out: list[Seen] = []
-    unavailable_until = time.monotonic() + 30
-    try:
-        while True:
-            try:
-                msgs = await sub.fetch(500, timeout=2)
-            except (TimeoutError, nats.errors.TimeoutError):
-                break
-            except nats.js.errors.ServiceUnavailableError:
-                # on a cluster the reader's new consumer may not have a leader yet (503)
-                if time.monotonic() > unavailable_until:
-                    raise
-                await asyncio.sleep(0.5)
-                continue
-            for m in msgs:
-                data: dict[str, Any] = {}
-                with contextlib.suppress(ValueError):
-                    loaded = json.loads(m.data)
-                    if isinstance(loaded, dict):
-                        data = loaded
-                out.append(Seen(m.subject, dict(m.headers or {}), data, m.metadata.timestamp))
-            if msgs and msgs[-1].metadata.num_pending == 0:
-                break
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
-    return out
-
-
 async def outbox_ids(conn: asyncpg.Connection, schema: str) -> tuple[list[str], int]:
     """Every event id a service recorded, and how many rows are still unsent."""
     rows = await conn.fetch(f"SELECT event_id, sent_at FROM {schema}.outbox")

@@ -37,7 +37,7 @@ import pytest
 from gridloop_city import load_city
 from gridloop_devkit.devstack import LocalNatsCluster
 from gridloop_devkit.launcher import Stack
-from gridloop_devkit.testing import wait_for
+from gridloop_devkit.testing import read_stream, wait_for
 from nats.js import JetStreamContext
 
 from .judgement import judge, settle
@@ -50,7 +50,6 @@ from .load import (
     chase_the_silent,
     department,
     plan,
-    read_stream,
     restart_postgres,
     send_all,
     supervisors,

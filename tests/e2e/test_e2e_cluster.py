@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import functools
 import itertools
-import json
 import math
 import uuid
 from collections import Counter
@@ -32,9 +31,8 @@ from gridloop_contracts import Envelope, to_binary
 from gridloop_contracts.inbound import ReportV1
 from gridloop_devkit.devstack import LocalNatsCluster
 from gridloop_devkit.launcher import Stack
-from gridloop_devkit.testing import load_module, wait_for
+from gridloop_devkit.testing import load_module, read_stream, wait_for
 from nats.aio.client import Client
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 KIT = ROOT / "services" / "handling" / "examples" / "department_system.py"
@@ -218,23 +216,7 @@ class Traffic:
 
     async def cases_stream(self) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
         """Every message on CASES: (subject, headers, data), in stream order."""
-        expected = (await self.js.stream_info("CASES")).state.messages
-        sub = await self.js.pull_subscribe(
-            "case.>",
-            stream="CASES",
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=30
-            ),
-        )
-        out: list[tuple[str, dict[str, str], dict[str, Any]]] = []
-        try:
-            while len(out) < expected:
-                for m in await sub.fetch(500, timeout=5):
-                    out.append((m.subject, dict(m.headers or {}), json.loads(m.data)))
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-        return out
+        return [(m.subject, m.headers, m.data) for m in await read_stream(self.js, "CASES")]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

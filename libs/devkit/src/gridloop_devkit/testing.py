@@ -8,14 +8,17 @@ Loaded by the root pytest configuration (`-p gridloop_devkit.testing`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import inspect
 import itertools
+import json
 import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -23,6 +26,7 @@ from typing import Any, TypeVar, overload
 import httpx
 import nats
 import nats.errors
+import nats.js.errors
 import pytest
 import pytest_asyncio
 from gridloop_contracts import Envelope, Event, decode, to_binary
@@ -31,7 +35,7 @@ from gridloop_runtime.clock import Clock
 from gridloop_runtime.service import Runtime, ServiceDefinition
 from gridloop_runtime.settings import ServiceSettings
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from .devstack import (
     LocalNats,
@@ -177,6 +181,64 @@ class EventTap:
         found: list[Envelope] | None = await wait_for(enough, timeout=timeout, what=what)
         assert found is not None
         return found
+
+
+# -- reading a stream back ----------------------------------------------------------------
+@dataclass
+class Seen:
+    """A message read back from a stream."""
+
+    subject: str
+    headers: dict[str, str]
+    data: dict[str, Any]
+    stored_at: datetime | None = None  # when the stream stored it (the server's clock)
+
+
+async def read_stream(js: JetStreamContext, stream: str, subject: str = ">") -> list[Seen]:
+    """Every message of a stream (or of its subjects matching `subject`), in order."""
+    info = await js.stream_info(stream)
+    if not info.state.messages:
+        return []
+    sub = await js.pull_subscribe(
+        subject,
+        stream=stream,
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.ALL,
+            inactive_threshold=30,
+        ),
+    )
+    out: list[Seen] = []
+    give_up = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                msgs = await sub.fetch(500, timeout=2)
+            except (TimeoutError, nats.errors.TimeoutError):
+                # nothing came in time: the end, unless the consumer still holds messages
+                # (a busy cluster can be slow to answer a pull)
+                if time.monotonic() > give_up or not (await sub.consumer_info()).num_pending:
+                    break
+                continue
+            except nats.js.errors.ServiceUnavailableError:
+                # on a cluster the reader's new consumer may not have a leader yet (503)
+                if time.monotonic() > give_up:
+                    raise
+                await asyncio.sleep(0.5)
+                continue
+            for m in msgs:
+                data: dict[str, Any] = {}
+                with contextlib.suppress(ValueError):
+                    loaded = json.loads(m.data)
+                    if isinstance(loaded, dict):
+                        data = loaded
+                out.append(Seen(m.subject, dict(m.headers or {}), data, m.metadata.timestamp))
+            if msgs and msgs[-1].metadata.num_pending == 0:
+                break
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+    return out
 
 
 def _type_name(type_name: str | type[Event] | None) -> str | None:
