@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import nats
 import nats.errors
@@ -13,6 +14,7 @@ import nats.js.errors
 import pytest
 from gridloop_devkit.testing import wait_for
 from gridloop_runtime.bus import quick_fetch
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 
@@ -78,6 +80,14 @@ async def test_a_quick_fetch_on_a_closed_connection_says_so(nats_url: str) -> No
         await sub.fetch(5, timeout=0.3)
 
 
+async def _stream_and_durable(js: JetStreamContext) -> tuple[str, Any]:
+    """A new stream and its durable "d", bound through `quick_fetch`."""
+    name = f"QF{uuid.uuid4().hex[:8]}"
+    await js.add_stream(name=name, subjects=[f"{name}.>"])
+    await js.add_consumer(name, ConsumerConfig(durable_name="d", ack_policy=AckPolicy.EXPLICIT))
+    return name, quick_fetch(await js.pull_subscribe_bind("d", stream=name))
+
+
 async def test_a_fetch_hands_over_a_lone_message_and_leaves_no_request_open(
     nats_url: str,
 ) -> None:
@@ -88,10 +98,7 @@ async def test_a_fetch_hands_over_a_lone_message_and_leaves_no_request_open(
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
-        name = f"QF{uuid.uuid4().hex[:8]}"
-        await js.add_stream(name=name, subjects=[f"{name}.>"])
-        await js.add_consumer(name, ConsumerConfig(durable_name="d", ack_policy=AckPolicy.EXPLICIT))
-        sub = quick_fetch(await js.pull_subscribe_bind("d", stream=name))
+        name, sub = await _stream_and_durable(js)
 
         async def waiting_requests() -> int:
             return int((await js.consumer_info(name, "d")).num_waiting or 0)
@@ -135,10 +142,7 @@ async def test_a_fetch_from_a_consumer_that_is_gone_raises_the_servers_error(
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
-        name = f"QF{uuid.uuid4().hex[:8]}"
-        await js.add_stream(name=name, subjects=[f"{name}.>"])
-        await js.add_consumer(name, ConsumerConfig(durable_name="d", ack_policy=AckPolicy.EXPLICIT))
-        sub = quick_fetch(await js.pull_subscribe_bind("d", stream=name))
+        name, sub = await _stream_and_durable(js)
         await js.delete_consumer(name, "d")
         with pytest.raises(nats.js.errors.APIError):
             await sub.fetch(5, timeout=5)
