@@ -307,16 +307,24 @@ async def statements(database_url: str, *, reset: bool = False, top: int = 25) -
             await conn.execute("SELECT pg_stat_statements_reset()")
             return
         rows = await conn.fetch(
-            "SELECT calls, total_exec_time, rows, query FROM pg_stat_statements "
-            "ORDER BY total_exec_time DESC LIMIT $1",
+            "SELECT calls, total_exec_time, total_plan_time, plans, rows, query "
+            "FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT $1",
             top,
         )
-        total = await conn.fetchval("SELECT sum(calls) FROM pg_stat_statements")
-        print(f"\n== postgres: {total} statements")
+        total = await conn.fetchrow(
+            "SELECT sum(calls) AS calls, sum(plans) AS plans, sum(total_exec_time) AS exec_ms, "
+            "sum(total_plan_time) AS plan_ms FROM pg_stat_statements"
+        )
+        assert total is not None  # an aggregate always returns its row
+        print(
+            f"\n== postgres: {total['calls']} statements, {total['exec_ms']:.0f} ms executing; "
+            f"{total['plans']} plans, {total['plan_ms']:.0f} ms planning"
+        )
         for r in rows:
-            q = " ".join(r["query"].split())[:110]
+            q = " ".join(r["query"].split())[:100]
             print(
-                f"  {r['calls']:8d} calls {r['total_exec_time']:9.0f} ms {r['rows']:8d} rows  {q}"
+                f"  {r['calls']:8d} calls {r['total_exec_time']:9.0f} ms {r['plans']:8d} plans "
+                f"{r['total_plan_time']:7.0f} ms {r['rows']:8d} rows  {q}"
             )
     finally:
         await conn.close()
@@ -346,7 +354,11 @@ def main() -> int:
     pg = LocalPostgres(
         work / "pg",
         durable=args.durable,
-        settings={"shared_preload_libraries": "pg_stat_statements"},
+        settings={
+            "shared_preload_libraries": "pg_stat_statements",
+            # how many plans each statement needed, and their time
+            "pg_stat_statements.track_planning": "on",
+        },
     ).start()
     database_url = pg.create_database("gridloop")
     stack = Stack(
