@@ -36,6 +36,7 @@ from typing import Any
 
 import nats
 import nats.errors
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
@@ -44,6 +45,35 @@ Clock = Callable[[], datetime]
 # for this long: handling hears of the dispatch from its own stream and may be behind.
 NOT_FOUND_RETRY_S = 3.0
 NOT_FOUND_PATIENCE_S = 900.0
+
+
+class FeedReader:
+    """The feed's messages: a batch at a time while they keep coming, one at a time when the
+    feed is idle.
+
+    nats-py's `fetch` of a batch, right after a fetch that found nothing, can hold a lone
+    message until its own timeout: a request of the earlier fetch may still be open on the
+    server and take the message, and the new fetch then waits for its own request to end.
+    A fetch of one message hands over whatever comes at once. So after a fetch that found
+    nothing the next one asks for one message; once one has come, for a batch again."""
+
+    def __init__(
+        self, feed: JetStreamContext.PullSubscription, *, batch: int = 20, timeout: float = 0.5
+    ) -> None:
+        self.feed = feed
+        self.batch = batch
+        self.timeout = timeout
+        self.size = 1  # nothing known yet: wait for one
+
+    async def take(self) -> list[Msg]:
+        """The next messages; nats-py's timeout error when none came within `timeout`."""
+        try:
+            msgs = await self.feed.fetch(self.size, timeout=self.timeout)
+        except (TimeoutError, nats.errors.TimeoutError):
+            self.size = 1
+            raise
+        self.size = self.batch
+        return msgs
 
 
 def _now() -> datetime:
@@ -79,7 +109,7 @@ async def run(
     # its filter `dispatch.<dept>.>`); the department only binds to it.
     durable = f"dept-{dept}"
     await _feed_ready(js, durable, stop, say, dept)
-    feed = await js.pull_subscribe_bind(durable, stream="DISPATCH")
+    feed = FeedReader(await js.pull_subscribe_bind(durable, stream="DISPATCH"))
     feed_lost = False
     jobs: set[asyncio.Task[None]] = set()
     working: dict[str, asyncio.Task[None]] = {}  # task id → the work on it
@@ -245,7 +275,7 @@ async def run(
                     # gridloop has opened the feed again.
                     await _feed_ready(js, durable, stop, say, dept)
                     feed_lost = False
-                msgs = await feed.fetch(20, timeout=0.5)
+                msgs = await feed.take()
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except (nats.errors.Error, OSError) as exc:
