@@ -26,10 +26,11 @@ lint: env
 	@$(RUN) ruff format --check .
 
 # mypy takes either packages (-p) or paths, not both: the installed packages first, then the
-# tests and the benchmark by path (named from the repository root: explicit_package_bases).
+# tests, the Python examples and the benchmark by path (named from the repository root:
+# explicit_package_bases).
 typecheck: env
 	@$(RUN) mypy $(foreach p,$(wildcard libs/*/src/* services/*/src/*),-p $(notdir $(p)))
-	@$(RUN) mypy $(wildcard libs/*/tests services/*/tests) tests bench
+	@$(RUN) mypy $(wildcard libs/*/tests services/*/tests services/*/examples/*.py) tests bench
 
 unit: env ## tests only
 	@$(RUN) pytest

@@ -253,9 +253,9 @@ async def run(
             job.add_done_callback(finished)
         elif event == "recalled":
             # 撤回: the command centre took the task back; whatever was left undone stays so
-            job = working.pop(str(case.get("task_id")), None)
-            if job is not None and not job.done():
-                job.cancel()
+            stopped = working.pop(str(case.get("task_id")), None)
+            if stopped is not None and not stopped.done():
+                stopped.cancel()
                 say(f"[{dept}] stopped work on {case.get('case_id')}: recalled")
         elif event == "recall_overtaken":
             say(f"[{dept}] result stands for {case.get('case_id')}: it crossed the recall")
@@ -295,7 +295,9 @@ async def run(
                     continue
                 event = msg.subject.rsplit(".", 1)[-1]
                 key = headers.get("ce-id") or str(msg.metadata.sequence.stream)
-                trace = {k: headers[k] for k in ("traceparent", "tracestate") if k in headers}
+                trace: dict[str, str] = {
+                    k: headers[k] for k in ("traceparent", "tracestate") if k in headers
+                }
                 await on_message(event, data, key, trace)
                 # Not acknowledged: redelivered later, and the command ids make that harmless.
                 with contextlib.suppress(nats.errors.Error):
