@@ -18,41 +18,39 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import tempfile
-import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import nats
-import psutil
 from gridloop_devkit.devstack import LocalNats
 from gridloop_runtime.bus import quick_fetch
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
+
+from .cpu import LOAD, CpuWindow
 
 BODY = b"x" * 600
 BATCH = 20
 
 
-def _cpu(p: psutil.Process) -> float:
-    t = p.cpu_times()
-    return float(t.user + t.system)
-
-
 class Meter:
-    """The server's and this process's CPU over a stretch, per message."""
+    """The server's and this process's CPU over a stretch, per message (bench.cpu's window:
+    this process alone, as the server is its child)."""
 
-    def __init__(self, server: psutil.Process) -> None:
-        self.server = server
-        self.me = psutil.Process()
+    def __init__(self, server_pid: int) -> None:
+        self.pids = {"server": server_pid, LOAD: os.getpid()}
 
-    async def __call__(self, work: Any, n: int) -> dict[str, float]:
-        s0, c0, w0 = _cpu(self.server), _cpu(self.me), time.monotonic()
+    async def __call__(self, work: Callable[[], Awaitable[None]], n: int) -> dict[str, float]:
+        window = CpuWindow(self.pids)
+        window.start()
         await work()
-        s1, c1, w1 = _cpu(self.server), _cpu(self.me), time.monotonic()
+        window.stop()
         return {
-            "server_us": round((s1 - s0) / n * 1e6, 1),
-            "client_us": round((c1 - c0) / n * 1e6, 1),
-            "per_s": round(n / (w1 - w0)),
+            "server_us": round(window.used["server"] / n * 1e6, 1),
+            "client_us": round(window.used[LOAD] / n * 1e6, 1),
+            "per_s": round(n / window.elapsed),
         }
 
 
@@ -108,8 +106,8 @@ async def consuming(
         await nc.close()
 
 
-async def measure(url: str, server: psutil.Process, rounds: int, n: int) -> dict[str, Any]:
-    meter = Meter(server)
+async def measure(url: str, server_pid: int, rounds: int, n: int) -> dict[str, Any]:
+    meter = Meter(server_pid)
     out: dict[str, Any] = {"publish": {}, "consume": {}}
     k = 0
     for _ in range(rounds):
@@ -133,9 +131,7 @@ def main() -> int:
     server = LocalNats(work / "nats", sync_always=True).start()
     try:
         assert server.proc is not None
-        result = asyncio.run(
-            measure(server.url, psutil.Process(server.proc.pid), args.rounds, args.messages)
-        )
+        result = asyncio.run(measure(server.url, server.proc.pid, args.rounds, args.messages))
     finally:
         server.stop()
     print(json.dumps({"sync_interval": "always", "body_bytes": len(BODY), **result}, indent=1))
