@@ -8,12 +8,10 @@ The services run on the real clock here: the department's system stamps its own 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -22,7 +20,14 @@ import pytest
 from gridloop_contracts import Attachment, Envelope, Location, to_binary
 from gridloop_contracts import cases as ev
 from gridloop_contracts.department import CaseSummary, TaskAssigned, TaskRecalled
-from gridloop_devkit.testing import EventTap, http_client, running, settings_for, wait_for
+from gridloop_devkit.testing import (
+    EventTap,
+    http_client,
+    load_module,
+    running,
+    settings_for,
+    wait_for,
+)
 from gridloop_dispatch.bootstrap import definition as dispatch_definition
 from gridloop_dispatch.settings import DispatchSettings
 from gridloop_handling.bootstrap import definition as handling_definition
@@ -45,14 +50,10 @@ CELL, COMMUNITY, SUBDISTRICT = "1101010010010001", "110101001001", "110101001"
 PHOTO = "https://evidence.example.org/report/e2e.jpg"
 
 
-def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "handling_department_system", HERE.parent / "examples" / "department_system.py"
+def load_example() -> Any:
+    return load_module(
+        HERE.parent / "examples" / "department_system.py", "handling_department_system"
     )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class Loop:
