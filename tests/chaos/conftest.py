@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,47 @@ CHAOS_ENV = {
     "AUTH_MODE": "dev",
     "SHUTDOWN_GRACE_S": "5",
 }
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A chaos test that fails carries what the services logged (their warnings, errors and
+    tracebacks) in its report, so the run's output says what the services saw."""
+    report = yield
+    if report.when == "call" and report.failed:
+        funcargs = getattr(item, "funcargs", {})
+        for name in ("chaos_stack", "cluster_chaos_stack"):
+            stack = funcargs.get(name)
+            if isinstance(stack, Stack):
+                report.sections.append(
+                    ("services' warnings and errors", failures_in_logs(stack.state_dir))
+                )
+    return report
+
+
+def failures_in_logs(state: Path, tail: int = 40) -> str:
+    """The warnings, errors and tracebacks the services wrote, their last `tail` lines each."""
+    out: list[str] = []
+    for log in sorted(state.glob("*.log")):
+        if log.name.startswith(("nats", "pg", "s3", "smtp", "postgres")):
+            continue
+        picked: list[str] = []
+        in_traceback = False
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("Traceback"):
+                in_traceback = True
+            elif in_traceback and not line.startswith((" ", "\t")):
+                in_traceback = False
+                picked.append(line)  # the exception's own line
+                continue
+            if in_traceback or '"level": "error"' in line or '"level": "warning"' in line:
+                picked.append(line[:600])
+        if picked:
+            out.append(f"--- {log.name} (last {min(tail, len(picked))} of {len(picked)})")
+            out.extend(picked[-tail:])
+    return "\n".join(out)
 
 
 @pytest.fixture
