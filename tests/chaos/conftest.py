@@ -45,23 +45,21 @@ def pytest_runtest_makereport(
     return report
 
 
-def failures_in_logs(state: Path, tail: int = 40) -> str:
-    """The warnings, errors and tracebacks the services wrote, their last `tail` lines each."""
+def failures_in_logs(state: Path, tail: int = 60) -> str:
+    """What the services said beside their info lines, their last `tail` lines each: warnings,
+    errors and tracebacks, and the web server's own plain lines (its starts and stops, a
+    request it cancelled at shutdown, an exception it caught)."""
     out: list[str] = []
     for log in sorted(state.glob("*.log")):
         if log.name.startswith(("nats", "pg", "s3", "smtp", "postgres")):
             continue
-        picked: list[str] = []
-        in_traceback = False
-        for line in log.read_text(errors="replace").splitlines():
-            if line.startswith("Traceback"):
-                in_traceback = True
-            elif in_traceback and not line.startswith((" ", "\t")):
-                in_traceback = False
-                picked.append(line)  # the exception's own line
-                continue
-            if in_traceback or '"level": "error"' in line or '"level": "warning"' in line:
-                picked.append(line[:600])
+        picked = [
+            line[:600]
+            for line in log.read_text(errors="replace").splitlines()
+            if not line.startswith("{")
+            or '"level": "error"' in line
+            or ('"level": "warning"' in line and "working calendar" not in line)
+        ]
         if picked:
             out.append(f"--- {log.name} (last {min(tail, len(picked))} of {len(picked)})")
             out.extend(picked[-tail:])

@@ -8,9 +8,13 @@ effect, so sending it again returns the first answer and changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import asyncpg
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -22,6 +26,8 @@ from . import audit
 from .db import Conn
 from .inputs import public_errors
 from .outbox import UnitOfWorkFactory, Work
+
+log = structlog.get_logger(__name__)
 
 
 def install_refusal_handler(app: FastAPI) -> None:
@@ -98,6 +104,12 @@ class CommandBody(BaseModel):
     )
 
 
+# PostgreSQL undoes one of two transactions that wait on each other (a deadlock) or that
+# cannot both stand (a serialization failure): nothing of the undone one happened, so a command
+# runs again, up to this many times in all, before the caller is told to retry (503).
+CONFLICT_ATTEMPTS = 3
+
+
 async def run_command(
     uow: UnitOfWorkFactory,
     command_id: str | None,
@@ -109,11 +121,37 @@ async def run_command(
 ) -> dict[str, Any]:
     """Run a command in one transaction; a repeated `command_id` gets the first answer and
     changes nothing. A resend racing the first send (another replica, a client retry) gets
-    the answer the first one got, whichever transaction commits first.
+    the answer the first one got, whichever transaction commits first. A transaction that
+    PostgreSQL undid for a concurrent one runs again (`CONFLICT_ATTEMPTS`).
 
     Every run is audited (audit.py): an accepted command in the transaction of its effect, a refused
     one in a transaction of its own, a resend as replayed. `case_id` and `task_id` default to
     the request's path parameters of those names."""
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            return await _run_once(uow, command_id, kind, fn, case_id, task_id)
+        except asyncpg.exceptions.TransactionRollbackError as exc:
+            if attempt == CONFLICT_ATTEMPTS:
+                raise  # 503 with Retry-After (limits.DATABASE_BUSY)
+            log.info(
+                "command undone for a concurrent transaction; again",
+                command=kind,
+                command_id=command_id,
+                attempt=attempt,
+                error=type(exc).__name__,
+            )
+            await asyncio.sleep(random.uniform(0, 0.02 * attempt))
+    raise AssertionError("unreachable")
+
+
+async def _run_once(
+    uow: UnitOfWorkFactory,
+    command_id: str | None,
+    kind: str,
+    fn: Callable[[Work], Awaitable[dict[str, Any]]],
+    case_id: str | None,
+    task_id: str | None,
+) -> dict[str, Any]:
     ids: dict[str, Any] = {"command_id": command_id, "case_id": case_id, "task_id": task_id}
     try:
         # No look-up of the id first: a resend runs like a first send until its answer is

@@ -26,7 +26,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from nats import errors as nats_errors
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .commands import Refusal
 
@@ -203,17 +203,88 @@ class InFlightCap:
             lim.in_flight -= 1
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any], retry: str) -> None:
+CONNECTION_CLOSE = (b"connection", b"close")
+
+
+class Draining:
+    """ASGI middleware for the process's graceful stop (SIGTERM, `draining()` true from then
+    on; Runtime.draining):
+
+    - every answer closes its connection, so a client's next request goes to another replica
+      (this one no longer listens) instead of riding a kept-alive connection until the web
+      server's grace (SHUTDOWN_GRACE_S) runs out;
+    - a request cut short before its answer began, cancelled when the grace ran out or failed
+      on something the stop took away, is answered 503 with Retry-After: the client asks
+      again, another replica, with its command id, which returns the first answer if this
+      one had committed. Not a 500: nothing is wrong with the request or the service.
+
+    A request cancelled is always the web server's stop (it does not cancel a request whose
+    client went away); any other failure while not stopping stays a 500, as a fault should."""
+
+    def __init__(self, app: ASGIApp, draining: Callable[[], bool], retry_after_s: float) -> None:
+        self.app = app
+        self.draining = draining
+        self.retry_after_s = retry_after_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if self.draining():
+                    message = {
+                        **message,
+                        "headers": [*message.get("headers", ()), CONNECTION_CLOSE],
+                    }
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except (Exception, asyncio.CancelledError) as exc:
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            if started or not (cancelled or self.draining()):
+                raise
+            log.warning(
+                "request cut short by the process's stop: 503",
+                path=scope.get("path"),
+                method=scope.get("method"),
+                error=repr(exc),
+                exc_info=not cancelled,
+            )
+            body = {
+                "detail": [
+                    {
+                        "code": "unavailable",
+                        "reason": "this replica is stopping; retry (the same command id "
+                        "returns the first answer if this one was taken)",
+                    }
+                ],
+                "unavailable": "replica",
+            }
+            await _send_json(send, 503, body, retry_after(self.retry_after_s), close=True)
+            if cancelled:
+                raise
+
+
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], retry: str, *, close: bool = False
+) -> None:
     raw = orjson.dumps(body)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(raw)).encode()),
+        (b"retry-after", retry.encode()),
+    ]
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(raw)).encode()),
-                (b"retry-after", retry.encode()),
-            ],
+            "headers": [*headers, CONNECTION_CLOSE] if close else headers,
         }
     )
     await send({"type": "http.response.body", "body": raw})
@@ -222,6 +293,9 @@ async def _send_json(send: Send, status: int, body: dict[str, Any], retry: str) 
 # Errors that mean "PostgreSQL or NATS cannot serve us now", not "this request is wrong".
 DATABASE_BUSY: tuple[type[Exception], ...] = (
     asyncpg.exceptions.PostgresConnectionError,
+    # PostgreSQL undid the transaction for a concurrent one (a deadlock, a serialization
+    # failure): nothing of it happened, the same request may be sent again
+    asyncpg.exceptions.TransactionRollbackError,
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.AdminShutdownError,

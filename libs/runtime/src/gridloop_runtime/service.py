@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import functools
 import gc
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -38,7 +39,7 @@ from .commands import install_refusal_handler
 from .consumer import Consumer, ConsumerSpec
 from .db import Conn
 from .inputs import check_routes
-from .limits import ClientKey, InFlightCap, Limiter
+from .limits import ClientKey, Draining, InFlightCap, Limiter
 from .outbox import OutboxRelay, Publisher, UnitOfWorkFactory
 from .settings import ServiceSettings
 from .timers import TimerHandler, TimerRunner
@@ -123,6 +124,9 @@ class Runtime:
         self._publisher_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
+        # the web server's graceful stop has begun (SIGTERM): each answer closes its
+        # connection, a request cut short is answered 503 (limits.Draining)
+        self.draining = False
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -335,8 +339,13 @@ class Runtime:
         limits.install(app, limiter)
         app.add_middleware(TracingMiddleware)
         app.add_middleware(AuditMiddleware)
-        # outermost: a request over the cap costs nothing more than its answer
+        # a request over the cap costs nothing more than its answer
         app.add_middleware(InFlightCap, limiter=limiter)
+        # outermost: while the process stops, every answer (the cap's too) closes its
+        # connection, and a request cut short is a 503 to ask elsewhere, not a 500
+        app.add_middleware(
+            Draining, draining=lambda: self.draining, retry_after_s=self.settings.http_retry_after_s
+        )
 
         @app.get("/healthz", tags=["operations"])
         async def healthz() -> dict[str, str]:
@@ -415,6 +424,37 @@ def runtime_of(request: Request) -> Runtime:
     return rt
 
 
+class HttpServer(uvicorn.Server):
+    """uvicorn's server, telling the runtime when its graceful stop begins: from then on no
+    connection is kept alive, so one that the stop did not see (accepted as the listener
+    closed) cannot keep bringing requests until the grace runs out and they are cancelled."""
+
+    def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
+        super().__init__(config)
+        self.runtime = runtime
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.runtime.draining = True
+        await super().shutdown(sockets)
+
+
+def http_server(runtime: Runtime, *, port: int | None = None) -> HttpServer:
+    """The web server of a service process, on its settings' host and port."""
+    settings = runtime.settings
+    config = uvicorn.Config(
+        runtime.app(),
+        host=settings.http_host,
+        port=settings.http_port if port is None else port,
+        loop="uvloop",
+        http="httptools",
+        timeout_keep_alive=int(settings.http_keep_alive_s),
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+    )
+    return HttpServer(config, runtime)
+
+
 def serve(
     build: Callable[[], tuple[ServiceSettings, ServiceDefinition, Any]],
 ) -> None:
@@ -423,22 +463,11 @@ def serve(
     glog.setup(
         definition.name, settings.log_level, settings.log_json, instance=settings.service_instance
     )
-    runtime = Runtime(settings, definition, state=state)
-    config = uvicorn.Config(
-        runtime.app(),
-        host=settings.http_host,
-        port=settings.http_port,
-        loop="uvloop",
-        http="httptools",
-        timeout_keep_alive=int(settings.http_keep_alive_s),
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
-    )
+    server = http_server(Runtime(settings, definition, state=state))
     # The city (cells, parts, their geometry), the app and the imported modules live as long as
     # the process: out of the collector's sight, so a full collection walks what the work
     # allocates, not a hundred thousand objects that never die (tens of ms each time).
     gc.collect()
     gc.freeze()
     # uvicorn turns SIGTERM/SIGINT into a graceful stop: the lifespan ends, Runtime.stop runs.
-    uvicorn.Server(config).run()
+    server.run()
