@@ -374,8 +374,8 @@ def test_the_guides_snippets_parse_and_keep_to_the_permissions(
     node_kits: dict[str, Path], tmp_path: Path
 ) -> None:
     """docs/integrate.md: each Node and Python program parses, binds its feed rather than
-    creating one, and leaves the clients' API check on (they were run against a stack with
-    the generated permissions when written; the kits above are what runs here)."""
+    creating one, and leaves the clients' API check on (the Node kits above run here, the
+    Python programs as written in test_python_guide.py)."""
     guide = (ROOT / "docs" / "integrate.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```(js|python)\n(.*?)```", guide, flags=re.S)
     assert [lang for lang, _ in blocks].count("js") == 3, blocks
