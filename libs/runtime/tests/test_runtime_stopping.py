@@ -6,7 +6,8 @@ simply runs again), never a bare 500.
   connection, so a client's kept-alive connection cannot keep bringing requests to the going
   replica; a request still running when the grace (SHUTDOWN_GRACE_S) runs out is cancelled
   and answered 503 with Retry-After (it was a plain 500: seen once in the rolling upgrade).
-- A command whose transaction PostgreSQL undid for a deadlock runs again and succeeds."""
+- A command whose transaction PostgreSQL undid for a deadlock runs again and succeeds; so
+  does an event, at once and spending no delivery."""
 
 from __future__ import annotations
 
@@ -18,12 +19,17 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import APIRouter
+from gridloop_contracts import Envelope
 from gridloop_devkit.devstack import free_port
 from gridloop_devkit.testing import running, settings_for, wait_for
 from gridloop_runtime.commands import run_command
+from gridloop_runtime.consumer import ConsumerSpec
 from gridloop_runtime.inputs import JSONRoute
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime, ServiceDefinition, http_server
+
+from .test_runtime_bus import echo_definition, record_ping
+from .test_runtime_faults import publish_pings
 
 MIGRATIONS = Path(__file__).parent / "sql"
 
@@ -147,6 +153,41 @@ async def test_a_command_undone_for_a_deadlock_runs_again(database_url: str, nat
             )
         assert rows == {"a": 11, "b": 11}  # each change once: the undone run left nothing
         assert dict(stored) == {"attempts": 2}
+
+
+async def test_an_event_undone_for_a_conflict_runs_again_spending_no_delivery(
+    database_url: str, nats_url: str
+) -> None:
+    """One delivery allowed: an event whose transaction PostgreSQL undoes (as it does one side
+    of a deadlock or a serialization failure) in its batch and again on its own is handled
+    on the next try, not parked as dead."""
+    tries = 0
+
+    async def undone_twice(work: Work, env: Envelope) -> None:
+        nonlocal tries
+        tries += 1
+        if tries <= 2:  # the batch, then the event on its own
+            raise asyncpg.exceptions.SerializationError(
+                "could not serialize access due to concurrent update"
+            )
+        await record_ping(work, env)
+
+    settings = settings_for("echo", database_url, nats_url, consumer_max_deliver=1)
+    spec = ConsumerSpec("echo-pings", "CASES", ["case.pinged"], handler=undone_twice)
+    async with running(settings, echo_definition(consumers=[spec])) as rt:
+        assert rt.pool is not None
+        pool = rt.pool
+        await publish_pings(nats_url, "C-CONFLICT", 1)
+
+        async def handled() -> bool:
+            async with pool.acquire() as conn:
+                return bool(await conn.fetchval("SELECT count(*) FROM seen"))
+
+        await wait_for(handled, timeout=30, what="the event handled")
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM dead_letters") == 0
+            assert await conn.fetchval("SELECT value FROM counter") == 1
+        assert tries == 3
 
 
 @pytest.fixture(autouse=True)

@@ -8,12 +8,9 @@ effect, so sending it again returns the first answer and changes nothing."""
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
 from . import audit
-from .db import Conn
+from .db import CONFLICT_ATTEMPTS, Conflict, Conn, conflict_pause
 from .inputs import public_errors
 from .outbox import UnitOfWorkFactory, Work
 
@@ -104,12 +101,6 @@ class CommandBody(BaseModel):
     )
 
 
-# PostgreSQL undoes one of two transactions that wait on each other (a deadlock) or that
-# cannot both stand (a serialization failure): nothing of the undone one happened, so a command
-# runs again, up to this many times in all, before the caller is told to retry (503).
-CONFLICT_ATTEMPTS = 3
-
-
 async def run_command(
     uow: UnitOfWorkFactory,
     command_id: str | None,
@@ -130,7 +121,7 @@ async def run_command(
     for attempt in range(1, CONFLICT_ATTEMPTS + 1):
         try:
             return await _run_once(uow, command_id, kind, fn, case_id, task_id)
-        except asyncpg.exceptions.TransactionRollbackError as exc:
+        except Conflict as exc:
             if attempt == CONFLICT_ATTEMPTS:
                 raise  # 503 with Retry-After (limits.DATABASE_BUSY)
             log.info(
@@ -140,7 +131,7 @@ async def run_command(
                 attempt=attempt,
                 error=type(exc).__name__,
             )
-            await asyncio.sleep(random.uniform(0, 0.02 * attempt))
+            await conflict_pause(attempt)
     raise AssertionError("unreachable")
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +21,20 @@ Conn = asyncpg.Connection | PoolConnectionProxy
 """A connection, pooled or not: what handlers and repositories take."""
 
 log = structlog.get_logger(__name__)
+
+# PostgreSQL undoes one of two transactions that wait on each other (a deadlock) or that
+# cannot both stand (a serialization failure): nothing of the undone one happened, so a
+# command or an event runs again at once, up to this many times in all (`conflict_pause`
+# between), before the usual failure path (a 503; a delivery spent).
+CONFLICT_ATTEMPTS = 3
+Conflict = asyncpg.exceptions.TransactionRollbackError
+
+
+async def conflict_pause(attempt: int) -> None:
+    """A short random pause before running again what a conflict undid (`attempt`: 1, 2…),
+    so the two sides do not meet again in step."""
+    await asyncio.sleep(random.uniform(0, 0.02 * attempt))
+
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 _FILE_RE = re.compile(r"^(\d{3,})_[A-Za-z0-9_\-]+\.sql$")
