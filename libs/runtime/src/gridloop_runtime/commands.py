@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -20,11 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
 from . import audit
-from .db import CONFLICT_ATTEMPTS, Conflict, Conn, conflict_pause
+from .db import Conn, again_on_conflict
 from .inputs import public_errors
 from .outbox import UnitOfWorkFactory, Work
-
-log = structlog.get_logger(__name__)
 
 
 def install_refusal_handler(app: FastAPI) -> None:
@@ -118,21 +115,13 @@ async def run_command(
     Every run is audited (audit.py): an accepted command in the transaction of its effect, a refused
     one in a transaction of its own, a resend as replayed. `case_id` and `task_id` default to
     the request's path parameters of those names."""
-    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
-        try:
-            return await _run_once(uow, command_id, kind, fn, case_id, task_id)
-        except Conflict as exc:
-            if attempt == CONFLICT_ATTEMPTS:
-                raise  # 503 with Retry-After (limits.DATABASE_BUSY)
-            log.info(
-                "command undone for a concurrent transaction; again",
-                command=kind,
-                command_id=command_id,
-                attempt=attempt,
-                error=type(exc).__name__,
-            )
-            await conflict_pause(attempt)
-    raise AssertionError("unreachable")
+    # the last attempt's conflict: 503 with Retry-After (limits.DATABASE_BUSY)
+    return await again_on_conflict(
+        lambda: _run_once(uow, command_id, kind, fn, case_id, task_id),
+        "command",
+        command=kind,
+        command_id=command_id,
+    )
 
 
 async def _run_once(

@@ -34,7 +34,7 @@ from opentelemetry.trace import Span, SpanKind
 from . import metrics, tracing
 from .bus import quick_fetch, when_available
 from .casework import Inbound, Rules, apply_batch
-from .db import CONFLICT_ATTEMPTS, Conflict, Conn, conflict_pause, lock_key
+from .db import Conn, again_on_conflict, lock_key
 from .outbox import Committed, UnitOfWorkFactory, Work, write_all
 from .writes import Writes
 
@@ -591,27 +591,23 @@ class Consumer:
         finally:
             otel_context.detach(token)
 
-    async def _one(self, msg: Msg, lead: Conn | None = None, conflicts: int = 0) -> None:
-        try:
+    async def _one(self, msg: Msg, lead: Conn | None = None) -> None:
+        async def once() -> bool:
             async with self._connection(lead) as conn:
                 async with conn.transaction():
                     fresh = await self._claim(conn, [msg])
                     written = await self._apply(conn, [msg] if fresh else [])
                 self.uow.committed(written)
+            return bool(fresh)
+
+        try:
+            # undone for a concurrent transaction (a deadlock): the message is fine; again
+            # now, in order, spending no delivery
+            fresh = await again_on_conflict(
+                once, "event", consumer=self.spec.durable, subject=msg.subject
+            )
         except Exception as exc:
             self._check_lead(lead, exc)
-            if isinstance(exc, Conflict) and conflicts + 1 < CONFLICT_ATTEMPTS:
-                # undone for a concurrent transaction (a deadlock): nothing of it happened
-                # and the message is fine; again now, in order, spending no delivery
-                log.info(
-                    "event undone for a concurrent transaction; again",
-                    consumer=self.spec.durable,
-                    subject=msg.subject,
-                    error=type(exc).__name__,
-                )
-                await conflict_pause(conflicts + 1)
-                await self._one(msg, lead, conflicts + 1)
-                return
             await self._failed(msg, exc)
             return
         with contextlib.suppress(Exception):

@@ -6,11 +6,11 @@ import asyncio
 import hashlib
 import random
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
@@ -21,19 +21,32 @@ Conn = asyncpg.Connection | PoolConnectionProxy
 """A connection, pooled or not: what handlers and repositories take."""
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 # PostgreSQL undoes one of two transactions that wait on each other (a deadlock) or that
 # cannot both stand (a serialization failure): nothing of the undone one happened, so a
-# command or an event runs again at once, up to this many times in all (`conflict_pause`
-# between), before the usual failure path (a 503; a delivery spent).
+# command or an event runs again at once, up to this many times in all, before the usual
+# failure path (a 503; a delivery spent).
 CONFLICT_ATTEMPTS = 3
 Conflict = asyncpg.exceptions.TransactionRollbackError
 
 
-async def conflict_pause(attempt: int) -> None:
-    """A short random pause before running again what a conflict undid (`attempt`: 1, 2…),
-    so the two sides do not meet again in step."""
-    await asyncio.sleep(random.uniform(0, 0.02 * attempt))
+async def again_on_conflict(run: Callable[[], Awaitable[T]], what: str, **context: Any) -> T:
+    """`run` (one transaction), again when PostgreSQL undid it for a concurrent one, after a
+    short random pause so the two sides do not meet again in step; the last attempt's
+    `Conflict` is raised. `what` and `context` name it in the log."""
+    for attempt in range(1, CONFLICT_ATTEMPTS):
+        try:
+            return await run()
+        except Conflict as exc:
+            log.info(
+                f"{what} undone for a concurrent transaction; again",
+                attempt=attempt,
+                error=type(exc).__name__,
+                **context,
+            )
+            await asyncio.sleep(random.uniform(0, 0.02 * attempt))
+    return await run()
 
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
