@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import psutil
 from gridloop_city import load_city
 from gridloop_contracts.inbound import ReportV1
 from gridloop_devkit.devstack import LocalNats, LocalPostgres
@@ -106,9 +108,30 @@ async def tally(stack: Stack, database_url: str) -> dict[str, Any]:
         ):
             for k in ("n_tup_ins", "n_tup_upd", "n_tup_hot_upd", "n_tup_del"):
                 out[f"{r['t']} {k[6:]}"] = float(r[k])
+        # each backend's CPU so far, by who it works for (the service that named its connection,
+        # or the kind of background process); a backend that came and went is in neither
+        for r in await conn.fetch(
+            "SELECT pid, coalesce(nullif(application_name, ''), backend_type) AS who "
+            "FROM pg_stat_activity"
+        ):
+            with contextlib.suppress(psutil.Error):
+                times = psutil.Process(r["pid"]).cpu_times()
+                out[f"backend {r['pid']} {r['who']}"] = float(times.user + times.system)
     finally:
         await conn.close()
     return out
+
+
+def backend_lines(before: dict[str, Any], after: dict[str, Any], loops: int) -> list[str]:
+    """PostgreSQL's CPU per closed loop by the service its backends work for: the backends
+    that lived through the measured window (a pooled connection does)."""
+    by: dict[str, float] = {}
+    for key, seconds in after.items():
+        if key.startswith("backend ") and key in before:
+            who = key.split(" ", 2)[2]
+            by[who] = by.get(who, 0.0) + seconds - before[key]
+    ranked = sorted(by.items(), key=lambda kv: -kv[1])
+    return [f"  {who:30s} {1000 * s / max(loops, 1):6.2f}" for who, s in ranked if s > 0]
 
 
 def consumer_lines(before: dict[str, Any], after: dict[str, Any], loops: int) -> list[str]:
@@ -270,6 +293,9 @@ async def load(
     print(f"  PostgreSQL's WAL: {(after['wal_kb'] - before['wal_kb']) / max(measured, 1):.1f} kB")
     print("each consumer per closed loop:    deliveries batches  (messages a batch)")
     for line in consumer_lines(before, after, measured):
+        print(line)
+    print("PostgreSQL's CPU ms per closed loop, by service (backends alive throughout):")
+    for line in backend_lines(before, after, measured):
         print(line)
     print("rows per closed loop:             ins    upd    HOT    del")
     for line in row_changes(before, after, measured):
