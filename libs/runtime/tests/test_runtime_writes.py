@@ -11,7 +11,7 @@ import pytest
 from gridloop_runtime import db
 from gridloop_runtime.casework import run_case_command
 from gridloop_runtime.clock import FakeClock
-from gridloop_runtime.outbox import UnitOfWorkFactory
+from gridloop_runtime.outbox import GENERIC_PLANS, UnitOfWorkFactory
 from gridloop_runtime.step import Step
 from gridloop_runtime.writes import Writes, compose, gathered
 
@@ -194,8 +194,9 @@ class ParentStore:
 async def test_a_command_on_a_case_writes_its_state_events_and_answer_in_one_statement(
     pool: asyncpg.Pool, database_url: str
 ) -> None:
-    """BEGIN, the load, one write (the state, the outbox row, the answer and its audit
-    entry) and COMMIT; a resend of the same command id gets the first answer."""
+    """BEGIN, the generic plans asked for, the load, one write (the state, the outbox row,
+    the answer and its audit entry) and COMMIT; a resend of the same command id gets the
+    first answer."""
     one = await db.create_pool(database_url, "writestest", min_size=1, max_size=1)
     uow = UnitOfWorkFactory(one, schema="writestest", source="/test", clock=FakeClock(T0))
     sent: list[str] = []
@@ -226,5 +227,7 @@ async def test_a_command_on_a_case_writes_its_state_events_and_answer_in_one_sta
         outcomes = await conn.fetch("SELECT outcome FROM audit_log ORDER BY id")
         assert [r["outcome"] for r in outcomes] == ["accepted", "accepted", "replayed"]
     first = sent[: sent.index("COMMIT;") + 1]
-    assert len(first) == 4, first  # BEGIN, the load, the one write, COMMIT
-    assert all(table in first[2] for table in ("parents", "outbox", "commands", "audit_log"))
+    # BEGIN, the generic plans (outbox.GENERIC_PLANS), the load, the one write, COMMIT
+    assert len(first) == 5, first
+    assert first[1] == GENERIC_PLANS
+    assert all(table in first[3] for table in ("parents", "outbox", "commands", "audit_log"))

@@ -140,7 +140,7 @@ async def _run_once(
         # far the common case, saves the round trip.
         # The answer and the entry go with the command's writes, in one statement; if the
         # same command ran meanwhile, that statement raises `AnswerTaken` and ours is undone.
-        async with uow() as work:
+        async with uow(generic_plans=True) as work:
             answer = await fn(work)
             if not command_id:
                 await audit.record_work(work, kind, "accepted", **ids)

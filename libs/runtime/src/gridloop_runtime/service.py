@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
 import socket
 import time
@@ -133,7 +132,11 @@ class Runtime:
         s = self.settings
         tracing.setup(self.definition.name, s.otel_exporter, s.service_instance)
         self.pool = await db.create_pool(
-            s.database_url, self.schema, min_size=s.db_pool_min, max_size=s.db_pool_max
+            s.database_url,
+            self.schema,
+            min_size=s.db_pool_min,
+            max_size=s.db_pool_max,
+            random_page_cost=s.db_random_page_cost,
         )
         migrations = db.runtime_migrations()
         if self.definition.evidence is not None:
@@ -194,7 +197,7 @@ class Runtime:
             batch=s.outbox_batch,
             poll_s=s.outbox_poll_s,
             grace_s=s.outbox_sweep_grace_s,
-            lock_connect=functools.partial(db.connect, s.database_url, self.schema),
+            lock_connect=self._connect,
         )
         # The publisher stops last: what the consumers commit while stopping is sent too.
         self._publisher_task = self._spawn(self.publisher.run(self._publisher_stop), "publisher")
@@ -211,7 +214,7 @@ class Runtime:
                 ack_wait_s=s.consumer_ack_wait_s,
                 max_ack_pending=s.consumer_max_ack_pending,
                 retry_delay_s=s.consumer_retry_delay_s,
-                lock_connect=functools.partial(db.connect, s.database_url, self.schema),
+                lock_connect=self._connect,
             )
             await consumer.subscribe()
             self.consumers.append(consumer)
@@ -246,6 +249,11 @@ class Runtime:
             )
         self.started = True
         log.info("service started", service=self.definition.name)
+
+    async def _connect(self) -> asyncpg.Connection:
+        """A connection of its own outside the pool, set up as the pool's (a lead's lock)."""
+        s = self.settings
+        return await db.connect(s.database_url, self.schema, random_page_cost=s.db_random_page_cost)
 
     def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
         async def guarded() -> None:
