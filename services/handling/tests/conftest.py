@@ -135,6 +135,7 @@ class Harness:
         command_id: str | None = None,
         subject_dept: str | None = None,
         replyto: str | None = None,
+        answerfeed: str | None = None,
         type_action: str | None = None,
         **data: Any,
     ) -> str:
@@ -153,6 +154,8 @@ class Harness:
         }
         if replyto:
             headers["ce-replyto"] = replyto
+        if answerfeed is not None:
+            headers["ce-answerfeed"] = answerfeed
         subject = f"handling.{subject_dept or dept}.{action}"
         await self.js.publish(subject, orjson.dumps(payload, default=str), headers=headers)
         return command_id

@@ -449,6 +449,48 @@ async def test_a_command_names_a_reply_subject_and_gets_the_answer_there(
     await sub.unsubscribe()
 
 
+async def test_a_command_asks_for_its_answers_on_its_reply_subject_only(
+    handling: Harness,
+) -> None:
+    """`answerfeed: none` with `replyto`: accepted or refused, the answer goes to the inbox
+    alone, not on dispatch.<dept>.answer; a value that is not `all` or `none`, or `none`
+    without an inbox to answer on, is refused naming the field (on the feed)."""
+    await handling.new_case("C-ONLY")
+    inbox = "_INBOX.dept-sanitation." + handling.nc.new_inbox().rsplit(".", 1)[-1]
+    sub = await handling.nc.subscribe(inbox)
+    signed = await handling.command(
+        "signed", "sanitation", "C-ONLY", replyto=inbox, answerfeed="none"
+    )
+    msg = await sub.next_msg(timeout=10)
+    assert b'"accepted":true' in msg.data and signed.encode() in msg.data
+    again = await handling.command(
+        "signed", "sanitation", "C-ONLY", replyto=inbox, answerfeed="none"
+    )
+    msg = await sub.next_msg(timeout=10)
+    assert b'"accepted":false' in msg.data and again.encode() in msg.data
+    # `all` is today's way: the inbox and the feed
+    both = await handling.command(
+        "progress", "sanitation", "C-ONLY", replyto=inbox, answerfeed="all", note="半"
+    )
+    msg = await sub.next_msg(timeout=10)
+    assert both.encode() in msg.data
+    assert (await handling.answer("sanitation", both)).accepted is True
+    # handling answered these three in this order, each in its own commit, and its publisher
+    # sends in commit order: with the third on the feed, the first two would be there too
+    assert handling.answers("sanitation", signed) == []
+    assert handling.answers("sanitation", again) == []
+    await sub.unsubscribe()
+
+    async def refused(command_id: str) -> tuple[str | None, str | None]:
+        err = (await handling.answer("sanitation", command_id)).errors[0]
+        return err.field, err.code
+
+    odd = await handling.command("signed", "sanitation", "C-ONLY", replyto=inbox, answerfeed="x")
+    assert await refused(odd) == ("answerfeed", "invalid")
+    alone = await handling.command("signed", "sanitation", "C-ONLY", answerfeed="none")
+    assert await refused(alone) == ("answerfeed", "invalid")
+
+
 async def parked(handling: Harness) -> int:
     assert handling.rt.pool is not None
     return int(await handling.rt.pool.fetchval("SELECT count(*) FROM parked_commands"))

@@ -202,12 +202,25 @@ REPLYTO_HEADER: dict[str, Any] = {
 }
 
 
+# ... and whether the answer goes on the department's feed as well (the extension `answerfeed`).
+ANSWERFEED_HEADER: dict[str, Any] = {
+    "type": "string",
+    "enum": ["all", "none"],
+    "description": "Optional, with `ce-replyto`: `none` sends the answer to the `replyto` inbox "
+    "only, not also on `dispatch.<dept>.answer` (one message fewer on the feed per command); "
+    "`all`, the default, on both. A command parked until its dispatch reaches handling is "
+    "answered on both. Any other value, or `none` without `replyto`, refuses the command "
+    "(field `answerfeed`).",
+}
+
+
 def _headers(type_name: str) -> dict[str, Any]:
     """The binary-mode headers of one message type (ce-type fixed to it)."""
     props = dict(CE_HEADERS["properties"])
     props["ce-type"] = {"type": "string", "const": type_name, "description": "The message type."}
     if _channel_of(type_name) == "handling":
         props["ce-replyto"] = REPLYTO_HEADER
+        props["ce-answerfeed"] = ANSWERFEED_HEADER
     return {**CE_HEADERS, "properties": props}
 
 

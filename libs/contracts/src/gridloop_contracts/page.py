@@ -25,7 +25,8 @@ AUDIENCES: dict[str, tuple[str, str]] = {
         "Log in as `dept-<dept>` with the inbox prefix `_INBOX.dept-<dept>`. Read your feed "
         "through your durable consumer `dept-<dept>` on stream `DISPATCH` (bind to it; gridloop "
         "keeps it) and send commands on `handling.<dept>.<action>`; every command is answered "
-        "on `dispatch.<dept>.answer` and, when it names one, on its `replyto` inbox.",
+        "on `dispatch.<dept>.answer` and, when it names one, on its `replyto` inbox (there "
+        "only, when it also says `answerfeed: none`).",
     ),
     "services": (
         "Inside gridloop",

@@ -75,8 +75,22 @@ class Step:
         time: Timestamp | None = None,
     ) -> Envelope:
         """Record an outgoing event; it is published only if this transaction commits."""
+        env = self.envelope(event, case_id=case_id, id=id, time=time)
+        self._pending.append((subject or default_subject(event), env))
+        return env
+
+    def envelope(
+        self,
+        event: Event,
+        *,
+        case_id: str | None = None,
+        id: str | None = None,
+        time: Timestamp | None = None,
+    ) -> Envelope:
+        """An event in the envelope `emit` would give it, not recorded for the outbox (an
+        answer that goes to a reply subject only)."""
         ce_subject = case_id if case_id is not None else getattr(event, "case_id", None)
-        env = Envelope.of(
+        return Envelope.of(
             event,
             source=self.source,
             subject=ce_subject,
@@ -84,8 +98,6 @@ class Step:
             time=time or self.clock.now(),
             extensions=self.trace if self.trace is not None else tracing.current_headers(),
         )
-        self._pending.append((subject or default_subject(event), env))
-        return env
 
     def emit_envelope(self, subject: str, env: Envelope) -> None:
         self._pending.append((subject, env))

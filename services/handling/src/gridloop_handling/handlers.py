@@ -19,8 +19,9 @@ Bus (HANDLING stream, durable `handling-commands`):
                            by its scoped id, answered with gridloop.dispatch.answer.v1 on
                            dispatch.<dept>.answer (outbox) and, when the command names a
                            `replyto` subject (CloudEvents extension), there after commit
-                           (replies.py); a command for a case whose dispatch has not come yet
-                           is parked (HANDLING_PARK_S)
+                           (replies.py) — there only with the extension `answerfeed: none`;
+                           a command for a case whose dispatch has not come yet is parked
+                           (HANDLING_PARK_S), and answered on both once it runs
 REST (`api.py`): `execute` through run_case_command; the answer is the HTTP response.
 Timers:
   handling-parked        → a parked command's wait is over (HANDLING_PARK_S) and no dispatch
@@ -128,31 +129,33 @@ class BusCommands:
         """A batch of commands: each validated (a refusal is answered at once), then the cases
         they touch loaded and their stored answers read with one statement per table, the rules
         run in stream order, and the states saved once."""
-        ready: list[tuple[Work, DepartmentCommand, str | None]] = []
+        ready: list[tuple[Work, DepartmentCommand, str | None, bool]] = []
         for work, env in batch:
             found = await self._validated(work, env)
             if found is not None:
                 ready.append((work, *found))
         if not ready:
             return
-        states = await self.store.load(conn, list(dict.fromkeys(c.case_id for _, c, _ in ready)))
-        keys = [cmds.command_key(cmd.dept, cmd.command_id) for _, cmd, _ in ready]
+        states = await self.store.load(conn, list(dict.fromkeys(r[1].case_id for r in ready)))
+        keys = [cmds.command_key(cmd.dept, cmd.command_id) for _, cmd, _, _ in ready]
         stored = await seen_commands(conn, keys)
-        for (work, cmd, reply_to), key in zip(ready, keys, strict=True):
+        for (work, cmd, reply_to, feed), key in zip(ready, keys, strict=True):
             state = states[cmd.case_id]
             if key in stored and key not in state.answers:
                 state.answers[key] = stored[key]
-            self.rules.run_bus_command(state, cmd, reply_to, work, park=True)
+            self.rules.run_bus_command(state, cmd, reply_to, work, park=True, feed=feed)
         # gathered with the batch's events and timers: one statement (consumer._written)
         await self.store.save(conn, list(states.values()), ready[0][0].writes)
 
     async def _validated(
         self, work: Work, env: Envelope
-    ) -> tuple[DepartmentCommand, str | None] | None:
-        """The command and the subject to answer on; None once a refusal has been answered."""
+    ) -> tuple[DepartmentCommand, str | None, bool] | None:
+        """The command, the subject to answer on and whether the answer goes on the feed too;
+        None once a refusal has been answered."""
         dept, action = _subject(work)
         asked_reply = env.extensions.get("replyto")
         reply_to = reply_subject(dept, asked_reply)
+        feed = True
         data = env.data if isinstance(env.data, dict) else {}
         named = data.get("command_id")
         command_id: str = named if isinstance(named, str) and named else env.id
@@ -162,7 +165,7 @@ class BusCommands:
             answer = cmds.refused(
                 command_id=command_id, dept=dept, case_id=case_id, action=action, errors=errors
             )
-            await self._refused(work, answer, reply_to)
+            await self._refused(work, answer, reply_to, feed=feed)
 
         nul = nul_in(env.data)
         bad = control_characters(env)
@@ -186,6 +189,19 @@ class BusCommands:
             )
             await refuse([{"field": "replyto", "reason": reason, "code": "invalid-replyto"}])
             return None
+        asked_feed = env.extensions.get("answerfeed")
+        if asked_feed not in (None, *ANSWER_FEED):
+            reason = (
+                f"{asked_feed!r} is not one of 'all' (the default: every answer on "
+                "dispatch.<dept>.answer as well) or 'none' (on the replyto inbox only)"
+            )
+            await refuse([{"field": "answerfeed", "reason": reason, "code": "invalid"}])
+            return None
+        if asked_feed == "none" and reply_to is None:
+            reason = "'none' needs a replyto inbox: without one the answer would reach nobody"
+            await refuse([{"field": "answerfeed", "reason": reason, "code": "invalid"}])
+            return None
+        feed = asked_feed != "none"
         model = COMMANDS.get(action)
         if model is None:
             reason = (
@@ -209,7 +225,7 @@ class BusCommands:
             )
             await refuse([{"field": "data.dept", "reason": reason, "code": "wrong-department"}])
             return None
-        return cmd, reply_to
+        return cmd, reply_to, feed
 
     async def on_invalid(self, work: Work, msg: Msg, err: EnvelopeError) -> None:
         """Not a CloudEvent: still answered, naming what is wrong."""
@@ -226,14 +242,21 @@ class BusCommands:
         )
         await self._refused(work, answer, None)
 
-    async def _refused(self, work: Work, answer: CommandAnswerV1, reply_to: str | None) -> None:
+    async def _refused(
+        self, work: Work, answer: CommandAnswerV1, reply_to: str | None, *, feed: bool = True
+    ) -> None:
         """A command refused before it reached a case: answered and audited all the same."""
         data = work.trigger.data if work.trigger is not None else None
         by = data.get("by") if isinstance(data, dict) else None
         nowhere = CaseFile(answer.case_id or "")
         who = storable(by) if isinstance(by, str) else None
-        self.rules.answer(nowhere, work, answer, reply_to, by=who)
+        self.rules.answer(nowhere, work, answer, reply_to, by=who, feed=feed)
         await self.store.save(work.conn, [nowhere])
+
+
+# The values of a command's `answerfeed` extension: `all`, the default, answers on
+# dispatch.<dept>.answer as well as on the `replyto` inbox; `none` on the inbox only.
+ANSWER_FEED = ("all", "none")
 
 
 def _subject(work: Work) -> tuple[str, str]:

@@ -337,9 +337,11 @@ class HandlingRules:
         *,
         park: bool,
         waited: timedelta | None = None,
+        feed: bool = True,
     ) -> None:
         """A command from NATS (or parked): idempotent by its scoped id, audited, and always
-        answered — unless parked, when the answer waits for the dispatch or the timer."""
+        answered — unless parked, when the answer waits for the dispatch or the timer.
+        `feed`: the answer goes on dispatch.<dept>.answer too (False only with `reply_to`)."""
         mark = step.mark()
         try:
             done = self._once(state, cmd, step, park=park, reply_to=reply_to, waited=waited)
@@ -353,10 +355,10 @@ class HandlingRules:
                 errors=cmds.refusal_errors(r, "data."),
                 status=r.extra.get("status"),
             )
-            self.answer(state, step, answer, reply_to, by=cmd.by)
+            self.answer(state, step, answer, reply_to, by=cmd.by, feed=feed)
             return
         if done is not None:
-            self.answer(state, step, done.answer, reply_to, by=cmd.by)
+            self.answer(state, step, done.answer, reply_to, by=cmd.by, feed=feed)
 
     def _once(
         self,
@@ -396,9 +398,11 @@ class HandlingRules:
         reply_to: str | None,
         *,
         by: str | None,
+        feed: bool = True,
     ) -> None:
-        """回执: on dispatch.<dept>.answer (outbox), and to the reply subject after commit; a
-        refusal is audited."""
+        """回执: on dispatch.<dept>.answer (outbox), and to the reply subject after commit; only
+        to the reply subject when the command asked so (`feed` False, its `answerfeed`
+        extension `none`); a refusal is audited."""
         assert answer.dept is not None
         if not answer.accepted:
             first = answer.errors[0] if answer.errors else None
@@ -417,9 +421,12 @@ class HandlingRules:
                     reason=first.reason if first else None,
                 )
             )
-        env = step.emit(
-            answer, subject=subjects.dispatch(answer.dept, "answer"), case_id=answer.case_id
-        )
+        if reply_to and not feed:
+            env = step.envelope(answer, case_id=answer.case_id)
+        else:
+            env = step.emit(
+                answer, subject=subjects.dispatch(answer.dept, "answer"), case_id=answer.case_id
+            )
         if reply_to:
             state.replies.append((reply_to, env))
 
