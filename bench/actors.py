@@ -32,6 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 KIT = ROOT / "services" / "handling" / "examples" / "department_system.py"
 PHOTO = "https://evidence.example.org/bench/verified.jpg"
 DEPT = "sanitation"
+# The department system reads handling's answers on its own inbox, not on its feed (the kit's
+# `--answers inbox`: each command names the inbox with `answerfeed: none`); BENCH_ANSWERS=feed
+# measures the other way.
+ANSWERS = os.environ.get("BENCH_ANSWERS", "inbox")
 
 
 async def supervisors(
@@ -123,7 +127,9 @@ async def work(nats_url: str, verify_url: str, stop: asyncio.Event) -> dict[str,
     kit = load_module(KIT, "department_system")
     tasks = [
         asyncio.create_task(
-            kit.run(nats_url, DEPT, behaviour="handle", stop=stop, say=lambda _: None)
+            kit.run(
+                nats_url, DEPT, behaviour="handle", stop=stop, say=lambda _: None, answers=ANSWERS
+            )
         ),
         asyncio.create_task(supervisors(verify_url, stop, counter, nc)),
     ]

@@ -13,6 +13,10 @@ the lead reports the result. Rework (返工) is signed for and handled again. A 
 (撤回) is worked on no more: its work is stopped where it stands (a result already on its way
 may cross the recall; `recall_overtaken` then says the result stands). Every answer
 (`dispatch.<dept>.answer`: accepted, or refused with field and reason) is printed.
+`--answers inbox` has each command name this system's own inbox (`replyto`) and ask for its
+answer there only (`answerfeed: none`): one message fewer on the feed per command, and an
+answer lost while the bus restarts is asked for again after 20 s (`feed`, the default, reads
+the answers from the durable feed).
 Command ids derive from the feed message's id, so a restart that sees a message again sends
 the same commands, which handling answers the same way without doing anything twice.
 
@@ -91,8 +95,12 @@ async def run(
     password: str | None = None,
     clock: Clock = _now,
     say: Callable[[str], None] = print,
+    answers: str = "feed",
 ) -> None:
-    """Work the department's feed until `stop` is set (forever without one)."""
+    """Work the department's feed until `stop` is set (forever without one); `answers`:
+    where handling's answers are read, `feed` or `inbox`."""
+    if answers not in ("feed", "inbox"):
+        raise ValueError(f"answers: 'feed' or 'inbox', not {answers!r}")
     stop = stop or asyncio.Event()
     # With NATS permissions a department gets replies only under its own inbox prefix.
     # Reconnect for ever: the department's system outlives restarts of the bus.
@@ -116,6 +124,8 @@ async def run(
 
     # Answers awaited, by command id: the next step of a task waits for the answer to the last.
     waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+    # With `answers="inbox"`: this system's inbox (under its own prefix), named in each command.
+    inbox: str | None = None
 
     async def send(
         action: str,
@@ -152,6 +162,8 @@ async def run(
             # W3C trace context of the assignment: the command joins the case's trace
             **case.get("trace", {}),
         }
+        if inbox is not None:  # the answer to this inbox, not on the feed
+            headers |= {"ce-replyto": inbox, "ce-answerfeed": "none"}
         body = json.dumps(payload, ensure_ascii=False).encode()
         # Until JetStream acknowledges it: the same Nats-Msg-Id and command id make a resend
         # of a command that did arrive harmless.
@@ -233,14 +245,26 @@ async def run(
             await asyncio.sleep(delay)
             await report_result(case, key)
 
+    def on_answer(data: dict[str, Any]) -> None:
+        future = waiting.get(str(data.get("command_id")))
+        if future is not None and not future.done():
+            future.set_result(data)
+        errors = "; ".join(f"{e['field']}: {e['reason']}" for e in data.get("errors", []))
+        verdict = "accepted" if data.get("accepted") else f"REFUSED {errors}"
+        say(f"[{dept}] answer {data.get('action')} {data.get('case_id')}: {verdict}")
+
+    async def on_reply(msg: Msg) -> None:
+        data = _from_gridloop(msg.headers or {}, msg.data)
+        if data is not None:
+            on_answer(data)
+
+    if answers == "inbox":
+        inbox = nc.new_inbox()
+        await nc.subscribe(inbox, cb=on_reply)
+
     async def on_message(event: str, data: dict[str, Any], key: str, trace: dict[str, str]) -> None:
         if event == "answer":
-            future = waiting.get(str(data.get("command_id")))
-            if future is not None and not future.done():
-                future.set_result(data)
-            errors = "; ".join(f"{e['field']}: {e['reason']}" for e in data.get("errors", []))
-            verdict = "accepted" if data.get("accepted") else f"REFUSED {errors}"
-            say(f"[{dept}] answer {data.get('action')} {data.get('case_id')}: {verdict}")
+            on_answer(data)
             return
         case = {**(data.get("case") or {}), "trace": trace}
         say(f"[{dept}] {event:<20} {case.get('case_id')} {case.get('what_to_do') or ''}")
@@ -352,6 +376,12 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before the result")
     parser.add_argument("--user", help="NATS user, e.g. dept-sanitation")
     parser.add_argument("--password")
+    parser.add_argument(
+        "--answers",
+        choices=("feed", "inbox"),
+        default="feed",
+        help="read handling's answers from the feed, or from this system's inbox only",
+    )
     args = parser.parse_args()
     asyncio.run(
         run(
@@ -361,6 +391,7 @@ def main() -> None:
             delay=args.delay,
             user=args.user,
             password=args.password,
+            answers=args.answers,
         )
     )
 

@@ -314,6 +314,48 @@ async def test_the_kit_sends_a_result_again_when_its_clock_was_ahead(
         await system
 
 
+async def test_the_kit_reads_its_answers_on_its_inbox_only(
+    handling: Harness, nats_url: str
+) -> None:
+    """`answers="inbox"`: the kit names its own inbox in each command with `answerfeed: none`,
+    so its task is signed and handled on answers that never appear on its feed."""
+    await bus.ensure_feeds(handling.js, [Feed.department("sanitation")])
+    example = load_example()
+    stop = asyncio.Event()
+    said: list[str] = []
+    system = asyncio.create_task(
+        example.run(
+            nats_url,
+            "sanitation",
+            stop=stop,
+            say=said.append,
+            clock=handling.clock.now,
+            answers="inbox",
+        )
+    )
+    try:
+        await handling.accepted("KIT-INBOX", "E0102")
+        task_id = await handling.dispatched("KIT-INBOX", "sanitation")
+        # handling has the task before the kit hears of it: no command waits parked (a parked
+        # command is answered on both)
+        await handling.in_inbox("sanitation", "KIT-INBOX")
+        await feed_assigned(handling, "KIT-INBOX", task_id)
+        await handling.wait(ev.CaseHandled, case_id="KIT-INBOX")
+        await wait_for(
+            lambda: any("answer handled KIT-INBOX: accepted" in line for line in said),
+            timeout=10,
+            what=f"the answer to the result on the inbox (said: {said})",
+        )
+        assert any("answer signed KIT-INBOX: accepted" in line for line in said)
+        # the feed has the task and what followed, and no answer of the kit's
+        await handling.feed.poll()
+        answers = handling.feed.of(None, subject="dispatch.sanitation.answer")
+        assert [a for a in answers if a.data.get("case_id") == "KIT-INBOX"] == []
+    finally:
+        stop.set()
+        await system
+
+
 async def test_the_kit_stops_work_on_a_recalled_task(handling: Harness, nats_url: str) -> None:
     """撤回 while the department works on the task (signed, the result not yet due): the
     kit stops that work, so no result follows the recall; the next task is worked as usual."""
