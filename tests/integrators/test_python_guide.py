@@ -67,16 +67,31 @@ async def test_the_guides_python_programs_run_as_written(
         return nc
 
     monkeypatch.setattr(nats, "connect", recorded)
+
+    async def ended(program: Coroutine[Any, Any, None], said: list[str], timeout: float) -> None:
+        """The program run until it ends by itself; one still running after `timeout` seconds
+        fails the test with what it printed. Not `asyncio.wait_for`: that waits for the
+        cancelled program to end, and a program cancelled inside nats-py's fetch can see the
+        cancellation as the fetch's own timeout and ask again, so the test hung until
+        pytest's timeout ended it, telling nothing."""
+        task = asyncio.create_task(program)
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            task.cancel()
+            await asyncio.wait({task}, timeout=5)
+            pytest.fail(f"still running after {timeout} s; it printed {said}")
+        task.result()
+
     dept_said: list[str] = []
     department = asyncio.create_task(loaded(code["dept-sanitation"], stack.nats_url, dept_said)())
     try:
         video_said: list[str] = []
-        await asyncio.wait_for(loaded(code["src-video-ai"], stack.nats_url, video_said)(), 120)
+        await ended(loaded(code["src-video-ai"], stack.nats_url, video_said)(), video_said, 90)
         # gridloop.case.status.v1 dispatched: the last line, on which the program ended
         assert video_said and video_said[-1].endswith(" dispatched"), video_said
 
         call_said: list[str] = []
-        await asyncio.wait_for(loaded(code["src-12345"], stack.nats_url, call_said)(), 120)
+        await ended(loaded(code["src-12345"], stack.nats_url, call_said)(), call_said, 90)
         assert call_said[0].startswith("stored in INTAKE "), call_said
         last = call_said[-1]
         assert last.startswith("gridloop.case.status.v1 "), call_said
@@ -87,7 +102,7 @@ async def test_the_guides_python_programs_run_as_written(
             lines = [line for line in dept_said if line.startswith("handled ")]
             return lines or None
 
-        done = await wait_for(handled, timeout=120, what=f"the department handles: {dept_said}")
+        done = await wait_for(handled, timeout=90, what=f"the department handles: {dept_said}")
         case_id = done[0].split()[1]
         assert f"signed {case_id} True" in dept_said, dept_said
         assert done[0].startswith(f"handled {case_id} True"), dept_said
