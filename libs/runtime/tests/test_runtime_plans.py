@@ -1,7 +1,6 @@
 """The plans a service's statements run on, on a real PostgreSQL: its connections cost a page
-read out of order as for data in memory (db.RANDOM_PAGE_COST), a command runs on the plans
-kept for any parameters (outbox.GENERIC_PLANS), which then look rows up by key, and the timer
-cancel of a unit of work looks its keys up on any plan."""
+read out of order as for data in memory (db.RANDOM_PAGE_COST), and a command runs on the
+plans kept for any parameters (outbox.GENERIC_PLANS), which then look rows up by key."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from typing import Any
 from gridloop_runtime import db
 from gridloop_runtime.clock import SystemClock
 from gridloop_runtime.commands import run_command
-from gridloop_runtime.outbox import GENERIC_PLANS, UnitOfWorkFactory, Work, cancel_statement
+from gridloop_runtime.outbox import GENERIC_PLANS, UnitOfWorkFactory, Work
 
 # a case with its tasks, loaded and locked as verify loads the cases a command touches
 LOAD = (
@@ -37,6 +36,7 @@ async def _kept_plan(conn: db.Conn) -> str:
     """The plan PostgreSQL keeps for the load, for any parameters."""
     async with conn.transaction():
         await conn.execute(GENERIC_PLANS)
+        await conn.execute("DEALLOCATE ALL")  # asyncpg's own prepared statements stay its own
         await conn.execute(f"PREPARE load(text[]) AS {LOAD}")
         rows = await conn.fetch("EXPLAIN EXECUTE load(ARRAY['C-17'])")
         await conn.execute("DEALLOCATE load")
@@ -88,48 +88,5 @@ async def test_a_command_and_only_it_runs_on_kept_plans(database_url: str) -> No
         async with pool.acquire() as conn:  # the pool's one connection, back from the command
             seen.append(await conn.fetchval("SHOW plan_cache_mode"))
         assert seen == ["force_generic_plan", "auto", "auto"]
-    finally:
-        await pool.close()
-
-
-async def test_a_timer_cancel_looks_its_keys_up_on_any_plan(database_url: str) -> None:
-    """3,600 timers, 300 of them pending, analysed: the cancel of one task's timers probes the
-    key index, whether planned for its one key or kept for any (with the arms of the same
-    statement or without); it used to hash every pending timer on the kept plan."""
-    schema = "planstimers"
-    pool = await db.create_pool(database_url, schema, min_size=1, max_size=1)
-    try:
-        async with pool.acquire() as conn:
-            await db.migrate(conn, schema, db.runtime_migrations())
-            await conn.execute(
-                "INSERT INTO timers (kind, key, due_at, cancelled_at) SELECT 'verify-due', "
-                "'task-' || g, now() + g * interval '1 s', CASE WHEN g <= 3300 THEN now() END "
-                "FROM generate_series(1, 3600) g; ANALYZE timers"
-            )
-            for arms in (False, True):
-                args = "ARRAY[NULL]::text[], ARRAY['task-3500']" + (
-                    ", ARRAY['verify-due'], ARRAY['task-1']" if arms else ""
-                )
-                types = "text[], text[]" + (", text[], text[]" if arms else "")
-                for mode in ("auto", "force_generic_plan"):
-                    async with conn.transaction():
-                        await conn.execute(f"SET LOCAL plan_cache_mode = {mode}")
-                        await conn.execute(f"PREPARE cancel({types}) AS {cancel_statement(arms)}")
-                        rows = await conn.fetch(f"EXPLAIN EXECUTE cancel({args})")
-                        await conn.execute("DEALLOCATE cancel")
-                    plan = "\n".join(r[0] for r in rows)
-                    # each key probed (its index condition takes the key from outside), no
-                    # pending timer walked in due order or read whole
-                    assert "Index Cond: (key = c.key)" in plan, (arms, mode, plan)
-                    assert "timers_open_key" in plan, (arms, mode, plan)
-                    assert "timers_due" not in plan, (arms, mode, plan)
-                    assert "Seq Scan on timers" not in plan, (arms, mode, plan)
-            # and it cancels: the pending timer of that key, no other
-            await conn.execute(cancel_statement(False), [None], ["task-3500"])
-            cancelled = await conn.fetch(
-                "SELECT key FROM timers WHERE cancelled_at IS NOT NULL "
-                "AND substr(key, 6)::int > 3300"
-            )
-            assert [r["key"] for r in cancelled] == ["task-3500"]
     finally:
         await pool.close()

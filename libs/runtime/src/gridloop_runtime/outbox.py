@@ -68,18 +68,10 @@ class Work(Step):
 
 # The timer statements and the outbox rows: pieces of the unit of work's one statement
 # (writes.py). Parameters numbered from $1 in each.
-# The pending timers of each key are looked up by key (008_timers_open_key.sql), whatever
-# the statistics say and on any plan: the look-up is a lateral subquery kept apart
-# (`OFFSET 0`), so the keys cannot be hash-joined with every pending timer, and it says
-# "pending" as `coalesce(fired_at, cancelled_at) IS NULL`, which only the key index's
-# predicate matches, so the pending timers cannot be walked in due order either. The outer
-# recheck (of a row a concurrent transaction changed meanwhile) says it as `greatest(...)`,
-# which no index's predicate matches: the rows found are updated through the primary key.
 _CANCEL_TIMERS = (
     "UPDATE timers t SET cancelled_at = now() FROM unnest($1::text[], $2::text[]) "
-    "AS c(kind, key) CROSS JOIN LATERAL (SELECT p.id FROM timers p WHERE p.key = c.key "
-    "AND (c.kind IS NULL OR p.kind = c.kind) AND coalesce(p.fired_at, p.cancelled_at) IS NULL "
-    "OFFSET 0) AS hit WHERE t.id = hit.id AND greatest(t.fired_at, t.cancelled_at) IS NULL"
+    "AS c(kind, key) WHERE t.key = c.key AND (c.kind IS NULL OR t.kind = c.kind) "
+    "AND t.fired_at IS NULL AND t.cancelled_at IS NULL"
 )
 # A row the same statement arms again is not cancelled first: one statement may change a row
 # once, and arming sets what the cancel would have (fired_at and cancelled_at cleared).

@@ -2,10 +2,9 @@
 
 PostgreSQL's autovacuum analyses a table once about a tenth of it has changed, looking once a
 minute. A freshly started system's tables (timers, outbox, inbox, the service's rows) grow from
-empty faster than that, and a planner that still believes a table empty can choose to read it
-whole instead of looking rows up by key (it once cancelled a case's timers by walking every
-pending timer, about 10 ms a statement with 20,000 of them instead of 0.5 ms; that statement
-now looks its keys up on any plan, outbox.py). So every
+empty faster than that, and a planner that still believes `timers` is empty cancels a case's
+timers by walking every pending timer through the due-time index instead of looking the key up:
+about 10 ms a statement with 20,000 pending timers instead of 0.5 ms. So every
 `DB_ANALYSE_EVERY_S` each service analyses those of its tables that changed by more than
 `STALE_ROWS` plus `STALE_SHARE` of their rows since their last analysis (by anyone, autovacuum
 included); replicas take turns through an advisory lock, so one analysis runs at a time."""
