@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .db import RANDOM_PAGE_COST
 from .retention import Retention
 
 
@@ -83,7 +84,7 @@ class ServiceSettings(BaseSettings):
     # autovacuum alone); see statistics.py
     db_analyse_every_s: float = Field(30.0, ge=0, alias="DB_ANALYSE_EVERY_S")
     # the planner's cost of a page read out of order on the service's connections (db.py)
-    db_random_page_cost: float = Field(1.1, gt=0, alias="DB_RANDOM_PAGE_COST")
+    db_random_page_cost: float = Field(RANDOM_PAGE_COST, gt=0, alias="DB_RANDOM_PAGE_COST")
     # how long the runtime's rows are kept, in days (0: for ever), and how often old ones are
     # deleted (0: never); see retention.py for what each one's loss would cost
     timers_retention_days: float = Field(30.0, ge=0, alias="TIMERS_RETENTION_DAYS")
