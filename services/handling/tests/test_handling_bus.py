@@ -491,6 +491,34 @@ async def test_a_command_asks_for_its_answers_on_its_reply_subject_only(
     assert await refused(alone) == ("answerfeed", "invalid")
 
 
+async def test_a_parked_command_is_answered_on_its_inbox_only_when_it_asked_so(
+    handling: Harness,
+) -> None:
+    """`answerfeed: none` is kept with a parked command (`parked_commands.answer_feed`):
+    when its dispatch runs it, the answer goes to the inbox alone."""
+    await handling.accepted("C-PARKED-INBOX")
+    inbox = "_INBOX.dept-sanitation." + handling.nc.new_inbox().rsplit(".", 1)[-1]
+    sub = await handling.nc.subscribe(inbox)
+    signed = await handling.command(
+        "signed", "sanitation", "C-PARKED-INBOX", replyto=inbox, answerfeed="none"
+    )
+    await wait_for(lambda: _count(handling, 1), timeout=10, what="the sign parked")
+    assert handling.rt.pool is not None
+    stored = await handling.rt.pool.fetchval("SELECT answer_feed FROM parked_commands")
+    assert stored is False
+    await handling.dispatched("C-PARKED-INBOX")
+    msg = await sub.next_msg(timeout=10)
+    assert b'"accepted":true' in msg.data and signed.encode() in msg.data
+    # a later command answered on the feed: handling's publisher sends in commit order, so
+    # the parked command's answer would be on the feed by now had it been sent there
+    both = await handling.command(
+        "progress", "sanitation", "C-PARKED-INBOX", replyto=inbox, note="半"
+    )
+    assert (await handling.answer("sanitation", both)).accepted is True
+    assert handling.answers("sanitation", signed) == []
+    await sub.unsubscribe()
+
+
 async def parked(handling: Harness) -> int:
     assert handling.rt.pool is not None
     return int(await handling.rt.pool.fetchval("SELECT count(*) FROM parked_commands"))

@@ -107,6 +107,33 @@ def test_a_bus_command_before_its_dispatch_is_parked_then_run_by_the_dispatch() 
     assert [a.outcome for a in state.audit] == ["accepted"]
 
 
+def test_a_parked_command_is_answered_the_way_it_asked_when_it_runs() -> None:
+    """`answerfeed: none` (feed False) is kept with the park: the dispatch that runs the
+    command and the timer that ends its wait answer on the inbox only, not on the feed."""
+    state, r = CaseFile("C1"), rules()
+    inbox = "_INBOX.dept-sanitation.a"
+    r.run_bus_command(state, sign(), inbox, step(), park=True, feed=False)
+    r.run_bus_command(state, sign("C1", "water", command_id="w1"), inbox, step(), park=True)
+    assert [p.feed for p in state.parked] == [False, True]
+
+    then = step("case.dispatched")
+    r.on_dispatched(state, dispatched(), then)
+    assert emitted(then) == [("case.signed", "gridloop.case.signed.v1")]
+    [(reply_to, answer)] = state.replies
+    assert reply_to == inbox and answer.data["accepted"] is True
+
+    quiet = CaseFile("C9")
+    r.run_bus_command(quiet, sign("C9"), inbox, step(), park=True, feed=False)
+    timer = Timer(
+        1, PARKED, "C9/parked/sanitation/s1", T0, {"dept": "sanitation", "command_id": "s1"}
+    )
+    later = step()
+    r.on_parked_expired(quiet, timer, later)
+    assert later.pending == []
+    [(reply_to, refused)] = quiet.replies
+    assert reply_to == inbox and refused.data["errors"][0]["code"] == "not-found"
+
+
 def test_a_parked_command_whose_wait_is_over_is_refused() -> None:
     state, r = CaseFile("C9"), rules()
     r.run_bus_command(state, sign("C9"), None, step(), park=True)

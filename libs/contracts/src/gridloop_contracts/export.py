@@ -208,9 +208,9 @@ ANSWERFEED_HEADER: dict[str, Any] = {
     "enum": ["all", "none"],
     "description": "Optional, with `ce-replyto`: `none` sends the answer to the `replyto` inbox "
     "only, not also on `dispatch.<dept>.answer` (one message fewer on the feed per command); "
-    "`all`, the default, on both. A command parked until its dispatch reaches handling is "
-    "answered on both. Any other value, or `none` without `replyto`, refuses the command "
-    "(field `answerfeed`).",
+    "`all`, the default, on both; a command parked until its dispatch reaches handling is "
+    "answered the way it asked when it runs. Any other value, or `none` without `replyto`, "
+    "refuses the command (field `answerfeed`).",
 }
 
 

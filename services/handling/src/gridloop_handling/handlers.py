@@ -21,7 +21,7 @@ Bus (HANDLING stream, durable `handling-commands`):
                            `replyto` subject (CloudEvents extension), there after commit
                            (replies.py) — there only with the extension `answerfeed: none`;
                            a command for a case whose dispatch has not come yet is parked
-                           (HANDLING_PARK_S), and answered on both once it runs
+                           (HANDLING_PARK_S), and answered as it asked once it runs
 REST (`api.py`): `execute` through run_case_command; the answer is the HTTP response.
 Timers:
   handling-parked        → a parked command's wait is over (HANDLING_PARK_S) and no dispatch

@@ -34,7 +34,8 @@ _LOCK = "SELECT count(pg_advisory_xact_lock($1, hashtext(k))) FROM unnest($2::te
 _LOAD_CASES = (
     f"SELECT k.case_id AS key, {', '.join(f'c.{c}' for c in CASE_COLUMNS)}, "
     "(SELECT jsonb_agg(jsonb_build_object('id', p.id, 'dept', p.dept, 'action', p.action, "
-    "'command', p.command, 'reply_to', p.reply_to, 'parked_at', p.parked_at, "
+    "'command', p.command, 'reply_to', p.reply_to, 'feed', p.answer_feed, "
+    "'parked_at', p.parked_at, "
     "'answer', m.answer) ORDER BY p.id) FROM parked_commands p "
     "LEFT JOIN commands m ON m.command_id = p.dept || ':' || (p.command->>'command_id') "
     "WHERE p.case_id = k.case_id) AS parked "
@@ -120,6 +121,7 @@ class HandlingStore:
                         action=p["action"],
                         command=p["command"],
                         reply_to=p["reply_to"],
+                        feed=p["feed"],
                         parked_at=datetime.fromisoformat(p["parked_at"]),
                         id=p["id"],
                     )
@@ -186,17 +188,19 @@ class HandlingStore:
         if not new:
             return
         ids = await conn.fetch(
-            "INSERT INTO parked_commands (case_id, dept, action, command, reply_to, parked_at) "
-            "SELECT u.case_id, u.dept, u.action, u.command::jsonb, u.reply_to, u.parked_at "
-            "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
-            "$6::timestamptz[]) WITH ORDINALITY "
-            "AS u(case_id, dept, action, command, reply_to, parked_at, n) ORDER BY u.n "
+            "INSERT INTO parked_commands "
+            "(case_id, dept, action, command, reply_to, answer_feed, parked_at) "
+            "SELECT u.case_id, u.dept, u.action, u.command::jsonb, u.reply_to, u.feed, "
+            "u.parked_at FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
+            "$5::text[], $6::boolean[], $7::timestamptz[]) WITH ORDINALITY "
+            "AS u(case_id, dept, action, command, reply_to, feed, parked_at, n) ORDER BY u.n "
             "RETURNING id",
             [p.case_id for p in new],
             [p.dept for p in new],
             [p.action for p in new],
             [_json(p.command) for p in new],
             [p.reply_to for p in new],
+            [p.feed for p in new],
             [p.parked_at for p in new],
         )
         for p, r in zip(new, sorted(r["id"] for r in ids), strict=True):

@@ -84,6 +84,8 @@ class Parked:
     reply_to: str | None
     parked_at: datetime
     id: int | None = None
+    # the answer on dispatch.<dept>.answer too (the command's `answerfeed`: False for `none`)
+    feed: bool = True
 
     @property
     def command_id(self) -> str:

@@ -183,7 +183,7 @@ class HandlingRules:
         for p in [p for p in state.parked if p.dept in open_depts]:
             state.unpark(p)
             step.cancel(parked_key(p.case_id, p.dept, p.command_id), [PARKED])
-            self.run_bus_command(state, _command(p), p.reply_to, step, park=False)
+            self.run_bus_command(state, _command(p), p.reply_to, step, park=False, feed=p.feed)
 
     def on_recalled(self, state: CaseFile, e: ev.CaseRecalled, step: Step) -> None:
         chosen = addressed(state.tasks, e.task_id, e.dept)
@@ -259,7 +259,9 @@ class HandlingRules:
         for p in [p for p in state.parked if (p.dept, p.command_id) == (dept, command_id)]:
             state.unpark(p)
             waited = step.now() - p.parked_at
-            self.run_bus_command(state, _command(p), p.reply_to, step, park=False, waited=waited)
+            self.run_bus_command(
+                state, _command(p), p.reply_to, step, park=False, waited=waited, feed=p.feed
+            )
 
     # -- commands ----------------------------------------------------------------------------
     def execute(
@@ -273,16 +275,18 @@ class HandlingRules:
         reply_to: str | None = None,
         files: Sequence[AttachmentRef] = (),
         waited: timedelta | None = None,
+        feed: bool = True,
     ) -> Executed | None:
         """Execute a department command on its case (no idempotency: the caller's); raise a
         Refusal naming the field; None when it was parked to wait for its dispatch. `files`:
         photos uploaded to handling and claimed by the caller (REST), for a result. `waited`:
-        how long a parked command waited for its dispatch in vain (said in the refusal)."""
+        how long a parked command waited for its dispatch in vain (said in the refusal).
+        `feed`: a parked command's answer goes on dispatch.<dept>.answer too, when it comes."""
         self._check_known(cmd.dept)
         task = task_for(state.tasks, cmd.dept, cmd.task_id)
         if task is None:
             if park and not any(t.dept == cmd.dept for t in state.tasks):
-                self._park(state, cmd, reply_to, step)
+                self._park(state, cmd, reply_to, step, feed=feed)
                 return None
             after = (
                 f" (waited {waited.total_seconds():.0f} s for a dispatch to {cmd.dept!r}, "
@@ -344,7 +348,9 @@ class HandlingRules:
         `feed`: the answer goes on dispatch.<dept>.answer too (False only with `reply_to`)."""
         mark = step.mark()
         try:
-            done = self._once(state, cmd, step, park=park, reply_to=reply_to, waited=waited)
+            done = self._once(
+                state, cmd, step, park=park, reply_to=reply_to, waited=waited, feed=feed
+            )
         except Refusal as r:
             step.rollback_to(mark)
             answer = cmds.refused(
@@ -369,6 +375,7 @@ class HandlingRules:
         park: bool,
         reply_to: str | None,
         waited: timedelta | None = None,
+        feed: bool = True,
     ) -> Executed | None:
         self._check_known(cmd.dept)
         key = cmds.command_key(cmd.dept, cmd.command_id)
@@ -380,7 +387,9 @@ class HandlingRules:
             state.audit.append(self._audit(cmd, "replayed", step, **who))
             answer = CommandAnswerV1.model_validate(stored["answer"])
             return Executed(answer, stored["task"], stored["fingerprint"], replay=True)
-        done = self.execute(state, cmd, step, park=park, reply_to=reply_to, waited=waited)
+        done = self.execute(
+            state, cmd, step, park=park, reply_to=reply_to, waited=waited, feed=feed
+        )
         if done is None:
             return None
         # A resend later in the same batch finds it, as one in a later transaction would.
@@ -431,7 +440,13 @@ class HandlingRules:
             state.replies.append((reply_to, env))
 
     def _park(
-        self, state: CaseFile, cmd: DepartmentCommand, reply_to: str | None, step: Step
+        self,
+        state: CaseFile,
+        cmd: DepartmentCommand,
+        reply_to: str | None,
+        step: Step,
+        *,
+        feed: bool = True,
     ) -> None:
         """Wait for the dispatch (run by `on_dispatched` the moment it is heard) or until
         `park_for` has passed (`on_parked_expired`). A resend of a parked command (the same id:
@@ -451,6 +466,7 @@ class HandlingRules:
                 command=cmd.model_dump(mode="json"),
                 reply_to=reply_to,
                 parked_at=now,
+                feed=feed,
             )
         )
         payload = {"case_id": cmd.case_id, "dept": cmd.dept, "command_id": cmd.command_id}
