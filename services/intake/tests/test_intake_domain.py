@@ -368,6 +368,9 @@ def test_a_departments_news_that_crossed_the_recall_leaves_the_case_in_the_queue
 def test_timeline_summary_names_the_reason() -> None:
     e = ev.CaseReturned(**_dims(), reason="不属于本单位", actor=Actor(id="u", role="department"))
     assert casefile.summary(e).endswith("不属于本单位")
+    # an event without any of the telling fields is its own summary alone
+    signed = ev.CaseSigned(**_dims(), actor=Actor(id="u", role="department"))
+    assert casefile.summary(signed) == ev.CaseSigned.summary
 
 
 # -- the inbound gate ------------------------------------------------------------------------------

@@ -137,11 +137,16 @@ def change_for(event: ev.CaseEvent, dept_name: DeptName) -> Change:
     return Change(None, None)
 
 
+# The fields that say the most about an event, in the order a timeline line prefers them.
+_DETAIL_FIELDS = ("reason", "result", "note", "notes", "comment")
+
+
 def summary(event: ev.CaseEvent) -> str:
     """One line for the timeline: the event's own summary plus its most telling field."""
     detail = ""
-    for name in ("reason", "result", "note", "notes", "comment"):
-        value = getattr(event, name, None)
+    fields = type(event).model_fields  # a miss through getattr costs pydantic an exception
+    for name in _DETAIL_FIELDS:
+        value = getattr(event, name) if name in fields else None
         if isinstance(value, str) and value:
             detail = value
             break
