@@ -16,7 +16,7 @@ from typing import Any
 
 import psutil
 
-# The names cpu_seconds is given for what is not the system under measurement.
+# The names cpu_times is given for what is not the system under measurement.
 LOAD = "load"
 ACTORS = "actors"
 NOT_SYSTEM = frozenset({LOAD, ACTORS})
@@ -29,36 +29,42 @@ def cpus() -> int:
     )
 
 
-def _own(times: Any) -> float:
-    return float(times.user + times.system)
+def _own(times: Any) -> tuple[float, float]:
+    return float(times.user + times.system), float(times.system)
 
 
-def _with_reaped(times: Any) -> float:
+def _with_reaped(times: Any) -> tuple[float, float]:
     """Its own CPU and that of its children that have exited and were waited for (Linux
-    adds a reaped child's own children times to it as well)."""
-    return float(times.user + times.system + times.children_user + times.children_system)
+    adds a reaped child's own children times to it as well); (all of it, the kernel's)."""
+    kernel = times.system + times.children_system
+    return float(times.user + times.children_user + kernel), float(kernel)
 
 
-def cpu_seconds(pids: Mapping[str, int], *, alone: Collection[str] = ()) -> dict[str, float]:
-    """User+system CPU seconds of each process and all its descendants: the living ones and
-    those that exited and were reaped (a PostgreSQL backend whose connection closed counts
-    through the postmaster's children times), so a difference of two readings is what the
-    tree used in between. The names in `alone` count the process alone (the load process,
+def cpu_times(
+    pids: Mapping[str, int], *, alone: Collection[str] = ()
+) -> dict[str, tuple[float, float]]:
+    """(user+system, system) CPU seconds of each process and all its descendants: the living
+    ones and those that exited and were reaped (a PostgreSQL backend whose connection closed
+    counts through the postmaster's children times), so a difference of two readings is
+    what the tree used in between, and how much of it ran in the kernel (system calls:
+    socket I/O, fsync). The names in `alone` count the process alone (the load process,
     whose children are the services, nats-server and PostgreSQL themselves)."""
-    out: dict[str, float] = {}
+    out: dict[str, tuple[float, float]] = {}
     for name, pid in pids.items():
         try:
             root = psutil.Process(pid)
             if name in alone:
                 out[name] = _own(root.cpu_times())
                 continue
-            total = 0.0
+            total = kernel = 0.0
             for p in [root, *root.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):
-                    total += _with_reaped(p.cpu_times())
-            out[name] = total
+                    t, k = _with_reaped(p.cpu_times())
+                    total += t
+                    kernel += k
+            out[name] = (total, kernel)
         except psutil.Error:
-            out[name] = 0.0
+            out[name] = (0.0, 0.0)
     return out
 
 
@@ -79,22 +85,31 @@ class CpuWindow:
     pids: Mapping[str, int]
     alone: Collection[str] = (LOAD,)
     used: dict[str, float] = field(default_factory=dict)
+    # of `used`, the seconds in the kernel (system time)
+    kernel: dict[str, float] = field(default_factory=dict)
     elapsed: float = 0.0
     machine_busy: float = 0.0
     _t0: float = 0.0
-    _cpu0: dict[str, float] = field(default_factory=dict)
+    _cpu0: dict[str, tuple[float, float]] = field(default_factory=dict)
     _busy0: float = 0.0
 
     def start(self) -> None:
-        self._cpu0 = cpu_seconds(self.pids, alone=self.alone)
+        self._cpu0 = cpu_times(self.pids, alone=self.alone)
         self._busy0 = machine_busy_seconds()
         self._t0 = time.perf_counter()
 
     def stop(self) -> None:
         self.elapsed = time.perf_counter() - self._t0
-        cpu1 = cpu_seconds(self.pids, alone=self.alone)
+        cpu1 = cpu_times(self.pids, alone=self.alone)
         self.machine_busy = machine_busy_seconds() - self._busy0
-        self.used = {name: cpu1[name] - self._cpu0.get(name, 0.0) for name in self.pids}
+        zero = (0.0, 0.0)
+        self.used = {name: cpu1[name][0] - self._cpu0.get(name, zero)[0] for name in self.pids}
+        self.kernel = {name: cpu1[name][1] - self._cpu0.get(name, zero)[1] for name in self.pids}
+
+    def kernel_pct(self, name: str) -> float:
+        """The share of a process's CPU in the window that ran in the kernel."""
+        used = self.used.get(name, 0.0)
+        return round(100 * self.kernel.get(name, 0.0) / used, 1) if used > 0 else 0.0
 
     def system(self) -> list[str]:
         """The processes of the system under measurement (not the load, not the actors)."""
@@ -115,6 +130,7 @@ class CpuWindow:
         out: dict[str, Any] = {
             "cpu_ms_per_closed_loop": ms(sys_s),
             "cpu_ms_per_closed_loop_by_process": {k: ms(self.used[k]) for k in system},
+            "cpu_kernel_pct_by_process": {k: self.kernel_pct(k) for k in system},
         }
         if LOAD in self.used:
             out["load_cpu_ms_per_closed_loop"] = ms(self.used[LOAD])
@@ -130,12 +146,12 @@ class CpuWindow:
         return out
 
     def lines(self, loops: int, names: Iterable[str] | None = None) -> list[str]:
-        """Per process: ms per closed loop and share of one CPU over the window; then the
-        system's total (load and actors excluded)."""
+        """Per process: ms per closed loop, share of one CPU over the window and the share of
+        its CPU in the kernel; then the system's total (load and actors excluded)."""
         n, elapsed = max(loops, 1), max(self.elapsed, 1e-9)
         rows = [
             f"  {name:10s} {1000 * self.used[name] / n:7.1f} ms  "
-            f"{100 * self.used[name] / elapsed:5.1f}%"
+            f"{100 * self.used[name] / elapsed:5.1f}%  kernel {self.kernel_pct(name):4.0f}%"
             for name in (names or self.pids)
         ]
         total = sum(self.used[k] for k in self.system())

@@ -278,7 +278,7 @@ async def load(
         sampler.wait(timeout=60)
     elapsed = cpu.elapsed
     print(f"closed loops: {measured} in {elapsed:.0f} s = {measured / elapsed:.1f}/s")
-    print("CPU ms per closed loop (and share of one CPU over the measured time):")
+    print("CPU ms per closed loop (share of one CPU over the measured time; of it, in the kernel):")
     for line in cpu.lines(measured):
         print(line)
     print(
