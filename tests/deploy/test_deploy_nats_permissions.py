@@ -412,7 +412,8 @@ async def _settled(svc: dict[str, Session], attacker: Session, own: str, feed: s
     on each fenced stream is stored after anything those answers carried there."""
     await attacker.js.publish(own, b'{"settle":true}')
     sub = await attacker.js.pull_subscribe_bind(durable=attacker.name, stream=feed)
-    with contextlib.suppress(nats.errors.TimeoutError):
+    # nats-py's fetch raises its own timeout error or, when its deadline ran out, asyncio's
+    with contextlib.suppress(TimeoutError):
         for m in await sub.fetch(10, timeout=1):
             await m.ack_sync()
     for service, subject in FENCED.values():

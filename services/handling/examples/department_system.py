@@ -70,7 +70,8 @@ class FeedReader:
         self.size = 1  # nothing known yet: wait for one
 
     async def take(self) -> list[Msg]:
-        """The next messages; nats-py's timeout error when none came within `timeout`."""
+        """The next messages; a TimeoutError when none came within `timeout` (nats-py's own
+        or, when its deadline ran out before a second pull, asyncio's)."""
         try:
             msgs = await self.feed.fetch(self.size, timeout=self.timeout)
         except (TimeoutError, nats.errors.TimeoutError):
