@@ -1,0 +1,45 @@
+"""Handling's schema upgraded in place, on a real PostgreSQL: what a database written before a
+migration holds keeps its meaning after it."""
+
+from __future__ import annotations
+
+from gridloop_handling.bootstrap import MIGRATIONS
+from gridloop_handling.store import HandlingStore
+from gridloop_runtime import db
+
+SCHEMA = "handling"
+
+
+async def test_a_command_parked_before_answer_feed_was_kept_is_still_answered_on_the_feed(
+    database_url: str,
+) -> None:
+    """004_parked_answer_feed: a park written before it (when every parked command was
+    answered on the feed as well as its inbox) loads as `feed` True; one written after it
+    keeps what it asked."""
+    migrations = db.runtime_migrations() + db.read_migrations(SCHEMA, MIGRATIONS)
+    before = [m for m in migrations if not (m.scope == SCHEMA and m.version >= 4)]
+    assert len(before) < len(migrations)
+    conn = await db.connect(database_url, SCHEMA)
+    try:
+        await db.migrate(conn, SCHEMA, before)
+        park = (
+            "INSERT INTO parked_commands (case_id, dept, action, command, reply_to, parked_at) "
+            "VALUES ($1, 'sanitation', 'signed', $2::jsonb, "
+            "'_INBOX.dept-sanitation.x', now())"
+        )
+        await conn.execute(park, "C-OLD", {"command_id": "s-old"})
+        applied = await db.migrate(conn, SCHEMA, migrations)
+        assert applied == ["handling/004_parked_answer_feed"]
+        await conn.execute(
+            "INSERT INTO parked_commands (case_id, dept, action, command, reply_to, "
+            "answer_feed, parked_at) VALUES ('C-NEW', 'sanitation', 'signed', "
+            """'{"command_id": "s-new"}'::jsonb, '_INBOX.dept-sanitation.x', false, now())"""
+        )
+        async with conn.transaction():
+            states = await HandlingStore().load(conn, ["C-OLD", "C-NEW"])
+        [old] = states["C-OLD"].parked
+        [new] = states["C-NEW"].parked
+        assert (old.command_id, old.feed) == ("s-old", True)
+        assert (new.command_id, new.feed) == ("s-new", False)
+    finally:
+        await conn.close()
