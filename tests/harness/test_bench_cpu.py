@@ -7,6 +7,7 @@ import importlib.util
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -23,11 +24,11 @@ def _bench_cpu() -> ModuleType:
     return module
 
 
-def _until_used(work: object) -> None:
+def _until_used(work: Callable[[], object]) -> None:
     """Run `work` until this process has used CPU_SECONDS more of CPU."""
     start = time.process_time()
     while time.process_time() - start < CPU_SECONDS:
-        work()  # type: ignore[operator]
+        work()
 
 
 def test_a_window_tells_how_much_of_a_process_cpu_ran_in_the_kernel() -> None:

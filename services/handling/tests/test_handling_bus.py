@@ -11,6 +11,7 @@ import orjson
 from gridloop_contracts import CaseStatus, Envelope, decode
 from gridloop_contracts import cases as ev
 from gridloop_devkit.testing import wait_for
+from gridloop_handling.handlers import own_inbox
 from gridloop_runtime.auth import AuthSettings, issue_token
 from gridloop_runtime.outbox import Work
 
@@ -34,6 +35,11 @@ def result_body(**kw: Any) -> dict[str, Any]:
     }
     body.update(kw)
     return body
+
+
+def reply_inbox(handling: Harness, dept: str) -> str:
+    """A fresh subject under the department's own inbox prefix (where handling answers)."""
+    return own_inbox(dept) + handling.nc.new_inbox().rsplit(".", 1)[-1]
 
 
 def detail(r: Any) -> dict[str, Any]:
@@ -435,7 +441,7 @@ async def test_a_command_names_a_reply_subject_and_gets_the_answer_there(
 ) -> None:
     await handling.new_case("C-REPLY")
     # under the department's own inbox prefix (the only place handling answers)
-    inbox = "_INBOX.dept-sanitation." + handling.nc.new_inbox().rsplit(".", 1)[-1]
+    inbox = reply_inbox(handling, "sanitation")
     sub = await handling.nc.subscribe(inbox)
     command_id = await handling.command("signed", "sanitation", "C-REPLY", replyto=inbox)
     msg = await sub.next_msg(timeout=10)
@@ -456,7 +462,7 @@ async def test_a_command_asks_for_its_answers_on_its_reply_subject_only(
     alone, not on dispatch.<dept>.answer; a value that is not `all` or `none`, or `none`
     without an inbox to answer on, is refused naming the field (on the feed)."""
     await handling.new_case("C-ONLY")
-    inbox = "_INBOX.dept-sanitation." + handling.nc.new_inbox().rsplit(".", 1)[-1]
+    inbox = reply_inbox(handling, "sanitation")
     sub = await handling.nc.subscribe(inbox)
     signed = await handling.command(
         "signed", "sanitation", "C-ONLY", replyto=inbox, answerfeed="none"
@@ -497,7 +503,7 @@ async def test_a_parked_command_is_answered_on_its_inbox_only_when_it_asked_so(
     """`answerfeed: none` is kept with a parked command (`parked_commands.answer_feed`):
     when its dispatch runs it, the answer goes to the inbox alone."""
     await handling.accepted("C-PARKED-INBOX")
-    inbox = "_INBOX.dept-sanitation." + handling.nc.new_inbox().rsplit(".", 1)[-1]
+    inbox = reply_inbox(handling, "sanitation")
     sub = await handling.nc.subscribe(inbox)
     signed = await handling.command(
         "signed", "sanitation", "C-PARKED-INBOX", replyto=inbox, answerfeed="none"
