@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import httpx
 import nats
@@ -489,7 +490,11 @@ async def events_of_cases(js: Any, case_ids: set[str], stream: str = "CASES") ->
 async def http_rate(stack: Stack, reports: Reports, seconds: float) -> float:
     done = 0
     end = time.perf_counter() + seconds
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=32)) as http:
+    # aiohttp, as the supervisors (bench/actors.py): httpx's pool took more CPU than the
+    # requests it sent, and the client shares the machine with intake
+    connector = aiohttp.TCPConnector(limit=32)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
 
         async def worker() -> None:
             nonlocal done
@@ -497,13 +502,14 @@ async def http_rate(stack: Stack, reports: Reports, seconds: float) -> float:
                 r = reports.next("http")
                 body = r.model_dump(mode="json", exclude_none=True)
                 body.pop("reporter_user_id", None)
-                resp = await http.post(
+                async with http.post(
                     stack.url("intake") + "/reports",
                     json=body,
                     headers={"X-User": reports.supervisor},
-                )
-                if resp.status_code < 300:
-                    done += 1
+                ) as resp:
+                    await resp.read()
+                    if resp.status < 300:
+                        done += 1
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(32)))

@@ -98,6 +98,44 @@ async def test_patrol_report_runs_the_whole_loop_to_closed_and_scored(loop: Loop
     )
 
 
+async def test_the_bench_supervisors_pass_a_verification_on_its_notice(loop: Loop) -> None:
+    """`make bench`'s simulated supervisors (bench/actors.py), on both replicas of verify:
+    told of the task by its notice, they pass it with one verdict and the case closes."""
+    from bench.actors import supervisors
+
+    # before the module moves the clock (the kits' results would then predate their tasks);
+    # a cell of its own: a report beside an open case there would be merged into it
+    supervisor, cell = max(
+        (a.primary, c)
+        for c, a in loop.city.supervisors.items()
+        if loop.city.users[a.primary].trusted and loop.city.cells[c].entry_list is None
+    )
+    assert cell != trusted_supervisor_cell(loop.city)[1]
+    ext = f"bench-supervisors-{uuid.uuid4().hex[:8]}"
+    report = ReportV1(
+        external_id=ext,
+        description="人行道暴露垃圾",
+        reported_at=now(),
+        location=centre(loop.city, cell),
+        category_code="E0104",
+        reporter_user_id=supervisor,
+    )
+    stop = asyncio.Event()
+    counter = {"verified": 0}
+    urls = ",".join(loop.stack.urls("verify"))
+    working = asyncio.create_task(supervisors(urls, stop, counter, loop.nc))
+    try:
+        await loop.publish("intake.patrol.patrol-app", report)
+        case_id = await loop.case_of(ext)
+        await loop.wait_status(case_id, "closed")
+    finally:
+        stop.set()
+        await asyncio.wait_for(working, 15)
+    assert counter["verified"] >= 1, counter
+    assert not [k for k in counter if k.endswith("errors")], counter
+    assert "verified" in await loop.timeline(case_id)
+
+
 async def test_hotline_report_is_confirmed_on_site_then_closed(loop: Loop) -> None:
     addr = next(iter(loop.city.addresses.values()))
     ext = f"12345-{uuid.uuid4().hex[:8]}"
