@@ -230,7 +230,18 @@ async def _run(
         # are not measured, the next 10 s are
         await asyncio.sleep(2)
         if not only_loop:
-            warm, moderate = await at_fixed_rate(js, reports, sent_at, 50.0, 250, 500)
+            warm, _ = await at_fixed_rate(js, reports, sent_at, 50.0, 250, 0)
+            # and what that rate costs: the system's CPU per case closed while measuring
+            closed_from = closed["n"]
+            cpu.start()
+            _, moderate = await at_fixed_rate(js, reports, sent_at, 50.0, 0, 500)
+            cpu.stop()
+            at_50 = cpu.per_closed_loop(closed["n"] - closed_from, cpus())
+            out["cpu_ms_per_closed_loop_at_50rps"] = at_50["cpu_ms_per_closed_loop"]
+            out["cpu_ms_per_closed_loop_at_50rps_by_process"] = at_50[
+                "cpu_ms_per_closed_loop_by_process"
+            ]
+            out["loop_cpu_pct_of_machine_at_50rps"] = at_50["loop_cpu_pct_of_machine"]
             await _until(lambda: all(e in notified for e in moderate), 60)
             lat = [(notified[e] - sent_at[e]) * 1000 for e in moderate if e in notified]
             out["p50_report_to_department_ms_at_50rps"] = pct(lat, 0.50)
