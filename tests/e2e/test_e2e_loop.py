@@ -22,7 +22,7 @@ import pytest_asyncio
 from gridloop_city import City, load_city
 from gridloop_contracts.inbound import DetectionV1, ReportV1
 from gridloop_devkit.launcher import SERVICES, Stack
-from gridloop_devkit.testing import wait_for
+from gridloop_devkit.testing import load_module, wait_for
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from .conftest import move_clock
@@ -101,7 +101,8 @@ async def test_patrol_report_runs_the_whole_loop_to_closed_and_scored(loop: Loop
 async def test_the_bench_supervisors_pass_a_verification_on_its_notice(loop: Loop) -> None:
     """`make bench`'s simulated supervisors (bench/actors.py), on both replicas of verify:
     told of the task by its notice, they pass it with one verdict and the case closes."""
-    from bench.actors import supervisors
+    # by its path, as the department kit: the bench is not a package the tests install
+    supervisors = load_module(ROOT / "bench" / "actors.py", "bench_actors").supervisors
 
     # before the module moves the clock (the kits' results would then predate their tasks);
     # a cell of its own: a report beside an open case there would be merged into it
