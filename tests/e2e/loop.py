@@ -133,11 +133,20 @@ class Loop:
         )
 
 
+def trusted_supervisor_cells(city: City) -> list[tuple[str, str]]:
+    """(supervisor, cell) of each cell whose primary supervisor is trusted (their reports are
+    accepted at once) and which has no entry list, in cell order."""
+    return [
+        (a.primary, cell)
+        for cell, a in sorted(city.supervisors.items())
+        if city.users[a.primary].trusted and city.cells[cell].entry_list is None
+    ]
+
+
 def trusted_supervisor_cell(city: City) -> tuple[str, str]:
-    for cell, a in sorted(city.supervisors.items()):
-        if city.users[a.primary].trusted and city.cells[cell].entry_list is None:
-            return a.primary, cell
-    raise AssertionError("the demo city has no trusted supervisor")
+    cells = trusted_supervisor_cells(city)
+    assert cells, "the demo city has no trusted supervisor"
+    return cells[0]
 
 
 def centre(city: City, cell: str) -> dict[str, float]:

@@ -35,6 +35,7 @@ from .loop import (
     open_loop,
     patrol_report,
     trusted_supervisor_cell,
+    trusted_supervisor_cells,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -106,11 +107,7 @@ async def test_the_bench_supervisors_pass_a_verification_on_its_notice(loop: Loo
 
     # before the module moves the clock (the kits' results would then predate their tasks);
     # a cell of its own: a report beside an open case there would be merged into it
-    supervisor, cell = max(
-        (a.primary, c)
-        for c, a in loop.city.supervisors.items()
-        if loop.city.users[a.primary].trusted and loop.city.cells[c].entry_list is None
-    )
+    supervisor, cell = trusted_supervisor_cells(loop.city)[-1]
     assert cell != trusted_supervisor_cell(loop.city)[1]
     ext = f"bench-supervisors-{uuid.uuid4().hex[:8]}"
     report = ReportV1(

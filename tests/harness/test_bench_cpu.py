@@ -3,25 +3,15 @@ window tells each process's CPU and how much of it ran in the kernel."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
+
+from gridloop_devkit.testing import load_module
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU_SECONDS = 0.3
-
-
-def _bench_cpu() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_cpu", ROOT / "bench" / "cpu.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 def _until_used(work: Callable[[], object]) -> None:
@@ -32,7 +22,7 @@ def _until_used(work: Callable[[], object]) -> None:
 
 
 def test_a_window_tells_how_much_of_a_process_cpu_ran_in_the_kernel() -> None:
-    cpu = _bench_cpu()
+    cpu = load_module(ROOT / "bench" / "cpu.py", "bench_cpu")
     me = {"tests": os.getpid()}
 
     spinning = cpu.CpuWindow(me, alone=("tests",))

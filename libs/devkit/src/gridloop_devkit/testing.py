@@ -14,6 +14,7 @@ import inspect
 import itertools
 import json
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
@@ -539,9 +540,12 @@ __all__ = [
 
 def load_module(path: Path, name: str) -> Any:
     """A module from a file that belongs to no package: the department kit of handling's
-    examples, which the end-to-end tests, the chaos suite and the bench run as a department."""
+    examples, which the end-to-end tests, the chaos suite and the bench run as a department,
+    and the bench's own modules in the tests. Registered under `name` before it runs, as an
+    import would be (a dataclass looks its module up there)."""
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
