@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from gridloop_contracts import Envelope, Event, decode, to_binary
 from gridloop_devkit.testing import http_client, running, settings_for, wait_for
 from gridloop_runtime import db
-from gridloop_runtime.consumer import ConsumerSpec, Handler
+from gridloop_runtime.consumer import Consumer, ConsumerSpec, Handler
 from gridloop_runtime.outbox import OutboxRelay, Publisher, Work
 from gridloop_runtime.service import ServiceDefinition, runtime_of
 from nats.aio.msg import Msg
@@ -323,6 +323,77 @@ async def test_a_lingering_consumer_takes_what_came_in_meanwhile_in_one_batch(
             await ping(n)
         await wait_for(lambda: sum(sizes) == 6, timeout=30, what="the five later events")
         assert sizes == [1, 5]
+
+
+async def test_a_consumer_off_the_reports_path_gathers_what_comes_while_it_lingers(
+    database_url: str, nats_url: str
+) -> None:
+    """`lingers`: after a batch of fewer than CONSUMER_LINGER_BELOW messages the consumer
+    waits CONSUMER_LINGER_S, and takes what came meanwhile in one batch."""
+    sizes: list[int] = []
+
+    async def count_batch(conn: object, batch: Sequence[tuple[Work, Envelope]]) -> None:
+        sizes.append(len(batch))
+
+    spec = ConsumerSpec(
+        "echo-off-path", "CASES", ["case.pinged"], batch_handler=count_batch, lingers=True
+    )
+    # A linger far longer than publishing four events takes, even on a busy machine.
+    settings = settings_for(
+        "echo", database_url, nats_url, consumer_linger_s=10, consumer_linger_below=3
+    )
+    async with running(settings, echo_definition(consumers=[spec])) as rt:
+        assert rt.js is not None
+
+        async def ping(n: int) -> None:
+            assert rt.js is not None
+            headers, body = to_binary(
+                Envelope.of(Pinged(case_id=f"C-O{n}", n=n), source="/gridloop/test")
+            )
+            await rt.js.publish("case.pinged", body, headers=headers)
+
+        await ping(1)
+        await wait_for(lambda: sizes == [1], what="the first event handled alone")
+        for n in range(2, 6):  # while the consumer lingers after its batch of one
+            await ping(n)
+        await wait_for(lambda: sum(sizes) == 5, timeout=30, what="the four later events")
+        assert sizes == [1, 4]
+
+
+@pytest.mark.parametrize(
+    ("lingers", "linger_s", "fetched", "expected"),
+    [
+        (True, 0.0, 1, 0.05),  # off the reports' path, a small batch: wait
+        (True, 0.0, 7, 0.05),
+        (True, 0.0, 8, 0.0),  # a batch as large as CONSUMER_LINGER_BELOW: fetch at once
+        (True, 0.0, 256, 0.0),
+        (False, 0.0, 1, 0.0),  # on the reports' path: never wait
+        (False, 1.0, 1, 1.0),  # a linger of its own (scores): after any batch not full
+        (False, 1.0, 255, 1.0),
+        (False, 1.0, 256, 0.0),
+    ],
+)
+def test_how_long_a_consumer_waits_after_a_fetch(
+    lingers: bool, linger_s: float, fetched: int, expected: float
+) -> None:
+    spec = ConsumerSpec(
+        "echo-any", "CASES", ["case.pinged"], record_ping, linger_s=linger_s, lingers=lingers
+    )
+    consumer = Consumer(
+        spec,
+        js=None,  # type: ignore[arg-type]  # not asked to fetch
+        uow=None,  # type: ignore[arg-type]
+        pool=None,  # type: ignore[arg-type]
+        service="echo",
+        batch=256,
+        max_deliver=5,
+        ack_wait_s=10,
+        max_ack_pending=4096,
+        retry_delay_s=1,
+        linger_s=0.05,
+        linger_below=8,
+    )
+    assert consumer.linger_after(fetched) == expected
 
 
 async def test_the_sweeper_leads_on_a_connection_of_its_own(

@@ -68,8 +68,15 @@ class ConsumerSpec:
     # After a batch smaller than the fetch size, wait this long before fetching again, so
     # that work which may lag (scores, projections) takes its messages in fewer, larger
     # batches: one transaction and one fold per case for several of its events. 0: fetch
-    # again at once (the loop's own steps).
+    # again at once (the loop's own steps), or as `lingers` says.
     linger_s: float = 0.0
+    # Off the path a report takes to its department (a case file, a task's creation, the
+    # department's commands, a verification task), where a few tens of milliseconds go
+    # unnoticed: after a batch of fewer than `CONSUMER_LINGER_BELOW` messages, wait
+    # `CONSUMER_LINGER_S` before fetching again. In light traffic this takes several
+    # messages a transaction instead of one, and leaves the cores to the reports meanwhile;
+    # under load the batches are larger and it never waits. docs/performance.md.
+    lingers: bool = False
     # One replica at a time consumes this durable (a PostgreSQL advisory lock; the others
     # stand by and take over within seconds), so one case's messages take effect in stream
     # order with any number of replicas. False for work with no per-case order (reports).
@@ -154,6 +161,8 @@ class Consumer:
         max_ack_pending: int,
         retry_delay_s: float,
         lock_connect: Callable[[], Awaitable[Conn]] | None = None,
+        linger_s: float = 0.0,
+        linger_below: int = 1,
     ) -> None:
         self.spec = spec
         # The lead's lock lives on a connection of its own, never one of the pool's: a pool
@@ -168,6 +177,8 @@ class Consumer:
         self.ack_wait_s = ack_wait_s
         self.max_ack_pending = max_ack_pending
         self.retry_delay_s = retry_delay_s
+        self.linger_s = linger_s
+        self.linger_below = linger_below
         self.running = False
         self._leading = False
         self._sub: JetStreamContext.PullSubscription | None = None
@@ -306,9 +317,18 @@ class Consumer:
                 continue
             if msgs:
                 await self.process(msgs, lock)
-            if self.spec.linger_s > 0 and len(msgs) < self.batch:
+            linger = self.linger_after(len(msgs))
+            if linger > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.spec.linger_s)
+                    await asyncio.wait_for(stop.wait(), timeout=linger)
+
+    def linger_after(self, fetched: int) -> float:
+        """How long to wait before the next fetch, after one that brought `fetched`."""
+        if self.spec.linger_s > 0:
+            return self.spec.linger_s if fetched < self.batch else 0.0
+        if self.spec.lingers and fetched < min(self.batch, self.linger_below):
+            return self.linger_s
+        return 0.0
 
     def _reconnects(self) -> int:
         return int(self.js._nc.stats.get("reconnects", 0))

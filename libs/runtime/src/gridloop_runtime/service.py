@@ -215,6 +215,8 @@ class Runtime:
                 max_ack_pending=s.consumer_max_ack_pending,
                 retry_delay_s=s.consumer_retry_delay_s,
                 lock_connect=self._connect,
+                linger_s=s.consumer_linger_s,
+                linger_below=s.consumer_linger_below,
             )
             await consumer.subscribe()
             self.consumers.append(consumer)

@@ -71,6 +71,12 @@ class ServiceSettings(BaseSettings):
     consumer_ack_wait_s: float = Field(10.0, alias="CONSUMER_ACK_WAIT_S")
     consumer_max_ack_pending: int = Field(4096, alias="CONSUMER_MAX_ACK_PENDING")
     consumer_retry_delay_s: float = Field(1.0, alias="CONSUMER_RETRY_DELAY_S")
+    # A consumer off the path a report takes to its department (`ConsumerSpec.lingers`)
+    # that fetched fewer than CONSUMER_LINGER_BELOW messages waits CONSUMER_LINGER_S before
+    # fetching again, so that in light traffic it takes several messages a transaction
+    # instead of one; under load its batches are larger and it never waits. 0: never.
+    consumer_linger_s: float = Field(0.05, ge=0, le=10, alias="CONSUMER_LINGER_S")
+    consumer_linger_below: int = Field(8, ge=1, alias="CONSUMER_LINGER_BELOW")
     # streams
     stream_replicas: int = Field(1, alias="STREAM_REPLICAS")
     # outbox relay and timers

@@ -21,13 +21,14 @@ def definition(settings: HandlingSettings) -> tuple[ServiceDefinition, Any]:
     """The service and its state (handlers.Service, read by routes via `Runtime.state`)."""
     handling = Handling.load(settings)
     service = handlers.build(handling)
-    cases = ConsumerSpec("handling-cases", "CASES", rules=service.table)
+    cases = ConsumerSpec("handling-cases", "CASES", rules=service.table, lingers=True)
     commands = ConsumerSpec(
         "handling-commands",
         "HANDLING",
         handlers.COMMAND_SUBJECTS,
         batch_handler=service.bus.on_batch,
         on_invalid=service.bus.on_invalid,
+        lingers=True,
     )
     return (
         ServiceDefinition(

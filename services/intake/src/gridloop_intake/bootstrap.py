@@ -81,7 +81,9 @@ def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
         batch=settings.report_batch,
     )
     # The case file: pure rules a batch at a time; subjects from the table (case.<event>).
-    casefile = ConsumerSpec("intake-casefile", "CASES", rules=case_file_rules(intake.rules))
+    casefile = ConsumerSpec(
+        "intake-casefile", "CASES", rules=case_file_rules(intake.rules), lingers=True
+    )
     return (
         ServiceDefinition(
             name="intake",
