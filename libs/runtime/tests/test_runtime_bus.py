@@ -6,7 +6,7 @@ import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import nats
 import pytest
@@ -294,8 +294,21 @@ async def test_health_and_readiness(database_url: str, nats_url: str) -> None:
         assert "gridloop_outbox_backlog" in metrics.text
 
 
+@pytest.mark.parametrize(
+    ("spec_linger", "settings_linger"),
+    [
+        # a linger of its own (scores): after any batch that was not full
+        ({"linger_s": 10}, {}),
+        # off the reports' path: CONSUMER_LINGER_S after fewer than CONSUMER_LINGER_BELOW
+        ({"lingers": True}, {"consumer_linger_s": 10, "consumer_linger_below": 3}),
+    ],
+    ids=["linger_s", "lingers"],
+)
 async def test_a_lingering_consumer_takes_what_came_in_meanwhile_in_one_batch(
-    database_url: str, nats_url: str
+    database_url: str,
+    nats_url: str,
+    spec_linger: dict[str, Any],
+    settings_linger: dict[str, Any],
 ) -> None:
     sizes: list[int] = []
 
@@ -304,9 +317,9 @@ async def test_a_lingering_consumer_takes_what_came_in_meanwhile_in_one_batch(
 
     # A linger far longer than publishing five events takes, even on a busy machine.
     spec = ConsumerSpec(
-        "echo-lingering", "CASES", ["case.pinged"], batch_handler=count_batch, linger_s=10
+        "echo-lingering", "CASES", ["case.pinged"], batch_handler=count_batch, **spec_linger
     )
-    settings = settings_for("echo", database_url, nats_url)
+    settings = settings_for("echo", database_url, nats_url, **settings_linger)
     async with running(settings, echo_definition(consumers=[spec])) as rt:
         assert rt.js is not None
 
@@ -323,41 +336,6 @@ async def test_a_lingering_consumer_takes_what_came_in_meanwhile_in_one_batch(
             await ping(n)
         await wait_for(lambda: sum(sizes) == 6, timeout=30, what="the five later events")
         assert sizes == [1, 5]
-
-
-async def test_a_consumer_off_the_reports_path_gathers_what_comes_while_it_lingers(
-    database_url: str, nats_url: str
-) -> None:
-    """`lingers`: after a batch of fewer than CONSUMER_LINGER_BELOW messages the consumer
-    waits CONSUMER_LINGER_S, and takes what came meanwhile in one batch."""
-    sizes: list[int] = []
-
-    async def count_batch(conn: object, batch: Sequence[tuple[Work, Envelope]]) -> None:
-        sizes.append(len(batch))
-
-    spec = ConsumerSpec(
-        "echo-off-path", "CASES", ["case.pinged"], batch_handler=count_batch, lingers=True
-    )
-    # A linger far longer than publishing four events takes, even on a busy machine.
-    settings = settings_for(
-        "echo", database_url, nats_url, consumer_linger_s=10, consumer_linger_below=3
-    )
-    async with running(settings, echo_definition(consumers=[spec])) as rt:
-        assert rt.js is not None
-
-        async def ping(n: int) -> None:
-            assert rt.js is not None
-            headers, body = to_binary(
-                Envelope.of(Pinged(case_id=f"C-O{n}", n=n), source="/gridloop/test")
-            )
-            await rt.js.publish("case.pinged", body, headers=headers)
-
-        await ping(1)
-        await wait_for(lambda: sizes == [1], what="the first event handled alone")
-        for n in range(2, 6):  # while the consumer lingers after its batch of one
-            await ping(n)
-        await wait_for(lambda: sum(sizes) == 5, timeout=30, what="the four later events")
-        assert sizes == [1, 4]
 
 
 @pytest.mark.parametrize(

@@ -359,6 +359,38 @@ def test_a_rework_dispatch_counts_once_whether_or_not_reworked_came_first() -> N
         assert task.deadline == DEADLINE + timedelta(days=1)
 
 
+def test_a_rework_dispatch_after_the_department_reported_the_round_keeps_its_result() -> None:
+    """case.reworked, then the department signs and reports the new round, then dispatch's
+    rework dispatch comes: new terms, no second rework, the result stays."""
+    terms: dict[str, Any] = {
+        "role": "sole",
+        "group_id": "T1",
+        "lead": "sanitation",
+        "co_handlers": (),
+        "kind": "rework",
+        "deadline": DEADLINE + timedelta(days=2),
+        "sign_in_due": None,
+        "urgency": "normal",
+    }
+    task = make()
+    task.sign(T0, "ops-1")
+    handle(task)
+    task.rework(T0 + timedelta(hours=3), 1, DEADLINE + timedelta(days=1))
+    task.sign(T0 + timedelta(hours=4), "ops-1")
+    assert handle(task, T0 + timedelta(hours=5), result="已彻底清理")
+    task.redispatch(now=T0 + timedelta(hours=6), **terms)
+    assert (task.state, task.reworks, task.round) == (TaskState.HANDLED, 1, 2)
+    assert (task.result, task.deadline) == ("已彻底清理", DEADLINE + timedelta(days=2))
+    # The next failed verification counts again, and so does a rework dispatch without it.
+    task.rework(T0 + timedelta(hours=7), 2, None)
+    task.redispatch(now=T0 + timedelta(hours=7), **terms)
+    assert (task.state, task.reworks, task.round) == (TaskState.DISPATCHED, 2, 3)
+    task.sign(T0 + timedelta(hours=8), "ops-1")
+    handle(task, T0 + timedelta(hours=9))
+    task.redispatch(now=T0 + timedelta(hours=10), **terms)
+    assert (task.state, task.reworks, task.round) == (TaskState.DISPATCHED, 3, 4)
+
+
 def test_a_redispatch_keeps_a_signed_task_signed() -> None:
     task = make()
     task.sign(T0, "ops-1")

@@ -61,6 +61,7 @@ TASK_COLUMNS = (
     "supervised",
     "ended_at",
     "end_reason",
+    "rework_dispatch_due",
 )
 _TASK_SELECT = f"SELECT {', '.join(f't.{c}' for c in TASK_COLUMNS)}"
 
@@ -98,6 +99,7 @@ def task_of(r: asyncpg.Record | dict[str, Any]) -> Task:
         supervised=r["supervised"],
         ended_at=r["ended_at"],
         end_reason=r["end_reason"],
+        rework_dispatch_due=r["rework_dispatch_due"],
     )
 
 
@@ -135,6 +137,7 @@ def task_row(t: Task) -> tuple[Any, ...]:
         t.supervised,
         t.ended_at,
         t.end_reason,
+        t.rework_dispatch_due,
     )
 
 

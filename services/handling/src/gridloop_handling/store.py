@@ -74,6 +74,7 @@ _TYPES = {
     "extensions_granted": "int",
     "escalation_level": "int",
     "supervised": "boolean",
+    "rework_dispatch_due": "boolean",
     "ended_at": "timestamptz",
     "at": "timestamptz",
     "data": "jsonb",

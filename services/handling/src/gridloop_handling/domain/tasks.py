@@ -126,6 +126,9 @@ class Task:
     urgency: str = "normal"
     round: int = 1  # 1 + how often the task came back (rework, re-dispatch)
     reworks: int = 0
+    # case.reworked brought the task back, and dispatch's rework dispatch that follows it
+    # (the new terms) has not come yet: that one neither counts nor starts the round over.
+    rework_dispatch_due: bool = False
     signed_at: datetime | None = None
     signed_by: str | None = None
     sign_on_time: bool | None = None
@@ -365,7 +368,9 @@ class Task:
         urgency: str,
     ) -> None:
         """The same task id dispatched again (rework, re-dispatch): new terms; a task that was
-        waiting or being worked keeps its state, any other starts over at sign-in."""
+        waiting or being worked keeps its state, any other starts over at sign-in. The rework
+        dispatch that follows a case.reworked already applied only brings the terms: the
+        department may have signed and reported the reworked round before it came."""
         self.role, self.group_id, self.lead, self.co_handlers = role, group_id, lead, co_handlers
         self.kind, self.deadline, self.sign_in_due, self.urgency = (
             kind,
@@ -373,6 +378,10 @@ class Task:
             sign_in_due,
             urgency,
         )
+        follows_rework = kind == "rework" and self.rework_dispatch_due
+        self.rework_dispatch_due = False
+        if follows_rework:
+            return
         if self.state not in (TaskState.DISPATCHED, TaskState.SIGNED):
             if kind == "rework" and self.state in (TaskState.HANDLED, TaskState.CLOSED):
                 # A rework dispatch that arrives without case.reworked before it still counts.
@@ -388,6 +397,7 @@ class Task:
         if new_deadline is not None:
             self.deadline = new_deadline
         self._start_over(now)
+        self.rework_dispatch_due = True
         return True
 
     def recall(self, now: datetime, reason: str) -> bool:
