@@ -338,17 +338,22 @@ def test_rework_sends_a_handled_or_closed_task_back_to_sign_in() -> None:
     assert make().rework(T0, 1, None) is False
 
 
-def test_a_rework_dispatch_counts_once_whether_or_not_reworked_came_first() -> None:
-    terms: dict[str, Any] = {
+def rework_terms(deadline: datetime) -> dict[str, Any]:
+    """A sole task's terms in dispatch's rework dispatch (`Task.redispatch`)."""
+    return {
         "role": "sole",
         "group_id": "T1",
         "lead": "sanitation",
         "co_handlers": (),
         "kind": "rework",
-        "deadline": DEADLINE + timedelta(days=1),
+        "deadline": deadline,
         "sign_in_due": None,
         "urgency": "normal",
     }
+
+
+def test_a_rework_dispatch_counts_once_whether_or_not_reworked_came_first() -> None:
+    terms = rework_terms(DEADLINE + timedelta(days=1))
     reworked_first = make(state=TaskState.HANDLED)
     reworked_first.rework(T0, 1, None)
     reworked_first.redispatch(now=T0, **terms)
@@ -362,16 +367,7 @@ def test_a_rework_dispatch_counts_once_whether_or_not_reworked_came_first() -> N
 def test_a_rework_dispatch_after_the_department_reported_the_round_keeps_its_result() -> None:
     """case.reworked, then the department signs and reports the new round, then dispatch's
     rework dispatch comes: new terms, no second rework, the result stays."""
-    terms: dict[str, Any] = {
-        "role": "sole",
-        "group_id": "T1",
-        "lead": "sanitation",
-        "co_handlers": (),
-        "kind": "rework",
-        "deadline": DEADLINE + timedelta(days=2),
-        "sign_in_due": None,
-        "urgency": "normal",
-    }
+    terms = rework_terms(DEADLINE + timedelta(days=2))
     task = make()
     task.sign(T0, "ops-1")
     handle(task)

@@ -3,11 +3,19 @@ migration holds keeps its meaning after it."""
 
 from __future__ import annotations
 
+from asyncpg import Connection
 from gridloop_handling.bootstrap import MIGRATIONS
 from gridloop_handling.store import HandlingStore
 from gridloop_runtime import db
 
 SCHEMA = "handling"
+
+
+async def migrated_before(conn: Connection, migrations: list[db.Migration], version: int) -> None:
+    """The schema as it was before handling's migration `version` (and the ones after it)."""
+    before = [m for m in migrations if not (m.scope == SCHEMA and m.version >= version)]
+    assert len(before) < len(migrations)
+    await db.migrate(conn, SCHEMA, before)
 
 
 async def test_a_command_parked_before_answer_feed_was_kept_is_still_answered_on_the_feed(
@@ -17,11 +25,9 @@ async def test_a_command_parked_before_answer_feed_was_kept_is_still_answered_on
     answered on the feed as well as its inbox) loads as `feed` True; one written after it
     keeps what it asked."""
     migrations = db.runtime_migrations() + db.read_migrations(SCHEMA, MIGRATIONS)
-    before = [m for m in migrations if not (m.scope == SCHEMA and m.version >= 4)]
-    assert len(before) < len(migrations)
     conn = await db.connect(database_url, SCHEMA)
     try:
-        await db.migrate(conn, SCHEMA, before)
+        await migrated_before(conn, migrations, 4)
         park = (
             "INSERT INTO parked_commands (case_id, dept, action, command, reply_to, parked_at) "
             "VALUES ($1, 'sanitation', 'signed', $2::jsonb, "
@@ -51,11 +57,9 @@ async def test_a_task_reworked_before_the_rework_dispatch_was_awaited_loads_as_n
     """005_rework_dispatch_due: a task written before it loads as awaiting no rework
     dispatch: the next one counts, as it did then."""
     migrations = db.runtime_migrations() + db.read_migrations(SCHEMA, MIGRATIONS)
-    before = [m for m in migrations if not (m.scope == SCHEMA and m.version >= 5)]
-    assert len(before) < len(migrations)
     conn = await db.connect(database_url, SCHEMA)
     try:
-        await db.migrate(conn, SCHEMA, before)
+        await migrated_before(conn, migrations, 5)
         await conn.execute(
             "INSERT INTO tasks (task_id, case_id, dept, role, group_id, lead, kind, state, "
             "deadline, dispatched_at, round, reworks, updated_at) VALUES ('T-OLD', 'C-OLD', "
