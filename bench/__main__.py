@@ -84,6 +84,12 @@ def main() -> int:
     p.add_argument(
         "--in-flight", type=int, default=400, help="open cases kept in the closed-loop phase"
     )
+    p.add_argument(
+        "--latency-windows",
+        type=int,
+        default=3,
+        help="windows of 500 reports (10 s) measured at 50 reports/s, back to back",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory and logs")
     p.add_argument("--burst", type=int, default=5000, help="reports in the NATS intake burst")
     p.add_argument(
