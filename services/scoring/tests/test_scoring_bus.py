@@ -39,6 +39,7 @@ from gridloop_scoring.context import fold_context
 from gridloop_scoring.settings import ScoringSettings
 from nats.js import JetStreamContext
 from prometheus_client import REGISTRY
+from pydantic import ValidationError
 
 # Monday 23 November 2026, 10:00 in Beijing.
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -1105,3 +1106,17 @@ async def test_moving_past_a_month_end_publishes_one_bulletin_with_two_scoring_i
         assert r.status_code == 403
         r = await one.http.get("/bulletins/month/2026-10-01.html", headers={"X-User": ADMIN})
         assert r.status_code == 404 and "start" in r.text
+
+
+def test_the_consumer_takes_batches_of_scorings_own_size() -> None:
+    """Scoring's consumer fetches SCORING_BATCH (1,024) case events, not CONSUMER_BATCH: the
+    more of a case's events one batch holds, the fewer times the case is folded again. A
+    batch larger than CONSUMER_MAX_ACK_PENDING could never be delivered whole: refused,
+    naming both."""
+    base = {"SERVICE_NAME": "scoring", "CITY_DATA_DIR": str(DEMO_CITY), "CONSUMER_BATCH": 64}
+    settings = ScoringSettings.model_validate(base)
+    (spec,) = definition(settings)[0].consumers
+    assert spec.batch == settings.batch == 1024
+    assert ScoringSettings.model_validate({**base, "SCORING_BATCH": 300}).batch == 300
+    with pytest.raises(ValidationError, match=r"SCORING_BATCH .* CONSUMER_MAX_ACK_PENDING"):
+        ScoringSettings.model_validate({**base, "SCORING_BATCH": 5000})

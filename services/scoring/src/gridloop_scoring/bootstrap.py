@@ -31,6 +31,7 @@ def definition(settings: ScoringSettings) -> tuple[ServiceDefinition, Any]:
         casework.SUBJECTS,
         rules=rules,
         linger_s=settings.linger_s,
+        batch=settings.batch,
     )
 
     async def fold(rt: Runtime, stop: asyncio.Event) -> None:

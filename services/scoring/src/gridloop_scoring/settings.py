@@ -1,7 +1,7 @@
 """Settings of this service (environment variables; shared ones in ServiceSettings)."""
 
 from gridloop_runtime.settings import ServiceSettings
-from pydantic import Field
+from pydantic import Field, model_validator
 
 
 class ScoringSettings(ServiceSettings):
@@ -24,5 +24,18 @@ class ScoringSettings(ServiceSettings):
     # batch per this many seconds while they come in slower than a full batch, so a case's
     # events of that second are folded once, in one transaction (0: at once).
     linger_s: float = Field(1.0, ge=0, le=30, alias="SCORING_LINGER_S")
+    # At most this many case events a batch (and a transaction). Larger than the other
+    # consumers' CONSUMER_BATCH: the more of a case's events one batch holds, the fewer times
+    # the case is folded again; under load, 1,024 cost scoring a quarter less CPU than 256.
+    batch: int = Field(1024, ge=1, alias="SCORING_BATCH")
     # Replay (rebuild) pulls the CASES stream in batches of this size (two in flight).
     replay_batch: int = Field(20_000, ge=1, alias="SCORING_REPLAY_BATCH")
+
+    @model_validator(mode="after")
+    def _batch_within_ack_pending(self) -> "ScoringSettings":
+        if self.batch > self.consumer_max_ack_pending:
+            raise ValueError(
+                f"SCORING_BATCH ({self.batch}) is more than CONSUMER_MAX_ACK_PENDING "
+                f"({self.consumer_max_ack_pending}): a batch would never be delivered whole"
+            )
+        return self
