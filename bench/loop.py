@@ -235,7 +235,7 @@ async def _run(
             # and what that rate costs: the system's CPU per case closed while measuring
             closed_from = closed["n"]
             cpu.start()
-            windows = max(1, getattr(args, "latency_windows", 3))
+            windows = max(1, args.latency_windows)
             _, moderate = await at_fixed_rate(js, reports, sent_at, 50.0, 0, 500 * windows)
             cpu.stop()
             at_50 = cpu.per_closed_loop(closed["n"] - closed_from, cpus())
@@ -245,18 +245,20 @@ async def _run(
             ]
             out["loop_cpu_pct_of_machine_at_50rps"] = at_50["loop_cpu_pct_of_machine"]
             await _until(lambda: all(e in notified for e in moderate), 60)
-            lat = [(notified[e] - sent_at[e]) * 1000 for e in moderate if e in notified]
+
+            def ms(ids: list[str]) -> list[float]:
+                """Report sent → department heard, in ms, for those of `ids` heard."""
+                return [(notified[e] - sent_at[e]) * 1000 for e in ids if e in notified]
+
+            lat = ms(moderate)
             out["p50_report_to_department_ms_at_50rps"] = pct(lat, 0.50)
             out["p95_report_to_department_ms_at_50rps"] = pct(lat, 0.95)
             out["p99_report_to_department_ms_at_50rps"] = pct(lat, 0.99)
             out["p99_report_to_department_ms_at_50rps_by_window"] = [
-                pct(
-                    [(notified[e] - sent_at[e]) * 1000 for e in window if e in notified],
-                    0.99,
-                )
+                pct(ms(window), 0.99)
                 for window in (moderate[i : i + 500] for i in range(0, len(moderate), 500))
             ]
-            cold = [(notified[e] - sent_at[e]) * 1000 for e in warm if e in notified]
+            cold = ms(warm)
             out["p99_report_to_department_ms_at_50rps_warmup"] = pct(cold, 0.99)
 
             await _until(lambda: closed["n"] >= len(warm) + len(moderate), 180)
