@@ -1,6 +1,7 @@
 """The batch unit of work over pure per-case rules (casework.py): the rules' effects in stream
 order per case, one transaction per batch, timers set and moved, a poisoned message alone in
-the DLQ, and one replica at a time consuming an ordered durable."""
+the DLQ, and one replica at a time consuming an ordered durable; commands on one case each
+that arrive together in one transaction, answered as if each had run alone."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from typing import Any, ClassVar, cast
 
 import nats
 from gridloop_contracts import Envelope, Event, to_binary
+from gridloop_contracts.problems import Refusal
 from gridloop_devkit.testing import running, settings_for, wait_for
 from gridloop_runtime import db
-from gridloop_runtime.casework import Inbound, Rules, apply_batch
+from gridloop_runtime.casework import CaseCommands, CommandRule, Inbound, Rules, apply_batch
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.consumer import ConsumerSpec
 from gridloop_runtime.db import Conn, lock_key
@@ -474,3 +476,133 @@ async def test_a_timer_continues_the_trace_of_the_work_that_set_it(
                 assert h["traceparent"].split("-")[1] == trace_id
     finally:
         await nc.close()
+
+
+# -- commands that arrive together (CaseCommands) ------------------------------------------
+def add(n: int) -> CommandRule[Tally]:
+    """A pure command rule: adds n to the case's tally and tells; refuses a negative n."""
+
+    def rule(state: Tally, step: Step) -> dict[str, Any]:
+        if n < 0:
+            raise Refusal("a count is not negative", field="n")
+        state.total += n
+        state.seen.append(n)
+        state.changed = True
+        step.emit(Totalled(case_id=state.case_id, total=state.total))
+        return {"case_id": state.case_id, "total": state.total}
+
+    return rule
+
+
+def pairs(rows: Sequence[Any]) -> dict[str, Any]:
+    return {r[0]: r[1] for r in rows}
+
+
+async def outcome(cmds: CaseCommands[Tally], case_id: str, n: int, command_id: str) -> Any:
+    try:
+        return await cmds.run(case_id, add(n), command_id=command_id, kind="add")
+    except Refusal as exc:
+        return exc
+
+
+async def test_commands_that_arrive_together_share_a_transaction_and_answer_as_alone(
+    database_url: str, nats_url: str
+) -> None:
+    store = TallyStore()
+    settings = settings_for("tally", database_url, nats_url)
+    async with running(settings, tally_definition(tally_rules(store)), clock=FakeClock(T0)) as rt:
+        assert rt.uow is not None and rt.pool is not None
+        cmds = CaseCommands(rt.uow, store, limit=4)
+        sent = [(f"T-{i}", 10 + i, f"c{i}") for i in range(6)]  # six cases
+        sent += [("T-0", 100, "c6"), ("T-bad", -1, "c7")]  # a second on T-0; a refused one
+        answers = await asyncio.gather(*(outcome(cmds, c, n, k) for c, n, k in sent))
+
+        assert answers[:6] == [{"case_id": f"T-{i}", "total": 10 + i} for i in range(6)]
+        assert answers[6] == {"case_id": "T-0", "total": 110}  # after the first on its case
+        assert isinstance(answers[7], Refusal) and answers[7].field == "n"
+        # the first six arrived together: groups of at most four, on distinct cases
+        assert cmds.groups >= 1 and cmds.grouped >= 4
+        assert max(store.loads) <= 4
+
+        async with rt.pool.acquire() as conn:
+            totals = pairs(await conn.fetch("SELECT case_id, total FROM tallies"))
+            stored = pairs(await conn.fetch("SELECT command_id, answer FROM commands"))
+            trail = await conn.fetch(
+                "SELECT command_id, outcome, case_id FROM audit_log ORDER BY id"
+            )
+            told = await conn.fetchval("SELECT count(*) FROM outbox")
+        assert totals == {f"T-{i}": 10 + i + (100 if i == 0 else 0) for i in range(6)}
+        assert set(stored) == {f"c{i}" for i in range(7)}
+        assert stored["c6"] == {"case_id": "T-0", "total": 110}
+        assert sorted((r["command_id"], r["outcome"]) for r in trail) == sorted(
+            [(f"c{i}", "accepted") for i in range(7)] + [("c7", "refused")]
+        )
+        assert {r["case_id"] for r in trail if r["command_id"] == "c3"} == {"T-3"}
+        assert told == 7  # one event per accepted command
+
+        # sent again together: the first answers, nothing applied twice, each resend audited
+        again = await asyncio.gather(*(outcome(cmds, c, n, k) for c, n, k in sent[:7]))
+        assert again == answers[:7]
+        async with rt.pool.acquire() as conn:
+            assert pairs(await conn.fetch("SELECT case_id, total FROM tallies")) == totals
+            replayed = await conn.fetchval(
+                "SELECT count(*) FROM audit_log WHERE outcome = 'replayed'"
+            )
+            assert await conn.fetchval("SELECT count(*) FROM outbox") == 7
+        assert replayed == 7
+
+
+async def test_a_group_undone_as_a_whole_runs_again_one_command_at_a_time(
+    database_url: str, nats_url: str
+) -> None:
+    store = TallyStore()
+    settings = settings_for("tally", database_url, nats_url)
+    async with running(settings, tally_definition(tally_rules(store)), clock=FakeClock(T0)) as rt:
+        assert rt.uow is not None and rt.pool is not None
+        cmds = CaseCommands(rt.uow, store, limit=8)
+        # the answer of "x" stored by another transaction (another replica, a resend) first
+        async with rt.pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO commands (command_id, kind, answer) VALUES ('x', 'add', $1)",
+                {"case_id": "T-x", "total": 1},
+            )
+        answers = list(
+            await asyncio.gather(
+                outcome(cmds, "T-x", 5, "x"),
+                outcome(cmds, "T-y", 7, "y"),
+                outcome(cmds, "T-z", 9, "z"),
+            )
+        )
+        assert answers == [
+            {"case_id": "T-x", "total": 1},  # the stored answer, not applied again
+            {"case_id": "T-y", "total": 7},
+            {"case_id": "T-z", "total": 9},
+        ]
+        assert cmds.groups == 0  # the one group was undone; each ran alone
+        async with rt.pool.acquire() as conn:
+            assert pairs(await conn.fetch("SELECT case_id, total FROM tallies")) == {
+                "T-y": 7,
+                "T-z": 9,
+            }
+            trail = await conn.fetch("SELECT command_id, outcome FROM audit_log ORDER BY id")
+        assert sorted((r["command_id"], r["outcome"]) for r in trail) == [
+            ("x", "replayed"),
+            ("y", "accepted"),
+            ("z", "accepted"),
+        ]
+
+
+async def test_a_command_alone_or_without_an_id_runs_at_once_in_its_own_transaction(
+    database_url: str, nats_url: str
+) -> None:
+    store = TallyStore()
+    settings = settings_for("tally", database_url, nats_url)
+    async with running(settings, tally_definition(tally_rules(store)), clock=FakeClock(T0)) as rt:
+        assert rt.uow is not None
+        cmds = CaseCommands(rt.uow, store, limit=8)
+        assert await outcome(cmds, "T-1", 3, "one") == {"case_id": "T-1", "total": 3}
+        assert await cmds.run("T-1", add(4), command_id=None, kind="add") == {
+            "case_id": "T-1",
+            "total": 7,
+        }
+        assert cmds.groups == 0

@@ -4,6 +4,7 @@ watch what verify puts on the bus."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from gridloop_runtime.auth import AuthSettings, issue_token
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.service import Runtime
 from gridloop_verify.bootstrap import definition
+from gridloop_verify.domain.rules import case_of_task
 from gridloop_verify.settings import VerifySettings
 from nats.js import JetStreamContext
 
@@ -795,6 +797,42 @@ async def test_a_resent_command_gets_the_first_answer_and_changes_nothing(
     await verify.wait(ev.CaseReworked, case_id="C-AGAIN")
     assert len(verify.verdicts_now(case_id="C-AGAIN")) == 1
     assert len(verify.emitted(ev.CaseReworked, case_id="C-AGAIN")) == 1
+
+
+async def test_verdicts_sent_together_share_a_transaction_each_answered_and_audited_as_its_own(
+    verify: Harness,
+) -> None:
+    cases = [f"C-TOGETHER-{i}" for i in range(6)]
+    for case_id in cases:
+        await verify.handled(case_id)
+    tasks = [await verify.task_of(case_id) for case_id in cases]
+    # five passes by the supervisor, one by a supervisor it is not assigned to, all at once
+    sent = [verify.verdict(t, True, command_id=f"v-{t}") for t in tasks[:5]]
+    sent.append(verify.verdict(tasks[5], True, user=OTHER_SUP, command_id=f"v-{tasks[5]}"))
+    answers = await asyncio.gather(*sent)
+    for r in answers[:5]:
+        assert r.status_code == 200, r.text
+        assert r.json()["outcome"] == "closed"
+    assert answers[5].status_code == 403
+    assert answers[5].json()["detail"][0]["code"] == "not-assigned"
+    service = verify.rt.state
+    assert service.commands is not None and service.commands.grouped >= 2
+    await verify.closings(5)
+    assert {c.data["case_id"] for c in verify.closings_now()} == set(cases[:5])
+    assert all(c.data["closed_by"] == SUP for c in verify.closings_now())
+    # each entry names its own caller and case, as a verdict alone's does
+    assert verify.rt.pool is not None
+    async with verify.rt.pool.acquire() as conn:
+        trail = await conn.fetch(
+            "SELECT user_id, case_id, task_id, outcome, code FROM audit_log "
+            "WHERE command = 'verification' ORDER BY id"
+        )
+    assert sorted((r["user_id"], r["task_id"], r["outcome"]) for r in trail) == sorted(
+        [(SUP, t, "accepted") for t in tasks[:5]] + [(OTHER_SUP, tasks[5], "refused")]
+    )
+    assert all(r["case_id"] == case_of_task(r["task_id"]) for r in trail)
+    # the refused one is still the supervisor's to answer
+    assert [t["task_id"] for t in await verify.my_tasks(SUP)] == [tasks[5]]
 
 
 async def test_a_redelivered_event_opens_no_second_task(verify: Harness) -> None:

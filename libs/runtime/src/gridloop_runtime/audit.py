@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+import orjson
 from gridloop_contracts.problems import Refusal
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -142,6 +143,9 @@ _INSERT = """INSERT INTO audit_log (at, user_id, roles, dept, command, command_i
 # that stored it first wins), with the command id the answer's piece returns.
 _ANSWER = """INSERT INTO commands (command_id, kind, answer) VALUES ($1, $2, $3)
 ON CONFLICT (command_id) DO NOTHING RETURNING command_id"""
+_ANSWERS = """INSERT INTO commands (command_id, kind, answer)
+SELECT u.k, u.kind, u.a::jsonb FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, kind, a)
+ON CONFLICT (command_id) DO NOTHING RETURNING command_id"""
 _INSERT_ANSWERED = """INSERT INTO audit_log (at, user_id, roles, dept, command, command_id,
     case_id, task_id, target, outcome, code, field, reason, status, origin, user_agent,
     request_id, trace_id)
@@ -264,17 +268,47 @@ def _answer_stored(returned: tuple[Any, ...]) -> None:
         raise AnswerTaken
 
 
+def answered_entry(work: Work, command: str, command_id: str, **fields: Any) -> tuple[Any, ...]:
+    """The audit entry of an accepted command, from the current request (or `fields`)."""
+    fields.setdefault("subject", work.subject)
+    return _entry(
+        at=work.now(), command=command, outcome="accepted", command_id=command_id, **fields
+    )
+
+
 def record_answered(work: Work, command: str, command_id: str, answer: Any, **fields: Any) -> None:
     """An accepted command: its answer stored under `command_id` and its entry appended, one
     piece of the unit of work's one write (`Work.writes`). When another transaction stored an
     answer for that id first, nothing is written: that write raises `AnswerTaken`."""
-    fields.setdefault("subject", work.subject)
-    values = _entry(
-        at=work.now(), command=command, outcome="accepted", command_id=command_id, **fields
-    )
+    values = answered_entry(work, command, command_id, **fields)
     work.writes.add(_ANSWER, command_id, command, answer, name="answered")
     entry = values[:5] + values[6:]  # the command id comes from the stored answer
     work.writes.add(_INSERT_ANSWERED, *entry, returns=("count(*)",), check=_answer_stored)
+
+
+def record_answers(work: Work, answers: Sequence[tuple[str, str, Any, tuple[Any, ...]]]) -> None:
+    """Several accepted commands of one unit of work (a group, casework.CaseCommands), each
+    (command id, kind, answer as JSON values, `answered_entry`): the answers stored and the
+    entries appended, two pieces of the unit of work's one write. When another transaction
+    stored an answer for any of the ids first, that write raises `AnswerTaken`, which undoes
+    them all."""
+    if not answers:
+        return
+    expected = len(answers)
+
+    def all_stored(returned: tuple[Any, ...]) -> None:
+        if returned[0] != expected:
+            raise AnswerTaken
+
+    work.writes.add(
+        _ANSWERS,
+        [a[0] for a in answers],
+        [a[1] for a in answers],
+        [orjson.dumps(a[2]).decode() for a in answers],
+        returns=("count(*)",),
+        check=all_stored,
+    )
+    work.writes.add(_INSERT_MANY, *unnest_args(_COLUMNS, _TYPES, [a[3] for a in answers]))
 
 
 async def record_work(work: Work, command: str, outcome: Outcome, **fields: Any) -> None:

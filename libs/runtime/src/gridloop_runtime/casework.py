@@ -21,17 +21,21 @@ transaction (consumer.py), so one poisoned message holds back nobody.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+import structlog
 from gridloop_contracts import Envelope
 from gridloop_contracts.base import Event
 from gridloop_contracts.problems import Permanent
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
+from pydantic_core import to_jsonable_python
 
-from . import tracing
+from . import audit, metrics, tracing
 from .clock import Clock
 from .commands import run_command
 from .db import Conn
@@ -40,6 +44,8 @@ from .step import Step, Timer
 from .writes import Writes
 
 S = TypeVar("S")
+
+log = structlog.get_logger(__name__)
 
 EventRule = Callable[[S, Any, Step], None]
 TimerRule = Callable[[S, Timer, Step], None]
@@ -206,3 +212,159 @@ async def run_case_command(
         return answer
 
     return await run_command(uow, command_id, kind, apply, case_id=case_id, task_id=task_id)
+
+
+@dataclass(eq=False)
+class _Waiting(Generic[S]):
+    """A command waiting for its group: its rule, and the context of its request (the
+    caller, the trace) that the rule and its audit entry run in."""
+
+    case_id: str
+    rule: CommandRule[S]
+    command_id: str
+    kind: str
+    task_id: str | None
+    context: contextvars.Context
+    answer: asyncio.Future[dict[str, Any]]
+
+
+class CaseCommands(Generic[S]):
+    """Commands on one case each (`run_case_command`'s shape) that arrive while others are
+    waiting: up to `limit` of them, on distinct cases, share one transaction (a group
+    commit) — one load of their cases, their rules in order of arrival, one save, their
+    answers and audit entries, one commit. A command that arrives alone runs alone at once,
+    as `run_case_command` runs it; so does one without a `command_id`. A command its rule
+    refuses, and every command of a group undone as a whole (another transaction stored the
+    answer of one of its ids first, a conflict), runs again alone: refusals and resends are
+    answered and audited as they always were. Each rule and audit entry runs in the context
+    of its own request. A second command on a case waits for the next group."""
+
+    def __init__(self, uow: UnitOfWorkFactory, store: CaseStore[S], *, limit: int = 32) -> None:
+        self.uow = uow
+        self.store = store
+        self.limit = limit
+        self.groups = 0  # groups committed, and the commands in them (for tests, metrics)
+        self.grouped = 0
+        self._waiting: list[_Waiting[S]] = []
+        self._worker: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(
+        self,
+        case_id: str,
+        rule: CommandRule[S],
+        *,
+        command_id: str | None,
+        kind: str,
+        task_id: str | None = None,
+    ) -> dict[str, Any]:
+        if self.limit <= 1 or not command_id:
+            return await run_case_command(
+                self.uow,
+                self.store,
+                case_id,
+                rule,
+                command_id=command_id,
+                kind=kind,
+                task_id=task_id,
+            )
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        # an answer nobody waits for any more (the caller went away) is not an error to log
+        answer.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._waiting.append(
+            _Waiting(case_id, rule, command_id, kind, task_id, contextvars.copy_context(), answer)
+        )
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work())
+        # the command runs to its end even when the caller goes away: its id answers a resend
+        return await asyncio.shield(answer)
+
+    async def _work(self) -> None:
+        while self._waiting:
+            group: list[_Waiting[S]] = []
+            later: list[_Waiting[S]] = []
+            cases: set[str] = set()
+            for w in self._waiting:
+                if len(group) < self.limit and w.case_id not in cases:
+                    group.append(w)
+                    cases.add(w.case_id)
+                else:
+                    later.append(w)
+            self._waiting = later
+            if len(group) == 1:
+                self._alone(group[0])
+                continue
+            answers: dict[int, dict[str, Any]] = {}
+            try:
+                answers = await self._together(group)
+            except Exception as exc:
+                log.info("command group undone, its commands run alone", error=repr(exc))
+                answers = {}
+            finally:
+                for w in group:
+                    if id(w) in answers:
+                        if not w.answer.done():
+                            w.answer.set_result(answers[id(w)])
+                    else:
+                        self._alone(w)
+
+    async def _together(self, group: list[_Waiting[S]]) -> dict[int, dict[str, Any]]:
+        done: list[tuple[_Waiting[S], dict[str, Any], tuple[Any, ...]]] = []
+        async with self.uow(generic_plans=True) as work:
+            states = await self.store.load(work.conn, [w.case_id for w in group])
+            for w in group:
+                mark = work.mark()
+                try:
+                    answer = w.context.run(w.rule, states[w.case_id], work)
+                    entry = w.context.run(
+                        audit.answered_entry,
+                        work,
+                        w.kind,
+                        w.command_id,
+                        case_id=w.case_id,
+                        task_id=w.task_id,
+                    )
+                except Exception:  # refused (or worse): it runs again alone, and says so
+                    work.rollback_to(mark)
+                    continue
+                done.append((w, answer, entry))
+            if done:
+                await self.store.save(
+                    work.conn, [states[w.case_id] for w, _, _ in done], work.writes
+                )
+                audit.record_answers(
+                    work,
+                    [(w.command_id, w.kind, to_jsonable_python(a), e) for w, a, e in done],
+                )
+        if done:
+            self.groups += 1
+            self.grouped += len(done)
+            metrics.COMMAND_GROUPS.labels(self.uow.schema).inc()
+            metrics.GROUPED_COMMANDS.labels(self.uow.schema).inc(len(done))
+        return {id(w): a for w, a, _ in done}
+
+    def _alone(self, w: _Waiting[S]) -> None:
+        async def alone() -> None:
+            try:
+                answer = await run_case_command(
+                    self.uow,
+                    self.store,
+                    w.case_id,
+                    w.rule,
+                    command_id=w.command_id,
+                    kind=w.kind,
+                    task_id=w.task_id,
+                )
+            except asyncio.CancelledError:
+                w.answer.cancel()
+                raise
+            except Exception as exc:
+                if not w.answer.done():
+                    w.answer.set_exception(exc)
+            else:
+                if not w.answer.done():
+                    w.answer.set_result(answer)
+
+        task = asyncio.create_task(alone(), context=w.context)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

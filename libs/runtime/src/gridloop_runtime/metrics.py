@@ -38,5 +38,15 @@ ROWS_PRUNED = Counter(
     "Runtime rows deleted past their retention (RETENTION_EVERY_S)",
     ["service", "table"],
 )
+GROUPED_COMMANDS = Counter(
+    "gridloop_grouped_commands_total",
+    "Commands on one case each committed in a shared transaction (casework.CaseCommands)",
+    ["service"],
+)
+COMMAND_GROUPS = Counter(
+    "gridloop_command_groups_total",
+    "Shared transactions of commands committed (casework.CaseCommands)",
+    ["service"],
+)
 TIMERS_FIRED = Counter("gridloop_timers_fired_total", "Timers fired", ["service", "kind"])
 OVERDUE_CASES = Gauge("gridloop_overdue_cases", "Open cases past their deadline", ["service"])

@@ -22,7 +22,7 @@ from gridloop_contracts.base import Instant
 from gridloop_contracts.problems import Refusal
 from gridloop_runtime import access, commands, evidence
 from gridloop_runtime.auth import CurrentPrincipal, Principal
-from gridloop_runtime.casework import CommandRule, run_case_command
+from gridloop_runtime.casework import CommandRule
 from gridloop_runtime.commands import CommandBody
 from gridloop_runtime.inputs import JSONRoute
 from gridloop_runtime.outbox import Work
@@ -133,11 +133,9 @@ async def run_on_case(
 ) -> dict[str, Any]:
     """A command on one case: its state loaded (no absences: these rules never assign by
     presence), the pure rule applied, saved; idempotent and audited as `run_command`."""
-    assert rt.uow is not None
-    store = service_of(rt).store.lean
-    return await run_case_command(
-        rt.uow, store, case_id, rule, command_id=command_id, kind=kind, task_id=task_id
-    )
+    group = service_of(rt).commands
+    assert group is not None
+    return await group.run(case_id, rule, command_id=command_id, kind=kind, task_id=task_id)
 
 
 async def read(rt: Runtime, fn: Callable[[Work], Awaitable[Any]]) -> Any:
@@ -309,6 +307,10 @@ async def on_site(
     supervisor says they stood, tied to the case in the same transaction."""
     service = service_of(rt)
     case_id = case_of_task(task_id)
+    if not body.attachment_ids:  # no uploads to claim: a command on the case, in a group
+        return await run_on_case(
+            rt, body.command_id, kind, case_id, lambda state, step: rule(state, step, ()), task_id
+        )
     near = (body.position.lat, body.position.lon) if body.position else None
 
     async def apply(work: Work) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from typing import Any
 
 from gridloop_contracts import cases as ev
 from gridloop_contracts.problems import Refusal
-from gridloop_runtime.casework import Rules
+from gridloop_runtime.casework import CaseCommands, Rules
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import Runtime
 from gridloop_runtime.step import Timer
@@ -53,6 +53,7 @@ from gridloop_runtime.step import Timer
 from . import repository as repo
 from .context import Verify
 from .domain.rules import ABSENCE, OVERDUE, REMINDER, Caller, VerifyRules, timer_case
+from .domain.state import CaseState
 from .domain.tasks import check_shift_leader
 from .domain.views import absence_view
 from .store import VerifyStore
@@ -67,6 +68,7 @@ class VerifyService:
         self.ctx = verify
         self.rules = VerifyRules(verify)
         self.store = VerifyStore()
+        self.commands: CaseCommands[CaseState] | None = None  # once started
         r = self.rules
         self.table = Rules(
             store=self.store,
@@ -90,8 +92,11 @@ class VerifyService:
         self.timers = {ABSENCE: self.on_absence_begins}
 
     async def started(self, rt: Runtime) -> None:
-        """The store reads absences and stamps rows by the runtime's clock."""
+        """The store reads absences and stamps rows by the runtime's clock; the commands on
+        one case run in groups on the API's units of work."""
         self.store.clock = rt.clock
+        assert rt.uow is not None
+        self.commands = CaseCommands(rt.uow, self.store.lean, limit=self.ctx.settings.command_group)
 
     # -- absences: not about one case ----------------------------------------------------
     async def on_absence_begins(self, work: Work, timer: Timer) -> None:

@@ -22,3 +22,7 @@ class VerifySettings(ServiceSettings, EvidenceSettings):
     # and two deliveries fewer per case); false: case.verified then case.closed v1, for a
     # rollout from a release whose consumers do not read v2 yet (docs/operations.md, Upgrade).
     closed_v2: bool = Field(True, alias="VERIFY_CLOSED_V2")
+    # Commands on distinct cases that arrive together (the supervisors' verdicts in a busy
+    # spell) share one transaction, at most this many (runtime casework.CaseCommands); 1 runs
+    # each in a transaction of its own.
+    command_group: int = Field(32, ge=1, le=1000, alias="VERIFY_COMMAND_GROUP")
