@@ -21,6 +21,7 @@ from gridloop_devkit.testing import http_client, photo_bytes, running, settings_
 from gridloop_runtime import evidence as ev
 from gridloop_runtime.auth import Principal, lookup_from
 from gridloop_runtime.evidence import Evidence
+from gridloop_runtime.objectstore import ObjectStore, StoreUnavailable
 from gridloop_runtime.service import Runtime, ServiceDefinition
 from gridloop_runtime.settings import EvidenceSettings
 from PIL import Image
@@ -248,3 +249,21 @@ async def test_a_store_that_is_down_answers_503_with_retry_after_and_then_takes_
             assert r.status_code == 201, r.text
     finally:
         store.stop(kill=True)
+
+
+async def test_the_store_client_is_made_at_its_first_use_and_not_after_close() -> None:
+    """No S3 client (and none of aiobotocore's memory) before a request needs one; a client
+    that cannot be made from the settings is the store unavailable (503), not a crash."""
+    store = ObjectStore(EvidenceSettings())
+    await store.open()
+    assert store._client is None
+    client = await store.client()
+    assert await store.client() is client
+    await store.close()
+    with pytest.raises(StoreUnavailable):
+        await store.client()
+    broken = ObjectStore(EvidenceSettings(S3_ENDPOINT="not a url"))
+    await broken.open()
+    with pytest.raises(StoreUnavailable):
+        await broken.put("original/x", b"x", "image/jpeg")
+    await broken.close()
