@@ -17,7 +17,7 @@ import nats
 from gridloop_contracts import Envelope, Event, to_binary
 from gridloop_contracts.problems import Refusal
 from gridloop_devkit.testing import running, settings_for, wait_for
-from gridloop_runtime import db
+from gridloop_runtime import db, tracing
 from gridloop_runtime.casework import CaseCommands, CommandRule, Inbound, Rules, apply_batch
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.consumer import ConsumerSpec
@@ -26,6 +26,7 @@ from gridloop_runtime.outbox import write_all
 from gridloop_runtime.service import ServiceDefinition
 from gridloop_runtime.step import Step, Timer, TimerOp, plan_timer_ops
 from gridloop_runtime.writes import Writes, gathered
+from opentelemetry import context as otel_context
 
 MIGRATIONS = Path(__file__).parent / "sql_tally"
 T0 = datetime(2026, 12, 1, 9, tzinfo=UTC)
@@ -550,6 +551,37 @@ async def test_commands_that_arrive_together_share_a_transaction_and_answer_as_a
             )
             assert await conn.fetchval("SELECT count(*) FROM outbox") == 7
         assert replayed == 7
+
+
+async def test_each_command_of_a_group_tells_its_events_under_its_own_requests_trace(
+    database_url: str, nats_url: str
+) -> None:
+    store = TallyStore()
+    settings = settings_for("tally", database_url, nats_url)
+    async with running(settings, tally_definition(tally_rules(store)), clock=FakeClock(T0)) as rt:
+        assert rt.uow is not None and rt.pool is not None
+        cmds = CaseCommands(rt.uow, store, limit=8)
+
+        async def traced(i: int) -> str:
+            """A command sent under a request's trace of its own; its trace id."""
+            trace_id = f"{i + 1:032x}"
+            parent = tracing.context_from({"traceparent": f"00-{trace_id}-{i + 1:016x}-01"})
+            token = otel_context.attach(parent)
+            try:
+                await cmds.run(f"T-{i}", add(1), command_id=f"t{i}", kind="add")
+            finally:
+                otel_context.detach(token)
+            return trace_id
+
+        sent = await asyncio.gather(*(traced(i) for i in range(5)))
+        assert cmds.grouped >= 2
+        async with rt.pool.acquire() as conn:
+            rows = await conn.fetch("SELECT headers, body FROM outbox")
+        told = {
+            json.loads(bytes(r["body"]))["case_id"]: r["headers"]["traceparent"].split("-")[1]
+            for r in rows
+        }
+        assert told == {f"T-{i}": trace_id for i, trace_id in enumerate(sent)}
 
 
 async def test_a_group_undone_as_a_whole_runs_again_one_command_at_a_time(

@@ -275,7 +275,9 @@ class CaseCommands(Generic[S]):
             _Waiting(case_id, rule, command_id, kind, task_id, contextvars.copy_context(), answer)
         )
         if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._work())
+            # in a context of its own: not the request's that happened to start it (its
+            # log fields, its trace), each rule runs in its own request's
+            self._worker = asyncio.create_task(self._work(), context=contextvars.Context())
         # the command runs to its end even when the caller goes away: its id answers a resend
         return await asyncio.shield(answer)
 
