@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
+import asyncpg
 import nats
 from gridloop_contracts import Envelope, Event, to_binary
 from gridloop_contracts.problems import Refusal
@@ -499,6 +501,19 @@ def pairs(rows: Sequence[Any]) -> dict[str, Any]:
     return {r[0]: r[1] for r in rows}
 
 
+@asynccontextmanager
+async def commands_of(
+    database_url: str, nats_url: str, *, limit: int
+) -> AsyncIterator[tuple[asyncpg.Pool, TallyStore, CaseCommands[Tally]]]:
+    """A running tally service's pool, store and case commands in groups of at most
+    `limit`."""
+    store = TallyStore()
+    settings = settings_for("tally", database_url, nats_url)
+    async with running(settings, tally_definition(tally_rules(store)), clock=FakeClock(T0)) as rt:
+        assert rt.uow is not None and rt.pool is not None
+        yield rt.pool, store, CaseCommands(rt.uow, store, limit=limit)
+
+
 async def outcome(cmds: CaseCommands[Tally], case_id: str, n: int, command_id: str) -> Any:
     try:
         return await cmds.run(case_id, add(n), command_id=command_id, kind="add")
@@ -509,11 +524,7 @@ async def outcome(cmds: CaseCommands[Tally], case_id: str, n: int, command_id: s
 async def test_commands_that_arrive_together_share_a_transaction_and_answer_as_alone(
     database_url: str, nats_url: str
 ) -> None:
-    store = TallyStore()
-    settings = settings_for("tally", database_url, nats_url)
-    async with running(settings, tally_definition(tally_rules(store)), clock=FakeClock(T0)) as rt:
-        assert rt.uow is not None and rt.pool is not None
-        cmds = CaseCommands(rt.uow, store, limit=4)
+    async with commands_of(database_url, nats_url, limit=4) as (pool, store, cmds):
         sent = [(f"T-{i}", 10 + i, f"c{i}") for i in range(6)]  # six cases
         sent += [("T-0", 100, "c6"), ("T-bad", -1, "c7")]  # a second on T-0; a refused one
         answers = await asyncio.gather(*(outcome(cmds, c, n, k) for c, n, k in sent))
@@ -525,7 +536,7 @@ async def test_commands_that_arrive_together_share_a_transaction_and_answer_as_a
         assert cmds.groups >= 1 and cmds.grouped >= 4
         assert max(store.loads) <= 4
 
-        async with rt.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             totals = pairs(await conn.fetch("SELECT case_id, total FROM tallies"))
             stored = pairs(await conn.fetch("SELECT command_id, answer FROM commands"))
             trail = await conn.fetch(
@@ -544,7 +555,7 @@ async def test_commands_that_arrive_together_share_a_transaction_and_answer_as_a
         # sent again together: the first answers, nothing applied twice, each resend audited
         again = await asyncio.gather(*(outcome(cmds, c, n, k) for c, n, k in sent[:7]))
         assert again == answers[:7]
-        async with rt.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             assert pairs(await conn.fetch("SELECT case_id, total FROM tallies")) == totals
             replayed = await conn.fetchval(
                 "SELECT count(*) FROM audit_log WHERE outcome = 'replayed'"
@@ -556,11 +567,7 @@ async def test_commands_that_arrive_together_share_a_transaction_and_answer_as_a
 async def test_each_command_of_a_group_tells_its_events_under_its_own_requests_trace(
     database_url: str, nats_url: str
 ) -> None:
-    store = TallyStore()
-    settings = settings_for("tally", database_url, nats_url)
-    async with running(settings, tally_definition(tally_rules(store)), clock=FakeClock(T0)) as rt:
-        assert rt.uow is not None and rt.pool is not None
-        cmds = CaseCommands(rt.uow, store, limit=8)
+    async with commands_of(database_url, nats_url, limit=8) as (pool, _store, cmds):
 
         async def traced(i: int) -> str:
             """A command sent under a request's trace of its own; its trace id."""
@@ -575,7 +582,7 @@ async def test_each_command_of_a_group_tells_its_events_under_its_own_requests_t
 
         sent = await asyncio.gather(*(traced(i) for i in range(5)))
         assert cmds.grouped >= 2
-        async with rt.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             rows = await conn.fetch("SELECT headers, body FROM outbox")
         told = {
             json.loads(bytes(r["body"]))["case_id"]: r["headers"]["traceparent"].split("-")[1]
@@ -587,13 +594,9 @@ async def test_each_command_of_a_group_tells_its_events_under_its_own_requests_t
 async def test_a_group_undone_as_a_whole_runs_again_one_command_at_a_time(
     database_url: str, nats_url: str
 ) -> None:
-    store = TallyStore()
-    settings = settings_for("tally", database_url, nats_url)
-    async with running(settings, tally_definition(tally_rules(store)), clock=FakeClock(T0)) as rt:
-        assert rt.uow is not None and rt.pool is not None
-        cmds = CaseCommands(rt.uow, store, limit=8)
+    async with commands_of(database_url, nats_url, limit=8) as (pool, _store, cmds):
         # the answer of "x" stored by another transaction (another replica, a resend) first
-        async with rt.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             await conn.execute(
                 "INSERT INTO commands (command_id, kind, answer) VALUES ('x', 'add', $1)",
                 {"case_id": "T-x", "total": 1},
@@ -611,7 +614,7 @@ async def test_a_group_undone_as_a_whole_runs_again_one_command_at_a_time(
             {"case_id": "T-z", "total": 9},
         ]
         assert cmds.groups == 0  # the one group was undone; each ran alone
-        async with rt.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             assert pairs(await conn.fetch("SELECT case_id, total FROM tallies")) == {
                 "T-y": 7,
                 "T-z": 9,
@@ -627,11 +630,7 @@ async def test_a_group_undone_as_a_whole_runs_again_one_command_at_a_time(
 async def test_a_command_alone_or_without_an_id_runs_at_once_in_its_own_transaction(
     database_url: str, nats_url: str
 ) -> None:
-    store = TallyStore()
-    settings = settings_for("tally", database_url, nats_url)
-    async with running(settings, tally_definition(tally_rules(store)), clock=FakeClock(T0)) as rt:
-        assert rt.uow is not None
-        cmds = CaseCommands(rt.uow, store, limit=8)
+    async with commands_of(database_url, nats_url, limit=8) as (_pool, _store, cmds):
         assert await outcome(cmds, "T-1", 3, "one") == {"case_id": "T-1", "total": 3}
         assert await cmds.run("T-1", add(4), command_id=None, kind="add") == {
             "case_id": "T-1",

@@ -221,7 +221,7 @@ class _Waiting(Generic[S]):
 
     case_id: str
     rule: CommandRule[S]
-    command_id: str
+    command_id: str | None
     kind: str
     task_id: str | None
     context: contextvars.Context
@@ -258,22 +258,13 @@ class CaseCommands(Generic[S]):
         kind: str,
         task_id: str | None = None,
     ) -> dict[str, Any]:
-        if self.limit <= 1 or not command_id:
-            return await run_case_command(
-                self.uow,
-                self.store,
-                case_id,
-                rule,
-                command_id=command_id,
-                kind=kind,
-                task_id=task_id,
-            )
         answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        w = _Waiting(case_id, rule, command_id, kind, task_id, contextvars.copy_context(), answer)
+        if self.limit <= 1 or not command_id:
+            return await self._run_alone(w)
         # an answer nobody waits for any more (the caller went away) is not an error to log
         answer.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._waiting.append(
-            _Waiting(case_id, rule, command_id, kind, task_id, contextvars.copy_context(), answer)
-        )
+        self._waiting.append(w)
         if self._worker is None or self._worker.done():
             # in a context of its own: not the request's that happened to start it (its
             # log fields, its trace), each rule runs in its own request's
@@ -311,10 +302,12 @@ class CaseCommands(Generic[S]):
                         self._alone(w)
 
     async def _together(self, group: list[_Waiting[S]]) -> dict[int, dict[str, Any]]:
-        done: list[tuple[_Waiting[S], dict[str, Any], tuple[Any, ...]]] = []
+        done: list[tuple[_Waiting[S], dict[str, Any]]] = []
+        answered: list[tuple[str, str, Any, tuple[Any, ...]]] = []
         async with self.uow(generic_plans=True) as work:
             states = await self.store.load(work.conn, [w.case_id for w in group])
             for w in group:
+                assert w.command_id is not None  # only commands with an id wait for a group
                 mark = work.mark()
                 try:
                     answer = w.context.run(w.rule, states[w.case_id], work)
@@ -329,34 +322,33 @@ class CaseCommands(Generic[S]):
                 except Exception:  # refused (or worse): it runs again alone, and says so
                     work.rollback_to(mark)
                     continue
-                done.append((w, answer, entry))
+                done.append((w, answer))
+                answered.append((w.command_id, w.kind, to_jsonable_python(answer), entry))
             if done:
-                await self.store.save(
-                    work.conn, [states[w.case_id] for w, _, _ in done], work.writes
-                )
-                audit.record_answers(
-                    work,
-                    [(w.command_id, w.kind, to_jsonable_python(a), e) for w, a, e in done],
-                )
+                await self.store.save(work.conn, [states[w.case_id] for w, _ in done], work.writes)
+                audit.record_answers(work, answered)
         if done:
             self.groups += 1
             self.grouped += len(done)
             metrics.COMMAND_GROUPS.labels(self.uow.schema).inc()
             metrics.GROUPED_COMMANDS.labels(self.uow.schema).inc(len(done))
-        return {id(w): a for w, a, _ in done}
+        return {id(w): a for w, a in done}
+
+    async def _run_alone(self, w: _Waiting[S]) -> dict[str, Any]:
+        return await run_case_command(
+            self.uow,
+            self.store,
+            w.case_id,
+            w.rule,
+            command_id=w.command_id,
+            kind=w.kind,
+            task_id=w.task_id,
+        )
 
     def _alone(self, w: _Waiting[S]) -> None:
         async def alone() -> None:
             try:
-                answer = await run_case_command(
-                    self.uow,
-                    self.store,
-                    w.case_id,
-                    w.rule,
-                    command_id=w.command_id,
-                    kind=w.kind,
-                    task_id=w.task_id,
-                )
+                answer = await self._run_alone(w)
             except asyncio.CancelledError:
                 w.answer.cancel()
                 raise
