@@ -232,8 +232,10 @@ class CaseCommands(Generic[S]):
     """Commands on one case each (`run_case_command`'s shape) that arrive while others are
     waiting: up to `limit` of them, on distinct cases, share one transaction (a group
     commit) — one load of their cases, their rules in order of arrival, one save, their
-    answers and audit entries, one commit. A command that arrives alone runs alone at once,
-    as `run_case_command` runs it; so does one without a `command_id`. A command its rule
+    answers and audit entries, one commit. A command that arrives while no group is being
+    written runs at once, alone, as `run_case_command` runs it (so does one without a
+    `command_id`); those that arrive while one is being written wait for its commit and go
+    together in the next. A command its rule
     refuses, and every command of a group undone as a whole (another transaction stored the
     answer of one of its ids first, a conflict), runs again alone: refusals and resends are
     answered and audited as they always were. Each rule and audit entry runs in the context
