@@ -143,7 +143,9 @@ _INSERT = """INSERT INTO audit_log (at, user_id, roles, dept, command, command_i
 # that stored it first wins), with the command id the answer's piece returns.
 _ANSWER = """INSERT INTO commands (command_id, kind, answer) VALUES ($1, $2, $3)
 ON CONFLICT (command_id) DO NOTHING RETURNING command_id"""
-_ANSWERS = """INSERT INTO commands (command_id, kind, answer)
+# Several answers at once ($1 ids, $2 kinds, $3 answers as JSON text): a group's
+# (record_answers), and handling's bus commands of a batch.
+STORE_ANSWERS = """INSERT INTO commands (command_id, kind, answer)
 SELECT u.k, u.kind, u.a::jsonb FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, kind, a)
 ON CONFLICT (command_id) DO NOTHING RETURNING command_id"""
 _INSERT_ANSWERED = """INSERT INTO audit_log (at, user_id, roles, dept, command, command_id,
@@ -301,7 +303,7 @@ def record_answers(work: Work, answers: Sequence[tuple[str, str, Any, tuple[Any,
             raise AnswerTaken
 
     work.writes.add(
-        _ANSWERS,
+        STORE_ANSWERS,
         [a[0] for a in answers],
         [a[1] for a in answers],
         [orjson.dumps(a[2]).decode() for a in answers],

@@ -294,7 +294,6 @@ class CaseCommands(Generic[S]):
                 answers = await self._together(group)
             except Exception as exc:
                 log.info("command group undone, its commands run alone", error=repr(exc))
-                answers = {}
             finally:
                 for w in group:
                     if id(w) in answers:

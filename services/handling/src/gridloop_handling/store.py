@@ -223,9 +223,7 @@ class HandlingStore:
                 )
 
         out.add(
-            "INSERT INTO commands (command_id, kind, answer) SELECT u.k, u.kind, u.a::jsonb "
-            "FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, kind, a) "
-            "ON CONFLICT (command_id) DO NOTHING RETURNING command_id",
+            audit.STORE_ANSWERS,
             [k for k, _, _ in recorded],
             [kind for _, kind, _ in recorded],
             [_json(a) for _, _, a in recorded],
