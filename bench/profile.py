@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from gridloop_devkit.launcher import Stack
 
 from .actors import Actors
 from .cpu import ACTORS, LOAD, CpuWindow, cpus
-from .loop import BENCH_ENV, ROOT, Reports, keep_in_flight
+from .loop import BENCH_ENV, ROOT, Reports, keep_in_flight, publish
 
 
 def py_spy() -> str:
@@ -61,10 +62,11 @@ def summarize(raw: Path, top: int) -> dict[str, Any]:
     return {"samples": total, "self_pct": pct(own), "inclusive_pct": pct(incl)}
 
 
-async def tally(stack: Stack, database_url: str) -> dict[str, Any]:
+async def tally(stack: Stack, database_url: str, js: Any = None) -> dict[str, Any]:
     """What the system did so far, to take per closed loop over the measured window: the
     messages the services' consumers took (JetStream deliveries handled, duplicates
-    included), the events they published, PostgreSQL's commits and statements."""
+    included), the events they published, the messages each stream holds by subject,
+    PostgreSQL's commits and statements."""
     import asyncpg
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
@@ -88,6 +90,14 @@ async def tally(stack: Stack, database_url: str) -> dict[str, Any]:
                 elif family.name == "gridloop_events_out":
                     out["publishes"] += sum(
                         s.value for s in family.samples if s.name.endswith("_total")
+                    )
+    if js is not None:
+        for stream in STREAMS:
+            with contextlib.suppress(Exception):
+                info = await js.stream_info(stream, subjects_filter=">")
+                for subject, n in (info.state.subjects or {}).items():
+                    out[f"stored {_subject_kind(subject)}"] = (
+                        out.get(f"stored {_subject_kind(subject)}", 0.0) + n
                     )
     conn = await asyncpg.connect(database_url)
     try:
@@ -132,6 +142,33 @@ def backend_lines(before: dict[str, Any], after: dict[str, Any], loops: int) -> 
             by[who] = by.get(who, 0.0) + seconds - before[key]
     ranked = sorted(by.items(), key=lambda kv: -kv[1])
     return [f"  {who:30s} {1000 * s / max(loops, 1):6.2f}" for who, s in ranked if s > 0]
+
+
+STREAMS = ("INTAKE", "CASES", "DISPATCH", "HANDLING", "NOTIFY")
+
+
+def _subject_kind(subject: str) -> str:
+    """A subject with its configured codes (source, department) left out: `case.<event>`,
+    `dispatch.*.<event>`, `handling.*.<action>`, `intake.<channel>.*`, `notify.*`."""
+    parts = subject.split(".")
+    if parts[0] == "case":
+        return subject
+    if parts[0] in ("dispatch", "handling") and len(parts) >= 3:
+        return f"{parts[0]}.*.{'.'.join(parts[2:])}"
+    if parts[0] == "intake" and len(parts) >= 2:
+        return f"intake.{parts[1]}.*"
+    return f"{parts[0]}.*"
+
+
+def stored_lines(before: dict[str, Any], after: dict[str, Any], loops: int) -> list[str]:
+    """The messages each kind of subject gained per closed loop: what JetStream stored (and
+    fsynced) for a loop."""
+    lines = []
+    for key in sorted(k for k in after if k.startswith("stored ")):
+        n = (after[key] - before.get(key, 0.0)) / max(loops, 1)
+        if n >= 0.005:
+            lines.append(f"  {key.removeprefix('stored '):30s} {n:6.2f}")
+    return lines
 
 
 def consumer_lines(before: dict[str, Any], after: dict[str, Any], loops: int) -> list[str]:
@@ -211,6 +248,7 @@ async def load(
     warmup: float = 15.0,
     in_flight: int = 400,
     spy: bool = True,
+    rate: float | None = None,
 ) -> None:
     city = load_city(ROOT / "data" / "demo-city")
     nc = await nats.connect(nats_url)
@@ -256,8 +294,12 @@ async def load(
     sent: list[ReportV1] = []
 
     async def phase(length: float) -> None:
-        """As make bench: a bounded number of open cases, new reports as cases close."""
+        """As make bench: a bounded number of open cases, new reports as cases close; with
+        `rate`, reports at that rate whatever is open (the bench's latency phase)."""
         until = time.perf_counter() + length
+        if rate:
+            await at_rate(js, reports, rate, until, sent.append)
+            return
         await keep_in_flight(
             js, reports, "prof", in_flight, until, lambda: len(sent) - closed["n"], sent.append
         )
@@ -265,12 +307,12 @@ async def load(
     try:
         await phase(warmup)  # steady state before measuring
         closed0 = closed["n"]
-        before = await tally(stack, database_url)
+        before = await tally(stack, database_url, js)
         cpu.start()
         await phase(seconds)
         cpu.stop()
         measured = closed["n"] - closed0
-        after = await tally(stack, database_url)
+        after = await tally(stack, database_url, js)
     finally:
         await actors.stop()
         await nc.close()
@@ -293,6 +335,9 @@ async def load(
     print(f"  PostgreSQL's WAL: {(after['wal_kb'] - before['wal_kb']) / max(measured, 1):.1f} kB")
     print("each consumer per closed loop:    deliveries batches  (messages a batch)")
     for line in consumer_lines(before, after, measured):
+        print(line)
+    print("messages stored per closed loop, by subject:")
+    for line in stored_lines(before, after, measured):
         print(line)
     print("PostgreSQL's CPU ms per closed loop, by service (backends alive throughout):")
     for line in backend_lines(before, after, measured):
@@ -320,6 +365,23 @@ async def load(
             print("  inclusive:")
             for k, v in s["inclusive_pct"].items():
                 print(f"    {v:5.1f}%  {k}")
+
+
+async def at_rate(
+    js: Any, reports: Reports, rate: float, until: float, opened: Callable[[Any], None]
+) -> None:
+    """Reports at `rate` per second until `until`, each at its scheduled time."""
+    acks = []
+    t0 = time.perf_counter()
+    i = 0
+    while (due := t0 + i / rate) < until:
+        if (wait := due - time.perf_counter()) > 0:
+            await asyncio.sleep(wait)
+        r = reports.next("prof")
+        opened(r)
+        acks.append(await publish(js, r))
+        i += 1
+    await asyncio.gather(*acks)
 
 
 async def statements(database_url: str, *, reset: bool = False, top: int = 25) -> None:
@@ -364,6 +426,13 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=15, help="seconds before measuring")
     parser.add_argument("--in-flight", type=int, default=400, help="open cases kept")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="reports a second at a fixed rate (as the bench's latency phase), instead of"
+        " keeping --in-flight cases open",
+    )
     parser.add_argument("--durable", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument(
         "--spy",
@@ -410,6 +479,7 @@ def main() -> int:
                 warmup=args.warmup,
                 in_flight=args.in_flight,
                 spy=args.spy,
+                rate=args.rate,
             )
         )
         asyncio.run(statements(database_url, top=args.top))

@@ -1,15 +1,30 @@
 """The plans a service's statements run on, on a real PostgreSQL: its connections cost a page
-read out of order as for data in memory (db.RANDOM_PAGE_COST), and a command runs on the
-plans kept for any parameters (outbox.GENERIC_PLANS), which then look rows up by key."""
+read out of order as for data in memory (db.RANDOM_PAGE_COST), and a command and a
+consumer's batches run on the plans kept for any parameters (outbox.GENERIC_PLANS, the
+lead's connection), which then look rows up by key."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
+import pytest
+from gridloop_contracts import Envelope, Event, to_binary
+from gridloop_devkit.testing import running, settings_for, wait_for
 from gridloop_runtime import db
 from gridloop_runtime.clock import SystemClock
 from gridloop_runtime.commands import run_command
+from gridloop_runtime.consumer import ConsumerSpec
 from gridloop_runtime.outbox import GENERIC_PLANS, UnitOfWorkFactory, Work
+from gridloop_runtime.service import ServiceDefinition
+
+
+class PlansPing(Event):
+    """A test-only case event (deliberately not registered in the contracts)."""
+
+    type_name: ClassVar[str] = "gridloop.case.plansping.v1"
+    subject_token: ClassVar[str] = "plansping"
+    case_id: str
+
 
 # a case with its tasks, loaded and locked as verify loads the cases a command touches
 LOAD = (
@@ -90,3 +105,35 @@ async def test_a_command_and_only_it_runs_on_kept_plans(database_url: str) -> No
         assert seen == ["force_generic_plan", "auto", "auto"]
     finally:
         await pool.close()
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(True, "force_generic_plan"), (False, "auto")])
+async def test_a_consumers_batches_run_on_kept_plans_unless_turned_off(
+    database_url: str, nats_url: str, setting: bool, expected: str
+) -> None:
+    """The lead's connection, where an ordered consumer's batches run, asks for the kept
+    plans (`DB_CONSUMER_GENERIC_PLANS`); the pool's connections, where the API's reads run,
+    do not."""
+    seen: list[str] = []
+
+    async def probe(work: Work, env: Envelope) -> None:
+        seen.append(await work.conn.fetchval("SHOW plan_cache_mode"))
+
+    definition = ServiceDefinition(
+        name="plansconsumer",
+        migrations_dir=None,
+        consumers=[ConsumerSpec("plans-pings", "CASES", ["case.plansping"], probe)],
+    )
+    settings = settings_for(
+        "plansconsumer", database_url, nats_url, db_consumer_generic_plans=setting
+    )
+    async with running(settings, definition) as rt:
+        assert rt.js is not None and rt.pool is not None
+        env = Envelope.of(PlansPing(case_id="C-1"), source="/gridloop/test")
+        headers, body = to_binary(env)
+        await rt.js.publish("case.plansping", body, headers=headers)
+        await wait_for(lambda: len(seen) == 1, what="the ping handled")
+        async with rt.pool.acquire() as conn:
+            pooled = await conn.fetchval("SHOW plan_cache_mode")
+    assert seen == [expected]
+    assert pooled == "auto"

@@ -97,12 +97,17 @@ async def unlock_or_close(conn: Conn, key: int) -> None:
 RANDOM_PAGE_COST = 1.1
 
 
-def _server_settings(schema: str, random_page_cost: float) -> dict[str, str]:
-    return {
+def _server_settings(
+    schema: str, random_page_cost: float, generic_plans: bool = False
+) -> dict[str, str]:
+    settings = {
         "search_path": f"{schema},public",
         "application_name": schema,
         "random_page_cost": str(random_page_cost),
     }
+    if generic_plans:
+        settings["plan_cache_mode"] = "force_generic_plan"
+    return settings
 
 
 async def create_pool(
@@ -129,12 +134,22 @@ async def create_pool(
 
 
 async def connect(
-    dsn: str, schema: str, *, random_page_cost: float = RANDOM_PAGE_COST
+    dsn: str,
+    schema: str,
+    *,
+    random_page_cost: float = RANDOM_PAGE_COST,
+    generic_plans: bool = False,
 ) -> asyncpg.Connection:
     """One connection outside the pool, set up as the pool's are (the service's schema first,
-    JSON by orjson): an ordered consumer's lead holds its lock on one and does its work on it."""
+    JSON by orjson): an ordered consumer's lead holds its lock on one and does its work on it.
+    `generic_plans`: every statement on it runs on the plan PostgreSQL keeps for it, made for
+    any parameters (`plan_cache_mode = force_generic_plan`, as `outbox.GENERIC_PLANS` for one
+    transaction): a consumer's statements take arrays of the batch's keys, and for the short
+    arrays of light traffic the planner judges a fresh plan cheaper at every call."""
     check_schema(schema)
-    conn = await asyncpg.connect(dsn, server_settings=_server_settings(schema, random_page_cost))
+    conn = await asyncpg.connect(
+        dsn, server_settings=_server_settings(schema, random_page_cost, generic_plans)
+    )
     try:
         await _init_connection(conn)
     except BaseException:

@@ -214,7 +214,7 @@ class Runtime:
                 ack_wait_s=s.consumer_ack_wait_s,
                 max_ack_pending=s.consumer_max_ack_pending,
                 retry_delay_s=s.consumer_retry_delay_s,
-                lock_connect=self._connect,
+                lock_connect=self._connect_lead,
                 linger_s=s.consumer_linger_s,
                 linger_below=s.consumer_linger_below,
             )
@@ -256,6 +256,17 @@ class Runtime:
         """A connection of its own outside the pool, set up as the pool's (a lead's lock)."""
         s = self.settings
         return await db.connect(s.database_url, self.schema, random_page_cost=s.db_random_page_cost)
+
+    async def _connect_lead(self) -> asyncpg.Connection:
+        """The connection an ordered consumer's lead holds its lock on and works on: its
+        statements on kept plans unless `DB_CONSUMER_GENERIC_PLANS` is off."""
+        s = self.settings
+        return await db.connect(
+            s.database_url,
+            self.schema,
+            random_page_cost=s.db_random_page_cost,
+            generic_plans=s.db_consumer_generic_plans,
+        )
 
     def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
         async def guarded() -> None:

@@ -91,6 +91,8 @@ class ServiceSettings(BaseSettings):
     db_analyse_every_s: float = Field(30.0, ge=0, alias="DB_ANALYSE_EVERY_S")
     # the planner's cost of a page read out of order on the service's connections (db.py)
     db_random_page_cost: float = Field(RANDOM_PAGE_COST, gt=0, alias="DB_RANDOM_PAGE_COST")
+    # the consumers' batches run on kept plans, made for any parameters (db.connect)
+    db_consumer_generic_plans: bool = Field(True, alias="DB_CONSUMER_GENERIC_PLANS")
     # how long the runtime's rows are kept, in days (0: for ever), and how often old ones are
     # deleted (0: never); see retention.py for what each one's loss would cost
     timers_retention_days: float = Field(30.0, ge=0, alias="TIMERS_RETENTION_DAYS")
