@@ -275,6 +275,43 @@ async def test_a_batch_applies_in_stream_order_per_case(database_url: str, nats_
         await nc.close()
 
 
+async def test_the_services_own_events_back_on_cases_take_no_inbox_row(
+    database_url: str, nats_url: str
+) -> None:
+    """Its own events change nothing in a handler table's service, so the consumer lets them
+    through without claiming them in the inbox; every other event is claimed once."""
+    store = TallyStore()
+    settings = settings_for("tally", database_url, nats_url)
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        async with running(settings, tally_definition(tally_rules(store))) as rt:
+            assert rt.pool is not None and rt.uow is not None
+            pool = rt.pool
+            own_source = rt.uow.source
+            for i, source in enumerate([own_source, "/gridloop/test", own_source]):
+                env = Envelope.of(
+                    Counted(case_id="T-own", n=i + 1), source=source, id=f"own-{i}-{source}"
+                )
+                headers, body = to_binary(env)
+                await js.publish("case.counted", body, headers=headers)
+            consumer = rt.consumers[0]
+
+            async def drained() -> bool:
+                return await consumer.lag() == 0
+
+            await wait_for(drained, timeout=15, what="the three events taken")
+            async with pool.acquire() as conn:
+                claimed = await conn.fetch(
+                    "SELECT event_id FROM inbox WHERE event_id LIKE '%|own-%' ORDER BY 1"
+                )
+                seen = await conn.fetchval("SELECT seen FROM tallies WHERE case_id = 'T-own'")
+        assert [r["event_id"] for r in claimed] == ["/gridloop/test|own-1-/gridloop/test"]
+        assert list(seen) == [2]  # the own events changed nothing
+    finally:
+        await nc.close()
+
+
 async def test_one_replica_at_a_time_consumes_an_ordered_durable(
     database_url: str, nats_url: str
 ) -> None:
