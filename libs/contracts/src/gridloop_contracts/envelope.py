@@ -160,7 +160,11 @@ def _lower(headers: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def from_binary(headers: Mapping[str, str], body: bytes) -> Envelope:
-    h = _lower(headers)
+    return _from_binary(_lower(headers), body)
+
+
+def _from_binary(h: dict[str, str], body: bytes) -> Envelope:
+    """`from_binary` of headers already lower-cased."""
     attrs = {k[3:]: v for k, v in h.items() if k.startswith("ce-")}
     for name in _REQUIRED:
         if not attrs.get(name):
@@ -279,9 +283,11 @@ def decode(headers: Mapping[str, str] | None, body: bytes) -> Envelope:
     """Either mode, told apart by content-type (structured when there are no ce- headers)."""
     h = _lower(headers)
     try:
-        if is_structured(h) or not any(k.startswith("ce-") for k in h):
+        if h.get("content-type", "").startswith(STRUCTURED) or (
+            "ce-specversion" not in h and not any(k.startswith("ce-") for k in h)
+        ):
             return from_structured(body, h)
-        return from_binary(h, body)
+        return _from_binary(h, body)
     except EnvelopeError:
         raise
     except (ValueError, TypeError, AttributeError) as exc:
