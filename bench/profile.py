@@ -13,6 +13,7 @@ import contextlib
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import orjson
 import psutil
 from gridloop_city import load_city
 from gridloop_contracts.inbound import ReportV1
@@ -262,6 +264,19 @@ async def load(
         closed["n"] += 1
 
     await nc.subscribe("case.closed", cb=on_closed)
+    # with `rate`: report sent → its department told, as the bench's latency phase measures it
+    sent_at: dict[str, float] = {}
+    heard_ms: list[float] = []
+    measuring = {"on": False}
+
+    async def on_assigned(msg: Any) -> None:
+        desc = orjson.loads(msg.data).get("case", {}).get("description")
+        at = sent_at.pop(desc, None)
+        if at is not None and measuring["on"]:
+            heard_ms.append((time.perf_counter() - at) * 1000)
+
+    if rate:
+        await nc.subscribe("dispatch.*.assigned", cb=on_assigned)
     spies = [
         subprocess.Popen(  # noqa: ASYNC220 - started once, before the load
             [
@@ -298,7 +313,12 @@ async def load(
         `rate`, reports at that rate whatever is open (the bench's latency phase)."""
         until = time.perf_counter() + length
         if rate:
-            await at_rate(js, reports, rate, until, sent.append)
+
+            def opened(r: Any) -> None:
+                sent.append(r)
+                sent_at[r.external_id] = time.perf_counter()
+
+            await at_rate(js, reports, rate, until, opened)
             return
         await keep_in_flight(
             js, reports, "prof", in_flight, until, lambda: len(sent) - closed["n"], sent.append
@@ -309,8 +329,10 @@ async def load(
         closed0 = closed["n"]
         before = await tally(stack, database_url, js)
         cpu.start()
+        measuring["on"] = True
         await phase(seconds)
         cpu.stop()
+        measuring["on"] = False
         measured = closed["n"] - closed0
         after = await tally(stack, database_url, js)
     finally:
@@ -320,6 +342,12 @@ async def load(
         sampler.wait(timeout=60)
     elapsed = cpu.elapsed
     print(f"closed loops: {measured} in {elapsed:.0f} s = {measured / elapsed:.1f}/s")
+    if heard_ms:
+        q = statistics.quantiles(heard_ms, n=100)
+        print(
+            f"report → department: p50 {q[49]:.1f} / p95 {q[94]:.1f} / p99 {q[98]:.1f} ms"
+            f" over {len(heard_ms)} reports (max {max(heard_ms):.0f} ms)"
+        )
     print("CPU ms per closed loop (share of one CPU over the measured time; of it, in the kernel):")
     for line in cpu.lines(measured):
         print(line)
