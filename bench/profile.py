@@ -162,6 +162,37 @@ def _subject_kind(subject: str) -> str:
     return f"{parts[0]}.*"
 
 
+def latency_lines(heard: list[tuple[float, float, float]]) -> list[str]:
+    """Report → department p50 / p95 / p99, each of its two hops at the same points (report
+    sent → case.accepted seen on the bus: intake; case.accepted → the department's task seen:
+    dispatch), and the slowest 1 % by when they were sent: bunched, or spread out."""
+    total = [a + b for _, a, b in heard]
+
+    def pcts(values: list[float]) -> str:
+        q = statistics.quantiles(values, n=100)
+        return f"p50 {q[49]:.1f} / p95 {q[94]:.1f} / p99 {q[98]:.1f} ms"
+
+    lines = [
+        f"report → department: {pcts(total)} over {len(heard)} reports (max {max(total):.0f} ms)",
+        f"  report → case.accepted (intake):      {pcts([a for _, a, _ in heard])}",
+        f"  case.accepted → department (dispatch): {pcts([b for _, _, b in heard])}",
+    ]
+    start = min(t for t, _, _ in heard)
+    started = time.time() - (time.perf_counter() - start)
+    lines.append(
+        f"  the window's first report sent at {time.strftime('%H:%M:%S', time.gmtime(started))}Z"
+    )
+    slowest = sorted(heard, key=lambda h: h[1] + h[2])[-max(1, len(heard) // 100) :]
+    lines.append("  the slowest 1 %, in order sent (s into the window: intake + dispatch ms):")
+    lines.append(
+        "    "
+        + ", ".join(
+            f"{t - start:.1f}: {a:.0f}+{b:.0f}" for t, a, b in sorted(slowest, key=lambda h: h[0])
+        )
+    )
+    return lines
+
+
 def stored_lines(before: dict[str, Any], after: dict[str, Any], loops: int) -> list[str]:
     """The messages each kind of subject gained per closed loop: what JetStream stored (and
     fsynced) for a loop."""
@@ -266,16 +297,27 @@ async def load(
     await nc.subscribe("case.closed", cb=on_closed)
     # with `rate`: report sent → its department told, as the bench's latency phase measures it
     sent_at: dict[str, float] = {}
-    heard_ms: list[float] = []
+    accepted_at: dict[str, float] = {}
+    # each report heard: (sent, ms sent → case.accepted seen, ms case.accepted → department)
+    heard: list[tuple[float, float, float]] = []
     measuring = {"on": False}
 
+    async def on_accepted(msg: Any) -> None:
+        desc = orjson.loads(msg.data).get("description")
+        if desc in sent_at:
+            accepted_at[desc] = time.perf_counter()
+
     async def on_assigned(msg: Any) -> None:
+        now = time.perf_counter()
         desc = orjson.loads(msg.data).get("case", {}).get("description")
         at = sent_at.pop(desc, None)
+        accepted = accepted_at.pop(desc, None)
         if at is not None and measuring["on"]:
-            heard_ms.append((time.perf_counter() - at) * 1000)
+            accepted = accepted or now
+            heard.append((at, (accepted - at) * 1000, (now - accepted) * 1000))
 
     if rate:
+        await nc.subscribe("case.accepted", cb=on_accepted)
         await nc.subscribe("dispatch.*.assigned", cb=on_assigned)
     spies = [
         subprocess.Popen(  # noqa: ASYNC220 - started once, before the load
@@ -342,12 +384,9 @@ async def load(
         sampler.wait(timeout=60)
     elapsed = cpu.elapsed
     print(f"closed loops: {measured} in {elapsed:.0f} s = {measured / elapsed:.1f}/s")
-    if heard_ms:
-        q = statistics.quantiles(heard_ms, n=100)
-        print(
-            f"report → department: p50 {q[49]:.1f} / p95 {q[94]:.1f} / p99 {q[98]:.1f} ms"
-            f" over {len(heard_ms)} reports (max {max(heard_ms):.0f} ms)"
-        )
+    if heard:
+        for line in latency_lines(heard):
+            print(line)
     print("CPU ms per closed loop (share of one CPU over the measured time; of it, in the kernel):")
     for line in cpu.lines(measured):
         print(line)
