@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from gridloop_devkit.launcher import Stack
 
 from .actors import Actors
 from .cpu import ACTORS, LOAD, CpuWindow, cpus
-from .loop import BENCH_ENV, ROOT, Reports, keep_in_flight, publish
+from .loop import BENCH_ENV, ROOT, Reports, at_fixed_rate, keep_in_flight
 
 
 def py_spy() -> str:
@@ -98,9 +97,8 @@ async def tally(stack: Stack, database_url: str, js: Any = None) -> dict[str, An
             with contextlib.suppress(Exception):
                 info = await js.stream_info(stream, subjects_filter=">")
                 for subject, n in (info.state.subjects or {}).items():
-                    out[f"stored {_subject_kind(subject)}"] = (
-                        out.get(f"stored {_subject_kind(subject)}", 0.0) + n
-                    )
+                    key = f"stored {_subject_kind(subject)}"
+                    out[key] = out.get(key, 0.0) + n
     conn = await asyncpg.connect(database_url)
     try:
         out["commits"] = float(
@@ -355,12 +353,7 @@ async def load(
         `rate`, reports at that rate whatever is open (the bench's latency phase)."""
         until = time.perf_counter() + length
         if rate:
-
-            def opened(r: Any) -> None:
-                sent.append(r)
-                sent_at[r.external_id] = time.perf_counter()
-
-            await at_rate(js, reports, rate, until, opened)
+            await at_fixed_rate(js, reports, sent_at, rate, 0, round(length * rate))
             return
         await keep_in_flight(
             js, reports, "prof", in_flight, until, lambda: len(sent) - closed["n"], sent.append
@@ -432,23 +425,6 @@ async def load(
             print("  inclusive:")
             for k, v in s["inclusive_pct"].items():
                 print(f"    {v:5.1f}%  {k}")
-
-
-async def at_rate(
-    js: Any, reports: Reports, rate: float, until: float, opened: Callable[[Any], None]
-) -> None:
-    """Reports at `rate` per second until `until`, each at its scheduled time."""
-    acks = []
-    t0 = time.perf_counter()
-    i = 0
-    while (due := t0 + i / rate) < until:
-        if (wait := due - time.perf_counter()) > 0:
-            await asyncio.sleep(wait)
-        r = reports.next("prof")
-        opened(r)
-        acks.append(await publish(js, r))
-        i += 1
-    await asyncio.gather(*acks)
 
 
 async def statements(database_url: str, *, reset: bool = False, top: int = 25) -> None:

@@ -276,14 +276,19 @@ def from_structured(body: bytes, headers: Mapping[str, str] | None = None) -> En
 
 
 def is_structured(headers: Mapping[str, str] | None) -> bool:
-    return _lower(headers).get("content-type", "").startswith(STRUCTURED)
+    return _structured(_lower(headers))
+
+
+def _structured(h: Mapping[str, str]) -> bool:
+    """`is_structured` of headers already lower-cased."""
+    return h.get("content-type", "").startswith(STRUCTURED)
 
 
 def decode(headers: Mapping[str, str] | None, body: bytes) -> Envelope:
     """Either mode, told apart by content-type (structured when there are no ce- headers)."""
     h = _lower(headers)
     try:
-        if h.get("content-type", "").startswith(STRUCTURED) or (
+        if _structured(h) or (
             "ce-specversion" not in h and not any(k.startswith("ce-") for k in h)
         ):
             return from_structured(body, h)

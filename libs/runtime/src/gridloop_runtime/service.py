@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import socket
 import time
@@ -214,7 +215,7 @@ class Runtime:
                 ack_wait_s=s.consumer_ack_wait_s,
                 max_ack_pending=s.consumer_max_ack_pending,
                 retry_delay_s=s.consumer_retry_delay_s,
-                lock_connect=self._connect_lead,
+                lock_connect=functools.partial(self._connect, lead=True),
                 linger_s=s.consumer_linger_s,
                 linger_below=s.consumer_linger_below,
             )
@@ -252,20 +253,16 @@ class Runtime:
         self.started = True
         log.info("service started", service=self.definition.name)
 
-    async def _connect(self) -> asyncpg.Connection:
-        """A connection of its own outside the pool, set up as the pool's (a lead's lock)."""
-        s = self.settings
-        return await db.connect(s.database_url, self.schema, random_page_cost=s.db_random_page_cost)
-
-    async def _connect_lead(self) -> asyncpg.Connection:
-        """The connection an ordered consumer's lead holds its lock on and works on: its
-        statements on kept plans unless `DB_CONSUMER_GENERIC_PLANS` is off."""
+    async def _connect(self, *, lead: bool = False) -> asyncpg.Connection:
+        """A connection of its own outside the pool, set up as the pool's (a lock's). `lead`:
+        an ordered consumer's lead, which also works on it, on kept plans unless
+        `DB_CONSUMER_GENERIC_PLANS` is off."""
         s = self.settings
         return await db.connect(
             s.database_url,
             self.schema,
             random_page_cost=s.db_random_page_cost,
-            generic_plans=s.db_consumer_generic_plans,
+            generic_plans=lead and s.db_consumer_generic_plans,
         )
 
     def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
