@@ -484,6 +484,14 @@ def main() -> int:
         help="sample with py-spy (--no-spy: CPU figures without the samplers' share)",
     )
     parser.add_argument("--out", type=Path, default=None, help="where to keep the profiles")
+    parser.add_argument(
+        "--pg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a PostgreSQL setting for this run (repeatable), e.g. log_min_duration_statement=20;"
+        " the server's log is kept in the work directory",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gridloop-profile-"))
     out = args.out or work / "profiles"
@@ -492,10 +500,12 @@ def main() -> int:
     pg = LocalPostgres(
         work / "pg",
         durable=args.durable,
+        log_file=work / "postgres.log",
         settings={
             "shared_preload_libraries": "pg_stat_statements",
             # how many plans each statement needed, and their time
             "pg_stat_statements.track_planning": "on",
+            **dict(setting.split("=", 1) for setting in args.pg),
         },
     ).start()
     database_url = pg.create_database("gridloop")
@@ -526,7 +536,7 @@ def main() -> int:
             )
         )
         asyncio.run(statements(database_url, top=args.top))
-        print(f"\nprofiles in {out}")
+        print(f"\nprofiles in {out}; PostgreSQL's log in {work / 'postgres.log'}")
     finally:
         stack.stop()
         nats_server.stop()
