@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,6 +18,7 @@ from gridloop_runtime import db
 from gridloop_runtime.consumer import Consumer, ConsumerSpec, Handler
 from gridloop_runtime.outbox import OutboxRelay, Publisher, Work
 from gridloop_runtime.service import ServiceDefinition, runtime_of
+from gridloop_runtime.writes import Direct
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
@@ -123,6 +125,73 @@ async def test_rows_published_close_together_are_marked_sent_with_one_statement(
         marks = await sent_at()
         assert None not in marks and len(set(marks)) == 2, marks
         assert await count_in_stream(rt.js, "case.pinged") == 3
+
+
+async def test_direct_messages_go_out_after_the_events_and_their_rows_are_deleted(
+    database_url: str, nats_url: str
+) -> None:
+    """A unit of work's direct messages (a reply to a request's `replyto`) are handed to the
+    publisher with its events, after them and in order; the publisher sends them on core
+    NATS and deletes their rows (a table of the service's, `direct_table`)."""
+    settings = settings_for("echo", database_url, nats_url)
+    async with running(settings, echo_definition(consumers=[])) as rt:
+        assert rt.uow is not None and rt.js is not None and rt.pool is not None
+        rt.uow.publisher = None
+        pool = rt.pool
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "CREATE TABLE direct_out (id bigserial PRIMARY KEY, subject text NOT NULL, "
+                "headers jsonb NOT NULL, body bytea NOT NULL)"
+            )
+        publisher = Publisher(pool, rt.js, service="echo", direct_table="direct_out")
+        nc = await nats.connect(nats_url)
+        heard: list[Msg] = []
+
+        async def hear(msg: Msg) -> None:
+            heard.append(msg)
+
+        await nc.subscribe("_INBOX.direct-test.>", cb=hear)
+        await nc.flush()
+        stop = asyncio.Event()
+        task = asyncio.create_task(publisher.run(stop))
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                work = Work(conn, source=rt.uow.source, clock=rt.uow.clock)
+                work.emit(Pinged(case_id="C-DIRECT", n=1))
+                messages = [
+                    Direct(f"_INBOX.direct-test.{n}", {"ce-id": f"r-{n}"}, f"reply {n}".encode())
+                    for n in (1, 2)
+                ]
+                work.writes.add_direct(
+                    "INSERT INTO direct_out (subject, headers, body) "
+                    "SELECT u.s, u.h::jsonb, u.b FROM unnest($1::text[], $2::text[], "
+                    "$3::bytea[]) WITH ORDINALITY AS u(s, h, b, n) ORDER BY u.n RETURNING id",
+                    [m.subject for m in messages],
+                    [json.dumps(m.headers) for m in messages],
+                    [m.body for m in messages],
+                    messages=messages,
+                )
+                rows = await work.flush()
+            assert [r.direct for r in rows] == [False, True, True]
+            assert rows[1].seq < rows[2].seq
+            publisher.hand(rows)
+            await wait_for(lambda: len(heard) == 2, what="both replies heard")
+            assert [(m.subject, m.data) for m in heard] == [
+                ("_INBOX.direct-test.1", b"reply 1"),
+                ("_INBOX.direct-test.2", b"reply 2"),
+            ]
+            assert [m.headers["ce-id"] for m in heard if m.headers] == ["r-1", "r-2"]
+
+            async def rows_gone() -> bool:
+                async with pool.acquire() as conn:
+                    return int(await conn.fetchval("SELECT count(*) FROM direct_out")) == 0
+
+            await wait_for(rows_gone, what="the sent replies' rows deleted")
+            assert await count_in_stream(rt.js, "case.pinged") == 1
+        finally:
+            stop.set()
+            await task
+            await nc.close()
 
 
 async def test_committed_event_survives_relay_crash(database_url: str, nats_url: str) -> None:

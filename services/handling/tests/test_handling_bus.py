@@ -455,6 +455,35 @@ async def test_a_command_names_a_reply_subject_and_gets_the_answer_there(
     await sub.unsubscribe()
 
 
+async def test_a_reply_a_stopped_process_left_unsent_is_sent_by_the_sweeper(
+    handling: Harness,
+) -> None:
+    """A reply row committed by a process that died before sending it (the row is all that
+    is left) goes out once it is older than the sweep's grace, and its row goes."""
+    inbox = reply_inbox(handling, "sanitation")
+    sub = await handling.nc.subscribe(inbox)
+    assert handling.rt.pool is not None
+    async with handling.rt.pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO replies (subject, headers, body, created_at) "
+            "VALUES ($1, $2::text::jsonb, $3, now() - interval '1 minute')",
+            inbox,
+            '{"ce-type": "gridloop.dispatch.answer.v1"}',
+            b'{"left": true}',
+        )
+    msg = await sub.next_msg(timeout=10)
+    assert msg.data == b'{"left": true}'
+    assert msg.headers is not None and msg.headers["ce-type"] == "gridloop.dispatch.answer.v1"
+    pool = handling.rt.pool
+
+    async def row_gone() -> bool:
+        async with pool.acquire() as conn:
+            return int(await conn.fetchval("SELECT count(*) FROM replies")) == 0
+
+    await wait_for(row_gone, what="the swept reply's row deleted")
+    await sub.unsubscribe()
+
+
 async def test_a_command_asks_for_its_answers_on_its_reply_subject_only(
     handling: Harness,
 ) -> None:

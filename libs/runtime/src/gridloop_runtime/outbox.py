@@ -110,7 +110,8 @@ async def write_all(
     inside the caller's transaction. The timer changes have the effect of applying them in
     order (`plan_timer_ops`); the outbox rows returned are those new to the outbox (an event
     id already there was written by an earlier attempt and is the sweeper's to send), in
-    the order of their sequence numbers, for the publisher after commit."""
+    the order of their sequence numbers, for the publisher after commit; then the direct
+    messages `writes` gathered (`Writes.add_direct`), in their order."""
     writes = writes if writes is not None else Writes()
     cancels, arms = plan_timer_ops(ops) if ops else ([], [])
     if cancels:
@@ -134,23 +135,26 @@ async def write_all(
         else None
     )
     await writes.run(conn)
+    directs = [Committed(d.id, d.subject, d.headers, d.body, True) for d in writes.take_directs()]
     if written is None or written.values[0] is None:
-        return []
+        return directs
     seqs, ids = written.values
     seq = dict(zip(ids, seqs, strict=True))
     out = [Committed(seq[r[0]], r[1], r[2], r[3]) for r in rows if r[0] in seq]
     out.sort(key=lambda c: c.seq)
-    return out
+    return out + directs
 
 
 @dataclass(frozen=True)
 class Committed:
-    """An outbox row as written, for the publisher once its transaction has committed."""
+    """An outbox row as written, for the publisher once its transaction has committed;
+    `direct`: a core NATS message's row instead (`Writes.add_direct`, `seq` its id)."""
 
     seq: int
     subject: str
     headers: dict[str, str]
     body: bytes
+    direct: bool = False
 
 
 # For this transaction only: the plan PostgreSQL keeps for each prepared statement, made for
@@ -217,7 +221,11 @@ class Publisher:
     """Publishes what this process committed, right after the commit, in commit order, and
     marks it sent (the marks of a quarter second in one statement). What it could not send
     (the bus away, the process killed) stays unsent in the outbox for the sweeper
-    (`OutboxRelay`)."""
+    (`OutboxRelay`).
+
+    Direct messages (`Committed.direct`: a reply to a request's `replyto`) go out on core
+    NATS after the batch's events, and their rows in `direct_table` are deleted with the
+    marks; what a killed process left there is the service's own sweeper's to send."""
 
     def __init__(
         self,
@@ -227,16 +235,19 @@ class Publisher:
         service: str,
         batch: int = 512,
         mark_every_s: float = MARK_EVERY_S,
+        direct_table: str | None = None,
     ) -> None:
         self.pool = pool
         self.js = js
         self.service = service
         self.batch = batch
         self.mark_every_s = mark_every_s
+        self.direct_table = direct_table
         self._queue: list[Committed] = []
         self._wake = asyncio.Event()
         self.published = 0
         self._sent: list[int] = []  # published, not yet marked
+        self._dropped: list[int] = []  # direct messages sent, their rows not yet deleted
         self._marked_at = -math.inf  # the first mark after a quiet spell is at once
 
     def hand(self, rows: Sequence[Committed]) -> None:
@@ -258,7 +269,7 @@ class Publisher:
     async def _run(self, stop: asyncio.Event) -> None:
         failures = 0
         while True:
-            if self._sent and (
+            if (self._sent or self._dropped) and (
                 not self._queue or time.monotonic() - self._marked_at >= self.mark_every_s
             ):
                 if self._queue or stop.is_set():
@@ -283,32 +294,51 @@ class Publisher:
                 continue
             rows = self._queue[: self.batch]
             try:
-                await publish_rows(self.js, rows)
+                await self._send(rows)
             except Exception as exc:
                 # Keep them first in line (order), try again; give up on shutdown: the
                 # sweeper of whichever replica leads sends them.
                 failures += 1
                 log.warning("publish after commit failed", error=repr(exc), rows=len(rows))
                 if stop.is_set():
-                    if self._sent:
+                    if self._sent or self._dropped:
                         await self._mark()
                     return
                 await asyncio.sleep(min(0.2 * failures, 2.0))
                 continue
             failures = 0
             del self._queue[: len(rows)]
-            self.published += len(rows)
-            metrics.EVENTS_OUT.labels(self.service).inc(len(rows))
-            self._sent.extend(r.seq for r in rows)
+            for r in rows:
+                (self._dropped if r.direct else self._sent).append(r.seq)
+            events = sum(not r.direct for r in rows)  # the direct messages are not events
+            self.published += events
+            metrics.EVENTS_OUT.labels(self.service).inc(events)
+
+    async def _send(self, rows: Sequence[Committed]) -> None:
+        """The events to JetStream (acknowledged), then the direct messages on core NATS."""
+        events = [r for r in rows if not r.direct]
+        if events:
+            await publish_rows(self.js, events)
+        if len(events) < len(rows):
+            nc = self.js._nc
+            for r in rows:
+                if r.direct:
+                    await nc.publish(r.subject, r.body, headers=r.headers)
 
     async def _mark(self) -> None:
+        """Mark the published rows sent and delete the sent direct messages' rows, in one
+        statement."""
         seqs, self._sent = self._sent, []
+        dropped, self._dropped = self._dropped, []
         self._marked_at = time.monotonic()
+        writes = Writes()
+        if seqs:
+            writes.add("UPDATE outbox SET sent_at = now() WHERE seq = ANY($1::bigint[])", seqs)
+        if dropped and self.direct_table:
+            writes.add(f"DELETE FROM {self.direct_table} WHERE id = ANY($1::bigint[])", dropped)
         try:
             async with self.pool.acquire() as conn:
-                await conn.execute(
-                    "UPDATE outbox SET sent_at = now() WHERE seq = ANY($1::bigint[])", seqs
-                )
+                await writes.run(conn)
         except Exception as exc:  # published: at worst the sweeper sends a copy
             log.warning("marking published rows failed", error=repr(exc))
 

@@ -81,6 +81,9 @@ class ServiceDefinition:
     # the working calendar in use (it changes on a live reload), for services that compute
     # deadlines: its horizon is watched (gridloop_runtime.calendarwatch)
     calendar: Callable[[], CalendarLike] | None = None
+    # the table of this service's direct replies (`Writes.add_direct`): the publisher sends
+    # them on core NATS after commit and deletes their rows; the service sweeps what is left
+    direct_table: str | None = None
 
 
 # FastAPI's built-in OpenTelemetry, off: the runtime traces requests itself (tracing.py).
@@ -168,7 +171,11 @@ class Runtime:
         # Consumers and timers wait for a connection as long as it takes; the HTTP API
         # (rt.uow) waits at most DB_ACQUIRE_TIMEOUT_S and answers 503 (limits.py).
         self.publisher = Publisher(
-            self.pool, self.js, service=self.definition.name, batch=s.outbox_batch
+            self.pool,
+            self.js,
+            service=self.definition.name,
+            batch=s.outbox_batch,
+            direct_table=self.definition.direct_table,
         )
         background_uow = UnitOfWorkFactory(
             self.pool,

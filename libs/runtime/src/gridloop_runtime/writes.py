@@ -21,6 +21,10 @@ gathering asks of a piece:
 
 A piece may name aggregates over its `RETURNING` rows (`returns`); their values are in its
 `Returned` after `run`, and its `check` (which may raise, undoing the transaction) sees them.
+
+A piece may also write the rows of core NATS messages to send once the transaction has
+committed (`add_direct`: a reply to a request's `replyto`): the runtime hands them to the
+process's publisher with the outbox rows, which sends them and deletes their rows.
 """
 
 from __future__ import annotations
@@ -74,11 +78,24 @@ def compose(pieces: tuple[tuple[str, int, tuple[str, ...], str | None], ...]) ->
     return f"WITH {', '.join(ctes)} SELECT {', '.join(outputs) or 'NULL'}"
 
 
+@dataclass(frozen=True)
+class Direct:
+    """A core NATS message to send after commit; `id`: its row's, once written."""
+
+    subject: str
+    headers: dict[str, str]
+    body: bytes
+    id: int = 0
+
+
 class Writes:
     """The writes of a unit of work, gathered; `run` sends them as one statement."""
 
     def __init__(self) -> None:
         self._pieces: list[_Piece] = []
+        # the direct messages' pieces, each with its messages in the order it inserts them
+        self._directs: list[tuple[Returned, list[Direct]]] = []
+        self._written: list[Direct] = []
 
     def __len__(self) -> int:
         return len(self._pieces)
@@ -98,10 +115,36 @@ class Writes:
         self._pieces.append(_Piece(sql, args, tuple(returns), name, returned, check))
         return returned
 
+    def add_direct(self, sql: str, *args: Any, messages: Sequence[Direct]) -> None:
+        """The rows of `messages`, to be sent once committed (`take_directs`): `sql` inserts
+        them in the order given, `RETURNING id` from a sequence, so the ids follow it."""
+        returned = self.add(sql, *args, returns=("array_agg(id ORDER BY id)",))
+        self._directs.append((returned, list(messages)))
+
+    def add_written(self, directs: Sequence[Direct]) -> None:
+        """Direct messages whose rows an earlier statement of the transaction wrote (another
+        `Writes` run at once: `take_directs` of it), to be sent with these."""
+        self._written += directs
+
+    def take_directs(self) -> list[Direct]:
+        """After `run`: the direct messages written, each with its row's id, in order."""
+        directs, self._directs = self._directs, []
+        out, self._written = self._written, []
+        for returned, messages in directs:
+            ids = (returned.values[0] if returned.values else None) or []
+            out += [
+                Direct(m.subject, m.headers, m.body, i) for m, i in zip(messages, ids, strict=True)
+            ]
+        return out
+
     def absorb(self, other: Writes) -> None:
         """Take over what `other` gathered (the works of a batch, written as one)."""
         self._pieces += other._pieces
         other._pieces = []
+        self._directs += other._directs
+        other._directs = []
+        self._written += other._written
+        other._written = []
 
     async def run(self, conn: Conn) -> None:
         """Send what was gathered as one statement (nothing when nothing was); then each

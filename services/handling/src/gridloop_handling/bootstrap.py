@@ -38,6 +38,7 @@ def definition(settings: HandlingSettings) -> tuple[ServiceDefinition, Any]:
             timer_rules=service.table,
             routers=[api.router],
             background=[relay_replies, handling.live().background()],
+            direct_table="replies",
             calendar=lambda: handling.calendar,
             users=lookup_from(handling.city.users),
             evidence=api.result_evidence(service),

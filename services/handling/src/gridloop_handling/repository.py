@@ -282,14 +282,15 @@ async def summary(
 
 
 # -- direct replies --------------------------------------------------------------------------
-REPLIES_CHANNEL = "handling_replies"
-
-
-async def take_replies(conn: Conn, limit: int) -> list[asyncpg.Record]:
+async def take_replies(conn: Conn, limit: int, older_than_s: float) -> list[asyncpg.Record]:
+    """Replies committed at least `older_than_s` ago and not yet sent (the process that
+    committed them sends them at once: these it did not), locked for this sweep."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT id, subject, headers, body FROM replies ORDER BY id LIMIT $1 "
+        "SELECT id, subject, headers, body FROM replies "
+        "WHERE created_at <= now() - make_interval(secs => $2) ORDER BY id LIMIT $1 "
         "FOR UPDATE SKIP LOCKED",
         limit,
+        older_than_s,
     )
     return rows
 

@@ -20,10 +20,10 @@ import structlog
 from gridloop_contracts import to_binary
 from gridloop_runtime import audit
 from gridloop_runtime.db import Conn, unnest_args, unnest_upsert
-from gridloop_runtime.writes import Writes, gathered
+from gridloop_runtime.writes import Direct, Writes, gathered
 
 from .domain.case import CaseFile, Parked
-from .repository import CASE_COLUMNS, REPLIES_CHANNEL, TASK_COLUMNS, task_of, task_row
+from .repository import CASE_COLUMNS, TASK_COLUMNS, task_of, task_row
 
 log = structlog.get_logger(__name__)
 
@@ -232,22 +232,20 @@ class HandlingStore:
         )
 
     def _replies(self, out: Writes, replies: Sequence[tuple[str, Any]]) -> None:
-        """Answers for a `replyto` subject: rows now, sent by the relay once committed."""
+        """Answers for a `replyto` subject: rows now, sent by this process's publisher once
+        committed (the rows a killed process left, by the sweeper: replies.py)."""
         if not replies:
             return
-        headers, bodies = [], []
-        for _, env in replies:
+        messages = []
+        for subject, env in replies:
             h, b = to_binary(env)
-            headers.append(_json(h))
-            bodies.append(b)
-        out.add(
+            messages.append(Direct(subject, h, b))
+        out.add_direct(
             "INSERT INTO replies (subject, headers, body) SELECT u.s, u.h::jsonb, u.b "
             "FROM unnest($1::text[], $2::text[], $3::bytea[]) WITH ORDINALITY AS u(s, h, b, n) "
-            "ORDER BY u.n",
-            [s for s, _ in replies],
-            headers,
-            bodies,
+            "ORDER BY u.n RETURNING id",
+            [m.subject for m in messages],
+            [_json(m.headers) for m in messages],
+            [m.body for m in messages],
+            messages=messages,
         )
-        # NOTIFY is delivered at commit: the reply relay wakes when the answer is safe to
-        # send. A SELECT among the pieces runs only when read: its count is read back.
-        out.add("SELECT pg_notify($1, '')", REPLIES_CHANNEL, returns=("count(*)",))
