@@ -370,8 +370,10 @@ async def test_health_and_readiness(database_url: str, nats_url: str) -> None:
         ({"linger_s": 10}, {}),
         # off the reports' path: CONSUMER_LINGER_S after fewer than CONSUMER_LINGER_BELOW
         ({"lingers": True}, {"consumer_linger_s": 10, "consumer_linger_below": 3}),
+        # nobody waits on it: CONSUMER_PATIENT_LINGER_S after any batch that was not full
+        ({"patient": True}, {"consumer_patient_linger_s": 10}),
     ],
-    ids=["linger_s", "lingers"],
+    ids=["linger_s", "lingers", "patient"],
 )
 async def test_a_lingering_consumer_takes_what_came_in_meanwhile_in_one_batch(
     database_url: str,
@@ -408,23 +410,34 @@ async def test_a_lingering_consumer_takes_what_came_in_meanwhile_in_one_batch(
 
 
 @pytest.mark.parametrize(
-    ("lingers", "linger_s", "fetched", "expected"),
+    ("kind", "linger_s", "patient_linger_s", "fetched", "expected"),
     [
-        (True, 0.0, 1, 0.05),  # off the reports' path, a small batch: wait
-        (True, 0.0, 7, 0.05),
-        (True, 0.0, 8, 0.0),  # a batch as large as CONSUMER_LINGER_BELOW: fetch at once
-        (True, 0.0, 256, 0.0),
-        (False, 0.0, 1, 0.0),  # on the reports' path: never wait
-        (False, 1.0, 1, 1.0),  # a linger of its own (scores): after any batch not full
-        (False, 1.0, 255, 1.0),
-        (False, 1.0, 256, 0.0),
+        ("lingers", 0.0, 0.25, 1, 0.05),  # off the reports' path, a small batch: wait
+        ("lingers", 0.0, 0.25, 7, 0.05),
+        ("lingers", 0.0, 0.25, 8, 0.0),  # as large as CONSUMER_LINGER_BELOW: at once
+        ("lingers", 0.0, 0.25, 256, 0.0),
+        ("patient", 0.0, 0.25, 1, 0.25),  # nobody waits on it: after any batch not full
+        ("patient", 0.0, 0.25, 255, 0.25),
+        ("patient", 0.0, 0.25, 256, 0.0),
+        ("patient", 0.0, 0.0, 7, 0.05),  # CONSUMER_PATIENT_LINGER_S=0: as `lingers`
+        ("patient", 0.0, 0.0, 8, 0.0),
+        ("on the path", 0.0, 0.25, 1, 0.0),  # on the reports' path: never wait
+        ("on the path", 1.0, 0.25, 1, 1.0),  # a linger of its own (scores): after any
+        ("on the path", 1.0, 0.25, 255, 1.0),  # batch not full
+        ("on the path", 1.0, 0.25, 256, 0.0),
     ],
 )
 def test_how_long_a_consumer_waits_after_a_fetch(
-    lingers: bool, linger_s: float, fetched: int, expected: float
+    kind: str, linger_s: float, patient_linger_s: float, fetched: int, expected: float
 ) -> None:
     spec = ConsumerSpec(
-        "echo-any", "CASES", ["case.pinged"], record_ping, linger_s=linger_s, lingers=lingers
+        "echo-any",
+        "CASES",
+        ["case.pinged"],
+        record_ping,
+        linger_s=linger_s,
+        lingers=kind == "lingers",
+        patient=kind == "patient",
     )
     consumer = Consumer(
         spec,
@@ -439,6 +452,7 @@ def test_how_long_a_consumer_waits_after_a_fetch(
         retry_delay_s=1,
         linger_s=0.05,
         linger_below=8,
+        patient_linger_s=patient_linger_s,
     )
     assert consumer.linger_after(fetched) == expected
 

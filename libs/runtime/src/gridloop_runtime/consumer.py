@@ -70,13 +70,17 @@ class ConsumerSpec:
     # batches: one transaction and one fold per case for several of its events. 0: fetch
     # again at once (the loop's own steps), or as `lingers` says.
     linger_s: float = 0.0
-    # Off the path a report takes to its department (a case file, a task's creation, the
-    # department's commands, a verification task), where a few tens of milliseconds go
-    # unnoticed: after a batch of fewer than `CONSUMER_LINGER_BELOW` messages, wait
+    # Off the path a report takes to its department (a task's creation, the department's
+    # commands), where a few tens of milliseconds go unnoticed: after a batch of fewer than `CONSUMER_LINGER_BELOW` messages, wait
     # `CONSUMER_LINGER_S` before fetching again. In light traffic this takes several
     # messages a transaction instead of one, and leaves the cores to the reports meanwhile;
     # under load the batches are larger and it never waits. docs/performance.md.
     lingers: bool = False
+    # Work nobody waits on by the millisecond (a case file, a verification task for a
+    # supervisor): after any batch that was not full, wait `CONSUMER_PATIENT_LINGER_S` (a
+    # quarter second) before fetching again. In light traffic its events then come a few
+    # dozen to a transaction; under load its batches fill and it never waits.
+    patient: bool = False
     # One replica at a time consumes this durable (a PostgreSQL advisory lock; the others
     # stand by and take over within seconds), so one case's messages take effect in stream
     # order with any number of replicas. False for work with no per-case order (reports).
@@ -163,6 +167,7 @@ class Consumer:
         lock_connect: Callable[[], Awaitable[Conn]] | None = None,
         linger_s: float = 0.0,
         linger_below: int = 1,
+        patient_linger_s: float = 0.0,
     ) -> None:
         self.spec = spec
         # The lead's lock lives on a connection of its own, never one of the pool's: a pool
@@ -179,6 +184,7 @@ class Consumer:
         self.retry_delay_s = retry_delay_s
         self.linger_s = linger_s
         self.linger_below = linger_below
+        self.patient_linger_s = patient_linger_s
         self.running = False
         self._leading = False
         self._sub: JetStreamContext.PullSubscription | None = None
@@ -326,7 +332,10 @@ class Consumer:
         """How long to wait before the next fetch, after one that brought `fetched`."""
         if self.spec.linger_s > 0:
             return self.spec.linger_s if fetched < self.batch else 0.0
-        if self.spec.lingers and fetched < min(self.batch, self.linger_below):
+        if self.spec.patient and self.patient_linger_s > 0:
+            return self.patient_linger_s if fetched < self.batch else 0.0
+        lingers = self.spec.lingers or self.spec.patient
+        if lingers and fetched < min(self.batch, self.linger_below):
             return self.linger_s
         return 0.0
 

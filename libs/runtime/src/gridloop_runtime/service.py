@@ -225,6 +225,7 @@ class Runtime:
                 lock_connect=functools.partial(self._connect, lead=True),
                 linger_s=s.consumer_linger_s,
                 linger_below=s.consumer_linger_below,
+                patient_linger_s=s.consumer_patient_linger_s,
             )
             await consumer.subscribe()
             self.consumers.append(consumer)

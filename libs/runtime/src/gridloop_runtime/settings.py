@@ -77,6 +77,10 @@ class ServiceSettings(BaseSettings):
     # instead of one; under load its batches are larger and it never waits. 0: never.
     consumer_linger_s: float = Field(0.05, ge=0, le=10, alias="CONSUMER_LINGER_S")
     consumer_linger_below: int = Field(8, ge=1, alias="CONSUMER_LINGER_BELOW")
+    # A consumer whose work nobody waits on by the millisecond (`ConsumerSpec.patient`:
+    # intake's case file, verify's cases) waits this long after any batch that was not full.
+    # 0: it lingers as the others off the report's path do.
+    consumer_patient_linger_s: float = Field(0.25, ge=0, le=10, alias="CONSUMER_PATIENT_LINGER_S")
     # streams
     stream_replicas: int = Field(1, alias="STREAM_REPLICAS")
     # outbox relay and timers

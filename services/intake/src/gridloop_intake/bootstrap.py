@@ -82,7 +82,7 @@ def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
     )
     # The case file: pure rules a batch at a time; subjects from the table (case.<event>).
     casefile = ConsumerSpec(
-        "intake-casefile", "CASES", rules=case_file_rules(intake.rules), lingers=True
+        "intake-casefile", "CASES", rules=case_file_rules(intake.rules), patient=True
     )
     return (
         ServiceDefinition(

@@ -20,7 +20,7 @@ MIGRATIONS = Path(__file__).parent / "sql"
 def definition(settings: VerifySettings) -> tuple[ServiceDefinition, Any]:
     """The service and its state (the VerifyService, read by routes via `Runtime.state`)."""
     service = VerifyService(Verify.load(settings))
-    cases = ConsumerSpec("verify-cases", "CASES", rules=service.table, lingers=True)
+    cases = ConsumerSpec("verify-cases", "CASES", rules=service.table, patient=True)
     return (
         ServiceDefinition(
             name="verify",
