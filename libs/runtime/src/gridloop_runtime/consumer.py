@@ -72,9 +72,10 @@ class ConsumerSpec:
     linger_s: float = 0.0
     # Off the path a report takes to its department (a task's creation, the department's
     # commands), where a few tens of milliseconds go unnoticed: after a batch of fewer than
-    # `CONSUMER_LINGER_BELOW` messages, wait `CONSUMER_LINGER_S` before fetching again. In light traffic this takes several
-    # messages a transaction instead of one, and leaves the cores to the reports meanwhile;
-    # under load the batches are larger and it never waits. docs/performance.md.
+    # `CONSUMER_LINGER_BELOW` messages, wait `CONSUMER_LINGER_S` before fetching again. In
+    # light traffic this takes several messages a transaction instead of one, and leaves the
+    # cores to the reports meanwhile; under load the batches are larger and it never waits.
+    # docs/performance.md.
     lingers: bool = False
     # Work nobody waits on by the millisecond (a case file, a verification task for a
     # supervisor): after any batch that was not full, wait `CONSUMER_PATIENT_LINGER_S` (a
