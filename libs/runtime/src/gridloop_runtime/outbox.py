@@ -135,7 +135,7 @@ async def write_all(
         else None
     )
     await writes.run(conn)
-    directs = [Committed(d.id, d.subject, d.headers, d.body, True) for d in writes.take_directs()]
+    directs = [Committed(i, d.subject, d.headers, d.body, True) for i, d in writes.take_directs()]
     if written is None or written.values[0] is None:
         return directs
     seqs, ids = written.values
@@ -294,7 +294,7 @@ class Publisher:
                 continue
             rows = self._queue[: self.batch]
             try:
-                await self._send(rows)
+                events = await self._send(rows)
             except Exception as exc:
                 # Keep them first in line (order), try again; give up on shutdown: the
                 # sweeper of whichever replica leads sends them.
@@ -310,12 +310,12 @@ class Publisher:
             del self._queue[: len(rows)]
             for r in rows:
                 (self._dropped if r.direct else self._sent).append(r.seq)
-            events = sum(not r.direct for r in rows)  # the direct messages are not events
             self.published += events
             metrics.EVENTS_OUT.labels(self.service).inc(events)
 
-    async def _send(self, rows: Sequence[Committed]) -> None:
-        """The events to JetStream (acknowledged), then the direct messages on core NATS."""
+    async def _send(self, rows: Sequence[Committed]) -> int:
+        """The events to JetStream (acknowledged), then the direct messages on core NATS;
+        how many were events (the direct messages are not)."""
         events = [r for r in rows if not r.direct]
         if events:
             await publish_rows(self.js, events)
@@ -324,6 +324,7 @@ class Publisher:
             for r in rows:
                 if r.direct:
                     await nc.publish(r.subject, r.body, headers=r.headers)
+        return len(events)
 
     async def _mark(self) -> None:
         """Mark the published rows sent and delete the sent direct messages' rows, in one

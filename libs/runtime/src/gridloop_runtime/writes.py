@@ -80,12 +80,11 @@ def compose(pieces: tuple[tuple[str, int, tuple[str, ...], str | None], ...]) ->
 
 @dataclass(frozen=True)
 class Direct:
-    """A core NATS message to send after commit; `id`: its row's, once written."""
+    """A core NATS message to send after commit."""
 
     subject: str
     headers: dict[str, str]
     body: bytes
-    id: int = 0
 
 
 class Writes:
@@ -93,9 +92,9 @@ class Writes:
 
     def __init__(self) -> None:
         self._pieces: list[_Piece] = []
-        # the direct messages' pieces, each with its messages in the order it inserts them
+        # the direct messages' pieces, each with its messages in the order it inserts them;
+        # kept across `run`s until `take_directs`
         self._directs: list[tuple[Returned, list[Direct]]] = []
-        self._written: list[Direct] = []
 
     def __len__(self) -> int:
         return len(self._pieces)
@@ -121,20 +120,14 @@ class Writes:
         returned = self.add(sql, *args, returns=("array_agg(id ORDER BY id)",))
         self._directs.append((returned, list(messages)))
 
-    def add_written(self, directs: Sequence[Direct]) -> None:
-        """Direct messages whose rows an earlier statement of the transaction wrote (another
-        `Writes` run at once: `take_directs` of it), to be sent with these."""
-        self._written += directs
-
-    def take_directs(self) -> list[Direct]:
-        """After `run`: the direct messages written, each with its row's id, in order."""
+    def take_directs(self) -> list[tuple[int, Direct]]:
+        """The direct messages written by every `run` so far, each with its row's id, in
+        order."""
         directs, self._directs = self._directs, []
-        out, self._written = self._written, []
+        out: list[tuple[int, Direct]] = []
         for returned, messages in directs:
             ids = (returned.values[0] if returned.values else None) or []
-            out += [
-                Direct(m.subject, m.headers, m.body, i) for m, i in zip(messages, ids, strict=True)
-            ]
+            out += zip(ids, messages, strict=True)
         return out
 
     def absorb(self, other: Writes) -> None:
@@ -143,8 +136,6 @@ class Writes:
         other._pieces = []
         self._directs += other._directs
         other._directs = []
-        self._written += other._written
-        other._written = []
 
     async def run(self, conn: Conn) -> None:
         """Send what was gathered as one statement (nothing when nothing was); then each

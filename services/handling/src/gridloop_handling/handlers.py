@@ -54,7 +54,6 @@ from gridloop_runtime.commands import seen_commands
 from gridloop_runtime.db import Conn
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.step import Timer
-from gridloop_runtime.writes import Writes
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
@@ -252,12 +251,10 @@ class BusCommands:
         nowhere = CaseFile(answer.case_id or "")
         who = storable(by) if isinstance(by, str) else None
         self.rules.answer(nowhere, work, answer, reply_to, by=who, feed=feed)
-        # written at once (a resend later in the batch finds the answer); its reply, if any,
-        # is sent with the unit of work's after commit
-        writes = Writes()
-        await self.store.save(work.conn, [nowhere], writes)
-        await writes.run(work.conn)
-        work.writes.add_written(writes.take_directs())
+        # written at once (this message's own writes, nothing else of the batch's); its
+        # reply, if any, goes out with the unit of work's messages after commit
+        await self.store.save(work.conn, [nowhere], work.writes)
+        await work.writes.run(work.conn)
 
 
 # The values of a command's `answerfeed` extension: `all`, the default, answers on
