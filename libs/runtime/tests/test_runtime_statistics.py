@@ -95,3 +95,12 @@ async def test_payload_columns_are_not_analysed(database_url: str) -> None:
         assert not analysed & {"headers", "body"}
     finally:
         await pool.close()
+
+
+def test_rounds_are_spread_a_quarter_either_side_of_the_setting() -> None:
+    """Services started together drift apart instead of analysing at the same moment."""
+    assert statistics.next_round_in(30, lambda low, high: low) == 22.5
+    assert statistics.next_round_in(30, lambda low, high: high) == 37.5
+    drawn = {statistics.next_round_in(30) for _ in range(200)}
+    assert all(22.5 <= d <= 37.5 for d in drawn)
+    assert len(drawn) > 100  # drawn afresh each round

@@ -16,7 +16,6 @@ left — at start-up and once a day, and again after a live reload within `CALEN
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 from prometheus_client import Gauge
 from pydantic import BaseModel
+
+from .waits import wait_set
 
 if TYPE_CHECKING:
     from .service import Runtime
@@ -122,5 +123,4 @@ async def watch(rt: Runtime, stop: asyncio.Event) -> None:
                 alarm_days=status.alarm_days,
                 detail=status.message,
             )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), rt.settings.calendar_check_s)
+        await wait_set(stop, rt.settings.calendar_check_s)

@@ -36,6 +36,7 @@ from .bus import quick_fetch, when_available
 from .casework import Inbound, Rules, apply_batch
 from .db import Conn, again_on_conflict, lock_key
 from .outbox import Committed, UnitOfWorkFactory, Work, write_all
+from .waits import wait_set
 from .writes import Writes
 
 log = structlog.get_logger(__name__)
@@ -248,8 +249,7 @@ class Consumer:
                         "consumer lost its lead", consumer=self.spec.durable, error=repr(exc)
                     )
                     self.leading = False
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=LEAD_POLL_S)
+                await wait_set(stop, LEAD_POLL_S)
         finally:
             self.running = False
 
@@ -260,8 +260,7 @@ class Consumer:
         conn = await self.lock_connect()
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=LEAD_POLL_S)
+                await wait_set(stop, LEAD_POLL_S)
                 if stop.is_set():
                     return
             self.leading = True
@@ -286,8 +285,7 @@ class Consumer:
                 return
             if not info.num_ack_pending:
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=0.25)
+            await wait_set(stop, 0.25)
         log.info(
             "took the lead from a replica that left messages in hand",
             consumer=self.spec.durable,
@@ -326,8 +324,7 @@ class Consumer:
                 await self.process(msgs, lock)
             linger = self.linger_after(len(msgs))
             if linger > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=linger)
+                await wait_set(stop, linger)
 
     def linger_after(self, fetched: int) -> float:
         """How long to wait before the next fetch, after one that brought `fetched`."""

@@ -31,6 +31,7 @@ from .clock import Clock
 from .db import Conn, lock_key
 from .step import OutboxRow, Step, TimerOp, plan_timer_ops
 from .step import default_subject as default_subject
+from .waits import wait_set
 from .writes import Writes
 
 log = structlog.get_logger(__name__)
@@ -278,8 +279,7 @@ class Publisher:
                     self._wake.clear()
                     wait = self.mark_every_s - (time.monotonic() - self._marked_at)
                     if wait > 0 and not stop.is_set():
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                        await wait_set(self._wake, wait)
                     if not self._queue:
                         await self._mark()
                     continue
@@ -289,8 +289,7 @@ class Publisher:
                 self._wake.clear()
                 if stop.is_set():  # set between the check and the clear
                     continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=0.5)
+                await wait_set(self._wake, 0.5)
                 continue
             rows = self._queue[: self.batch]
             try:
@@ -388,15 +387,13 @@ class OutboxRelay:
                 else:
                     log.exception("outbox relay failed")
             if not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+                await wait_set(stop, 1.0)
 
     async def _run_as_leader(self, stop: asyncio.Event) -> None:
         conn = await self.lock_connect()
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=max(self.poll_s, 1.0))
+                await wait_set(stop, max(self.poll_s, 1.0))
                 if stop.is_set():
                     return
             self.leading = True
@@ -404,8 +401,7 @@ class OutboxRelay:
                 while not stop.is_set():
                     sent = await self.publish_batch(conn)
                     if sent < self.batch:
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(stop.wait(), timeout=self.poll_s)
+                        await wait_set(stop, self.poll_s)
             finally:
                 self.leading = False
         finally:

@@ -23,7 +23,6 @@ in the outbox and the case files): `TIMERS_RETENTION_DAYS`, 30 by default."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 
 import asyncpg
@@ -31,6 +30,7 @@ import structlog
 
 from . import metrics
 from .db import check_schema, lock_key
+from .waits import wait_set
 
 log = structlog.get_logger(__name__)
 
@@ -122,5 +122,4 @@ async def keep_pruned(
             await prune(pool, schema, retention)
         except Exception as exc:  # a database away for a while: again next round
             log.warning("deleting old rows failed", schema=schema, error=str(exc))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=every_s)
+        await wait_set(stop, every_s)

@@ -43,6 +43,7 @@ from .limits import ClientKey, Draining, InFlightCap, Limiter
 from .outbox import OutboxRelay, Publisher, UnitOfWorkFactory
 from .settings import ServiceSettings
 from .timers import TimerHandler, TimerRunner
+from .waits import wait_set
 
 if TYPE_CHECKING:
     from .evidence import Evidence
@@ -290,8 +291,7 @@ class Runtime:
         while not self.stop_event.is_set():
             for c in self.consumers:
                 await c.lag()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop_event.wait(), timeout=5.0)
+            await wait_set(self.stop_event, 5.0)
 
     async def stop(self) -> None:
         """Stop fetching, finish the batches in hand, flush the outbox, then close."""

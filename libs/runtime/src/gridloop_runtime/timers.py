@@ -8,7 +8,6 @@ while every replica was down fires when one comes back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from . import metrics, tracing
 from .db import Conn
 from .outbox import UnitOfWorkFactory, Work
 from .step import Timer as Timer
+from .waits import wait_set
 
 if TYPE_CHECKING:
     from .casework import Rules
@@ -186,8 +186,7 @@ class TimerRunner:
                 await self.fire_due()
             except Exception as exc:
                 log.warning("timer round failed", error=str(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.poll_s)
+            await wait_set(stop, self.poll_s)
 
 
 async def _claim_due(conn: Conn, now: datetime, kinds: list[str], limit: int) -> list[Timer]:

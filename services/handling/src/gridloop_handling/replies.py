@@ -12,10 +12,10 @@ delete sends a reply twice, never zero times; the same answer always also goes o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import structlog
 from gridloop_runtime.service import Runtime
+from gridloop_runtime.waits import wait_set
 
 from . import repository as repo
 
@@ -33,8 +33,7 @@ async def relay_replies(rt: Runtime, stop: asyncio.Event) -> None:
                 pass
         except Exception as exc:
             log.warning("reply sweeper failed; trying again", error=repr(exc))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=poll)
+        await wait_set(stop, poll)
 
 
 async def send_batch(rt: Runtime) -> int:

@@ -5,13 +5,13 @@ archived case its terms in the background — never on the path of a message."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 import structlog
+from gridloop_runtime.waits import wait_set
 
 from . import repository as repo
 from .domain import similar
@@ -97,7 +97,6 @@ def indexer(
                 log.exception("indexing similar cases failed")
                 done = 0
             if done < batch:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), interval_s)
+                await wait_set(stop, interval_s)
 
     return similar_cases_indexer

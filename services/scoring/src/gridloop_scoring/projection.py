@@ -11,11 +11,11 @@ always equal what `rebuild` computes from the stream.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import asyncpg
 import structlog
 from gridloop_runtime.db import Conn
+from gridloop_runtime.waits import wait_set
 
 from . import repository as repo
 from .domain.fold import FoldContext
@@ -56,5 +56,4 @@ class Projection:
                 await self.fold_all_dirty(pool)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("fold failed; retrying", error=str(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.poll_s)
+            await wait_set(stop, self.poll_s)
