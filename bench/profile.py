@@ -167,6 +167,8 @@ def latency_lines(heard: list[tuple[float, float, float]]) -> list[str]:
     total = [a + b for _, a, b in heard]
 
     def pcts(values: list[float]) -> str:
+        if len(values) < 2:  # a near-idle run: what there is
+            return " / ".join(f"{v:.1f}" for v in values) + " ms"
         q = statistics.quantiles(values, n=100)
         return f"p50 {q[49]:.1f} / p95 {q[94]:.1f} / p99 {q[98]:.1f} ms"
 
