@@ -409,6 +409,67 @@ async def test_a_lingering_consumer_takes_what_came_in_meanwhile_in_one_batch(
         assert sizes == [1, 5]
 
 
+class Poked(Event):
+    """A second test-only case event: the one that must not wait."""
+
+    type_name: ClassVar[str] = "gridloop.case.poked.v1"
+    subject_token: ClassVar[str] = "poked"
+    case_id: str
+    n: int = 0
+
+
+async def test_a_patient_consumer_handles_what_must_not_wait_at_once_and_the_rest_together(
+    database_url: str, nats_url: str
+) -> None:
+    batches: list[list[tuple[str, str]]] = []
+
+    async def record_batch(conn: object, batch: Sequence[tuple[Work, Envelope]]) -> None:
+        batches.append([(env.type.split(".")[2], str(env.data["case_id"])) for _, env in batch])
+
+    spec = ConsumerSpec(
+        "echo-holding",
+        "CASES",
+        ["case.pinged", "case.poked"],
+        batch_handler=record_batch,
+        patient=True,
+        urgent=["case.poked"],
+    )
+    # Held far longer than each step of the test takes (the most the setting allows): only a
+    # message that must not wait, or the consumer stopping, lets the held ones go.
+    settings = settings_for("echo", database_url, nats_url, consumer_patient_linger_s=10)
+    async with running(settings, echo_definition(consumers=[spec])) as rt:
+        assert rt.js is not None
+        js = rt.js
+
+        async def send(event: Pinged | Poked, subject: str) -> None:
+            env = Envelope.of(event, source="/gridloop/test", subject=event.case_id)
+            headers, body = to_binary(env)
+            await js.publish(subject, body, headers=headers)
+
+        await send(Pinged(case_id="C-H1"), "case.pinged")
+        await send(Pinged(case_id="C-H2"), "case.pinged")
+        await send(Poked(case_id="C-H3"), "case.poked")
+        await wait_for(lambda: batches, what="the message that must not wait")
+        assert batches == [[("poked", "C-H3")]]  # past the two held before it
+
+        await send(Poked(case_id="C-H1"), "case.poked")  # a case with a message held
+        await wait_for(lambda: len(batches) == 2, what="the held messages with it")
+        assert batches[1] == [("pinged", "C-H1"), ("pinged", "C-H2"), ("poked", "C-H1")]
+
+        await send(Pinged(case_id="C-H4"), "case.pinged")
+        await wait_for(
+            lambda: _delivered_not_acked(rt.consumers[0]), what="the last ping fetched and held"
+        )
+    assert batches[2:] == [[("pinged", "C-H4")]]  # handled before the consumer stopped
+
+
+async def _delivered_not_acked(consumer: Consumer) -> bool:
+    """Every message delivered, one not acknowledged yet (the only one not handled)."""
+    assert consumer._sub is not None
+    info = await consumer._sub.consumer_info()
+    return not info.num_pending and bool(info.num_ack_pending)
+
+
 @pytest.mark.parametrize(
     ("kind", "linger_s", "patient_linger_s", "fetched", "expected"),
     [

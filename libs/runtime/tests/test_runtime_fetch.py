@@ -151,3 +151,36 @@ async def test_a_fetch_from_a_consumer_that_is_gone_raises_the_servers_error(
         await js.delete_stream(name)
     finally:
         await nc.close()
+
+
+async def test_a_fetch_that_runs_out_of_time_mid_batch_keeps_what_it_took(nats_url: str) -> None:
+    """A fetch whose time ends while its batch is coming in returns what it has taken (the
+    rest stays queued for the next fetch): nothing taken is dropped to wait for a redelivery
+    (`ack_wait`, a minute here). A batch of large messages comes in over many reads, and a
+    fetch with a millisecond to spare runs out of time in the middle of it."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        name = f"QF{uuid.uuid4().hex[:8]}"
+        await js.add_stream(name=name, subjects=[f"{name}.>"])
+        await js.add_consumer(
+            name, ConsumerConfig(durable_name="d", ack_policy=AckPolicy.EXPLICIT, ack_wait=60)
+        )
+        sub = quick_fetch(await js.pull_subscribe_bind("d", stream=name))
+        total, padding = 200, b"x" * 100_000
+        for i in range(total):
+            await js.publish(f"{name}.m", str(i).encode() + b"|" + padding)
+        got: list[int] = []
+        async with asyncio.timeout(30):  # far inside the minute a dropped message would take
+            while len(got) < total:
+                try:
+                    msgs = await sub.fetch(50, timeout=0.0002)
+                except nats.errors.TimeoutError:
+                    continue
+                for m in msgs:
+                    got.append(int(m.data.split(b"|", 1)[0]))
+                    await m.ack()
+        assert got == list(range(total))
+        await js.delete_stream(name)
+    finally:
+        await nc.close()

@@ -104,7 +104,8 @@ def quick_fetch(sub: JetStreamContext.PullSubscription) -> JetStreamContext.Pull
        finished fetch stays open on the server to deliver into the next one.
 
     What an earlier request left in the subscription's queue is taken first, and a status
-    found there (the end of an earlier request) is dropped. The errors are nats-py's:
+    found there (the end of an earlier request) is dropped. A fetch whose time ends while a
+    batch is still coming in returns what it took; the rest waits in the queue. The errors are nats-py's:
     `nats.errors.TimeoutError` when nothing came, `ConnectionClosedError`, and the server's
     other answers (503 when the consumer has no leader, say) as `nats.js.errors.APIError`s.
     Idle heartbeats are not asked for.
@@ -168,7 +169,15 @@ def quick_fetch(sub: JetStreamContext.PullSubscription) -> JetStreamContext.Pull
             return msgs
         await ask({"batch": batch, "no_wait": True})
         while len(msgs) < batch:
-            msg = await next_msg(max(timeout - (time.monotonic() - started), 0.001))
+            try:
+                msg = await next_msg(max(timeout - (time.monotonic() - started), 0.001))
+            except nats.errors.TimeoutError:
+                # Out of time with the answer still coming (a batch arrives over several
+                # reads): what was taken is returned, the rest stays queued for the next
+                # fetch. Raising here would drop what was taken until its redelivery.
+                if msgs:
+                    return msgs
+                raise
             if ended(msg):
                 break
             if JetStreamContext.is_status_msg(msg) is None:

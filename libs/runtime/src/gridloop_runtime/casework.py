@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -84,7 +84,7 @@ class Rules(Generic[S]):
     @property
     def subjects(self) -> list[str]:
         """The CASES subjects this table consumes (only these reach the service)."""
-        return sorted({f"case.{m.subject_token}" for m in self.events})
+        return subjects_of(self.events)
 
     def parse(self, env: Envelope) -> tuple[Event, EventRule[S]] | None:
         """The event's data as its contract model and its rule; None for a type not in the
@@ -104,6 +104,11 @@ class Rules(Generic[S]):
         if not case_id:
             raise Permanent(f"{env.type} {env.id}: no case id")
         return str(case_id)
+
+
+def subjects_of(models: Iterable[type[Event]]) -> list[str]:
+    """The CASES subjects these events come on."""
+    return sorted({f"case.{m.subject_token}" for m in models})
 
 
 @dataclass

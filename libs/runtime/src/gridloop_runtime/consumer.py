@@ -83,6 +83,13 @@ class ConsumerSpec:
     # quarter second) before fetching again. In light traffic its events then come a few
     # dozen to a transaction; under load its batches fill and it never waits.
     patient: bool = False
+    # With `patient`: the subjects that must not wait (a report on its way to its department).
+    # A message on one of them is handled at once, in a batch of its own; the others fetched
+    # meanwhile are held, unacknowledged, and handled together once `CONSUMER_PATIENT_LINGER_S`
+    # has passed since the first of them was held, or as soon as a batch of them is held. A
+    # case's messages keep their stream order: one that must not wait, of a case with a
+    # message held, takes every held message with it (`hold_apart`).
+    urgent: Sequence[str] = ()
     # One replica at a time consumes this durable (a PostgreSQL advisory lock; the others
     # stand by and take over within seconds), so one case's messages take effect in stream
     # order with any number of replicas. False for work with no per-case order (reports).
@@ -110,6 +117,35 @@ class ConsumerSpec:
             self.services_only = self.stream in SERVICE_STREAMS
         if self.key_by_subject is None:
             self.key_by_subject = self.stream in PUBLISHER_STREAMS
+        if self.urgent and not self.patient:
+            raise ValueError(f"{self.durable}: subjects that must not wait need a patient consumer")
+
+
+def hold_apart(
+    held: Sequence[Msg], fetched: Sequence[Msg], urgent: frozenset[str]
+) -> tuple[list[Msg], list[Msg]]:
+    """Of the messages held and those just fetched after them (stream order): those to handle
+    now and those to hold on. Messages on `urgent` subjects go now, the others are held. A
+    case's messages keep their order: a message to go now whose case (`ce-subject`) has a
+    message held, or any message held without a case, takes everything held and fetched with
+    it, in order."""
+    waiting = {_case_key(m) for m in held}
+    now: list[Msg] = []
+    hold = list(held)
+    for msg in fetched:
+        if msg.subject in urgent:
+            case = _case_key(msg)
+            if waiting and (case is None or case in waiting or None in waiting):
+                return [*held, *fetched], []
+            now.append(msg)
+        else:
+            hold.append(msg)
+            waiting.add(_case_key(msg))
+    return now, hold
+
+
+def _case_key(msg: Msg) -> str | None:
+    return (msg.headers or {}).get("ce-subject")
 
 
 # Streams only gridloop's services publish to, and streams whose subject names its publisher.
@@ -292,6 +328,9 @@ class Consumer:
         )
 
     async def _consume(self, stop: asyncio.Event, lock: Conn | None) -> None:
+        if self.spec.urgent:
+            await self._consume_holding(stop, lock)
+            return
         assert self._sub is not None
         checked = time.monotonic()
         reconnects = self._reconnects()
@@ -325,6 +364,57 @@ class Consumer:
             linger = self.linger_after(len(msgs))
             if linger > 0:
                 await wait_set(stop, linger)
+
+    async def _consume_holding(self, stop: asyncio.Event, lock: Conn | None) -> None:
+        """`_consume` for a patient consumer with subjects that must not wait (`urgent`):
+        what must not wait is handled as it comes, the rest is held and handled together
+        `patient_linger_s` after the first of it was held (`hold_apart`). Held messages are
+        handled before the consumer stops, and handed back (nak) if it fails."""
+        assert self._sub is not None
+        urgent = frozenset(self.spec.urgent)
+        checked = time.monotonic()
+        reconnects = self._reconnects()
+        lost = False
+        held: list[Msg] = []
+        due = 0.0
+        try:
+            while not stop.is_set():
+                if held and (len(held) >= self.batch or time.monotonic() >= due):
+                    batch, held = held, []
+                    await self.process(batch, lock)
+                    continue
+                if lock is not None and time.monotonic() - checked > LEAD_CHECK_S:
+                    await lock.fetchval("SELECT 1")
+                    checked = time.monotonic()
+                wait = min(1.0, due - time.monotonic()) if held else 1.0
+                try:
+                    if lost or reconnects != self._reconnects():
+                        reconnects = self._reconnects()
+                        await self.subscribe()
+                        lost = False
+                    msgs = await self._sub.fetch(self.batch - len(held), timeout=max(wait, 0.005))
+                except (TimeoutError, nats.errors.TimeoutError):
+                    continue
+                except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
+                    await wait_set(stop, 0.5)
+                    continue
+                except Exception as exc:
+                    log.warning("fetch failed", consumer=self.spec.durable, error=repr(exc))
+                    lost = True
+                    await wait_set(stop, 0.5)
+                    continue
+                now, still = hold_apart(held, msgs, urgent)
+                if still and not held:
+                    due = time.monotonic() + self.patient_linger_s
+                held = still
+                if now:
+                    await self.process(now, lock)
+            if held:
+                batch, held = held, []
+                await self.process(batch, lock)
+        finally:
+            if held:
+                await _nak_all(held)
 
     def linger_after(self, fetched: int) -> float:
         """How long to wait before the next fetch, after one that brought `fetched`."""

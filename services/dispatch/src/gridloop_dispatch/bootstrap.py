@@ -13,7 +13,7 @@ from gridloop_runtime.service import ServiceDefinition
 from . import api
 from .context import city_for, live_city, rules_of
 from .settings import DispatchSettings
-from .table import Dispatching
+from .table import MUST_NOT_WAIT, Dispatching
 
 MIGRATIONS = Path(__file__).parent / "sql"
 
@@ -23,7 +23,9 @@ def definition(settings: DispatchSettings) -> tuple[ServiceDefinition, Any]:
     city, version = city_for(settings)
     dispatching = Dispatching.of(rules_of(city))
     live = live_city(settings, dispatching.rules, version)
-    cases = ConsumerSpec("dispatch-cases", "CASES", rules=dispatching.table)
+    cases = ConsumerSpec(
+        "dispatch-cases", "CASES", rules=dispatching.table, patient=True, urgent=MUST_NOT_WAIT
+    )
     return (
         ServiceDefinition(
             name="dispatch",

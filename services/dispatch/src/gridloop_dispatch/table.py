@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from gridloop_contracts import cases as ev
-from gridloop_runtime.casework import Rules
+from gridloop_runtime.casework import Rules, subjects_of
 from gridloop_runtime.step import Step
 
 from .domain import chasing
@@ -69,6 +69,13 @@ def touching(rule: Callable[[CaseFile, M, Step], None]) -> Callable[[CaseFile, M
 
     apply.__doc__ = rule.__doc__
     return apply
+
+
+# What a department waits on: a new case, a returned one, one sent back for rework. The other
+# events (signed, handled, closed, an extension asked for) only end chase steps or record a
+# request; `dispatch-cases` holds them a moment (CONSUMER_PATIENT_LINGER_S) to take them a
+# few dozen to a transaction in light traffic.
+MUST_NOT_WAIT = subjects_of([ev.CaseAccepted, ev.CaseAcceptedV2, ev.CaseReturned, ev.CaseReworked])
 
 
 def table(rules: DispatchRules, store: DispatchStore) -> Rules[CaseFile]:
