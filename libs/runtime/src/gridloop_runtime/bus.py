@@ -105,10 +105,10 @@ def quick_fetch(sub: JetStreamContext.PullSubscription) -> JetStreamContext.Pull
 
     What an earlier request left in the subscription's queue is taken first, and a status
     found there (the end of an earlier request) is dropped. A fetch whose time ends while a
-    batch is still coming in returns what it took; the rest waits in the queue. The errors are nats-py's:
-    `nats.errors.TimeoutError` when nothing came, `ConnectionClosedError`, and the server's
-    other answers (503 when the consumer has no leader, say) as `nats.js.errors.APIError`s.
-    Idle heartbeats are not asked for.
+    batch is still coming in returns what it took; the rest waits in the queue. The errors
+    are nats-py's: `nats.errors.TimeoutError` when nothing came, `ConnectionClosedError`,
+    and the server's other answers (503 when the consumer has no leader, say) as
+    `nats.js.errors.APIError`s. Idle heartbeats are not asked for.
 
     **The wait per message.** nats-py's `next_msg` makes a uuid, a task and a `wait_for`
     (another task) for every message, even one already in the subscription's queue: about
