@@ -13,7 +13,7 @@ import nats
 import pytest
 from fastapi import APIRouter, Request
 from gridloop_contracts import Envelope, Event, decode, to_binary
-from gridloop_devkit.testing import http_client, running, settings_for, wait_for
+from gridloop_devkit.testing import holding, http_client, running, settings_for, wait_for
 from gridloop_runtime import db
 from gridloop_runtime.consumer import Consumer, ConsumerSpec, Handler
 from gridloop_runtime.outbox import OutboxRelay, Publisher, Work
@@ -457,17 +457,41 @@ async def test_a_patient_consumer_handles_what_must_not_wait_at_once_and_the_res
         assert batches[1] == [("pinged", "C-H1"), ("pinged", "C-H2"), ("poked", "C-H1")]
 
         await send(Pinged(case_id="C-H4"), "case.pinged")
-        await wait_for(
-            lambda: _delivered_not_acked(rt.consumers[0]), what="the last ping fetched and held"
-        )
+        await wait_for(lambda: holding(rt.consumers[0]), what="the last ping fetched and held")
     assert batches[2:] == [[("pinged", "C-H4")]]  # handled before the consumer stopped
 
 
-async def _delivered_not_acked(consumer: Consumer) -> bool:
-    """Every message delivered, one not acknowledged yet (the only one not handled)."""
-    assert consumer._sub is not None
-    info = await consumer._sub.consumer_info()
-    return not info.num_pending and bool(info.num_ack_pending)
+async def test_settling_waits_for_what_a_patient_consumer_holds(
+    database_url: str, nats_url: str
+) -> None:
+    """`Consumer.settle` returns once what was held has been handled (the timers call it
+    before a round, so a deadline is judged on the events that came before it), and at
+    once when nothing is held."""
+    handled: list[str] = []
+
+    async def record_batch(conn: object, batch: Sequence[tuple[Work, Envelope]]) -> None:
+        handled.extend(str(env.data["case_id"]) for _, env in batch)
+
+    spec = ConsumerSpec(
+        "echo-settling",
+        "CASES",
+        ["case.pinged", "case.poked"],
+        batch_handler=record_batch,
+        patient=True,
+        urgent=["case.poked"],
+    )
+    settings = settings_for("echo", database_url, nats_url, consumer_patient_linger_s=5)
+    async with running(settings, echo_definition(consumers=[spec])) as rt:
+        assert rt.js is not None
+        consumer = rt.consumers[0]
+        assert await consumer.settle(0.01)  # nothing held
+        env = Envelope.of(Pinged(case_id="C-S1"), source="/gridloop/test", subject="C-S1")
+        headers, body = to_binary(env)
+        await rt.js.publish("case.pinged", body, headers=headers)
+        await wait_for(lambda: holding(consumer), what="the ping fetched and held")
+        assert handled == []
+        assert await consumer.settle(30)
+        assert handled == ["C-S1"]
 
 
 @pytest.mark.parametrize(

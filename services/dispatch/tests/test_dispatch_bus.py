@@ -22,6 +22,7 @@ from gridloop_contracts import Attachment, Envelope, MaskedReporter, to_binary
 from gridloop_contracts import cases as ev
 from gridloop_devkit.testing import (
     EventTap,
+    holding,
     http_client,
     publish_case_event,
     running,
@@ -674,6 +675,28 @@ async def test_a_failed_verification_goes_back_to_the_same_department(dispatch: 
     # Signed before the rework, not after it: the rework round's sign-in is chased too.
     [unsigned] = dispatch.emitted(ev.CaseOverdue, case_id=cid, stage="sign_in")
     assert at(unsigned.data["deadline"]) == bj(2026, 11, 23, 15, 30)
+
+
+async def test_a_signature_held_a_moment_counts_before_the_sign_in_deadline_is_judged(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dispatch holds a case.signed a moment (CONSUMER_PATIENT_LINGER_S, ten seconds here)
+    to take it with others; a timer round past the sign-in deadline first waits for what is
+    held, so a department that signed a minute early is not told it did not sign."""
+    async with started(database_url, nats_url, monkeypatch, consumer_patient_linger_s=10) as h:
+        cid = case_id(41)
+        await h.accept(cid, "E0102")
+        d = await h.dispatched(cid)
+        assert at(d["sign_in_due"]) == bj(2026, 11, 23, 12)
+        h.clock.set(bj(2026, 11, 23, 11, 59))
+        await h.upstream(h.department_event(ev.CaseSigned, d), "handling")
+        await wait_for(lambda: holding(h.rt.consumers[0]), what="the signature held")
+        h.clock.set(bj(2026, 11, 23, 12, 1))
+        await h.settle()
+        assert h.emitted(ev.CaseOverdue, case_id=cid, stage="sign_in") == []
+        assert h.feed("sanitation", "overdue", cid) == []
+        [task] = (await h.case(cid))["tasks"]
+        assert task["signed_at"] is not None and not task["sign_in_overdue"]
 
 
 # -- the command centre: split, recall, redispatch, 挂牌督办 --------------------------------

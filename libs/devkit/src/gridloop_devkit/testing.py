@@ -33,6 +33,7 @@ import pytest_asyncio
 from gridloop_contracts import Envelope, Event, decode, to_binary
 from gridloop_runtime.bus import quick_fetch
 from gridloop_runtime.clock import Clock
+from gridloop_runtime.consumer import Consumer
 from gridloop_runtime.service import Runtime, ServiceDefinition
 from gridloop_runtime.settings import ServiceSettings
 from nats.js import JetStreamContext
@@ -98,6 +99,14 @@ async def wait_for(
                 f"timed out after {timeout}s waiting for {what or condition} (last: {last!r})"
             )
         await asyncio.sleep(interval)
+
+
+async def holding(consumer: Consumer) -> bool:
+    """A consumer's messages all delivered and one or more not acknowledged: what a patient
+    consumer holds (`ConsumerSpec.urgent`) once nothing it handled is left unacknowledged."""
+    assert consumer._sub is not None
+    info = await consumer._sub.consumer_info()
+    return not info.num_pending and bool(info.num_ack_pending)
 
 
 class EventTap:

@@ -226,6 +226,17 @@ class Consumer:
         self.running = False
         self._leading = False
         self._sub: JetStreamContext.PullSubscription | None = None
+        # Set while nothing is held (`urgent`): what `settle` waits for.
+        self._nothing_held = asyncio.Event()
+        self._nothing_held.set()
+
+    async def settle(self, limit_s: float) -> bool:
+        """Wait until what this consumer holds right now has been handled (`urgent`), at
+        most `limit_s`; False if it was still held then. The timers wait for it before they
+        judge a deadline: a signature held a moment must count before its chase step fires."""
+        if self._nothing_held.is_set():
+            return True
+        return await wait_set(self._nothing_held, limit_s)
 
     @property
     def leading(self) -> bool:
@@ -382,6 +393,7 @@ class Consumer:
                 if held and (len(held) >= self.batch or time.monotonic() >= due):
                     batch, held = held, []
                     await self.process(batch, lock)
+                    self._nothing_held.set()
                     continue
                 if lock is not None and time.monotonic() - checked > LEAD_CHECK_S:
                     await lock.fetchval("SELECT 1")
@@ -406,15 +418,19 @@ class Consumer:
                 now, still = hold_apart(held, msgs, urgent)
                 if still and not held:
                     due = time.monotonic() + self.patient_linger_s
+                    self._nothing_held.clear()
                 held = still
                 if now:
                     await self.process(now, lock)
+                if not held:
+                    self._nothing_held.set()
             if held:
                 batch, held = held, []
                 await self.process(batch, lock)
         finally:
             if held:
                 await _nak_all(held)
+            self._nothing_held.set()
 
     def linger_after(self, fetched: int) -> float:
         """How long to wait before the next fetch, after one that brought `fetched`."""

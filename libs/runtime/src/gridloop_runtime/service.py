@@ -238,6 +238,7 @@ class Runtime:
                 service=self.definition.name,
                 poll_s=s.timer_poll_s,
                 rules=self.definition.timer_rules,
+                settle=self._settle_held if any(c.spec.urgent for c in self.consumers) else None,
             )
             self._spawn(self.timer_runner.run(self.stop_event), "timers")
         for bg in self.definition.background:
@@ -286,6 +287,13 @@ class Runtime:
         task = asyncio.create_task(guarded(), name=name)
         self._tasks.append(task)
         return task
+
+    async def _settle_held(self) -> None:
+        """Before a timer round: wait (a few lingers at most) for what the consumers hold."""
+        limit = max(1.0, 4 * self.settings.consumer_patient_linger_s)
+        for c in self.consumers:
+            if c.spec.urgent:
+                await c.settle(limit)
 
     async def _watch_lag(self) -> None:
         while not self.stop_event.is_set():

@@ -62,16 +62,22 @@ class TimerRunner:
         poll_s: float = 0.5,
         batch: int = 100,
         rules: Rules[Any] | None = None,
+        settle: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.uow = uow
         self.handlers = dict(handlers)
         self.rules = rules
+        # Awaited before each round: what the service's consumers hold (`ConsumerSpec.urgent`)
+        # is handled first, so a deadline is judged on every event that came before it.
+        self.settle = settle
         self.service = service
         self.poll_s = poll_s
         self.batch = batch
 
     async def fire_due(self) -> int:
         """Fire everything due now (by the injected clock); returns how many fired."""
+        if self.settle is not None:
+            await self.settle()
         fired = 0
         while self.handlers:
             n = await self._fire_some()
