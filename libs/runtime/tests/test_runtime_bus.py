@@ -418,6 +418,24 @@ class Poked(Event):
     n: int = 0
 
 
+def holding_spec(durable: str, handler: Callable[..., Awaitable[None]]) -> ConsumerSpec:
+    """A patient consumer of pings and pokes, a poke one that must not wait."""
+    return ConsumerSpec(
+        durable,
+        "CASES",
+        ["case.pinged", "case.poked"],
+        batch_handler=handler,
+        patient=True,
+        urgent=["case.poked"],
+    )
+
+
+async def send_case_event(js: JetStreamContext, event: Pinged | Poked, subject: str) -> None:
+    env = Envelope.of(event, source="/gridloop/test", subject=event.case_id)
+    headers, body = to_binary(env)
+    await js.publish(subject, body, headers=headers)
+
+
 async def test_a_patient_consumer_handles_what_must_not_wait_at_once_and_the_rest_together(
     database_url: str, nats_url: str
 ) -> None:
@@ -426,14 +444,7 @@ async def test_a_patient_consumer_handles_what_must_not_wait_at_once_and_the_res
     async def record_batch(conn: object, batch: Sequence[tuple[Work, Envelope]]) -> None:
         batches.append([(env.type.split(".")[2], str(env.data["case_id"])) for _, env in batch])
 
-    spec = ConsumerSpec(
-        "echo-holding",
-        "CASES",
-        ["case.pinged", "case.poked"],
-        batch_handler=record_batch,
-        patient=True,
-        urgent=["case.poked"],
-    )
+    spec = holding_spec("echo-holding", record_batch)
     # Held far longer than each step of the test takes (the most the setting allows): only a
     # message that must not wait, or the consumer stopping, lets the held ones go.
     settings = settings_for("echo", database_url, nats_url, consumer_patient_linger_s=10)
@@ -442,9 +453,7 @@ async def test_a_patient_consumer_handles_what_must_not_wait_at_once_and_the_res
         js = rt.js
 
         async def send(event: Pinged | Poked, subject: str) -> None:
-            env = Envelope.of(event, source="/gridloop/test", subject=event.case_id)
-            headers, body = to_binary(env)
-            await js.publish(subject, body, headers=headers)
+            await send_case_event(js, event, subject)
 
         await send(Pinged(case_id="C-H1"), "case.pinged")
         await send(Pinged(case_id="C-H2"), "case.pinged")
@@ -472,22 +481,13 @@ async def test_settling_waits_for_what_a_patient_consumer_holds(
     async def record_batch(conn: object, batch: Sequence[tuple[Work, Envelope]]) -> None:
         handled.extend(str(env.data["case_id"]) for _, env in batch)
 
-    spec = ConsumerSpec(
-        "echo-settling",
-        "CASES",
-        ["case.pinged", "case.poked"],
-        batch_handler=record_batch,
-        patient=True,
-        urgent=["case.poked"],
-    )
+    spec = holding_spec("echo-settling", record_batch)
     settings = settings_for("echo", database_url, nats_url, consumer_patient_linger_s=5)
     async with running(settings, echo_definition(consumers=[spec])) as rt:
         assert rt.js is not None
         consumer = rt.consumers[0]
         assert await consumer.settle(0.01)  # nothing held
-        env = Envelope.of(Pinged(case_id="C-S1"), source="/gridloop/test", subject="C-S1")
-        headers, body = to_binary(env)
-        await rt.js.publish("case.pinged", body, headers=headers)
+        await send_case_event(rt.js, Pinged(case_id="C-S1"), "case.pinged")
         await wait_for(lambda: holding(consumer), what="the ping fetched and held")
         assert handled == []
         assert await consumer.settle(30)
