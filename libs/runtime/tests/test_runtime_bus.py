@@ -451,21 +451,17 @@ async def test_a_patient_consumer_handles_what_must_not_wait_at_once_and_the_res
     async with running(settings, echo_definition(consumers=[spec])) as rt:
         assert rt.js is not None
         js = rt.js
-
-        async def send(event: Pinged | Poked, subject: str) -> None:
-            await send_case_event(js, event, subject)
-
-        await send(Pinged(case_id="C-H1"), "case.pinged")
-        await send(Pinged(case_id="C-H2"), "case.pinged")
-        await send(Poked(case_id="C-H3"), "case.poked")
+        await send_case_event(js, Pinged(case_id="C-H1"), "case.pinged")
+        await send_case_event(js, Pinged(case_id="C-H2"), "case.pinged")
+        await send_case_event(js, Poked(case_id="C-H3"), "case.poked")
         await wait_for(lambda: batches, what="the message that must not wait")
         assert batches == [[("poked", "C-H3")]]  # past the two held before it
 
-        await send(Poked(case_id="C-H1"), "case.poked")  # a case with a message held
+        await send_case_event(js, Poked(case_id="C-H1"), "case.poked")  # a case with one held
         await wait_for(lambda: len(batches) == 2, what="the held messages with it")
         assert batches[1] == [("pinged", "C-H1"), ("pinged", "C-H2"), ("poked", "C-H1")]
 
-        await send(Pinged(case_id="C-H4"), "case.pinged")
+        await send_case_event(js, Pinged(case_id="C-H4"), "case.pinged")
         await wait_for(lambda: holding(rt.consumers[0]), what="the last ping fetched and held")
     assert batches[2:] == [[("pinged", "C-H4")]]  # handled before the consumer stopped
 

@@ -226,6 +226,11 @@ class Consumer:
         self.running = False
         self._leading = False
         self._sub: JetStreamContext.PullSubscription | None = None
+        # A lead's fetching (`_consume`): when it last confirmed its lock, the connection's
+        # reconnects it has seen, whether the consumer must be declared again.
+        self._lead_checked = 0.0
+        self._reconnects_seen = 0
+        self._lost = False
         # Set while nothing is held (`urgent`): what `settle` waits for.
         self._nothing_held = asyncio.Event()
         self._nothing_held.set()
@@ -339,36 +344,16 @@ class Consumer:
         )
 
     async def _consume(self, stop: asyncio.Event, lock: Conn | None) -> None:
+        self._lead_checked = time.monotonic()
+        self._reconnects_seen = self._reconnects()
+        self._lost = False
         if self.spec.urgent:
             await self._consume_holding(stop, lock)
             return
-        assert self._sub is not None
-        checked = time.monotonic()
-        reconnects = self._reconnects()
-        lost = False
         while not stop.is_set():
-            if lock is not None and time.monotonic() - checked > LEAD_CHECK_S:
-                # Still holding the lock? A lost connection released it: step down.
-                await lock.fetchval("SELECT 1")
-                checked = time.monotonic()
-            try:
-                if lost or reconnects != self._reconnects():
-                    # The server may have come back without its state (a lost store), or
-                    # the consumer was removed: declare it again; idempotent if it survived.
-                    reconnects = self._reconnects()
-                    await self.subscribe()
-                    lost = False
-                msgs = await self._sub.fetch(self.batch, timeout=1.0)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
-                await asyncio.sleep(0.5)
-                continue
-            except Exception as exc:
-                # e.g. 503 from a server without this consumer: declare it again
-                log.warning("fetch failed", consumer=self.spec.durable, error=repr(exc))
-                lost = True
-                await asyncio.sleep(0.5)
+            await self._confirm_lead(lock)
+            msgs = await self._fetch(stop, self.batch, 1.0)
+            if msgs is None:
                 continue
             if msgs:
                 await self.process(msgs, lock)
@@ -381,11 +366,7 @@ class Consumer:
         what must not wait is handled as it comes, the rest is held and handled together
         `patient_linger_s` after the first of it was held (`hold_apart`). Held messages are
         handled before the consumer stops, and handed back (nak) if it fails."""
-        assert self._sub is not None
         urgent = frozenset(self.spec.urgent)
-        checked = time.monotonic()
-        reconnects = self._reconnects()
-        lost = False
         held: list[Msg] = []
         due = 0.0
         try:
@@ -395,25 +376,10 @@ class Consumer:
                     await self.process(batch, lock)
                     self._nothing_held.set()
                     continue
-                if lock is not None and time.monotonic() - checked > LEAD_CHECK_S:
-                    await lock.fetchval("SELECT 1")
-                    checked = time.monotonic()
+                await self._confirm_lead(lock)
                 wait = min(1.0, due - time.monotonic()) if held else 1.0
-                try:
-                    if lost or reconnects != self._reconnects():
-                        reconnects = self._reconnects()
-                        await self.subscribe()
-                        lost = False
-                    msgs = await self._sub.fetch(self.batch - len(held), timeout=max(wait, 0.005))
-                except (TimeoutError, nats.errors.TimeoutError):
-                    continue
-                except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
-                    await wait_set(stop, 0.5)
-                    continue
-                except Exception as exc:
-                    log.warning("fetch failed", consumer=self.spec.durable, error=repr(exc))
-                    lost = True
-                    await wait_set(stop, 0.5)
+                msgs = await self._fetch(stop, self.batch - len(held), max(wait, 0.005))
+                if msgs is None:
                     continue
                 now, still = hold_apart(held, msgs, urgent)
                 if still and not held:
@@ -431,6 +397,38 @@ class Consumer:
             if held:
                 await _nak_all(held)
             self._nothing_held.set()
+
+    async def _confirm_lead(self, lock: Conn | None) -> None:
+        """Every `LEAD_CHECK_S`: still holding the lock? A lost connection released it, and
+        the statement's failure steps this replica down."""
+        if lock is not None and time.monotonic() - self._lead_checked > LEAD_CHECK_S:
+            await lock.fetchval("SELECT 1")
+            self._lead_checked = time.monotonic()
+
+    async def _fetch(self, stop: asyncio.Event, size: int, timeout: float) -> list[Msg] | None:
+        """Up to `size` messages; None when none came within `timeout`, or when the bus
+        failed (after a pause; the consumer is declared again before the next fetch)."""
+        assert self._sub is not None
+        try:
+            if self._lost or self._reconnects_seen != self._reconnects():
+                # The server may have come back without its state (a lost store), or the
+                # consumer was removed: declare it again; idempotent if it survived.
+                self._reconnects_seen = self._reconnects()
+                await self.subscribe()
+                self._lost = False
+            msgs: list[Msg] = await self._sub.fetch(size, timeout=timeout)
+            return msgs
+        except (TimeoutError, nats.errors.TimeoutError):
+            return None
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
+            await wait_set(stop, 0.5)
+            return None
+        except Exception as exc:
+            # e.g. 503 from a server without this consumer: declare it again
+            log.warning("fetch failed", consumer=self.spec.durable, error=repr(exc))
+            self._lost = True
+            await wait_set(stop, 0.5)
+            return None
 
     def linger_after(self, fetched: int) -> float:
         """How long to wait before the next fetch, after one that brought `fetched`."""
