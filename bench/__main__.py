@@ -19,7 +19,7 @@ from typing import Any
 
 from gridloop_devkit.devstack import LocalNats, LocalPostgres
 
-from . import baseline
+from . import baseline, monolith
 from .cpu import cpus
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -45,6 +45,15 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         out["baseline_pg_commit_per_s"] = round(
             await baseline.pg_commit_rate(db_url, args.baseline_seconds)
         )
+        if args.monolith and args.only is None:
+            assert nats.proc is not None and pg.proc is not None
+            out["baseline_monolith"] = await monolith.measure(
+                pg.create_database("monolith"),
+                nats.url,
+                {"nats": nats.proc.pid, "postgres": pg.proc.pid},
+                seconds=args.monolith_seconds,
+                rate_seconds=args.monolith_rate_seconds,
+            )
         try:
             from . import loop
         except ImportError:
@@ -77,6 +86,16 @@ def main() -> int:
     )
     p.add_argument("--baseline-messages", type=int, default=50_000)
     p.add_argument("--baseline-seconds", type=float, default=5.0)
+    p.add_argument(
+        "--monolith",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the reference monolith's loop on the same servers first (baseline_monolith)",
+    )
+    p.add_argument("--monolith-seconds", type=float, default=20.0, help="its saturation window")
+    p.add_argument(
+        "--monolith-rate-seconds", type=float, default=30.0, help="its 50 reports/s window"
+    )
     p.add_argument("--loop-seconds", type=float, default=60.0, help="sustained closed-loop phase")
     p.add_argument(
         "--warmup-seconds", type=float, default=20.0, help="closed loops before measuring"

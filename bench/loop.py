@@ -370,7 +370,25 @@ async def _run(
         for name, (key, to, digits) in ratios.items()
         if out.get(key) is not None
     }
+    out["ratios"].update(to_monolith(out, base.get("baseline_monolith") or {}))
     return out
+
+
+def to_monolith(out: dict[str, Any], mono: dict[str, Any]) -> dict[str, float]:
+    """The system's figures over the reference monolith's of the same run (bench/monolith.py):
+    the issue's targets read as ratios (CPU per loop ≤ 2×, loops per second ≥ 0.5×)."""
+    pairs = {
+        "cpu_per_closed_loop_to_monolith": "cpu_ms_per_closed_loop",
+        "closed_loops_to_monolith": "closed_loops_per_s",
+        "cpu_per_closed_loop_at_50rps_to_monolith": "cpu_ms_per_closed_loop_at_50rps",
+        "p50_report_to_department_at_50rps_to_monolith": "p50_report_to_department_ms_at_50rps",
+        "p99_report_to_department_at_50rps_to_monolith": "p99_report_to_department_ms_at_50rps",
+    }
+    return {
+        name: round(out[key] / mono[key], 2)
+        for name, key in pairs.items()
+        if out.get(key) is not None and mono.get(key)
+    }
 
 
 async def queue_visibility(
