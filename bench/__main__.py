@@ -54,6 +54,15 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 seconds=args.monolith_seconds,
                 rate_seconds=args.monolith_rate_seconds,
             )
+            # the lifecycle target (≥ 0.5 × the raw publish rate) read for the reference
+            mono = out["baseline_monolith"]
+            if mono.get("closed_loops_per_s"):
+                mono["lifecycle_events_to_jetstream_publish"] = round(
+                    mono["closed_loops_per_s"]
+                    * mono["events_per_closed_loop"]
+                    / (out["baseline_jetstream_publish_per_s"] or 1),
+                    3,
+                )
         try:
             from . import loop
         except ImportError:

@@ -34,6 +34,7 @@ import nats
 from .cpu import cpu_times
 
 WORKERS = 2
+EVENTS_PER_LOOP = 6  # one durable publish per step
 IN_FLIGHT = 48
 ANSWER_AFTER_S = 0.5
 STREAM = "MONOLITH"
@@ -278,7 +279,11 @@ async def measure(
     their own on the bench's servers (`infra`: their process ids, whose CPU counts)."""
     await _prepare(database_url, nats_url)
     ctx = mp.get_context("spawn")
-    out: dict[str, Any] = {"workers": WORKERS, "loops_in_flight_per_worker": IN_FLIGHT}
+    out: dict[str, Any] = {
+        "workers": WORKERS,
+        "loops_in_flight_per_worker": IN_FLIGHT,
+        "events_per_closed_loop": EVENTS_PER_LOOP,
+    }
     try:
         if seconds > 0:
             closed = ctx.Value("l", 0, lock=False)
