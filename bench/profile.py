@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import psutil
 from gridloop_city import load_city
 from gridloop_contracts.inbound import ReportV1
 from gridloop_devkit.devstack import LocalNats, LocalPostgres
-from gridloop_devkit.launcher import Stack
+from gridloop_devkit.launcher import SERVICES, Stack
 
 from .actors import Actors
 from .cpu import ACTORS, LOAD, CpuWindow, cpus
@@ -160,6 +161,45 @@ def _subject_kind(subject: str) -> str:
     return f"{parts[0]}.*"
 
 
+class Paused:
+    """`--pause`: services stopped (SIGSTOP) while the window is measured and let go
+    (SIGCONT) `RESUME_BEFORE_END_S` before it ends, so the counts after it can be read: the
+    report's path with the rest of the loop's work away."""
+
+    RESUME_BEFORE_END_S = 2.0
+
+    def __init__(self, pids: Sequence[int]) -> None:
+        self.pids = list(pids)
+        self.started = self.ended = 0.0
+        self._stopped = False
+
+    @contextlib.asynccontextmanager
+    async def during(self, seconds: float) -> AsyncIterator[None]:
+        if not self.pids:
+            yield
+            return
+        for pid in self.pids:
+            os.kill(pid, signal.SIGSTOP)
+        self._stopped = True
+        self.started = time.perf_counter()
+        resumer = asyncio.get_running_loop().call_later(
+            max(seconds - self.RESUME_BEFORE_END_S, 0.0), self.resume
+        )
+        try:
+            yield
+        finally:
+            resumer.cancel()
+            self.resume()
+
+    def resume(self) -> None:
+        if self._stopped:
+            self._stopped = False
+            self.ended = time.perf_counter()
+            for pid in self.pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+
+
 def latency_lines(heard: list[tuple[float, float, float]]) -> list[str]:
     """Report → department p50 / p95 / p99, each of its two hops at the same points (report
     sent → case.accepted seen on the bus: intake; case.accepted → the department's task seen:
@@ -282,6 +322,7 @@ async def load(
     in_flight: int = 400,
     spy: bool = True,
     rate: float | None = None,
+    pause: Sequence[str] = (),
 ) -> None:
     city = load_city(ROOT / "data" / "demo-city")
     nc = await nats.connect(nats_url)
@@ -361,20 +402,30 @@ async def load(
             js, reports, "prof", in_flight, until, lambda: len(sent) - closed["n"], sent.append
         )
 
+    paused = Paused([stack.procs[name].pid for name in pause])
     try:
         await phase(warmup)  # steady state before measuring
         closed0 = closed["n"]
         before = await tally(stack, database_url, js)
         cpu.start()
         measuring["on"] = True
-        await phase(seconds)
+        async with paused.during(seconds):
+            await phase(seconds)
         cpu.stop()
         measuring["on"] = False
         measured = closed["n"] - closed0
         after = await tally(stack, database_url, js)
     finally:
+        paused.resume()
         await actors.stop()
         await nc.close()
+    if pause:
+        heard[:] = [h for h in heard if paused.started <= h[0] < paused.ended]
+        print(
+            f"{', '.join(pause)} paused for {paused.ended - paused.started:.1f} s of the window:"
+            " the latency below is over the reports sent meanwhile; the CPU and per-loop"
+            " figures are not a loop's"
+        )
     for sampler in spies:
         sampler.wait(timeout=60)
     elapsed = cpu.elapsed
@@ -494,7 +545,20 @@ def main() -> int:
         help="a PostgreSQL setting for this run (repeatable), e.g. log_min_duration_statement=20;"
         " the server's log is kept in the work directory",
     )
+    parser.add_argument(
+        "--pause",
+        default="",
+        metavar="SERVICES",
+        help="with --rate: these services (comma-separated, e.g. handling,verify,scoring)"
+        " stopped while the window is measured, to time the report's path without the rest"
+        " of the loop's work",
+    )
     args = parser.parse_args()
+    pause = tuple(name for name in args.pause.split(",") if name)
+    if pause and not args.rate:
+        parser.error("--pause needs --rate")
+    if unknown := set(pause) - set(SERVICES):
+        parser.error(f"--pause: no such service: {', '.join(sorted(unknown))}")
     work = Path(tempfile.mkdtemp(prefix="gridloop-profile-"))
     out = args.out or work / "profiles"
     out.mkdir(parents=True, exist_ok=True)
@@ -535,6 +599,7 @@ def main() -> int:
                 in_flight=args.in_flight,
                 spy=args.spy,
                 rate=args.rate,
+                pause=pause,
             )
         )
         asyncio.run(statements(database_url, top=args.top))
