@@ -31,7 +31,8 @@ from typing import Any
 import asyncpg
 import nats
 
-from .cpu import cpu_times
+from .cpu import CpuWindow
+from .loop import pct
 
 WORKERS = 2
 EVENTS_PER_LOOP = 6  # one durable publish per step
@@ -255,17 +256,6 @@ async def _drop_stream(nats_url: str) -> None:
         await nc.close()
 
 
-def _used(pids: dict[str, int]) -> float:
-    return sum(t for t, _ in cpu_times(pids).values())
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(q * len(values)))], 1)
-
-
 async def measure(
     database_url: str,
     nats_url: str,
@@ -297,11 +287,13 @@ async def measure(
             ]
             for p in procs:
                 p.start()
-            pids = {**infra, **{f"w{i}": p.pid for i, p in enumerate(procs) if p.pid}}
+            window = CpuWindow({**infra, **{f"w{i}": p.pid or 0 for i, p in enumerate(procs)}})
             await asyncio.sleep(max(warm_until - time.time(), 0))
-            n0, c0, t0 = closed.value, _used(pids), time.perf_counter()
+            n0 = closed.value
+            window.start()
             await asyncio.sleep(max(stop_at - time.time(), 0))
-            n1, c1, dt = closed.value, _used(pids), time.perf_counter() - t0
+            window.stop()
+            n1 = closed.value
             for p in procs:
                 await asyncio.to_thread(p.join, 60)
             if any(p.exitcode != 0 for p in procs):
@@ -309,8 +301,8 @@ async def measure(
                     f"a monolith worker failed (exit codes {[p.exitcode for p in procs]})"
                 )
             loops = max(n1 - n0, 1)
-            out["closed_loops_per_s"] = round(loops / dt, 1)
-            out["cpu_ms_per_closed_loop"] = round((c1 - c0) * 1000 / loops, 2)
+            out["closed_loops_per_s"] = round(loops / window.elapsed, 1)
+            out["cpu_ms_per_closed_loop"] = round(sum(window.used.values()) * 1000 / loops, 2)
         if rate_seconds > 0:
             queue = ctx.Queue()
             warmup, count = int(rate * 3), int(rate * rate_seconds)
@@ -318,7 +310,7 @@ async def measure(
                 target=_rate_worker, args=(database_url, nats_url, rate, warmup, count, queue)
             )
             proc.start()
-            pids = {**infra, "worker": proc.pid or 0}
+            window = CpuWindow({**infra, "worker": proc.pid or 0})
             got: dict[str, Any] = {}
             while "latency" not in got:
                 try:
@@ -331,17 +323,19 @@ async def measure(
                     continue
                 got[kind] = value
                 if kind == "measuring":
-                    c0 = _used(pids)
+                    window.start()
                 elif kind == "closed":
-                    c1 = _used(pids)
+                    window.stop()
             await asyncio.to_thread(proc.join, 60)
             lat: list[float] = got["latency"]
             key = f"at_{rate:g}rps"
-            out[f"p50_report_to_department_ms_{key}"] = _pct(lat, 0.50)
-            out[f"p95_report_to_department_ms_{key}"] = _pct(lat, 0.95)
-            out[f"p99_report_to_department_ms_{key}"] = _pct(lat, 0.99)
+            out[f"p50_report_to_department_ms_{key}"] = pct(lat, 0.50)
+            out[f"p95_report_to_department_ms_{key}"] = pct(lat, 0.95)
+            out[f"p99_report_to_department_ms_{key}"] = pct(lat, 0.99)
             out[f"reports_heard_{key}"] = f"{len(lat)} of {count}"
-            out[f"cpu_ms_per_closed_loop_{key}"] = round((c1 - c0) * 1000 / max(count, 1), 2)
+            out[f"cpu_ms_per_closed_loop_{key}"] = round(
+                sum(window.used.values()) * 1000 / max(count, 1), 2
+            )
     finally:
         await _drop_stream(nats_url)
     return out

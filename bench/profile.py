@@ -416,7 +416,6 @@ async def load(
         measured = closed["n"] - closed0
         after = await tally(stack, database_url, js)
     finally:
-        paused.resume()
         await actors.stop()
         await nc.close()
     if pause:
