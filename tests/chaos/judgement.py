@@ -11,6 +11,7 @@ import asyncpg
 import nats
 from gridloop_devkit.launcher import Stack
 from gridloop_devkit.testing import read_stream, wait_for
+from gridloop_runtime.outbox import unsent_count
 
 from .load import SCHEMAS, Counts, Planned, duplicates_by, outbox_ids, timer_firing
 
@@ -64,7 +65,7 @@ async def outcome_problems(conn: asyncpg.Connection, reports: list[Planned]) -> 
 async def unsent(conn: asyncpg.Connection) -> int:
     total = 0
     for schema in SCHEMAS:
-        total += await conn.fetchval(f"SELECT count(*) FROM {schema}.outbox WHERE sent_at IS NULL")
+        total += await conn.fetchval(unsent_count(schema))
     return int(total)
 
 

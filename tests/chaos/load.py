@@ -30,6 +30,7 @@ from gridloop_contracts.inbound import ReportV1
 from gridloop_devkit.launcher import Stack
 from gridloop_devkit.testing import Seen, load_module, wait_for
 from gridloop_runtime.clock import OffsetFileClock
+from gridloop_runtime.outbox import unsent_count
 from nats.js import JetStreamContext
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -481,8 +482,8 @@ async def inject(
 # -- reading the outcome --------------------------------------------------------------------
 async def outbox_ids(conn: asyncpg.Connection, schema: str) -> tuple[list[str], int]:
     """Every event id a service recorded, and how many rows are still unsent."""
-    rows = await conn.fetch(f"SELECT event_id, sent_at FROM {schema}.outbox")
-    return [r["event_id"] for r in rows], sum(1 for r in rows if r["sent_at"] is None)
+    rows = await conn.fetch(f"SELECT event_id FROM {schema}.outbox")
+    return [r["event_id"] for r in rows], int(await conn.fetchval(unsent_count(schema)))
 
 
 def duplicates_by(messages: Iterable[Seen], key: Callable[[Seen], Any]) -> dict[Any, int]:

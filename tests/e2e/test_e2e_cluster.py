@@ -32,6 +32,7 @@ from gridloop_contracts.inbound import ReportV1
 from gridloop_devkit.devstack import LocalNatsCluster
 from gridloop_devkit.launcher import Stack
 from gridloop_devkit.testing import load_module, read_stream, wait_for
+from gridloop_runtime.outbox import unsent_count
 from nats.aio.client import Client
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -204,9 +205,7 @@ class Traffic:
                 for table in ("dispatch.tasks", "handling.tasks", "verify.cases", "verify.tasks")
             }
             unsent = {
-                schema: await self.db.fetchval(
-                    f"SELECT count(*) FROM {schema}.outbox WHERE sent_at IS NULL"
-                )
+                schema: await self.db.fetchval(unsent_count(schema))
                 for schema in ("intake", "dispatch", "handling", "verify", "scoring")
             }
             raise AssertionError(

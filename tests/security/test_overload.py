@@ -17,6 +17,7 @@ from gridloop_devkit.devstack import LocalNats
 from gridloop_devkit.testing import running, settings_for, wait_for
 from gridloop_intake.bootstrap import definition
 from gridloop_intake.settings import IntakeSettings
+from gridloop_runtime.outbox import unsent_count
 from gridloop_runtime.service import Runtime
 
 DEMO_CITY = Path(__file__).resolve().parents[2] / "data" / "demo-city"
@@ -207,7 +208,7 @@ async def test_reports_are_taken_while_the_bus_is_down(
         r = await client.post("/reports", json=report(4), headers=OPERATOR)
         assert r.status_code == 201, r.text
         async with rt.pool.acquire() as conn:
-            unsent = await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+            unsent = await conn.fetchval(unsent_count())
         assert unsent >= 1
         replay = await client.post(f"/admin/dlq/{letter}/replay", headers={"X-User": "admin"})
         assert replay.status_code == 503, replay.text
@@ -216,7 +217,7 @@ async def test_reports_are_taken_while_the_bus_is_down(
 
         async def relayed() -> bool:
             async with rt.pool.acquire() as conn:  # type: ignore[union-attr]
-                n: int = await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+                n: int = await conn.fetchval(unsent_count())
             return n == 0
 
         await wait_for(relayed, timeout=30, what="the outbox relayed after the bus came back")

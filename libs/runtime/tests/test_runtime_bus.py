@@ -13,10 +13,17 @@ import nats
 import pytest
 from fastapi import APIRouter, Request
 from gridloop_contracts import Envelope, Event, decode, to_binary
-from gridloop_devkit.testing import holding, http_client, running, settings_for, wait_for
+from gridloop_devkit.testing import (
+    holding,
+    http_client,
+    read_stream,
+    running,
+    settings_for,
+    wait_for,
+)
 from gridloop_runtime import db
 from gridloop_runtime.consumer import Consumer, ConsumerSpec, Handler
-from gridloop_runtime.outbox import OutboxRelay, Publisher, Work
+from gridloop_runtime.outbox import OutboxRelay, Publisher, Work, unsent_count
 from gridloop_runtime.service import ServiceDefinition, runtime_of
 from gridloop_runtime.writes import Direct
 from nats.aio.msg import Msg
@@ -92,9 +99,10 @@ def published(publisher: Publisher, count: int) -> Callable[[], bool]:
 async def test_rows_published_close_together_are_marked_sent_with_one_statement(
     database_url: str, nats_url: str
 ) -> None:
-    """Each commit's rows are published at once; their marks are gathered (one UPDATE for
-    what was published within `mark_every_s`), and nothing published is left unmarked when
-    the publisher stops."""
+    """Each commit's rows are published at once; their marks are gathered (one statement
+    for what was published within `mark_every_s`: their lines in `outbox_pending` go, the
+    rows themselves are not rewritten), and nothing published is left unmarked when the
+    publisher stops."""
     settings = settings_for("echo", database_url, nats_url)
     async with running(settings, echo_definition(consumers=[])) as rt:
         assert rt.uow is not None and rt.js is not None and rt.pool is not None
@@ -105,9 +113,14 @@ async def test_rows_published_close_together_are_marked_sent_with_one_statement(
         task = asyncio.create_task(publisher.run(stop))
         pool = rt.pool
 
-        async def sent_at() -> list[object]:
+        async def pending() -> list[int]:
             async with pool.acquire() as conn:
-                return [r["sent_at"] for r in await conn.fetch("SELECT sent_at FROM outbox")]
+                return [r["seq"] for r in await conn.fetch("SELECT seq FROM outbox_pending")]
+
+        async def versions() -> list[object]:
+            """Each row's version (`xmin`): a row rewritten would have a new one."""
+            async with pool.acquire() as conn:
+                return [r["v"] for r in await conn.fetch("SELECT xmin::text AS v FROM outbox")]
 
         for n in range(3):
             async with rt.pool.acquire() as conn, conn.transaction():
@@ -118,12 +131,14 @@ async def test_rows_published_close_together_are_marked_sent_with_one_statement(
             await wait_for(published(publisher, n + 1), what=f"commit {n} sent")
             if n == 0:  # the first after a quiet spell is marked at once
                 await wait_for(lambda: publisher._sent == [], what="the first mark")
-        marks = await sent_at()
-        assert marks.count(None) == 2, marks  # the next two wait for one mark together
+        assert len(await pending()) == 2  # the next two wait for one mark together
+        written = await versions()
+        async with pool.acquire() as conn:
+            assert await conn.fetchval(unsent_count()) == 2
         stop.set()
         await task
-        marks = await sent_at()
-        assert None not in marks and len(set(marks)) == 2, marks
+        assert await pending() == []
+        assert await versions() == written  # marked without rewriting the rows
         assert await count_in_stream(rt.js, "case.pinged") == 3
 
 
@@ -194,6 +209,25 @@ async def test_direct_messages_go_out_after_the_events_and_their_rows_are_delete
             await nc.close()
 
 
+async def sweep(rt: Any, database_url: str, rows: int) -> None:
+    """Run a sweeper (a restarted process's) until it has published `rows` rows, then stop
+    it. It sends whatever it finds in one batch: more than `rows` fails the wait."""
+    relay = OutboxRelay(
+        rt.js,
+        lock_connect=functools.partial(db.connect, database_url, rt.schema),
+        schema=rt.schema,
+        service="echo",
+        poll_s=0.05,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        await wait_for(lambda: relay.published == rows, what=f"the sweeper sends {rows} rows")
+    finally:
+        stop.set()
+        await task
+
+
 async def test_committed_event_survives_relay_crash(database_url: str, nats_url: str) -> None:
     settings = settings_for("echo", database_url, nats_url)
     async with running(settings, echo_definition(consumers=[])) as rt:
@@ -217,20 +251,48 @@ async def test_committed_event_survives_relay_crash(database_url: str, nats_url:
         )
 
         # The restarted relay publishes the committed row; JetStream drops the duplicate id.
-        relay = OutboxRelay(
-            rt.js,
-            lock_connect=functools.partial(db.connect, database_url, rt.schema),
-            schema=rt.schema,
-            service="echo",
-            poll_s=0.05,
-        )
-        stop = asyncio.Event()
-        task = asyncio.create_task(relay.run(stop))
-        await wait_for(lambda: relay.published == 1, what="relay publishes the row")
-        stop.set()
-        await task
+        await sweep(rt, database_url, 1)
         assert await count_in_stream(rt.js, "case.pinged") == 1
         async with rt.pool.acquire() as conn:
+            assert await conn.fetchval(unsent_count()) == 0
+
+
+async def test_the_sweeper_sends_what_either_release_left_unpublished_once_each(
+    database_url: str, nats_url: str
+) -> None:
+    """Rows this release writes wait in `outbox_pending` until published; a row an earlier
+    release wrote and left unpublished has `sent_at IS NULL` (as during a rollout, or in a
+    database upgraded in place); a row both pending and cleared by hand goes out once. The
+    sweeper sends all three, in order, marks them, and nothing is left unpublished."""
+    settings = settings_for("echo", database_url, nats_url)
+    async with running(settings, echo_definition(consumers=[])) as rt:
+        assert rt.uow is not None and rt.js is not None and rt.pool is not None
+        rt.stop_event.set()  # no publisher, no sweeper: the process died after its commits
+        rt._publisher_stop.set()
+        await asyncio.sleep(0)
+        await asyncio.wait(rt._tasks, timeout=5)
+        for n in range(3):
+            async with rt.uow() as work:
+                work.emit(Pinged(case_id=f"C-LEFT-{n}", n=n))
+        async with rt.pool.acquire() as conn:
+            seqs = [r["seq"] for r in await conn.fetch("SELECT seq FROM outbox ORDER BY seq")]
+            assert [r["seq"] for r in await conn.fetch("SELECT seq FROM outbox_pending")] == seqs
+            assert await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0
+            # the second as an earlier release left it; the third's sent_at cleared by hand
+            await conn.execute("DELETE FROM outbox_pending WHERE seq = $1", seqs[1])
+            await conn.execute(
+                "UPDATE outbox SET sent_at = NULL WHERE seq = ANY($1::bigint[])", seqs[1:]
+            )
+            assert await conn.fetchval(unsent_count()) == 3
+        await sweep(rt, database_url, 3)
+        msgs = await read_stream(rt.js, "CASES", "case.pinged")
+        assert [m.headers["ce-subject"] for m in msgs] == [
+            "C-LEFT-0",
+            "C-LEFT-1",
+            "C-LEFT-2",
+        ]
+        async with rt.pool.acquire() as conn:
+            assert await conn.fetchval(unsent_count()) == 0
             assert await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0
 
 

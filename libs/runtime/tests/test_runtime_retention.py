@@ -31,11 +31,15 @@ async def _fill(conn: db.Conn) -> None:
                 "INSERT INTO timers (kind, key, due_at, created_at, fired_at, cancelled_at) "
                 f"VALUES ('chase', '{tag}-{state}', {age}, {age}, {fired}, {cancelled})"
             )
-        for state, sent in (("sent", age), ("unsent", "NULL")):
-            await conn.execute(
+        # sent; unsent as an earlier release left it; written by this one, not yet published
+        for state, sent in (("sent", age), ("unsent", "NULL"), ("pending", age)):
+            seq = await conn.fetchval(
                 "INSERT INTO outbox (event_id, subject, headers, body, created_at, sent_at) "
-                f"VALUES ('{tag}-{state}', 'case.x', '{{}}', '\\x00', {age}, {sent})"
+                f"VALUES ('{tag}-{state}', 'case.x', '{{}}', '\\x00', {age}, {sent}) "
+                "RETURNING seq"
             )
+            if state == "pending":
+                await conn.execute("INSERT INTO outbox_pending (seq) VALUES ($1)", seq)
         await conn.execute(
             "INSERT INTO commands (command_id, kind, answer, created_at) "
             f"VALUES ('{tag}', 'sign', '{{}}', {age})"
@@ -69,10 +73,12 @@ async def test_old_rows_go_in_chunks_and_what_must_stay_stays(
             assert await _left(conn, "inbox", "event_id") == sorted(
                 f"new-{g}" for g in range(1, 13)
             )
-            # an old row not yet sent stays for the sweeper
+            # an old row not yet sent stays for the sweeper, whichever release wrote it
             assert await _left(conn, "outbox", "event_id") == [
+                "new-pending",
                 "new-sent",
                 "new-unsent",
+                "old-pending",
                 "old-unsent",
             ]
             assert await _left(conn, "commands", "command_id") == ["new"]

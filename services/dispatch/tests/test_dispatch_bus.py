@@ -36,6 +36,7 @@ from gridloop_dispatch.settings import DispatchSettings
 from gridloop_runtime.auth import AuthSettings, issue_token
 from gridloop_runtime.clock import FakeClock
 from gridloop_runtime.livecity import announce
+from gridloop_runtime.outbox import unsent_count
 from gridloop_runtime.service import Runtime
 from nats.js import JetStreamContext
 from prometheus_client import REGISTRY
@@ -120,9 +121,7 @@ class Harness:
         async def drained() -> bool:
             assert self.rt.pool is not None
             async with self.rt.pool.acquire() as conn:
-                return bool(
-                    await conn.fetchval("SELECT count(*) = 0 FROM outbox WHERE sent_at IS NULL")
-                )
+                return bool(await conn.fetchval(unsent_count()) == 0)
 
         await wait_for(drained, timeout=10, what="the outbox to drain")
         await self.poll()

@@ -36,11 +36,6 @@ from .writes import Writes
 
 log = structlog.get_logger(__name__)
 
-_INSERT = (
-    "INSERT INTO outbox (event_id, subject, headers, body) VALUES ($1, $2, $3, $4) "
-    "ON CONFLICT (event_id) DO NOTHING"
-)
-
 
 class Work(Step):
     """A step with its open transaction: for code that still reads and writes as it goes
@@ -86,12 +81,50 @@ _ARM_TIMERS = (
     "ON CONFLICT (kind, key) DO UPDATE SET due_at = EXCLUDED.due_at, "
     "payload = EXCLUDED.payload, fired_at = NULL, cancelled_at = NULL"
 )
+# A row is written with `sent_at` set and a line in `outbox_pending` until it is published
+# (008_outbox_pending.sql): publishing deletes that line instead of rewriting the row.
 _WRITE_OUTBOX = (
-    "INSERT INTO outbox (event_id, subject, headers, body) "
-    "SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bytea[]) "
+    "INSERT INTO outbox (event_id, subject, headers, body, sent_at) "
+    "SELECT *, now() FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bytea[]) "
     "ON CONFLICT (event_id) DO NOTHING RETURNING seq, event_id"
 )
 _WRITTEN = ("array_agg(seq ORDER BY seq)", "array_agg(event_id ORDER BY seq)")
+_OUTBOX_WRITTEN = "outbox_written"
+_PENDING = f"INSERT INTO outbox_pending (seq) SELECT seq FROM {_OUTBOX_WRITTEN}"
+# Published: their lines go; a row an earlier release wrote (`sent_at IS NULL`) is marked.
+_MARK_SENT = (
+    "WITH published AS (DELETE FROM outbox_pending WHERE seq = ANY($1::bigint[])) "
+    "UPDATE outbox SET sent_at = now() WHERE seq = ANY($1::bigint[]) AND sent_at IS NULL"
+)
+_PUBLISHED = "DELETE FROM outbox_pending WHERE seq = ANY($1::bigint[])"
+# An earlier release's row left unpublished (the partial index `outbox_unsent`), unless it is
+# listed as pending too (its `sent_at` cleared by hand to send it again: counted once).
+_LEGACY_UNSENT = (
+    "sent_at IS NULL AND NOT EXISTS (SELECT 1 FROM {q}outbox_pending p WHERE p.seq = o.seq)"
+)
+# The rows left unpublished, older than the grace, in order: this release's (listed in
+# outbox_pending) and an earlier release's.
+_UNSENT = (
+    "SELECT seq, subject, headers, body FROM ("
+    "SELECT o.seq, o.subject, o.headers, o.body, o.created_at "
+    "FROM outbox_pending p JOIN outbox o USING (seq) "
+    "UNION ALL SELECT o.seq, o.subject, o.headers, o.body, o.created_at FROM outbox o WHERE "
+    + _LEGACY_UNSENT.format(q="")
+    + ") u WHERE created_at <= now() - make_interval(secs => $2) ORDER BY seq LIMIT $1"
+)
+
+
+def unsent_count(schema: str | None = None) -> str:
+    """The statement counting the outbox rows left unpublished, in `schema` (else in the
+    connection's search path): the backlog gauge's, and the tests' check that all went out."""
+    q = f'"{schema}".' if schema else ""
+    return (
+        f"SELECT (SELECT count(*) FROM {q}outbox_pending) + (SELECT count(*) FROM {q}outbox o "
+        f"WHERE {_LEGACY_UNSENT.format(q=q)})"
+    )
+
+
+UNSENT_COUNT = unsent_count()
 
 
 def cancel_statement(arms: bool) -> str:
@@ -130,11 +163,15 @@ async def write_all(
             [o.due_at for o in arms],
             [o.payload for o in arms],
         )
-    written = (
-        writes.add(_WRITE_OUTBOX, *([r[i] for r in rows] for i in range(4)), returns=_WRITTEN)
-        if rows
-        else None
-    )
+    written = None
+    if rows:
+        written = writes.add(
+            _WRITE_OUTBOX,
+            *([r[i] for r in rows] for i in range(4)),
+            returns=_WRITTEN,
+            name=_OUTBOX_WRITTEN,
+        )
+        writes.add(_PENDING)
     await writes.run(conn)
     directs = [Committed(i, d.subject, d.headers, d.body, True) for i, d in writes.take_directs()]
     if written is None or written.values[0] is None:
@@ -333,7 +370,7 @@ class Publisher:
         self._marked_at = time.monotonic()
         writes = Writes()
         if seqs:
-            writes.add("UPDATE outbox SET sent_at = now() WHERE seq = ANY($1::bigint[])", seqs)
+            writes.add(_PUBLISHED, seqs)
         if dropped and self.direct_table:
             writes.add(f"DELETE FROM {self.direct_table} WHERE id = ANY($1::bigint[])", dropped)
         try:
@@ -410,21 +447,13 @@ class OutboxRelay:
 
     async def publish_batch(self, conn: Conn, grace_s: float | None = None) -> int:
         grace = self.grace_s if grace_s is None else grace_s
-        rows = await conn.fetch(
-            "SELECT seq, subject, headers, body FROM outbox WHERE sent_at IS NULL "
-            "AND created_at <= now() - make_interval(secs => $2) ORDER BY seq LIMIT $1",
-            self.batch,
-            grace,
-        )
+        rows = await conn.fetch(_UNSENT, self.batch, grace)
         if not rows:
             metrics.OUTBOX_BACKLOG.labels(self.service).set(0)
             return 0
         committed = [_committed(r) for r in rows]
         await publish_rows(self.js, committed)
-        await conn.execute(
-            "UPDATE outbox SET sent_at = now() WHERE seq = ANY($1::bigint[])",
-            [r.seq for r in committed],
-        )
+        await conn.execute(_MARK_SENT, [r.seq for r in committed])
         self.published += len(rows)
         metrics.EVENTS_OUT.labels(self.service).inc(len(rows))
         return len(rows)

@@ -42,7 +42,9 @@ _CUT = "now() - make_interval(secs => $1)"
 _OLD = {
     "timers": f"created_at < {_CUT} AND (fired_at IS NOT NULL OR cancelled_at IS NOT NULL)",
     "inbox": f"processed_at < {_CUT}",
-    "outbox": f"created_at < {_CUT} AND sent_at IS NOT NULL",
+    # published: not listed as pending, not an earlier release's row left unsent
+    "outbox": f"created_at < {_CUT} AND sent_at IS NOT NULL "
+    "AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.seq = outbox.seq)",
     "commands": f"created_at < {_CUT}",
 }
 

@@ -40,7 +40,7 @@ from .consumer import Consumer, ConsumerSpec
 from .db import Conn
 from .inputs import check_routes
 from .limits import ClientKey, Draining, InFlightCap, Limiter
-from .outbox import OutboxRelay, Publisher, UnitOfWorkFactory
+from .outbox import UNSENT_COUNT, OutboxRelay, Publisher, UnitOfWorkFactory
 from .settings import ServiceSettings
 from .timers import TimerHandler, TimerRunner
 from .waits import wait_set
@@ -398,9 +398,7 @@ class Runtime:
             if self.pool is not None:
                 with contextlib.suppress(Exception):
                     async with self.pool.acquire(timeout=1) as conn:
-                        backlog = await conn.fetchval(
-                            "SELECT count(*) FROM outbox WHERE sent_at IS NULL"
-                        )
+                        backlog = await conn.fetchval(UNSENT_COUNT)
                         for gauge in self.definition.gauges:
                             await gauge(conn)
                     from .metrics import OUTBOX_BACKLOG
