@@ -91,12 +91,13 @@ _WRITE_OUTBOX = (
 _WRITTEN = ("array_agg(seq ORDER BY seq)", "array_agg(event_id ORDER BY seq)")
 _OUTBOX_WRITTEN = "outbox_written"
 _PENDING = f"INSERT INTO outbox_pending (seq) SELECT seq FROM {_OUTBOX_WRITTEN}"
-# Published: their lines go; a row an earlier release wrote (`sent_at IS NULL`) is marked.
+# Published: their lines go (the publisher's mark); the sweeper's also marks a row an earlier
+# release wrote (`sent_at IS NULL`).
+_PUBLISHED = "DELETE FROM outbox_pending WHERE seq = ANY($1::bigint[])"
 _MARK_SENT = (
-    "WITH published AS (DELETE FROM outbox_pending WHERE seq = ANY($1::bigint[])) "
+    f"WITH published AS ({_PUBLISHED}) "
     "UPDATE outbox SET sent_at = now() WHERE seq = ANY($1::bigint[]) AND sent_at IS NULL"
 )
-_PUBLISHED = "DELETE FROM outbox_pending WHERE seq = ANY($1::bigint[])"
 # An earlier release's row left unpublished (the partial index `outbox_unsent`), unless it is
 # listed as pending too (its `sent_at` cleared by hand to send it again: counted once).
 _LEGACY_UNSENT = (
