@@ -47,13 +47,19 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         )
         if args.monolith and args.only is None:
             assert nats.proc is not None and pg.proc is not None
-            out["baseline_monolith"] = await monolith.measure(
-                pg.create_database("monolith"),
-                nats.url,
-                {"nats": nats.proc.pid, "postgres": pg.proc.pid},
-                seconds=args.monolith_seconds,
-                rate_seconds=args.monolith_rate_seconds,
-            )
+            try:
+                out["baseline_monolith"] = await monolith.measure(
+                    pg.create_database("monolith"),
+                    nats.url,
+                    {"nats": nats.proc.pid, "postgres": pg.proc.pid},
+                    seconds=args.monolith_seconds,
+                    rate_seconds=args.monolith_rate_seconds,
+                )
+            finally:
+                # the system's phases that follow share this PostgreSQL: nothing of the
+                # reference's is left in it (its workers have exited, the drop ends any
+                # session still open)
+                pg.drop_database("monolith")
             # the lifecycle target (≥ 0.5 × the raw publish rate) read for the reference
             mono = out["baseline_monolith"]
             if mono.get("closed_loops_per_s"):

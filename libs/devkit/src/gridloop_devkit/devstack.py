@@ -449,6 +449,25 @@ class LocalPostgres:
         )
         return self.url(name)
 
+    def drop_database(self, name: str) -> None:
+        """Drop a database and end whatever sessions are still on it (`dropdb --force`)."""
+        subprocess.run(
+            [
+                str(_pg_bin() / "dropdb"),
+                "--force",
+                "--if-exists",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                name,
+            ],
+            check=True,
+            capture_output=True,
+        )
+
 
 @dataclass
 class LocalSmtp:
