@@ -30,6 +30,7 @@ from gridloop_contracts.inbound import ReportV1
 from gridloop_devkit.devstack import LocalNats, LocalPostgres
 from gridloop_devkit.launcher import SERVICES, Stack
 
+from . import pglog
 from .actors import Actors
 from .cpu import ACTORS, LOAD, CpuWindow, cpus
 from .loop import BENCH_ENV, ROOT, Reports, at_fixed_rate, keep_in_flight
@@ -323,6 +324,8 @@ async def load(
     spy: bool = True,
     rate: float | None = None,
     pause: Sequence[str] = (),
+    slow_ms: float | None = None,
+    pg_log: Path | None = None,
 ) -> None:
     city = load_city(ROOT / "data" / "demo-city")
     nc = await nats.connect(nats_url)
@@ -408,6 +411,7 @@ async def load(
         closed0 = closed["n"]
         before = await tally(stack, database_url, js)
         cpu.start()
+        window_perf = time.perf_counter()
         measuring["on"] = True
         async with paused.during(seconds):
             await phase(seconds)
@@ -431,6 +435,19 @@ async def load(
     print(f"closed loops: {measured} in {elapsed:.0f} s = {measured / elapsed:.1f}/s")
     if heard:
         for line in latency_lines(heard):
+            print(line)
+    if slow_ms is not None and pg_log is not None:
+        # the same origin as the slowest reports' "s into the window"
+        origin = min((t for t, _, _ in heard), default=window_perf)
+        origin_wall = time.time() - (time.perf_counter() - origin)
+        text = await asyncio.to_thread(pg_log.read_text, errors="replace")
+        found = pglog.busy(text, slow_ms)
+        lines = pglog.window_lines(found, origin_wall, elapsed)
+        print(
+            f"PostgreSQL's statements of {slow_ms:g} ms or more, autovacuum and autoanalyze,"
+            f" in the window (s into it, from when each started): {len(lines)}"
+        )
+        for line in lines:
             print(line)
     print("CPU ms per closed loop (share of one CPU over the measured time; of it, in the kernel):")
     for line in cpu.lines(measured):
@@ -545,6 +562,14 @@ def main() -> int:
         " the server's log is kept in the work directory",
     )
     parser.add_argument(
+        "--slow-ms",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="list PostgreSQL's statements of at least MS milliseconds and its autovacuum"
+        " runs during the window, placed as the slowest reports are (from its log)",
+    )
+    parser.add_argument(
         "--pause",
         default="",
         metavar="SERVICES",
@@ -570,6 +595,14 @@ def main() -> int:
             "shared_preload_libraries": "pg_stat_statements",
             # how many plans each statement needed, and their time
             "pg_stat_statements.track_planning": "on",
+            **(
+                {
+                    "log_min_duration_statement": f"{args.slow_ms:g}",
+                    "log_autovacuum_min_duration": "0",
+                }
+                if args.slow_ms is not None
+                else {}
+            ),
             **dict(setting.split("=", 1) for setting in args.pg),
         },
     ).start()
@@ -599,6 +632,8 @@ def main() -> int:
                 spy=args.spy,
                 rate=args.rate,
                 pause=pause,
+                slow_ms=args.slow_ms,
+                pg_log=work / "postgres.log",
             )
         )
         asyncio.run(statements(database_url, top=args.top))
