@@ -433,36 +433,25 @@ class LocalPostgres:
         self.proc = None
 
     def create_database(self, name: str) -> str:
-        subprocess.run(
-            [
-                str(_pg_bin() / "createdb"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-U",
-                "postgres",
-                name,
-            ],
-            check=True,
-            capture_output=True,
-        )
+        self._client("createdb", name)
         return self.url(name)
 
     def drop_database(self, name: str) -> None:
         """Drop a database and end whatever sessions are still on it (`dropdb --force`)."""
+        self._client("dropdb", "--force", "--if-exists", name)
+
+    def _client(self, tool: str, *args: str) -> None:
+        """Run one of the server's client programs against it as `postgres`."""
         subprocess.run(
             [
-                str(_pg_bin() / "dropdb"),
-                "--force",
-                "--if-exists",
+                str(_pg_bin() / tool),
                 "-h",
                 "127.0.0.1",
                 "-p",
                 str(self.port),
                 "-U",
                 "postgres",
-                name,
+                *args,
             ],
             check=True,
             capture_output=True,
