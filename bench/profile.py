@@ -201,6 +201,11 @@ class Paused:
                     os.kill(pid, signal.SIGCONT)
 
 
+def wall_time(perf: float) -> float:
+    """The Unix time of a `time.perf_counter()` reading of this process."""
+    return time.time() - (time.perf_counter() - perf)
+
+
 def latency_lines(heard: list[tuple[float, float, float]]) -> list[str]:
     """Report → department p50 / p95 / p99, each of its two hops at the same points (report
     sent → case.accepted seen on the bus: intake; case.accepted → the department's task seen:
@@ -219,7 +224,7 @@ def latency_lines(heard: list[tuple[float, float, float]]) -> list[str]:
         f"  case.accepted → department (dispatch): {pcts([b for _, _, b in heard])}",
     ]
     start = min(t for t, _, _ in heard)
-    started = time.time() - (time.perf_counter() - start)
+    started = wall_time(start)
     lines.append(
         f"  the window's first report sent at {time.strftime('%H:%M:%S', time.gmtime(started))}Z"
     )
@@ -439,7 +444,7 @@ async def load(
     if slow_ms is not None and pg_log is not None:
         # the same origin as the slowest reports' "s into the window"
         origin = min((t for t, _, _ in heard), default=window_perf)
-        origin_wall = time.time() - (time.perf_counter() - origin)
+        origin_wall = wall_time(origin)
         text = await asyncio.to_thread(pg_log.read_text, errors="replace")
         found = pglog.busy(text, slow_ms)
         lines = pglog.window_lines(found, origin_wall, elapsed)

@@ -39,7 +39,7 @@ def test_statements_over_the_threshold_and_autovacuum_runs_from_when_they_starte
         (39.93, 70.0, 10607),
     ]
     # a statement's continuation lines are part of it; the DETAIL line after it is not one
-    assert found[1].what == ("INSERT INTO items (id) SELECT * FROM unnest($1::text[])")
+    assert found[1].what == "INSERT INTO items (id) SELECT * FROM unnest($1::text[])"
     assert found[2].what == "autovacuum: analyze gridloop.intake.timeline"
     # the 12.5 ms statement is under the threshold
     assert all(b.pid != 10590 for b in found)

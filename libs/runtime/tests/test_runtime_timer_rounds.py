@@ -1,5 +1,5 @@
-"""A timer round that finds nothing due (most rounds) is one statement; one that finds
-something fires it as before. What is due is judged by the runner's clock and its kinds
+"""A timer round first asks whether anything is due and claims only then: the question must
+miss nothing the claim would fire. What is due is judged by the runner's clock and its kinds
 only: another service's timer kind, or one due later, does not count."""
 
 from __future__ import annotations

@@ -30,9 +30,12 @@ log = structlog.get_logger(__name__)
 
 TimerHandler = Callable[[Work, Timer], Awaitable[None]]
 
-_ANY_DUE = (
-    "SELECT EXISTS (SELECT 1 FROM timers WHERE due_at <= $1 AND fired_at IS NULL "
-    "AND cancelled_at IS NULL AND kind = ANY($2))"
+# Due by $1 (now), of the kinds $2, neither fired nor cancelled (the partial index `timers_due`).
+_DUE = "due_at <= $1 AND fired_at IS NULL AND cancelled_at IS NULL AND kind = ANY($2)"
+_ANY_DUE = f"SELECT EXISTS (SELECT 1 FROM timers WHERE {_DUE})"
+_CLAIM_DUE = (
+    f"SELECT id, kind, key, due_at, payload FROM timers WHERE {_DUE} "
+    "ORDER BY due_at, id LIMIT $3 FOR UPDATE SKIP LOCKED"
 )
 
 
@@ -170,16 +173,7 @@ class TimerRunner:
         now = self.uow.clock.now()
         fired = 0
         async with self.uow() as work:
-            rows = await work.conn.fetch(
-                "SELECT id, kind, key, due_at, payload FROM timers WHERE due_at <= $1 "
-                "AND fired_at IS NULL AND cancelled_at IS NULL AND kind = ANY($2) "
-                "ORDER BY due_at, id LIMIT $3 FOR UPDATE SKIP LOCKED",
-                now,
-                list(self.handlers),
-                self.batch,
-            )
-            for r in rows:
-                timer = Timer(r["id"], r["kind"], r["key"], r["due_at"], r["payload"])
+            for timer in await _claim_due(work.conn, now, list(self.handlers), self.batch):
                 mark = work.mark()
                 try:
                     async with work.conn.transaction():  # a savepoint: a failing timer is retried
@@ -212,12 +206,5 @@ class TimerRunner:
 
 
 async def _claim_due(conn: Conn, now: datetime, kinds: list[str], limit: int) -> list[Timer]:
-    rows = await conn.fetch(
-        "SELECT id, kind, key, due_at, payload FROM timers WHERE due_at <= $1 "
-        "AND fired_at IS NULL AND cancelled_at IS NULL AND kind = ANY($2) "
-        "ORDER BY due_at, id LIMIT $3 FOR UPDATE SKIP LOCKED",
-        now,
-        kinds,
-        limit,
-    )
+    rows = await conn.fetch(_CLAIM_DUE, now, kinds, limit)
     return [Timer(r["id"], r["kind"], r["key"], r["due_at"], r["payload"]) for r in rows]
