@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 from asyncpg.connection import LoggedQuery
 from gridloop_contracts import Envelope, Location
 from gridloop_contracts.inbound import DetectionV1, RatingV1, ReportV1
-from gridloop_intake.bootstrap import _search, definition
-from gridloop_intake.casework import Outcome, ReportBatch, take_report
+from gridloop_intake.bootstrap import _ahead, definition
+from gridloop_intake.casework import Ahead, Outcome, ReportBatch, ahead_of, take_report
+from gridloop_intake.domain.case_ids import local_day
 from gridloop_intake.domain.duplicates import NearSearch
 from gridloop_intake.domain.inbound import IncomingReport
 from gridloop_intake.settings import IntakeSettings
@@ -48,6 +49,12 @@ def a_frame(external_id: str, **kw: Any) -> IncomingReport:
     return a_report(external_id, **(values | kw))
 
 
+def introspection(query: str) -> bool:
+    """asyncpg's own statements: the types of a statement's parameters, read once a
+    connection."""
+    return "typeinfo_tree" in query or "set_config('jit'" in query
+
+
 async def in_one_batch(
     intake: Harness,
     intake_state: Intake,
@@ -55,30 +62,19 @@ async def in_one_batch(
     sent: list[str] | None = None,
 ) -> list[Outcome]:
     """Take the reports in one transaction with one batch, as the INTAKE consumer does: their
-    ids looked up first, their categories locked and their duplicate searches made, each in
-    one statement (`sent`: the statements, when given)."""
+    categories locked and their ids looked up in one statement, their duplicate searches
+    made and their numbers taken in another (`sent`: the statements, when given)."""
     assert intake.rt.uow is not None
 
     def log(record: LoggedQuery) -> None:
-        if sent is not None:
+        if sent is not None and not introspection(record.query):
             sent.append(record.query)
 
     async with intake.rt.uow() as work:
         work.conn.add_query_logger(log)
         batch = ReportBatch()
-        await batch.prefetch(
-            work.conn, [(r.source, r.external_id) for r in reports if r.external_id is not None]
-        )
-        await batch.lock(work.conn, [r.category_code for r in reports if r.category_code])
-        rule = intake_state.city.intake.duplicate
-        await batch.prefetch_near(
-            work.conn,
-            [
-                NearSearch.of(r.category_code, r.location.lon, r.location.lat, r.reported_at, rule)
-                for r in reports
-                if r.category_code and r.location
-            ],
-        )
+        day = local_day(work.now(), intake_state.city.district.timezone)
+        await batch.prepare(work.conn, [ahead_of(intake_state, r) for r in reports], day)
         outcomes = []
         for i, report in enumerate(reports):
             batch.left = len(reports) - i
@@ -171,14 +167,99 @@ async def test_a_batch_searches_for_duplicates_once_and_queues_at_the_counter_on
     numbers = sorted(int(o.case_id[-6:]) for o in [first, outcomes[1], outcomes[3]])
     day_of_first = first.case_id.rsplit("-", 1)[0]
     assert numbers == [1, 2, 3] and outcomes[3].case_id.startswith(day_of_first)
-    assert await intake.value("SELECT last FROM case_numbers") == 3  # two of five given back
+    assert await intake.value("SELECT last FROM case_numbers") == 3  # one of three given back
     searches = [q for q in sent if "reported_at BETWEEN" in q]
     counter = [q for q in sent if "case_numbers" in q]
-    assert len(searches) == 1 and len(counter) == 2  # taken once, the rest given back once
+    # taken once, with the searches: one number for each report whose search found nothing
+    # on file (n-3, n-4, n-5); the one n-4 did not use given back with the batch's writes
+    assert len(searches) == 1 and len(counter) == 2 and counter[0] == searches[0]
+    assert "UPDATE case_numbers" in counter[1] and "INSERT INTO cases" in counter[1]
     # the next batch goes on from there
     elsewhere = Location(lat=39.92, lon=116.42)
     (after,) = await in_one_batch(intake, intake_state, [a_report("n-6", location=elsewhere)])
     assert after.outcome == "new" and after.case_id.endswith("-000004")
+
+
+async def test_a_new_report_is_three_statements(intake: Harness, intake_state: Intake) -> None:
+    """A report that opens a case, alone in its batch or sent over REST: its category locked
+    and its copy looked up in one statement, its duplicate search made and its number taken
+    in another, its case written in a third."""
+    sent: list[str] = []
+    (first,) = await in_one_batch(intake, intake_state, [a_report("t-1")], sent)
+    assert first.outcome == "new" and first.case_id.endswith("-000001")
+    assert len(sent) == 3
+    assert "pg_advisory_xact_lock" in sent[0] and "JOIN reports" in sent[0]
+    assert "reported_at BETWEEN" in sent[1] and "INSERT INTO case_numbers" in sent[1]
+    assert "INSERT INTO cases" in sent[2] and "case_numbers" not in sent[2]
+    # the same over REST (a report in its own transaction)
+    assert intake.rt.uow is not None
+    elsewhere = Location(lat=39.92, lon=116.42)
+    rest: list[str] = []
+    async with intake.rt.uow() as work:
+        work.conn.add_query_logger(lambda record: rest.append(record.query))
+        outcome = await take_report(work, intake_state, a_report("t-2", location=elsewhere))
+    assert outcome.outcome == "new" and outcome.case_id.endswith("-000002")
+    rest = [
+        q
+        for q in rest
+        if q.strip().rstrip(";").upper() not in ("BEGIN", "COMMIT") and not introspection(q)
+    ]
+    assert len(rest) == 3 and rest[:2] == sent[:2]
+    # a copy sent again: one statement answers it, no number taken, nothing written
+    again: list[str] = []
+    (copy,) = await in_one_batch(intake, intake_state, [a_report("t-1")], again)
+    assert (copy.outcome, copy.case_id) == ("duplicate", first.case_id)
+    assert not any("case_numbers" in q for q in again)
+    assert await intake.value("SELECT last FROM case_numbers") == 2
+
+
+async def test_a_report_that_joins_a_case_on_file_takes_no_number(
+    intake: Harness, intake_state: Intake
+) -> None:
+    (first,) = await in_one_batch(intake, intake_state, [a_report("j-1")])
+    sent: list[str] = []
+    near = Location(lat=39.9001, lon=116.4003)
+    (joined,) = await in_one_batch(intake, intake_state, [a_report("j-2", location=near)], sent)
+    assert (joined.outcome, joined.case_id) == ("merged", first.case_id)
+    counter = [q for q in sent if "case_numbers" in q]
+    assert len(counter) == 1  # the search's statement, which took none: nothing to give back
+    assert await intake.value("SELECT last FROM case_numbers") == 1
+
+
+async def test_a_batch_locks_the_categories_its_parts_name_before_the_counter(
+    intake: Harness, intake_state: Intake
+) -> None:
+    """A report naming no category has its part's: the batch locks that one too before it
+    takes the day's counter, so it never holds the counter while it waits for a category a
+    REST report may hold waiting for the counter. A report that names no category at all
+    leaves the numbers to the first new case."""
+    part = next(
+        p for p in intake_state.city.parts.values() if p.category_code not in (None, "P0301")
+    )
+    sent: list[str] = []
+    outcomes = await in_one_batch(
+        intake,
+        intake_state,
+        [
+            a_report("c-1"),
+            a_report("c-2", category_code=None, location=None, part_code=part.code),
+        ],
+        sent,
+    )
+    assert [o.outcome for o in outcomes] == ["new", "new"]
+    locks = [i for i, q in enumerate(sent) if "pg_advisory_xact_lock" in q]
+    numbered = [i for i, q in enumerate(sent) if "INSERT INTO case_numbers" in q]
+    assert locks == [0] and numbered == [1]  # both categories in one statement, first
+    assert await intake.value("SELECT last FROM case_numbers") == 2
+    sent.clear()
+    elsewhere = Location(lat=39.92, lon=116.42)
+    unnamed = a_report("c-4", category_code=None, location=elsewhere)
+    outcomes = await in_one_batch(intake, intake_state, [a_report("c-3"), unnamed], sent)
+    assert [o.outcome for o in outcomes] == ["merged", "new"]  # c-3 joins c-1
+    counter = [q for q in sent if "case_numbers" in q]
+    assert len(counter) == 1 and "reported_at BETWEEN" not in counter[0]
+    assert outcomes[1].case_id.endswith("-000003")
+    assert await intake.value("SELECT last FROM case_numbers") == 3
 
 
 async def test_a_search_made_before_the_batch_wrote_its_cases_is_made_again(
@@ -202,21 +283,35 @@ async def test_a_search_made_before_the_batch_wrote_its_cases_is_made_again(
     assert await intake.value("SELECT last FROM case_numbers") == 2
 
 
-def test_the_search_a_report_will_make_is_read_from_its_data(intake_state: Intake) -> None:
-    """What the consumer reads from a batch's messages before taking them; anything it cannot
-    read is left to the report's own search (None), never an error."""
+def test_what_a_report_names_is_read_from_its_message(intake_state: Intake) -> None:
+    """What the consumer reads from a batch's messages before taking them, as taking them
+    will read it; anything it cannot read is left to the report's own search (None), never
+    an error."""
     rule = intake_state.city.intake.duplicate
+    subject = "intake.patrol.patrol-app"
     data = {
+        "external_id": "x-1",
         "reported_at": "2026-11-23T02:00:00+00:00",
         "location": {"lat": 39.9, "lon": 116.4003},
         "category_code": "P0301",
     }
-    report = Envelope(ReportV1.type_name, "/x", data)
+
+    def read(type_name: str, data: dict[str, Any]) -> Ahead | None:
+        return _ahead(intake_state, subject, Envelope(type_name, "/x", data))
+
     expected = NearSearch.of("P0301", 116.4003, 39.9, T0, rule)
-    assert _search(intake_state, report) == expected
+    assert read(ReportV1.type_name, data) == Ahead("patrol-app", "x-1", "P0301", expected, True)
     detection = {**data, "detected_at": data["reported_at"]}
     del detection["reported_at"]
-    assert _search(intake_state, Envelope(DetectionV1.type_name, "/x", detection)) == expected
+    seen = read(DetectionV1.type_name, detection)
+    assert seen is not None and seen.search == expected and not seen.opens  # it may fold
+    # a part names the category (when the report does not) and the place of the search
+    part = next(
+        p for p in intake_state.city.parts.values() if p.category_code not in (None, "P0301")
+    )
+    by_part = read(ReportV1.type_name, {**data, "category_code": None, "part_code": part.code})
+    assert by_part is not None and by_part.category_code == part.category_code
+    assert by_part.search == NearSearch.of(part.category_code, part.lon, part.lat, T0, rule)
     for unread in (
         {**data, "category_code": "X9999"},  # not the city's
         {**data, "location": {"lat": "39.9", "lon": 116.4}},
@@ -227,20 +322,24 @@ def test_the_search_a_report_will_make_is_read_from_its_data(intake_state: Intak
         {k: v for k, v in data.items() if k != "location"},
         {k: v for k, v in data.items() if k != "category_code"},
     ):
-        assert _search(intake_state, Envelope(ReportV1.type_name, "/x", unread)) is None
-    assert _search(intake_state, Envelope(RatingV1.type_name, "/x", data)) is None
+        named = read(ReportV1.type_name, unread)
+        assert named is not None and named.search is None
+    assert read(RatingV1.type_name, data) is None
+    assert _ahead(intake_state, None, Envelope(ReportV1.type_name, "/x", data)) is None
 
 
 async def test_the_batch_locks_its_categories_first_in_one_order(
     intake: Harness, intake_state: Intake
 ) -> None:
     """Before a report of the batch takes the day's case counter, every category the batch
-    names is locked (sorted, one statement); a REST report waits for its category, not
-    crosswise with the counter."""
+    names is locked (sorted, one statement, the copies looked up in it); a REST report waits
+    for its category, not crosswise with the counter."""
     assert intake.rt.pool is not None
     async with intake.rt.pool.acquire() as conn, conn.transaction():
         batch = ReportBatch()
-        await batch.lock(conn, ["P0301", "E0104", "P0301"])
+        # with a copy to look up that is not on file: the locks are taken all the same
+        await batch.lock(conn, ["P0301", "E0104", "P0301"], [("patrol-app", "none-such")])
+        assert await batch.seen(conn, "patrol-app", "none-such") is None
         held = await conn.fetchval(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
             "AND pid = pg_backend_pid()"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -21,9 +22,9 @@ from gridloop_runtime.service import Runtime, ServiceDefinition
 
 from . import api, metrics, open311, parts, public, search
 from . import repository as repo
-from .casework import ReportBatch
+from .casework import Ahead, ReportBatch, ahead
 from .context import Intake, city_for
-from .domain.duplicates import NearSearch
+from .domain.case_ids import local_day
 from .domain.inbound import source_of
 from .handlers import Handlers, case_file_rules
 from .settings import IntakeSettings
@@ -58,13 +59,9 @@ def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
     async def on_batch(conn: Conn, messages: Sequence[tuple[Work, Envelope]]) -> None:
         """A fetched batch in one transaction: its reports' case files written together."""
         batch = ReportBatch()
-        named = _named(messages)
-        await batch.prefetch(conn, [(source, ext) for source, ext, _ in named if ext is not None])
-        codes = (code for _, _, code in named if code and intake.city.category(code))
-        await batch.lock(conn, codes)
-        await batch.prefetch_near(
-            conn, (s for _, env in messages if (s := _search(intake, env)) is not None)
-        )
+        day = local_day(messages[0][0].now(), intake.city.district.timezone)
+        ahead_of_all = [_ahead(intake, work.subject, env) for work, env in messages]
+        await batch.prepare(conn, ahead_of_all, day)
         for i, (work, env) in enumerate(messages):
             batch.left = len(messages) - i
             with structlog.contextvars.bound_contextvars(event_id=env.id, event_type=env.type):
@@ -122,46 +119,37 @@ def build() -> tuple[IntakeSettings, ServiceDefinition, Any]:
     return settings, definition_, state
 
 
-def _named(messages: Sequence[tuple[Work, Envelope]]) -> list[tuple[str, str | None, str | None]]:
-    """The (source, external_id, category_code) each report and detection of a batch names
-    (None where it names none), read before they are taken."""
-    named = []
-    for work, env in messages:
-        data = env.data
-        if env.type in REPORT_TYPES and isinstance(data, dict) and work.subject:
-            ext, code = data.get("external_id"), data.get("category_code")
-            named.append(
-                (
-                    source_of(work.subject),
-                    ext if isinstance(ext, str) else None,
-                    code if isinstance(code, str) else None,
-                )
-            )
-    return named
-
-
-def _search(intake: Intake, env: Envelope) -> NearSearch | None:
-    """The duplicate search a report or detection will make, read from its data before it
-    is taken: its category, coordinates and time as given. None where it names no category
-    or coordinates, or names them wrongly: the report is then taken as it would be, and
-    searches on its own."""
+def _ahead(intake: Intake, subject: str | None, env: Envelope) -> Ahead | None:
+    """What a report or detection of a batch names, read from its message before it is
+    taken (None for a message that is neither). What it names wrongly (a category that is
+    not the city's, coordinates that are not numbers, a time without an offset) is left
+    out, never an error: the report is then taken as it would be, and searches on its own."""
     data = env.data
-    if env.type not in REPORT_TYPES or not isinstance(data, dict):
+    if env.type not in REPORT_TYPES or not isinstance(data, dict) or not subject:
         return None
-    code, where = data.get("category_code"), data.get("location")
-    at = data.get("reported_at", data.get("detected_at"))
-    if not isinstance(code, str) or not isinstance(where, dict) or not isinstance(at, str):
-        return None
-    lon, lat = where.get("lon"), where.get("lat")
-    if not (_number(lon) and _number(lat)) or intake.city.category(code) is None:
-        return None
-    try:
-        reported_at = datetime.fromisoformat(at)
-    except ValueError:
-        return None
-    if reported_at.tzinfo is None:
-        return None
-    return NearSearch.of(code, lon, lat, reported_at, intake.city.intake.duplicate)
+    ext, code, part = data.get("external_id"), data.get("category_code"), data.get("part_code")
+    where, at = data.get("location"), data.get("reported_at", data.get("detected_at"))
+    location = None
+    if isinstance(where, dict):
+        lon, lat = where.get("lon"), where.get("lat")
+        if _number(lon) and _number(lat):
+            location = (lon, lat)
+    reported_at = None
+    if isinstance(at, str):
+        with contextlib.suppress(ValueError):
+            reported_at = datetime.fromisoformat(at)
+        if reported_at is not None and reported_at.tzinfo is None:
+            reported_at = None
+    return ahead(
+        intake,
+        source_of(subject),
+        ext if isinstance(ext, str) else None,
+        category_code=code if isinstance(code, str) else None,
+        part_code=part if isinstance(part, str) else None,
+        location=location,
+        reported_at=reported_at,
+        opens=env.type == ReportV1.type_name and data.get("camera_id") is None,
+    )
 
 
 def _number(value: object) -> TypeGuard[float]:

@@ -7,9 +7,9 @@ REST, Open311 or NATS."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal, TypeVar
 
 import structlog
@@ -17,7 +17,7 @@ from gridloop_contracts import CaseStatus
 from gridloop_runtime.db import Conn
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.step import Step
-from gridloop_runtime.writes import Writes
+from gridloop_runtime.writes import Writes, gathered
 
 from . import repository as repo
 from .context import Intake
@@ -60,19 +60,75 @@ def new_report_id() -> str:
     return "r" + uuid.uuid4().hex[:20]
 
 
+@dataclass(frozen=True)
+class Ahead:
+    """What a report names, read before it is taken (from its message or its form): the
+    copy to look up, the category to lock (one of the city's, else None), the duplicate
+    search it will make (None where it cannot be read ahead: the report then searches on
+    its own), and whether it opens a case when that search finds none (a report does; a
+    camera's detection may fold into its scene instead)."""
+
+    source: str
+    external_id: str | None
+    category_code: str | None
+    search: duplicates.NearSearch | None
+    opens: bool
+
+
+def ahead(
+    intake: Intake,
+    source: str,
+    external_id: str | None,
+    *,
+    category_code: str | None,
+    part_code: str | None,
+    location: tuple[float, float] | None,
+    reported_at: datetime | None,
+    opens: bool,
+) -> Ahead:
+    """What a report names, read as taking it will: its category is the one it names, else
+    its part's; its search is made where its part is, else at its location (lon, lat)."""
+    city = intake.city
+    part = city.part(part_code) if part_code is not None else None
+    code = category_code or (part.category_code if part is not None else None)
+    if code is not None and city.category(code) is None:
+        code = None
+    where = (part.lon, part.lat) if part is not None else location
+    search = None
+    if code is not None and where is not None and reported_at is not None:
+        search = duplicates.NearSearch.of(code, *where, reported_at, city.intake.duplicate)
+    return Ahead(source, external_id, code, search, opens)
+
+
+def ahead_of(intake: Intake, report: IncomingReport) -> Ahead:
+    """What `report` names, as the batch reads it before taking it."""
+    where = report.location
+    return ahead(
+        intake,
+        report.source,
+        report.external_id,
+        category_code=report.category_code,
+        part_code=report.part_code,
+        location=(where.lon, where.lat) if where is not None else None,
+        reported_at=report.reported_at,
+        opens=report.camera_id is None,
+    )
+
+
 class ReportBatch:
     """The reports of one transaction (a batch fetched from INTAKE, or one REST report): the
     case files they open or join are kept here and written once, set-based, at the end
-    (`save`); each category is locked once; the batch's (source, external_id) pairs are
-    looked up in one statement (`prefetch`). A later report of the batch sees what an
-    earlier one did as if it had been written: a copy is answered from the batch, the
-    duplicate search adds the batch's new cases to those on file, and a camera's scene (a
-    row that joins the cases on file) is read only after the batch was written.
+    (`save`). A later report of the batch sees what an earlier one did as if it had been
+    written: a copy is answered from the batch, the duplicate search adds the batch's new
+    cases to those on file, and a camera's scene (a row that joins the cases on file) is
+    read only after the batch was written.
 
-    Two more things are done once for the batch instead of once per report: the duplicate
-    searches its reports name are made in one statement (`prefetch_near`), and the day's
-    counter gives as many numbers as the batch has reports left (`case_number`), the unused
-    ones given back when the batch is written."""
+    Before its reports are taken (`prepare`), the batch locks the categories they name and
+    looks up their (source, external_id) pairs in one statement, then makes their duplicate
+    searches and takes the day's numbers for the reports whose search found nothing in
+    another: a new report alone is these two statements and its write. A number not used
+    is given back with the writes; a new case the batch took no number ahead for takes as
+    many as the batch has reports left (`case_number`)."""
 
     def __init__(self) -> None:
         self.states: dict[str, CaseFile] = {}
@@ -85,12 +141,46 @@ class ReportBatch:
         # how many reports of the batch are still to come, this one included
         self.left = 1
 
+    async def prepare(self, conn: Conn, ahead: Sequence[Ahead | None], day: date) -> None:
+        """Ready the batch for its messages (`ahead`: what each names, None for one that is
+        not a report) in two statements: lock the categories they name and look up their
+        copies (`lock`, `prefetch`); then make their duplicate searches (`prefetch_near`)
+        and take the day's numbers for the reports whose search found nothing on file.
+
+        The numbers are taken ahead only when every message is a report naming a category
+        the batch locked: no report can then lock a category after it holds the counter,
+        which a REST report holding that category and waiting for the counter would meet
+        crosswise. Otherwise the first new case takes them (`case_number`). Numbers a
+        report did not use (it joined a case the batch opened) are given back at `save`."""
+        keys = [(a.source, a.external_id) for a in ahead if a and a.external_id is not None]
+        await self.lock(conn, (a.category_code for a in ahead if a and a.category_code), keys)
+        searches = [a.search for a in ahead if a and a.search is not None]
+        ahead_numbers = all(a is not None and a.category_code in self._locked for a in ahead)
+        opening: list[duplicates.NearSearch] = []
+        if ahead_numbers:
+            counted: set[tuple[str, str]] = set()
+            for a in ahead:
+                assert a is not None
+                if not a.opens or a.search is None:
+                    continue
+                if a.external_id is not None:
+                    key = (a.source, a.external_id)
+                    if key in counted or self._on_file.get(key) is not None:
+                        continue  # a copy: answered, not opened
+                    counted.add(key)
+                opening.append(a.search)
+        await self.prefetch_near(conn, searches, opening=opening, day=day)
+
     async def prefetch(self, conn: Conn, keys: Iterable[tuple[str, str]]) -> None:
         """Look up these (source, external_id) pairs at once; `seen` answers them from here."""
-        wanted = list({k for k in keys if k not in self._on_file and all(map(_storable, k))})
-        if not wanted:
-            return
-        found = await repo.find_reports(conn, wanted)
+        wanted = self._unknown(keys)
+        if wanted:
+            self._found(wanted, await repo.find_reports(conn, wanted))
+
+    def _unknown(self, keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        return list({k for k in keys if k not in self._on_file and all(map(_storable, k))})
+
+    def _found(self, wanted: list[tuple[str, str]], found: dict[tuple[str, str], Any]) -> None:
         for key in wanted:
             row = found.get(key)
             self._on_file[key] = (
@@ -116,15 +206,24 @@ class ReportBatch:
         await self.prefetch(conn, [key])  # nothing to do when the batch looked it up already
         return self._on_file.get(key)
 
-    async def lock(self, conn: Conn, category_codes: Iterable[str]) -> None:
+    async def lock(
+        self, conn: Conn, category_codes: Iterable[str], copies: Iterable[tuple[str, str]] = ()
+    ) -> None:
         """Lock these categories for the duplicate search, each once, sorted, in one
-        statement. The batch locks the categories its reports name first, before anything
-        else (the day's case counter): a REST report locks its category, then the counter;
-        a batch that locked a category after the counter could wait for it crosswise."""
+        statement; with `copies`, look those up in the same statement (`prefetch`). The
+        batch locks the categories its reports name first, before anything else (the day's
+        case counter): a REST report locks its category, then the counter; a batch that
+        locked a category after the counter could wait for it crosswise."""
         codes = sorted({c for c in category_codes if c not in self._locked and _storable(c)})
-        if codes:
+        if not codes:
+            await self.prefetch(conn, copies)
+            return
+        wanted = self._unknown(copies)
+        if wanted:
+            self._found(wanted, await repo.lock_categories_and_find_reports(conn, codes, wanted))
+        else:
             await repo.lock_categories(conn, codes)
-            self._locked.update(codes)
+        self._locked.update(codes)
 
     async def load(self, conn: Conn, case_id: str) -> CaseFile:
         """The case as this batch left it, else as written (its row locked)."""
@@ -134,13 +233,30 @@ class ReportBatch:
             self.states[case_id] = state
         return state
 
-    async def prefetch_near(self, conn: Conn, searches: Iterable[duplicates.NearSearch]) -> None:
+    async def prefetch_near(
+        self,
+        conn: Conn,
+        searches: Iterable[duplicates.NearSearch],
+        *,
+        opening: Sequence[duplicates.NearSearch] = (),
+        day: date | None = None,
+    ) -> None:
         """Make these duplicate searches at once, their categories locked (`lock`): `near`
-        answers a search they cover from here until the batch is written."""
+        answers a search they cover from here until the batch is written. With `opening`
+        (the search of each report that opens a case unless its search finds one) and
+        `day`: a number of the day for each of those whose search found nothing, taken in
+        the same statement, before `case_number` is asked."""
         wanted = [s for s in dict.fromkeys(searches) if s.category_code in self._locked]
-        if wanted:
-            found = await repo.open_cases_near_many(conn, wanted)
-            self._near = list(zip(wanted, found, strict=True))
+        if not wanted:
+            return
+        place = {s: i for i, s in enumerate(wanted, 1)}
+        numbered = [place[s] for s in opening if s in place]
+        numbers = (day, numbered) if day is not None and numbered else None
+        found, taken = await repo.open_cases_near_many(conn, wanted, numbers)
+        self._near = list(zip(wanted, found, strict=True))
+        if taken is not None and day is not None:
+            last, count = taken
+            self._numbers[day] = [last - count + 1, last]
 
     async def near(self, conn: Conn, search: duplicates.NearSearch) -> list[duplicates.OpenCase]:
         """The open cases on file that `search` finds: from a prefetched search that covers
@@ -194,10 +310,11 @@ class ReportBatch:
     async def save(self, conn: Conn, writes: Writes | None = None) -> None:
         """Write what the batch changed and give back the numbers it did not use; from here
         on its reports are found on file (with `writes`: once they have run)."""
-        await CASEFILE.save(conn, list(self.states.values()), writes)
-        for day, (next_number, last) in self._numbers.items():
-            if next_number <= last:
-                await repo.give_back_case_numbers(conn, day, last, last - next_number + 1)
+        async with gathered(conn, writes) as out:
+            await CASEFILE.save(conn, list(self.states.values()), out)
+            for day, (next_number, last) in self._numbers.items():
+                if next_number <= last:
+                    repo.give_back_case_numbers(out, day, last, last - next_number + 1)
         self._numbers.clear()
         self._opened.clear()
         self._taken.clear()
@@ -239,11 +356,13 @@ async def take_report(
     """A report from any channel becomes exactly one case (new, merged or folded) or a
     refusal naming the field. The same (source, external_id) again answers the first outcome.
     With a `batch`, what it changes is written with the batch (`ReportBatch.save`); without
-    one, before it returns."""
+    one, with the unit of work's writes, in the statement that ends it."""
     if batch is None:
         batch = ReportBatch()
+        day = local_day(work.now(), intake.city.district.timezone)
+        await batch.prepare(work.conn, [ahead_of(intake, report)], day)
         outcome = await take_report(work, intake, report, batch)
-        await batch.save(work.conn)
+        await batch.save(work.conn, work.writes)
         return outcome
     conn = work.conn
     city = intake.city

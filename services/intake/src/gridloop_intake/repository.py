@@ -12,6 +12,7 @@ import asyncpg
 from gridloop_contracts import AttachmentRef, CaseStatus
 from gridloop_runtime.access import like_prefixes
 from gridloop_runtime.db import Conn
+from gridloop_runtime.writes import Writes
 
 from .domain.callbacks import Callback
 from .domain.case import PUBLIC_CHANNELS, CaseRow
@@ -37,16 +38,22 @@ async def take_case_numbers(conn: Conn, day: date, count: int) -> int:
     return n
 
 
-async def give_back_case_numbers(conn: Conn, day: date, last: int, count: int) -> None:
-    """The last `count` numbers of those taken, up to `last`, unused: the counter goes back."""
-    done = await conn.fetchval(
+def give_back_case_numbers(writes: Writes, day: date, last: int, count: int) -> None:
+    """The last `count` numbers of those taken, up to `last`, unused: the counter goes back,
+    with the unit of work's other writes."""
+
+    def check(returned: tuple[Any, ...]) -> None:
+        if not returned[0]:  # the row is ours until commit: anything else is a bug, not a race
+            raise RuntimeError(f"case numbers of {day} moved while reserved")
+
+    writes.add(
         "UPDATE case_numbers SET last = last - $3 WHERE day = $1 AND last = $2 RETURNING last",
         day,
         last,
         count,
+        returns=("count(*)",),
+        check=check,
     )
-    if done is None:  # the row is ours until commit: anything else is a bug, not a race
-        raise RuntimeError(f"case numbers of {day} moved while reserved")
 
 
 # -- reports ----------------------------------------------------------------------------------
@@ -61,17 +68,18 @@ async def find_report(conn: Conn, source: str, external_id: str) -> asyncpg.Reco
     return row
 
 
+_REPORTS_OF = (
+    "SELECT r.source, r.external_id, r.report_id, r.case_id, r.outcome, c.status, "
+    "c.status_notes FROM unnest(${0}::text[], ${1}::text[]) AS k(source, external_id) "
+    "JOIN reports r USING (source, external_id) JOIN cases c ON c.case_id = r.case_id"
+)
+
+
 async def find_reports(
     conn: Conn, keys: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], asyncpg.Record]:
     """`find_report` for several (source, external_id) pairs in one statement."""
-    rows = await conn.fetch(
-        "SELECT r.source, r.external_id, r.report_id, r.case_id, r.outcome, c.status, "
-        "c.status_notes FROM unnest($1::text[], $2::text[]) AS k(source, external_id) "
-        "JOIN reports r USING (source, external_id) JOIN cases c ON c.case_id = r.case_id",
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-    )
+    rows = await conn.fetch(_REPORTS_OF.format(1, 2), [k[0] for k in keys], [k[1] for k in keys])
     return {(r["source"], r["external_id"]): r for r in rows}
 
 
@@ -169,16 +177,37 @@ async def save_callback(conn: Conn, cb: Callback, at: datetime) -> None:
 
 
 # -- duplicates -------------------------------------------------------------------------------
+_LOCK_CATEGORIES = (
+    "SELECT count(pg_advisory_xact_lock(hashtext('intake-dedupe'), hashtext(k))) AS locked "
+    "FROM (SELECT DISTINCT unnest($1::text[]) AS k ORDER BY 1) AS s"
+)
+# The locks and the copies in one round trip: the locks are a one-row CTE on the preserved
+# side of an outer join, so they are taken whatever the lookup finds (a row of NULLs when it
+# finds nothing). The lookup reads the snapshot from before the locks were granted, as a
+# lookup made before them would: a copy committed meanwhile is stopped by the reports'
+# unique index and answered on the retry.
+_LOCK_AND_FIND = (
+    f"WITH l AS ({_LOCK_CATEGORIES}) SELECT f.* FROM l LEFT JOIN "
+    f"({_REPORTS_OF.format(2, 3)}) AS f ON true"
+)
+
+
 async def lock_categories(conn: Conn, category_codes: Sequence[str]) -> None:
     """Reports of these categories are deduplicated one transaction at a time (until
     commit), so two copies of the same report arriving together cannot both open a case.
     Locked in one statement, in one order (sorted), so two transactions locking several
     never wait for each other crosswise."""
-    await conn.execute(
-        "SELECT count(pg_advisory_xact_lock(hashtext('intake-dedupe'), hashtext(k))) "
-        "FROM (SELECT DISTINCT unnest($1::text[]) AS k ORDER BY 1) AS s",
-        list(category_codes),
+    await conn.execute(_LOCK_CATEGORIES, list(category_codes))
+
+
+async def lock_categories_and_find_reports(
+    conn: Conn, category_codes: Sequence[str], keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], asyncpg.Record]:
+    """`lock_categories`, then `find_reports`, in one statement."""
+    rows = await conn.fetch(
+        _LOCK_AND_FIND, list(category_codes), [k[0] for k in keys], [k[1] for k in keys]
     )
+    return {(r["source"], r["external_id"]): r for r in rows if r["source"] is not None}
 
 
 # One search per row of the unnest, in the order given (`i`): for each, the range scan of the
@@ -196,13 +225,36 @@ _OPEN_NEAR_MANY = (
 )
 
 
-async def open_cases_near_many(conn: Conn, searches: Sequence[NearSearch]) -> list[list[OpenCase]]:
-    """`open_cases_near` for several searches in one statement: the cases of each, in order."""
+# The searches (`near`) and, in the same round trip, the day's numbers for the reports whose
+# search found nothing ($9: each such report's search, by its place in $1…$7): one row of
+# its own (i = 0) says the counter's last number and how many were taken, none when none.
+_OPEN_NEAR_AND_NUMBER = (
+    f"WITH near AS ({_OPEN_NEAR_MANY}), "
+    "q AS (SELECT count(*)::int AS taken FROM unnest($9::bigint[]) AS e(i) "
+    "WHERE NOT EXISTS (SELECT 1 FROM near WHERE near.i = e.i)), "
+    "n AS (INSERT INTO case_numbers (day, last) SELECT $8, taken FROM q WHERE taken > 0 "
+    "ON CONFLICT (day) DO UPDATE SET last = case_numbers.last + EXCLUDED.last RETURNING last) "
+    "SELECT 0::bigint AS i, NULL::text AS case_id, NULL::float8 AS lon, NULL::float8 AS lat, "
+    "NULL::timestamptz AS reported_at, NULL::text AS part_code, "
+    "(SELECT last FROM n) AS last, (SELECT taken FROM q) AS taken "
+    "UNION ALL SELECT i, case_id, lon, lat, reported_at, part_code, NULL, NULL FROM near"
+)
+
+
+async def open_cases_near_many(
+    conn: Conn,
+    searches: Sequence[NearSearch],
+    numbers: tuple[date, Sequence[int]] | None = None,
+) -> tuple[list[list[OpenCase]], tuple[int, int] | None]:
+    """`open_cases_near` for several searches in one statement: the cases of each, in order.
+    With `numbers` (a day, and for each report that will open a case unless its search
+    finds one, that search's place in `searches`, from 1): as many of the day's numbers as
+    those searches found nothing, taken in the same statement (`take_case_numbers`);
+    returned as (the last of them, how many), None when none were taken."""
     out: list[list[OpenCase]] = [[] for _ in searches]
     if not searches:
-        return out
-    rows = await conn.fetch(
-        _OPEN_NEAR_MANY,
+        return out, None
+    args: list[Any] = [
         [s.category_code for s in searches],
         [s.box[1] for s in searches],
         [s.box[3] for s in searches],
@@ -210,17 +262,27 @@ async def open_cases_near_many(conn: Conn, searches: Sequence[NearSearch]) -> li
         [s.box[2] for s in searches],
         [s.since for s in searches],
         [s.until for s in searches],
-    )
+    ]
+    taken: tuple[int, int] | None = None
+    if numbers is None:
+        rows = await conn.fetch(_OPEN_NEAR_MANY, *args)
+    else:
+        day, opening = numbers
+        rows = await conn.fetch(_OPEN_NEAR_AND_NUMBER, *args, day, list(opening))
     for r in rows:
+        if r["i"] == 0:
+            if r["last"] is not None:
+                taken = (r["last"], r["taken"])
+            continue
         out[r["i"] - 1].append(
             OpenCase(r["case_id"], r["lon"], r["lat"], r["reported_at"], r["part_code"])
         )
-    return out
+    return out, taken
 
 
 async def open_cases_near(conn: Conn, search: NearSearch) -> list[OpenCase]:
     """The open cases one duplicate search finds."""
-    return (await open_cases_near_many(conn, [search]))[0]
+    return (await open_cases_near_many(conn, [search]))[0][0]
 
 
 async def camera_scene(
