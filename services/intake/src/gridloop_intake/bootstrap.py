@@ -148,7 +148,7 @@ def _ahead(intake: Intake, subject: str | None, env: Envelope) -> Ahead | None:
         part_code=part if isinstance(part, str) else None,
         location=location,
         reported_at=reported_at,
-        opens=env.type == ReportV1.type_name and data.get("camera_id") is None,
+        opens=env.type == ReportV1.type_name,  # a detection may fold into its scene
     )
 
 

@@ -141,8 +141,8 @@ class ReportBatch:
         # how many reports of the batch are still to come, this one included
         self.left = 1
 
-    async def prepare(self, conn: Conn, ahead: Sequence[Ahead | None], day: date) -> None:
-        """Ready the batch for its messages (`ahead`: what each names, None for one that is
+    async def prepare(self, conn: Conn, named: Sequence[Ahead | None], day: date) -> None:
+        """Ready the batch for its messages (`named`: what each names, None for one that is
         not a report) in two statements: lock the categories they name and look up their
         copies (`lock`, `prefetch`); then make their duplicate searches (`prefetch_near`)
         and take the day's numbers for the reports whose search found nothing on file.
@@ -152,14 +152,14 @@ class ReportBatch:
         which a REST report holding that category and waiting for the counter would meet
         crosswise. Otherwise the first new case takes them (`case_number`). Numbers a
         report did not use (it joined a case the batch opened) are given back at `save`."""
-        keys = [(a.source, a.external_id) for a in ahead if a and a.external_id is not None]
-        await self.lock(conn, (a.category_code for a in ahead if a and a.category_code), keys)
-        searches = [a.search for a in ahead if a and a.search is not None]
-        ahead_numbers = all(a is not None and a.category_code in self._locked for a in ahead)
+        keys = [(a.source, a.external_id) for a in named if a and a.external_id is not None]
+        await self.lock(conn, (a.category_code for a in named if a and a.category_code), keys)
+        searches = [a.search for a in named if a and a.search is not None]
+        ahead_numbers = all(a is not None and a.category_code in self._locked for a in named)
         opening: list[duplicates.NearSearch] = []
         if ahead_numbers:
             counted: set[tuple[str, str]] = set()
-            for a in ahead:
+            for a in named:
                 assert a is not None
                 if not a.opens or a.search is None:
                     continue

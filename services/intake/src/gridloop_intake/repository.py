@@ -25,16 +25,18 @@ _STILL_OPEN = "status NOT IN ({})".format(", ".join(f"'{s}'" for s in CLOSED_STA
 
 
 # -- case numbers ---------------------------------------------------------------------------
+# The day's counter moved on by the count each row of `{0}` gives (day, count); the new last.
+_TAKE_NUMBERS = (
+    "INSERT INTO case_numbers (day, last) {0} ON CONFLICT (day) "
+    "DO UPDATE SET last = case_numbers.last + EXCLUDED.last RETURNING last"
+)
+
+
 async def take_case_numbers(conn: Conn, day: date, count: int) -> int:
     """`count` numbers of the day at once (the last of them is returned): a batch of reports
     queues at the counter once. What it leaves unused it gives back before it commits
     (`give_back_case_numbers`), while it still holds the row, so numbers stay gap-free."""
-    n: int = await conn.fetchval(
-        "INSERT INTO case_numbers (day, last) VALUES ($1, $2) ON CONFLICT (day) "
-        "DO UPDATE SET last = case_numbers.last + $2 RETURNING last",
-        day,
-        count,
-    )
+    n: int = await conn.fetchval(_TAKE_NUMBERS.format("VALUES ($1, $2)"), day, count)
     return n
 
 
@@ -80,7 +82,12 @@ async def find_reports(
 ) -> dict[tuple[str, str], asyncpg.Record]:
     """`find_report` for several (source, external_id) pairs in one statement."""
     rows = await conn.fetch(_REPORTS_OF.format(1, 2), [k[0] for k in keys], [k[1] for k in keys])
-    return {(r["source"], r["external_id"]): r for r in rows}
+    return _by_key(rows)
+
+
+def _by_key(rows: Sequence[asyncpg.Record]) -> dict[tuple[str, str], asyncpg.Record]:
+    """Found reports by (source, external_id); a row of NULLs (nothing found) left out."""
+    return {(r["source"], r["external_id"]): r for r in rows if r["source"] is not None}
 
 
 async def report_by_id(conn: Conn, report_id: str) -> asyncpg.Record | None:
@@ -207,7 +214,7 @@ async def lock_categories_and_find_reports(
     rows = await conn.fetch(
         _LOCK_AND_FIND, list(category_codes), [k[0] for k in keys], [k[1] for k in keys]
     )
-    return {(r["source"], r["external_id"]): r for r in rows if r["source"] is not None}
+    return _by_key(rows)
 
 
 # One search per row of the unnest, in the order given (`i`): for each, the range scan of the
@@ -232,8 +239,7 @@ _OPEN_NEAR_AND_NUMBER = (
     f"WITH near AS ({_OPEN_NEAR_MANY}), "
     "q AS (SELECT count(*)::int AS taken FROM unnest($9::bigint[]) AS e(i) "
     "WHERE NOT EXISTS (SELECT 1 FROM near WHERE near.i = e.i)), "
-    "n AS (INSERT INTO case_numbers (day, last) SELECT $8, taken FROM q WHERE taken > 0 "
-    "ON CONFLICT (day) DO UPDATE SET last = case_numbers.last + EXCLUDED.last RETURNING last) "
+    f"n AS ({_TAKE_NUMBERS.format('SELECT $8, taken FROM q WHERE taken > 0')}) "
     "SELECT 0::bigint AS i, NULL::text AS case_id, NULL::float8 AS lon, NULL::float8 AS lat, "
     "NULL::timestamptz AS reported_at, NULL::text AS part_code, "
     "(SELECT last FROM n) AS last, (SELECT taken FROM q) AS taken "
