@@ -773,6 +773,9 @@ async def test_verification_tasks_are_reminded_then_overdue_and_a_late_verdict_s
 async def test_an_answered_task_is_neither_reminded_nor_overdue(verify: Harness) -> None:
     await verify.handled("C-QUICK")
     await verify.handled("C-WATCH")
+    # A task's deadline runs from when verify assigns it, so both must be assigned before
+    # the clock moves: a task assigned after the jump would not be due until later.
+    await verify.task_of("C-WATCH")
     assert (await verify.verdict(await verify.task_of("C-QUICK"), True)).status_code == 200
     verify.clock.set(datetime(2026, 11, 23, 7, 31, tzinfo=UTC))
     # The other task is the witness that the timers have run.
