@@ -90,6 +90,11 @@ async def tally(stack: Stack, database_url: str, js: Any = None) -> dict[str, An
                         if s.name.endswith("_count"):
                             key = f"batches {s.labels.get('consumer')}"
                             out[key] = out.get(key, 0.0) + s.value
+                elif family.name == "gridloop_consumer_fetches":
+                    for s in family.samples:
+                        if s.name.endswith("_total"):
+                            key = f"fetches {s.labels.get('consumer')}"
+                            out[key] = out.get(key, 0.0) + s.value
                 elif family.name == "gridloop_events_out":
                     out["publishes"] += sum(
                         s.value for s in family.samples if s.name.endswith("_total")
@@ -251,16 +256,19 @@ def stored_lines(before: dict[str, Any], after: dict[str, Any], loops: int) -> l
 
 
 def consumer_lines(before: dict[str, Any], after: dict[str, Any], loops: int) -> list[str]:
-    """Each consumer's deliveries and fetched batches per closed loop, and the messages a
-    batch took on average: what a transaction and a fetch are shared by."""
+    """Each consumer's deliveries, handled batches and fetches (those that brought messages
+    and those that waited out their time) per closed loop, and the messages a batch took on
+    average: what a transaction and a fetch are shared by."""
     lines = []
     for key in sorted(k for k in after if k.startswith("delivered ")):
         name = key.removeprefix("delivered ")
-        n = after[key] - before.get(key, 0.0)
-        b = after.get(f"batches {name}", 0.0) - before.get(f"batches {name}", 0.0)
+        n, b, f = (
+            after.get(f"{what} {name}", 0.0) - before.get(f"{what} {name}", 0.0)
+            for what in ("delivered", "batches", "fetches")
+        )
         lines.append(
             f"  {name:30s} {n / max(loops, 1):6.2f} {b / max(loops, 1):6.2f}"
-            f"  ({n / b if b else 0:.1f})"
+            f" {f / max(loops, 1):6.2f}  ({n / b if b else 0:.1f})"
         )
     return lines
 
@@ -467,7 +475,7 @@ async def load(
         " statements, the simulated people's included)"
     )
     print(f"  PostgreSQL's WAL: {(after['wal_kb'] - before['wal_kb']) / max(measured, 1):.1f} kB")
-    print("each consumer per closed loop:    deliveries batches  (messages a batch)")
+    print("each consumer per closed loop:    deliveries batches fetches  (messages a batch)")
     for line in consumer_lines(before, after, measured):
         print(line)
     print("messages stored per closed loop, by subject:")

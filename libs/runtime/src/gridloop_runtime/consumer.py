@@ -234,6 +234,9 @@ class Consumer:
         # Set while nothing is held (`urgent`): what `settle` waits for.
         self._nothing_held = asyncio.Event()
         self._nothing_held.set()
+        fetches = metrics.CONSUMER_FETCHES
+        self._fetched = fetches.labels(service, spec.durable, "messages")
+        self._fetched_none = fetches.labels(service, spec.durable, "empty")
 
     async def settle(self, limit_s: float) -> bool:
         """Wait until what this consumer holds right now has been handled (`urgent`), at
@@ -417,8 +420,10 @@ class Consumer:
                 await self.subscribe()
                 self._lost = False
             msgs: list[Msg] = await self._sub.fetch(size, timeout=timeout)
+            self._fetched.inc()
             return msgs
         except (TimeoutError, nats.errors.TimeoutError):
+            self._fetched_none.inc()
             return None
         except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
             await wait_set(stop, 0.5)

@@ -16,6 +16,11 @@ HANDLER_SECONDS = Histogram(
     ["service", "consumer"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+CONSUMER_FETCHES = Counter(
+    "gridloop_consumer_fetches_total",
+    "Fetches a consumer made: `messages` brought some, `empty` none within its wait",
+    ["service", "consumer", "outcome"],
+)
 CONSUMER_LAG = Gauge(
     "gridloop_consumer_lag", "Messages waiting for a consumer", ["service", "consumer"]
 )
