@@ -28,6 +28,7 @@ from gridloop_runtime.service import ServiceDefinition, runtime_of
 from gridloop_runtime.writes import Direct
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from prometheus_client import REGISTRY
 
 MIGRATIONS = Path(__file__).parent / "sql"
 
@@ -321,6 +322,37 @@ async def test_redelivered_event_changes_nothing(database_url: str, nats_url: st
         async with rt.pool.acquire() as conn:
             assert await conn.fetchval("SELECT value FROM counter") == 2
         assert await count_in_stream(rt.js, "case.pinged") == 3
+
+
+def fetches(outcome: str) -> float:
+    labels = {"service": "echo", "consumer": "echo-pings", "outcome": outcome}
+    return REGISTRY.get_sample_value("gridloop_consumer_fetches_total", labels) or 0.0
+
+
+async def test_a_consumer_counts_its_fetches_with_messages_and_without(
+    database_url: str, nats_url: str
+) -> None:
+    """gridloop_consumer_fetches_total: a fetch that brought messages counts as `messages`,
+    one that waited out its second with none as `empty`."""
+    settings = settings_for("echo", database_url, nats_url)
+    async with running(settings, echo_definition()) as rt:
+        assert rt.js is not None and rt.pool is not None
+        pool = rt.pool
+        took, waited = fetches("messages"), fetches("empty")
+        for n in (21, 22, 23):
+            h, b = to_binary(Envelope.of(Pinged(case_id=f"C-{n}", n=n), source="/gridloop/test"))
+            await rt.js.publish("case.pinged", b, headers=h)
+
+        async def seen() -> list[int]:
+            async with pool.acquire() as conn:
+                return [r["n"] for r in await conn.fetch("SELECT n FROM seen ORDER BY n")]
+
+        await wait_for(lambda: _async_eq(seen, [21, 22, 23]), what="the three pings handled")
+        assert 1 <= fetches("messages") - took <= 3
+        # Nothing more comes: the next fetch waits out its time (a second) and says so.
+        quiet = fetches("empty")
+        await wait_for(lambda: fetches("empty") > quiet, timeout=10, what="an empty fetch")
+        assert fetches("empty") > waited
 
 
 async def _async_eq(fn: Callable[[], Awaitable[object]], expected: object) -> bool:
