@@ -224,7 +224,7 @@ async def test_redirect_mode_answers_a_short_lived_presigned_url(
         assert r.status_code == 307
         url = r.headers["location"]
         assert url.startswith(s3_settings["S3_ENDPOINT"]) and "X-Amz-Expires=300" in url
-        async with httpx.AsyncClient() as plain:
+        async with httpx.AsyncClient(timeout=30) as plain:
             got = await plain.get(url)
             assert got.status_code == 200 and got.headers["content-type"] == "image/jpeg"
             assert b"Exif" not in got.content  # a supervisor's copy

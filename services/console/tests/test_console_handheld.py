@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[3]
 SHOTS = ROOT / "test-artifacts" / "handheld"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 WAIT = 30_000  # ms: the bus and the projections are asynchronous
+# s: an upload goes to the object store, which may be slow to take its first file on a busy machine
+HTTP_TIMEOUT_S = 30
 
 if CHROMIUM is None:
     if os.environ.get("CI", "").lower() == "true":
@@ -157,8 +159,12 @@ def test_a_supervisors_day_on_the_handheld_with_and_without_signal(
     after.write_bytes(photo_bytes(lat, lon, color=(60, 150, 70)))
     site.write_bytes(photo_bytes(lat, lon, color=(70, 170, 90)))
     console = stack.url("console")
-    intake = httpx.Client(base_url=stack.url("intake"), headers={"X-User": "op-01"}, timeout=10)
-    handling = httpx.Client(base_url=stack.url("handling"), headers={"X-User": dept_user})
+    intake = httpx.Client(
+        base_url=stack.url("intake"), headers={"X-User": "op-01"}, timeout=HTTP_TIMEOUT_S
+    )
+    handling = httpx.Client(
+        base_url=stack.url("handling"), headers={"X-User": dept_user}, timeout=HTTP_TIMEOUT_S
+    )
 
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
@@ -310,8 +316,12 @@ def test_a_task_assigned_while_the_list_loads_is_shown(
     the first load does not wipe it (only the latest load is shown)."""
     _, supervisor, category, dept, (lat, lon) = patrol_point(city)
     dept_user = next(u.id for u in city.users.values() if u.dept == dept)
-    intake = httpx.Client(base_url=stack.url("intake"), headers={"X-User": supervisor}, timeout=10)
-    handling = httpx.Client(base_url=stack.url("handling"), headers={"X-User": dept_user})
+    intake = httpx.Client(
+        base_url=stack.url("intake"), headers={"X-User": supervisor}, timeout=HTTP_TIMEOUT_S
+    )
+    handling = httpx.Client(
+        base_url=stack.url("handling"), headers={"X-User": dept_user}, timeout=HTTP_TIMEOUT_S
+    )
     tasks_url = re.compile(r"/api/verify/tasks\?")
     held: list[Any] = []
 

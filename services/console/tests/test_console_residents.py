@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[3]
 SHOTS = ROOT / "test-artifacts" / "public"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 WAIT = 30_000  # ms: the bus, the projections and the mail are asynchronous
+# s: an upload goes to the object store, which may be slow to take its first file on a busy machine
+HTTP_TIMEOUT_S = 30
 CATEGORY = "E0104"
 ADDRESS = "resident@example.org"
 
@@ -148,9 +150,13 @@ def test_a_resident_reports_hears_by_mail_and_rates_without_a_login(
     cell, dept = report_cell(city)
     dept_user = next(u.id for u in city.users.values() if u.dept == dept)
     console = stack.url("console")
-    intake = httpx.Client(base_url=stack.url("intake"), headers={"X-User": "op-01"}, timeout=10)
-    handling = httpx.Client(base_url=stack.url("handling"), headers={"X-User": dept_user})
-    verify = httpx.Client(base_url=stack.url("verify"), timeout=10)
+    intake = httpx.Client(
+        base_url=stack.url("intake"), headers={"X-User": "op-01"}, timeout=HTTP_TIMEOUT_S
+    )
+    handling = httpx.Client(
+        base_url=stack.url("handling"), headers={"X-User": dept_user}, timeout=HTTP_TIMEOUT_S
+    )
+    verify = httpx.Client(base_url=stack.url("verify"), timeout=HTTP_TIMEOUT_S)
 
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True)

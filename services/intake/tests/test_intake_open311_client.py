@@ -86,7 +86,7 @@ async def test_the_georeport_client_reads_services_definitions_and_requests(
     lamp_attrs = lamp["attributes"]["attribute"] if fmt == "xml" else lamp["attributes"]
     assert [a["code"] for a in lamp_attrs] == ["urgency", "part_code", "fault"]
 
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=30) as http:
         r = await http.post(
             f"{open311_url}/requests.json",
             data={
