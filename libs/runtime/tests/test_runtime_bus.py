@@ -338,7 +338,7 @@ async def test_a_consumer_counts_its_fetches_with_messages_and_without(
     async with running(settings, echo_definition()) as rt:
         assert rt.js is not None and rt.pool is not None
         pool = rt.pool
-        took, waited = fetches("messages"), fetches("empty")
+        took = fetches("messages")
         for n in (21, 22, 23):
             h, b = to_binary(Envelope.of(Pinged(case_id=f"C-{n}", n=n), source="/gridloop/test"))
             await rt.js.publish("case.pinged", b, headers=h)
@@ -352,7 +352,6 @@ async def test_a_consumer_counts_its_fetches_with_messages_and_without(
         # Nothing more comes: the next fetch waits out its time (a second) and says so.
         quiet = fetches("empty")
         await wait_for(lambda: fetches("empty") > quiet, timeout=10, what="an empty fetch")
-        assert fetches("empty") > waited
 
 
 async def _async_eq(fn: Callable[[], Awaitable[object]], expected: object) -> bool:

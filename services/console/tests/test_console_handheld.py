@@ -10,7 +10,6 @@ the test is skipped locally and fails in CI (CI=true)."""
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shutil
@@ -21,7 +20,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from gridloop_city import City, load_city
+from gridloop_city import City, distance_m, load_city
 from gridloop_console.geo import likely_categories
 from gridloop_devkit.devstack import LocalPostgres
 from gridloop_devkit.launcher import SERVICES, Stack
@@ -95,25 +94,20 @@ def patrol_point(city: City) -> tuple[str, str, str, str, tuple[float, float]]:
 
 
 def point_apart(city: City, cell: str, lat: float, lon: float) -> tuple[float, float]:
-    """The point of `cell` farthest from (lat, lon) on a grid over it, beyond the duplicate
-    search's reach (intake.yaml duplicate.distance_m, 50 m in the demo city), so a report
-    there opens a case of its own whatever another test left open at (lat, lon)."""
+    """The point of `cell` farthest from (lat, lon) on a grid over it, at least 10 m beyond
+    the duplicate search's reach (intake.yaml duplicate.distance_m), so a report there opens a
+    case of its own whatever another test left open at (lat, lon)."""
     polygon = city.polygons[cell]
     west, south, east, north = polygon.bounds
-    per_lat = 111_320.0
-    per_lon = per_lat * math.cos(math.radians(lat))
-
-    def metres(y: float, x: float) -> float:
-        return math.hypot((y - lat) * per_lat, (x - lon) * per_lon)
-
     grid = [
-        (south + (north - south) * i / 20, west + (east - west) * j / 20)
+        (west + (east - west) * j / 20, south + (north - south) * i / 20)
         for i in range(1, 20)
         for j in range(1, 20)
     ]
-    inside = [(y, x) for y, x in grid if polygon.contains(Point(x, y))]
-    y, x = max(inside, key=lambda p: metres(*p))
-    assert metres(y, x) > 60, f"cell {cell} has no point 60 m from ({lat}, {lon})"
+    inside = [p for p in grid if polygon.contains(Point(p))]
+    x, y = max(inside, key=lambda p: distance_m(p, (lon, lat)))
+    apart = city.intake.duplicate.distance_m + 10
+    assert distance_m((x, y), (lon, lat)) > apart, f"cell {cell}: no point {apart} m apart"
     return y, x
 
 
