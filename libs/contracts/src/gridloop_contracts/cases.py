@@ -408,6 +408,23 @@ class CaseEscalated(_TaskEvent):
 
 
 @register
+class CaseOverdueWithdrawn(_TaskEvent):
+    """超期撤回: a 签收超时 or 超期 judged while the department's on-time signature or result was
+    still on its way (in handling's outbox, on the bus) is withdrawn, with the 督办 levels the
+    ladder reached after it. `deadline` is the deadline judged; `answered_at` when handling took
+    the signature or the result (by which it is on time)."""
+
+    type_name: ClassVar[str] = "gridloop.case.overdue_withdrawn.v1"
+    subject_token: ClassVar[str] = "overdue_withdrawn"
+    summary: ClassVar[str] = "A passed deadline withdrawn: the department was on time (超期撤回)"
+
+    stage: Literal["sign_in", "handling"]
+    overdue_at: AwareDatetime
+    answered_at: AwareDatetime
+    escalation_levels: list[int] = Field(default_factory=list)
+
+
+@register
 class CaseVerificationAssigned(_TaskEvent):
     """核查派发: a verification task went to the supervisor of the cell."""
 
@@ -626,6 +643,7 @@ CASE_EVENTS: tuple[type[CaseEvent], ...] = (
     CaseRatedV2,
     CaseCalledBack,
     CaseReopened,
+    CaseOverdueWithdrawn,
 )
 """The lifecycle: every service that folds the whole life of a case (scoring) reads these.
 `CaseEvidenceAdded` is not one: it moves nothing, the case file records it."""

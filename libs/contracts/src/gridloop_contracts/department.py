@@ -79,6 +79,18 @@ class TaskOverdue(DepartmentMessage):
 
 
 @register
+class TaskOverdueWithdrawn(DepartmentMessage):
+    """超期撤回: an overdue notice sent while the department's on-time signature or result was
+    on its way is void (and the 督办 it brought)."""
+
+    type_name: ClassVar[str] = "gridloop.dispatch.overdue_withdrawn.v1"
+    subject_token: ClassVar[str] = "overdue_withdrawn"
+    summary: ClassVar[str] = "An overdue notice withdrawn: the task was on time (超期撤回)"
+
+    stage: Literal["sign_in", "handling"] = "handling"
+
+
+@register
 class TaskEscalated(DepartmentMessage):
     """督办: the task went up the supervision ladder to `to_role`."""
 

@@ -176,6 +176,16 @@ _all: list[Event] = [
     c.CaseEscalated(
         **DIMS, **TASK, occurred_at=DEADLINE, level=1, to_role="dispatcher", reason="超期未处置"
     ),
+    c.CaseOverdueWithdrawn(
+        **DIMS,
+        **TASK,
+        occurred_at=DEADLINE + timedelta(seconds=40),
+        actor=Actor(id="dispatch", role="system"),
+        stage="handling",
+        overdue_at=DEADLINE,
+        answered_at=DEADLINE - timedelta(seconds=5),
+        escalation_levels=[1],
+    ),
     c.CaseVerificationAssigned(
         **DIMS, **TASK, occurred_at=T0, supervisor_id="sup-017", due=DEADLINE
     ),
@@ -282,6 +292,13 @@ _all: list[Event] = [
     d.TaskAssigned(dept="sanitation", case=_summary, sent_at=T0),
     d.TaskReminder(dept="sanitation", case=_summary, sent_at=T0),
     d.TaskOverdue(dept="sanitation", case=_summary, sent_at=DEADLINE),
+    d.TaskOverdueWithdrawn(
+        dept="sanitation",
+        case=_summary,
+        sent_at=DEADLINE + timedelta(seconds=40),
+        stage="handling",
+        note="超期通知撤回：处置结果已于期限前反馈 / withdrawn: the result came in time",
+    ),
     d.TaskEscalated(
         dept="sanitation", case=_summary, sent_at=DEADLINE, level=1, to_role="dispatcher"
     ),

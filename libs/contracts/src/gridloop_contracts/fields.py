@@ -133,6 +133,12 @@ FIELDS: dict[str, str] = {
     "to_user_ids": "The people this escalation names, by user id, where the city's data names "
     "them: the grid heads (网格长) of the case's cell for a `grid-head` rung; empty when it goes "
     "to a role (or the cell has no grid head).",
+    # -- withdrawals (超期撤回) ----------------------------------------------------------------
+    "overdue_at": "The time of the `case.overdue` withdrawn (the deadline it judged passed).",
+    "answered_at": "When handling took the department's signature or result, by which it was "
+    "on time.",
+    "escalation_levels": "The 督办 levels the ladder reached after the withdrawn overdue, "
+    "withdrawn with it (each `case.escalated` of the task at or after `overdue_at`).",
     # -- scores ----------------------------------------------------------------------------
     "period_kind": "The period ranked: `day`, `week`, `month`, `quarter` or `year`.",
     "period_start": "The period's first instant.",
