@@ -698,6 +698,53 @@ async def test_a_signature_held_a_moment_counts_before_the_sign_in_deadline_is_j
         assert task["signed_at"] is not None and not task["sign_in_overdue"]
 
 
+async def test_an_answer_in_time_that_comes_after_the_judgement_withdraws_it(
+    database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Handling took the signature, and later the result, before their deadlines, but they
+    reached dispatch only after it had judged the deadlines passed (handling's outbox held
+    them): each judgement is withdrawn on the bus, to the department, and in dispatch's view,
+    with the 督办 the overdue brought."""
+    async with started(database_url, nats_url, monkeypatch) as h:
+        cid = case_id(44)
+        await h.accept(cid, "E0102")
+        d = await h.dispatched(cid)
+        due = bj(2026, 11, 23, 12)
+        h.clock.set(due)
+        await h.settle()
+        await h.wait(ev.CaseOverdue, case_id=cid, stage="sign_in")
+        signed = h.department_event(ev.CaseSigned, d, sign_in_due=due, on_time=True).model_copy(
+            update={"occurred_at": due - timedelta(seconds=3)}
+        )
+        await h.upstream(signed, "handling")
+        [w] = await h.wait(ev.CaseOverdueWithdrawn, case_id=cid, stage="sign_in")
+        assert at(w.data["answered_at"]) == due - timedelta(seconds=3)
+        [notice] = await h.wait_feed("sanitation", "overdue_withdrawn", cid)
+        assert notice.data["stage"] == "sign_in"
+        [task] = (await h.case(cid))["tasks"]
+        assert task["signed_at"] is not None and not task["sign_in_overdue"]
+
+        deadline = at(d["deadline"])
+        h.clock.set(deadline)
+        await h.settle()
+        await h.wait(ev.CaseEscalated, case_id=cid, level=1)
+        result_at = deadline - timedelta(minutes=1)
+        handled = h.department_event(
+            ev.CaseHandled,
+            d,
+            deadline=deadline,
+            result="已清理",
+            completed_at=result_at,
+            on_time=True,
+        ).model_copy(update={"occurred_at": result_at})
+        await h.upstream(handled, "handling")
+        [w] = await h.wait(ev.CaseOverdueWithdrawn, case_id=cid, stage="handling")
+        assert w.data["escalation_levels"] == [1] and at(w.data["overdue_at"]) == deadline
+        await h.wait_feed("sanitation", "overdue_withdrawn", cid, n=2)
+        [task] = (await h.case(cid))["tasks"]
+        assert (task["overdue"], task["escalation_level"]) == (False, 0)
+
+
 # -- the command centre: split, recall, redispatch, 挂牌督办 --------------------------------
 async def test_a_case_is_split_into_tasks_and_a_part_is_recalled(dispatch: Harness) -> None:
     cid = case_id(13)

@@ -337,3 +337,46 @@ def test_the_feed_never_carries_a_clear_phone_number_or_name() -> None:
     assert privacy.mask_phone("12345") == "***45"
     assert privacy.mask_phone("") is None and privacy.mask_name("  ") is None
     assert privacy.masked(None) is None
+
+
+def overdue_state(t: Task) -> tuple[datetime | None, int | None, int]:
+    return (t.overdue_at, t.overdue_level, t.escalation_level)
+
+
+def test_a_withdrawn_overdue_takes_back_only_the_levels_reached_after_it() -> None:
+    # overdue at the first deadline and escalated once; extended (the level stands); overdue
+    # again at the new deadline and escalated to 3; the on-time result takes back 2 and 3
+    t = task()
+    d1 = t.deadline
+    assert t.fall_overdue(d1) and t.escalate(1, d1)
+    t.extend(d1 + timedelta(hours=1), d1 + timedelta(days=1))
+    assert overdue_state(t) == (None, None, 1)
+    d2 = t.deadline
+    assert t.fall_overdue(d2) and t.overdue_level == 1
+    assert t.escalate(2, d2) and t.escalate(3, d2 + timedelta(hours=4))
+    t.report_handled(d2 - timedelta(minutes=1))
+    assert t.withdraw_overdue(handled_on_time=True) == (2, 3)
+    assert overdue_state(t) == (None, None, 1)
+    assert t.withdraw_overdue(handled_on_time=True) is None  # once
+
+
+def test_nothing_is_withdrawn_for_a_late_result_or_without_an_overdue() -> None:
+    t = task()
+    assert t.withdraw_overdue(handled_on_time=True) is None
+    assert t.fall_overdue(t.deadline) and t.escalate(1, t.deadline)
+    assert t.withdraw_overdue(handled_on_time=False) is None
+    assert (t.overdue_at, t.escalation_level) == (t.deadline, 1)
+    assert not t.withdraw_sign_in_overdue(signed_on_time=True)  # no 签收超时 judged
+    assert t.miss_sign_in(MON) and not t.withdraw_sign_in_overdue(signed_on_time=False)
+    assert t.withdraw_sign_in_overdue(signed_on_time=True) and t.sign_in_overdue_at is None
+
+
+def test_an_overdue_judged_by_an_earlier_release_withdraws_its_whole_ladder_unless_extended() -> (
+    None
+):
+    # a row written before the level was recorded: overdue_level is None
+    t = task(overdue_at=MON + timedelta(days=1), escalation_level=2)
+    assert t.withdraw_overdue(handled_on_time=True) == (1, 2) and t.escalation_level == 0
+    extended = task(overdue_at=MON + timedelta(days=1), escalation_level=2, extensions=1)
+    assert extended.withdraw_overdue(handled_on_time=True) == ()
+    assert (extended.overdue_at, extended.escalation_level) == (None, 2)

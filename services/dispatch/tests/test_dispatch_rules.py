@@ -768,3 +768,168 @@ def test_a_grid_head_rung_names_the_grid_heads_of_the_cases_cell(rules: Dispatch
     assert escalation_addressees(city, "subdistrict-leader", CELL) == ()
     assert escalation_addressees(city, "grid-head", "1101010010010003") == ()
     assert escalation_addressees(city, "grid-head", None) == ()
+
+
+# -- 超期撤回: an on-time answer that reached dispatch after the judgement ---------------------
+def fire_chase_until(rules: DispatchRules, f: CaseFile, timer: Timer, until: datetime) -> Timer:
+    """Fire the task's chase row at each of its steps up to `until`; the row as set again."""
+    while timer.due_at <= until:
+        step = step_at(timer.due_at)
+        rules.on_chase(f, timer, step)
+        ops = [o for o in step.timer_ops if o.op == "set"]
+        if not ops:
+            break
+        [op] = ops
+        assert op.due_at is not None
+        timer = Timer(1, "chase", op.key, op.due_at, op.payload)
+    return timer
+
+
+def test_a_signature_taken_in_time_withdraws_the_sign_in_overdue_judged_before_it_came(
+    rules: DispatchRules,
+) -> None:
+    f = CaseFile(CID)
+    first = step_at(MON)
+    rules.on_accepted(f, accepted(), first)
+    task = f.tasks[0]
+    due = bj(2026, 11, 23, 12)
+    judged = step_at(due)
+    rules.on_chase(f, chase(f, first), judged)
+    assert [o["stage"] for o in emitted(judged, ev.CaseOverdue)] == ["sign_in"]
+    # handling took the signature two seconds before the deadline; dispatch hears it after
+    taken = due - timedelta(seconds=2)
+    late = step_at(due + timedelta(seconds=5))
+    rules.on_signed(
+        f,
+        ev.CaseSigned(
+            case_id=CID,
+            occurred_at=taken,
+            dept=task.dept,
+            task_id=task.task_id,
+            sign_in_due=due,
+            on_time=True,
+        ),
+        late,
+    )
+    assert types(late) == [
+        "case.overdue_withdrawn gridloop.case.overdue_withdrawn.v1",
+        "dispatch.sanitation.overdue_withdrawn gridloop.dispatch.overdue_withdrawn.v1",
+    ]
+    [w] = emitted(late, ev.CaseOverdueWithdrawn)
+    assert (w["stage"], w["dept"], w["task_id"], w["escalation_levels"]) == (
+        "sign_in",
+        "sanitation",
+        task.task_id,
+        [],
+    )
+    assert [datetime.fromisoformat(w[k]) for k in ("deadline", "overdue_at", "answered_at")] == [
+        due,
+        due,
+        taken,
+    ]
+    [notice] = [env.data for s, env in late.pending if s.startswith("dispatch.")]
+    assert notice["stage"] == "sign_in" and "撤回" in notice["note"]
+    assert task.status == TaskStatus.SIGNED and task.sign_in_overdue_at is None
+
+
+def test_a_late_signature_leaves_the_sign_in_overdue_standing(rules: DispatchRules) -> None:
+    f = CaseFile(CID)
+    first = step_at(MON)
+    rules.on_accepted(f, accepted(), first)
+    task = f.tasks[0]
+    due = bj(2026, 11, 23, 12)
+    rules.on_chase(f, chase(f, first), step_at(due))
+    late = step_at(due + timedelta(minutes=5))
+    rules.on_signed(
+        f,
+        ev.CaseSigned(
+            case_id=CID,
+            occurred_at=late.now(),
+            dept=task.dept,
+            task_id=task.task_id,
+            sign_in_due=due,
+            on_time=False,
+        ),
+        late,
+    )
+    assert late.pending == [] and task.sign_in_overdue_at == due
+
+
+def test_a_result_taken_in_time_withdraws_the_overdue_and_the_escalations_after_it(
+    rules: DispatchRules,
+) -> None:
+    f = CaseFile(CID)
+    first = step_at(MON)
+    rules.on_accepted(f, accepted(), first)
+    task = f.tasks[0]
+    deadline = bj(2026, 11, 24, 10)
+    # the ladder ran to level 2 (the grid head, half a working day later)
+    fire_chase_until(rules, f, chase(f, first), bj(2026, 11, 24, 15, 15))
+    assert (task.overdue_at, task.escalation_level) == (deadline, 2)
+    taken = deadline - timedelta(minutes=1)
+    late = step_at(bj(2026, 11, 24, 15, 20))  # handling's outbox stuck for hours
+    rules.on_handled(
+        f,
+        ev.CaseHandled(
+            case_id=CID,
+            occurred_at=taken,
+            dept=task.dept,
+            task_id=task.task_id,
+            deadline=deadline,
+            result="已清理",
+            completed_at=taken,
+            on_time=True,
+        ),
+        late,
+    )
+    [w] = emitted(late, ev.CaseOverdueWithdrawn)
+    assert (w["stage"], w["escalation_levels"]) == ("handling", [1, 2])
+    assert datetime.fromisoformat(w["overdue_at"]) == deadline
+    notices = [s for s, _ in late.pending if s.endswith(".overdue_withdrawn")]
+    assert notices == ["case.overdue_withdrawn", "dispatch.sanitation.overdue_withdrawn"]
+    assert (task.status, task.overdue_at, task.escalation_level, task.escalated_at) == (
+        TaskStatus.HANDLED,
+        None,
+        0,
+        None,
+    )
+
+
+def test_a_late_result_leaves_the_overdue_standing(rules: DispatchRules) -> None:
+    f = CaseFile(CID)
+    first = step_at(MON)
+    rules.on_accepted(f, accepted(), first)
+    task = f.tasks[0]
+    deadline = bj(2026, 11, 24, 10)
+    fire_chase_until(rules, f, chase(f, first), deadline)
+    at = deadline + timedelta(minutes=1)
+    late = step_at(at)
+    rules.on_handled(
+        f,
+        ev.CaseHandled(
+            case_id=CID,
+            occurred_at=at,
+            dept=task.dept,
+            task_id=task.task_id,
+            deadline=deadline,
+            result="已清理",
+            completed_at=at,
+            on_time=False,
+        ),
+        late,
+    )
+    assert emitted(late, ev.CaseOverdueWithdrawn) == []
+    assert (task.status, task.overdue_at, task.escalation_level) == (
+        TaskStatus.HANDLED,
+        deadline,
+        1,
+    )
+
+
+def test_a_result_in_time_without_an_overdue_withdraws_nothing(rules: DispatchRules) -> None:
+    f = dispatched(rules)
+    at = bj(2026, 11, 23, 16)
+    step = step_at(at)
+    rules.on_handled(f, handled_event(f, at), step)
+    assert emitted(step, ev.CaseOverdueWithdrawn) == []
+    assert not [s for s, _ in step.pending if s.startswith("dispatch.")]

@@ -11,7 +11,9 @@ CloudEvents on `handling.<dept>.<action>`. What it does with each new task (`--b
 A co-handling unit (role `co-handler`) signs and reports its part as a progress note; only
 the lead reports the result. Rework (返工) is signed for and handled again. A recalled task
 (撤回) is worked on no more: its work is stopped where it stands (a result already on its way
-may cross the recall; `recall_overtaken` then says the result stands). Every answer
+may cross the recall; `recall_overtaken` then says the result stands). An `overdue` that
+crossed an on-time signature or result is withdrawn (`overdue_withdrawn`: printed). Other
+messages of the feed are printed and acknowledged, nothing more. Every answer
 (`dispatch.<dept>.answer`: accepted, or refused with field and reason) is printed.
 `--answers inbox` has each command name this system's own inbox (`replyto`) and ask for its
 answer there only (`answerfeed: none`): one message fewer on the feed per command, and an
@@ -284,6 +286,10 @@ async def run(
                 say(f"[{dept}] stopped work on {case.get('case_id')}: recalled")
         elif event == "recall_overtaken":
             say(f"[{dept}] result stands for {case.get('case_id')}: it crossed the recall")
+        elif event == "overdue_withdrawn":
+            # 超期撤回: the overdue notice (and its 督办) is void, the task was on time
+            say(f"[{dept}] on time after all for {case.get('case_id')}: {data.get('note') or ''}")
+        # anything else (reminder, overdue, escalated, a message added later): printed above
 
     def finished(job: asyncio.Task[None]) -> None:
         jobs.discard(job)

@@ -20,7 +20,7 @@ import orjson
 import pytest
 from gridloop_contracts import Envelope, to_binary
 from gridloop_contracts import cases as ev
-from gridloop_contracts.department import CaseSummary, TaskAssigned
+from gridloop_contracts.department import CaseSummary, TaskAssigned, TaskOverdueWithdrawn
 from gridloop_devkit.devstack import LocalNats
 from gridloop_devkit.testing import EventTap, running, settings_for, wait_for
 from gridloop_handling.bootstrap import definition
@@ -145,6 +145,21 @@ async def test_the_kit_and_direct_replies_work_under_the_generated_permissions(
                 lambda: any("answer handled P-1: accepted" in s for s in said),
                 timeout=10,
                 what=f"the answer on dispatch.sanitation.answer ({said})",
+            )
+            # 超期撤回 on the feed: the kit says so and goes on (nothing to do about it)
+            await publish(
+                "dispatch.sanitation.overdue_withdrawn",
+                TaskOverdueWithdrawn(
+                    dept="sanitation",
+                    case=summary,
+                    sent_at=T0,
+                    note="超期通知撤回：处置结果已在期限内反馈 / the overdue notice is void",
+                ),
+            )
+            await wait_for(
+                lambda: any("on time after all for P-1: 超期通知撤回" in s for s in said),
+                timeout=10,
+                what=f"the withdrawal on the feed ({said})",
             )
         finally:
             stop.set()

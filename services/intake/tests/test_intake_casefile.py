@@ -399,6 +399,99 @@ async def test_operators_accept_and_reject_with_the_shift_leaders_review(intake:
     assert (rejected["case_id"], rejected["reason_code"]) == (plain, "not-city-management")
 
 
+async def test_a_withdrawn_overdue_and_its_escalation_are_void_in_the_case_file(
+    intake: Harness,
+) -> None:
+    """超期撤回: dispatch judged the deadline passed (超期, a 督办 naming the grid head) while
+    the department's on-time result was on its way, then withdrew both. The case is not
+    overdue and never was; its timeline says why; the grid head of a case sent back to the
+    department is not told of the withdrawn 督办. A genuine overdue in the rework round
+    counts again."""
+    from gridloop_runtime.auth import issue_token
+
+    await intake.publish("intake.patrol.patrol-app", report("w-1"))
+    case_id = await intake.case_of("patrol-app", "w-1")
+    await run_loop(intake, case_id, T0, overdue=True)
+    deadline = T0 + timedelta(hours=4)
+    await intake.upstream(
+        ev.CaseEscalated(
+            **dims(case_id, deadline + timedelta(minutes=30), deadline=deadline),
+            level=1,
+            to_role="grid-head",
+            reason="超期未处置，督办至grid-head · 网格长 gh",
+            to_user_ids=["gh"],
+        )
+    )
+
+    async def flags() -> tuple[bool, bool, int]:
+        [row] = await intake.fetch(
+            "SELECT overdue, ever_overdue, overdue_count FROM cases WHERE case_id = $1", case_id
+        )
+        return (row["overdue"], row["ever_overdue"], row["overdue_count"])
+
+    async def lines(kind: str) -> int:
+        n: int = await intake.value(
+            "SELECT count(*) FROM timeline WHERE case_id = $1 AND type = $2",
+            case_id,
+            f"gridloop.case.{kind}.v1",
+        )
+        return n
+
+    await wait_for(lambda: lines("escalated"), what="the escalation on file")
+    assert await flags() == (True, True, 1)
+    answered = deadline - timedelta(minutes=5)
+    await intake.upstream(
+        ev.CaseHandled(**dims(case_id, answered), result="已更换垃圾桶", completed_at=answered),
+        "handling",
+    )
+    await intake.upstream(
+        ev.CaseOverdueWithdrawn(
+            **dims(case_id, deadline + timedelta(hours=1), deadline=deadline),
+            stage="handling",
+            overdue_at=deadline,
+            answered_at=answered,
+            escalation_levels=[1],
+        )
+    )
+    await wait_for(lambda: lines("overdue_withdrawn"), what="the withdrawal on file")
+    assert await flags() == (False, False, 0)
+    operator = intake.headers("op-01", "operator")
+    async with intake.client() as http:
+        r = await http.get("/cases?overdue=true", headers=operator)
+        assert r.status_code == 200 and r.json()["cases"] == []
+        case = (await http.get(f"/cases/{case_id}", headers=operator)).json()
+        assert (case["status"], case["overdue"], case["ever_overdue"]) == ("handled", False, False)
+        line = case["timeline"][-1]
+        assert line["type"] == "gridloop.case.overdue_withdrawn.v1"
+        assert line["summary"].startswith("超期撤回：处置结果已于 2026-11-23 13:55 在期限前反馈")
+
+        # sent back: on the grid head's list, without the 督办 withdrawn
+        await intake.upstream(
+            ev.CaseReworked(**dims(case_id, deadline + timedelta(hours=2)), count=1, reason="未净"),
+            "verify",
+        )
+        cell = await intake.value("SELECT cell_code FROM cases WHERE case_id = $1", case_id)
+        token = issue_token(intake.auth, user_id="gh", roles=["grid-head"], territory=[cell])
+        head = {"Authorization": f"Bearer {token}"}
+
+        async def sent_back() -> dict[str, Any] | None:
+            rows = (await http.get("/grid-head/queue", headers=head)).json()
+            found: dict[str, Any] | None = rows[0] if rows else None
+            return found
+
+        item = await wait_for(sent_back, what="the case on the grid head's list")
+        assert (item["why"], item["escalated_to_me"]) == ("sent_back", None)
+
+    # the rework round overdue in earnest: overdue, and ever was
+    late = deadline + timedelta(days=1)
+    await intake.upstream(ev.CaseOverdue(**dims(case_id, late, deadline=late)))
+
+    async def overdue_again() -> bool:
+        return await flags() == (True, True, 1)
+
+    await wait_for(overdue_again, what="the rework round's overdue")
+
+
 async def test_the_grid_heads_queue_the_heat_map_and_the_manual_queue(intake: Harness) -> None:
     """A resident's hotline report in one cell is overdue, a patrol report in another waits
     in the manual dispatch queue: the case file says 待人工派遣; the grid head of the first

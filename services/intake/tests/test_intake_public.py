@@ -18,7 +18,8 @@ POINT = {"lat": "39.900123", "long": "116.400345"}
 def test_only_the_steps_a_resident_is_told_of_are_public() -> None:
     assert step_of("gridloop.case.accepted.v1") == "accepted"
     assert step_of("gridloop.case.rated.v2") == "rated"
-    for internal in ("reminded", "escalated", "overdue", "returned", "queued", "called_back"):
+    internal_steps = ("reminded", "escalated", "overdue", "overdue_withdrawn", "returned")
+    for internal in (*internal_steps, "queued", "called_back"):
         assert step_of(f"gridloop.case.{internal}.v1") is None
     assert step_of("queue") is None and step_of("gridloop.report.v1") is None
 

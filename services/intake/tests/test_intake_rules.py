@@ -184,6 +184,96 @@ def test_a_late_event_does_not_reopen_a_closed_case(rules: CaseRules) -> None:
     assert state.entries[0].status is None and told(s) == []
 
 
+def overdue_withdrawn(
+    stage: str = "handling", levels: tuple[int, ...] = (), **kw: Any
+) -> ev.CaseOverdueWithdrawn:
+    """超期撤回 as dispatch sends it: the overdue judged at the deadline, the answer taken by
+    handling five minutes before it."""
+    deadline = T0 + timedelta(hours=4)
+    return ev.CaseOverdueWithdrawn(
+        **task(occurred_at=deadline + timedelta(minutes=1), deadline=deadline, **kw),
+        stage=stage,
+        overdue_at=deadline,
+        answered_at=deadline - timedelta(minutes=5),
+        escalation_levels=list(levels),
+    )
+
+
+def record(rules: CaseRules, state: CaseFile, *events: ev.CaseEvent) -> Step:
+    """These events of dispatch into the case file, one step each; the last step."""
+    s = step()
+    for event in events:
+        s = from_service(step(event.occurred_at), event)
+        rules.record(state, event, s)
+    return s
+
+
+def test_a_withdrawn_overdue_leaves_the_case_never_overdue(rules: CaseRules) -> None:
+    state = a_case(rules, CaseStatus.SIGNED, dept="sanitation")
+    deadline = T0 + timedelta(hours=4)
+    record(rules, state, ev.CaseOverdue(**task(occurred_at=deadline, deadline=deadline)))
+    case = state.case
+    assert case is not None and case.overdue and case.ever_overdue and case.overdue_count == 1
+    s = record(rules, state, overdue_withdrawn(levels=(1, 2)))
+    assert (case.overdue, case.ever_overdue, case.overdue_count) == (False, False, 0)
+    assert case.status == "signed" and told(s) == []  # nothing the reporter hears of
+    line = state.entries[-1]
+    assert (line.type, line.status) == ("gridloop.case.overdue_withdrawn.v1", None)
+    assert line.summary == (
+        "超期撤回：处置结果已于 2026-11-23 13:55 在期限前反馈 / overdue withdrawn: the result "
+        "came in time（督办 1、2 级一并撤回 / escalation levels 1, 2 withdrawn with it）"
+    )
+    assert line.data["escalation_levels"] == [1, 2]
+
+
+def test_an_earlier_overdue_still_stands_after_a_withdrawal(rules: CaseRules) -> None:
+    """Overdue in the first round, reworked; the second round's overdue is withdrawn: the case
+    was overdue all the same, and is not overdue now."""
+    state = a_case(rules, CaseStatus.SIGNED, dept="sanitation")
+    first = T0 + timedelta(hours=1)
+    record(
+        rules,
+        state,
+        ev.CaseOverdue(**task(occurred_at=first, deadline=first)),
+        ev.CaseHandled(**task(), result="已更换", completed_at=first + timedelta(hours=1)),
+        ev.CaseReworked(**task(), count=1, reason="未清理干净"),
+        ev.CaseOverdue(**task(occurred_at=T0 + timedelta(hours=4))),
+        overdue_withdrawn(),
+    )
+    case = state.case
+    assert case is not None and case.status == "reworking"
+    assert (case.overdue, case.ever_overdue, case.overdue_count) == (False, True, 1)
+
+
+def test_a_row_of_the_previous_release_counts_its_overdue(rules: CaseRules) -> None:
+    """A case marked overdue before the count was kept stands as one overdue: withdrawing
+    it clears the mark, withdrawing one of a later overdue does not."""
+    state = a_case(rules, CaseStatus.SIGNED, overdue=True, ever_overdue=True)
+    record(rules, state, overdue_withdrawn())
+    case = state.case
+    assert case is not None and (case.overdue, case.ever_overdue) == (False, False)
+    state = a_case(rules, CaseStatus.SIGNED, ever_overdue=True)
+    record(rules, state, ev.CaseOverdue(**task()), overdue_withdrawn())
+    case = state.case
+    assert case is not None and (case.ever_overdue, case.overdue_count) == (True, 1)
+
+
+def test_a_withdrawn_sign_in_overdue_changes_no_flag(rules: CaseRules) -> None:
+    state = a_case(rules, CaseStatus.DISPATCHED, overdue=True, ever_overdue=True, overdue_count=1)
+    s = record(
+        rules,
+        state,
+        ev.CaseOverdue(**task(), stage="sign_in"),
+        overdue_withdrawn("sign_in"),
+    )
+    case = state.case
+    assert case is not None and case.status == "dispatched" and told(s) == []
+    assert (case.overdue, case.ever_overdue, case.overdue_count) == (True, True, 1)
+    assert state.entries[-1].summary == (
+        "签收超时撤回：已于 2026-11-23 13:55 按时签收 / sign-in overdue withdrawn: signed in time"
+    )
+
+
 def test_closing_archives_the_case_as_it_stood_with_this_batchs_lines(rules: CaseRules) -> None:
     state = a_case(rules, CaseStatus.VERIFYING, dept="sanitation")
     verified = ev.CaseVerified(**task(), passed=True, supervisor_id="sup-001")

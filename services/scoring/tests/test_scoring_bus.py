@@ -599,7 +599,8 @@ CELLS = (CELL_A, CELL_B)
 
 def lifecycle(rng: random.Random, n: int, start: datetime) -> list[ev.CaseEvent]:
     """One case, its path drawn at random: rejected, returned and redispatched, extended,
-    overdue, escalated, reworked, closed, rated — or still open."""
+    overdue, escalated (and withdrawn, when the result was on time), reworked, closed, rated —
+    or still open."""
     case_id = f"G-{n:04d}"
     cell = rng.choice(CELLS)
     d = dims(case_id, cell)
@@ -660,7 +661,8 @@ def lifecycle(rng: random.Random, n: int, start: datetime) -> list[ev.CaseEvent]
     if rng.random() < 0.15:
         return out
     t += rng.choice((2, 5, 12, 30)) * HOUR
-    if rng.random() < 0.2:
+    overdue = rng.random() < 0.2
+    if overdue:
         out.append(ev.CaseOverdue(**d, **task, occurred_at=t - HOUR))
         out.append(ev.CaseEscalated(**d, **task, occurred_at=t, level=1, to_role="x", reason="x"))
     # `on_time` left out half the time: the fold judges against the deadline in force.
@@ -668,6 +670,20 @@ def lifecycle(rng: random.Random, n: int, start: datetime) -> list[ev.CaseEvent]
     out.append(
         ev.CaseHandled(**d, **task, occurred_at=t, result="ok", completed_at=t, on_time=on_time)
     )
+    if overdue and on_time:
+        # 超期撤回: the result was on time, only late on its way (no draw: same cases as before)
+        out.append(
+            ev.CaseOverdueWithdrawn(
+                **d,
+                **task,
+                occurred_at=t + 0.1 * HOUR,
+                actor=Actor(id="dispatch", role="system"),
+                stage="handling",
+                overdue_at=t - HOUR,
+                answered_at=t - 1.5 * HOUR,
+                escalation_levels=[1],
+            )
+        )
     for attempt in range(2):
         t += HOUR
         out.append(

@@ -72,6 +72,7 @@ _DEFAULTS: dict[type[ev.CaseEvent], dict[str, Any]] = {
     ev.CaseClosedV2: {"closed_by": SUP},
     ev.CaseVerifiedV2: {"supervisor_id": SUP},
     ev.CaseRated: {},
+    ev.CaseOverdueWithdrawn: {"dept": "sanitation", "task_id": "T-1", "stage": "handling"},
 }
 
 
@@ -419,6 +420,159 @@ def test_escalations_count_for_the_named_department() -> None:
     h.add(ev.CaseEscalated, T0 + timedelta(days=2), dept="sanitation", level=2)
     h.add(ev.CaseEscalated, T0 + timedelta(days=2), level=3)  # no department named: no one
     assert counted(fold_case(h.facts, CTX))[("department", "sanitation", "escalations")] == 2
+
+
+# 超期撤回: dispatch judged a deadline passed while the department's on-time answer was on its
+# way (handling's outbox, the bus), and withdraws that overdue and the 督办 it brought.
+DISPATCH = Actor(id="dispatch", role="system")
+DEADLINE = T0 + timedelta(hours=4)
+SECOND = timedelta(seconds=1)
+
+
+def overdue_then_on_time(*, withdrawn: bool) -> History:
+    """Dispatched with a 4-hour deadline; judged overdue at it and escalated (level 1) at
+    once; the result, taken by handling 5 s before the deadline (on time), reaches dispatch
+    after it — which then withdraws the overdue and its escalation (when `withdrawn`)."""
+    h = History()
+    h.add(ev.CaseReported, T0)
+    h.add(ev.CaseAccepted, T0)
+    h.add(ev.CaseDispatched, T0, deadline=DEADLINE, sign_in_due=T0 + timedelta(hours=1))
+    h.add(ev.CaseSigned, T0 + timedelta(minutes=10))
+    h.add(ev.CaseOverdue, DEADLINE, stage="handling", task_id="T-1", deadline=DEADLINE)
+    h.add(ev.CaseEscalated, DEADLINE, dept="sanitation", task_id="T-1")
+    answered = DEADLINE - 5 * SECOND
+    h.add(ev.CaseHandled, answered, completed_at=answered, deadline=DEADLINE, on_time=True)
+    if withdrawn:
+        h.add(
+            ev.CaseOverdueWithdrawn,
+            DEADLINE + 40 * SECOND,
+            actor=DISPATCH,
+            deadline=DEADLINE,
+            overdue_at=DEADLINE,
+            answered_at=answered,
+            escalation_levels=[1],
+        )
+    return h
+
+
+def test_a_withdrawn_overdue_and_its_escalations_are_not_counted() -> None:
+    items = fold_case(overdue_then_on_time(withdrawn=True).facts, CTX)
+    c = counted(items)
+    assert c[("department", "sanitation", "overdue")] == 0
+    assert c[("department", "sanitation", "escalations")] == 0
+    assert c[("department", "sanitation", "handled")] == 1
+    assert at(items, "department", "sanitation", "handled_on_time") == [DEADLINE - 5 * SECOND]
+    assert c[("channel", "hotline", "overdue")] == 0  # nor the case's, on the wall screen
+
+
+def test_without_the_withdrawal_the_overdue_and_its_escalation_count() -> None:
+    items = fold_case(overdue_then_on_time(withdrawn=False).facts, CTX)
+    assert at(items, "department", "sanitation", "overdue") == [DEADLINE]
+    assert at(items, "department", "sanitation", "escalations") == [DEADLINE]
+    assert at(items, "channel", "hotline", "overdue") == [DEADLINE]
+    assert counted(items)[("department", "sanitation", "handled_on_time")] == 1
+
+
+def overdue_extended_then_withdrawn() -> History:
+    """Overdue at the first deadline and escalated (a real overdue); extended; escalated
+    again before the new deadline; judged overdue at the new deadline and escalated twice,
+    though the result was on time: that overdue and its two escalations are withdrawn."""
+    h = History()
+    hour = timedelta(hours=1)
+    later = T0 + 24 * hour
+    h.add(ev.CaseReported, T0)
+    h.add(ev.CaseAccepted, T0)
+    h.add(ev.CaseDispatched, T0, deadline=DEADLINE)
+    h.add(ev.CaseOverdue, DEADLINE, stage="handling", deadline=DEADLINE)
+    h.add(ev.CaseEscalated, DEADLINE, dept="sanitation")
+    h.add(ev.CaseExtensionRequested, DEADLINE + hour, proposed_deadline=later)
+    h.add(ev.CaseExtensionDecided, DEADLINE + 2 * hour, granted=True, new_deadline=later)
+    h.add(ev.CaseEscalated, DEADLINE + 3 * hour, dept="sanitation", level=2)
+    h.add(ev.CaseOverdue, later, stage="handling", deadline=later)
+    h.add(ev.CaseEscalated, later, dept="sanitation", deadline=later)
+    h.add(ev.CaseEscalated, later + 10 * SECOND, dept="sanitation", level=2, deadline=later)
+    answered = later - SECOND
+    h.add(ev.CaseHandled, answered, completed_at=answered, deadline=later, on_time=True)
+    h.add(
+        ev.CaseOverdueWithdrawn,
+        later + 30 * SECOND,
+        actor=DISPATCH,
+        deadline=later,
+        overdue_at=later,
+        answered_at=answered,
+        escalation_levels=[1, 2],
+    )
+    return h
+
+
+def test_escalations_before_the_withdrawn_overdue_stay() -> None:
+    items = fold_case(overdue_extended_then_withdrawn().facts, CTX)
+    # The first overdue was real: it stays, and so do the escalations before the withdrawn
+    # one's time; the two at and after it go with it.
+    assert at(items, "department", "sanitation", "overdue") == [DEADLINE]
+    assert at(items, "department", "sanitation", "escalations") == [
+        DEADLINE,
+        DEADLINE + timedelta(hours=3),
+    ]
+    assert counted(items)[("department", "sanitation", "handled_on_time")] == 1
+
+
+def sign_in_withdrawn(*, withdrawn: bool) -> History:
+    """签收超时 judged at the sign-in due while the on-time signature was on its way; the
+    handling overdue and escalation after it stand."""
+    h = overdue_then_on_time(withdrawn=False)
+    due = T0 + timedelta(hours=1)
+    h.add(ev.CaseOverdue, due, stage="sign_in", deadline=due)
+    if withdrawn:
+        h.add(
+            ev.CaseOverdueWithdrawn,
+            due + 20 * SECOND,
+            actor=DISPATCH,
+            stage="sign_in",
+            deadline=due,
+            overdue_at=due,
+            answered_at=T0 + timedelta(minutes=10),
+        )
+    return h
+
+
+def test_a_withdrawn_sign_in_overdue_changes_no_item() -> None:
+    items = fold_case(sign_in_withdrawn(withdrawn=True).facts, CTX)
+    assert sorted(items) == sorted(fold_case(sign_in_withdrawn(withdrawn=False).facts, CTX))
+    c = counted(items)
+    assert c[("department", "sanitation", "signed_on_time")] == 1
+    assert c[("department", "sanitation", "overdue")] == 1
+    assert c[("department", "sanitation", "escalations")] == 1
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        overdue_then_on_time(withdrawn=True),
+        overdue_extended_then_withdrawn(),
+        sign_in_withdrawn(withdrawn=True),
+    ],
+    ids=["withdrawn", "extended", "sign-in"],
+)
+def test_a_withdrawal_folds_the_same_in_any_order_and_from_the_stream(history: History) -> None:
+    facts = history.facts
+    expected = sorted(fold_case(facts, CTX))
+    rng = random.Random(11)
+    for _ in range(30):
+        shuffled = facts + rng.sample(facts, 3)
+        rng.shuffle(shuffled)
+        assert sorted(fold_case(shuffled, CTX)) == expected
+    # The replay reads the withdrawal's times as JSON strings (quick check) or as the
+    # model's datetimes (validated): the same items.
+    bodies = [(f, orjson.dumps(dict(f.data))) for f in facts]
+    assert {type_of(f) for f, _ in bodies if f.type == "overdue_withdrawn"} == {
+        ev.CaseOverdueWithdrawn.type_name
+    }
+    quick = [fact_from_data(f.event_id, type_of(f), orjson.loads(b)) for f, b in bodies]
+    strict = [fact_from_json("/test", f.event_id, type_of(f), b) for f, b in bodies]
+    assert all(quick) and all(strict)
+    assert sorted(fold_case([f for f in quick if f], CTX)) == expected
+    assert sorted(fold_case([f for f in strict if f], CTX)) == expected
 
 
 def test_sign_in_timeliness_is_judged_against_the_sign_in_due() -> None:

@@ -72,6 +72,7 @@ TASK_COLUMNS = (
     "ended_at",
     "end_reason",
     "manual_reminders",
+    "overdue_level",
 )
 TASK_SELECT = f"SELECT {', '.join(f't.{c}' for c in TASK_COLUMNS)} FROM tasks t"
 

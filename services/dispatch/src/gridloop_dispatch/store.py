@@ -73,6 +73,7 @@ _TYPES: dict[str, str] = {
             "extensions",
             "queue_chase_level",
             "manual_reminders",
+            "overdue_level",
         ),
         "int",
     ),

@@ -6,12 +6,18 @@ Bus (CASES stream, durable `dispatch-cases`):
                              case.dispatched (kind=initial) + dispatch.<dept>.assigned to every
                              party; unroutable → the manual dispatch queue (待人工派遣), with why.
                              Emergencies are escalated at once (case.escalated).
-  case.signed              → 签收: the sign-in step is done (the chase timer skips it)
+  case.signed              → 签收: the sign-in step is done (the chase timer skips it); a
+                             签收超时 judged while this on-time signature was on its way is
+                             withdrawn: case.overdue_withdrawn (stage=sign_in) +
+                             dispatch.<dept>.overdue_withdrawn
   case.returned            → 退回: the next candidate unit (case.dispatched kind=redispatch) or
                              the manual queue with the reason; a returned part of a split case
                              always goes to the queue
   case.extension_requested → 延期申请: pending until a dispatcher decides (REST)
-  case.handled             → 处置反馈: the task is done; nothing more is chased for it
+  case.handled             → 处置反馈: the task is done; nothing more is chased for it. An
+                             超期 judged while this on-time result was on its way is withdrawn
+                             with the 督办 levels reached after it: case.overdue_withdrawn +
+                             dispatch.<dept>.overdue_withdrawn to every party
   case.reworked            → 返工: the same department, a new deadline: case.dispatched
                              (kind=rework) + dispatch.<dept>.rework, a new chase timer
   case.closed              → 结案: every task ends; nothing more is chased

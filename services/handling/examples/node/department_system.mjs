@@ -9,7 +9,9 @@
 // unit it signs and sends its contribution; `--behaviour return` returns tasks (退回),
 // `--behaviour extension` signs and asks for one more day (延期申请). A recalled task (撤回)
 // is worked on no more: its next step is not taken (a result already sent may cross the
-// recall; `recall_overtaken` then says it stands). Commands are CloudEvents
+// recall; `recall_overtaken` then says it stands); an `overdue` that crossed an on-time
+// signature or result is withdrawn (`overdue_withdrawn`: printed); other messages of the feed
+// are printed and acknowledged, nothing more. Commands are CloudEvents
 // on `handling.<dept>.<action>`, each with the extension `replyto` set to an inbox under the
 // department's own prefix `_INBOX.dept-<dept>.`: handling answers there (`gridloop.dispatch
 // .answer.v1`, accepted or refused with field and reason), and the next step waits for that
@@ -201,7 +203,10 @@ function onFeed(event, key) {
     working.get(task.task_id)?.abort(); // 撤回: what is left undone stays so
   } else if (type === "recall_overtaken") {
     say(`result stands for ${task.case_id}: it crossed the recall`);
-  }
+  } else if (type === "overdue_withdrawn") {
+    // 超期撤回: the overdue notice (and its 督办) is void, the task was on time
+    say(`on time after all for ${task.case_id}: ${event.data.note ?? ""}`);
+  } // anything else (reminder, overdue, escalated, a message added later): printed above
 }
 
 function failed(err) {

@@ -17,6 +17,9 @@ intake emits them):
                            v2 carrying the verdict that closed it: the verdict's line first
   case.confirmed         → and the acceptance rules again (核实 done: accept, queue, reject)
   case.reopened          → and out of the archive's reach (archived = false), rework
+  case.overdue           → (stage handling) overdue and ever_overdue, one more standing overdue
+  case.overdue_withdrawn → (超期撤回) a line saying so; stage handling: overdue false, one
+                           standing overdue fewer, ever_overdue while any still stands
 Commands on one case (REST; `run_case_command` over the same rules and store):
   accept, reject, review, request_confirmation (the desk), rate (also Open311 and the bus)
 Commands over all cases: submit_report (REST, Open311) takes a report like the bus does.
@@ -315,6 +318,7 @@ CASE_FILE_EVENTS: tuple[type[ev.CaseEvent], ...] = (
     ev.CaseHandled,
     ev.CaseReminded,
     ev.CaseOverdue,
+    ev.CaseOverdueWithdrawn,
     ev.CaseEscalated,
     ev.CaseVerificationAssigned,
     ev.CaseVerified,

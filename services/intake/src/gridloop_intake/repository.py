@@ -605,11 +605,16 @@ async def escalations_to(
     conn: Conn, case_ids: Sequence[str], user_id: str
 ) -> dict[str, dict[str, Any]]:
     """督办 that named this person (`to_user_ids` of case.escalated: a grid head on the
-    ladder), the latest per case: its level, when, and why."""
+    ladder), the latest per case not withdrawn since (超期撤回: a later
+    case.overdue_withdrawn of the task naming its level): its level, when, and why."""
     rows = await conn.fetch(
         "SELECT DISTINCT ON (case_id) case_id, occurred_at, (data->>'level')::int AS level, "
-        "data->>'reason' AS reason FROM timeline WHERE case_id = ANY($1::text[]) "
+        "data->>'reason' AS reason FROM timeline t WHERE case_id = ANY($1::text[]) "
         "AND type = 'gridloop.case.escalated.v1' AND data->'to_user_ids' ? $2 "
+        "AND NOT EXISTS (SELECT 1 FROM timeline w WHERE w.case_id = t.case_id "
+        "AND w.seq > t.seq AND w.type = 'gridloop.case.overdue_withdrawn.v1' "
+        "AND w.data->>'task_id' IS NOT DISTINCT FROM t.data->>'task_id' "
+        "AND (w.data->'escalation_levels') @> (t.data->'level')) "
         "ORDER BY case_id, seq DESC",
         list(case_ids),
         user_id,

@@ -32,6 +32,7 @@ _CASE_TYPES: dict[str, str] = {
     "closed_at": "timestamptz",
     "overdue": "bool",
     "ever_overdue": "bool",
+    "overdue_count": "int4",
     "on_time": "bool",
     "archived": "bool",
     "reworks": "int4",

@@ -65,6 +65,9 @@ class Task:
     sign_in_overdue_at: datetime | None = None
     escalation_level: int = 0
     escalated_at: datetime | None = None
+    # the 督办 level reached before the current deadline's overdue (None: no overdue, or one
+    # judged by a release that did not record it)
+    overdue_level: int | None = None
     reworks: int = 0
     extensions: int = 0
     note: str | None = None
@@ -144,6 +147,7 @@ class Task:
         self.end_reason = None
         self.reminded_at = None
         self.overdue_at = None
+        self.overdue_level = None
         self.escalation_level = 0
         self.escalated_at = None
         self.reworks = max(count, self.reworks + 1)
@@ -156,6 +160,7 @@ class Task:
         self.window_start = at
         self.reminded_at = None
         self.overdue_at = None
+        self.overdue_level = None
         self.extensions += 1
         self.gen += 1
 
@@ -176,7 +181,36 @@ class Task:
         if not self.active or self.overdue_at is not None:
             return False
         self.overdue_at = at
+        self.overdue_level = self.escalation_level
         return True
+
+    # -- 超期撤回: the answer was on time, it only came after the judgement -------------
+    def withdraw_sign_in_overdue(self, signed_on_time: bool) -> bool:
+        """The signature handling took by the sign-in deadline reached dispatch after it had
+        judged 签收超时: that judgement is withdrawn. False when there is none to withdraw."""
+        if self.sign_in_overdue_at is None or not signed_on_time:
+            return False
+        self.sign_in_overdue_at = None
+        return True
+
+    def withdraw_overdue(self, handled_on_time: bool) -> tuple[int, ...] | None:
+        """The result handling took by the deadline reached dispatch after it had judged the
+        deadline passed (超期): the overdue is withdrawn, and with it the 督办 levels the ladder
+        reached after it (returned, lowest first; levels reached before it stand, as after an
+        extension). None when there is nothing to withdraw."""
+        if self.overdue_at is None or not handled_on_time:
+            return None
+        before = self.overdue_level
+        if before is None:  # judged by an earlier release: all of the ladder is this deadline's
+            before = self.escalation_level if self.extensions else 0  # unless extended
+        levels = tuple(range(before + 1, self.escalation_level + 1))
+        self.overdue_at = None
+        self.overdue_level = None
+        if levels:
+            self.escalation_level = before
+            if before == 0:
+                self.escalated_at = None
+        return levels
 
     def escalate(self, level: int, at: datetime) -> bool:
         if not self.active or self.escalation_level >= level:

@@ -25,6 +25,7 @@ from gridloop_contracts.department import (
     TaskAssigned,
     TaskEscalated,
     TaskOverdue,
+    TaskOverdueWithdrawn,
     TaskRecalled,
     TaskReminder,
     TaskRework,
@@ -135,10 +136,23 @@ class DispatchRules:
         self._settle(step, f, case, now)
 
     def on_signed(self, f: CaseFile, e: ev.CaseSigned, step: Step) -> None:
-        """签收: the sign-in clock stops (the chase timer skips the step when it comes)."""
+        """签收: the sign-in clock stops (the chase timer skips the step when it comes). A
+        签收超时 judged while this on-time signature was on its way is withdrawn."""
         found = self._event_task(f, e)
-        if found is not None:
-            found[1].sign(e.occurred_at)
+        if found is None:
+            return
+        case, task = found
+        due = task.sign_in_due
+        if not task.sign(e.occurred_at) or due is None:
+            return
+        on_time = e.on_time if e.on_time is not None else e.occurred_at <= due
+        overdue_at = task.sign_in_overdue_at
+        if overdue_at is not None and task.withdraw_sign_in_overdue(on_time):
+            note = (
+                f"签收超时通知撤回：已于 {self._local(e.occurred_at)} 按时签收"
+                " / the sign-in overdue notice is void: signed in time"
+            )
+            self._withdraw(step, case, task, "sign_in", due, overdue_at, e.occurred_at, (), note)
 
     def on_handled(self, f: CaseFile, e: ev.CaseHandled, step: Step) -> None:
         """处置反馈: the department is done with this task until verification says otherwise."""
@@ -149,10 +163,60 @@ class DispatchRules:
         if task.status == TaskStatus.RECALLED:
             self._recall_overtaken(f, step, case, task, e)
             return
+        overdue_at = task.overdue_at
         if not task.report_handled(e.completed_at):
             return
+        on_time = e.on_time if e.on_time is not None else e.occurred_at <= task.deadline
+        levels = task.withdraw_overdue(on_time)
+        if overdue_at is not None and levels is not None:
+            note = (
+                f"超期通知撤回：处置结果已于 {self._local(e.occurred_at)} 在期限内反馈"
+                " / the overdue notice is void: the result came in time"
+            )
+            if levels:
+                note += f"（督办 {', '.join(str(n) for n in levels)} 级一并撤回 / with its 督办）"
+            self._withdraw(
+                step, case, task, "handling", task.deadline, overdue_at, e.occurred_at, levels, note
+            )
         f.settle_extensions([task], "已处置 / handled")
         self._settle(step, f, case, step.now())
+
+    def _withdraw(
+        self,
+        step: Step,
+        case: Case,
+        task: Task,
+        stage: Literal["sign_in", "handling"],
+        deadline: datetime,
+        overdue_at: datetime,
+        answered_at: datetime,
+        levels: tuple[int, ...],
+        note: str,
+    ) -> None:
+        """超期撤回: the judgement of a passed deadline (and the 督办 it brought) is void; the
+        units told of it hear so (the responsible unit for 签收超时, every party for 超期)."""
+        now = step.now()
+        step.emit(
+            ev.CaseOverdueWithdrawn(
+                **{**self._task_dims(case, task), "deadline": deadline},
+                occurred_at=now,
+                actor=SYSTEM,
+                stage=stage,
+                overdue_at=overdue_at,
+                answered_at=answered_at,
+                escalation_levels=list(levels),
+            )
+        )
+        self._feed(
+            step,
+            case,
+            task,
+            lambda dept, summary: TaskOverdueWithdrawn(
+                dept=dept, case=summary, sent_at=now, stage=stage, note=note
+            ),
+            TaskOverdueWithdrawn.subject_token,
+            depts=[task.dept] if stage == "sign_in" else None,
+        )
 
     def _recall_overtaken(
         self, f: CaseFile, step: Step, case: Case, task: Task, e: ev.CaseHandled

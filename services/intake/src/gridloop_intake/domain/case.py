@@ -61,6 +61,9 @@ class CaseRow:
     deadline: datetime | None = None
     overdue: bool = False
     ever_overdue: bool = False
+    # the handling-stage overdues declared on the case and not withdrawn (超期撤回): while
+    # any stands, it was overdue (`ever_overdue`)
+    overdue_count: int = 0
     reworks: int = 0
     closed_at: datetime | None = None
     on_time: bool | None = None
@@ -111,6 +114,7 @@ UPDATABLE = frozenset(
         "deadline",
         "overdue",
         "ever_overdue",
+        "overdue_count",
         "reworks",
         "closed_at",
         "on_time",

@@ -13,6 +13,8 @@ from gridloop_contracts import CaseStatus
 from gridloop_contracts import cases as ev
 from gridloop_contracts.common import level_of
 
+from .case import CaseRow
+
 _TZ = ZoneInfo("Asia/Shanghai")
 
 DeptName = Callable[[str], str]
@@ -40,8 +42,10 @@ class Change:
 DEPARTMENT_NEWS = frozenset(CaseStatus) - {CaseStatus.MANUAL_DISPATCH}
 
 
-def change_for(event: ev.CaseEvent, dept_name: DeptName) -> Change:
-    """One place for every event type; events that do not move the case only add columns."""
+def change_for(event: ev.CaseEvent, dept_name: DeptName, case: CaseRow | None = None) -> Change:
+    """One place for every event type; events that do not move the case only add columns.
+    `case`: the case as it stands before the event (None: not on file, or not needed — only
+    the overdue counts read it)."""
     e = event
     if isinstance(e, ev.CaseReported):
         return Change(CaseStatus.RECEIVED, "已接收，正在受理 / received")
@@ -107,7 +111,19 @@ def change_for(event: ev.CaseEvent, dept_name: DeptName) -> Change:
         )
     if isinstance(e, ev.CaseOverdue):
         if e.stage == "handling":
-            return Change(None, None, {"overdue": True, "ever_overdue": True})
+            count = standing_overdues(case) + 1
+            return Change(
+                None, None, {"overdue": True, "ever_overdue": True, "overdue_count": count}
+            )
+        return Change(None, None)
+    if isinstance(e, ev.CaseOverdueWithdrawn):
+        # 超期撤回: the department was on time after all. A 签收超时 set no flag; a 超期 is no
+        # longer standing: the case was ever overdue only if another one still stands.
+        if e.stage == "handling":
+            left = max(0, standing_overdues(case) - 1)
+            return Change(
+                None, None, {"overdue": False, "ever_overdue": left > 0, "overdue_count": left}
+            )
         return Change(None, None)
     if isinstance(e, ev.CaseVerificationAssigned):
         if e.purpose == "confirmation":
@@ -137,12 +153,42 @@ def change_for(event: ev.CaseEvent, dept_name: DeptName) -> Change:
     return Change(None, None)
 
 
+def standing_overdues(case: CaseRow | None) -> int:
+    """The handling-stage overdues declared on the case and not withdrawn; a case that was
+    ever overdue has at least one (a row whose overdue was counted by no release that kept
+    the count)."""
+    if case is None:
+        return 0
+    return max(case.overdue_count, 1 if case.ever_overdue else 0)
+
+
+def withdrawal_note(e: ev.CaseOverdueWithdrawn) -> str:
+    """超期撤回, as the timeline says it: what was withdrawn, and why (the answer's time)."""
+    if e.stage == "sign_in":
+        return (
+            f"签收超时撤回：已于 {_when(e.answered_at)} 按时签收"
+            " / sign-in overdue withdrawn: signed in time"
+        )
+    note = (
+        f"超期撤回：处置结果已于 {_when(e.answered_at)} 在期限前反馈"
+        " / overdue withdrawn: the result came in time"
+    )
+    if e.escalation_levels:
+        levels = "、".join(str(n) for n in e.escalation_levels)
+        english = ", ".join(str(n) for n in e.escalation_levels)
+        note += f"（督办 {levels} 级一并撤回 / escalation levels {english} withdrawn with it）"
+    return note
+
+
 # The fields that say the most about an event, in the order a timeline line prefers them.
 _DETAIL_FIELDS = ("reason", "result", "note", "notes", "comment")
 
 
 def summary(event: ev.CaseEvent) -> str:
-    """One line for the timeline: the event's own summary plus its most telling field."""
+    """One line for the timeline: the event's own summary plus its most telling field (a
+    withdrawal: what was withdrawn, and why)."""
+    if isinstance(event, ev.CaseOverdueWithdrawn):
+        return withdrawal_note(event)
     detail = ""
     fields = type(event).model_fields  # a miss through getattr costs pydantic an exception
     for name in _DETAIL_FIELDS:

@@ -171,8 +171,8 @@ class CaseRules:
     def _record(self, state: CaseFile, event: ev.CaseEvent, step: Step, event_id: str) -> None:
         assert step.trigger is not None
         now = step.now()
-        change = casefile.change_for(event, self.dept_name)
         case = state.case
+        change = casefile.change_for(event, self.dept_name, case)
         status = change.status
         if case is not None and status is not None and not casefile.moves(case.case_status, change):
             # a late or replayed event does not reopen what is settled; a department's news

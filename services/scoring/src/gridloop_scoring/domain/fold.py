@@ -13,6 +13,8 @@ Conventions (documented because they decide numbers):
   signature, first result, first rework, first return; reworks do not re-count `handled`.
 - Timeliness comes from the event's own `on_time` where the emitter judged it; otherwise it
   is judged here against the deadline in force (dispatch, granted extension, rework).
+- A withdrawn 超期 (case.overdue_withdrawn, stage handling: the result was on time, only
+  late on its way) is no overdue, and the 督办 since it are no escalations.
 - Persons: reports and verdicts belong to the user id on the event; a cell's problems
   (missed reports, ratings) belong to its primary supervisor and to the grid heads whose
   territory covers the cell.
@@ -219,6 +221,7 @@ FOLDED_TYPES = frozenset(
         "handled",
         "overdue",
         "escalated",
+        "overdue_withdrawn",
         "verification_assigned",
         "confirmed",
         "verified",
@@ -346,6 +349,19 @@ def _absorb(c: _Case, f: Fact) -> None:
         task_ = c.task(d.get("dept")) if d.get("dept") else None
         if task_ is not None:
             task_.escalations.append(at)
+    elif t == "overdue_withdrawn":
+        # 超期撤回: the department's result was on time after all (it was on its way when the
+        # deadline was judged). Its 超期 from `overdue_at` on is void, and so is every 督办 of
+        # the task since (an earlier one, e.g. of a deadline before an extension, stays).
+        # Always later than what it withdraws, so folded after it; a 签收超时 withdrawn
+        # changes nothing here (sign-in timeliness is the case.signed's own).
+        if (d.get("stage") or "handling") == "handling":
+            task_ = c.tasks.get(c.dept_of(d) or "")
+            since = parse_time(d.get("overdue_at"))
+            if task_ is not None and since is not None:
+                if task_.overdue is not None and task_.overdue >= since:
+                    task_.overdue = None
+                task_.escalations = [e for e in task_.escalations if e < since]
     elif t == "verification_assigned":
         purpose = d.get("purpose") or "verification"
         sup = d["supervisor_id"]

@@ -121,13 +121,19 @@ COUNTED: Mapping[SubjectKind, tuple[Counted, ...]] = {
         Counted(
             "overdue",
             "超期数",
-            "the first case.overdue (stage handling); or a late first case.handled",
+            "the first case.overdue (stage handling) not withdrawn (case.overdue_withdrawn); "
+            "or a late first case.handled",
         ),
         Counted("reworked", "返工数", "the first case.reworked of the department's result"),
         Counted("returned", "退回数", "the first case.returned"),
         Counted("extension_requests", "延期申请数", "each case.extension_requested"),
         Counted("extensions", "延期数", "each granted case.extension_decided"),
-        Counted("escalations", "督办数", "each case.escalated naming the department"),
+        Counted(
+            "escalations",
+            "督办数",
+            "each case.escalated naming the department, except those withdrawn with an overdue "
+            "(case.overdue_withdrawn)",
+        ),
         Counted(
             "reminders",
             "催办数",
@@ -227,7 +233,8 @@ COUNTED: Mapping[SubjectKind, tuple[Counted, ...]] = {
         Counted(
             "overdue",
             "超期数",
-            "the case's first case.overdue (stage handling), or its first late result",
+            "the case's first case.overdue (stage handling) not withdrawn "
+            "(case.overdue_withdrawn), or its first late result",
         ),
     ),
 }
