@@ -300,8 +300,8 @@ def handled(rules: DispatchRules, f: CaseFile, at: datetime) -> None:
     rules.on_handled(f, handled_event(f, at), step_at(at))
 
 
-def handled_event(f: CaseFile, at: datetime, n: int = 0) -> ev.CaseHandled:
-    """The department's result for its `n`-th task, reported at `at`."""
+def handled_event(f: CaseFile, at: datetime, n: int = 0, **extra: Any) -> ev.CaseHandled:
+    """The department's result for its `n`-th task, taken by handling at `at`."""
     task = f.tasks[n]
     return ev.CaseHandled(
         case_id=CID,
@@ -310,6 +310,7 @@ def handled_event(f: CaseFile, at: datetime, n: int = 0) -> ev.CaseHandled:
         task_id=task.task_id,
         result="已清理",
         completed_at=at,
+        **extra,
     )
 
 
@@ -868,20 +869,7 @@ def test_a_result_taken_in_time_withdraws_the_overdue_and_the_escalations_after_
     assert (task.overdue_at, task.escalation_level) == (deadline, 2)
     taken = deadline - timedelta(minutes=1)
     late = step_at(bj(2026, 11, 24, 15, 20))  # handling's outbox stuck for hours
-    rules.on_handled(
-        f,
-        ev.CaseHandled(
-            case_id=CID,
-            occurred_at=taken,
-            dept=task.dept,
-            task_id=task.task_id,
-            deadline=deadline,
-            result="已清理",
-            completed_at=taken,
-            on_time=True,
-        ),
-        late,
-    )
+    rules.on_handled(f, handled_event(f, taken, deadline=deadline, on_time=True), late)
     [w] = emitted(late, ev.CaseOverdueWithdrawn)
     assert (w["stage"], w["escalation_levels"]) == ("handling", [1, 2])
     assert datetime.fromisoformat(w["overdue_at"]) == deadline
@@ -904,20 +892,7 @@ def test_a_late_result_leaves_the_overdue_standing(rules: DispatchRules) -> None
     fire_chase_until(rules, f, chase(f, first), deadline)
     at = deadline + timedelta(minutes=1)
     late = step_at(at)
-    rules.on_handled(
-        f,
-        ev.CaseHandled(
-            case_id=CID,
-            occurred_at=at,
-            dept=task.dept,
-            task_id=task.task_id,
-            deadline=deadline,
-            result="已清理",
-            completed_at=at,
-            on_time=False,
-        ),
-        late,
-    )
+    rules.on_handled(f, handled_event(f, at, deadline=deadline, on_time=False), late)
     assert emitted(late, ev.CaseOverdueWithdrawn) == []
     assert (task.status, task.overdue_at, task.escalation_level) == (
         TaskStatus.HANDLED,
