@@ -103,8 +103,13 @@ async def wait_for(
 
 async def holding(consumer: Consumer) -> bool:
     """A consumer's messages all delivered and one or more not acknowledged: what a patient
-    consumer holds (`ConsumerSpec.urgent`) once nothing it handled is left unacknowledged."""
+    consumer holds (`ConsumerSpec.urgent`) once nothing it handled is left unacknowledged.
+    The consumer must say so itself too: JetStream counts a message delivered as soon as it
+    sent it, a few turns of the event loop before the consumer has taken it among those it
+    holds (`Consumer.settle` would not wait for it yet)."""
     assert consumer._sub is not None
+    if not consumer.holds:
+        return False
     info = await consumer._sub.consumer_info()
     return not info.num_pending and bool(info.num_ack_pending)
 

@@ -247,6 +247,12 @@ class Consumer:
         return await wait_set(self._nothing_held, limit_s)
 
     @property
+    def holds(self) -> bool:
+        """True while this consumer holds fetched messages it has not handled yet (a patient
+        consumer's, `ConsumerSpec.urgent`): what `settle` waits for."""
+        return not self._nothing_held.is_set()
+
+    @property
     def leading(self) -> bool:
         """True while this replica holds the lock of an ordered durable and consumes it."""
         return self._leading
