@@ -355,7 +355,7 @@ def test_a_withdrawn_overdue_takes_back_only_the_levels_reached_after_it() -> No
     assert t.fall_overdue(d2) and t.overdue_level == 1
     assert t.escalate(2, d2) and t.escalate(3, d2 + timedelta(hours=4))
     t.report_handled(d2 - timedelta(minutes=1))
-    assert t.withdraw_overdue(handled_on_time=True) == (2, 3)
+    assert t.withdraw_overdue(handled_on_time=True) == (d2, (2, 3))
     assert overdue_state(t) == (None, None, 1)
     assert t.withdraw_overdue(handled_on_time=True) is None  # once
 
@@ -366,9 +366,10 @@ def test_nothing_is_withdrawn_for_a_late_result_or_without_an_overdue() -> None:
     assert t.fall_overdue(t.deadline) and t.escalate(1, t.deadline)
     assert t.withdraw_overdue(handled_on_time=False) is None
     assert (t.overdue_at, t.escalation_level) == (t.deadline, 1)
-    assert not t.withdraw_sign_in_overdue(signed_on_time=True)  # no 签收超时 judged
-    assert t.miss_sign_in(MON) and not t.withdraw_sign_in_overdue(signed_on_time=False)
-    assert t.withdraw_sign_in_overdue(signed_on_time=True) and t.sign_in_overdue_at is None
+    assert t.withdraw_sign_in_overdue(signed_on_time=True) is None  # no 签收超时 judged
+    assert t.miss_sign_in(MON) and t.withdraw_sign_in_overdue(signed_on_time=False) is None
+    assert t.withdraw_sign_in_overdue(signed_on_time=True) == MON
+    assert t.sign_in_overdue_at is None
 
 
 def test_an_overdue_judged_by_an_earlier_release_withdraws_its_whole_ladder_unless_extended() -> (
@@ -376,7 +377,8 @@ def test_an_overdue_judged_by_an_earlier_release_withdraws_its_whole_ladder_unle
 ):
     # a row written before the level was recorded: overdue_level is None
     t = task(overdue_at=MON + timedelta(days=1), escalation_level=2)
-    assert t.withdraw_overdue(handled_on_time=True) == (1, 2) and t.escalation_level == 0
+    assert t.withdraw_overdue(handled_on_time=True) == (MON + timedelta(days=1), (1, 2))
+    assert t.escalation_level == 0
     extended = task(overdue_at=MON + timedelta(days=1), escalation_level=2, extensions=1)
-    assert extended.withdraw_overdue(handled_on_time=True) == ()
+    assert extended.withdraw_overdue(handled_on_time=True) == (MON + timedelta(days=1), ())
     assert (extended.overdue_at, extended.escalation_level) == (None, 2)

@@ -314,6 +314,12 @@ def handled_event(f: CaseFile, at: datetime, n: int = 0, **extra: Any) -> ev.Cas
     )
 
 
+def signed_event(f: CaseFile, at: datetime, n: int = 0, **extra: Any) -> ev.CaseSigned:
+    """The department's signature for its `n`-th task, taken by handling at `at`."""
+    task = f.tasks[n]
+    return ev.CaseSigned(case_id=CID, occurred_at=at, dept=task.dept, task_id=task.task_id, **extra)
+
+
 def reworked(new_deadline: datetime | None = None) -> ev.CaseReworked:
     return ev.CaseReworked(
         case_id=CID,
@@ -370,12 +376,7 @@ def test_after_a_rework_the_department_signs_again_by_its_sign_in_time(
     # signing for the rework round is recorded again
     rules.on_signed(
         f,
-        ev.CaseSigned(
-            case_id=CID,
-            occurred_at=bj(2026, 11, 23, 15, 30),
-            dept="sanitation",
-            task_id=task.task_id,
-        ),
+        signed_event(f, bj(2026, 11, 23, 15, 30)),
         step_at(bj(2026, 11, 23, 15, 30)),
     )
     assert task.status == TaskStatus.SIGNED and task.signed_at == bj(2026, 11, 23, 15, 30)
@@ -507,7 +508,7 @@ def test_a_signed_task_skips_the_sign_in_step(rules: DispatchRules) -> None:
     sign = step_at(MON + timedelta(minutes=5))
     rules.on_signed(
         f,
-        ev.CaseSigned(case_id=CID, occurred_at=sign.now(), dept=task.dept, task_id=task.task_id),
+        signed_event(f, sign.now()),
         sign,
     )
     assert task.status == TaskStatus.SIGNED and sign.timer_ops == []  # the row is left alone
@@ -802,14 +803,7 @@ def test_a_signature_taken_in_time_withdraws_the_sign_in_overdue_judged_before_i
     late = step_at(due + timedelta(seconds=5))
     rules.on_signed(
         f,
-        ev.CaseSigned(
-            case_id=CID,
-            occurred_at=taken,
-            dept=task.dept,
-            task_id=task.task_id,
-            sign_in_due=due,
-            on_time=True,
-        ),
+        signed_event(f, taken, sign_in_due=due, on_time=True),
         late,
     )
     assert types(late) == [
@@ -843,14 +837,7 @@ def test_a_late_signature_leaves_the_sign_in_overdue_standing(rules: DispatchRul
     late = step_at(due + timedelta(minutes=5))
     rules.on_signed(
         f,
-        ev.CaseSigned(
-            case_id=CID,
-            occurred_at=late.now(),
-            dept=task.dept,
-            task_id=task.task_id,
-            sign_in_due=due,
-            on_time=False,
-        ),
+        signed_event(f, late.now(), sign_in_due=due, on_time=False),
         late,
     )
     assert late.pending == [] and task.sign_in_overdue_at == due

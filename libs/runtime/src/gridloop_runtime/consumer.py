@@ -242,7 +242,7 @@ class Consumer:
         """Wait until what this consumer holds right now has been handled (`urgent`), at
         most `limit_s`; False if it was still held then. The timers wait for it before they
         judge a deadline: a signature held a moment must count before its chase step fires."""
-        if self._nothing_held.is_set():
+        if not self.holds:
             return True
         return await wait_set(self._nothing_held, limit_s)
 

@@ -185,20 +185,24 @@ class Task:
         return True
 
     # -- 超期撤回: the answer was on time, it only came after the judgement -------------
-    def withdraw_sign_in_overdue(self, signed_on_time: bool) -> bool:
+    def withdraw_sign_in_overdue(self, signed_on_time: bool) -> datetime | None:
         """The signature handling took by the sign-in deadline reached dispatch after it had
-        judged 签收超时: that judgement is withdrawn. False when there is none to withdraw."""
-        if self.sign_in_overdue_at is None or not signed_on_time:
-            return False
+        judged 签收超时: that judgement is withdrawn. Returns its time; None when there is none
+        to withdraw."""
+        judged = self.sign_in_overdue_at
+        if judged is None or not signed_on_time:
+            return None
         self.sign_in_overdue_at = None
-        return True
+        return judged
 
-    def withdraw_overdue(self, handled_on_time: bool) -> tuple[int, ...] | None:
+    def withdraw_overdue(self, handled_on_time: bool) -> tuple[datetime, tuple[int, ...]] | None:
         """The result handling took by the deadline reached dispatch after it had judged the
         deadline passed (超期): the overdue is withdrawn, and with it the 督办 levels the ladder
-        reached after it (returned, lowest first; levels reached before it stand, as after an
-        extension). None when there is nothing to withdraw."""
-        if self.overdue_at is None or not handled_on_time:
+        reached after it. Returns the overdue's time and those levels (lowest first; levels
+        reached before it stand, as after an extension); None when there is nothing to
+        withdraw."""
+        judged = self.overdue_at
+        if judged is None or not handled_on_time:
             return None
         before = self.overdue_level
         if before is None:  # judged by an earlier release: all of the ladder is this deadline's
@@ -210,7 +214,7 @@ class Task:
             self.escalation_level = before
             if before == 0:
                 self.escalated_at = None
-        return levels
+        return judged, levels
 
     def escalate(self, level: int, at: datetime) -> bool:
         if not self.active or self.escalation_level >= level:

@@ -145,9 +145,8 @@ class DispatchRules:
         due = task.sign_in_due
         if not task.sign(e.occurred_at) or due is None:
             return
-        on_time = e.on_time if e.on_time is not None else e.occurred_at <= due
-        overdue_at = task.sign_in_overdue_at
-        if overdue_at is not None and task.withdraw_sign_in_overdue(on_time):
+        overdue_at = task.withdraw_sign_in_overdue(_answered_in_time(e.on_time, e.occurred_at, due))
+        if overdue_at is not None:
             note = (
                 f"签收超时通知撤回：已于 {self._local(e.occurred_at)} 按时签收"
                 " / the sign-in overdue notice is void: signed in time"
@@ -163,12 +162,13 @@ class DispatchRules:
         if task.status == TaskStatus.RECALLED:
             self._recall_overtaken(f, step, case, task, e)
             return
-        overdue_at = task.overdue_at
         if not task.report_handled(e.completed_at):
             return
-        on_time = e.on_time if e.on_time is not None else e.occurred_at <= task.deadline
-        levels = task.withdraw_overdue(on_time)
-        if overdue_at is not None and levels is not None:
+        withdrawn = task.withdraw_overdue(
+            _answered_in_time(e.on_time, e.occurred_at, task.deadline)
+        )
+        if withdrawn is not None:
+            overdue_at, levels = withdrawn
             note = (
                 f"超期通知撤回：处置结果已于 {self._local(e.occurred_at)} 在期限内反馈"
                 " / the overdue notice is void: the result came in time"
@@ -1172,6 +1172,12 @@ def _reminder(
 
 def _actor(who: Caller) -> Actor:
     return Actor(id=who.user_id, role="dispatcher", name=who.name or None)
+
+
+def _answered_in_time(on_time: bool | None, taken_at: datetime, due: datetime) -> bool:
+    """Whether the department answered by `due`: as handling judged it (`on_time`, by when it
+    took the answer), else by the event's own time."""
+    return on_time if on_time is not None else taken_at <= due
 
 
 def _find(
