@@ -745,6 +745,60 @@ async def test_an_answer_in_time_that_comes_after_the_judgement_withdraws_it(
         assert (task["overdue"], task["escalation_level"]) == (False, 0)
 
 
+async def test_an_overdue_an_extension_replaced_is_withdrawn_by_a_result_taken_in_time(
+    dispatch: Harness,
+) -> None:
+    """The deadline passed and was judged, with its 督办, and a dispatcher then granted the
+    department's pending extension; the result handling took before the deadline came after
+    both. The overdue of the deadline it met is withdrawn (kept aside in the task's row
+    across the extension), its 督办 with it; the extension stands."""
+    h = dispatch
+    cid = case_id(45)
+    await h.accept(cid, "E0102")
+    d = await h.dispatched(cid)
+    deadline = at(d["deadline"])
+    await h.upstream(
+        h.department_event(
+            ev.CaseExtensionRequested,
+            d,
+            reason="需协调物业",
+            proposed_deadline=bj(2026, 11, 25, 18),
+            request_id="X-45",
+        ),
+        "handling",
+    )
+
+    async def requested() -> bool:
+        r = await h.call("GET", "/extensions", case_id=cid)
+        return r.status_code == 200 and [x["request_id"] for x in r.json()] == ["X-45"]
+
+    await wait_for(requested, what="the pending extension request")
+    h.clock.set(deadline)
+    await h.settle()
+    await h.wait(ev.CaseEscalated, case_id=cid, level=1)
+    h.clock.set(deadline + timedelta(minutes=20))
+    r = await h.call("POST", "/extensions/X-45/decision", json={"granted": True})
+    assert r.status_code == 200, r.text
+    await h.wait(ev.CaseExtensionDecided, case_id=cid, granted=True)
+    result_at = deadline - timedelta(minutes=1)
+    handled = h.department_event(
+        ev.CaseHandled,
+        d,
+        deadline=deadline,
+        result="已清理",
+        completed_at=result_at,
+        on_time=True,
+    ).model_copy(update={"occurred_at": result_at})
+    await h.upstream(handled, "handling")
+    [w] = await h.wait(ev.CaseOverdueWithdrawn, case_id=cid, stage="handling")
+    assert w.data["escalation_levels"] == [1]
+    assert at(w.data["deadline"]) == deadline and at(w.data["overdue_at"]) == deadline
+    await h.wait_feed("sanitation", "overdue_withdrawn", cid)
+    [task] = (await h.case(cid))["tasks"]
+    assert (task["overdue"], task["escalation_level"]) == (False, 0)
+    assert at(task["deadline"]) == bj(2026, 11, 25, 18)
+
+
 # -- the command centre: split, recall, redispatch, 挂牌督办 --------------------------------
 async def test_a_case_is_split_into_tasks_and_a_part_is_recalled(dispatch: Harness) -> None:
     cid = case_id(13)

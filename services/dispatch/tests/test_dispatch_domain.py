@@ -15,6 +15,7 @@ from gridloop_dispatch.domain.casefile import (
     CaseState,
     Task,
     TaskStatus,
+    Withdrawn,
     check_extension,
     check_open,
 )
@@ -354,17 +355,18 @@ def test_a_withdrawn_overdue_takes_back_only_the_levels_reached_after_it() -> No
     d2 = t.deadline
     assert t.fall_overdue(d2) and t.overdue_level == 1
     assert t.escalate(2, d2) and t.escalate(3, d2 + timedelta(hours=4))
-    t.report_handled(d2 - timedelta(minutes=1))
-    assert t.withdraw_overdue(handled_on_time=True) == (d2, (2, 3))
+    taken = d2 - timedelta(minutes=1)
+    t.report_handled(taken)
+    assert t.withdraw_overdue(True, taken) == [Withdrawn(d2, d2, (2, 3))]
     assert overdue_state(t) == (None, None, 1)
-    assert t.withdraw_overdue(handled_on_time=True) is None  # once
+    assert t.withdraw_overdue(True, taken) == []  # once
 
 
 def test_nothing_is_withdrawn_for_a_late_result_or_without_an_overdue() -> None:
     t = task()
-    assert t.withdraw_overdue(handled_on_time=True) is None
+    assert t.withdraw_overdue(True, t.deadline) == []
     assert t.fall_overdue(t.deadline) and t.escalate(1, t.deadline)
-    assert t.withdraw_overdue(handled_on_time=False) is None
+    assert t.withdraw_overdue(False, t.deadline + timedelta(seconds=1)) == []
     assert (t.overdue_at, t.escalation_level) == (t.deadline, 1)
     assert t.withdraw_sign_in_overdue(signed_on_time=True) is None  # no 签收超时 judged
     assert t.miss_sign_in(MON) and t.withdraw_sign_in_overdue(signed_on_time=False) is None
@@ -376,9 +378,73 @@ def test_an_overdue_judged_by_an_earlier_release_withdraws_its_whole_ladder_unle
     None
 ):
     # a row written before the level was recorded: overdue_level is None
-    t = task(overdue_at=MON + timedelta(days=1), escalation_level=2)
-    assert t.withdraw_overdue(handled_on_time=True) == (MON + timedelta(days=1), (1, 2))
+    due = MON + timedelta(days=1)
+    t = task(overdue_at=due, escalation_level=2)
+    assert t.withdraw_overdue(True, MON) == [Withdrawn(due, due, (1, 2))]
     assert t.escalation_level == 0
-    extended = task(overdue_at=MON + timedelta(days=1), escalation_level=2, extensions=1)
-    assert extended.withdraw_overdue(handled_on_time=True) == (MON + timedelta(days=1), ())
+    extended = task(overdue_at=due, escalation_level=2, extensions=1)
+    assert extended.withdraw_overdue(True, MON) == [Withdrawn(due, due, ())]
     assert (extended.overdue_at, extended.escalation_level) == (None, 2)
+
+
+def test_an_extension_keeps_the_overdue_it_replaces_for_a_result_taken_by_its_deadline() -> None:
+    # D1 passed and was judged with one 督办; the extension to D2 was granted while the
+    # result, taken before D1, was still on its way: both are withdrawn, the later first
+    t = task()
+    d1 = t.deadline
+    assert t.fall_overdue(d1) and t.escalate(1, d1)
+    t.extend(d1 + timedelta(minutes=30), d1 + timedelta(days=1))
+    assert (t.replaced_deadline, t.replaced_overdue_at, t.replaced_overdue_level) == (d1, d1, 0)
+    taken = d1 - timedelta(seconds=3)
+    t.report_handled(taken)
+    assert t.withdraw_overdue(True, taken) == [Withdrawn(d1, d1, (1,))]
+    assert (t.escalation_level, t.escalated_at, t.replaced_overdue_at) == (0, None, None)
+    assert t.withdraw_overdue(True, taken) == []  # once
+
+
+def test_a_result_taken_after_the_replaced_deadline_leaves_its_overdue_standing() -> None:
+    t = task()
+    d1 = t.deadline
+    assert t.fall_overdue(d1) and t.escalate(1, d1)
+    t.extend(d1 + timedelta(hours=1), d1 + timedelta(days=1))
+    d2 = t.deadline
+    # overdue again at D2 and escalated to 2; the result, taken between D1 and D2, was on time
+    # for D2 only: D2's overdue and level 2 go, D1's and level 1 stand
+    assert t.fall_overdue(d2) and t.escalate(2, d2)
+    taken = d1 + timedelta(hours=2)
+    assert t.withdraw_overdue(True, taken) == [Withdrawn(d2, d2, (2,))]
+    assert (t.escalation_level, t.replaced_overdue_at) == (1, d1)
+    # taken before D1 instead: both, the later first, each with its own levels
+    t2 = task()
+    assert t2.fall_overdue(d1) and t2.escalate(1, d1)
+    t2.extend(d1 + timedelta(hours=1), d2)
+    assert t2.fall_overdue(d2) and t2.escalate(2, d2)
+    early = d1 - timedelta(minutes=1)
+    assert t2.withdraw_overdue(True, early) == [
+        Withdrawn(d2, d2, (2,)),
+        Withdrawn(d1, d1, (1,)),
+    ]
+    assert t2.escalation_level == 0
+    # a late result (handling judged it so) withdraws neither
+    t3 = task()
+    assert t3.fall_overdue(d1)
+    t3.extend(d1 + timedelta(hours=1), d2)
+    assert t3.fall_overdue(d2)
+    assert t3.withdraw_overdue(False, d2 + timedelta(hours=1)) == []
+    assert (t3.overdue_at, t3.replaced_overdue_at) == (d2, d1)
+
+
+def test_an_extension_before_any_overdue_or_a_rework_keeps_nothing_aside() -> None:
+    t = task()
+    d1 = t.deadline
+    t.extend(d1 - timedelta(hours=1), d1 + timedelta(days=1))
+    assert t.replaced_overdue_at is None
+    assert t.fall_overdue(t.deadline)
+    t.extend(t.deadline + timedelta(hours=1), t.deadline + timedelta(days=1))
+    assert t.replaced_overdue_at is not None
+    t.rework(t.deadline, t.deadline + timedelta(days=2), 1, None)
+    assert (t.replaced_deadline, t.replaced_overdue_at, t.replaced_overdue_level) == (
+        None,
+        None,
+        None,
+    )

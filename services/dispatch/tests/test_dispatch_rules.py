@@ -895,3 +895,78 @@ def test_a_result_in_time_without_an_overdue_withdraws_nothing(rules: DispatchRu
     rules.on_handled(f, handled_event(f, at), step)
     assert emitted(step, ev.CaseOverdueWithdrawn) == []
     assert not [s for s, _ in step.pending if s.startswith("dispatch.")]
+
+
+def test_a_result_taken_in_time_withdraws_the_overdue_an_extension_granted_since_replaced(
+    rules: DispatchRules,
+) -> None:
+    """The deadline passed and was judged (超期, 督办 level 1) while the department's result,
+    taken by handling a minute before it, was on its way; a dispatcher granted the pending
+    extension meanwhile. The result withdraws the overdue of the deadline it met, the 督办
+    with it; the extension stands."""
+    f = CaseFile(CID)
+    first = step_at(MON)
+    rules.on_accepted(f, accepted(), first)
+    task = f.tasks[0]
+    deadline = bj(2026, 11, 24, 10)
+    ask = step_at(bj(2026, 11, 24, 9))
+    rules.on_extension_requested(
+        f,
+        ev.CaseExtensionRequested(
+            case_id=CID,
+            occurred_at=ask.now(),
+            dept=task.dept,
+            task_id=task.task_id,
+            reason="需协调物业",
+            proposed_deadline=bj(2026, 11, 25, 10),
+            request_id="X-1",
+        ),
+        ask,
+    )
+    fire_chase_until(rules, f, chase(f, first), deadline)
+    assert (task.overdue_at, task.escalation_level) == (deadline, 1)
+    grant = step_at(deadline + timedelta(minutes=20))
+    rules.decide_extension(
+        f, grant, "X-1", Dispatcher(), granted=True, new_deadline=None, reason=None
+    )
+    assert (task.deadline, task.overdue_at, task.escalation_level) == (
+        bj(2026, 11, 25, 10),
+        None,
+        1,
+    )
+    taken = deadline - timedelta(minutes=1)
+    late = step_at(deadline + timedelta(minutes=25))
+    rules.on_handled(f, handled_event(f, taken, deadline=deadline, on_time=True), late)
+    [w] = emitted(late, ev.CaseOverdueWithdrawn)
+    assert (w["stage"], w["escalation_levels"]) == ("handling", [1])
+    assert [datetime.fromisoformat(w[k]) for k in ("deadline", "overdue_at", "answered_at")] == [
+        deadline,
+        deadline,
+        taken,
+    ]
+    notices = [s for s, _ in late.pending if s.endswith(".overdue_withdrawn")]
+    assert notices == ["case.overdue_withdrawn", "dispatch.sanitation.overdue_withdrawn"]
+    assert (task.status, task.escalation_level, task.replaced_overdue_at, task.extensions) == (
+        TaskStatus.HANDLED,
+        0,
+        None,
+        1,
+    )
+
+
+def test_a_result_taken_after_the_replaced_deadline_withdraws_nothing(
+    rules: DispatchRules,
+) -> None:
+    f = CaseFile(CID)
+    first = step_at(MON)
+    rules.on_accepted(f, accepted(), first)
+    task = f.tasks[0]
+    deadline = bj(2026, 11, 24, 10)
+    fire_chase_until(rules, f, chase(f, first), deadline)
+    task.extend(deadline + timedelta(minutes=20), bj(2026, 11, 25, 10))
+    # handling heard of the extension: on time against the new deadline, late for the old
+    taken = deadline + timedelta(minutes=30)
+    late = step_at(taken + timedelta(seconds=1))
+    rules.on_handled(f, handled_event(f, taken, deadline=bj(2026, 11, 25, 10), on_time=True), late)
+    assert emitted(late, ev.CaseOverdueWithdrawn) == []
+    assert (task.escalation_level, task.replaced_overdue_at) == (1, deadline)

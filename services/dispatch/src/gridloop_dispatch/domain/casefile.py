@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from gridloop_contracts.problems import Refusal
 
@@ -42,6 +42,15 @@ ACTIVE = frozenset({TaskStatus.OPEN, TaskStatus.SIGNED})
 NO_TASK = "无在办任务 / no department holds the case"
 
 
+class Withdrawn(NamedTuple):
+    """An overdue withdrawn (超期撤回): the deadline it was judged at, when, and the 督办 levels
+    withdrawn with it (lowest first)."""
+
+    deadline: datetime
+    overdue_at: datetime
+    levels: tuple[int, ...]
+
+
 @dataclass
 class Task:
     task_id: str
@@ -68,6 +77,12 @@ class Task:
     # the 督办 level reached before the current deadline's overdue (None: no overdue, or one
     # judged by a release that did not record it)
     overdue_level: int | None = None
+    # The overdue of a deadline an extension replaced: that deadline, when it was judged, and
+    # the 督办 level reached before it. A result handling took by that deadline (on its way
+    # while the deadline passed and the extension was granted) withdraws it too.
+    replaced_deadline: datetime | None = None
+    replaced_overdue_at: datetime | None = None
+    replaced_overdue_level: int | None = None
     reworks: int = 0
     extensions: int = 0
     note: str | None = None
@@ -148,6 +163,7 @@ class Task:
         self.reminded_at = None
         self.overdue_at = None
         self.overdue_level = None
+        self.replaced_deadline = self.replaced_overdue_at = self.replaced_overdue_level = None
         self.escalation_level = 0
         self.escalated_at = None
         self.reworks = max(count, self.reworks + 1)
@@ -155,7 +171,13 @@ class Task:
 
     def extend(self, at: datetime, deadline: datetime) -> None:
         """延期: the deadline moves; a new reminder and overdue may come, but the escalation
-        levels already reached stand (the ladder continues, it does not restart)."""
+        levels already reached stand (the ladder continues, it does not restart). An overdue
+        judged at the deadline it replaces is kept aside, to be withdrawn should a result taken
+        by that deadline still come (the latest such; an earlier one kept aside stands)."""
+        if self.overdue_at is not None:
+            self.replaced_deadline = self.deadline
+            self.replaced_overdue_at = self.overdue_at
+            self.replaced_overdue_level = self._level_before_overdue()
         self.deadline = deadline
         self.window_start = at
         self.reminded_at = None
@@ -195,26 +217,48 @@ class Task:
         self.sign_in_overdue_at = None
         return judged
 
-    def withdraw_overdue(self, handled_on_time: bool) -> tuple[datetime, tuple[int, ...]] | None:
-        """The result handling took by the deadline reached dispatch after it had judged the
-        deadline passed (超期): the overdue is withdrawn, and with it the 督办 levels the ladder
-        reached after it. Returns the overdue's time and those levels (lowest first; levels
-        reached before it stand, as after an extension); None when there is nothing to
-        withdraw."""
-        judged = self.overdue_at
-        if judged is None or not handled_on_time:
-            return None
-        before = self.overdue_level
-        if before is None:  # judged by an earlier release: all of the ladder is this deadline's
-            before = self.escalation_level if self.extensions else 0  # unless extended
+    def withdraw_overdue(self, handled_on_time: bool, taken_at: datetime) -> list[Withdrawn]:
+        """The result handling took by the deadline (`handled_on_time`, at `taken_at`) reached
+        dispatch after it had judged the deadline passed (超期): the overdue is withdrawn, and
+        with it the 督办 levels the ladder reached after it (levels reached before it stand, as
+        after an extension). An overdue judged at a deadline an extension then replaced is
+        withdrawn too when the result was taken by that deadline, after the current one. Returns
+        what was withdrawn, latest first; empty when nothing was."""
+        out: list[Withdrawn] = []
+        if self.overdue_at is not None and handled_on_time:
+            judged = self.overdue_at
+            levels = self._take_back(self._level_before_overdue())
+            self.overdue_at = None
+            self.overdue_level = None
+            out.append(Withdrawn(self.deadline, judged, levels))
+        replaced, earlier = self.replaced_deadline, self.replaced_overdue_at
+        if (
+            self.overdue_at is None
+            and replaced is not None
+            and earlier is not None
+            and taken_at <= replaced
+        ):
+            levels = self._take_back(self.replaced_overdue_level or 0)
+            self.replaced_deadline = self.replaced_overdue_at = self.replaced_overdue_level = None
+            out.append(Withdrawn(replaced, earlier, levels))
+        return out
+
+    def _level_before_overdue(self) -> int:
+        """The 督办 level reached before the current deadline's overdue; for one judged by an
+        earlier release that did not record it: all of the ladder is this deadline's, unless
+        the deadline was extended."""
+        if self.overdue_level is not None:
+            return self.overdue_level
+        return self.escalation_level if self.extensions else 0
+
+    def _take_back(self, before: int) -> tuple[int, ...]:
+        """The 督办 levels above `before`, withdrawn (lowest first)."""
         levels = tuple(range(before + 1, self.escalation_level + 1))
-        self.overdue_at = None
-        self.overdue_level = None
         if levels:
             self.escalation_level = before
             if before == 0:
                 self.escalated_at = None
-        return judged, levels
+        return levels
 
     def escalate(self, level: int, at: datetime) -> bool:
         if not self.active or self.escalation_level >= level:

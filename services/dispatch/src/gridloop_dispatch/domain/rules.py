@@ -164,19 +164,27 @@ class DispatchRules:
             return
         if not task.report_handled(e.completed_at):
             return
-        withdrawn = task.withdraw_overdue(
-            _answered_in_time(e.on_time, e.occurred_at, task.deadline)
+        withdrawals = task.withdraw_overdue(
+            _answered_in_time(e.on_time, e.occurred_at, task.deadline), e.occurred_at
         )
-        if withdrawn is not None:
-            overdue_at, levels = withdrawn
+        for w in withdrawals:
             note = (
-                f"超期通知撤回：处置结果已于 {self._local(e.occurred_at)} 在期限内反馈"
-                " / the overdue notice is void: the result came in time"
+                f"超期通知撤回：处置结果已于 {self._local(e.occurred_at)} 在期限"
+                f"（{self._local(w.deadline)}）内反馈 / the overdue notice is void: the result"
+                " came in time"
             )
-            if levels:
-                note += f"（督办 {', '.join(str(n) for n in levels)} 级一并撤回 / with its 督办）"
+            if w.levels:
+                note += f"（督办 {', '.join(str(n) for n in w.levels)} 级一并撤回 / with its 督办）"
             self._withdraw(
-                step, case, task, "handling", task.deadline, overdue_at, e.occurred_at, levels, note
+                step,
+                case,
+                task,
+                "handling",
+                w.deadline,
+                w.overdue_at,
+                e.occurred_at,
+                w.levels,
+                note,
             )
         f.settle_extensions([task], "已处置 / handled")
         self._settle(step, f, case, step.now())
