@@ -170,6 +170,18 @@ class Harness:
             **extra,
         )
 
+    def handled_in_time(self, task: dict[str, Any], taken_at: datetime) -> ev.CaseHandled:
+        """The result of the task `task`, taken by handling at `taken_at`, by its deadline."""
+        handled: ev.CaseHandled = self.department_event(
+            ev.CaseHandled,
+            task,
+            deadline=at(task["deadline"]),
+            result="已清理",
+            completed_at=taken_at,
+            on_time=True,
+        ).model_copy(update={"occurred_at": taken_at})
+        return handled
+
     # -- REST -----------------------------------------------------------------------
     async def call(
         self, method: str, path: str, user: str | None = DISPATCHER, json: Any = None, **params: Any
@@ -533,6 +545,30 @@ async def test_a_returned_case_goes_to_the_next_candidate_then_to_the_queue(
     assert len(dispatch.emitted(ev.CaseDispatched, case_id=cid)) == 2
 
 
+async def ask_extension(
+    h: Harness, d: dict[str, Any], request_id: str, proposed: datetime, reason: str = "需协调物业"
+) -> None:
+    """The department asks to move the deadline of the task `d` (延期申请); dispatch has it
+    once its extensions list it."""
+    cid = d["case_id"]
+    await h.upstream(
+        h.department_event(
+            ev.CaseExtensionRequested,
+            d,
+            reason=reason,
+            proposed_deadline=proposed,
+            request_id=request_id,
+        ),
+        "handling",
+    )
+
+    async def listed() -> bool:
+        r = await h.call("GET", "/extensions", case_id=cid)
+        return r.status_code == 200 and request_id in [x["request_id"] for x in r.json()]
+
+    await wait_for(listed, what=f"the extension request {request_id}")
+
+
 async def test_an_extension_is_refused_or_granted_and_moves_the_deadline(
     dispatch: Harness,
 ) -> None:
@@ -569,17 +605,7 @@ async def test_an_extension_is_refused_or_granted_and_moves_the_deadline(
     assert refused.data["granted"] is False and refused.data["request_id"] == "X-1"
     assert at(refused.data["deadline"]) == bj(2026, 11, 24, 10)
 
-    await dispatch.upstream(
-        dispatch.department_event(
-            ev.CaseExtensionRequested,
-            d,
-            reason="需协调物业，材料未到",
-            proposed_deadline=proposed,
-            request_id="X-2",
-        ),
-        "handling",
-    )
-    await wait_for(pending, what="the second request")
+    await ask_extension(dispatch, d, "X-2", proposed, "需协调物业，材料未到")
     r = await dispatch.call("POST", "/extensions/X-2/decision", json={"granted": True})
     assert r.status_code == 200 and at(r.json()["new_deadline"]) == proposed
     r = await dispatch.call("POST", "/extensions/X-2/decision", json={"granted": True})
@@ -607,22 +633,7 @@ async def test_a_community_level_unit_gets_no_more_than_five_working_days(
     cid = case_id(11)
     await dispatch.accept(cid, "E0504")  # street-001, dispatched Mon 10:00
     d = await dispatch.dispatched(cid)
-    await dispatch.upstream(
-        dispatch.department_event(
-            ev.CaseExtensionRequested,
-            d,
-            reason="需多部门会商",
-            proposed_deadline=bj(2026, 12, 1, 10),
-            request_id="X-CAP",
-        ),
-        "handling",
-    )
-
-    async def known() -> bool:
-        r = await dispatch.call("GET", "/extensions", case_id=cid)
-        return bool(r.json())
-
-    await wait_for(known, what="the request")
+    await ask_extension(dispatch, d, "X-CAP", bj(2026, 12, 1, 10), "需多部门会商")
     r = await dispatch.call("POST", "/extensions/X-CAP/decision", json={"granted": True})
     assert r.status_code == 409 and r.json()["detail"][0]["code"] == "beyond-limit"
     ok = {"granted": True, "new_deadline": bj(2026, 11, 30, 10).isoformat()}
@@ -728,16 +739,7 @@ async def test_an_answer_in_time_that_comes_after_the_judgement_withdraws_it(
         h.clock.set(deadline)
         await h.settle()
         await h.wait(ev.CaseEscalated, case_id=cid, level=1)
-        result_at = deadline - timedelta(minutes=1)
-        handled = h.department_event(
-            ev.CaseHandled,
-            d,
-            deadline=deadline,
-            result="已清理",
-            completed_at=result_at,
-            on_time=True,
-        ).model_copy(update={"occurred_at": result_at})
-        await h.upstream(handled, "handling")
+        await h.upstream(h.handled_in_time(d, deadline - timedelta(minutes=1)), "handling")
         [w] = await h.wait(ev.CaseOverdueWithdrawn, case_id=cid, stage="handling")
         assert w.data["escalation_levels"] == [1] and at(w.data["overdue_at"]) == deadline
         await h.wait_feed("sanitation", "overdue_withdrawn", cid, n=2)
@@ -757,22 +759,7 @@ async def test_an_overdue_an_extension_replaced_is_withdrawn_by_a_result_taken_i
     await h.accept(cid, "E0102")
     d = await h.dispatched(cid)
     deadline = at(d["deadline"])
-    await h.upstream(
-        h.department_event(
-            ev.CaseExtensionRequested,
-            d,
-            reason="需协调物业",
-            proposed_deadline=bj(2026, 11, 25, 18),
-            request_id="X-45",
-        ),
-        "handling",
-    )
-
-    async def requested() -> bool:
-        r = await h.call("GET", "/extensions", case_id=cid)
-        return r.status_code == 200 and [x["request_id"] for x in r.json()] == ["X-45"]
-
-    await wait_for(requested, what="the pending extension request")
+    await ask_extension(h, d, "X-45", bj(2026, 11, 25, 18))
     h.clock.set(deadline)
     await h.settle()
     await h.wait(ev.CaseEscalated, case_id=cid, level=1)
@@ -780,16 +767,7 @@ async def test_an_overdue_an_extension_replaced_is_withdrawn_by_a_result_taken_i
     r = await h.call("POST", "/extensions/X-45/decision", json={"granted": True})
     assert r.status_code == 200, r.text
     await h.wait(ev.CaseExtensionDecided, case_id=cid, granted=True)
-    result_at = deadline - timedelta(minutes=1)
-    handled = h.department_event(
-        ev.CaseHandled,
-        d,
-        deadline=deadline,
-        result="已清理",
-        completed_at=result_at,
-        on_time=True,
-    ).model_copy(update={"occurred_at": result_at})
-    await h.upstream(handled, "handling")
+    await h.upstream(h.handled_in_time(d, deadline - timedelta(minutes=1)), "handling")
     [w] = await h.wait(ev.CaseOverdueWithdrawn, case_id=cid, stage="handling")
     assert w.data["escalation_levels"] == [1]
     assert at(w.data["deadline"]) == deadline and at(w.data["overdue_at"]) == deadline

@@ -15,7 +15,7 @@ from gridloop_contracts import cases as ev
 from gridloop_contracts.department import RecallOvertaken
 from gridloop_contracts.problems import Refusal
 from gridloop_dispatch.domain import chasing
-from gridloop_dispatch.domain.casefile import CaseFile, CaseState, TaskStatus
+from gridloop_dispatch.domain.casefile import CaseFile, CaseState, Task, TaskStatus
 from gridloop_dispatch.domain.deadlines import Deadlines
 from gridloop_dispatch.domain.rules import DispatchRules, Units
 from gridloop_runtime.clock import FakeClock
@@ -320,6 +320,31 @@ def signed_event(f: CaseFile, at: datetime, n: int = 0, **extra: Any) -> ev.Case
     return ev.CaseSigned(case_id=CID, occurred_at=at, dept=task.dept, task_id=task.task_id, **extra)
 
 
+def ask_extension(
+    rules: DispatchRules,
+    f: CaseFile,
+    at: datetime,
+    request_id: str,
+    proposed: datetime,
+    reason: str = "需协调物业",
+) -> None:
+    """The department asks to move its first task's deadline (延期申请), heard at `at`."""
+    task = f.tasks[0]
+    rules.on_extension_requested(
+        f,
+        ev.CaseExtensionRequested(
+            case_id=CID,
+            occurred_at=at,
+            dept=task.dept,
+            task_id=task.task_id,
+            reason=reason,
+            proposed_deadline=proposed,
+            request_id=request_id,
+        ),
+        step_at(at),
+    )
+
+
 def reworked(new_deadline: datetime | None = None) -> ev.CaseReworked:
     return ev.CaseReworked(
         case_id=CID,
@@ -569,20 +594,7 @@ def test_a_one_step_row_of_the_old_ladder_fires_its_step_once(
 def test_a_granted_extension_moves_the_deadline_to_a_new_chase_row(rules: DispatchRules) -> None:
     f = dispatched(rules)
     task = f.tasks[0]
-    ask = step_at(MON + timedelta(hours=1))
-    rules.on_extension_requested(
-        f,
-        ev.CaseExtensionRequested(
-            case_id=CID,
-            occurred_at=ask.now(),
-            dept=task.dept,
-            task_id=task.task_id,
-            reason="需协调物业",
-            proposed_deadline=bj(2026, 11, 25, 18),
-            request_id="X-1",
-        ),
-        ask,
-    )
+    ask_extension(rules, f, MON + timedelta(hours=1), "X-1", bj(2026, 11, 25, 18))
     assert [x.status for x in f.extensions] == ["pending"]
     step = step_at(MON + timedelta(hours=2))
     request = rules.decide_extension(
@@ -602,19 +614,7 @@ def test_a_granted_extension_moves_the_deadline_to_a_new_chase_row(rules: Dispat
 def test_ending_a_task_makes_its_pending_requests_moot(rules: DispatchRules) -> None:
     f = dispatched(rules)
     task = f.tasks[0]
-    rules.on_extension_requested(
-        f,
-        ev.CaseExtensionRequested(
-            case_id=CID,
-            occurred_at=MON,
-            dept=task.dept,
-            task_id=task.task_id,
-            reason="r",
-            proposed_deadline=bj(2026, 11, 25, 18),
-            request_id="X-2",
-        ),
-        step_at(MON),
-    )
+    ask_extension(rules, f, MON, "X-2", bj(2026, 11, 25, 18), reason="r")
     step = step_at(datetime(2026, 11, 23, 3, tzinfo=UTC))
     rules.recall(f, step, Dispatcher(), "统一改派")
     assert f.case is not None and f.case.queued and task.status == TaskStatus.RECALLED
@@ -732,20 +732,7 @@ def test_a_community_committee_gets_no_extension_past_five_working_days(
     f = dispatched(rules, "E0601")
     task = f.tasks[0]
     for n, proposed in enumerate((bj(2026, 12, 1, 10), bj(2026, 11, 30, 10)), start=1):
-        ask = step_at(MON + timedelta(hours=1))
-        rules.on_extension_requested(
-            f,
-            ev.CaseExtensionRequested(
-                case_id=CID,
-                occurred_at=ask.now(),
-                dept=task.dept,
-                task_id=task.task_id,
-                reason="当事人外出",
-                proposed_deadline=proposed,
-                request_id=f"X-{n}",
-            ),
-            ask,
-        )
+        ask_extension(rules, f, MON + timedelta(hours=1), f"X-{n}", proposed, "当事人外出")
     decide = step_at(MON + timedelta(hours=2))
     # Monday 10:00 + 5 working days = next Monday 10:00; a day later is refused …
     with pytest.raises(Refusal) as refused:
@@ -785,6 +772,16 @@ def fire_chase_until(rules: DispatchRules, f: CaseFile, timer: Timer, until: dat
         assert op.due_at is not None
         timer = Timer(1, "chase", op.key, op.due_at, op.payload)
     return timer
+
+
+def chased_until(rules: DispatchRules, until: datetime) -> tuple[CaseFile, Task]:
+    """A case dispatched on Monday 10:00 (deadline Tuesday 10:00), its task chased up to
+    `until`: the file and the task."""
+    f = CaseFile(CID)
+    first = step_at(MON)
+    rules.on_accepted(f, accepted(), first)
+    fire_chase_until(rules, f, chase(f, first), until)
+    return f, f.tasks[0]
 
 
 def test_a_signature_taken_in_time_withdraws_the_sign_in_overdue_judged_before_it_came(
@@ -846,13 +843,9 @@ def test_a_late_signature_leaves_the_sign_in_overdue_standing(rules: DispatchRul
 def test_a_result_taken_in_time_withdraws_the_overdue_and_the_escalations_after_it(
     rules: DispatchRules,
 ) -> None:
-    f = CaseFile(CID)
-    first = step_at(MON)
-    rules.on_accepted(f, accepted(), first)
-    task = f.tasks[0]
     deadline = bj(2026, 11, 24, 10)
     # the ladder ran to level 2 (the grid head, half a working day later)
-    fire_chase_until(rules, f, chase(f, first), bj(2026, 11, 24, 15, 15))
+    f, task = chased_until(rules, bj(2026, 11, 24, 15, 15))
     assert (task.overdue_at, task.escalation_level) == (deadline, 2)
     taken = deadline - timedelta(minutes=1)
     late = step_at(bj(2026, 11, 24, 15, 20))  # handling's outbox stuck for hours
@@ -871,12 +864,8 @@ def test_a_result_taken_in_time_withdraws_the_overdue_and_the_escalations_after_
 
 
 def test_a_late_result_leaves_the_overdue_standing(rules: DispatchRules) -> None:
-    f = CaseFile(CID)
-    first = step_at(MON)
-    rules.on_accepted(f, accepted(), first)
-    task = f.tasks[0]
     deadline = bj(2026, 11, 24, 10)
-    fire_chase_until(rules, f, chase(f, first), deadline)
+    f, task = chased_until(rules, deadline)
     at = deadline + timedelta(minutes=1)
     late = step_at(at)
     rules.on_handled(f, handled_event(f, at, deadline=deadline, on_time=False), late)
@@ -904,26 +893,10 @@ def test_a_result_taken_in_time_withdraws_the_overdue_an_extension_granted_since
     taken by handling a minute before it, was on its way; a dispatcher granted the pending
     extension meanwhile. The result withdraws the overdue of the deadline it met, the 督办
     with it; the extension stands."""
-    f = CaseFile(CID)
-    first = step_at(MON)
-    rules.on_accepted(f, accepted(), first)
-    task = f.tasks[0]
     deadline = bj(2026, 11, 24, 10)
-    ask = step_at(bj(2026, 11, 24, 9))
-    rules.on_extension_requested(
-        f,
-        ev.CaseExtensionRequested(
-            case_id=CID,
-            occurred_at=ask.now(),
-            dept=task.dept,
-            task_id=task.task_id,
-            reason="需协调物业",
-            proposed_deadline=bj(2026, 11, 25, 10),
-            request_id="X-1",
-        ),
-        ask,
-    )
-    fire_chase_until(rules, f, chase(f, first), deadline)
+    # the request, made at 09:00, reached dispatch after the judgement
+    f, task = chased_until(rules, deadline)
+    ask_extension(rules, f, bj(2026, 11, 24, 9), "X-1", bj(2026, 11, 25, 10))
     assert (task.overdue_at, task.escalation_level) == (deadline, 1)
     grant = step_at(deadline + timedelta(minutes=20))
     rules.decide_extension(
@@ -957,12 +930,8 @@ def test_a_result_taken_in_time_withdraws_the_overdue_an_extension_granted_since
 def test_a_result_taken_after_the_replaced_deadline_withdraws_nothing(
     rules: DispatchRules,
 ) -> None:
-    f = CaseFile(CID)
-    first = step_at(MON)
-    rules.on_accepted(f, accepted(), first)
-    task = f.tasks[0]
     deadline = bj(2026, 11, 24, 10)
-    fire_chase_until(rules, f, chase(f, first), deadline)
+    f, task = chased_until(rules, deadline)
     task.extend(deadline + timedelta(minutes=20), bj(2026, 11, 25, 10))
     # handling heard of the extension: on time against the new deadline, late for the old
     taken = deadline + timedelta(minutes=30)
