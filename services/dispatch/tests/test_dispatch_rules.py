@@ -919,6 +919,10 @@ def test_a_result_taken_in_time_withdraws_the_overdue_an_extension_granted_since
     ]
     notices = [s for s, _ in late.pending if s.endswith(".overdue_withdrawn")]
     assert notices == ["case.overdue_withdrawn", "dispatch.sanitation.overdue_withdrawn"]
+    # the department's notice: the task as it stands (the new deadline), the old one named
+    [notice] = [env.data for s, env in late.pending if s.startswith("dispatch.")]
+    assert datetime.fromisoformat(notice["case"]["deadline"]) == bj(2026, 11, 25, 10)
+    assert "2026-11-24 10:00" in notice["note"] and "督办 1" in notice["note"]
     assert (task.status, task.escalation_level, task.replaced_overdue_at, task.extensions) == (
         TaskStatus.HANDLED,
         0,
