@@ -45,23 +45,23 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         out["baseline_pg_commit_per_s"] = round(
             await baseline.pg_commit_rate(db_url, args.baseline_seconds)
         )
-        if args.monolith and args.only is None:
+
+        async def reference(db: str) -> dict[str, Any]:
+            """The reference monolith's loop on these servers (bench/monolith.py)."""
             assert nats.proc is not None and pg.proc is not None
             try:
-                out["baseline_monolith"] = await monolith.measure(
-                    pg.create_database("monolith"),
+                mono = await monolith.measure(
+                    pg.create_database(db),
                     nats.url,
                     {"nats": nats.proc.pid, "postgres": pg.proc.pid},
                     seconds=args.monolith_seconds,
                     rate_seconds=args.monolith_rate_seconds,
                 )
             finally:
-                # the system's phases that follow share this PostgreSQL: nothing of the
-                # reference's is left in it (its workers have exited, the drop ends any
-                # session still open)
-                pg.drop_database("monolith")
+                # the system's phases share this PostgreSQL: nothing of the reference's is
+                # left in it (its workers have exited, the drop ends any session still open)
+                pg.drop_database(db)
             # the lifecycle target (≥ 0.5 × the raw publish rate) read for the reference
-            mono = out["baseline_monolith"]
             if mono.get("closed_loops_per_s"):
                 mono["lifecycle_events_to_jetstream_publish"] = round(
                     mono["closed_loops_per_s"]
@@ -69,6 +69,10 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     / (out["baseline_jetstream_publish_per_s"] or 1),
                     3,
                 )
+            return mono
+
+        if args.monolith and args.only is None:
+            out["baseline_monolith"] = await reference("monolith")
         try:
             from . import loop
         except ImportError:
@@ -76,6 +80,14 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         else:
             if args.only != "cluster":
                 out.update(await loop.run(args, work, nats, pg, out))
+                if args.monolith and args.only is None and args.monolith_after:
+                    # the reference again, the system's phases between its two runs: the
+                    # ratios to their mean show how far the machine moved within the run
+                    after = await reference("monolith_after")
+                    out["baseline_monolith_after"] = after
+                    out["ratios_to_monolith_before_and_after"] = loop.to_monolith(
+                        out, bracketed(out["baseline_monolith"], after)
+                    )
             if args.cluster and args.only in (None, "cluster"):
                 from . import cluster
 
@@ -87,6 +99,17 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         nats.stop()
         pg.stop()
     return out
+
+
+def bracketed(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """The reference's figures as the mean of its runs before and after the system's."""
+    return {
+        key: (before[key] + after[key]) / 2
+        for key, value in before.items()
+        if isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and isinstance(after.get(key), int | float)
+    }
 
 
 def main() -> int:
@@ -106,6 +129,13 @@ def main() -> int:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="the reference monolith's loop on the same servers first (baseline_monolith)",
+    )
+    p.add_argument(
+        "--monolith-after",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the reference again after the system's loop (baseline_monolith_after) and the "
+        "ratios to the mean of both",
     )
     p.add_argument("--monolith-seconds", type=float, default=20.0, help="its saturation window")
     p.add_argument(
