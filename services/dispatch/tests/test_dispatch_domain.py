@@ -394,11 +394,11 @@ def test_an_extension_keeps_the_overdue_it_replaces_for_a_result_taken_by_its_de
     d1 = t.deadline
     assert t.fall_overdue(d1) and t.escalate(1, d1)
     t.extend(d1 + timedelta(minutes=30), d1 + timedelta(days=1))
-    assert (t.replaced_deadline, t.replaced_overdue_at, t.replaced_overdue_level) == (d1, d1, 0)
+    assert (t.replaced_deadline, t.replaced_overdue_level) == (d1, 0)
     taken = d1 - timedelta(seconds=3)
     t.report_handled(taken)
     assert t.withdraw_overdue(True, taken) == [Withdrawn(d1, d1, (1,))]
-    assert (t.escalation_level, t.escalated_at, t.replaced_overdue_at) == (0, None, None)
+    assert (t.escalation_level, t.escalated_at, t.replaced_deadline) == (0, None, None)
     assert t.withdraw_overdue(True, taken) == []  # once
 
 
@@ -413,7 +413,7 @@ def test_a_result_taken_after_the_replaced_deadline_leaves_its_overdue_standing(
     assert t.fall_overdue(d2) and t.escalate(2, d2)
     taken = d1 + timedelta(hours=2)
     assert t.withdraw_overdue(True, taken) == [Withdrawn(d2, d2, (2,))]
-    assert (t.escalation_level, t.replaced_overdue_at) == (1, d1)
+    assert (t.escalation_level, t.replaced_deadline) == (1, d1)
     # taken before D1 instead: both, the later first, each with its own levels
     t2 = task()
     assert t2.fall_overdue(d1) and t2.escalate(1, d1)
@@ -431,20 +431,16 @@ def test_a_result_taken_after_the_replaced_deadline_leaves_its_overdue_standing(
     t3.extend(d1 + timedelta(hours=1), d2)
     assert t3.fall_overdue(d2)
     assert t3.withdraw_overdue(False, d2 + timedelta(hours=1)) == []
-    assert (t3.overdue_at, t3.replaced_overdue_at) == (d2, d1)
+    assert (t3.overdue_at, t3.replaced_deadline) == (d2, d1)
 
 
 def test_an_extension_before_any_overdue_or_a_rework_keeps_nothing_aside() -> None:
     t = task()
     d1 = t.deadline
     t.extend(d1 - timedelta(hours=1), d1 + timedelta(days=1))
-    assert t.replaced_overdue_at is None
+    assert t.replaced_deadline is None
     assert t.fall_overdue(t.deadline)
     t.extend(t.deadline + timedelta(hours=1), t.deadline + timedelta(days=1))
-    assert t.replaced_overdue_at is not None
+    assert t.replaced_deadline is not None
     t.rework(t.deadline, t.deadline + timedelta(days=2), 1, None)
-    assert (t.replaced_deadline, t.replaced_overdue_at, t.replaced_overdue_level) == (
-        None,
-        None,
-        None,
-    )
+    assert (t.replaced_deadline, t.replaced_overdue_level) == (None, None)

@@ -923,7 +923,7 @@ def test_a_result_taken_in_time_withdraws_the_overdue_an_extension_granted_since
     [notice] = [env.data for s, env in late.pending if s.startswith("dispatch.")]
     assert datetime.fromisoformat(notice["case"]["deadline"]) == bj(2026, 11, 25, 10)
     assert "2026-11-24 10:00" in notice["note"] and "督办 1" in notice["note"]
-    assert (task.status, task.escalation_level, task.replaced_overdue_at, task.extensions) == (
+    assert (task.status, task.escalation_level, task.replaced_deadline, task.extensions) == (
         TaskStatus.HANDLED,
         0,
         None,
@@ -942,4 +942,4 @@ def test_a_result_taken_after_the_replaced_deadline_withdraws_nothing(
     late = step_at(taken + timedelta(seconds=1))
     rules.on_handled(f, handled_event(f, taken, deadline=bj(2026, 11, 25, 10), on_time=True), late)
     assert emitted(late, ev.CaseOverdueWithdrawn) == []
-    assert (task.escalation_level, task.replaced_overdue_at) == (1, deadline)
+    assert (task.escalation_level, task.replaced_deadline) == (1, deadline)

@@ -74,7 +74,6 @@ TASK_COLUMNS = (
     "manual_reminders",
     "overdue_level",
     "replaced_deadline",
-    "replaced_overdue_at",
     "replaced_overdue_level",
 )
 TASK_SELECT = f"SELECT {', '.join(f't.{c}' for c in TASK_COLUMNS)} FROM tasks t"

@@ -103,7 +103,6 @@ _TYPES: dict[str, str] = {
             "decided_at",
             "new_deadline",
             "replaced_deadline",
-            "replaced_overdue_at",
         ),
         "timestamptz",
     ),

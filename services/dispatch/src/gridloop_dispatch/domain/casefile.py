@@ -77,11 +77,11 @@ class Task:
     # the 督办 level reached before the current deadline's overdue (None: no overdue, or one
     # judged by a release that did not record it)
     overdue_level: int | None = None
-    # The overdue of a deadline an extension replaced: that deadline, when it was judged, and
-    # the 督办 level reached before it. A result handling took by that deadline (on its way
-    # while the deadline passed and the extension was granted) withdraws it too.
+    # The overdue of a deadline an extension replaced: that deadline (an overdue is judged at
+    # the deadline itself) and the 督办 level reached before it. A result handling took by
+    # that deadline (on its way while the deadline passed and the extension was granted)
+    # withdraws it too.
     replaced_deadline: datetime | None = None
-    replaced_overdue_at: datetime | None = None
     replaced_overdue_level: int | None = None
     reworks: int = 0
     extensions: int = 0
@@ -163,7 +163,7 @@ class Task:
         self.reminded_at = None
         self.overdue_at = None
         self.overdue_level = None
-        self.replaced_deadline = self.replaced_overdue_at = self.replaced_overdue_level = None
+        self.replaced_deadline = self.replaced_overdue_level = None
         self.escalation_level = 0
         self.escalated_at = None
         self.reworks = max(count, self.reworks + 1)
@@ -176,7 +176,6 @@ class Task:
         by that deadline still come (the latest such; an earlier one kept aside stands)."""
         if self.overdue_at is not None:
             self.replaced_deadline = self.deadline
-            self.replaced_overdue_at = self.overdue_at
             self.replaced_overdue_level = self._level_before_overdue()
         self.deadline = deadline
         self.window_start = at
@@ -231,16 +230,11 @@ class Task:
             self.overdue_at = None
             self.overdue_level = None
             out.append(Withdrawn(self.deadline, judged, levels))
-        replaced, earlier = self.replaced_deadline, self.replaced_overdue_at
-        if (
-            self.overdue_at is None
-            and replaced is not None
-            and earlier is not None
-            and taken_at <= replaced
-        ):
+        replaced = self.replaced_deadline
+        if self.overdue_at is None and replaced is not None and taken_at <= replaced:
             levels = self._take_back(self.replaced_overdue_level or 0)
-            self.replaced_deadline = self.replaced_overdue_at = self.replaced_overdue_level = None
-            out.append(Withdrawn(replaced, earlier, levels))
+            self.replaced_deadline = self.replaced_overdue_level = None
+            out.append(Withdrawn(replaced, replaced, levels))
         return out
 
     def _level_before_overdue(self) -> int:
