@@ -3,42 +3,16 @@ a Prometheus datasource variable), whose every query reads metrics the services 
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana").glob("*.json"))
 METRIC = re.compile(r"\bgridloop_[a-z0-9_]+\b")
-
-
-def defined_metrics() -> set[str]:
-    """Every series name the code's metrics export: the modules of the libraries and services
-    that use prometheus_client are imported, then the default registry is read."""
-    for src in [*ROOT.glob("libs/*/src"), *ROOT.glob("services/*/src")]:
-        for path in src.rglob("*.py"):
-            if "prometheus_client" in path.read_text(encoding="utf-8"):
-                importlib.import_module(".".join(path.relative_to(src).with_suffix("").parts))
-    suffixes = {
-        "counter": ("_total", "_created"),
-        "histogram": ("_bucket", "_sum", "_count", "_created"),
-        "summary": ("", "_sum", "_count", "_created"),
-        "info": ("_info",),
-    }
-    names: set[str] = set()
-    for family in REGISTRY.collect():
-        names.update(family.name + s for s in suffixes.get(family.type, ("",)))
-    return names
-
-
-@pytest.fixture(scope="module")
-def metrics() -> set[str]:
-    return {n for n in defined_metrics() if n.startswith("gridloop_")}
 
 
 def exprs(dashboard: dict[str, Any]) -> list[tuple[str, str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
-from gridloop_devkit.devstack import LocalPostgres
+from gridloop_devkit.devstack import CHECKPOINTS, LocalPostgres
 
 
 async def test_a_dropped_database_is_gone_with_the_sessions_left_on_it(
@@ -29,3 +29,15 @@ async def test_a_dropped_database_is_gone_with_the_sessions_left_on_it(
     await left_open.close()
     # dropping it again (a phase that failed before it made its database) is no error
     pg_server.drop_database("dropped_after_its_phase")
+
+
+async def test_checkpoints_are_spaced_as_in_production(pg_server: LocalPostgres) -> None:
+    """The bench and the tests measure the checkpoint spacing production runs with."""
+    conn = await asyncpg.connect(pg_server.url("postgres"))
+    try:
+        shown = {
+            name: await conn.fetchval("SELECT current_setting($1)", name) for name in CHECKPOINTS
+        }
+    finally:
+        await conn.close()
+    assert shown == CHECKPOINTS

@@ -1,0 +1,80 @@
+"""What production is deployed with beside the services: the alerts in
+deploy/overlays/production/monitoring.yaml read metrics that exist (the services' own, and the
+NATS exporter's of the image the overlay runs), and PostgreSQL runs with the checkpoint spacing
+the bench and the tests measure (gridloop_devkit.devstack.CHECKPOINTS)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from gridloop_devkit.devstack import CHECKPOINTS
+
+PRODUCTION = Path(__file__).resolve().parents[2] / "deploy" / "overlays" / "production"
+GRIDLOOP_METRIC = re.compile(r"\bgridloop_[a-z0-9_]+\b")
+JETSTREAM_METRIC = re.compile(r"\bjetstream_[a-z0-9_]+\b")
+# The JetStream series of natsio/prometheus-nats-exporter 0.16.0 with -jsz=all (its
+# collector/jsz.go): the server's, each stream's and each consumer's.
+EXPORTER_JETSTREAM = {
+    "jetstream_server_jetstream_disabled",
+    "jetstream_server_total_streams",
+    "jetstream_server_total_consumers",
+    "jetstream_server_total_messages",
+    "jetstream_server_total_message_bytes",
+    "jetstream_server_max_memory",
+    "jetstream_server_max_storage",
+    "jetstream_stream_total_messages",
+    "jetstream_stream_total_bytes",
+    "jetstream_stream_first_seq",
+    "jetstream_stream_last_seq",
+    "jetstream_stream_consumer_count",
+    "jetstream_consumer_delivered_consumer_seq",
+    "jetstream_consumer_delivered_stream_seq",
+    "jetstream_consumer_num_ack_pending",
+    "jetstream_consumer_num_redelivered",
+    "jetstream_consumer_num_waiting",
+    "jetstream_consumer_num_pending",
+    "jetstream_consumer_ack_floor_stream_seq",
+    "jetstream_consumer_ack_floor_consumer_seq",
+}
+
+
+def documents(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((PRODUCTION / name).read_text(encoding="utf-8")) if d]
+
+
+def alerts() -> dict[str, dict[str, Any]]:
+    (rule,) = [d for d in documents("monitoring.yaml") if d["kind"] == "PrometheusRule"]
+    return {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
+
+
+def test_every_alert_reads_metrics_that_exist(metrics: set[str]) -> None:
+    for name, rule in alerts().items():
+        expr = rule["expr"]
+        assert set(GRIDLOOP_METRIC.findall(expr)) <= metrics, name
+        assert set(JETSTREAM_METRIC.findall(expr)) <= EXPORTER_JETSTREAM, name
+
+
+def test_the_exporter_whose_series_the_alerts_read_is_the_one_deployed() -> None:
+    (nats,) = [d for d in documents("nats-cluster.yaml") if d["kind"] == "StatefulSet"]
+    containers = {c["name"]: c for c in nats["spec"]["template"]["spec"]["containers"]}
+    assert containers["metrics"]["image"] == "natsio/prometheus-nats-exporter:0.16.0"
+    assert "-jsz=all" in containers["metrics"]["args"]
+
+
+@pytest.mark.parametrize(
+    "name", ["GridloopJetStreamStoreFilling", "GridloopJetStreamStoreFullWithin30Days"]
+)
+def test_jetstream_filling_its_store_is_alerted(name: str) -> None:
+    expr = alerts()[name]["expr"]
+    assert "jetstream_server_total_message_bytes" in expr
+    assert "jetstream_server_max_storage" in expr
+
+
+def test_postgresql_checkpoints_as_the_bench_measures() -> None:
+    (cluster,) = [d for d in documents("postgres-cluster.yaml") if d["kind"] == "Cluster"]
+    parameters = cluster["spec"]["postgresql"]["parameters"]
+    assert {name: parameters.get(name) for name in CHECKPOINTS} == CHECKPOINTS
