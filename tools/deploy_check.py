@@ -14,7 +14,8 @@ For each overlay under deploy/overlays (rendered with `kubectl kustomize`):
    its Service, PodDisruptionBudget, NetworkPolicy (and HorizontalPodAutoscaler);
 4. Secrets and ConfigMaps that the overlay renders hold every key referenced;
 5. the NATS config the overlay ships parses (`nats-server -t`), its auth.conf is the
-   generated one, and STREAM_REPLICAS fits the NATS cluster.
+   generated one, STREAM_REPLICAS fits the NATS cluster, and STREAM_MAX_AGE_DAYS is one
+   the services take.
 
 Also: the files tools/gen_nats_config.py generates are not stale.
 
@@ -41,6 +42,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gen_nats_config
+from gridloop_runtime.retention import stream_ages
 
 ROOT = Path(__file__).resolve().parent.parent
 OVERLAYS_DIR = ROOT / "deploy" / "overlays"
@@ -441,6 +443,12 @@ def check_nats(overlay: str, docs: list[dict[str, Any]], report: Report) -> None
         report.problem(where, f"STREAM_REPLICAS={stream_replicas} > {replicas} NATS servers")
     if replicas >= 3 and stream_replicas < 3:
         report.problem(where, f"a {replicas}-node cluster with STREAM_REPLICAS={stream_replicas}")
+    # the streams' ages as the services will read them at start-up (they refuse a bad one)
+    ages = (common[0].get("data") or {}).get("STREAM_MAX_AGE_DAYS", "") if common else ""
+    try:
+        stream_ages(ages)
+    except ValueError as exc:
+        report.problem(where, str(exc))
     if replicas >= 3 and "sync_interval: always" not in data["nats.conf"]:
         report.problem(where, "a production cluster must fsync every write (sync_interval: always)")
 

@@ -50,6 +50,26 @@ def test_deploy_check_names_a_missing_variable(
 
 
 @needs_kubectl
+def test_deploy_check_refuses_an_age_on_cases(
+    check: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The production overlay ages the feeds; aging CASES too is what the services would
+    refuse at start-up, so the check refuses it before anything is applied."""
+    copy = tmp_path / "deploy"
+    shutil.copytree(ROOT / "deploy", copy)
+    overlay = copy / "overlays" / "production" / "kustomization.yaml"
+    text = overlay.read_text()
+    assert "STREAM_MAX_AGE_DAYS=INTAKE=30," in text
+    overlay.write_text(text.replace("STREAM_MAX_AGE_DAYS=", "STREAM_MAX_AGE_DAYS=CASES=365,"))
+    monkeypatch.setattr(check, "OVERLAYS_DIR", copy / "overlays")
+    report = check.Report()
+    check.check_overlay("production", ["latest"], report)
+    assert any("STREAM_MAX_AGE_DAYS: CASES keeps every event" in p for p in report.problems), (
+        report.problems
+    )
+
+
+@needs_kubectl
 def test_deploy_check_rejects_an_unknown_field(
     check: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

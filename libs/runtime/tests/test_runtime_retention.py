@@ -140,3 +140,39 @@ def test_safe_retentions_are_taken() -> None:
             {"SERVICE_NAME": "x", "INBOX_RETENTION_DAYS": inbox, "OUTBOX_RETENTION_DAYS": outbox}
         )
         assert s.retention.problem() is None
+
+
+def test_stream_ages_are_read_in_days_by_stream() -> None:
+    assert retention.stream_ages("") == {}
+    assert retention.stream_ages(" intake = 30, DISPATCH=90.5 ,NOTIFY=0,") == {
+        "INTAKE": 30.0,
+        "DISPATCH": 90.5,
+        "NOTIFY": 0.0,
+    }
+    s = ServiceSettings.model_validate(
+        {"SERVICE_NAME": "x", "STREAM_MAX_AGE_DAYS": "HANDLING=30,DLQ=0"}
+    )
+    assert s.stream_max_ages_s == {"HANDLING": 30 * 86400, "DLQ": 0}
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ("CASES=365", "CASES keeps every event"),
+        ("cases=0", "CASES keeps every event"),
+        ("OUTBOX=30", "no stream 'OUTBOX'"),
+        ("INTAKE=30,INTAKE=60", "INTAKE is named twice"),
+        ("INTAKE", "'INTAKE' is not STREAM=DAYS"),
+        ("INTAKE=a month", "INTAKE='a month' is not a number of days"),
+        ("INTAKE=0.5", "INTAKE=0.5 must be 0 .for ever. or at least 1 day"),
+        ("INTAKE=-30", "INTAKE=-30 must be 0"),
+        ("INTAKE=nan", "INTAKE=nan must be 0"),
+    ],
+)
+def test_a_stream_age_that_would_lose_what_is_read_again_is_refused(
+    setting: str, named: str
+) -> None:
+    """At start-up, naming the setting and the stream: never CASES, never an age shorter
+    than a night of a reader standing still, nothing the operator did not mean."""
+    with pytest.raises(ValidationError, match=f"STREAM_MAX_AGE_DAYS: {named}"):
+        ServiceSettings.model_validate({"SERVICE_NAME": "x", "STREAM_MAX_AGE_DAYS": setting})

@@ -7,8 +7,8 @@ import contextlib
 import functools
 import json
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import nats
@@ -209,6 +209,7 @@ async def keep_streams(
     specs: Sequence[StreamSpec] = STREAMS,
     *,
     replicas: int = 1,
+    max_ages_s: Mapping[str, float] | None = None,
     feeds: Sequence[Feed] = (),
 ) -> None:
     """After a reconnect: the server may have come back without its store (lost, or a new
@@ -216,7 +217,7 @@ async def keep_streams(
     survived."""
     for attempt in range(60):
         try:
-            await ensure_streams(js, specs, replicas=replicas)
+            await ensure_streams(js, specs, replicas=replicas, max_ages_s=max_ages_s)
             await ensure_feeds(js, feeds)
             return
         except Exception as exc:
@@ -277,7 +278,11 @@ async def when_available(
                 raise
 
 
-def stream_config(spec: StreamSpec, replicas: int = 1) -> StreamConfig:
+def stream_config(
+    spec: StreamSpec, replicas: int = 1, max_age_s: float | None = None
+) -> StreamConfig:
+    """The stream as the services make it; `max_age_s` None or 0: its messages kept for
+    ever."""
     return StreamConfig(
         name=spec.name,
         subjects=list(spec.subjects),
@@ -287,6 +292,7 @@ def stream_config(spec: StreamSpec, replicas: int = 1) -> StreamConfig:
         discard=DiscardPolicy.OLD,
         num_replicas=replicas,
         duplicate_window=DUPLICATE_WINDOW_S,
+        max_age=max_age_s or None,
     )
 
 
@@ -295,29 +301,43 @@ async def ensure_streams(
     specs: Sequence[StreamSpec] = STREAMS,
     *,
     replicas: int = 1,
+    max_ages_s: Mapping[str, float] | None = None,
     wait_s: float = JETSTREAM_WAIT_S,
 ) -> None:
-    """Create each stream, or update it to the wanted subjects; safe to call from every
-    replica, and waits (up to `wait_s`) for a JetStream that cannot act yet."""
+    """Create each stream, or update it to the wanted subjects and, for a stream named in
+    `max_ages_s` (seconds, 0: for ever; STREAM_MAX_AGE_DAYS), the wanted age; a stream not
+    named there keeps the age it has. Safe to call from every replica, and waits (up to
+    `wait_s`) for a JetStream that cannot act yet."""
+    ages = max_ages_s or {}
     for spec in specs:
-        cfg = stream_config(spec, replicas)
+        cfg = stream_config(spec, replicas, ages.get(spec.name))
         await when_available(
-            functools.partial(_ensure_stream, js, spec, cfg),
+            functools.partial(_ensure_stream, js, spec, cfg, aged=spec.name in ages),
             what=f"stream {spec.name}",
             wait_s=wait_s,
         )
 
 
-async def _ensure_stream(js: JetStreamContext, spec: StreamSpec, cfg: StreamConfig) -> None:
+async def _ensure_stream(
+    js: JetStreamContext, spec: StreamSpec, cfg: StreamConfig, *, aged: bool
+) -> None:
     try:
         info = await js.stream_info(spec.name)
     except NotFoundError:
         await js.add_stream(cfg)
-        log.info("stream created", stream=spec.name, replicas=cfg.num_replicas)
+        log.info(
+            "stream created", stream=spec.name, replicas=cfg.num_replicas, max_age_s=cfg.max_age
+        )
         return
-    if sorted(info.config.subjects or []) != sorted(spec.subjects):
+    have_age = info.config.max_age or 0.0
+    new_subjects = sorted(info.config.subjects or []) != sorted(spec.subjects)
+    # whole seconds: the server keeps nanoseconds, the setting is days
+    new_age = aged and round(have_age) != round(cfg.max_age or 0.0)
+    if new_subjects or new_age:
+        if not aged:
+            cfg = replace(cfg, max_age=have_age or None)
         await js.update_stream(cfg)
-        log.info("stream updated", stream=spec.name)
+        log.info("stream updated", stream=spec.name, subjects=new_subjects, max_age_s=cfg.max_age)
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,24 @@ commands, whose rows are what makes re-publishing and re-sending safe:
   any sender retries (the department kits retry for minutes).
 
 Timers that fired or were cancelled are history nobody reads (the events they caused are
-in the outbox and the case files): `TIMERS_RETENTION_DAYS`, 30 by default."""
+in the outbox and the case files): `TIMERS_RETENTION_DAYS`, 30 by default.
+
+JetStream's streams keep their messages for ever unless `STREAM_MAX_AGE_DAYS` gives one an
+age (`stream_ages`; the streams are created and updated by the services, bus.ensure_streams):
+the feeds read once (reports in, the departments' and integrators' feeds, the departments'
+commands, scores, dead letters) may age; `CASES`, read again from its first event by every
+replay, never does."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass
+from typing import Final
 
 import asyncpg
 import structlog
+from gridloop_contracts.subjects import STREAMS
 
 from . import metrics
 from .db import check_schema, lock_key
@@ -80,6 +89,55 @@ class Retention:
                 "effect twice"
             )
         return None
+
+
+# Streams read again from their first message: CASES (scoring's replay, a new read model, the
+# case files built again; docs/operations.md "Replay a projection"). Never aged.
+STREAMS_KEPT_FOR_EVER: Final = frozenset({"CASES"})
+# Shorter, and a report would be lost whenever intake stood still over a night.
+MIN_STREAM_AGE_DAYS: Final = 1.0
+
+
+def stream_ages(text: str) -> dict[str, float]:
+    """`STREAM_MAX_AGE_DAYS` read: `"INTAKE=30, DISPATCH=90"` gives `{"INTAKE": 30.0,
+    "DISPATCH": 90.0}`, the days each named stream keeps a message (0: for ever). A stream not
+    named keeps the age it has (none when the services created it). ValueError naming the
+    setting and the stream for a stream that does not exist, one named twice, `CASES`, or an
+    age that is not 0 nor at least MIN_STREAM_AGE_DAYS."""
+    known = {spec.name for spec in STREAMS}
+    ages: dict[str, float] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip().upper()
+        if not sep:
+            raise ValueError(f"STREAM_MAX_AGE_DAYS: {item.strip()!r} is not STREAM=DAYS")
+        if name not in known:
+            raise ValueError(
+                f"STREAM_MAX_AGE_DAYS: no stream {name!r} (streams: {', '.join(sorted(known))})"
+            )
+        if name in STREAMS_KEPT_FOR_EVER:
+            raise ValueError(
+                f"STREAM_MAX_AGE_DAYS: {name} keeps every event for ever: scoring's replay and "
+                "every read model built again read it from its first event"
+            )
+        if name in ages:
+            raise ValueError(f"STREAM_MAX_AGE_DAYS: {name} is named twice")
+        try:
+            days = float(value)
+        except ValueError:
+            raise ValueError(
+                f"STREAM_MAX_AGE_DAYS: {name}={value.strip()!r} is not a number of days"
+            ) from None
+        if not math.isfinite(days) or (days != 0 and days < MIN_STREAM_AGE_DAYS):
+            raise ValueError(
+                f"STREAM_MAX_AGE_DAYS: {name}={value.strip()} must be 0 (for ever) or at least "
+                f"{MIN_STREAM_AGE_DAYS:g} day: a shorter age loses what came in while its "
+                "reader stood still"
+            )
+        ages[name] = days
+    return ages
 
 
 async def prune(pool: asyncpg.Pool, schema: str, retention: Retention) -> dict[str, int]:

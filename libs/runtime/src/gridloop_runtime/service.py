@@ -156,7 +156,10 @@ class Runtime:
         async def streams_again() -> None:
             if self.js is not None:
                 await bus.keep_streams(
-                    self.js, replicas=s.stream_replicas, feeds=self.definition.feeds
+                    self.js,
+                    replicas=s.stream_replicas,
+                    max_ages_s=s.stream_max_ages_s,
+                    feeds=self.definition.feeds,
                 )
 
         self.nc = await bus.connect(
@@ -167,7 +170,9 @@ class Runtime:
             on_reconnected=streams_again,
         )
         self.js = self.nc.jetstream(publish_async_max_pending=4000)
-        await bus.ensure_streams(self.js, replicas=s.stream_replicas)
+        await bus.ensure_streams(
+            self.js, replicas=s.stream_replicas, max_ages_s=s.stream_max_ages_s
+        )
         await bus.ensure_feeds(self.js, self.definition.feeds)
         # Consumers and timers wait for a connection as long as it takes; the HTTP API
         # (rt.uow) waits at most DB_ACQUIRE_TIMEOUT_S and answers 503 (limits.py).

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .db import RANDOM_PAGE_COST
-from .retention import Retention
+from .retention import Retention, stream_ages
 
 
 def _default_city_dir() -> Path:
@@ -83,6 +83,9 @@ class ServiceSettings(BaseSettings):
     consumer_patient_linger_s: float = Field(0.25, ge=0, le=10, alias="CONSUMER_PATIENT_LINGER_S")
     # streams
     stream_replicas: int = Field(1, alias="STREAM_REPLICAS")
+    # days a stream keeps a message, e.g. "INTAKE=30,DISPATCH=90" (0: for ever); a stream
+    # not named keeps the age it has; never CASES (retention.stream_ages)
+    stream_max_age_days: str = Field("", alias="STREAM_MAX_AGE_DAYS")
     # outbox relay and timers
     outbox_batch: int = Field(512, alias="OUTBOX_BATCH")
     outbox_poll_s: float = Field(1.0, alias="OUTBOX_POLL_S")
@@ -127,6 +130,17 @@ class ServiceSettings(BaseSettings):
             outbox_days=self.outbox_retention_days,
             commands_days=self.commands_retention_days,
         )
+
+    @property
+    def stream_max_ages_s(self) -> dict[str, float]:
+        """The streams' ages in seconds, by stream name (0: for ever)."""
+        return {name: days * 86400 for name, days in stream_ages(self.stream_max_age_days).items()}
+
+    @field_validator("stream_max_age_days")
+    @classmethod
+    def _known_stream_ages(cls, value: str) -> str:
+        stream_ages(value)
+        return value
 
     @model_validator(mode="after")
     def _safe_retention(self) -> ServiceSettings:
