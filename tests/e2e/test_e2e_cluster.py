@@ -13,6 +13,7 @@ import contextlib
 import functools
 import itertools
 import math
+import re
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -32,6 +33,7 @@ from gridloop_contracts.inbound import ReportV1
 from gridloop_devkit.devstack import LocalNatsCluster
 from gridloop_devkit.launcher import Stack
 from gridloop_devkit.testing import load_module, read_stream, wait_for
+from gridloop_runtime import retention
 from gridloop_runtime.outbox import unsent_count
 from nats.aio.client import Client
 
@@ -41,8 +43,23 @@ PHOTO = "https://evidence.example.org/cluster/verified.jpg"
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 NATS_NODES = 3
 REPLICAS = 2
-# A message handed to a node that dies unacknowledged is delivered again after this.
-STACK_ENV = {"CONSUMER_ACK_WAIT_S": "10", "CONSUMER_RETRY_DELAY_S": "0.2"}
+
+
+def production_stream_ages() -> str:
+    """STREAM_MAX_AGE_DAYS as the production overlay sets it."""
+    overlay = ROOT / "deploy" / "overlays" / "production" / "kustomization.yaml"
+    found = re.search(r"- STREAM_MAX_AGE_DAYS=(\S+)", overlay.read_text())
+    assert found, "the production overlay sets no STREAM_MAX_AGE_DAYS"
+    return found.group(1)
+
+
+# A message handed to a node that dies unacknowledged is delivered again after this; the
+# streams aged as in production.
+STACK_ENV = {
+    "CONSUMER_ACK_WAIT_S": "10",
+    "CONSUMER_RETRY_DELAY_S": "0.2",
+    "STREAM_MAX_AGE_DAYS": production_stream_ages(),
+}
 BEFORE, DURING = 6, 12  # reports before the fault, and sent while it happens
 
 
@@ -245,11 +262,14 @@ async def traffic(stack: Stack, city: City) -> AsyncIterator[Traffic]:
 
 
 async def test_the_streams_are_replicated_on_three_nodes(traffic: Traffic) -> None:
-    for stream in ("INTAKE", "CASES", "DISPATCH", "HANDLING", "NOTIFY", "DLQ"):
+    ages = retention.stream_ages(STACK_ENV["STREAM_MAX_AGE_DAYS"])
+    assert ages and "CASES" not in ages
+    for stream in ("INTAKE", "CASES", "DISPATCH", "HANDLING", "NOTIFY", "SCORES", "DLQ"):
         info = await traffic.js.stream_info(stream)
         assert info.config.num_replicas == 3, stream
         assert info.cluster is not None and info.cluster.leader, stream
         assert len(info.cluster.replicas or []) == 2, stream
+        assert round(info.config.max_age or 0) == ages.get(stream, 0) * 86400, stream
 
 
 async def test_reports_over_nats_and_rest_run_the_loop_to_closed(traffic: Traffic) -> None:
