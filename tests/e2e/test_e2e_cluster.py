@@ -270,6 +270,7 @@ async def test_the_streams_are_replicated_on_three_nodes(traffic: Traffic) -> No
         assert info.cluster is not None and info.cluster.leader, stream
         assert len(info.cluster.replicas or []) == 2, stream
         assert round(info.config.max_age or 0) == ages.get(stream, 0) * 86400, stream
+        assert info.config.compression == "s2", stream
 
 
 async def test_reports_over_nats_and_rest_run_the_loop_to_closed(traffic: Traffic) -> None:

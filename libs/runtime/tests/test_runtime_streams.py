@@ -1,17 +1,27 @@
-"""The streams' ages on a real nats-server (STREAM_MAX_AGE_DAYS): a stream named gets its
-age, at creation and in place on a stream the previous release created (its messages and
-consumers kept); a stream not named keeps the age it has, hand-set ones included."""
+"""The streams' ages and compression on a real nats-server (STREAM_MAX_AGE_DAYS,
+STREAM_COMPRESSION): a stream named gets its age, at creation and in place on a stream the
+previous release created (its messages and consumers kept); a stream not named keeps the age
+it has, hand-set ones included; every stream is stored S2-compressed unless told otherwise,
+and a full block of real events then takes a fraction of the disk."""
 
 from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import nats
 import pytest
 from gridloop_contracts.subjects import STREAMS, StreamSpec
+from gridloop_devkit.devstack import LocalNats
 from gridloop_devkit.testing import running, settings_for
 from gridloop_runtime import bus
 from gridloop_runtime.service import ServiceDefinition
+from gridloop_runtime.settings import ServiceSettings
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, StreamConfig
+from nats.js.api import ConsumerConfig, StoreCompression, StreamConfig
+from pydantic import ValidationError
 
 DAY = 86400.0
 
@@ -36,6 +46,115 @@ async def test_named_streams_are_made_with_their_age_and_the_rest_kept_for_ever(
         }
     finally:
         await nc.close()
+
+
+async def compressions(js: JetStreamContext) -> set[str]:
+    return {str((await js.stream_info(spec.name)).config.compression) for spec in STREAMS}
+
+
+async def test_the_previous_releases_streams_are_compressed_in_place_and_back(
+    nats_url: str,
+) -> None:
+    """The previous release made its streams uncompressed: the next start compresses them,
+    messages kept; STREAM_COMPRESSION=none turns it off again."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        await bus.ensure_streams(js, compression=StoreCompression.NONE)
+        assert await compressions(js) == {"none"}
+        await js.publish("case.pinged", b"{}")
+
+        await bus.ensure_streams(js)
+        assert await compressions(js) == {"s2"}
+        assert (await js.stream_info("CASES")).state.messages == 1
+
+        await bus.ensure_streams(js, compression=StoreCompression.NONE)
+        assert await compressions(js) == {"none"}
+    finally:
+        await nc.close()
+
+
+async def test_the_cases_stream_stores_a_closed_loops_events_in_a_fraction_of_the_disk(
+    work_dir: Path,
+) -> None:
+    """The same events, one stream compressed and one not, until several file blocks are
+    full: the compressed one's files take under half the disk (the loop's real events, about
+    1 kB each, take about a quarter; docs/operations.md, "Scale")."""
+    server = LocalNats(work_dir / f"nats-s2-{uuid.uuid4().hex[:8]}").start()
+    try:
+        nc = await nats.connect(server.url)
+        js = nc.jetstream(publish_async_max_pending=2000)
+        for name, compression in (("PLAIN", StoreCompression.NONE), ("S2", StoreCompression.S2)):
+            spec = StreamSpec(name, (f"{name.lower()}.>",), "")
+            await js.add_stream(bus.stream_config(spec, compression=compression))
+        # the server compresses a file block once it is full (8 MB for a stream with no
+        # size limit): 25,000 events of about 1 kB fill three
+        for n in range(25_000):
+            event = case_accepted(n)
+            for name in ("plain", "s2"):
+                await js.publish_async(
+                    f"{name}.accepted", event, headers={"Nats-Msg-Id": f"{name}{n}"}
+                )
+        await js.publish_async_completed()
+        await nc.close()
+    finally:
+        server.stop()
+    plain, s2 = (on_disk(server.store_dir, name) for name in ("PLAIN", "S2"))
+    assert plain > 25_000 * 900, plain
+    assert s2 < plain / 2, (plain, s2)
+
+
+def case_accepted(n: int) -> bytes:
+    """A `case.accepted` body as intake writes it (its report inside), each one different."""
+    at = datetime(2026, 12, 7, 8, 0, tzinfo=UTC) + timedelta(seconds=n)
+    place = {"lat": round(39.87 + n % 997 * 1e-5, 6), "lon": round(116.38 + n % 991 * 1e-5, 6)}
+    where = {
+        "category_code": f"E01{n % 20:02d}",
+        "cell_code": f"110101016004{n % 9999:04d}",
+        "community_code": "110101016004",
+        "subdistrict_code": "110101016",
+    }
+    case_id = f"110101-20261207-{n:06d}"
+    actor = {"id": "intake", "role": "system", "name": "受理规则 / intake rules"}
+    report = {
+        "case_id": case_id,
+        "occurred_at": at.isoformat(),
+        "actor": actor,
+        **where,
+        "report_id": f"r{uuid.uuid4().hex[:20]}",
+        "channel": "patrol",
+        "source": "patrol-app",
+        "external_id": uuid.uuid4().hex,
+        "description": f"垃圾满溢 第{n}号",
+        "location": place,
+        "urgency": "normal",
+        "reporter_user_id": f"sup-{n % 40:03d}",
+        "attachments": [],
+        "reported_at": (at - timedelta(seconds=2)).isoformat(),
+    }
+    body = {
+        "case_id": case_id,
+        "occurred_at": at.isoformat(),
+        "actor": actor,
+        **where,
+        "urgency": "normal",
+        "description": report["description"],
+        "location": place,
+        "channel": "patrol",
+        "source": "patrol-app",
+        "attachments": [],
+        "auto": True,
+        "reported_at": report["reported_at"],
+        "reporter_user_id": report["reporter_user_id"],
+        "report": report,
+    }
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+def on_disk(store_dir: Path, stream: str) -> int:
+    """Bytes of the stream's message files."""
+    folder = store_dir / "js" / "jetstream" / "$G" / "streams" / stream / "msgs"
+    return sum(f.stat().st_size for f in folder.iterdir())
 
 
 async def test_an_age_is_set_in_place_on_the_previous_releases_stream(nats_url: str) -> None:
@@ -101,3 +220,10 @@ async def test_a_service_gives_the_streams_the_ages_of_its_settings(
     assert got == {
         spec.name: {"HANDLING": 30 * DAY, "DLQ": 400 * DAY}.get(spec.name, 0) for spec in STREAMS
     }
+
+
+def test_a_compression_the_server_does_not_know_is_refused_naming_the_setting() -> None:
+    with pytest.raises(ValidationError, match="STREAM_COMPRESSION"):
+        ServiceSettings.model_validate({"SERVICE_NAME": "x", "STREAM_COMPRESSION": "zstd"})
+    default = ServiceSettings.model_validate({"SERVICE_NAME": "x"})
+    assert default.stream_store_compression is StoreCompression.S2

@@ -26,6 +26,7 @@ from nats.js.api import (
     DiscardPolicy,
     RetentionPolicy,
     StorageType,
+    StoreCompression,
     StreamConfig,
 )
 from nats.js.errors import NotFoundError
@@ -210,6 +211,7 @@ async def keep_streams(
     *,
     replicas: int = 1,
     max_ages_s: Mapping[str, float] | None = None,
+    compression: StoreCompression = StoreCompression.S2,
     feeds: Sequence[Feed] = (),
 ) -> None:
     """After a reconnect: the server may have come back without its store (lost, or a new
@@ -217,7 +219,9 @@ async def keep_streams(
     survived."""
     for attempt in range(60):
         try:
-            await ensure_streams(js, specs, replicas=replicas, max_ages_s=max_ages_s)
+            await ensure_streams(
+                js, specs, replicas=replicas, max_ages_s=max_ages_s, compression=compression
+            )
             await ensure_feeds(js, feeds)
             return
         except Exception as exc:
@@ -279,10 +283,15 @@ async def when_available(
 
 
 def stream_config(
-    spec: StreamSpec, replicas: int = 1, max_age_s: float | None = None
+    spec: StreamSpec,
+    replicas: int = 1,
+    max_age_s: float | None = None,
+    compression: StoreCompression = StoreCompression.S2,
 ) -> StreamConfig:
     """The stream as the services make it; `max_age_s` None or 0: its messages kept for
-    ever."""
+    ever. `compression` (STREAM_COMPRESSION): how the server stores a file block once it is
+    full, S2 by default (a closed loop's `CASES` events take about a quarter of the disk;
+    docs/operations.md, "Scale")."""
     return StreamConfig(
         name=spec.name,
         subjects=list(spec.subjects),
@@ -293,6 +302,7 @@ def stream_config(
         num_replicas=replicas,
         duplicate_window=DUPLICATE_WINDOW_S,
         max_age=max_age_s or None,
+        compression=compression,
     )
 
 
@@ -302,15 +312,16 @@ async def ensure_streams(
     *,
     replicas: int = 1,
     max_ages_s: Mapping[str, float] | None = None,
+    compression: StoreCompression = StoreCompression.S2,
     wait_s: float = JETSTREAM_WAIT_S,
 ) -> None:
-    """Create each stream, or update it to the wanted subjects and, for a stream named in
-    `max_ages_s` (seconds, 0: for ever; STREAM_MAX_AGE_DAYS), the wanted age; a stream not
-    named there keeps the age it has. Safe to call from every replica, and waits (up to
-    `wait_s`) for a JetStream that cannot act yet."""
+    """Create each stream, or update it to the wanted subjects and compression and, for a
+    stream named in `max_ages_s` (seconds, 0: for ever; STREAM_MAX_AGE_DAYS), the wanted
+    age; a stream not named there keeps the age it has. Safe to call from every replica, and
+    waits (up to `wait_s`) for a JetStream that cannot act yet."""
     ages = max_ages_s or {}
     for spec in specs:
-        cfg = stream_config(spec, replicas, ages.get(spec.name))
+        cfg = stream_config(spec, replicas, ages.get(spec.name), compression)
         await when_available(
             functools.partial(_ensure_stream, js, spec, cfg, aged=spec.name in ages),
             what=f"stream {spec.name}",
@@ -333,11 +344,19 @@ async def _ensure_stream(
     new_subjects = sorted(info.config.subjects or []) != sorted(spec.subjects)
     # whole seconds: the server keeps nanoseconds, the setting is days
     new_age = aged and round(have_age) != round(cfg.max_age or 0.0)
-    if new_subjects or new_age:
+    # a new compression takes effect on the blocks written from now on
+    new_compression = (info.config.compression or StoreCompression.NONE) != cfg.compression
+    if new_subjects or new_age or new_compression:
         if not aged:
             cfg = replace(cfg, max_age=have_age or None)
         await js.update_stream(cfg)
-        log.info("stream updated", stream=spec.name, subjects=new_subjects, max_age_s=cfg.max_age)
+        log.info(
+            "stream updated",
+            stream=spec.name,
+            subjects=new_subjects,
+            max_age_s=cfg.max_age,
+            compression=str(cfg.compression),
+        )
 
 
 @dataclass(frozen=True)

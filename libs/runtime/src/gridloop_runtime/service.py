@@ -159,6 +159,7 @@ class Runtime:
                     self.js,
                     replicas=s.stream_replicas,
                     max_ages_s=s.stream_max_ages_s,
+                    compression=s.stream_store_compression,
                     feeds=self.definition.feeds,
                 )
 
@@ -171,7 +172,10 @@ class Runtime:
         )
         self.js = self.nc.jetstream(publish_async_max_pending=4000)
         await bus.ensure_streams(
-            self.js, replicas=s.stream_replicas, max_ages_s=s.stream_max_ages_s
+            self.js,
+            replicas=s.stream_replicas,
+            max_ages_s=s.stream_max_ages_s,
+            compression=s.stream_store_compression,
         )
         await bus.ensure_feeds(self.js, self.definition.feeds)
         # Consumers and timers wait for a connection as long as it takes; the HTTP API

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from nats.js.api import StoreCompression
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -86,6 +87,9 @@ class ServiceSettings(BaseSettings):
     # days a stream keeps a message, e.g. "INTAKE=30,DISPATCH=90" (0: for ever); a stream
     # not named keeps the age it has; never CASES (retention.stream_ages)
     stream_max_age_days: str = Field("", alias="STREAM_MAX_AGE_DAYS")
+    # how the server stores the streams' full file blocks: s2 (about a quarter of the disk
+    # for CASES) or none; changed in place, for the blocks written from then on
+    stream_compression: Literal["s2", "none"] = Field("s2", alias="STREAM_COMPRESSION")
     # outbox relay and timers
     outbox_batch: int = Field(512, alias="OUTBOX_BATCH")
     outbox_poll_s: float = Field(1.0, alias="OUTBOX_POLL_S")
@@ -135,6 +139,10 @@ class ServiceSettings(BaseSettings):
     def stream_max_ages_s(self) -> dict[str, float]:
         """The streams' ages in seconds, by stream name (0: for ever)."""
         return {name: days * 86400 for name, days in stream_ages(self.stream_max_age_days).items()}
+
+    @property
+    def stream_store_compression(self) -> StoreCompression:
+        return StoreCompression(self.stream_compression)
 
     @field_validator("stream_max_age_days")
     @classmethod
