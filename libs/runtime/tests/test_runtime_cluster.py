@@ -16,6 +16,7 @@ from gridloop_contracts.subjects import STREAMS
 from gridloop_devkit.devstack import LocalNatsCluster
 from gridloop_devkit.testing import wait_for
 from gridloop_runtime import bus
+from nats.js.api import StoreCompression
 
 
 async def test_streams_are_created_r3_on_a_cluster_that_has_just_started(
@@ -35,6 +36,39 @@ async def test_streams_are_created_r3_on_a_cluster_that_has_just_started(
             assert info.cluster is not None and len(info.cluster.replicas or []) == 2
         # every replica of every service does the same at start-up: nothing changes
         await bus.ensure_streams(js, replicas=3)
+        await nc.close()
+    finally:
+        cluster.stop()
+
+
+async def test_the_previous_releases_r3_streams_are_compressed_and_aged_in_place(
+    work_dir: Path,
+) -> None:
+    """An upgrade on the production shape: streams R3, plain and kept for ever as the
+    previous release made them, holding messages; the next start compresses them all and
+    ages the feeds named, on every node, messages kept."""
+    cluster = LocalNatsCluster(work_dir / "cluster-upgrade", log_dir=work_dir / "cluster-upgrade")
+    cluster.start()
+    try:
+        nc = await nats.connect(cluster.url.split(","))
+        js = nc.jetstream()
+        await bus.ensure_streams(js, replicas=3, compression=StoreCompression.NONE)
+        for i in range(5):
+            await bus.when_available(
+                functools.partial(
+                    js.publish, "intake.hotline.x", b"{}", headers={"Nats-Msg-Id": f"r{i}"}
+                ),
+                what="INTAKE",
+            )
+
+        await bus.ensure_streams(js, replicas=3, max_ages_s={"INTAKE": 30 * 86400})
+
+        for spec in STREAMS:
+            config = (await js.stream_info(spec.name)).config
+            assert config.compression == "s2", spec.name
+            assert config.num_replicas == 3, spec.name
+            assert round(config.max_age or 0) == (30 * 86400 if spec.name == "INTAKE" else 0)
+        assert (await js.stream_info("INTAKE")).state.messages == 5
         await nc.close()
     finally:
         cluster.stop()
