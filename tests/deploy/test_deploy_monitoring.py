@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from gridloop_devkit.devstack import CHECKPOINTS
+from gridloop_runtime.bus import Feed
 
 PRODUCTION = Path(__file__).resolve().parents[2] / "deploy" / "overlays" / "production"
 GRIDLOOP_METRIC = re.compile(r"\bgridloop_[a-z0-9_]+\b")
@@ -72,6 +73,22 @@ def test_jetstream_filling_its_store_is_alerted(name: str) -> None:
     expr = alerts()[name]["expr"]
     assert "jetstream_server_total_message_bytes" in expr
     assert "jetstream_server_max_storage" in expr
+
+
+def test_a_feed_that_stopped_reading_is_alerted_by_the_names_the_feeds_have() -> None:
+    """The feeds' streams age their messages read or not: a department's or integrator's
+    durable feed that stopped reading must be seen before its messages go."""
+    expr = alerts()["GridloopFeedStandingStill"]["expr"]
+    assert "jetstream_consumer_num_pending" in expr
+    assert "jetstream_consumer_ack_floor_stream_seq" in expr
+    patterns = set(re.findall(r'consumer_name=~"([^"]+)"', expr))
+    assert len(patterns) == 1, patterns
+    (pattern,) = patterns
+    feeds = [Feed.department("sanitation"), Feed.integrator("hotline-12345")]
+    for feed in feeds:
+        assert re.fullmatch(pattern, feed.durable), feed.durable
+    for service_consumer in ("dispatch-cases", "intake-reports", "scoring-cases"):
+        assert not re.fullmatch(pattern, service_consumer)
 
 
 def test_postgresql_checkpoints_as_the_bench_measures() -> None:
