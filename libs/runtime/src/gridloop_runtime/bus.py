@@ -290,8 +290,8 @@ def stream_config(
 ) -> StreamConfig:
     """The stream as the services make it; `max_age_s` None or 0: its messages kept for
     ever. `compression` (STREAM_COMPRESSION): how the server stores a file block once it is
-    full, S2 by default (a closed loop's `CASES` events take about a quarter of the disk;
-    docs/operations.md, "Scale")."""
+    full, S2 by default (a full block of `CASES` events takes about a sixth of its plain
+    size; docs/operations.md, "Scale")."""
     return StreamConfig(
         name=spec.name,
         subjects=list(spec.subjects),
@@ -347,6 +347,9 @@ async def _ensure_stream(
     # a new compression takes effect on the blocks written from now on
     new_compression = (info.config.compression or StoreCompression.NONE) != cfg.compression
     if new_subjects or new_age or new_compression:
+        # what is not being changed stays as it is: the replicas (STREAM_REPLICAS applies to
+        # a stream made) and the age of a stream not named
+        cfg = replace(cfg, num_replicas=info.config.num_replicas or cfg.num_replicas)
         if not aged:
             cfg = replace(cfg, max_age=have_age or None)
         await js.update_stream(cfg)
