@@ -87,7 +87,7 @@ class ServiceSettings(BaseSettings):
     # days a stream keeps a message, e.g. "INTAKE=30,DISPATCH=90" (0: for ever); a stream
     # not named keeps the age it has; never CASES (retention.stream_ages)
     stream_max_age_days: str = Field("", alias="STREAM_MAX_AGE_DAYS")
-    # how the server stores the streams' full file blocks: s2 (about a quarter of the disk
+    # how the server stores the streams' full file blocks: s2 (about a sixth of the disk
     # for CASES) or none; changed in place, for the blocks written from then on
     stream_compression: Literal["s2", "none"] = Field("s2", alias="STREAM_COMPRESSION")
     # outbox relay and timers
