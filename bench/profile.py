@@ -103,6 +103,7 @@ async def tally(stack: Stack, database_url: str, js: Any = None) -> dict[str, An
         for stream in STREAMS:
             with contextlib.suppress(Exception):
                 info = await js.stream_info(stream, subjects_filter=">")
+                out[f"{stream} stream_bytes"] = float(info.state.bytes)
                 for subject, n in (info.state.subjects or {}).items():
                     key = f"stored {_subject_kind(subject)}"
                     out[key] = out.get(key, 0.0) + n
@@ -118,6 +119,15 @@ async def tally(stack: Stack, database_url: str, js: Any = None) -> dict[str, An
         )
         out["wal_kb"] = float(await conn.fetchval("SELECT wal_bytes FROM pg_stat_wal")) / 1024
         out["wal_lsn"] = int(await conn.fetchval("SELECT pg_current_wal_lsn()"))
+        # what each table takes on disk (heap, TOAST and indexes), and the database as a whole
+        out["db_bytes"] = float(await conn.fetchval("SELECT pg_database_size(current_database())"))
+        for r in await conn.fetch(
+            "SELECT n.nspname || '.' || c.relname AS t, pg_total_relation_size(c.oid) AS b "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p') "
+            "AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"
+        ):
+            out[f"{r['t']} bytes"] = float(r["b"])
         # row changes per table (the statistics are sent at each transaction's end)
         for r in await conn.fetch(
             "SELECT schemaname || '.' || relname AS t, n_tup_ins, n_tup_upd, n_tup_hot_upd, "
@@ -307,6 +317,36 @@ async def wal_by_relation(database_url: str, start: int, end: int, loops: int) -
         await conn.close()
 
 
+def size_lines(before: dict[str, Any], after: dict[str, Any], loops: int, top: int) -> list[str]:
+    """Per table, the kB its heap, TOAST and indexes grew by per closed loop, the largest
+    first, and the database's: what PostgreSQL keeps of a loop (a table whose rows are deleted
+    as they are written, as the outbox's pending list, reuses its space and shows about 0)."""
+    grew = {
+        key.removesuffix(" bytes"): (value - before.get(key, 0.0)) / 1024 / max(loops, 1)
+        for key, value in after.items()
+        if key.endswith(" bytes")
+    }
+    lines = [
+        f"  {table:36s} {kb:6.2f}"
+        for table, kb in sorted(grew.items(), key=lambda kv: -kv[1])[:top]
+        if kb >= 0.005
+    ]
+    total = (after["db_bytes"] - before["db_bytes"]) / 1024 / max(loops, 1)
+    return [*lines, f"  {'the database':36s} {total:6.2f}"]
+
+
+def stream_size_lines(before: dict[str, Any], after: dict[str, Any], loops: int) -> list[str]:
+    """Per stream, the kB of messages it gained per closed loop (as the server counts them,
+    before its blocks are compressed), and all streams together."""
+    grew = {
+        key.removesuffix(" stream_bytes"): (value - before.get(key, 0.0)) / 1024 / max(loops, 1)
+        for key, value in after.items()
+        if key.endswith(" stream_bytes")
+    }
+    lines = [f"  {name:30s} {kb:6.2f}" for name, kb in sorted(grew.items(), key=lambda kv: -kv[1])]
+    return [*lines, f"  {'all streams':30s} {sum(grew.values()):6.2f}"]
+
+
 def row_changes(before: dict[str, Any], after: dict[str, Any], loops: int) -> list[str]:
     """Per table, the rows inserted, updated (of which HOT) and deleted per closed loop,
     the busiest first: where PostgreSQL's writes go."""
@@ -481,11 +521,17 @@ async def load(
     print("messages stored per closed loop, by subject:")
     for line in stored_lines(before, after, measured):
         print(line)
+    print("JetStream's kB per closed loop, by stream (the bytes it counts, before compression):")
+    for line in stream_size_lines(before, after, measured):
+        print(line)
     print("PostgreSQL's CPU ms per closed loop, by service (backends alive throughout):")
     for line in backend_lines(before, after, measured):
         print(line)
     print("rows per closed loop:             ins    upd    HOT    del")
     for line in row_changes(before, after, measured):
+        print(line)
+    print("kB stored per closed loop, by table (heap, TOAST and indexes; grown in the window):")
+    for line in size_lines(before, after, measured, top):
         print(line)
     print("WAL kB per closed loop:                     data    FPI  blocks")
     for line in await wal_by_relation(database_url, before["wal_lsn"], after["wal_lsn"], measured):

@@ -15,7 +15,8 @@ For each overlay under deploy/overlays (rendered with `kubectl kustomize`):
 4. Secrets and ConfigMaps that the overlay renders hold every key referenced;
 5. the NATS config the overlay ships parses (`nats-server -t`), its auth.conf is the
    generated one, STREAM_REPLICAS fits the NATS cluster, and STREAM_MAX_AGE_DAYS is one
-   the services take.
+   the services take;
+6. the retention of the runtime's rows (`*_RETENTION_DAYS`) is one the services take.
 
 Also: the files tools/gen_nats_config.py generates are not stale.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import math
 import os
 import re
 import shutil
@@ -42,7 +44,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gen_nats_config
-from gridloop_runtime.retention import stream_ages
+from gridloop_runtime.retention import Retention, stream_ages
 
 ROOT = Path(__file__).resolve().parent.parent
 OVERLAYS_DIR = ROOT / "deploy" / "overlays"
@@ -407,6 +409,42 @@ def _config_variables(texts: Iterable[str]) -> set[str]:
     return found
 
 
+# The runtime's retention settings (gridloop_runtime.settings), by Retention's fields.
+RETENTION_SETTINGS = {
+    "TIMERS_RETENTION_DAYS": "timers_days",
+    "INBOX_RETENTION_DAYS": "inbox_days",
+    "OUTBOX_RETENTION_DAYS": "outbox_days",
+    "COMMANDS_RETENTION_DAYS": "commands_days",
+}
+
+
+def check_retention(overlay: str, docs: list[dict[str, Any]], report: Report) -> None:
+    """The retention every service reads from the common ConfigMap, as the services judge it
+    at start-up (they refuse to start on an inbox kept shorter than the outbox): refused here
+    before anything is applied."""
+    where = f"{overlay}/retention"
+    common = [
+        cm
+        for cm in by_kind(docs, "ConfigMap").values()
+        if cm["metadata"]["name"].startswith("gridloop-common")
+    ]
+    config: dict[str, str] = (common[0].get("data") or {}) if common else {}
+    days: dict[str, float] = {}
+    for name, attr in RETENTION_SETTINGS.items():
+        if name not in config:
+            continue
+        try:
+            value = float(config[name])
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0:
+            report.problem(where, f"{name}={config[name]!r} is not a number of days (0: for ever)")
+            return
+        days[attr] = value
+    if problem := Retention(**days).problem():
+        report.problem(where, problem)
+
+
 def check_nats(overlay: str, docs: list[dict[str, Any]], report: Report) -> None:
     where = f"{overlay}/nats"
     sts = by_kind(docs, "StatefulSet").get("nats")
@@ -509,6 +547,7 @@ def check_overlay(overlay: str, versions: Iterable[str], report: Report) -> int:
     for service in SERVICES:
         check_service(overlay, service, docs, report, external)
     check_nats(overlay, docs, report)
+    check_retention(overlay, docs, report)
     crds = sorted(
         {
             f"{d['kind']} ({CRD_KINDS[(d['apiVersion'], d['kind'])]})"

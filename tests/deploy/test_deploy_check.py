@@ -70,6 +70,38 @@ def test_deploy_check_refuses_an_age_on_cases(
 
 
 @needs_kubectl
+def test_deploy_check_refuses_an_inbox_kept_shorter_than_the_outbox(
+    check: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The production overlay prunes the commands' answers and keeps the outbox for ever;
+    pruning the inbox under it is what the services would refuse at start-up (a
+    re-published event would take effect twice), so the check refuses it."""
+    copy = tmp_path / "deploy"
+    shutil.copytree(ROOT / "deploy", copy)
+    overlay = copy / "overlays" / "production" / "kustomization.yaml"
+    text = overlay.read_text()
+    assert "- COMMANDS_RETENTION_DAYS=90\n" in text
+    monkeypatch.setattr(check, "OVERLAYS_DIR", copy / "overlays")
+    report = check.Report()
+    check.check_overlay("production", ["latest"], report)
+    assert not [p for p in report.problems if "RETENTION" in p], report.problems
+
+    overlay.write_text(text.replace("- COMMANDS_RETENTION_DAYS=90", "- INBOX_RETENTION_DAYS=30"))
+    report = check.Report()
+    check.check_overlay("production", ["latest"], report)
+    assert any("INBOX_RETENTION_DAYS needs OUTBOX_RETENTION_DAYS" in p for p in report.problems), (
+        report.problems
+    )
+
+    overlay.write_text(text.replace("- COMMANDS_RETENTION_DAYS=90", "- COMMANDS_RETENTION_DAYS=a"))
+    report = check.Report()
+    check.check_overlay("production", ["latest"], report)
+    assert any("COMMANDS_RETENTION_DAYS='a' is not a number" in p for p in report.problems), (
+        report.problems
+    )
+
+
+@needs_kubectl
 def test_deploy_check_rejects_an_unknown_field(
     check: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,7 +1,8 @@
 """What production is deployed with beside the services: the alerts in
-deploy/overlays/production/monitoring.yaml read metrics that exist (the services' own, and the
-NATS exporter's of the image the overlay runs), and PostgreSQL runs with the checkpoint spacing
-the bench and the tests measure (gridloop_devkit.devstack.CHECKPOINTS)."""
+deploy/overlays/production/monitoring.yaml read metrics that exist (the services' own, the
+NATS exporter's of the image the overlay runs, the kubelet's volume statistics) and the names
+the deployed things have, and PostgreSQL runs with the checkpoint spacing the bench and the
+tests measure (gridloop_devkit.devstack.CHECKPOINTS)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,15 @@ EXPORTER_JETSTREAM = {
 }
 
 
+# The kubelet's volume statistics (kube-prometheus-stack scrapes them).
+KUBELET_METRIC = re.compile(r"\bkubelet_[a-z0-9_]+\b")
+KUBELET_VOLUME = {
+    "kubelet_volume_stats_available_bytes",
+    "kubelet_volume_stats_capacity_bytes",
+    "kubelet_volume_stats_used_bytes",
+}
+
+
 def documents(name: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all((PRODUCTION / name).read_text(encoding="utf-8")) if d]
 
@@ -57,6 +67,7 @@ def test_every_alert_reads_metrics_that_exist(metrics: set[str]) -> None:
         expr = rule["expr"]
         assert set(GRIDLOOP_METRIC.findall(expr)) <= metrics, name
         assert set(JETSTREAM_METRIC.findall(expr)) <= EXPORTER_JETSTREAM, name
+        assert set(KUBELET_METRIC.findall(expr)) <= KUBELET_VOLUME, name
 
 
 def test_the_exporter_whose_series_the_alerts_read_is_the_one_deployed() -> None:
@@ -73,6 +84,29 @@ def test_jetstream_filling_its_store_is_alerted(name: str) -> None:
     expr = alerts()[name]["expr"]
     assert "jetstream_server_total_message_bytes" in expr
     assert "jetstream_server_max_storage" in expr
+
+
+@pytest.mark.parametrize(
+    "name", ["GridloopPostgresVolumeFilling", "GridloopPostgresVolumeFullWithin30Days"]
+)
+def test_postgresql_filling_its_volumes_is_alerted_by_the_names_they_have(name: str) -> None:
+    """CloudNativePG names an instance's volumes after its Cluster and the instance's serial
+    (<cluster>-<n>, and <cluster>-<n>-wal with walStorage); a replaced instance takes the next
+    serial. The alert must read the volumes of the Cluster deployed, in its namespace."""
+    (cluster,) = [d for d in documents("postgres-cluster.yaml") if d["kind"] == "Cluster"]
+    cluster_name = cluster["metadata"]["name"]
+    namespace = yaml.safe_load((PRODUCTION / "kustomization.yaml").read_text())["namespace"]
+    expr = alerts()[name]["expr"]
+    assert "kubelet_volume_stats_available_bytes" in expr
+    assert set(re.findall(r'namespace="([^"]+)"', expr)) == {namespace}
+    patterns = set(re.findall(r'persistentvolumeclaim=~"([^"]+)"', expr))
+    assert len(patterns) == 1, patterns
+    (pattern,) = patterns
+    for data in (f"{cluster_name}-1", f"{cluster_name}-4"):
+        assert re.fullmatch(pattern, data)
+    assert bool(re.fullmatch(pattern, f"{cluster_name}-1-wal")) == name.endswith("Filling")
+    for other in ("nats-js-nats-0", f"{cluster_name}-1-backup", "gridloop-evidence-0"):
+        assert not re.fullmatch(pattern, other)
 
 
 def test_a_feed_that_stopped_reading_is_alerted_by_the_names_the_feeds_have() -> None:
