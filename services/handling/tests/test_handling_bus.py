@@ -358,6 +358,42 @@ async def test_a_command_id_gives_the_same_answer_and_one_event(handling: Harnes
     assert len(handling.emitted(ev.CaseSigned, case_id="C-IDEM")) == 1
 
 
+async def test_a_command_sent_over_nats_and_resent_over_rest_is_one_command(
+    handling: Harness,
+) -> None:
+    """Over NATS a command's answer is kept without the task (the answer there does not carry
+    it); the same command resent over REST gets the first answer with the task as it
+    stands, and takes effect once."""
+    await handling.new_case("C-BOTH")
+    await handling.command("signed", "sanitation", "C-BOTH", command_id="both-1")
+    first = await handling.answer("sanitation", "both-1")
+    assert first.accepted is True
+    assert handling.rt.pool is not None
+    async with handling.rt.pool.acquire() as conn:
+        kept = await conn.fetchval(
+            "SELECT array(SELECT jsonb_object_keys(answer)) FROM commands "
+            "WHERE command_id = 'sanitation:both-1'"
+        )
+    assert set(kept) == {"answer", "fingerprint"}
+
+    handling.clock.advance(timedelta(minutes=5))
+    again = await handling.rest("sign", "sanitation", "C-BOTH", command_id="both-1")
+    assert again.status_code == 200 and again.headers["Idempotent-Replay"] == "true"
+    body = again.json()
+    assert {k: body[k] for k in ("command_id", "accepted", "action", "status")} == {
+        "command_id": "both-1",
+        "accepted": True,
+        "action": "signed",
+        "status": "signed",
+    }
+    now = await handling.task("sanitation", "C-BOTH")
+    assert body["task"]["task_id"] == now["task_id"] == "T-C-BOTH"
+    assert body["task"]["state"] == now["state"] == "signed"
+    assert body["task"]["signed_by"] == "dept-system"
+    await handling.cases.poll()
+    assert len(handling.emitted(ev.CaseSigned, case_id="C-BOTH")) == 1
+
+
 # -- the commands over NATS ----------------------------------------------------------------
 async def test_every_command_over_nats_is_executed_and_answered(handling: Harness) -> None:
     await handling.new_case("C-NATS")

@@ -75,7 +75,7 @@ def test_sign_emits_case_signed_with_the_cases_dimensions() -> None:
     state, s, r = CaseFile("C1"), step(), rules()
     r.on_dispatched(state, dispatched(), s)
     done = r.execute(state, sign(), s, by_name="值班员")
-    assert done is not None and done.answer.accepted and done.task["state"] == "signed"
+    assert done is not None and done.answer.accepted and (done.task or {}).get("state") == "signed"
     [(subject, env)] = s.pending
     assert subject == "case.signed" and env.data["cell_code"] == DIMS["cell_code"]
     assert env.data["actor"]["name"] == "值班员"
@@ -227,6 +227,48 @@ def test_a_resend_gets_the_first_answer_and_a_reused_id_is_refused() -> None:
     r.run_bus_command(state, other, None, dup, park=True)
     assert dup.pending[0][1].data["errors"][0]["code"] == "duplicate-command"
     assert [a.outcome for a in state.audit][-3:] == ["replayed", "replayed", "refused"]
+
+
+def test_a_bus_command_keeps_its_answer_without_the_tasks_view() -> None:
+    """Over NATS the answer is the CommandAnswer: the task as the department sees it is
+    neither built nor kept (a REST resend builds it then), and the audit names the task."""
+    built: list[str] = []
+
+    def view(task: Task, case: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
+        built.append(task.task_id)
+        return {"task_id": task.task_id, "state": str(task.state)}
+
+    r = HandlingRules(Policy(is_department=lambda d: True, view=view))
+    state = CaseFile("C1")
+    r.on_dispatched(state, dispatched(), step())
+    r.run_bus_command(state, sign(), None, step("handling.sanitation.signed"), park=True)
+    [(_, _, stored)] = state.recorded
+    assert set(stored) == {"answer", "fingerprint"} and stored["answer"]["accepted"] is True
+    [audit] = state.audit
+    assert (audit.outcome, audit.task_id) == ("accepted", "T-C1")
+    assert built == []
+    # REST, on the same rules, answers with the task
+    note = ProgressCommand(command_id="p1", case_id="C1", dept="sanitation", by="x", note="到场")
+    done = r.execute(state, note, step(), by_name="值班员")
+    assert done is not None and done.task == {"task_id": "T-C1", "state": "signed"}
+    assert built == ["T-C1"]
+
+
+def test_a_bus_resend_of_a_command_kept_with_its_task_replays_it() -> None:
+    """A command first sent over REST (or kept by an earlier release) has its task in the
+    stored answer; a resend over NATS gets the answer again, and nothing changes."""
+    state, r = CaseFile("C1"), rules()
+    r.on_dispatched(state, dispatched(), step())
+    done = r.execute(state, sign(), step())
+    assert done is not None and done.task is not None
+    state.answers["sanitation:s1"] = done.stored
+    assert set(done.stored) == {"answer", "task", "fingerprint"}
+    again = step()
+    r.run_bus_command(state, sign(), "_INBOX.y", again, park=True)
+    assert state.recorded == [] and [a.outcome for a in state.audit] == ["replayed"]
+    [(reply_to, answer)] = state.replies
+    assert reply_to == "_INBOX.y" and answer.data["accepted"] is True
+    assert [subject for subject, _ in again.pending] == ["dispatch.sanitation.answer"]
 
 
 def test_a_refused_command_changes_nothing_and_says_the_status() -> None:

@@ -230,8 +230,24 @@ async def _execute(
     replay = not ran or stored is not ran[-1]
     if replay and stored.get("fingerprint") != cmds.fingerprint(cmd):
         raise cmds.duplicate(cmd)
-    content = {**stored["answer"], "task": stored["task"]}
+    # A command first sent over NATS kept its answer without the task: the task as it stands.
+    task = stored["task"] if "task" in stored else await _task_now(rt, dept, case_id)
+    content = {**stored["answer"], "task": task}
     return JSONResponse(content, headers={"Idempotent-Replay": "true"} if replay else None)
+
+
+async def _task_now(rt: Runtime, dept: str, case_id: str) -> dict[str, Any] | None:
+    """The department's task on the case as it stands, as a command's answer shows it."""
+    h = service_of(rt)
+    assert rt.uow is not None
+    async with rt.uow() as work:
+        tasks = await repo.tasks_of_case(work.conn, case_id)
+        task = task_for(tasks, dept)
+        case = await repo.get_case(work.conn, case_id) if task is not None else None
+        now = work.now()
+    if task is None:
+        return None
+    return task_view(task, case, now=now, calendar=h.ctx.calendar, city=h.ctx.city)
 
 
 # -- the inbox ----------------------------------------------------------------------------

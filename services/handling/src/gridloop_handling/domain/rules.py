@@ -54,22 +54,25 @@ class Policy:
 
 @dataclass(frozen=True)
 class Executed:
-    """A command's outcome: its answer, the task as it stands after it, and whether this was a
-    resend of a command already executed (same answer, nothing changed)."""
+    """A command's outcome: its answer, the task it acted on, the task as the department sees
+    it after it (for the REST answer; None over NATS, whose answer does not carry it), and
+    whether this was a resend of a command already executed (same answer, nothing changed)."""
 
     answer: CommandAnswerV1
-    task: dict[str, Any]
+    task_id: str | None
+    task: dict[str, Any] | None
     fingerprint: str
     replay: bool = False
 
     @property
     def stored(self) -> dict[str, Any]:
-        """What the `commands` table keeps: a resend gets this answer again."""
-        return {
-            "answer": self.answer.to_json_dict(),
-            "task": self.task,
-            "fingerprint": self.fingerprint,
-        }
+        """What the `commands` table keeps: a resend gets this answer again (a REST resend of
+        a command first sent over NATS, stored without the task, gets the task as it stands)."""
+        kept: dict[str, Any] = {"answer": self.answer.to_json_dict()}
+        if self.task is not None:
+            kept["task"] = self.task
+        kept["fingerprint"] = self.fingerprint
+        return kept
 
 
 def parked_key(case_id: str, dept: str, command_id: str) -> str:
@@ -276,12 +279,14 @@ class HandlingRules:
         files: Sequence[AttachmentRef] = (),
         waited: timedelta | None = None,
         feed: bool = True,
+        view: bool = True,
     ) -> Executed | None:
         """Execute a department command on its case (no idempotency: the caller's); raise a
         Refusal naming the field; None when it was parked to wait for its dispatch. `files`:
         photos uploaded to handling and claimed by the caller (REST), for a result. `waited`:
         how long a parked command waited for its dispatch in vain (said in the refusal).
-        `feed`: a parked command's answer goes on dispatch.<dept>.answer too, when it comes."""
+        `feed`: a parked command's answer goes on dispatch.<dept>.answer too, when it comes.
+        `view`: the outcome carries the task as the department sees it (REST answers it)."""
         self._check_known(cmd.dept)
         task = task_for(state.tasks, cmd.dept, cmd.task_id)
         if task is None:
@@ -329,8 +334,8 @@ class HandlingRules:
         except Refusal as r:
             r.extra.setdefault("status", str(cmds.status_of(task)))
             raise
-        view = self.policy.view(task, state.case, step.now())
-        return Executed(cmds.accepted(cmd, task), view, cmds.fingerprint(cmd))
+        shown = self.policy.view(task, state.case, step.now()) if view else None
+        return Executed(cmds.accepted(cmd, task), task.task_id, shown, cmds.fingerprint(cmd))
 
     def run_bus_command(
         self,
@@ -386,17 +391,20 @@ class HandlingRules:
                 raise cmds.duplicate(cmd)
             state.audit.append(self._audit(cmd, "replayed", step, **who))
             answer = CommandAnswerV1.model_validate(stored["answer"])
-            return Executed(answer, stored["task"], stored["fingerprint"], replay=True)
+            task = stored.get("task")
+            task_id = task.get("task_id") if task else None
+            return Executed(answer, task_id, task, stored["fingerprint"], replay=True)
+        # Over NATS the answer is the CommandAnswer alone: the task's view is neither built
+        # nor kept (a REST resend of this command builds it then).
         done = self.execute(
-            state, cmd, step, park=park, reply_to=reply_to, waited=waited, feed=feed
+            state, cmd, step, park=park, reply_to=reply_to, waited=waited, feed=feed, view=False
         )
         if done is None:
             return None
         # A resend later in the same batch finds it, as one in a later transaction would.
         state.answers[key] = done.stored
         state.recorded.append((key, cmd.subject_token, done.stored))
-        task_id = done.task.get("task_id")
-        state.audit.append(self._audit(cmd, "accepted", step, task_id=task_id, **who))
+        state.audit.append(self._audit(cmd, "accepted", step, task_id=done.task_id, **who))
         return done
 
     def answer(
