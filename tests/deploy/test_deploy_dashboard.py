@@ -1,5 +1,6 @@
 """The Grafana dashboard shipped in deploy/grafana: a dashboard Grafana imports (uid, panels,
-a Prometheus datasource variable), whose every query reads metrics the services define."""
+a Prometheus datasource variable), whose every query reads metrics the services define or,
+for the stores' panels, the NATS exporter's and the kubelet's series the alerts read."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+
+from .series import EXPORTER_JETSTREAM, KUBELET_VOLUME
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana").glob("*.json"))
 METRIC = re.compile(r"\bgridloop_[a-z0-9_]+\b")
+OUTSIDE = re.compile(r"\b(?:jetstream|kubelet)_[a-z0-9_]+\b")
 
 
 def exprs(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
@@ -57,10 +62,13 @@ def test_every_query_reads_metrics_the_services_define(path: Path, metrics: set[
     used: set[str] = set()
     for title, expr in exprs(dashboard):
         names = set(METRIC.findall(expr))
-        assert names, f"{title}: {expr} reads no gridloop metric"
+        outside = set(OUTSIDE.findall(expr))
+        assert names or outside, f"{title}: {expr} reads no gridloop metric"
         unknown = names - metrics
         assert not unknown, f"{title}: {sorted(unknown)} not defined by the code"
-        used |= names
+        unknown = outside - EXPORTER_JETSTREAM - KUBELET_VOLUME
+        assert not unknown, f"{title}: {sorted(unknown)} not a series the exporter or kubelet has"
+        used |= names | outside
     # what the loop's dashboard is for (issue: reports in, cases by state, consumer lag,
     # outbox backlog, overdue, per-step latency)
     for wanted in (
@@ -70,6 +78,9 @@ def test_every_query_reads_metrics_the_services_define(path: Path, metrics: set[
         "gridloop_outbox_backlog",
         "gridloop_overdue_cases",
         "gridloop_handler_seconds_bucket",
+        # the stores the alerts watch: JetStream's on each node, PostgreSQL's volumes
+        "jetstream_server_total_message_bytes",
+        "kubelet_volume_stats_available_bytes",
     ):
         assert wanted in used, wanted
 
@@ -80,3 +91,23 @@ def test_the_check_knows_the_code_metrics(metrics: set[str]) -> None:
     assert {"gridloop_events_in_total", "gridloop_reports_total", "gridloop_cases"} <= metrics
     assert "gridloop_console_event_streams" in metrics
     assert "gridloop_made_up_total" not in metrics
+
+
+def test_the_stores_panels_watch_what_the_alerts_watch() -> None:
+    """The panels of JetStream's store and PostgreSQL's volumes read the volumes and the
+    ratio the production alerts fire on, so a panel shows the line an alert crossed."""
+    monitoring = ROOT / "deploy" / "overlays" / "production" / "monitoring.yaml"
+    (rule,) = [
+        d
+        for d in yaml.safe_load_all(monitoring.read_text(encoding="utf-8"))
+        if d and d["kind"] == "PrometheusRule"
+    ]
+    alerts = {r["alert"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    dashboard = json.loads(DASHBOARDS[0].read_text(encoding="utf-8"))
+    panels = dict(exprs(dashboard))
+    volumes = re.compile(r'persistentvolumeclaim=~"([^"]+)"')
+    pg = panels["PostgreSQL's volumes used"]
+    assert set(volumes.findall(pg)) == set(volumes.findall(alerts["GridloopPostgresVolumeFilling"]))
+    js = panels["JetStream's store used, per NATS node"]
+    ratio = "jetstream_server_total_message_bytes / jetstream_server_max_storage"
+    assert ratio in js and ratio in alerts["GridloopJetStreamStoreFilling"]

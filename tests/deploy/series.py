@@ -1,0 +1,35 @@
+"""The series outside gridloop's own code that the shipped alerts and dashboard read."""
+
+from __future__ import annotations
+
+# The JetStream series of natsio/prometheus-nats-exporter 0.16.0 with -jsz=all (its
+# collector/jsz.go): the server's, each stream's and each consumer's.
+EXPORTER_JETSTREAM = {
+    "jetstream_server_jetstream_disabled",
+    "jetstream_server_total_streams",
+    "jetstream_server_total_consumers",
+    "jetstream_server_total_messages",
+    "jetstream_server_total_message_bytes",
+    "jetstream_server_max_memory",
+    "jetstream_server_max_storage",
+    "jetstream_stream_total_messages",
+    "jetstream_stream_total_bytes",
+    "jetstream_stream_first_seq",
+    "jetstream_stream_last_seq",
+    "jetstream_stream_consumer_count",
+    "jetstream_consumer_delivered_consumer_seq",
+    "jetstream_consumer_delivered_stream_seq",
+    "jetstream_consumer_num_ack_pending",
+    "jetstream_consumer_num_redelivered",
+    "jetstream_consumer_num_waiting",
+    "jetstream_consumer_num_pending",
+    "jetstream_consumer_ack_floor_stream_seq",
+    "jetstream_consumer_ack_floor_consumer_seq",
+}
+
+# The kubelet's volume statistics (kube-prometheus-stack scrapes them).
+KUBELET_VOLUME = {
+    "kubelet_volume_stats_available_bytes",
+    "kubelet_volume_stats_capacity_bytes",
+    "kubelet_volume_stats_used_bytes",
+}
