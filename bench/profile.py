@@ -317,15 +317,22 @@ async def wal_by_relation(database_url: str, start: int, end: int, loops: int) -
         await conn.close()
 
 
+def _kb_grown(
+    before: dict[str, Any], after: dict[str, Any], suffix: str, loops: int
+) -> dict[str, float]:
+    """The kB each "<name><suffix>" byte count grew by per closed loop, by name."""
+    return {
+        key.removesuffix(suffix): (value - before.get(key, 0.0)) / 1024 / max(loops, 1)
+        for key, value in after.items()
+        if key.endswith(suffix)
+    }
+
+
 def size_lines(before: dict[str, Any], after: dict[str, Any], loops: int, top: int) -> list[str]:
     """Per table, the kB its heap, TOAST and indexes grew by per closed loop, the largest
     first, and the database's: what PostgreSQL keeps of a loop (a table whose rows are deleted
     as they are written, as the outbox's pending list, reuses its space and shows about 0)."""
-    grew = {
-        key.removesuffix(" bytes"): (value - before.get(key, 0.0)) / 1024 / max(loops, 1)
-        for key, value in after.items()
-        if key.endswith(" bytes")
-    }
+    grew = _kb_grown(before, after, " bytes", loops)
     lines = [
         f"  {table:36s} {kb:6.2f}"
         for table, kb in sorted(grew.items(), key=lambda kv: -kv[1])[:top]
@@ -338,11 +345,7 @@ def size_lines(before: dict[str, Any], after: dict[str, Any], loops: int, top: i
 def stream_size_lines(before: dict[str, Any], after: dict[str, Any], loops: int) -> list[str]:
     """Per stream, the kB of messages it gained per closed loop (as the server counts them,
     before its blocks are compressed), and all streams together."""
-    grew = {
-        key.removesuffix(" stream_bytes"): (value - before.get(key, 0.0)) / 1024 / max(loops, 1)
-        for key, value in after.items()
-        if key.endswith(" stream_bytes")
-    }
+    grew = _kb_grown(before, after, " stream_bytes", loops)
     lines = [f"  {name:30s} {kb:6.2f}" for name, kb in sorted(grew.items(), key=lambda kv: -kv[1])]
     return [*lines, f"  {'all streams':30s} {sum(grew.values()):6.2f}"]
 

@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -409,13 +409,14 @@ def _config_variables(texts: Iterable[str]) -> set[str]:
     return found
 
 
-# The runtime's retention settings (gridloop_runtime.settings), by Retention's fields.
-RETENTION_SETTINGS = {
-    "TIMERS_RETENTION_DAYS": "timers_days",
-    "INBOX_RETENTION_DAYS": "inbox_days",
-    "OUTBOX_RETENTION_DAYS": "outbox_days",
-    "COMMANDS_RETENTION_DAYS": "commands_days",
-}
+def common_config(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """The settings every service reads: the rendered gridloop-common ConfigMap's data."""
+    common = [
+        cm
+        for cm in by_kind(docs, "ConfigMap").values()
+        if cm["metadata"]["name"].startswith("gridloop-common")
+    ]
+    return (common[0].get("data") or {}) if common else {}
 
 
 def check_retention(overlay: str, docs: list[dict[str, Any]], report: Report) -> None:
@@ -423,14 +424,11 @@ def check_retention(overlay: str, docs: list[dict[str, Any]], report: Report) ->
     at start-up (they refuse to start on an inbox kept shorter than the outbox): refused here
     before anything is applied."""
     where = f"{overlay}/retention"
-    common = [
-        cm
-        for cm in by_kind(docs, "ConfigMap").values()
-        if cm["metadata"]["name"].startswith("gridloop-common")
-    ]
-    config: dict[str, str] = (common[0].get("data") or {}) if common else {}
+    config = common_config(docs)
     days: dict[str, float] = {}
-    for name, attr in RETENTION_SETTINGS.items():
+    for kept in fields(Retention):
+        # timers_days is TIMERS_RETENTION_DAYS (gridloop_runtime.settings)
+        attr, name = kept.name, f"{kept.name.removesuffix('_days').upper()}_RETENTION_DAYS"
         if name not in config:
             continue
         try:
@@ -469,20 +467,14 @@ def check_nats(overlay: str, docs: list[dict[str, Any]], report: Report) -> None
 
     # STREAM_REPLICAS must fit the cluster, and production wants 3.
     replicas = int(sts["spec"].get("replicas", 1))
-    common = [
-        cm
-        for cm in by_kind(docs, "ConfigMap").values()
-        if cm["metadata"]["name"].startswith("gridloop-common")
-    ]
-    stream_replicas = int(
-        (common[0].get("data") or {}).get("STREAM_REPLICAS", "1") if common else 1
-    )
+    common = common_config(docs)
+    stream_replicas = int(common.get("STREAM_REPLICAS", "1"))
     if stream_replicas > replicas:
         report.problem(where, f"STREAM_REPLICAS={stream_replicas} > {replicas} NATS servers")
     if replicas >= 3 and stream_replicas < 3:
         report.problem(where, f"a {replicas}-node cluster with STREAM_REPLICAS={stream_replicas}")
     # the streams' ages as the services will read them at start-up (they refuse a bad one)
-    ages = (common[0].get("data") or {}).get("STREAM_MAX_AGE_DAYS", "") if common else ""
+    ages = common.get("STREAM_MAX_AGE_DAYS", "")
     try:
         stream_ages(ages)
     except ValueError as exc:

@@ -1,6 +1,26 @@
-"""The series outside gridloop's own code that the shipped alerts and dashboard read."""
+"""What the deploy tests of the shipped alerts and dashboard share: the production overlay's
+alerts, and the series outside gridloop's own code that they read."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRODUCTION = Path(__file__).resolve().parents[2] / "deploy" / "overlays" / "production"
+
+
+def documents(name: str) -> list[dict[str, Any]]:
+    """The production overlay's file `name`, its YAML documents."""
+    return [d for d in yaml.safe_load_all((PRODUCTION / name).read_text(encoding="utf-8")) if d]
+
+
+def alerts() -> dict[str, dict[str, Any]]:
+    """The production alerts (monitoring.yaml), by name."""
+    (rule,) = [d for d in documents("monitoring.yaml") if d["kind"] == "PrometheusRule"]
+    return {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
+
 
 # The JetStream series of natsio/prometheus-nats-exporter 0.16.0 with -jsz=all (its
 # collector/jsz.go): the server's, each stream's and each consumer's.

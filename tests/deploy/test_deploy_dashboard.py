@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from .series import EXPORTER_JETSTREAM, KUBELET_VOLUME
+from .series import EXPORTER_JETSTREAM, KUBELET_VOLUME, alerts
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana").glob("*.json"))
@@ -96,18 +95,12 @@ def test_the_check_knows_the_code_metrics(metrics: set[str]) -> None:
 def test_the_stores_panels_watch_what_the_alerts_watch() -> None:
     """The panels of JetStream's store and PostgreSQL's volumes read the volumes and the
     ratio the production alerts fire on, so a panel shows the line an alert crossed."""
-    monitoring = ROOT / "deploy" / "overlays" / "production" / "monitoring.yaml"
-    (rule,) = [
-        d
-        for d in yaml.safe_load_all(monitoring.read_text(encoding="utf-8"))
-        if d and d["kind"] == "PrometheusRule"
-    ]
-    alerts = {r["alert"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    expr = {name: rule["expr"] for name, rule in alerts().items()}
     dashboard = json.loads(DASHBOARDS[0].read_text(encoding="utf-8"))
     panels = dict(exprs(dashboard))
     volumes = re.compile(r'persistentvolumeclaim=~"([^"]+)"')
     pg = panels["PostgreSQL's volumes used"]
-    assert set(volumes.findall(pg)) == set(volumes.findall(alerts["GridloopPostgresVolumeFilling"]))
+    assert set(volumes.findall(pg)) == set(volumes.findall(expr["GridloopPostgresVolumeFilling"]))
     js = panels["JetStream's store used, per NATS node"]
     ratio = "jetstream_server_total_message_bytes / jetstream_server_max_storage"
-    assert ratio in js and ratio in alerts["GridloopJetStreamStoreFilling"]
+    assert ratio in js and ratio in expr["GridloopJetStreamStoreFilling"]

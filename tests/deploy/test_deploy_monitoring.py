@@ -7,29 +7,17 @@ tests measure (gridloop_devkit.devstack.CHECKPOINTS)."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from gridloop_devkit.devstack import CHECKPOINTS
 from gridloop_runtime.bus import Feed
 
-from .series import EXPORTER_JETSTREAM, KUBELET_VOLUME
+from .series import EXPORTER_JETSTREAM, KUBELET_VOLUME, PRODUCTION, alerts, documents
 
-PRODUCTION = Path(__file__).resolve().parents[2] / "deploy" / "overlays" / "production"
 GRIDLOOP_METRIC = re.compile(r"\bgridloop_[a-z0-9_]+\b")
 JETSTREAM_METRIC = re.compile(r"\bjetstream_[a-z0-9_]+\b")
 KUBELET_METRIC = re.compile(r"\bkubelet_[a-z0-9_]+\b")
-
-
-def documents(name: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all((PRODUCTION / name).read_text(encoding="utf-8")) if d]
-
-
-def alerts() -> dict[str, dict[str, Any]]:
-    (rule,) = [d for d in documents("monitoring.yaml") if d["kind"] == "PrometheusRule"]
-    return {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
 
 
 def test_every_alert_reads_metrics_that_exist(metrics: set[str]) -> None:
