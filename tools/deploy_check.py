@@ -16,7 +16,9 @@ For each overlay under deploy/overlays (rendered with `kubectl kustomize`):
 5. the NATS config the overlay ships parses (`nats-server -t`), its auth.conf is the
    generated one, STREAM_REPLICAS fits the NATS cluster, and STREAM_MAX_AGE_DAYS is one
    the services take;
-6. the retention of the runtime's rows (`*_RETENTION_DAYS`) is one the services take.
+6. the retention of the runtime's rows (`*_RETENTION_DAYS`) is one the services take;
+7. every PostgreSQL the overlay runs as a CloudNativePG Cluster archives its WAL and is
+   backed up on a schedule, to an object store the overlay renders, within a recovery window.
 
 Also: the files tools/gen_nats_config.py generates are not stale.
 
@@ -54,6 +56,8 @@ KUBERNETES_VERSIONS = ("1.29", "latest")
 # Custom resources: their CRDs are not in the Kubernetes schemas, so they are not validated.
 CRD_KINDS: dict[tuple[str, str], str] = {
     ("postgresql.cnpg.io/v1", "Cluster"): "CloudNativePG",
+    ("postgresql.cnpg.io/v1", "ScheduledBackup"): "CloudNativePG",
+    ("barmancloud.cnpg.io/v1", "ObjectStore"): "CloudNativePG's Barman Cloud plugin",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "Prometheus Operator",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "Prometheus Operator",
     ("monitoring.coreos.com/v1", "PodMonitor"): "Prometheus Operator",
@@ -443,6 +447,92 @@ def check_retention(overlay: str, docs: list[dict[str, Any]], report: Report) ->
         report.problem(where, problem)
 
 
+# CloudNativePG's plugin that archives WAL and takes base backups to an object store.
+BACKUP_PLUGIN = "barman-cloud.cloudnative-pg.io"
+# The plugin's retention: a recovery window of a number of days, weeks or months.
+RECOVERY_WINDOW = re.compile(r"[1-9][0-9]*[dwm]")
+
+
+def check_backups(
+    overlay: str, docs: list[dict[str, Any]], report: Report, external: dict[str, set[str]]
+) -> None:
+    """Each CloudNativePG Cluster archives its WAL through the Barman Cloud plugin to an
+    ObjectStore the overlay renders, which keeps a recovery window, and a ScheduledBackup
+    takes its base backups through the same plugin. The store's credentials are a Secret the
+    operator provides (listed) or one the overlay renders with the keys."""
+    where = f"{overlay}/backups"
+    stores = by_kind(docs, "ObjectStore")
+    secrets = by_kind(docs, "Secret")
+    for name, cluster in by_kind(docs, "Cluster").items():
+        archivers = [p for p in cluster["spec"].get("plugins") or [] if p.get("isWALArchiver")]
+        if [p.get("name") for p in archivers] != [BACKUP_PLUGIN]:
+            report.problem(
+                where,
+                f"Cluster {name} archives no WAL through {BACKUP_PLUGIN}: without it nothing "
+                "can be restored (a plugins entry with isWALArchiver: true and barmanObjectName)",
+            )
+            continue
+        parameters = archivers[0].get("parameters") or {}
+        store_name = parameters.get("barmanObjectName")
+        archive = (store_name, parameters.get("serverName", name))
+        sources = {
+            (p.get("barmanObjectName"), p.get("serverName", source["name"]))
+            for source in cluster["spec"].get("externalClusters") or []
+            if (p := (source.get("plugin") or {}).get("parameters"))
+        }
+        if archive in sources:
+            report.problem(
+                where,
+                f"Cluster {name} would archive into the archive it is restored from "
+                f"({archive[1]} in {store_name}): give its plugins entry a serverName of its own",
+            )
+        store = stores.get(str(store_name))
+        if store is None:
+            report.problem(
+                where, f"Cluster {name} archives to ObjectStore {store_name!r}, not rendered"
+            )
+            continue
+        window = store["spec"].get("retentionPolicy")
+        if window is None:
+            report.problem(
+                where,
+                f"ObjectStore {store_name} has no retentionPolicy: its backups are kept for "
+                "ever and the store grows without end (a recovery window: 30d)",
+            )
+        elif not RECOVERY_WINDOW.fullmatch(str(window)):
+            report.problem(
+                where,
+                f"ObjectStore {store_name}: retentionPolicy {window!r} is not a recovery "
+                "window (days, weeks or months: 30d)",
+            )
+        credentials = store["spec"]["configuration"].get("s3Credentials") or {}
+        for ref in credentials.values():
+            secret, key = ref["name"], ref["key"]
+            if secret not in secrets:
+                external.setdefault(secret, set()).add(key)
+            elif key not in (secrets[secret].get("data") or {}):
+                report.problem(where, f"ObjectStore {store_name}: Secret {secret} has no key {key}")
+        scheduled = [
+            s
+            for s in by_kind(docs, "ScheduledBackup").values()
+            if s["spec"]["cluster"]["name"] == name
+        ]
+        if not scheduled:
+            report.problem(where, f"Cluster {name} has no ScheduledBackup: no base backups")
+        for backup in scheduled:
+            ident = f"ScheduledBackup {backup['metadata']['name']}"
+            spec = backup["spec"]
+            plugin = (spec.get("pluginConfiguration") or {}).get("name")
+            if spec.get("method") != "plugin" or plugin != BACKUP_PLUGIN:
+                report.problem(where, f"{ident}: method must be plugin, through {BACKUP_PLUGIN}")
+            if len(str(spec.get("schedule", "")).split()) != 6:
+                report.problem(
+                    where,
+                    f"{ident}: schedule {spec.get('schedule')!r} needs six fields, "
+                    "seconds first (CloudNativePG's cron)",
+                )
+
+
 def check_nats(overlay: str, docs: list[dict[str, Any]], report: Report) -> None:
     where = f"{overlay}/nats"
     sts = by_kind(docs, "StatefulSet").get("nats")
@@ -540,6 +630,7 @@ def check_overlay(overlay: str, versions: Iterable[str], report: Report) -> int:
         check_service(overlay, service, docs, report, external)
     check_nats(overlay, docs, report)
     check_retention(overlay, docs, report)
+    check_backups(overlay, docs, report, external)
     crds = sorted(
         {
             f"{d['kind']} ({CRD_KINDS[(d['apiVersion'], d['kind'])]})"

@@ -53,3 +53,23 @@ KUBELET_VOLUME = {
     "kubelet_volume_stats_capacity_bytes",
     "kubelet_volume_stats_used_bytes",
 }
+
+# CloudNativePG's exporter on each PostgreSQL instance: the primary's pg_stat_archiver (its
+# default monitoring queries) and the collector's count of WAL segments by archive status.
+CNPG_ARCHIVER = {
+    "cnpg_pg_stat_archiver_archived_count",
+    "cnpg_pg_stat_archiver_failed_count",
+    "cnpg_pg_stat_archiver_seconds_since_last_archival",
+    "cnpg_pg_stat_archiver_seconds_since_last_failure",
+    "cnpg_pg_stat_archiver_last_archived_time",
+    "cnpg_pg_stat_archiver_last_failed_time",
+    "cnpg_collector_pg_wal_archive_status",
+}
+
+# The Barman Cloud plugin's series, exported by the same instances (its
+# internal/cnpgi/instance/metrics.go): unix timestamps, 0 before the first backup.
+BARMAN_CLOUD = {
+    "barman_cloud_cloudnative_pg_io_first_recoverability_point",
+    "barman_cloud_cloudnative_pg_io_last_available_backup_timestamp",
+    "barman_cloud_cloudnative_pg_io_last_failed_backup_timestamp",
+}

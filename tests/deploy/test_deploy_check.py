@@ -6,8 +6,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
+from copy import deepcopy
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -198,3 +201,119 @@ def test_secret_template_holds_every_key(gen: ModuleType) -> None:
     assert secret["metadata"]["name"] == gen.SECRET_NAME
     assert sorted(secret["stringData"]) == sorted(gen.secret_keys(city))
     assert "NATS_ROUTE_PASSWORD" in secret["stringData"]
+
+
+def _cluster(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (cluster,) = [d for d in docs if d["kind"] == "Cluster"]
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def production(check: ModuleType) -> list[dict[str, Any]]:
+    """The production overlay, rendered once."""
+    return list(check.render("production"))
+
+
+@needs_kubectl
+def test_deploy_check_finds_the_production_database_backed_up(
+    check: ModuleType, production: list[dict[str, Any]]
+) -> None:
+    report = check.Report()
+    external: dict[str, set[str]] = {}
+    check.check_backups("production", production, report, external)
+    assert report.problems == []
+    assert external == {"gridloop-pg-backup-s3": {"ACCESS_KEY_ID", "ACCESS_SECRET_KEY"}}
+
+
+def _no_archiver(docs: list[dict[str, Any]]) -> None:
+    _cluster(docs)["spec"]["plugins"][0]["isWALArchiver"] = False
+
+
+def _other_store(docs: list[dict[str, Any]]) -> None:
+    _cluster(docs)["spec"]["plugins"][0]["parameters"]["barmanObjectName"] = "gridloop-pg-bakup"
+
+
+def _spec(kind: str, **changes: Any) -> Callable[[list[dict[str, Any]]], None]:
+    def edit(docs: list[dict[str, Any]]) -> None:
+        (doc,) = [d for d in docs if d["kind"] == kind]
+        doc["spec"].update(changes)
+
+    return edit
+
+
+@needs_kubectl
+@pytest.mark.parametrize(
+    ("edit", "refused"),
+    [
+        (
+            _no_archiver,
+            "Cluster gridloop-pg archives no WAL through barman-cloud.cloudnative-pg.io",
+        ),
+        (_other_store, "archives to ObjectStore 'gridloop-pg-bakup', not rendered"),
+        (
+            _spec("ObjectStore", retentionPolicy="30"),
+            "retentionPolicy '30' is not a recovery window",
+        ),
+        (_spec("ObjectStore", retentionPolicy=None), "has no retentionPolicy"),
+        (_spec("ScheduledBackup", schedule="0 18 * * *"), "needs six fields, seconds first"),
+        (_spec("ScheduledBackup", method="barmanObjectStore"), "method must be plugin"),
+        (
+            _spec("ScheduledBackup", cluster={"name": "gridloop-pg-old"}),
+            "Cluster gridloop-pg has no ScheduledBackup",
+        ),
+    ],
+)
+def test_deploy_check_refuses_a_database_without_backups(
+    check: ModuleType,
+    production: list[dict[str, Any]],
+    edit: Callable[[list[dict[str, Any]]], None],
+    refused: str,
+) -> None:
+    """The production database archives its WAL and takes a base backup a night into an
+    object store with a recovery window; a manifest that loses any of it is refused before
+    it is applied (a Cluster applied without archiving runs, and nothing says so until the
+    day a restore is needed)."""
+    docs = deepcopy(production)
+    edit(docs)
+    report = check.Report()
+    check.check_backups("production", docs, report, {})
+    assert [p for p in report.problems if "production/backups" in p and refused in p], (
+        report.problems
+    )
+
+
+@needs_kubectl
+def test_the_restore_patch_makes_the_database_anew_from_its_archive(
+    check: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """postgres-restore.yaml, listed under the production overlay's patches, turns the
+    Cluster into one bootstrapped from the object store the overlay backs up to, and it goes
+    on being backed up, under a name of its own; archiving into the archive it restores from
+    is refused."""
+    copy = tmp_path / "deploy"
+    shutil.copytree(ROOT / "deploy", copy)
+    overlay = copy / "overlays" / "production"
+    kustomization = overlay / "kustomization.yaml"
+    text = kustomization.read_text()
+    assert "postgres-restore.yaml" not in text
+    kustomization.write_text(
+        text.replace("patches:\n", "patches:\n  - path: postgres-restore.yaml\n", 1)
+    )
+    monkeypatch.setattr(check, "OVERLAYS_DIR", copy / "overlays")
+    docs = check.render("production")
+    (cluster,) = [d for d in docs if d["kind"] == "Cluster"]
+    assert list(cluster["spec"]["bootstrap"]) == ["recovery"]
+    (source,) = cluster["spec"]["externalClusters"]
+    assert cluster["spec"]["bootstrap"]["recovery"]["source"] == source["name"]
+    (store,) = [d for d in docs if d["kind"] == "ObjectStore"]
+    assert source["plugin"]["parameters"] == {
+        "barmanObjectName": store["metadata"]["name"],
+        "serverName": cluster["metadata"]["name"],
+    }
+    report = check.Report()
+    check.check_backups("production", docs, report, {})
+    assert report.problems == []
+
+    cluster["spec"]["plugins"][0]["parameters"]["serverName"] = "gridloop-pg"
+    check.check_backups("production", docs, report, {})
+    assert [p for p in report.problems if "archive it is restored from" in p], report.problems

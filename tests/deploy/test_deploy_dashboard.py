@@ -1,6 +1,7 @@
 """The Grafana dashboard shipped in deploy/grafana: a dashboard Grafana imports (uid, panels,
 a Prometheus datasource variable), whose every query reads metrics the services define or,
-for the stores' panels, the NATS exporter's and the kubelet's series the alerts read."""
+for the stores' and the backups' panels, the series the alerts read (the NATS exporter's,
+the kubelet's, CloudNativePG's and its backup plugin's)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from .series import EXPORTER_JETSTREAM, KUBELET_VOLUME, alerts
+from .series import BARMAN_CLOUD, CNPG_ARCHIVER, EXPORTER_JETSTREAM, KUBELET_VOLUME, alerts
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana").glob("*.json"))
 METRIC = re.compile(r"\bgridloop_[a-z0-9_]+\b")
-OUTSIDE = re.compile(r"\b(?:jetstream|kubelet)_[a-z0-9_]+\b")
+OUTSIDE = re.compile(r"\b(?:jetstream|kubelet|cnpg|barman_cloud)_[a-z0-9_]+\b")
+SERIES_OUTSIDE = EXPORTER_JETSTREAM | KUBELET_VOLUME | CNPG_ARCHIVER | BARMAN_CLOUD
 
 
 def exprs(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
@@ -65,8 +67,8 @@ def test_every_query_reads_metrics_the_services_define(path: Path, metrics: set[
         assert names or outside, f"{title}: {expr} reads no gridloop metric"
         unknown = names - metrics
         assert not unknown, f"{title}: {sorted(unknown)} not defined by the code"
-        unknown = outside - EXPORTER_JETSTREAM - KUBELET_VOLUME
-        assert not unknown, f"{title}: {sorted(unknown)} not a series the exporter or kubelet has"
+        unknown = outside - SERIES_OUTSIDE
+        assert not unknown, f"{title}: {sorted(unknown)} not a series of what production runs"
         used |= names | outside
     # what the loop's dashboard is for (issue: reports in, cases by state, consumer lag,
     # outbox backlog, overdue, per-step latency)
@@ -80,6 +82,9 @@ def test_every_query_reads_metrics_the_services_define(path: Path, metrics: set[
         # the stores the alerts watch: JetStream's on each node, PostgreSQL's volumes
         "jetstream_server_total_message_bytes",
         "kubelet_volume_stats_available_bytes",
+        # and the database's backups
+        "barman_cloud_cloudnative_pg_io_last_available_backup_timestamp",
+        "cnpg_pg_stat_archiver_seconds_since_last_archival",
     ):
         assert wanted in used, wanted
 
@@ -104,3 +109,16 @@ def test_the_stores_panels_watch_what_the_alerts_watch() -> None:
     js = panels["JetStream's store used, per NATS node"]
     ratio = "jetstream_server_total_message_bytes / jetstream_server_max_storage"
     assert ratio in js and ratio in expr["GridloopJetStreamStoreFilling"]
+
+
+def test_the_backups_panel_reads_the_instances_the_alerts_read() -> None:
+    """The backups' panel shows the series the backup alerts fire on, of the same pods."""
+    expr = {name: rule["expr"] for name, rule in alerts().items()}
+    dashboard = json.loads(DASHBOARDS[0].read_text(encoding="utf-8"))
+    panel = [e for t, e in exprs(dashboard) if t == "PostgreSQL's backups: how old the newest is"]
+    backup = "barman_cloud_cloudnative_pg_io_last_available_backup_timestamp"
+    assert any(backup in e for e in panel) and backup in expr["GridloopPostgresBackupTooOld"]
+    pods = re.compile(r'pod=~"([^"]+)"')
+    alerted = set(pods.findall(expr["GridloopPostgresBackupTooOld"]))
+    alerted |= set(pods.findall(expr["GridloopPostgresWalArchivingFailing"]))
+    assert {p for e in panel for p in pods.findall(e)} == alerted and len(alerted) == 1
