@@ -66,7 +66,7 @@ def the_cluster() -> tuple[str, str]:
 def the_pattern(expr: str, label: str, namespace: str) -> str:
     """The one regular expression an alert matches `label` with, all in `namespace`."""
     assert set(re.findall(r'namespace="([^"]+)"', expr)) == {namespace}
-    patterns = set(re.findall(label + r'=~"([^"]+)"', expr))
+    patterns: set[str] = set(re.findall(label + r'=~"([^"]+)"', expr))
     assert len(patterns) == 1, patterns
     return patterns.pop()
 

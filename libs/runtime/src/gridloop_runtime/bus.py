@@ -44,7 +44,21 @@ JETSTREAM_WAIT_S = 60.0
 # leader), 10009 cluster cannot handle the request, 10023 insufficient resources.
 UNAVAILABLE_ERR_CODES = frozenset({10005, 10008, 10009, 10023})
 
+# JetStream's answer to a change of where a durable consumer starts, which it does not update.
+DELIVER_POLICY_FIXED = 10012
+
 T = TypeVar("T")
+
+
+def starting_as(cfg: ConsumerConfig, have: ConsumerConfig) -> ConsumerConfig:
+    """`cfg`, starting where the existing consumer `have` starts (its deliver policy and its
+    start time or sequence): what updates a consumer in place without moving it."""
+    return replace(
+        cfg,
+        deliver_policy=have.deliver_policy,
+        opt_start_time=have.opt_start_time,
+        opt_start_seq=have.opt_start_seq,
+    )
 
 
 async def connect(

@@ -32,7 +32,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 
 from . import metrics, tracing
-from .bus import quick_fetch, when_available
+from .bus import DELIVER_POLICY_FIXED, quick_fetch, starting_as, when_available
 from .casework import Inbound, Rules, apply_batch
 from .db import Conn, again_on_conflict, lock_key
 from .outbox import Committed, UnitOfWorkFactory, Work, write_all
@@ -284,6 +284,13 @@ class Consumer:
             except nats.js.errors.BadRequestError:
                 # Exists with another config (an upgrade changed filters): update it in place.
                 await self.js.add_consumer(self.spec.stream, cfg)
+            except nats.js.errors.ServerError as exc:
+                if exc.err_code != DELIVER_POLICY_FIXED:
+                    raise
+                # Moved back by the operator after a database restore (restore.py): it goes
+                # on from where it was moved to; everything else is updated in place.
+                have = (await self.js.consumer_info(self.spec.stream, self.spec.durable)).config
+                await self.js.add_consumer(self.spec.stream, starting_as(cfg, have))
 
         # A stream just created in a cluster may still be electing its leader.
         await when_available(declare, what=f"consumer {self.spec.durable}", races=0)

@@ -1,0 +1,221 @@
+"""After a database restore (restore.py), on a real nats-server and PostgreSQL: the events the
+restored outboxes do not hold leave the streams the services publish to, every service's
+consumer moves back and keeps its new start when its service declares it again, outside
+readers keep their place, and nothing happens while a service is still reading."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+import asyncpg
+import nats
+import pytest
+from gridloop_contracts import Envelope, Event, to_binary
+from gridloop_devkit.testing import running, settings_for, wait_for
+from gridloop_runtime import restore
+from gridloop_runtime.bus import ensure_streams
+from gridloop_runtime.consumer import ConsumerSpec
+from gridloop_runtime.outbox import Work
+from gridloop_runtime.service import ServiceDefinition
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+MIGRATIONS = Path(__file__).parent / "sql"
+
+
+class Pinged(Event):
+    type_name: ClassVar[str] = "gridloop.case.pinged.v1"
+    subject_token: ClassVar[str] = "pinged"
+    case_id: str
+    n: int = 0
+
+
+async def publish(js: JetStreamContext, subject: str, source: str, n: int) -> str:
+    env = Envelope.of(Pinged(case_id=f"C-{n}", n=n), source=source)
+    headers, body = to_binary(env)
+    await js.publish(subject, body, headers=headers)
+    return env.id
+
+
+@pytest.fixture
+async def bus(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_streams(js)
+    yield js
+    await nc.close()
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """Two services' outboxes as restored: only the column the restore reads."""
+    conn = await asyncpg.connect(database_url)
+    for schema in ("intake", "dispatch"):
+        await conn.execute(f"CREATE SCHEMA {schema}")
+        await conn.execute(f"CREATE TABLE {schema}.outbox (event_id text PRIMARY KEY)")
+    yield conn
+    await conn.close()
+
+
+def durable(name: str, subject: str) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=name,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        filter_subject=subject,
+        max_deliver=5,
+    )
+
+
+async def read_all(js: JetStreamContext, stream: str, name: str) -> None:
+    """A consumer that has read and acknowledged everything there is."""
+    sub = await js.pull_subscribe_bind(durable=name, stream=stream)
+    while (await sub.consumer_info()).num_pending:
+        for m in await sub.fetch(100, timeout=2):
+            await m.ack_sync()
+    await sub.unsubscribe()
+
+
+async def test_ghosts_go_and_the_services_consumers_move_back(
+    bus: JetStreamContext, db: asyncpg.Connection
+) -> None:
+    js = bus
+    # before the restore point: events the restored outboxes hold
+    held_before = [await publish(js, "case.accepted", "/gridloop/intake", n) for n in range(3)]
+    point = datetime.now(UTC)  # the server's clock is this machine's
+    # after it: some the restored outboxes still hold (committed before, published after),
+    # the rest ghosts, from two services, on two streams; and messages from the outside
+    held_after = [await publish(js, "case.accepted", "/gridloop/intake", 10)]
+    ghosts_cases = [await publish(js, "case.accepted", "/gridloop/intake", n) for n in (11, 12)]
+    ghosts_cases.append(await publish(js, "case.dispatched", "/gridloop/dispatch", 13))
+    ghost_feed = await publish(js, "dispatch.sanitation.assigned", "/gridloop/dispatch", 14)
+    outside = await publish(js, "case.accepted", "/somebody/else", 15)
+    report = await publish(js, "intake.patrol.app", "/bench/patrol-app", 16)
+    await db.executemany(
+        "INSERT INTO intake.outbox VALUES ($1)", [(i,) for i in held_before + held_after]
+    )
+    # the services' consumers and a department's feed, each having read everything
+    await js.add_consumer("CASES", durable("dispatch-cases", "case.>"))
+    await js.add_consumer("INTAKE", durable("intake-reports", "intake.>"))
+    await js.add_consumer("DISPATCH", durable("dept-sanitation", "dispatch.sanitation.>"))
+    for stream, name in (
+        ("CASES", "dispatch-cases"),
+        ("INTAKE", "intake-reports"),
+        ("DISPATCH", "dept-sanitation"),
+    ):
+        await read_all(js, stream, name)
+
+    # a dry run says what it would do and does nothing
+    dry = await restore.bring_back(js, db, point, margin=timedelta(0), dry_run=True)
+    assert sum(len(s) for s in dry.ghosts.values()) == 4
+    assert (await js.stream_info("CASES")).state.messages == 8
+    assert (await js.consumer_info("CASES", "dispatch-cases")).num_pending == 0
+
+    done = await restore.bring_back(js, db, point, margin=timedelta(0))
+    assert len(done.ghosts["CASES"]) == 3 and len(done.ghosts["DISPATCH"]) == 1
+    assert done.kept["CASES"] == 2  # the one the outbox holds, and the outsider's
+    assert sorted(done.rewound) == ["CASES/dispatch-cases", "INTAKE/intake-reports"]
+
+    remaining = {
+        m.headers["ce-id"] for m in await everything(js, "CASES") + await everything(js, "DISPATCH")
+    }
+    assert remaining == {*held_before, *held_after, outside}
+    assert not remaining & {*ghosts_cases, ghost_feed}
+    # the services' consumers start again at the point; the department's feed stays
+    cases = await js.consumer_info("CASES", "dispatch-cases")
+    assert cases.num_pending == 2 and cases.config.max_deliver == 5
+    assert cases.config.filter_subject == "case.>"
+    assert (await js.consumer_info("INTAKE", "intake-reports")).num_pending == 1
+    assert report in {m.headers["ce-id"] for m in await everything(js, "INTAKE")}
+    assert (await js.consumer_info("DISPATCH", "dept-sanitation")).num_pending == 0
+
+
+async def everything(js: JetStreamContext, stream: str) -> list[Any]:
+    sub = await js.pull_subscribe(
+        ">", stream=stream, config=ConsumerConfig(ack_policy=AckPolicy.NONE, inactive_threshold=10)
+    )
+    out: list[Any] = []
+    while (await sub.consumer_info()).num_pending:
+        out += await sub.fetch(100, timeout=2)
+    await sub.unsubscribe()
+    return out
+
+
+async def test_nothing_is_touched_while_a_service_reads(
+    bus: JetStreamContext, db: asyncpg.Connection
+) -> None:
+    js = bus
+    point = datetime.now(UTC)
+    await publish(js, "case.accepted", "/gridloop/intake", 1)  # a ghost
+    await js.add_consumer("CASES", durable("verify-cases", "case.>"))
+    sub = await js.pull_subscribe_bind(durable="verify-cases", stream="CASES")
+    await sub.fetch(1, timeout=2)
+    waiting = asyncio.create_task(sub.fetch(1, timeout=30))  # a replica waiting for more
+    await wait_for(
+        lambda: _waiting(js, "verify-cases"), timeout=10, interval=0.1, what="a pull waiting"
+    )
+    with pytest.raises(restore.ServicesRunning, match="CASES/verify-cases"):
+        await restore.bring_back(js, db, point, margin=timedelta(0), wait_s=0.5)
+    assert (await js.stream_info("CASES")).state.messages == 1
+    waiting.cancel()
+
+
+async def _waiting(js: JetStreamContext, name: str) -> bool:
+    return bool((await js.consumer_info("CASES", name)).num_waiting)
+
+
+def definition(seen: list[int]) -> ServiceDefinition:
+    async def handle(work: Work, env: Envelope) -> None:
+        seen.append(int(env.data["n"]))
+        await work.conn.execute(
+            "INSERT INTO seen (event_id, n) VALUES ($1, $2)", env.id, env.data["n"]
+        )
+
+    return ServiceDefinition(
+        name="echo",
+        migrations_dir=MIGRATIONS,
+        consumers=[ConsumerSpec("echo-pings", "CASES", ["case.pinged"], handle)],
+    )
+
+
+async def test_a_service_keeps_the_start_its_consumer_was_moved_to(
+    database_url: str, nats_url: str
+) -> None:
+    """The service declares its consumer at start-up (deliver everything); moved back to a
+    moment, it goes on from that moment, and its inbox drops what it had taken."""
+    seen: list[int] = []
+    settings = settings_for("echo", database_url, nats_url)
+    async with running(settings, definition(seen)) as rt:
+        assert rt.js is not None
+        for n in range(3):
+            if n == 2:
+                point = datetime.now(UTC)  # the server's clock is this machine's
+            await publish(rt.js, "case.pinged", "/gridloop/test", n)
+        await wait_for(lambda: len(seen) == 3, timeout=20, what="the first three taken")
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    try:
+        for n in (3, 4):
+            await publish(js, "case.pinged", "/gridloop/test", n)
+        # moved back to just before the third: it comes again, and the inbox drops it
+        await restore.rewind(js, await js.consumer_info("CASES", "echo-pings"), point)
+        assert (await js.consumer_info("CASES", "echo-pings")).num_pending == 3
+    finally:
+        await nc.close()
+    seen.clear()
+    async with running(settings, definition(seen)) as rt:
+        assert rt.js is not None
+
+        async def all_taken() -> bool:
+            assert rt.js is not None
+            info = await rt.js.consumer_info("CASES", "echo-pings")
+            return not (info.num_pending or info.num_ack_pending)
+
+        await wait_for(all_taken, timeout=20, what="everything since the point taken")
+        assert sorted(seen) == [3, 4]
+        info = await rt.js.consumer_info("CASES", "echo-pings")
+        assert info.config.deliver_policy == DeliverPolicy.BY_START_TIME
