@@ -109,9 +109,15 @@ async def settle(
 
 
 async def judge(
-    stack: Stack, conn: asyncpg.Connection, reports: list[Planned], counts: Counts
+    stack: Stack,
+    conn: asyncpg.Connection,
+    reports: list[Planned],
+    counts: Counts,
+    *,
+    chased: bool = True,
 ) -> dict[str, Any]:
-    """The checks after the run, against the streams and every service's tables."""
+    """The checks after the run, against the streams and every service's tables; `chased`:
+    the run moved the clock past deadlines, so the chase ladder must have fired."""
     assert stack.nats_url
     nc = await nats.connect(stack.nats_servers)
     js = nc.jetstream()
@@ -168,7 +174,9 @@ async def judge(
     # no timer fired twice: one reminder / overdue / escalation per task, stage and level
     firings = [timer_firing(m) for m in cases_stream]
     fired = Counter(f[0].split(".")[2] for f in firings if f is not None)
-    assert fired["overdue"] and fired["escalated"], f"the clock jump chased nothing: {fired}"
+    assert not chased or (fired["overdue"] and fired["escalated"]), (
+        f"the clock jump chased nothing: {fired}"
+    )
     twice_fired = duplicates_by(cases_stream, timer_firing)
     assert not twice_fired, f"timers that fired twice: {twice_fired}"
     feed_timers = duplicates_by(

@@ -374,6 +374,29 @@ async def department(stack: Stack, dept: str, stop: asyncio.Event, log: list[str
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
 
 
+@dataclass
+class People:
+    """The loop's people beside a run: the sanitation department's kit (its log) and the
+    supervisors, until `stop` is set."""
+
+    stop: asyncio.Event
+    kit_log: list[str]
+    tasks: list[asyncio.Task[None]]
+
+    @classmethod
+    def start(cls, stack: Stack, counts: Counts) -> People:
+        stop, kit_log = asyncio.Event(), list[str]()
+        tasks = [
+            asyncio.create_task(department(stack, "sanitation", stop, kit_log)),
+            asyncio.create_task(supervisors(stack, stop, counts)),
+        ]
+        return cls(stop, kit_log, tasks)
+
+    async def leave(self) -> None:
+        self.stop.set()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
 def move_clock(stack: Stack, by: timedelta) -> None:
     """Move every service's clock (and the departments') forward: CLOCK_FILE's offset."""
     f = Path(stack.env["CLOCK_FILE"])

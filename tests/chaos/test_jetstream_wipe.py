@@ -21,7 +21,7 @@ from gridloop_devkit.launcher import Stack
 from gridloop_devkit.testing import wait_for
 
 from .judgement import outcome_problems
-from .load import ROOT, SCHEMAS, Counts, department, plan, send_all, supervisors
+from .load import ROOT, SCHEMAS, Counts, People, plan, send_all
 
 REPORTS = 120
 RATE = 6.0
@@ -67,12 +67,7 @@ async def test_a_lost_jetstream_store_is_recovered_from_the_outboxes(
     city = load_city(ROOT / "data" / "demo-city")
     reports = [p for p in plan(city, random.Random(7), REPORTS, "wipe") if p.script != "overdue"]
     counts = Counts()
-    stop = asyncio.Event()
-    kit_log: list[str] = []
-    helpers = [
-        asyncio.create_task(department(stack, "sanitation", stop, kit_log)),
-        asyncio.create_task(supervisors(stack, stop, counts)),
-    ]
+    people = People.start(stack, counts)
     wiped = asyncio.Event()
 
     def progress(sent: int) -> None:
@@ -130,8 +125,7 @@ async def test_a_lost_jetstream_store_is_recovered_from_the_outboxes(
         dead = {s: await conn.fetchval(f"SELECT count(*) FROM {s}.dead_letters") for s in SCHEMAS}
         assert not any(dead.values()), f"dead letters: {dead}"
     finally:
-        stop.set()
-        await asyncio.gather(*helpers, return_exceptions=True)
+        await people.leave()
         await conn.close()
     with capsys.disabled():
         print(

@@ -451,6 +451,15 @@ class LocalPostgres:
         """Drop a database and end whatever sessions are still on it (`dropdb --force`)."""
         self._client("dropdb", "--force", "--if-exists", name)
 
+    def dump(self, name: str, path: Path) -> None:
+        """`pg_dump` of a database (custom format): one consistent snapshot, taken while it
+        is being written."""
+        self._client("pg_dump", "--format=custom", f"--file={path}", name)
+
+    def restore_dump(self, name: str, path: Path) -> None:
+        """A `dump` loaded into an empty database."""
+        self._client("pg_restore", "--exit-on-error", f"--dbname={name}", str(path))
+
     def _client(self, tool: str, *args: str) -> None:
         """Run one of the server's client programs against it as `postgres`."""
         subprocess.run(
