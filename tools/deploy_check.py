@@ -457,12 +457,10 @@ def check_backups(
     overlay: str, docs: list[dict[str, Any]], report: Report, external: dict[str, set[str]]
 ) -> None:
     """Each CloudNativePG Cluster archives its WAL through the Barman Cloud plugin to an
-    ObjectStore the overlay renders, which keeps a recovery window, and a ScheduledBackup
-    takes its base backups through the same plugin. The store's credentials are a Secret the
-    operator provides (listed) or one the overlay renders with the keys."""
+    ObjectStore the overlay renders, which keeps a recovery window, never into the archive it
+    is restored from, and a ScheduledBackup takes its base backups through the same plugin."""
     where = f"{overlay}/backups"
     stores = by_kind(docs, "ObjectStore")
-    secrets = by_kind(docs, "Secret")
     for name, cluster in by_kind(docs, "Cluster").items():
         archivers = [p for p in cluster["spec"].get("plugins") or [] if p.get("isWALArchiver")]
         if [p.get("name") for p in archivers] != [BACKUP_PLUGIN]:
@@ -491,46 +489,64 @@ def check_backups(
             report.problem(
                 where, f"Cluster {name} archives to ObjectStore {store_name!r}, not rendered"
             )
-            continue
-        window = store["spec"].get("retentionPolicy")
-        if window is None:
+        else:
+            _check_store(where, store, docs, report, external)
+        _check_schedules(where, name, docs, report)
+
+
+def _check_store(
+    where: str,
+    store: dict[str, Any],
+    docs: list[dict[str, Any]],
+    report: Report,
+    external: dict[str, set[str]],
+) -> None:
+    """A recovery window, and credentials in a Secret the operator provides (listed) or one
+    the overlay renders with the keys."""
+    name = store["metadata"]["name"]
+    window = store["spec"].get("retentionPolicy")
+    if window is None:
+        report.problem(
+            where,
+            f"ObjectStore {name} has no retentionPolicy: its backups are kept for ever and "
+            "the store grows without end (a recovery window: 30d)",
+        )
+    elif not RECOVERY_WINDOW.fullmatch(str(window)):
+        report.problem(
+            where,
+            f"ObjectStore {name}: retentionPolicy {window!r} is not a recovery window (days, "
+            "weeks or months: 30d)",
+        )
+    secrets = by_kind(docs, "Secret")
+    for ref in (store["spec"]["configuration"].get("s3Credentials") or {}).values():
+        secret, key = ref["name"], ref["key"]
+        if secret not in secrets:
+            external.setdefault(secret, set()).add(key)
+        elif key not in (secrets[secret].get("data") or {}):
+            report.problem(where, f"ObjectStore {name}: Secret {secret} has no key {key}")
+
+
+def _check_schedules(where: str, cluster: str, docs: list[dict[str, Any]], report: Report) -> None:
+    """Base backups of `cluster` on a CloudNativePG schedule, through the plugin."""
+    scheduled = [
+        s
+        for s in by_kind(docs, "ScheduledBackup").values()
+        if s["spec"]["cluster"]["name"] == cluster
+    ]
+    if not scheduled:
+        report.problem(where, f"Cluster {cluster} has no ScheduledBackup: no base backups")
+    for backup in scheduled:
+        ident = f"ScheduledBackup {backup['metadata']['name']}"
+        spec = backup["spec"]
+        plugin = (spec.get("pluginConfiguration") or {}).get("name")
+        if spec.get("method") != "plugin" or plugin != BACKUP_PLUGIN:
+            report.problem(where, f"{ident}: method must be plugin, through {BACKUP_PLUGIN}")
+        if len(str(spec.get("schedule", "")).split()) != 6:
             report.problem(
                 where,
-                f"ObjectStore {store_name} has no retentionPolicy: its backups are kept for "
-                "ever and the store grows without end (a recovery window: 30d)",
+                f"{ident}: schedule {spec.get('schedule')!r} needs six fields, seconds first "
+                "(CloudNativePG's cron)",
             )
-        elif not RECOVERY_WINDOW.fullmatch(str(window)):
-            report.problem(
-                where,
-                f"ObjectStore {store_name}: retentionPolicy {window!r} is not a recovery "
-                "window (days, weeks or months: 30d)",
-            )
-        credentials = store["spec"]["configuration"].get("s3Credentials") or {}
-        for ref in credentials.values():
-            secret, key = ref["name"], ref["key"]
-            if secret not in secrets:
-                external.setdefault(secret, set()).add(key)
-            elif key not in (secrets[secret].get("data") or {}):
-                report.problem(where, f"ObjectStore {store_name}: Secret {secret} has no key {key}")
-        scheduled = [
-            s
-            for s in by_kind(docs, "ScheduledBackup").values()
-            if s["spec"]["cluster"]["name"] == name
-        ]
-        if not scheduled:
-            report.problem(where, f"Cluster {name} has no ScheduledBackup: no base backups")
-        for backup in scheduled:
-            ident = f"ScheduledBackup {backup['metadata']['name']}"
-            spec = backup["spec"]
-            plugin = (spec.get("pluginConfiguration") or {}).get("name")
-            if spec.get("method") != "plugin" or plugin != BACKUP_PLUGIN:
-                report.problem(where, f"{ident}: method must be plugin, through {BACKUP_PLUGIN}")
-            if len(str(spec.get("schedule", "")).split()) != 6:
-                report.problem(
-                    where,
-                    f"{ident}: schedule {spec.get('schedule')!r} needs six fields, "
-                    "seconds first (CloudNativePG's cron)",
-                )
 
 
 def check_nats(overlay: str, docs: list[dict[str, Any]], report: Report) -> None:
