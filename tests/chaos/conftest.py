@@ -4,6 +4,7 @@ rest of the session."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from collections.abc import Generator, Iterator
@@ -66,12 +67,18 @@ def failures_in_logs(state: Path, tail: int = 60) -> str:
     return "\n".join(out)
 
 
+def short_name(shape: str, test: str) -> str:
+    """A test's state folder: short, as PostgreSQL's socket lives in its data directory and a
+    socket's path may not be longer than 107 bytes; unique to the test and its parameters."""
+    return f"{shape}-{test[5:25]}-{hashlib.sha1(test.encode()).hexdigest()[:6]}"
+
+
 @pytest.fixture
 def chaos_stack(work_dir: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
     """NATS with a file store synced on every write, PostgreSQL in its own data directory,
     the five services with a shared movable clock (CLOCK_FILE); all on fixed loopback ports
     so each can be restarted in place."""
-    state = work_dir / request.node.name
+    state = work_dir / short_name("single", request.node.name)
     state.mkdir(parents=True, exist_ok=True)
     nats = LocalNats(state / "nats", sync_always=True, log_file=state / "nats.log").start()
     yield from _stack(state, nats, replicas=1)
@@ -82,8 +89,7 @@ def cluster_chaos_stack(work_dir: Path, request: pytest.FixtureRequest) -> Itera
     """The production shape: a 3-node JetStream cluster (every stream R3, each node's store
     synced on every write), two processes of every service, PostgreSQL durable; every node
     and process restartable in place."""
-    # short: PostgreSQL's socket lives in its data directory, and a socket path is short
-    state = work_dir / f"cluster-{request.node.name[5:25]}"
+    state = work_dir / short_name("cluster", request.node.name)
     state.mkdir(parents=True, exist_ok=True)
     nats = LocalNatsCluster(state / "nats-cluster", size=3, sync_always=True, log_dir=state)
     nats.start(timeout=90)

@@ -57,11 +57,20 @@ def bring_back(stack: Stack, point: datetime) -> str:
     return proc.stdout
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(480)
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "chaos_stack",
+        # the production shape: a 3-node JetStream cluster (R3 streams), two replicas of
+        # every service sharing each durable consumer
+        "cluster_chaos_stack",
+    ],
+)
 async def test_a_database_restored_to_an_earlier_moment_loses_nothing(
-    chaos_stack: Stack, capsys: pytest.CaptureFixture[str]
+    shape: str, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    stack = chaos_stack
+    stack: Stack = request.getfixturevalue(shape)
     pg = stack.postgres
     assert pg is not None and stack.database_url
     city = load_city(ROOT / "data" / "demo-city")
@@ -111,7 +120,7 @@ async def test_a_database_restored_to_an_earlier_moment_loses_nothing(
     assert ghosts and int(ghosts.group(1)) > 0, said
     with capsys.disabled():
         print(
-            f"\npostgres restore: reports_sent={len(reports)} "
+            f"\npostgres restore ({shape}): reports_sent={len(reports)} "
             f"reports_in_the_restored_database={lost_in_restore} resent_over_rest={len(resent)} "
             f"closed={summary['closed']} converged_in_s={time.monotonic() - started:.0f}\n"
             f"{said}",
