@@ -52,11 +52,12 @@ async def bus(nats_url: str) -> AsyncIterator[JetStreamContext]:
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    """Two services' outboxes as restored: only the column the restore reads."""
+    """Two services' outboxes and dead letters as restored: the columns the restore reads."""
     conn = await asyncpg.connect(database_url)
     for schema in ("intake", "dispatch"):
         await conn.execute(f"CREATE SCHEMA {schema}")
         await conn.execute(f"CREATE TABLE {schema}.outbox (event_id text PRIMARY KEY)")
+        await conn.execute(f"CREATE TABLE {schema}.dead_letters (consumer text, event_id text)")
     yield conn
     await conn.close()
 
@@ -98,6 +99,17 @@ async def test_ghosts_go_and_the_services_consumers_move_back(
     await db.executemany(
         "INSERT INTO intake.outbox VALUES ($1)", [(i,) for i in held_before + held_after]
     )
+    # dead letters since the point: one the restored table lists, one it lost
+    for n, listed in ((20, True), (21, False)):
+        env = Envelope.of(Pinged(case_id=f"C-{n}", n=n), source="/gridloop/verify")
+        headers, body = to_binary(env)
+        headers["Gridloop-Dlq-Consumer"] = "intake-casefile"
+        await js.publish("dlq.intake", body, headers=headers)
+        if listed:
+            await db.execute(
+                "INSERT INTO intake.dead_letters VALUES ('intake-casefile', $1)", env.id
+            )
+    await db.execute("INSERT INTO intake.dead_letters VALUES ('intake-casefile', 'other')")
     # the services' consumers and a department's feed, each having read everything
     await js.add_consumer("CASES", durable("dispatch-cases", "case.>"))
     await js.add_consumer("INTAKE", durable("intake-reports", "intake.>"))
@@ -111,12 +123,17 @@ async def test_ghosts_go_and_the_services_consumers_move_back(
 
     # a dry run says what it would do and does nothing
     dry = await restore.bring_back(js, db, point, margin=timedelta(0), dry_run=True)
-    assert sum(len(s) for s in dry.ghosts.values()) == 4
+    assert sum(len(s) for s in dry.ghosts.values()) == 5
     assert (await js.stream_info("CASES")).state.messages == 8
     assert (await js.consumer_info("CASES", "dispatch-cases")).num_pending == 0
 
     done = await restore.bring_back(js, db, point, margin=timedelta(0))
     assert len(done.ghosts["CASES"]) == 3 and len(done.ghosts["DISPATCH"]) == 1
+    assert len(done.ghosts["DLQ"]) == 1 and done.kept["DLQ"] == 1
+    (left,) = await everything(js, "DLQ")
+    assert left.data and (left.headers or {})["ce-id"] in {
+        r["event_id"] for r in await db.fetch("SELECT event_id FROM intake.dead_letters")
+    }
     assert done.kept["CASES"] == 2  # the one the outbox holds, and the outsider's
     assert sorted(done.rewound) == ["CASES/dispatch-cases", "INTAKE/intake-reports"]
 

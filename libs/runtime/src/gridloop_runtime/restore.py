@@ -12,7 +12,9 @@ With the services stopped, `bring_back` (`python -m gridloop_runtime.restore --p
 
 1. deletes, from the streams the services publish to (CASES, DISPATCH, NOTIFY, SCORES), every
    message since P - margin that a service published and whose event its outbox does not
-   hold: the ghosts;
+   hold: the ghosts; and from DLQ every dead letter since then that the service's restored
+   `dead_letters` does not list (its message comes again, and is parked again if it fails
+   again);
 2. moves every service's durable consumer back to P - margin: what came since is delivered
    again, and each inbox drops what the restored tables had already taken.
 
@@ -64,7 +66,7 @@ class Outcome:
 
     def lines(self) -> list[str]:
         out = [f"since {self.since.isoformat()}:"]
-        for stream in PUBLISHED:
+        for stream in (*PUBLISHED, "DLQ"):
             out.append(
                 f"  {stream}: {len(self.ghosts.get(stream, []))} ghosts deleted, "
                 f"{self.kept.get(stream, 0)} messages kept"
@@ -105,8 +107,9 @@ async def bring_back(
     since = point - margin
     consumers = await idle_consumers(js, wait_s)
     outcome = Outcome(since)
-    for stream in PUBLISHED:
-        ghosts, kept = await find_ghosts(js, conn, stream, since)
+    for stream in (*PUBLISHED, "DLQ"):
+        find = find_dead_letters if stream == "DLQ" else find_ghosts
+        ghosts, kept = await find(js, conn, stream, since)
         outcome.ghosts[stream], outcome.kept[stream] = ghosts, kept
         if not dry_run:
             for seq in ghosts:
@@ -160,7 +163,7 @@ async def find_ghosts(
     its outbox does not hold, and how many others there are."""
     by_service: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
     others = 0
-    for seq, headers in await read_since(js, stream, since):
+    for seq, _subject, headers in await read_since(js, stream, since):
         service = publisher(headers.get("ce-source"))
         event_id = headers.get("ce-id")
         if service is None or not event_id:
@@ -185,10 +188,45 @@ async def find_ghosts(
     return sorted(ghosts), kept
 
 
+async def find_dead_letters(
+    js: JetStreamContext, conn: asyncpg.Connection, stream: str, since: datetime
+) -> tuple[list[int], int]:
+    """The sequences of the dead letters of `stream` (DLQ, `dlq.<service>`) since `since`
+    that the service's `dead_letters` does not list (by consumer and event), and how many
+    others there are."""
+    by_service: dict[str, dict[tuple[str, str], list[int]]] = defaultdict(lambda: defaultdict(list))
+    others = 0
+    for seq, subject, headers in await read_since(js, stream, since):
+        service = subject.removeprefix("dlq.")
+        consumer = headers.get("Gridloop-Dlq-Consumer", "")
+        event_id = headers.get("ce-id", "")
+        if service not in SERVICES or not consumer or not event_id:
+            others += 1
+            continue
+        by_service[service][(consumer, event_id)].append(seq)
+    ghosts: list[int] = []
+    kept = others
+    for service, letters in by_service.items():
+        listed = {
+            (r["consumer"], r["event_id"])
+            for r in await conn.fetch(
+                f"SELECT consumer, event_id FROM {service}.dead_letters "
+                "WHERE event_id = ANY($1::text[])",
+                [event_id for _, event_id in letters],
+            )
+        }
+        for key, seqs in letters.items():
+            if key in listed:
+                kept += len(seqs)
+            else:
+                ghosts += seqs
+    return sorted(ghosts), kept
+
+
 async def read_since(
     js: JetStreamContext, stream: str, since: datetime
-) -> list[tuple[int, dict[str, str]]]:
-    """Each message of `stream` stored since `since`: its sequence and headers."""
+) -> list[tuple[int, str, dict[str, str]]]:
+    """Each message of `stream` stored since `since`: its sequence, subject and headers."""
     try:
         info = await js.stream_info(stream)
     except nats.js.errors.NotFoundError:
@@ -205,7 +243,7 @@ async def read_since(
             inactive_threshold=30,
         ),
     )
-    out: list[tuple[int, dict[str, str]]] = []
+    out: list[tuple[int, str, dict[str, str]]] = []
     try:
         while True:
             try:
@@ -214,7 +252,7 @@ async def read_since(
                 if not (await sub.consumer_info()).num_pending:
                     break
                 continue
-            out += [(m.metadata.sequence.stream, dict(m.headers or {})) for m in msgs]
+            out += [(m.metadata.sequence.stream, m.subject, dict(m.headers or {})) for m in msgs]
             if msgs[-1].metadata.num_pending == 0:
                 break
     finally:
