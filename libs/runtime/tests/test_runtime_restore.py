@@ -236,3 +236,26 @@ async def test_a_service_keeps_the_start_its_consumer_was_moved_to(
         assert sorted(seen) == [3, 4]
         info = await rt.js.consumer_info("CASES", "echo-pings")
         assert info.config.deliver_policy == DeliverPolicy.BY_START_TIME
+
+
+def test_who_published_a_message_and_whose_consumer_it_is() -> None:
+    assert restore.publisher("/gridloop/dispatch") == "dispatch"
+    assert restore.publisher("/gridloop/console") is None  # not a service that publishes
+    assert restore.publisher("/bench/patrol-app") is None
+    assert restore.publisher(None) is None
+    assert restore.owner("handling-commands") == "handling"
+    assert restore.owner("dept-sanitation") is None  # a department's feed
+    assert restore.owner("src-12345") is None  # an integrator's
+    assert restore.owner("intake") is None
+
+
+def test_a_point_without_its_offset_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """A moment without its UTC offset is eight hours off in Beijing or right in London:
+    refused, naming the offset, before anything is touched."""
+    with pytest.raises(SystemExit) as exit_:
+        restore.main(["--point", "2026-12-07T09:30:00"])
+    assert exit_.value.code == 2
+    assert "needs its UTC offset" in capsys.readouterr().err
+    assert restore.parse_point("2026-12-07T09:30:00+08:00") == datetime(
+        2026, 12, 7, 1, 30, tzinfo=UTC
+    )
