@@ -8,30 +8,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import asyncpg
 import nats
 import pytest
-from gridloop_contracts import Envelope, Event, to_binary
+from gridloop_contracts import Envelope, to_binary
 from gridloop_devkit.testing import running, settings_for, wait_for
 from gridloop_runtime import restore
 from gridloop_runtime.bus import ensure_streams
-from gridloop_runtime.consumer import ConsumerSpec
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import ServiceDefinition
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-MIGRATIONS = Path(__file__).parent / "sql"
-
-
-class Pinged(Event):
-    type_name: ClassVar[str] = "gridloop.case.pinged.v1"
-    subject_token: ClassVar[str] = "pinged"
-    case_id: str
-    n: int = 0
+from .test_runtime_bus import Pinged, echo_definition, record_ping
 
 
 async def publish(js: JetStreamContext, subject: str, source: str, n: int) -> str:
@@ -186,17 +177,13 @@ async def _waiting(js: JetStreamContext, name: str) -> bool:
 
 
 def definition(seen: list[int]) -> ServiceDefinition:
+    """The runtime tests' echo service, noting the pings it takes."""
+
     async def handle(work: Work, env: Envelope) -> None:
         seen.append(int(env.data["n"]))
-        await work.conn.execute(
-            "INSERT INTO seen (event_id, n) VALUES ($1, $2)", env.id, env.data["n"]
-        )
+        await record_ping(work, env)
 
-    return ServiceDefinition(
-        name="echo",
-        migrations_dir=MIGRATIONS,
-        consumers=[ConsumerSpec("echo-pings", "CASES", ["case.pinged"], handle)],
-    )
+    return echo_definition(handle)
 
 
 async def test_a_service_keeps_the_start_its_consumer_was_moved_to(

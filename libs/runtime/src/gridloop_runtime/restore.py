@@ -31,9 +31,10 @@ import os
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import asyncpg
 import nats
@@ -47,12 +48,18 @@ from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 SERVICES = ("intake", "dispatch", "handling", "verify", "scoring")
 # The streams the services publish to; INTAKE and HANDLING are written by the outside.
 PUBLISHED = ("CASES", "DISPATCH", "NOTIFY", "SCORES")
+# What a restore clears: those, and the dead letters.
+CLEARED = (*PUBLISHED, "DLQ")
 # Every stream a service's durable consumer may read.
 READ = ("INTAKE", "CASES", "HANDLING", "DISPATCH", "NOTIFY", "SCORES")
 # How far before the restore point the consumers are moved back and the streams searched:
 # more than any gap between a message entering a stream and its consumer's commit. Earlier
 # is always safe (the inboxes drop what was taken).
 MARGIN = timedelta(minutes=10)
+
+# What a message is known by in its service's restored tables (an event id; a consumer and
+# an event id).
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass
@@ -66,7 +73,7 @@ class Outcome:
 
     def lines(self) -> list[str]:
         out = [f"since {self.since.isoformat()}:"]
-        for stream in (*PUBLISHED, "DLQ"):
+        for stream in CLEARED:
             out.append(
                 f"  {stream}: {len(self.ghosts.get(stream, []))} ghosts deleted, "
                 f"{self.kept.get(stream, 0)} messages kept"
@@ -107,7 +114,7 @@ async def bring_back(
     since = point - margin
     consumers = await idle_consumers(js, wait_s)
     outcome = Outcome(since)
-    for stream in (*PUBLISHED, "DLQ"):
+    for stream in CLEARED:
         find = find_dead_letters if stream == "DLQ" else find_ghosts
         ghosts, kept = await find(js, conn, stream, since)
         outcome.ghosts[stream], outcome.kept[stream] = ghosts, kept
@@ -161,31 +168,19 @@ async def find_ghosts(
 ) -> tuple[list[int], int]:
     """The sequences of the messages of `stream` since `since` that a service published and
     its outbox does not hold, and how many others there are."""
-    by_service: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-    others = 0
-    for seq, _subject, headers in await read_since(js, stream, since):
-        service = publisher(headers.get("ce-source"))
-        event_id = headers.get("ce-id")
-        if service is None or not event_id:
-            others += 1
-            continue
-        by_service[service][event_id].append(seq)
-    ghosts: list[int] = []
-    kept = others
-    for service, events in by_service.items():
-        held = {
-            r["event_id"]
-            for r in await conn.fetch(
-                f"SELECT event_id FROM {service}.outbox WHERE event_id = ANY($1::text[])",
-                list(events),
-            )
-        }
-        for event_id, seqs in events.items():
-            if event_id in held:
-                kept += len(seqs)
-            else:
-                ghosts += seqs
-    return sorted(ghosts), kept
+
+    def place(_subject: str, headers: dict[str, str]) -> tuple[str, str] | None:
+        service, event_id = publisher(headers.get("ce-source")), headers.get("ce-id")
+        return (service, event_id) if service and event_id else None
+
+    async def held(service: str, event_ids: list[str]) -> set[str]:
+        rows = await conn.fetch(
+            f"SELECT event_id FROM {service}.outbox WHERE event_id = ANY($1::text[])",
+            event_ids,
+        )
+        return {r["event_id"] for r in rows}
+
+    return await _unknown(js, stream, since, place, held)
 
 
 async def find_dead_letters(
@@ -194,29 +189,48 @@ async def find_dead_letters(
     """The sequences of the dead letters of `stream` (DLQ, `dlq.<service>`) since `since`
     that the service's `dead_letters` does not list (by consumer and event), and how many
     others there are."""
-    by_service: dict[str, dict[tuple[str, str], list[int]]] = defaultdict(lambda: defaultdict(list))
-    others = 0
-    for seq, subject, headers in await read_since(js, stream, since):
+
+    def place(subject: str, headers: dict[str, str]) -> tuple[str, tuple[str, str]] | None:
         service = subject.removeprefix("dlq.")
-        consumer = headers.get("Gridloop-Dlq-Consumer", "")
-        event_id = headers.get("ce-id", "")
+        consumer, event_id = headers.get("Gridloop-Dlq-Consumer"), headers.get("ce-id")
         if service not in SERVICES or not consumer or not event_id:
-            others += 1
-            continue
-        by_service[service][(consumer, event_id)].append(seq)
+            return None
+        return service, (consumer, event_id)
+
+    async def listed(service: str, letters: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        rows = await conn.fetch(
+            f"SELECT consumer, event_id FROM {service}.dead_letters "
+            "WHERE event_id = ANY($1::text[])",
+            [event_id for _, event_id in letters],
+        )
+        return {(r["consumer"], r["event_id"]) for r in rows}
+
+    return await _unknown(js, stream, since, place, listed)
+
+
+async def _unknown(
+    js: JetStreamContext,
+    stream: str,
+    since: datetime,
+    place: Callable[[str, dict[str, str]], tuple[str, K] | None],
+    known: Callable[[str, list[K]], Awaitable[set[K]]],
+) -> tuple[list[int], int]:
+    """The sequences of the messages of `stream` since `since` that `place` gives to a
+    service under a key the service does not know (`known`: the keys its restored tables
+    hold), and how many others there are (unplaced, or known)."""
+    by_service: dict[str, dict[K, list[int]]] = defaultdict(lambda: defaultdict(list))
+    kept = 0
+    for seq, subject, headers in await read_since(js, stream, since):
+        placed = place(subject, headers)
+        if placed is None:
+            kept += 1
+        else:
+            by_service[placed[0]][placed[1]].append(seq)
     ghosts: list[int] = []
-    kept = others
-    for service, letters in by_service.items():
-        listed = {
-            (r["consumer"], r["event_id"])
-            for r in await conn.fetch(
-                f"SELECT consumer, event_id FROM {service}.dead_letters "
-                "WHERE event_id = ANY($1::text[])",
-                [event_id for _, event_id in letters],
-            )
-        }
-        for key, seqs in letters.items():
-            if key in listed:
+    for service, found in by_service.items():
+        have = await known(service, list(found))
+        for key, seqs in found.items():
+            if key in have:
                 kept += len(seqs)
             else:
                 ghosts += seqs
