@@ -23,13 +23,12 @@ from .judgement import judge, settle
 from .load import (
     ROOT,
     Counts,
+    People,
     chase_the_silent,
-    department,
     fault_schedule,
     inject,
     plan,
     send_all,
-    supervisors,
 )
 
 REPORTS = int(os.environ.get("CHAOS_REPORTS", "300"))
@@ -49,12 +48,7 @@ async def test_the_loop_survives_kills_and_restarts(
     rng = random.Random(SEED)
     reports = plan(city, rng, REPORTS, f"chaos{SEED}")
     counts = Counts()
-    stop = asyncio.Event()
-    kit_log: list[str] = []
-    helpers = [
-        asyncio.create_task(department(stack, "sanitation", stop, kit_log)),
-        asyncio.create_task(supervisors(stack, stop, counts)),
-    ]
+    people = People.start(stack, counts)
     half_sent = asyncio.Event()
 
     def progress(sent: int) -> None:
@@ -82,11 +76,10 @@ async def test_the_loop_survives_kills_and_restarts(
             reports,
             timeout=200,
             more=f"load and faults took {loaded - started:.0f}s; faults {dict(counts.faults)}"
-            f"\nkit: {kit_log[-10:]}",
+            f"\nkit: {people.kit_log[-10:]}",
         )
     finally:
-        stop.set()
-        await asyncio.gather(*helpers, return_exceptions=True)
+        await people.leave()
     assert conn is not None
     try:
         summary = await judge(stack, conn, reports, counts)

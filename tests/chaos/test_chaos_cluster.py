@@ -46,13 +46,12 @@ from .load import (
     SCHEMAS,
     Counts,
     Pace,
+    People,
     Planned,
     chase_the_silent,
-    department,
     plan,
     restart_postgres,
     send_all,
-    supervisors,
 )
 
 REPORTS = int(os.environ.get("CLUSTER_CHAOS_REPORTS", "240"))
@@ -245,12 +244,7 @@ async def test_the_cluster_loop_survives_node_leader_replica_and_database_faults
     rng = random.Random(SEED)
     reports = plan(city, rng, REPORTS, f"cluster{SEED}")
     counts = Counts()
-    stop = asyncio.Event()
-    kit_log: list[str] = []
-    helpers = [
-        asyncio.create_task(department(stack, "sanitation", stop, kit_log)),
-        asyncio.create_task(supervisors(stack, stop, counts)),
-    ]
+    people = People.start(stack, counts)
     warmed, half_sent = asyncio.Event(), asyncio.Event()
     faults = Faults(stack, rng, counts)
     pace = Pace(len(reports), faults.done, RATE, RATE_AFTER)
@@ -280,11 +274,10 @@ async def test_the_cluster_loop_survives_node_leader_replica_and_database_faults
             conn,
             reports,
             timeout=240,
-            more=f"faults: {faults.windows}\nkit: {kit_log[-10:]}",
+            more=f"faults: {faults.windows}\nkit: {people.kit_log[-10:]}",
         )
     finally:
-        stop.set()
-        await asyncio.gather(*helpers, return_exceptions=True)
+        await people.leave()
     assert conn is not None
     try:
         summary = await judge(stack, conn, reports, counts)

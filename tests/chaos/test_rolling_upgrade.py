@@ -24,11 +24,10 @@ from .load import (
     SCHEMAS,
     Counts,
     Pace,
+    People,
     chase_the_silent,
-    department,
     plan,
     send_all,
-    supervisors,
 )
 
 REPORTS = 160
@@ -51,12 +50,7 @@ async def test_replicas_replaced_one_by_one_under_load(
         if p.script == "closed" and rng.random() < 0.5:
             p.via = "http"
     counts = Counts()
-    stop = asyncio.Event()
-    kit_log: list[str] = []
-    helpers = [
-        asyncio.create_task(department(stack, "sanitation", stop, kit_log)),
-        asyncio.create_task(supervisors(stack, stop, counts)),
-    ]
+    people = People.start(stack, counts)
     warmed, half_sent, rolled = asyncio.Event(), asyncio.Event(), asyncio.Event()
     replaced: dict[str, float] = {}
     pace = Pace(len(reports), rolled, RATE, RATE_AFTER)
@@ -95,10 +89,9 @@ async def test_replicas_replaced_one_by_one_under_load(
         assert stack.database_url
         conn = await asyncpg.connect(stack.database_url)
 
-        await settle(conn, reports, timeout=180, more=f"kit: {kit_log[-10:]}")
+        await settle(conn, reports, timeout=180, more=f"kit: {people.kit_log[-10:]}")
     finally:
-        stop.set()
-        await asyncio.gather(*helpers, return_exceptions=True)
+        await people.leave()
     assert conn is not None
     try:
         summary = await judge(stack, conn, reports, counts)
