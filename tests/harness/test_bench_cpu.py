@@ -11,24 +11,29 @@ from typing import Any
 from gridloop_devkit.testing import load_module
 
 ROOT = Path(__file__).resolve().parents[2]
-CPU_SECONDS = 0.3
+CPU_SECONDS = 1.0
 
 
-# A fresh process works until it has used CPU_SECONDS, says so, and waits to be let go. The
-# window measures that process, not this long-lived one: Linux splits a process's CPU into
-# user and kernel time in proportion to its ticks over its whole life, so a short window in
-# a test worker that has run user code for a minute reads a kernel share far below the true
-# one (seen: 27 % for reading /dev/zero).
+# A fresh process starts, says it is ready, and at a word from the test works until it has
+# used CPU_SECONDS, says so, and waits to be let go. The window measures that process, not
+# this long-lived one: Linux splits a process's CPU into user and kernel time in proportion
+# to its ticks over its whole life, so a short window in a test worker that has run user code
+# for a minute reads a kernel share far below the true one (seen: 27 % for reading
+# /dev/zero). And the window opens only once the interpreter has started: its start-up is
+# user time, and on a busy machine it was as long as the work itself (seen: 50 %).
 _WORKER = """
-import os, sys, time
+import sys, time
 spin = sys.argv[1] == "spin"
-zeros = os.open("/dev/zero", os.O_RDONLY)
+zeros = open("/dev/zero", "rb", buffering=0)
+buffer = bytearray(1 << 20)
+print("ready", flush=True)
+sys.stdin.readline()
 start = time.process_time()
 while time.process_time() - start < float(sys.argv[2]):
     if spin:
         sum(i * i for i in range(10_000))
     else:
-        os.read(zeros, 1 << 20)  # the kernel fills a MiB at each call
+        zeros.readinto(buffer)  # the kernel fills a MiB at each call
 print("done", flush=True)
 sys.stdin.read()
 """
@@ -44,8 +49,11 @@ def _window_over(cpu: Any, kind: str) -> Any:
     )
     assert worker.stdin is not None and worker.stdout is not None
     try:
+        assert worker.stdout.readline().strip() == "ready"
         window = cpu.CpuWindow({"worker": worker.pid}, alone=("worker",))
         window.start()
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
         assert worker.stdout.readline().strip() == "done"
         window.stop()
     finally:
