@@ -17,10 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gridloop_city import load_city
 from gridloop_devkit.devstack import LocalNats, LocalPostgres
 
 from . import baseline, monolith
 from .cpu import cpus
+
+ROOT = Path(__file__).resolve().parent.parent
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -34,6 +37,9 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "platform": platform.platform(),
         },
         "config": {"nats_sync_always": args.durable, "postgres_fsync": args.durable},
+        "city_locate_per_s": round(
+            baseline.city_locate_rate(load_city(ROOT / "data" / "demo-city"))
+        ),
     }
     nats = LocalNats(work / "nats", sync_always=args.durable, log_file=work / "nats.log").start()
     pg = LocalPostgres(work / "pg", durable=args.durable, log_file=work / "pg.log").start()

@@ -7,6 +7,8 @@ import time
 
 import asyncpg
 import nats
+import shapely
+from gridloop_city import City
 
 
 async def jetstream_publish_rate(
@@ -57,3 +59,21 @@ async def pg_commit_rate(database_url: str, seconds: float = 5.0, concurrency: i
         await conn.execute("DROP TABLE bench_commit")
     await pool.close()
     return done / elapsed
+
+
+def city_locate_rate(city: City, count: int = 20_000, rounds: int = 3) -> float:
+    """Cell lookups a second (`City.locate`, one point at a time as intake takes a report)
+    over points spread evenly across the city's grid: the best of `rounds`."""
+    xmin, ymin, xmax, ymax = shapely.union_all(list(city.polygons.values())).bounds
+    side = max(int(count**0.5), 1)
+    points = [
+        (xmin + (xmax - xmin) * (i % side) / side, ymin + (ymax - ymin) * (i // side) / side)
+        for i in range(count)
+    ]
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for x, y in points:
+            city.locate(x, y)
+        best = min(best, time.perf_counter() - started)
+    return len(points) / best
