@@ -260,6 +260,17 @@ _all: list[Event] = [
         reporter=i.Reporter(name="张三", phone="13812345678"),
         attachments=[PHOTO],
     ),
+    i.ReportTakenV1(
+        channel="patrol",
+        source="patrol-app",
+        external_id="patrol-20261123-0007",
+        description="东四北大街120号门前垃圾堆放",
+        reported_at=T0,
+        location=WHERE,
+        category_code="E0104",
+        reporter_user_id="sup-010",
+        files=[UPLOADED],
+    ),
     i.DetectionV1(
         external_id="cam-0007-88231",
         camera_id="cam-0007",

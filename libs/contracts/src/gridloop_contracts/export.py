@@ -31,6 +31,14 @@ CHANNELS: dict[str, dict[str, Any]] = {
         "audience": "integrators",
         "user": "src-{source}",
     },
+    "taken": {
+        "address": "intake.taken.{source}",
+        "description": "Reports intake took over REST or Open311, kept on the INTAKE stream "
+        "for a database restore (intake's own: it publishes and consumes them).",
+        "prefixes": ("gridloop.report.taken.v1",),
+        "action": "send",
+        "audience": "services",
+    },
     "case": {
         "address": "case.{event}",
         "description": "Case lifecycle events (CASES stream): the replay source of projections.",
@@ -168,6 +176,7 @@ def _channel_of(type_name: str) -> str:
 # Who sends each family, for the example headers (services use /gridloop/<service>).
 EXAMPLE_SOURCES = {
     "intake": "/integrators/12345",
+    "taken": "/gridloop/intake",
     "case": "/gridloop/intake",
     "dispatch": "/gridloop/dispatch",
     "handling": "/departments/sanitation",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -18,7 +18,17 @@ from pydantic import (
 )
 
 from .base import Event, Instant, in_time_range, register
-from .common import Attachment, FieldError, Level, Location, NonBlank, Rating, Urgency, Value
+from .common import (
+    Attachment,
+    AttachmentRef,
+    FieldError,
+    Level,
+    Location,
+    NonBlank,
+    Rating,
+    Urgency,
+    Value,
+)
 from .status import CaseStatus
 
 
@@ -192,6 +202,41 @@ class RatingV2(Event):
         if self.external_id is None and self.case_id is None:
             raise ValueError("external_id: one of external_id or case_id is required")
         return self
+
+
+@register
+class ReportTakenV1(Event):
+    """A report intake took over REST or Open311 (a resident, an operator, a supervisor's
+    handheld), as it took it: published by intake itself on `intake.taken.<source>` in the
+    transaction that opened or joined its case. Intake's reports consumer passes over it
+    (the same transaction marked it taken); after the database is restored to an earlier
+    moment, the consumer, moved back, takes the ones the restored tables never saw, as it
+    takes the reports that came over NATS. Nobody else publishes it (NATS permissions). Its
+    fields were checked when the report was taken: they carry no limits of their own, so a
+    report taken then is taken again however the limits at the edge have moved since."""
+
+    type_name: ClassVar[str] = "gridloop.report.taken.v1"
+    subject_token: ClassVar[str] = "taken"
+    summary: ClassVar[str] = "A report taken over REST or Open311, kept for a restore (intake's)"
+
+    channel: Literal["hotline", "patrol", "web"]
+    source: str
+    external_id: str | None = None
+    description: str
+    reported_at: AwareDatetime
+    location: Location | None = None
+    address: str | None = None
+    part_code: str | None = None
+    category_code: str | None = None
+    urgency: Urgency = "normal"
+    reporter: Reporter | None = None
+    reporter_user_id: str | None = None
+    reporter_email: str | None = None
+    reporter_lang: str = "zh"
+    attachments: list[Attachment] = Field(default_factory=list)
+    files: list[AttachmentRef] = Field(default_factory=list)
+    # Open311: the answers to the category's questions (attribute[code]), as checked
+    attributes: dict[str, Any] = Field(default_factory=dict)
 
 
 @register

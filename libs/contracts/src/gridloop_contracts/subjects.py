@@ -50,6 +50,12 @@ def intake(channel: Channel, source: str) -> str:
     return f"intake.{channel}.{check_code(source, 'source')}"
 
 
+def intake_taken(source: str) -> str:
+    """Where intake keeps a report it took over REST or Open311 (`ReportTakenV1`): in the
+    INTAKE stream, under a token no channel has, so no integrator may publish there."""
+    return f"intake.taken.{check_code(source, 'source')}"
+
+
 def case(event: str) -> str:
     """Where a case lifecycle event is published."""
     return f"case.{event}"

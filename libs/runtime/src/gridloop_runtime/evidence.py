@@ -197,9 +197,13 @@ async def bind(
     at: datetime,
     *,
     field: str = "attachment_ids",
+    strict: bool = True,
 ) -> None:
     """Tie claimed attachments to the case they are evidence of. One that is already the
-    evidence of another case is refused (422 naming it); again for the same case is fine."""
+    evidence of another case is refused (422 naming it); again for the same case is fine.
+    Not `strict` (a report taken again after a restore): those that cannot be tied (their
+    upload's row is not in the restored tables, or another case holds them) are left as
+    they are; the report still names them, and the store still has their bytes."""
     if not refs:
         return
     taken = await conn.fetch(
@@ -213,6 +217,8 @@ async def bind(
         [r.distance_m for r in refs],
     )
     done = {r["attachment_id"] for r in taken}
+    if not strict:
+        return
     for i, ref in enumerate(refs):
         if ref.attachment_id not in done:
             raise Refusal(

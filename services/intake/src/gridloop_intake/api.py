@@ -26,7 +26,7 @@ from gridloop_runtime.step import Step
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from . import repository as repo
-from .casework import Outcome, take_report
+from .casework import Outcome, keep_taken, take_report
 from .context import Intake
 from .domain import callbacks, duplicates, similar
 from .domain.case import CaseFile, CaseRow
@@ -107,13 +107,13 @@ async def take(
     for attempt in (1, 2):
         try:
             async with rt.uow() as work:
-                if not attachment_ids or who is None:
-                    return await take_report(work, intake_of(rt), report)
-                refs = await evidence.claim(work.conn, attachment_ids, who, settings, near=near)
-                report = dataclasses.replace(report, files=tuple(refs))
+                if attachment_ids and who is not None:
+                    refs = await evidence.claim(work.conn, attachment_ids, who, settings, near=near)
+                    report = dataclasses.replace(report, files=tuple(refs))
                 outcome = await take_report(work, intake_of(rt), report)
                 if outcome.outcome != "duplicate":
-                    await evidence.bind(work.conn, refs, outcome.case_id, work.now())
+                    await evidence.bind(work.conn, report.files, outcome.case_id, work.now())
+                keep_taken(work, report, outcome)
                 return outcome
         except asyncpg.UniqueViolationError:
             if attempt == 2 or report.external_id is None:

@@ -11,7 +11,7 @@ from typing import Any, TypeGuard
 
 import structlog
 from gridloop_contracts import Envelope, FieldError, inbound
-from gridloop_contracts.inbound import DetectionV1, ReportV1
+from gridloop_contracts.inbound import DetectionV1, ReportTakenV1, ReportV1
 from gridloop_runtime.auth import lookup_from
 from gridloop_runtime.bus import Feed
 from gridloop_runtime.consumer import ConsumerSpec
@@ -22,7 +22,7 @@ from gridloop_runtime.service import Runtime, ServiceDefinition
 
 from . import api, metrics, open311, parts, public, search
 from . import repository as repo
-from .casework import Ahead, ReportBatch, ahead
+from .casework import REPORTS_CONSUMER, Ahead, ReportBatch, ahead
 from .context import Intake, city_for
 from .domain.case_ids import local_day
 from .domain.inbound import source_of
@@ -30,7 +30,7 @@ from .handlers import Handlers, case_file_rules
 from .settings import IntakeSettings
 
 MIGRATIONS = Path(__file__).parent / "sql"
-REPORT_TYPES = frozenset({ReportV1.type_name, DetectionV1.type_name})
+REPORT_TYPES = frozenset({ReportV1.type_name, DetectionV1.type_name, ReportTakenV1.type_name})
 
 
 def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
@@ -70,7 +70,7 @@ def definition(settings: IntakeSettings) -> tuple[ServiceDefinition, Any]:
         await batch.save(conn, messages[0][0].writes)
 
     reports = ConsumerSpec(
-        "intake-reports",
+        REPORTS_CONSUMER,
         "INTAKE",
         ["intake.>"],
         batch_handler=on_batch,
@@ -148,7 +148,7 @@ def _ahead(intake: Intake, subject: str | None, env: Envelope) -> Ahead | None:
         part_code=part if isinstance(part, str) else None,
         location=location,
         reported_at=reported_at,
-        opens=env.type == ReportV1.type_name,  # a detection may fold into its scene
+        opens=env.type != DetectionV1.type_name,  # a detection may fold into its scene
     )
 
 

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any, Literal, TypeVar
 
 import structlog
-from gridloop_contracts import CaseStatus
+from gridloop_contracts import CaseStatus, subjects
 from gridloop_runtime.db import Conn
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.step import Step
@@ -490,3 +490,25 @@ def _report_data(report: IncomingReport) -> dict[str, Any]:
         "attributes": dict(report.attributes),
     }
     return {k: v for k, v in out.items() if v not in (None, [], {})}
+
+
+# The durable consumer of the INTAKE stream (bootstrap.py): the one that takes reports.
+REPORTS_CONSUMER = "intake-reports"
+
+
+def keep_taken(work: Work, report: IncomingReport, outcome: Outcome) -> None:
+    """A report taken over REST or Open311 goes on the INTAKE stream as taken
+    (`ReportTakenV1`), in the transaction that took it, with the reports consumer's inbox
+    row saying it is taken: the consumer passes over it. A database restored to a moment
+    before the report has neither row, and the consumer, moved back to that moment, takes it
+    again, as it takes again what came over NATS. A report answered as the one its
+    `external_id` named before changed nothing and is not kept again."""
+    if outcome.outcome == "duplicate":
+        return
+    subject = subjects.intake_taken(report.source)
+    env = work.emit(report.taken(), subject=subject)
+    work.writes.add(
+        "INSERT INTO inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        REPORTS_CONSUMER,
+        f"{subject}|{env.id}",
+    )

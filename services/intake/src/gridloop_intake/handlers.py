@@ -34,7 +34,15 @@ import structlog
 from gridloop_contracts import Actor, Envelope, EnvelopeError, FieldError, validation_errors
 from gridloop_contracts import cases as ev
 from gridloop_contracts.envelope import control_characters, nul_in, storable
-from gridloop_contracts.inbound import DetectionV1, RatingV1, RatingV2, ReportRejectedV1, ReportV1
+from gridloop_contracts.inbound import (
+    DetectionV1,
+    RatingV1,
+    RatingV2,
+    ReportRejectedV1,
+    ReportTakenV1,
+    ReportV1,
+)
+from gridloop_runtime import evidence
 from gridloop_runtime.casework import Rules
 from gridloop_runtime.outbox import Work
 from nats.aio.msg import Msg
@@ -58,6 +66,9 @@ from .domain.rules import CaseRules
 from .store import CASEFILE, RATINGS
 
 log = structlog.get_logger(__name__)
+
+# Where intake keeps the reports it took over REST and Open311 (`subjects.intake_taken`).
+TAKEN_PREFIX = "intake.taken."
 
 # Problems about the message's envelope keep their names; the rest are fields of its data.
 _ENVELOPE_FIELDS = frozenset(
@@ -107,6 +118,9 @@ class Handlers:
         """One message of the INTAKE stream; the reports of a batch share `batch` (written
         by the caller when the batch is done)."""
         subject = work.subject or ""
+        if subject.startswith(TAKEN_PREFIX):
+            await self.on_taken(work, env, batch)
+            return
         checked = check_subject(subject)
         if isinstance(checked, Problem):
             await self.reject_message(work, subject=subject, env=env, problems=[checked])
@@ -168,6 +182,32 @@ class Handlers:
                 )
         incoming = IncomingReport.from_report(report, channel=channel, source=source)
         await casework.take_report(work, self.intake, incoming, batch)
+
+    async def on_taken(self, work: Work, env: Envelope, batch: ReportBatch) -> None:
+        """A report this service took over REST or Open311, back from the INTAKE stream. As
+        a rule the transaction that took it also marked it taken, and it never reaches here;
+        it does after the database was restored to a moment before it: taken again as it
+        was taken then (its photos tied to the case where their upload's row is still there)."""
+        if env.type != ReportTakenV1.type_name or env.source != work.source:
+            # only intake publishes here (NATS permissions): this came some other way
+            log.warning("not intake's own report on intake.taken", source=env.source, type=env.type)
+            return
+        incoming = IncomingReport.from_taken(_parse(ReportTakenV1, env.data))
+        try:
+            outcome = await casework.take_report(work, self.intake, incoming, batch)
+        except Refused as refused:
+            # taken once, refused now: the city's data changed since (a category, a cell)
+            log.error(
+                "a report taken before the restore is refused now",
+                source=incoming.source,
+                external_id=incoming.external_id,
+                problems=[p.reason for p in refused.problems],
+            )
+            raise
+        if outcome.outcome != "duplicate":
+            await evidence.bind(
+                work.conn, incoming.files, outcome.case_id, work.now(), strict=False
+            )
 
     async def on_detection(
         self, work: Work, env: Envelope, channel: Channel, source: str, batch: ReportBatch
