@@ -94,6 +94,7 @@ def test_asyncapi_channels_operations_and_parameters() -> None:
     addresses = {ch["address"] for ch in doc["channels"].values()}
     assert addresses == {
         "intake.{channel}.{source}",
+        "intake.taken.{source}",
         "case.{event}",
         "dispatch.{dept}.{event}",
         "handling.{dept}.{action}",
@@ -114,6 +115,7 @@ def test_asyncapi_channels_operations_and_parameters() -> None:
         "intake": "receive",
         "handling": "receive",
         "city": "receive",
+        "taken": "send",
         "case": "send",
         "dispatch": "send",
         "notify": "send",

@@ -40,6 +40,11 @@ FIELDS: dict[str, str] = {
     "reporter_user_id": "A supervisor's user id (`users.yaml`) when they report from the "
     "patrol app: trusted supervisors' reports may be accepted at once.",
     "attachments": "Photos, recordings or documents, by URL.",
+    "reporter_email": "The reporter's mail address (Open311 `email`): mail on the case's "
+    "changes (告知).",
+    "reporter_lang": "The language of that mail: `zh` or `en`.",
+    "attributes": "The answers to the category's questions (Open311 `attribute[code]`), by "
+    "the question's code.",
     "files": "Photos and voice notes uploaded to gridloop's evidence store (`POST "
     "/attachments`), by reference: id, SHA-256, type, size — never the bytes. "
     "`GET /attachments/{attachment_id}` on intake gives them to whoever may read the case.",

@@ -50,6 +50,10 @@ def intake(channel: Channel, source: str) -> str:
     return f"intake.{channel}.{check_code(source, 'source')}"
 
 
+# A report intake took over REST or Open311 (`inbound.ReportTakenV1`), on `intake_taken`.
+TAKEN_TYPE: Final = "gridloop.report.taken.v1"
+
+
 def intake_taken(source: str) -> str:
     """Where intake keeps a report it took over REST or Open311 (`ReportTakenV1`): in the
     INTAKE stream, under a token no channel has, so no integrator may publish there."""
@@ -115,7 +119,7 @@ def parse_handling(subject: str) -> tuple[str, str]:
 def subject_for(event: Event, **kw: str) -> str:
     """The subject an event travels on, from its type: `case.<token>`,
     `dispatch.<dept>.<token>`, `handling.<dept>.<token>`, `intake.<channel>.<source>`,
-    `notify.<source>`, `score.<token>` or `city.<token>`.
+    `intake.taken.<source>`, `notify.<source>`, `score.<token>` or `city.<token>`.
 
     Codes the event does not carry come from `kw` (`source=` for intake and notify,
     `channel=` for reports; `dept=` overrides the event's own). ValueError names what is
@@ -123,6 +127,9 @@ def subject_for(event: Event, **kw: str) -> str:
     """
     family = event.type_name.split(".")[1]
     token = event.subject_token
+    if event.type_name == TAKEN_TYPE:
+        source = getattr(event, "source", None)
+        return intake_taken(source if isinstance(source, str) else _need(kw, "source", event))
     if event.type_name in NOTIFY_TYPES:
         return notify(_need(kw, "source", event))
     if family == "case":
