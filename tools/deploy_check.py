@@ -517,6 +517,8 @@ def _check_store(
             f"ObjectStore {name}: retentionPolicy {window!r} is not a recovery window (days, "
             "weeks or months: 30d)",
         )
+    else:
+        _check_intake_age(where, name, str(window), docs, report)
     secrets = by_kind(docs, "Secret")
     for ref in (store["spec"]["configuration"].get("s3Credentials") or {}).values():
         secret, key = ref["name"], ref["key"]
@@ -524,6 +526,29 @@ def _check_store(
             external.setdefault(secret, set()).add(key)
         elif key not in (secrets[secret].get("data") or {}):
             report.problem(where, f"ObjectStore {name}: Secret {secret} has no key {key}")
+
+
+# The days in one unit of a recovery window (CloudNativePG: d, w, m).
+WINDOW_DAYS = {"d": 1, "w": 7, "m": 31}
+
+
+def _check_intake_age(
+    where: str, store: str, window: str, docs: list[dict[str, Any]], report: Report
+) -> None:
+    """A restore takes the reports since its point again from `INTAKE` (those over REST and
+    Open311 too: `intake.taken.<source>`): the stream keeps them at least the window."""
+    days = int(window[:-1]) * WINDOW_DAYS[window[-1]]
+    try:
+        kept = stream_ages(common_config(docs).get("STREAM_MAX_AGE_DAYS", "")).get("INTAKE", 0)
+    except ValueError:
+        return  # refused by the NATS check, naming the setting
+    if kept and kept < days:
+        report.problem(
+            where,
+            f"INTAKE keeps reports {kept:g} days (STREAM_MAX_AGE_DAYS), ObjectStore {store} "
+            f"restores up to {days} days back: a restore to a point older than {kept:g} days "
+            "could not take the reports since again",
+        )
 
 
 def _check_schedules(where: str, cluster: str, docs: list[dict[str, Any]], report: Report) -> None:

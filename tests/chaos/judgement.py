@@ -126,9 +126,11 @@ async def judge(
         feed = await read_stream(js, "DISPATCH")
         notify = await read_stream(js, "NOTIFY")
         scores = await read_stream(js, "SCORES")
+        # the reports intake took over REST, kept on INTAKE (ReportTakenV1)
+        taken = await read_stream(js, "INTAKE", "intake.taken.>")
     finally:
         await nc.close()
-    on_bus = Counter(m.headers.get("ce-id") for m in cases_stream + feed + notify + scores)
+    on_bus = Counter(m.headers.get("ce-id") for m in cases_stream + feed + notify + scores + taken)
 
     # nothing lost: every event any service recorded is on the bus
     recorded = 0

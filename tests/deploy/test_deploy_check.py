@@ -255,6 +255,8 @@ def _spec(kind: str, **changes: Any) -> Callable[[list[dict[str, Any]]], None]:
             "retentionPolicy '30' is not a recovery window",
         ),
         (_spec("ObjectStore", retentionPolicy=None), "has no retentionPolicy"),
+        # a restore takes the reports since its point again from INTAKE, kept 30 days
+        (_spec("ObjectStore", retentionPolicy="6w"), "INTAKE keeps reports 30 days"),
         (_spec("ScheduledBackup", schedule="0 18 * * *"), "needs six fields, seconds first"),
         (_spec("ScheduledBackup", method="barmanObjectStore"), "method must be plugin"),
         (

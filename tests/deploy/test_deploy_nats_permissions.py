@@ -188,6 +188,8 @@ async def test_services_create_streams_and_consumers_publish_and_ack(login: Any)
     await svc["scoring"].js.publish("score.published", b"{}")
     # The DLQ replay re-publishes a dead letter to the subject it came from.
     await svc["intake"].js.publish("intake.hotline.12345", b"{}")
+    # intake keeps the reports it took over REST on INTAKE (ReportTakenV1)
+    assert (await svc["intake"].js.publish("intake.taken.12345", b"{}")).stream == "INTAKE"
     await svc["handling"].js.publish("handling.roads.signed", b"{}")
     assert await _count(svc["intake"].js, "CASES") == cases_before + 5
     assert await _count(svc["intake"].js, "DLQ") == dlq_before + 5
@@ -331,6 +333,7 @@ async def test_integrator_writes_only_its_own_intake_and_reads_only_its_notify(
         "intake.video.12345",  # not its channel
         "intake.hotline.96105",  # another source's
         "intake.video.video-ai",
+        "intake.taken.12345",  # posing as intake: a report it took over REST
         "case.created",
         "notify.12345",  # posing as intake
     ):
