@@ -50,13 +50,13 @@ def test_a_report_kept_as_taken_is_the_report_again() -> None:
 
 async def _passed(intake: Harness, subject: str) -> None:
     """Until the reports consumer has acknowledged the last message on `subject`."""
-    last = await intake.js.get_last_msg("INTAKE", subject)
+    last = (await intake.js.get_last_msg("INTAKE", subject)).seq or 0
 
     async def acked() -> bool:
         info = await intake.js.consumer_info("INTAKE", "intake-reports")
-        return info.ack_floor is not None and (info.ack_floor.stream_seq or 0) >= last.seq
+        return info.ack_floor is not None and (info.ack_floor.stream_seq or 0) >= last
 
-    await wait_for(acked, timeout=15, what=f"intake-reports past {subject} #{last.seq}")
+    await wait_for(acked, timeout=15, what=f"intake-reports past {subject} #{last}")
 
 
 async def test_a_rest_report_is_kept_on_the_bus_and_not_taken_twice(intake: Harness) -> None:
