@@ -139,3 +139,30 @@ async def test_a_kept_report_the_database_does_not_have_is_taken_again(intake: H
     )
     assert await intake.value("SELECT count(*) FROM rejections") == 0
     assert await intake.value("SELECT count(*) FROM reports") == 1
+
+
+async def test_an_open311_request_is_kept_with_what_the_resident_gave(intake: Harness) -> None:
+    tap = await intake.tap("INTAKE", "intake.taken.>")
+    async with intake.client() as http:
+        r = await http.post(
+            "/open311/v2/requests.json",
+            data={
+                "api_key": "demo-open311-key",
+                "service_code": "E0104",
+                "lat": "39.9000",
+                "long": "116.4003",
+                "description": "小区门口暴露垃圾",
+                "first_name": "三",
+                "last_name": "张",
+                "phone": "13812345678",
+                "email": "zhang@example.com",
+            },
+        )
+        assert r.status_code == 201, r.text
+    [kept] = await tap.wait(ReportTakenV1, source=INTAKE_SOURCE)
+    taken = IncomingReport.from_taken(ReportTakenV1.model_validate(kept.data))
+    assert (taken.channel, taken.category_code) == ("web", "E0104")
+    assert taken.reporter_email == "zhang@example.com"
+    assert taken.reporter is not None and taken.reporter.phone == "13812345678"
+    await _passed(intake, f"intake.taken.{taken.source}")
+    assert await intake.value("SELECT count(*) FROM reports") == 1
