@@ -4,6 +4,7 @@ takes one again only when the database no longer has it (restored to an earlier 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 
@@ -43,6 +44,12 @@ def test_a_report_kept_as_taken_is_the_report_again() -> None:
         attributes={"LAMPS": 3},
     )
     assert IncomingReport.from_taken(report.taken()) == report
+    # every field a report over REST or Open311 can have is kept (a detection's are not)
+    kept = set(ReportTakenV1.model_fields)
+    assert {f.name for f in dataclasses.fields(IncomingReport)} - kept == {
+        "camera_id",
+        "confidence",
+    }
     # the contract's JSON carries it whole
     again = ReportTakenV1.model_validate(report.taken().model_dump(mode="json"))
     assert IncomingReport.from_taken(again) == report

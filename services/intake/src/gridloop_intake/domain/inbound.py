@@ -132,48 +132,23 @@ class IncomingReport:
     @classmethod
     def from_taken(cls, taken: ReportTakenV1) -> IncomingReport:
         """A report as intake took it over REST or Open311 (its `taken`)."""
+        given = {name: getattr(taken, name) for name in ReportTakenV1.model_fields}
         return cls(
-            channel=taken.channel,
-            source=taken.source,
-            external_id=taken.external_id,
-            description=taken.description,
-            reported_at=taken.reported_at,
-            location=taken.location,
-            address=taken.address,
-            part_code=taken.part_code,
-            category_code=taken.category_code,
-            urgency=taken.urgency,
-            reporter=taken.reporter,
-            reporter_user_id=taken.reporter_user_id,
-            reporter_email=taken.reporter_email,
-            reporter_lang=taken.reporter_lang,
-            attachments=tuple(taken.attachments),
-            files=tuple(taken.files),
-            attributes=dict(taken.attributes),
+            **{
+                **given,
+                "attachments": tuple(taken.attachments),
+                "files": tuple(taken.files),
+                "attributes": dict(taken.attributes),
+            }
         )
 
     def taken(self) -> ReportTakenV1:
-        """The report as intake keeps it on the bus once taken over REST or Open311."""
+        """The report as intake keeps it on the bus once taken over REST or Open311: every
+        field but a detection's (a detection comes over NATS only: it is kept there already)."""
         if self.channel == "video":
             raise ValueError("a detection comes over NATS only: it is kept there already")
-        return ReportTakenV1(
-            channel=self.channel,
-            source=self.source,
-            external_id=self.external_id,
-            description=self.description,
-            reported_at=self.reported_at,
-            location=self.location,
-            address=self.address,
-            part_code=self.part_code,
-            category_code=self.category_code,
-            urgency=self.urgency,
-            reporter=self.reporter,
-            reporter_user_id=self.reporter_user_id,
-            reporter_email=self.reporter_email,
-            reporter_lang=self.reporter_lang,
-            attachments=list(self.attachments),
-            files=list(self.files),
-            attributes=dict(self.attributes),
+        return ReportTakenV1.model_validate(
+            {name: getattr(self, name) for name in ReportTakenV1.model_fields}
         )
 
     @classmethod
