@@ -48,7 +48,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 # The services, each in a schema of its name, publishing as /gridloop/<name>, their durable
 # consumers named <name>-<what>.
 SERVICES = ("intake", "dispatch", "handling", "verify", "scoring")
-# The streams the services publish to; INTAKE and HANDLING are written by the outside.
+# The streams the services publish to; INTAKE and HANDLING are written by the outside (and
+# INTAKE by intake too: the reports it took over REST, which are to be taken again).
 PUBLISHED = ("CASES", "DISPATCH", "NOTIFY", "SCORES")
 # What a restore clears: those, and the dead letters.
 CLEARED = (*PUBLISHED, "DLQ")
