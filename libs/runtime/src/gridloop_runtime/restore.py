@@ -21,8 +21,9 @@ With the services stopped, `bring_back` (`python -m gridloop_runtime.restore --p
 Started again, the services take the reports and commands since P anew and publish what
 follows from them: those that came over NATS, and the reports intake took over REST and
 Open311, which it keeps on INTAKE as it takes them (`intake.taken.<source>`; INTAKE is not
-cleared: intake publishes there only what its reports consumer is to take). Outside readers (a department's feed, an integrator's answers) may have
-read a ghost already: they get the same case's news again under new ids.
+cleared: intake publishes there only what its reports consumer is to take). Outside
+readers (a department's feed, an integrator's answers) may have read a ghost already: they
+get the same case's news again under new ids.
 """
 
 from __future__ import annotations
