@@ -95,6 +95,7 @@ def test_asyncapi_channels_operations_and_parameters() -> None:
     assert addresses == {
         "intake.{channel}.{source}",
         "intake.taken.{source}",
+        "handling._taken.{dept}",
         "case.{event}",
         "dispatch.{dept}.{event}",
         "handling.{dept}.{action}",
@@ -116,6 +117,7 @@ def test_asyncapi_channels_operations_and_parameters() -> None:
         "handling": "receive",
         "city": "receive",
         "taken": "send",
+        "handling_taken": "send",
         "case": "send",
         "dispatch": "send",
         "notify": "send",

@@ -3,12 +3,21 @@ departments send on `handling.<dept>.<action>`, and the answers to them."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, Field
 
 from .base import Event, Instant, register
-from .common import Attachment, FieldError, Location, MaskedReporter, NonBlank, Urgency, Value
+from .common import (
+    Attachment,
+    AttachmentRef,
+    FieldError,
+    Location,
+    MaskedReporter,
+    NonBlank,
+    Urgency,
+    Value,
+)
 from .status import CaseStatus
 
 
@@ -215,6 +224,28 @@ COMMANDS: dict[str, type[DepartmentCommand]] = {
     c.subject_token: c
     for c in (SignCommand, ReturnCommand, ExtensionCommand, ProgressCommand, HandledCommand)
 }
+
+
+@register
+class CommandTakenV1(Event):
+    """A department command handling took over REST (a department's staff in the console or
+    on a handheld), as it took it: published by handling itself on `handling._taken.<dept>`
+    in the transaction that ran it, which also marks it taken for handling's commands
+    consumer, so the consumer passes over it. After the database is restored to an earlier
+    moment, the consumer, moved back, runs the ones the restored tables never saw, as it runs
+    again the commands that came over NATS. Nobody else publishes it (no department code
+    holds `_`, and NATS permissions)."""
+
+    type_name: ClassVar[str] = "gridloop.handling.taken.v1"
+    subject_token: ClassVar[str] = "taken"
+    summary: ClassVar[str] = "A department command taken over REST, kept for a restore (handling's)"
+
+    action: Literal["signed", "returned", "extension_requested", "progress", "handled"]
+    # the command's own data, as its contract has it (`gridloop.handling.<action>.v1`)
+    command: dict[str, Any]
+    by_name: str | None = None
+    # photos the staff member uploaded to handling and named (`attachment_ids`)
+    files: list[AttachmentRef] = Field(default_factory=list)
 
 
 @register

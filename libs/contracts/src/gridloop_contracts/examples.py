@@ -348,6 +348,19 @@ _all: list[Event] = [
         evidence=[PHOTO],
         completed_at=T0,
     ),
+    d.CommandTakenV1(
+        action="handled",
+        command=d.HandledCommand(
+            command_id="cmd-6",
+            case_id=CASE,
+            dept="sanitation",
+            by="san-01",
+            result="已清运",
+            completed_at=T0,
+        ).model_dump(mode="json", exclude_none=True),
+        by_name="王工",
+        files=[UPLOADED],
+    ),
     d.CommandAnswerV1(
         command_id="cmd-1",
         accepted=True,

@@ -59,9 +59,18 @@ CHANNELS: dict[str, dict[str, Any]] = {
         "address": "handling.{dept}.{action}",
         "description": "Commands from departments' own systems (HANDLING stream).",
         "prefixes": ("gridloop.handling.",),
+        "exclude": ("gridloop.handling.taken.v1",),
         "action": "receive",
         "audience": "departments",
         "user": "dept-{dept}",
+    },
+    "handling_taken": {
+        "address": "handling._taken.{dept}",
+        "description": "Department commands handling took over REST, kept on the HANDLING "
+        "stream for a database restore (handling's own: it publishes and consumes them).",
+        "prefixes": ("gridloop.handling.taken.v1",),
+        "action": "send",
+        "audience": "services",
     },
     "notify": {
         "address": "notify.{source}",
@@ -177,6 +186,7 @@ def _channel_of(type_name: str) -> str:
 EXAMPLE_SOURCES = {
     "intake": "/integrators/12345",
     "taken": "/gridloop/intake",
+    "handling_taken": "/gridloop/handling",
     "case": "/gridloop/intake",
     "dispatch": "/gridloop/dispatch",
     "handling": "/departments/sanitation",

@@ -43,6 +43,8 @@ FIELDS: dict[str, str] = {
     "reporter_email": "The reporter's mail address (Open311 `email`): mail on the case's "
     "changes (告知).",
     "reporter_lang": "The language of that mail: `zh` or `en`.",
+    "by_name": "The name of the staff member who sent it, as their token gave it.",
+    "command": "The command's own data, as its contract (`gridloop.handling.<action>.v1`) has it.",
     "attributes": "The answers to the category's questions (Open311 `attribute[code]`), by "
     "the question's code.",
     "files": "Photos and voice notes uploaded to gridloop's evidence store (`POST "
@@ -160,6 +162,8 @@ _BULLETIN = "gridloop.score.bulletin_published.v1"
 
 # `<message type or nested object>.<field>` where a name means something else there.
 OVERRIDES: dict[str, str] = {
+    "gridloop.handling.taken.v1.action": "The command taken: `signed`, `returned`, "
+    "`extension_requested`, `progress` or `handled`.",
     # nested objects
     "Actor.id": "The person's user id (`users.yaml`), or the service's name.",
     "Actor.role": "The person's role (operator, dispatcher, department, supervisor, …), or "

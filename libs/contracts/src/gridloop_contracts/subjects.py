@@ -60,6 +60,16 @@ def intake_taken(source: str) -> str:
     return f"intake.taken.{check_code(source, 'source')}"
 
 
+# A department command handling took over REST (`department.CommandTakenV1`).
+COMMAND_TAKEN_TYPE: Final = "gridloop.handling.taken.v1"
+
+
+def handling_taken(dept: str) -> str:
+    """Where handling keeps a command it took over REST: in the HANDLING stream, under a token
+    no department code can be (codes hold no `_`), so no department may publish there."""
+    return f"handling._taken.{check_code(dept, 'dept')}"
+
+
 def case(event: str) -> str:
     """Where a case lifecycle event is published."""
     return f"case.{event}"
@@ -119,7 +129,8 @@ def parse_handling(subject: str) -> tuple[str, str]:
 def subject_for(event: Event, **kw: str) -> str:
     """The subject an event travels on, from its type: `case.<token>`,
     `dispatch.<dept>.<token>`, `handling.<dept>.<token>`, `intake.<channel>.<source>`,
-    `intake.taken.<source>`, `notify.<source>`, `score.<token>` or `city.<token>`.
+    `intake.taken.<source>`, `handling._taken.<dept>`, `notify.<source>`, `score.<token>` or
+    `city.<token>`.
 
     Codes the event does not carry come from `kw` (`source=` for intake and notify,
     `channel=` for reports; `dept=` overrides the event's own). ValueError names what is
@@ -130,6 +141,12 @@ def subject_for(event: Event, **kw: str) -> str:
     if event.type_name == TAKEN_TYPE:
         source = getattr(event, "source", None)
         return intake_taken(source if isinstance(source, str) else _need(kw, "source", event))
+    if event.type_name == COMMAND_TAKEN_TYPE:
+        command = getattr(event, "command", None)
+        dept = kw.get("dept") or (command.get("dept") if isinstance(command, dict) else None)
+        if not isinstance(dept, str) or not dept:
+            raise ValueError(f"dept: {event.type_name} needs dept=")
+        return handling_taken(dept)
     if event.type_name in NOTIFY_TYPES:
         return notify(_need(kw, "source", event))
     if family == "case":
