@@ -42,7 +42,7 @@ from . import repository as repo
 from .domain import commands as cmds
 from .domain.inbox import InboxState, Sort, Stage
 from .domain.tasks import task_for
-from .handlers import Service
+from .handlers import Service, keep_taken
 from .views import task_view
 
 router = APIRouter(tags=["handling"], route_class=JSONRoute)
@@ -214,6 +214,8 @@ async def _execute(
             states[case_id], cmd, work, by_name=principal.name or None, files=refs
         )
         assert done is not None  # REST never parks
+        # kept on the bus, so that a database restored to an earlier moment runs it again
+        keep_taken(work, cmd, by_name=principal.name or None, files=refs)
         await h.store.save(work.conn, [states[case_id]], work.writes)
         await evidence.bind(work.conn, refs, case_id, work.now())
         ran.append(done.stored)

@@ -23,7 +23,7 @@ def definition(settings: HandlingSettings) -> tuple[ServiceDefinition, Any]:
     service = handlers.build(handling)
     cases = ConsumerSpec("handling-cases", "CASES", rules=service.table, lingers=True)
     commands = ConsumerSpec(
-        "handling-commands",
+        handlers.COMMANDS_CONSUMER,
         "HANDLING",
         handlers.COMMAND_SUBJECTS,
         batch_handler=service.bus.on_batch,

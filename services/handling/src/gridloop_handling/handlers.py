@@ -39,9 +39,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gridloop_contracts import Envelope, EnvelopeError, subjects
+import structlog
+from gridloop_contracts import AttachmentRef, Envelope, EnvelopeError, subjects
 from gridloop_contracts import cases as ev
-from gridloop_contracts.department import COMMANDS, CommandAnswerV1, DepartmentCommand
+from gridloop_contracts.department import (
+    COMMANDS,
+    CommandAnswerV1,
+    CommandTakenV1,
+    DepartmentCommand,
+)
 from gridloop_contracts.envelope import (
     control_characters,
     nul_in,
@@ -49,6 +55,7 @@ from gridloop_contracts.envelope import (
     validation_errors,
 )
 from gridloop_contracts.problems import Permanent
+from gridloop_runtime import evidence
 from gridloop_runtime.casework import Rules
 from gridloop_runtime.commands import seen_commands
 from gridloop_runtime.db import Conn
@@ -60,9 +67,11 @@ from pydantic import ValidationError
 from .context import Handling
 from .domain import commands as cmds
 from .domain.case import CaseFile
-from .domain.rules import PARKED, HandlingRules, Policy
+from .domain.rules import PARKED, HandlingRules, Policy, Taken
 from .store import HandlingStore
 from .views import task_view
+
+log = structlog.get_logger(__name__)
 
 # What may follow a department's inbox prefix in a reply subject: plain tokens, no wildcards.
 _REPLY_SUBJECT = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
@@ -129,23 +138,35 @@ class BusCommands:
         """A batch of commands: each validated (a refusal is answered at once), then the cases
         they touch loaded and their stored answers read with one statement per table, the rules
         run in stream order, and the states saved once."""
-        ready: list[tuple[Work, DepartmentCommand, str | None, bool]] = []
+        ready: list[tuple[Work, DepartmentCommand, str | None, bool, Taken | None]] = []
         for work, env in batch:
+            if (work.subject or "").startswith(TAKEN_PREFIX):
+                kept = _kept(work, env)
+                if kept is not None:
+                    ready.append((work, *kept))
+                continue
             found = await self._validated(work, env)
             if found is not None:
-                ready.append((work, *found))
+                ready.append((work, *found, None))
         if not ready:
             return
         states = await self.store.load(conn, list(dict.fromkeys(r[1].case_id for r in ready)))
-        keys = [cmds.command_key(cmd.dept, cmd.command_id) for _, cmd, _, _ in ready]
+        keys = [cmds.command_key(r[1].dept, r[1].command_id) for r in ready]
         stored = await seen_commands(conn, keys)
-        for (work, cmd, reply_to, feed), key in zip(ready, keys, strict=True):
+        for (work, cmd, reply_to, feed, taken), key in zip(ready, keys, strict=True):
             state = states[cmd.case_id]
             if key in stored and key not in state.answers:
                 state.answers[key] = stored[key]
-            self.rules.run_bus_command(state, cmd, reply_to, work, park=True, feed=feed)
+            self.rules.run_bus_command(
+                state, cmd, reply_to, work, park=True, feed=feed, taken=taken
+            )
         # gathered with the batch's events and timers: one statement (consumer._written)
         await self.store.save(conn, list(states.values()), ready[0][0].writes)
+        # a command taken again after a restore: its photos tied to the case where their
+        # upload is older than the restore point (the others stay named in its answer)
+        for work, cmd, _, _, taken in ready:
+            if taken and taken.files:
+                await evidence.bind(conn, taken.files, cmd.case_id, work.now(), strict=False)
 
     async def _validated(
         self, work: Work, env: Envelope
@@ -255,6 +276,52 @@ class BusCommands:
         # reply, if any, goes out with the unit of work's messages after commit
         await self.store.save(work.conn, [nowhere], work.writes)
         await work.writes.run(work.conn)
+
+
+# The durable consumer of the HANDLING stream (bootstrap.py), and where handling keeps the
+# commands it took over REST (`subjects.handling_taken`).
+COMMANDS_CONSUMER = "handling-commands"
+TAKEN_PREFIX = "handling._taken."
+
+
+def keep_taken(
+    work: Work, cmd: DepartmentCommand, *, by_name: str | None, files: Sequence[AttachmentRef]
+) -> None:
+    """A command taken over REST goes on the HANDLING stream as taken (`CommandTakenV1`), in
+    the transaction that ran it, with the commands consumer's inbox row saying it is taken:
+    the consumer passes over it. A database restored to a moment before it has neither row,
+    and the consumer, moved back to that moment, runs it again, as it runs again what came
+    over NATS (answered on `dispatch.<dept>.answer`)."""
+    subject = subjects.handling_taken(cmd.dept)
+    taken = CommandTakenV1(
+        action=cmd.subject_token,
+        command=cmd.model_dump(mode="json", exclude_none=True),
+        by_name=by_name,
+        files=list(files),
+    )
+    env = work.emit(taken, subject=subject, case_id=cmd.case_id)
+    work.writes.add(
+        "INSERT INTO inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        COMMANDS_CONSUMER,
+        f"{subject}|{env.id}",
+    )
+
+
+def _kept(work: Work, env: Envelope) -> tuple[DepartmentCommand, None, bool, Taken] | None:
+    """A command this service took over REST, back from the HANDLING stream: as a rule its
+    transaction also marked it taken and it never reaches here; it does after the database
+    was restored to a moment before it. None for what handling did not publish."""
+    if env.type != CommandTakenV1.type_name or env.source != work.source:
+        # only handling publishes here (no department code holds `_`): it came some other way
+        log.warning("not handling's own command on handling._taken", source=env.source)
+        return None
+    try:
+        taken = CommandTakenV1.model_validate(env.data)
+        cmd = COMMANDS[taken.action].model_validate(taken.command)
+    except ValidationError as exc:
+        log.error("a command taken over REST cannot be read again", error=str(exc))
+        return None
+    return cmd, None, True, Taken(by_name=taken.by_name, files=tuple(taken.files))
 
 
 # The values of a command's `answerfeed` extension: `all`, the default, answers on

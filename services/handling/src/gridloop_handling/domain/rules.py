@@ -186,7 +186,9 @@ class HandlingRules:
         for p in [p for p in state.parked if p.dept in open_depts]:
             state.unpark(p)
             step.cancel(parked_key(p.case_id, p.dept, p.command_id), [PARKED])
-            self.run_bus_command(state, _command(p), p.reply_to, step, park=False, feed=p.feed)
+            self.run_bus_command(
+                state, _command(p), p.reply_to, step, park=False, feed=p.feed, taken=_taken(p)
+            )
 
     def on_recalled(self, state: CaseFile, e: ev.CaseRecalled, step: Step) -> None:
         chosen = addressed(state.tasks, e.task_id, e.dept)
@@ -263,7 +265,14 @@ class HandlingRules:
             state.unpark(p)
             waited = step.now() - p.parked_at
             self.run_bus_command(
-                state, _command(p), p.reply_to, step, park=False, waited=waited, feed=p.feed
+                state,
+                _command(p),
+                p.reply_to,
+                step,
+                park=False,
+                waited=waited,
+                feed=p.feed,
+                taken=_taken(p),
             )
 
     # -- commands ----------------------------------------------------------------------------
@@ -280,6 +289,7 @@ class HandlingRules:
         waited: timedelta | None = None,
         feed: bool = True,
         view: bool = True,
+        taken: Taken | None = None,
     ) -> Executed | None:
         """Execute a department command on its case (no idempotency: the caller's); raise a
         Refusal naming the field; None when it was parked to wait for its dispatch. `files`:
@@ -291,7 +301,7 @@ class HandlingRules:
         task = task_for(state.tasks, cmd.dept, cmd.task_id)
         if task is None:
             if park and not any(t.dept == cmd.dept for t in state.tasks):
-                self._park(state, cmd, reply_to, step, feed=feed)
+                self._park(state, cmd, reply_to, step, feed=feed, taken=taken)
                 return None
             after = (
                 f" (waited {waited.total_seconds():.0f} s for a dispatch to {cmd.dept!r}, "
@@ -347,14 +357,24 @@ class HandlingRules:
         park: bool,
         waited: timedelta | None = None,
         feed: bool = True,
+        taken: Taken | None = None,
     ) -> None:
         """A command from NATS (or parked): idempotent by its scoped id, audited, and always
         answered — unless parked, when the answer waits for the dispatch or the timer.
-        `feed`: the answer goes on dispatch.<dept>.answer too (False only with `reply_to`)."""
+        `feed`: the answer goes on dispatch.<dept>.answer too (False only with `reply_to`).
+        `taken`: what a command first taken over REST had besides its data (run again from
+        the bus after a database restore)."""
         mark = step.mark()
         try:
             done = self._once(
-                state, cmd, step, park=park, reply_to=reply_to, waited=waited, feed=feed
+                state,
+                cmd,
+                step,
+                park=park,
+                reply_to=reply_to,
+                waited=waited,
+                feed=feed,
+                taken=taken,
             )
         except Refusal as r:
             step.rollback_to(mark)
@@ -381,6 +401,7 @@ class HandlingRules:
         reply_to: str | None,
         waited: timedelta | None = None,
         feed: bool = True,
+        taken: Taken | None = None,
     ) -> Executed | None:
         self._check_known(cmd.dept)
         key = cmds.command_key(cmd.dept, cmd.command_id)
@@ -397,7 +418,17 @@ class HandlingRules:
         # Over NATS the answer is the CommandAnswer alone: the task's view is neither built
         # nor kept (a REST resend of this command builds it then).
         done = self.execute(
-            state, cmd, step, park=park, reply_to=reply_to, waited=waited, feed=feed, view=False
+            state,
+            cmd,
+            step,
+            park=park,
+            reply_to=reply_to,
+            waited=waited,
+            feed=feed,
+            view=False,
+            by_name=taken.by_name if taken else None,
+            files=taken.files if taken else (),
+            taken=taken,
         )
         if done is None:
             return None
@@ -455,6 +486,7 @@ class HandlingRules:
         step: Step,
         *,
         feed: bool = True,
+        taken: Taken | None = None,
     ) -> None:
         """Wait for the dispatch (run by `on_dispatched` the moment it is heard) or until
         `park_for` has passed (`on_parked_expired`). A resend of a parked command (the same id:
@@ -471,7 +503,10 @@ class HandlingRules:
                 case_id=cmd.case_id,
                 dept=cmd.dept,
                 action=cmd.subject_token,
-                command=cmd.model_dump(mode="json"),
+                command={
+                    **cmd.model_dump(mode="json"),
+                    **({TAKEN_KEY: taken.as_json()} if taken else {}),
+                },
                 reply_to=reply_to,
                 parked_at=now,
                 feed=feed,
@@ -661,3 +696,31 @@ def _change(
 
 def _command(p: Parked) -> DepartmentCommand:
     return COMMANDS[p.action].model_validate(p.command)
+
+
+# Where a parked command first taken over REST keeps what it had besides its data (the
+# command's contract ignores a field it does not know).
+TAKEN_KEY = "_taken"
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What a command taken over REST had besides its data: who sent it by name and the
+    photos they uploaded (`CommandTakenV1`), for running it again from the bus."""
+
+    by_name: str | None = None
+    files: tuple[AttachmentRef, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "by_name": self.by_name,
+            "files": [f.model_dump(mode="json", exclude_none=True) for f in self.files],
+        }
+
+
+def _taken(p: Parked) -> Taken | None:
+    kept = p.command.get(TAKEN_KEY)
+    if not isinstance(kept, dict):
+        return None
+    files = tuple(AttachmentRef.model_validate(f) for f in kept.get("files") or [])
+    return Taken(by_name=kept.get("by_name"), files=files)
