@@ -126,8 +126,9 @@ async def judge(
         feed = await read_stream(js, "DISPATCH")
         notify = await read_stream(js, "NOTIFY")
         scores = await read_stream(js, "SCORES")
-        # the reports intake took over REST, kept on INTAKE (ReportTakenV1)
+        # what intake and handling took over REST, kept on INTAKE and HANDLING
         taken = await read_stream(js, "INTAKE", "intake.taken.>")
+        taken += await read_stream(js, "HANDLING", "handling._taken.>")
     finally:
         await nc.close()
     on_bus = Counter(m.headers.get("ce-id") for m in cases_stream + feed + notify + scores + taken)
