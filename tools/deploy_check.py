@@ -518,7 +518,7 @@ def _check_store(
             "weeks or months: 30d)",
         )
     else:
-        _check_intake_age(where, name, str(window), docs, report)
+        _check_stream_ages(where, name, str(window), docs, report)
     secrets = by_kind(docs, "Secret")
     for ref in (store["spec"]["configuration"].get("s3Credentials") or {}).values():
         secret, key = ref["name"], ref["key"]
@@ -532,23 +532,26 @@ def _check_store(
 WINDOW_DAYS = {"d": 1, "w": 7, "m": 31}
 
 
-def _check_intake_age(
+def _check_stream_ages(
     where: str, store: str, window: str, docs: list[dict[str, Any]], report: Report
 ) -> None:
-    """A restore takes the reports since its point again from `INTAKE` (those over REST and
-    Open311 too: `intake.taken.<source>`): the stream keeps them at least the window."""
+    """A restore takes the reports and department commands since its point again from
+    `INTAKE` and `HANDLING` (those over REST too: `intake.taken.<source>`,
+    `handling._taken.<dept>`): the streams keep them at least the window."""
     days = int(window[:-1]) * WINDOW_DAYS[window[-1]]
     try:
-        kept = stream_ages(common_config(docs).get("STREAM_MAX_AGE_DAYS", "")).get("INTAKE", 0)
+        ages = stream_ages(common_config(docs).get("STREAM_MAX_AGE_DAYS", ""))
     except ValueError:
         return  # refused by the NATS check, naming the setting
-    if kept and kept < days:
-        report.problem(
-            where,
-            f"INTAKE keeps reports {kept:g} days (STREAM_MAX_AGE_DAYS), ObjectStore {store} "
-            f"restores up to {days} days back: a restore to a point older than {kept:g} days "
-            "could not take the reports since again",
-        )
+    for stream, what in (("INTAKE", "reports"), ("HANDLING", "department commands")):
+        kept = ages.get(stream, 0)
+        if kept and kept < days:
+            report.problem(
+                where,
+                f"{stream} keeps {what} {kept:g} days (STREAM_MAX_AGE_DAYS), ObjectStore "
+                f"{store} restores up to {days} days back: a restore to a point older than "
+                f"{kept:g} days could not take the {what} since again",
+            )
 
 
 def _check_schedules(where: str, cluster: str, docs: list[dict[str, Any]], report: Report) -> None:

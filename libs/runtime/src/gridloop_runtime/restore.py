@@ -19,9 +19,10 @@ With the services stopped, `bring_back` (`python -m gridloop_runtime.restore --p
    again, and each inbox drops what the restored tables had already taken.
 
 Started again, the services take the reports and commands since P anew and publish what
-follows from them: those that came over NATS, and the reports intake took over REST and
-Open311, which it keeps on INTAKE as it takes them (`intake.taken.<source>`; INTAKE is not
-cleared: intake publishes there only what its reports consumer is to take). Outside
+follows from them: those that came over NATS, the reports intake took over REST and
+Open311 and the commands handling took over REST, which they keep on INTAKE and HANDLING as
+they take them (`intake.taken.<source>`, `handling._taken.<dept>`; neither stream is cleared:
+the services publish there only what their own consumers are to take). Outside
 readers (a department's feed, an integrator's answers) may have read a ghost already: they
 get the same case's news again under new ids.
 """
@@ -49,8 +50,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 # The services, each in a schema of its name, publishing as /gridloop/<name>, their durable
 # consumers named <name>-<what>.
 SERVICES = ("intake", "dispatch", "handling", "verify", "scoring")
-# The streams the services publish to; INTAKE and HANDLING are written by the outside (and
-# INTAKE by intake too: the reports it took over REST, which are to be taken again).
+# The streams the services publish to; INTAKE and HANDLING are written by the outside (and by
+# intake and handling too: what they took over REST, which is to be taken again).
 PUBLISHED = ("CASES", "DISPATCH", "NOTIFY", "SCORES")
 # What a restore clears: those, and the dead letters.
 CLEARED = (*PUBLISHED, "DLQ")

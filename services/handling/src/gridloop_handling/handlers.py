@@ -22,7 +22,12 @@ Bus (HANDLING stream, durable `handling-commands`):
                            (replies.py) — there only with the extension `answerfeed: none`;
                            a command for a case whose dispatch has not come yet is parked
                            (HANDLING_PARK_S), and answered as it asked once it runs
-REST (`api.py`): `execute` through run_case_command; the answer is the HTTP response.
+  handling._taken.<dept>  → a command handling took over REST (CommandTakenV1, kept for a
+                           database restore): passed over, the transaction that ran it having
+                           marked it taken; after a restore, run again as a bus command with
+                           the sender's name and photos (a park keeps them)
+REST (`api.py`): `execute` through run_case_command; the answer is the HTTP response; the
+  command is kept on handling._taken.<dept> in the same transaction (`keep_taken`).
 Timers:
   handling-parked        → a parked command's wait is over (HANDLING_PARK_S) and no dispatch
                            ran it: refused as unknown, saying how long it waited

@@ -7,6 +7,10 @@ day's case number are shared by all cases, casework.py):
   gridloop.rating.v2     → case.rated (v2: levels A–D; the hotline's call-back)
   gridloop.rating.v1     → the same, its three ratings taken as B, C, D
   anything malformed     → gridloop.report.rejected.v1 on notify.<source>, kept in `rejections`
+Bus (INTAKE stream, `intake.taken.<source>`: what intake took over REST and Open311, kept for
+a database restore, `casework.keep_taken`):
+  gridloop.report.taken.v1 → passed over (the transaction that took it marked it taken);
+                           after a restore, taken again as it was taken then
 Bus (CASES stream; the handler table `case_file_rules`, pure rules of domain/rules.py applied
 a batch at a time; the events intake emits itself are not consumed, they enter the file as
 intake emits them):
