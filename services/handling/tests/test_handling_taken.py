@@ -10,7 +10,7 @@ from typing import Any
 from gridloop_contracts import AttachmentRef, Envelope, to_binary
 from gridloop_contracts import cases as ev
 from gridloop_contracts.department import CommandTakenV1, HandledCommand, SignCommand
-from gridloop_devkit.testing import EventTap, photo_bytes, wait_for
+from gridloop_devkit.testing import EventTap, consumed_past, photo_bytes
 
 from .conftest import Harness
 
@@ -18,14 +18,7 @@ HANDLING_SOURCE = "/gridloop/handling"
 
 
 async def _passed(h: Harness, subject: str) -> None:
-    """Until the commands consumer has acknowledged the last message on `subject`."""
-    last = (await h.js.get_last_msg("HANDLING", subject)).seq or 0
-
-    async def acked() -> bool:
-        info = await h.js.consumer_info("HANDLING", "handling-commands")
-        return info.ack_floor is not None and (info.ack_floor.stream_seq or 0) >= last
-
-    await wait_for(acked, timeout=15, what=f"handling-commands past {subject} #{last}")
+    await consumed_past(h.js, "HANDLING", "handling-commands", subject)
 
 
 async def test_a_rest_command_is_kept_on_the_bus_and_not_run_twice(handling: Harness) -> None:

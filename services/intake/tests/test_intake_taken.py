@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from gridloop_contracts import AttachmentRef, Envelope, Location, to_binary
 from gridloop_contracts.inbound import Reporter, ReportTakenV1
-from gridloop_devkit.testing import wait_for
+from gridloop_devkit.testing import consumed_past
 from gridloop_intake.domain.inbound import IncomingReport
 
 from .conftest import Harness
@@ -56,14 +56,7 @@ def test_a_report_kept_as_taken_is_the_report_again() -> None:
 
 
 async def _passed(intake: Harness, subject: str) -> None:
-    """Until the reports consumer has acknowledged the last message on `subject`."""
-    last = (await intake.js.get_last_msg("INTAKE", subject)).seq or 0
-
-    async def acked() -> bool:
-        info = await intake.js.consumer_info("INTAKE", "intake-reports")
-        return info.ack_floor is not None and (info.ack_floor.stream_seq or 0) >= last
-
-    await wait_for(acked, timeout=15, what=f"intake-reports past {subject} #{last}")
+    await consumed_past(intake.js, "INTAKE", "intake-reports", subject)
 
 
 async def test_a_rest_report_is_kept_on_the_bus_and_not_taken_twice(intake: Harness) -> None:

@@ -209,6 +209,20 @@ class Seen:
     stored_at: datetime | None = None  # when the stream stored it (the server's clock)
 
 
+async def consumed_past(
+    js: JetStreamContext, stream: str, durable: str, subject: str, timeout: float = 15.0
+) -> None:
+    """Until the durable consumer has acknowledged the last message on `subject` (and every
+    message before it): whatever it was to do with them is done."""
+    last = (await js.get_last_msg(stream, subject)).seq or 0
+
+    async def acked() -> bool:
+        info = await js.consumer_info(stream, durable)
+        return info.ack_floor is not None and (info.ack_floor.stream_seq or 0) >= last
+
+    await wait_for(acked, timeout=timeout, what=f"{durable} past {subject} #{last}")
+
+
 async def read_stream(js: JetStreamContext, stream: str, subject: str = ">") -> list[Seen]:
     """Every message of a stream (or of its subjects matching `subject`), in order."""
     info = await js.stream_info(stream)
