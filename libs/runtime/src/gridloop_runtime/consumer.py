@@ -21,7 +21,7 @@ import asyncpg
 import nats.errors
 import orjson
 import structlog
-from gridloop_contracts import Envelope, EnvelopeError, decode, subjects
+from gridloop_contracts import Envelope, EnvelopeError, Event, decode, subjects
 from gridloop_contracts.envelope import storable
 from gridloop_contracts.problems import Permanent as Permanent
 from nats.aio.msg import Msg
@@ -892,10 +892,33 @@ def _subject_key(msg: Msg) -> str:
     if not event_id:
         event_id = headers.get("Nats-Msg-Id")
     if event_id:
-        # the id is the sender's: kept as text even with a U+0000 in it
-        return storable(f"{msg.subject}|{event_id}")
+        return subject_key(msg.subject, event_id)
     meta = msg.metadata
     return f"{meta.stream}:{meta.sequence.stream}"
+
+
+def subject_key(subject: str, event_id: str) -> str:
+    """The inbox key of a message on a stream whose subject names its publisher
+    (`ConsumerSpec.key_by_subject`): `<subject>|<id>`, the id kept as text even with a
+    U+0000 in it (it is the sender's)."""
+    return storable(f"{subject}|{event_id}")
+
+
+def emit_taken(
+    work: Work, event: Event, *, subject: str, consumer: str, case_id: str | None = None
+) -> Envelope:
+    """Emit `event` on `subject` of a stream `consumer` (a durable of this service, keyed by
+    subject) reads, and mark it taken for that consumer in the same transaction: the consumer
+    passes over it. A database restored to a moment before it has neither the event's outbox
+    row nor the mark, and the consumer, moved back to that moment, takes it (what a service
+    took over REST, kept on the bus for a restore)."""
+    env = work.emit(event, subject=subject, case_id=case_id)
+    work.writes.add(
+        "INSERT INTO inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        consumer,
+        subject_key(subject, env.id),
+    )
+    return env
 
 
 def _legacy_key(msg: Msg) -> str | None:

@@ -63,6 +63,7 @@ from gridloop_contracts.problems import Permanent
 from gridloop_runtime import evidence
 from gridloop_runtime.casework import Rules
 from gridloop_runtime.commands import seen_commands
+from gridloop_runtime.consumer import emit_taken
 from gridloop_runtime.db import Conn
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.step import Timer
@@ -304,12 +305,7 @@ def keep_taken(
         by_name=by_name,
         files=list(files),
     )
-    env = work.emit(taken, subject=subject, case_id=cmd.case_id)
-    work.writes.add(
-        "INSERT INTO inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        COMMANDS_CONSUMER,
-        f"{subject}|{env.id}",
-    )
+    emit_taken(work, taken, subject=subject, consumer=COMMANDS_CONSUMER, case_id=cmd.case_id)
 
 
 def _kept(work: Work, env: Envelope) -> tuple[DepartmentCommand, None, bool, Taken] | None:

@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 
 import structlog
 from gridloop_contracts import CaseStatus, subjects
+from gridloop_runtime.consumer import emit_taken
 from gridloop_runtime.db import Conn
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.step import Step
@@ -506,9 +507,4 @@ def keep_taken(work: Work, report: IncomingReport, outcome: Outcome) -> None:
     if outcome.outcome == "duplicate":
         return
     subject = subjects.intake_taken(report.source)
-    env = work.emit(report.taken(), subject=subject)
-    work.writes.add(
-        "INSERT INTO inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        REPORTS_CONSUMER,
-        f"{subject}|{env.id}",
-    )
+    emit_taken(work, report.taken(), subject=subject, consumer=REPORTS_CONSUMER)
