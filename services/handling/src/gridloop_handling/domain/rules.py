@@ -289,7 +289,6 @@ class HandlingRules:
         waited: timedelta | None = None,
         feed: bool = True,
         view: bool = True,
-        taken: Taken | None = None,
     ) -> Executed | None:
         """Execute a department command on its case (no idempotency: the caller's); raise a
         Refusal naming the field; None when it was parked to wait for its dispatch. `files`:
@@ -301,6 +300,8 @@ class HandlingRules:
         task = task_for(state.tasks, cmd.dept, cmd.task_id)
         if task is None:
             if park and not any(t.dept == cmd.dept for t in state.tasks):
+                # a command taken over REST keeps its sender's name and photos through it
+                taken = Taken(by_name, tuple(files)) if by_name or files else None
                 self._park(state, cmd, reply_to, step, feed=feed, taken=taken)
                 return None
             after = (
@@ -428,7 +429,6 @@ class HandlingRules:
             view=False,
             by_name=taken.by_name if taken else None,
             files=taken.files if taken else (),
-            taken=taken,
         )
         if done is None:
             return None
