@@ -164,3 +164,13 @@ def test_a_publish_refused_while_a_stream_elects_its_leader_is_unavailable() -> 
         raise RuntimeError("2 of 2 outbox rows not acknowledged in 10.0s") from TimeoutError()
     except RuntimeError as exc:
         assert bus.unavailable(exc)
+
+
+def test_a_fetch_answered_503_while_its_consumer_elects_a_leader_is_unavailable() -> None:
+    """nats-py raises a pull's 503 status (a consumer made on an R3 stream, no leader yet) as
+    a ServiceUnavailableError without code or err_code: the restore tool's reader, made a
+    moment before, waits for the leader instead of failing."""
+    exc = nats.js.errors.ServiceUnavailableError()
+    assert exc.code is None and exc.err_code is None
+    assert bus.unavailable(exc)
+    assert not bus.unavailable(nats.js.errors.NotFoundError())

@@ -250,6 +250,8 @@ def unavailable(exc: BaseException) -> bool:
     publish: NoStreamResponseError). An error raised from such a one is one too."""
     if exc.__cause__ is not None and unavailable(exc.__cause__):
         return True
+    if isinstance(exc, nats.js.errors.ServiceUnavailableError):
+        return True  # a fetch's 503 status (no leader yet) comes without code and err_code
     if isinstance(exc, nats.js.errors.APIError):
         return exc.code == 503 or exc.err_code in UNAVAILABLE_ERR_CODES
     return isinstance(

@@ -47,6 +47,8 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 
+from .bus import JETSTREAM_WAIT_S, unavailable
+
 # The services, each in a schema of its name, publishing as /gridloop/<name>, their durable
 # consumers named <name>-<what>.
 SERVICES = ("intake", "dispatch", "handling", "verify", "scoring")
@@ -263,6 +265,7 @@ async def read_since(
         ),
     )
     out: list[tuple[int, str, dict[str, str]]] = []
+    give_up = time.monotonic() + JETSTREAM_WAIT_S
     try:
         while True:
             try:
@@ -270,6 +273,12 @@ async def read_since(
             except nats.errors.TimeoutError:
                 if not (await sub.consumer_info()).num_pending:
                     break
+                continue
+            except Exception as exc:
+                # on a cluster the reader's new consumer may have no leader yet (503)
+                if not unavailable(exc) or time.monotonic() > give_up:
+                    raise
+                await asyncio.sleep(0.5)
                 continue
             out += [(m.metadata.sequence.stream, m.subject, dict(m.headers or {})) for m in msgs]
             if msgs[-1].metadata.num_pending == 0:
