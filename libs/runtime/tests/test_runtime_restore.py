@@ -16,7 +16,7 @@ import pytest
 from gridloop_contracts import Envelope, to_binary
 from gridloop_devkit.testing import running, settings_for, wait_for
 from gridloop_runtime import restore
-from gridloop_runtime.bus import ensure_streams
+from gridloop_runtime.bus import ensure_streams, read_stored
 from gridloop_runtime.outbox import Work
 from gridloop_runtime.service import ServiceDefinition
 from nats.js import JetStreamContext
@@ -143,14 +143,36 @@ async def test_ghosts_go_and_the_services_consumers_move_back(
 
 
 async def everything(js: JetStreamContext, stream: str) -> list[Any]:
-    sub = await js.pull_subscribe(
-        ">", stream=stream, config=ConsumerConfig(ack_policy=AckPolicy.NONE, inactive_threshold=10)
-    )
-    out: list[Any] = []
-    while (await sub.consumer_info()).num_pending:
-        out += await sub.fetch(100, timeout=2)
-    await sub.unsubscribe()
-    return out
+    return await read_stored(js, stream, lambda m: m)
+
+
+async def test_the_reader_hands_what_a_stream_holds_in_order_from_its_start_or_a_moment(
+    bus: JetStreamContext,
+) -> None:
+    """The one reader of stored messages (the restore tool's, the test kit's, the bench's):
+    every message in order across several pulls, from the stream's start or from a moment,
+    of the subjects asked for; a stream that does not exist, or holds nothing, holds none."""
+    js = bus
+    await js.add_stream(name="READER", subjects=["reader.>"])
+    try:
+        assert await read_stored(js, "NO_SUCH_STREAM", lambda m: m) == []
+        assert await read_stored(js, "READER", lambda m: m) == []
+        for n in range(1200):  # more than one pull's 500
+            await js.publish("reader.a" if n % 3 else "reader.b", str(n).encode())
+        since = datetime.now(UTC)
+        for n in range(1200, 1205):
+            await js.publish("reader.a", str(n).encode())
+
+        def number(m: Any) -> int:
+            return int(m.data)
+
+        assert await read_stored(js, "READER", number) == list(range(1205))
+        assert await read_stored(js, "READER", number, since=since) == list(range(1200, 1205))
+        assert await read_stored(js, "READER", number, subject="reader.b") == list(
+            range(0, 1200, 3)
+        )
+    finally:
+        await js.delete_stream("READER")
 
 
 async def test_nothing_is_touched_while_a_service_reads(

@@ -31,13 +31,14 @@ import nats.js.errors
 import pytest
 import pytest_asyncio
 from gridloop_contracts import Envelope, Event, decode, to_binary
-from gridloop_runtime.bus import quick_fetch
+from gridloop_runtime.bus import quick_fetch, read_stored
 from gridloop_runtime.clock import Clock
 from gridloop_runtime.consumer import Consumer
 from gridloop_runtime.service import Runtime, ServiceDefinition
 from gridloop_runtime.settings import ServiceSettings
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import ConsumerConfig
 
 from .devstack import (
     LocalNats,
@@ -225,49 +226,16 @@ async def consumed_past(
 
 async def read_stream(js: JetStreamContext, stream: str, subject: str = ">") -> list[Seen]:
     """Every message of a stream (or of its subjects matching `subject`), in order."""
-    info = await js.stream_info(stream)
-    if not info.state.messages:
-        return []
-    sub = await js.pull_subscribe(
-        subject,
-        stream=stream,
-        config=ConsumerConfig(
-            ack_policy=AckPolicy.NONE,
-            deliver_policy=DeliverPolicy.ALL,
-            inactive_threshold=30,
-        ),
-    )
-    out: list[Seen] = []
-    give_up = time.monotonic() + 60
-    try:
-        while True:
-            try:
-                msgs = await sub.fetch(500, timeout=2)
-            except (TimeoutError, nats.errors.TimeoutError):
-                # nothing came in time: the end, unless the consumer still holds messages
-                # (a busy cluster can be slow to answer a pull)
-                if time.monotonic() > give_up or not (await sub.consumer_info()).num_pending:
-                    break
-                continue
-            except nats.js.errors.ServiceUnavailableError:
-                # on a cluster the reader's new consumer may not have a leader yet (503)
-                if time.monotonic() > give_up:
-                    raise
-                await asyncio.sleep(0.5)
-                continue
-            for m in msgs:
-                data: dict[str, Any] = {}
-                with contextlib.suppress(ValueError):
-                    loaded = json.loads(m.data)
-                    if isinstance(loaded, dict):
-                        data = loaded
-                out.append(Seen(m.subject, dict(m.headers or {}), data, m.metadata.timestamp))
-            if msgs and msgs[-1].metadata.num_pending == 0:
-                break
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
-    return out
+    return await read_stored(js, stream, _seen, subject=subject)
+
+
+def _seen(m: Msg) -> Seen:
+    data: dict[str, Any] = {}
+    with contextlib.suppress(ValueError):
+        loaded = json.loads(m.data)
+        if isinstance(loaded, dict):
+            data = loaded
+    return Seen(m.subject, dict(m.headers or {}), data, m.metadata.timestamp)
 
 
 def _type_name(type_name: str | type[Event] | None) -> str | None:

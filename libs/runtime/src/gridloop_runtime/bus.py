@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import nats
@@ -18,6 +19,7 @@ import structlog
 from gridloop_contracts import subjects
 from gridloop_contracts.subjects import STREAMS, StreamSpec
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.api import (
     AckPolicy,
@@ -296,6 +298,66 @@ async def when_available(
                 await asyncio.sleep(0.2 * attempt)
             else:
                 raise
+
+
+async def read_stored(
+    js: JetStreamContext,
+    stream: str,
+    keep: Callable[[Msg], T],
+    *,
+    subject: str = ">",
+    since: datetime | None = None,
+    wait_s: float = JETSTREAM_WAIT_S,
+) -> list[T]:
+    """`keep` of each message `stream` holds (of its subjects matching `subject`), in order,
+    from its first or from the first stored at `since`, to the last there when nothing more
+    is pending: through a reader of its own (an ephemeral pull consumer without acks, which
+    the server removes once idle). A stream that does not exist holds none.
+
+    On a cluster the reader's new consumer may have no leader yet (a 503), and a busy server
+    can be slow to answer a pull while messages are pending: both are waited out, for up to
+    `wait_s` without progress."""
+    try:
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        return []
+    if not info.state.messages:
+        return []
+    sub = await js.pull_subscribe(
+        subject,
+        stream=stream,
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.ALL if since is None else DeliverPolicy.BY_START_TIME,
+            opt_start_time=None if since is None else since.astimezone(UTC),
+            inactive_threshold=30,
+        ),
+    )
+    out: list[T] = []
+    stalled_at = time.monotonic() + wait_s
+    try:
+        while True:
+            try:
+                msgs = await sub.fetch(500, timeout=2)
+            except Exception as exc:
+                if isinstance(exc, TimeoutError | nats.errors.TimeoutError):
+                    # nothing came in time: the end, unless the reader still has some to hand
+                    if not (await sub.consumer_info()).num_pending:
+                        break
+                elif not unavailable(exc):
+                    raise
+                if time.monotonic() > stalled_at:
+                    raise
+                await asyncio.sleep(0.2)
+                continue
+            stalled_at = time.monotonic() + wait_s
+            out += [keep(m) for m in msgs]
+            if msgs[-1].metadata.num_pending == 0:
+                break
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+    return out
 
 
 def stream_config(

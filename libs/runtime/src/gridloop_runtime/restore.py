@@ -45,9 +45,9 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
+from nats.js.api import ConsumerInfo, DeliverPolicy
 
-from .bus import JETSTREAM_WAIT_S, unavailable
+from .bus import read_stored
 
 # The services, each in a schema of its name, publishing as /gridloop/<name>, their durable
 # consumers named <name>-<what>.
@@ -248,44 +248,12 @@ async def read_since(
     js: JetStreamContext, stream: str, since: datetime
 ) -> list[tuple[int, str, dict[str, str]]]:
     """Each message of `stream` stored since `since`: its sequence, subject and headers."""
-    try:
-        info = await js.stream_info(stream)
-    except nats.js.errors.NotFoundError:
-        return []
-    if not info.state.messages:
-        return []
-    sub = await js.pull_subscribe(
-        ">",
-        stream=stream,
-        config=ConsumerConfig(
-            ack_policy=AckPolicy.NONE,
-            deliver_policy=DeliverPolicy.BY_START_TIME,
-            opt_start_time=since.astimezone(UTC),
-            inactive_threshold=30,
-        ),
+    return await read_stored(
+        js,
+        stream,
+        lambda m: (m.metadata.sequence.stream, m.subject, dict(m.headers or {})),
+        since=since,
     )
-    out: list[tuple[int, str, dict[str, str]]] = []
-    give_up = time.monotonic() + JETSTREAM_WAIT_S
-    try:
-        while True:
-            try:
-                msgs = await sub.fetch(500, timeout=2)
-            except nats.errors.TimeoutError:
-                if not (await sub.consumer_info()).num_pending:
-                    break
-                continue
-            except Exception as exc:
-                # on a cluster the reader's new consumer may have no leader yet (503)
-                if not unavailable(exc) or time.monotonic() > give_up:
-                    raise
-                await asyncio.sleep(0.5)
-                continue
-            out += [(m.metadata.sequence.stream, m.subject, dict(m.headers or {})) for m in msgs]
-            if msgs[-1].metadata.num_pending == 0:
-                break
-    finally:
-        await sub.unsubscribe()
-    return out
 
 
 async def rewind(js: JetStreamContext, info: ConsumerInfo, since: datetime) -> None:
