@@ -160,6 +160,13 @@ def main() -> int:
         default=3,
         help="windows of 500 reports (10 s) measured at 50 reports/s, back to back",
     )
+    p.add_argument(
+        "--path-alone-reports",
+        type=int,
+        default=500,
+        help="reports sent at 50/s with handling, verify and scoring stopped: the report's path "
+        "without the rest of the loop (0: skip it)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory and logs")
     p.add_argument("--burst", type=int, default=5000, help="reports in the NATS intake burst")
     p.add_argument(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import subprocess
@@ -28,10 +27,11 @@ from gridloop_contracts import Envelope, to_binary
 from gridloop_contracts.inbound import ReportV1
 from gridloop_devkit.devstack import LocalNats, LocalPostgres
 from gridloop_devkit.launcher import Stack
-from nats.js.api import AckPolicy, ConsumerConfig
+from gridloop_runtime.bus import read_stored
 
 from .actors import Actors
 from .cpu import ACTORS, LOAD, CpuWindow, cpus
+from .paused import Paused
 from .rss import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +45,9 @@ BENCH_ENV = {
 }
 
 
+# The services off the report's path (intake → dispatch → the department), stopped for the
+# path-alone window.
+OFF_PATH = ("handling", "verify", "scoring")
 # 非法小广告: auto-accepted from a trusted supervisor, routed to urban-mgmt (demo routing:
 # E02*), which no simulated department answers.
 QUEUE_CATEGORY = "E0201"
@@ -263,6 +266,19 @@ async def _run(
 
             await _until(lambda: closed["n"] >= len(warm) + len(moderate), 180)
             out["latency_phase_closed"] = closed["n"]
+
+            # 1a. the report's path alone: the same rate with the services off it stopped (as
+            # `make profile --rate 50 --pause handling,verify,scoring`), then let go and their
+            # cases closed before the next phase
+            if path_alone := getattr(args, "path_alone_reports", 0):
+                closed_from = closed["n"]
+                async with Paused([stack.procs[name].pid for name in OFF_PATH]).during():
+                    _, alone = await at_fixed_rate(js, reports, sent_at, 50.0, 0, path_alone)
+                    await _until(lambda: all(e in notified for e in alone), 60)
+                path = ms(alone)
+                out["p50_report_to_department_ms_at_50rps_path_alone"] = pct(path, 0.50)
+                out["p99_report_to_department_ms_at_50rps_path_alone"] = pct(path, 0.99)
+                await _until(lambda: closed["n"] >= closed_from + len(alone), 180)
 
             # 1b. a recalled case in every service's view: case.queued → 待人工派遣 in the
             # case file (intake) and in the dispatch queue, one case at a time
@@ -501,30 +517,9 @@ def case_id_of(msg: Any) -> str:
 
 async def events_of_cases(js: Any, case_ids: set[str], stream: str = "CASES") -> tuple[int, int]:
     """(events about `case_ids`, events read): the stream from its start to its last
-    message now, through a consumer of its own that is deleted afterwards."""
-    last = (await js.stream_info(stream)).state.last_seq
-    config = ConsumerConfig(ack_policy=AckPolicy.NONE, inactive_threshold=30.0)
-    sub = await js.pull_subscribe("case.>", stream=stream, config=config)
-    events = read = 0
-    try:
-        seq = 0
-        while seq < last:
-            try:
-                msgs = await sub.fetch(1000, timeout=5)
-            except (TimeoutError, nats.errors.TimeoutError):
-                break
-            for msg in msgs:
-                seq = msg.metadata.sequence.stream
-                if seq > last:
-                    break
-                read += 1
-                events += case_id_of(msg) in case_ids
-    finally:
-        with contextlib.suppress(Exception):
-            name = (await sub.consumer_info()).name
-            await js.delete_consumer(stream, name)
-        await sub.unsubscribe()
-    return events, read
+    message now."""
+    about = await read_stored(js, stream, case_id_of, subject="case.>")
+    return sum(case_id in case_ids for case_id in about), len(about)
 
 
 async def http_rate(stack: Stack, reports: Reports, seconds: float) -> float:

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from . import pglog
 from .actors import Actors
 from .cpu import ACTORS, LOAD, CpuWindow, cpus
 from .loop import BENCH_ENV, ROOT, Reports, at_fixed_rate, keep_in_flight
+from .paused import Paused
 
 
 def py_spy() -> str:
@@ -175,45 +176,6 @@ def _subject_kind(subject: str) -> str:
     if parts[0] == "intake" and len(parts) >= 2:
         return f"intake.{parts[1]}.*"
     return f"{parts[0]}.*"
-
-
-class Paused:
-    """`--pause`: services stopped (SIGSTOP) while the window is measured and let go
-    (SIGCONT) `RESUME_BEFORE_END_S` before it ends, so the counts after it can be read: the
-    report's path with the rest of the loop's work away."""
-
-    RESUME_BEFORE_END_S = 2.0
-
-    def __init__(self, pids: Sequence[int]) -> None:
-        self.pids = list(pids)
-        self.started = self.ended = 0.0
-        self._stopped = False
-
-    @contextlib.asynccontextmanager
-    async def during(self, seconds: float) -> AsyncIterator[None]:
-        if not self.pids:
-            yield
-            return
-        for pid in self.pids:
-            os.kill(pid, signal.SIGSTOP)
-        self._stopped = True
-        self.started = time.perf_counter()
-        resumer = asyncio.get_running_loop().call_later(
-            max(seconds - self.RESUME_BEFORE_END_S, 0.0), self.resume
-        )
-        try:
-            yield
-        finally:
-            resumer.cancel()
-            self.resume()
-
-    def resume(self) -> None:
-        if self._stopped:
-            self._stopped = False
-            self.ended = time.perf_counter()
-            for pid in self.pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGCONT)
 
 
 def wall_time(perf: float) -> float:
