@@ -358,6 +358,38 @@ async def test_a_command_id_gives_the_same_answer_and_one_event(handling: Harnes
     assert len(handling.emitted(ev.CaseSigned, case_id="C-IDEM")) == 1
 
 
+async def test_a_result_resent_without_its_time_is_the_same_command(handling: Harness) -> None:
+    """A result sent without `completed_at` is timed when taken; its resend (the answer was
+    lost) is timed anew, and is still the same command: the first answer again, one event.
+    The same holds over NATS for a resend that carries another time."""
+    h = handling
+    await h.new_case("C-RES")
+    sign = await h.rest("sign", "sanitation", "C-RES", command_id="res-s")
+    assert sign.status_code == 200, sign.text
+    result: dict[str, Any] = {
+        "result": "已清运",
+        "evidence": [{"url": "https://evidence.example.org/r.jpg"}],
+    }
+    first = await h.rest("result", "sanitation", "C-RES", command_id="res-1", **result)
+    assert first.status_code == 200, first.text
+    h.clock.advance(timedelta(minutes=5))
+    again = await h.rest("result", "sanitation", "C-RES", command_id="res-1", **result)
+    assert again.status_code == 200, again.text
+    assert again.headers["Idempotent-Replay"] == "true" and again.json() == first.json()
+    later = h.clock.now().isoformat()
+    await h.command(
+        "handled", "sanitation", "C-RES", command_id="res-1", completed_at=later, **result
+    )
+    assert (await h.answer("sanitation", "res-1")).accepted is True
+    # another result under that id is another command
+    other = await h.rest(
+        "result", "sanitation", "C-RES", command_id="res-1", result="未处理", evidence=[]
+    )
+    assert other.status_code == 409 and detail(other)["code"] == "duplicate-command"
+    await h.cases.poll()
+    assert len(h.emitted(ev.CaseHandled, case_id="C-RES")) == 1
+
+
 async def test_a_command_sent_over_nats_and_resent_over_rest_is_one_command(
     handling: Harness,
 ) -> None:

@@ -12,6 +12,7 @@ import pytest
 from gridloop_city import WorkingCalendar, load_city
 from gridloop_contracts import CaseStatus
 from gridloop_contracts.department import (
+    HandledCommand,
     ReturnCommand,
     SignCommand,
 )
@@ -522,3 +523,32 @@ def test_answers_carry_the_command_and_each_error_with_field_and_code() -> None:
 def test_duplicate_refusal_names_the_command_id() -> None:
     r = cmds.duplicate(sign_cmd())
     assert (r.field, r.code, r.status) == ("command_id", "duplicate-command", 409)
+
+
+def test_a_result_is_the_same_command_whatever_time_it_says_and_not_another_result() -> None:
+    """The fingerprint that tells a resend from another command under the same id leaves out
+    a result's time (a REST result without one is timed as it is taken, a resend anew); one
+    stored by an earlier release, which covered the time, still knows its resend."""
+    at = datetime(2026, 12, 7, 10, tzinfo=UTC)
+
+    def result(text: str, completed_at: datetime) -> HandledCommand:
+        return HandledCommand(
+            command_id="r1",
+            case_id="C1",
+            dept="roads",
+            by="roads-ops",
+            result=text,
+            completed_at=completed_at,
+        )
+
+    first = result("已修复", at)
+    stored = cmds.fingerprint(first)
+    assert cmds.same_command(stored, result("已修复", at + timedelta(minutes=5)))
+    assert not cmds.same_command(stored, result("未修复", at))
+    assert not cmds.same_command(stored, sign_cmd())
+    # as a release before 2026-12-07 stored it: the time inside the digest
+    legacy = cmds.fingerprint(first, frozenset({"command_id", "by", "task_id"}))
+    assert legacy != stored
+    assert cmds.same_command(legacy, result("已修复", at))
+    assert not cmds.same_command(legacy, result("未修复", at))
+    assert not cmds.same_command(None, first)

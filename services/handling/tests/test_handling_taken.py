@@ -5,6 +5,7 @@ consumer passes over them, and runs one again only when the database no longer h
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from gridloop_contracts import AttachmentRef, Envelope, to_binary
@@ -105,3 +106,45 @@ async def test_kept_commands_the_database_does_not_have_run_again_with_their_pho
     # the photo whose upload is still there is the case's evidence: the command centre reads it
     got = await h.http.get(f"/attachments/{photo.attachment_id}", headers={"X-User": "disp-01"})
     assert got.status_code == 200 and got.content == jpeg
+
+
+async def test_a_kept_result_older_than_the_dispatch_made_anew_runs_at_that_dispatch(
+    handling: Harness,
+) -> None:
+    """After a restore the case may be dispatched anew, later than the department's result
+    said the work was done (it was done against the dispatch the restore lost): run again
+    from the bus, the result counts as done at the new dispatch rather than being refused as
+    done before it. Kept without a name or photos, it still waits for the dispatch as one."""
+    h = handling
+    done_at = h.clock.now() - timedelta(minutes=30)  # before the restore
+    sign = SignCommand(command_id="k-s3", case_id="C-K3", dept="sanitation", by="sanitation-ops")
+    handled = HandledCommand(
+        command_id="k-h3",
+        case_id="C-K3",
+        dept="sanitation",
+        by="sanitation-ops",
+        result="已清运",
+        evidence=[{"url": "https://evidence.example.org/k3.jpg"}],
+        completed_at=done_at,
+    )
+    await _keep(h, _taken(sign))
+    await _keep(h, _taken(handled))
+    await _passed(h, "handling._taken.sanitation")
+    await h.new_case("C-K3")  # dispatched again since
+    [done] = await h.wait(ev.CaseHandled, case_id="C-K3")
+    assert datetime.fromisoformat(done.data["completed_at"]) == h.clock.now()
+    assert (await h.answer("sanitation", "k-h3")).accepted
+    # a result over NATS saying the same is the department's own mistake: refused
+    await h.new_case("C-K4")
+    await h.command("signed", "sanitation", "C-K4", command_id="n-s4")
+    await h.command(
+        "handled",
+        "sanitation",
+        "C-K4",
+        command_id="n-h4",
+        result="已清运",
+        evidence=[{"url": "https://evidence.example.org/k4.jpg"}],
+        completed_at=done_at.isoformat(),
+    )
+    refused = await h.answer("sanitation", "n-h4")
+    assert not refused.accepted and refused.errors[0].field == "data.completed_at"

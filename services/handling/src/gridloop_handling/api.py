@@ -230,7 +230,7 @@ async def _execute(
     )
     # Not what this call produced: the stored answer of the first command with this id.
     replay = not ran or stored is not ran[-1]
-    if replay and stored.get("fingerprint") != cmds.fingerprint(cmd):
+    if replay and not cmds.same_command(stored.get("fingerprint"), cmd):
         raise cmds.duplicate(cmd)
     # A command first sent over NATS kept its answer without the task: the task as it stands.
     task = stored["task"] if "task" in stored else await _task_now(rt, dept, case_id)

@@ -18,8 +18,12 @@ from gridloop_contracts.problems import Refusal
 from .tasks import Task, TaskState
 
 # Fields that say who sent a command or which task it meant, not what it asks: a resend of
-# the same command from another operator or channel is still the same command.
-_NOT_CONTENT = frozenset({"command_id", "by", "task_id"})
+# the same command from another operator or channel is still the same command. Nor when a
+# result says the work was done: a result sent over REST without it is timed as it is taken,
+# so its resend (the answer was lost) is timed anew, and is the same result.
+_NOT_CONTENT = frozenset({"command_id", "by", "task_id", "completed_at"})
+# What releases before 2026-12-07 fingerprinted: a result's time too (their stored answers).
+_NOT_CONTENT_BEFORE = frozenset({"command_id", "by", "task_id"})
 
 
 def command_key(dept: str, command_id: str) -> str:
@@ -28,12 +32,19 @@ def command_key(dept: str, command_id: str) -> str:
     return f"{dept}:{command_id}"
 
 
-def fingerprint(cmd: DepartmentCommand) -> str:
+def fingerprint(cmd: DepartmentCommand, leaving_out: frozenset[str] = _NOT_CONTENT) -> str:
     """What the command asks, as a digest: a stored command id with another digest is a
-    different command reusing the id."""
-    content = {k: v for k, v in cmd.model_dump(mode="json").items() if k not in _NOT_CONTENT}
+    different command reusing the id (`same_command`)."""
+    content = {k: v for k, v in cmd.model_dump(mode="json").items() if k not in leaving_out}
     content["action"] = cmd.subject_token
     return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
+def same_command(stored: str | None, cmd: DepartmentCommand) -> bool:
+    """Whether `cmd` asks what the command stored under its id (its fingerprint `stored`)
+    asked: a resend, not another command reusing the id. A fingerprint stored by a release
+    before 2026-12-07 covers a result's time too."""
+    return stored in (fingerprint(cmd), fingerprint(cmd, _NOT_CONTENT_BEFORE))
 
 
 def duplicate(cmd: DepartmentCommand) -> Refusal:

@@ -289,19 +289,22 @@ class HandlingRules:
         waited: timedelta | None = None,
         feed: bool = True,
         view: bool = True,
+        again: bool = False,
     ) -> Executed | None:
         """Execute a department command on its case (no idempotency: the caller's); raise a
         Refusal naming the field; None when it was parked to wait for its dispatch. `files`:
         photos uploaded to handling and claimed by the caller (REST), for a result. `waited`:
         how long a parked command waited for its dispatch in vain (said in the refusal).
         `feed`: a parked command's answer goes on dispatch.<dept>.answer too, when it comes.
-        `view`: the outcome carries the task as the department sees it (REST answers it)."""
+        `view`: the outcome carries the task as the department sees it (REST answers it).
+        `again`: a command taken over REST before, run again from the bus after a database
+        restore (`Taken`)."""
         self._check_known(cmd.dept)
         task = task_for(state.tasks, cmd.dept, cmd.task_id)
         if task is None:
             if park and not any(t.dept == cmd.dept for t in state.tasks):
                 # a command taken over REST keeps its sender's name and photos through it
-                taken = Taken(by_name, tuple(files)) if by_name or files else None
+                taken = Taken(by_name, tuple(files)) if again or by_name or files else None
                 self._park(state, cmd, reply_to, step, feed=feed, taken=taken)
                 return None
             after = (
@@ -331,6 +334,10 @@ class HandlingRules:
                     code="task-mismatch",
                 )
             actor = Actor(id=cmd.by, role="department", dept=cmd.dept, name=by_name)
+            if again and isinstance(cmd, HandledCommand) and cmd.completed_at < task.dispatched_at:
+                # done against the dispatch the restore lost; the case was dispatched anew
+                # since: done by then (the same command: its time is not in its fingerprint)
+                cmd = cmd.model_copy(update={"completed_at": task.dispatched_at})
             if files and isinstance(cmd, HandledCommand):
                 self.handled(state, task, cmd, step, actor, files=files)
             elif files:
@@ -409,7 +416,7 @@ class HandlingRules:
         who: dict[str, Any] = {"command_id": key, "case_id": cmd.case_id, "user_id": cmd.by}
         stored = state.answers.get(key)
         if stored is not None:
-            if stored.get("fingerprint") != cmds.fingerprint(cmd):
+            if not cmds.same_command(stored.get("fingerprint"), cmd):
                 raise cmds.duplicate(cmd)
             state.audit.append(self._audit(cmd, "replayed", step, **who))
             answer = CommandAnswerV1.model_validate(stored["answer"])
@@ -429,6 +436,7 @@ class HandlingRules:
             view=False,
             by_name=taken.by_name if taken else None,
             files=taken.files if taken else (),
+            again=taken is not None,
         )
         if done is None:
             return None
@@ -494,7 +502,7 @@ class HandlingRules:
         the first, one effect; the same id for another command is refused as a duplicate."""
         for p in state.parked:
             if (p.dept, p.command_id) == (cmd.dept, cmd.command_id):
-                if cmds.fingerprint(_command(p)) != cmds.fingerprint(cmd):
+                if not cmds.same_command(cmds.fingerprint(_command(p)), cmd):
                     raise cmds.duplicate(cmd)
                 return
         now = step.now()
