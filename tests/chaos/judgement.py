@@ -148,6 +148,9 @@ async def judge(
     # no message parked as undeliverable anywhere
     dead = {s: await conn.fetchval(f"SELECT count(*) FROM {s}.dead_letters") for s in SCHEMAS}
     assert not any(dead.values()), f"dead letters: {dead}"
+    # every command of the department working over REST was taken
+    refused = counts.department_refused
+    assert not refused, f"the REST department's commands refused: {refused[:5]}"
 
     # no department got a task twice under two ids, and each dispatch reached it once
     assigned = [m for m in feed if m.subject.endswith(".assigned")]
@@ -210,6 +213,7 @@ async def judge(
         "events_on_CASES": len(cases_stream),
         "events_recorded": recorded,
         "department_tasks": len(assigned),
+        "department_commands_over_rest": len(counts.department_answered),
         "timer_events": dict(fired),
         "faults": dict(counts.faults),
         "faults_total": sum(counts.faults.values()),

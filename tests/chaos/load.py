@@ -36,6 +36,11 @@ from nats.js import JetStreamContext
 ROOT = Path(__file__).resolve().parents[2]
 KIT = ROOT / "services" / "handling" / "examples" / "department_system.py"
 PHOTO = "https://evidence.example.org/chaos/verified.jpg"
+# A department whose own system works over REST, not NATS: 店外经营 (auto-accepted from a
+# trusted supervisor) goes to urban-mgmt (demo routing E05*), one closed report in four.
+REST_DEPT = "urban-mgmt"
+REST_DEPT_USER = "urban-mgmt-ops"
+REST_CATEGORY = "E0502"
 SCHEMAS = ("intake", "dispatch", "handling", "verify", "scoring")
 # Events that only timers emit: (type, the fields that name one firing).
 TIMER_EVENTS = {
@@ -79,7 +84,8 @@ def _apart(points: Iterable[tuple[str, float, float]], n: int, gap_m: float = 80
 
 
 def plan(city: City, rng: random.Random, n: int, tag: str) -> list[Planned]:
-    """A seeded mix of `n` reports: most run the whole loop to closed, some wait for on-site
+    """A seeded mix of `n` reports: most run the whole loop to closed (one in four through a
+    department that answers over REST, the rest through one on NATS), some wait for on-site
     confirmation with duplicates that merge into them, some go to a department that never
     answers (chased by timers), and some are invalid and must be rejected."""
     open_cells = {c for c, cell in city.cells.items() if cell.entry_list is None}
@@ -104,12 +110,20 @@ def plan(city: City, rng: random.Random, n: int, tag: str) -> list[Planned]:
     def report(ext: str, **data: Any) -> dict[str, Any]:
         return {"external_id": ext, "description": f"chaos {ext}", "reported_at": now, **data}
 
+    def rest_department_alone(lon: float, lat: float) -> bool:
+        """Whether urban-mgmt handles 店外经营 there by itself (somewhere a street office leads
+        a joint enforcement, which no simulated department answers)."""
+        cell = city.locate(lon, lat)
+        route = city.route(REST_CATEGORY, cell.code) if cell else None
+        return route is not None and route.dept == REST_DEPT and not route.co_handlers
+
     for i, (_, lon, lat) in enumerate(spots[:n_closed]):
         ext = f"{tag}-c{i:04d}"
+        over_rest = i % 4 == 3 and rest_department_alone(lon, lat)
         data = report(
             ext,
             location={"lat": lat, "lon": lon},
-            category_code="E0104",
+            category_code=REST_CATEGORY if over_rest else "E0104",
             reporter_user_id=supervisor,
         )
         out.append(Planned(ext, "patrol-app", "closed", rng.choice(["nats", "nats", "http"]), data))
@@ -159,6 +173,10 @@ class Counts:
     http_server_errors: list[str] = field(default_factory=list)
     faults: Counter[str] = field(default_factory=Counter)
     verified: int = 0
+    # the REST department's commands answered (id → when, time.monotonic(): it never sends
+    # one again), and those refused
+    department_answered: dict[str, float] = field(default_factory=dict)
+    department_refused: list[str] = field(default_factory=list)
 
 
 def _envelope_bytes(p: Planned) -> tuple[dict[str, str], bytes]:
@@ -374,10 +392,70 @@ async def department(stack: Stack, dept: str, stop: asyncio.Event, log: list[str
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
 
 
+async def rest_department(stack: Stack, stop: asyncio.Event, counts: Counts) -> None:
+    """urban-mgmt's own system, working its inbox over REST through any outage (each round
+    asks the next replica of handling): each task to sign signed, each one in progress
+    reported done with a photo. A command is sent again, under its id, until it has an
+    answer, and never after: a system that was answered does not send again, even when a
+    restored database shows the task as it was before (what handling kept on the bus runs
+    the command again)."""
+    urls = itertools.cycle(stack.urls("handling"))
+    headers = {"X-User": REST_DEPT_USER}
+    async with httpx.AsyncClient(timeout=5) as http:
+        while not stop.is_set():
+            url = f"{next(urls)}/departments/{REST_DEPT}/cases"
+            items: list[dict[str, Any]] = []
+            with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+                r = await http.get(url, params={"limit": 500}, headers=headers)
+                if r.status_code == 200:
+                    items = r.json()["items"]
+                else:
+                    server_busy(r, counts, "GET /departments/…/cases")
+            for t in items:
+                action, body = {
+                    "to_sign": ("sign", {}),
+                    "in_progress": (
+                        "result",
+                        {"result": "摊位已撤回店内", "evidence": [{"url": PHOTO}]},
+                    ),
+                }.get(t["stage"], ("", {}))
+                command_id = f"{t['task_id']}:{t['round']}:{action}"
+                if not action or command_id in counts.department_answered:
+                    continue
+                with contextlib.suppress(httpx.HTTPError):
+                    resp = await http.post(
+                        f"{url}/{t['case_id']}/{action}",
+                        json={"command_id": command_id, "task_id": t["task_id"], **body},
+                        headers=headers,
+                    )
+                    if resp.status_code < 300:
+                        counts.department_answered[command_id] = time.monotonic()
+                    elif _timed_before_dispatch(resp):
+                        pass  # timed by a replica whose clock had not moved yet: next round
+                    elif server_busy(resp, counts, f"POST /departments/…/{action}") is None:
+                        counts.department_answered[command_id] = time.monotonic()
+                        counts.department_refused.append(
+                            f"{command_id}: {resp.status_code} {resp.text[:200]}"
+                        )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.3)
+
+
+def _timed_before_dispatch(resp: httpx.Response) -> bool:
+    """A result refused for its time (handling times one sent without it), as after the run
+    moves the clock (CLOCK_FILE), which replicas see a moment apart: the NATS kit sends it
+    again, so does this system."""
+    if resp.status_code != 422:
+        return False
+    with contextlib.suppress(ValueError, AttributeError):
+        return any(e.get("field") == "completed_at" for e in resp.json()["detail"])
+    return False
+
+
 @dataclass
 class People:
-    """The loop's people beside a run: the sanitation department's kit (its log) and the
-    supervisors, until `stop` is set."""
+    """The loop's people beside a run: the sanitation department's kit (its log), urban-mgmt's
+    system over REST and the supervisors, until `stop` is set."""
 
     stop: asyncio.Event
     kit_log: list[str]
@@ -388,6 +466,7 @@ class People:
         stop, kit_log = asyncio.Event(), list[str]()
         tasks = [
             asyncio.create_task(department(stack, "sanitation", stop, kit_log)),
+            asyncio.create_task(rest_department(stack, stop, counts)),
             asyncio.create_task(supervisors(stack, stop, counts)),
         ]
         return cls(stop, kit_log, tasks)

@@ -4,7 +4,9 @@ back as the dump has it, losing everything written since. The operator brings th
 in line (`python -m gridloop_runtime.restore`: the events the restored outboxes do not hold
 leave the streams, the services' consumers move back to the point) and starts the services.
 Nobody sends anything again: the reports that came over NATS are still in INTAKE, and those
-that came over REST too (intake keeps each on the stream as it takes it, `ReportTakenV1`).
+that came over REST too (intake keeps each on the stream as it takes it, `ReportTakenV1`); the
+commands of the department that works over REST (urban-mgmt), which does not send again what
+was answered, are in HANDLING (`CommandTakenV1`), as the NATS department's are.
 Every report ends where its script says, once, and the streams and every service's tables
 agree: nothing lost, nothing duplicated."""
 
@@ -24,9 +26,10 @@ import asyncpg
 import pytest
 from gridloop_city import load_city
 from gridloop_devkit.launcher import Stack
+from gridloop_devkit.testing import wait_for
 
 from .judgement import judge, settle
-from .load import ROOT, Counts, People, plan, send_all
+from .load import REST_DEPT, ROOT, Counts, People, plan, send_all
 
 REPORTS = 90
 RATE = 6.0
@@ -93,7 +96,14 @@ async def test_a_database_restored_to_an_earlier_moment_loses_nothing(
         # The restore point, then the backup: everything committed by the point is in it.
         point = datetime.now(UTC)
         await asyncio.to_thread(pg.dump, name, dump)
+        dumped = time.monotonic()
         await sending
+        # a command of the REST department answered after the backup: the restore loses it
+        await wait_for(
+            lambda: any(at > dumped for at in counts.department_answered.values()),
+            timeout=120,
+            what="a REST department command answered after the backup",
+        )
         # The disaster, late enough that the second half has moved along its loop.
         await asyncio.to_thread(restore_database, stack, name, dump)
         conn = await asyncpg.connect(stack.database_url)
@@ -102,6 +112,15 @@ async def test_a_database_restored_to_an_earlier_moment_loses_nothing(
                 (r["source"], r["external_id"])
                 for r in await conn.fetch("SELECT source, external_id FROM intake.reports")
             }
+            commands_kept = {
+                r["command_id"]
+                for r in await conn.fetch("SELECT command_id FROM handling.commands")
+            }
+            commands_lost = [
+                c
+                for c in list(counts.department_answered)
+                if f"{REST_DEPT}:{c}" not in commands_kept
+            ]
             said = await asyncio.to_thread(bring_back, stack, point)
             for instance in stack.instances():
                 stack.start_service(instance)
@@ -122,12 +141,16 @@ async def test_a_database_restored_to_an_earlier_moment_loses_nothing(
     # over NATS were
     lost_over_rest = [p for p in lost if p.via == "http"]
     assert lost_over_rest
+    # ... and commands the department sent over REST, which it does not send again: run again
+    # from the bus (their cases closed all the same)
+    assert commands_lost
     ghosts = re.search(r"CASES: (\d+) ghosts deleted", said)
     assert ghosts and int(ghosts.group(1)) > 0, said
     with capsys.disabled():
         print(
             f"\npostgres restore ({shape}): reports_sent={len(reports)} "
             f"lost_in_the_restore={len(lost)} of_them_over_rest={len(lost_over_rest)} "
+            f"rest_department_commands_lost={len(commands_lost)} "
             f"closed={summary['closed']} converged_in_s={time.monotonic() - started:.0f}\n"
             f"{said}",
             flush=True,

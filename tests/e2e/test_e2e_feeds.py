@@ -8,7 +8,6 @@ every publish, passes each event on once."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 from collections import Counter
@@ -23,8 +22,8 @@ import pytest_asyncio
 from gridloop_city import City, load_city
 from gridloop_devkit.launcher import Stack
 from gridloop_devkit.testing import load_module, wait_for
+from gridloop_runtime.bus import read_stored
 from gridloop_runtime.outbox import unsent_count
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from .test_e2e_cluster import KIT, ROOT, Traffic
 
@@ -191,25 +190,9 @@ async def dispatch_feed(
 ) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
     """Every message of a department's feed (`dispatch.<dept>.>` on DISPATCH): what its
     durable consumer delivers."""
-    js = traffic.js
-    sub = await js.pull_subscribe(
-        f"dispatch.{dept}.>",
-        stream="DISPATCH",
-        config=ConsumerConfig(
-            ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=30
-        ),
+    return await read_stored(
+        traffic.js,
+        "DISPATCH",
+        lambda m: (m.subject, dict(m.headers or {}), json.loads(m.data)),
+        subject=f"dispatch.{dept}.>",
     )
-    out: list[tuple[str, dict[str, str], dict[str, Any]]] = []
-    try:
-        while True:
-            try:
-                msgs = await sub.fetch(500, timeout=2)
-            except TimeoutError:
-                break
-            out += [(m.subject, dict(m.headers or {}), json.loads(m.data)) for m in msgs]
-            if msgs[-1].metadata.num_pending == 0:
-                break
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
-    return out

@@ -16,14 +16,13 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import nats
 import pytest
 import pytest_asyncio
 from gridloop_city import City, load_city
 from gridloop_contracts.inbound import DetectionV1, ReportV1
 from gridloop_devkit.launcher import SERVICES, Stack
 from gridloop_devkit.testing import load_module, wait_for
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from gridloop_runtime.bus import read_stored
 
 from .conftest import move_clock
 from .loop import (
@@ -321,29 +320,14 @@ async def test_the_replicas_take_a_command_once_and_fire_each_timer_once(loop: L
     items = lines["timeline"] if isinstance(lines, dict) else lines
     assert [i["type"] for i in items].count("intake.publicity") == 1, items
 
-    sub = await loop.js.pull_subscribe(
-        "case.>",
-        stream="CASES",
-        config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
-    )
     fired: dict[tuple[Any, ...], set[str]] = {}
-    try:
-        while True:
-            try:
-                msgs = await sub.fetch(500, timeout=2)
-            except (TimeoutError, nats.errors.TimeoutError):
-                break
-            for m in msgs:
-                headers = m.headers or {}
-                kind = headers.get("ce-type", "")
-                if kind.split(".")[2:3] in (["reminded"], ["overdue"], ["escalated"]):
-                    d = json.loads(m.data)
-                    key = (kind, d.get("case_id"), d.get("task_id"), d.get("stage"), d.get("level"))
-                    fired.setdefault(key, set()).add(headers.get("ce-id", ""))
-            if msgs and msgs[-1].metadata.num_pending == 0:
-                break
-    finally:
-        await sub.unsubscribe()
+    for m in await read_stored(loop.js, "CASES", lambda m: m, subject="case.>"):
+        headers = m.headers or {}
+        kind = headers.get("ce-type", "")
+        if kind.split(".")[2:3] in (["reminded"], ["overdue"], ["escalated"]):
+            d = json.loads(m.data)
+            key = (kind, d.get("case_id"), d.get("task_id"), d.get("stage"), d.get("level"))
+            fired.setdefault(key, set()).add(headers.get("ce-id", ""))
     assert any(k[0].endswith(".escalated.v1") for k in fired), "the module chased nobody"
     twice = {k: ids for k, ids in fired.items() if len(ids) > 1}
     assert not twice, twice
