@@ -27,6 +27,7 @@ import pytest
 from gridloop_city import load_city
 from gridloop_devkit.launcher import Stack
 from gridloop_devkit.testing import wait_for
+from gridloop_handling.domain.commands import command_key
 
 from .judgement import judge, settle
 from .load import REST_DEPT, ROOT, Counts, People, plan, send_all
@@ -119,7 +120,7 @@ async def test_a_database_restored_to_an_earlier_moment_loses_nothing(
             commands_lost = [
                 c
                 for c in list(counts.department_answered)
-                if f"{REST_DEPT}:{c}" not in commands_kept
+                if command_key(REST_DEPT, c) not in commands_kept
             ]
             said = await asyncio.to_thread(bring_back, stack, point)
             for instance in stack.instances():

@@ -304,7 +304,7 @@ class HandlingRules:
         if task is None:
             if park and not any(t.dept == cmd.dept for t in state.tasks):
                 # a command taken over REST keeps its sender's name and photos through it
-                taken = Taken(by_name, tuple(files)) if again or by_name or files else None
+                taken = Taken(by_name, tuple(files)) if again else None
                 self._park(state, cmd, reply_to, step, feed=feed, taken=taken)
                 return None
             after = (
@@ -502,7 +502,7 @@ class HandlingRules:
         the first, one effect; the same id for another command is refused as a duplicate."""
         for p in state.parked:
             if (p.dept, p.command_id) == (cmd.dept, cmd.command_id):
-                if not cmds.same_command(cmds.fingerprint(_command(p)), cmd):
+                if cmds.fingerprint(_command(p)) != cmds.fingerprint(cmd):
                     raise cmds.duplicate(cmd)
                 return
         now = step.now()
