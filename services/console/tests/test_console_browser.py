@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from gridloop_city import City, load_city
+from gridloop_contracts import cases as ev
 from gridloop_devkit.devstack import LocalPostgres
 from gridloop_devkit.launcher import SERVICES
 from gridloop_devkit.testing import process_stack
@@ -246,6 +247,9 @@ def test_one_case_through_the_whole_loop_by_clicking(console_url: str, city: Cit
         for step in ("reported", "accepted", "dispatched", "signed", "handled", "verified"):
             expect(timeline.get_by_test_id(f"tl-{step}")).not_to_have_count(0)
         expect(timeline.get_by_test_id("tl-closed")).to_have_count(1, timeout=WAIT)
+        # each line's event is named in the reader's language, not by intake's English
+        for english in (ev.CaseReported.summary, ev.CaseSigned.summary, ev.CaseClosed.summary):
+            expect(timeline).not_to_contain_text(english)
         expect(page.get_by_test_id("case-reporter")).not_to_contain_text("13")
         page.get_by_test_id("rating-value").select_option("B")
         page.get_by_test_id("rate-submit").click()

@@ -464,6 +464,7 @@ async def test_a_withdrawn_overdue_and_its_escalation_are_void_in_the_case_file(
         line = case["timeline"][-1]
         assert line["type"] == "gridloop.case.overdue_withdrawn.v1"
         assert line["summary"].startswith("超期撤回：处置结果已于 2026-11-23 13:55 在期限前反馈")
+        assert line["note"] == line["summary"]  # not made from the event's own summary
 
         # sent back: on the grid head's list, without the 督办 withdrawn
         await intake.upstream(

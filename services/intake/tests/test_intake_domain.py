@@ -373,6 +373,22 @@ def test_timeline_summary_names_the_reason() -> None:
     assert casefile.summary(signed) == ev.CaseSigned.summary
 
 
+def test_a_timeline_note_is_what_a_line_says_beyond_its_event() -> None:
+    """The console names each line's event in the reader's language; the note is the rest."""
+    staff = Actor(id="u", role="department")
+    returned = ev.CaseReturned(**_dims(), reason="不属于本单位", actor=staff)
+    signed = ev.CaseSigned(**_dims(), actor=staff)
+    assert casefile.note(returned.type_name, casefile.summary(returned)) == "不属于本单位"
+    assert casefile.note(signed.type_name, casefile.summary(signed)) is None
+    # a rule's own words, a line of no event's type and an empty line
+    queued = "进入待立案队列 (operator): 等待受理员决定是否立案 / waits for an operator's decision"
+    assert casefile.note(ev.CaseQueued.type_name, queued) == queued
+    called = "回访第 1 次：已联系"
+    assert casefile.note("gridloop.intake.callback.v1", called) == called
+    assert casefile.note(signed.type_name, None) is None
+    assert casefile.note(signed.type_name, f"{ev.CaseSigned.summary}: ") is None
+
+
 # -- the inbound gate ------------------------------------------------------------------------------
 def test_subject_names_channel_and_source(city: City) -> None:
     assert check_subject("intake.hotline.12345") == ("hotline", "12345")

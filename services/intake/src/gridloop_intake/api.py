@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from . import repository as repo
 from .casework import Outcome, keep_taken, take_report
 from .context import Intake
-from .domain import callbacks, duplicates, similar
+from .domain import callbacks, casefile, duplicates, similar
 from .domain.case import CaseFile, CaseRow
 from .domain.inbound import IncomingReport
 from .domain.problems import Refused
@@ -491,7 +491,13 @@ async def get_case(case_id: str, request: Request, who: CurrentPrincipal) -> dic
     assert rt.pool is not None
     async with rt.pool.acquire() as conn:
         lines = await repo.timeline(conn, case_id)
-    return {**case_view(intake, case), "timeline": [dict(r) for r in lines]}
+    return {**case_view(intake, case), "timeline": [timeline_line(r) for r in lines]}
+
+
+def timeline_line(row: asyncpg.Record) -> dict[str, Any]:
+    """A line of a case's timeline as stored, with `note`: what it says beyond the event's
+    own summary (casefile.note), for a reader whose language names the event by its type."""
+    return {**dict(row), "note": casefile.note(row["type"], row["summary"])}
 
 
 @router.get("/cases/{case_id}/timeline")
@@ -502,7 +508,7 @@ async def get_timeline(
     await visible_case(rt, who, case_id)
     assert rt.pool is not None
     async with rt.pool.acquire() as conn:
-        return [dict(r) for r in await repo.timeline(conn, case_id)]
+        return [timeline_line(r) for r in await repo.timeline(conn, case_id)]
 
 
 @router.get("/cases/{case_id}/reporters")

@@ -63,7 +63,7 @@ def auto_accepts(facts: Facts, config: IntakeConfig) -> str | None:
     if needs_review(cat.code, config):
         return None  # a shift leader wants to see these: never automatic
     if facts.confirmed:
-        return "confirmed on site by the cell's supervisor"
+        return "已由网格监督员现场核实 / confirmed on site by the cell's supervisor"
     if (
         facts.channel == "patrol"
         and rules.trusted_supervisors
@@ -71,14 +71,20 @@ def auto_accepts(facts: Facts, config: IntakeConfig) -> str | None:
         and facts.reporter.trusted
         and cat.auto_accept_from_trusted
     ):
-        return f"trusted supervisor {facts.reporter.id} reported a clear {cat.kind} category"
+        return (
+            f"可信监督员 {facts.reporter.id} 上报，类别明确"
+            f" / trusted supervisor {facts.reporter.id} reported a clear {cat.kind} category"
+        )
     if (
         facts.channel == "video"
         and cat.video_detectable
         and facts.confidence is not None
         and facts.confidence >= rules.video_min_confidence
     ):
-        return f"video detection with confidence {facts.confidence:.2f}"
+        return (
+            f"视频智能识别，置信度 {facts.confidence:.2f}"
+            f" / video detection with confidence {facts.confidence:.2f}"
+        )
     return None
 
 
@@ -88,29 +94,41 @@ def decide(facts: Facts, config: IntakeConfig) -> Decision:
     case that needs confirming is confirmed before it is accepted."""
     cat = facts.category
     if cat is None:
-        return Decision("queue", "no category given: an operator classifies it", QUEUE_NO_CATEGORY)
+        return Decision(
+            "queue",
+            "未给出类别，由受理员分类 / no category given: an operator classifies it",
+            QUEUE_NO_CATEGORY,
+        )
     if not on_entry_list(cat.code, facts.cell):
         return Decision(
             "reject",
-            f"category {cat.code} ({cat.name}) is not on the entry list of cell {facts.cell.code}",
+            f"类别 {cat.code}（{cat.name}）不在网格 {facts.cell.code} 的立案清单内"
+            f" / category {cat.code} ({cat.name}) is not on the entry list"
+            f" of cell {facts.cell.code}",
             "not-in-entry-list",
         )
     if facts.confirmed is False:
-        return Decision("reject", "the supervisor found no such problem on site", "not-confirmed")
+        return Decision(
+            "reject",
+            "监督员现场核实未发现该问题 / the supervisor found no such problem on site",
+            "not-confirmed",
+        )
     if facts.channel == "video" and (
         facts.confidence is None or facts.confidence < facts.source.min_confidence
     ):
         return Decision(
             "queue",
-            f"confidence {facts.confidence} below {facts.source.min_confidence}: "
+            f"置信度 {facts.confidence} 低于 {facts.source.min_confidence}，由受理员查看截图"
+            f" / confidence {facts.confidence} below {facts.source.min_confidence}: "
             "an operator reviews the snapshot",
             QUEUE_LOW_CONFIDENCE,
         )
     if facts.confirmed is None and needs_confirmation(facts, config):
         why = (
-            f"category {cat.code} requires on-site confirmation"
+            f"类别 {cat.code} 立案前须现场核实 / category {cat.code} requires on-site confirmation"
             if cat.requires_confirmation
-            else f"{facts.channel} reports are confirmed on site before acceptance"
+            else f"{facts.channel} 渠道的上报立案前须现场核实"
+            f" / {facts.channel} reports are confirmed on site before acceptance"
         )
         return Decision("confirm", why, "confirmation")
     rule = auto_accepts(facts, config)
@@ -118,6 +136,10 @@ def decide(facts: Facts, config: IntakeConfig) -> Decision:
         return Decision("accept", rule, "auto")
     if needs_review(cat.code, config):
         return Decision(
-            "queue", f"category {cat.code} is decided with the shift leader", QUEUE_OPERATOR
+            "queue",
+            f"类别 {cat.code} 由值班长审核 / category {cat.code} is decided with the shift leader",
+            QUEUE_OPERATOR,
         )
-    return Decision("queue", "waits for an operator's decision", QUEUE_OPERATOR)
+    return Decision(
+        "queue", "等待受理员决定是否立案 / waits for an operator's decision", QUEUE_OPERATOR
+    )

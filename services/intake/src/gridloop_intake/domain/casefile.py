@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gridloop_contracts import CaseStatus
+from gridloop_contracts import REGISTRY, CaseStatus
 from gridloop_contracts import cases as ev
 from gridloop_contracts.common import level_of
 
@@ -198,6 +198,22 @@ def summary(event: ev.CaseEvent) -> str:
             break
     text = type(event).summary
     return f"{text}: {detail}" if detail else text
+
+
+def note(type_name: str, summary: str | None) -> str | None:
+    """What a timeline line says beyond its event's own summary, for a reader whose language
+    names the event by its type (the console's timeline): the detail after the event's
+    summary (`summary` above), the whole line when the line is not made from it (a rule's
+    own words, a withdrawal), None when it says nothing more."""
+    if not summary:
+        return None
+    own = getattr(REGISTRY.get(type_name), "summary", None)
+    if isinstance(own, str) and own:
+        if summary == own:
+            return None
+        if summary.startswith(f"{own}: "):
+            return summary[len(own) + 2 :] or None
+    return summary
 
 
 def merged_notes(case_id: str, status: CaseStatus, status_notes: str | None) -> str:

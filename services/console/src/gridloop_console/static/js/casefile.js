@@ -154,6 +154,12 @@ export async function renderCase(screen, app, caseId) {
             d.notes ? `${t("form.notes")}: ${d.notes}` : null,
             d.rating || d.level ? `${t("case.rating")}: ${t(`rating.${d.level || d.rating}`)}` : null,
           ].filter(Boolean);
+          // What the line says beyond its event, which the head names in the reader's
+          // language (intake's `note`; an older intake sends only `summary`), unless the
+          // extras below already say it (a rule's line that quotes the reason).
+          const said = "note" in line ? line.note : line.summary;
+          const repeats = said && ([d.result, d.notes].includes(said) || (d.reason && said.includes(d.reason)));
+          const note = said && !repeats ? said : null;
           return el(
             "li",
             { class: `tl tl-${name}`, "data-testid": `tl-${name}` },
@@ -163,7 +169,7 @@ export async function renderCase(screen, app, caseId) {
               { class: "tl-body" },
               el("div", { class: "tl-head" }, el("b", {}, t(`ev.${name}`) === `ev.${name}` ? name : t(`ev.${name}`)), line.status ? statusBadge(line.status) : null, el("span", { class: "muted right" }, when(line.occurred_at))),
               el("div", { class: "tl-who" }, `${t("case.who")}: ${who(line.actor)}`),
-              line.summary ? el("div", { class: "tl-summary" }, line.summary) : null,
+              note ? el("div", { class: "tl-summary" }, note) : null,
               extras.length ? el("div", { class: "tl-extra" }, extras.join(" · ")) : null,
               links([...(d.photos || []), ...(d.evidence || []), ...(name === "reported" ? [] : d.attachments || [])]),
               d.files && d.files.length && name !== "accepted" ? gallery(d.files, { testid: `tl-photo-${name}` }) : null,
