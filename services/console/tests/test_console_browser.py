@@ -290,6 +290,10 @@ def test_one_case_through_the_whole_loop_by_clicking(console_url: str, city: Cit
         expect(page.get_by_test_id(f"score-{dept}")).to_be_visible(timeout=WAIT)
         after = score_of(b, dept)
         assert after is not None and after != before, (before, after)
+        # a rate reads as a percentage, and a rule's term says it counts points
+        rate = page.get_by_test_id(f"measure-{dept}-handling_rate")
+        expect(rate).to_have_text(re.compile(r"^\d+(\.\d)?%$"), timeout=WAIT)
+        expect(page.get_by_test_id("perf-ranking")).to_contain_text("处置率得分")
         b.shot("performance-after")
 
         # English on request

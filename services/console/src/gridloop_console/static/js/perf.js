@@ -24,6 +24,11 @@ function shortLabel(date, period) {
   return date.slice(5);
 }
 
+function percent(value) {
+  const share = value * 100;
+  return `${Number.isInteger(share) ? share : share.toFixed(1)}%`;
+}
+
 function fmt(value) {
   if (value === null || value === undefined) return "—";
   if (typeof value === "number") return Number.isInteger(value) ? String(value) : value.toFixed(3);
@@ -34,9 +39,13 @@ export async function renderPerformance(screen, app) {
   const [ruleSets, catalogue] = await Promise.all([api.svc("scoring", "/rule-sets"), api.svc("scoring", "/catalogue")]);
   const sets = ruleSets.rule_sets || [];
   const labels = {};
+  const rates = new Set();
   for (const kind of Object.keys(catalogue)) {
     for (const m of [...catalogue[kind].counted, ...catalogue[kind].rates]) labels[m.name] = m.label;
+    for (const m of catalogue[kind].rates) rates.add(m.name);
   }
+  // a rate (0–1 from scoring) as a percentage, anything else as it is
+  const show = (measure, value) => (rates.has(measure) && typeof value === "number" ? percent(value) : fmt(value));
   const state = { rule_set: (sets.find((s) => s.subject === "department") || sets[0] || {}).code, period: "day", date: today(), level: "", kind: "department" };
 
   const setSel = select({ "data-testid": "perf-rule-set" }, sets.map((s) => [s.code, s.name]), state.rule_set);
@@ -135,7 +144,7 @@ export async function renderPerformance(screen, app) {
         ? el(
             "table",
             { class: "grid-table" },
-            el("thead", {}, el("tr", {}, [t("perf.rank"), t("perf.subject"), t("perf.score"), t("perf.grade"), ...(rows[0].terms || []).map((term) => labels[term.measure] || term.measure)].map((h) => el("th", {}, h)))),
+            el("thead", {}, el("tr", {}, [t("perf.rank"), t("perf.subject"), t("perf.score"), t("perf.grade"), ...(rows[0].terms || []).map((term) => t("perf.term_points").replace("{label}", labels[term.measure] || term.measure))].map((h) => el("th", {}, h)))),
             el(
               "tbody",
               {},
@@ -144,10 +153,10 @@ export async function renderPerformance(screen, app) {
                   "tr",
                   { "data-testid": `rank-row-${r.subject_code}` },
                   el("td", { class: "num" }, String(r.rank)),
-                  el("td", {}, r.subject_name || r.subject_code),
+                  el("td", { class: "name" }, r.subject_name || r.subject_code),
                   el("td", { class: "num strong", "data-testid": `score-${r.subject_code}` }, fmt(r.score)),
                   el("td", {}, el("span", { class: `grade grade-${r.grade}` }, r.grade || "—")),
-                  (r.terms || []).map((term) => el("td", { class: "num", title: `${fmt(term.value)}` }, fmt(term.points))),
+                  (r.terms || []).map((term) => el("td", { class: "num", title: `${labels[term.measure] || term.measure}: ${show(term.measure, term.value)}` }, fmt(term.points))),
                 ),
               ),
             ),
@@ -197,7 +206,7 @@ export async function renderPerformance(screen, app) {
                   el(
                     "tr",
                     { "data-testid": `measure-row-${r.subject_code}` },
-                    el("td", {}, r.subject_name || r.subject_code),
+                    el("td", { class: "name" }, r.subject_name || r.subject_code),
                     names.map((n) =>
                       el(
                         "td",
@@ -206,7 +215,7 @@ export async function renderPerformance(screen, app) {
                           "data-testid": `measure-${r.subject_code}-${n}`,
                           onclick: () => drill(r.subject_code, r.subject_name || r.subject_code, n),
                         },
-                        fmt(r.measures[n]),
+                        show(n, r.measures[n]),
                       ),
                     ),
                   ),
