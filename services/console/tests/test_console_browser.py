@@ -189,6 +189,8 @@ def test_one_case_through_the_whole_loop_by_clicking(console_url: str, city: Cit
         item = page.get_by_test_id(f"item-{case_id}")
         expect(item).to_be_visible(timeout=WAIT)
         expect(item).to_contain_text("人行道上有暴露垃圾")
+        # why it waits, in the reader's language (intake's queue_reason: operator)
+        expect(page.get_by_test_id(f"queue-reason-{case_id}")).to_have_text("待受理员决定")
         b.shot("operator-queue")
         page.get_by_test_id(f"accept-{case_id}").click()
         expect(item).to_have_count(0, timeout=WAIT)
