@@ -1,7 +1,7 @@
 // The case file (案卷): the case, its whole timeline with who and when, deadlines, evidence,
 // the masked reporter, ratings; the dispatch tasks for the command centre.
 import { api, session } from "./api.js";
-import { t } from "./i18n.js";
+import { channel, t } from "./i18n.js";
 import { beforeAfter, gallery } from "./photos.js";
 import { act, clear, duration, el, empty, field, select, statusBadge, when } from "./ui.js";
 
@@ -123,7 +123,7 @@ export async function renderCase(screen, app, caseId) {
         row(t("case.category"), `${c.category_code || "—"} ${app.categoryName(c.category_code)}`),
         row(t("case.description"), c.description),
         row(t("case.place"), [c.address, app.areaName(c.community_code), app.areaName(c.subdistrict_code), c.cell_code].filter((x) => x && x !== "—").join(" · ")),
-        row(t("case.channel"), `${c.channel} / ${c.source}`),
+        row(t("case.channel"), `${channel(c.channel)} / ${c.source}`, "case-channel"),
         row(t("case.reporter"), c.reporter ? `${c.reporter.name || ""} ${c.reporter.phone || ""}`.trim() || "—" : c.reporter_user_id || "—", "case-reporter"),
         row(t("case.reported_at"), when(c.reported_at)),
         row(t("case.dept"), c.dept_name || app.deptName(c.dept), "case-dept"),

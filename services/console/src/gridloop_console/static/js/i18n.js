@@ -129,6 +129,11 @@ const zh = {
   "part.zoomIn": "数量较多，放大查看单个部件",
   "part.unavailable": "部件不可用",
   "q.operator": "立案受理队列",
+  // the channels a report comes in by
+  "ch.patrol": "监督员巡查",
+  "ch.hotline": "12345热线",
+  "ch.video": "视频智能发现",
+  "ch.web": "网上受理",
   // why intake queued a report (its queue_reason)
   "qr.operator": "待受理员决定",
   "qr.category-needed": "待分类",
@@ -510,6 +515,10 @@ const en = {
   "part.zoomIn": "many: zoom in to see each part",
   "part.unavailable": "parts unavailable",
   "q.operator": "Acceptance queue",
+  "ch.patrol": "Supervisor patrol",
+  "ch.hotline": "12345 hotline",
+  "ch.video": "Video analytics",
+  "ch.web": "Web",
   "qr.operator": "for an operator",
   "qr.category-needed": "to classify",
   "qr.low-confidence": "low confidence",
@@ -768,6 +777,18 @@ export let lang = localStorage.getItem(KEY) === "en" ? "en" : "zh";
 
 export function t(key) {
   return dictionaries[lang][key] ?? dictionaries.zh[key] ?? key;
+}
+
+// A code's label when the dictionary has one (`<prefix>.<code>`), else the code itself.
+export function label(prefix, code) {
+  const key = `${prefix}.${code}`;
+  const found = t(key);
+  return found === key ? code : found;
+}
+
+// The channel a report came in by (patrol, hotline, video, web).
+export function channel(code) {
+  return label("ch", code);
 }
 
 export function setLang(value) {

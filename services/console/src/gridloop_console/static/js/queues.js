@@ -1,7 +1,7 @@
 // Work queues by role: the operators' acceptance queue, the dispatchers' board, a department's
 // inbox, a supervisor's tasks, the shift leader's approvals; each refreshes on live events.
 import { api, session } from "./api.js";
-import { lang, t } from "./i18n.js";
+import { channel, label, lang, t } from "./i18n.js";
 import { act, clear, duration, el, empty, field, select, statusBadge, when } from "./ui.js";
 
 function section(id, title) {
@@ -77,10 +77,10 @@ async function operatorQueue(app, sec) {
           const item = el(
             "article",
             { class: "item", "data-testid": `item-${id}` },
-            el("div", { class: "item-head" }, caseLink(app, id), statusBadge(c.status, c.overdue), c.queue_reason ? el("span", { class: "tag", title: c.queue_reason, "data-testid": `queue-reason-${id}` }, t(`qr.${c.queue_reason}`) === `qr.${c.queue_reason}` ? c.queue_reason : t(`qr.${c.queue_reason}`)) : null, el("span", { class: "muted right" }, when(c.reported_at))),
+            el("div", { class: "item-head" }, caseLink(app, id), statusBadge(c.status, c.overdue), c.queue_reason ? el("span", { class: "tag", title: c.queue_reason, "data-testid": `queue-reason-${id}` }, label("qr", c.queue_reason)) : null, el("span", { class: "muted right" }, when(c.reported_at))),
             el("div", { class: "item-title" }, needsCategory ? "—" : `${c.category_code} ${app.categoryName(c.category_code)}`),
             el("div", { class: "item-text" }, c.description),
-            el("div", { class: "item-meta" }, `${t("case.place")}: ${place(app, c)} · ${t("case.channel")}: ${c.channel}/${c.source}`, c.reporter ? ` · ${t("case.reporter")}: ${c.reporter.name || ""} ${c.reporter.phone || ""}` : ""),
+            el("div", { class: "item-meta" }, `${t("case.place")}: ${place(app, c)} · ${t("case.channel")}: ${channel(c.channel)} / ${c.source}`, c.reporter ? ` · ${t("case.reporter")}: ${c.reporter.name || ""} ${c.reporter.phone || ""}` : ""),
             evidence(c.attachments),
             dupBox,
             similarBox,
