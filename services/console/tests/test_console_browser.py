@@ -57,6 +57,9 @@ def console_url(pg_server: LocalPostgres, work_dir: Path) -> Iterator[str]:
         yield stack.url("console")
 
 
+DIGITS = re.compile(r"^\d+$")
+
+
 @dataclass
 class Browser:
     """One page with its watchers: console errors, page errors and 5xx answers."""
@@ -204,7 +207,8 @@ def test_one_case_through_the_whole_loop_by_clicking(console_url: str, city: Cit
         # the dispatcher sees it routed to the department (case file, tasks)
         b.login("dispatcher", "disp-01")
         b.tab("queues")
-        expect(page.get_by_test_id("queue-dispatcher")).to_be_visible()
+        for queue in ("dispatcher", "board", "extensions"):  # each loaded: a count, not "…"
+            expect(page.get_by_test_id(f"count-{queue}")).to_have_text(DIGITS, timeout=WAIT)
         b.shot("dispatcher-board")
         b.case_file(case_id)
         expect(page.get_by_test_id("case-dept")).to_contain_text(
@@ -310,7 +314,8 @@ def test_one_case_through_the_whole_loop_by_clicking(console_url: str, city: Cit
         b.login("admin", "admin")
         b.tab("queues")
         expect(page.get_by_test_id("queue-operator")).to_be_visible()
-        expect(page.get_by_test_id("queue-dispatcher")).to_be_visible()
+        for queue in ("operator", "dispatcher", "board", "extensions"):
+            expect(page.get_by_test_id(f"count-{queue}")).to_have_text(DIGITS, timeout=WAIT)
         b.shot("admin-queues")
     assert not b.errors, b.errors
     assert len(b.shots) >= 12
