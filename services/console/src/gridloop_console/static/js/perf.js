@@ -41,7 +41,8 @@ export async function renderPerformance(screen, app) {
   const labels = {};
   const rates = new Set();
   for (const kind of Object.keys(catalogue)) {
-    for (const m of [...catalogue[kind].counted, ...catalogue[kind].rates]) labels[m.name] = m.label;
+    // the catalogue's label (Chinese), or the console's own in another language
+    for (const m of [...catalogue[kind].counted, ...catalogue[kind].rates]) labels[m.name] = t(`m.${m.name}`) === `m.${m.name}` ? m.label : t(`m.${m.name}`);
     for (const m of catalogue[kind].rates) rates.add(m.name);
   }
   // a rate (0–1 from scoring) as a percentage, anything else as it is
