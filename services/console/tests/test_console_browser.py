@@ -306,7 +306,8 @@ def test_one_case_through_the_whole_loop_by_clicking(console_url: str, city: Cit
         # English on request
         page.get_by_test_id("lang-switch").click()
         expect(page.get_by_test_id("tab-map")).to_have_text("Map")
-        expect(page.get_by_test_id("perf-ranking")).to_contain_text("Handling rate (points)", timeout=WAIT)
+        ranking = page.get_by_test_id("perf-ranking")
+        expect(ranking).to_contain_text("Handling rate (points)", timeout=WAIT)
         expect(page.get_by_test_id(f"measure-row-{dept}")).to_be_visible(timeout=WAIT)
         b.shot("performance-english")
         page.get_by_test_id("lang-switch").click()
