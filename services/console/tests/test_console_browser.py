@@ -253,6 +253,8 @@ def test_one_case_through_the_whole_loop_by_clicking(console_url: str, city: Cit
         for step in ("reported", "accepted", "dispatched", "signed", "handled", "verified"):
             expect(timeline.get_by_test_id(f"tl-{step}")).not_to_have_count(0)
         expect(timeline.get_by_test_id("tl-closed")).to_have_count(1, timeout=WAIT)
+        # a service acting by its rules is named in the reader's language
+        expect(timeline.get_by_test_id("tl-dispatched").first).to_contain_text("派遣规则 · 系统")
         # each line's event is named in the reader's language, not by intake's English
         for english in (ev.CaseReported.summary, ev.CaseSigned.summary, ev.CaseClosed.summary):
             expect(timeline).not_to_contain_text(english)

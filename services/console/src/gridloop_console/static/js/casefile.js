@@ -1,7 +1,7 @@
 // The case file (案卷): the case, its whole timeline with who and when, deadlines, evidence,
 // the masked reporter, ratings; the dispatch tasks for the command centre.
 import { api, session } from "./api.js";
-import { channel, t } from "./i18n.js";
+import { channel, label, t } from "./i18n.js";
 import { beforeAfter, gallery } from "./photos.js";
 import { act, clear, duration, el, empty, field, select, statusBadge, when } from "./ui.js";
 
@@ -25,13 +25,14 @@ function links(list) {
 
 function who(actor) {
   if (!actor) return "—";
+  if (actor.role === "system") return `${label("sys", actor.id)} · ${t("role.system")}`;
   const role = actor.role ? t(`role.${actor.role}`) : "";
   const name = actor.name || actor.id || "";
   return [name, role && role !== `role.${actor.role}` ? role : actor.role].filter(Boolean).join(" · ");
 }
 
-function row(label, value, testid) {
-  return el("div", { class: "kv" }, el("span", { class: "k" }, label), el("span", { class: "v", "data-testid": testid }, value ?? "—"));
+function row(title, value, testid) {
+  return el("div", { class: "kv" }, el("span", { class: "k" }, title), el("span", { class: "v", "data-testid": testid }, value ?? "—"));
 }
 
 // 类案参考: the closed cases most like this one, with how they were solved and how long it took.
