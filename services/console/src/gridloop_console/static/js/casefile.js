@@ -19,7 +19,7 @@ function links(list) {
   return el(
     "div",
     { class: "evidence" },
-    urls.map((a, i) => el("a", { href: a.url, target: "_blank", rel: "noopener" }, `▣ ${a.kind || "photo"} ${i + 1}`)),
+    urls.map((a, i) => el("a", { href: a.url, target: "_blank", rel: "noopener" }, `▣ ${label("att", a.kind || "photo")} ${i + 1}`)),
   );
 }
 

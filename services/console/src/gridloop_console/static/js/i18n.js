@@ -87,6 +87,11 @@ const zh = {
   "role.evaluator": "考评员",
   "role.admin": "系统管理员",
   "role.system": "系统",
+  // an attachment's kind
+  "att.photo": "照片",
+  "att.audio": "录音",
+  "att.video": "视频",
+  "att.document": "文件",
   // a service acting by its rules (an actor of role system, by its id)
   "sys.intake": "受理规则",
   "sys.dispatch": "派遣规则",
@@ -480,6 +485,10 @@ const en = {
   "role.evaluator": "Evaluator",
   "role.admin": "Administrator",
   "role.system": "System",
+  "att.photo": "photo",
+  "att.audio": "recording",
+  "att.video": "video",
+  "att.document": "document",
   "sys.intake": "Intake rules",
   "sys.dispatch": "Dispatch rules",
   "sys.handling": "Handling rules",

@@ -25,7 +25,7 @@ function evidence(list) {
   return el(
     "div",
     { class: "evidence" },
-    list.map((a, i) => el("a", { href: a.url || a, target: "_blank", rel: "noopener" }, `▣ ${a.kind || "photo"} ${i + 1}`)),
+    list.map((a, i) => el("a", { href: a.url || a, target: "_blank", rel: "noopener" }, `▣ ${label("att", a.kind || "photo")} ${i + 1}`)),
   );
 }
 
