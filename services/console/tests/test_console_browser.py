@@ -260,6 +260,7 @@ def test_one_case_through_the_whole_loop_by_clicking(console_url: str, city: Cit
             expect(timeline).not_to_contain_text(english)
         expect(page.get_by_test_id("case-reporter")).not_to_contain_text("13")
         expect(page.get_by_test_id("case-channel")).to_contain_text("监督员巡查")
+        expect(page.get_by_test_id("case-summary")).to_contain_text("照片 1")
         page.get_by_test_id("rating-value").select_option("B")
         page.get_by_test_id("rate-submit").click()
         expect(page.get_by_test_id("case-rating")).to_contain_text("满意", timeout=WAIT)
