@@ -858,6 +858,8 @@ async def test_falsification_v2_and_the_new_measures_reach_the_api_and_survive_a
     assert steps["accept"]["median"] == 0.5 and steps["dispatch"]["median"] == 0.5
     catalogue = await h.get("/catalogue")
     assert "handling_hours_p90" in catalogue["category"]["distributions"][0]["statistics"]
+    hours = catalogue["category"]["distributions"][0]
+    assert (hours["label"], hours["label_en"]) == ("处置用时（小时）", "Handling time (h)")
     csv_text = await h.get("/measures.csv", subject_kind="department", **month)
     assert "handling_hours_p90" in csv_text.splitlines()[0]
 

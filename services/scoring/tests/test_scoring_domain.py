@@ -20,6 +20,7 @@ from gridloop_city.models import (
 )
 from gridloop_contracts import Actor, Envelope, to_binary
 from gridloop_contracts import cases as ev
+from gridloop_scoring.domain import measures as m
 from gridloop_scoring.domain.facts import (
     Fact,
     fact_from,
@@ -1117,3 +1118,16 @@ def test_an_event_carrying_another_folds_as_both() -> None:
     assert all(quick) and all(strict)
     assert sorted(fold_case([f for f in quick if f], CTX)) == expected
     assert sorted(fold_case([f for f in strict if f], CTX)) == expected
+
+
+def test_every_measure_has_its_name_in_english() -> None:
+    """The catalogue gives each measure's label in Chinese and in English (label_en)."""
+    names = {
+        x.name
+        for table in (m.COUNTED, m.RATES, m.DISTRIBUTIONS)
+        for measures in table.values()
+        for x in measures
+    }
+    assert names - set(m.ENGLISH) == set()
+    assert set(m.ENGLISH) - names == set()  # none left of a measure that went
+    assert all(label.strip() for label in m.ENGLISH.values())

@@ -129,17 +129,24 @@ def csv_response(header: Sequence[str], rows: Iterable[Sequence[Any]], name: str
 # -- catalogue ----------------------------------------------------------------------------
 @router.get("/catalogue")
 async def catalogue(_: CurrentPrincipal) -> dict[str, Any]:
-    """Every measure: its label, and for counts the timestamp that decides its period."""
+    """Every measure: its label (Chinese) and `label_en`, and for counts the timestamp that
+    decides its period."""
     return {
         kind: {
             "counted": [
-                {"name": c.name, "label": c.label, "decided_by": c.decided_by}
+                {
+                    "name": c.name,
+                    "label": c.label,
+                    "label_en": m.ENGLISH.get(c.name),
+                    "decided_by": c.decided_by,
+                }
                 for c in m.COUNTED[kind]
             ],
             "rates": [
                 {
                     "name": r.name,
                     "label": r.label,
+                    "label_en": m.ENGLISH.get(r.name),
                     "numerator": list(r.numerator),
                     "denominator": r.denominator,
                     "complement": r.complement,
@@ -150,6 +157,7 @@ async def catalogue(_: CurrentPrincipal) -> dict[str, Any]:
                 {
                     "name": d.name,
                     "label": d.label,
+                    "label_en": m.ENGLISH.get(d.name),
                     "decided_by": d.decided_by,
                     "statistics": list(d.names()),
                 }

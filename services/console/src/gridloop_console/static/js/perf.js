@@ -2,7 +2,7 @@
 // measures of departments, areas and people, drill-down to the cases, CSV export.
 import { api, download, query, session } from "./api.js";
 import { barChart, lineChart } from "./charts.js";
-import { t } from "./i18n.js";
+import { lang, t } from "./i18n.js";
 import { clear, el, empty, field, select, today } from "./ui.js";
 
 const PERIODS = ["day", "week", "month", "quarter", "year"];
@@ -41,8 +41,8 @@ export async function renderPerformance(screen, app) {
   const labels = {};
   const rates = new Set();
   for (const kind of Object.keys(catalogue)) {
-    // the catalogue's label (Chinese), or the console's own in another language
-    for (const m of [...catalogue[kind].counted, ...catalogue[kind].rates]) labels[m.name] = t(`m.${m.name}`) === `m.${m.name}` ? m.label : t(`m.${m.name}`);
+    // the catalogue's label in the reader's language (Chinese, or label_en)
+    for (const m of [...catalogue[kind].counted, ...catalogue[kind].rates]) labels[m.name] = (lang === "en" && m.label_en) || m.label;
     for (const m of catalogue[kind].rates) rates.add(m.name);
   }
   // a rate (0–1 from scoring) as a percentage, anything else as it is
