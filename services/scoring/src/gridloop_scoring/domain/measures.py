@@ -380,7 +380,8 @@ def with_rates(
 
 
 # Each measure's name in English, beside its Chinese label (the catalogue gives both; the
-# console shows the reader's). Every measure has one (test_scoring_measures).
+# console shows the reader's). Every measure has one (test_scoring_domain.py,
+# test_every_measure_has_its_name_in_english).
 ENGLISH: Mapping[str, str] = {
     "dispatched": "Dispatched",
     "to_handle": "To handle",

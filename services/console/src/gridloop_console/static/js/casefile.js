@@ -26,9 +26,8 @@ function links(list) {
 function who(actor) {
   if (!actor) return "—";
   if (actor.role === "system") return `${label("sys", actor.id)} · ${t("role.system")}`;
-  const role = actor.role ? t(`role.${actor.role}`) : "";
   const name = actor.name || actor.id || "";
-  return [name, role && role !== `role.${actor.role}` ? role : actor.role].filter(Boolean).join(" · ");
+  return [name, actor.role ? label("role", actor.role) : ""].filter(Boolean).join(" · ");
 }
 
 function row(title, value, testid) {
@@ -168,7 +167,7 @@ export async function renderCase(screen, app, caseId) {
             el(
               "div",
               { class: "tl-body" },
-              el("div", { class: "tl-head" }, el("b", {}, t(`ev.${name}`) === `ev.${name}` ? name : t(`ev.${name}`)), line.status ? statusBadge(line.status) : null, el("span", { class: "muted right" }, when(line.occurred_at))),
+              el("div", { class: "tl-head" }, el("b", {}, label("ev", name)), line.status ? statusBadge(line.status) : null, el("span", { class: "muted right" }, when(line.occurred_at))),
               el("div", { class: "tl-who" }, `${t("case.who")}: ${who(line.actor)}`),
               note ? el("div", { class: "tl-summary" }, note) : null,
               extras.length ? el("div", { class: "tl-extra" }, extras.join(" · ")) : null,
