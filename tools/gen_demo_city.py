@@ -95,6 +95,26 @@ PART_COUNTS = {
     "P0601": 250, "P0602": 8, "P0603": 30,
 }  # fmt: skip
 ALL_SUBDISTRICTS = SUBDISTRICTS + [(c, n) for c, n, _, _ in SHAPED_SUBDISTRICTS]
+# The sub-districts' names in pinyin, for their offices' English names.
+SUBDISTRICT_PINYIN = {
+    "001": "Donghuamen",
+    "002": "Jingshan",
+    "003": "Jiaodaokou",
+    "004": "Andingmen",
+    "005": "Beixinqiao",
+    "006": "Dongsi",
+    "007": "Chaoyangmen",
+    "008": "Jianguomen",
+    "009": "Dongzhimen",
+    "010": "Hepingli",
+    "011": "Qianmen",
+    "012": "Chongwenmenwai",
+    "013": "Donghuashi",
+    "014": "Longtan",
+    "015": "Tiyuguanlu",
+    "016": "Tiantan",
+    "017": "Yongdingmenwai",
+}
 COMMUNITY_NAMES = [
     "多福巷",
     "韶九",
@@ -423,23 +443,38 @@ PART_OWNERS = {
     "P0601": "sports",
 }
 DEPARTMENTS = [
-    ("sanitation", "区环境卫生服务中心", "bureau"),
-    ("water", "自来水集团东城分公司", "utility"),
-    ("drainage", "北京排水集团东城分公司", "utility"),
-    ("gas", "燃气集团东城分公司", "utility"),
-    ("power", "国网东城供电公司", "utility"),
-    ("telecom", "通信管线联合办公室", "utility"),
-    ("lighting", "区路灯管理所", "bureau"),
-    ("roads", "区市政道路管理所", "bureau"),
-    ("traffic-police", "东城交通支队", "bureau"),
-    ("greening", "区园林绿化局", "bureau"),
-    ("urban-mgmt", "区城市管理综合行政执法局", "bureau"),
-    ("housing", "区住房和城市建设委员会", "bureau"),
-    ("market-reg", "区市场监督管理局", "bureau"),
-    ("fire", "东城消防救援支队", "bureau"),
-    ("transit", "公交集团东城客运管理", "utility"),
-    ("sports", "区体育局", "bureau"),
-    ("emergency", "区应急管理局", "bureau"),
+    ("sanitation", "区环境卫生服务中心", "District Sanitation Service Centre", "bureau"),
+    ("water", "自来水集团东城分公司", "Beijing Waterworks, Dongcheng branch", "utility"),
+    ("drainage", "北京排水集团东城分公司", "Beijing Drainage Group, Dongcheng branch", "utility"),
+    ("gas", "燃气集团东城分公司", "Beijing Gas Group, Dongcheng branch", "utility"),
+    ("power", "国网东城供电公司", "State Grid Dongcheng Power Supply", "utility"),
+    ("telecom", "通信管线联合办公室", "Telecom Ducts Joint Office", "utility"),
+    ("lighting", "区路灯管理所", "District Street Lighting Office", "bureau"),
+    ("roads", "区市政道路管理所", "District Municipal Roads Office", "bureau"),
+    ("traffic-police", "东城交通支队", "Dongcheng Traffic Police Division", "bureau"),
+    ("greening", "区园林绿化局", "District Landscaping and Greening Bureau", "bureau"),
+    (
+        "urban-mgmt",
+        "区城市管理综合行政执法局",
+        "District Urban Management and Law Enforcement Bureau",
+        "bureau",
+    ),
+    (
+        "housing",
+        "区住房和城市建设委员会",
+        "District Housing and Urban-Rural Development Commission",
+        "bureau",
+    ),
+    ("market-reg", "区市场监督管理局", "District Market Regulation Bureau", "bureau"),
+    ("fire", "东城消防救援支队", "Dongcheng Fire and Rescue Division", "bureau"),
+    (
+        "transit",
+        "公交集团东城客运管理",
+        "Beijing Public Transport, Dongcheng operations",
+        "utility",
+    ),
+    ("sports", "区体育局", "District Sports Bureau", "bureau"),
+    ("emergency", "区应急管理局", "District Emergency Management Bureau", "bureau"),
 ]
 
 # The rest of the 56 part types (东城区: 6 大类 56 种): names of CJ/T 214-2007 part types in its
@@ -833,8 +868,13 @@ for _c, _n, _en, _normal, _urgent, _owner, _acc, _clo in MORE_PART_TYPES:
     STANDARDS[_c] = (_acc, _clo)
     PART_OWNERS[_c] = _owner
 DEPARTMENTS += [
-    ("heating", "热力集团东城分公司", "utility"),
-    ("post", "邮政东城分公司", "utility"),
+    (
+        "heating",
+        "热力集团东城分公司",
+        "Beijing District Heating Group, Dongcheng branch",
+        "utility",
+    ),
+    ("post", "邮政东城分公司", "China Post, Dongcheng branch", "utility"),
 ]
 
 
@@ -860,10 +900,11 @@ Loaded and validated by `gridloop_city.load_city(path)`; every error names file,
   multivaluelist, `required`, `datatype_description`, `values` [{key, name}] for lists).
 - `parts.csv`: 部件 `code` (district + category digits + 6-digit serial), `category_code`,
   `name`, `lon`, `lat`, `cell_code`, `owner_dept`.
-- `departments.yaml`: `code`, `name`, `kind` (bureau, utility, subdistrict-office, community),
-  `subdistrict_code`. Every community's residents' committee (居委会, `comm-<sub><community>`)
-  is a community-level unit: seed 003's limits (1 working day, 3 with other units, never more
-  than 5) apply to what it is given — here neighbour disputes (E0601) in its own community.
+- `departments.yaml`: `code`, `name`, optional `name_en` (the console's English), `kind` (bureau,
+  utility, subdistrict-office, community), `subdistrict_code`. Every community's residents'
+  committee (居委会, `comm-<sub><community>`) is a community-level unit: seed 003's limits
+  (1 working day, 3 with other units, never more than 5) apply to what it is given — here
+  neighbour disputes (E0601) in its own community.
 - `routing.yaml`: ordered `rules`, `category` (code, `E05*`, `P*` or `*`) × `territory` (cell,
   community, sub-district or `*`) → `dept`, `co_handlers`, `lead`. The most specific territory
   wins, then the most specific category, then the earlier rule. `manual`: category ×
@@ -1321,12 +1362,13 @@ def main(out: Path = OUT) -> None:
     )
 
     # departments: bureaus, utilities, one office per sub-district
-    depts = [{"code": c, "name": n, "kind": k} for c, n, k in DEPARTMENTS]
+    depts = [{"code": c, "name": n, "name_en": e, "kind": k} for c, n, e, k in DEPARTMENTS]
     for sc, sname in ALL_SUBDISTRICTS:
         depts.append(
             {
                 "code": f"street-{sc}",
                 "name": sname + "办事处",
+                "name_en": f"{SUBDISTRICT_PINYIN[sc]} Subdistrict Office",
                 "kind": "subdistrict-office",
                 "subdistrict_code": DISTRICT + sc,
             }

@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[3]
 SHOTS = ROOT / "test-artifacts" / "console"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 WAIT = 30_000  # ms: the bus and the projections are asynchronous
+# the demo city's grades (scoring.yaml 优/良/中/较差/差) in English
+GRADES_EN = re.compile(r"^(Excellent|Good|Fair|Poor|Failing)$")
 
 if CHROMIUM is None:
     if os.environ.get("CI", "").lower() == "true":
@@ -312,6 +314,12 @@ def test_one_case_through_the_whole_loop_by_clicking(console_url: str, city: Cit
         ranking = page.get_by_test_id("perf-ranking")
         expect(ranking).to_contain_text("Handling rate (points)", timeout=WAIT)
         expect(page.get_by_test_id(f"measure-row-{dept}")).to_be_visible(timeout=WAIT)
+        # the department by the city's English name (departments.yaml name_en)
+        english = city.departments[dept].name_en
+        assert english, dept
+        expect(page.get_by_test_id(f"rank-row-{dept}")).to_contain_text(english)
+        expect(page.get_by_test_id(f"measure-row-{dept}")).to_contain_text(english)
+        expect(page.get_by_test_id(f"rank-row-{dept}").locator(".grade")).to_have_text(GRADES_EN)
         b.shot("performance-english")
         page.get_by_test_id("lang-switch").click()
         expect(page.get_by_test_id("tab-map")).to_have_text("地图")
@@ -430,6 +438,28 @@ def test_the_wall_screen_follows_the_loop_live_without_a_reload(
                 0, timeout=WAIT
             )
             b.shot("wall-after")
+
+            # the same wall in English (a kiosk's address says so: #lang=en)
+            page.goto(f"{console_url}/wall.html#lang=en")
+            page.reload()  # the same document with a new fragment: load it again
+            expect(page.get_by_test_id("wall-title")).to_have_text("Grid Management Command Centre")
+            expect(page.get_by_test_id("wall-live")).to_have_text("Live", timeout=WAIT)
+            counts = page.get_by_test_id("wall-counts")
+            expect(counts.locator("thead")).to_contain_text("Dispatched")
+            expect(counts).to_contain_text("12345 hotline")
+            expect(page.get_by_test_id("wall-total-reported")).to_have_text(str(reported + 3))
+            expect(page.get_by_test_id("wall-step-accept")).to_contain_text(
+                re.compile(r"Accept \(\d+ cases?\)")
+            )
+            ranked = page.get_by_test_id("wall-ranking").locator("li[data-dept]")
+            expect(ranked).not_to_have_count(0, timeout=WAIT)
+            for i in range(ranked.count()):
+                row = ranked.nth(i)
+                unit = city.departments[row.get_attribute("data-dept") or ""]
+                expect(row.locator(".name")).to_have_text(unit.name_en or unit.name)
+                expect(row.locator(".grade")).to_have_text(GRADES_EN)
+            assert page.evaluate("document.documentElement.lang") == "en"
+            b.shot("wall-english")
         finally:
             stop.set()
             if flow.is_alive():
@@ -507,6 +537,9 @@ def test_the_parts_layer_shows_a_part_its_state_and_its_cases(console_url: str, 
         page.goto(f"{console_url}/#/map?part={lamp.code}")
         page.get_by_test_id(f"part-{lamp.code}").click(timeout=WAIT)
         expect(page.get_by_test_id("part-state")).to_have_text("Open case", timeout=WAIT)
+        expect(page.get_by_test_id("part-owner")).to_have_text(
+            city.departments[lamp.owner_dept].name_en or owner
+        )
         expect(page.get_by_test_id(f"part-case-{case_id}")).to_be_visible()
         b.shot("part-history-english")
 

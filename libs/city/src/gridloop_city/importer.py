@@ -348,6 +348,9 @@ def import_city(spec_path: Path, out: Path) -> list[str]:
                 "name": _text(dept_src.col(row, "name")),
                 "kind": _text(dept_src.col(row, "kind")) or "bureau",
             }
+            english = _text(dept_src.col(row, "name_en"))
+            if english:
+                d["name_en"] = english
             sub = _text(dept_src.col(row, "subdistrict_code"))
             if sub:
                 d["subdistrict_code"] = sub
@@ -623,8 +626,11 @@ def export_city(city: City, root: Path, out: Path, fmt: str = "shp", crs: str = 
         out,
         "departments.csv",
         _csv_text(
-            ["code", "name", "kind", "subdistrict_code"],
-            [[d.code, d.name, d.kind, d.subdistrict_code or ""] for d in city.departments.values()],
+            ["code", "name", "name_en", "kind", "subdistrict_code"],
+            [
+                [d.code, d.name, d.name_en, d.kind, d.subdistrict_code or ""]
+                for d in city.departments.values()
+            ],
         ),
     )
     _write(

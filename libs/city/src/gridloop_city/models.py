@@ -226,6 +226,7 @@ class Department(Record):
 
     code: str = Field(pattern=_DEPT_CODE)
     name: str = Field(min_length=1)
+    name_en: str = ""  # the console's English; blank: the name
     kind: Literal["bureau", "utility", "subdistrict-office", "community"]
     subdistrict_code: str | None = None
 

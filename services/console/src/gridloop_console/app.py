@@ -260,7 +260,10 @@ async def city_info(request: Request, _: Caller) -> dict[str, Any]:
         "majors": [
             {"code": m.code, "name": m.name, "name_en": m.name_en} for m in city.majors.values()
         ],
-        "departments": [{"code": d.code, "name": d.name} for d in city.departments.values()],
+        "departments": [
+            {"code": d.code, "name": d.name, "name_en": d.name_en}
+            for d in city.departments.values()
+        ],
         "subdistricts": [{"code": s.code, "name": s.name} for s in city.subdistricts.values()],
         "communities": [
             {"code": m.code, "name": m.name, "subdistrict_code": m.subdistrict_code}

@@ -1,7 +1,7 @@
 // The case file (案卷): the case, its whole timeline with who and when, deadlines, evidence,
 // the masked reporter, ratings; the dispatch tasks for the command centre.
 import { api, session } from "./api.js";
-import { channel, label, t } from "./i18n.js";
+import { channel, label, lang, t } from "./i18n.js";
 import { beforeAfter, gallery } from "./photos.js";
 import { act, clear, duration, el, empty, field, select, statusBadge, when } from "./ui.js";
 
@@ -60,7 +60,7 @@ async function similarCases(app, c, card) {
             ),
             el("div", { class: "item-title" }, `${s.category_code || "—"} ${s.category_name}`),
             s.description ? el("div", { class: "item-text" }, s.description) : null,
-            row(t("similar.dept"), s.dept_name || s.dept),
+            row(t("similar.dept"), s.dept && lang === "en" ? app.deptName(s.dept) : s.dept_name || s.dept),
             row(t("similar.result"), s.result || s.status_notes),
             row(t("similar.took"), `${duration(s.took_s)}${s.on_time === false ? ` (${t("similar.late")})` : ""}`),
             row(t("ev.closed"), when(s.closed_at)),
@@ -126,7 +126,7 @@ export async function renderCase(screen, app, caseId) {
         row(t("case.channel"), `${channel(c.channel)} / ${c.source}`, "case-channel"),
         row(t("case.reporter"), c.reporter ? `${c.reporter.name || ""} ${c.reporter.phone || ""}`.trim() || "—" : c.reporter_user_id || "—", "case-reporter"),
         row(t("case.reported_at"), when(c.reported_at)),
-        row(t("case.dept"), c.dept_name || app.deptName(c.dept), "case-dept"),
+        row(t("case.dept"), c.dept && lang === "en" ? app.deptName(c.dept) : c.dept_name || app.deptName(c.dept), "case-dept"),
         row(t("case.deadline"), when(c.deadline), "case-deadline"),
         row(t("case.overdue"), c.overdue || c.ever_overdue ? t("yes") : t("no")),
         row(t("case.reworks"), String(c.reworks ?? 0)),

@@ -396,6 +396,45 @@ const zh = {
   "pub.err.name": "姓名过长",
   "pub.err.phone": "电话号码有误",
   "status.open": "办理中",
+  // the usual grade names (scoring.yaml `grades`); a city's others show as it names them
+  "grade.优": "优",
+  "grade.良": "良",
+  "grade.中": "中",
+  "grade.较差": "较差",
+  "grade.差": "差",
+  "wall.page": "指挥中心大屏",
+  "wall.today": "今日案件",
+  "wall.flow.reported": "上报",
+  "wall.flow.accepted": "立案",
+  "wall.flow.dispatched": "派遣",
+  "wall.flow.closed": "结案",
+  "wall.flow.overdue": "超期",
+  "wall.total": "合计",
+  "wall.heat": "在办案件分布",
+  "wall.open": "在办 {open} 件 · 超期 {overdue} 件",
+  "wall.none": "无",
+  "wall.one_case": "1 件",
+  "wall.cases": "{n} 件",
+  "wall.with_overdue": "含超期",
+  "wall.overdue": "超期督办",
+  "wall.no_overdue": "无超期案件",
+  "wall.escalated": "督办{n}级",
+  "wall.late": "超{h}h",
+  "wall.ranking": "本月专业部门排名",
+  "wall.no_ranking": "本月暂无数据",
+  "wall.steps": "今日各环节用时（中位数）",
+  "wall.step.accept": "受理",
+  "wall.step.dispatch": "派遣",
+  "wall.step.sign": "签收",
+  "wall.step.handle": "处置",
+  "wall.step.verify": "核查",
+  "wall.step_count": "{label}（{n}件）",
+  "wall.step_count_one": "{label}（1件）",
+  "wall.minutes": "分钟",
+  "wall.hours": "小时",
+  "wall.live": "实时",
+  "wall.offline": "未连接",
+  "wall.signin": "请先在指挥中心控制台登录，再打开大屏（或在地址后加 #token=访问令牌）",
 };
 
 const en = {
@@ -790,6 +829,44 @@ const en = {
   "pub.err.name": "The name is too long",
   "pub.err.phone": "This phone number is not valid",
   "status.open": "Open",
+  "grade.优": "Excellent",
+  "grade.良": "Good",
+  "grade.中": "Fair",
+  "grade.较差": "Poor",
+  "grade.差": "Failing",
+  "wall.page": "Command centre wall",
+  "wall.today": "Today's cases",
+  "wall.flow.reported": "Reported",
+  "wall.flow.accepted": "Accepted",
+  "wall.flow.dispatched": "Dispatched",
+  "wall.flow.closed": "Closed",
+  "wall.flow.overdue": "Overdue",
+  "wall.total": "Total",
+  "wall.heat": "Open cases by cell",
+  "wall.open": "{open} open · {overdue} overdue",
+  "wall.none": "None",
+  "wall.one_case": "1 case",
+  "wall.cases": "{n} cases",
+  "wall.with_overdue": "Has overdue",
+  "wall.overdue": "Overdue and escalated",
+  "wall.no_overdue": "No overdue cases",
+  "wall.escalated": "Escalated L{n}",
+  "wall.late": "{h} h late",
+  "wall.ranking": "Departments this month",
+  "wall.no_ranking": "No data this month yet",
+  "wall.steps": "Time per step today (median)",
+  "wall.step.accept": "Accept",
+  "wall.step.dispatch": "Dispatch",
+  "wall.step.sign": "Sign",
+  "wall.step.handle": "Handle",
+  "wall.step.verify": "Verify",
+  "wall.step_count": "{label} ({n} cases)",
+  "wall.step_count_one": "{label} (1 case)",
+  "wall.minutes": "minutes",
+  "wall.hours": "hours",
+  "wall.live": "Live",
+  "wall.offline": "Offline",
+  "wall.signin": "Sign in to the console first, then open the wall (or add #token=<access token> to its address)",
 };
 
 const dictionaries = { zh, en };
@@ -799,6 +876,11 @@ export let lang = localStorage.getItem(KEY) === "en" ? "en" : "zh";
 
 export function t(key) {
   return dictionaries[lang][key] ?? dictionaries.zh[key] ?? key;
+}
+
+// A text with its {placeholders} filled in.
+export function tf(key, values) {
+  return t(key).replace(/\{(\w+)\}/g, (all, name) => (name in values ? String(values[name]) : all));
 }
 
 // A code's label when the dictionary has one (`<prefix>.<code>`), else the code itself.

@@ -40,7 +40,7 @@ export const app = {
     return code ? named(app.categories.get(code)) || code : "—";
   },
   deptName(code) {
-    return code ? (app.departments.get(code) || {}).name || code : "—";
+    return code ? named(app.departments.get(code)) || code : "—";
   },
   areaName(code) {
     if (!code) return "—";
@@ -90,7 +90,7 @@ function header() {
         "div",
         {},
         el("div", { class: "title" }, t("app.title")),
-        el("div", { class: "subtitle" }, `${app.config.district.name} · ${t("app.subtitle")}`),
+        el("div", { class: "subtitle" }, `${named(app.config.district)} · ${t("app.subtitle")}`),
       ),
     ),
     user
@@ -210,7 +210,7 @@ function loginScreen() {
       "div",
       { class: "login-hero" },
       el("div", { class: "hero-title" }, t("app.title")),
-      el("div", { class: "hero-sub" }, `${cfg.district.name} · ${t("app.subtitle")}`),
+      el("div", { class: "hero-sub" }, `${named(cfg.district)} · ${t("app.subtitle")}`),
       el(
         "ul",
         { class: "hero-steps" },

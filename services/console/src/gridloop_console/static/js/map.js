@@ -1,7 +1,7 @@
 // The map: the district's cells drawn as SVG (no tiles needed, works offline), case markers
 // coloured by status with overdue ringed, pan and zoom, and optional tiles underneath.
 import { api } from "./api.js";
-import { named, t } from "./i18n.js";
+import { lang, named, t } from "./i18n.js";
 import { clear, el, empty, select, statusBadge, when } from "./ui.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -380,7 +380,7 @@ export async function renderMap(screen, app) {
   const map = await createMap(stage, app);
 
   const categories = [["", t("filter.all")], ...app.city.categories.map((c) => [c.code, `${c.code} ${app.categoryName(c.code)}`])];
-  const depts = [["", t("filter.all")], ...app.city.departments.map((d) => [d.code, d.name])];
+  const depts = [["", t("filter.all")], ...app.city.departments.map((d) => [d.code, named(d)])];
   const statuses = [["", t("filter.open")], ...[...OPEN_STATUSES, "closed", "rejected"].map((s) => [s, t(`status.${s}`)])];
   const catSel = select({ "data-testid": "filter-category" }, categories, state.category);
   const deptSel = select({ "data-testid": "filter-dept" }, depts, state.dept);
@@ -417,7 +417,7 @@ export async function renderMap(screen, app) {
       el("h4", {}, t("part.title")),
       row(t("part.code"), part.code, "part-code"),
       row(t("part.type"), `${part.category_code} ${app.categoryName(part.category_code)}`, "part-type"),
-      row(t("part.owner"), part.owner_name || app.deptName(part.owner_dept), "part-owner"),
+      row(t("part.owner"), part.owner_dept && lang === "en" ? app.deptName(part.owner_dept) : part.owner_name || app.deptName(part.owner_dept), "part-owner"),
       row(t("part.state"), t(`part.state.${found.state}`), "part-state"),
       row(t("map.cell"), part.cell_code, "part-cell"),
       el("div", { class: "legend-title" }, `${t("part.history")} (${found.total})`),

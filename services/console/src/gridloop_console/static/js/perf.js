@@ -2,7 +2,7 @@
 // measures of departments, areas and people, drill-down to the cases, CSV export.
 import { api, download, query, session } from "./api.js";
 import { barChart, lineChart } from "./charts.js";
-import { lang, t } from "./i18n.js";
+import { channel, label, lang, named, t } from "./i18n.js";
 import { clear, el, empty, field, select, today } from "./ui.js";
 
 const PERIODS = ["day", "week", "month", "quarter", "year"];
@@ -45,6 +45,16 @@ export async function renderPerformance(screen, app) {
     for (const m of [...catalogue[kind].counted, ...catalogue[kind].rates]) labels[m.name] = (lang === "en" && m.label_en) || m.label;
     for (const m of catalogue[kind].rates) rates.add(m.name);
   }
+  // a subject by the city's name in the reader's language (scoring names it in Chinese)
+  const subjectName = (kind, r) => {
+    const given = r.subject_name || r.subject_code;
+    if (lang !== "en") return given;
+    if (kind === "department") return named(app.departments.get(r.subject_code)) || given;
+    if (kind === "category") return named(app.categories.get(r.subject_code)) || given;
+    if (kind === "channel") return channel(r.subject_code);
+    return given;
+  };
+  const rankedKind = () => (sets.find((s) => s.code === state.rule_set) || {}).subject;
   // a rate (0–1 from scoring) as a percentage, anything else as it is
   const show = (measure, value) => (rates.has(measure) && typeof value === "number" ? percent(value) : fmt(value));
   const state = { rule_set: (sets.find((s) => s.subject === "department") || sets[0] || {}).code, period: "day", date: today(), level: "", kind: "department" };
@@ -137,8 +147,8 @@ export async function renderPerformance(screen, app) {
 
   async function ranking() {
     const data = await api.svc("scoring", "/rankings", { rule_set: state.rule_set, ...params() });
-    const rows = data.rows || [];
-    clear(chartBox, rows.length ? barChart(rows.slice(0, 12).map((r) => ({ label: r.subject_name || r.subject_code, value: r.score, key: r.subject_code })), { testid: "perf-bars" }) : null);
+    const rows = (data.rows || []).map((r) => ({ ...r, name: subjectName(rankedKind(), r) }));
+    clear(chartBox, rows.length ? barChart(rows.slice(0, 12).map((r) => ({ label: r.name, value: r.score, key: r.subject_code })), { testid: "perf-bars" }) : null);
     clear(
       rankingBox,
       rows.length
@@ -154,9 +164,9 @@ export async function renderPerformance(screen, app) {
                   "tr",
                   { "data-testid": `rank-row-${r.subject_code}` },
                   el("td", { class: "num" }, String(r.rank)),
-                  el("td", { class: "name" }, r.subject_name || r.subject_code),
+                  el("td", { class: "name" }, r.name),
                   el("td", { class: "num strong", "data-testid": `score-${r.subject_code}` }, fmt(r.score)),
-                  el("td", {}, el("span", { class: `grade grade-${r.grade}` }, r.grade || "—")),
+                  el("td", {}, el("span", { class: `grade grade-${r.grade}` }, r.grade ? label("grade", r.grade) : "—")),
                   (r.terms || []).map((term) => el("td", { class: "num", title: `${labels[term.measure] || term.measure}: ${show(term.measure, term.value)}` }, fmt(term.points))),
                 ),
               ),
@@ -168,7 +178,7 @@ export async function renderPerformance(screen, app) {
   }
 
   async function trend(rows) {
-    const top = rows.slice(0, 5).map((r) => [r.subject_code, r.subject_name || r.subject_code]);
+    const top = rows.slice(0, 5).map((r) => [r.subject_code, r.name]);
     if (!top.length) {
       clear(trendBox, empty(t("perf.none")));
       return;
@@ -187,7 +197,7 @@ export async function renderPerformance(screen, app) {
 
   async function measures() {
     const data = await api.svc("scoring", "/measures", { subject_kind: state.kind, ...params() });
-    const rows = data.rows || [];
+    const rows = (data.rows || []).map((r) => ({ ...r, name: subjectName(state.kind, r) }));
     const names = [...new Set(rows.flatMap((r) => Object.keys(r.measures)))];
     clear(drillBox);
     clear(
@@ -207,14 +217,14 @@ export async function renderPerformance(screen, app) {
                   el(
                     "tr",
                     { "data-testid": `measure-row-${r.subject_code}` },
-                    el("td", { class: "name" }, r.subject_name || r.subject_code),
+                    el("td", { class: "name" }, r.name),
                     names.map((n) =>
                       el(
                         "td",
                         {
                           class: "num link",
                           "data-testid": `measure-${r.subject_code}-${n}`,
-                          onclick: () => drill(r.subject_code, r.subject_name || r.subject_code, n),
+                          onclick: () => drill(r.subject_code, r.name, n),
                         },
                         show(n, r.measures[n]),
                       ),

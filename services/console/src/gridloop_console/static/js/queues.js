@@ -1,7 +1,7 @@
 // Work queues by role: the operators' acceptance queue, the dispatchers' board, a department's
 // inbox, a supervisor's tasks, the shift leader's approvals; each refreshes on live events.
 import { api, session } from "./api.js";
-import { channel, label, lang, t } from "./i18n.js";
+import { channel, label, lang, named, t } from "./i18n.js";
 import { act, clear, duration, el, empty, field, select, statusBadge, when } from "./ui.js";
 
 function section(id, title) {
@@ -152,7 +152,7 @@ async function manualQueue(app, sec) {
       ? rows.map((c) => {
           const id = c.case_id;
           const suggested = c.suggestions || [];
-          const options = [...suggested.map((d) => [d, `★ ${app.deptName(d)}`]), ...app.city.departments.filter((d) => !suggested.includes(d.code)).map((d) => [d.code, d.name])];
+          const options = [...suggested.map((d) => [d, `★ ${app.deptName(d)}`]), ...app.city.departments.filter((d) => !suggested.includes(d.code)).map((d) => [d.code, named(d)])];
           const deptSel = select({ "data-testid": `dispatch-dept-${id}` }, options, suggested[0]);
           return el(
             "article",

@@ -2,30 +2,26 @@
 // cells, the overdue list, the month's department ranking and the loop's median times, kept
 // live by the bus (the console's event stream) — nothing to click. It reads the services
 // through the console with the signed-in user's token (the console's session, or
-// `#token=<jwt>` for a kiosk).
+// `#token=<jwt>` for a kiosk), in the console's language (or `#lang=en` / `#lang=zh`).
 import { api, follow, session } from "./api.js";
+import { channel, label, lang, named, setLang, t, tf } from "./i18n.js";
 
 const TZ = "Asia/Shanghai";
-const CHANNELS = [
-  ["patrol", "监督员巡查"],
-  ["hotline", "12345热线"],
-  ["video", "视频智能发现"],
-  ["web", "网上受理"],
-];
+const CHANNELS = ["patrol", "hotline", "video", "web"];
 const FLOW = ["reported", "accepted", "dispatched", "closed", "overdue"];
-const STEPS = [
-  ["accept", "受理"],
-  ["dispatch", "派遣"],
-  ["sign", "签收"],
-  ["handle", "处置"],
-  ["verify", "核查"],
-];
+const STEPS = ["accept", "dispatch", "sign", "handle", "verify"];
 const HEAT = ["#13203f", "#1d4ed8", "#0ea5e9", "#facc15", "#f97316", "#ef4444"];
 const SVG = "http://www.w3.org/2000/svg";
 
 const $ = (id) => document.getElementById(id);
 const names = { departments: new Map(), categories: new Map() };
 let geo = null;
+
+// A ranked department by the city's name in the reader's language (scoring gives the Chinese).
+function deptName(row) {
+  const given = row.subject_name || row.subject_code;
+  return lang === "en" ? named(names.departments.get(row.subject_code)) || given : given;
+}
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -76,12 +72,12 @@ async function counts() {
   const body = await get("scoring", "/measures?subject_kind=channel&period=day");
   const rows = new Map((body ? body.rows : []).map((r) => [r.subject_code, r.measures]));
   const total = Object.fromEntries(FLOW.map((m) => [m, 0]));
-  const lines = CHANNELS.map(([code, label]) => {
+  const lines = CHANNELS.map((code) => {
     const m = rows.get(code) || {};
     return el(
       "tr",
       {},
-      el("td", {}, label),
+      el("td", {}, channel(code)),
       FLOW.map((f) => {
         const n = Number(m[f] || 0);
         total[f] += n;
@@ -97,7 +93,7 @@ async function counts() {
     el(
       "tr",
       { class: "total" },
-      el("td", {}, "合计"),
+      el("td", {}, t("wall.total")),
       FLOW.map((f) => el("td", { "data-testid": `wall-total-${f}` }, total[f])),
     ),
   );
@@ -112,7 +108,7 @@ async function heat() {
     box.replaceChildren(el("div", { class: "empty" }, "—"));
     return;
   }
-  $("wall-open").textContent = `在办 ${open.open} 件 · 超期 ${open.overdue} 件`;
+  $("wall-open").textContent = tf("wall.open", { open: open.open, overdue: open.overdue });
   let [minx, miny, maxx, maxy] = [Infinity, Infinity, -Infinity, -Infinity];
   for (const f of geo.features) {
     for (const [x, y] of f.geometry.coordinates[0]) {
@@ -150,13 +146,13 @@ async function heat() {
   }
   box.replaceChildren(root);
   const legend = [
-    el("span", {}, el("i", { style: `background:${HEAT[0]}` }), "无"),
-    el("span", {}, el("i", { style: `background:${HEAT[1]}` }), "1 件"),
+    el("span", {}, el("i", { style: `background:${HEAT[0]}` }), t("wall.none")),
+    el("span", {}, el("i", { style: `background:${HEAT[1]}` }), t("wall.one_case")),
   ];
   if (most > 1) {
-    legend.push(el("span", {}, el("i", { style: `background:${HEAT[HEAT.length - 1]}` }), `${most} 件`));
+    legend.push(el("span", {}, el("i", { style: `background:${HEAT[HEAT.length - 1]}` }), tf("wall.cases", { n: most })));
   }
-  legend.push(el("span", {}, el("i", { style: "background:transparent;border:3px solid #ef4444" }), "含超期"));
+  legend.push(el("span", {}, el("i", { style: "background:transparent;border:3px solid #ef4444" }), t("wall.with_overdue")));
   $("wall-legend").replaceChildren(...legend);
 }
 
@@ -164,22 +160,27 @@ async function overdue() {
   const rows = await get("dispatch", "/board?view=late&limit=12");
   const list = $("wall-overdue");
   if (!rows || !rows.length) {
-    $("wall-overdue-n").textContent = rows ? "0 件" : "";
-    list.replaceChildren(el("li", { class: "empty" }, rows ? "无超期案件" : "—"));
+    $("wall-overdue-n").textContent = rows ? tf("wall.cases", { n: 0 }) : "";
+    list.replaceChildren(el("li", { class: "empty" }, rows ? t("wall.no_overdue") : "—"));
     return;
   }
-  $("wall-overdue-n").textContent = `${rows.length} 件`;
+  $("wall-overdue-n").textContent = rows.length === 1 ? t("wall.one_case") : tf("wall.cases", { n: rows.length });
   const now = Date.now();
   list.replaceChildren(
     ...rows.map((r) => {
       const late = Math.max(0, (now - new Date(r.deadline).getTime()) / 3600000);
-      const category = names.categories.get(r.category_code) || r.category_code || "";
+      const category = named(names.categories.get(r.category_code)) || r.category_code || "";
       return el(
         "li",
         { "data-case": r.case_id },
-        el("span", { class: "who" }, names.departments.get(r.dept) || r.dept),
+        el("span", { class: "who" }, named(names.departments.get(r.dept)) || r.dept),
         el("span", { class: "what" }, `${category} · ${r.case_id}`),
-        el("span", { class: "late" }, r.escalation_level ? `督办${r.escalation_level}级 ` : "", `超${hoursText(late)}h`),
+        el(
+          "span",
+          { class: "late" },
+          r.escalation_level ? `${tf("wall.escalated", { n: r.escalation_level })} ` : "",
+          tf("wall.late", { h: hoursText(late) }),
+        ),
       );
     }),
   );
@@ -190,7 +191,7 @@ async function ranking() {
   const list = $("wall-ranking");
   const rows = body ? body.rows.slice(0, 8) : [];
   if (!rows.length) {
-    list.replaceChildren(el("li", { class: "empty" }, body ? "本月暂无数据" : "—"));
+    list.replaceChildren(el("li", { class: "empty" }, body ? t("wall.no_ranking") : "—"));
     return;
   }
   list.replaceChildren(
@@ -199,9 +200,9 @@ async function ranking() {
         "li",
         { "data-dept": r.subject_code },
         el("span", { class: "n" }, r.rank),
-        el("span", { class: "name" }, r.subject_name || r.subject_code),
+        el("span", { class: "name" }, deptName(r)),
         el("span", { class: "score" }, r.score.toFixed(1)),
-        el("span", { class: "grade" }, r.grade),
+        el("span", { class: "grade" }, label("grade", r.grade)),
       ),
     ),
   );
@@ -211,16 +212,16 @@ async function steps() {
   const body = await get("scoring", "/steps?period=day");
   const by = new Map((body ? body.steps : []).map((s) => [s.step, s]));
   $("wall-steps").replaceChildren(
-    ...STEPS.map(([code, label]) => {
+    ...STEPS.map((code) => {
       const s = by.get(code) || {};
       const m = s.median;
       const minutes = m !== null && m !== undefined && m < 1;
       return el(
         "div",
         { class: "step", "data-testid": `wall-step-${code}` },
-        el("div", { class: "label" }, `${label}（${s.count || 0}件）`),
+        el("div", { class: "label" }, tf(s.count === 1 ? "wall.step_count_one" : "wall.step_count", { label: t(`wall.step.${code}`), n: s.count || 0 })),
         el("div", { class: "value" }, hoursText(m)),
-        el("div", { class: "unit" }, minutes ? "分钟" : "小时"),
+        el("div", { class: "unit" }, t(minutes ? "wall.minutes" : "wall.hours")),
       );
     }),
   );
@@ -255,10 +256,10 @@ function soon() {
   pending = setTimeout(refresh, 800);
 }
 
-async function signIn() {
-  const m = /(?:^|[#&])token=([^&]+)/.exec(location.hash);
-  if (m) {
-    session.token = decodeURIComponent(m[1]);
+async function signIn(hash) {
+  const token = hash.get("token");
+  if (token) {
+    session.token = token;
     const me = await api.get("/api/me");
     session.save(session.token, me);
     history.replaceState(null, "", location.pathname);
@@ -266,22 +267,35 @@ async function signIn() {
   return session.load();
 }
 
+// The page's own words in the reader's language: each element marked `data-i18n`.
+function translate() {
+  document.documentElement.lang = lang === "en" ? "en" : "zh-CN";
+  document.title = t("wall.page");
+  for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+  for (const node of document.querySelectorAll("[data-i18n-label]")) {
+    node.setAttribute("aria-label", t(node.dataset.i18nLabel));
+  }
+}
+
 async function start() {
+  const hash = new URLSearchParams(location.hash.slice(1));
+  if (hash.has("lang")) setLang(hash.get("lang"));
+  translate();
   tick();
   setInterval(tick, 1000);
-  if (!(await signIn().catch(() => false))) {
+  if (!(await signIn(hash).catch(() => false))) {
     $("wall-signin").classList.remove("hidden");
     return;
   }
   const [config, city] = await Promise.all([api.get("/api/config"), api.get("/api/city")]);
-  $("wall-district").textContent = config.district.name;
-  names.departments = new Map(city.departments.map((d) => [d.code, d.name]));
-  names.categories = new Map(city.categories.map((c) => [c.code, c.name]));
+  $("wall-district").textContent = named(config.district);
+  names.departments = new Map(city.departments.map((d) => [d.code, d]));
+  names.categories = new Map(city.categories.map((c) => [c.code, c]));
   await refresh();
   follow(soon, (on) => {
     const live = $("wall-live");
     live.className = `wall-live ${on ? "on" : "off"}`;
-    live.textContent = on ? "实时" : "未连接";
+    live.textContent = t(on ? "wall.live" : "wall.offline");
     if (on) soon(); // caught up after a reconnect
   });
   setInterval(refresh, 60000); // the day rolls over, overdue hours grow
