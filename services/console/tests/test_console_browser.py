@@ -261,8 +261,23 @@ def test_one_case_through_the_whole_loop_by_clicking(console_url: str, city: Cit
         for english in (ev.CaseReported.summary, ev.CaseSigned.summary, ev.CaseClosed.summary):
             expect(timeline).not_to_contain_text(english)
         expect(page.get_by_test_id("case-reporter")).not_to_contain_text("13")
+        # the supervisor who reported it, by name
+        expect(page.get_by_test_id("case-reporter")).to_have_text(
+            f"{city.users[supervisor].name} ({supervisor})"
+        )
         expect(page.get_by_test_id("case-channel")).to_contain_text("监督员巡查")
         expect(page.get_by_test_id("case-summary")).to_contain_text("照片 1")
+        # photos given by address stand beside the stored ones, before and after
+        photos_before = page.get_by_test_id("photos-before")
+        expect(
+            photos_before.locator("a[href='https://evidence.example.org/report.jpg']")
+        ).to_have_count(1)
+        photos_after = page.get_by_test_id("photos-after")
+        for url in (
+            "https://evidence.example.org/after.jpg",
+            "https://evidence.example.org/verified.jpg",
+        ):
+            expect(photos_after.locator(f"a[href='{url}']")).to_have_count(1)
         page.get_by_test_id("rating-value").select_option("B")
         page.get_by_test_id("rate-submit").click()
         expect(page.get_by_test_id("case-rating")).to_contain_text("满意", timeout=WAIT)

@@ -13,6 +13,8 @@ from gridloop_contracts.inbound import RatingV1, ReportV1
 from gridloop_devkit.testing import wait_for
 
 if TYPE_CHECKING:
+    from gridloop_city import City
+
     from .conftest import Harness
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -74,7 +76,9 @@ async def run_loop(intake: Harness, case_id: str, at: datetime, *, overdue: bool
     )
 
 
-async def test_the_whole_loop_on_file_told_to_the_source_and_archived(intake: Harness) -> None:
+async def test_the_whole_loop_on_file_told_to_the_source_and_archived(
+    intake: Harness, city: City
+) -> None:
     notify = await intake.tap("NOTIFY", "notify.patrol-app")
     await intake.publish("intake.patrol.patrol-app", report("p-1"))
     case_id = await intake.case_of("patrol-app", "p-1")
@@ -90,6 +94,8 @@ async def test_the_whole_loop_on_file_told_to_the_source_and_archived(intake: Ha
         case = (await http.get(f"/cases/{case_id}", headers=operator)).json()
         assert case["status"] == "closed" and case["archived"] is True
         assert case["dept"] == "sanitation" and case["on_time"] is True
+        assert case["reporter_user_id"] == "sup-001"
+        assert case["reporter_user_name"] == city.users["sup-001"].name
         types = [t["type"].split(".")[2] for t in case["timeline"]]
         assert types == [
             "reported", "accepted", "dispatched", "signed", "handled",

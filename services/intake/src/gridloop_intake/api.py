@@ -146,6 +146,8 @@ def case_view(intake: Intake, case: CaseRow) -> dict[str, Any]:
         "confidence": case.confidence,
         "reporter": case.reporter,
         "reporter_user_id": case.reporter_user_id,
+        # the supervisor who reported it on patrol, by their name in users.yaml
+        "reporter_user_name": intake.user_name(case.reporter_user_id),
         "attachments": case.attachments,
         # photos and voice notes in gridloop's store (GET /attachments/{id}, /thumbnail)
         "files": case.files,

@@ -72,6 +72,10 @@ class Intake:
     def dept_name(self, code: str) -> str:
         return self.rules.dept_name(code)
 
+    def user_name(self, user_id: str | None) -> str | None:
+        user = self.city.user(user_id) if user_id else None
+        return user.name if user else None
+
     def category_name(self, code: str | None) -> str:
         cat = self.city.category(code) if code else None
         return cat.name if cat else (code or "未分类")

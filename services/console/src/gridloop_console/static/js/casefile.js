@@ -2,7 +2,7 @@
 // the masked reporter, ratings; the dispatch tasks for the command centre.
 import { api, session } from "./api.js";
 import { channel, label, lang, t } from "./i18n.js";
-import { beforeAfter, gallery } from "./photos.js";
+import { beforeAfter, gallery, links } from "./photos.js";
 import { act, clear, duration, el, empty, field, select, statusBadge, when } from "./ui.js";
 
 const DISPATCH_READERS = ["dispatcher", "shift-leader", "evaluator"];
@@ -13,14 +13,10 @@ function eventName(type) {
   return parts.length >= 4 ? parts[parts.length - 2] : parts.pop();
 }
 
-function links(list) {
-  const urls = (list || []).map((a) => (typeof a === "string" ? { url: a } : a)).filter((a) => a && a.url);
-  if (!urls.length) return null;
-  return el(
-    "div",
-    { class: "evidence" },
-    urls.map((a, i) => el("a", { href: a.url, target: "_blank", rel: "noopener" }, `▣ ${label("att", a.kind || "photo")} ${i + 1}`)),
-  );
+// The supervisor who reported a case on patrol: their name, and their id beside it.
+function reporterUser(c) {
+  if (!c.reporter_user_id) return "—";
+  return c.reporter_user_name ? `${c.reporter_user_name} (${c.reporter_user_id})` : c.reporter_user_id;
 }
 
 function who(actor) {
@@ -124,7 +120,7 @@ export async function renderCase(screen, app, caseId) {
         row(t("case.description"), c.description),
         row(t("case.place"), [c.address, app.areaName(c.community_code), app.areaName(c.subdistrict_code), c.cell_code].filter((x) => x && x !== "—").join(" · ")),
         row(t("case.channel"), `${channel(c.channel)} / ${c.source}`, "case-channel"),
-        row(t("case.reporter"), c.reporter ? `${c.reporter.name || ""} ${c.reporter.phone || ""}`.trim() || "—" : c.reporter_user_id || "—", "case-reporter"),
+        row(t("case.reporter"), c.reporter ? `${c.reporter.name || ""} ${c.reporter.phone || ""}`.trim() || "—" : reporterUser(c), "case-reporter"),
         row(t("case.reported_at"), when(c.reported_at)),
         row(t("case.dept"), c.dept && lang === "en" ? app.deptName(c.dept) : c.dept_name || app.deptName(c.dept), "case-dept"),
         row(t("case.deadline"), when(c.deadline), "case-deadline"),

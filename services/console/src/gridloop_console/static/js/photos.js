@@ -2,7 +2,7 @@
 // <img> cannot send it, so each is fetched through the proxy and shown from a blob URL. The
 // service decides who may see what (the case's rule; outside the command centre, no EXIF).
 import { SignedOut, session } from "./api.js";
-import { t } from "./i18n.js";
+import { label, t } from "./i18n.js";
 import { el } from "./ui.js";
 
 const cache = new Map(); // url -> Promise<object URL>
@@ -58,10 +58,25 @@ export function attachment(ref, { service = "intake", testid = "photo" } = {}) {
   return el("figure", { class: `photo${ref.far ? " is-far" : ""}`, "data-testid": testid }, link, far);
 }
 
-export function gallery(refs, options = {}) {
+// Attachments given by address (a report's photo URL, a department's evidence link): each a
+// link that opens it, named by its kind (照片 1, 录音 2); null when there are none.
+export function links(list, testid = null) {
+  const urls = (list || []).map((a) => (typeof a === "string" ? { url: a } : a)).filter((a) => a && a.url);
+  if (!urls.length) return null;
+  return el(
+    "div",
+    { class: "evidence", "data-testid": testid },
+    urls.map((a, i) => el("a", { href: a.url, target: "_blank", rel: "noopener" }, `▣ ${label("att", a.kind || "photo")} ${i + 1}`)),
+  );
+}
+
+// Stored photos as thumbnails, then those given by address as links: "no photo" only when
+// there is neither.
+export function gallery(refs, options = {}, linked = []) {
   const list = (refs || []).filter((r) => r && r.attachment_id);
-  if (!list.length) return el("div", { class: "muted" }, t("photo.none"));
-  return el("div", { class: "gallery" }, list.map((r) => attachment(r, options)));
+  const byAddress = links(linked, options.testid ? `${options.testid}-links` : null);
+  if (!list.length && !byAddress) return el("div", { class: "muted" }, t("photo.none"));
+  return el("div", { class: "gallery" }, list.map((r) => attachment(r, options)), byAddress);
 }
 
 function lightbox(url) {
@@ -73,9 +88,13 @@ function lightbox(url) {
 // the supervisor's verification), side by side, from a case of intake's case file.
 export function beforeAfter(c) {
   const after = [];
+  const afterLinked = [];
   for (const line of c.timeline || []) {
     const name = String(line.type || "").split(".").slice(-2, -1)[0];
-    if ((name === "handled" || name === "verified") && line.data && line.data.files) after.push(...line.data.files);
+    if ((name === "handled" || name === "verified") && line.data) {
+      after.push(...(line.data.files || []));
+      afterLinked.push(...(line.data.evidence || []), ...(line.data.photos || []));
+    }
   }
   return el(
     "section",
@@ -84,8 +103,8 @@ export function beforeAfter(c) {
     el(
       "div",
       { class: "ba-grid" },
-      el("div", { class: "ba-col", "data-testid": "photos-before" }, el("h4", {}, t("photo.before")), gallery(c.files, { testid: "before" })),
-      el("div", { class: "ba-col", "data-testid": "photos-after" }, el("h4", {}, t("photo.after")), gallery(after, { testid: "after" })),
+      el("div", { class: "ba-col", "data-testid": "photos-before" }, el("h4", {}, t("photo.before")), gallery(c.files, { testid: "before" }, c.attachments)),
+      el("div", { class: "ba-col", "data-testid": "photos-after" }, el("h4", {}, t("photo.after")), gallery(after, { testid: "after" }, afterLinked)),
     ),
   );
 }
