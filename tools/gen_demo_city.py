@@ -1800,6 +1800,7 @@ def main(out: Path = OUT) -> None:
                     {
                         "code": "jinhua",
                         "name": "金华式区域考核",
+                        "name_en": "Jinhua-style area assessment",
                         "subject": "area",
                         "rules": [
                             {
@@ -1830,6 +1831,7 @@ def main(out: Path = OUT) -> None:
                     {
                         "code": "department",
                         "name": "专业部门考核",
+                        "name_en": "Department assessment",
                         "subject": "department",
                         "rules": [
                             {"measure": "handling_rate", "kind": "weighted", "weight": 30},
@@ -1847,6 +1849,7 @@ def main(out: Path = OUT) -> None:
                     {
                         "code": "supervisors",
                         "name": "监督员岗位考核",
+                        "name_en": "Supervisor assessment",
                         "subject": "person",
                         "roles": ["supervisor"],
                         "rules": [
@@ -1879,6 +1882,7 @@ def main(out: Path = OUT) -> None:
                     {
                         "code": "dispatchers",
                         "name": "派遣员岗位考核",
+                        "name_en": "Dispatcher assessment",
                         "subject": "person",
                         "roles": ["dispatcher"],
                         "rules": [

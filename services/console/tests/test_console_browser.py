@@ -335,6 +335,10 @@ def test_one_case_through_the_whole_loop_by_clicking(console_url: str, city: Cit
         expect(page.get_by_test_id(f"rank-row-{dept}")).to_contain_text(english)
         expect(page.get_by_test_id(f"measure-row-{dept}")).to_contain_text(english)
         expect(page.get_by_test_id(f"rank-row-{dept}").locator(".grade")).to_have_text(GRADES_EN)
+        chosen = page.get_by_test_id("perf-rule-set").locator("option:checked")
+        ranked = next(r for r in city.scoring.rule_sets if r.subject == "department")
+        assert ranked.name_en, ranked.code
+        expect(chosen).to_have_text(ranked.name_en)
         b.shot("performance-english")
         page.get_by_test_id("lang-switch").click()
         expect(page.get_by_test_id("tab-map")).to_have_text("地图")

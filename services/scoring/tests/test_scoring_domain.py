@@ -3,6 +3,8 @@ composite scores, rankings and per-person flags — answers worked out by hand i
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
@@ -20,6 +22,7 @@ from gridloop_city.models import (
 )
 from gridloop_contracts import Actor, Envelope, to_binary
 from gridloop_contracts import cases as ev
+from gridloop_scoring.context import rules_digest, rules_json
 from gridloop_scoring.domain import measures as m
 from gridloop_scoring.domain.facts import (
     Fact,
@@ -1131,3 +1134,22 @@ def test_every_measure_has_its_name_in_english() -> None:
     assert names - set(m.ENGLISH) == set()
     assert set(m.ENGLISH) - names == set()  # none left of a measure that went
     assert all(label.strip() for label in m.ENGLISH.values())
+
+
+def test_a_rule_sets_english_name_enters_the_digest_only_where_given() -> None:
+    """Rules recorded before rule sets had an English name keep their digest (no new version
+    in force at an upgrade that changed nothing); a name given is part of the rules."""
+    recorded = CONFIG.model_dump(mode="json")
+    for rule_set in recorded["rule_sets"]:
+        del rule_set["name_en"]  # what the release before it recorded
+    assert rules_json(CONFIG) == recorded
+    before = hashlib.sha256(json.dumps(recorded, sort_keys=True, ensure_ascii=False).encode())
+    assert rules_digest(CONFIG) == "sha256:" + before.hexdigest()
+    named = CONFIG.model_copy(
+        update={"rule_sets": (JINHUA.model_copy(update={"name_en": "Jinhua-style"}),)}
+    )
+    assert rules_json(named)["rule_sets"][0]["name_en"] == "Jinhua-style"
+    assert rules_digest(named) != rules_digest(CONFIG)
+    # read back from rule_versions, either is the rule set it was
+    assert ScoringConfig.model_validate(rules_json(named)) == named
+    assert ScoringConfig.model_validate(rules_json(CONFIG)) == CONFIG

@@ -626,6 +626,7 @@ class RuleSet(Record):
 
     code: str = Field(min_length=1)
     name: str = Field(min_length=1)
+    name_en: str = ""  # the console's English; blank: the name
     subject: Literal["department", "area", "person"]
     rules: tuple[ScoringRule, ...] = Field(min_length=1)
     roles: tuple[str, ...] = ()

@@ -54,7 +54,13 @@ def rules_digest(config: ScoringConfig) -> str:
 
 
 def rules_json(config: ScoringConfig) -> dict[str, Any]:
+    """The rules as recorded (rule_versions.rules) and fingerprinted. A rule set's English
+    name is left out where it has none, so that rules written before rule sets had one keep
+    their digest (no new version in force at an upgrade that changed nothing)."""
     out: dict[str, Any] = config.model_dump(mode="json")
+    for rule_set in out["rule_sets"]:
+        if not rule_set.get("name_en"):
+            rule_set.pop("name_en", None)
     return out
 
 

@@ -59,7 +59,7 @@ export async function renderPerformance(screen, app) {
   const show = (measure, value) => (rates.has(measure) && typeof value === "number" ? percent(value) : fmt(value));
   const state = { rule_set: (sets.find((s) => s.subject === "department") || sets[0] || {}).code, period: "day", date: today(), level: "", kind: "department" };
 
-  const setSel = select({ "data-testid": "perf-rule-set" }, sets.map((s) => [s.code, s.name]), state.rule_set);
+  const setSel = select({ "data-testid": "perf-rule-set" }, sets.map((s) => [s.code, named(s)]), state.rule_set);
   const periodSel = select({ "data-testid": "perf-period" }, PERIODS.map((p) => [p, t(`period.${p}`)]), state.period);
   const dateIn = el("input", { type: "date", value: state.date, "data-testid": "perf-date" });
   const levelSel = select({ "data-testid": "perf-level" }, [["", "—"], ...LEVELS.map((l) => [l, t(`level.${l}`)])], state.level);
