@@ -59,6 +59,12 @@ function hoursText(h) {
   return h.toFixed(1);
 }
 
+// How long past its deadline: minutes under an hour, else hours.
+function lateText(hours) {
+  if (hours < 1) return tf("wall.late_min", { m: Math.max(1, Math.round(hours * 60)) });
+  return tf("wall.late", { h: hours.toFixed(1) });
+}
+
 async function get(service, path) {
   try {
     return await api.svc(service, path);
@@ -179,7 +185,7 @@ async function overdue() {
           "span",
           { class: "late" },
           r.escalation_level ? `${tf("wall.escalated", { n: r.escalation_level })} ` : "",
-          tf("wall.late", { h: hoursText(late) }),
+          lateText(late),
         ),
       );
     }),
