@@ -1,7 +1,7 @@
 // The case file (案卷): the case, its whole timeline with who and when, deadlines, evidence,
 // the masked reporter, ratings; the dispatch tasks for the command centre.
 import { api, session } from "./api.js";
-import { channel, label, lang, t } from "./i18n.js";
+import { channel, label, t } from "./i18n.js";
 import { beforeAfter, gallery, links } from "./photos.js";
 import { act, clear, duration, el, empty, field, select, statusBadge, when } from "./ui.js";
 
@@ -54,9 +54,9 @@ async function similarCases(app, c, card) {
               el("span", { class: "tag", title: t("similar.score") }, `${Math.round(s.score * 100)}%`),
               el("span", { class: "muted right" }, `${Math.round(s.distance_m)} m`),
             ),
-            el("div", { class: "item-title" }, `${s.category_code || "—"} ${s.category_name}`),
+            el("div", { class: "item-title" }, `${s.category_code || "—"} ${s.category_code ? app.categoryName(s.category_code) : s.category_name || ""}`),
             s.description ? el("div", { class: "item-text" }, s.description) : null,
-            row(t("similar.dept"), s.dept && lang === "en" ? app.deptName(s.dept) : s.dept_name || s.dept),
+            row(t("similar.dept"), s.dept ? app.deptName(s.dept) : s.dept_name),
             row(t("similar.result"), s.result || s.status_notes),
             row(t("similar.took"), `${duration(s.took_s)}${s.on_time === false ? ` (${t("similar.late")})` : ""}`),
             row(t("ev.closed"), when(s.closed_at)),
@@ -122,7 +122,7 @@ export async function renderCase(screen, app, caseId) {
         row(t("case.channel"), `${channel(c.channel)} / ${c.source}`, "case-channel"),
         row(t("case.reporter"), c.reporter ? `${c.reporter.name || ""} ${c.reporter.phone || ""}`.trim() || "—" : reporterUser(c), "case-reporter"),
         row(t("case.reported_at"), when(c.reported_at)),
-        row(t("case.dept"), c.dept && lang === "en" ? app.deptName(c.dept) : c.dept_name || app.deptName(c.dept), "case-dept"),
+        row(t("case.dept"), c.dept ? app.deptName(c.dept) : c.dept_name, "case-dept"),
         row(t("case.deadline"), when(c.deadline), "case-deadline"),
         row(t("case.overdue"), c.overdue || c.ever_overdue ? t("yes") : t("no")),
         row(t("case.reworks"), String(c.reworks ?? 0)),

@@ -1,7 +1,7 @@
 // The map: the district's cells drawn as SVG (no tiles needed, works offline), case markers
 // coloured by status with overdue ringed, pan and zoom, and optional tiles underneath.
 import { api } from "./api.js";
-import { lang, named, t } from "./i18n.js";
+import { named, t } from "./i18n.js";
 import { clear, el, empty, select, statusBadge, when } from "./ui.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -417,7 +417,7 @@ export async function renderMap(screen, app) {
       el("h4", {}, t("part.title")),
       row(t("part.code"), part.code, "part-code"),
       row(t("part.type"), `${part.category_code} ${app.categoryName(part.category_code)}`, "part-type"),
-      row(t("part.owner"), part.owner_dept && lang === "en" ? app.deptName(part.owner_dept) : part.owner_name || app.deptName(part.owner_dept), "part-owner"),
+      row(t("part.owner"), part.owner_dept ? app.deptName(part.owner_dept) : part.owner_name, "part-owner"),
       row(t("part.state"), t(`part.state.${found.state}`), "part-state"),
       row(t("map.cell"), part.cell_code, "part-cell"),
       el("div", { class: "legend-title" }, `${t("part.history")} (${found.total})`),
@@ -513,7 +513,7 @@ export async function renderMap(screen, app) {
               "button",
               { class: "case-row", "data-testid": `map-case-${c.case_id}`, onclick: () => open(c) },
               el("div", { class: "row-top" }, el("b", {}, c.case_id), statusBadge(c.status, c.overdue)),
-              el("div", { class: "row-sub" }, `${app.categoryName(c.category_code)} · ${c.dept_name || app.areaName(c.community_code)}`),
+              el("div", { class: "row-sub" }, `${app.categoryName(c.category_code)} · ${c.dept ? app.deptName(c.dept) : app.areaName(c.community_code)}`),
               el("div", { class: "row-sub muted" }, when(c.reported_at)),
             ),
           )

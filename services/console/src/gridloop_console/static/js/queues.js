@@ -138,7 +138,7 @@ async function similarHint(app, c, box) {
   }
   if (!found.length) return;
   const s = found[0];
-  const how = [s.dept_name || s.dept, s.result || s.status_notes, `${t("similar.took")} ${duration(s.took_s)}`].filter(Boolean).join(" · ");
+  const how = [s.dept ? app.deptName(s.dept) : s.dept_name, s.result || s.status_notes, `${t("similar.took")} ${duration(s.took_s)}`].filter(Boolean).join(" · ");
   clear(box, el("span", { class: "dups-title" }, `${t("q.similar")}: `), caseLink(app, s.case_id), " ", el("span", { class: "muted" }, how));
 }
 
@@ -332,7 +332,7 @@ async function inbox(app, sec, dept) {
               task.extension_pending ? el("span", { class: "tag" }, t("ev.extension_requested")) : null,
               el("span", { class: `countdown right${task.overdue ? " late" : ""}` }, `${t("q.deadline")} ${when(task.deadline)}${task.deadline_provisional ? ` (${t("q.provisional")})` : ""} · ${left}`),
             ),
-            el("div", { class: "item-title" }, `${c.category_code || ""} ${c.category_name || ""}`),
+            el("div", { class: "item-title" }, `${c.category_code || ""} ${c.category_code ? app.categoryName(c.category_code) : c.category_name || ""}`),
             el("div", { class: "item-text" }, c.description),
             el("div", { class: "item-meta" }, `${t("case.place")}: ${place(app, c)}`),
             c.closing_standard ? el("div", { class: "item-meta" }, `结案条件: ${c.closing_standard}`) : null,
