@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
 import schemathesis
 from gridloop_devkit.launcher import SERVICES, Stack
 from gridloop_runtime.auth import ROLES, AuthSettings, issue_token
@@ -116,6 +117,10 @@ def names_what_is_wrong(body: Any) -> bool:
     )
 
 
+# About 1,800 requests to six services, and the module's stack started and stopped within
+# the test's time: 293 s were measured in an hour when the machine ran at half speed (the
+# suite's 300 s are for tests a tenth of its size).
+@pytest.mark.timeout(900)
 def test_no_operation_of_any_service_answers_a_server_error(stack: Stack) -> None:
     token = issue_token(AuthSettings(), user_id="admin", roles=ROLES, territory=["*"])
     headers = {"Authorization": f"Bearer {token}"}
