@@ -2,7 +2,7 @@
 // measures of departments, areas and people, drill-down to the cases, CSV export.
 import { api, download, query, session } from "./api.js";
 import { barChart, lineChart } from "./charts.js";
-import { channel, label, lang, named, t } from "./i18n.js";
+import { channel, label, lang, named, t, tf } from "./i18n.js";
 import { clear, el, empty, field, select, today } from "./ui.js";
 
 const PERIODS = ["day", "week", "month", "quarter", "year"];
@@ -147,7 +147,8 @@ export async function renderPerformance(screen, app) {
 
   async function ranking() {
     const data = await api.svc("scoring", "/rankings", { rule_set: state.rule_set, ...params() });
-    const rows = (data.rows || []).map((r) => ({ ...r, name: subjectName(rankedKind(), r) }));
+    const kind = rankedKind();
+    const rows = (data.rows || []).map((r) => ({ ...r, name: subjectName(kind, r) }));
     clear(chartBox, rows.length ? barChart(rows.slice(0, 12).map((r) => ({ label: r.name, value: r.score, key: r.subject_code })), { testid: "perf-bars" }) : null);
     clear(
       rankingBox,
@@ -155,7 +156,7 @@ export async function renderPerformance(screen, app) {
         ? el(
             "table",
             { class: "grid-table" },
-            el("thead", {}, el("tr", {}, [t("perf.rank"), t("perf.subject"), t("perf.score"), t("perf.grade"), ...(rows[0].terms || []).map((term) => t("perf.term_points").replace("{label}", labels[term.measure] || term.measure))].map((h) => el("th", {}, h)))),
+            el("thead", {}, el("tr", {}, [t("perf.rank"), t("perf.subject"), t("perf.score"), t("perf.grade"), ...(rows[0].terms || []).map((term) => tf("perf.term_points", { label: labels[term.measure] || term.measure }))].map((h) => el("th", {}, h)))),
             el(
               "tbody",
               {},
